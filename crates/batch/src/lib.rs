@@ -1,0 +1,1 @@
+//! Kafka RecordBatch v2: encode, validate and iterate record batches. No I/O.

@@ -1,0 +1,1 @@
+//! Async Rust client for Spool: producer, consumer, push subscriber, admin.

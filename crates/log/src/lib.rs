@@ -1,0 +1,1 @@
+//! Spool's durable log: segmented, append-only, group-committed storage per partition.

@@ -1,0 +1,1 @@
+//! The Spool binary protocol codec: frames, requests, responses. No I/O.

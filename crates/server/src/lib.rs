@@ -1,0 +1,1 @@
+//! Spool's network front ends: the binary protocol over TCP.

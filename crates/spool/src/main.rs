@@ -1,0 +1,2 @@
+//! The `spool` binary: `spool server` and the client commands.
+fn main() {}

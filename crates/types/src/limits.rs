@@ -1,0 +1,79 @@
+//! Every limit Spool enforces, in one place, each with the reason for its value.
+//! Inputs are checked against these before anything is allocated or written;
+//! breaking one yields a typed error, never a panic.
+
+/// Bytes in the fixed header of a stored record batch (Kafka RecordBatch v2),
+/// from `baseOffset` through `recordCount`.
+pub const BATCH_HEADER_BYTES: usize = 61;
+
+/// Largest record batch, header included, that the log accepts (8 MiB).
+/// Bounds the memory one append pins and the size of one fetch response.
+pub const BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Largest encoded single record (1 MiB), like Kafka's default
+/// `message.max.bytes`. Larger payloads belong in object storage.
+pub const RECORD_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most records in one batch. Keeps per-batch offset arithmetic within `i32`
+/// and bounds decode work per append.
+pub const BATCH_RECORDS_MAX: usize = 100_000;
+
+/// Most headers on one record.
+pub const RECORD_HEADERS_MAX: usize = 64;
+
+/// Default segment size before the log rolls to a new segment (1 GiB).
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
+
+/// Smallest configurable segment size; small values exist for tests.
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+
+/// Largest configurable segment size. Index entries store positions as `u32`
+/// and the file format keeps them below `i32::MAX` for Kafka parity.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// Default distance in bytes between sparse offset-index entries.
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+
+/// Largest frame on the binary protocol: one maximal batch plus headroom for
+/// the request envelope (topic name, key, headers).
+pub const FRAME_BYTES_MAX: usize = BATCH_BYTES_MAX + 64 * 1024;
+
+/// Longest topic name, as in Kafka.
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+
+/// Most partitions a topic may have.
+pub const PARTITIONS_MAX: u32 = 1024;
+
+/// Largest fetch response a consumer may ask for (64 MiB).
+pub const FETCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Longest long-poll wait a fetch may ask for (5 minutes).
+pub const FETCH_WAIT_MS_MAX: u64 = 300_000;
+
+/// Most requests a single connection may have in flight before the server
+/// stops reading from it (back pressure on that connection alone).
+pub const CONNECTION_IN_FLIGHT_MAX: usize = 256;
+
+/// Most bytes of requests a single connection may have in flight.
+pub const CONNECTION_IN_FLIGHT_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Default cap on concurrent connections to one server.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;
+
+/// Longest consumer-group or subscription name.
+pub const GROUP_NAME_LEN_MAX: usize = 249;
+
+/// Longest client or member identifier.
+pub const CLIENT_ID_LEN_MAX: usize = 256;
+
+/// Most topics and patterns one subscriber may name.
+pub const SUBSCRIPTION_TOPICS_MAX: usize = 1024;
+
+// Relations between limits, checked at compile time.
+const _: () = assert!(FRAME_BYTES_MAX > BATCH_BYTES_MAX);
+const _: () = assert!(RECORD_BYTES_MAX < BATCH_BYTES_MAX);
+const _: () = assert!((BATCH_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);
+const _: () = assert!(SEGMENT_BYTES_MIN < SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!(FETCH_BYTES_MAX >= BATCH_BYTES_MAX);
+const _: () = assert!(BATCH_RECORDS_MAX < i32::MAX as usize);
