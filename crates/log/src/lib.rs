@@ -1,1 +1,30 @@
-//! Spool's durable log: segmented, append-only, group-committed storage per partition.
+//! Spool's durable log: one append-only, segmented log per partition on local
+//! disk. This is the heart of the product.
+//!
+//! - [`Log`] appends record batches ([`Log::append`], or [`Log::write`] +
+//!   [`Log::sync_to`] for callers that wait elsewhere), reads whole stored
+//!   batches by offset or timestamp ([`Log::read`], [`Log::read_from_timestamp`]),
+//!   applies retention, advances the low-water mark and truncates a suffix.
+//! - [`LogConfig`] and [`Durability`] choose when an append counts as done.
+//! - [`RecoveryReport`] says what opening a log repaired.
+//!
+//! Formats (each owned by one module): segment files (`segment`), indexes
+//! (`index`), the common file header (`file_header`); batches are Kafka
+//! RecordBatch v2 from `spool-batch`. See `docs/storage-format.md`.
+//!
+//! The log is synchronous `std` code: it knows nothing of topics, networks or
+//! async runtimes, and never reads the clock (time arrives as `now_ms`).
+
+mod config;
+mod error;
+mod file_header;
+mod fsutil;
+mod index;
+mod log;
+mod scan;
+mod segment;
+
+pub use config::{Durability, LogConfig};
+pub use error::LogError;
+pub use log::{Appended, Log, LogStats, ReadBatches, RecoveryReport};
+pub use segment::parse_segment_name;

@@ -1,0 +1,88 @@
+//! Per-log settings: durability, segment rolling, indexing and retention.
+
+use crate::LogError;
+use spool_types::limits::{
+    INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
+
+/// When an append counts as done. See `docs/storage-format.md` for what each
+/// choice promises after a process crash and after a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// An append returns only after its bytes are fdatasync'd. Concurrent
+    /// appends share one fdatasync (group commit).
+    Always,
+    /// Appends return once written to the OS; the log is fdatasync'd at least
+    /// every `interval_ms` while there is unsynced data.
+    Interval { interval_ms: u32 },
+    /// Appends return once written to the OS; syncing is left to the OS
+    /// (and to segment rolls, which always sync the sealed segment).
+    Never,
+}
+
+impl Durability {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Durability::Always => "always",
+            Durability::Interval { .. } => "interval",
+            Durability::Never => "never",
+        }
+    }
+}
+
+/// Settings of one log. Cheap to clone; can be changed on an open log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub durability: Durability,
+    /// Roll to a new segment once the active one reaches this many bytes.
+    pub segment_bytes: u64,
+    /// Roll to a new segment once the active one's first append is this old.
+    pub segment_ms: Option<u64>,
+    /// Bytes of batches between two entries of the sparse offset index.
+    pub index_interval_bytes: u32,
+    /// Delete the oldest sealed segments while the log exceeds this size.
+    pub retention_bytes: Option<u64>,
+    /// Delete sealed segments whose newest record is older than this.
+    pub retention_ms: Option<u64>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            durability: Durability::Always,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: None,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            retention_bytes: None,
+            retention_ms: None,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks every setting against its documented range.
+    pub fn validate(&self) -> Result<(), LogError> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(LogError::InvalidConfig(format!(
+                "segment_bytes {} must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}",
+                self.segment_bytes
+            )));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(LogError::InvalidConfig(
+                "index_interval_bytes must be at least 1".into(),
+            ));
+        }
+        if let Durability::Interval { interval_ms: 0 } = self.durability {
+            return Err(LogError::InvalidConfig(
+                "durability interval_ms must be at least 1".into(),
+            ));
+        }
+        if self.segment_ms == Some(0) {
+            return Err(LogError::InvalidConfig(
+                "segment_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

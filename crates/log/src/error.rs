@@ -1,0 +1,79 @@
+//! The log's typed errors.
+
+use spool_batch::BatchError;
+use spool_types::ErrorCode;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in the log, each with a stable wire code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    #[error("invalid batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error(
+        "offset {requested} is out of range: the log holds offsets {start} to {end} (exclusive)"
+    )]
+    OffsetOutOfRange {
+        requested: i64,
+        start: i64,
+        end: i64,
+    },
+    #[error("offset {offset} is not the start of a batch")]
+    NotBatchBoundary { offset: i64 },
+    #[error("the disk is full: could not write {path}")]
+    StorageFull { path: PathBuf },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("the log stopped after an earlier storage failure ({0}); reopen it to recover")]
+    Failed(String),
+    #[error("invalid log configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl LogError {
+    /// Wraps an I/O error with the file it concerns, recognising a full disk.
+    pub(crate) fn io(path: &Path, source: io::Error) -> LogError {
+        let full = matches!(
+            source.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        );
+        if full {
+            LogError::StorageFull {
+                path: path.to_owned(),
+            }
+        } else {
+            LogError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    pub(crate) fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> LogError {
+        LogError::Corrupt {
+            path: path.to_owned(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    /// The stable error code for the wire.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LogError::InvalidBatch(e) => e.code(),
+            LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            LogError::NotBatchBoundary { .. } => ErrorCode::InvalidRequest,
+            LogError::StorageFull { .. } => ErrorCode::StorageFull,
+            LogError::Io { .. } | LogError::Failed(_) => ErrorCode::StorageError,
+            LogError::Corrupt { .. } => ErrorCode::CorruptData,
+            LogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Walking the batches of a segment file: the one place that turns file bytes
+//! back into batch boundaries, used by recovery, index rebuilds and reads.
+
+use crate::LogError;
+use spool_batch::{BatchError, BatchHeader};
+use spool_types::limits::BATCH_HEADER_BYTES;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Bytes read per refill while scanning headers.
+const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// What the scanner found at a position.
+pub enum Step {
+    /// A batch with a plausible header that lies wholly before the end.
+    Batch { position: u64, header: BatchHeader },
+    /// The end of the scanned range, exactly on a batch boundary.
+    End,
+    /// Bytes that are not a complete valid batch start here.
+    Bad { position: u64, reason: String },
+}
+
+/// Reads batch headers (and optionally verifies whole batches) forward from a
+/// position, in large chunks.
+pub struct Scanner<'a> {
+    file: &'a File,
+    path: &'a Path,
+    end: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    verify: bool,
+}
+
+impl<'a> Scanner<'a> {
+    /// Scans `[start, end)` of `file`. With `verify`, each batch's CRC is checked.
+    pub fn new(file: &'a File, path: &'a Path, start: u64, end: u64, verify: bool) -> Self {
+        Scanner {
+            file,
+            path,
+            end,
+            pos: start,
+            buf: Vec::new(),
+            buf_start: start,
+            verify,
+        }
+    }
+
+    /// Makes `[at, at + len)` available in the buffer.
+    fn ensure(&mut self, at: u64, len: usize) -> Result<&[u8], LogError> {
+        let have_from = at >= self.buf_start;
+        let have_to = at + len as u64 <= self.buf_start + self.buf.len() as u64;
+        if !(have_from && have_to) {
+            let want = len
+                .max(SCAN_CHUNK_BYTES)
+                .min((self.end - at) as usize)
+                .max(len);
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, at)
+                .map_err(|e| LogError::io(self.path, e))?;
+            self.buf_start = at;
+        }
+        let from = (at - self.buf_start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+
+    /// Advances to the next batch.
+    pub fn next_step(&mut self) -> Result<Step, LogError> {
+        let position = self.pos;
+        if position == self.end {
+            return Ok(Step::End);
+        }
+        if self.end - position < BATCH_HEADER_BYTES as u64 {
+            return Ok(Step::Bad {
+                position,
+                reason: "incomplete batch header".into(),
+            });
+        }
+        let header = match BatchHeader::parse(self.ensure(position, BATCH_HEADER_BYTES)?) {
+            Ok(h) => h,
+            Err(e) => {
+                return Ok(Step::Bad {
+                    position,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let total = header.total_len() as u64;
+        if self.end - position < total {
+            return Ok(Step::Bad {
+                position,
+                reason: format!("batch of {total} bytes runs past the end of the file"),
+            });
+        }
+        if self.verify {
+            let bytes = self.ensure(position, total as usize)?;
+            if let Err(e) = header.verify_crc(bytes) {
+                return Ok(Step::Bad {
+                    position,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        self.pos = position + total;
+        Ok(Step::Batch { position, header })
+    }
+}
+
+/// Checks the CRC of a batch read for serving, turning a failure into a
+/// corruption error that names the file and position.
+pub fn verify_served(path: &Path, position: u64, bytes: &[u8]) -> Result<BatchHeader, LogError> {
+    let header =
+        BatchHeader::parse(bytes).map_err(|e| LogError::corrupt(path, position, e.to_string()))?;
+    if header.total_len() > bytes.len() {
+        let e = BatchError::Truncated {
+            need: header.total_len(),
+            have: bytes.len(),
+        };
+        return Err(LogError::corrupt(path, position, e.to_string()));
+    }
+    header
+        .verify_crc(bytes)
+        .map_err(|e| LogError::corrupt(path, position, e.to_string()))?;
+    Ok(header)
+}

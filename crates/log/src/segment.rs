@@ -1,0 +1,432 @@
+//! One segment: a `.log` file of batches (the only reader and writer of that
+//! format) with its offset and time indexes.
+
+use crate::file_header::{self, FILE_HEADER_BYTES, SEGMENT_MAGIC};
+use crate::index::{self, IndexFile, OffsetEntry, TimeEntry};
+use crate::scan::{Scanner, Step};
+use crate::{fsutil, LogError};
+use spool_batch::BatchHeader;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub fn segment_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+pub fn offset_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.index"))
+}
+pub fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+/// Parses a segment file name back to its base offset.
+pub fn parse_segment_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    pub path: PathBuf,
+    /// Shared with readers, who pread outside the log's lock.
+    pub file: Arc<File>,
+    /// Bytes in the file that hold whole, accepted batches (header included).
+    pub size: u64,
+    /// Offset after the last batch in this segment.
+    pub next_offset: i64,
+    /// Largest record timestamp in the segment (-1 when empty).
+    pub max_timestamp: i64,
+    /// When the first batch was appended (this process's clock), for rolling by age.
+    pub first_append_ms: Option<i64>,
+    pub offset_index: IndexFile<OffsetEntry>,
+    pub time_index: IndexFile<TimeEntry>,
+    bytes_since_index: u64,
+}
+
+/// What opening a segment had to repair.
+#[derive(Debug, Default)]
+pub struct SegmentRepair {
+    pub rebuilt_index: bool,
+    /// (position, bytes dropped, reason) when a torn or corrupt tail was cut.
+    pub truncated: Option<(u64, u64, String)>,
+}
+
+impl Segment {
+    /// Creates an empty segment whose header is durable (the caller syncs the directory).
+    pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
+        let path = segment_path(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        file.write_all_at(&file_header::encode(SEGMENT_MAGIC, base_offset), 0)
+            .map_err(|e| LogError::io(&path, e))?;
+        file.sync_data().map_err(|e| LogError::io(&path, e))?;
+        let offset_index =
+            IndexFile::create(&offset_index_path(dir, base_offset), base_offset, vec![])?;
+        let time_index =
+            IndexFile::create(&time_index_path(dir, base_offset), base_offset, vec![])?;
+        Ok(Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: FILE_HEADER_BYTES as u64,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            first_append_ms: None,
+            offset_index,
+            time_index,
+            bytes_since_index: 0,
+        })
+    }
+
+    /// Opens an existing segment.
+    ///
+    /// `active` segments (the last of a log) are scanned completely with CRC
+    /// checks; a torn or corrupt tail is cut off and the indexes are rebuilt.
+    /// Sealed segments were fsync'd before their successor existed, so their
+    /// indexes are trusted if they validate, and only the tail after the last
+    /// index entry is walked; damage there is reported, never cut.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        active: bool,
+        index_interval: u32,
+    ) -> Result<(Segment, SegmentRepair), LogError> {
+        let path = segment_path(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        let file_len = file.metadata().map_err(|e| LogError::io(&path, e))?.len();
+        let mut head = vec![0u8; FILE_HEADER_BYTES.min(file_len as usize)];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| LogError::io(&path, e))?;
+        match file_header::decode(SEGMENT_MAGIC, &head) {
+            Ok(b) if b == base_offset => {}
+            Ok(b) => {
+                return Err(LogError::corrupt(
+                    &path,
+                    12,
+                    format!("header names base offset {b}"),
+                ))
+            }
+            Err(reason) => return Err(LogError::corrupt(&path, 0, reason)),
+        }
+        let mut repair = SegmentRepair::default();
+        let oi_path = offset_index_path(dir, base_offset);
+        let ti_path = time_index_path(dir, base_offset);
+        let loaded = if active {
+            None
+        } else {
+            match (
+                IndexFile::<OffsetEntry>::load(&oi_path, base_offset),
+                IndexFile::<TimeEntry>::load(&ti_path, base_offset),
+            ) {
+                (Ok(oi), Ok(ti)) => Some((oi, ti)),
+                _ => None,
+            }
+        };
+        let file = Arc::new(file);
+        if let Some((oi, ti)) = loaded {
+            if let Some(seg) = Self::open_with_index(&path, &file, base_offset, file_len, oi, ti)? {
+                return Ok((seg, repair));
+            }
+        }
+        // Rebuild: walk every batch, verifying CRCs.
+        repair.rebuilt_index = true;
+        let mut offsets = Vec::new();
+        let mut times: Vec<TimeEntry> = Vec::new();
+        let mut expected = base_offset;
+        let mut max_ts = -1i64;
+        let mut since_index = 0u64;
+        let mut scanner = Scanner::new(&file, &path, FILE_HEADER_BYTES as u64, file_len, true);
+        let valid_end = loop {
+            match scanner.next_step()? {
+                Step::End => break file_len,
+                Step::Bad { position, reason } => {
+                    if !active {
+                        return Err(LogError::corrupt(&path, position, reason));
+                    }
+                    repair.truncated = Some((position, file_len - position, reason));
+                    break position;
+                }
+                Step::Batch { position, header } => {
+                    if header.base_offset != expected {
+                        let reason = format!(
+                            "batch base offset {} where {expected} was expected",
+                            header.base_offset
+                        );
+                        if !active {
+                            return Err(LogError::corrupt(&path, position, reason));
+                        }
+                        repair.truncated = Some((position, file_len - position, reason));
+                        break position;
+                    }
+                    let rel = (header.base_offset - base_offset) as u32;
+                    if offsets.is_empty() || since_index >= index_interval as u64 {
+                        offsets.push(OffsetEntry {
+                            relative_offset: rel,
+                            position: position as u32,
+                        });
+                        since_index = 0;
+                    }
+                    since_index += header.total_len() as u64;
+                    if header.max_timestamp > max_ts {
+                        max_ts = header.max_timestamp;
+                        if times.last().is_none_or(|t| t.max_timestamp < max_ts) {
+                            times.push(TimeEntry {
+                                max_timestamp: max_ts,
+                                relative_offset: rel,
+                            });
+                        }
+                    }
+                    expected = header.next_offset();
+                }
+            }
+        };
+        if valid_end < file_len {
+            file.set_len(valid_end)
+                .map_err(|e| LogError::io(&path, e))?;
+            file.sync_all().map_err(|e| LogError::io(&path, e))?;
+        }
+        let offset_index = IndexFile::create(&oi_path, base_offset, offsets)?;
+        let time_index = IndexFile::create(&ti_path, base_offset, times)?;
+        if !active {
+            offset_index.sync()?;
+            time_index.sync()?;
+        }
+        Ok((
+            Segment {
+                base_offset,
+                path,
+                file,
+                size: valid_end,
+                next_offset: expected,
+                max_timestamp: max_ts,
+                first_append_ms: None,
+                offset_index,
+                time_index,
+                bytes_since_index: since_index,
+            },
+            repair,
+        ))
+    }
+
+    /// Trusts validated index files of a sealed segment; walks only the batches
+    /// after the last offset-index entry. `None` means the index disagrees with
+    /// the data and must be rebuilt.
+    fn open_with_index(
+        path: &Path,
+        file: &Arc<File>,
+        base_offset: i64,
+        file_len: u64,
+        oi: IndexFile<OffsetEntry>,
+        ti: IndexFile<TimeEntry>,
+    ) -> Result<Option<Segment>, LogError> {
+        let Some(last) = oi.entries.last().copied() else {
+            return Ok(None);
+        };
+        if oi.entries[0].position as usize != FILE_HEADER_BYTES
+            || oi.entries[0].relative_offset != 0
+        {
+            return Ok(None);
+        }
+        if last.position as u64 >= file_len {
+            return Ok(None);
+        }
+        let mut scanner = Scanner::new(file, path, last.position as u64, file_len, false);
+        let mut expected = base_offset + last.relative_offset as i64;
+        let mut max_ts = ti.entries.last().map(|t| t.max_timestamp).unwrap_or(-1);
+        loop {
+            match scanner.next_step()? {
+                Step::End => break,
+                Step::Bad { position, reason } => {
+                    return Err(LogError::corrupt(path, position, reason))
+                }
+                Step::Batch { position, header } => {
+                    if header.base_offset != expected {
+                        if position == last.position as u64 {
+                            return Ok(None); // the index points at the wrong batch
+                        }
+                        let reason = format!(
+                            "batch base offset {} where {expected} was expected",
+                            header.base_offset
+                        );
+                        return Err(LogError::corrupt(path, position, reason));
+                    }
+                    max_ts = max_ts.max(header.max_timestamp);
+                    expected = header.next_offset();
+                }
+            }
+        }
+        Ok(Some(Segment {
+            base_offset,
+            path: path.to_owned(),
+            file: Arc::clone(file),
+            size: file_len,
+            next_offset: expected,
+            max_timestamp: max_ts,
+            first_append_ms: None,
+            offset_index: oi,
+            time_index: ti,
+            bytes_since_index: 0,
+        }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == FILE_HEADER_BYTES as u64
+    }
+
+    /// Writes one batch (already carrying its base offset) at the end.
+    /// On failure the file is cut back, so the segment is unchanged.
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        index_interval: u32,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let position = self.size;
+        if let Err(e) = self.file.write_all_at(batch, position) {
+            // Drop any partial bytes so the file ends on a batch boundary again.
+            let _ = self.file.set_len(position);
+            return Err(LogError::io(&self.path, e));
+        }
+        let rel = (header.base_offset - self.base_offset) as u32;
+        if self.offset_index.entries.is_empty() || self.bytes_since_index >= index_interval as u64 {
+            self.offset_index.push(OffsetEntry {
+                relative_offset: rel,
+                position: position as u32,
+            })?;
+            self.bytes_since_index = 0;
+            if self.max_timestamp.max(header.max_timestamp)
+                > self
+                    .time_index
+                    .entries
+                    .last()
+                    .map_or(-1, |t| t.max_timestamp)
+            {
+                self.time_index.push(TimeEntry {
+                    max_timestamp: self.max_timestamp.max(header.max_timestamp),
+                    relative_offset: rel,
+                })?;
+            }
+        }
+        self.bytes_since_index += batch.len() as u64;
+        self.size += batch.len() as u64;
+        self.next_offset = header.next_offset();
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.first_append_ms.get_or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Makes the segment and its indexes durable before a successor is created.
+    pub fn seal(&mut self) -> Result<(), LogError> {
+        if self.max_timestamp
+            > self
+                .time_index
+                .entries
+                .last()
+                .map_or(-1, |t| t.max_timestamp)
+        {
+            // Record the final maximum so retention by age needs no scan after reopen.
+            let rel = self
+                .offset_index
+                .entries
+                .last()
+                .map_or(0, |e| e.relative_offset);
+            let rel = rel.max(
+                self.time_index
+                    .entries
+                    .last()
+                    .map_or(0, |t| t.relative_offset),
+            );
+            let entry = TimeEntry {
+                max_timestamp: self.max_timestamp,
+                relative_offset: rel,
+            };
+            if self.time_index.entries.last().is_none_or(|t| {
+                (t.max_timestamp, t.relative_offset as i64)
+                    < (entry.max_timestamp, entry.relative_offset as i64)
+            }) {
+                self.time_index.push(entry)?;
+            }
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// The file position to start scanning from for `offset`.
+    pub fn scan_start(&self, offset: i64) -> u64 {
+        let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        index::floor_offset(&self.offset_index.entries, rel)
+            .map_or(FILE_HEADER_BYTES as u64, |e| e.position as u64)
+    }
+
+    /// The file position to start scanning from for the first batch whose
+    /// max timestamp is at least `timestamp`.
+    pub fn time_scan_start(&self, timestamp: i64) -> u64 {
+        let rel = index::time_scan_start(&self.time_index.entries, timestamp);
+        self.scan_start(self.base_offset + rel as i64)
+    }
+
+    /// Cuts the segment so it ends just before the batch at `position`
+    /// (whose base offset is `offset`), dropping index entries past it.
+    pub fn truncate_to(&mut self, position: u64, offset: i64) -> Result<(), LogError> {
+        self.file
+            .set_len(position)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| LogError::io(&self.path, e))?;
+        let keep = self
+            .offset_index
+            .entries
+            .partition_point(|e| (e.position as u64) < position);
+        self.offset_index.truncate(keep)?;
+        let rel = (offset - self.base_offset) as u32;
+        let keep_t = self
+            .time_index
+            .entries
+            .partition_point(|t| t.relative_offset < rel);
+        self.time_index.truncate(keep_t)?;
+        self.size = position;
+        self.next_offset = offset;
+        self.max_timestamp = self
+            .time_index
+            .entries
+            .last()
+            .map_or(-1, |t| t.max_timestamp);
+        // The true max of the kept batches may be higher than the last entry;
+        // a rescan would be exact, but the entry is a safe lower bound for lookups.
+        self.bytes_since_index = 0;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// Removes the segment's files (readers holding the file keep their handle).
+    pub fn delete_files(&self, dir: &Path) -> Result<(), LogError> {
+        for p in [
+            self.path.clone(),
+            offset_index_path(dir, self.base_offset),
+            time_index_path(dir, self.base_offset),
+        ] {
+            fsutil::remove_if_exists(&p)?;
+        }
+        Ok(())
+    }
+}
