@@ -1,1 +1,25 @@
-//! Spool's broker: topics, partitions, consumer groups as state machines over the log. No network.
+//! Spool's broker: topics with partitions over the durable log, produce with
+//! back pressure, fetch, consumer groups and push cursors. It knows nothing of
+//! the network, HTTP or async runtimes; time arrives as `now_ms`.
+//!
+//! - [`Broker`] owns topics ([`Topic`]), produce ([`Broker::start_produce`] +
+//!   [`Broker::finish_produce`]), fetch, group calls and [`Broker::tick`].
+//! - [`group::Coordinator`] is the consumer-group state machine (pure).
+//! - [`push::PushCursor`] tracks a push subscription's positions and credit.
+//! - [`meta`] persists topic definitions and committed offsets as an event log.
+//! - [`BrokerError`] carries a stable [`spool_types::ErrorCode`] to the front ends.
+
+mod broker;
+mod config;
+mod error;
+pub mod group;
+pub mod meta;
+pub mod push;
+
+pub use broker::{
+    AppendListener, Assignment, Broker, PartitionInfo, PendingProduce, Produced, RecoveryNotes,
+    Routing, Topic, TopicDescription, QUEUE_FULL_RETRY_AFTER_MS,
+};
+pub use config::{OnFull, Retention, TopicConfig, TopicConfigPatch, TopicDurability};
+pub use error::{BrokerError, Result};
+pub use group::StartFrom;

@@ -52,6 +52,9 @@ pub struct LogStats {
     /// Offsets below this are visible to readers.
     pub end_offset: i64,
     pub size_bytes: u64,
+    /// Bytes of the batches from the one holding the start offset to the end:
+    /// the size of what is still retained, without file headers.
+    pub retained_bytes: u64,
     pub segments: usize,
 }
 
@@ -106,6 +109,8 @@ struct Inner {
     /// Ordered by base offset; the last one is the active segment. Never empty.
     segments: Vec<Segment>,
     start_offset: i64,
+    /// Position in the first segment of the batch that holds `start_offset`.
+    start_position: u64,
     /// Every offset below this is fdatasync'd.
     durable_offset: i64,
     /// A group-commit leader is inside fdatasync.
@@ -141,6 +146,22 @@ impl Inner {
     }
     fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size).sum()
+    }
+    fn retained_bytes(&self) -> u64 {
+        let headers = (self.segments.len() * FILE_HEADER_BYTES) as u64;
+        let skipped = self.start_position.saturating_sub(FILE_HEADER_BYTES as u64);
+        self.size_bytes().saturating_sub(headers + skipped)
+    }
+    /// Recomputes `start_position` after the start offset or first segment changed.
+    fn locate_start(&mut self) -> Result<(), LogError> {
+        let seg = &self.segments[0];
+        let start = self.start_offset;
+        let from = seg.scan_start(start);
+        let found = locate(&seg.file, &seg.path, from, seg.size, |h| {
+            h.last_offset() >= start
+        })?;
+        self.start_position = found.unwrap_or(seg.size);
+        Ok(())
     }
 }
 
@@ -264,16 +285,18 @@ impl Log {
                 first_base
             }
         };
-        let inner = Inner {
+        let mut inner = Inner {
             config,
             segments,
             start_offset,
+            start_position: FILE_HEADER_BYTES as u64,
             // Everything that survived recovery is on disk now or was before.
             durable_offset: next_offset,
             syncing: false,
             last_sync_ms: 0,
             failed: None,
         };
+        inner.locate_start()?;
         Ok((
             Log {
                 dir: dir.to_owned(),
@@ -315,6 +338,7 @@ impl Log {
             durable_offset: inner.durable_offset,
             end_offset: inner.end_offset(),
             size_bytes: inner.size_bytes(),
+            retained_bytes: inner.retained_bytes(),
             segments: inner.segments.len(),
         }
     }
@@ -609,7 +633,8 @@ impl Log {
         }
         write_start_offset(&self.dir, offset)?;
         inner.start_offset = offset;
-        self.delete_segments_below(&mut inner)
+        self.delete_segments_below(&mut inner)?;
+        inner.locate_start()
     }
 
     /// Deletes whole sealed segments past the size or age limit and returns
@@ -646,6 +671,7 @@ impl Log {
         }
         let before = inner.segments.len();
         self.delete_segments_below(&mut inner)?;
+        inner.locate_start()?;
         Ok(before - inner.segments.len())
     }
 

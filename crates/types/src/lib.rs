@@ -8,6 +8,7 @@
 pub mod error_code;
 pub mod limits;
 pub mod names;
+pub mod partitioner;
 
 pub use error_code::ErrorCode;
 pub use names::{NameError, TopicName, TopicPattern};

@@ -71,6 +71,10 @@ impl TopicName {
         if len > TOPIC_NAME_LEN_MAX {
             return Err(NameError::TooLong { len });
         }
+        if name == "." || name == ".." {
+            // These would name a directory other than the topic's own.
+            return Err(NameError::BadPattern("'.' and '..' are not topic names"));
+        }
         if let Some((position, ch)) = name
             .chars()
             .enumerate()

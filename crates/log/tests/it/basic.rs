@@ -276,3 +276,21 @@ fn stray_files_are_cleaned_and_reported() {
     assert_eq!(read_all(&log, 0).len(), 1);
     assert_eq!(log.append(&mut batch("b", 1, 0), 0).unwrap().base_offset, 1);
 }
+
+#[test]
+fn retained_bytes_follow_the_start_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let one = sized(100, 7, 0).len() as u64;
+    for _ in 0..100 {
+        log.append(&mut sized(100, 7, 0), 0).unwrap();
+    }
+    assert_eq!(log.stats().retained_bytes, 100 * one);
+    log.advance_start_offset(30).unwrap();
+    assert_eq!(log.stats().retained_bytes, 70 * one);
+    drop(log);
+    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(log.stats().retained_bytes, 70 * one);
+    log.advance_start_offset(100).unwrap();
+    assert_eq!(log.stats().retained_bytes, 0);
+}

@@ -1,0 +1,187 @@
+//! Broker metadata as an event log: topic definitions and committed offsets
+//! are appended as JSON events to a dedicated [`Log`] under `meta/` (durability
+//! `always`) and replayed on start. A periodic snapshot event holds the whole
+//! state, after which the log's start offset moves past older events, so
+//! replay stays short. This is also the stream a replicated metadata group
+//! will carry later.
+
+use crate::config::TopicConfig;
+use crate::error::{BrokerError, Result};
+use serde::{Deserialize, Serialize};
+use spool_batch::{BatchBuilder, NewRecord};
+use spool_log::{Log, LogConfig, RecoveryReport};
+use spool_types::ErrorCode;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Events after the last snapshot before a new snapshot is written.
+pub const META_SNAPSHOT_EVERY_EVENTS: u64 = 10_000;
+
+/// Segment size of the metadata log.
+pub const META_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub partitions: u32,
+    pub config: TopicConfig,
+    pub created_ms: i64,
+}
+
+/// Everything the metadata log describes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// group → "topic/partition" → committed offset (next offset to consume).
+    pub offsets: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MetaEvent {
+    TopicCreated {
+        name: String,
+        meta: TopicMeta,
+    },
+    TopicAltered {
+        name: String,
+        config: TopicConfig,
+    },
+    TopicDeleted {
+        name: String,
+    },
+    OffsetsCommitted {
+        group: String,
+        offsets: Vec<(String, u32, i64)>,
+    },
+    Snapshot {
+        state: MetaState,
+    },
+}
+
+pub fn tp_key(topic: &str, partition: u32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// Splits a "topic/partition" key (topic names never contain '/').
+pub fn parse_tp_key(key: &str) -> Option<(String, u32)> {
+    let (topic, partition) = key.rsplit_once('/')?;
+    Some((topic.to_owned(), partition.parse().ok()?))
+}
+
+impl MetaState {
+    pub fn apply(&mut self, event: &MetaEvent) {
+        match event {
+            MetaEvent::TopicCreated { name, meta } => {
+                self.topics.insert(name.clone(), meta.clone());
+            }
+            MetaEvent::TopicAltered { name, config } => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    t.config = config.clone();
+                }
+            }
+            MetaEvent::TopicDeleted { name } => {
+                self.topics.remove(name);
+                for offsets in self.offsets.values_mut() {
+                    offsets.retain(|k, _| parse_tp_key(k).is_none_or(|(t, _)| &t != name));
+                }
+            }
+            MetaEvent::OffsetsCommitted { group, offsets } => {
+                let g = self.offsets.entry(group.clone()).or_default();
+                for (topic, partition, offset) in offsets {
+                    g.insert(tp_key(topic, *partition), *offset);
+                }
+            }
+            MetaEvent::Snapshot { state } => *self = state.clone(),
+        }
+    }
+}
+
+/// The metadata log and the running count that decides snapshots.
+pub struct MetaStore {
+    log: Log,
+    events_since_snapshot: u64,
+}
+
+impl MetaStore {
+    /// Opens `dir` and replays it into a state.
+    pub fn open(dir: &Path) -> Result<(MetaStore, MetaState, RecoveryReport)> {
+        // Small segments so snapshots let old events be deleted soon.
+        let config = LogConfig {
+            segment_bytes: META_SEGMENT_BYTES,
+            ..LogConfig::default()
+        };
+        let (log, report) = Log::open(dir, config)?;
+        let mut state = MetaState::default();
+        let mut events = 0u64;
+        let mut offset = log.stats().start_offset;
+        loop {
+            let read = log.read(offset, 4 << 20)?;
+            if read.bytes.is_empty() {
+                break;
+            }
+            for batch in spool_batch::split_batches(&read.bytes) {
+                let batch = batch?;
+                let header = spool_batch::validate(batch)?;
+                for record in spool_batch::records(batch, &header) {
+                    let record = record?;
+                    if header.base_offset + (record.offset_delta as i64) < offset {
+                        continue;
+                    }
+                    let value = record.value.unwrap_or_default();
+                    let event: MetaEvent = serde_json::from_slice(value).map_err(|e| {
+                        BrokerError::new(
+                            ErrorCode::CorruptData,
+                            format!(
+                                "metadata event at offset {} is unreadable: {e}",
+                                header.base_offset + record.offset_delta as i64
+                            ),
+                        )
+                    })?;
+                    state.apply(&event);
+                    events += 1;
+                }
+            }
+            offset = read.next_offset;
+        }
+        Ok((
+            MetaStore {
+                log,
+                events_since_snapshot: events,
+            },
+            state,
+            report,
+        ))
+    }
+
+    /// Appends events as one atomic, durable batch.
+    pub fn append(&mut self, events: &[MetaEvent], now_ms: i64) -> Result<()> {
+        let mut b = BatchBuilder::new();
+        for e in events {
+            let value = serde_json::to_vec(e)
+                .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
+            b.push(&NewRecord::value(value, now_ms))?;
+        }
+        let mut batch = b.finish()?;
+        self.log.append(&mut batch, now_ms)?;
+        self.events_since_snapshot += events.len() as u64;
+        Ok(())
+    }
+
+    pub fn wants_snapshot(&self) -> bool {
+        self.events_since_snapshot >= META_SNAPSHOT_EVERY_EVENTS
+    }
+
+    /// Writes the whole state as one event and drops everything before it.
+    pub fn snapshot(&mut self, state: &MetaState, now_ms: i64) -> Result<()> {
+        let offset = self.log.stats().next_offset;
+        self.append(
+            &[MetaEvent::Snapshot {
+                state: state.clone(),
+            }],
+            now_ms,
+        )?;
+        self.log.advance_start_offset(offset)?;
+        self.events_since_snapshot = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! Broker behaviour against real files: topics, routing, back pressure,
+//! groups, persistence across reopen, push cursors.
+
+use spool_batch::{BatchBuilder, NewRecord};
+use spool_broker::push::{PushCursor, PushStart};
+use spool_broker::*;
+use spool_types::{ErrorCode, TopicPattern};
+
+fn batch(values: &[&str]) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    for v in values {
+        b.push(&NewRecord::value(v.as_bytes().to_vec(), 1)).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+fn values(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in spool_batch::split_batches(bytes) {
+        let b = b.unwrap();
+        let h = spool_batch::validate(b).unwrap();
+        for r in spool_batch::records(b, &h) {
+            out.push(String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn topics_persist_and_names_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, _) = Broker::open(dir.path()).unwrap();
+        b.create_topic("orders", 3, TopicConfig::default(), 0)
+            .unwrap();
+        assert_eq!(
+            b.create_topic("orders", 1, TopicConfig::default(), 0)
+                .unwrap_err()
+                .code,
+            ErrorCode::TopicExists
+        );
+        assert_eq!(
+            b.create_topic("spool.x", 1, TopicConfig::default(), 0)
+                .unwrap_err()
+                .code,
+            ErrorCode::ReservedTopicName
+        );
+        assert_eq!(
+            b.create_topic("a/b", 1, TopicConfig::default(), 0)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTopicName
+        );
+        assert_eq!(
+            b.create_topic("ok", 0, TopicConfig::default(), 0)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidConfig
+        );
+        b.create_topic("gone", 1, TopicConfig::default(), 0)
+            .unwrap();
+        b.produce(
+            "orders",
+            &Routing::Key(b"k".to_vec()),
+            &mut batch(&["x"]),
+            0,
+        )
+        .unwrap();
+        b.delete_topic("gone", 0).unwrap();
+        let patch = TopicConfigPatch {
+            max_messages: Some(10),
+            ..Default::default()
+        };
+        b.alter_topic("orders", &patch, 0).unwrap();
+    }
+    let (b, notes) = Broker::open(dir.path()).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(
+        b.list_topics(None).unwrap(),
+        vec![("orders".to_string(), 3)]
+    );
+    let d = b.describe_topic("orders").unwrap();
+    assert_eq!(d.config.max_messages, Some(10));
+    assert_eq!(d.partitions.iter().map(|p| p.messages).sum::<u64>(), 1);
+    assert_eq!(
+        b.produce("nope", &Routing::Spread, &mut batch(&["x"]), 0)
+            .unwrap_err()
+            .code,
+        ErrorCode::UnknownTopic
+    );
+    assert_eq!(
+        b.produce("orders", &Routing::Partition(3), &mut batch(&["x"]), 0)
+            .unwrap_err()
+            .code,
+        ErrorCode::UnknownPartition
+    );
+}
+
+#[test]
+fn one_key_always_lands_on_one_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path()).unwrap();
+    b.create_topic("t", 4, TopicConfig::default(), 0).unwrap();
+    let p = b
+        .produce("t", &Routing::Key(b"alice".to_vec()), &mut batch(&["1"]), 0)
+        .unwrap()
+        .partition;
+    for i in 0..10 {
+        let r = b
+            .produce(
+                "t",
+                &Routing::Key(b"alice".to_vec()),
+                &mut batch(&[&i.to_string()]),
+                0,
+            )
+            .unwrap();
+        assert_eq!(r.partition, p);
+    }
+    let spread: std::collections::BTreeSet<u32> = (0..8)
+        .map(|_| {
+            b.produce("t", &Routing::Spread, &mut batch(&["s"]), 0)
+                .unwrap()
+                .partition
+        })
+        .collect();
+    assert_eq!(spread.len(), 4);
+}
+
+#[test]
+fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path()).unwrap();
+    let config = TopicConfig {
+        max_messages: Some(5),
+        retention: Retention::WorkQueue,
+        ..TopicConfig::default()
+    };
+    b.create_topic("q", 1, config, 0).unwrap();
+    let a = b
+        .join_group(
+            "g",
+            None,
+            "c",
+            &["q".into()],
+            10_000,
+            StartFrom::Earliest,
+            0,
+        )
+        .unwrap();
+    b.produce("q", &Routing::Spread, &mut batch(&["1", "2", "3"]), 0)
+        .unwrap();
+    b.produce("q", &Routing::Spread, &mut batch(&["4", "5"]), 0)
+        .unwrap();
+    let err = b
+        .produce("q", &Routing::Spread, &mut batch(&["6"]), 0)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::QueueFull);
+    assert!(err.retry_after_ms.is_some());
+    assert_eq!(
+        b.describe_topic("q").unwrap().partitions[0].end_offset,
+        5,
+        "nothing of the rejected batch was written"
+    );
+    b.commit("g", &a.member_id, &[("q".into(), 0, 3)], 0)
+        .unwrap();
+    b.produce("q", &Routing::Spread, &mut batch(&["6", "7"]), 0)
+        .unwrap();
+    b.produce("q", &Routing::Spread, &mut batch(&["8"]), 0)
+        .unwrap();
+    assert_eq!(
+        b.produce("q", &Routing::Spread, &mut batch(&["9"]), 0)
+            .unwrap_err()
+            .code,
+        ErrorCode::QueueFull
+    );
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path()).unwrap();
+    let config = TopicConfig {
+        max_messages: Some(4),
+        on_full: OnFull::DropOldest,
+        ..TopicConfig::default()
+    };
+    b.create_topic("d", 1, config, 0).unwrap();
+    for i in 0..10 {
+        b.produce("d", &Routing::Spread, &mut batch(&[&i.to_string()]), 0)
+            .unwrap();
+    }
+    let (start, end) = b.offsets("d", 0).unwrap();
+    assert_eq!((start, end), (6, 10));
+    assert_eq!(
+        values(&b.fetch("d", 0, start, 1 << 20).unwrap().bytes),
+        ["6", "7", "8", "9"]
+    );
+}
+
+#[test]
+fn committed_offsets_survive_reopen_and_latest_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, _) = Broker::open(dir.path()).unwrap();
+        b.create_topic("t", 2, TopicConfig::default(), 0).unwrap();
+        b.produce("t", &Routing::Partition(0), &mut batch(&["a", "b"]), 0)
+            .unwrap();
+        let a = b
+            .join_group(
+                "g",
+                None,
+                "c",
+                &["t".into()],
+                10_000,
+                StartFrom::Earliest,
+                0,
+            )
+            .unwrap();
+        assert_eq!(a.partitions, vec![("t".into(), 0, 0), ("t".into(), 1, 0)]);
+        b.commit("g", &a.member_id, &[("t".into(), 0, 2)], 0)
+            .unwrap();
+        let l = b
+            .join_group(
+                "late",
+                None,
+                "c",
+                &["t".into()],
+                10_000,
+                StartFrom::Latest,
+                0,
+            )
+            .unwrap();
+        assert_eq!(l.partitions[0].2, 2);
+    }
+    let (b, _) = Broker::open(dir.path()).unwrap();
+    b.produce("t", &Routing::Partition(0), &mut batch(&["c"]), 0)
+        .unwrap();
+    let a = b
+        .join_group("g", None, "c", &["t".into()], 10_000, StartFrom::Latest, 0)
+        .unwrap();
+    assert_eq!(a.partitions[0], ("t".into(), 0, 2));
+    let l = b
+        .join_group(
+            "late",
+            None,
+            "c",
+            &["t".into()],
+            10_000,
+            StartFrom::Latest,
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        l.partitions[0].2, 2,
+        "a `latest` group continues where it was pinned"
+    );
+    assert_eq!(
+        b.heartbeat("g", "nobody", 1, 0).unwrap_err().code,
+        ErrorCode::UnknownMember
+    );
+}
+
+#[test]
+fn push_cursor_respects_credit_and_finds_new_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path()).unwrap();
+    b.create_topic("orders.eu", 1, TopicConfig::default(), 0)
+        .unwrap();
+    b.produce("orders.eu", &Routing::Spread, &mut batch(&["e1", "e2"]), 0)
+        .unwrap();
+    let mut c = PushCursor::new(
+        &b,
+        vec![TopicPattern::new("orders.*").unwrap()],
+        PushStart::Earliest,
+        3,
+        1 << 20,
+    )
+    .unwrap();
+    let d = c.next(&b).unwrap().unwrap();
+    assert_eq!((d.topic.as_str(), d.records), ("orders.eu", 2));
+    assert!(c.next(&b).unwrap().is_none());
+    b.create_topic("orders.us", 1, TopicConfig::default(), 0)
+        .unwrap();
+    b.produce("orders.us", &Routing::Spread, &mut batch(&["u1", "u2"]), 0)
+        .unwrap();
+    let d = c.next(&b).unwrap().unwrap();
+    assert_eq!(values(&d.batches), ["u1", "u2"]);
+    // Credit is now overdrawn (3 - 4): nothing more until granted.
+    b.produce("orders.eu", &Routing::Spread, &mut batch(&["e3"]), 0)
+        .unwrap();
+    assert!(c.next(&b).unwrap().is_none());
+    c.grant(2, 0);
+    assert!(c.next(&b).unwrap().is_some());
+}
