@@ -143,3 +143,10 @@ impl PushCursor {
         Ok(None)
     }
 }
+
+impl PushCursor {
+    /// The partitions the cursor currently follows.
+    pub fn partitions(&self) -> impl Iterator<Item = &(String, u32)> {
+        self.positions.keys()
+    }
+}

@@ -1,1 +1,61 @@
-//! The Spool binary protocol codec: frames, requests, responses. No I/O.
+//! The Spool binary protocol codec: turns bytes into frames and frames into
+//! typed messages, and back. It does no I/O; the server and client own the
+//! sockets and call into this crate with buffers.
+//!
+//! Key types and functions:
+//! - [`decode_frame`] / [`peek_frame_size`]: split a read buffer into
+//!   [`Frame`]s (length prefix + [`FrameKind`], op, correlation id, body),
+//!   refusing oversized lengths before anything is allocated.
+//! - [`Request`], [`Response`] (a [`ResponseBody`] or a [`WireError`]) and
+//!   [`Push`]: `decode(op, body)` and `encode(correlation_id, &mut BytesMut)`.
+//! - [`Op`]: the operation-code table.
+//! - [`FrameError`], [`DecodeError`], [`EncodeError`]: what went wrong, each
+//!   mapping to a `spool_types::ErrorCode` to send back.
+//!
+//! Decoding never panics on any input and never allocates more than the
+//! input could justify; record batches are sliced out of the input `Bytes`
+//! without copying. The wire format is specified in `docs/protocol.md`.
+
+mod common;
+mod error;
+mod frame;
+mod op;
+mod push;
+mod request;
+mod response;
+mod wire;
+
+pub use common::{
+    ConfigExtension, Durability, GroupStart, OnFull, PartitionOffset, Retention, Routing,
+    SubscribeStart, TopicConfig, TopicPartition,
+};
+pub use error::{DecodeError, EncodeError, FrameError, WireCode, WireError};
+pub use frame::{
+    decode_frame, peek_frame_size, Frame, FrameKind, FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES,
+};
+pub use op::Op;
+pub use push::{Deliver, Push};
+pub use request::{
+    AlterTopic, CommitOffsets, CreateTopic, Credit, DeleteTopic, DescribeTopic, Fetch,
+    FetchOffsets, FetchPartition, Heartbeat, Hello, JoinGroup, LeaveGroup, ListTopics, Produce,
+    Request, Subscribe, Unsubscribe,
+};
+pub use response::{
+    CommittedOffset, Fetched, FetchedPartition, HeartbeatOk, HelloOk, Joined, PartitionInfo,
+    Produced, Response, ResponseBody, TopicDescription, TopicSummary,
+};
+pub use spool_types::limits::FRAME_BYTES_MAX;
+
+/// The protocol version this build speaks (and the only one so far).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// First field of the Hello body: "SPOL" in ASCII. Lets a server tell a
+/// Spool client from something else that connected to the port.
+pub const MAGIC: u32 = 0x5350_4F4C;
+
+/// Most entries in any array on the wire, except topic lists in JoinGroup
+/// and Subscribe, which are capped at
+/// `spool_types::limits::SUBSCRIPTION_TOPICS_MAX`. Together with the
+/// remaining-bytes check it bounds what one frame can make a decoder
+/// allocate.
+pub const ARRAY_LEN_MAX: usize = 65_536;

@@ -1,1 +1,207 @@
-//! Spool's network front ends: the binary protocol over TCP.
+//! Spool's network front end: the binary protocol over TCP on top of the
+//! broker. Thin by design: it frames bytes (`spool-proto`), converts wire
+//! types to broker calls (`convert`), and owns everything asynchronous —
+//! connections, long-poll waits, push tasks, the housekeeping tick and
+//! graceful shutdown.
+//!
+//! - [`ServerConfig`] and [`Server`]: bind, then [`Server::serve`] until a
+//!   shutdown future resolves (SIGINT/SIGTERM in the binary).
+//! - `connection`: one task per connection, pipelined requests, per-connection
+//!   in-flight limits (count and bytes) that stop reading when exceeded.
+//! - `notify`: per-partition wake-ups for long polls and push subscriptions.
+
+mod connection;
+mod convert;
+mod notify;
+
+use anyhow::Context;
+use spool_broker::Broker;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// How often the broker's housekeeping runs (sessions, retention, interval syncs).
+pub const TICK_INTERVAL_MS: u64 = 200;
+
+/// How long shutdown waits for in-flight requests before closing anyway.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            data_dir: PathBuf::from("spool-data"),
+            max_connections: spool_types::limits::CONNECTIONS_MAX_DEFAULT,
+        }
+    }
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub broker: Arc<Broker>,
+    pub notifier: Arc<notify::Notifier>,
+    pub shutdown: watch::Receiver<bool>,
+    pub server_id: String,
+}
+
+/// Milliseconds since the Unix epoch: the broker's notion of now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A bound, recovered server, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Opens the data directory (recovering every log) and binds the listener.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        let dir = config.data_dir.clone();
+        let (broker, notes) = tokio::task::spawn_blocking(move || Broker::open(&dir))
+            .await?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open data directory {}: {e}",
+                    config.data_dir.display()
+                )
+            })?;
+        for note in notes {
+            tracing::warn!("recovery: {note}");
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Server {
+            listener,
+            broker: Arc::new(broker),
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    pub fn broker(&self) -> Arc<Broker> {
+        Arc::clone(&self.broker)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish (up to [`SHUTDOWN_GRACE_MS`]), flushes and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let notifier = Arc::new(notify::Notifier::default());
+        self.broker.set_listener(notifier.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            broker: Arc::clone(&self.broker),
+            notifier,
+            shutdown: stop_rx.clone(),
+            server_id: format!("spool-{}", env!("CARGO_PKG_VERSION")),
+        });
+        let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), stop_rx.clone()));
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and similar: back off, keep serving.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(permit) => {
+                            let shared = Arc::clone(&shared);
+                            connections.spawn(async move {
+                                connection::handle(stream, peer, shared).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            tracing::warn!(%peer, "connection refused: at the limit of {} connections", self.config.max_connections);
+                            connections.spawn(connection::refuse(stream));
+                        }
+                    }
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        let grace = tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS));
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = connections.join_next() => if next.is_none() { break },
+                _ = &mut grace => {
+                    tracing::warn!("shutdown grace period over; closing {} connection(s)", connections.len());
+                    connections.abort_all();
+                    break;
+                }
+            }
+        }
+        ticker.abort();
+        let broker = Arc::clone(&self.broker);
+        tokio::task::spawn_blocking(move || broker.flush()).await??;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn tick_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let b = Arc::clone(&broker);
+        match tokio::task::spawn_blocking(move || b.tick(now_ms())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("housekeeping failed: {e}"),
+            Err(e) => tracing::error!("housekeeping panicked: {e}"),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,469 @@
+//! Responses: server-to-client answers (kind 1).
+//!
+//! Every response body starts with a `u16` error code. 0 means success and
+//! the op's own fields follow; anything else is followed only by a message
+//! and a retry hint ([`WireError`]). That is why a failed response decodes
+//! even for an op this build does not know.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::common::{get_assignment, put_assignment, PartitionOffset, TopicConfig};
+use crate::error::{DecodeError, EncodeError, WireCode, WireError};
+use crate::frame::{encode_frame, FrameKind};
+use crate::op::{op_for, Op};
+use crate::wire::{Codec, Reader, Writer};
+use crate::ARRAY_LEN_MAX;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloOk {
+    /// The version chosen for this connection.
+    pub version: u16,
+    pub server_id: String,
+    /// Largest frame the server accepts or sends.
+    pub max_frame_bytes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSummary {
+    pub name: String,
+    pub partitions: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    /// Every field present: the effective settings.
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    /// First offset still stored.
+    pub start_offset: u64,
+    /// Offset the next message will get.
+    pub end_offset: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Produced {
+    pub partition: u32,
+    pub base_offset: u64,
+    pub last_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub partitions: Vec<FetchedPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedPartition {
+    pub topic: String,
+    pub partition: u32,
+    /// Why this partition returned nothing; `None` on success.
+    pub error: Option<WireCode>,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    /// Zero or more whole RecordBatches, concatenated; a slice of the
+    /// received frame, not a copy.
+    pub batches: Bytes,
+}
+
+impl FetchedPartition {
+    /// Bytes this entry adds to a Fetched body, for a server filling a
+    /// response up to the frame limit. A whole Fetched frame is
+    /// `4 + 7 + 2 + 4 + sum(encoded_len)` bytes.
+    pub fn encoded_len(&self) -> usize {
+        Self::MIN_BYTES + self.topic.len() + self.batches.len()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub member_id: String,
+    pub generation: u32,
+    /// Partitions owned by this member, each with the offset to start at
+    /// (the committed offset, or the group's start position).
+    pub assignment: Vec<PartitionOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatOk {
+    /// Differs from the member's generation after a rebalance.
+    pub generation: u32,
+    pub assignment: Vec<PartitionOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: u32,
+    /// `None` if the group has committed nothing here. On the wire an i64,
+    /// -1 for none, so offsets above `i64::MAX` cannot be sent.
+    pub offset: Option<u64>,
+}
+
+/// The body of a successful response. Ops with nothing to return still get
+/// their own unit variant, so the body alone says which op it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseBody {
+    HelloOk(HelloOk),
+    TopicCreated { name: String },
+    TopicDeleted,
+    Topics(Vec<TopicSummary>),
+    TopicDescription(TopicDescription),
+    TopicAltered,
+    Produced(Produced),
+    Fetched(Fetched),
+    Joined(Joined),
+    HeartbeatOk(HeartbeatOk),
+    LeftGroup,
+    OffsetsCommitted,
+    Offsets(Vec<CommittedOffset>),
+    Subscribed { subscription_id: u32 },
+    CreditGranted,
+    Unsubscribed,
+    Pong,
+}
+
+impl ResponseBody {
+    /// The op this body answers.
+    pub fn op(&self) -> Op {
+        match self {
+            ResponseBody::HelloOk(_) => Op::Hello,
+            ResponseBody::TopicCreated { .. } => Op::CreateTopic,
+            ResponseBody::TopicDeleted => Op::DeleteTopic,
+            ResponseBody::Topics(_) => Op::ListTopics,
+            ResponseBody::TopicDescription(_) => Op::DescribeTopic,
+            ResponseBody::TopicAltered => Op::AlterTopic,
+            ResponseBody::Produced(_) => Op::Produce,
+            ResponseBody::Fetched(_) => Op::Fetch,
+            ResponseBody::Joined(_) => Op::JoinGroup,
+            ResponseBody::HeartbeatOk(_) => Op::Heartbeat,
+            ResponseBody::LeftGroup => Op::LeaveGroup,
+            ResponseBody::OffsetsCommitted => Op::CommitOffsets,
+            ResponseBody::Offsets(_) => Op::FetchOffsets,
+            ResponseBody::Subscribed { .. } => Op::Subscribe,
+            ResponseBody::CreditGranted => Op::Credit,
+            ResponseBody::Unsubscribed => Op::Unsubscribe,
+            ResponseBody::Pong => Op::Ping,
+        }
+    }
+
+    fn decode(op: Op, r: &mut Reader) -> Result<ResponseBody, DecodeError> {
+        Ok(match op {
+            Op::Hello => ResponseBody::HelloOk(HelloOk {
+                version: r.u16("hello_ok.version")?,
+                server_id: r.string("hello_ok.server_id")?,
+                max_frame_bytes: r.u32("hello_ok.max_frame_bytes")?,
+            }),
+            Op::CreateTopic => ResponseBody::TopicCreated {
+                name: r.string("topic_created.name")?,
+            },
+            Op::DeleteTopic => ResponseBody::TopicDeleted,
+            Op::ListTopics => ResponseBody::Topics(r.array("topics", ARRAY_LEN_MAX)?),
+            Op::DescribeTopic => ResponseBody::TopicDescription(TopicDescription {
+                name: r.string("topic_description.name")?,
+                config: TopicConfig::decode(r)?,
+                partitions: r.array("topic_description.partitions", ARRAY_LEN_MAX)?,
+            }),
+            Op::AlterTopic => ResponseBody::TopicAltered,
+            Op::Produce => ResponseBody::Produced(Produced {
+                partition: r.u32("produced.partition")?,
+                base_offset: r.u64("produced.base_offset")?,
+                last_offset: r.u64("produced.last_offset")?,
+            }),
+            Op::Fetch => ResponseBody::Fetched(Fetched {
+                partitions: r.array("fetched.partitions", ARRAY_LEN_MAX)?,
+            }),
+            Op::JoinGroup => ResponseBody::Joined(Joined {
+                member_id: r.string("joined.member_id")?,
+                generation: r.u32("joined.generation")?,
+                assignment: get_assignment(r)?,
+            }),
+            Op::Heartbeat => ResponseBody::HeartbeatOk(HeartbeatOk {
+                generation: r.u32("heartbeat_ok.generation")?,
+                assignment: get_assignment(r)?,
+            }),
+            Op::LeaveGroup => ResponseBody::LeftGroup,
+            Op::CommitOffsets => ResponseBody::OffsetsCommitted,
+            Op::FetchOffsets => ResponseBody::Offsets(r.array("offsets", ARRAY_LEN_MAX)?),
+            Op::Subscribe => ResponseBody::Subscribed {
+                subscription_id: r.u32("subscribed.subscription_id")?,
+            },
+            Op::Credit => ResponseBody::CreditGranted,
+            Op::Unsubscribe => ResponseBody::Unsubscribed,
+            Op::Ping => ResponseBody::Pong,
+            // op_for only returns request ops; push ops cannot reach here.
+            Op::Deliver | Op::SubscriptionClosed => {
+                return Err(DecodeError::UnknownOp {
+                    op: op.as_u16(),
+                    kind: FrameKind::Response,
+                })
+            }
+        })
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match self {
+            ResponseBody::HelloOk(m) => {
+                w.u16(m.version);
+                w.string("hello_ok.server_id", &m.server_id)?;
+                w.u32(m.max_frame_bytes);
+                Ok(())
+            }
+            ResponseBody::TopicCreated { name } => w.string("topic_created.name", name),
+            ResponseBody::Topics(topics) => w.array("topics", topics, ARRAY_LEN_MAX),
+            ResponseBody::TopicDescription(m) => {
+                w.string("topic_description.name", &m.name)?;
+                m.config.encode(w)?;
+                w.array("topic_description.partitions", &m.partitions, ARRAY_LEN_MAX)
+            }
+            ResponseBody::Produced(m) => {
+                w.u32(m.partition);
+                w.u64(m.base_offset);
+                w.u64(m.last_offset);
+                Ok(())
+            }
+            ResponseBody::Fetched(m) => w.array("fetched.partitions", &m.partitions, ARRAY_LEN_MAX),
+            ResponseBody::Joined(m) => {
+                w.string("joined.member_id", &m.member_id)?;
+                w.u32(m.generation);
+                put_assignment(w, &m.assignment)
+            }
+            ResponseBody::HeartbeatOk(m) => {
+                w.u32(m.generation);
+                put_assignment(w, &m.assignment)
+            }
+            ResponseBody::Offsets(offsets) => w.array("offsets", offsets, ARRAY_LEN_MAX),
+            ResponseBody::Subscribed { subscription_id } => {
+                w.u32(*subscription_id);
+                Ok(())
+            }
+            ResponseBody::TopicDeleted
+            | ResponseBody::TopicAltered
+            | ResponseBody::LeftGroup
+            | ResponseBody::OffsetsCommitted
+            | ResponseBody::CreditGranted
+            | ResponseBody::Unsubscribed
+            | ResponseBody::Pong => Ok(()),
+        }
+    }
+}
+
+/// A response: the op it answers and either a body or the server's error.
+///
+/// The fields are private so that a success always carries its own op; an
+/// error may carry any op number, including one this build does not know
+/// (the answer to an unknown request) and 0 (a connection-level error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    op: u16,
+    result: Result<ResponseBody, WireError>,
+}
+
+impl Response {
+    pub fn ok(body: ResponseBody) -> Response {
+        Response {
+            op: body.op().as_u16(),
+            result: Ok(body),
+        }
+    }
+
+    /// A failed response to a request with this op number.
+    pub fn error(op: u16, error: WireError) -> Response {
+        Response {
+            op,
+            result: Err(error),
+        }
+    }
+
+    /// The op number in the frame header.
+    pub fn op(&self) -> u16 {
+        self.op
+    }
+
+    pub fn result(&self) -> Result<&ResponseBody, &WireError> {
+        self.result.as_ref()
+    }
+
+    pub fn into_result(self) -> Result<ResponseBody, WireError> {
+        self.result
+    }
+
+    /// Decodes the body of a response frame with this op.
+    ///
+    /// An error response decodes for any op; a success needs an op this
+    /// build knows. Byte fields (`FetchedPartition::batches`) are slices of
+    /// `body`, not copies.
+    pub fn decode(op: u16, body: Bytes) -> Result<Response, DecodeError> {
+        let mut r = Reader::new(body);
+        let raw = r.u16("response.error_code")?;
+        let result = match WireCode::new(raw) {
+            None => Ok(ResponseBody::decode(
+                op_for(op, FrameKind::Response)?,
+                &mut r,
+            )?),
+            Some(code) => Err(decode_error_tail(code, &mut r)?),
+        };
+        r.finish("response")?;
+        Ok(Response { op, result })
+    }
+
+    /// Appends this response as one whole frame. On error `buf` is unchanged.
+    ///
+    /// An error message longer than a string field allows (64 KiB) is cut at
+    /// a character boundary rather than failing the response.
+    pub fn encode(&self, correlation_id: u32, buf: &mut BytesMut) -> Result<(), EncodeError> {
+        encode_frame(
+            buf,
+            FrameKind::Response,
+            self.op,
+            correlation_id,
+            |w| match &self.result {
+                Ok(body) => {
+                    w.u16(0);
+                    body.encode(w)
+                }
+                Err(error) => put_wire_error(w, error),
+            },
+        )
+    }
+}
+
+/// Reads the message and retry hint that follow a non-zero error code.
+pub(crate) fn decode_error_tail(code: WireCode, r: &mut Reader) -> Result<WireError, DecodeError> {
+    let message = r.string("error.message")?;
+    let retry = r.u32("error.retry_after_ms")?;
+    Ok(WireError {
+        code,
+        message,
+        retry_after_ms: (retry != 0).then_some(retry),
+    })
+}
+
+/// Writes a [`WireError`]: code, message (cut to fit), retry hint.
+pub(crate) fn put_wire_error(w: &mut Writer<'_>, error: &WireError) -> Result<(), EncodeError> {
+    w.u16(error.code.raw());
+    w.string(
+        "error.message",
+        truncate_utf8(&error.message, u16::MAX.into()),
+    )?;
+    w.u32(error.retry_after_ms.unwrap_or(0));
+    Ok(())
+}
+
+/// The longest prefix of `s` within `max` bytes that ends on a character
+/// boundary, so cutting never produces invalid UTF-8.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl Codec for TopicSummary {
+    const MIN_BYTES: usize = 2 + 4;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("topics.name", &self.name)?;
+        w.u32(self.partitions);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(TopicSummary {
+            name: r.string("topics.name")?,
+            partitions: r.u32("topics.partitions")?,
+        })
+    }
+}
+
+impl Codec for PartitionInfo {
+    const MIN_BYTES: usize = 4 + 8 * 4;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u32(self.partition);
+        w.u64(self.start_offset);
+        w.u64(self.end_offset);
+        w.u64(self.messages);
+        w.u64(self.bytes);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(PartitionInfo {
+            partition: r.u32("partition_info.partition")?,
+            start_offset: r.u64("partition_info.start_offset")?,
+            end_offset: r.u64("partition_info.end_offset")?,
+            messages: r.u64("partition_info.messages")?,
+            bytes: r.u64("partition_info.bytes")?,
+        })
+    }
+}
+
+impl Codec for FetchedPartition {
+    const MIN_BYTES: usize = 2 + 4 + 2 + 8 + 8 + 4;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("fetched.topic", &self.topic)?;
+        w.u32(self.partition);
+        w.u16(self.error.map_or(0, WireCode::raw));
+        w.u64(self.start_offset);
+        w.u64(self.end_offset);
+        w.bytes("fetched.batches", &self.batches)
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(FetchedPartition {
+            topic: r.string("fetched.topic")?,
+            partition: r.u32("fetched.partition")?,
+            error: WireCode::new(r.u16("fetched.error_code")?),
+            start_offset: r.u64("fetched.start_offset")?,
+            end_offset: r.u64("fetched.end_offset")?,
+            batches: r.bytes("fetched.batches")?,
+        })
+    }
+}
+
+impl Codec for CommittedOffset {
+    const MIN_BYTES: usize = 2 + 4 + 8;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        let offset = match self.offset {
+            None => -1,
+            Some(o) => i64::try_from(o).map_err(|_| EncodeError::OutOfRange {
+                what: "offsets.offset",
+                value: o,
+            })?,
+        };
+        w.string("offsets.topic", &self.topic)?;
+        w.u32(self.partition);
+        w.i64(offset);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        let topic = r.string("offsets.topic")?;
+        let partition = r.u32("offsets.partition")?;
+        let at = r.offset();
+        let offset = match r.i64("offsets.offset")? {
+            -1 => None,
+            o => Some(u64::try_from(o).map_err(|_| Reader::invalid("offsets.offset", at, o))?),
+        };
+        Ok(CommittedOffset {
+            topic,
+            partition,
+            offset,
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! Every message survives encode → decode_frame → decode unchanged.
+
+mod support;
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+use spool_proto::*;
+use support::{push, request, response};
+
+/// Takes exactly one frame out of `buf`, checking nothing is left over.
+fn one_frame(buf: &mut BytesMut) -> Frame {
+    let frame = decode_frame(buf)
+        .expect("valid frame")
+        .expect("whole frame buffered");
+    assert!(buf.is_empty(), "decode_frame left {} bytes", buf.len());
+    frame
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn requests_round_trip(req in request(), correlation_id in any::<u32>()) {
+        let mut buf = BytesMut::new();
+        req.encode(correlation_id, &mut buf).expect("encodes");
+        let frame = one_frame(&mut buf);
+        prop_assert_eq!(frame.kind, FrameKind::Request);
+        prop_assert_eq!(frame.op, req.op().as_u16());
+        prop_assert_eq!(frame.correlation_id, correlation_id);
+        prop_assert_eq!(Request::decode(frame.op, frame.body)?, req);
+    }
+
+    #[test]
+    fn responses_round_trip(resp in response(), correlation_id in any::<u32>()) {
+        let mut buf = BytesMut::new();
+        resp.encode(correlation_id, &mut buf).expect("encodes");
+        let frame = one_frame(&mut buf);
+        prop_assert_eq!(frame.kind, FrameKind::Response);
+        prop_assert_eq!(frame.op, resp.op());
+        prop_assert_eq!(frame.correlation_id, correlation_id);
+        prop_assert_eq!(Response::decode(frame.op, frame.body)?, resp);
+    }
+
+    #[test]
+    fn pushes_round_trip(p in push(), subscription_id in any::<u32>()) {
+        let mut buf = BytesMut::new();
+        p.encode(subscription_id, &mut buf).expect("encodes");
+        let frame = one_frame(&mut buf);
+        prop_assert_eq!(frame.kind, FrameKind::Push);
+        prop_assert_eq!(frame.op, p.op().as_u16());
+        prop_assert_eq!(frame.correlation_id, subscription_id);
+        prop_assert_eq!(Push::decode(frame.op, frame.body)?, p);
+    }
+
+    /// Pipelined frames in one buffer come out one at a time, in order.
+    #[test]
+    fn pipelined_frames_decode_in_order(reqs in proptest::collection::vec(request(), 1..8)) {
+        let mut buf = BytesMut::new();
+        for (i, req) in reqs.iter().enumerate() {
+            req.encode(i as u32, &mut buf).expect("encodes");
+        }
+        for (i, req) in reqs.iter().enumerate() {
+            let frame = decode_frame(&mut buf).expect("valid").expect("whole");
+            prop_assert_eq!(frame.correlation_id, i as u32);
+            prop_assert_eq!(&Request::decode(frame.op, frame.body)?, req);
+        }
+        prop_assert!(buf.is_empty());
+    }
+}
+
+#[test]
+fn batches_are_decoded_without_copying() {
+    let batch = bytes::Bytes::from(vec![7u8; 4096]);
+    let mut buf = BytesMut::new();
+    Request::Produce(Produce {
+        topic: "orders".into(),
+        routing: Routing::Spread,
+        batch: batch.clone(),
+    })
+    .encode(1, &mut buf)
+    .unwrap();
+    let frame = one_frame(&mut buf);
+    let body_range = frame.body.as_ptr_range();
+    let Request::Produce(produce) = Request::decode(frame.op, frame.body.clone()).unwrap() else {
+        panic!("not a produce");
+    };
+    assert_eq!(produce.batch, batch);
+    // The decoded batch must point into the frame body, not a fresh copy.
+    let batch_range = produce.batch.as_ptr_range();
+    assert!(body_range.start <= batch_range.start && batch_range.end <= body_range.end);
+}
+
+#[test]
+fn fetched_batches_and_deliveries_are_zero_copy() {
+    let batches = bytes::Bytes::from(vec![9u8; 1000]);
+    let mut buf = BytesMut::new();
+    Response::ok(ResponseBody::Fetched(Fetched {
+        partitions: vec![FetchedPartition {
+            topic: "t".into(),
+            partition: 0,
+            error: None,
+            start_offset: 0,
+            end_offset: 1,
+            batches: batches.clone(),
+        }],
+    }))
+    .encode(1, &mut buf)
+    .unwrap();
+    Push::Deliver(Deliver {
+        topic: "t".into(),
+        partition: 0,
+        batches: batches.clone(),
+    })
+    .encode(5, &mut buf)
+    .unwrap();
+
+    let frame = decode_frame(&mut buf).unwrap().unwrap();
+    let range = frame.body.as_ptr_range();
+    let Ok(ResponseBody::Fetched(fetched)) = Response::decode(frame.op, frame.body.clone())
+        .unwrap()
+        .into_result()
+    else {
+        panic!("not fetched");
+    };
+    let got = fetched.partitions[0].batches.as_ptr_range();
+    assert!(range.start <= got.start && got.end <= range.end);
+
+    let frame = one_frame(&mut buf);
+    let range = frame.body.as_ptr_range();
+    let Push::Deliver(deliver) = Push::decode(frame.op, frame.body.clone()).unwrap() else {
+        panic!("not deliver");
+    };
+    let got = deliver.batches.as_ptr_range();
+    assert!(range.start <= got.start && got.end <= range.end);
+}
+
+#[test]
+fn fetched_partition_encoded_len_is_exact() {
+    let partition = FetchedPartition {
+        topic: "orders.eu".into(),
+        partition: 3,
+        error: None,
+        start_offset: 0,
+        end_offset: 1,
+        batches: bytes::Bytes::from(vec![0u8; 123]),
+    };
+    let mut buf = BytesMut::new();
+    Response::ok(ResponseBody::Fetched(Fetched {
+        partitions: vec![partition.clone()],
+    }))
+    .encode(1, &mut buf)
+    .unwrap();
+    assert_eq!(buf.len(), 4 + 7 + 2 + 4 + partition.encoded_len());
+}
+
+#[test]
+fn hello_negotiates_the_highest_common_version() {
+    let hello = Hello {
+        min_version: 1,
+        max_version: 3,
+        client_id: "c".into(),
+        token: Some("secret".into()),
+    };
+    assert_eq!(hello.negotiate(1, PROTOCOL_VERSION), Some(1));
+    assert_eq!(hello.negotiate(2, 5), Some(3));
+    assert_eq!(hello.negotiate(4, 5), None);
+    // The token must never show up in logs.
+    assert!(!format!("{hello:?}").contains("secret"));
+}
+
+#[test]
+fn hello_starts_with_the_magic() {
+    let mut buf = BytesMut::new();
+    Request::Hello(Hello {
+        min_version: 1,
+        max_version: 1,
+        client_id: String::new(),
+        token: None,
+    })
+    .encode(0, &mut buf)
+    .unwrap();
+    assert_eq!(&buf[11..15], b"SPOL");
+    assert_eq!(MAGIC.to_be_bytes(), *b"SPOL");
+}
+
+#[test]
+fn wire_error_with_unknown_code_survives() {
+    let error = WireError {
+        code: WireCode::new(4242).unwrap(),
+        message: "from the future".into(),
+        retry_after_ms: None,
+    };
+    assert_eq!(error.code.known(), None);
+    assert!(!error.code.is_retriable());
+    let mut buf = BytesMut::new();
+    Response::error(Op::Produce.as_u16(), error.clone())
+        .encode(3, &mut buf)
+        .unwrap();
+    let frame = one_frame(&mut buf);
+    let resp = Response::decode(frame.op, frame.body).unwrap();
+    assert_eq!(resp.result(), Err(&error));
+    assert_eq!(error.to_string(), "error 4242: from the future");
+}
+
+#[test]
+fn overlong_error_message_is_cut_at_a_char_boundary() {
+    // 'é' is two bytes, so 40_000 of them straddle the 65_535-byte limit.
+    let error = WireError::new(spool_types::ErrorCode::Internal, "é".repeat(40_000));
+    let mut buf = BytesMut::new();
+    Response::error(Op::Ping.as_u16(), error)
+        .encode(1, &mut buf)
+        .unwrap();
+    let frame = one_frame(&mut buf);
+    let resp = Response::decode(frame.op, frame.body).unwrap();
+    let message = &resp.result().unwrap_err().message;
+    assert_eq!(message.len(), 65_534);
+}
+
+/// Pins the TopicConfig example in docs/protocol.md.
+#[test]
+fn topic_config_layout_matches_the_spec_example() {
+    let mut buf = BytesMut::new();
+    Request::AlterTopic(AlterTopic {
+        name: String::new(),
+        config: TopicConfig {
+            on_full: Some(OnFull::DropOldest),
+            ..TopicConfig::default()
+        },
+    })
+    .encode(0, &mut buf)
+    .unwrap();
+    // Skip the 11-byte prefix and header and the empty name's length.
+    assert_eq!(&buf[13..], &[0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+}

@@ -1,0 +1,473 @@
+//! Shared by the integration tests: proptest strategies for every message
+//! and a fixed set of sample frames (also the fuzz seed corpus).
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use spool_proto::*;
+use spool_types::ErrorCode;
+
+pub fn text() -> impl Strategy<Value = String> {
+    // Any Unicode, including multi-byte characters, so UTF-8 lengths differ
+    // from character counts.
+    ".{0,12}"
+}
+
+pub fn bytes() -> impl Strategy<Value = Bytes> {
+    vec(any::<u8>(), 0..48).prop_map(Bytes::from)
+}
+
+pub fn topic_config() -> impl Strategy<Value = TopicConfig> {
+    let durability = prop_oneof![
+        Just(Durability::Always),
+        any::<u32>().prop_map(|interval_ms| Durability::Interval { interval_ms }),
+        Just(Durability::Never),
+    ];
+    let extension = (any::<u16>(), bytes()).prop_map(|(tag, value)| ConfigExtension { tag, value });
+    (
+        (
+            option::of(any::<u64>()),
+            option::of(any::<u64>()),
+            option::of(prop_oneof![Just(OnFull::Reject), Just(OnFull::DropOldest)]),
+            option::of(prop_oneof![
+                Just(Retention::Limits),
+                Just(Retention::WorkQueue)
+            ]),
+        ),
+        (
+            option::of(any::<u64>()),
+            option::of(any::<u64>()),
+            option::of(durability),
+            option::of(any::<u64>()),
+            vec(extension, 0..3),
+        ),
+    )
+        .prop_map(
+            |(
+                (max_messages, max_bytes, on_full, retention),
+                (retention_bytes, retention_ms, durability, segment_bytes, extensions),
+            )| TopicConfig {
+                max_messages,
+                max_bytes,
+                on_full,
+                retention,
+                retention_bytes,
+                retention_ms,
+                durability,
+                segment_bytes,
+                extensions,
+            },
+        )
+}
+
+pub fn partition_offset() -> impl Strategy<Value = PartitionOffset> {
+    (text(), any::<u32>(), any::<u64>()).prop_map(|(topic, partition, offset)| PartitionOffset {
+        topic,
+        partition,
+        offset,
+    })
+}
+
+pub fn wire_code() -> impl Strategy<Value = WireCode> {
+    prop_oneof![
+        proptest::sample::select(ErrorCode::ALL).prop_map(WireCode::from),
+        // Codes a newer server might send.
+        (1u16..).prop_map(|raw| WireCode::new(raw).expect("non-zero")),
+    ]
+}
+
+pub fn wire_error() -> impl Strategy<Value = WireError> {
+    (wire_code(), text(), option::of(1u32..)).prop_map(|(code, message, retry_after_ms)| {
+        WireError {
+            code,
+            message,
+            retry_after_ms,
+        }
+    })
+}
+
+pub fn request() -> impl Strategy<Value = Request> {
+    let routing = prop_oneof![
+        any::<u32>().prop_map(Routing::Partition),
+        bytes().prop_map(Routing::Key),
+        Just(Routing::Spread),
+    ];
+    let fetch_partition = (text(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
+        |(topic, partition, offset, max_bytes)| FetchPartition {
+            topic,
+            partition,
+            offset,
+            max_bytes,
+        },
+    );
+    let group_start = prop_oneof![Just(GroupStart::Earliest), Just(GroupStart::Latest)];
+    let subscribe_start = prop_oneof![
+        Just(SubscribeStart::Earliest),
+        Just(SubscribeStart::Latest),
+        any::<u64>().prop_map(SubscribeStart::Offset),
+    ];
+    let topic_partition =
+        (text(), any::<u32>()).prop_map(|(topic, partition)| TopicPartition { topic, partition });
+    prop_oneof![
+        (any::<u16>(), any::<u16>(), text(), option::of(text())).prop_map(
+            |(min_version, max_version, client_id, token)| Request::Hello(Hello {
+                min_version,
+                max_version,
+                client_id,
+                token
+            })
+        ),
+        (text(), any::<u32>(), topic_config()).prop_map(|(name, partitions, config)| {
+            Request::CreateTopic(CreateTopic {
+                name,
+                partitions,
+                config,
+            })
+        }),
+        text().prop_map(|name| Request::DeleteTopic(DeleteTopic { name })),
+        option::of(text()).prop_map(|pattern| Request::ListTopics(ListTopics { pattern })),
+        text().prop_map(|name| Request::DescribeTopic(DescribeTopic { name })),
+        (text(), topic_config())
+            .prop_map(|(name, config)| Request::AlterTopic(AlterTopic { name, config })),
+        (text(), routing, bytes()).prop_map(|(topic, routing, batch)| {
+            Request::Produce(Produce {
+                topic,
+                routing,
+                batch,
+            })
+        }),
+        (any::<u32>(), any::<u32>(), vec(fetch_partition, 0..4)).prop_map(
+            |(max_wait_ms, max_bytes, partitions)| Request::Fetch(Fetch {
+                max_wait_ms,
+                max_bytes,
+                partitions
+            })
+        ),
+        (
+            text(),
+            option::of(text()),
+            vec(text(), 0..4),
+            any::<u32>(),
+            group_start
+        )
+            .prop_map(|(group, member_id, topics, session_timeout_ms, start)| {
+                Request::JoinGroup(JoinGroup {
+                    group,
+                    member_id,
+                    topics,
+                    session_timeout_ms,
+                    start,
+                })
+            }),
+        (text(), text(), any::<u32>()).prop_map(|(group, member_id, generation)| {
+            Request::Heartbeat(Heartbeat {
+                group,
+                member_id,
+                generation,
+            })
+        }),
+        (text(), text())
+            .prop_map(|(group, member_id)| Request::LeaveGroup(LeaveGroup { group, member_id })),
+        (text(), text(), any::<u32>(), vec(partition_offset(), 0..4)).prop_map(
+            |(group, member_id, generation, offsets)| Request::CommitOffsets(CommitOffsets {
+                group,
+                member_id,
+                generation,
+                offsets
+            })
+        ),
+        (text(), vec(topic_partition, 0..4)).prop_map(|(group, partitions)| {
+            Request::FetchOffsets(FetchOffsets { group, partitions })
+        }),
+        (
+            any::<u32>(),
+            vec(text(), 0..4),
+            option::of(text()),
+            subscribe_start,
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(subscription_id, topics, group, start, credit_messages, credit_bytes)| {
+                    Request::Subscribe(Subscribe {
+                        subscription_id,
+                        topics,
+                        group,
+                        start,
+                        credit_messages,
+                        credit_bytes,
+                    })
+                }
+            ),
+        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+            |(subscription_id, messages, bytes)| {
+                Request::Credit(Credit {
+                    subscription_id,
+                    messages,
+                    bytes,
+                })
+            }
+        ),
+        any::<u32>()
+            .prop_map(|subscription_id| Request::Unsubscribe(Unsubscribe { subscription_id })),
+        Just(Request::Ping),
+    ]
+}
+
+pub fn response_body() -> impl Strategy<Value = ResponseBody> {
+    let summary =
+        (text(), any::<u32>()).prop_map(|(name, partitions)| TopicSummary { name, partitions });
+    let partition_info = (
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(partition, start_offset, end_offset, messages, bytes)| PartitionInfo {
+                partition,
+                start_offset,
+                end_offset,
+                messages,
+                bytes,
+            },
+        );
+    let fetched_partition = (
+        text(),
+        any::<u32>(),
+        option::of(wire_code()),
+        any::<u64>(),
+        any::<u64>(),
+        bytes(),
+    )
+        .prop_map(
+            |(topic, partition, error, start_offset, end_offset, batches)| FetchedPartition {
+                topic,
+                partition,
+                error,
+                start_offset,
+                end_offset,
+                batches,
+            },
+        );
+    let committed = (text(), any::<u32>(), option::of(0..=i64::MAX as u64)).prop_map(
+        |(topic, partition, offset)| CommittedOffset {
+            topic,
+            partition,
+            offset,
+        },
+    );
+    prop_oneof![
+        (any::<u16>(), text(), any::<u32>()).prop_map(|(version, server_id, max_frame_bytes)| {
+            ResponseBody::HelloOk(HelloOk {
+                version,
+                server_id,
+                max_frame_bytes,
+            })
+        }),
+        text().prop_map(|name| ResponseBody::TopicCreated { name }),
+        Just(ResponseBody::TopicDeleted),
+        vec(summary, 0..4).prop_map(ResponseBody::Topics),
+        (text(), topic_config(), vec(partition_info, 0..4)).prop_map(
+            |(name, config, partitions)| ResponseBody::TopicDescription(TopicDescription {
+                name,
+                config,
+                partitions
+            })
+        ),
+        Just(ResponseBody::TopicAltered),
+        (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
+            |(partition, base_offset, last_offset)| ResponseBody::Produced(Produced {
+                partition,
+                base_offset,
+                last_offset
+            })
+        ),
+        vec(fetched_partition, 0..4)
+            .prop_map(|partitions| ResponseBody::Fetched(Fetched { partitions })),
+        (text(), any::<u32>(), vec(partition_offset(), 0..4)).prop_map(
+            |(member_id, generation, assignment)| ResponseBody::Joined(Joined {
+                member_id,
+                generation,
+                assignment
+            })
+        ),
+        (any::<u32>(), vec(partition_offset(), 0..4)).prop_map(|(generation, assignment)| {
+            ResponseBody::HeartbeatOk(HeartbeatOk {
+                generation,
+                assignment,
+            })
+        }),
+        Just(ResponseBody::LeftGroup),
+        Just(ResponseBody::OffsetsCommitted),
+        vec(committed, 0..4).prop_map(ResponseBody::Offsets),
+        any::<u32>().prop_map(|subscription_id| ResponseBody::Subscribed { subscription_id }),
+        Just(ResponseBody::CreditGranted),
+        Just(ResponseBody::Unsubscribed),
+        Just(ResponseBody::Pong),
+    ]
+}
+
+pub fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        response_body().prop_map(Response::ok),
+        // Errors decode for any op number, known or not.
+        (any::<u16>(), wire_error()).prop_map(|(op, error)| Response::error(op, error)),
+    ]
+}
+
+pub fn push() -> impl Strategy<Value = Push> {
+    prop_oneof![
+        (text(), any::<u32>(), bytes()).prop_map(|(topic, partition, batches)| {
+            Push::Deliver(Deliver {
+                topic,
+                partition,
+                batches,
+            })
+        }),
+        wire_error().prop_map(Push::SubscriptionClosed),
+    ]
+}
+
+/// Fixed, realistic frames: one per message shape. Named for the corpus.
+pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
+    let mut out = Vec::new();
+    let mut add = |name: &'static str, encode: &dyn Fn(&mut BytesMut)| {
+        let mut buf = BytesMut::new();
+        encode(&mut buf);
+        out.push((name, buf.freeze()));
+    };
+    let config = TopicConfig {
+        max_messages: Some(1_000_000),
+        max_bytes: Some(1 << 30),
+        on_full: Some(OnFull::DropOldest),
+        retention: Some(Retention::Limits),
+        retention_bytes: None,
+        retention_ms: Some(86_400_000),
+        durability: Some(Durability::Interval { interval_ms: 50 }),
+        segment_bytes: None,
+        extensions: vec![],
+    };
+    let requests = [
+        (
+            "req_hello",
+            Request::Hello(Hello {
+                min_version: 1,
+                max_version: 1,
+                client_id: "fuzz-client".into(),
+                token: Some("secret".into()),
+            }),
+        ),
+        (
+            "req_create_topic",
+            Request::CreateTopic(CreateTopic {
+                name: "orders".into(),
+                partitions: 3,
+                config: config.clone(),
+            }),
+        ),
+        (
+            "req_produce",
+            Request::Produce(Produce {
+                topic: "orders".into(),
+                routing: Routing::Key(Bytes::from_static(b"customer-42")),
+                batch: Bytes::from_static(&[0u8; 61]),
+            }),
+        ),
+        (
+            "req_fetch",
+            Request::Fetch(Fetch {
+                max_wait_ms: 500,
+                max_bytes: 1 << 20,
+                partitions: vec![FetchPartition {
+                    topic: "orders".into(),
+                    partition: 0,
+                    offset: 17,
+                    max_bytes: 1 << 20,
+                }],
+            }),
+        ),
+        (
+            "req_join_group",
+            Request::JoinGroup(JoinGroup {
+                group: "billing".into(),
+                member_id: None,
+                topics: vec!["orders.*".into()],
+                session_timeout_ms: 10_000,
+                start: GroupStart::Earliest,
+            }),
+        ),
+        (
+            "req_subscribe",
+            Request::Subscribe(Subscribe {
+                subscription_id: 7,
+                topics: vec!["orders".into()],
+                group: Some("billing".into()),
+                start: SubscribeStart::Offset(100),
+                credit_messages: 1000,
+                credit_bytes: 1 << 20,
+            }),
+        ),
+        ("req_ping", Request::Ping),
+    ];
+    for (i, (name, request)) in requests.into_iter().enumerate() {
+        add(name, &|buf| {
+            request.encode(i as u32 + 1, buf).expect("encodes")
+        });
+    }
+    let responses = [
+        (
+            "resp_topic_description",
+            Response::ok(ResponseBody::TopicDescription(TopicDescription {
+                name: "orders".into(),
+                config,
+                partitions: vec![PartitionInfo {
+                    partition: 0,
+                    start_offset: 0,
+                    end_offset: 10,
+                    messages: 10,
+                    bytes: 4096,
+                }],
+            })),
+        ),
+        (
+            "resp_fetched",
+            Response::ok(ResponseBody::Fetched(Fetched {
+                partitions: vec![FetchedPartition {
+                    topic: "orders".into(),
+                    partition: 0,
+                    error: None,
+                    start_offset: 0,
+                    end_offset: 18,
+                    batches: Bytes::from_static(&[0u8; 61]),
+                }],
+            })),
+        ),
+        (
+            "resp_error",
+            Response::error(
+                Op::Produce.as_u16(),
+                WireError::new(ErrorCode::QueueFull, "topic orders is full")
+                    .with_retry_after_ms(250),
+            ),
+        ),
+    ];
+    for (name, response) in responses {
+        add(name, &|buf| response.encode(9, buf).expect("encodes"));
+    }
+    add("push_deliver", &|buf| {
+        Push::Deliver(Deliver {
+            topic: "orders".into(),
+            partition: 1,
+            batches: Bytes::from_static(&[0u8; 61]),
+        })
+        .encode(7, buf)
+        .expect("encodes")
+    });
+    out
+}

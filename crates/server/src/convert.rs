@@ -1,0 +1,103 @@
+//! Conversions between wire types (`spool-proto`) and broker types. The
+//! broker never sees wire types; this module is the only bridge.
+
+use spool_broker as b;
+use spool_broker::BrokerError;
+use spool_proto as p;
+use spool_types::ErrorCode;
+
+pub fn wire_error(e: BrokerError) -> p::WireError {
+    let w = p::WireError::new(e.code, e.message);
+    match e.retry_after_ms {
+        Some(ms) => w.with_retry_after_ms(ms),
+        None => w,
+    }
+}
+
+fn durability_to_broker(d: p::Durability) -> b::TopicDurability {
+    match d {
+        p::Durability::Always => b::TopicDurability::Always,
+        p::Durability::Interval { interval_ms } => b::TopicDurability::Interval { interval_ms },
+        p::Durability::Never => b::TopicDurability::Never,
+    }
+}
+
+fn durability_to_wire(d: b::TopicDurability) -> p::Durability {
+    match d {
+        b::TopicDurability::Always => p::Durability::Always,
+        b::TopicDurability::Interval { interval_ms } => p::Durability::Interval { interval_ms },
+        b::TopicDurability::Never => p::Durability::Never,
+    }
+}
+
+pub fn patch_from_wire(c: &p::TopicConfig) -> Result<b::TopicConfigPatch, BrokerError> {
+    if let Some(ext) = c.extensions.first() {
+        return Err(BrokerError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "topic setting with tag {} is not known to this server",
+                ext.tag
+            ),
+        ));
+    }
+    Ok(b::TopicConfigPatch {
+        max_messages: c.max_messages,
+        max_bytes: c.max_bytes,
+        on_full: c.on_full.map(|o| match o {
+            p::OnFull::Reject => b::OnFull::Reject,
+            p::OnFull::DropOldest => b::OnFull::DropOldest,
+        }),
+        retention: c.retention.map(|r| match r {
+            p::Retention::Limits => b::Retention::Limits,
+            p::Retention::WorkQueue => b::Retention::WorkQueue,
+        }),
+        retention_bytes: c.retention_bytes,
+        retention_ms: c.retention_ms,
+        durability: c.durability.map(durability_to_broker),
+        segment_bytes: c.segment_bytes,
+    })
+}
+
+pub fn config_to_wire(c: &b::TopicConfig) -> p::TopicConfig {
+    p::TopicConfig {
+        max_messages: Some(c.max_messages.unwrap_or(0)),
+        max_bytes: Some(c.max_bytes.unwrap_or(0)),
+        on_full: Some(match c.on_full {
+            b::OnFull::Reject => p::OnFull::Reject,
+            b::OnFull::DropOldest => p::OnFull::DropOldest,
+        }),
+        retention: Some(match c.retention {
+            b::Retention::Limits => p::Retention::Limits,
+            b::Retention::WorkQueue => p::Retention::WorkQueue,
+        }),
+        retention_bytes: Some(c.retention_bytes.unwrap_or(0)),
+        retention_ms: Some(c.retention_ms.unwrap_or(0)),
+        durability: Some(durability_to_wire(c.durability)),
+        segment_bytes: Some(c.segment_bytes),
+        extensions: vec![],
+    }
+}
+
+pub fn routing(r: &p::Routing) -> b::Routing {
+    match r {
+        p::Routing::Partition(n) => b::Routing::Partition(*n),
+        p::Routing::Key(k) => b::Routing::Key(k.to_vec()),
+        p::Routing::Spread => b::Routing::Spread,
+    }
+}
+
+pub fn assignment(a: b::Assignment) -> Vec<p::PartitionOffset> {
+    a.partitions
+        .into_iter()
+        .map(|(topic, partition, offset)| p::PartitionOffset {
+            topic,
+            partition,
+            offset: offset.max(0) as u64,
+        })
+        .collect()
+}
+
+/// Offsets on the wire are u64; the log uses i64 internally.
+pub fn offset_from_wire(o: u64) -> Result<i64, BrokerError> {
+    i64::try_from(o).map_err(|_| BrokerError::invalid(format!("offset {o} is out of range")))
+}
