@@ -12,6 +12,8 @@
 //! This crate does no I/O. Compression is not supported yet: batches whose
 //! attributes name a codec are refused with [`BatchError::Unsupported`].
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod builder;
 mod header;
 mod record;

@@ -9,6 +9,8 @@
 //! - [`meta`] persists topic definitions and committed offsets as an event log.
 //! - [`BrokerError`] carries a stable [`spool_types::ErrorCode`] to the front ends.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod broker;
 mod config;
 mod error;

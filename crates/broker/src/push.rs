@@ -88,9 +88,13 @@ impl PushCursor {
         let live = broker.matching_partitions(&self.patterns);
         self.positions.retain(|tp, _| live.contains(tp));
         for tp in live {
-            if !self.positions.contains_key(&tp) {
-                let first = broker.offsets(&tp.0, tp.1).map(|(s, _)| s).unwrap_or(0);
-                self.positions.insert(tp, first);
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.positions.entry(tp) {
+                let (topic, partition) = slot.key();
+                let first = broker
+                    .offsets(topic, *partition)
+                    .map(|(s, _)| s)
+                    .unwrap_or(0);
+                slot.insert(first);
             }
         }
     }

@@ -134,7 +134,7 @@ impl<E: Entry> IndexFile<E> {
             ));
         }
         let body = &bytes[FILE_HEADER_BYTES..];
-        if body.len() % E::BYTES != 0 {
+        if !body.len().is_multiple_of(E::BYTES) {
             return Err(format!(
                 "{} bytes of entries is not a multiple of {}",
                 body.len(),

@@ -15,6 +15,8 @@
 //! The log is synchronous `std` code: it knows nothing of topics, networks or
 //! async runtimes, and never reads the clock (time arrives as `now_ms`).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod config;
 mod error;
 mod file_header;

@@ -115,6 +115,16 @@ struct Inner {
     durable_offset: i64,
     /// A group-commit leader is inside fdatasync.
     syncing: bool,
+    /// Generation of the sync in flight (or of the last one): its waiters
+    /// sleep on `Log::synced[gen % 2]`, waiters for the next one on the other.
+    sync_gen: u64,
+    /// Offsets below this become durable when the sync in flight succeeds.
+    sync_target: i64,
+    /// Appenders waiting for a sync that has not started yet.
+    next_waiters: usize,
+    /// Bumped by every suffix truncation, so that a sync begun before one
+    /// cannot mark the re-appended offsets durable.
+    truncations: u64,
     last_sync_ms: i64,
     /// Set after a write or sync failure that leaves the file state unknown.
     failed: Option<String>,
@@ -173,8 +183,10 @@ impl Inner {
 pub struct Log {
     dir: PathBuf,
     inner: Mutex<Inner>,
-    /// Signalled when a group commit finishes.
-    synced: Condvar,
+    /// Signalled when a group commit finishes: `synced[g % 2]` wakes the
+    /// waiters of generation `g` only, so appenders whose bytes were written
+    /// after that sync began sleep on through it.
+    synced: [Condvar; 2],
 }
 
 impl std::fmt::Debug for Log {
@@ -293,6 +305,10 @@ impl Log {
             // Everything that survived recovery is on disk now or was before.
             durable_offset: next_offset,
             syncing: false,
+            sync_gen: 0,
+            sync_target: 0,
+            next_waiters: 0,
+            truncations: 0,
             last_sync_ms: 0,
             failed: None,
         };
@@ -301,7 +317,7 @@ impl Log {
             Log {
                 dir: dir.to_owned(),
                 inner: Mutex::new(inner),
-                synced: Condvar::new(),
+                synced: [Condvar::new(), Condvar::new()],
             },
             report,
         ))
@@ -393,20 +409,39 @@ impl Log {
 
     /// Blocks until every offset below `next_offset` is fdatasync'd. Concurrent
     /// callers share one fdatasync: the first becomes the leader and syncs
-    /// everything written so far; the others wait for its result.
+    /// everything written so far; the others wait for its result. A caller
+    /// whose bytes were written after the sync in flight began waits for the
+    /// next one, without being woken by the current one; when a sync ends, one
+    /// such caller is woken to lead the next.
     pub fn sync_to(&self, next_offset: i64) -> Result<(), LogError> {
         let mut inner = self.lock();
-        loop {
+        let result = loop {
             if inner.durable_offset >= next_offset {
-                return Ok(());
+                break Ok(());
             }
-            inner.check_failed()?;
+            if let Err(e) = inner.check_failed() {
+                break Err(e);
+            }
             if inner.syncing {
-                inner = self.synced.wait(inner).unwrap_or_else(|p| p.into_inner());
+                let covered = inner.sync_target >= next_offset;
+                let gen = inner.sync_gen + u64::from(!covered);
+                if !covered {
+                    inner.next_waiters += 1;
+                }
+                inner = self.synced[(gen % 2) as usize]
+                    .wait(inner)
+                    .unwrap_or_else(|p| p.into_inner());
+                if !covered {
+                    inner.next_waiters -= 1;
+                }
                 continue;
             }
             inner.syncing = true;
+            inner.sync_gen += 1;
+            let gen = inner.sync_gen;
             let target = inner.next_offset();
+            inner.sync_target = target;
+            let truncations = inner.truncations;
             let file = Arc::clone(&inner.active().file);
             let path = inner.active().path.clone();
             drop(inner);
@@ -414,18 +449,30 @@ impl Log {
             inner = self.lock();
             inner.syncing = false;
             match result {
-                Ok(()) => inner.durable_offset = inner.durable_offset.max(target),
+                Ok(()) if inner.truncations == truncations => {
+                    inner.durable_offset = inner.durable_offset.max(target)
+                }
+                // A truncation ran meanwhile: offsets below `target` may
+                // since have been re-appended and not yet synced.
+                Ok(()) => {}
                 Err(e) => {
                     // After a failed fsync the kernel may have dropped dirty
                     // pages: nothing since the last good sync can be trusted.
                     let err = LogError::io(&path, e);
                     inner.failed = Some(err.to_string());
-                    self.synced.notify_all();
+                    self.synced[0].notify_all();
+                    self.synced[1].notify_all();
                     return Err(err);
                 }
             }
-            self.synced.notify_all();
+            self.synced[(gen % 2) as usize].notify_all();
+        };
+        // Hand on the lead: if no sync is in flight, one waiter for the next
+        // sync wakes and starts it (or, if already covered, hands on in turn).
+        if !inner.syncing && inner.next_waiters > 0 {
+            self.synced[((inner.sync_gen + 1) % 2) as usize].notify_one();
         }
+        result
     }
 
     /// Syncs if the `interval` policy's deadline has passed with unsynced data.
@@ -749,6 +796,7 @@ impl Log {
         for seg in inner.segments.drain(idx + 1..) {
             seg.delete_files(&self.dir)?;
         }
+        inner.truncations += 1;
         inner.segments[idx].truncate_to(position, offset)?;
         fsutil::sync_dir(&self.dir)?;
         inner.durable_offset = inner.durable_offset.min(offset);

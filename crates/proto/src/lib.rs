@@ -16,6 +16,8 @@
 //! input could justify; record batches are sliced out of the input `Bytes`
 //! without copying. The wire format is specified in `docs/protocol.md`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod common;
 mod error;
 mod frame;

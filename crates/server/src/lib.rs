@@ -10,6 +10,8 @@
 //!   in-flight limits (count and bytes) that stop reading when exceeded.
 //! - `notify`: per-partition wake-ups for long polls and push subscriptions.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod connection;
 mod convert;
 mod notify;
@@ -73,6 +75,11 @@ pub struct Server {
 impl Server {
     /// Opens the data directory (recovering every log) and binds the listener.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        // Each connection is a file descriptor; take the hard limit, not the
+        // (often 1,024) soft one, so the connection limit is what binds.
+        if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+            tracing::warn!("could not raise the open-file limit: {e}");
+        }
         let dir = config.data_dir.clone();
         let (broker, notes) = tokio::task::spawn_blocking(move || Broker::open(&dir))
             .await?

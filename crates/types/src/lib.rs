@@ -5,6 +5,8 @@
 //! Wire codes and limits defined here are a public contract: a code, once
 //! published, keeps its number and name forever, and a retired one is never reused.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod error_code;
 pub mod limits;
 pub mod names;

@@ -194,7 +194,7 @@ fn invalid_input_gets_typed_errors_and_changes_nothing() {
     bad[last] ^= 0xff;
     let err = log.append(&mut bad, 0).unwrap_err();
     assert_eq!(err.code(), spool_types::ErrorCode::CorruptBatch);
-    assert!(log.append(&mut vec![0u8; 10], 0).is_err());
+    assert!(log.append(&mut [0u8; 10], 0).is_err());
     assert_eq!(log.stats().next_offset, 1);
     let bad_cfg = LogConfig {
         segment_bytes: 10,
