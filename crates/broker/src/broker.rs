@@ -7,14 +7,31 @@ use crate::config::{validate_partitions, OnFull, Retention, TopicConfig, TopicCo
 use crate::error::{name_error, BrokerError, Result};
 use crate::group::{Catalog, Coordinator, GroupView, StartFrom, TopicPartition};
 use crate::meta::{parse_tp_key, MetaEvent, MetaState, MetaStore, TopicMeta};
+use crate::queue::{LeasedMessage, QueueSpec, QueueSub};
 use spool_log::{Appended, Log, ReadBatches};
 use spool_types::limits::{CLIENT_ID_LEN_MAX, GROUP_NAME_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
 use spool_types::partitioner::partition_for_key;
 use spool_types::{ErrorCode, TopicName, TopicPattern};
 use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// Record header carrying a producer's message ID for duplicate suppression.
+pub const MSG_ID_HEADER: &str = "spool-msg-id";
+
+/// The side channel: a system topic of JSON events operators can read
+/// (dead letters, failed callbacks, …), so failures never vanish.
+pub const EVENTS_TOPIC: &str = "spool.events";
+
+/// Headers put on a dead-lettered copy, naming where it came from.
+pub const DLQ_TOPIC_HEADER: &str = "spool-dlq-topic";
+pub const DLQ_SUBSCRIPTION_HEADER: &str = "spool-dlq-subscription";
+pub const DLQ_PARTITION_HEADER: &str = "spool-dlq-partition";
+pub const DLQ_OFFSET_HEADER: &str = "spool-dlq-offset";
+pub const DLQ_DELIVERIES_HEADER: &str = "spool-dlq-deliveries";
+pub const DLQ_ERROR_HEADER: &str = "spool-dlq-error";
 
 /// How long a producer refused with `QUEUE_FULL` is told to wait.
 pub const QUEUE_FULL_RETRY_AFTER_MS: u32 = 1_000;
@@ -45,6 +62,33 @@ pub struct Topic {
     /// Serialises the limit check with the write, so concurrent producers
     /// cannot together overshoot `max_messages`/`max_bytes`.
     admit: Mutex<()>,
+    /// Recently seen message IDs, for duplicate suppression.
+    dedup: Mutex<Dedup>,
+}
+
+/// Message IDs seen within the topic's dedup window.
+#[derive(Default)]
+struct Dedup {
+    ids: HashMap<Vec<u8>, (u32, i64)>,
+    expiry: VecDeque<(i64, Vec<u8>)>,
+}
+
+impl Dedup {
+    fn purge(&mut self, now_ms: i64) {
+        while let Some((at, _)) = self.expiry.front() {
+            if *at > now_ms {
+                break;
+            }
+            if let Some((_, id)) = self.expiry.pop_front() {
+                self.ids.remove(&id);
+            }
+        }
+    }
+    fn insert(&mut self, id: &[u8], partition: u32, offset: i64, expires_ms: i64) {
+        if self.ids.insert(id.to_vec(), (partition, offset)).is_none() {
+            self.expiry.push_back((expires_ms, id.to_vec()));
+        }
+    }
 }
 
 impl Topic {
@@ -116,6 +160,8 @@ pub struct Broker {
     meta: Mutex<(MetaStore, MetaState)>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     groups: Mutex<Coordinator>,
+    /// Queue subscriptions by "topic/name".
+    queues: RwLock<BTreeMap<String, Arc<QueueSub>>>,
     listener: RwLock<Option<Arc<dyn AppendListener>>>,
 }
 
@@ -148,7 +194,55 @@ fn open_topic(
         partitions,
         spread: AtomicU32::new(0),
         admit: Mutex::new(()),
+        dedup: Mutex::new(Dedup::default()),
     })
+}
+
+fn queue_dir(data_dir: &Path, topic: &str, name: &str) -> PathBuf {
+    data_dir.join("queues").join(topic).join(name)
+}
+
+/// Rebuilds the duplicate-suppression index from the last window of each partition.
+fn restore_dedup(topic: &Topic, now_ms: i64) -> Result<()> {
+    let window = topic.config().dedup_window_ms as i64;
+    let mut dedup = lock(&topic.dedup);
+    for (p, log) in topic.partitions.iter().enumerate() {
+        let Some(mut offset) = log.offset_for_timestamp(now_ms - window)? else {
+            continue;
+        };
+        loop {
+            let read = log.read(offset, 1 << 20)?;
+            if read.bytes.is_empty() {
+                break;
+            }
+            for batch in spool_batch::split_batches(&read.bytes) {
+                let batch = batch?;
+                let h = spool_batch::BatchHeader::parse(batch)?;
+                for r in spool_batch::records(batch, &h) {
+                    let r = r?;
+                    if let Some(id) = r.header(MSG_ID_HEADER) {
+                        let ts = h.base_timestamp + r.timestamp_delta;
+                        dedup.insert(
+                            id,
+                            p as u32,
+                            h.base_offset + r.offset_delta as i64,
+                            ts + window,
+                        );
+                    }
+                }
+            }
+            offset = read.next_offset;
+        }
+    }
+    dedup.purge(now_ms);
+    Ok(())
+}
+
+fn unknown_subscription(topic: &str, name: &str) -> BrokerError {
+    BrokerError::new(
+        ErrorCode::UnknownSubscription,
+        format!("topic {topic:?} has no subscription {name:?}"),
+    )
 }
 
 fn check_group_name(group: &str) -> Result<()> {
@@ -163,7 +257,7 @@ fn check_group_name(group: &str) -> Result<()> {
 
 impl Broker {
     /// Opens (or creates) a broker's data directory and recovers every log.
-    pub fn open(data_dir: &Path) -> Result<(Broker, RecoveryNotes)> {
+    pub fn open(data_dir: &Path, now_ms: i64) -> Result<(Broker, RecoveryNotes)> {
         std::fs::create_dir_all(data_dir.join("topics")).map_err(|e| {
             BrokerError::new(
                 ErrorCode::StorageError,
@@ -200,13 +294,39 @@ impl Broker {
                 .collect();
             groups.apply_commit(group, &parsed);
         }
+        let mut queues = BTreeMap::new();
+        for (key, spec) in &state.queues {
+            let Some(topic) = topics.get(&spec.topic) else {
+                continue;
+            };
+            let starts: Vec<i64> = topic
+                .partitions
+                .iter()
+                .map(|l| l.stats().start_offset)
+                .collect();
+            let dir = queue_dir(data_dir, &spec.topic, &spec.name);
+            queues.insert(
+                key.clone(),
+                Arc::new(QueueSub::open(&dir, spec.clone(), &starts, now_ms)?),
+            );
+        }
+        for topic in topics.values() {
+            restore_dedup(topic, now_ms)?;
+        }
         let broker = Broker {
             data_dir: data_dir.to_owned(),
             meta: Mutex::new((store, state)),
             topics: RwLock::new(topics),
             groups: Mutex::new(groups),
+            queues: RwLock::new(queues),
             listener: RwLock::new(None),
         };
+        let events = TopicConfig {
+            retention_bytes: Some(256 * 1024 * 1024),
+            segment_bytes: 16 * 1024 * 1024,
+            ..TopicConfig::default()
+        };
+        broker.create_system_topic(EVENTS_TOPIC, 1, events, now_ms)?;
         Ok((broker, notes))
     }
 
@@ -355,6 +475,11 @@ impl Broker {
         drop(meta);
         // Readers holding a log keep their file handles; the files go now.
         let _ = std::fs::remove_dir_all(topic_dir(&self.data_dir, name));
+        self.queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, q| q.spec().topic != name);
+        let _ = std::fs::remove_dir_all(self.data_dir.join("queues").join(name));
         lock(&self.groups).topics_changed(&self.catalog());
         if let Some(l) = self.listener() {
             l.topics_changed();
@@ -393,7 +518,11 @@ impl Broker {
         Ok(self
             .topics_read()
             .iter()
-            .filter(|(n, _)| pattern.as_ref().is_none_or(|p| p.matches(n)))
+            // System topics are listed only when a pattern names them.
+            .filter(|(n, _)| match &pattern {
+                Some(p) => p.matches(n),
+                None => !n.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX),
+            })
             .map(|(n, t)| (n.clone(), t.partitions.len() as u32))
             .collect())
     }
@@ -450,19 +579,84 @@ impl Broker {
         let log = Arc::clone(&t.partitions[partition as usize]);
         let config = t.config();
         let limited = config.max_messages.is_some() || config.max_bytes.is_some();
+        // Message IDs, if the producer gave any, for duplicate suppression.
+        let ids: Vec<Option<Vec<u8>>> = spool_batch::records(batch, &header)
+            .map(|r| r.map(|r| r.header(MSG_ID_HEADER).map(<[u8]>::to_vec)))
+            .collect::<std::result::Result<_, _>>()?;
+        let dedup = ids.iter().any(Option::is_some);
+        let mut dedup_guard = dedup.then(|| lock(&t.dedup));
+        let mut rebuilt: Option<Vec<u8>> = None;
+        let mut kept_ids: Vec<Option<Vec<u8>>> = ids.clone();
+        if let Some(d) = dedup_guard.as_mut() {
+            d.purge(now_ms);
+            let known: Vec<Option<(u32, i64)>> = ids
+                .iter()
+                .map(|id| id.as_ref().and_then(|id| d.ids.get(id).copied()))
+                .collect();
+            if known.iter().all(Option::is_some) {
+                // Every message was stored before: answer with the originals.
+                let first = known[0].unwrap_or((partition, 0));
+                let last = known[known.len() - 1].unwrap_or(first);
+                let original = &t.partitions[first.0 as usize];
+                let stats = original.stats();
+                let pending = PendingProduce {
+                    topic: Arc::clone(&t),
+                    partition: first.0,
+                    appended: Appended {
+                        base_offset: first.1,
+                        last_offset: last.1.max(first.1),
+                    },
+                    // The original may still be on its way to disk.
+                    must_sync: stats.durable_offset <= last.1,
+                };
+                return Ok(pending);
+            }
+            if known.iter().any(Option::is_some) {
+                // Some were stored before: store only the new ones.
+                let mut b = spool_batch::BatchBuilder::new();
+                kept_ids.clear();
+                for (r, (id, k)) in spool_batch::records(batch, &header).zip(ids.iter().zip(&known))
+                {
+                    let r = r?;
+                    if k.is_some() {
+                        continue;
+                    }
+                    b.push(&spool_batch::NewRecord {
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.map(<[u8]>::to_vec),
+                        headers: r
+                            .headers
+                            .iter()
+                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                            .collect(),
+                        timestamp_ms: header.base_timestamp + r.timestamp_delta,
+                    })?;
+                    kept_ids.push(id.clone());
+                }
+                rebuilt = Some(b.finish()?);
+            }
+        }
+        let batch: &mut [u8] = match rebuilt.as_mut() {
+            Some(b) => b.as_mut_slice(),
+            None => batch,
+        };
+        let records = kept_ids.len() as u64;
         let (appended, must_sync) = {
             let _admit = limited.then(|| lock(&t.admit));
             if limited {
-                self.make_room(
-                    &t,
-                    &config,
-                    &log,
-                    header.record_count as u64,
-                    batch.len() as u64,
-                )?;
+                self.make_room(&t, &config, &log, records, batch.len() as u64)?;
             }
             log.write(batch, now_ms)?
         };
+        if let Some(d) = dedup_guard.as_mut() {
+            let expires = now_ms + config.dedup_window_ms as i64;
+            for (i, id) in kept_ids.iter().enumerate() {
+                if let Some(id) = id {
+                    d.insert(id, partition, appended.base_offset + i as i64, expires);
+                }
+            }
+        }
+        drop(dedup_guard);
         Ok(PendingProduce {
             topic: t,
             partition,
@@ -569,9 +763,25 @@ impl Broker {
     /// Under `work_queue` retention, moves each partition's start past what
     /// every interested group has committed.
     fn release_consumed(&self, t: &Topic) -> Result<()> {
+        let queue_floors: Vec<Vec<i64>> = self
+            .queues_read()
+            .values()
+            .filter(|q| q.spec().topic == t.name)
+            .map(|q| q.floors())
+            .collect();
         let groups = lock(&self.groups);
         for (p, log) in t.partitions.iter().enumerate() {
-            if let Some(Some(low)) = groups.low_water(&(t.name.clone(), p as u32)) {
+            // Interested consumers: groups on the topic and queue subscriptions.
+            let mut low: Option<Option<i64>> = groups.low_water(&(t.name.clone(), p as u32));
+            for floors in &queue_floors {
+                let floor = floors.get(p).copied();
+                low = Some(match (low, floor) {
+                    (None, f) => f,
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(a)), Some(b)) => Some(a.min(b)),
+                });
+            }
+            if let Some(Some(low)) = low {
                 let s = log.stats();
                 let to = low.min(s.next_offset);
                 if to > s.start_offset {
@@ -580,6 +790,313 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    fn queues_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<QueueSub>>> {
+        self.queues.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- queue subscriptions ------------------------------------------------
+
+    /// Creates a queue subscription on a topic.
+    pub fn create_queue(&self, spec: QueueSpec, now_ms: i64) -> Result<()> {
+        spec.validate()?;
+        TopicName::new_system(&spec.name).map_err(|e| {
+            BrokerError::new(
+                ErrorCode::InvalidRequest,
+                format!("subscription name {:?}: {e}", spec.name),
+            )
+        })?;
+        let topic = self.topic(&spec.topic)?;
+        if let Some(dlq) = &spec.dead_letter_topic {
+            if dlq == &spec.topic {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    "the dead-letter topic must differ from the topic",
+                ));
+            }
+            self.topic(dlq)?;
+        }
+        let key = format!("{}/{}", spec.topic, spec.name);
+        let mut meta = lock(&self.meta);
+        if self.queues_read().contains_key(&key) {
+            return Err(BrokerError::new(
+                ErrorCode::GroupExists,
+                format!(
+                    "subscription {:?} already exists on topic {:?}",
+                    spec.name, spec.topic
+                ),
+            ));
+        }
+        let dir = queue_dir(&self.data_dir, &spec.topic, &spec.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let starts: Vec<i64> = topic
+            .partitions
+            .iter()
+            .map(|l| l.stats().start_offset)
+            .collect();
+        let sub = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
+        let event = MetaEvent::QueueCreated { spec };
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        self.queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Arc::new(sub));
+        Ok(())
+    }
+
+    /// Creates the subscription with default settings unless it exists.
+    pub fn ensure_queue(&self, topic: &str, name: &str, now_ms: i64) -> Result<Arc<QueueSub>> {
+        if let Ok(q) = self.queue(topic, name) {
+            return Ok(q);
+        }
+        match self.create_queue(QueueSpec::new(topic, name), now_ms) {
+            Ok(()) => {}
+            Err(e) if e.code == ErrorCode::GroupExists => {}
+            Err(e) => return Err(e),
+        }
+        self.queue(topic, name)
+    }
+
+    pub fn delete_queue(&self, topic: &str, name: &str, now_ms: i64) -> Result<()> {
+        let key = format!("{topic}/{name}");
+        let mut meta = lock(&self.meta);
+        if !self.queues_read().contains_key(&key) {
+            return Err(unknown_subscription(topic, name));
+        }
+        let event = MetaEvent::QueueDeleted {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+        };
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        self.queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let _ = std::fs::remove_dir_all(queue_dir(&self.data_dir, topic, name));
+        Ok(())
+    }
+
+    pub fn list_queues(&self, topic: Option<&str>) -> Vec<QueueSpec> {
+        self.queues_read()
+            .values()
+            .map(|q| q.spec())
+            .filter(|s| topic.is_none_or(|t| t == s.topic))
+            .collect()
+    }
+
+    pub fn queue(&self, topic: &str, name: &str) -> Result<Arc<QueueSub>> {
+        self.queues_read()
+            .get(&format!("{topic}/{name}"))
+            .cloned()
+            .ok_or_else(|| unknown_subscription(topic, name))
+    }
+
+    /// Leases up to `max` messages of a queue subscription.
+    pub fn receive(
+        &self,
+        topic: &str,
+        name: &str,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<Vec<LeasedMessage>> {
+        let t = self.topic(topic)?;
+        let q = self.queue(topic, name)?;
+        q.receive(&t.partitions, max, now_ms)
+    }
+
+    pub fn ack(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<Result<()>>> {
+        self.queue(topic, name)?.ack(receipts, now_ms)
+    }
+
+    pub fn nack(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        delay_ms: u64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Result<()>>> {
+        self.queue(topic, name)?
+            .nack(receipts, delay_ms, error, now_ms)
+    }
+
+    pub fn extend(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        extend_ms: u64,
+        now_ms: i64,
+    ) -> Result<Vec<Result<i64>>> {
+        Ok(self.queue(topic, name)?.extend(receipts, extend_ms, now_ms))
+    }
+
+    /// Appends one JSON event to the side channel (`spool.events`), durably.
+    pub fn publish_event(&self, kind: &str, event: &serde_json::Value, now_ms: i64) -> Result<()> {
+        let mut b = spool_batch::BatchBuilder::new();
+        let value = serde_json::to_vec(event)
+            .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
+        b.push(&spool_batch::NewRecord {
+            key: Some(kind.as_bytes().to_vec()),
+            value: Some(value),
+            headers: vec![],
+            timestamp_ms: now_ms,
+        })?;
+        let mut batch = b.finish()?;
+        self.produce(EVENTS_TOPIC, &Routing::Partition(0), &mut batch, now_ms)?;
+        Ok(())
+    }
+
+    /// Copies failed-too-often messages to their dead-letter topic (with
+    /// headers naming the source) and writes a side-channel event for each.
+    fn process_dead_letters(&self, q: &QueueSub, now_ms: i64) -> Result<()> {
+        let dead = q.housekeeping(now_ms)?;
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let spec = q.spec();
+        let topic = self.topic(&spec.topic)?;
+        for (partition, letter) in dead {
+            let log = &topic.partitions[partition as usize];
+            let read = log.read(letter.offset, 1)?;
+            let mut copy = None;
+            for batch in spool_batch::split_batches(&read.bytes) {
+                let batch = batch?;
+                let h = spool_batch::BatchHeader::parse(batch)?;
+                for r in spool_batch::records(batch, &h) {
+                    let r = r?;
+                    if h.base_offset + r.offset_delta as i64 != letter.offset {
+                        continue;
+                    }
+                    let mut headers: Vec<(String, Option<Vec<u8>>)> = r
+                        .headers
+                        .iter()
+                        .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
+                        .collect();
+                    headers.retain(|(k, _)| !k.starts_with("spool-dlq-"));
+                    let mut add =
+                        |k: &str, v: String| headers.push((k.to_owned(), Some(v.into_bytes())));
+                    add(DLQ_TOPIC_HEADER, spec.topic.clone());
+                    add(DLQ_SUBSCRIPTION_HEADER, spec.name.clone());
+                    add(DLQ_PARTITION_HEADER, partition.to_string());
+                    add(DLQ_OFFSET_HEADER, letter.offset.to_string());
+                    add(DLQ_DELIVERIES_HEADER, letter.deliveries.to_string());
+                    add(
+                        DLQ_ERROR_HEADER,
+                        letter.last_error.clone().unwrap_or_default(),
+                    );
+                    copy = Some(spool_batch::NewRecord {
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.map(<[u8]>::to_vec),
+                        headers,
+                        timestamp_ms: h.base_timestamp + r.timestamp_delta,
+                    });
+                }
+            }
+            let mut dlq_offset = None;
+            if let (Some(dlq), Some(record)) = (&spec.dead_letter_topic, copy) {
+                if self.topic(dlq).is_ok() {
+                    let mut b = spool_batch::BatchBuilder::new();
+                    let routing = record.key.clone().map_or(Routing::Spread, Routing::Key);
+                    b.push(&record)?;
+                    let produced = self.produce(dlq, &routing, &mut b.finish()?, now_ms)?;
+                    dlq_offset = Some((produced.partition, produced.base_offset));
+                }
+            }
+            let event = serde_json::json!({
+                "type": "dead_letter",
+                "topic": spec.topic,
+                "subscription": spec.name,
+                "partition": partition,
+                "offset": letter.offset,
+                "deliveries": letter.deliveries,
+                "error": letter.last_error,
+                "dead_letter_topic": spec.dead_letter_topic,
+                "dead_letter_partition": dlq_offset.map(|d| d.0),
+                "dead_letter_offset": dlq_offset.map(|d| d.1),
+                "at_ms": now_ms,
+            });
+            self.publish_event("dead_letter", &event, now_ms)?;
+            q.dead_lettered(partition, letter.offset, now_ms)?;
+            tracing::warn!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, deliveries = letter.deliveries, "message dead-lettered");
+        }
+        Ok(())
+    }
+
+    /// Moves dead letters of `topic`/`name` back to their source topic: every
+    /// copy in the subscription's dead-letter topic not yet redriven is
+    /// republished (without the dead-letter headers). Returns how many.
+    pub fn redrive(&self, topic: &str, name: &str, now_ms: i64) -> Result<u64> {
+        let spec = self.queue(topic, name)?.spec();
+        let Some(dlq) = spec.dead_letter_topic.clone() else {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidRequest,
+                format!("subscription {name:?} on {topic:?} has no dead-letter topic"),
+            ));
+        };
+        let dlq_topic = self.topic(&dlq)?;
+        // Redrive progress is kept like a consumer group's committed offsets.
+        let cursor = format!("spool.redrive.{topic}.{name}");
+        let mut moved = 0u64;
+        for (p, log) in dlq_topic.partitions.iter().enumerate() {
+            let tp = (dlq.clone(), p as u32);
+            let start = lock(&self.groups)
+                .committed(&cursor, &tp)
+                .unwrap_or(0)
+                .max(log.stats().start_offset);
+            let mut offset = start;
+            loop {
+                let read = log.read(offset, 1 << 20)?;
+                if read.bytes.is_empty() {
+                    break;
+                }
+                for batch in spool_batch::split_batches(&read.bytes) {
+                    let batch = batch?;
+                    let h = spool_batch::BatchHeader::parse(batch)?;
+                    for r in spool_batch::records(batch, &h) {
+                        let r = r?;
+                        if h.base_offset + (r.offset_delta as i64) < offset {
+                            continue;
+                        }
+                        let ours = r.header(DLQ_TOPIC_HEADER) == Some(topic.as_bytes())
+                            && r.header(DLQ_SUBSCRIPTION_HEADER) == Some(name.as_bytes());
+                        if !ours {
+                            continue;
+                        }
+                        let mut b = spool_batch::BatchBuilder::new();
+                        b.push(&spool_batch::NewRecord {
+                            key: r.key.map(<[u8]>::to_vec),
+                            value: r.value.map(<[u8]>::to_vec),
+                            headers: r
+                                .headers
+                                .iter()
+                                .filter(|hd| !hd.key.starts_with("spool-dlq-"))
+                                .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
+                                .collect(),
+                            timestamp_ms: now_ms,
+                        })?;
+                        let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
+                        self.produce(topic, &routing, &mut b.finish()?, now_ms)?;
+                        moved += 1;
+                    }
+                }
+                offset = read.next_offset;
+            }
+            if offset > start {
+                self.persist_commit(&cursor, &[(tp, offset)], now_ms)?;
+            }
+        }
+        Ok(moved)
     }
 
     pub fn fetch(
@@ -759,6 +1276,13 @@ impl Broker {
         for (group, member) in lock(&self.groups).expire(now_ms, &catalog) {
             tracing::info!(%group, %member, "consumer session expired; partitions reassigned");
         }
+        let queues: Vec<Arc<QueueSub>> = self.queues_read().values().cloned().collect();
+        for q in &queues {
+            if let Err(e) = self.process_dead_letters(q, now_ms) {
+                tracing::error!("dead-lettering for {:?} failed: {e}", q.spec().name);
+            }
+            q.maybe_snapshot(now_ms)?;
+        }
         let topics: Vec<Arc<Topic>> = self.topics_read().values().cloned().collect();
         for t in &topics {
             let config = t.config();
@@ -784,6 +1308,9 @@ impl Broker {
             for log in &t.partitions {
                 log.flush()?;
             }
+        }
+        for q in self.queues_read().values() {
+            q.flush()?;
         }
         Ok(())
     }

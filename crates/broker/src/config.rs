@@ -64,6 +64,19 @@ pub struct TopicConfig {
     pub retention_ms: Option<u64>,
     pub durability: TopicDurability,
     pub segment_bytes: u64,
+    /// Window in which a repeated message ID (header `spool-msg-id`) is
+    /// recognised as a duplicate and not stored again.
+    #[serde(default = "default_dedup_window_ms")]
+    pub dedup_window_ms: u64,
+}
+
+/// Default duplicate-suppression window: 2 minutes.
+pub const DEDUP_WINDOW_MS_DEFAULT: u64 = 120_000;
+/// Longest duplicate-suppression window (1 day).
+pub const DEDUP_WINDOW_MS_MAX: u64 = 24 * 3600 * 1000;
+
+fn default_dedup_window_ms() -> u64 {
+    DEDUP_WINDOW_MS_DEFAULT
 }
 
 impl Default for TopicConfig {
@@ -77,6 +90,7 @@ impl Default for TopicConfig {
             retention_ms: None,
             durability: TopicDurability::Always,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            dedup_window_ms: DEDUP_WINDOW_MS_DEFAULT,
         }
     }
 }
@@ -92,6 +106,7 @@ pub struct TopicConfigPatch {
     pub retention_ms: Option<u64>,
     pub durability: Option<TopicDurability>,
     pub segment_bytes: Option<u64>,
+    pub dedup_window_ms: Option<u64>,
 }
 
 impl TopicConfig {
@@ -123,6 +138,9 @@ impl TopicConfig {
         if let Some(v) = patch.segment_bytes {
             c.segment_bytes = v;
         }
+        if let Some(v) = patch.dedup_window_ms {
+            c.dedup_window_ms = v;
+        }
         c
     }
 
@@ -131,6 +149,11 @@ impl TopicConfig {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return bad(format!(
                 "segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}"
+            ));
+        }
+        if self.dedup_window_ms > DEDUP_WINDOW_MS_MAX {
+            return bad(format!(
+                "dedup_window_ms must be at most {DEDUP_WINDOW_MS_MAX}"
             ));
         }
         if let TopicDurability::Interval { interval_ms: 0 } = self.durability {

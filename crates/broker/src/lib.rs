@@ -17,10 +17,13 @@ mod error;
 pub mod group;
 pub mod meta;
 pub mod push;
+pub mod queue;
 
 pub use broker::{
     AppendListener, Assignment, Broker, PartitionInfo, PendingProduce, Produced, RecoveryNotes,
-    Routing, Topic, TopicDescription, QUEUE_FULL_RETRY_AFTER_MS,
+    Routing, Topic, TopicDescription, DLQ_DELIVERIES_HEADER, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER, DLQ_SUBSCRIPTION_HEADER, DLQ_TOPIC_HEADER, EVENTS_TOPIC, MSG_ID_HEADER,
+    QUEUE_FULL_RETRY_AFTER_MS,
 };
 pub use config::{OnFull, Retention, TopicConfig, TopicConfigPatch, TopicDurability};
 pub use error::{BrokerError, Result};

@@ -33,6 +33,9 @@ pub struct MetaState {
     pub topics: BTreeMap<String, TopicMeta>,
     /// group → "topic/partition" → committed offset (next offset to consume).
     pub offsets: BTreeMap<String, BTreeMap<String, i64>>,
+    /// "topic/subscription" → queue subscription settings.
+    #[serde(default)]
+    pub queues: BTreeMap<String, crate::queue::QueueSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +55,13 @@ pub enum MetaEvent {
     OffsetsCommitted {
         group: String,
         offsets: Vec<(String, u32, i64)>,
+    },
+    QueueCreated {
+        spec: crate::queue::QueueSpec,
+    },
+    QueueDeleted {
+        topic: String,
+        name: String,
     },
     Snapshot {
         state: MetaState,
@@ -81,6 +91,7 @@ impl MetaState {
             }
             MetaEvent::TopicDeleted { name } => {
                 self.topics.remove(name);
+                self.queues.retain(|_, q| &q.topic != name);
                 for offsets in self.offsets.values_mut() {
                     offsets.retain(|k, _| parse_tp_key(k).is_none_or(|(t, _)| &t != name));
                 }
@@ -90,6 +101,13 @@ impl MetaState {
                 for (topic, partition, offset) in offsets {
                     g.insert(tp_key(topic, *partition), *offset);
                 }
+            }
+            MetaEvent::QueueCreated { spec } => {
+                self.queues
+                    .insert(format!("{}/{}", spec.topic, spec.name), spec.clone());
+            }
+            MetaEvent::QueueDeleted { topic, name } => {
+                self.queues.remove(&format!("{topic}/{name}"));
             }
             MetaEvent::Snapshot { state } => *self = state.clone(),
         }

@@ -30,7 +30,7 @@ fn values(bytes: &[u8]) -> Vec<String> {
 fn topics_persist_and_names_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (b, _) = Broker::open(dir.path()).unwrap();
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
         b.create_topic("orders", 3, TopicConfig::default(), 0)
             .unwrap();
         assert_eq!(
@@ -73,7 +73,7 @@ fn topics_persist_and_names_are_checked() {
         };
         b.alter_topic("orders", &patch, 0).unwrap();
     }
-    let (b, notes) = Broker::open(dir.path()).unwrap();
+    let (b, notes) = Broker::open(dir.path(), 0).unwrap();
     assert!(notes.is_empty(), "{notes:?}");
     assert_eq!(
         b.list_topics(None).unwrap(),
@@ -99,7 +99,7 @@ fn topics_persist_and_names_are_checked() {
 #[test]
 fn one_key_always_lands_on_one_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path()).unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
     b.create_topic("t", 4, TopicConfig::default(), 0).unwrap();
     let p = b
         .produce("t", &Routing::Key(b"alice".to_vec()), &mut batch(&["1"]), 0)
@@ -129,7 +129,7 @@ fn one_key_always_lands_on_one_partition() {
 #[test]
 fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path()).unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
     let config = TopicConfig {
         max_messages: Some(5),
         retention: Retention::WorkQueue,
@@ -178,7 +178,7 @@ fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
 #[test]
 fn drop_oldest_keeps_the_newest() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path()).unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
     let config = TopicConfig {
         max_messages: Some(4),
         on_full: OnFull::DropOldest,
@@ -201,7 +201,7 @@ fn drop_oldest_keeps_the_newest() {
 fn committed_offsets_survive_reopen_and_latest_is_pinned() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (b, _) = Broker::open(dir.path()).unwrap();
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
         b.create_topic("t", 2, TopicConfig::default(), 0).unwrap();
         b.produce("t", &Routing::Partition(0), &mut batch(&["a", "b"]), 0)
             .unwrap();
@@ -232,7 +232,7 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
             .unwrap();
         assert_eq!(l.partitions[0].2, 2);
     }
-    let (b, _) = Broker::open(dir.path()).unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
     b.produce("t", &Routing::Partition(0), &mut batch(&["c"]), 0)
         .unwrap();
     let a = b
@@ -263,7 +263,7 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
 #[test]
 fn push_cursor_respects_credit_and_finds_new_topics() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path()).unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
     b.create_topic("orders.eu", 1, TopicConfig::default(), 0)
         .unwrap();
     b.produce("orders.eu", &Routing::Spread, &mut batch(&["e1", "e2"]), 0)
@@ -291,4 +291,251 @@ fn push_cursor_respects_credit_and_finds_new_topics() {
     assert!(c.next(&b).unwrap().is_none());
     c.grant(2, 0);
     assert!(c.next(&b).unwrap().is_some());
+}
+
+fn keyed(records: &[(&str, &str)], headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    for (k, v) in records {
+        b.push(&NewRecord {
+            key: Some(k.as_bytes().to_vec()),
+            value: Some(v.as_bytes().to_vec()),
+            headers: headers
+                .iter()
+                .map(|(hk, hv)| (hk.to_string(), Some(hv.as_bytes().to_vec())))
+                .collect(),
+            timestamp_ms: 1,
+        })
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+fn texts(msgs: &[spool_broker::queue::LeasedMessage]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| String::from_utf8(m.value.clone().unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn queue_leases_acks_redelivers_and_dead_letters() {
+    use spool_broker::queue::QueueSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    b.create_topic("jobs", 2, TopicConfig::default(), 0)
+        .unwrap();
+    b.create_topic("jobs.dlq", 1, TopicConfig::default(), 0)
+        .unwrap();
+    let spec = QueueSpec {
+        ack_timeout_ms: 1_000,
+        max_deliveries: 2,
+        dead_letter_topic: Some("jobs.dlq".into()),
+        ..QueueSpec::new("jobs", "w")
+    };
+    b.create_queue(spec, 0).unwrap();
+    b.produce("jobs", &Routing::Partition(0), &mut batch(&["a", "b"]), 0)
+        .unwrap();
+    b.produce("jobs", &Routing::Partition(1), &mut batch(&["c"]), 0)
+        .unwrap();
+    let got = b.receive("jobs", "w", 10, 0).unwrap();
+    let mut names = texts(&got);
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(
+        b.receive("jobs", "w", 10, 10).unwrap().is_empty(),
+        "all leased"
+    );
+    // Ack one, nack one with a delay, let one expire.
+    let by = |v: &str| {
+        got.iter()
+            .find(|m| m.value.as_deref() == Some(v.as_bytes()))
+            .unwrap()
+            .receipt
+            .clone()
+    };
+    b.ack("jobs", "w", &[by("a")], 10).unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!(
+        b.ack("jobs", "w", &[by("a")], 11).unwrap()[0]
+            .clone()
+            .unwrap_err()
+            .code,
+        ErrorCode::LeaseExpired
+    );
+    assert_eq!(
+        b.ack("jobs", "w", &["0-99-1".into()], 11).unwrap()[0]
+            .clone()
+            .unwrap_err()
+            .code,
+        ErrorCode::UnknownReceipt
+    );
+    assert_eq!(
+        b.ack("jobs", "w", &["garbage".into()], 11).unwrap()[0]
+            .clone()
+            .unwrap_err()
+            .code,
+        ErrorCode::UnknownReceipt
+    );
+    b.nack("jobs", "w", &[by("b")], 500, Some("busy"), 20)
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    assert!(
+        b.receive("jobs", "w", 10, 100).unwrap().is_empty(),
+        "b waits for its delay, c is leased"
+    );
+    let again = b.receive("jobs", "w", 10, 1_001).unwrap();
+    let mut names = texts(&again);
+    names.sort();
+    assert_eq!(
+        names,
+        ["b", "c"],
+        "b after its delay, c after its lease expired"
+    );
+    assert!(again.iter().all(|m| m.deliveries == 2));
+    // Both fail a second time: max deliveries reached → dead letters + events.
+    let receipts: Vec<String> = again.iter().map(|m| m.receipt.clone()).collect();
+    b.nack("jobs", "w", &receipts, 0, Some("still broken"), 1_002)
+        .unwrap();
+    b.tick(1_003).unwrap();
+    let dlq = b.fetch("jobs.dlq", 0, 0, 1 << 20).unwrap();
+    let mut dead = values(&dlq.bytes);
+    dead.sort();
+    assert_eq!(dead, ["b", "c"]);
+    let events = b.fetch(spool_broker::EVENTS_TOPIC, 0, 0, 1 << 20).unwrap();
+    let events = values(&events.bytes);
+    assert_eq!(events.len(), 2);
+    assert!(
+        events[0].contains("\"dead_letter\"") && events[0].contains("still broken"),
+        "{}",
+        events[0]
+    );
+    assert!(b.receive("jobs", "w", 10, 5_000).unwrap().is_empty());
+    // Redrive puts them back on the source topic, once.
+    assert_eq!(b.redrive("jobs", "w", 5_000).unwrap(), 2);
+    assert_eq!(b.redrive("jobs", "w", 5_001).unwrap(), 0);
+    let back = b.receive("jobs", "w", 10, 5_002).unwrap();
+    let mut names = texts(&back);
+    names.sort();
+    assert_eq!(names, ["b", "c"]);
+    assert!(back
+        .iter()
+        .all(|m| m.headers.iter().all(|(k, _)| !k.starts_with("spool-dlq-"))));
+}
+
+#[test]
+fn queue_state_survives_reopen_and_ordering_keys_hold() {
+    use spool_broker::queue::QueueSpec;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
+        b.create_topic("o", 1, TopicConfig::default(), 0).unwrap();
+        b.create_queue(
+            QueueSpec {
+                ordered: true,
+                ..QueueSpec::new("o", "w")
+            },
+            0,
+        )
+        .unwrap();
+        b.produce(
+            "o",
+            &Routing::Partition(0),
+            &mut keyed(
+                &[
+                    ("A", "a1"),
+                    ("A", "a2"),
+                    ("B", "b1"),
+                    ("A", "a3"),
+                    ("B", "b2"),
+                ],
+                &[],
+            ),
+            0,
+        )
+        .unwrap();
+        let got = b.receive("o", "w", 10, 0).unwrap();
+        assert_eq!(texts(&got), ["a1", "b1"], "one in flight per key");
+        let r: Vec<String> = got.iter().map(|m| m.receipt.clone()).collect();
+        b.ack("o", "w", &r, 1).unwrap();
+        let got = b.receive("o", "w", 10, 2).unwrap();
+        assert_eq!(texts(&got), ["a2", "b2"]);
+        b.ack("o", "w", &[got[0].receipt.clone()], 3).unwrap();
+        // b2 stays leased (unacknowledged) across the restart.
+    }
+    let (b, _) = Broker::open(dir.path(), 10_000).unwrap();
+    let got = b.receive("o", "w", 10, 10_000).unwrap();
+    assert_eq!(
+        texts(&got),
+        ["a3", "b2"],
+        "acked messages never come back; unacked ones do"
+    );
+    assert_eq!(
+        got.iter()
+            .find(|m| m.value.as_deref() == Some(&b"b2"[..]))
+            .unwrap()
+            .deliveries,
+        2
+    );
+}
+
+#[test]
+fn delayed_messages_wait_and_duplicates_are_suppressed() {
+    use spool_broker::queue::QueueSpec;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
+        b.create_topic("d", 1, TopicConfig::default(), 0).unwrap();
+        b.create_queue(QueueSpec::new("d", "w"), 0).unwrap();
+        b.produce(
+            "d",
+            &Routing::Spread,
+            &mut keyed(&[("k", "later")], &[("spool-deliver-at", "5000")]),
+            0,
+        )
+        .unwrap();
+        b.produce("d", &Routing::Spread, &mut keyed(&[("k", "now")], &[]), 0)
+            .unwrap();
+        assert_eq!(texts(&b.receive("d", "w", 10, 100).unwrap()), ["now"]);
+        // Duplicate suppression: same ID → original offset, nothing stored.
+        let first = b
+            .produce(
+                "d",
+                &Routing::Spread,
+                &mut keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
+                100,
+            )
+            .unwrap();
+        let dup = b
+            .produce(
+                "d",
+                &Routing::Spread,
+                &mut keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
+                200,
+            )
+            .unwrap();
+        assert_eq!(
+            (dup.partition, dup.base_offset),
+            (first.partition, first.base_offset)
+        );
+        assert_eq!(b.offsets("d", 0).unwrap().1, 3);
+    }
+    // After a restart the delay still holds, and so does the dedup window.
+    let (b, _) = Broker::open(dir.path(), 1_000).unwrap();
+    let dup = b
+        .produce(
+            "d",
+            &Routing::Spread,
+            &mut keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(dup.base_offset, 2);
+    let early = b.receive("d", "w", 10, 1_000).unwrap();
+    assert_eq!(
+        texts(&early),
+        ["now", "x"],
+        "`now` was never acked; `later` must wait"
+    );
+    assert_eq!(texts(&b.receive("d", "w", 10, 5_000).unwrap()), ["later"]);
 }

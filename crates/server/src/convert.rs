@@ -55,6 +55,7 @@ pub fn patch_from_wire(c: &p::TopicConfig) -> Result<b::TopicConfigPatch, Broker
         retention_ms: c.retention_ms,
         durability: c.durability.map(durability_to_broker),
         segment_bytes: c.segment_bytes,
+        dedup_window_ms: None,
     })
 }
 

@@ -81,7 +81,7 @@ impl Server {
             tracing::warn!("could not raise the open-file limit: {e}");
         }
         let dir = config.data_dir.clone();
-        let (broker, notes) = tokio::task::spawn_blocking(move || Broker::open(&dir))
+        let (broker, notes) = tokio::task::spawn_blocking(move || Broker::open(&dir, now_ms()))
             .await?
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -1,0 +1,663 @@
+//! Queue subscriptions (work queues): competing consumers over a stored
+//! topic, each message leased to one worker at a time and done only when
+//! acknowledged. One [`QueueSub`] per subscription; each partition has its
+//! own lock and its own [`state::PartitionQueue`], so leasing and acking on
+//! different partitions never contend. Acks, leases and retries are recorded
+//! in a per-subscription state log (our own [`Log`], `always` durability)
+//! and replayed on open.
+//!
+//! Durability bound: an ack is answered only after its state-log record is
+//! fdatasync'd, so a message whose ack was answered is never delivered again;
+//! a message whose ack was in flight when the server died may be delivered
+//! once more. A lease (and its delivery count) is written but not waited for,
+//! so after a crash a delivery count may be one lower than it was.
+
+pub mod state;
+
+use crate::error::{BrokerError, Result};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use spool_batch::{BatchBuilder, NewRecord};
+use spool_log::{Log, LogConfig};
+use spool_types::ErrorCode;
+use state::{Admit, Backoff, Change, DeliveryMode, PartitionQueue, ReceiptError, Restored, Rules};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Most messages a partition keeps admitted (ready, leased or awaiting
+/// compaction) in memory; the log is scanned further as they finish.
+pub const QUEUE_WINDOW_MESSAGES: usize = 10_000;
+/// Bytes read from the log per scan step.
+const SCAN_BYTES: usize = 512 * 1024;
+/// State-log records between snapshots.
+const SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
+/// Header a producer sets to delay delivery: ms since the Unix epoch, ASCII.
+pub const DELIVER_AT_HEADER: &str = "spool-deliver-at";
+/// Longest delay a message may ask for (30 days); later times are clamped.
+pub const DELAY_MS_MAX: i64 = 30 * 24 * 3600 * 1000;
+/// Longest lease an ack timeout or extension may ask for (12 hours).
+pub const LEASE_MS_MAX: u64 = 12 * 3600 * 1000;
+/// Most messages one receive may lease.
+pub const RECEIVE_MAX: usize = 1_000;
+
+/// How a queue subscription behaves; persisted in the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    pub topic: String,
+    pub name: String,
+    pub ack_timeout_ms: u64,
+    /// 0 means unlimited.
+    pub max_deliveries: u32,
+    pub dead_letter_topic: Option<String>,
+    pub backoff: BackoffSpec,
+    pub mode: ModeSpec,
+    pub ordered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BackoffSpec {
+    Fixed { delay_ms: u64 },
+    Exponential { initial_ms: u64, max_ms: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeSpec {
+    #[default]
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+impl QueueSpec {
+    /// Defaults: 30 s ack timeout, 5 deliveries, no backoff, at-least-once.
+    pub fn new(topic: &str, name: &str) -> QueueSpec {
+        QueueSpec {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+            ack_timeout_ms: 30_000,
+            max_deliveries: 5,
+            dead_letter_topic: None,
+            backoff: BackoffSpec::Fixed { delay_ms: 0 },
+            mode: ModeSpec::AtLeastOnce,
+            ordered: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.ack_timeout_ms == 0 || self.ack_timeout_ms > LEASE_MS_MAX {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidConfig,
+                format!("ack_timeout_ms must be 1 to {LEASE_MS_MAX}"),
+            ));
+        }
+        if let BackoffSpec::Exponential { initial_ms, max_ms } = self.backoff {
+            if initial_ms == 0 || max_ms < initial_ms {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    "exponential backoff needs 0 < initial_ms <= max_ms",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> Rules {
+        Rules {
+            ack_timeout_ms: self.ack_timeout_ms,
+            max_deliveries: self.max_deliveries,
+            backoff: match self.backoff {
+                BackoffSpec::Fixed { delay_ms } => Backoff::Fixed { delay_ms },
+                BackoffSpec::Exponential { initial_ms, max_ms } => {
+                    Backoff::Exponential { initial_ms, max_ms }
+                }
+            },
+            mode: match self.mode {
+                ModeSpec::AtLeastOnce => DeliveryMode::AtLeastOnce,
+                ModeSpec::AtMostOnce => DeliveryMode::AtMostOnce,
+            },
+            ordered: self.ordered,
+        }
+    }
+}
+
+/// A leased message as handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedMessage {
+    pub receipt: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp_ms: i64,
+    pub deliveries: u32,
+    pub lease_deadline_ms: i64,
+}
+
+/// A receipt names one lease: `partition-offset-lease` (lease in hex).
+pub fn make_receipt(partition: u32, offset: i64, lease: u64) -> String {
+    format!("{partition}-{offset}-{lease:x}")
+}
+
+pub fn parse_receipt(receipt: &str) -> Option<(u32, i64, u64)> {
+    let mut parts = receipt.splitn(3, '-');
+    let p = parts.next()?.parse().ok()?;
+    let o = parts.next()?.parse().ok()?;
+    let l = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((p, o, l))
+}
+
+fn receipt_error(receipt: &str, e: ReceiptError) -> BrokerError {
+    match e {
+        ReceiptError::Unknown => BrokerError::new(ErrorCode::UnknownReceipt, format!("receipt {receipt:?} does not name a lease of this subscription")),
+        ReceiptError::Expired => BrokerError::new(
+            ErrorCode::LeaseExpired,
+            format!("the lease behind receipt {receipt:?} expired (or the message was acknowledged or redelivered); nothing changed"),
+        ),
+    }
+}
+
+// State-log record encoding: one record per change, value =
+// kind u8 | partition u32 | offset i64 | arg i64.
+const REC_DELIVERED: u8 = 1;
+const REC_DONE: u8 = 2;
+const REC_RETRY: u8 = 3;
+const REC_FLOOR: u8 = 4;
+const REC_BYTES: usize = 1 + 4 + 8 + 8;
+
+fn encode_change(partition: u32, change: &Change) -> [u8; REC_BYTES] {
+    let (kind, offset, arg) = match *change {
+        Change::Delivered { offset, deliveries } => (REC_DELIVERED, offset, deliveries as i64),
+        Change::Done { offset } => (REC_DONE, offset, 0),
+        Change::Retry {
+            offset,
+            not_before_ms,
+        } => (REC_RETRY, offset, not_before_ms),
+    };
+    encode_record(kind, partition, offset, arg)
+}
+
+fn encode_record(kind: u8, partition: u32, offset: i64, arg: i64) -> [u8; REC_BYTES] {
+    let mut out = [0u8; REC_BYTES];
+    out[0] = kind;
+    out[1..5].copy_from_slice(&partition.to_be_bytes());
+    out[5..13].copy_from_slice(&offset.to_be_bytes());
+    out[13..21].copy_from_slice(&arg.to_be_bytes());
+    out
+}
+
+fn decode_record(v: &[u8]) -> Option<(u8, u32, i64, i64)> {
+    if v.len() != REC_BYTES {
+        return None;
+    }
+    let p = u32::from_be_bytes([v[1], v[2], v[3], v[4]]);
+    let mut o = [0u8; 8];
+    o.copy_from_slice(&v[5..13]);
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&v[13..21]);
+    Some((v[0], p, i64::from_be_bytes(o), i64::from_be_bytes(a)))
+}
+
+/// One queue subscription at runtime.
+pub struct QueueSub {
+    spec: Mutex<QueueSpec>,
+    partitions: Vec<Mutex<PartitionQueue>>,
+    state: Log,
+    next_lease: AtomicU64,
+    rotate: AtomicUsize,
+    records_since_snapshot: AtomicU64,
+    pub redeliveries: AtomicU64,
+    pub dead_letters: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a scanned record tells the queue.
+fn admit_from(partition_log: &Log, from: i64) -> Result<(Vec<Admit>, i64)> {
+    let read = partition_log.read(from, SCAN_BYTES)?;
+    let mut out = Vec::new();
+    for batch in spool_batch::split_batches(&read.bytes) {
+        let batch = batch?;
+        let h = spool_batch::BatchHeader::parse(batch)?;
+        for r in spool_batch::records(batch, &h) {
+            let r = r?;
+            let offset = h.base_offset + r.offset_delta as i64;
+            if offset < from {
+                continue;
+            }
+            let ts = h.base_timestamp + r.timestamp_delta;
+            let not_before_ms = r
+                .header(DELIVER_AT_HEADER)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map(|at| at.min(ts.saturating_add(DELAY_MS_MAX)))
+                .unwrap_or(0);
+            let key = r.key.map(|k| {
+                // FNV-1a: a cheap stable hash for per-key blocking.
+                k.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ *b as u64).wrapping_mul(0x1000_0000_01b3)
+                })
+            });
+            out.push(Admit {
+                offset,
+                key,
+                not_before_ms,
+            });
+        }
+    }
+    Ok((out, read.next_offset.max(from)))
+}
+
+impl QueueSub {
+    /// Opens (or creates) the subscription's state in `dir`, replaying it.
+    pub fn open(
+        dir: &Path,
+        spec: QueueSpec,
+        partition_starts: &[i64],
+        now_ms: i64,
+    ) -> Result<QueueSub> {
+        let (state, _report) = Log::open(
+            dir,
+            LogConfig {
+                segment_bytes: 16 * 1024 * 1024,
+                ..LogConfig::default()
+            },
+        )?;
+        let n = partition_starts.len();
+        let mut floors: Vec<i64> = partition_starts.to_vec();
+        let mut facts: Vec<BTreeMap<i64, Restored>> = vec![BTreeMap::new(); n];
+        let mut offset = state.stats().start_offset;
+        let mut records = 0u64;
+        loop {
+            let read = state.read(offset, 4 << 20)?;
+            if read.bytes.is_empty() {
+                break;
+            }
+            for batch in spool_batch::split_batches(&read.bytes) {
+                let batch = batch?;
+                let h = spool_batch::BatchHeader::parse(batch)?;
+                for r in spool_batch::records(batch, &h) {
+                    let r = r?;
+                    records += 1;
+                    let Some((kind, p, o, arg)) = r.value.and_then(decode_record) else {
+                        continue;
+                    };
+                    let Some(f) = facts.get_mut(p as usize) else {
+                        continue;
+                    };
+                    match kind {
+                        REC_FLOOR => {
+                            floors[p as usize] = floors[p as usize].max(o);
+                            *f = f.split_off(&o);
+                        }
+                        REC_DELIVERED => f.entry(o).or_default().deliveries = arg as u32,
+                        REC_DONE => f.entry(o).or_default().done = true,
+                        REC_RETRY => f.entry(o).or_default().not_before_ms = arg,
+                        _ => {}
+                    }
+                }
+            }
+            offset = read.next_offset;
+        }
+        let partitions = floors
+            .into_iter()
+            .zip(facts)
+            .zip(partition_starts)
+            .map(|((floor, mut f), start)| {
+                let floor = floor.max(*start);
+                Mutex::new(PartitionQueue::new(floor, f.split_off(&floor)))
+            })
+            .collect();
+        Ok(QueueSub {
+            spec: Mutex::new(spec),
+            partitions,
+            state,
+            // Leases are unique across restarts: the counter starts from the clock.
+            next_lease: AtomicU64::new((now_ms.max(0) as u64) << 16),
+            rotate: AtomicUsize::new(0),
+            records_since_snapshot: AtomicU64::new(records),
+            redeliveries: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+        })
+    }
+
+    pub fn spec(&self) -> QueueSpec {
+        lock(&self.spec).clone()
+    }
+
+    pub fn set_spec(&self, spec: QueueSpec) {
+        *lock(&self.spec) = spec;
+    }
+
+    /// Per-partition floors: everything below is done.
+    pub fn floors(&self) -> Vec<i64> {
+        self.partitions.iter().map(|p| lock(p).floor()).collect()
+    }
+
+    /// (outstanding admitted, leased) summed over partitions.
+    pub fn counts(&self) -> (usize, usize) {
+        self.partitions.iter().fold((0, 0), |(o, l), p| {
+            let p = lock(p);
+            (o + p.outstanding(), l + p.leased())
+        })
+    }
+
+    /// Writes changes to the state log; waits for fdatasync when `durable`.
+    fn persist(
+        &self,
+        partition: u32,
+        changes: &[Change],
+        durable: bool,
+        now_ms: i64,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut b = BatchBuilder::new();
+        for c in changes {
+            b.push(&NewRecord::value(
+                encode_change(partition, c).to_vec(),
+                now_ms,
+            ))?;
+        }
+        let mut batch = b.finish()?;
+        let (appended, _) = self.state.write(&mut batch, now_ms)?;
+        self.records_since_snapshot
+            .fetch_add(changes.len() as u64, Ordering::Relaxed);
+        if durable {
+            self.state.sync_to(appended.next_offset())?;
+        }
+        Ok(())
+    }
+
+    /// Leases up to `max` messages across partitions, reading their contents.
+    pub fn receive(
+        &self,
+        logs: &[Arc<Log>],
+        max: usize,
+        now_ms: i64,
+    ) -> Result<Vec<LeasedMessage>> {
+        let max = max.clamp(1, RECEIVE_MAX);
+        let spec = self.spec();
+        let rules = spec.rules();
+        let n = self.partitions.len().min(logs.len());
+        let first = self.rotate.fetch_add(1, Ordering::Relaxed);
+        let mut out = Vec::new();
+        for i in 0..n {
+            if out.len() >= max {
+                break;
+            }
+            let p = (first + i) % n;
+            let log = &logs[p];
+            let (leases, changes) = {
+                let mut q = lock(&self.partitions[p]);
+                let start = log.stats().start_offset;
+                q.skip_to(start);
+                let end = log.stats().end_offset;
+                while q.outstanding() < QUEUE_WINDOW_MESSAGES && q.scanned() < end {
+                    let (admits, next) = admit_from(log, q.scanned())?;
+                    if next <= q.scanned() {
+                        break;
+                    }
+                    q.admit(admits, next);
+                }
+                let mut changes = Vec::new();
+                let mut next = self.next_lease.load(Ordering::Relaxed);
+                let leases = q.lease(max - out.len(), now_ms, &rules, &mut next, &mut changes);
+                self.next_lease.fetch_max(next, Ordering::Relaxed);
+                (leases, changes)
+            };
+            if leases.is_empty() && changes.is_empty() {
+                continue;
+            }
+            // At-most-once hands out only what is durably marked done.
+            self.persist(
+                p as u32,
+                &changes,
+                rules.mode == DeliveryMode::AtMostOnce,
+                now_ms,
+            )?;
+            let redelivered = leases.iter().filter(|l| l.deliveries > 1).count() as u64;
+            self.redeliveries.fetch_add(redelivered, Ordering::Relaxed);
+            out.extend(read_messages(log, p as u32, &leases)?);
+        }
+        Ok(out)
+    }
+
+    fn with_receipt<T>(
+        &self,
+        receipt: &str,
+        f: impl FnOnce(u32, &mut PartitionQueue, i64, u64) -> std::result::Result<T, ReceiptError>,
+    ) -> Result<T> {
+        let (p, offset, lease) =
+            parse_receipt(receipt).ok_or_else(|| receipt_error(receipt, ReceiptError::Unknown))?;
+        let q = self
+            .partitions
+            .get(p as usize)
+            .ok_or_else(|| receipt_error(receipt, ReceiptError::Unknown))?;
+        let mut q = lock(q);
+        f(p, &mut q, offset, lease).map_err(|e| receipt_error(receipt, e))
+    }
+
+    /// Acknowledges each receipt; answers once the acks are durable. Returns
+    /// one result per receipt (a bad receipt does not fail the others).
+    pub fn ack(&self, receipts: &[String], now_ms: i64) -> Result<Vec<Result<()>>> {
+        let mut by_partition: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
+        let results: Vec<Result<()>> = receipts
+            .iter()
+            .map(|r| {
+                self.with_receipt(r, |p, q, offset, lease| {
+                    let changes = by_partition.entry(p).or_default();
+                    q.ack(offset, lease, now_ms, changes)
+                })
+            })
+            .collect();
+        let last = by_partition.len();
+        for (i, (p, changes)) in by_partition.iter().enumerate() {
+            // One fdatasync covers every partition's records (same log).
+            self.persist(*p, changes, i + 1 == last, now_ms)?;
+        }
+        Ok(results)
+    }
+
+    pub fn nack(
+        &self,
+        receipts: &[String],
+        delay_ms: u64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Result<()>>> {
+        let rules = self.spec().rules();
+        let delay_ms = delay_ms.min(DELAY_MS_MAX as u64);
+        let mut by_partition: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
+        let results = receipts
+            .iter()
+            .map(|r| {
+                self.with_receipt(r, |p, q, offset, lease| {
+                    q.nack(
+                        offset,
+                        lease,
+                        delay_ms,
+                        error.map(str::to_owned),
+                        now_ms,
+                        &rules,
+                        by_partition.entry(p).or_default(),
+                    )
+                })
+            })
+            .collect();
+        for (p, changes) in &by_partition {
+            self.persist(*p, changes, false, now_ms)?;
+        }
+        Ok(results)
+    }
+
+    /// Extends leases to `now + extend_ms`; returns the new deadlines.
+    pub fn extend(&self, receipts: &[String], extend_ms: u64, now_ms: i64) -> Vec<Result<i64>> {
+        let extend_ms = extend_ms.clamp(1, LEASE_MS_MAX);
+        receipts
+            .iter()
+            .map(|r| {
+                self.with_receipt(r, |_, q, offset, lease| {
+                    q.extend(offset, lease, extend_ms, now_ms)
+                })
+            })
+            .collect()
+    }
+
+    /// Expires leases and returns dead letters to copy, per partition.
+    pub fn housekeeping(&self, now_ms: i64) -> Result<Vec<(u32, state::DeadLetter)>> {
+        let rules = self.spec().rules();
+        let mut dead = Vec::new();
+        for (p, q) in self.partitions.iter().enumerate() {
+            let mut changes = Vec::new();
+            let letters = {
+                let mut q = lock(q);
+                q.expire(now_ms, &rules, &mut changes);
+                q.dead_letters()
+            };
+            self.persist(p as u32, &changes, false, now_ms)?;
+            dead.extend(letters.into_iter().map(|d| (p as u32, d)));
+        }
+        self.state.sync_if_due(now_ms)?;
+        Ok(dead)
+    }
+
+    /// Marks a dead letter done after its copy (and event) are durable.
+    pub fn dead_lettered(&self, partition: u32, offset: i64, now_ms: i64) -> Result<()> {
+        let mut changes = Vec::new();
+        if let Some(q) = self.partitions.get(partition as usize) {
+            lock(q).dead_lettered(offset, &mut changes);
+        }
+        self.dead_letters.fetch_add(1, Ordering::Relaxed);
+        self.persist(partition, &changes, true, now_ms)
+    }
+
+    /// The soonest time a delayed or backed-off message becomes ready or a
+    /// lease expires, so a long poll knows when to look again.
+    pub fn next_wakeup(&self) -> Option<i64> {
+        self.partitions
+            .iter()
+            .filter_map(|q| lock(q).next_wakeup())
+            .min()
+    }
+
+    /// Rewrites the state log as one snapshot when it has grown.
+    pub fn maybe_snapshot(&self, now_ms: i64) -> Result<()> {
+        if self.records_since_snapshot.load(Ordering::Relaxed) < SNAPSHOT_EVERY_RECORDS {
+            return Ok(());
+        }
+        let start = self.state.stats().next_offset;
+        let mut b = BatchBuilder::new();
+        let mut count = 0usize;
+        for (p, q) in self.partitions.iter().enumerate() {
+            let (floor, facts) = {
+                let q = lock(q);
+                (q.floor(), q.snapshot())
+            };
+            b.push(&NewRecord::value(
+                encode_record(REC_FLOOR, p as u32, floor, 0).to_vec(),
+                now_ms,
+            ))?;
+            for (o, f) in facts {
+                if count + 4 >= spool_types::limits::BATCH_RECORDS_MAX {
+                    let mut batch = std::mem::take(&mut b).finish()?;
+                    self.state.append(&mut batch, now_ms)?;
+                    count = 0;
+                }
+                if f.deliveries > 0 {
+                    b.push(&NewRecord::value(
+                        encode_record(REC_DELIVERED, p as u32, o, f.deliveries as i64).to_vec(),
+                        now_ms,
+                    ))?;
+                }
+                if f.done {
+                    b.push(&NewRecord::value(
+                        encode_record(REC_DONE, p as u32, o, 0).to_vec(),
+                        now_ms,
+                    ))?;
+                }
+                if f.not_before_ms > 0 {
+                    b.push(&NewRecord::value(
+                        encode_record(REC_RETRY, p as u32, o, f.not_before_ms).to_vec(),
+                        now_ms,
+                    ))?;
+                }
+                count += 3;
+            }
+        }
+        if !b.is_empty() {
+            let mut batch = b.finish()?;
+            self.state.append(&mut batch, now_ms)?;
+        }
+        self.state.advance_start_offset(start)?;
+        self.records_since_snapshot.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.state.flush()?)
+    }
+}
+
+/// Reads the leased records' contents from the partition log.
+fn read_messages(log: &Log, partition: u32, leases: &[state::Lease]) -> Result<Vec<LeasedMessage>> {
+    let mut out = Vec::with_capacity(leases.len());
+    let mut i = 0;
+    while i < leases.len() {
+        let read = log.read(leases[i].offset, SCAN_BYTES)?;
+        if read.bytes.is_empty() {
+            i += 1; // deleted by retention meanwhile
+            continue;
+        }
+        let before = i;
+        for batch in spool_batch::split_batches(&read.bytes) {
+            let batch = batch?;
+            let h = spool_batch::BatchHeader::parse(batch)?;
+            let shared = Bytes::copy_from_slice(batch);
+            for r in spool_batch::records(batch, &h) {
+                let r = r?;
+                let offset = h.base_offset + r.offset_delta as i64;
+                while i < leases.len() && leases[i].offset < offset {
+                    i += 1; // not in the log any more
+                }
+                if i >= leases.len() || leases[i].offset != offset {
+                    continue;
+                }
+                let l = leases[i];
+                let slice = |s: &[u8]| shared.slice_ref(s_in(batch, &shared, s));
+                out.push(LeasedMessage {
+                    receipt: make_receipt(partition, offset, l.lease),
+                    partition,
+                    offset,
+                    key: r.key.map(slice),
+                    value: r.value.map(slice),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|hd| (hd.key.to_owned(), hd.value.map(slice)))
+                        .collect(),
+                    timestamp_ms: h.base_timestamp + r.timestamp_delta,
+                    deliveries: l.deliveries,
+                    lease_deadline_ms: l.deadline_ms,
+                });
+                i += 1;
+            }
+        }
+        if i == before {
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Maps a sub-slice of `batch` to the same range inside `shared` (a copy of `batch`).
+fn s_in<'a>(batch: &[u8], shared: &'a Bytes, s: &[u8]) -> &'a [u8] {
+    let start = s.as_ptr() as usize - batch.as_ptr() as usize;
+    &shared[start..start + s.len()]
+}
