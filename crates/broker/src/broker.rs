@@ -8,13 +8,20 @@ use crate::error::{name_error, BrokerError, Result};
 use crate::group::{Catalog, Coordinator, GroupView, StartFrom, TopicPartition};
 use crate::meta::{parse_tp_key, MetaEvent, MetaState, MetaStore, TopicMeta};
 use crate::queue::{LeasedMessage, QueueSpec, QueueSub};
+use crate::requests::{
+    unknown_request, CallbackState, CallbackStatus, RequestRecord, RequestStatus, RequestStore,
+    CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, REQUEST_TTL_MS_DEFAULT, RESULT_BYTES_MAX,
+    WORKERS_SUBSCRIPTION,
+};
 use spool_log::{Appended, Log, ReadBatches};
 use spool_types::limits::{CLIENT_ID_LEN_MAX, GROUP_NAME_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
 use spool_types::partitioner::partition_for_key;
 use spool_types::{ErrorCode, TopicName, TopicPattern};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -162,6 +169,11 @@ pub struct Broker {
     groups: Mutex<Coordinator>,
     /// Queue subscriptions by "topic/name".
     queues: RwLock<BTreeMap<String, Arc<QueueSub>>>,
+    requests: RequestStore,
+    /// Callbacks waiting to be attempted, by (due time, request id).
+    callbacks_due: Mutex<BTreeSet<(i64, String)>>,
+    /// When records were last checked for expiry.
+    last_expiry_ms: AtomicI64,
     listener: RwLock<Option<Arc<dyn AppendListener>>>,
 }
 
@@ -294,6 +306,7 @@ impl Broker {
                 .collect();
             groups.apply_commit(group, &parsed);
         }
+        let requests = RequestStore::open(&data_dir.join("requests.redb"))?;
         let mut queues = BTreeMap::new();
         for (key, spec) in &state.queues {
             let Some(topic) = topics.get(&spec.topic) else {
@@ -319,6 +332,19 @@ impl Broker {
             topics: RwLock::new(topics),
             groups: Mutex::new(groups),
             queues: RwLock::new(queues),
+            callbacks_due: Mutex::new(
+                requests
+                    .scan(|r| {
+                        r.callback
+                            .as_ref()
+                            .is_some_and(|c| c.status == CallbackStatus::Pending)
+                    })?
+                    .into_iter()
+                    .map(|r| (r.callback.map_or(0, |c| c.next_attempt_ms), r.id))
+                    .collect(),
+            ),
+            requests,
+            last_expiry_ms: AtomicI64::new(0),
             listener: RwLock::new(None),
         };
         let events = TopicConfig {
@@ -904,7 +930,9 @@ impl Broker {
     ) -> Result<Vec<LeasedMessage>> {
         let t = self.topic(topic)?;
         let q = self.queue(topic, name)?;
-        q.receive(&t.partitions, max, now_ms)
+        let messages = q.receive(&t.partitions, max, now_ms)?;
+        self.mark_running(&messages, now_ms)?;
+        Ok(messages)
     }
 
     pub fn ack(
@@ -970,6 +998,7 @@ impl Broker {
             let log = &topic.partitions[partition as usize];
             let read = log.read(letter.offset, 1)?;
             let mut copy = None;
+            let mut request_id: Option<String> = None;
             for batch in spool_batch::split_batches(&read.bytes) {
                 let batch = batch?;
                 let h = spool_batch::BatchHeader::parse(batch)?;
@@ -978,6 +1007,10 @@ impl Broker {
                     if h.base_offset + r.offset_delta as i64 != letter.offset {
                         continue;
                     }
+                    request_id = r
+                        .header(REQUEST_ID_HEADER)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .map(str::to_owned);
                     let mut headers: Vec<(String, Option<Vec<u8>>)> = r
                         .headers
                         .iter()
@@ -1028,6 +1061,17 @@ impl Broker {
             });
             self.publish_event("dead_letter", &event, now_ms)?;
             q.dead_lettered(partition, letter.offset, now_ms)?;
+            if let Some(id) = request_id.as_deref() {
+                if let Some(r) = self.requests.get(id)? {
+                    if !r.status.is_final() {
+                        let error = letter
+                            .last_error
+                            .clone()
+                            .unwrap_or_else(|| "failed too many times".into());
+                        self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
+                    }
+                }
+            }
             tracing::warn!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, deliveries = letter.deliveries, "message dead-lettered");
         }
         Ok(())
@@ -1294,6 +1338,7 @@ impl Broker {
                 log.sync_if_due(now_ms)?;
             }
         }
+        self.expire_requests(now_ms)?;
         let mut meta = lock(&self.meta);
         if meta.0.wants_snapshot() {
             let state = meta.1.clone();
@@ -1311,6 +1356,326 @@ impl Broker {
         }
         for q in self.queues_read().values() {
             q.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// How often finished request records are checked for expiry.
+const REQUEST_EXPIRY_SCAN_MS: i64 = 60_000;
+
+impl Broker {
+    /// Request messages handed to a worker: their records become `running`.
+    fn mark_running(&self, messages: &[LeasedMessage], now_ms: i64) -> Result<()> {
+        let mut updated = Vec::new();
+        for m in messages {
+            let Some(id) = m
+                .headers
+                .iter()
+                .find(|(k, _)| k == REQUEST_ID_HEADER)
+                .and_then(|(_, v)| v.as_ref())
+            else {
+                continue;
+            };
+            let Ok(id) = std::str::from_utf8(id) else {
+                continue;
+            };
+            if let Some(mut r) = self.requests.get(id)? {
+                if r.status.is_final() {
+                    continue;
+                }
+                r.status = RequestStatus::Running;
+                r.attempts = m.deliveries;
+                r.receipt = Some(m.receipt.clone());
+                r.lease_deadline_ms = Some(m.lease_deadline_ms);
+                r.updated_ms = now_ms;
+                updated.push(r);
+            }
+        }
+        if !updated.is_empty() {
+            // Not waited for: after a crash the lease is gone anyway, and the
+            // view turns an expired `running` back into `pending`.
+            let refs: Vec<&RequestRecord> = updated.iter().collect();
+            self.requests.put(&refs, false)?;
+        }
+        Ok(())
+    }
+
+    /// Accepts a request: stores its record (durably) and puts its payload on
+    /// the request queue `queue` (created with defaults on first use, with a
+    /// `workers` queue subscription). Returns the pending record.
+    pub fn submit_request(
+        &self,
+        queue: &str,
+        payload: Vec<u8>,
+        json: bool,
+        callback_url: Option<String>,
+        now_ms: i64,
+    ) -> Result<RequestRecord> {
+        if self.topic(queue).is_err() {
+            match self.create_topic(queue, 1, TopicConfig::default(), now_ms) {
+                Ok(()) => {}
+                Err(e) if e.code == ErrorCode::TopicExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.ensure_queue(queue, WORKERS_SUBSCRIPTION, now_ms)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = RequestRecord {
+            id: id.clone(),
+            queue: queue.to_owned(),
+            status: RequestStatus::Pending,
+            attempts: 0,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            expires_ms: now_ms + REQUEST_TTL_MS_DEFAULT,
+            result: None,
+            error: None,
+            callback_url,
+            callback: None,
+            receipt: None,
+            lease_deadline_ms: None,
+        };
+        self.requests.put(&[&record], true)?;
+        let mut headers = vec![(REQUEST_ID_HEADER.to_owned(), Some(id.clone().into_bytes()))];
+        if json {
+            headers.push((
+                CONTENT_TYPE_HEADER.to_owned(),
+                Some(b"application/json".to_vec()),
+            ));
+        }
+        let mut b = spool_batch::BatchBuilder::new();
+        b.push(&spool_batch::NewRecord {
+            key: None,
+            value: Some(payload),
+            headers,
+            timestamp_ms: now_ms,
+        })?;
+        if let Err(e) = self.produce(queue, &Routing::Spread, &mut b.finish()?, now_ms) {
+            // Nothing will ever work on it: take the record back.
+            let _ = self.requests.remove(&[id]);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// The record as a client sees it now.
+    pub fn get_request(&self, id: &str, now_ms: i64) -> Result<RequestRecord> {
+        let r = self.requests.get(id)?.ok_or_else(|| unknown_request(id))?;
+        Ok(r.view(now_ms))
+    }
+
+    fn open_request(&self, id: &str, now_ms: i64) -> Result<RequestRecord> {
+        let r = self.requests.get(id)?.ok_or_else(|| unknown_request(id))?;
+        if r.status.is_final() {
+            let how = if r.status == RequestStatus::Succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            return Err(BrokerError::new(
+                ErrorCode::RequestFinished,
+                format!("request {id} already {how}; nothing changed"),
+            ));
+        }
+        if r.view(now_ms).status != RequestStatus::Running {
+            return Err(BrokerError::new(
+                ErrorCode::LeaseExpired,
+                format!("request {id} is not held by a worker (its lease expired or it was not received yet); nothing changed"),
+            ));
+        }
+        Ok(r)
+    }
+
+    fn finish_request(
+        &self,
+        mut r: RequestRecord,
+        status: RequestStatus,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
+        now_ms: i64,
+    ) -> Result<RequestRecord> {
+        r.status = status;
+        r.result = result;
+        r.error = error;
+        r.updated_ms = now_ms;
+        r.receipt = None;
+        r.lease_deadline_ms = None;
+        if r.callback_url.is_some() {
+            r.callback = Some(CallbackState {
+                status: CallbackStatus::Pending,
+                attempts: 0,
+                next_attempt_ms: now_ms,
+                first_attempt_ms: None,
+                last_error: None,
+            });
+        }
+        self.requests.put(&[&r], true)?;
+        if r.callback.is_some() {
+            lock(&self.callbacks_due).insert((now_ms, r.id.clone()));
+        }
+        if status == RequestStatus::Failed {
+            let event = serde_json::json!({
+                "type": "request_failed", "id": r.id, "queue": r.queue,
+                "attempts": r.attempts, "error": r.error, "at_ms": now_ms,
+            });
+            self.publish_event("request_failed", &event, now_ms)?;
+        }
+        Ok(r)
+    }
+
+    /// A worker finished the request: acknowledges its message, stores the result.
+    pub fn complete_request(
+        &self,
+        id: &str,
+        result: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<RequestRecord> {
+        let size = result.to_string().len();
+        if size > RESULT_BYTES_MAX {
+            return Err(BrokerError::new(
+                ErrorCode::MessageTooLarge,
+                format!("result is {size} bytes; the maximum is {RESULT_BYTES_MAX}"),
+            ));
+        }
+        let r = self.open_request(id, now_ms)?;
+        let receipt = r.receipt.clone().unwrap_or_default();
+        self.ack(
+            &r.queue,
+            WORKERS_SUBSCRIPTION,
+            std::slice::from_ref(&receipt),
+            now_ms,
+        )?
+        .remove(0)?;
+        self.finish_request(r, RequestStatus::Succeeded, Some(result), None, now_ms)
+    }
+
+    /// A worker failed the request: retried with the queue's backoff when
+    /// `retry` (until max deliveries, then failed), otherwise failed for good.
+    pub fn fail_request(
+        &self,
+        id: &str,
+        error: &str,
+        retry: bool,
+        now_ms: i64,
+    ) -> Result<RequestRecord> {
+        let error: String = error.chars().take(RESULT_BYTES_MAX / 4).collect();
+        let mut r = self.open_request(id, now_ms)?;
+        let receipt = r.receipt.clone().unwrap_or_default();
+        if retry {
+            self.nack(
+                &r.queue,
+                WORKERS_SUBSCRIPTION,
+                std::slice::from_ref(&receipt),
+                0,
+                Some(&error),
+                now_ms,
+            )?
+            .remove(0)?;
+            r.status = RequestStatus::Pending;
+            r.error = Some(error);
+            r.receipt = None;
+            r.lease_deadline_ms = None;
+            r.updated_ms = now_ms;
+            self.requests.put(&[&r], true)?;
+            return Ok(r);
+        }
+        self.ack(
+            &r.queue,
+            WORKERS_SUBSCRIPTION,
+            std::slice::from_ref(&receipt),
+            now_ms,
+        )?
+        .remove(0)?;
+        self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)
+    }
+
+    /// Finished requests whose callback is due now.
+    pub fn due_callbacks(&self, now_ms: i64) -> Result<Vec<RequestRecord>> {
+        let due: Vec<(i64, String)> = {
+            let mut set = lock(&self.callbacks_due);
+            let later = set.split_off(&(now_ms + 1, String::new()));
+            std::mem::replace(&mut *set, later).into_iter().collect()
+        };
+        let mut out = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            if let Some(r) = self.requests.get(&id)? {
+                if r.callback
+                    .as_ref()
+                    .is_some_and(|c| c.status == CallbackStatus::Pending)
+                {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a callback attempt. A failure is retried at `retry_at_ms`
+    /// unless `give_up`, which marks the callback failed and writes a
+    /// side-channel event.
+    pub fn callback_outcome(
+        &self,
+        id: &str,
+        outcome: std::result::Result<(), String>,
+        retry_at_ms: i64,
+        give_up: bool,
+        now_ms: i64,
+    ) -> Result<()> {
+        let Some(mut r) = self.requests.get(id)? else {
+            return Ok(());
+        };
+        let Some(c) = r.callback.as_mut() else {
+            return Ok(());
+        };
+        c.attempts += 1;
+        c.first_attempt_ms.get_or_insert(now_ms);
+        let mut event = None;
+        match outcome {
+            Ok(()) => {
+                c.status = CallbackStatus::Delivered;
+                c.last_error = None;
+            }
+            Err(e) if give_up => {
+                c.status = CallbackStatus::Failed;
+                event = Some(serde_json::json!({
+                    "type": "callback_failed", "id": r.id, "callback_url": r.callback_url,
+                    "attempts": c.attempts, "error": e, "at_ms": now_ms,
+                }));
+                c.last_error = Some(e);
+            }
+            Err(e) => {
+                c.last_error = Some(e);
+                c.next_attempt_ms = retry_at_ms;
+                lock(&self.callbacks_due).insert((retry_at_ms, r.id.clone()));
+            }
+        }
+        self.requests.put(&[&r], true)?;
+        if let Some(event) = event {
+            self.publish_event("callback_failed", &event, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Counts of request records by status: pending, running, succeeded, failed.
+    pub fn request_counts(&self) -> Result<[u64; 4]> {
+        self.requests.counts()
+    }
+
+    /// Removes finished records past their expiry (checked once a minute).
+    fn expire_requests(&self, now_ms: i64) -> Result<()> {
+        if now_ms - self.last_expiry_ms.load(Ordering::Relaxed) < REQUEST_EXPIRY_SCAN_MS {
+            return Ok(());
+        }
+        self.last_expiry_ms.store(now_ms, Ordering::Relaxed);
+        let expired: Vec<String> = self
+            .requests
+            .scan(|r| r.expires_ms <= now_ms && r.status.is_final())?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        if !expired.is_empty() {
+            self.requests.remove(&expired)?;
         }
         Ok(())
     }

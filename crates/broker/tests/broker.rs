@@ -539,3 +539,94 @@ fn delayed_messages_wait_and_duplicates_are_suppressed() {
     );
     assert_eq!(texts(&b.receive("d", "w", 10, 5_000).unwrap()), ["later"]);
 }
+
+#[test]
+fn request_records_follow_their_messages() {
+    use spool_broker::requests::{CallbackStatus, RequestStatus, REQUEST_ID_HEADER};
+    let dir = tempfile::tempdir().unwrap();
+    let id;
+    {
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
+        let r = b
+            .submit_request(
+                "work",
+                b"{\"n\":1}".to_vec(),
+                true,
+                Some("http://127.0.0.1:9/cb".into()),
+                0,
+            )
+            .unwrap();
+        id = r.id.clone();
+        assert_eq!(r.status, RequestStatus::Pending);
+        let msgs = b.receive("work", "workers", 10, 1).unwrap();
+        assert_eq!(msgs.len(), 1);
+        let header = msgs[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == REQUEST_ID_HEADER)
+            .unwrap()
+            .1
+            .clone()
+            .unwrap();
+        assert_eq!(&header[..], id.as_bytes());
+        assert_eq!(
+            b.get_request(&id, 2).unwrap().status,
+            RequestStatus::Running
+        );
+        // A retryable failure puts it back; the next worker completes it.
+        b.fail_request(&id, "flaky", true, 3).unwrap();
+        assert_eq!(
+            b.get_request(&id, 3).unwrap().status,
+            RequestStatus::Pending
+        );
+        let again = b.receive("work", "workers", 10, 4).unwrap();
+        assert_eq!(again[0].deliveries, 2);
+        let done = b
+            .complete_request(&id, serde_json::json!({"ok": true}), 5)
+            .unwrap();
+        assert_eq!(done.status, RequestStatus::Succeeded);
+        assert_eq!(
+            b.complete_request(&id, serde_json::json!(1), 6)
+                .unwrap_err()
+                .code,
+            ErrorCode::RequestFinished
+        );
+        assert_eq!(
+            b.complete_request("nope", serde_json::json!(1), 6)
+                .unwrap_err()
+                .code,
+            ErrorCode::UnknownRequest
+        );
+        let due = b.due_callbacks(10).unwrap();
+        assert_eq!(due.len(), 1);
+        b.callback_outcome(&id, Err("connection refused".into()), 100, false, 10)
+            .unwrap();
+        assert!(b.due_callbacks(50).unwrap().is_empty());
+        assert_eq!(b.due_callbacks(100).unwrap().len(), 1);
+        b.callback_outcome(&id, Ok(()), 0, false, 100).unwrap();
+    }
+    // Records survive a restart.
+    let (b, _) = Broker::open(dir.path(), 1_000).unwrap();
+    let r = b.get_request(&id, 1_000).unwrap();
+    assert_eq!(r.status, RequestStatus::Succeeded);
+    assert_eq!(r.result, Some(serde_json::json!({"ok": true})));
+    assert_eq!(r.callback.unwrap().status, CallbackStatus::Delivered);
+    // A permanent failure fails the record and writes a side-channel event.
+    let r = b
+        .submit_request("work", b"x".to_vec(), false, None, 2_000)
+        .unwrap();
+    b.receive("work", "workers", 10, 2_001).unwrap();
+    let failed = b.fail_request(&r.id, "bad input", false, 2_002).unwrap();
+    assert_eq!(failed.status, RequestStatus::Failed);
+    let events = values(
+        &b.fetch(spool_broker::EVENTS_TOPIC, 0, 0, 1 << 20)
+            .unwrap()
+            .bytes,
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("request_failed") && e.contains("bad input")),
+        "{events:?}"
+    );
+}
