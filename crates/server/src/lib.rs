@@ -12,9 +12,12 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod callbacks;
 mod connection;
 mod convert;
+pub mod http;
 mod notify;
+mod outbound;
 
 use anyhow::Context;
 use spool_broker::Broker;
@@ -35,16 +38,29 @@ pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where the HTTP API listens; `None` serves no HTTP.
+    pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub max_connections: usize,
+    /// Secret for signing callbacks; when `None`, one is generated on first
+    /// start and kept in `<data_dir>/callback.secret`.
+    pub callback_secret: Option<String>,
+    /// Hosts callbacks and push endpoints may target (`*` allows any).
+    pub outbound_allow_hosts: Vec<String>,
+    /// How long a failing callback is retried.
+    pub callback_retry_ms: i64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7421))),
             data_dir: PathBuf::from("spool-data"),
             max_connections: spool_types::limits::CONNECTIONS_MAX_DEFAULT,
+            callback_secret: None,
+            outbound_allow_hosts: vec!["127.0.0.1".into(), "localhost".into(), "::1".into()],
+            callback_retry_ms: spool_broker::requests::CALLBACK_RETRY_MS_DEFAULT,
         }
     }
 }
@@ -68,6 +84,7 @@ pub(crate) fn now_ms() -> i64 {
 /// A bound, recovered server, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    http_listener: Option<TcpListener>,
     broker: Arc<Broker>,
     config: ServerConfig,
 }
@@ -95,11 +112,27 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let http_listener = match config.http_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Server {
             listener,
+            http_listener,
             broker: Arc::new(broker),
             config,
         })
+    }
+
+    /// The HTTP API's bound address, if it serves one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -123,6 +156,34 @@ impl Server {
             server_id: format!("spool-{}", env!("CARGO_PKG_VERSION")),
         });
         let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), stop_rx.clone()));
+        let allow = outbound::AllowList::new(self.config.outbound_allow_hosts.clone());
+        let secret = Arc::new(callback_secret(&self.config)?);
+        let callbacks = tokio::spawn(callbacks::callback_loop(
+            Arc::clone(&self.broker),
+            secret,
+            allow.clone(),
+            self.config.callback_retry_ms,
+            stop_rx.clone(),
+        ));
+        let http_task = self.http_listener.map(|listener| {
+            let app = http::router(http::AppState {
+                broker: Arc::clone(&self.broker),
+                notifier: Arc::clone(&shared.notifier),
+                allow: allow.clone(),
+            });
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let graceful = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+                {
+                    tracing::error!("HTTP server failed: {e}");
+                }
+            })
+        });
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -173,6 +234,10 @@ impl Server {
             }
         }
         ticker.abort();
+        callbacks.abort();
+        if let Some(task) = http_task {
+            let _ = tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), task).await;
+        }
         let broker = Arc::clone(&self.broker);
         tokio::task::spawn_blocking(move || broker.flush()).await??;
         tracing::info!("shutdown complete");
@@ -211,4 +276,28 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The callback signing secret: configured, or generated once and kept in
+/// the data directory so it survives restarts.
+fn callback_secret(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &config.callback_secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("callback.secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().as_bytes().to_vec()),
+        _ => {
+            let secret = format!("{}{}", uuid_hex(), uuid_hex());
+            std::fs::write(&path, &secret)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!("generated a callback signing secret in {}", path.display());
+            Ok(secret.into_bytes())
+        }
+    }
+}
+
+fn uuid_hex() -> String {
+    // 122 random bits per v4 UUID, from the OS generator.
+    uuid::Uuid::new_v4().simple().to_string()
 }
