@@ -18,6 +18,7 @@ mod convert;
 pub mod http;
 mod notify;
 mod outbound;
+mod push_http;
 
 use anyhow::Context;
 use spool_broker::Broker;
@@ -165,6 +166,12 @@ impl Server {
             self.config.callback_retry_ms,
             stop_rx.clone(),
         ));
+        let pushers = tokio::spawn(push_http::push_manager(
+            Arc::clone(&self.broker),
+            Arc::clone(&shared.notifier),
+            allow.clone(),
+            stop_rx.clone(),
+        ));
         let http_task = self.http_listener.map(|listener| {
             let app = http::router(http::AppState {
                 broker: Arc::clone(&self.broker),
@@ -235,6 +242,7 @@ impl Server {
         }
         ticker.abort();
         callbacks.abort();
+        pushers.abort();
         if let Some(task) = http_task {
             let _ = tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), task).await;
         }

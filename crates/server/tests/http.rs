@@ -429,3 +429,110 @@ async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver
         (404, Some("UNKNOWN_REQUEST"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
+    let (addr, _dir) = start("s").await;
+    let status = Arc::new(Mutex::new(500u16));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let hook = receiver(status.clone(), got.clone()).await;
+    for t in ["hooks", "hooks.dlq"] {
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v1/topics",
+                Some(&json!({"name": t}).to_string())
+            )
+            .await
+            .status,
+            201
+        );
+    }
+    let sub = json!({"name": "pusher", "kind": "queue", "max_deliveries": 2, "ack_timeout_ms": 2000,
+                     "dead_letter_topic": "hooks.dlq", "push_endpoint": format!("http://{hook}/in"), "max_in_flight": 4});
+    let r = call(
+        addr,
+        "POST",
+        "/v1/topics/hooks/subscriptions",
+        Some(&sub.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // An endpoint off the allow-list is refused.
+    let bad = json!({"name": "evil", "push_endpoint": "http://example.com/in"});
+    let r = call(
+        addr,
+        "POST",
+        "/v1/topics/hooks/subscriptions",
+        Some(&bad.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    call(
+        addr,
+        "POST",
+        "/v1/topics/hooks/messages",
+        Some(r#"{"messages":[{"value":"doomed"}]}"#),
+    )
+    .await;
+    let mut dead = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        dead = call(
+            addr,
+            "GET",
+            "/v1/topics/hooks.dlq/messages?partition=0&offset=0",
+            None,
+        )
+        .await
+        .body;
+        if !dead["messages"].as_array().unwrap().is_empty() {
+            break;
+        }
+    }
+    let copy = &dead["messages"][0];
+    assert_eq!(copy["value"], "doomed", "{dead}");
+    assert_eq!(copy["headers"]["spool-dlq-topic"], "hooks");
+    assert_eq!(copy["headers"]["spool-dlq-deliveries"], "2");
+    assert!(copy["headers"]["spool-dlq-error"]
+        .as_str()
+        .unwrap()
+        .contains("500"));
+    let events = call(addr, "GET", "/v1/events", None).await.body;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["type"] == "dead_letter"),
+        "{events}"
+    );
+    // A healthy endpoint gets the next message once, and it is acknowledged.
+    *status.lock().unwrap() = 200;
+    call(
+        addr,
+        "POST",
+        "/v1/topics/hooks/messages",
+        Some(r#"{"messages":[{"value":"fine"}]}"#),
+    )
+    .await;
+    for _ in 0..100 {
+        if !got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let received = got.lock().unwrap().clone();
+    assert_eq!(
+        received.len(),
+        1,
+        "delivered once, acknowledged by the 200: {received:?}"
+    );
+    let pushed: Value = serde_json::from_str(&received[0].0).unwrap();
+    assert_eq!(
+        (pushed["value"].as_str(), pushed["deliveries"].as_u64()),
+        (Some("fine"), Some(1))
+    );
+}

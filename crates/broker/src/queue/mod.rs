@@ -54,6 +54,22 @@ pub struct QueueSpec {
     pub backoff: BackoffSpec,
     pub mode: ModeSpec,
     pub ordered: bool,
+    /// When set, the broker POSTs each message to this URL (2xx = ack,
+    /// anything else or a timeout = nack) instead of waiting to be polled.
+    #[serde(default)]
+    pub push_endpoint: Option<String>,
+    /// Most concurrent pushes to `push_endpoint`.
+    #[serde(default = "default_push_in_flight")]
+    pub push_max_in_flight: u32,
+}
+
+/// Default cap on concurrent pushes to one endpoint.
+pub const PUSH_IN_FLIGHT_DEFAULT: u32 = 16;
+/// Largest `push_max_in_flight`.
+pub const PUSH_IN_FLIGHT_MAX: u32 = 1_000;
+
+fn default_push_in_flight() -> u32 {
+    PUSH_IN_FLIGHT_DEFAULT
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +99,8 @@ impl QueueSpec {
             backoff: BackoffSpec::Fixed { delay_ms: 0 },
             mode: ModeSpec::AtLeastOnce,
             ordered: false,
+            push_endpoint: None,
+            push_max_in_flight: PUSH_IN_FLIGHT_DEFAULT,
         }
     }
 
@@ -91,6 +109,12 @@ impl QueueSpec {
             return Err(BrokerError::new(
                 ErrorCode::InvalidConfig,
                 format!("ack_timeout_ms must be 1 to {LEASE_MS_MAX}"),
+            ));
+        }
+        if self.push_max_in_flight == 0 || self.push_max_in_flight > PUSH_IN_FLIGHT_MAX {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidConfig,
+                format!("max_in_flight must be 1 to {PUSH_IN_FLIGHT_MAX}"),
             ));
         }
         if let BackoffSpec::Exponential { initial_ms, max_ms } = self.backoff {

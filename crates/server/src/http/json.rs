@@ -311,6 +311,8 @@ pub struct CreateSubscription {
     pub backoff_max_ms: Option<u64>,
     pub mode: Option<String>,
     pub ordered: Option<bool>,
+    pub push_endpoint: Option<String>,
+    pub max_in_flight: Option<u32>,
 }
 
 impl CreateSubscription {
@@ -341,6 +343,10 @@ impl CreateSubscription {
             }
         };
         spec.ordered = self.ordered.unwrap_or(false);
+        spec.push_endpoint = self.push_endpoint;
+        if let Some(n) = self.max_in_flight {
+            spec.push_max_in_flight = n;
+        }
         Ok(spec)
     }
 }
@@ -350,6 +356,7 @@ pub fn spec(s: &QueueSpec) -> Value {
         "topic": s.topic, "name": s.name, "kind": "queue", "ack_timeout_ms": s.ack_timeout_ms,
         "max_deliveries": s.max_deliveries, "dead_letter_topic": s.dead_letter_topic,
         "backoff": s.backoff, "mode": s.mode, "ordered": s.ordered,
+        "push_endpoint": s.push_endpoint, "max_in_flight": s.push_max_in_flight,
     })
 }
 

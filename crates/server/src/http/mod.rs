@@ -205,6 +205,14 @@ async fn create_subscription(
             .into_response());
     }
     let spec = req.into_spec(&topic)?;
+    if let Some(url) = &spec.push_endpoint {
+        s.allow.check(url).map_err(|e| {
+            ApiError(BrokerError::new(
+                ErrorCode::InvalidRequest,
+                format!("push_endpoint: {e}"),
+            ))
+        })?;
+    }
     let b = s.broker.clone();
     blocking(move || b.create_queue(spec, now_ms())).await?;
     Ok((
