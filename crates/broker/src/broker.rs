@@ -71,6 +71,8 @@ pub struct Topic {
     admit: Mutex<()>,
     /// Recently seen message IDs, for duplicate suppression.
     dedup: Mutex<Dedup>,
+    /// Whether the depth was at or above `warn_depth` at the last check.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 /// Message IDs seen within the topic's dedup window.
@@ -207,6 +209,7 @@ fn open_topic(
         spread: AtomicU32::new(0),
         admit: Mutex::new(()),
         dedup: Mutex::new(Dedup::default()),
+        warned: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -701,6 +704,10 @@ impl Broker {
         if let Some(l) = self.listener() {
             l.appended(&pending.topic.name, pending.partition);
         }
+        let records =
+            (pending.appended.last_offset - pending.appended.base_offset + 1).max(0) as u64;
+        metrics::counter!("spool_messages_published_total", "topic" => pending.topic.name.clone())
+            .increment(records);
         Ok(Produced {
             partition: pending.partition,
             base_offset: pending.appended.base_offset,
@@ -750,6 +757,8 @@ impl Broker {
         }
         match config.on_full {
             OnFull::Reject => {
+                metrics::counter!("spool_queue_full_rejections_total", "topic" => t.name.clone())
+                    .increment(1);
                 let (m, b) = t.depth();
                 Err(BrokerError::new(
                     ErrorCode::QueueFull,
@@ -1330,6 +1339,15 @@ impl Broker {
         let topics: Vec<Arc<Topic>> = self.topics_read().values().cloned().collect();
         for t in &topics {
             let config = t.config();
+            if let Some(warn) = config.warn_depth {
+                let (depth, _) = t.depth();
+                let above = depth >= warn;
+                if above && !t.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(topic = %t.name, depth, warn_depth = warn, "topic depth crossed its warning level; producers will be refused at max_messages");
+                } else if !above && t.warned.swap(false, Ordering::Relaxed) {
+                    tracing::info!(topic = %t.name, depth, warn_depth = warn, "topic depth back below its warning level");
+                }
+            }
             if config.retention == Retention::WorkQueue {
                 self.release_consumed(t)?;
             }
@@ -1678,5 +1696,44 @@ impl Broker {
             self.requests.remove(&expired)?;
         }
         Ok(())
+    }
+}
+
+/// One consumer group's position on one partition, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub committed: i64,
+    pub lag: u64,
+}
+
+impl Broker {
+    /// Lag (end offset − committed offset) of every group on every partition it committed.
+    pub fn group_lags(&self) -> Vec<GroupLag> {
+        let committed: Vec<(String, TopicPartition, i64)> = lock(&self.groups)
+            .all_committed()
+            .filter(|(g, _, _)| !g.starts_with("spool."))
+            .map(|(g, tp, o)| (g.to_owned(), tp.clone(), o))
+            .collect();
+        committed
+            .into_iter()
+            .filter_map(|(group, (topic, partition), committed)| {
+                let (_, end) = self.offsets(&topic, partition).ok()?;
+                Some(GroupLag {
+                    group,
+                    topic,
+                    partition,
+                    committed,
+                    lag: (end - committed).max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Every queue subscription, for metrics.
+    pub fn queue_subs(&self) -> Vec<Arc<QueueSub>> {
+        self.queues_read().values().cloned().collect()
     }
 }

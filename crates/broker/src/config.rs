@@ -68,6 +68,10 @@ pub struct TopicConfig {
     /// recognised as a duplicate and not stored again.
     #[serde(default = "default_dedup_window_ms")]
     pub dedup_window_ms: u64,
+    /// Depth (retained messages) at which a warning is logged, so operators
+    /// hear before producers are refused.
+    #[serde(default)]
+    pub warn_depth: Option<u64>,
 }
 
 /// Default duplicate-suppression window: 2 minutes.
@@ -91,6 +95,7 @@ impl Default for TopicConfig {
             durability: TopicDurability::Always,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             dedup_window_ms: DEDUP_WINDOW_MS_DEFAULT,
+            warn_depth: None,
         }
     }
 }
@@ -107,6 +112,7 @@ pub struct TopicConfigPatch {
     pub durability: Option<TopicDurability>,
     pub segment_bytes: Option<u64>,
     pub dedup_window_ms: Option<u64>,
+    pub warn_depth: Option<u64>,
 }
 
 impl TopicConfig {
@@ -140,6 +146,9 @@ impl TopicConfig {
         }
         if let Some(v) = patch.dedup_window_ms {
             c.dedup_window_ms = v;
+        }
+        if let Some(v) = patch.warn_depth {
+            c.warn_depth = clear(v);
         }
         c
     }

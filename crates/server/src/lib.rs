@@ -16,6 +16,7 @@ mod callbacks;
 mod connection;
 mod convert;
 pub mod http;
+mod metrics;
 mod notify;
 mod outbound;
 mod push_http;
@@ -93,6 +94,8 @@ pub struct Server {
 impl Server {
     /// Opens the data directory (recovering every log) and binds the listener.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        // Install the metrics recorder before anything records.
+        let _ = metrics::handle();
         // Each connection is a file descriptor; take the hard limit, not the
         // (often 1,024) soft one, so the connection limit is what binds.
         if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {

@@ -184,6 +184,20 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         (429, Some("QUEUE_FULL"))
     );
     assert!(r.header("retry-after").is_some());
+    let m = call(addr, "GET", "/metrics", None).await;
+    let text = m.body.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains("spool_queue_full_rejections_total{topic=\"jobs\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spool_topic_messages{topic=\"jobs\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spool_messages_published_total{topic=\"jobs\"}"),
+        "{text}"
+    );
 
     let r = call(
         addr,

@@ -31,6 +31,7 @@ pub struct CreateTopic {
     pub interval_ms: Option<u32>,
     pub segment_bytes: Option<u64>,
     pub dedup_window_ms: Option<u64>,
+    pub warn_depth: Option<u64>,
 }
 
 impl CreateTopic {
@@ -78,6 +79,7 @@ impl CreateTopic {
         if let Some(v) = self.dedup_window_ms {
             c.dedup_window_ms = v;
         }
+        c.warn_depth = self.warn_depth;
         Ok((c, self.partitions.unwrap_or(1)))
     }
 }

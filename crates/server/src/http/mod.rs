@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics_text))
         .route("/v1/topics", post(create_topic).get(list_topics))
         .route(
             "/v1/topics/{topic}",
@@ -95,6 +96,17 @@ async fn blocking<T: Send + 'static>(
 /// Parses a JSON body, answering malformed JSON with a problem document.
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))
+}
+
+async fn metrics_text(State(s): State<AppState>) -> ApiResult<Response> {
+    let b = s.broker.clone();
+    let text = blocking(move || Ok(crate::metrics::render(&b))).await?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(response)
 }
 
 async fn healthz() -> Json<Value> {

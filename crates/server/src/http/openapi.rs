@@ -9,6 +9,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/openapi.json"),
+    ("get", "/metrics"),
     ("post", "/v1/topics"),
     ("get", "/v1/topics"),
     ("get", "/v1/topics/{topic}"),
@@ -35,6 +36,7 @@ fn summary(method: &str, path: &str) -> &'static str {
         ("get", "/healthz") => "Liveness check",
         ("get", "/readyz") => "Readiness check",
         ("get", "/openapi.json") => "This document",
+        ("get", "/metrics") => "Prometheus metrics (text format)",
         ("post", "/v1/topics") => "Create a topic",
         ("get", "/v1/topics") => "List topics",
         ("get", "/v1/topics/{topic}") => {
