@@ -30,7 +30,7 @@ pub const MSG_ID_HEADER: &str = "spool-msg-id";
 
 /// The side channel: a system topic of JSON events operators can read
 /// (dead letters, failed callbacks, …), so failures never vanish.
-pub const EVENTS_TOPIC: &str = "spool.events";
+pub const EVENTS_TOPIC: &str = "spool.errors";
 
 /// Headers put on a dead-lettered copy, naming where it came from.
 pub const DLQ_TOPIC_HEADER: &str = "spool-dlq-topic";
@@ -978,10 +978,19 @@ impl Broker {
         Ok(self.queue(topic, name)?.extend(receipts, extend_ms, now_ms))
     }
 
-    /// Appends one JSON event to the side channel (`spool.events`), durably.
-    pub fn publish_event(&self, kind: &str, event: &serde_json::Value, now_ms: i64) -> Result<()> {
+    /// Appends one JSON event to the side channel (`spool.errors`), durably.
+    /// Every event carries `time` (RFC 3339, UTC), `time_ms` and `kind`,
+    /// plus the fields given.
+    pub fn publish_event(&self, kind: &str, fields: &serde_json::Value, now_ms: i64) -> Result<()> {
+        let mut event =
+            serde_json::json!({"time": rfc3339_utc(now_ms), "time_ms": now_ms, "kind": kind});
+        if let (Some(e), Some(f)) = (event.as_object_mut(), fields.as_object()) {
+            for (k, v) in f {
+                e.insert(k.clone(), v.clone());
+            }
+        }
         let mut b = spool_batch::BatchBuilder::new();
-        let value = serde_json::to_vec(event)
+        let value = serde_json::to_vec(&event)
             .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
         b.push(&spool_batch::NewRecord {
             key: Some(kind.as_bytes().to_vec()),
@@ -1007,6 +1016,7 @@ impl Broker {
             let log = &topic.partitions[partition as usize];
             let read = log.read(letter.offset, 1)?;
             let mut copy = None;
+            let mut copy_error: Option<String> = None;
             let mut request_id: Option<String> = None;
             for batch in spool_batch::split_batches(&read.bytes) {
                 let batch = batch?;
@@ -1048,15 +1058,30 @@ impl Broker {
             let mut dlq_offset = None;
             if let (Some(dlq), Some(record)) = (&spec.dead_letter_topic, copy) {
                 if self.topic(dlq).is_ok() {
-                    let mut b = spool_batch::BatchBuilder::new();
                     let routing = record.key.clone().map_or(Routing::Spread, Routing::Key);
-                    b.push(&record)?;
-                    let produced = self.produce(dlq, &routing, &mut b.finish()?, now_ms)?;
-                    dlq_offset = Some((produced.partition, produced.base_offset));
+                    let mut b = spool_batch::BatchBuilder::new();
+                    // A copy that cannot be stored (e.g. too large with the
+                    // extra headers) must not wedge the queue: report it.
+                    let copied = b
+                        .push(&record)
+                        .map_err(BrokerError::from)
+                        .and_then(|()| b.finish().map_err(BrokerError::from))
+                        .and_then(|mut batch| self.produce(dlq, &routing, &mut batch, now_ms));
+                    match copied {
+                        Ok(produced) => {
+                            dlq_offset = Some((produced.partition, produced.base_offset))
+                        }
+                        Err(e)
+                            if e.code == ErrorCode::QueueFull
+                                || e.code == ErrorCode::StorageFull =>
+                        {
+                            return Err(e)
+                        }
+                        Err(e) => copy_error = Some(e.to_string()),
+                    }
                 }
             }
             let event = serde_json::json!({
-                "type": "dead_letter",
                 "topic": spec.topic,
                 "subscription": spec.name,
                 "partition": partition,
@@ -1066,7 +1091,7 @@ impl Broker {
                 "dead_letter_topic": spec.dead_letter_topic,
                 "dead_letter_partition": dlq_offset.map(|d| d.0),
                 "dead_letter_offset": dlq_offset.map(|d| d.1),
-                "at_ms": now_ms,
+                "copy_error": copy_error,
             });
             self.publish_event("dead_letter", &event, now_ms)?;
             q.dead_lettered(partition, letter.offset, now_ms)?;
@@ -1534,8 +1559,8 @@ impl Broker {
         }
         if status == RequestStatus::Failed {
             let event = serde_json::json!({
-                "type": "request_failed", "id": r.id, "queue": r.queue,
-                "attempts": r.attempts, "error": r.error, "at_ms": now_ms,
+                "id": r.id, "queue": r.queue,
+                "attempts": r.attempts, "error": r.error,
             });
             self.publish_event("request_failed", &event, now_ms)?;
         }
@@ -1657,8 +1682,8 @@ impl Broker {
             Err(e) if give_up => {
                 c.status = CallbackStatus::Failed;
                 event = Some(serde_json::json!({
-                    "type": "callback_failed", "id": r.id, "callback_url": r.callback_url,
-                    "attempts": c.attempts, "error": e, "at_ms": now_ms,
+                    "id": r.id, "callback_url": r.callback_url,
+                    "attempts": c.attempts, "error": e,
                 }));
                 c.last_error = Some(e);
             }
@@ -1735,5 +1760,45 @@ impl Broker {
     /// Every queue subscription, for metrics.
     pub fn queue_subs(&self) -> Vec<Arc<QueueSub>> {
         self.queues_read().values().cloned().collect()
+    }
+}
+
+/// `now_ms` as an RFC 3339 UTC timestamp with milliseconds.
+pub fn rfc3339_utc(now_ms: i64) -> String {
+    let secs = now_ms.div_euclid(1000);
+    let ms = now_ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339_utc(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            super::rfc3339_utc(1_795_478_400_000),
+            "2026-11-24T00:00:00.000Z"
+        );
     }
 }

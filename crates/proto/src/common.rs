@@ -1,5 +1,7 @@
 //! Value types shared by several messages: topic configuration, routing,
-//! start positions and (topic, partition[, offset]) tuples.
+//! start positions, (topic, partition[, offset]) tuples, and the queue
+//! subscription settings and leased messages shared by requests, responses
+//! and pushes.
 
 use bytes::Bytes;
 
@@ -342,4 +344,193 @@ pub(crate) fn put_assignment(
 
 pub(crate) fn get_assignment(r: &mut Reader) -> Result<Vec<PartitionOffset>, DecodeError> {
     r.array("assignment", ARRAY_LEN_MAX)
+}
+
+/// The two kinds of subscription over a stored topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubscriptionKind {
+    /// A work queue: competing consumers, per-message leases and acks.
+    Queue,
+    /// A consumer group (ordered stream processing, committed offsets).
+    Stream,
+}
+
+impl Codec for SubscriptionKind {
+    const MIN_BYTES: usize = 1;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u8(match self {
+            SubscriptionKind::Queue => 0,
+            SubscriptionKind::Stream => 1,
+        });
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        match r.tag("subscription.kind")? {
+            (0, _) => Ok(SubscriptionKind::Queue),
+            (1, _) => Ok(SubscriptionKind::Stream),
+            (v, at) => Err(Reader::invalid("subscription.kind", at, v.into())),
+        }
+    }
+}
+
+/// How long a failed (nacked or expired) message waits before redelivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backoff {
+    /// The same delay after every failure.
+    Fixed { delay_ms: u64 },
+    /// `initial_ms` doubled per earlier delivery, capped at `max_ms`.
+    Exponential { initial_ms: u64, max_ms: u64 },
+}
+
+impl Codec for Backoff {
+    // Tag plus the smaller variant's one u64.
+    const MIN_BYTES: usize = 1 + 8;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match *self {
+            Backoff::Fixed { delay_ms } => {
+                w.u8(0);
+                w.u64(delay_ms);
+            }
+            Backoff::Exponential { initial_ms, max_ms } => {
+                w.u8(1);
+                w.u64(initial_ms);
+                w.u64(max_ms);
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        match r.tag("subscription.backoff")? {
+            (0, _) => Ok(Backoff::Fixed {
+                delay_ms: r.u64("subscription.backoff.delay_ms")?,
+            }),
+            (1, _) => Ok(Backoff::Exponential {
+                initial_ms: r.u64("subscription.backoff.initial_ms")?,
+                max_ms: r.u64("subscription.backoff.max_ms")?,
+            }),
+            (v, at) => Err(Reader::invalid("subscription.backoff", at, v.into())),
+        }
+    }
+}
+
+/// When a queue subscription counts a message as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeliveryMode {
+    /// Redelivered until acknowledged.
+    #[default]
+    AtLeastOnce,
+    /// Acknowledged as it is handed out; never redelivered.
+    AtMostOnce,
+}
+
+impl Codec for DeliveryMode {
+    const MIN_BYTES: usize = 1;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u8(match self {
+            DeliveryMode::AtLeastOnce => 0,
+            DeliveryMode::AtMostOnce => 1,
+        });
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        match r.tag("subscription.mode")? {
+            (0, _) => Ok(DeliveryMode::AtLeastOnce),
+            (1, _) => Ok(DeliveryMode::AtMostOnce),
+            (v, at) => Err(Reader::invalid("subscription.mode", at, v.into())),
+        }
+    }
+}
+
+/// One message leased from a queue subscription (Receive and QueueDeliver).
+///
+/// Key, value and header values are slices of the received frame, not
+/// copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedMessage {
+    /// Names this lease in Ack, Nack and ExtendLease.
+    pub receipt: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    /// How many times the message has been handed out, this time included.
+    pub deliveries: u32,
+    /// Ms since the Unix epoch after which the lease lapses and the message
+    /// may go to another consumer.
+    pub lease_deadline_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// Record headers in stored order; keys may repeat.
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+impl LeasedMessage {
+    /// Bytes this message adds to a Messages or QueueDeliver body, so a
+    /// server can fill a frame without overflowing it. A whole Messages
+    /// frame is `4 + 7 + 2 + 4 + sum(encoded_len)` bytes, a QueueDeliver
+    /// frame `4 + 7 + 4 + sum(encoded_len)`.
+    pub fn encoded_len(&self) -> usize {
+        let opt = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        Self::MIN_BYTES
+            + self.receipt.len()
+            + opt(&self.key)
+            + opt(&self.value)
+            + self
+                .headers
+                .iter()
+                .map(|h| <(String, Option<Bytes>)>::MIN_BYTES + h.0.len() + opt(&h.1))
+                .sum::<usize>()
+    }
+}
+
+/// A record header: `string key`, `opt_bytes value`.
+impl Codec for (String, Option<Bytes>) {
+    const MIN_BYTES: usize = 2 + 4;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("message.headers.key", &self.0)?;
+        w.opt_bytes("message.headers.value", self.1.as_deref())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok((
+            r.string("message.headers.key")?,
+            r.opt_bytes("message.headers.value")?,
+        ))
+    }
+}
+
+impl Codec for LeasedMessage {
+    const MIN_BYTES: usize = 2 + 4 + 8 + 8 + 4 + 8 + 4 + 4 + 4;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("message.receipt", &self.receipt)?;
+        w.u32(self.partition);
+        w.u64(self.offset);
+        w.i64(self.timestamp_ms);
+        w.u32(self.deliveries);
+        w.i64(self.lease_deadline_ms);
+        w.opt_bytes("message.key", self.key.as_deref())?;
+        w.opt_bytes("message.value", self.value.as_deref())?;
+        w.array("message.headers", &self.headers, ARRAY_LEN_MAX)
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(LeasedMessage {
+            receipt: r.string("message.receipt")?,
+            partition: r.u32("message.partition")?,
+            offset: r.u64("message.offset")?,
+            timestamp_ms: r.i64("message.timestamp_ms")?,
+            deliveries: r.u32("message.deliveries")?,
+            lease_deadline_ms: r.i64("message.lease_deadline_ms")?,
+            key: r.opt_bytes("message.key")?,
+            value: r.opt_bytes("message.value")?,
+            headers: r.array("message.headers", ARRAY_LEN_MAX)?,
+        })
+    }
 }

@@ -28,23 +28,25 @@ mod response;
 mod wire;
 
 pub use common::{
-    ConfigExtension, Durability, GroupStart, OnFull, PartitionOffset, Retention, Routing,
-    SubscribeStart, TopicConfig, TopicPartition,
+    Backoff, ConfigExtension, DeliveryMode, Durability, GroupStart, LeasedMessage, OnFull,
+    PartitionOffset, Retention, Routing, SubscribeStart, SubscriptionKind, TopicConfig,
+    TopicPartition,
 };
 pub use error::{DecodeError, EncodeError, FrameError, WireCode, WireError};
 pub use frame::{
     decode_frame, peek_frame_size, Frame, FrameKind, FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES,
 };
 pub use op::Op;
-pub use push::{Deliver, Push};
+pub use push::{Deliver, Push, QueueDeliver};
 pub use request::{
-    AlterTopic, CommitOffsets, CreateTopic, Credit, DeleteTopic, DescribeTopic, Fetch,
-    FetchOffsets, FetchPartition, Heartbeat, Hello, JoinGroup, LeaveGroup, ListTopics, Produce,
-    Request, Subscribe, Unsubscribe,
+    Ack, AlterTopic, CommitOffsets, CreateSubscription, CreateTopic, Credit, DeleteSubscription,
+    DeleteTopic, DescribeTopic, ExtendLease, Fetch, FetchOffsets, FetchPartition, Heartbeat, Hello,
+    JoinGroup, LeaveGroup, ListSubscriptions, ListTopics, Nack, Produce, Receive, Redrive, Request,
+    Subscribe, SubscribeQueue, Unsubscribe,
 };
 pub use response::{
     CommittedOffset, Fetched, FetchedPartition, HeartbeatOk, HelloOk, Joined, PartitionInfo,
-    Produced, Response, ResponseBody, TopicDescription, TopicSummary,
+    Produced, Response, ResponseBody, SubscriptionInfo, TopicDescription, TopicSummary,
 };
 pub use spool_types::limits::FRAME_BYTES_MAX;
 

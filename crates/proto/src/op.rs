@@ -3,7 +3,7 @@
 //!
 //! Ranges by area: 1 handshake, 10–19 topics, 20–29 produce/fetch,
 //! 30–39 consumer groups, 40–49 push subscriptions, 50–59 queue
-//! subscriptions (reserved), 60–69 request records (reserved), 90 ping.
+//! subscriptions, 60–69 request records (reserved), 90 ping.
 //! Op 0 is never an operation: it marks a connection-level error response.
 
 use std::fmt;
@@ -40,6 +40,18 @@ pub enum Op {
     Deliver = 45,
     /// Push only: the server ended a subscription.
     SubscriptionClosed = 46,
+    /// Push only: leased messages for a queue subscription.
+    QueueDeliver = 47,
+
+    CreateSubscription = 50,
+    DeleteSubscription = 51,
+    ListSubscriptions = 52,
+    Receive = 53,
+    Ack = 54,
+    Nack = 55,
+    ExtendLease = 56,
+    Redrive = 57,
+    SubscribeQueue = 58,
 
     Ping = 90,
 }
@@ -65,6 +77,16 @@ impl Op {
         Op::Unsubscribe,
         Op::Deliver,
         Op::SubscriptionClosed,
+        Op::QueueDeliver,
+        Op::CreateSubscription,
+        Op::DeleteSubscription,
+        Op::ListSubscriptions,
+        Op::Receive,
+        Op::Ack,
+        Op::Nack,
+        Op::ExtendLease,
+        Op::Redrive,
+        Op::SubscribeQueue,
         Op::Ping,
     ];
 
@@ -89,7 +111,10 @@ impl Op {
     /// Whether this op travels in push frames (server to client, unsolicited)
     /// rather than as a request/response pair.
     pub fn is_push(self) -> bool {
-        matches!(self, Op::Deliver | Op::SubscriptionClosed)
+        matches!(
+            self,
+            Op::Deliver | Op::SubscriptionClosed | Op::QueueDeliver
+        )
     }
 
     /// The stable upper-snake-case name, e.g. `CREATE_TOPIC`.
@@ -113,6 +138,16 @@ impl Op {
             Op::Unsubscribe => "UNSUBSCRIBE",
             Op::Deliver => "DELIVER",
             Op::SubscriptionClosed => "SUBSCRIPTION_CLOSED",
+            Op::QueueDeliver => "QUEUE_DELIVER",
+            Op::CreateSubscription => "CREATE_SUBSCRIPTION",
+            Op::DeleteSubscription => "DELETE_SUBSCRIPTION",
+            Op::ListSubscriptions => "LIST_SUBSCRIPTIONS",
+            Op::Receive => "RECEIVE",
+            Op::Ack => "ACK",
+            Op::Nack => "NACK",
+            Op::ExtendLease => "EXTEND_LEASE",
+            Op::Redrive => "REDRIVE",
+            Op::SubscribeQueue => "SUBSCRIBE_QUEUE",
             Op::Ping => "PING",
         }
     }

@@ -3,11 +3,13 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::common::LeasedMessage;
 use crate::error::{DecodeError, EncodeError, WireCode, WireError};
 use crate::frame::{encode_frame, FrameKind};
 use crate::op::{op_for, Op};
 use crate::response::{decode_error_tail, put_wire_error};
 use crate::wire::Reader;
+use crate::ARRAY_LEN_MAX;
 
 /// Record batches for a subscription, charged against its credit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,14 @@ pub struct Deliver {
     pub batches: Bytes,
 }
 
+/// Messages leased to a queue subscription, charged against its credit.
+/// The leases are the subscriber's to ack, nack or extend, exactly as if it
+/// had received them with a Receive request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDeliver {
+    pub messages: Vec<LeasedMessage>,
+}
+
 /// A decoded push body. New ops will add variants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -26,6 +36,7 @@ pub enum Push {
     Deliver(Deliver),
     /// The server ended the subscription; no more pushes follow for its id.
     SubscriptionClosed(WireError),
+    QueueDeliver(QueueDeliver),
 }
 
 impl Push {
@@ -33,6 +44,7 @@ impl Push {
         match self {
             Push::Deliver(_) => Op::Deliver,
             Push::SubscriptionClosed(_) => Op::SubscriptionClosed,
+            Push::QueueDeliver(_) => Op::QueueDeliver,
         }
     }
 
@@ -57,6 +69,9 @@ impl Push {
                 ))?;
                 Push::SubscriptionClosed(decode_error_tail(code, &mut r)?)
             }
+            Op::QueueDeliver => Push::QueueDeliver(QueueDeliver {
+                messages: r.array("queue_deliver.messages", ARRAY_LEN_MAX)?,
+            }),
             // op_for only returns push ops here.
             _ => {
                 return Err(DecodeError::UnknownOp {
@@ -83,6 +98,9 @@ impl Push {
                     w.bytes("deliver.batches", &m.batches)
                 }
                 Push::SubscriptionClosed(error) => put_wire_error(w, error),
+                Push::QueueDeliver(m) => {
+                    w.array("queue_deliver.messages", &m.messages, ARRAY_LEN_MAX)
+                }
             },
         )
     }

@@ -5,7 +5,8 @@ use spool_types::limits::SUBSCRIPTION_TOPICS_MAX;
 use std::fmt;
 
 use crate::common::{
-    GroupStart, PartitionOffset, Routing, SubscribeStart, TopicConfig, TopicPartition,
+    Backoff, DeliveryMode, GroupStart, PartitionOffset, Routing, SubscribeStart, SubscriptionKind,
+    TopicConfig, TopicPartition,
 };
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::{encode_frame, FrameKind};
@@ -176,6 +177,97 @@ pub struct Unsubscribe {
     pub subscription_id: u32,
 }
 
+/// Creates a subscription on a topic. For [`SubscriptionKind::Stream`] the
+/// queue settings are ignored: stream subscriptions are consumer groups,
+/// created implicitly by JoinGroup, so the server only validates the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSubscription {
+    pub topic: String,
+    pub name: String,
+    pub kind: SubscriptionKind,
+    /// How long a lease lasts before the message may go to another consumer.
+    pub ack_timeout_ms: u32,
+    /// Deliveries after which a failing message is dead-lettered; 0 = unlimited.
+    pub max_deliveries: u32,
+    pub dead_letter_topic: Option<String>,
+    pub backoff: Backoff,
+    pub mode: DeliveryMode,
+    /// At most one message per record key in flight, each key in order.
+    pub ordered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteSubscription {
+    pub topic: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSubscriptions {
+    /// `None` lists the subscriptions of every topic.
+    pub topic: Option<String>,
+}
+
+/// Leases messages from a queue subscription (pull, with long poll).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receive {
+    pub topic: String,
+    pub name: String,
+    /// Most messages to lease.
+    pub max: u32,
+    /// How long to wait for a message if none is ready.
+    pub wait_ms: u32,
+}
+
+/// Acknowledges leased messages: they are done and never delivered again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub topic: String,
+    pub name: String,
+    pub receipts: Vec<String>,
+}
+
+/// Gives leased messages back for redelivery (a failure: counts towards
+/// max deliveries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nack {
+    pub topic: String,
+    pub name: String,
+    pub receipts: Vec<String>,
+    /// Earliest redelivery, from now; the backoff applies if it is longer.
+    pub delay_ms: u32,
+    /// Why processing failed; carried into dead-letter headers and events.
+    pub error: Option<String>,
+}
+
+/// Moves lease deadlines to now + `extend_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendLease {
+    pub topic: String,
+    pub name: String,
+    pub receipts: Vec<String>,
+    pub extend_ms: u32,
+}
+
+/// Republishes a subscription's dead letters to its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    pub topic: String,
+    pub name: String,
+}
+
+/// Push delivery of leased messages from a queue subscription, under the
+/// same credit rules as [`Subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeQueue {
+    /// Chosen by the client, unique on the connection; pushes carry it.
+    pub subscription_id: u32,
+    pub topic: String,
+    pub name: String,
+    pub credit_messages: u32,
+    pub credit_bytes: u32,
+}
+
 /// A decoded request body. New ops will add variants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -196,6 +288,15 @@ pub enum Request {
     Subscribe(Subscribe),
     Credit(Credit),
     Unsubscribe(Unsubscribe),
+    CreateSubscription(CreateSubscription),
+    DeleteSubscription(DeleteSubscription),
+    ListSubscriptions(ListSubscriptions),
+    Receive(Receive),
+    Ack(Ack),
+    Nack(Nack),
+    ExtendLease(ExtendLease),
+    Redrive(Redrive),
+    SubscribeQueue(SubscribeQueue),
     Ping,
 }
 
@@ -218,6 +319,15 @@ impl Request {
             Request::Subscribe(_) => Op::Subscribe,
             Request::Credit(_) => Op::Credit,
             Request::Unsubscribe(_) => Op::Unsubscribe,
+            Request::CreateSubscription(_) => Op::CreateSubscription,
+            Request::DeleteSubscription(_) => Op::DeleteSubscription,
+            Request::ListSubscriptions(_) => Op::ListSubscriptions,
+            Request::Receive(_) => Op::Receive,
+            Request::Ack(_) => Op::Ack,
+            Request::Nack(_) => Op::Nack,
+            Request::ExtendLease(_) => Op::ExtendLease,
+            Request::Redrive(_) => Op::Redrive,
+            Request::SubscribeQueue(_) => Op::SubscribeQueue,
             Request::Ping => Op::Ping,
         }
     }
@@ -295,9 +405,54 @@ impl Request {
             Op::Unsubscribe => Request::Unsubscribe(Unsubscribe {
                 subscription_id: r.u32("unsubscribe.subscription_id")?,
             }),
+            Op::CreateSubscription => {
+                Request::CreateSubscription(CreateSubscription::decode(&mut r)?)
+            }
+            Op::DeleteSubscription => Request::DeleteSubscription(DeleteSubscription {
+                topic: r.string("delete_subscription.topic")?,
+                name: r.string("delete_subscription.name")?,
+            }),
+            Op::ListSubscriptions => Request::ListSubscriptions(ListSubscriptions {
+                topic: r.opt_string("list_subscriptions.topic")?,
+            }),
+            Op::Receive => Request::Receive(Receive {
+                topic: r.string("receive.topic")?,
+                name: r.string("receive.name")?,
+                max: r.u32("receive.max")?,
+                wait_ms: r.u32("receive.wait_ms")?,
+            }),
+            Op::Ack => Request::Ack(Ack {
+                topic: r.string("ack.topic")?,
+                name: r.string("ack.name")?,
+                receipts: r.string_array("ack.receipts", ARRAY_LEN_MAX)?,
+            }),
+            Op::Nack => Request::Nack(Nack {
+                topic: r.string("nack.topic")?,
+                name: r.string("nack.name")?,
+                receipts: r.string_array("nack.receipts", ARRAY_LEN_MAX)?,
+                delay_ms: r.u32("nack.delay_ms")?,
+                error: r.opt_string("nack.error")?,
+            }),
+            Op::ExtendLease => Request::ExtendLease(ExtendLease {
+                topic: r.string("extend_lease.topic")?,
+                name: r.string("extend_lease.name")?,
+                receipts: r.string_array("extend_lease.receipts", ARRAY_LEN_MAX)?,
+                extend_ms: r.u32("extend_lease.extend_ms")?,
+            }),
+            Op::Redrive => Request::Redrive(Redrive {
+                topic: r.string("redrive.topic")?,
+                name: r.string("redrive.name")?,
+            }),
+            Op::SubscribeQueue => Request::SubscribeQueue(SubscribeQueue {
+                subscription_id: r.u32("subscribe_queue.subscription_id")?,
+                topic: r.string("subscribe_queue.topic")?,
+                name: r.string("subscribe_queue.name")?,
+                credit_messages: r.u32("subscribe_queue.credit_messages")?,
+                credit_bytes: r.u32("subscribe_queue.credit_bytes")?,
+            }),
             Op::Ping => Request::Ping,
             // op_for only returns request ops; push ops cannot reach here.
-            Op::Deliver | Op::SubscriptionClosed => {
+            Op::Deliver | Op::SubscriptionClosed | Op::QueueDeliver => {
                 return Err(DecodeError::UnknownOp {
                     op: op.as_u16(),
                     kind: FrameKind::Request,
@@ -386,6 +541,52 @@ impl Request {
                 w.u32(m.subscription_id);
                 Ok(())
             }
+            Request::CreateSubscription(m) => m.encode(w),
+            Request::DeleteSubscription(m) => {
+                w.string("delete_subscription.topic", &m.topic)?;
+                w.string("delete_subscription.name", &m.name)
+            }
+            Request::ListSubscriptions(m) => {
+                w.opt_string("list_subscriptions.topic", m.topic.as_deref())
+            }
+            Request::Receive(m) => {
+                w.string("receive.topic", &m.topic)?;
+                w.string("receive.name", &m.name)?;
+                w.u32(m.max);
+                w.u32(m.wait_ms);
+                Ok(())
+            }
+            Request::Ack(m) => {
+                w.string("ack.topic", &m.topic)?;
+                w.string("ack.name", &m.name)?;
+                w.string_array("ack.receipts", &m.receipts, ARRAY_LEN_MAX)
+            }
+            Request::Nack(m) => {
+                w.string("nack.topic", &m.topic)?;
+                w.string("nack.name", &m.name)?;
+                w.string_array("nack.receipts", &m.receipts, ARRAY_LEN_MAX)?;
+                w.u32(m.delay_ms);
+                w.opt_string("nack.error", m.error.as_deref())
+            }
+            Request::ExtendLease(m) => {
+                w.string("extend_lease.topic", &m.topic)?;
+                w.string("extend_lease.name", &m.name)?;
+                w.string_array("extend_lease.receipts", &m.receipts, ARRAY_LEN_MAX)?;
+                w.u32(m.extend_ms);
+                Ok(())
+            }
+            Request::Redrive(m) => {
+                w.string("redrive.topic", &m.topic)?;
+                w.string("redrive.name", &m.name)
+            }
+            Request::SubscribeQueue(m) => {
+                w.u32(m.subscription_id);
+                w.string("subscribe_queue.topic", &m.topic)?;
+                w.string("subscribe_queue.name", &m.name)?;
+                w.u32(m.credit_messages);
+                w.u32(m.credit_bytes);
+                Ok(())
+            }
             Request::Ping => Ok(()),
         }
     }
@@ -453,6 +654,41 @@ impl Codec for FetchPartition {
             partition: r.u32("fetch.partitions.partition")?,
             offset: r.u64("fetch.partitions.offset")?,
             max_bytes: r.u32("fetch.partitions.max_bytes")?,
+        })
+    }
+}
+
+impl Codec for CreateSubscription {
+    const MIN_BYTES: usize =
+        2 + 2 + SubscriptionKind::MIN_BYTES + 4 + 4 + 1 + Backoff::MIN_BYTES + 1 + 1;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("create_subscription.topic", &self.topic)?;
+        w.string("create_subscription.name", &self.name)?;
+        self.kind.encode(w)?;
+        w.u32(self.ack_timeout_ms);
+        w.u32(self.max_deliveries);
+        w.opt_string(
+            "create_subscription.dead_letter_topic",
+            self.dead_letter_topic.as_deref(),
+        )?;
+        self.backoff.encode(w)?;
+        self.mode.encode(w)?;
+        w.bool(self.ordered);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(CreateSubscription {
+            topic: r.string("create_subscription.topic")?,
+            name: r.string("create_subscription.name")?,
+            kind: SubscriptionKind::decode(r)?,
+            ack_timeout_ms: r.u32("create_subscription.ack_timeout_ms")?,
+            max_deliveries: r.u32("create_subscription.max_deliveries")?,
+            dead_letter_topic: r.opt_string("create_subscription.dead_letter_topic")?,
+            backoff: Backoff::decode(r)?,
+            mode: DeliveryMode::decode(r)?,
+            ordered: r.bool("create_subscription.ordered")?,
         })
     }
 }

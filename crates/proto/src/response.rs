@@ -7,7 +7,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::common::{get_assignment, put_assignment, PartitionOffset, TopicConfig};
+use crate::common::{
+    get_assignment, put_assignment, Backoff, DeliveryMode, LeasedMessage, PartitionOffset,
+    TopicConfig,
+};
 use crate::error::{DecodeError, EncodeError, WireCode, WireError};
 use crate::frame::{encode_frame, FrameKind};
 use crate::op::{op_for, Op};
@@ -107,13 +110,35 @@ pub struct CommittedOffset {
     pub offset: Option<u64>,
 }
 
+/// A queue subscription's settings and current load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    pub topic: String,
+    pub name: String,
+    pub ack_timeout_ms: u32,
+    /// 0 = unlimited.
+    pub max_deliveries: u32,
+    pub dead_letter_topic: Option<String>,
+    pub backoff: Backoff,
+    pub mode: DeliveryMode,
+    pub ordered: bool,
+    /// Messages leased right now.
+    pub leased: u64,
+    /// Messages read from the topic and not yet done (ready, delayed or
+    /// leased). The server scans the topic in windows, so this counts at
+    /// most the current window, not the whole backlog.
+    pub outstanding: u64,
+}
+
 /// The body of a successful response. Ops with nothing to return still get
 /// their own unit variant, so the body alone says which op it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ResponseBody {
     HelloOk(HelloOk),
-    TopicCreated { name: String },
+    TopicCreated {
+        name: String,
+    },
     TopicDeleted,
     Topics(Vec<TopicSummary>),
     TopicDescription(TopicDescription),
@@ -125,9 +150,28 @@ pub enum ResponseBody {
     LeftGroup,
     OffsetsCommitted,
     Offsets(Vec<CommittedOffset>),
-    Subscribed { subscription_id: u32 },
+    Subscribed {
+        subscription_id: u32,
+    },
     CreditGranted,
     Unsubscribed,
+    SubscriptionCreated,
+    SubscriptionDeleted,
+    Subscriptions(Vec<SubscriptionInfo>),
+    /// Leased messages, possibly none (the long poll ended empty).
+    Messages(Vec<LeasedMessage>),
+    /// One entry per receipt, in request order: `None` = done, else why not.
+    /// The same shape answers Ack, Nack and ExtendLease; each has its own
+    /// variant so the body alone says which op it answers.
+    Acked(Vec<Option<WireCode>>),
+    Nacked(Vec<Option<WireCode>>),
+    LeasesExtended(Vec<Option<WireCode>>),
+    Redriven {
+        count: u64,
+    },
+    QueueSubscribed {
+        subscription_id: u32,
+    },
     Pong,
 }
 
@@ -151,6 +195,15 @@ impl ResponseBody {
             ResponseBody::Subscribed { .. } => Op::Subscribe,
             ResponseBody::CreditGranted => Op::Credit,
             ResponseBody::Unsubscribed => Op::Unsubscribe,
+            ResponseBody::SubscriptionCreated => Op::CreateSubscription,
+            ResponseBody::SubscriptionDeleted => Op::DeleteSubscription,
+            ResponseBody::Subscriptions(_) => Op::ListSubscriptions,
+            ResponseBody::Messages(_) => Op::Receive,
+            ResponseBody::Acked(_) => Op::Ack,
+            ResponseBody::Nacked(_) => Op::Nack,
+            ResponseBody::LeasesExtended(_) => Op::ExtendLease,
+            ResponseBody::Redriven { .. } => Op::Redrive,
+            ResponseBody::QueueSubscribed { .. } => Op::SubscribeQueue,
             ResponseBody::Pong => Op::Ping,
         }
     }
@@ -198,9 +251,26 @@ impl ResponseBody {
             },
             Op::Credit => ResponseBody::CreditGranted,
             Op::Unsubscribe => ResponseBody::Unsubscribed,
+            Op::CreateSubscription => ResponseBody::SubscriptionCreated,
+            Op::DeleteSubscription => ResponseBody::SubscriptionDeleted,
+            Op::ListSubscriptions => {
+                ResponseBody::Subscriptions(r.array("subscriptions", ARRAY_LEN_MAX)?)
+            }
+            Op::Receive => ResponseBody::Messages(r.array("messages", ARRAY_LEN_MAX)?),
+            Op::Ack => ResponseBody::Acked(r.array("receipt_results", ARRAY_LEN_MAX)?),
+            Op::Nack => ResponseBody::Nacked(r.array("receipt_results", ARRAY_LEN_MAX)?),
+            Op::ExtendLease => {
+                ResponseBody::LeasesExtended(r.array("receipt_results", ARRAY_LEN_MAX)?)
+            }
+            Op::Redrive => ResponseBody::Redriven {
+                count: r.u64("redriven.count")?,
+            },
+            Op::SubscribeQueue => ResponseBody::QueueSubscribed {
+                subscription_id: r.u32("queue_subscribed.subscription_id")?,
+            },
             Op::Ping => ResponseBody::Pong,
             // op_for only returns request ops; push ops cannot reach here.
-            Op::Deliver | Op::SubscriptionClosed => {
+            Op::Deliver | Op::SubscriptionClosed | Op::QueueDeliver => {
                 return Err(DecodeError::UnknownOp {
                     op: op.as_u16(),
                     kind: FrameKind::Response,
@@ -245,7 +315,24 @@ impl ResponseBody {
                 w.u32(*subscription_id);
                 Ok(())
             }
+            ResponseBody::Subscriptions(subs) => w.array("subscriptions", subs, ARRAY_LEN_MAX),
+            ResponseBody::Messages(messages) => w.array("messages", messages, ARRAY_LEN_MAX),
+            ResponseBody::Acked(results)
+            | ResponseBody::Nacked(results)
+            | ResponseBody::LeasesExtended(results) => {
+                w.array("receipt_results", results, ARRAY_LEN_MAX)
+            }
+            ResponseBody::Redriven { count } => {
+                w.u64(*count);
+                Ok(())
+            }
+            ResponseBody::QueueSubscribed { subscription_id } => {
+                w.u32(*subscription_id);
+                Ok(())
+            }
             ResponseBody::TopicDeleted
+            | ResponseBody::SubscriptionCreated
+            | ResponseBody::SubscriptionDeleted
             | ResponseBody::TopicAltered
             | ResponseBody::LeftGroup
             | ResponseBody::OffsetsCommitted
@@ -299,8 +386,9 @@ impl Response {
     /// Decodes the body of a response frame with this op.
     ///
     /// An error response decodes for any op; a success needs an op this
-    /// build knows. Byte fields (`FetchedPartition::batches`) are slices of
-    /// `body`, not copies.
+    /// build knows. Byte fields (`FetchedPartition::batches`, the key, value
+    /// and header values of a `LeasedMessage`) are slices of `body`, not
+    /// copies.
     pub fn decode(op: u16, body: Bytes) -> Result<Response, DecodeError> {
         let mut r = Reader::new(body);
         let raw = r.u16("response.error_code")?;
@@ -464,6 +552,56 @@ impl Codec for CommittedOffset {
             topic,
             partition,
             offset,
+        })
+    }
+}
+
+/// One receipt's outcome: `u16` code, 0 = done.
+impl Codec for Option<WireCode> {
+    const MIN_BYTES: usize = 2;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u16(self.map_or(0, WireCode::raw));
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(WireCode::new(r.u16("receipt_results.error_code")?))
+    }
+}
+
+impl Codec for SubscriptionInfo {
+    const MIN_BYTES: usize = 2 + 2 + 4 + 4 + 1 + Backoff::MIN_BYTES + 1 + 1 + 8 + 8;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("subscriptions.topic", &self.topic)?;
+        w.string("subscriptions.name", &self.name)?;
+        w.u32(self.ack_timeout_ms);
+        w.u32(self.max_deliveries);
+        w.opt_string(
+            "subscriptions.dead_letter_topic",
+            self.dead_letter_topic.as_deref(),
+        )?;
+        self.backoff.encode(w)?;
+        self.mode.encode(w)?;
+        w.bool(self.ordered);
+        w.u64(self.leased);
+        w.u64(self.outstanding);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(SubscriptionInfo {
+            topic: r.string("subscriptions.topic")?,
+            name: r.string("subscriptions.name")?,
+            ack_timeout_ms: r.u32("subscriptions.ack_timeout_ms")?,
+            max_deliveries: r.u32("subscriptions.max_deliveries")?,
+            dead_letter_topic: r.opt_string("subscriptions.dead_letter_topic")?,
+            backoff: Backoff::decode(r)?,
+            mode: DeliveryMode::decode(r)?,
+            ordered: r.bool("subscriptions.ordered")?,
+            leased: r.u64("subscriptions.leased")?,
+            outstanding: r.u64("subscriptions.outstanding")?,
         })
     }
 }

@@ -114,6 +114,16 @@ impl Reader {
         }
     }
 
+    /// A boolean as one byte: 0 false, 1 true. Anything else is refused
+    /// rather than read as true, so the encoding stays canonical.
+    pub(crate) fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+        match self.tag(what)? {
+            (0, _) => Ok(false),
+            (1, _) => Ok(true),
+            (other, offset) => Err(Self::invalid(what, offset, other.into())),
+        }
+    }
+
     /// `u16 length` then that many bytes of UTF-8.
     pub(crate) fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
         let len = usize::from(self.u16(what)?);
@@ -152,7 +162,6 @@ impl Reader {
     }
 
     /// `i32 length` (-1 = absent) then that many bytes, zero-copy.
-    #[cfg_attr(not(test), allow(dead_code))] // Part of the published primitive set; first used by later ops.
     pub(crate) fn opt_bytes(&mut self, what: &'static str) -> Result<Option<Bytes>, DecodeError> {
         let offset = self.pos;
         let len = self.i32(what)?;
@@ -295,6 +304,10 @@ impl<'a> Writer<'a> {
         self.u8(u8::from(present));
     }
 
+    pub(crate) fn bool(&mut self, v: bool) {
+        self.u8(u8::from(v));
+    }
+
     pub(crate) fn string(&mut self, what: &'static str, s: &str) -> Result<(), EncodeError> {
         let len = u16::try_from(s.len()).map_err(|_| EncodeError::TooLong {
             what,
@@ -331,7 +344,6 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // Part of the published primitive set; first used by later ops.
     pub(crate) fn opt_bytes(
         &mut self,
         what: &'static str,

@@ -47,6 +47,16 @@ fn published_numbers_never_change() {
         (Op::Unsubscribe, 42),
         (Op::Deliver, 45),
         (Op::SubscriptionClosed, 46),
+        (Op::QueueDeliver, 47),
+        (Op::CreateSubscription, 50),
+        (Op::DeleteSubscription, 51),
+        (Op::ListSubscriptions, 52),
+        (Op::Receive, 53),
+        (Op::Ack, 54),
+        (Op::Nack, 55),
+        (Op::ExtendLease, 56),
+        (Op::Redrive, 57),
+        (Op::SubscribeQueue, 58),
         (Op::Ping, 90),
     ];
     assert_eq!(table.len(), Op::ALL.len());

@@ -256,6 +256,119 @@ fn bad_enum_tags_and_presence_bytes_are_invalid_requests() {
 }
 
 #[test]
+fn bad_subscription_settings_are_invalid_requests() {
+    // A well-formed CreateSubscription: kind queue, no dead-letter topic,
+    // fixed backoff, at-least-once, unordered.
+    let good = |kind: u8, backoff: u8, mode: u8, ordered: u8| {
+        let mut body = vec![0, 1, b't', 0, 1, b's', kind];
+        body.extend_from_slice(&30_000u32.to_be_bytes());
+        body.extend_from_slice(&5u32.to_be_bytes());
+        body.push(0); // no dead-letter topic
+        body.push(backoff);
+        body.extend_from_slice(&0u64.to_be_bytes());
+        if backoff == 1 {
+            body.extend_from_slice(&0u64.to_be_bytes());
+        }
+        body.push(mode);
+        body.push(ordered);
+        Bytes::from(body)
+    };
+    let op = Op::CreateSubscription.as_u16();
+    assert!(Request::decode(op, good(0, 0, 0, 0)).is_ok());
+    assert!(Request::decode(op, good(1, 1, 1, 1)).is_ok());
+    for (body, what, offset, value) in [
+        (good(2, 0, 0, 0), "subscription.kind", 6, 2),
+        (good(0, 2, 0, 0), "subscription.backoff", 16, 2),
+        (good(0, 0, 2, 0), "subscription.mode", 25, 2),
+        // A bool other than 0 or 1 would not re-encode to the same bytes.
+        (good(0, 0, 0, 2), "create_subscription.ordered", 26, 2),
+    ] {
+        let err = Request::decode(op, body).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::InvalidValue {
+                what,
+                offset,
+                value
+            }
+        );
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
+    }
+}
+
+#[test]
+fn forged_receipt_and_message_counts_are_refused_before_allocating() {
+    // Ack with 4 billion receipts and none behind the count.
+    let mut body = vec![0, 1, b't', 0, 1, b's'];
+    body.extend_from_slice(&u32::MAX.to_be_bytes());
+    let err = Request::decode(Op::Ack.as_u16(), Bytes::from(body)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::Truncated {
+                what: "ack.receipts",
+                offset: 6,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Messages and QueueDeliver likewise.
+    let err = Response::decode(
+        Op::Receive.as_u16(),
+        Bytes::from_static(&[0, 0, 0xff, 0xff, 0xff, 0xff]),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        DecodeError::Truncated {
+            what: "messages",
+            ..
+        }
+    ));
+    let err = Push::decode(
+        Op::QueueDeliver.as_u16(),
+        Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::MalformedFrame);
+}
+
+#[test]
+fn leased_message_with_a_bad_optional_length_is_invalid() {
+    let mut buf = BytesMut::new();
+    Response::ok(ResponseBody::Messages(vec![LeasedMessage {
+        receipt: String::new(),
+        partition: 0,
+        offset: 0,
+        timestamp_ms: 0,
+        deliveries: 1,
+        lease_deadline_ms: 0,
+        key: None,
+        value: None,
+        headers: vec![],
+    }]))
+    .encode(1, &mut buf)
+    .unwrap();
+    let frame = decode_frame(&mut buf).unwrap().unwrap();
+    // Body: error code, count, receipt "", 4+8+8+4+8 fixed bytes, then the
+    // key's i32 length (-1). Make it -2.
+    let key_at = 2 + 4 + 2 + 32;
+    let mut body = frame.body.to_vec();
+    assert_eq!(&body[key_at..key_at + 4], &(-1i32).to_be_bytes());
+    body[key_at..key_at + 4].copy_from_slice(&(-2i32).to_be_bytes());
+    let err = Response::decode(frame.op, Bytes::from(body)).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::InvalidValue {
+            what: "message.key",
+            offset: key_at,
+            value: -2
+        }
+    );
+}
+
+#[test]
 fn oversized_batch_is_refused_and_the_buffer_is_left_intact() {
     let mut buf = BytesMut::new();
     Request::Ping.encode(1, &mut buf).unwrap();

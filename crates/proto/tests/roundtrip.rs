@@ -232,3 +232,99 @@ fn topic_config_layout_matches_the_spec_example() {
     // Skip the 11-byte prefix and header and the empty name's length.
     assert_eq!(&buf[13..], &[0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
 }
+
+fn sample_message(value: bytes::Bytes) -> LeasedMessage {
+    LeasedMessage {
+        receipt: "2-40-1f".into(),
+        partition: 2,
+        offset: 40,
+        timestamp_ms: 1_700_000_000_000,
+        deliveries: 3,
+        lease_deadline_ms: 1_700_000_030_000,
+        key: Some(bytes::Bytes::from_static(b"k")),
+        value: Some(value),
+        headers: vec![
+            (
+                "spool-msg-id".into(),
+                Some(bytes::Bytes::from_static(b"id-1")),
+            ),
+            ("empty".into(), Some(bytes::Bytes::new())),
+            ("absent".into(), None),
+        ],
+    }
+}
+
+#[test]
+fn leased_messages_are_zero_copy_in_responses_and_pushes() {
+    let mut buf = BytesMut::new();
+    let message = sample_message(bytes::Bytes::from(vec![3u8; 500]));
+    Response::ok(ResponseBody::Messages(vec![message.clone()]))
+        .encode(1, &mut buf)
+        .unwrap();
+    Push::QueueDeliver(QueueDeliver {
+        messages: vec![message.clone()],
+    })
+    .encode(9, &mut buf)
+    .unwrap();
+
+    let inside = |range: std::ops::Range<*const u8>, m: &LeasedMessage| {
+        let mut slices = vec![m.key.clone().unwrap(), m.value.clone().unwrap()];
+        slices.extend(m.headers.iter().filter_map(|h| h.1.clone()));
+        for s in slices.iter().filter(|s| !s.is_empty()) {
+            let got = s.as_ptr_range();
+            assert!(range.start <= got.start && got.end <= range.end);
+        }
+    };
+    let frame = decode_frame(&mut buf).unwrap().unwrap();
+    let range = frame.body.as_ptr_range();
+    let Ok(ResponseBody::Messages(messages)) = Response::decode(frame.op, frame.body.clone())
+        .unwrap()
+        .into_result()
+    else {
+        panic!("not messages");
+    };
+    assert_eq!(messages, vec![message.clone()]);
+    inside(range, &messages[0]);
+
+    let frame = one_frame(&mut buf);
+    assert_eq!(frame.correlation_id, 9);
+    let range = frame.body.as_ptr_range();
+    let Push::QueueDeliver(deliver) = Push::decode(frame.op, frame.body.clone()).unwrap() else {
+        panic!("not a queue delivery");
+    };
+    assert_eq!(deliver.messages, vec![message]);
+    inside(range, &deliver.messages[0]);
+}
+
+#[test]
+fn leased_message_encoded_len_is_exact() {
+    let message = sample_message(bytes::Bytes::from(vec![0u8; 77]));
+    let mut buf = BytesMut::new();
+    Response::ok(ResponseBody::Messages(vec![
+        message.clone(),
+        message.clone(),
+    ]))
+    .encode(1, &mut buf)
+    .unwrap();
+    assert_eq!(buf.len(), 4 + 7 + 2 + 4 + 2 * message.encoded_len());
+    buf.clear();
+    Push::QueueDeliver(QueueDeliver {
+        messages: vec![message.clone()],
+    })
+    .encode(1, &mut buf)
+    .unwrap();
+    assert_eq!(buf.len(), 4 + 7 + 4 + message.encoded_len());
+}
+
+#[test]
+fn receipt_results_are_one_code_per_receipt() {
+    let mut buf = BytesMut::new();
+    Response::ok(ResponseBody::Acked(vec![
+        None,
+        Some(spool_types::ErrorCode::LeaseExpired.into()),
+    ]))
+    .encode(4, &mut buf)
+    .unwrap();
+    // Header, error code 0, count 2, then 0 and 507.
+    assert_eq!(&buf[11..], &[0, 0, 0, 0, 0, 2, 0, 0, 0x01, 0xfb][..]);
+}

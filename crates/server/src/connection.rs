@@ -5,26 +5,32 @@
 //! holds at most those limits in server memory. Bad input is answered with
 //! an error frame; input that leaves the stream out of sync (a bad length or
 //! frame kind) closes just this connection.
+//!
+//! Push subscriptions come in two kinds sharing one table, so Credit and
+//! Unsubscribe work for both: stream subscriptions (record batches from a
+//! [`PushCursor`]) and queue subscriptions (leased messages of a work queue).
 
 use crate::convert::{self, wire_error};
 use crate::notify::wait_any;
 use crate::{now_ms, Shared};
 use bytes::{Bytes, BytesMut};
 use spool_broker::push::{PushCursor, PushStart};
-use spool_broker::{Broker, BrokerError, StartFrom};
+use spool_broker::queue::{parse_receipt, RECEIVE_MAX};
+use spool_broker::{AppendListener, Broker, BrokerError, StartFrom};
 use spool_proto::{self as p, Request, Response, ResponseBody, WireError};
 use spool_types::limits::{
     CONNECTION_IN_FLIGHT_BYTES_MAX, CONNECTION_IN_FLIGHT_MAX, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX,
-    FRAME_BYTES_MAX,
+    FRAME_BYTES_MAX, GROUP_NAME_LEN_MAX, RECORD_BYTES_MAX,
 };
 use spool_types::ErrorCode;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// Frames queued for the writer before producers of responses wait.
 const OUTBOX_FRAMES: usize = 64;
@@ -35,7 +41,27 @@ const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Most bytes written to the socket in one call when batching queued frames.
 const WRITE_COALESCE_BYTES: usize = 256 * 1024;
 /// Longest a push subscription sleeps without re-checking its partitions.
+/// Queue long polls use it too: acks and nacks on other connections, and
+/// leases lapsing, are not announced, so a wait must look again now and then.
 const PUSH_RECHECK_MS: u64 = 1_000;
+/// Most messages one queue push leases at a time, so one subscriber with
+/// plenty of credit does not take a whole backlog away from the others.
+const QUEUE_PUSH_BATCH_MAX: u32 = 100;
+/// First pause before a queue wait looks again when the queue reports
+/// something already due that could not be leased (ready messages held back
+/// by an ordering key whose earlier message is still leased); without it the
+/// wait would spin. It doubles while that lasts, up to [`PUSH_RECHECK_MS`]:
+/// acks and nacks here wake waiters anyway, so the pause only delays
+/// noticing a blocking lease that lapsed.
+const QUEUE_DUE_RECHECK_MS: u64 = 50;
+/// The most one leased message adds to a frame. A stored record is at most
+/// `RECORD_BYTES_MAX` (key, value and headers with their lengths); the wire's
+/// fixed-width lengths, the receipt and the lease fields add well under
+/// 4 KiB, even with the most headers a record may carry.
+const LEASED_MESSAGE_BYTES_MAX: usize = RECORD_BYTES_MAX + 4 * 1024;
+/// Room for messages in one Messages response or QueueDeliver push: the
+/// frame limit less the header (7), error code (2) and count (4).
+const MESSAGES_ROOM: usize = FRAME_BYTES_MAX - 7 - 2 - 4;
 
 /// A frame for the writer, with the budget it releases once written.
 struct Outgoing {
@@ -45,10 +71,76 @@ struct Outgoing {
 
 type Outbox = mpsc::Sender<Outgoing>;
 
+/// What a push subscription delivers, and where its credit is kept.
+enum Flow {
+    /// Record batches; the cursor keeps positions and credit.
+    Stream(Arc<Mutex<PushCursor>>),
+    /// Leased messages of a queue subscription; the broker keeps the leases,
+    /// the credit is kept here.
+    Queue {
+        credit: Arc<Mutex<QueueCredit>>,
+        /// Asks the push task to stop between deliveries (see
+        /// [`Subscription::stop`]).
+        stop: Arc<Notify>,
+    },
+}
+
 struct Subscription {
-    cursor: Arc<Mutex<PushCursor>>,
+    flow: Flow,
+    /// Wakes the push task when credit is granted.
     credit: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscription {
+    fn grant(&self, messages: u32, bytes: u32) {
+        match &self.flow {
+            Flow::Stream(cursor) => lock(cursor).grant(messages, bytes),
+            Flow::Queue { credit, .. } => lock(credit).grant(messages, bytes),
+        }
+        self.credit.notify_one();
+    }
+
+    /// Ends the push task and waits until it has, so that no push for this
+    /// id follows the Unsubscribe answer. A queue task is asked to stop
+    /// rather than aborted: messages it has leased are still sent, not left
+    /// to sit out their ack timeout.
+    async fn stop(mut self) {
+        match &self.flow {
+            Flow::Stream(_) => self.task.abort(),
+            Flow::Queue { stop, .. } => stop.notify_one(),
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A queue subscription's flow-control counters (section 7 of the protocol).
+#[derive(Debug)]
+struct QueueCredit {
+    messages: u32,
+    bytes: u32,
+}
+
+impl QueueCredit {
+    fn grant(&mut self, messages: u32, bytes: u32) {
+        self.messages = self.messages.saturating_add(messages);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    fn available(&self) -> bool {
+        self.messages > 0 && self.bytes > 0
+    }
+
+    /// Charges a delivery; counters stop at zero (a delivery may overshoot).
+    fn charge(&mut self, messages: usize, bytes: usize) {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.messages = self.messages.saturating_sub(clamp(messages));
+        self.bytes = self.bytes.saturating_sub(clamp(bytes));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Answers a connection over the limit with one error frame and closes it.
@@ -295,22 +387,47 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     });
                 }
                 Request::Subscribe(sub) => {
-                    let response = subscribe(&shared, &tx, &mut subs, sub);
-                    let _ = tx
-                        .send(Outgoing {
-                            bytes: encode_response(cid, response),
-                            _permits: permits,
-                        })
-                        .await;
+                    let id = sub.subscription_id;
+                    let started = subscribe(&shared, &tx, &subs, sub);
+                    let ids = (frame.op, cid, id);
+                    start_subscription(&tx, &mut subs, ids, started, permits).await;
+                }
+                Request::SubscribeQueue(sub) => {
+                    let id = sub.subscription_id;
+                    let started = subscribe_queue(&shared, &tx, &subs, sub);
+                    let ids = (frame.op, cid, id);
+                    start_subscription(&tx, &mut subs, ids, started, permits).await;
+                }
+                Request::Receive(receive) => {
+                    let (shared, tx) = (Arc::clone(&shared), tx.clone());
+                    let budget = Arc::clone(&bytes_budget);
+                    tokio::spawn(async move {
+                        let response = receive_long_poll(&shared, receive).await;
+                        let bytes = encode_response(cid, response);
+                        // Held in memory until written, like a Fetch
+                        // response; its size is only known now.
+                        let mut permits = permits;
+                        let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
+                        if units > 0 {
+                            if let Ok(p) = budget.acquire_many_owned(units).await {
+                                permits.push(p);
+                            }
+                        }
+                        let _ = tx
+                            .send(Outgoing {
+                                bytes,
+                                _permits: permits,
+                            })
+                            .await;
+                    });
                 }
                 Request::Credit(credit) => {
-                    let response = match subs.get(&credit.subscription_id) {
+                    let live = subs
+                        .get(&credit.subscription_id)
+                        .filter(|s| !s.task.is_finished());
+                    let response = match live {
                         Some(s) => {
-                            s.cursor
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .grant(credit.messages, credit.bytes);
-                            s.credit.notify_one();
+                            s.grant(credit.messages, credit.bytes);
                             Response::ok(ResponseBody::CreditGranted)
                         }
                         None => no_subscription(frame.op, credit.subscription_id),
@@ -325,7 +442,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 Request::Unsubscribe(u) => {
                     let response = match subs.remove(&u.subscription_id) {
                         Some(s) => {
-                            s.task.abort();
+                            s.stop().await;
                             Response::ok(ResponseBody::Unsubscribed)
                         }
                         None => no_subscription(frame.op, u.subscription_id),
@@ -338,11 +455,11 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                         .await;
                 }
                 other => {
-                    let (broker, tx) = (Arc::clone(&shared.broker), tx.clone());
+                    let (shared, tx) = (Arc::clone(&shared), tx.clone());
                     let op = frame.op;
                     tokio::spawn(async move {
                         let response =
-                            tokio::task::spawn_blocking(move || dispatch(&broker, other))
+                            tokio::task::spawn_blocking(move || dispatch(&shared, other))
                                 .await
                                 .unwrap_or_else(|e| {
                                     Err(BrokerError::new(ErrorCode::Internal, e.to_string()))
@@ -410,30 +527,72 @@ fn no_subscription(op: u16, id: u32) -> Response {
     )
 }
 
+/// Whether `id` names a live subscription. One the server closed (after a
+/// SubscriptionClosed push) has ended its task, and its id is free again.
+fn id_in_use(subs: &HashMap<u32, Subscription>, id: u32) -> bool {
+    subs.get(&id).is_some_and(|s| !s.task.is_finished())
+}
+
+fn id_in_use_error(id: u32) -> WireError {
+    WireError::new(
+        ErrorCode::InvalidRequest,
+        format!("subscription id {id} is already in use"),
+    )
+}
+
+/// A subscription ready to run and the signal that lets its push task
+/// start, or why there is none.
+type Started = Result<(Subscription, oneshot::Sender<()>), WireError>;
+
+/// Answers a Subscribe or SubscribeQueue and only then lets the push task
+/// run, so the answer precedes the subscription's first push.
+async fn start_subscription(
+    tx: &Outbox,
+    subs: &mut HashMap<u32, Subscription>,
+    (op, cid, id): (u16, u32, u32),
+    started: Started,
+    permits: Vec<OwnedSemaphorePermit>,
+) {
+    let (response, go) = match started {
+        Ok((sub, go)) => {
+            let body = match sub.flow {
+                Flow::Stream(_) => ResponseBody::Subscribed {
+                    subscription_id: id,
+                },
+                Flow::Queue { .. } => ResponseBody::QueueSubscribed {
+                    subscription_id: id,
+                },
+            };
+            subs.insert(id, sub);
+            (Response::ok(body), Some(go))
+        }
+        Err(e) => (error_response(op, e), None),
+    };
+    let _ = tx
+        .send(Outgoing {
+            bytes: encode_response(cid, response),
+            _permits: permits,
+        })
+        .await;
+    if let Some(go) = go {
+        let _ = go.send(());
+    }
+}
+
 fn subscribe(
     shared: &Arc<Shared>,
     tx: &Outbox,
-    subs: &mut HashMap<u32, Subscription>,
+    subs: &HashMap<u32, Subscription>,
     sub: p::Subscribe,
-) -> Response {
-    let op = p::Op::Subscribe.as_u16();
-    if subs.contains_key(&sub.subscription_id) {
-        return error_response(
-            op,
-            WireError::new(
-                ErrorCode::InvalidRequest,
-                format!("subscription id {} is already in use", sub.subscription_id),
-            ),
-        );
+) -> Started {
+    if id_in_use(subs, sub.subscription_id) {
+        return Err(id_in_use_error(sub.subscription_id));
     }
     if sub.group.is_some() {
-        return error_response(
-            op,
-            WireError::new(
-                ErrorCode::InvalidRequest,
-                "push subscriptions with a group are not supported yet; use a group consumer",
-            ),
-        );
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            "push subscriptions with a group are not supported yet; use a group consumer",
+        ));
     }
     let start = match sub.start {
         p::SubscribeStart::Earliest => PushStart::Earliest,
@@ -451,27 +610,24 @@ fn subscribe(
     });
     let cursor = match cursor {
         Ok(c) => Arc::new(Mutex::new(c)),
-        Err(e) => return error_response(op, wire_error(e)),
+        Err(e) => return Err(wire_error(e)),
     };
     let credit = Arc::new(Notify::new());
+    let (go, start) = oneshot::channel();
     let task = tokio::spawn(push_loop(
         Arc::clone(shared),
         tx.clone(),
         sub.subscription_id,
         Arc::clone(&cursor),
         Arc::clone(&credit),
+        start,
     ));
-    subs.insert(
-        sub.subscription_id,
-        Subscription {
-            cursor,
-            credit,
-            task,
-        },
-    );
-    Response::ok(ResponseBody::Subscribed {
-        subscription_id: sub.subscription_id,
-    })
+    let sub = Subscription {
+        flow: Flow::Stream(cursor),
+        credit,
+        task,
+    };
+    Ok((sub, go))
 }
 
 /// Sends batches to a push subscriber as they appear, within its credit.
@@ -481,7 +637,11 @@ async fn push_loop(
     id: u32,
     cursor: Arc<Mutex<PushCursor>>,
     credit: Arc<Notify>,
+    start: oneshot::Receiver<()>,
 ) {
+    if start.await.is_err() {
+        return;
+    }
     loop {
         let notifies: Vec<Arc<Notify>> = {
             let c = cursor.lock().unwrap_or_else(|p| p.into_inner());
@@ -545,6 +705,326 @@ async fn push_loop(
             _ => {}
         }
     }
+}
+
+fn subscribe_queue(
+    shared: &Arc<Shared>,
+    tx: &Outbox,
+    subs: &HashMap<u32, Subscription>,
+    sub: p::SubscribeQueue,
+) -> Started {
+    if id_in_use(subs, sub.subscription_id) {
+        return Err(id_in_use_error(sub.subscription_id));
+    }
+    // Refuse at once what the push task would otherwise report later.
+    if let Err(e) = shared
+        .broker
+        .topic(&sub.topic)
+        .and_then(|_| shared.broker.queue(&sub.topic, &sub.name))
+    {
+        return Err(wire_error(e));
+    }
+    let credit = Arc::new(Mutex::new(QueueCredit {
+        messages: sub.credit_messages,
+        bytes: sub.credit_bytes,
+    }));
+    let granted = Arc::new(Notify::new());
+    let stop = Arc::new(Notify::new());
+    let (go, start) = oneshot::channel();
+    let push = QueuePush {
+        shared: Arc::clone(shared),
+        tx: tx.clone(),
+        id: sub.subscription_id,
+        topic: sub.topic,
+        name: sub.name,
+        credit: Arc::clone(&credit),
+        granted: Arc::clone(&granted),
+        stop: Arc::clone(&stop),
+    };
+    let task = tokio::spawn(push.run(start));
+    let sub = Subscription {
+        flow: Flow::Queue { credit, stop },
+        credit: granted,
+        task,
+    };
+    Ok((sub, go))
+}
+
+/// The push task of a queue subscription.
+struct QueuePush {
+    shared: Arc<Shared>,
+    tx: Outbox,
+    id: u32,
+    topic: String,
+    name: String,
+    credit: Arc<Mutex<QueueCredit>>,
+    granted: Arc<Notify>,
+    stop: Arc<Notify>,
+}
+
+impl QueuePush {
+    /// While there is credit, leases what is ready (up to the message credit
+    /// and [`QUEUE_PUSH_BATCH_MAX`]) and sends it as one QueueDeliver; then
+    /// waits for an append, a credit grant, the queue's next wake-up or a
+    /// periodic re-check.
+    async fn run(self, start: oneshot::Receiver<()>) {
+        if start.await.is_err() {
+            return;
+        }
+        let mut due_pause = QUEUE_DUE_RECHECK_MS;
+        loop {
+            let (mut notifies, wake) = match queue_wakeups(&self.shared, &self.topic, &self.name) {
+                Ok(w) => w,
+                Err(e) => return close_subscription(&self.tx, self.id, e).await,
+            };
+            notifies.push(Arc::clone(&self.granted));
+            let recheck = Instant::now() + Duration::from_millis(PUSH_RECHECK_MS);
+            // Without credit only a grant (or the re-check) matters.
+            let until = if lock(&self.credit).available() {
+                wake_deadline(wake, recheck, &mut due_pause)
+            } else {
+                recheck
+            };
+            let mut leased = None;
+            let waited = wait_any(&notifies, None, until, || {
+                let want = {
+                    let credit = lock(&self.credit);
+                    if !credit.available() {
+                        return false;
+                    }
+                    credit.messages.min(QUEUE_PUSH_BATCH_MAX)
+                };
+                let got = tokio::task::block_in_place(|| {
+                    lease_within_frame(&self.shared.broker, &self.topic, &self.name, want as usize)
+                });
+                let ready = !matches!(&got, Ok(m) if m.is_empty());
+                leased = Some(got);
+                ready
+            });
+            // Stop is checked first, and never after a lease: the wait only
+            // completes once it has leased, and then the messages go out.
+            tokio::select! {
+                biased;
+                _ = self.stop.notified() => return,
+                _ = waited => {}
+            }
+            match leased {
+                Some(Ok(messages)) if !messages.is_empty() => {
+                    let bytes = messages
+                        .iter()
+                        .map(|m| {
+                            m.key.as_ref().map_or(0, |k| k.len())
+                                + m.value.as_ref().map_or(0, |v| v.len())
+                        })
+                        .sum();
+                    lock(&self.credit).charge(messages.len(), bytes);
+                    let mut buf = BytesMut::new();
+                    let push = p::Push::QueueDeliver(p::QueueDeliver { messages });
+                    if let Err(e) = push.encode(self.id, &mut buf) {
+                        // Cannot happen: leasing stops at the frame limit.
+                        // The leases lapse and the messages are redelivered.
+                        tracing::error!(id = self.id, "queue delivery could not be encoded: {e}");
+                        continue;
+                    }
+                    let out = Outgoing {
+                        bytes: buf.freeze(),
+                        _permits: vec![],
+                    };
+                    if self.tx.send(out).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => return close_subscription(&self.tx, self.id, e).await,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Ends a subscription from the server side with SubscriptionClosed.
+async fn close_subscription(tx: &Outbox, id: u32, e: BrokerError) {
+    let mut buf = BytesMut::new();
+    if p::Push::SubscriptionClosed(wire_error(e))
+        .encode(id, &mut buf)
+        .is_ok()
+    {
+        let _ = tx
+            .send(Outgoing {
+                bytes: buf.freeze(),
+                _permits: vec![],
+            })
+            .await;
+    }
+}
+
+/// Leases up to `max` messages (clamped to 1 … `RECEIVE_MAX`), but no more
+/// than one frame can carry: a message leased and not sent would sit out its
+/// ack timeout (or, at most once, be lost). The broker cannot lease by size,
+/// so it is asked in rounds of as many messages as the remaining room holds
+/// in the worst case.
+fn lease_within_frame(
+    broker: &Broker,
+    topic: &str,
+    name: &str,
+    max: usize,
+) -> Result<Vec<p::LeasedMessage>, BrokerError> {
+    let mut want = max.clamp(1, RECEIVE_MAX);
+    let mut room = MESSAGES_ROOM;
+    let mut out = Vec::new();
+    while want > 0 {
+        let round = want.min(room / LEASED_MESSAGE_BYTES_MAX);
+        if round == 0 {
+            break;
+        }
+        let leased = match broker.receive(topic, name, round, now_ms()) {
+            Ok(leased) => leased,
+            // What is already leased must reach the client; a lasting error
+            // shows up on the next call.
+            Err(e) if !out.is_empty() => {
+                tracing::debug!(topic, name, "receive stopped early: {e}");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let got = leased.len();
+        for m in leased {
+            let m = convert::leased_message(m);
+            room = room.saturating_sub(m.encoded_len());
+            out.push(m);
+        }
+        if got < round {
+            break; // nothing more is ready
+        }
+        want -= got;
+    }
+    Ok(out)
+}
+
+/// What a queue wait listens to: appends on every partition of the topic,
+/// and the time (ms since the epoch) at which the queue's next delayed or
+/// backed-off message becomes ready or a lease lapses. Looked up afresh for
+/// each wait because the topic or subscription may be deleted meanwhile;
+/// the error then ends the wait.
+fn queue_wakeups(
+    shared: &Shared,
+    topic: &str,
+    name: &str,
+) -> Result<(Vec<Arc<Notify>>, Option<i64>), BrokerError> {
+    let partitions = shared.broker.topic(topic)?.partitions.len() as u32;
+    let wake = shared.broker.queue(topic, name)?.next_wakeup();
+    let notifies = (0..partitions)
+        .map(|p| shared.notifier.partition(topic, p))
+        .collect();
+    Ok((notifies, wake))
+}
+
+/// When a queue wait should look again: at the queue's next wake-up, if
+/// that comes before `latest`. One in the future gets a millisecond extra,
+/// so the wait does not wake just before the broker's clock says it is due.
+/// One already due (the attempt just made could not lease it) gets
+/// `due_pause`, which doubles each time in a row (see
+/// [`QUEUE_DUE_RECHECK_MS`]).
+fn wake_deadline(wake: Option<i64>, latest: Instant, due_pause: &mut u64) -> Instant {
+    let Some(at) = wake else {
+        return latest;
+    };
+    let ms = match u64::try_from(at.saturating_sub(now_ms())) {
+        Ok(ms) if ms > 0 => {
+            *due_pause = QUEUE_DUE_RECHECK_MS;
+            ms.saturating_add(1)
+        }
+        _ => {
+            let pause = *due_pause;
+            *due_pause = pause.saturating_mul(2).min(PUSH_RECHECK_MS);
+            pause
+        }
+    };
+    Instant::now()
+        .checked_add(Duration::from_millis(ms))
+        .map_or(latest, |t| t.min(latest))
+}
+
+/// Leases messages; if none is ready, waits for an append on the topic, the
+/// queue's next wake-up or the deadline, whichever comes first, and tries
+/// again (like [`fetch_long_poll`]).
+async fn receive_long_poll(shared: &Shared, receive: p::Receive) -> Response {
+    let op = p::Op::Receive.as_u16();
+    let wait_ms = u64::from(receive.wait_ms).min(FETCH_WAIT_MS_MAX);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let mut shutdown = shared.shutdown.clone();
+    let mut due_pause = QUEUE_DUE_RECHECK_MS;
+    loop {
+        let (notifies, wake) = match queue_wakeups(shared, &receive.topic, &receive.name) {
+            Ok(w) => w,
+            Err(e) => return error_response(op, wire_error(e)),
+        };
+        let recheck = Instant::now() + Duration::from_millis(PUSH_RECHECK_MS);
+        let until = wake_deadline(wake, deadline.min(recheck), &mut due_pause);
+        let stopping = *shutdown.borrow_and_update();
+        let mut result = None;
+        let waited = wait_any(&notifies, None, until, || {
+            let leased = tokio::task::block_in_place(|| {
+                lease_within_frame(
+                    &shared.broker,
+                    &receive.topic,
+                    &receive.name,
+                    receive.max as usize,
+                )
+            });
+            let ready =
+                !matches!(&leased, Ok(m) if m.is_empty()) || stopping || Instant::now() >= deadline;
+            result = Some(leased);
+            ready
+        });
+        tokio::select! {
+            _ = waited => {}
+            _ = shutdown.changed() => {}
+        }
+        match result {
+            Some(Err(e)) => return error_response(op, wire_error(e)),
+            Some(Ok(messages))
+                if !messages.is_empty()
+                    || Instant::now() >= deadline
+                    || *shared.shutdown.borrow() =>
+            {
+                return Response::ok(ResponseBody::Messages(messages));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Wakes waiting receivers and queue pushes on the partitions of settled
+/// receipts: a nack makes its message ready again (at once, or when its
+/// delay ends), and in an ordered queue an ack frees the next message of
+/// its key. Neither appends anything, so no append would wake them.
+fn wake_after_settle<T>(
+    shared: &Shared,
+    topic: &str,
+    receipts: &[String],
+    results: &[Result<T, BrokerError>],
+) {
+    let partitions: BTreeSet<u32> = receipts
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| r.is_ok())
+        .filter_map(|(receipt, _)| parse_receipt(receipt).map(|(p, _, _)| p))
+        .collect();
+    for p in partitions {
+        shared.notifier.appended(topic, p);
+    }
+}
+
+/// A stream subscription is a consumer group, created by its first
+/// JoinGroup; creating one only checks that it could be joined.
+fn check_stream_subscription(broker: &Broker, topic: &str, name: &str) -> Result<(), BrokerError> {
+    broker.topic(topic)?;
+    if name.is_empty() || name.len() > GROUP_NAME_LEN_MAX || name.chars().any(char::is_control) {
+        return Err(BrokerError::invalid(format!(
+            "subscription name must be 1 to {GROUP_NAME_LEN_MAX} printable characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Reads every asked partition; if nothing is there, waits for appends up to
@@ -635,7 +1115,8 @@ fn read_partitions(broker: &Broker, fetch: &p::Fetch, max_bytes: usize) -> p::Fe
 }
 
 /// The requests that are plain broker calls (run on a blocking thread).
-fn dispatch(broker: &Broker, request: Request) -> Result<Response, BrokerError> {
+fn dispatch(shared: &Shared, request: Request) -> Result<Response, BrokerError> {
+    let broker = &shared.broker;
     let now = now_ms();
     let body = match request {
         Request::CreateTopic(c) => {
@@ -741,6 +1222,79 @@ fn dispatch(broker: &Broker, request: Request) -> Result<Response, BrokerError> 
                     .collect(),
             )
         }
+        Request::CreateSubscription(c) => {
+            match c.kind {
+                p::SubscriptionKind::Stream => {
+                    check_stream_subscription(broker, &c.topic, &c.name)?
+                }
+                p::SubscriptionKind::Queue => {
+                    let spec = convert::queue_spec(&c);
+                    match broker.create_queue(spec.clone(), now) {
+                        Ok(()) => {}
+                        // Creating what exists with the same settings is not
+                        // an error, so set-up scripts can simply re-run.
+                        Err(e)
+                            if e.code == ErrorCode::GroupExists
+                                && broker
+                                    .queue(&spec.topic, &spec.name)
+                                    .is_ok_and(|q| q.spec() == spec) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            ResponseBody::SubscriptionCreated
+        }
+        Request::DeleteSubscription(d) => {
+            broker.delete_queue(&d.topic, &d.name, now)?;
+            ResponseBody::SubscriptionDeleted
+        }
+        Request::ListSubscriptions(l) => {
+            if let Some(topic) = &l.topic {
+                broker.topic(topic)?;
+            }
+            let infos = broker
+                .list_queues(l.topic.as_deref())
+                .into_iter()
+                .map(|spec| {
+                    // Deleted since it was listed: report it empty.
+                    let (outstanding, leased) = broker
+                        .queue(&spec.topic, &spec.name)
+                        .map_or((0, 0), |q| q.counts());
+                    convert::subscription_info(spec, leased, outstanding)
+                })
+                .collect();
+            ResponseBody::Subscriptions(infos)
+        }
+        Request::Ack(a) => {
+            let results = broker.ack(&a.topic, &a.name, &a.receipts, now)?;
+            if broker
+                .queue(&a.topic, &a.name)
+                .is_ok_and(|q| q.spec().ordered)
+            {
+                wake_after_settle(shared, &a.topic, &a.receipts, &results);
+            }
+            ResponseBody::Acked(convert::receipt_codes(&results))
+        }
+        Request::Nack(n) => {
+            let results = broker.nack(
+                &n.topic,
+                &n.name,
+                &n.receipts,
+                u64::from(n.delay_ms),
+                n.error.as_deref(),
+                now,
+            )?;
+            wake_after_settle(shared, &n.topic, &n.receipts, &results);
+            ResponseBody::Nacked(convert::receipt_codes(&results))
+        }
+        Request::ExtendLease(x) => {
+            let results =
+                broker.extend(&x.topic, &x.name, &x.receipts, u64::from(x.extend_ms), now)?;
+            ResponseBody::LeasesExtended(convert::receipt_codes(&results))
+        }
+        Request::Redrive(r) => ResponseBody::Redriven {
+            count: broker.redrive(&r.topic, &r.name, now)?,
+        },
         Request::Ping => ResponseBody::Pong,
         other => {
             return Err(BrokerError::new(

@@ -56,6 +56,7 @@ pub fn patch_from_wire(c: &p::TopicConfig) -> Result<b::TopicConfigPatch, Broker
         durability: c.durability.map(durability_to_broker),
         segment_bytes: c.segment_bytes,
         dedup_window_ms: None,
+        warn_depth: None,
     })
 }
 
@@ -101,4 +102,82 @@ pub fn assignment(a: b::Assignment) -> Vec<p::PartitionOffset> {
 /// Offsets on the wire are u64; the log uses i64 internally.
 pub fn offset_from_wire(o: u64) -> Result<i64, BrokerError> {
     i64::try_from(o).map_err(|_| BrokerError::invalid(format!("offset {o} is out of range")))
+}
+
+/// Ack timeout for a CreateSubscription that leaves it at 0: the broker's
+/// default, so clients need not hard-code it.
+pub const ACK_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+pub fn queue_spec(c: &p::CreateSubscription) -> b::queue::QueueSpec {
+    let defaults = b::queue::QueueSpec::new(&c.topic, &c.name);
+    b::queue::QueueSpec {
+        ack_timeout_ms: match c.ack_timeout_ms {
+            0 => ACK_TIMEOUT_MS_DEFAULT,
+            ms => u64::from(ms),
+        },
+        max_deliveries: c.max_deliveries,
+        dead_letter_topic: c.dead_letter_topic.clone(),
+        backoff: match c.backoff {
+            p::Backoff::Fixed { delay_ms } => b::queue::BackoffSpec::Fixed { delay_ms },
+            p::Backoff::Exponential { initial_ms, max_ms } => {
+                b::queue::BackoffSpec::Exponential { initial_ms, max_ms }
+            }
+        },
+        mode: match c.mode {
+            p::DeliveryMode::AtLeastOnce => b::queue::ModeSpec::AtLeastOnce,
+            p::DeliveryMode::AtMostOnce => b::queue::ModeSpec::AtMostOnce,
+        },
+        ordered: c.ordered,
+        ..defaults
+    }
+}
+
+pub fn subscription_info(
+    spec: b::queue::QueueSpec,
+    leased: usize,
+    outstanding: usize,
+) -> p::SubscriptionInfo {
+    p::SubscriptionInfo {
+        topic: spec.topic,
+        name: spec.name,
+        // The broker caps ack timeouts at 12 hours, far below u32::MAX ms.
+        ack_timeout_ms: u32::try_from(spec.ack_timeout_ms).unwrap_or(u32::MAX),
+        max_deliveries: spec.max_deliveries,
+        dead_letter_topic: spec.dead_letter_topic,
+        backoff: match spec.backoff {
+            b::queue::BackoffSpec::Fixed { delay_ms } => p::Backoff::Fixed { delay_ms },
+            b::queue::BackoffSpec::Exponential { initial_ms, max_ms } => {
+                p::Backoff::Exponential { initial_ms, max_ms }
+            }
+        },
+        mode: match spec.mode {
+            b::queue::ModeSpec::AtLeastOnce => p::DeliveryMode::AtLeastOnce,
+            b::queue::ModeSpec::AtMostOnce => p::DeliveryMode::AtMostOnce,
+        },
+        ordered: spec.ordered,
+        leased: leased as u64,
+        outstanding: outstanding as u64,
+    }
+}
+
+pub fn leased_message(m: b::queue::LeasedMessage) -> p::LeasedMessage {
+    p::LeasedMessage {
+        receipt: m.receipt,
+        partition: m.partition,
+        offset: m.offset.max(0) as u64,
+        timestamp_ms: m.timestamp_ms,
+        deliveries: m.deliveries,
+        lease_deadline_ms: m.lease_deadline_ms,
+        key: m.key,
+        value: m.value,
+        headers: m.headers,
+    }
+}
+
+/// One code per receipt, in order: `None` where the broker succeeded.
+pub fn receipt_codes<T>(results: &[Result<T, BrokerError>]) -> Vec<Option<p::WireCode>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.code.into()))
+        .collect()
 }

@@ -519,7 +519,7 @@ async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["event"]["type"] == "dead_letter"),
+            .any(|e| e["event"]["kind"] == "dead_letter"),
         "{events}"
     );
     // A healthy endpoint gets the next message once, and it is acknowledged.

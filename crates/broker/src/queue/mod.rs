@@ -471,6 +471,16 @@ impl QueueSub {
     /// Acknowledges each receipt; answers once the acks are durable. Returns
     /// one result per receipt (a bad receipt does not fail the others).
     pub fn ack(&self, receipts: &[String], now_ms: i64) -> Result<Vec<Result<()>>> {
+        if self.spec().mode == ModeSpec::AtMostOnce {
+            // Handed out as done already: acking is a harmless no-op.
+            return Ok(receipts
+                .iter()
+                .map(|r| match parse_receipt(r) {
+                    Some((p, _, _)) if (p as usize) < self.partitions.len() => Ok(()),
+                    _ => Err(receipt_error(r, ReceiptError::Unknown)),
+                })
+                .collect());
+        }
         let mut by_partition: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
         let results: Vec<Result<()>> = receipts
             .iter()

@@ -138,6 +138,9 @@ pub struct PartitionQueue {
     /// Facts from the state log for offsets not yet re-admitted after a restart.
     restored: BTreeMap<i64, Restored>,
     leased: usize,
+    /// The `now` of the latest lease call: entries ready by then that were
+    /// not leased are blocked (ordering key, `max`), not future wake-ups.
+    seen_ms: i64,
 }
 
 impl PartitionQueue {
@@ -293,6 +296,7 @@ impl PartitionQueue {
         next_lease: &mut u64,
         changes: &mut Vec<Change>,
     ) -> Vec<Lease> {
+        self.seen_ms = self.seen_ms.max(now_ms);
         self.expire(now_ms, rules, changes);
         let mut out = Vec::new();
         let mut blocked: HashSet<u64> = HashSet::new();
@@ -447,12 +451,17 @@ impl PartitionQueue {
         self.compact();
     }
 
-    /// The earliest time something becomes ready or a lease expires, for waits.
+    /// The earliest future time something becomes ready or a lease expires,
+    /// for waits. Messages already ready at the last lease (held back by an
+    /// ordering key) are not wake-ups: their blocker's deadline is.
     pub fn next_wakeup(&self) -> Option<i64> {
         self.entries
             .values()
             .filter_map(|e| match e.state {
-                State::Ready { not_before_ms } => Some(not_before_ms),
+                State::Ready { not_before_ms } if not_before_ms > self.seen_ms => {
+                    Some(not_before_ms)
+                }
+                State::Ready { .. } => None,
                 State::Leased { deadline_ms, .. } => Some(deadline_ms),
                 _ => None,
             })

@@ -90,7 +90,154 @@ pub fn wire_error() -> impl Strategy<Value = WireError> {
     })
 }
 
+pub fn opt_bytes() -> impl Strategy<Value = Option<Bytes>> {
+    option::of(bytes())
+}
+
+pub fn backoff() -> impl Strategy<Value = Backoff> {
+    prop_oneof![
+        any::<u64>().prop_map(|delay_ms| Backoff::Fixed { delay_ms }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(initial_ms, max_ms)| Backoff::Exponential { initial_ms, max_ms }),
+    ]
+}
+
+pub fn delivery_mode() -> impl Strategy<Value = DeliveryMode> {
+    prop_oneof![
+        Just(DeliveryMode::AtLeastOnce),
+        Just(DeliveryMode::AtMostOnce)
+    ]
+}
+
+pub fn leased_message() -> impl Strategy<Value = LeasedMessage> {
+    (
+        (
+            text(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<u32>(),
+            any::<i64>(),
+        ),
+        (opt_bytes(), opt_bytes(), vec((text(), opt_bytes()), 0..4)),
+    )
+        .prop_map(
+            |(
+                (receipt, partition, offset, timestamp_ms, deliveries, lease_deadline_ms),
+                (key, value, headers),
+            )| LeasedMessage {
+                receipt,
+                partition,
+                offset,
+                timestamp_ms,
+                deliveries,
+                lease_deadline_ms,
+                key,
+                value,
+                headers,
+            },
+        )
+}
+
+pub fn receipt_results() -> impl Strategy<Value = Vec<Option<WireCode>>> {
+    vec(option::of(wire_code()), 0..4)
+}
+
+fn queue_request() -> impl Strategy<Value = Request> {
+    let kind = prop_oneof![
+        Just(SubscriptionKind::Queue),
+        Just(SubscriptionKind::Stream)
+    ];
+    prop_oneof![
+        (
+            (text(), text(), kind, any::<u32>(), any::<u32>()),
+            (
+                option::of(text()),
+                backoff(),
+                delivery_mode(),
+                any::<bool>()
+            ),
+        )
+            .prop_map(
+                |(
+                    (topic, name, kind, ack_timeout_ms, max_deliveries),
+                    (dead_letter_topic, backoff, mode, ordered),
+                )| {
+                    Request::CreateSubscription(CreateSubscription {
+                        topic,
+                        name,
+                        kind,
+                        ack_timeout_ms,
+                        max_deliveries,
+                        dead_letter_topic,
+                        backoff,
+                        mode,
+                        ordered,
+                    })
+                }
+            ),
+        (text(), text()).prop_map(|(topic, name)| {
+            Request::DeleteSubscription(DeleteSubscription { topic, name })
+        }),
+        option::of(text())
+            .prop_map(|topic| Request::ListSubscriptions(ListSubscriptions { topic })),
+        (text(), text(), any::<u32>(), any::<u32>()).prop_map(|(topic, name, max, wait_ms)| {
+            Request::Receive(Receive {
+                topic,
+                name,
+                max,
+                wait_ms,
+            })
+        }),
+        (text(), text(), vec(text(), 0..4)).prop_map(|(topic, name, receipts)| Request::Ack(Ack {
+            topic,
+            name,
+            receipts
+        })),
+        (
+            text(),
+            text(),
+            vec(text(), 0..4),
+            any::<u32>(),
+            option::of(text())
+        )
+            .prop_map(|(topic, name, receipts, delay_ms, error)| {
+                Request::Nack(Nack {
+                    topic,
+                    name,
+                    receipts,
+                    delay_ms,
+                    error,
+                })
+            }),
+        (text(), text(), vec(text(), 0..4), any::<u32>()).prop_map(
+            |(topic, name, receipts, extend_ms)| Request::ExtendLease(ExtendLease {
+                topic,
+                name,
+                receipts,
+                extend_ms
+            })
+        ),
+        (text(), text()).prop_map(|(topic, name)| Request::Redrive(Redrive { topic, name })),
+        (any::<u32>(), text(), text(), any::<u32>(), any::<u32>()).prop_map(
+            |(subscription_id, topic, name, credit_messages, credit_bytes)| {
+                Request::SubscribeQueue(SubscribeQueue {
+                    subscription_id,
+                    topic,
+                    name,
+                    credit_messages,
+                    credit_bytes,
+                })
+            }
+        ),
+    ]
+}
+
 pub fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![stream_request(), queue_request()]
+}
+
+fn stream_request() -> impl Strategy<Value = Request> {
     let routing = prop_oneof![
         any::<u32>().prop_map(Routing::Partition),
         bytes().prop_map(Routing::Key),
@@ -218,7 +365,58 @@ pub fn request() -> impl Strategy<Value = Request> {
     ]
 }
 
+fn queue_response_body() -> impl Strategy<Value = ResponseBody> {
+    let info = (
+        (
+            text(),
+            text(),
+            any::<u32>(),
+            any::<u32>(),
+            option::of(text()),
+        ),
+        (
+            backoff(),
+            delivery_mode(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (topic, name, ack_timeout_ms, max_deliveries, dead_letter_topic),
+                (backoff, mode, ordered, leased, outstanding),
+            )| SubscriptionInfo {
+                topic,
+                name,
+                ack_timeout_ms,
+                max_deliveries,
+                dead_letter_topic,
+                backoff,
+                mode,
+                ordered,
+                leased,
+                outstanding,
+            },
+        );
+    prop_oneof![
+        Just(ResponseBody::SubscriptionCreated),
+        Just(ResponseBody::SubscriptionDeleted),
+        vec(info, 0..4).prop_map(ResponseBody::Subscriptions),
+        vec(leased_message(), 0..4).prop_map(ResponseBody::Messages),
+        receipt_results().prop_map(ResponseBody::Acked),
+        receipt_results().prop_map(ResponseBody::Nacked),
+        receipt_results().prop_map(ResponseBody::LeasesExtended),
+        any::<u64>().prop_map(|count| ResponseBody::Redriven { count }),
+        any::<u32>().prop_map(|subscription_id| ResponseBody::QueueSubscribed { subscription_id }),
+    ]
+}
+
 pub fn response_body() -> impl Strategy<Value = ResponseBody> {
+    prop_oneof![stream_response_body(), queue_response_body()]
+}
+
+fn stream_response_body() -> impl Strategy<Value = ResponseBody> {
     let summary =
         (text(), any::<u32>()).prop_map(|(name, partitions)| TopicSummary { name, partitions });
     let partition_info = (
@@ -331,6 +529,8 @@ pub fn push() -> impl Strategy<Value = Push> {
             })
         }),
         wire_error().prop_map(Push::SubscriptionClosed),
+        vec(leased_message(), 0..4)
+            .prop_map(|messages| Push::QueueDeliver(QueueDeliver { messages })),
     ]
 }
 
@@ -414,6 +614,52 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
             }),
         ),
         ("req_ping", Request::Ping),
+        (
+            "req_create_subscription",
+            Request::CreateSubscription(CreateSubscription {
+                topic: "orders".into(),
+                name: "billing".into(),
+                kind: SubscriptionKind::Queue,
+                ack_timeout_ms: 30_000,
+                max_deliveries: 5,
+                dead_letter_topic: Some("orders.dlq".into()),
+                backoff: Backoff::Exponential {
+                    initial_ms: 100,
+                    max_ms: 60_000,
+                },
+                mode: DeliveryMode::AtLeastOnce,
+                ordered: true,
+            }),
+        ),
+        (
+            "req_receive",
+            Request::Receive(Receive {
+                topic: "orders".into(),
+                name: "billing".into(),
+                max: 10,
+                wait_ms: 5_000,
+            }),
+        ),
+        (
+            "req_nack",
+            Request::Nack(Nack {
+                topic: "orders".into(),
+                name: "billing".into(),
+                receipts: vec!["0-17-18c2a4f0000001".into()],
+                delay_ms: 1_000,
+                error: Some("payment gateway timed out".into()),
+            }),
+        ),
+        (
+            "req_subscribe_queue",
+            Request::SubscribeQueue(SubscribeQueue {
+                subscription_id: 8,
+                topic: "orders".into(),
+                name: "billing".into(),
+                credit_messages: 100,
+                credit_bytes: 1 << 20,
+            }),
+        ),
     ];
     for (i, (name, request)) in requests.into_iter().enumerate() {
         add(name, &|buf| {
@@ -457,6 +703,49 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
             ),
         ),
     ];
+    let message = LeasedMessage {
+        receipt: "0-17-18c2a4f0000001".into(),
+        partition: 0,
+        offset: 17,
+        timestamp_ms: 1_700_000_000_000,
+        deliveries: 1,
+        lease_deadline_ms: 1_700_000_030_000,
+        key: Some(Bytes::from_static(b"customer-42")),
+        value: Some(Bytes::from_static(b"{\"total\":12}")),
+        headers: vec![
+            ("spool-msg-id".into(), Some(Bytes::from_static(b"order-9"))),
+            ("trace".into(), None),
+        ],
+    };
+    let responses = responses.into_iter().chain([
+        (
+            "resp_messages",
+            Response::ok(ResponseBody::Messages(vec![message.clone()])),
+        ),
+        (
+            "resp_acked",
+            Response::ok(ResponseBody::Acked(vec![
+                None,
+                Some(ErrorCode::LeaseExpired.into()),
+                Some(ErrorCode::UnknownReceipt.into()),
+            ])),
+        ),
+        (
+            "resp_subscriptions",
+            Response::ok(ResponseBody::Subscriptions(vec![SubscriptionInfo {
+                topic: "orders".into(),
+                name: "billing".into(),
+                ack_timeout_ms: 30_000,
+                max_deliveries: 0,
+                dead_letter_topic: None,
+                backoff: Backoff::Fixed { delay_ms: 250 },
+                mode: DeliveryMode::AtMostOnce,
+                ordered: false,
+                leased: 3,
+                outstanding: 12,
+            }])),
+        ),
+    ]);
     for (name, response) in responses {
         add(name, &|buf| response.encode(9, buf).expect("encodes"));
     }
@@ -467,6 +756,13 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
             batches: Bytes::from_static(&[0u8; 61]),
         })
         .encode(7, buf)
+        .expect("encodes")
+    });
+    add("push_queue_deliver", &|buf| {
+        Push::QueueDeliver(QueueDeliver {
+            messages: vec![message.clone()],
+        })
+        .encode(8, buf)
         .expect("encodes")
     });
     out

@@ -63,7 +63,7 @@ fn summary(method: &str, path: &str) -> &'static str {
         ("post", "/v1/topics/{topic}/subscriptions/{sub}/redrive") => {
             "Move dead letters back to the topic"
         }
-        ("get", "/v1/events") => "Read the side channel (spool.events)",
+        ("get", "/v1/events") => "Read the side channel (spool.errors)",
         ("post", "/v1/requests") => "Submit an asynchronous request (202 Accepted + Location)",
         ("get", "/v1/requests/{id}") => "A request's record; wait_ms holds until it finishes",
         ("post", "/v1/requests/{id}/complete") => "Complete a request with a result",
