@@ -673,9 +673,13 @@ impl Broker {
         let (appended, must_sync) = {
             let _admit = limited.then(|| lock(&t.admit));
             if limited {
-                self.make_room(&t, &config, &log, records, batch.len() as u64)?;
+                self.make_room(&t, &config, records, batch.len() as u64)?;
             }
-            log.write(batch, now_ms)?
+            let written = log.write(batch, now_ms)?;
+            if limited && config.on_full == OnFull::DropOldest {
+                self.drop_oldest(&t, &config, &log)?;
+            }
+            written
         };
         if let Some(d) = dedup_guard.as_mut() {
             let expires = now_ms + config.dedup_window_ms as i64;
@@ -729,14 +733,7 @@ impl Broker {
 
     /// Back pressure: refuses (`reject`) or makes space (`drop_oldest`) so the
     /// topic stays within its limits after this batch.
-    fn make_room(
-        &self,
-        t: &Topic,
-        config: &TopicConfig,
-        log: &Log,
-        records: u64,
-        bytes: u64,
-    ) -> Result<()> {
+    fn make_room(&self, t: &Topic, config: &TopicConfig, records: u64, bytes: u64) -> Result<()> {
         let over = |t: &Topic| {
             let (m, b) = t.depth();
             let m_over = config
@@ -771,28 +768,43 @@ impl Broker {
                 )
                 .retry_after(QUEUE_FULL_RETRY_AFTER_MS))
             }
-            OnFull::DropOldest => {
-                // Drop from this partition: whole batches until both limits fit.
-                let stats = log.stats();
-                let mut new_start = stats.start_offset;
-                let (mut freed_m, mut freed_b) = (0u64, 0u64);
-                while (freed_m < m_over || freed_b < b_over) && new_start < stats.next_offset {
-                    let read = log.read(new_start, 1)?;
-                    let Some(Ok(batch)) = spool_batch::split_batches(&read.bytes).next() else {
-                        break;
-                    };
-                    let h = spool_batch::BatchHeader::parse(batch)?;
-                    freed_m += (h.next_offset() - new_start.max(h.base_offset)) as u64;
-                    freed_b += batch.len() as u64;
-                    new_start = h.next_offset();
-                }
-                if new_start > stats.start_offset {
-                    tracing::debug!(topic = %t.name, from = stats.start_offset, to = new_start, "drop_oldest");
-                    log.advance_start_offset(new_start)?;
-                }
-                Ok(())
-            }
+            // Dropping happens after the write (see `drop_oldest`), so the
+            // new batch itself can be trimmed when it alone is over the limit.
+            OnFull::DropOldest => Ok(()),
         }
+    }
+
+    /// `drop_oldest`: after a write, moves this partition's start forward by
+    /// exactly as many messages as the topic is over `max_messages` (even
+    /// into the batch just written; readers skip records below the start),
+    /// then by whole batches while it is over `max_bytes`.
+    fn drop_oldest(&self, t: &Topic, config: &TopicConfig, log: &Log) -> Result<()> {
+        let (messages, bytes) = t.depth();
+        let stats = log.stats();
+        let mut new_start = stats.start_offset;
+        if let Some(max) = config.max_messages {
+            let over = messages.saturating_sub(max) as i64;
+            new_start = (new_start + over).min(stats.next_offset);
+        }
+        if let Some(max) = config.max_bytes {
+            let mut over = bytes.saturating_sub(max);
+            let mut at = new_start;
+            while over > 0 && at < stats.next_offset {
+                let read = log.read(at, 1)?;
+                let Some(Ok(batch)) = spool_batch::split_batches(&read.bytes).next() else {
+                    break;
+                };
+                let h = spool_batch::BatchHeader::parse(batch)?;
+                over = over.saturating_sub(batch.len() as u64);
+                at = h.next_offset();
+            }
+            new_start = new_start.max(at);
+        }
+        if new_start > stats.start_offset {
+            tracing::debug!(topic = %t.name, from = stats.start_offset, to = new_start, "drop_oldest");
+            log.advance_start_offset(new_start)?;
+        }
+        Ok(())
     }
 
     /// Under `work_queue` retention, moves each partition's start past what

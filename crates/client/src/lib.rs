@@ -1,1 +1,59 @@
-//! Async Rust client for Spool: producer, consumer, push subscriber, admin.
+//! Async Rust client for Spool (tokio): admin calls, a batching producer, a
+//! consumer-group member, a group-less topic reader and a push subscriber,
+//! all over the binary protocol in `docs/protocol.md`.
+//!
+//! Key types:
+//! - [`Client`] / [`ClientOptions`]: one TCP connection with the Hello
+//!   handshake done; requests are pipelined and answers matched by
+//!   correlation id. Admin calls: [`Client::create_topic`],
+//!   [`Client::delete_topic`], [`Client::list_topics`],
+//!   [`Client::describe_topic`], [`Client::alter_topic`], [`Client::ping`].
+//! - [`Producer`] / [`Message`] / [`Delivered`]: batches per partition with
+//!   linger and size limits, keeps a window of produce requests in flight,
+//!   and reports each message's own offset or its batch's error.
+//! - [`GroupConsumer`]: join, `poll`, `commit`, `close`, with the safe
+//!   partition hand-off the broker's group coordinator expects.
+//! - [`TopicReader`]: reads all partitions of a name or pattern directly
+//!   (no group), picking up topics created later.
+//! - [`Subscriber`]: a push subscription that grants credit back as the
+//!   application takes deliveries.
+//! - [`ClientError`]: I/O, protocol, local-check and server errors; a server
+//!   error keeps its wire code, message and retry hint.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), spool_client::ClientError> {
+//! use spool_client::{Client, ClientOptions, Message, Producer, ProducerOptions, TopicConfig};
+//! let client = Client::connect("127.0.0.1:7420", ClientOptions::default()).await?;
+//! client.create_topic("orders", 3, TopicConfig::default()).await?;
+//! let producer = Producer::new(client.clone(), ProducerOptions::default());
+//! let delivered = producer
+//!     .send("orders", Message::new("hello").with_key("customer-7"))
+//!     .await?
+//!     .await?;
+//! println!("stored at {}/{}", delivered.partition, delivered.offset);
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod consumer;
+mod error;
+mod fetcher;
+mod producer;
+mod reader;
+mod records;
+mod subscriber;
+
+pub use client::{Client, ClientOptions, CONNECT_TIMEOUT};
+pub use consumer::{GroupConsumer, GroupOptions};
+pub use error::ClientError;
+pub use fetcher::TopicPartition;
+pub use producer::{Delivered, DeliveryFuture, Message, Producer, ProducerOptions};
+pub use reader::{ReadStart, TopicReader};
+pub use records::{decode_records, ConsumedRecord, DecodedBatches};
+pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
+
+pub use spool_proto::{
+    Durability, GroupStart, OnFull, PartitionInfo, PartitionOffset, Retention, SubscribeStart,
+    TopicConfig, TopicDescription, TopicSummary, WireCode, WireError,
+};
+pub use spool_types::ErrorCode;

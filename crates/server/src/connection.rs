@@ -207,6 +207,8 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut shutdown = shared.shutdown.clone();
     let mut greeted = false;
+    // Names this client's group members (from its handshake).
+    let mut client_id: Arc<str> = Arc::from("client");
     let handshake_deadline =
         tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
 
@@ -276,6 +278,19 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     Some(version) => {
                         greeted = true;
                         tracing::debug!(%peer, client = %hello.client_id, "handshake");
+                        if !hello.client_id.is_empty() {
+                            let id: String = hello
+                                .client_id
+                                .chars()
+                                .filter(|c| {
+                                    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+                                })
+                                .take(64)
+                                .collect();
+                            if !id.is_empty() {
+                                client_id = Arc::from(id.as_str());
+                            }
+                        }
                         Response::ok(ResponseBody::HelloOk(p::HelloOk {
                             version,
                             server_id: shared.server_id.clone(),
@@ -457,13 +472,15 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 other => {
                     let (shared, tx) = (Arc::clone(&shared), tx.clone());
                     let op = frame.op;
+                    let client_id = Arc::clone(&client_id);
                     tokio::spawn(async move {
-                        let response =
-                            tokio::task::spawn_blocking(move || dispatch(&shared, other))
-                                .await
-                                .unwrap_or_else(|e| {
-                                    Err(BrokerError::new(ErrorCode::Internal, e.to_string()))
-                                });
+                        let response = tokio::task::spawn_blocking(move || {
+                            dispatch(&shared, &client_id, other)
+                        })
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(BrokerError::new(ErrorCode::Internal, e.to_string()))
+                        });
                         let response =
                             response.unwrap_or_else(|e| error_response(op, wire_error(e)));
                         let _ = tx
@@ -1098,9 +1115,13 @@ fn read_partitions(broker: &Broker, fetch: &p::Fetch, max_bytes: usize) -> p::Fe
         });
         match read {
             Ok(Some(r)) => {
-                // A first batch may exceed `want`; never exceed the whole budget.
-                if r.bytes.len() <= budget {
-                    budget -= r.bytes.len();
+                // The first batch with data is always sent whole, even past
+                // `max_bytes`, so a consumer can never stall on a big batch
+                // (a batch is at most BATCH_BYTES_MAX, which fits a frame);
+                // later partitions only within what is left of the budget.
+                let first_with_data = budget == max_bytes;
+                if r.bytes.len() <= budget || first_with_data {
+                    budget = budget.saturating_sub(r.bytes.len());
                     entry.batches = r.bytes;
                 }
                 entry.start_offset = r.start_offset.max(0) as u64;
@@ -1115,7 +1136,7 @@ fn read_partitions(broker: &Broker, fetch: &p::Fetch, max_bytes: usize) -> p::Fe
 }
 
 /// The requests that are plain broker calls (run on a blocking thread).
-fn dispatch(shared: &Shared, request: Request) -> Result<Response, BrokerError> {
+fn dispatch(shared: &Shared, client_id: &str, request: Request) -> Result<Response, BrokerError> {
     let broker = &shared.broker;
     let now = now_ms();
     let body = match request {
@@ -1166,7 +1187,7 @@ fn dispatch(shared: &Shared, request: Request) -> Result<Response, BrokerError> 
             let a = broker.join_group(
                 &j.group,
                 j.member_id.as_deref(),
-                "client",
+                client_id,
                 &j.topics,
                 j.session_timeout_ms as u64,
                 start,

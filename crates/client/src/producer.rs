@@ -1,0 +1,757 @@
+//! [`Producer`]: batches messages per (topic, partition), keeps a window of
+//! pipelined produce requests in flight, and reports each message's own
+//! offset (or the error that stopped it).
+//!
+//! A background task owns the open batches. A batch is sent when it reaches
+//! its record or byte limit, when it has lingered long enough, or on
+//! [`Producer::flush`]. Batches of one partition leave in the order they
+//! were closed, over one connection whose server appends produces in
+//! arrival order, so messages to one partition (and so one key) keep the
+//! order they were sent in.
+//!
+//! Routing: a message with an explicit partition goes there; a keyed one to
+//! `partition_for_key(key, partition_count)` (Kafka's murmur2, computed
+//! here with the topic's partition count from `describe_topic`, cached);
+//! an unkeyed one into a per-topic batch routed `Spread`, so the server
+//! picks a partition for the whole batch.
+//!
+//! A full topic refuses a whole batch (`QUEUE_FULL`, nothing written). With
+//! one request in flight per partition (the default) the producer then
+//! retries the batch in halves, in order, so exactly the messages that fit
+//! are stored and the first that does not, and every later message of its
+//! batch, fail with `QUEUE_FULL`.
+
+use crate::client::Client;
+use crate::error::ClientError;
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use spool_batch::{BatchBuilder, NewRecord};
+use spool_proto::{self as p, Request, ResponseBody, Routing};
+use spool_types::limits::{
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, RECORD_BYTES_MAX, RECORD_HEADERS_MAX,
+};
+use spool_types::partitioner::partition_for_key;
+use spool_types::ErrorCode;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Most commands the background task takes in one go before it looks at
+/// timers and responses again.
+const COMMANDS_PER_TURN: usize = 1024;
+
+/// A message to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Decides the partition unless `partition` is set.
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// An explicit partition, overriding the key.
+    pub partition: Option<u32>,
+}
+
+impl Message {
+    pub fn new(value: impl Into<Bytes>) -> Message {
+        Message {
+            value: value.into(),
+            ..Message::default()
+        }
+    }
+
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Message {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn with_partition(mut self, partition: u32) -> Message {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Message {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+}
+
+/// Where a message was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Delivered {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Batching and pipelining settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerOptions {
+    /// How long a batch waits for more messages before it is sent.
+    pub linger: Duration,
+    /// Most records in one batch (capped at the protocol's 100,000).
+    pub max_batch_records: usize,
+    /// Most bytes in one batch (capped at the protocol's 8 MiB). A single
+    /// message larger than this still goes, alone in its batch.
+    pub max_batch_bytes: usize,
+    /// Most produce requests in flight at once, over all partitions.
+    pub max_in_flight: usize,
+    /// Most produce requests in flight per partition (and per topic for
+    /// unkeyed messages, which the server spreads). With 1, a batch refused
+    /// with `QUEUE_FULL` is retried in halves so that exactly the messages
+    /// that fit are stored, in order, and the rest fail; with more, a
+    /// refused batch fails whole whenever a later batch of its partition is
+    /// already in flight (retrying it then could reorder messages).
+    pub max_in_flight_per_partition: usize,
+    /// Most bytes of messages held (queued or in flight) before
+    /// [`Producer::send`] waits for acknowledgements to free room.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        ProducerOptions {
+            linger: Duration::from_millis(5),
+            max_batch_records: 1000,
+            max_batch_bytes: 1024 * 1024,
+            max_in_flight: 16,
+            max_in_flight_per_partition: 1,
+            buffer_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Resolves to where the message went, or why it was not stored.
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<Delivered, ClientError>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<Delivered, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(ClientError::Closed(
+                    "the producer stopped before the message was acknowledged".to_owned(),
+                ))
+            })
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot {
+    Partition(u32),
+    Spread,
+}
+
+type Reply = oneshot::Sender<Result<Delivered, ClientError>>;
+
+struct Queued {
+    topic: String,
+    slot: Slot,
+    record: NewRecord,
+    /// Encoded size of `record` first in a batch; later in a batch its
+    /// offset and timestamp deltas take a few bytes more.
+    size: usize,
+    reply: Reply,
+    permit: OwnedSemaphorePermit,
+}
+
+enum Command {
+    Send(Queued),
+    Flush(oneshot::Sender<()>),
+}
+
+type PartitionCounts = Arc<Mutex<HashMap<String, u32>>>;
+
+struct ProducerInner {
+    client: Client,
+    commands: mpsc::UnboundedSender<Command>,
+    partition_counts: PartitionCounts,
+    buffer: Arc<Semaphore>,
+    buffer_bytes: usize,
+    /// An empty builder, only to size records.
+    sizer: BatchBuilder,
+}
+
+/// A batching, pipelining producer. Cheap to clone; clones share batches.
+/// Dropping the last clone still sends what was queued (await
+/// [`Producer::flush`] first to know the outcome).
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<ProducerInner>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Producer {
+    /// Starts a producer on `client`'s connection.
+    pub fn new(client: Client, options: ProducerOptions) -> Producer {
+        let options = ProducerOptions {
+            linger: options.linger,
+            max_batch_records: options.max_batch_records.clamp(1, BATCH_RECORDS_MAX),
+            max_batch_bytes: options.max_batch_bytes.clamp(1, BATCH_BYTES_MAX),
+            max_in_flight: options.max_in_flight.max(1),
+            max_in_flight_per_partition: options.max_in_flight_per_partition.max(1),
+            // Room for at least one largest message; u32 permits.
+            buffer_bytes: options
+                .buffer_bytes
+                .clamp(2 * RECORD_BYTES_MAX, u32::MAX as usize),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let partition_counts = PartitionCounts::default();
+        let worker = Worker::new(
+            client.clone(),
+            Arc::clone(&partition_counts),
+            options.clone(),
+        );
+        tokio::spawn(worker.run(rx));
+        Producer {
+            inner: Arc::new(ProducerInner {
+                client,
+                commands: tx,
+                partition_counts,
+                buffer: Arc::new(Semaphore::new(options.buffer_bytes)),
+                buffer_bytes: options.buffer_bytes,
+                sizer: BatchBuilder::new(),
+            }),
+        }
+    }
+
+    /// Queues a message. Returns once it is queued (waiting first if the
+    /// buffer is full); the returned future resolves when the server has
+    /// acknowledged it, with its partition and offset, or with the error of
+    /// its batch.
+    ///
+    /// Errors returned here (before queuing): the topic's partition count
+    /// could not be learnt for a keyed message (`UNKNOWN_TOPIC`, …), the
+    /// message is too large (`MESSAGE_TOO_LARGE`), or it has too many
+    /// headers. Messages queued by sequential `send` calls keep their order
+    /// within a partition.
+    pub async fn send(&self, topic: &str, message: Message) -> Result<DeliveryFuture, ClientError> {
+        let slot = match (message.partition, &message.key) {
+            (Some(p), _) => Slot::Partition(p),
+            (None, Some(key)) => {
+                let count = self.partition_count(topic).await?;
+                Slot::Partition(partition_for_key(key, count))
+            }
+            (None, None) => Slot::Spread,
+        };
+        if message.headers.len() > RECORD_HEADERS_MAX {
+            return Err(ClientError::local(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "a message has {} headers; at most {RECORD_HEADERS_MAX} are allowed",
+                    message.headers.len()
+                ),
+            ));
+        }
+        let record = NewRecord {
+            key: message.key.map(|k| k.to_vec()),
+            value: Some(message.value.to_vec()),
+            headers: message
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, v.map(|v| v.to_vec())))
+                .collect(),
+            timestamp_ms: now_ms(),
+        };
+        let size = self.inner.sizer.record_size(&record);
+        if size > RECORD_BYTES_MAX {
+            return Err(ClientError::local(
+                ErrorCode::MessageTooLarge,
+                format!("the message encodes to {size} bytes; the maximum is {RECORD_BYTES_MAX}"),
+            ));
+        }
+        let cost = (size + 64).min(self.inner.buffer_bytes) as u32;
+        let permit = Arc::clone(&self.inner.buffer)
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Send(Queued {
+                topic: topic.to_owned(),
+                slot,
+                record,
+                size,
+                reply,
+                permit,
+            }))
+            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Waits until every message queued before this call has been
+    /// acknowledged or has failed (the outcome of each is in its
+    /// [`DeliveryFuture`]). Open batches are sent at once, without lingering.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Flush(tx))
+            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
+        rx.await
+            .map_err(|_| ClientError::Closed("the producer stopped while flushing".to_owned()))
+    }
+
+    /// The topic's partition count, from the cache or `describe_topic`.
+    async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+        let cached = lock(&self.inner.partition_counts).get(topic).copied();
+        if let Some(n) = cached {
+            return Ok(n);
+        }
+        let description = self.inner.client.describe_topic(topic).await?;
+        let n = u32::try_from(description.partitions.len()).unwrap_or(u32::MAX);
+        if n == 0 {
+            return Err(ClientError::Protocol(format!(
+                "the server described topic {topic:?} with no partitions"
+            )));
+        }
+        lock(&self.inner.partition_counts).insert(topic.to_owned(), n);
+        Ok(n)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A batch being filled or waiting to go.
+struct Batch {
+    topic: String,
+    slot: Slot,
+    builder: BatchBuilder,
+    replies: Vec<(Reply, OwnedSemaphorePermit)>,
+    deadline: Instant,
+    /// The batch's number; the halves of a split batch keep it.
+    seq: u64,
+}
+
+/// A sent batch's waiters and its answer.
+struct Sent {
+    topic: String,
+    slot: Slot,
+    seq: u64,
+    replies: Vec<(Reply, OwnedSemaphorePermit)>,
+    /// The encoded batch (shared with the request, not copied), kept to
+    /// split it if the topic is full.
+    batch: Bytes,
+}
+
+type InFlight = Pin<Box<dyn Future<Output = (Sent, Result<ResponseBody, ClientError>)> + Send>>;
+type SlotKey = (String, Slot);
+
+struct Worker {
+    client: Client,
+    partition_counts: PartitionCounts,
+    open: HashMap<SlotKey, Batch>,
+    /// Closed batches in the order they must be sent (per slot).
+    ready: VecDeque<Batch>,
+    in_flight: FuturesUnordered<InFlight>,
+    /// Produce requests in flight per slot.
+    slot_in_flight: HashMap<SlotKey, usize>,
+    /// Batch numbers not yet fully answered, with how many parts each has
+    /// outstanding (more than one after a split).
+    incomplete: BTreeMap<u64, usize>,
+    next_seq: u64,
+    /// Flush waiters: done once every batch numbered below theirs is answered.
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    options: ProducerOptions,
+}
+
+impl Worker {
+    fn new(client: Client, partition_counts: PartitionCounts, options: ProducerOptions) -> Worker {
+        Worker {
+            client,
+            partition_counts,
+            open: HashMap::new(),
+            ready: VecDeque::new(),
+            in_flight: FuturesUnordered::new(),
+            slot_in_flight: HashMap::new(),
+            incomplete: BTreeMap::new(),
+            next_seq: 0,
+            flushes: Vec::new(),
+            options,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut commands_open = true;
+        loop {
+            self.dispatch();
+            self.finish_flushes();
+            if !commands_open
+                && self.open.is_empty()
+                && self.ready.is_empty()
+                && self.in_flight.is_empty()
+            {
+                return;
+            }
+            let next_deadline = self.open.values().map(|b| b.deadline).min();
+            tokio::select! {
+                command = commands.recv(), if commands_open => {
+                    match command {
+                        Some(c) => {
+                            self.handle(c);
+                            for _ in 1..COMMANDS_PER_TURN {
+                                match commands.try_recv() {
+                                    Ok(c) => self.handle(c),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => {
+                            commands_open = false;
+                            self.close_all();
+                        }
+                    }
+                }
+                Some((sent, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.complete(sent, result);
+                }
+                _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
+                    if next_deadline.is_some() => {
+                    self.close_expired();
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Send(q) => self.add(q),
+            Command::Flush(done) => {
+                self.close_all();
+                self.flushes.push((self.next_seq, done));
+            }
+        }
+    }
+
+    fn new_batch(&mut self, topic: String, slot: Slot) -> Batch {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.incomplete.insert(seq, 1);
+        Batch {
+            topic,
+            slot,
+            builder: BatchBuilder::new(),
+            replies: Vec::new(),
+            deadline: Instant::now() + self.options.linger,
+            seq,
+        }
+    }
+
+    /// One part of batch `seq` is answered.
+    fn part_done(&mut self, seq: u64) {
+        if let Some(parts) = self.incomplete.get_mut(&seq) {
+            *parts -= 1;
+            if *parts == 0 {
+                self.incomplete.remove(&seq);
+            }
+        }
+    }
+
+    fn add(&mut self, q: Queued) {
+        let key = (q.topic.clone(), q.slot);
+        // Room for the larger deltas of a record later in the batch.
+        let size = q.size + 16;
+        // Close the open batch first if this record would overfill it.
+        if let Some(batch) = self.open.get(&key) {
+            let full = batch.builder.len() >= self.options.max_batch_records
+                || batch.builder.size_bytes() + size > self.options.max_batch_bytes;
+            if full {
+                if let Some(batch) = self.open.remove(&key) {
+                    self.ready.push_back(batch);
+                }
+            }
+        }
+        let mut batch = match self.open.remove(&key) {
+            Some(b) => b,
+            None => self.new_batch(q.topic, q.slot),
+        };
+        match batch.builder.push(&q.record) {
+            Ok(()) => batch.replies.push((q.reply, q.permit)),
+            Err(e) => {
+                let _ = q
+                    .reply
+                    .send(Err(ClientError::local(e.code(), e.to_string())));
+            }
+        }
+        let full = batch.builder.len() >= self.options.max_batch_records
+            || batch.builder.size_bytes() >= self.options.max_batch_bytes;
+        if full {
+            self.ready.push_back(batch);
+        } else {
+            self.open.insert(key, batch);
+        }
+    }
+
+    fn close_all(&mut self) {
+        let mut batches: Vec<Batch> = self.open.drain().map(|(_, b)| b).collect();
+        batches.sort_by_key(|b| b.seq);
+        self.ready.extend(batches);
+    }
+
+    fn close_expired(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<SlotKey> = self
+            .open
+            .iter()
+            .filter(|(_, b)| b.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut batches: Vec<Batch> = expired
+            .into_iter()
+            .filter_map(|k| self.open.remove(&k))
+            .collect();
+        batches.sort_by_key(|b| b.seq);
+        self.ready.extend(batches);
+    }
+
+    /// Sends ready batches while the window has room, oldest first, each
+    /// only while its slot is below its own in-flight limit (a slot's later
+    /// batches wait behind its earlier ones).
+    fn dispatch(&mut self) {
+        let mut index = 0;
+        while self.in_flight.len() < self.options.max_in_flight && index < self.ready.len() {
+            let Some(batch) = self.ready.get(index) else {
+                return;
+            };
+            let key = (batch.topic.clone(), batch.slot);
+            let busy = self.slot_in_flight.get(&key).copied().unwrap_or(0);
+            if busy >= self.options.max_in_flight_per_partition {
+                index += 1;
+                continue;
+            }
+            let Some(batch) = self.ready.remove(index) else {
+                return;
+            };
+            self.send_batch(key, batch);
+        }
+    }
+
+    fn send_batch(&mut self, key: SlotKey, batch: Batch) {
+        let Batch {
+            topic,
+            slot,
+            builder,
+            replies,
+            seq,
+            ..
+        } = batch;
+        if replies.is_empty() {
+            self.part_done(seq);
+            return;
+        }
+        let bytes = match builder.finish() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                let e = ClientError::local(e.code(), e.to_string());
+                self.fail(replies, &e);
+                self.part_done(seq);
+                return;
+            }
+        };
+        let request = Request::Produce(p::Produce {
+            topic: topic.clone(),
+            routing: match slot {
+                Slot::Partition(n) => Routing::Partition(n),
+                Slot::Spread => Routing::Spread,
+            },
+            batch: bytes.clone(),
+        });
+        match self.client.start(&request) {
+            Ok(response) => {
+                *self.slot_in_flight.entry(key).or_default() += 1;
+                self.in_flight.push(
+                    response
+                        .map(move |result| {
+                            let sent = Sent {
+                                topic,
+                                slot,
+                                seq,
+                                replies,
+                                batch: bytes,
+                            };
+                            (sent, result)
+                        })
+                        .boxed(),
+                );
+            }
+            Err(e) => {
+                self.fail(replies, &e);
+                self.part_done(seq);
+            }
+        }
+    }
+
+    fn fail(&mut self, replies: Vec<(Reply, OwnedSemaphorePermit)>, e: &ClientError) {
+        for (reply, _permit) in replies {
+            let _ = reply.send(Err(e.clone()));
+        }
+    }
+
+    fn complete(&mut self, sent: Sent, result: Result<ResponseBody, ClientError>) {
+        let key = (sent.topic.clone(), sent.slot);
+        let still_busy = match self.slot_in_flight.get_mut(&key) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                let busy = *n;
+                if busy == 0 {
+                    self.slot_in_flight.remove(&key);
+                }
+                busy > 0
+            }
+            None => false,
+        };
+        let result = match result {
+            Ok(ResponseBody::Produced(produced)) => Ok(produced),
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "expected a PRODUCE response, got {}",
+                other.op()
+            ))),
+            Err(e) => Err(e),
+        };
+        let e = match result {
+            Ok(produced) => {
+                for (index, (reply, _permit)) in sent.replies.into_iter().enumerate() {
+                    let _ = reply.send(Ok(Delivered {
+                        partition: produced.partition,
+                        offset: produced.base_offset.saturating_add(index as u64),
+                    }));
+                }
+                self.part_done(sent.seq);
+                return;
+            }
+            Err(e) => e,
+        };
+        if matches!(
+            e.code(),
+            Some(ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
+        ) {
+            // The topic may have been recreated with another count.
+            lock(&self.partition_counts).remove(&sent.topic);
+        }
+        let full = e.code() == Some(ErrorCode::QueueFull);
+        if full && sent.replies.len() > 1 && !still_busy {
+            // Nothing of the batch was written. Retry it in halves, in order,
+            // so that exactly the messages that fit are stored.
+            match split(sent, self.options.linger) {
+                Ok((first, second)) => {
+                    if let Some(parts) = self.incomplete.get_mut(&first.seq) {
+                        *parts += 1;
+                    }
+                    self.ready.push_front(second);
+                    self.ready.push_front(first);
+                }
+                Err(sent) => {
+                    self.fail(sent.replies, &e);
+                    self.part_done(sent.seq);
+                }
+            }
+            return;
+        }
+        self.fail(sent.replies, &e);
+        self.part_done(sent.seq);
+        if full {
+            // The first message that does not fit: the rest of its batch
+            // (the later halves) fails too, so what is stored stays a
+            // prefix of what was sent.
+            let (siblings, rest): (VecDeque<Batch>, VecDeque<Batch>) =
+                std::mem::take(&mut self.ready)
+                    .into_iter()
+                    .partition(|b| b.seq == sent.seq);
+            self.ready = rest;
+            for b in siblings {
+                self.fail(b.replies, &e);
+                self.part_done(b.seq);
+            }
+        }
+    }
+
+    fn finish_flushes(&mut self) {
+        let lowest = self.incomplete.keys().next().copied().unwrap_or(u64::MAX);
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
+            .into_iter()
+            .partition(|(target, _)| lowest >= *target);
+        self.flushes = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Splits a sent batch into two batches of its records (first half, second
+/// half), each with its messages' waiters. Gives the batch back if it cannot
+/// be re-read.
+fn split(mut sent: Sent, linger: Duration) -> Result<(Batch, Batch), Sent> {
+    let Some(records) = reread(&sent.batch) else {
+        return Err(sent);
+    };
+    if records.len() != sent.replies.len() || records.len() < 2 {
+        return Err(sent);
+    }
+    let mid = records.len() / 2;
+    let build = |part: &[NewRecord]| -> Option<BatchBuilder> {
+        let mut builder = BatchBuilder::new();
+        for r in part {
+            builder.push(r).ok()?;
+        }
+        Some(builder)
+    };
+    let (Some(first), Some(second)) = (build(&records[..mid]), build(&records[mid..])) else {
+        return Err(sent);
+    };
+    let second_replies = sent.replies.split_off(mid);
+    let deadline = Instant::now() + linger;
+    let half = |builder, replies| Batch {
+        topic: sent.topic.clone(),
+        slot: sent.slot,
+        builder,
+        replies,
+        deadline,
+        seq: sent.seq,
+    };
+    let first = half(first, std::mem::take(&mut sent.replies));
+    let second = half(second, second_replies);
+    Ok((first, second))
+}
+
+/// The records of one encoded batch, as they were queued.
+fn reread(batch: &[u8]) -> Option<Vec<NewRecord>> {
+    let header = spool_batch::validate(batch).ok()?;
+    let mut records = Vec::new();
+    for record in spool_batch::records(batch, &header) {
+        let r = record.ok()?;
+        records.push(NewRecord {
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+            timestamp_ms: header.base_timestamp.saturating_add(r.timestamp_delta),
+        });
+    }
+    Some(records)
+}

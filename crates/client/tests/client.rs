@@ -1,0 +1,567 @@
+//! The client against the real server, in process.
+
+use spool_client::{
+    Client, ClientOptions, ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull,
+    Producer, ProducerOptions, ReadStart, SubscribeOptions, SubscribeStart, Subscriber,
+    TopicConfig, TopicReader,
+};
+use spool_server::{Server, ServerConfig};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::bind(ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            http_listen: None,
+            data_dir: dir.path().to_owned(),
+            max_connections: 1000,
+            ..ServerConfig::default()
+        })
+        .await
+        .expect("bind");
+        let addr = server.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(self.addr, ClientOptions::default())
+            .await
+            .expect("connect")
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+fn text(r: &ConsumedRecord) -> String {
+    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// Polls until `n` records arrived or `limit` passed.
+async fn poll_until(c: &mut GroupConsumer, n: usize, limit: Duration) -> Vec<ConsumedRecord> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut all = Vec::new();
+    while all.len() < n && tokio::time::Instant::now() < deadline {
+        all.extend(c.poll(Duration::from_millis(200)).await.expect("poll"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("orders", 3, TopicConfig::default())
+        .await
+        .expect("create");
+    let producer = Producer::new(
+        client.clone(),
+        ProducerOptions {
+            max_batch_records: 50,
+            ..ProducerOptions::default()
+        },
+    );
+    let mut deliveries = Vec::new();
+    for i in 0..3000u32 {
+        let key = format!("key-{}", i % 37);
+        let value = format!("{key}:{i}");
+        let d = producer
+            .send("orders", Message::new(value.clone()).with_key(key.clone()))
+            .await
+            .expect("send");
+        deliveries.push((key, value, d));
+    }
+    producer.flush().await.expect("flush");
+    let mut sent_at: HashMap<(u32, u64), String> = HashMap::new();
+    for (key, value, d) in deliveries {
+        let delivered = d.await.expect("delivered");
+        assert_eq!(
+            delivered.partition,
+            spool_types::partitioner::partition_for_key(key.as_bytes(), 3)
+        );
+        assert!(
+            sent_at
+                .insert((delivered.partition, delivered.offset), value)
+                .is_none(),
+            "two messages reported at one offset"
+        );
+    }
+
+    let mut consumer = GroupConsumer::join(
+        server.client().await,
+        "readers",
+        vec!["orders".into()],
+        GroupOptions::default(),
+    )
+    .await
+    .expect("join");
+    assert_eq!(consumer.assignment().len(), 3);
+    let records = poll_until(&mut consumer, 3000, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 3000);
+    let mut last_seq: HashMap<String, u32> = HashMap::new();
+    for r in &records {
+        let value = text(r);
+        assert_eq!(sent_at.get(&(r.partition, r.offset)), Some(&value));
+        let (key, seq) = value.split_once(':').expect("key:seq");
+        let seq: u32 = seq.parse().expect("seq");
+        assert_eq!(r.key.as_deref(), Some(key.as_bytes()));
+        if let Some(prev) = last_seq.insert(key.to_owned(), seq) {
+            assert!(prev < seq, "key {key}: {seq} after {prev}");
+        }
+        assert!(r.timestamp > 0);
+    }
+    consumer.commit().await.expect("commit");
+    consumer.close().await.expect("close");
+
+    // A new member of the same group continues after the commit.
+    producer
+        .send("orders", Message::new("late").with_partition(1))
+        .await
+        .expect("send")
+        .await
+        .expect("delivered");
+    let mut again = GroupConsumer::join(
+        server.client().await,
+        "readers",
+        vec!["orders".into()],
+        GroupOptions::default(),
+    )
+    .await
+    .expect("join");
+    let records = poll_until(&mut again, 1, Duration::from_secs(10)).await;
+    assert_eq!(records.iter().map(text).collect::<Vec<_>>(), ["late"]);
+    again.close().await.expect("close");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_group_members_split_partitions_without_duplicates() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    admin
+        .create_topic("jobs", 4, TopicConfig::default())
+        .await
+        .expect("create");
+    let producer = Producer::new(admin.clone(), ProducerOptions::default());
+    let produce = |from: u32, to: u32| {
+        let producer = producer.clone();
+        async move {
+            for i in from..to {
+                let _delivery = producer
+                    .send(
+                        "jobs",
+                        Message::new(format!("{i}")).with_key(format!("k{i}")),
+                    )
+                    .await
+                    .expect("send");
+            }
+            producer.flush().await.expect("flush");
+        }
+    };
+    produce(0, 1000).await;
+
+    let options = GroupOptions {
+        session_timeout: Duration::from_secs(5),
+        ..GroupOptions::default()
+    };
+    let mut a = GroupConsumer::join(
+        server.client().await,
+        "g",
+        vec!["jobs".into()],
+        options.clone(),
+    )
+    .await
+    .expect("join a");
+    // A takes some records before B arrives.
+    let mut seen_a: Vec<String> = a
+        .poll(Duration::from_secs(2))
+        .await
+        .expect("poll")
+        .iter()
+        .map(text)
+        .collect();
+    a.commit().await.expect("commit");
+    let b = GroupConsumer::join(server.client().await, "g", vec!["jobs".into()], options)
+        .await
+        .expect("join b");
+
+    // Both poll until everything of phase one is read and the split settled.
+    let total = Arc::new(AtomicUsize::new(seen_a.len()));
+    let run = |mut c: GroupConsumer, total: Arc<AtomicUsize>, target: usize| async move {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            let records = c.poll(Duration::from_millis(100)).await.expect("poll");
+            total.fetch_add(records.len(), Ordering::SeqCst);
+            seen.extend(records.iter().map(text));
+            c.commit().await.expect("commit");
+            if total.load(Ordering::SeqCst) >= target && c.assignment().len() == 2 {
+                break;
+            }
+        }
+        (c, seen)
+    };
+    let (ra, rb) = tokio::join!(
+        run(a, Arc::clone(&total), 1000),
+        run(b, Arc::clone(&total), 1000)
+    );
+    let (a, more_a) = ra;
+    let (b, mut seen_b) = rb;
+    seen_a.extend(more_a);
+    let held_a: BTreeSet<u32> = a.assignment().iter().map(|p| p.partition).collect();
+    let held_b: BTreeSet<u32> = b.assignment().iter().map(|p| p.partition).collect();
+    assert_eq!(held_a.len(), 2, "{held_a:?} / {held_b:?}");
+    assert!(held_a.is_disjoint(&held_b), "{held_a:?} / {held_b:?}");
+
+    // Phase two: both members get a share.
+    produce(1000, 2000).await;
+    let total = Arc::new(AtomicUsize::new(0));
+    let (ra, rb) = tokio::join!(
+        run(a, Arc::clone(&total), 1000),
+        run(b, Arc::clone(&total), 1000)
+    );
+    let (a, phase2_a) = ra;
+    let (b, phase2_b) = rb;
+    assert!(!phase2_a.is_empty() && !phase2_b.is_empty());
+    seen_a.extend(phase2_a);
+    seen_b.extend(phase2_b);
+
+    let mut all: Vec<u32> = seen_a
+        .iter()
+        .chain(&seen_b)
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..2000).collect::<Vec<_>>(), "lost or duplicated");
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_subscriber_follows_a_pattern_including_later_topics() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("orders.eu", 2, TopicConfig::default())
+        .await
+        .expect("create");
+    client
+        .create_topic("billing", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    // Small credit: the subscriber must keep granting for all 60 to arrive.
+    let mut sub = Subscriber::subscribe(
+        &server.client().await,
+        vec!["orders.*".into()],
+        SubscribeOptions {
+            start: SubscribeStart::Earliest,
+            credit_messages: 3,
+            credit_bytes: 64 * 1024,
+        },
+    )
+    .await
+    .expect("subscribe");
+    let producer = Producer::new(
+        client.clone(),
+        ProducerOptions {
+            max_batch_records: 2,
+            ..ProducerOptions::default()
+        },
+    );
+    for i in 0..30 {
+        let _delivery = producer
+            .send(
+                "orders.eu",
+                Message::new(format!("eu-{i}")).with_partition(i % 2),
+            )
+            .await
+            .expect("send");
+        let _delivery = producer
+            .send("billing", Message::new(format!("bill-{i}")))
+            .await
+            .expect("send");
+    }
+    producer.flush().await.expect("flush");
+    client
+        .create_topic("orders.us", 1, TopicConfig::default())
+        .await
+        .expect("create later");
+    for i in 0..30 {
+        let _delivery = producer
+            .send("orders.us", Message::new(format!("us-{i}")))
+            .await
+            .expect("send");
+    }
+    producer.flush().await.expect("flush");
+
+    let mut got: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
+    let mut values = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while values.len() < 60 && tokio::time::Instant::now() < deadline {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .expect("a delivery in time")
+            .expect("open")
+            .expect("delivery");
+        for r in delivery.records {
+            assert_eq!(
+                (r.topic.as_str(), r.partition),
+                (delivery.topic.as_str(), delivery.partition)
+            );
+            got.entry((r.topic.clone(), r.partition))
+                .or_default()
+                .push(r.offset);
+            assert!(values.insert(text(&r)), "duplicate {}", text(&r));
+        }
+    }
+    assert_eq!(values.len(), 60);
+    assert!(values.iter().all(|v| !v.starts_with("bill")));
+    assert!(values.contains("us-29"));
+    for offsets in got.values() {
+        assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
+    }
+    sub.unsubscribe().await.expect("unsubscribe");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_reader_reads_a_pattern_and_later_topics() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("logs.a", 2, TopicConfig::default())
+        .await
+        .expect("create");
+    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    for i in 0..10 {
+        let _delivery = producer
+            .send(
+                "logs.a",
+                Message::new(format!("a{i}")).with_partition(i % 2),
+            )
+            .await
+            .expect("send");
+    }
+    producer.flush().await.expect("flush");
+    let mut reader = TopicReader::new(client.clone(), "logs.*", ReadStart::Offset(2))
+        .await
+        .expect("reader");
+    client
+        .create_topic("logs.b", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    let _delivery = producer
+        .send("logs.b", Message::new("b0"))
+        .await
+        .expect("send");
+    producer.flush().await.expect("flush");
+    let mut values = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !values.contains("b0") && tokio::time::Instant::now() < deadline {
+        for r in reader.poll(Duration::from_millis(300)).await.expect("poll") {
+            assert!(r.offset >= 2 || r.topic == "logs.b");
+            values.insert(text(&r));
+        }
+    }
+    // Five per partition; offsets 0 and 1 of each were skipped.
+    assert_eq!(values.len(), 10 - 4 + 1, "{values:?}");
+    assert!(values.contains("b0"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_codes_surface() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+
+    let e = client.describe_topic("nope").await.expect_err("unknown");
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTopic));
+    assert_eq!(e.code_name(), "UNKNOWN_TOPIC");
+
+    client
+        .create_topic(
+            "small",
+            1,
+            TopicConfig {
+                max_messages: Some(5),
+                on_full: Some(OnFull::Reject),
+                ..TopicConfig::default()
+            },
+        )
+        .await
+        .expect("create");
+    let e = client
+        .create_topic("small", 1, TopicConfig::default())
+        .await
+        .expect_err("exists");
+    assert_eq!(e.code(), Some(ErrorCode::TopicExists));
+
+    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    // Keyed: the partition count lookup fails before queuing.
+    let e = producer
+        .send("nope", Message::new("x").with_key("k"))
+        .await
+        .expect_err("unknown topic");
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTopic));
+    // Unkeyed: the batch fails.
+    let e = producer
+        .send("nope", Message::new("x"))
+        .await
+        .expect("queued")
+        .await
+        .expect_err("unknown topic");
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTopic));
+
+    let e = producer
+        .send("small", Message::new(vec![b'x'; 2 * 1024 * 1024]))
+        .await
+        .expect_err("too large");
+    assert_eq!(e.code(), Some(ErrorCode::MessageTooLarge));
+
+    let mut ok = Vec::new();
+    for i in 0..5 {
+        ok.push(
+            producer
+                .send("small", Message::new(format!("{i}")))
+                .await
+                .expect("send"),
+        );
+    }
+    for d in ok {
+        d.await.expect("fits");
+    }
+    let e = producer
+        .send("small", Message::new("six"))
+        .await
+        .expect("queued")
+        .await
+        .expect_err("full");
+    assert_eq!(e.code(), Some(ErrorCode::QueueFull));
+    assert_eq!(e.code_name(), "QUEUE_FULL");
+    assert!(e.is_retriable());
+    assert!(e.retry_after_ms().is_some(), "{e:?}");
+
+    let e = producer
+        .send("small", Message::new("x").with_partition(7))
+        .await
+        .expect("queued")
+        .await
+        .expect_err("no such partition");
+    assert_eq!(e.code(), Some(ErrorCode::UnknownPartition));
+
+    server.shutdown().await;
+    // The connection is gone: calls fail with a clear error, not a hang.
+    let e = tokio::time::timeout(Duration::from_secs(5), client.ping())
+        .await
+        .expect("no hang")
+        .expect_err("closed");
+    assert_eq!(e.code_name(), "CONNECTION_ERROR", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_are_matched_out_of_order() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("quiet", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    // A long poll on an empty partition stays unanswered while pings pass it.
+    let mut reader = TopicReader::new(client.clone(), "quiet", ReadStart::Earliest)
+        .await
+        .expect("reader");
+    let long_poll = tokio::spawn(async move { reader.poll(Duration::from_secs(2)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        let rtt = client.ping().await.expect("ping");
+        assert!(rtt < Duration::from_secs(1), "{rtt:?}");
+    }
+    assert!(!long_poll.is_finished());
+    let records = long_poll.await.expect("join").expect("poll");
+    assert!(records.is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_topic_stores_exactly_the_messages_that_fit() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic(
+            "jobs",
+            1,
+            TopicConfig {
+                max_messages: Some(5),
+                ..TopicConfig::default()
+            },
+        )
+        .await
+        .expect("create");
+    // A long linger puts all eight in one batch, which the server refuses
+    // whole; the producer retries in halves.
+    let producer = Producer::new(
+        client.clone(),
+        ProducerOptions {
+            linger: Duration::from_secs(5),
+            ..ProducerOptions::default()
+        },
+    );
+    let mut futures = Vec::new();
+    for i in 0..8 {
+        futures.push(
+            producer
+                .send("jobs", Message::new(format!("job{i}")))
+                .await
+                .expect("send"),
+        );
+    }
+    producer.flush().await.expect("flush");
+    let mut outcomes = Vec::new();
+    for f in futures {
+        outcomes.push(f.await.map(|d| d.offset).map_err(|e| e.code()));
+    }
+    assert_eq!(
+        outcomes,
+        [
+            Ok(0),
+            Ok(1),
+            Ok(2),
+            Ok(3),
+            Ok(4),
+            Err(Some(ErrorCode::QueueFull)),
+            Err(Some(ErrorCode::QueueFull)),
+            Err(Some(ErrorCode::QueueFull)),
+        ]
+    );
+    let d = client.describe_topic("jobs").await.expect("describe");
+    assert_eq!(d.partitions[0].messages, 5);
+    server.shutdown().await;
+}

@@ -1,0 +1,219 @@
+//! `spool produce TOPIC [--key K] [--partition P]`: one message per line of
+//! standard input, batched and pipelined by the client's `Producer`.
+//!
+//! Exit 0 only when every line was acknowledged. On the first failure no
+//! new line is sent; messages already handed to the producer are awaited,
+//! the error is printed as `error: CODE: message` on stderr, and the exit
+//! status is 1. The last line on stdout is always `acknowledged: N`.
+
+use crate::cli::ProduceArgs;
+use crate::{connect, Failure};
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use spool_client::{ClientError, Message, Producer, ProducerOptions};
+use spool_types::limits::RECORD_BYTES_MAX;
+use std::io::Write;
+use std::process::ExitCode;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+
+/// A line read from the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// Without its `\n` or `\r\n`.
+    Data(Vec<u8>),
+    /// Longer than the limit; the rest of it was not read.
+    TooLong,
+}
+
+/// Reads lines with a length cap, so one endless line cannot exhaust
+/// memory. Cancel-safe: a partly read line is kept across calls.
+pub struct LineReader<R> {
+    inner: R,
+    line: Vec<u8>,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    pub fn new(inner: R) -> LineReader<R> {
+        LineReader {
+            inner,
+            line: Vec::new(),
+        }
+    }
+
+    /// The next line (a last line without a newline counts), or `None` at
+    /// the end of the input.
+    pub async fn next_line(&mut self, max: usize) -> std::io::Result<Option<Line>> {
+        loop {
+            let buf = self.inner.fill_buf().await?;
+            if buf.is_empty() {
+                if self.line.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(self.finish(max)));
+            }
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.line.extend_from_slice(&buf[..i]);
+                    self.inner.consume(i + 1);
+                    return Ok(Some(self.finish(max)));
+                }
+                None => {
+                    let n = buf.len();
+                    self.line.extend_from_slice(buf);
+                    self.inner.consume(n);
+                    // +1: a trailing '\r' is not part of the message.
+                    if self.line.len() > max + 1 {
+                        self.line.clear();
+                        return Ok(Some(Line::TooLong));
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, max: usize) -> Line {
+        let mut line = std::mem::take(&mut self.line);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.len() > max {
+            Line::TooLong
+        } else {
+            Line::Data(line)
+        }
+    }
+}
+
+pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.conn.addr).await?;
+    let producer = Producer::new(client, ProducerOptions::default());
+    let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
+    let outcome = produce_lines(&producer, &args, stdin).await;
+    let mut stdout = std::io::stdout().lock();
+    if let Some(f) = &outcome.failure {
+        eprintln!("error: {f}");
+    }
+    // Always the last line, success or not.
+    let _ = writeln!(stdout, "acknowledged: {}", outcome.acknowledged);
+    let _ = stdout.flush();
+    Ok(if outcome.failure.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// How a run went.
+pub struct Outcome {
+    pub acknowledged: u64,
+    pub failure: Option<Failure>,
+}
+
+/// Sends every line of `input` as a message; stops sending at the first
+/// failure and waits for what is in flight.
+pub async fn produce_lines<R: AsyncBufRead + Unpin>(
+    producer: &Producer,
+    args: &ProduceArgs,
+    input: R,
+) -> Outcome {
+    let key = args
+        .key
+        .as_ref()
+        .map(|k| Bytes::from(k.clone().into_bytes()));
+    let mut lines = LineReader::new(input);
+    let mut pending = FuturesUnordered::new();
+    let mut acknowledged = 0u64;
+    let mut failure: Option<Failure> = None;
+    let mut line_number = 0u64;
+    let mut note = |result: Result<_, ClientError>, failure: &mut Option<Failure>| match result {
+        Ok(_) => acknowledged += 1,
+        Err(e) => {
+            failure.get_or_insert_with(|| Failure::from(e));
+        }
+    };
+    while failure.is_none() {
+        tokio::select! {
+            biased;
+            Some(result) = pending.next(), if !pending.is_empty() => note(result, &mut failure),
+            line = lines.next_line(RECORD_BYTES_MAX) => {
+                line_number += 1;
+                match line {
+                    Ok(None) => break,
+                    Ok(Some(Line::TooLong)) => {
+                        failure = Some(Failure::new(
+                            "MESSAGE_TOO_LARGE",
+                            format!("line {line_number} is longer than the {RECORD_BYTES_MAX}-byte message limit"),
+                        ));
+                    }
+                    Ok(Some(Line::Data(value))) => {
+                        let message = Message {
+                            key: key.clone(),
+                            value: Bytes::from(value),
+                            headers: Vec::new(),
+                            partition: args.partition,
+                        };
+                        match producer.send(&args.topic, message).await {
+                            Ok(delivery) => pending.push(delivery),
+                            Err(e) => failure = Some(Failure::from(e)),
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(Failure::new("IO_ERROR", format!("reading standard input failed: {e}")));
+                    }
+                }
+            }
+        }
+    }
+    while let Some(result) = pending.next().await {
+        note(result, &mut failure);
+    }
+    Outcome {
+        acknowledged,
+        failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<Line> {
+        let mut r = LineReader::new(BufReader::with_capacity(4, input));
+        let mut out = Vec::new();
+        while let Some(line) = r.next_line(max).await.expect("read") {
+            let stop = line == Line::TooLong;
+            out.push(line);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_lose_their_terminators() {
+        let got = lines(b"a\r\nbb\n\nlast", 10).await;
+        assert_eq!(
+            got,
+            [
+                Line::Data(b"a".to_vec()),
+                Line::Data(b"bb".to_vec()),
+                Line::Data(Vec::new()),
+                Line::Data(b"last".to_vec()),
+            ]
+        );
+        assert!(lines(b"", 10).await.is_empty());
+        assert_eq!(lines(b"x\n", 10).await, [Line::Data(b"x".to_vec())]);
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_refused_without_reading_them_whole() {
+        let got = lines(b"ok\n0123456789abcdef\nmore\n", 10).await;
+        assert_eq!(got, [Line::Data(b"ok".to_vec()), Line::TooLong]);
+        // Exactly at the limit is fine, also with a \r\n ending.
+        assert_eq!(
+            lines(b"0123456789\r\n", 10).await,
+            [Line::Data(b"0123456789".to_vec())]
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Hostile input: random bytes, truncated frames, a 2 GiB length prefix,
+//! 10,000 idle connections and a client that never reads. The server stays
+//! up with bounded memory and other clients keep working.
+
+use crate::support::*;
+use bytes::BytesMut;
+use spool_proto::{self as p, Request, Response};
+use spool_types::ErrorCode;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn send(s: &mut TcpStream, cid: u32, request: &Request) {
+    let mut buf = BytesMut::new();
+    request.encode(cid, &mut buf).unwrap();
+    s.write_all(&buf).unwrap();
+}
+
+/// Reads one frame and decodes it as a response.
+fn read_response(s: &mut TcpStream) -> (u32, Response) {
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(frame) = p::decode_frame(&mut buf).unwrap() {
+            return (
+                frame.correlation_id,
+                Response::decode(frame.op, frame.body).unwrap(),
+            );
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn hello(s: &mut TcpStream) {
+    send(
+        s,
+        1,
+        &Request::Hello(p::Hello {
+            min_version: 1,
+            max_version: 1,
+            client_id: "test".into(),
+            token: None,
+        }),
+    );
+    let (_, r) = read_response(s);
+    assert!(r.result().is_ok(), "{r:?}");
+}
+
+fn error_code(r: &Response) -> ErrorCode {
+    r.result()
+        .expect_err("expected an error")
+        .code
+        .known()
+        .expect("known code")
+}
+
+/// A well-behaved client still gets served.
+fn still_serves(server: &ServerProc) {
+    let out = server.cli(&["topic", "list"], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn malformed_input_is_refused_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "t"], b""));
+
+    // Random bytes.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..50 {
+        let mut s = connect(&server.addr);
+        let junk: Vec<u8> = (0..512)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let _ = s.write_all(&junk);
+    }
+    // Truncated frames: a valid Hello cut short, then the socket closed.
+    let mut full = BytesMut::new();
+    Request::Hello(p::Hello {
+        min_version: 1,
+        max_version: 1,
+        client_id: "x".into(),
+        token: None,
+    })
+    .encode(1, &mut full)
+    .unwrap();
+    for cut in 0..full.len() {
+        let mut s = connect(&server.addr);
+        s.write_all(&full[..cut]).unwrap();
+    }
+    // A 2 GiB length prefix: refused at once with FRAME_TOO_LARGE.
+    let before = server.rss_kib();
+    let mut s = connect(&server.addr);
+    s.write_all(&0x8000_0000u32.to_be_bytes()).unwrap();
+    let (_, r) = read_response(&mut s);
+    assert_eq!(error_code(&r), ErrorCode::FrameTooLarge);
+    assert!(
+        server.rss_kib() < before + 64 * 1024,
+        "a length prefix must not allocate"
+    );
+
+    // A request before the handshake.
+    let mut s = connect(&server.addr);
+    send(&mut s, 7, &Request::Ping);
+    let (cid, r) = read_response(&mut s);
+    assert_eq!((cid, error_code(&r)), (7, ErrorCode::HandshakeRequired));
+
+    // An unknown op is answered and the connection stays usable.
+    let mut s = connect(&server.addr);
+    hello(&mut s);
+    let frame = p::Frame {
+        kind: p::FrameKind::Request,
+        op: 4242,
+        correlation_id: 9,
+        body: bytes::Bytes::new(),
+    };
+    let mut buf = BytesMut::new();
+    frame.encode(&mut buf).unwrap();
+    s.write_all(&buf).unwrap();
+    let (cid, r) = read_response(&mut s);
+    assert_eq!((cid, error_code(&r)), (9, ErrorCode::UnknownRequestType));
+    // A body that does not decode, same.
+    let frame = p::Frame {
+        kind: p::FrameKind::Request,
+        op: p::Op::Produce.as_u16(),
+        correlation_id: 10,
+        body: bytes::Bytes::from_static(b"\x00"),
+    };
+    buf.clear();
+    frame.encode(&mut buf).unwrap();
+    s.write_all(&buf).unwrap();
+    let (cid, r) = read_response(&mut s);
+    assert_eq!(cid, 10);
+    assert!(r.result().is_err());
+    // A corrupt record batch is refused with CORRUPT_BATCH and nothing is written.
+    let mut b = spool_batch::BatchBuilder::new();
+    b.push(&spool_batch::NewRecord::value("v", 1)).unwrap();
+    let mut batch = b.finish().unwrap();
+    let last = batch.len() - 1;
+    batch[last] ^= 0x55;
+    send(
+        &mut s,
+        11,
+        &Request::Produce(p::Produce {
+            topic: "t".into(),
+            routing: p::Routing::Spread,
+            batch: batch.into(),
+        }),
+    );
+    let (_, r) = read_response(&mut s);
+    assert_eq!(error_code(&r), ErrorCode::CorruptBatch);
+    send(&mut s, 12, &Request::Ping);
+    let (cid, r) = read_response(&mut s);
+    assert_eq!(cid, 12);
+    assert!(r.result().is_ok());
+
+    assert!(server.alive());
+    still_serves(&server);
+}
+
+#[test]
+fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
+    let _ = rlimit::increase_nofile_limit(30_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "big"], b""));
+    // 4 MiB of data so fetches have something large to answer with.
+    let line = "x".repeat(60_000) + "\n";
+    ok(&server.cli(&["produce", "big"], line.repeat(70).as_bytes()));
+    let baseline = server.rss_kib();
+
+    let started = Instant::now();
+    let mut idle = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        idle.push(TcpStream::connect(&server.addr).unwrap());
+    }
+    eprintln!("10,000 connections opened in {:?}", started.elapsed());
+    std::thread::sleep(Duration::from_millis(500));
+    let with_idle = server.rss_kib();
+    eprintln!("server RSS: {baseline} KiB before, {with_idle} KiB with 10,000 idle connections");
+    assert!(
+        with_idle < baseline + 400 * 1024,
+        "idle connections cost too much: {with_idle} KiB"
+    );
+    still_serves(&server);
+
+    // A client pipelines 1,000 large fetches and never reads a byte.
+    let mut greedy = connect(&server.addr);
+    hello(&mut greedy);
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let fetch = Request::Fetch(p::Fetch {
+        max_wait_ms: 0,
+        max_bytes: 8 << 20,
+        partitions: vec![p::FetchPartition {
+            topic: "big".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 8 << 20,
+        }],
+    });
+    let mut sent = 0;
+    for cid in 0..1_000u32 {
+        let mut buf = BytesMut::new();
+        fetch.encode(cid + 100, &mut buf).unwrap();
+        if greedy.write_all(&buf).is_err() {
+            break; // the server stopped reading us: that is the point
+        }
+        sent += 1;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let with_greedy = server.rss_kib();
+    eprintln!("server RSS with a non-reading client ({sent} fetches sent): {with_greedy} KiB");
+    assert!(
+        with_greedy < with_idle + 300 * 1024,
+        "a non-reading client made the server buffer {with_greedy} KiB"
+    );
+    still_serves(&server);
+    let out = server.cli(
+        &["consume", "big", "--count", "1", "--timeout-ms", "5000"],
+        b"",
+    );
+    assert_eq!(lines(&out).len(), 1);
+    assert!(server.alive());
+    drop(idle);
+    drop(greedy);
+}

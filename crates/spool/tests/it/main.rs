@@ -1,0 +1,12 @@
+//! Integration tests: each starts the real `spool` binary on an ephemeral
+//! loopback port with a temporary data directory and drives it through the
+//! CLI, the Rust client or raw bytes. One test binary, a module per feature.
+
+mod backpressure;
+mod cli;
+mod crash;
+mod groups;
+mod hostile;
+mod patterns;
+mod raw;
+mod support;

@@ -1,0 +1,188 @@
+//! The harness: start/stop/kill the real server, run CLI commands.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_spool");
+
+/// A running `spool server` process.
+pub struct ServerProc {
+    child: Option<Child>,
+    pub addr: String,
+    /// The HTTP API's address.
+    #[allow(dead_code)] // not every test module speaks HTTP
+    pub http: String,
+    #[allow(dead_code)]
+    pub data_dir: PathBuf,
+    /// Kept open so the server's stdout never hits a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl ServerProc {
+    /// Starts a server on an ephemeral port over `data_dir`.
+    pub fn start(data_dir: &Path) -> ServerProc {
+        Self::start_with(data_dir, "127.0.0.1:0", &[])
+    }
+
+    /// Starts a server with extra flags (and `SPOOL_CALLBACK_SECRET=test-secret`),
+    /// its HTTP API on an ephemeral port too.
+    pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerProc {
+        let mut child = Command::new(BIN)
+            .args([
+                "server",
+                "--listen",
+                listen,
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env("SPOOL_CALLBACK_SECRET", "test-secret")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start spool server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("spool listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from server: {line:?}"))
+            .to_owned();
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read http line");
+        let http = line
+            .trim()
+            .strip_prefix("spool http listening on ")
+            .unwrap_or_else(|| panic!("unexpected second line from server: {line:?}"))
+            .to_owned();
+        ServerProc {
+            child: Some(child),
+            addr,
+            http,
+            data_dir: data_dir.to_owned(),
+            _stdout: reader,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Runs a CLI command against this server.
+    pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
+        cli(&self.addr, args, stdin)
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `spool ARGS --addr ADDR` with `stdin`, returning its output.
+pub fn cli(addr: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["--addr", addr])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run spool");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait spool");
+    let _ = writer.join();
+    out
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts a CLI command succeeded, showing its output if not.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The N from the `acknowledged: N` line.
+pub fn acknowledged(out: &Output) -> usize {
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("acknowledged: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no acknowledged line in {:?} / {:?}",
+                text(&out.stdout),
+                text(&out.stderr)
+            )
+        })
+}
+
+/// Lines of a consumer's output.
+pub fn lines(out: &Output) -> Vec<String> {
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
