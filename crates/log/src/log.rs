@@ -14,6 +14,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// Name of the file that records the low-water mark.
 const START_OFFSET_FILE: &str = "start-offset";
 const START_OFFSET_MAGIC: [u8; 8] = *b"SPOOLSTO";
+/// Group commit: most times a leader yields, before its fdatasync, while
+/// other appenders are still writing.
+const GATHER_YIELDS_MAX: usize = 8;
 
 /// Offsets assigned to one appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,16 +118,6 @@ struct Inner {
     durable_offset: i64,
     /// A group-commit leader is inside fdatasync.
     syncing: bool,
-    /// Generation of the sync in flight (or of the last one): its waiters
-    /// sleep on `Log::synced[gen % 2]`, waiters for the next one on the other.
-    sync_gen: u64,
-    /// Offsets below this become durable when the sync in flight succeeds.
-    sync_target: i64,
-    /// Appenders waiting for a sync that has not started yet.
-    next_waiters: usize,
-    /// Bumped by every suffix truncation, so that a sync begun before one
-    /// cannot mark the re-appended offsets durable.
-    truncations: u64,
     last_sync_ms: i64,
     /// Set after a write or sync failure that leaves the file state unknown.
     failed: Option<String>,
@@ -166,11 +159,11 @@ impl Inner {
     fn locate_start(&mut self) -> Result<(), LogError> {
         let seg = &self.segments[0];
         let start = self.start_offset;
-        let from = seg.scan_start(start);
-        let found = locate(&seg.file, &seg.path, from, seg.size, |h| {
+        let from = seg.scan_anchor(start);
+        let found = locate(&seg.file, &seg.path, from, seg.base_offset, seg.size, |h| {
             h.last_offset() >= start
         })?;
-        self.start_position = found.unwrap_or(seg.size);
+        self.start_position = found.map_or(seg.size, |(position, _)| position);
         Ok(())
     }
 }
@@ -183,10 +176,8 @@ impl Inner {
 pub struct Log {
     dir: PathBuf,
     inner: Mutex<Inner>,
-    /// Signalled when a group commit finishes: `synced[g % 2]` wakes the
-    /// waiters of generation `g` only, so appenders whose bytes were written
-    /// after that sync began sleep on through it.
-    synced: [Condvar; 2],
+    /// Signalled when a group commit finishes.
+    synced: Condvar,
 }
 
 impl std::fmt::Debug for Log {
@@ -305,10 +296,6 @@ impl Log {
             // Everything that survived recovery is on disk now or was before.
             durable_offset: next_offset,
             syncing: false,
-            sync_gen: 0,
-            sync_target: 0,
-            next_waiters: 0,
-            truncations: 0,
             last_sync_ms: 0,
             failed: None,
         };
@@ -317,7 +304,7 @@ impl Log {
             Log {
                 dir: dir.to_owned(),
                 inner: Mutex::new(inner),
-                synced: [Condvar::new(), Condvar::new()],
+                synced: Condvar::new(),
             },
             report,
         ))
@@ -409,39 +396,37 @@ impl Log {
 
     /// Blocks until every offset below `next_offset` is fdatasync'd. Concurrent
     /// callers share one fdatasync: the first becomes the leader and syncs
-    /// everything written so far; the others wait for its result. A caller
-    /// whose bytes were written after the sync in flight began waits for the
-    /// next one, without being woken by the current one; when a sync ends, one
-    /// such caller is woken to lead the next.
+    /// everything written so far; the others wait for its result.
     pub fn sync_to(&self, next_offset: i64) -> Result<(), LogError> {
         let mut inner = self.lock();
-        let result = loop {
+        loop {
             if inner.durable_offset >= next_offset {
-                break Ok(());
+                return Ok(());
             }
-            if let Err(e) = inner.check_failed() {
-                break Err(e);
-            }
+            inner.check_failed()?;
             if inner.syncing {
-                let covered = inner.sync_target >= next_offset;
-                let gen = inner.sync_gen + u64::from(!covered);
-                if !covered {
-                    inner.next_waiters += 1;
-                }
-                inner = self.synced[(gen % 2) as usize]
-                    .wait(inner)
-                    .unwrap_or_else(|p| p.into_inner());
-                if !covered {
-                    inner.next_waiters -= 1;
-                }
+                inner = self.synced.wait(inner).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
             inner.syncing = true;
-            inner.sync_gen += 1;
-            let gen = inner.sync_gen;
+            // Gather: while other appenders are still writing, yield to them
+            // so that their batches join this fdatasync instead of waiting a
+            // whole fdatasync for the next one (on a 2-core machine this takes
+            // 64 appenders from ~30 to ~50 batches per fdatasync). Callers
+            // arriving meanwhile wait like callers during the fdatasync, and
+            // the target is taken afterwards. A lone appender yields once.
+            let mut seen = inner.next_offset();
+            drop(inner);
+            for _ in 0..GATHER_YIELDS_MAX {
+                std::thread::yield_now();
+                let now = self.lock().next_offset();
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+            inner = self.lock();
             let target = inner.next_offset();
-            inner.sync_target = target;
-            let truncations = inner.truncations;
             let file = Arc::clone(&inner.active().file);
             let path = inner.active().path.clone();
             drop(inner);
@@ -449,30 +434,18 @@ impl Log {
             inner = self.lock();
             inner.syncing = false;
             match result {
-                Ok(()) if inner.truncations == truncations => {
-                    inner.durable_offset = inner.durable_offset.max(target)
-                }
-                // A truncation ran meanwhile: offsets below `target` may
-                // since have been re-appended and not yet synced.
-                Ok(()) => {}
+                Ok(()) => inner.durable_offset = inner.durable_offset.max(target),
                 Err(e) => {
                     // After a failed fsync the kernel may have dropped dirty
                     // pages: nothing since the last good sync can be trusted.
                     let err = LogError::io(&path, e);
                     inner.failed = Some(err.to_string());
-                    self.synced[0].notify_all();
-                    self.synced[1].notify_all();
+                    self.synced.notify_all();
                     return Err(err);
                 }
             }
-            self.synced[(gen % 2) as usize].notify_all();
-        };
-        // Hand on the lead: if no sync is in flight, one waiter for the next
-        // sync wakes and starts it (or, if already covered, hands on in turn).
-        if !inner.syncing && inner.next_waiters > 0 {
-            self.synced[((inner.sync_gen + 1) % 2) as usize].notify_one();
+            self.synced.notify_all();
         }
-        result
     }
 
     /// Syncs if the `interval` policy's deadline has passed with unsynced data.
@@ -546,7 +519,7 @@ impl Log {
     /// about `max_bytes` (at least one batch is returned if any is readable,
     /// even if larger). Reads stop at the end of a segment.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, LogError> {
-        let (file, path, start_pos, end_pos, end_offset, start_offset) = {
+        let (file, path, start_pos, base_offset, end_pos, end_offset, start_offset) = {
             let inner = self.lock();
             let end_offset = inner.end_offset();
             let start_offset = inner.start_offset;
@@ -585,16 +558,17 @@ impl Log {
             (
                 Arc::clone(&seg.file),
                 seg.path.clone(),
-                seg.scan_start(offset),
+                seg.scan_anchor(offset),
+                seg.base_offset,
                 seg.size,
                 end_offset,
                 start_offset,
             )
         };
-        let first = locate(&file, &path, start_pos, end_pos, |h| {
+        let first = locate(&file, &path, start_pos, base_offset, end_pos, |h| {
             h.last_offset() >= offset
         })?;
-        let Some(first_pos) = first else {
+        let Some(first) = first else {
             return Ok(ReadBatches {
                 bytes: Bytes::new(),
                 next_offset: offset,
@@ -602,8 +576,7 @@ impl Log {
                 start_offset,
             });
         };
-        let (bytes, next_offset) =
-            read_range(&file, &path, first_pos, end_pos, end_offset, max_bytes)?;
+        let (bytes, next_offset) = read_range(&file, &path, first, end_pos, end_offset, max_bytes)?;
         let next_offset = if bytes.is_empty() {
             offset
         } else {
@@ -620,7 +593,7 @@ impl Log {
     /// The offset of the first batch whose newest record is at or after
     /// `timestamp_ms`, or `None` if there is none yet.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>, LogError> {
-        let (file, path, start_pos, end_pos, start_offset, end_offset) =
+        let (file, path, start_pos, base_offset, end_pos, start_offset, end_offset) =
             {
                 let inner = self.lock();
                 let end_offset = inner.end_offset();
@@ -632,14 +605,15 @@ impl Log {
                 (
                     Arc::clone(&seg.file),
                     seg.path.clone(),
-                    seg.time_scan_start(timestamp_ms),
+                    seg.time_scan_anchor(timestamp_ms),
+                    seg.base_offset,
                     seg.size,
                     inner.start_offset,
                     end_offset,
                 )
             };
         let mut found = None;
-        locate(&file, &path, start_pos, end_pos, |h| {
+        locate(&file, &path, start_pos, base_offset, end_pos, |h| {
             if h.max_timestamp >= timestamp_ms && h.base_offset < end_offset {
                 found = Some(h.base_offset.max(start_offset));
                 true
@@ -796,7 +770,6 @@ impl Log {
         for seg in inner.segments.drain(idx + 1..) {
             seg.delete_files(&self.dir)?;
         }
-        inner.truncations += 1;
         inner.segments[idx].truncate_to(position, offset)?;
         fsutil::sync_dir(&self.dir)?;
         inner.durable_offset = inner.durable_offset.min(offset);
@@ -810,42 +783,95 @@ impl Log {
     }
 }
 
-/// Walks batch headers from `start` and returns the position of the first one
-/// for which `wanted` holds.
+/// Walks batch headers from `anchor` (a file position and the base offset of
+/// the batch there, from [`Segment::scan_anchor`]) and returns the position
+/// and base offset of the first batch for which `wanted` holds. Base offsets
+/// lie outside the batch CRC, so each one must continue its predecessor's
+/// offsets: a batch that does not is corrupt. Indexes are only hints: if the
+/// batch at the anchor does not match it, the walk restarts from the
+/// segment's first batch (whose offset the CRC-checked file header vouches for).
 fn locate(
     file: &File,
     path: &Path,
-    start: u64,
+    anchor: (u64, i64),
+    base_offset: i64,
     end: u64,
     mut wanted: impl FnMut(&spool_batch::BatchHeader) -> bool,
-) -> Result<Option<u64>, LogError> {
+) -> Result<Option<(u64, i64)>, LogError> {
+    let origin = (FILE_HEADER_BYTES as u64, base_offset);
+    match walk(file, path, anchor, end, &mut wanted) {
+        Err((true, _)) if anchor != origin => {
+            walk(file, path, origin, end, &mut wanted).map_err(|(_, e)| e)
+        }
+        other => other.map_err(|(_, e)| e),
+    }
+}
+
+/// [`locate`] from one starting point. An error says whether it concerns the
+/// starting batch itself.
+fn walk(
+    file: &File,
+    path: &Path,
+    start: (u64, i64),
+    end: u64,
+    wanted: &mut impl FnMut(&spool_batch::BatchHeader) -> bool,
+) -> Result<Option<(u64, i64)>, (bool, LogError)> {
+    let (start, mut expected) = start;
+    if start > end {
+        let reason = format!("scan start {start} lies past the end of the segment ({end})");
+        return Err((true, LogError::corrupt(path, start, reason)));
+    }
     let mut scanner = Scanner::new(file, path, start, end, false);
     loop {
-        match scanner.next_step()? {
+        match scanner.next_step().map_err(|e| (false, e))? {
             Step::End => return Ok(None),
             Step::Bad { position, reason } => {
-                return Err(LogError::corrupt(path, position, reason))
+                return Err((position == start, LogError::corrupt(path, position, reason)))
             }
             Step::Batch { position, header } => {
+                check_continuity(path, position, &header, expected)
+                    .map_err(|e| (position == start, e))?;
                 if wanted(&header) {
-                    return Ok(Some(position));
+                    return Ok(Some((position, expected)));
                 }
+                expected = header.next_offset();
             }
         }
     }
 }
 
-/// Reads whole batches from `first` into one buffer with a single pread,
-/// verifying each batch's CRC, stopping at `max_bytes` (after at least one
+fn check_continuity(
+    path: &Path,
+    position: u64,
+    header: &spool_batch::BatchHeader,
+    expected: i64,
+) -> Result<(), LogError> {
+    if header.base_offset == expected {
+        return Ok(());
+    }
+    Err(LogError::corrupt(
+        path,
+        position,
+        format!(
+            "batch base offset {} where {expected} was expected",
+            header.base_offset
+        ),
+    ))
+}
+
+/// Reads whole batches from `first` (the position and base offset of the
+/// first batch) into one buffer with a single pread, verifying each batch's
+/// CRC and offset continuity, stopping at `max_bytes` (after at least one
 /// batch), at `end`, or at the first batch at or beyond `end_offset`.
 fn read_range(
     file: &File,
     path: &Path,
-    first: u64,
+    first: (u64, i64),
     end: u64,
     end_offset: i64,
     max_bytes: usize,
 ) -> Result<(Bytes, i64), LogError> {
+    let (first, first_base) = first;
     let want = (max_bytes as u64)
         .min(end - first)
         .max(spool_types::limits::BATCH_HEADER_BYTES as u64)
@@ -854,7 +880,7 @@ fn read_range(
     file.read_exact_at(&mut buf, first)
         .map_err(|e| LogError::io(path, e))?;
     let mut kept = 0usize;
-    let mut next_offset = 0i64;
+    let mut next_offset = first_base;
     loop {
         let rest = &buf[kept..];
         if rest.len() < spool_types::limits::BATCH_HEADER_BYTES {
@@ -869,6 +895,7 @@ fn read_range(
         }
         let header = spool_batch::BatchHeader::parse(rest)
             .map_err(|e| LogError::corrupt(path, first + kept as u64, e.to_string()))?;
+        check_continuity(path, first + kept as u64, &header, next_offset)?;
         if header.base_offset >= end_offset {
             break;
         }
@@ -914,4 +941,40 @@ fn write_start_offset(dir: &Path, offset: i64) -> Result<(), LogError> {
         &dir.join(START_OFFSET_FILE),
         &file_header::encode(START_OFFSET_MAGIC, offset),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spool_batch::{BatchBuilder, NewRecord};
+
+    /// Group commit with segment rolls (which make everything written durable
+    /// without a group sync) interleaved: every appender returns, and only
+    /// once its batch is durable.
+    #[test]
+    fn group_commit_with_rolls_strands_no_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1024,
+            ..LogConfig::default()
+        };
+        let (log, _) = Log::open(dir.path(), config).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..32 {
+                let log = &log;
+                s.spawn(move || {
+                    for i in 0..40 {
+                        let mut b = BatchBuilder::new();
+                        b.push(&NewRecord::value(format!("{t}.{i}"), 0)).unwrap();
+                        let mut batch = b.finish().unwrap();
+                        let appended = log.append(&mut batch, 0).unwrap();
+                        assert!(log.stats().durable_offset >= appended.next_offset());
+                    }
+                });
+            }
+        });
+        let stats = log.stats();
+        assert_eq!((stats.next_offset, stats.durable_offset), (1280, 1280));
+        assert!(stats.segments > 10);
+    }
 }

@@ -245,12 +245,17 @@ impl Segment {
         if last.position as u64 >= file_len {
             return Ok(None);
         }
-        let mut scanner = Scanner::new(file, path, last.position as u64, file_len, false);
+        // The tail is CRC-checked: its offsets decide where the next segment
+        // may start, and a damaged lastOffsetDelta would otherwise be blamed
+        // on the successor.
+        let mut scanner = Scanner::new(file, path, last.position as u64, file_len, true);
         let mut expected = base_offset + last.relative_offset as i64;
         let mut max_ts = ti.entries.last().map(|t| t.max_timestamp).unwrap_or(-1);
         loop {
             match scanner.next_step()? {
                 Step::End => break,
+                // The index points at something that is not a batch.
+                Step::Bad { position, .. } if position == last.position as u64 => return Ok(None),
                 Step::Bad { position, reason } => {
                     return Err(LogError::corrupt(path, position, reason))
                 }
@@ -372,16 +377,31 @@ impl Segment {
 
     /// The file position to start scanning from for `offset`.
     pub fn scan_start(&self, offset: i64) -> u64 {
-        let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
-        index::floor_offset(&self.offset_index.entries, rel)
-            .map_or(FILE_HEADER_BYTES as u64, |e| e.position as u64)
+        self.scan_anchor(offset).0
     }
 
-    /// The file position to start scanning from for the first batch whose
-    /// max timestamp is at least `timestamp`.
-    pub fn time_scan_start(&self, timestamp: i64) -> u64 {
+    /// Where to start scanning for `offset`: the file position of the indexed
+    /// batch at or below it, and that batch's base offset. Batches from there
+    /// on must continue the offsets without a gap: base offsets lie outside
+    /// the batch CRC, so this continuity is what vouches for them on reads.
+    pub fn scan_anchor(&self, offset: i64) -> (u64, i64) {
+        let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+        index::floor_offset(&self.offset_index.entries, rel).map_or(
+            (FILE_HEADER_BYTES as u64, self.base_offset),
+            |e| {
+                (
+                    e.position as u64,
+                    self.base_offset + e.relative_offset as i64,
+                )
+            },
+        )
+    }
+
+    /// [`Segment::scan_anchor`] for the first batch whose max timestamp is at
+    /// least `timestamp`.
+    pub fn time_scan_anchor(&self, timestamp: i64) -> (u64, i64) {
         let rel = index::time_scan_start(&self.time_index.entries, timestamp);
-        self.scan_start(self.base_offset + rel as i64)
+        self.scan_anchor(self.base_offset + rel as i64)
     }
 
     /// Cuts the segment so it ends just before the batch at `position`

@@ -1,0 +1,263 @@
+//! Throughput of the log against the raw capability of the disk it sits on,
+//! measured in the same run so the ratios mean something.
+//!
+//! Run with `cargo bench -p spool-log --bench log`; results and the project's
+//! targets are recorded in `BENCHMARKS.md` at the repository root.
+//!
+//! - `raw_disk`: sequential 1 MiB pwrites (no sync) and 4 KiB pwrite + fdatasync,
+//!   both appending to a file, as the log does.
+//! - `append`: one appender, 100 B and 1 KiB records in batches of 1, 100 and
+//!   1,000, under `never`, `interval` (5 ms) and `always`.
+//! - `group_commit`: `always`, single 100 B records, 1 vs 64 appender threads.
+//! - `read`: whole batches from sealed segments (warm page cache), 1 MiB reads.
+//!
+//! Every file lives in a temporary directory under the target directory, so on
+//! the same filesystem as the repository.
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use spool_batch::{BatchBuilder, NewRecord};
+use spool_log::{Durability, Log, LogConfig};
+use std::fs::{File, OpenOptions};
+use std::hint::black_box;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Barrier;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tempfile::TempDir;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A fresh directory on the repository's filesystem.
+fn temp_dir() -> TempDir {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("spool-log-bench");
+    std::fs::create_dir_all(&root).expect("create bench root");
+    tempfile::tempdir_in(&root).expect("create temp dir")
+}
+
+/// One batch of `count` records, each with a `value_bytes`-byte value and no key.
+fn batch(value_bytes: usize, count: usize) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    let ts = now_ms();
+    for i in 0..count {
+        b.push(&NewRecord::value(vec![(i % 251) as u8; value_bytes], ts))
+            .expect("push record");
+    }
+    b.finish().expect("finish batch")
+}
+
+fn open_log(dir: &TempDir, durability: Durability) -> Log {
+    let config = LogConfig {
+        durability,
+        ..LogConfig::default()
+    };
+    Log::open(dir.path(), config).expect("open log").0
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+}
+
+fn raw_disk(c: &mut Criterion) {
+    let mut group = c.benchmark_group("raw_disk");
+    configure(&mut group);
+
+    // Sequential write bandwidth: 1 MiB pwrites appended to one file, no sync
+    // (what the log does under `never`).
+    {
+        let dir = temp_dir();
+        let path = dir.path().join("seq.bin");
+        let file = open_rw(&path);
+        let block = vec![0x5au8; MIB];
+        let mut pos = 0u64;
+        group.throughput(Throughput::Bytes(MIB as u64));
+        group.bench_function("seq_write_1MiB", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    file.write_all_at(&block, pos).expect("pwrite");
+                    pos += MIB as u64;
+                }
+                start.elapsed()
+            })
+        });
+    }
+
+    // Synchronous write rate: 4 KiB pwrite appended, then fdatasync.
+    {
+        let dir = temp_dir();
+        let path = dir.path().join("sync.bin");
+        let file = open_rw(&path);
+        let block = vec![0xa5u8; 4 * KIB];
+        let mut pos = 0u64;
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: 1,
+            bytes: 4 * KIB as u64,
+        });
+        group.bench_function("pwrite_4KiB_fdatasync", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    file.write_all_at(&block, pos).expect("pwrite");
+                    file.sync_data().expect("fdatasync");
+                    pos += 4 * KIB as u64;
+                }
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn open_rw(path: &std::path::Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .expect("open file")
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    configure(&mut group);
+    let policies = [
+        ("never", Durability::Never),
+        ("interval5ms", Durability::Interval { interval_ms: 5 }),
+        ("always", Durability::Always),
+    ];
+    for (name, durability) in policies {
+        for (size_name, value_bytes) in [("100B", 100), ("1KiB", KIB)] {
+            for count in [1usize, 100, 1000] {
+                let dir = temp_dir();
+                let log = open_log(&dir, durability);
+                let mut batch = batch(value_bytes, count);
+                group.throughput(Throughput::ElementsAndBytes {
+                    elements: count as u64,
+                    bytes: batch.len() as u64,
+                });
+                let id = format!("{name}/{size_name}x{count}");
+                group.bench_function(id, |b| {
+                    b.iter_custom(|iters| {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            black_box(log.append(&mut batch, now_ms()).expect("append"));
+                        }
+                        start.elapsed()
+                    })
+                });
+                drop(log);
+            }
+        }
+    }
+    group.finish();
+}
+
+fn group_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("group_commit");
+    configure(&mut group);
+    for appenders in [1usize, 64] {
+        let dir = temp_dir();
+        let log = open_log(&dir, Durability::Always);
+        let template = batch(100, 1);
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: 1,
+            bytes: template.len() as u64,
+        });
+        let id = format!("always_100B/appenders={appenders}");
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                // Each iteration is one acknowledged append, shared out among
+                // the appender threads.
+                let per_thread = |t: usize| {
+                    iters / appenders as u64 + u64::from((t as u64) < iters % appenders as u64)
+                };
+                let barrier = Barrier::new(appenders + 1);
+                std::thread::scope(|s| {
+                    for t in 0..appenders {
+                        let (log, barrier, mut batch) = (&log, &barrier, template.clone());
+                        s.spawn(move || {
+                            barrier.wait();
+                            for _ in 0..per_thread(t) {
+                                black_box(log.append(&mut batch, now_ms()).expect("append"));
+                            }
+                        });
+                    }
+                    barrier.wait();
+                    let start = Instant::now();
+                    // Leaving the scope joins every appender.
+                    start
+                })
+                .elapsed()
+            })
+        });
+        drop(log);
+    }
+    group.finish();
+}
+
+fn read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read");
+    configure(&mut group);
+    // 160 MiB of 1 KiB records in batches of 100 (~103 KB each), rolled into
+    // 32 MiB segments; everything below the active segment is sealed.
+    let dir = temp_dir();
+    let config = LogConfig {
+        durability: Durability::Never,
+        segment_bytes: 32 * MIB as u64,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), config).expect("open log").0;
+    let mut b = batch(KIB, 100);
+    let mut written = 0usize;
+    while written < 160 * MIB {
+        log.append(&mut b, now_ms()).expect("append");
+        written += b.len();
+    }
+    log.flush().expect("flush");
+    let mut bases: Vec<(i64, u64)> = std::fs::read_dir(dir.path())
+        .expect("list log dir")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let base = spool_log::parse_segment_name(e.file_name().to_str()?)?;
+            Some((base, e.metadata().ok()?.len()))
+        })
+        .collect();
+    bases.sort_unstable();
+    let active_base = bases.last().map_or(0, |b| b.0);
+    // Sealed bytes, less each segment's 24-byte file header.
+    let sealed_bytes: u64 = bases[..bases.len() - 1].iter().map(|b| b.1 - 24).sum();
+    group.throughput(Throughput::ElementsAndBytes {
+        elements: active_base as u64,
+        bytes: sealed_bytes,
+    });
+    // One iteration reads every sealed segment once, front to back.
+    group.bench_function("sealed_segments_1MiB_reads", |bench| {
+        bench.iter(|| {
+            let mut offset = 0i64;
+            let mut bytes = 0usize;
+            while offset < active_base {
+                let r = log.read(offset, MIB).expect("read");
+                bytes += r.bytes.len();
+                offset = r.next_offset;
+            }
+            assert_eq!(bytes as u64, sealed_bytes);
+            black_box(bytes)
+        })
+    });
+    drop(log);
+    group.finish();
+}
+
+criterion_group!(benches, raw_disk, append, group_commit, read);
+criterion_main!(benches);
