@@ -190,7 +190,14 @@ impl Log {
     /// Opens the log in `dir`, creating it if needed, and recovers it.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport), LogError> {
         config.validate()?;
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+        if created {
+            // The new directory's own entry must survive a power loss too.
+            if let Some(parent) = dir.parent() {
+                fsutil::sync_dir(parent)?;
+            }
+        }
         let mut report = RecoveryReport::default();
         let mut bases = Vec::new();
         let mut others = Vec::new();
@@ -219,8 +226,10 @@ impl Log {
             }
         }
         // A crash while creating a segment can leave a last file holding no
-        // valid header and no data: it never held data, so it is removed.
-        while bases.len() > 1 {
+        // valid header and no data: it never held data, so it is removed
+        // (and, if it was the only one, made again at the same base offset).
+        let mut recreate_at = None;
+        while !bases.is_empty() {
             let last = *bases.last().unwrap_or(&0);
             let path = segment::segment_path(dir, last);
             let len = std::fs::metadata(&path)
@@ -244,6 +253,9 @@ impl Log {
                 fsutil::remove_if_exists(&p)?;
             }
             report.removed.push(path);
+            if bases.len() == 1 {
+                recreate_at = Some(last);
+            }
             bases.pop();
         }
         let mut segments = Vec::with_capacity(bases.len().max(1));
@@ -272,7 +284,15 @@ impl Log {
             segments.push(seg);
         }
         if segments.is_empty() {
-            segments.push(Segment::create(dir, 0)?);
+            segments.push(Segment::create(dir, recreate_at.unwrap_or(0))?);
+        } else {
+            // What recovery kept counts as durable from here on, so make it
+            // so: after a process crash it may still be only in the page cache.
+            let active = &segments[segments.len() - 1];
+            active
+                .file
+                .sync_data()
+                .map_err(|e| LogError::io(&active.path, e))?;
         }
         if !report.removed.is_empty() || segments.len() == 1 {
             fsutil::sync_dir(dir)?;

@@ -294,3 +294,16 @@ fn retained_bytes_follow_the_start_offset() {
     log.advance_start_offset(100).unwrap();
     assert_eq!(log.stats().retained_bytes, 0);
 }
+
+#[test]
+fn a_lone_headerless_segment_is_recreated_at_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    // A brand-new log that died while writing segment 42's header.
+    std::fs::write(dir.path().join("00000000000000000042.log"), b"SPOO").unwrap();
+    let (log, report) = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(report.removed.len(), 1, "{report}");
+    assert_eq!(
+        log.append(&mut batch("a", 1, 0), 0).unwrap().base_offset,
+        42
+    );
+}
