@@ -5,6 +5,7 @@
 mod backpressure;
 mod cli;
 mod crash;
+mod full_disk;
 mod groups;
 mod hostile;
 mod http;
