@@ -1467,6 +1467,12 @@ impl Broker {
         callback_url: Option<String>,
         now_ms: i64,
     ) -> Result<RequestRecord> {
+        if queue.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX) {
+            return Err(BrokerError::new(
+                ErrorCode::ReservedTopicName,
+                format!("{queue:?}: names beginning \"spool.\" are reserved for system topics"),
+            ));
+        }
         if self.topic(queue).is_err() {
             match self.create_topic(queue, 1, TopicConfig::default(), now_ms) {
                 Ok(()) => {}
@@ -1517,11 +1523,26 @@ impl Broker {
     /// The record as a client sees it now.
     pub fn get_request(&self, id: &str, now_ms: i64) -> Result<RequestRecord> {
         let r = self.requests.get(id)?.ok_or_else(|| unknown_request(id))?;
-        Ok(r.view(now_ms))
+        Ok(self.live(r).view(now_ms))
+    }
+
+    /// Refreshes a running record's lease deadline from its queue, where
+    /// extensions are recorded; a lease that is no longer current reads as
+    /// expired.
+    fn live(&self, mut r: RequestRecord) -> RequestRecord {
+        if r.status == RequestStatus::Running {
+            let deadline = r.receipt.as_deref().and_then(|receipt| {
+                self.queue(&r.queue, WORKERS_SUBSCRIPTION)
+                    .ok()
+                    .and_then(|q| q.lease_deadline(receipt))
+            });
+            r.lease_deadline_ms = Some(deadline.unwrap_or(0));
+        }
+        r
     }
 
     fn open_request(&self, id: &str, now_ms: i64) -> Result<RequestRecord> {
-        let r = self.requests.get(id)?.ok_or_else(|| unknown_request(id))?;
+        let r = self.live(self.requests.get(id)?.ok_or_else(|| unknown_request(id))?);
         if r.status.is_final() {
             let how = if r.status == RequestStatus::Succeeded {
                 "succeeded"

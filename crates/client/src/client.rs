@@ -173,7 +173,7 @@ impl Future for ResponseFuture {
     }
 }
 
-fn unexpected(body: &ResponseBody, wanted: p::Op) -> ClientError {
+pub(crate) fn unexpected(body: &ResponseBody, wanted: p::Op) -> ClientError {
     ClientError::Protocol(format!("expected a {wanted} response, got {}", body.op()))
 }
 

@@ -17,6 +17,13 @@
 //!   (no group), picking up topics created later.
 //! - [`Subscriber`]: a push subscription that grants credit back as the
 //!   application takes deliveries.
+//! - Work queues: [`Client::create_subscription`] ([`QueueOptions`]),
+//!   [`Client::receive`] leases [`LeasedMessage`]s, settled by receipt with
+//!   [`Client::ack`], [`Client::nack`], [`Client::extend`]; dead letters go
+//!   back with [`Client::redrive`]; [`QueueSubscriber`] is push delivery of
+//!   leases with automatic credit.
+//! - Request records: [`Client::submit_request`], [`Client::get_request`],
+//!   [`Client::complete_request`], [`Client::fail_request`].
 //! - [`ClientError`]: I/O, protocol, local-check and server errors; a server
 //!   error keeps its wire code, message and retry hint.
 //!
@@ -39,21 +46,32 @@ mod consumer;
 mod error;
 mod fetcher;
 mod producer;
+mod queue;
+mod queue_subscriber;
 mod reader;
 mod records;
+mod requests;
 mod subscriber;
 
 pub use client::{Client, ClientOptions, CONNECT_TIMEOUT};
 pub use consumer::{GroupConsumer, GroupOptions};
 pub use error::ClientError;
 pub use fetcher::TopicPartition;
-pub use producer::{Delivered, DeliveryFuture, Message, Producer, ProducerOptions};
+pub use producer::{
+    Delivered, DeliveryFuture, Message, Producer, ProducerOptions, DELIVER_AT_HEADER,
+    MESSAGE_ID_HEADER,
+};
+pub use queue::{QueueOptions, MAX_DELIVERIES_DEFAULT};
+pub use queue_subscriber::{QueueSubscribeOptions, QueueSubscriber};
 pub use reader::{ReadStart, TopicReader};
 pub use records::{decode_records, ConsumedRecord, DecodedBatches};
+pub use requests::{RequestStatus, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
 
+pub use serde_json;
 pub use spool_proto::{
-    Durability, GroupStart, OnFull, PartitionInfo, PartitionOffset, Retention, SubscribeStart,
-    TopicConfig, TopicDescription, TopicSummary, WireCode, WireError,
+    Backoff, DeliveryMode, Durability, GroupStart, LeasedMessage, OnFull, PartitionInfo,
+    PartitionOffset, Retention, SubscribeStart, SubscriptionInfo, SubscriptionKind, TopicConfig,
+    TopicDescription, TopicSummary, WireCode, WireError,
 };
 pub use spool_types::ErrorCode;

@@ -46,6 +46,13 @@ use tokio::time::Instant;
 /// timers and responses again.
 const COMMANDS_PER_TURN: usize = 1024;
 
+/// Record header carrying a message ID for duplicate suppression: within
+/// the topic's window a second message with the same ID is not stored.
+pub const MESSAGE_ID_HEADER: &str = "spool-msg-id";
+/// Record header holding the earliest delivery time to queue subscriptions
+/// (ms since the Unix epoch, decimal ASCII).
+pub const DELIVER_AT_HEADER: &str = "spool-deliver-at";
+
 /// A message to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -55,6 +62,14 @@ pub struct Message {
     pub headers: Vec<(String, Option<Bytes>)>,
     /// An explicit partition, overriding the key.
     pub partition: Option<u32>,
+    /// Sent as the `spool-msg-id` header: the server stores a message with
+    /// an ID it has seen on the topic within its window (2 minutes by
+    /// default) only once, and answers a repeat with the original offset.
+    pub message_id: Option<String>,
+    /// Sent as the `spool-deliver-at` header: queue subscriptions do not
+    /// deliver the message before this time (ms since the Unix epoch; the
+    /// server cuts delays beyond 30 days).
+    pub deliver_at_ms: Option<i64>,
 }
 
 impl Message {
@@ -78,6 +93,42 @@ impl Message {
     pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Message {
         self.headers.push((key.into(), Some(value.into())));
         self
+    }
+
+    pub fn with_message_id(mut self, id: impl Into<String>) -> Message {
+        self.message_id = Some(id.into());
+        self
+    }
+
+    pub fn with_deliver_at_ms(mut self, at_ms: i64) -> Message {
+        self.deliver_at_ms = Some(at_ms);
+        self
+    }
+
+    /// Not delivered to queue subscriptions before `delay` from now.
+    pub fn with_delay(self, delay: Duration) -> Message {
+        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        self.with_deliver_at_ms(now_ms().saturating_add(delay_ms))
+    }
+
+    /// The record headers: the caller's, then the ones standing for
+    /// `message_id` and `deliver_at_ms`.
+    fn record_headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut headers: Vec<(String, Option<Vec<u8>>)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.to_vec())))
+            .collect();
+        if let Some(id) = &self.message_id {
+            headers.push((MESSAGE_ID_HEADER.to_owned(), Some(id.clone().into_bytes())));
+        }
+        if let Some(at) = self.deliver_at_ms {
+            headers.push((
+                DELIVER_AT_HEADER.to_owned(),
+                Some(at.to_string().into_bytes()),
+            ));
+        }
+        headers
     }
 }
 
@@ -254,23 +305,20 @@ impl Producer {
             }
             (None, None) => Slot::Spread,
         };
-        if message.headers.len() > RECORD_HEADERS_MAX {
+        let headers = message.record_headers();
+        if headers.len() > RECORD_HEADERS_MAX {
             return Err(ClientError::local(
                 ErrorCode::InvalidRequest,
                 format!(
                     "a message has {} headers; at most {RECORD_HEADERS_MAX} are allowed",
-                    message.headers.len()
+                    headers.len()
                 ),
             ));
         }
         let record = NewRecord {
             key: message.key.map(|k| k.to_vec()),
             value: Some(message.value.to_vec()),
-            headers: message
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k, v.map(|v| v.to_vec())))
-                .collect(),
+            headers,
             timestamp_ms: now_ms(),
         };
         let size = self.inner.sizer.record_size(&record);
@@ -303,6 +351,10 @@ impl Producer {
     /// Waits until every message queued before this call has been
     /// acknowledged or has failed (the outcome of each is in its
     /// [`DeliveryFuture`]). Open batches are sent at once, without lingering.
+    ///
+    /// After a failed batch, later sends to the same partition fail with the
+    /// same error until `flush` is called, so a partition never stores a
+    /// message after a gap; `flush` is where the caller takes note and resumes.
     pub async fn flush(&self) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
         self.inner
@@ -375,6 +427,10 @@ struct Worker {
     next_seq: u64,
     /// Flush waiters: done once every batch numbered below theirs is answered.
     flushes: Vec<(u64, oneshot::Sender<()>)>,
+    /// Slots whose last batch failed: later sends fail with the same error
+    /// until the next `flush`, so a partition never stores a message after
+    /// a gap (what is stored is a prefix of what was sent).
+    poisoned: HashMap<SlotKey, ClientError>,
     options: ProducerOptions,
 }
 
@@ -390,6 +446,7 @@ impl Worker {
             incomplete: BTreeMap::new(),
             next_seq: 0,
             flushes: Vec::new(),
+            poisoned: HashMap::new(),
             options,
         }
     }
@@ -440,6 +497,8 @@ impl Worker {
         match command {
             Command::Send(q) => self.add(q),
             Command::Flush(done) => {
+                // The caller now waits for (and sees) every outcome so far.
+                self.poisoned.clear();
                 self.close_all();
                 self.flushes.push((self.next_seq, done));
             }
@@ -472,6 +531,10 @@ impl Worker {
 
     fn add(&mut self, q: Queued) {
         let key = (q.topic.clone(), q.slot);
+        if let Some(e) = self.poisoned.get(&key) {
+            let _ = q.reply.send(Err(e.clone()));
+            return;
+        }
         // Room for the larger deltas of a record later in the batch.
         let size = q.size + 16;
         // Close the open batch first if this record would overfill it.
@@ -672,19 +735,23 @@ impl Worker {
         }
         self.fail(sent.replies, &e);
         self.part_done(sent.seq);
-        if full {
-            // The first message that does not fit: the rest of its batch
-            // (the later halves) fails too, so what is stored stays a
-            // prefix of what was sent.
-            let (siblings, rest): (VecDeque<Batch>, VecDeque<Batch>) =
-                std::mem::take(&mut self.ready)
-                    .into_iter()
-                    .partition(|b| b.seq == sent.seq);
-            self.ready = rest;
-            for b in siblings {
-                self.fail(b.replies, &e);
-                self.part_done(b.seq);
-            }
+        // What is stored must stay a prefix of what was sent, per partition:
+        // everything queued behind the failed batch for its slot (the rest
+        // of a split batch, later batches, the batch being filled) fails
+        // too, instead of being appended after a gap.
+        let key: SlotKey = (sent.topic.clone(), sent.slot);
+        self.poisoned.insert(key.clone(), e.clone());
+        let (mut doomed, rest): (VecDeque<Batch>, VecDeque<Batch>) =
+            std::mem::take(&mut self.ready)
+                .into_iter()
+                .partition(|b| b.seq == sent.seq || (b.topic.clone(), b.slot) == key);
+        self.ready = rest;
+        if let Some(open) = self.open.remove(&key) {
+            doomed.push_back(open);
+        }
+        for b in doomed {
+            self.fail(b.replies, &e);
+            self.part_done(b.seq);
         }
     }
 

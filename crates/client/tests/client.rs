@@ -1,63 +1,17 @@
 //! The client against the real server, in process.
 
+mod support;
+
 use spool_client::{
-    Client, ClientOptions, ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull,
-    Producer, ProducerOptions, ReadStart, SubscribeOptions, SubscribeStart, Subscriber,
-    TopicConfig, TopicReader,
+    ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull, Producer,
+    ProducerOptions, ReadStart, SubscribeOptions, SubscribeStart, Subscriber, TopicConfig,
+    TopicReader,
 };
-use spool_server::{Server, ServerConfig};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-struct TestServer {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestServer {
-    async fn start() -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            http_listen: None,
-            data_dir: dir.path().to_owned(),
-            max_connections: 1000,
-            ..ServerConfig::default()
-        })
-        .await
-        .expect("bind");
-        let addr = server.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(async {
-            let _ = rx.await;
-        }));
-        TestServer {
-            addr,
-            stop: Some(tx),
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(self.addr, ClientOptions::default())
-            .await
-            .expect("connect")
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
+use support::TestServer;
 
 fn text(r: &ConsumedRecord) -> String {
     String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()

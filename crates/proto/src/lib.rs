@@ -39,10 +39,11 @@ pub use frame::{
 pub use op::Op;
 pub use push::{Deliver, Push, QueueDeliver};
 pub use request::{
-    Ack, AlterTopic, CommitOffsets, CreateSubscription, CreateTopic, Credit, DeleteSubscription,
-    DeleteTopic, DescribeTopic, ExtendLease, Fetch, FetchOffsets, FetchPartition, Heartbeat, Hello,
-    JoinGroup, LeaveGroup, ListSubscriptions, ListTopics, Nack, Produce, Receive, Redrive, Request,
-    Subscribe, SubscribeQueue, Unsubscribe,
+    Ack, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription, CreateTopic, Credit,
+    DeleteSubscription, DeleteTopic, DescribeTopic, ExtendLease, FailRequest, Fetch, FetchOffsets,
+    FetchPartition, GetRequest, Heartbeat, Hello, JoinGroup, LeaveGroup, ListSubscriptions,
+    ListTopics, Nack, Produce, Receive, Redrive, Request, SubmitRequest, Subscribe, SubscribeQueue,
+    Unsubscribe,
 };
 pub use response::{
     CommittedOffset, Fetched, FetchedPartition, HeartbeatOk, HelloOk, Joined, PartitionInfo,

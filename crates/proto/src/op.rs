@@ -3,7 +3,7 @@
 //!
 //! Ranges by area: 1 handshake, 10–19 topics, 20–29 produce/fetch,
 //! 30–39 consumer groups, 40–49 push subscriptions, 50–59 queue
-//! subscriptions, 60–69 request records (reserved), 90 ping.
+//! subscriptions, 60–69 request records, 90 ping.
 //! Op 0 is never an operation: it marks a connection-level error response.
 
 use std::fmt;
@@ -53,6 +53,11 @@ pub enum Op {
     Redrive = 57,
     SubscribeQueue = 58,
 
+    SubmitRequest = 60,
+    GetRequest = 61,
+    CompleteRequest = 62,
+    FailRequest = 63,
+
     Ping = 90,
 }
 
@@ -87,6 +92,10 @@ impl Op {
         Op::ExtendLease,
         Op::Redrive,
         Op::SubscribeQueue,
+        Op::SubmitRequest,
+        Op::GetRequest,
+        Op::CompleteRequest,
+        Op::FailRequest,
         Op::Ping,
     ];
 
@@ -148,6 +157,10 @@ impl Op {
             Op::ExtendLease => "EXTEND_LEASE",
             Op::Redrive => "REDRIVE",
             Op::SubscribeQueue => "SUBSCRIBE_QUEUE",
+            Op::SubmitRequest => "SUBMIT_REQUEST",
+            Op::GetRequest => "GET_REQUEST",
+            Op::CompleteRequest => "COMPLETE_REQUEST",
+            Op::FailRequest => "FAIL_REQUEST",
             Op::Ping => "PING",
         }
     }

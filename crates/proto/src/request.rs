@@ -268,6 +268,51 @@ pub struct SubscribeQueue {
     pub credit_bytes: u32,
 }
 
+/// Hands in an asynchronous request: its payload goes on the request queue
+/// `queue` (created on first use, with a `workers` queue subscription) and
+/// a record tracks it. Answered at once with the request's ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitRequest {
+    pub queue: String,
+    /// The bytes a worker receives, unchanged.
+    pub payload: Bytes,
+    /// The payload is JSON text (workers see `spool-content-type:
+    /// application/json`).
+    pub json: bool,
+    /// Where the final record is POSTed, if anywhere.
+    pub callback_url: Option<String>,
+}
+
+/// Reads a request record, optionally waiting for it to finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetRequest {
+    pub id: String,
+    /// 0 answers at once; otherwise the answer waits until the record is
+    /// final or this long has passed.
+    pub wait_ms: u32,
+}
+
+/// A worker finished a request: its result is stored and its message
+/// acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteRequest {
+    pub id: String,
+    /// The result as JSON text. A `text` field (u32 length), since results
+    /// may be far larger than a `string`'s 64 KiB.
+    pub result_json: String,
+}
+
+/// A worker failed a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailRequest {
+    pub id: String,
+    /// Why; a `text` field like [`CompleteRequest::result_json`].
+    pub error: String,
+    /// Try again (with the queue's backoff, up to its max deliveries)
+    /// rather than fail for good.
+    pub retry: bool,
+}
+
 /// A decoded request body. New ops will add variants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -297,6 +342,10 @@ pub enum Request {
     ExtendLease(ExtendLease),
     Redrive(Redrive),
     SubscribeQueue(SubscribeQueue),
+    SubmitRequest(SubmitRequest),
+    GetRequest(GetRequest),
+    CompleteRequest(CompleteRequest),
+    FailRequest(FailRequest),
     Ping,
 }
 
@@ -328,6 +377,10 @@ impl Request {
             Request::ExtendLease(_) => Op::ExtendLease,
             Request::Redrive(_) => Op::Redrive,
             Request::SubscribeQueue(_) => Op::SubscribeQueue,
+            Request::SubmitRequest(_) => Op::SubmitRequest,
+            Request::GetRequest(_) => Op::GetRequest,
+            Request::CompleteRequest(_) => Op::CompleteRequest,
+            Request::FailRequest(_) => Op::FailRequest,
             Request::Ping => Op::Ping,
         }
     }
@@ -449,6 +502,25 @@ impl Request {
                 name: r.string("subscribe_queue.name")?,
                 credit_messages: r.u32("subscribe_queue.credit_messages")?,
                 credit_bytes: r.u32("subscribe_queue.credit_bytes")?,
+            }),
+            Op::SubmitRequest => Request::SubmitRequest(SubmitRequest {
+                queue: r.string("submit_request.queue")?,
+                payload: r.bytes("submit_request.payload")?,
+                json: r.bool("submit_request.json")?,
+                callback_url: r.opt_string("submit_request.callback_url")?,
+            }),
+            Op::GetRequest => Request::GetRequest(GetRequest {
+                id: r.string("get_request.id")?,
+                wait_ms: r.u32("get_request.wait_ms")?,
+            }),
+            Op::CompleteRequest => Request::CompleteRequest(CompleteRequest {
+                id: r.string("complete_request.id")?,
+                result_json: r.text("complete_request.result_json")?,
+            }),
+            Op::FailRequest => Request::FailRequest(FailRequest {
+                id: r.string("fail_request.id")?,
+                error: r.text("fail_request.error")?,
+                retry: r.bool("fail_request.retry")?,
             }),
             Op::Ping => Request::Ping,
             // op_for only returns request ops; push ops cannot reach here.
@@ -585,6 +657,27 @@ impl Request {
                 w.string("subscribe_queue.name", &m.name)?;
                 w.u32(m.credit_messages);
                 w.u32(m.credit_bytes);
+                Ok(())
+            }
+            Request::SubmitRequest(m) => {
+                w.string("submit_request.queue", &m.queue)?;
+                w.bytes("submit_request.payload", &m.payload)?;
+                w.bool(m.json);
+                w.opt_string("submit_request.callback_url", m.callback_url.as_deref())
+            }
+            Request::GetRequest(m) => {
+                w.string("get_request.id", &m.id)?;
+                w.u32(m.wait_ms);
+                Ok(())
+            }
+            Request::CompleteRequest(m) => {
+                w.string("complete_request.id", &m.id)?;
+                w.text("complete_request.result_json", &m.result_json)
+            }
+            Request::FailRequest(m) => {
+                w.string("fail_request.id", &m.id)?;
+                w.text("fail_request.error", &m.error)?;
+                w.bool(m.retry);
                 Ok(())
             }
             Request::Ping => Ok(()),

@@ -172,6 +172,25 @@ pub enum ResponseBody {
     QueueSubscribed {
         subscription_id: u32,
     },
+    /// SubmitRequest: the new request's ID.
+    RequestAccepted {
+        id: String,
+    },
+    /// GetRequest: the record as public JSON (`id`, `status`, `attempts`,
+    /// …, `result` or `error`), sent as a `text` field. CompleteRequest and
+    /// FailRequest answer with the same shape, each in its own variant so
+    /// the body alone says which op it answers.
+    RequestRecord {
+        json: String,
+    },
+    /// CompleteRequest: the record, now `succeeded`.
+    RequestCompleted {
+        json: String,
+    },
+    /// FailRequest: the record, `failed` or (retried) `pending` again.
+    RequestFailed {
+        json: String,
+    },
     Pong,
 }
 
@@ -204,6 +223,10 @@ impl ResponseBody {
             ResponseBody::LeasesExtended(_) => Op::ExtendLease,
             ResponseBody::Redriven { .. } => Op::Redrive,
             ResponseBody::QueueSubscribed { .. } => Op::SubscribeQueue,
+            ResponseBody::RequestAccepted { .. } => Op::SubmitRequest,
+            ResponseBody::RequestRecord { .. } => Op::GetRequest,
+            ResponseBody::RequestCompleted { .. } => Op::CompleteRequest,
+            ResponseBody::RequestFailed { .. } => Op::FailRequest,
             ResponseBody::Pong => Op::Ping,
         }
     }
@@ -268,6 +291,18 @@ impl ResponseBody {
             Op::SubscribeQueue => ResponseBody::QueueSubscribed {
                 subscription_id: r.u32("queue_subscribed.subscription_id")?,
             },
+            Op::SubmitRequest => ResponseBody::RequestAccepted {
+                id: r.string("request_accepted.id")?,
+            },
+            Op::GetRequest => ResponseBody::RequestRecord {
+                json: r.text("request_record.json")?,
+            },
+            Op::CompleteRequest => ResponseBody::RequestCompleted {
+                json: r.text("request_record.json")?,
+            },
+            Op::FailRequest => ResponseBody::RequestFailed {
+                json: r.text("request_record.json")?,
+            },
             Op::Ping => ResponseBody::Pong,
             // op_for only returns request ops; push ops cannot reach here.
             Op::Deliver | Op::SubscriptionClosed | Op::QueueDeliver => {
@@ -330,6 +365,10 @@ impl ResponseBody {
                 w.u32(*subscription_id);
                 Ok(())
             }
+            ResponseBody::RequestAccepted { id } => w.string("request_accepted.id", id),
+            ResponseBody::RequestRecord { json }
+            | ResponseBody::RequestCompleted { json }
+            | ResponseBody::RequestFailed { json } => w.text("request_record.json", json),
             ResponseBody::TopicDeleted
             | ResponseBody::SubscriptionCreated
             | ResponseBody::SubscriptionDeleted

@@ -146,6 +146,23 @@ impl Reader {
         }
     }
 
+    /// `u32 length` then that many bytes of UTF-8: a string too long for
+    /// the `u16` length of [`Reader::string`] (JSON documents, error
+    /// output), bounded only by the frame.
+    pub(crate) fn text(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let len = self.u32(what)?;
+        let start = self.pos;
+        // Saturating keeps the length check correct on any target.
+        let raw = self.take(what, usize::try_from(len).unwrap_or(usize::MAX))?;
+        match std::str::from_utf8(raw) {
+            Ok(text) => Ok(text.to_owned()),
+            Err(e) => Err(DecodeError::InvalidUtf8 {
+                what,
+                offset: start + e.valid_up_to(),
+            }),
+        }
+    }
+
     /// `n` bytes as a slice of the input: no copy.
     fn slice(&mut self, what: &'static str, n: usize) -> Result<Bytes, DecodeError> {
         let start = self.pos;
@@ -344,6 +361,11 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// A `text` field: `u32 length` then the UTF-8 bytes.
+    pub(crate) fn text(&mut self, what: &'static str, s: &str) -> Result<(), EncodeError> {
+        self.bytes(what, s.as_bytes())
+    }
+
     pub(crate) fn opt_bytes(
         &mut self,
         what: &'static str,
@@ -503,6 +525,24 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn text_takes_long_strings_and_checks_utf8() {
+        let long = "é".repeat(40_000);
+        let body = with_writer(|w| w.text("t", &long).unwrap());
+        assert_eq!(&body[..4], &80_000u32.to_be_bytes());
+        let mut r = Reader::new(body);
+        assert_eq!(r.text("t").unwrap(), long);
+        r.finish("test").unwrap();
+        let mut r = Reader::new(Bytes::from_static(&[0, 0, 0, 2, b'a', 0xff]));
+        assert_eq!(
+            r.text("t"),
+            Err(DecodeError::InvalidUtf8 {
+                what: "t",
+                offset: 5
+            })
+        );
     }
 
     #[test]

@@ -57,6 +57,10 @@ fn published_numbers_never_change() {
         (Op::ExtendLease, 56),
         (Op::Redrive, 57),
         (Op::SubscribeQueue, 58),
+        (Op::SubmitRequest, 60),
+        (Op::GetRequest, 61),
+        (Op::CompleteRequest, 62),
+        (Op::FailRequest, 63),
         (Op::Ping, 90),
     ];
     assert_eq!(table.len(), Op::ALL.len());

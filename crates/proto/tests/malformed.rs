@@ -369,6 +369,68 @@ fn leased_message_with_a_bad_optional_length_is_invalid() {
 }
 
 #[test]
+fn request_record_bodies_are_checked() {
+    // CompleteRequest: id "r", then a result whose u32 length claims 4 GiB
+    // with two bytes behind it: truncated, nothing allocated for it.
+    let mut body = vec![0, 1, b'r'];
+    body.extend_from_slice(&u32::MAX.to_be_bytes());
+    body.extend_from_slice(b"{}");
+    let err = Request::decode(Op::CompleteRequest.as_u16(), Bytes::from(body)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::Truncated {
+                what: "complete_request.result_json",
+                offset: 7,
+                need: 0xFFFF_FFFF,
+                have: 2
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), ErrorCode::MalformedFrame);
+
+    // FailRequest with an error that is not UTF-8.
+    let mut body = vec![0, 1, b'r', 0, 0, 0, 2, b'a', 0xff, 1];
+    let err = Request::decode(Op::FailRequest.as_u16(), Bytes::from(body.clone())).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::InvalidUtf8 {
+            what: "fail_request.error",
+            offset: 8
+        }
+    );
+    // ... and, with the error fixed, a retry flag of 2.
+    body[8] = b'b';
+    body[9] = 2;
+    let err = Request::decode(Op::FailRequest.as_u16(), Bytes::from(body)).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::InvalidValue {
+            what: "fail_request.retry",
+            offset: 9,
+            value: 2
+        }
+    );
+    assert_eq!(err.code(), ErrorCode::InvalidRequest);
+
+    // SubmitRequest whose json flag is 7.
+    let mut body = vec![0, 1, b'q', 0, 0, 0, 1, b'x', 7, 0];
+    let err = Request::decode(Op::SubmitRequest.as_u16(), Bytes::from(body.clone())).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidRequest);
+    body[8] = 0;
+    assert_eq!(
+        Request::decode(Op::SubmitRequest.as_u16(), Bytes::from(body)),
+        Ok(Request::SubmitRequest(SubmitRequest {
+            queue: "q".into(),
+            payload: Bytes::from_static(b"x"),
+            json: false,
+            callback_url: None,
+        }))
+    );
+}
+
+#[test]
 fn oversized_batch_is_refused_and_the_buffer_is_left_intact() {
     let mut buf = BytesMut::new();
     Request::Ping.encode(1, &mut buf).unwrap();

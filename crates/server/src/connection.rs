@@ -10,6 +10,7 @@
 //! Unsubscribe work for both: stream subscriptions (record batches from a
 //! [`PushCursor`]) and queue subscriptions (leased messages of a work queue).
 
+use crate::callbacks::public_json;
 use crate::convert::{self, wire_error};
 use crate::notify::wait_any;
 use crate::{now_ms, Shared};
@@ -22,7 +23,7 @@ use spool_types::limits::{
     CONNECTION_IN_FLIGHT_BYTES_MAX, CONNECTION_IN_FLIGHT_MAX, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX,
     FRAME_BYTES_MAX, GROUP_NAME_LEN_MAX, RECORD_BYTES_MAX,
 };
-use spool_types::ErrorCode;
+use spool_types::{ErrorCode, NameError, TopicName};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +55,9 @@ const QUEUE_PUSH_BATCH_MAX: u32 = 100;
 /// acks and nacks here wake waiters anyway, so the pause only delays
 /// noticing a blocking lease that lapsed.
 const QUEUE_DUE_RECHECK_MS: u64 = 50;
+/// How often a GetRequest with `wait_ms` looks at the record again (as the
+/// HTTP API's status wait does).
+const REQUEST_WAIT_POLL_MS: u64 = 20;
 /// The most one leased message adds to a frame. A stored record is at most
 /// `RECORD_BYTES_MAX` (key, value and headers with their lengths); the wire's
 /// fixed-width lengths, the receipt and the lease fields add well under
@@ -421,6 +425,29 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                         let bytes = encode_response(cid, response);
                         // Held in memory until written, like a Fetch
                         // response; its size is only known now.
+                        let mut permits = permits;
+                        let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
+                        if units > 0 {
+                            if let Ok(p) = budget.acquire_many_owned(units).await {
+                                permits.push(p);
+                            }
+                        }
+                        let _ = tx
+                            .send(Outgoing {
+                                bytes,
+                                _permits: permits,
+                            })
+                            .await;
+                    });
+                }
+                Request::GetRequest(get) => {
+                    let (shared, tx) = (Arc::clone(&shared), tx.clone());
+                    let budget = Arc::clone(&bytes_budget);
+                    tokio::spawn(async move {
+                        let response = get_request_wait(&shared, get).await;
+                        let bytes = encode_response(cid, response);
+                        // A record may carry up to a megabyte of result:
+                        // budget for it like a Receive answer.
                         let mut permits = permits;
                         let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
                         if units > 0 {
@@ -1011,6 +1038,66 @@ async fn receive_long_poll(shared: &Shared, receive: p::Receive) -> Response {
     }
 }
 
+/// Answers GetRequest: the record now, or — with `wait_ms` — once it is
+/// final or the wait is over. Records change without any notification this
+/// side could wait on (a worker on another connection or over HTTP), so the
+/// wait polls, as the HTTP API's status wait does.
+async fn get_request_wait(shared: &Shared, get: p::GetRequest) -> Response {
+    let op = p::Op::GetRequest.as_u16();
+    let wait_ms = u64::from(get.wait_ms).min(FETCH_WAIT_MS_MAX);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let record = tokio::task::block_in_place(|| shared.broker.get_request(&get.id, now_ms()));
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => return error_response(op, wire_error(e)),
+        };
+        let now = Instant::now();
+        if record.status.is_final() || now >= deadline || *shutdown.borrow_and_update() {
+            return Response::ok(ResponseBody::RequestRecord {
+                json: public_json(&record).to_string(),
+            });
+        }
+        let pause = Duration::from_millis(REQUEST_WAIT_POLL_MS).min(deadline - now);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Checks a SubmitRequest before anything is stored.
+fn check_submit(shared: &Shared, s: &p::SubmitRequest) -> Result<(), BrokerError> {
+    // A user-facing name: `spool.` topics are the server's own, and a
+    // request must never land in one just because it already exists.
+    if let Err(e) = TopicName::new(&s.queue) {
+        let code = match e {
+            NameError::Reserved => ErrorCode::ReservedTopicName,
+            _ => ErrorCode::InvalidTopicName,
+        };
+        return Err(BrokerError::new(
+            code,
+            format!("request queue {:?}: {e}", s.queue),
+        ));
+    }
+    if let Some(url) = &s.callback_url {
+        shared
+            .allow
+            .check(url)
+            .map_err(|e| BrokerError::invalid(format!("callback_url: {e}")))?;
+    }
+    if s.json {
+        // Workers are told the payload is JSON: hold the submitter to it.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&s.payload).map_err(|e| {
+            BrokerError::invalid(format!(
+                "the payload is marked JSON but does not parse: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Wakes waiting receivers and queue pushes on the partitions of settled
 /// receipts: a nack makes its message ready again (at once, or when its
 /// delay ends), and in an ordered queue an ack frees the next message of
@@ -1316,6 +1403,42 @@ fn dispatch(shared: &Shared, client_id: &str, request: Request) -> Result<Respon
         Request::Redrive(r) => ResponseBody::Redriven {
             count: broker.redrive(&r.topic, &r.name, now)?,
         },
+        Request::SubmitRequest(submit) => {
+            check_submit(shared, &submit)?;
+            let record = broker.submit_request(
+                &submit.queue,
+                submit.payload.to_vec(),
+                submit.json,
+                submit.callback_url,
+                now,
+            )?;
+            ResponseBody::RequestAccepted { id: record.id }
+        }
+        Request::CompleteRequest(c) => {
+            let result: serde_json::Value = serde_json::from_str(&c.result_json)
+                .map_err(|e| BrokerError::invalid(format!("result_json is not JSON: {e}")))?;
+            let record = broker.complete_request(&c.id, result, now)?;
+            ResponseBody::RequestCompleted {
+                json: public_json(&record).to_string(),
+            }
+        }
+        Request::FailRequest(f) => {
+            // The lease being given back, to wake waiting workers below.
+            let held = broker.get_request(&f.id, now).ok();
+            let record = broker.fail_request(&f.id, &f.error, f.retry, now)?;
+            if f.retry {
+                if let Some((queue, receipt)) =
+                    held.and_then(|r| r.receipt.map(|receipt| (r.queue, receipt)))
+                {
+                    // Like a nack: the message is ready again (after its
+                    // backoff), and nothing was appended to announce it.
+                    wake_after_settle(shared, &queue, &[receipt], &[Ok::<(), BrokerError>(())]);
+                }
+            }
+            ResponseBody::RequestFailed {
+                json: public_json(&record).to_string(),
+            }
+        }
         Request::Ping => ResponseBody::Pong,
         other => {
             return Err(BrokerError::new(

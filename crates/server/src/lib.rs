@@ -73,6 +73,10 @@ pub(crate) struct Shared {
     pub notifier: Arc<notify::Notifier>,
     pub shutdown: watch::Receiver<bool>,
     pub server_id: String,
+    /// Hosts a request's `callback_url` may name (checked on submit, so a
+    /// refused URL is an error to the submitter, not a callback that fails
+    /// later).
+    pub allow: outbound::AllowList,
 }
 
 /// Milliseconds since the Unix epoch: the broker's notion of now.
@@ -153,14 +157,15 @@ impl Server {
         let notifier = Arc::new(notify::Notifier::default());
         self.broker.set_listener(notifier.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
+        let allow = outbound::AllowList::new(self.config.outbound_allow_hosts.clone());
         let shared = Arc::new(Shared {
             broker: Arc::clone(&self.broker),
             notifier,
             shutdown: stop_rx.clone(),
             server_id: format!("spool-{}", env!("CARGO_PKG_VERSION")),
+            allow: allow.clone(),
         });
         let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), stop_rx.clone()));
-        let allow = outbound::AllowList::new(self.config.outbound_allow_hosts.clone());
         let secret = Arc::new(callback_secret(&self.config)?);
         let callbacks = tokio::spawn(callbacks::callback_loop(
             Arc::clone(&self.broker),

@@ -24,6 +24,25 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Print messages, one value per line.
     Consume(ConsumeArgs),
+    /// Create, list and delete subscriptions (queue or stream).
+    Subscription(SubscriptionArgs),
+    /// Lease messages from a queue subscription and print them.
+    Receive(ReceiveArgs),
+    /// Acknowledge leased messages by receipt: they are done.
+    Ack(AckArgs),
+    /// Give leased messages back as failed (redelivered, or dead-lettered
+    /// at max deliveries).
+    Nack(NackArgs),
+    /// Extend leases: new deadline = now + --ms.
+    Extend(ExtendArgs),
+    /// Dead letters.
+    Dlq(DlqArgs),
+    /// The side channel (`spool.errors`).
+    Errors(ErrorsArgs),
+    /// Asynchronous requests: submit, status, wait.
+    Request(RequestArgs),
+    /// Run a command for each request on a request queue.
+    Worker(WorkerArgs),
 }
 
 /// Where the server is.
@@ -172,6 +191,18 @@ pub struct ProduceArgs {
     /// Partition for every message (overrides the key).
     #[arg(long)]
     pub partition: Option<u32>,
+    /// Message ID for duplicate suppression (the `spool-msg-id` header).
+    /// Only with exactly one input line.
+    #[arg(long)]
+    pub message_id: Option<String>,
+    /// Deliver to queue subscriptions no sooner than this many ms after
+    /// sending (every line).
+    #[arg(long)]
+    pub delay_ms: Option<u64>,
+    /// Deliver to queue subscriptions no sooner than this time, in ms since
+    /// the Unix epoch (every line).
+    #[arg(long)]
+    pub deliver_at_ms: Option<i64>,
 }
 
 /// Where `spool consume` starts.
@@ -217,4 +248,214 @@ pub struct ConsumeArgs {
     /// before giving its partitions to others.
     #[arg(long, default_value_t = 10_000)]
     pub session_timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscriptionArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: SubscriptionCommand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Competing consumers, per-message acknowledgement.
+    Queue,
+    /// A consumer group (ordered stream processing).
+    Stream,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Create a subscription (creating an identical one again is fine).
+    Create {
+        topic: String,
+        name: String,
+        #[arg(long, value_enum, default_value = "queue")]
+        kind: KindArg,
+        /// Lease length (visibility timeout) [server default: 30000].
+        #[arg(long)]
+        ack_timeout_ms: Option<u32>,
+        /// Deliveries after which a failing message is dead-lettered
+        /// (0 = never).
+        #[arg(long, default_value_t = spool_client::MAX_DELIVERIES_DEFAULT)]
+        max_deliveries: u32,
+        /// Topic dead letters are copied to.
+        #[arg(long = "dead-letter")]
+        dead_letter: Option<String>,
+        /// At most one message per record key in flight, each key in order.
+        #[arg(long)]
+        ordering_key: bool,
+        /// Count messages done as they are handed out (never redelivered).
+        #[arg(long)]
+        at_most_once: bool,
+        /// Wait before a failed message is offered again (fixed; with
+        /// --backoff-max-ms, the first step of an exponential backoff).
+        #[arg(long)]
+        backoff_ms: Option<u64>,
+        /// Cap of an exponential backoff starting at --backoff-ms.
+        #[arg(long, requires = "backoff_ms")]
+        backoff_max_ms: Option<u64>,
+    },
+    /// List a topic's queue subscriptions with their settings and load.
+    List {
+        topic: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a queue subscription and its lease state.
+    Delete { topic: String, name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    pub topic: String,
+    pub subscription: String,
+    /// Most messages to lease.
+    #[arg(long, default_value_t = 1)]
+    pub max: u32,
+    /// Wait this long for a message when none is ready.
+    #[arg(long, default_value_t = 0)]
+    pub wait_ms: u32,
+    /// Acknowledge what was printed.
+    #[arg(long)]
+    pub ack: bool,
+    /// One JSON object per message (receipt, partition, offset,
+    /// deliveries, key, value, headers) instead of the value alone.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    pub topic: String,
+    pub subscription: String,
+    #[arg(required = true)]
+    pub receipts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NackArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    pub topic: String,
+    pub subscription: String,
+    /// Earliest redelivery, from now (the subscription's backoff applies
+    /// if longer).
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u32,
+    /// Why processing failed (kept for dead letters).
+    #[arg(long)]
+    pub error: Option<String>,
+    #[arg(required = true)]
+    pub receipts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    pub topic: String,
+    pub subscription: String,
+    /// New deadline: now + this many ms.
+    #[arg(long)]
+    pub ms: u32,
+    #[arg(required = true)]
+    pub receipts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Move a subscription's dead letters back to its topic.
+    Redrive { topic: String, subscription: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ErrorsArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: ErrorsCommand,
+}
+
+/// Where `spool errors tail` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TailFrom {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErrorsCommand {
+    /// Print side-channel events (one JSON object per line) as they come.
+    Tail {
+        #[arg(long, value_enum, default_value = "latest")]
+        from: TailFrom,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long without a new event.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: RequestCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Submit standard input (all of it, as is) as a request; prints its ID.
+    Submit {
+        queue: String,
+        /// POST the final record here (host must be on the server's
+        /// outbound allow-list).
+        #[arg(long)]
+        callback: Option<String>,
+    },
+    /// Print a request's record (JSON).
+    Status { id: String },
+    /// Wait for a request to finish and print its record; exit status 0
+    /// only if it succeeded.
+    Wait {
+        id: String,
+        /// Give up after this long (exit status 1, `error: TIMEOUT`).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The request queue to work on (its `workers` subscription).
+    pub queue: String,
+    /// Commands run at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// The command and its arguments, after `--`: run once per request with
+    /// the payload on standard input; exit 0 and its standard output
+    /// completes the request, anything else fails it with its standard error.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
 }

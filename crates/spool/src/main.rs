@@ -8,13 +8,18 @@
 //! stderr, filtered by `RUST_LOG` (default `info`).
 //!
 //! Modules: `cli` (the clap definitions), `server` (`spool server`),
-//! `topic` (`spool topic …`), `produce` and `consume`.
+//! `topic` (`spool topic …`), `produce`, `consume`, `queue` (`spool
+//! subscription …`, `receive`, `ack`, `nack`, `extend`, `dlq`, `errors`),
+//! `request` (`spool request …`) and `worker` (`spool worker`).
 
 mod cli;
 mod consume;
 mod produce;
+mod queue;
+mod request;
 mod server;
 mod topic;
+mod worker;
 
 use clap::Parser;
 use spool_client::{Client, ClientError, ClientOptions};
@@ -97,6 +102,15 @@ async fn main() -> ExitCode {
         cli::Command::Topic(args) => topic::run(args).await,
         cli::Command::Produce(args) => produce::run(args).await,
         cli::Command::Consume(args) => consume::run(args).await,
+        cli::Command::Subscription(args) => queue::subscription(args).await,
+        cli::Command::Receive(args) => queue::receive(args).await,
+        cli::Command::Ack(args) => queue::ack(args).await,
+        cli::Command::Nack(args) => queue::nack(args).await,
+        cli::Command::Extend(args) => queue::extend(args).await,
+        cli::Command::Dlq(args) => queue::dlq(args).await,
+        cli::Command::Errors(args) => queue::errors(args).await,
+        cli::Command::Request(args) => request::run(args).await,
+        cli::Command::Worker(args) => worker::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,11 @@
-//! `spool produce TOPIC [--key K] [--partition P]`: one message per line of
-//! standard input, batched and pipelined by the client's `Producer`.
+//! `spool produce TOPIC [--key K] [--partition P] [--message-id ID]
+//! [--delay-ms N | --deliver-at-ms T]`: one message per line of standard
+//! input, batched and pipelined by the client's `Producer`.
+//!
+//! `--message-id` sets the `spool-msg-id` header (duplicate suppression) and
+//! needs exactly one input line: otherwise nothing is sent and the error is
+//! `INVALID_REQUEST`. `--delay-ms` / `--deliver-at-ms` set every line's
+//! `spool-deliver-at` header (a delay counts from each line's sending).
 //!
 //! Exit 0 only when every line was acknowledged. On the first failure no
 //! new line is sent; messages already handed to the producer are awaited,
@@ -121,6 +127,41 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
         .as_ref()
         .map(|k| Bytes::from(k.clone().into_bytes()));
     let mut lines = LineReader::new(input);
+    if args.delay_ms.is_some() && args.deliver_at_ms.is_some() {
+        return Outcome {
+            acknowledged: 0,
+            failure: Some(Failure::new(
+                "INVALID_REQUEST",
+                "give --delay-ms or --deliver-at-ms, not both",
+            )),
+        };
+    }
+    // One message ID names one message: with more lines, or none, nothing
+    // is sent.
+    let mut only_line = None;
+    if args.message_id.is_some() {
+        match single_line(&mut lines).await {
+            Ok(line) => only_line = Some(line),
+            Err(failure) => {
+                return Outcome {
+                    acknowledged: 0,
+                    failure: Some(failure),
+                }
+            }
+        }
+    }
+    let message_for = |value: Vec<u8>| Message {
+        key: key.clone(),
+        value: Bytes::from(value),
+        headers: Vec::new(),
+        partition: args.partition,
+        message_id: args.message_id.clone(),
+        deliver_at_ms: args.deliver_at_ms.or_else(|| {
+            // Each line's own send time, so every line waits the delay.
+            args.delay_ms
+                .map(|d| now_ms().saturating_add(i64::try_from(d).unwrap_or(i64::MAX)))
+        }),
+    };
     let mut pending = FuturesUnordered::new();
     let mut acknowledged = 0u64;
     let mut failure: Option<Failure> = None;
@@ -135,7 +176,7 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
         tokio::select! {
             biased;
             Some(result) = pending.next(), if !pending.is_empty() => note(result, &mut failure),
-            line = lines.next_line(RECORD_BYTES_MAX) => {
+            line = next_line(&mut lines, &mut only_line, args.message_id.is_some()) => {
                 line_number += 1;
                 match line {
                     Ok(None) => break,
@@ -146,13 +187,7 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
                         ));
                     }
                     Ok(Some(Line::Data(value))) => {
-                        let message = Message {
-                            key: key.clone(),
-                            value: Bytes::from(value),
-                            headers: Vec::new(),
-                            partition: args.partition,
-                        };
-                        match producer.send(&args.topic, message).await {
+                        match producer.send(&args.topic, message_for(value)).await {
                             Ok(delivery) => pending.push(delivery),
                             Err(e) => failure = Some(Failure::from(e)),
                         }
@@ -170,6 +205,50 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
     Outcome {
         acknowledged,
         failure,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The next line to send: from the input, or (with a message ID) the one
+/// line already read, once.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    lines: &mut LineReader<R>,
+    only_line: &mut Option<Line>,
+    single: bool,
+) -> std::io::Result<Option<Line>> {
+    if single {
+        return Ok(only_line.take());
+    }
+    lines.next_line(RECORD_BYTES_MAX).await
+}
+
+/// Reads the whole input, which must be exactly one line.
+async fn single_line<R: AsyncBufRead + Unpin>(lines: &mut LineReader<R>) -> Result<Line, Failure> {
+    let io =
+        |e: std::io::Error| Failure::new("IO_ERROR", format!("reading standard input failed: {e}"));
+    let wrong = |n: &str| {
+        Failure::new(
+            "INVALID_REQUEST",
+            format!(
+                "--message-id names one message, so the input must be exactly one line, not {n}"
+            ),
+        )
+    };
+    let first = match lines.next_line(RECORD_BYTES_MAX).await.map_err(io)? {
+        None => return Err(wrong("none")),
+        // Refused as too large when sent; the rest of it was not read, so
+        // looking for a second line would misreport it.
+        Some(Line::TooLong) => return Ok(Line::TooLong),
+        Some(line) => line,
+    };
+    match lines.next_line(RECORD_BYTES_MAX).await.map_err(io)? {
+        None => Ok(first),
+        Some(_) => Err(wrong("several")),
     }
 }
 

@@ -453,6 +453,13 @@ impl QueueSub {
         Ok(out)
     }
 
+    /// The deadline of the lease a receipt names, if that lease is current
+    /// (extensions included).
+    pub fn lease_deadline(&self, receipt: &str) -> Option<i64> {
+        let (p, offset, lease) = parse_receipt(receipt)?;
+        lock(self.partitions.get(p as usize)?).lease_deadline(offset, lease)
+    }
+
     fn with_receipt<T>(
         &self,
         receipt: &str,

@@ -347,6 +347,17 @@ impl PartitionQueue {
         out
     }
 
+    /// The deadline of the lease `lease` on `offset`, if it is the current lease.
+    pub fn lease_deadline(&self, offset: i64, lease: u64) -> Option<i64> {
+        match self.entries.get(&offset)?.state {
+            State::Leased {
+                lease: l,
+                deadline_ms,
+            } if l == lease => Some(deadline_ms),
+            _ => None,
+        }
+    }
+
     fn check(&self, offset: i64, lease: u64, now_ms: i64) -> Result<(), ReceiptError> {
         let e = self.entries.get(&offset).ok_or(if offset < self.floor {
             ReceiptError::Expired

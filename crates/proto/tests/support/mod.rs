@@ -233,8 +233,38 @@ fn queue_request() -> impl Strategy<Value = Request> {
     ]
 }
 
+/// Longer than a `string` may be sometimes, so `text` fields are
+/// exercised past the u16 limit.
+pub fn long_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => text(),
+        1 => (any::<char>(), 65_530usize..70_000).prop_map(|(c, n)| c.to_string().repeat(n / c.len_utf8())),
+    ]
+}
+
+fn request_record_request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (text(), bytes(), any::<bool>(), option::of(text())).prop_map(
+            |(queue, payload, json, callback_url)| Request::SubmitRequest(SubmitRequest {
+                queue,
+                payload,
+                json,
+                callback_url,
+            })
+        ),
+        (text(), any::<u32>())
+            .prop_map(|(id, wait_ms)| Request::GetRequest(GetRequest { id, wait_ms })),
+        (text(), long_text()).prop_map(|(id, result_json)| {
+            Request::CompleteRequest(CompleteRequest { id, result_json })
+        }),
+        (text(), long_text(), any::<bool>()).prop_map(|(id, error, retry)| {
+            Request::FailRequest(FailRequest { id, error, retry })
+        }),
+    ]
+}
+
 pub fn request() -> impl Strategy<Value = Request> {
-    prop_oneof![stream_request(), queue_request()]
+    prop_oneof![stream_request(), queue_request(), request_record_request()]
 }
 
 fn stream_request() -> impl Strategy<Value = Request> {
@@ -412,8 +442,21 @@ fn queue_response_body() -> impl Strategy<Value = ResponseBody> {
     ]
 }
 
+fn request_record_response_body() -> impl Strategy<Value = ResponseBody> {
+    prop_oneof![
+        text().prop_map(|id| ResponseBody::RequestAccepted { id }),
+        long_text().prop_map(|json| ResponseBody::RequestRecord { json }),
+        long_text().prop_map(|json| ResponseBody::RequestCompleted { json }),
+        long_text().prop_map(|json| ResponseBody::RequestFailed { json }),
+    ]
+}
+
 pub fn response_body() -> impl Strategy<Value = ResponseBody> {
-    prop_oneof![stream_response_body(), queue_response_body()]
+    prop_oneof![
+        stream_response_body(),
+        queue_response_body(),
+        request_record_response_body()
+    ]
 }
 
 fn stream_response_body() -> impl Strategy<Value = ResponseBody> {
@@ -660,6 +703,37 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 credit_bytes: 1 << 20,
             }),
         ),
+        (
+            "req_submit_request",
+            Request::SubmitRequest(SubmitRequest {
+                queue: "thumbnails".into(),
+                payload: Bytes::from_static(b"{\"image\":\"cat.png\"}"),
+                json: true,
+                callback_url: Some("http://127.0.0.1:8080/done".into()),
+            }),
+        ),
+        (
+            "req_get_request",
+            Request::GetRequest(GetRequest {
+                id: "01936b2e-7c3a-7d4e-9f00-2b1c5a6d7e8f".into(),
+                wait_ms: 30_000,
+            }),
+        ),
+        (
+            "req_complete_request",
+            Request::CompleteRequest(CompleteRequest {
+                id: "01936b2e-7c3a-7d4e-9f00-2b1c5a6d7e8f".into(),
+                result_json: "{\"thumbnail\":\"cat-64.png\"}".into(),
+            }),
+        ),
+        (
+            "req_fail_request",
+            Request::FailRequest(FailRequest {
+                id: "01936b2e-7c3a-7d4e-9f00-2b1c5a6d7e8f".into(),
+                error: "convert: no such file".into(),
+                retry: true,
+            }),
+        ),
     ];
     for (i, (name, request)) in requests.into_iter().enumerate() {
         add(name, &|buf| {
@@ -729,6 +803,18 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 Some(ErrorCode::LeaseExpired.into()),
                 Some(ErrorCode::UnknownReceipt.into()),
             ])),
+        ),
+        (
+            "resp_request_accepted",
+            Response::ok(ResponseBody::RequestAccepted {
+                id: "01936b2e-7c3a-7d4e-9f00-2b1c5a6d7e8f".into(),
+            }),
+        ),
+        (
+            "resp_request_record",
+            Response::ok(ResponseBody::RequestRecord {
+                json: "{\"id\":\"01936b2e-7c3a-7d4e-9f00-2b1c5a6d7e8f\",\"status\":\"succeeded\",\"attempts\":1,\"result\":{\"thumbnail\":\"cat-64.png\"}}".into(),
+            }),
         ),
         (
             "resp_subscriptions",

@@ -19,11 +19,17 @@ fn storage_full_is_refused_cleanly_and_publishing_resumes_after_space_is_freed()
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"]).arg(&mnt).output();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mnt)
+        .output();
     match mounted {
         Ok(out) if out.status.success() => {}
         Ok(out) => {
-            eprintln!("SKIPPED full-disk test: cannot mount a small tmpfs here ({})", text(&out.stderr).trim());
+            eprintln!(
+                "SKIPPED full-disk test: cannot mount a small tmpfs here ({})",
+                text(&out.stderr).trim()
+            );
             return;
         }
         Err(e) => {
@@ -42,12 +48,29 @@ fn storage_full_is_refused_cleanly_and_publishing_resumes_after_space_is_freed()
     let input: String = (0..40_000).map(|i| format!("{i:06}{line}\n")).collect();
     let out = server.cli(&["produce", "t"], input.as_bytes());
     assert!(!out.status.success(), "40 MB cannot fit in 24 MB");
-    assert!(text(&out.stderr).contains("STORAGE_FULL"), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("STORAGE_FULL"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
     let acked = acknowledged(&out);
-    assert!(acked > 1_000, "only {acked} acknowledged before the disk filled");
+    assert!(
+        acked > 1_000,
+        "only {acked} acknowledged before the disk filled"
+    );
 
     // Consumers keep working and see every acknowledged message, in order.
-    let got = server.cli(&["consume", "t", "--count", &acked.to_string(), "--timeout-ms", "5000"], b"");
+    let got = server.cli(
+        &[
+            "consume",
+            "t",
+            "--count",
+            &acked.to_string(),
+            "--timeout-ms",
+            "5000",
+        ],
+        b"",
+    );
     let got = lines(&got);
     assert_eq!(got.len(), acked);
     for (i, v) in got.iter().enumerate() {
@@ -63,7 +86,17 @@ fn storage_full_is_refused_cleanly_and_publishing_resumes_after_space_is_freed()
     server.kill();
     // And a restart recovers everything that was acknowledged.
     let server = ServerProc::start(&data);
-    let all = server.cli(&["consume", "t", "--count", &(acked + 2).to_string(), "--timeout-ms", "5000"], b"");
+    let all = server.cli(
+        &[
+            "consume",
+            "t",
+            "--count",
+            &(acked + 2).to_string(),
+            "--timeout-ms",
+            "5000",
+        ],
+        b"",
+    );
     let all = lines(&all);
     assert_eq!(all.len(), acked + 2);
     assert_eq!(all[acked + 1], "after-2");

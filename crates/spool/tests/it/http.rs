@@ -14,7 +14,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -31,13 +34,34 @@ pub fn call(addr: &str, method: &str, path: &str, body: Option<&str>) -> Reply {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_owned(), v.to_owned()))).collect();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body_text = if chunked { dechunk(rest) } else { rest.to_owned() };
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(": ")
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body_text = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     let body = serde_json::from_str(&body_text).unwrap_or(Value::String(body_text));
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -57,6 +81,7 @@ fn dechunk(mut s: &str) -> String {
 /// `status` is 200; answers `status` either way.
 pub struct Receiver {
     pub addr: String,
+    #[allow(dead_code)] // tests flip it to simulate a receiver that is down
     pub status: Arc<Mutex<u16>>,
     pub got: Arc<Mutex<Vec<(String, String)>>>,
 }
@@ -82,10 +107,16 @@ impl Receiver {
                         }
                         buf.extend_from_slice(&chunk[..n]);
                         let text = String::from_utf8_lossy(&buf).into_owned();
-                        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
                         let len: usize = head
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap_or(0)))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
                             .unwrap_or(0);
                         if body.len() < len {
                             continue;
@@ -94,7 +125,8 @@ impl Receiver {
                             .lines()
                             .find_map(|l| {
                                 let (k, v) = l.split_once(": ")?;
-                                k.eq_ignore_ascii_case("spool-signature").then(|| v.to_owned())
+                                k.eq_ignore_ascii_case("spool-signature")
+                                    .then(|| v.to_owned())
                             })
                             .unwrap_or_default();
                         let code = *st.lock().unwrap();
@@ -114,10 +146,21 @@ impl Receiver {
 /// Checks `t=<secs>,v1=<hex>` against HMAC-SHA256(secret, "<t>.<body>").
 pub fn signature_valid(secret: &[u8], body: &str, header: &str) -> bool {
     use hmac::{Hmac, KeyInit, Mac};
-    let Some((t, v1)) = header.split_once(',') else { return false };
-    let (Some(t), Some(v1)) = (t.strip_prefix("t="), v1.strip_prefix("v1=")) else { return false };
-    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) else { return false };
+    let Some((t, v1)) = header.split_once(',') else {
+        return false;
+    };
+    let (Some(t), Some(v1)) = (t.strip_prefix("t="), v1.strip_prefix("v1=")) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) else {
+        return false;
+    };
     mac.update(format!("{t}.{body}").as_bytes());
-    let expect: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let expect: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     expect == v1
 }

@@ -16,8 +16,11 @@ const WORKERS: usize = 16;
 
 #[derive(Default)]
 struct Ledger {
-    /// Values whose ack was answered OK, with the time of the answer.
+    /// Values whose ack was answered OK.
     acked: HashSet<String>,
+    /// Values whose ack was sent but not (yet) answered: at a crash these may
+    /// or may not have been recorded — the documented bound.
+    ack_in_flight: HashSet<String>,
     /// Every delivery: value → count.
     delivered: HashMap<String, u32>,
     /// Values delivered after the restart.
@@ -25,21 +28,33 @@ struct Ledger {
 }
 
 fn worker(addr: String, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>, restarted: bool) {
-    let Ok(stream) = std::net::TcpStream::connect(&addr) else { return };
+    let Ok(stream) = std::net::TcpStream::connect(&addr) else {
+        return;
+    };
     drop(stream);
     let mut raw = Raw::connect(&addr);
     while !stop.load(Ordering::Relaxed) {
-        let cid = raw.send(&Request::Receive(p::Receive { topic: "jobs".into(), name: "w".into(), max: 8, wait_ms: 200 }));
+        let cid = raw.send(&Request::Receive(p::Receive {
+            topic: "jobs".into(),
+            name: "w".into(),
+            max: 8,
+            wait_ms: 200,
+        }));
         let Ok((got, r)) = raw.receive() else { return };
         assert_eq!(got, cid);
-        let Ok(ResponseBody::Messages(msgs)) = r.into_result() else { return };
+        let Ok(ResponseBody::Messages(msgs)) = r.into_result() else {
+            return;
+        };
         if msgs.is_empty() {
-            if restarted && ledger.lock().unwrap().acked.len() >= MESSAGES {
+            if restarted && done(&ledger.lock().unwrap(), &HashSet::new()) {
                 return;
             }
             continue;
         }
-        let values: Vec<String> = msgs.iter().map(|m| String::from_utf8(m.value.clone().unwrap().to_vec()).unwrap()).collect();
+        let values: Vec<String> = msgs
+            .iter()
+            .map(|m| String::from_utf8(m.value.clone().unwrap().to_vec()).unwrap())
+            .collect();
         {
             let mut l = ledger.lock().unwrap();
             for v in &values {
@@ -50,12 +65,22 @@ fn worker(addr: String, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>, resta
             }
         }
         let receipts: Vec<String> = msgs.iter().map(|m| m.receipt.clone()).collect();
-        let cid = raw.send(&Request::Ack(p::Ack { topic: "jobs".into(), name: "w".into(), receipts }));
+        ledger
+            .lock()
+            .unwrap()
+            .ack_in_flight
+            .extend(values.iter().cloned());
+        let cid = raw.send(&Request::Ack(p::Ack {
+            topic: "jobs".into(),
+            name: "w".into(),
+            receipts,
+        }));
         let Ok((got, r)) = raw.receive() else { return };
         assert_eq!(got, cid);
         if let Ok(ResponseBody::Acked(codes)) = r.into_result() {
             let mut l = ledger.lock().unwrap();
             for (v, code) in values.iter().zip(codes) {
+                l.ack_in_flight.remove(v);
                 if code.is_none() {
                     l.acked.insert(v.clone());
                 }
@@ -64,16 +89,43 @@ fn worker(addr: String, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>, resta
     }
 }
 
+/// Every message is acknowledged, counting acks in flight at the kill
+/// (recorded by the server but never answered) as acknowledged.
+fn done(l: &Ledger, in_flight_at_kill: &HashSet<String>) -> bool {
+    l.acked.len() + in_flight_at_kill.difference(&l.acked).count() >= MESSAGES
+}
+
 #[test]
 fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "jobs", "--partitions", "4"], b""));
-    ok(&server.cli(&["subscription", "create", "jobs", "w", "--kind", "queue", "--ack-timeout-ms", "2000", "--max-deliveries", "0"], b""));
+    ok(&server.cli(
+        &[
+            "subscription",
+            "create",
+            "jobs",
+            "w",
+            "--kind",
+            "queue",
+            "--ack-timeout-ms",
+            "2000",
+            "--max-deliveries",
+            "0",
+        ],
+        b"",
+    ));
     let mut producer = Raw::connect(&server.addr);
     for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(100) {
-        let records: Vec<(String, String)> = chunk.iter().map(|i| (format!("k{i}"), format!("m{i}"))).collect();
-        let r = producer.call(&Request::Produce(p::Produce { topic: "jobs".into(), routing: p::Routing::Spread, batch: batch(&records) }));
+        let records: Vec<(String, String)> = chunk
+            .iter()
+            .map(|i| (format!("k{i}"), format!("m{i}")))
+            .collect();
+        let r = producer.call(&Request::Produce(p::Produce {
+            topic: "jobs".into(),
+            routing: p::Routing::Spread,
+            batch: batch(&records),
+        }));
         assert!(r.result().is_ok(), "{r:?}");
     }
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -97,7 +149,13 @@ fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
         let _ = t.join();
     }
     let acked_before: HashSet<String> = ledger.lock().unwrap().acked.clone();
-    assert!(!acked_before.is_empty() && acked_before.len() < MESSAGES, "kill landed at {}", acked_before.len());
+    let in_flight_at_kill: HashSet<String> =
+        std::mem::take(&mut ledger.lock().unwrap().ack_in_flight);
+    assert!(
+        !acked_before.is_empty() && acked_before.len() < MESSAGES,
+        "kill landed at {}",
+        acked_before.len()
+    );
 
     let server = ServerProc::start(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
@@ -108,7 +166,7 @@ fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
         })
         .collect();
     for _ in 0..600 {
-        if ledger.lock().unwrap().acked.len() >= MESSAGES {
+        if done(&ledger.lock().unwrap(), &in_flight_at_kill) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -118,12 +176,29 @@ fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
         let _ = t.join();
     }
     let l = ledger.lock().unwrap();
-    let redelivered_acked: Vec<&String> = l.after_restart.iter().filter(|v| acked_before.contains(*v)).collect();
-    assert!(redelivered_acked.is_empty(), "{} acknowledged messages came back: {:?}", redelivered_acked.len(), &redelivered_acked[..redelivered_acked.len().min(5)]);
-    assert_eq!(l.acked.len(), MESSAGES, "unacknowledged messages were lost");
+    let redelivered_acked: Vec<&String> = l
+        .after_restart
+        .iter()
+        .filter(|v| acked_before.contains(*v))
+        .collect();
+    assert!(
+        redelivered_acked.is_empty(),
+        "{} acknowledged messages came back: {:?}",
+        redelivered_acked.len(),
+        &redelivered_acked[..redelivered_acked.len().min(5)]
+    );
+    let settled: HashSet<&String> = l.acked.iter().chain(in_flight_at_kill.iter()).collect();
+    assert_eq!(settled.len(), MESSAGES, "unacknowledged messages were lost");
+    let in_flight_back = l
+        .after_restart
+        .iter()
+        .filter(|v| in_flight_at_kill.contains(*v))
+        .count();
     eprintln!(
-        "acked before kill: {}, redelivered after restart: {} (all unacknowledged at the kill)",
+        "acked before kill: {}, acks in flight at the kill: {} ({} of them delivered again), delivered after restart: {}",
         acked_before.len(),
+        in_flight_at_kill.len(),
+        in_flight_back,
         l.after_restart.len()
     );
 }

@@ -5,17 +5,35 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 fn received(out: &std::process::Output) -> Vec<Value> {
-    text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect()
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }
 
 fn receive(server: &ServerProc, topic: &str, sub: &str, max: u32, wait_ms: u32) -> Vec<Value> {
-    let out = server.cli(&["receive", topic, sub, "--max", &max.to_string(), "--wait-ms", &wait_ms.to_string(), "--json"], b"");
+    let out = server.cli(
+        &[
+            "receive",
+            topic,
+            sub,
+            "--max",
+            &max.to_string(),
+            "--wait-ms",
+            &wait_ms.to_string(),
+            "--json",
+        ],
+        b"",
+    );
     ok(&out);
     received(&out)
 }
 
 fn values(msgs: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = msgs.iter().map(|m| m["value"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut v: Vec<String> = msgs
+        .iter()
+        .map(|m| m["value"].as_str().unwrap_or_default().to_owned())
+        .collect();
     v.sort();
     v
 }
@@ -27,7 +45,20 @@ fn redelivery_nack_delay_dead_letters_events_and_redrive() {
     ok(&server.cli(&["topic", "create", "jobs"], b""));
     ok(&server.cli(&["topic", "create", "jobs.dlq"], b""));
     ok(&server.cli(
-        &["subscription", "create", "jobs", "w", "--kind", "queue", "--ack-timeout-ms", "1000", "--max-deliveries", "2", "--dead-letter", "jobs.dlq"],
+        &[
+            "subscription",
+            "create",
+            "jobs",
+            "w",
+            "--kind",
+            "queue",
+            "--ack-timeout-ms",
+            "1000",
+            "--max-deliveries",
+            "2",
+            "--dead-letter",
+            "jobs.dlq",
+        ],
         b"",
     ));
     assert!(ok(&server.cli(&["subscription", "list", "jobs"], b"")).contains('w'));
@@ -37,37 +68,105 @@ fn redelivery_nack_delay_dead_letters_events_and_redrive() {
     let first = receive(&server, "jobs", "w", 10, 2000);
     assert_eq!(values(&first), ["a", "b"]);
     let b = first.iter().find(|m| m["value"] == "b").unwrap();
-    ok(&server.cli(&["nack", "jobs", "w", "--delay-ms", "1500", b["receipt"].as_str().unwrap()], b""));
+    ok(&server.cli(
+        &[
+            "nack",
+            "jobs",
+            "w",
+            "--delay-ms",
+            "1500",
+            b["receipt"].as_str().unwrap(),
+        ],
+        b"",
+    ));
     let started = Instant::now();
     let again = receive(&server, "jobs", "w", 10, 3000);
-    assert_eq!(values(&again), ["a"], "a after its ack timeout (b still delayed)");
+    assert_eq!(
+        values(&again),
+        ["a"],
+        "a after its ack timeout (b still delayed)"
+    );
     assert_eq!(again[0]["deliveries"], 2);
-    assert!(started.elapsed() >= Duration::from_millis(500), "a came back before its lease expired");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "a came back before its lease expired"
+    );
     let b_again = receive(&server, "jobs", "w", 10, 3000);
     assert_eq!(values(&b_again), ["b"]);
-    assert!(started.elapsed() >= Duration::from_millis(1400), "b came back before its nack delay");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "b came back before its nack delay"
+    );
     // An old receipt is refused and changes nothing.
-    let out = server.cli(&["ack", "jobs", "w", first[0]["receipt"].as_str().unwrap()], b"");
+    let out = server.cli(
+        &["ack", "jobs", "w", first[0]["receipt"].as_str().unwrap()],
+        b"",
+    );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("LEASE_EXPIRED"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("LEASE_EXPIRED"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = server.cli(&["ack", "jobs", "w", "0-0-ffff"], b"");
-    assert!(text(&out.stderr).contains("UNKNOWN_RECEIPT") || text(&out.stderr).contains("LEASE_EXPIRED"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("UNKNOWN_RECEIPT")
+            || text(&out.stderr).contains("LEASE_EXPIRED"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Both fail a second time: max deliveries → dead letters + side-channel events.
     for m in again.iter().chain(&b_again) {
         ok(&server.cli(&["nack", "jobs", "w", m["receipt"].as_str().unwrap()], b""));
     }
-    let dead = server.cli(&["consume", "jobs.dlq", "--count", "2", "--timeout-ms", "5000"], b"");
+    let dead = server.cli(
+        &[
+            "consume",
+            "jobs.dlq",
+            "--count",
+            "2",
+            "--timeout-ms",
+            "5000",
+        ],
+        b"",
+    );
     let mut dead = lines(&dead);
     dead.sort();
     assert_eq!(dead, ["a", "b"]);
-    let events = server.cli(&["consume", "spool.errors", "--count", "2", "--timeout-ms", "5000"], b"");
-    let events: Vec<Value> = lines(&events).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events = server.cli(
+        &[
+            "consume",
+            "spool.errors",
+            "--count",
+            "2",
+            "--timeout-ms",
+            "5000",
+        ],
+        b"",
+    );
+    let events: Vec<Value> = lines(&events)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events.len(), 2);
     for e in &events {
         assert_eq!(e["kind"], "dead_letter");
-        assert_eq!((e["topic"].as_str(), e["subscription"].as_str(), e["deliveries"].as_u64()), (Some("jobs"), Some("w"), Some(2)));
-        assert!(e["time"].is_string() && e["offset"].is_number() && e["partition"].is_number() && e["error"].is_string(), "{e}");
+        assert_eq!(
+            (
+                e["topic"].as_str(),
+                e["subscription"].as_str(),
+                e["deliveries"].as_u64()
+            ),
+            (Some("jobs"), Some("w"), Some(2))
+        );
+        assert!(
+            e["time"].is_string()
+                && e["offset"].is_number()
+                && e["partition"].is_number()
+                && e["error"].is_string(),
+            "{e}"
+        );
     }
     assert!(receive(&server, "jobs", "w", 10, 200).is_empty());
 
@@ -84,7 +183,18 @@ fn ordering_keys_keep_order_per_key_and_run_keys_in_parallel() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "o"], b""));
-    ok(&server.cli(&["subscription", "create", "o", "w", "--kind", "queue", "--ordering-key"], b""));
+    ok(&server.cli(
+        &[
+            "subscription",
+            "create",
+            "o",
+            "w",
+            "--kind",
+            "queue",
+            "--ordering-key",
+        ],
+        b"",
+    ));
     ok(&server.cli(&["produce", "o", "--key", "A"], b"a1\na2\na3\n"));
     ok(&server.cli(&["produce", "o", "--key", "B"], b"b1\nb2\n"));
     let mut seen: Vec<String> = Vec::new();
@@ -92,8 +202,14 @@ fn ordering_keys_keep_order_per_key_and_run_keys_in_parallel() {
         let got = receive(&server, "o", "w", 10, 1000);
         let v = values(&got);
         // Never two of one key at once; both keys progress together.
-        assert!(v.iter().filter(|x| x.starts_with('a')).count() <= 1, "round {round}: {v:?}");
-        assert!(v.iter().filter(|x| x.starts_with('b')).count() <= 1, "round {round}: {v:?}");
+        assert!(
+            v.iter().filter(|x| x.starts_with('a')).count() <= 1,
+            "round {round}: {v:?}"
+        );
+        assert!(
+            v.iter().filter(|x| x.starts_with('b')).count() <= 1,
+            "round {round}: {v:?}"
+        );
         seen.extend(v);
         let receipts: Vec<&str> = got.iter().map(|m| m["receipt"].as_str().unwrap()).collect();
         if !receipts.is_empty() {
@@ -113,25 +229,45 @@ fn delayed_delivery_survives_a_restart_and_duplicates_are_suppressed() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "d"], b""));
-    ok(&server.cli(&["subscription", "create", "d", "w", "--kind", "queue"], b""));
-    let due = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 4000;
-    ok(&server.cli(&["produce", "d", "--deliver-at-ms", &due.to_string()], b"later\n"));
+    ok(&server.cli(
+        &["subscription", "create", "d", "w", "--kind", "queue"],
+        b"",
+    ));
+    let due = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 4000;
+    ok(&server.cli(
+        &["produce", "d", "--deliver-at-ms", &due.to_string()],
+        b"later\n",
+    ));
     ok(&server.cli(&["produce", "d"], b"now\n"));
     let first = ok(&server.cli(&["produce", "d", "--message-id", "order-17"], b"paid\n"));
     let second = ok(&server.cli(&["produce", "d", "--message-id", "order-17"], b"paid\n"));
     assert!(first.contains("acknowledged: 1") && second.contains("acknowledged: 1"));
     let got = receive(&server, "d", "w", 10, 500);
-    assert_eq!(values(&got), ["now", "paid"], "the duplicate is stored once; `later` waits");
+    assert_eq!(
+        values(&got),
+        ["now", "paid"],
+        "the duplicate is stored once; `later` waits"
+    );
     let receipts: Vec<&str> = got.iter().map(|m| m["receipt"].as_str().unwrap()).collect();
     let mut args = vec!["ack", "d", "w"];
     args.extend(receipts);
     ok(&server.cli(&args, b""));
     assert_eq!(server.terminate(), Some(0));
     let server = ServerProc::start(dir.path());
-    assert!(receive(&server, "d", "w", 10, 300).is_empty(), "still delayed after the restart; acked ones stay acked");
+    assert!(
+        receive(&server, "d", "w", 10, 300).is_empty(),
+        "still delayed after the restart; acked ones stay acked"
+    );
     let late = receive(&server, "d", "w", 10, 8000);
     assert_eq!(values(&late), ["later"]);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     assert!(now >= due, "delivered {} ms early", due - now);
 }
 
@@ -140,12 +276,28 @@ fn at_most_once_never_redelivers() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "m"], b""));
-    ok(&server.cli(&["subscription", "create", "m", "w", "--kind", "queue", "--at-most-once", "--ack-timeout-ms", "300"], b""));
+    ok(&server.cli(
+        &[
+            "subscription",
+            "create",
+            "m",
+            "w",
+            "--kind",
+            "queue",
+            "--at-most-once",
+            "--ack-timeout-ms",
+            "300",
+        ],
+        b"",
+    ));
     ok(&server.cli(&["produce", "m"], b"x\ny\n"));
     let got = receive(&server, "m", "w", 10, 1000);
     assert_eq!(values(&got), ["x", "y"]);
     std::thread::sleep(Duration::from_millis(800));
-    assert!(receive(&server, "m", "w", 10, 500).is_empty(), "handed out at most once, even unacknowledged");
+    assert!(
+        receive(&server, "m", "w", 10, 500).is_empty(),
+        "handed out at most once, even unacknowledged"
+    );
     // --ack on such a subscription is harmless.
     ok(&server.cli(&["produce", "m"], b"z\n"));
     let out = server.cli(&["receive", "m", "w", "--ack"], b"");

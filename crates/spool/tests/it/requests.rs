@@ -11,7 +11,15 @@ use std::time::Duration;
 
 fn worker(server: &ServerProc, queue: &str, command: &[&str]) -> Child {
     Command::new(BIN)
-        .args(["worker", queue, "--concurrency", "2", "--addr", &server.addr, "--"])
+        .args([
+            "worker",
+            queue,
+            "--concurrency",
+            "2",
+            "--addr",
+            &server.addr,
+            "--",
+        ])
         .args(command)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -37,7 +45,21 @@ fn wait_status(server: &ServerProc, id: &str, status: &str) -> Value {
 
 fn queue_with_short_leases(server: &ServerProc, queue: &str) {
     ok(&server.cli(&["topic", "create", queue], b""));
-    ok(&server.cli(&["subscription", "create", queue, "workers", "--kind", "queue", "--ack-timeout-ms", "1500", "--max-deliveries", "2"], b""));
+    ok(&server.cli(
+        &[
+            "subscription",
+            "create",
+            queue,
+            "workers",
+            "--kind",
+            "queue",
+            "--ack-timeout-ms",
+            "1500",
+            "--max-deliveries",
+            "2",
+        ],
+        b"",
+    ));
 }
 
 #[test]
@@ -46,12 +68,24 @@ fn a_request_from_submit_to_signed_callback() {
     let server = ServerProc::start(dir.path());
     let receiver = Receiver::start(200);
     let body = json!({"queue": "resize", "payload": {"w": 10}, "callback_url": format!("http://{}/done", receiver.addr)});
-    let r = call(&server.http, "POST", "/v1/requests", Some(&body.to_string()));
+    let r = call(
+        &server.http,
+        "POST",
+        "/v1/requests",
+        Some(&body.to_string()),
+    );
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(r.header("location"), Some(format!("/v1/requests/{id}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v1/requests/{id}").as_str())
+    );
     assert_eq!(r.body["status"], "pending");
-    let mut w = worker(&server, "resize", &["sh", "-c", r#"read x; echo "{\"got\": $x}""#]);
+    let mut w = worker(
+        &server,
+        "resize",
+        &["sh", "-c", r#"read x; echo "{\"got\": $x}""#],
+    );
     let out = server.cli(&["request", "wait", &id, "--timeout-ms", "15000"], b"");
     let _ = w.kill();
     let _ = w.wait();
@@ -67,14 +101,32 @@ fn a_request_from_submit_to_signed_callback() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (body, sig) = receiver.got.lock().unwrap()[0].clone();
-    assert!(signature_valid(b"test-secret", &body, &sig), "bad signature {sig:?} for {body}");
+    assert!(
+        signature_valid(b"test-secret", &body, &sig),
+        "bad signature {sig:?} for {body}"
+    );
     let cb: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((cb["id"].as_str(), cb["status"].as_str()), (Some(id.as_str()), Some("succeeded")));
+    assert_eq!(
+        (cb["id"].as_str(), cb["status"].as_str()),
+        (Some(id.as_str()), Some("succeeded"))
+    );
     let status = call(&server.http, "GET", &format!("/v1/requests/{id}"), None);
-    assert_eq!(status.body["callback"]["status"], "delivered", "{}", status.body);
+    assert_eq!(
+        status.body["callback"]["status"], "delivered",
+        "{}",
+        status.body
+    );
     // Completing twice is refused and changes nothing.
-    let again = call(&server.http, "POST", &format!("/v1/requests/{id}/complete"), Some(r#"{"result":0}"#));
-    assert_eq!((again.status, again.body["code"].as_str()), (409, Some("REQUEST_FINISHED")));
+    let again = call(
+        &server.http,
+        "POST",
+        &format!("/v1/requests/{id}/complete"),
+        Some(r#"{"result":0}"#),
+    );
+    assert_eq!(
+        (again.status, again.body["code"].as_str()),
+        (409, Some("REQUEST_FINISHED"))
+    );
 }
 
 #[test]
@@ -82,7 +134,9 @@ fn a_crashed_worker_means_a_retry() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
     queue_with_short_leases(&server, "jobs");
-    let id = ok(&server.cli(&["request", "submit", "jobs"], b"raw bytes\n")).trim().to_owned();
+    let id = ok(&server.cli(&["request", "submit", "jobs"], b"raw bytes\n"))
+        .trim()
+        .to_owned();
     let mut stuck = worker(&server, "jobs", &["sleep", "30"]);
     wait_status(&server, &id, "running");
     stuck.kill().unwrap(); // the worker dies mid-request
@@ -93,7 +147,10 @@ fn a_crashed_worker_means_a_retry() {
     let _ = healthy.wait();
     let rec: Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(rec["status"], "succeeded", "{rec}");
-    assert_eq!(rec["result"], "raw bytes\n", "the worker got exactly the submitted bytes");
+    assert_eq!(
+        rec["result"], "raw bytes\n",
+        "the worker got exactly the submitted bytes"
+    );
     assert_eq!(rec["attempts"], 2);
 }
 
@@ -102,25 +159,47 @@ fn a_permanent_failure_fails_the_record_and_writes_an_event() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
     queue_with_short_leases(&server, "bad");
-    let id = ok(&server.cli(&["request", "submit", "bad"], b"{}")).trim().to_owned();
-    let mut w = worker(&server, "bad", &["sh", "-c", "echo broken input >&2; exit 3"]);
+    let id = ok(&server.cli(&["request", "submit", "bad"], b"{}"))
+        .trim()
+        .to_owned();
+    let mut w = worker(
+        &server,
+        "bad",
+        &["sh", "-c", "echo broken input >&2; exit 3"],
+    );
     let out = server.cli(&["request", "wait", &id, "--timeout-ms", "20000"], b"");
     let _ = w.kill();
     let _ = w.wait();
     assert!(!out.status.success(), "wait must fail for a failed request");
     let rec = record(&server, &id);
     assert_eq!(rec["status"], "failed", "{rec}");
-    assert!(rec["error"].as_str().unwrap_or_default().contains("broken input"), "{rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("broken input"),
+        "{rec}"
+    );
     let events = server.cli(&["consume", "spool.errors", "--timeout-ms", "1500"], b"");
-    let events: Vec<Value> = lines(&events).iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(events.iter().any(|e| e["kind"] == "request_failed" && e["id"] == id.as_str()), "{events:?}");
+    let events: Vec<Value> = lines(&events)
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "request_failed" && e["id"] == id.as_str()),
+        "{events:?}"
+    );
 }
 
 #[test]
 fn request_records_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProc::start(dir.path());
-    let id = ok(&server.cli(&["request", "submit", "q"], b"payload")).trim().to_owned();
+    let id = ok(&server.cli(&["request", "submit", "q"], b"payload"))
+        .trim()
+        .to_owned();
     server.kill();
     let server = ServerProc::start(dir.path());
     assert_eq!(record(&server, &id)["status"], "pending");

@@ -1,0 +1,52 @@
+//! The in-process server the client tests run against.
+
+use spool_client::{Client, ClientOptions};
+use spool_server::{Server, ServerConfig};
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::bind(ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            http_listen: None,
+            data_dir: dir.path().to_owned(),
+            max_connections: 1000,
+            ..ServerConfig::default()
+        })
+        .await
+        .expect("bind");
+        let addr = server.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr, ClientOptions::default())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}

@@ -1,0 +1,397 @@
+//! Work-queue commands: `spool subscription create|list|delete`,
+//! `spool receive`, `spool ack|nack|extend`, `spool dlq redrive` and
+//! `spool errors tail`.
+//!
+//! Settling commands (`ack`, `nack`, `extend`, and `receive --ack`) settle
+//! every receipt on its own: each refused receipt is reported on stderr as
+//! `error: CODE: message` (`LEASE_EXPIRED`, `UNKNOWN_RECEIPT`, …) and makes
+//! the exit status 1; the others still count. Stdout ends with a count line
+//! (`acknowledged: N`, `nacked: N`, `extended: N`).
+
+use crate::cli::{
+    AckArgs, ConsumeArgs, DlqArgs, DlqCommand, ErrorsArgs, ErrorsCommand, ExtendArgs,
+    From as StartFrom, KindArg, NackArgs, ReceiveArgs, SubscriptionArgs, SubscriptionCommand,
+    TailFrom,
+};
+use crate::{connect, Failure};
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use spool_client::{
+    Backoff, ClientError, DeliveryMode, LeasedMessage, QueueOptions, SubscriptionInfo,
+    SubscriptionKind,
+};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The system topic side-channel events go to.
+pub const ERRORS_TOPIC: &str = "spool.errors";
+
+fn write_stdout(data: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(data)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.conn.addr).await?;
+    let out = match args.command {
+        SubscriptionCommand::Create {
+            topic,
+            name,
+            kind,
+            ack_timeout_ms,
+            max_deliveries,
+            dead_letter,
+            ordering_key,
+            at_most_once,
+            backoff_ms,
+            backoff_max_ms,
+        } => {
+            let backoff = match (backoff_ms, backoff_max_ms) {
+                (None, _) => Backoff::Fixed { delay_ms: 0 },
+                (Some(delay_ms), None) => Backoff::Fixed { delay_ms },
+                (Some(initial_ms), Some(max_ms)) => Backoff::Exponential { initial_ms, max_ms },
+            };
+            let options = QueueOptions {
+                kind: match kind {
+                    KindArg::Queue => SubscriptionKind::Queue,
+                    KindArg::Stream => SubscriptionKind::Stream,
+                },
+                ack_timeout_ms: ack_timeout_ms.unwrap_or(0),
+                max_deliveries,
+                dead_letter_topic: dead_letter,
+                backoff,
+                at_most_once,
+                ordered: ordering_key,
+            };
+            client.create_subscription(&topic, &name, options).await?;
+            let kind = match kind {
+                KindArg::Queue => "queue",
+                KindArg::Stream => "stream",
+            };
+            format!("created {kind} subscription {name} on {topic}\n")
+        }
+        SubscriptionCommand::List { topic, json } => {
+            let subs = client.list_subscriptions(Some(&topic)).await?;
+            let mut out = String::new();
+            for s in &subs {
+                if json {
+                    out.push_str(&subscription_json(s).to_string());
+                } else {
+                    out.push_str(&subscription_line(s));
+                }
+                out.push('\n');
+            }
+            out
+        }
+        SubscriptionCommand::Delete { topic, name } => {
+            client.delete_subscription(&topic, &name).await?;
+            format!("deleted subscription {name} on {topic}\n")
+        }
+    };
+    write_stdout(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backoff_text(b: &Backoff) -> String {
+    match b {
+        Backoff::Fixed { delay_ms } => format!("fixed:{delay_ms}"),
+        Backoff::Exponential { initial_ms, max_ms } => format!("exponential:{initial_ms}-{max_ms}"),
+    }
+}
+
+fn mode_text(m: DeliveryMode) -> &'static str {
+    match m {
+        DeliveryMode::AtLeastOnce => "at_least_once",
+        DeliveryMode::AtMostOnce => "at_most_once",
+    }
+}
+
+/// `name` then `key=value` fields, tab-separated.
+fn subscription_line(s: &SubscriptionInfo) -> String {
+    format!(
+        "{}\tack_timeout_ms={}\tmax_deliveries={}\tdead_letter={}\tbackoff={}\tmode={}\tordered={}\tleased={}\toutstanding={}",
+        s.name,
+        s.ack_timeout_ms,
+        s.max_deliveries,
+        s.dead_letter_topic.as_deref().unwrap_or("-"),
+        backoff_text(&s.backoff),
+        mode_text(s.mode),
+        s.ordered,
+        s.leased,
+        s.outstanding,
+    )
+}
+
+fn subscription_json(s: &SubscriptionInfo) -> Value {
+    json!({
+        "topic": s.topic,
+        "name": s.name,
+        "kind": "queue",
+        "ack_timeout_ms": s.ack_timeout_ms,
+        "max_deliveries": s.max_deliveries,
+        "dead_letter_topic": s.dead_letter_topic,
+        "backoff": backoff_text(&s.backoff),
+        "mode": mode_text(s.mode),
+        "ordered": s.ordered,
+        "leased": s.leased,
+        "outstanding": s.outstanding,
+    })
+}
+
+/// Puts `bytes` in `obj` as `name` (a string) when it is UTF-8, else as
+/// `name_base64` with `name` null; absent bytes are `name: null`.
+fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
+    match bytes.map(std::str::from_utf8) {
+        None => {
+            obj.insert(name.to_owned(), Value::Null);
+        }
+        Some(Ok(text)) => {
+            obj.insert(name.to_owned(), Value::String(text.to_owned()));
+        }
+        Some(Err(_)) => {
+            obj.insert(name.to_owned(), Value::Null);
+            let encoded = B64.encode(bytes.unwrap_or_default());
+            obj.insert(format!("{name}_base64"), Value::String(encoded));
+        }
+    }
+}
+
+/// A leased message as `spool receive --json` prints it.
+pub fn message_json(m: &LeasedMessage) -> Value {
+    let mut obj = Map::new();
+    obj.insert("receipt".into(), json!(m.receipt));
+    obj.insert("partition".into(), json!(m.partition));
+    obj.insert("offset".into(), json!(m.offset));
+    obj.insert("deliveries".into(), json!(m.deliveries));
+    obj.insert("timestamp_ms".into(), json!(m.timestamp_ms));
+    obj.insert("lease_deadline_ms".into(), json!(m.lease_deadline_ms));
+    put_bytes(&mut obj, "key", m.key.as_deref());
+    put_bytes(&mut obj, "value", m.value.as_deref());
+    let mut headers = Map::new();
+    let mut binary = Map::new();
+    for (k, v) in &m.headers {
+        match v.as_deref().map(std::str::from_utf8) {
+            None => {
+                headers.insert(k.clone(), Value::Null);
+            }
+            Some(Ok(text)) => {
+                headers.insert(k.clone(), Value::String(text.to_owned()));
+            }
+            Some(Err(_)) => {
+                headers.insert(k.clone(), Value::Null);
+                let encoded = B64.encode(v.as_deref().unwrap_or_default());
+                binary.insert(k.clone(), Value::String(encoded));
+            }
+        }
+    }
+    obj.insert("headers".into(), Value::Object(headers));
+    if !binary.is_empty() {
+        obj.insert("headers_base64".into(), Value::Object(binary));
+    }
+    Value::Object(obj)
+}
+
+/// Prints each refused receipt as `error: CODE: message`; returns how many
+/// were settled.
+fn report_receipts(results: &[Result<(), ClientError>]) -> usize {
+    let mut settled = 0;
+    for r in results {
+        match r {
+            Ok(()) => settled += 1,
+            Err(e) => eprintln!("error: {}", Failure::from(e.clone())),
+        }
+    }
+    settled
+}
+
+fn settled_exit(results: &[Result<(), ClientError>]) -> ExitCode {
+    if results.iter().all(Result::is_ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub async fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.conn.addr).await?;
+    let wait = Duration::from_millis(u64::from(args.wait_ms));
+    let messages = client
+        .receive(&args.topic, &args.subscription, args.max, wait)
+        .await?;
+    let mut data = Vec::new();
+    for m in &messages {
+        if args.json {
+            data.extend_from_slice(message_json(m).to_string().as_bytes());
+        } else if let Some(v) = &m.value {
+            data.extend_from_slice(v);
+        }
+        data.push(b'\n');
+    }
+    write_stdout(&data)?;
+    if !args.ack || messages.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Only after the output is written: what was acknowledged was printed.
+    let receipts: Vec<String> = messages.into_iter().map(|m| m.receipt).collect();
+    let results = client
+        .ack(&args.topic, &args.subscription, &receipts)
+        .await?;
+    report_receipts(&results);
+    Ok(settled_exit(&results))
+}
+
+pub async fn ack(args: AckArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.conn.addr).await?;
+    let results = client
+        .ack(&args.topic, &args.subscription, &args.receipts)
+        .await?;
+    let n = report_receipts(&results);
+    write_stdout(format!("acknowledged: {n}\n").as_bytes())?;
+    Ok(settled_exit(&results))
+}
+
+pub async fn nack(args: NackArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.conn.addr).await?;
+    let delay = Duration::from_millis(u64::from(args.delay_ms));
+    let results = client
+        .nack(
+            &args.topic,
+            &args.subscription,
+            &args.receipts,
+            delay,
+            args.error.as_deref(),
+        )
+        .await?;
+    let n = report_receipts(&results);
+    write_stdout(format!("nacked: {n}\n").as_bytes())?;
+    Ok(settled_exit(&results))
+}
+
+pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.conn.addr).await?;
+    let by = Duration::from_millis(u64::from(args.ms));
+    let results = client
+        .extend(&args.topic, &args.subscription, &args.receipts, by)
+        .await?;
+    let n = report_receipts(&results);
+    write_stdout(format!("extended: {n}\n").as_bytes())?;
+    Ok(settled_exit(&results))
+}
+
+pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.conn.addr).await?;
+    match args.command {
+        DlqCommand::Redrive {
+            topic,
+            subscription,
+        } => {
+            let moved = client.redrive(&topic, &subscription).await?;
+            write_stdout(format!("redriven: {moved}\n").as_bytes())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `spool errors tail` is `spool consume spool.errors` (every event is one
+/// JSON line already), starting at the end unless told otherwise.
+pub async fn errors(args: ErrorsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ErrorsCommand::Tail {
+            from,
+            count,
+            timeout_ms,
+        } => {
+            let consume = ConsumeArgs {
+                conn: args.conn,
+                topic: ERRORS_TOPIC.to_owned(),
+                group: None,
+                from: match from {
+                    TailFrom::Earliest => StartFrom::Earliest,
+                    TailFrom::Latest => StartFrom::Latest,
+                },
+                count,
+                timeout_ms,
+                session_timeout_ms: 10_000,
+            };
+            crate::consume::run(consume).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn messages_print_as_json_with_base64_for_binary() {
+        let m = LeasedMessage {
+            receipt: "0-7-1".into(),
+            partition: 0,
+            offset: 7,
+            timestamp_ms: 1,
+            deliveries: 2,
+            lease_deadline_ms: 30_001,
+            key: None,
+            value: Some(Bytes::from_static(&[0xff, 0x00])),
+            headers: vec![
+                ("spool-request-id".into(), Some(Bytes::from_static(b"abc"))),
+                ("bin".into(), Some(Bytes::from_static(&[0xc3]))),
+                ("none".into(), None),
+            ],
+        };
+        let v = message_json(&m);
+        assert_eq!(v["receipt"], "0-7-1");
+        assert_eq!(v["offset"], 7);
+        assert_eq!(v["deliveries"], 2);
+        assert_eq!(v["key"], Value::Null);
+        assert!(v.get("key_base64").is_none());
+        assert_eq!(v["value"], Value::Null);
+        assert_eq!(v["value_base64"], "/wA=");
+        assert_eq!(v["headers"]["spool-request-id"], "abc");
+        assert_eq!(v["headers"]["none"], Value::Null);
+        assert_eq!(v["headers_base64"]["bin"], "ww==");
+
+        let text = LeasedMessage {
+            value: Some(Bytes::from_static(b"hello")),
+            key: Some(Bytes::from_static(b"k")),
+            headers: vec![],
+            ..m
+        };
+        let v = message_json(&text);
+        assert_eq!(
+            (v["key"].as_str(), v["value"].as_str()),
+            (Some("k"), Some("hello"))
+        );
+        assert!(v.get("value_base64").is_none() && v.get("headers_base64").is_none());
+    }
+
+    #[test]
+    fn subscription_lines_name_every_setting() {
+        let s = SubscriptionInfo {
+            topic: "jobs".into(),
+            name: "w".into(),
+            ack_timeout_ms: 1000,
+            max_deliveries: 2,
+            dead_letter_topic: Some("jobs.dlq".into()),
+            backoff: Backoff::Exponential {
+                initial_ms: 10,
+                max_ms: 100,
+            },
+            mode: DeliveryMode::AtLeastOnce,
+            ordered: true,
+            leased: 1,
+            outstanding: 3,
+        };
+        assert_eq!(
+            subscription_line(&s),
+            "w\tack_timeout_ms=1000\tmax_deliveries=2\tdead_letter=jobs.dlq\tbackoff=exponential:10-100\tmode=at_least_once\tordered=true\tleased=1\toutstanding=3"
+        );
+        assert_eq!(subscription_json(&s)["dead_letter_topic"], "jobs.dlq");
+    }
+}
