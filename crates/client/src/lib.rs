@@ -24,6 +24,9 @@
 //!   leases with automatic credit.
 //! - Request records: [`Client::submit_request`], [`Client::get_request`],
 //!   [`Client::complete_request`], [`Client::fail_request`].
+//! - Tokens (admin only): [`Client::create_token`] ([`TokenGrants`]),
+//!   [`Client::list_tokens`], [`Client::revoke_token`]. A client presents
+//!   its own token in [`ClientOptions::token`].
 //! - [`ClientError`]: I/O, protocol, local-check and server errors; a server
 //!   error keeps its wire code, message and retry hint.
 //!
@@ -52,6 +55,7 @@ mod reader;
 mod records;
 mod requests;
 mod subscriber;
+mod tokens;
 
 pub use client::{Client, ClientOptions, CONNECT_TIMEOUT};
 pub use consumer::{GroupConsumer, GroupOptions};
@@ -67,11 +71,12 @@ pub use reader::{ReadStart, TopicReader};
 pub use records::{decode_records, ConsumedRecord, DecodedBatches};
 pub use requests::{RequestStatus, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
+pub use tokens::TokenGrants;
 
 pub use serde_json;
 pub use spool_proto::{
     Backoff, DeliveryMode, Durability, GroupStart, LeasedMessage, OnFull, PartitionInfo,
-    PartitionOffset, Retention, SubscribeStart, SubscriptionInfo, SubscriptionKind, TopicConfig,
-    TopicDescription, TopicSummary, WireCode, WireError,
+    PartitionOffset, Retention, SubscribeStart, SubscriptionInfo, SubscriptionKind, TokenInfo,
+    TopicConfig, TopicDescription, TopicSummary, WireCode, WireError,
 };
 pub use spool_types::ErrorCode;

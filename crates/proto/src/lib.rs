@@ -39,15 +39,16 @@ pub use frame::{
 pub use op::Op;
 pub use push::{Deliver, Push, QueueDeliver};
 pub use request::{
-    Ack, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription, CreateTopic, Credit,
-    DeleteSubscription, DeleteTopic, DescribeTopic, ExtendLease, FailRequest, Fetch, FetchOffsets,
-    FetchPartition, GetRequest, Heartbeat, Hello, JoinGroup, LeaveGroup, ListSubscriptions,
-    ListTopics, Nack, Produce, Receive, Redrive, Request, SubmitRequest, Subscribe, SubscribeQueue,
-    Unsubscribe,
+    Ack, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription, CreateToken, CreateTopic,
+    Credit, DeleteSubscription, DeleteTopic, DescribeTopic, ExtendLease, FailRequest, Fetch,
+    FetchOffsets, FetchPartition, GetRequest, Heartbeat, Hello, JoinGroup, LeaveGroup,
+    ListSubscriptions, ListTopics, Nack, Produce, Receive, Redrive, Request, RevokeToken,
+    SubmitRequest, Subscribe, SubscribeQueue, Unsubscribe,
 };
 pub use response::{
     CommittedOffset, Fetched, FetchedPartition, HeartbeatOk, HelloOk, Joined, PartitionInfo,
-    Produced, Response, ResponseBody, SubscriptionInfo, TopicDescription, TopicSummary,
+    Produced, Response, ResponseBody, SubscriptionInfo, TokenCreated, TokenInfo, TopicDescription,
+    TopicSummary,
 };
 pub use spool_types::limits::FRAME_BYTES_MAX;
 

@@ -3,7 +3,7 @@
 //!
 //! Ranges by area: 1 handshake, 10–19 topics, 20–29 produce/fetch,
 //! 30–39 consumer groups, 40–49 push subscriptions, 50–59 queue
-//! subscriptions, 60–69 request records, 90 ping.
+//! subscriptions, 60–69 request records, 70–79 tokens, 90 ping.
 //! Op 0 is never an operation: it marks a connection-level error response.
 
 use std::fmt;
@@ -58,6 +58,10 @@ pub enum Op {
     CompleteRequest = 62,
     FailRequest = 63,
 
+    CreateToken = 70,
+    ListTokens = 71,
+    RevokeToken = 72,
+
     Ping = 90,
 }
 
@@ -96,6 +100,9 @@ impl Op {
         Op::GetRequest,
         Op::CompleteRequest,
         Op::FailRequest,
+        Op::CreateToken,
+        Op::ListTokens,
+        Op::RevokeToken,
         Op::Ping,
     ];
 
@@ -161,6 +168,9 @@ impl Op {
             Op::GetRequest => "GET_REQUEST",
             Op::CompleteRequest => "COMPLETE_REQUEST",
             Op::FailRequest => "FAIL_REQUEST",
+            Op::CreateToken => "CREATE_TOKEN",
+            Op::ListTokens => "LIST_TOKENS",
+            Op::RevokeToken => "REVOKE_TOKEN",
             Op::Ping => "PING",
         }
     }

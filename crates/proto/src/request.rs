@@ -313,6 +313,29 @@ pub struct FailRequest {
     pub retry: bool,
 }
 
+/// Makes an access token (admin only). The server answers with the token
+/// itself, the only time it is ever shown; it keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateToken {
+    /// Unique among the server's tokens; names it in `ListTokens`,
+    /// `RevokeToken` and the logs.
+    pub name: String,
+    /// Topic names or patterns the token may publish to (and submit
+    /// requests on).
+    pub produce: Vec<String>,
+    /// Topic names or patterns the token may consume from.
+    pub consume: Vec<String>,
+    /// Everything else too: topics, subscriptions, tokens.
+    pub admin: bool,
+}
+
+/// Withdraws a token (admin only); connections using it are refused from
+/// their next request on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeToken {
+    pub name: String,
+}
+
 /// A decoded request body. New ops will add variants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -346,6 +369,10 @@ pub enum Request {
     GetRequest(GetRequest),
     CompleteRequest(CompleteRequest),
     FailRequest(FailRequest),
+    CreateToken(CreateToken),
+    /// Lists the tokens (admin only), never their secrets.
+    ListTokens,
+    RevokeToken(RevokeToken),
     Ping,
 }
 
@@ -381,6 +408,9 @@ impl Request {
             Request::GetRequest(_) => Op::GetRequest,
             Request::CompleteRequest(_) => Op::CompleteRequest,
             Request::FailRequest(_) => Op::FailRequest,
+            Request::CreateToken(_) => Op::CreateToken,
+            Request::ListTokens => Op::ListTokens,
+            Request::RevokeToken(_) => Op::RevokeToken,
             Request::Ping => Op::Ping,
         }
     }
@@ -521,6 +551,16 @@ impl Request {
                 id: r.string("fail_request.id")?,
                 error: r.text("fail_request.error")?,
                 retry: r.bool("fail_request.retry")?,
+            }),
+            Op::CreateToken => Request::CreateToken(CreateToken {
+                name: r.string("create_token.name")?,
+                produce: r.string_array("create_token.produce", SUBSCRIPTION_TOPICS_MAX)?,
+                consume: r.string_array("create_token.consume", SUBSCRIPTION_TOPICS_MAX)?,
+                admin: r.bool("create_token.admin")?,
+            }),
+            Op::ListTokens => Request::ListTokens,
+            Op::RevokeToken => Request::RevokeToken(RevokeToken {
+                name: r.string("revoke_token.name")?,
             }),
             Op::Ping => Request::Ping,
             // op_for only returns request ops; push ops cannot reach here.
@@ -680,7 +720,15 @@ impl Request {
                 w.bool(m.retry);
                 Ok(())
             }
-            Request::Ping => Ok(()),
+            Request::CreateToken(m) => {
+                w.string("create_token.name", &m.name)?;
+                w.string_array("create_token.produce", &m.produce, SUBSCRIPTION_TOPICS_MAX)?;
+                w.string_array("create_token.consume", &m.consume, SUBSCRIPTION_TOPICS_MAX)?;
+                w.bool(m.admin);
+                Ok(())
+            }
+            Request::RevokeToken(m) => w.string("revoke_token.name", &m.name),
+            Request::ListTokens | Request::Ping => Ok(()),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::frame::{encode_frame, FrameKind};
 use crate::op::{op_for, Op};
 use crate::wire::{Codec, Reader, Writer};
 use crate::ARRAY_LEN_MAX;
+use spool_types::limits::SUBSCRIPTION_TOPICS_MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloOk {
@@ -130,6 +131,36 @@ pub struct SubscriptionInfo {
     pub outstanding: u64,
 }
 
+/// CreateToken's answer: the new token, shown this once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenCreated {
+    pub name: String,
+    /// The secret itself; the server keeps only its hash.
+    pub token: String,
+}
+
+// Written by hand so the token never reaches a log through `{:?}`.
+impl std::fmt::Debug for TokenCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCreated")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One token as ListTokens shows it: its name and permissions, never the
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub name: String,
+    pub produce: Vec<String>,
+    pub consume: Vec<String>,
+    pub admin: bool,
+    /// When it was made, in ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
 /// The body of a successful response. Ops with nothing to return still get
 /// their own unit variant, so the body alone says which op it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +222,9 @@ pub enum ResponseBody {
     RequestFailed {
         json: String,
     },
+    TokenCreated(TokenCreated),
+    Tokens(Vec<TokenInfo>),
+    TokenRevoked,
     Pong,
 }
 
@@ -227,6 +261,9 @@ impl ResponseBody {
             ResponseBody::RequestRecord { .. } => Op::GetRequest,
             ResponseBody::RequestCompleted { .. } => Op::CompleteRequest,
             ResponseBody::RequestFailed { .. } => Op::FailRequest,
+            ResponseBody::TokenCreated(_) => Op::CreateToken,
+            ResponseBody::Tokens(_) => Op::ListTokens,
+            ResponseBody::TokenRevoked => Op::RevokeToken,
             ResponseBody::Pong => Op::Ping,
         }
     }
@@ -303,6 +340,12 @@ impl ResponseBody {
             Op::FailRequest => ResponseBody::RequestFailed {
                 json: r.text("request_record.json")?,
             },
+            Op::CreateToken => ResponseBody::TokenCreated(TokenCreated {
+                name: r.string("token_created.name")?,
+                token: r.string("token_created.token")?,
+            }),
+            Op::ListTokens => ResponseBody::Tokens(r.array("tokens", ARRAY_LEN_MAX)?),
+            Op::RevokeToken => ResponseBody::TokenRevoked,
             Op::Ping => ResponseBody::Pong,
             // op_for only returns request ops; push ops cannot reach here.
             Op::Deliver | Op::SubscriptionClosed | Op::QueueDeliver => {
@@ -369,6 +412,11 @@ impl ResponseBody {
             ResponseBody::RequestRecord { json }
             | ResponseBody::RequestCompleted { json }
             | ResponseBody::RequestFailed { json } => w.text("request_record.json", json),
+            ResponseBody::TokenCreated(m) => {
+                w.string("token_created.name", &m.name)?;
+                w.string("token_created.token", &m.token)
+            }
+            ResponseBody::Tokens(tokens) => w.array("tokens", tokens, ARRAY_LEN_MAX),
             ResponseBody::TopicDeleted
             | ResponseBody::SubscriptionCreated
             | ResponseBody::SubscriptionDeleted
@@ -377,6 +425,7 @@ impl ResponseBody {
             | ResponseBody::OffsetsCommitted
             | ResponseBody::CreditGranted
             | ResponseBody::Unsubscribed
+            | ResponseBody::TokenRevoked
             | ResponseBody::Pong => Ok(()),
         }
     }
@@ -641,6 +690,29 @@ impl Codec for SubscriptionInfo {
             ordered: r.bool("subscriptions.ordered")?,
             leased: r.u64("subscriptions.leased")?,
             outstanding: r.u64("subscriptions.outstanding")?,
+        })
+    }
+}
+
+impl Codec for TokenInfo {
+    const MIN_BYTES: usize = 2 + 4 + 4 + 1 + 8;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("tokens.name", &self.name)?;
+        w.string_array("tokens.produce", &self.produce, SUBSCRIPTION_TOPICS_MAX)?;
+        w.string_array("tokens.consume", &self.consume, SUBSCRIPTION_TOPICS_MAX)?;
+        w.bool(self.admin);
+        w.u64(self.created_ms);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(TokenInfo {
+            name: r.string("tokens.name")?,
+            produce: r.string_array("tokens.produce", SUBSCRIPTION_TOPICS_MAX)?,
+            consume: r.string_array("tokens.consume", SUBSCRIPTION_TOPICS_MAX)?,
+            admin: r.bool("tokens.admin")?,
+            created_ms: r.u64("tokens.created_ms")?,
         })
     }
 }

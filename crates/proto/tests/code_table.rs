@@ -61,6 +61,9 @@ fn published_numbers_never_change() {
         (Op::GetRequest, 61),
         (Op::CompleteRequest, 62),
         (Op::FailRequest, 63),
+        (Op::CreateToken, 70),
+        (Op::ListTokens, 71),
+        (Op::RevokeToken, 72),
         (Op::Ping, 90),
     ];
     assert_eq!(table.len(), Op::ALL.len());

@@ -9,7 +9,13 @@
 //! Push subscriptions come in two kinds sharing one table, so Credit and
 //! Unsubscribe work for both: stream subscriptions (record batches from a
 //! [`PushCursor`]) and queue subscriptions (leased messages of a work queue).
+//!
+//! With authentication on, Hello must carry a valid token (else
+//! `UNAUTHENTICATED` and the connection closes) and every later request is
+//! checked by [`authorize`] against that token's permissions (`FORBIDDEN`,
+//! the connection stays open).
 
+use crate::auth::{Caller, Need, RecordAccess};
 use crate::callbacks::public_json;
 use crate::convert::{self, wire_error};
 use crate::notify::wait_any;
@@ -32,7 +38,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument;
 
+/// Initial read buffer of a connection; it grows with the frames it sees.
+const CONNECTION_READ_BUFFER_INITIAL_BYTES: usize = 512;
 /// Frames queued for the writer before producers of responses wait.
 const OUTBOX_FRAMES: usize = 64;
 /// Units of the in-flight byte budget (so a u32 permit count covers it).
@@ -181,7 +190,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOX_FRAMES);
     let writer = tokio::spawn(async move {
-        let mut out = Vec::with_capacity(64 * 1024);
+        let mut out = Vec::new();
         while let Some(first) = rx.recv().await {
             out.clear();
             out.extend_from_slice(&first.bytes);
@@ -208,11 +217,14 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         CONNECTION_IN_FLIGHT_BYTES_MAX / BYTE_PERMIT_UNIT,
     ));
     let mut subs: HashMap<u32, Subscription> = HashMap::new();
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    // Small to start: idle connections are common and each holds one.
+    let mut buf = BytesMut::with_capacity(CONNECTION_READ_BUFFER_INITIAL_BYTES);
     let mut shutdown = shared.shutdown.clone();
     let mut greeted = false;
     // Names this client's group members (from its handshake).
     let mut client_id: Arc<str> = Arc::from("client");
+    // Who is asking (from the handshake's token).
+    let mut caller = Caller::Open;
     let handshake_deadline =
         tokio::time::Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
 
@@ -278,10 +290,20 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                         .await;
                     break 'conn;
                 };
-                let response = match hello.negotiate(p::PROTOCOL_VERSION, p::PROTOCOL_VERSION) {
-                    Some(version) => {
+                let authenticated = hello
+                    .negotiate(p::PROTOCOL_VERSION, p::PROTOCOL_VERSION)
+                    .map(|v| {
+                        shared
+                            .auth
+                            .authenticate(hello.token.as_deref(), peer, "binary")
+                            .map(|c| (v, c))
+                    });
+                let response = match authenticated {
+                    Some(Err(e)) => error_response(frame.op, wire_error(e)),
+                    Some(Ok((version, who))) => {
                         greeted = true;
-                        tracing::debug!(%peer, client = %hello.client_id, "handshake");
+                        tracing::debug!(%peer, client = %hello.client_id, token = who.name(), "handshake");
+                        caller = who;
                         if !hello.client_id.is_empty() {
                             let id: String = hello
                                 .client_id
@@ -323,6 +345,16 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 if !greeted {
                     break 'conn;
                 }
+                continue;
+            }
+            if let Err(e) = authorize(&shared, &caller, &request) {
+                tracing::debug!(%peer, cid, op = %request.op(), "refused: {}", e.message);
+                let _ = tx
+                    .send(Outgoing {
+                        bytes: encode_response(cid, error_response(frame.op, wire_error(e))),
+                        _permits: vec![],
+                    })
+                    .await;
                 continue;
             }
             // Back pressure: wait for budget before taking more work.
@@ -500,23 +532,30 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     let (shared, tx) = (Arc::clone(&shared), tx.clone());
                     let op = frame.op;
                     let client_id = Arc::clone(&client_id);
-                    tokio::spawn(async move {
-                        let response = tokio::task::spawn_blocking(move || {
-                            dispatch(&shared, &client_id, other)
-                        })
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(BrokerError::new(ErrorCode::Internal, e.to_string()))
-                        });
-                        let response =
-                            response.unwrap_or_else(|e| error_response(op, wire_error(e)));
-                        let _ = tx
-                            .send(Outgoing {
-                                bytes: encode_response(cid, response),
-                                _permits: permits,
+                    let caller = caller.clone();
+                    let span = tracing::info_span!("request", cid, op = %other.op());
+                    tokio::spawn(
+                        async move {
+                            let span = tracing::Span::current();
+                            let response = tokio::task::spawn_blocking(move || {
+                                let _entered = span.enter();
+                                dispatch(&shared, &client_id, &caller, other)
                             })
-                            .await;
-                    });
+                            .await
+                            .unwrap_or_else(|e| {
+                                Err(BrokerError::new(ErrorCode::Internal, e.to_string()))
+                            });
+                            let response =
+                                response.unwrap_or_else(|e| error_response(op, wire_error(e)));
+                            let _ = tx
+                                .send(Outgoing {
+                                    bytes: encode_response(cid, response),
+                                    _permits: permits,
+                                })
+                                .await;
+                        }
+                        .instrument(span),
+                    );
                 }
             }
         }
@@ -1222,8 +1261,62 @@ fn read_partitions(broker: &Broker, fetch: &p::Fetch, max_bytes: usize) -> p::Fe
     p::Fetched { partitions: out }
 }
 
+/// Whether `caller` may make `request` (see `docs/protocol.md`, section
+/// 6.4). Ops that name a request record look its queue up. Ops this
+/// function does not know are for admins only.
+fn authorize(shared: &Shared, caller: &Caller, request: &Request) -> Result<(), BrokerError> {
+    if matches!(caller, Caller::Open) {
+        return Ok(());
+    }
+    // A revoked token is refused whatever it asks.
+    caller.check(Need::Any)?;
+    let consume_all = |topics: &mut dyn Iterator<Item = &String>| {
+        for t in topics {
+            caller.check(Need::Consume(t))?;
+        }
+        Ok(())
+    };
+    let record = |id: &str, access: RecordAccess| {
+        let record = tokio::task::block_in_place(|| shared.broker.get_request(id, now_ms()))?;
+        caller.check(access.need(&record.queue))
+    };
+    match request {
+        Request::Hello(_) | Request::Ping | Request::Credit(_) | Request::Unsubscribe(_) => Ok(()),
+        // Answered with only what the caller may see (in `dispatch`).
+        Request::ListTopics(_)
+        | Request::ListSubscriptions(p::ListSubscriptions { topic: None }) => Ok(()),
+        Request::ListSubscriptions(p::ListSubscriptions { topic: Some(t) }) => {
+            caller.check(Need::Consume(t))
+        }
+        Request::DescribeTopic(d) => caller.check(Need::ProduceOrConsume(&d.name)),
+        Request::Produce(m) => caller.check(Need::Produce(&m.topic)),
+        Request::SubmitRequest(s) => caller.check(Need::Produce(&s.queue)),
+        Request::Fetch(f) => consume_all(&mut f.partitions.iter().map(|fp| &fp.topic)),
+        Request::JoinGroup(j) => consume_all(&mut j.topics.iter()),
+        Request::Subscribe(s) => consume_all(&mut s.topics.iter()),
+        Request::CommitOffsets(c) => consume_all(&mut c.offsets.iter().map(|po| &po.topic)),
+        Request::FetchOffsets(f) => consume_all(&mut f.partitions.iter().map(|tp| &tp.topic)),
+        Request::Heartbeat(_) | Request::LeaveGroup(_) => caller.check(Need::ConsumeSomething),
+        Request::SubscribeQueue(s) => caller.check(Need::Consume(&s.topic)),
+        Request::Receive(r) => caller.check(Need::Consume(&r.topic)),
+        Request::Ack(a) => caller.check(Need::Consume(&a.topic)),
+        Request::Nack(n) => caller.check(Need::Consume(&n.topic)),
+        Request::ExtendLease(x) => caller.check(Need::Consume(&x.topic)),
+        Request::GetRequest(g) => record(&g.id, RecordAccess::Read),
+        Request::CompleteRequest(c) => record(&c.id, RecordAccess::Settle),
+        Request::FailRequest(f) => record(&f.id, RecordAccess::Settle),
+        // Topics, subscriptions, redrive, tokens, and anything newer.
+        _ => caller.check(Need::Admin),
+    }
+}
+
 /// The requests that are plain broker calls (run on a blocking thread).
-fn dispatch(shared: &Shared, client_id: &str, request: Request) -> Result<Response, BrokerError> {
+fn dispatch(
+    shared: &Shared,
+    client_id: &str,
+    caller: &Caller,
+    request: Request,
+) -> Result<Response, BrokerError> {
     let broker = &shared.broker;
     let now = now_ms();
     let body = match request {
@@ -1241,6 +1334,7 @@ fn dispatch(shared: &Shared, client_id: &str, request: Request) -> Result<Respon
             broker
                 .list_topics(l.pattern.as_deref())?
                 .into_iter()
+                .filter(|(name, _)| caller.may(Need::ProduceOrConsume(name)))
                 .map(|(name, partitions)| p::TopicSummary { name, partitions })
                 .collect(),
         ),
@@ -1363,6 +1457,7 @@ fn dispatch(shared: &Shared, client_id: &str, request: Request) -> Result<Respon
             let infos = broker
                 .list_queues(l.topic.as_deref())
                 .into_iter()
+                .filter(|spec| caller.may(Need::Consume(&spec.topic)))
                 .map(|spec| {
                     // Deleted since it was listed: report it empty.
                     let (outstanding, leased) = broker
@@ -1438,6 +1533,33 @@ fn dispatch(shared: &Shared, client_id: &str, request: Request) -> Result<Respon
             ResponseBody::RequestFailed {
                 json: public_json(&record).to_string(),
             }
+        }
+        Request::CreateToken(c) => {
+            let token = shared
+                .auth
+                .create(&c.name, &c.produce, &c.consume, c.admin, now)?;
+            ResponseBody::TokenCreated(p::TokenCreated {
+                name: c.name,
+                token,
+            })
+        }
+        Request::ListTokens => ResponseBody::Tokens(
+            shared
+                .auth
+                .list()
+                .into_iter()
+                .map(|t| p::TokenInfo {
+                    name: t.name,
+                    produce: t.produce,
+                    consume: t.consume,
+                    admin: t.admin,
+                    created_ms: t.created_ms,
+                })
+                .collect(),
+        ),
+        Request::RevokeToken(r) => {
+            shared.auth.revoke(&r.name)?;
+            ResponseBody::TokenRevoked
         }
         Request::Ping => ResponseBody::Pong,
         other => {

@@ -9,9 +9,11 @@
 //! - `connection`: one task per connection, pipelined requests, per-connection
 //!   in-flight limits (count and bytes) that stop reading when exceeded.
 //! - `notify`: per-partition wake-ups for long polls and push subscriptions.
+//! - [`auth`]: tokens, permissions and the token store (both listeners).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 mod callbacks;
 mod connection;
 mod convert;
@@ -51,6 +53,9 @@ pub struct ServerConfig {
     pub outbound_allow_hosts: Vec<String>,
     /// How long a failing callback is retried.
     pub callback_retry_ms: i64,
+    /// The bootstrap admin token. When set, every request needs a valid
+    /// token (see [`auth`]); when `None`, nothing is checked.
+    pub admin_token: Option<auth::Secret>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             callback_secret: None,
             outbound_allow_hosts: vec!["127.0.0.1".into(), "localhost".into(), "::1".into()],
             callback_retry_ms: spool_broker::requests::CALLBACK_RETRY_MS_DEFAULT,
+            admin_token: None,
         }
     }
 }
@@ -77,6 +83,8 @@ pub(crate) struct Shared {
     /// refused URL is an error to the submitter, not a callback that fails
     /// later).
     pub allow: outbound::AllowList,
+    /// Who may do what.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// Milliseconds since the Unix epoch: the broker's notion of now.
@@ -92,6 +100,7 @@ pub struct Server {
     listener: TcpListener,
     http_listener: Option<TcpListener>,
     broker: Arc<Broker>,
+    auth: Arc<auth::Auth>,
     config: ServerConfig,
 }
 
@@ -117,6 +126,7 @@ impl Server {
         for note in notes {
             tracing::warn!("recovery: {note}");
         }
+        let auth = auth::Auth::open(&config.data_dir, config.admin_token.as_ref())?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -132,6 +142,7 @@ impl Server {
             listener,
             http_listener,
             broker: Arc::new(broker),
+            auth: Arc::new(auth),
             config,
         })
     }
@@ -151,6 +162,11 @@ impl Server {
         Arc::clone(&self.broker)
     }
 
+    /// Whether requests need a token (an admin token is configured).
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.enabled()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (up to [`SHUTDOWN_GRACE_MS`]), flushes and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -164,6 +180,7 @@ impl Server {
             shutdown: stop_rx.clone(),
             server_id: format!("spool-{}", env!("CARGO_PKG_VERSION")),
             allow: allow.clone(),
+            auth: Arc::clone(&self.auth),
         });
         let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), stop_rx.clone()));
         let secret = Arc::new(callback_secret(&self.config)?);
@@ -185,12 +202,14 @@ impl Server {
                 broker: Arc::clone(&self.broker),
                 notifier: Arc::clone(&shared.notifier),
                 allow: allow.clone(),
+                auth: Arc::clone(&self.auth),
             });
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 let graceful = async move {
                     let _ = stop.changed().await;
                 };
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(graceful)
                     .await
@@ -201,6 +220,8 @@ impl Server {
         });
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let mut connections = tokio::task::JoinSet::new();
+        // Numbers connections for their log lines (the `conn` span).
+        let mut connection_ids = 0u64;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -219,10 +240,12 @@ impl Server {
                     match Arc::clone(&slots).try_acquire_owned() {
                         Ok(permit) => {
                             let shared = Arc::clone(&shared);
-                            connections.spawn(async move {
+                            connection_ids += 1;
+                            let span = tracing::info_span!("conn", id = connection_ids, %peer);
+                            connections.spawn(tracing::Instrument::instrument(async move {
                                 connection::handle(stream, peer, shared).await;
                                 drop(permit);
-                            });
+                            }, span));
                         }
                         Err(_) => {
                             tracing::warn!(%peer, "connection refused: at the limit of {} connections", self.config.max_connections);

@@ -109,7 +109,8 @@ async fn openapi_document_matches_the_real_routes() {
             let concrete = path
                 .replace("{topic}", "t")
                 .replace("{sub}", "s")
-                .replace("{id}", "x");
+                .replace("{id}", "x")
+                .replace("{group}", "g");
             let body = if method == "post" { Some("{}") } else { None };
             let r = call(addr, &method.to_uppercase(), &concrete, body).await;
             assert!(
@@ -433,7 +434,15 @@ async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(v1.strip_prefix("v1=").unwrap(), expect);
-    let s = call(addr, "GET", &format!("/v1/requests/{id}"), None).await;
+    // The receiver has the body; the server records the outcome just after.
+    let mut s = call(addr, "GET", &format!("/v1/requests/{id}"), None).await;
+    for _ in 0..50 {
+        if s.body["callback"]["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        s = call(addr, "GET", &format!("/v1/requests/{id}"), None).await;
+    }
     assert_eq!(s.body["callback"]["status"], "delivered", "{}", s.body);
     assert!(s.body["callback"]["attempts"].as_u64().unwrap() >= 2);
     // Unknown requests are a clear 404.
@@ -548,5 +557,85 @@ async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
     assert_eq!(
         (pushed["value"].as_str(), pushed["deliveries"].as_u64()),
         (Some("fine"), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_over_http() {
+    let (addr, _dir) = start("s").await;
+    call(
+        addr,
+        "POST",
+        "/v1/topics",
+        Some(r#"{"name":"g.t","partitions":2}"#),
+    )
+    .await;
+    call(
+        addr,
+        "POST",
+        "/v1/topics/g.t/messages",
+        Some(r#"{"messages":[{"value":"a","partition":0},{"value":"b","partition":1}]}"#),
+    )
+    .await;
+    let j = call(
+        addr,
+        "POST",
+        "/v1/groups/billing/join",
+        Some(r#"{"topics":["g.*"],"start":"earliest"}"#),
+    )
+    .await;
+    assert_eq!(j.status, 200, "{}", j.body);
+    let member = j.body["member_id"].as_str().unwrap().to_owned();
+    assert_eq!(j.body["assignment"].as_array().unwrap().len(), 2);
+    let c =
+        json!({"member_id": member, "offsets": [{"topic": "g.t", "partition": 0, "offset": 1}]});
+    assert_eq!(
+        call(
+            addr,
+            "POST",
+            "/v1/groups/billing/commit",
+            Some(&c.to_string())
+        )
+        .await
+        .status,
+        200
+    );
+    let o = call(addr, "GET", "/v1/groups/billing/offsets?topic=g.t", None).await;
+    assert_eq!(o.body["offsets"][0]["offset"], 1, "{}", o.body);
+    assert!(o.body["offsets"][1]["offset"].is_number() || o.body["offsets"][1]["offset"].is_null());
+    let h = json!({"member_id": member, "generation": j.body["generation"]});
+    assert_eq!(
+        call(
+            addr,
+            "POST",
+            "/v1/groups/billing/heartbeat",
+            Some(&h.to_string())
+        )
+        .await
+        .status,
+        200
+    );
+    let l = json!({"member_id": member});
+    assert_eq!(
+        call(
+            addr,
+            "POST",
+            "/v1/groups/billing/leave",
+            Some(&l.to_string())
+        )
+        .await
+        .status,
+        204
+    );
+    let again = call(
+        addr,
+        "POST",
+        "/v1/groups/billing/heartbeat",
+        Some(&h.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.body["code"].as_str()),
+        (400, Some("UNKNOWN_MEMBER"))
     );
 }

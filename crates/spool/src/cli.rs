@@ -43,6 +43,10 @@ pub enum Command {
     Request(RequestArgs),
     /// Run a command for each request on a request queue.
     Worker(WorkerArgs),
+    /// Create, list and revoke access tokens (admin only).
+    Token(TokenArgs),
+    /// Measure a workload against a server: throughput, latency.
+    Bench(BenchArgs),
 }
 
 /// Where the server is.
@@ -56,32 +60,107 @@ pub struct ConnArgs {
         global = true
     )]
     pub addr: String,
+    /// Access token, when the server requires one.
+    #[arg(long, env = "SPOOL_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+/// `spool server` flags. Each setting can also come from the TOML file
+/// (`--config`) or a `SPOOL_…` environment variable; flags win over the
+/// environment, which wins over the file (see `docs/configuration.md`).
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "SPOOL_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective configuration (TOML, secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Address for the binary protocol (port 0 picks a free port)
+    /// [default: 127.0.0.1:7420] [env: SPOOL_LISTEN].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Where topics, offsets and metadata are stored [default:
+    /// ./spool-data] [env: SPOOL_DATA_DIR].
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Address for the HTTP API, or `off` [default: 127.0.0.1:7421] [env:
+    /// SPOOL_HTTP_LISTEN]. If not set anywhere, a busy default port only
+    /// costs the HTTP API (with a warning); an address given must be free.
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// Most concurrent client connections [default: 16384] [env:
+    /// SPOOL_MAX_CONNECTIONS].
+    #[arg(long)]
+    pub max_connections: Option<u64>,
+    /// Secret for signing request callbacks (default: generated once and
+    /// kept in <data-dir>/callback.secret) [env: SPOOL_CALLBACK_SECRET].
+    #[arg(long)]
+    pub callback_secret: Option<String>,
+    /// A host callbacks and push endpoints may target; repeat for more
+    /// (`*` allows any). Default: loopback only [env:
+    /// SPOOL_OUTBOUND_ALLOW_HOSTS, comma-separated].
+    #[arg(long = "outbound-allow-host")]
+    pub outbound_allow_hosts: Vec<String>,
+    /// File holding the bootstrap admin token; with an admin token every
+    /// request needs a valid token [env: SPOOL_ADMIN_TOKEN_FILE; or the
+    /// token itself in SPOOL_ADMIN_TOKEN].
+    #[arg(long)]
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// Allow non-loopback addresses without an admin token (no
+    /// authentication at all) [env: SPOOL_INSECURE].
+    #[arg(long)]
+    pub insecure: bool,
+    /// Log line format [default: text] [env: SPOOL_LOG_FORMAT].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Log filter in RUST_LOG syntax, e.g. `info,spool_server=debug`
+    /// [default: info] [env: SPOOL_LOG_LEVEL, else RUST_LOG].
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Address for the binary protocol (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:7420")]
-    pub listen: String,
-    /// Where topics, offsets and metadata are stored.
-    #[arg(long, default_value = "./spool-data")]
-    pub data_dir: std::path::PathBuf,
-    /// Address for the HTTP API [default: 127.0.0.1:7421]. Without the
-    /// flag, a busy default port only costs the HTTP API (with a warning);
-    /// an address given explicitly must be free.
-    #[arg(long)]
-    pub http_listen: Option<String>,
-    /// Most concurrent client connections.
-    #[arg(long, default_value_t = spool_types::limits::CONNECTIONS_MAX_DEFAULT)]
-    pub max_connections: usize,
-    /// Secret for signing request callbacks (default: generated once and
-    /// kept in <data-dir>/callback.secret).
-    #[arg(long, env = "SPOOL_CALLBACK_SECRET", hide_env_values = true)]
-    pub callback_secret: Option<String>,
-    /// A host callbacks and push endpoints may target; repeat for more
-    /// (`*` allows any). Default: loopback only.
-    #[arg(long = "outbound-allow-host")]
-    pub outbound_allow_hosts: Vec<String>,
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints it once, as the last line of output.
+    Create {
+        /// Unique name (1-64 of A-Z a-z 0-9 . _ -).
+        name: String,
+        /// Topic name or pattern it may publish to (and submit requests
+        /// on); repeat for more.
+        #[arg(long = "produce", value_name = "PATTERN")]
+        produce: Vec<String>,
+        /// Topic name or pattern it may consume from; repeat for more.
+        #[arg(long = "consume", value_name = "PATTERN")]
+        consume: Vec<String>,
+        /// Everything: topics, subscriptions, tokens.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List tokens with their permissions (never their secrets).
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it is refused from its next request on.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -458,4 +537,78 @@ pub struct WorkerArgs {
     /// completes the request, anything else fails it with its standard error.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+/// What `spool bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchWorkload {
+    /// Acknowledged publish throughput.
+    Produce,
+    /// Read throughput of a pre-filled topic.
+    Consume,
+    /// Publish → deliver latency at a fixed offered rate.
+    EndToEnd,
+    /// Publish → receive → ack round trip through a queue subscription.
+    Queue,
+    /// Submit → worker → complete requests, then status reads.
+    Requests,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The workload to run.
+    #[arg(value_enum)]
+    pub workload: BenchWorkload,
+    /// Message (payload) size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: u64,
+    /// Messages (requests) in all [default: 100000 for produce and consume,
+    /// 50000 for queue, 10000 for requests; end-to-end runs 10 s].
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Send for this many seconds instead of a count (not for consume).
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    /// Producers (submitters, status readers), each with its own connection.
+    #[arg(long, default_value_t = 1)]
+    pub producers: u64,
+    /// Consumers or workers, each with its own connection [default: 16
+    /// for queue and requests, else 1].
+    #[arg(long)]
+    pub consumers: Option<u64>,
+    /// Partitions of the bench topic [default: --consumers for consume and
+    /// end-to-end, else 1].
+    #[arg(long)]
+    pub partitions: Option<u64>,
+    /// Most messages per produce batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: u64,
+    /// Produce (submit) requests in flight per producer.
+    #[arg(long, default_value_t = 16)]
+    pub window: u64,
+    /// How long a produce batch waits for more messages [default: 5; 0
+    /// for end-to-end and queue].
+    #[arg(long)]
+    pub linger_ms: Option<u64>,
+    /// Offered rate in messages/s over all producers (end-to-end: default
+    /// 10000; produce and queue: unpaced unless given).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Durability of the bench topic.
+    #[arg(long, value_enum, default_value = "always")]
+    pub fsync: DurabilityArg,
+    /// Flush interval for `--fsync interval` [default: 1000].
+    #[arg(long)]
+    pub interval_ms: Option<u32>,
+    /// Most messages a queue or request worker leases per receive.
+    #[arg(long, default_value_t = 100)]
+    pub receive_max: u64,
+    /// How long the requests workload measures status reads, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub status_duration_s: f64,
+    /// Print one JSON object on standard output instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

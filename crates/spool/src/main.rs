@@ -3,25 +3,31 @@
 //! command-line client (built on `spool-client`).
 //!
 //! Client commands take `--addr` (default `$SPOOL_ADDR`, else
-//! `127.0.0.1:7420`) and report failures on stderr as
+//! `127.0.0.1:7420`) and `--token` (default `$SPOOL_TOKEN`; needed when the
+//! server has authentication on) and report failures on stderr as
 //! `error: CODE_NAME: message` with a non-zero exit status. Logs go to
-//! stderr, filtered by `RUST_LOG` (default `info`).
+//! stderr, filtered by `RUST_LOG` (default `info`); `spool server` sets up
+//! its own logging from its configuration (`config`).
 //!
 //! Modules: `cli` (the clap definitions), `server` (`spool server`),
 //! `topic` (`spool topic …`), `produce`, `consume`, `queue` (`spool
 //! subscription …`, `receive`, `ack`, `nack`, `extend`, `dlq`, `errors`),
-//! `request` (`spool request …`) and `worker` (`spool worker`).
+//! `request` (`spool request …`) and `worker` (`spool worker`), `token`
+//! (`spool token …`), `config` (the server's configuration layers).
 
+mod bench;
 mod cli;
+mod config;
 mod consume;
 mod produce;
 mod queue;
 mod request;
 mod server;
+mod token;
 mod topic;
 mod worker;
 
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use spool_client::{Client, ClientError, ClientOptions};
 use std::process::ExitCode;
 
@@ -66,11 +72,31 @@ pub fn report(e: &anyhow::Error) {
     }
 }
 
+/// The `--token` (or `$SPOOL_TOKEN`) of the command being run, set once
+/// in `main`; every connection of the process presents it.
+static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The `--token` value wherever it was given (the flag is global, so it may
+/// follow any subcommand): the deepest subcommand that has one.
+fn token_from(matches: &ArgMatches) -> Option<String> {
+    let mut token = None;
+    let mut m = matches;
+    loop {
+        if let Ok(Some(t)) = m.try_get_one::<String>("token") {
+            token = Some(t.clone());
+        }
+        match m.subcommand() {
+            Some((_, sub)) => m = sub,
+            None => return token,
+        }
+    }
+}
+
 /// Connects for a client command, naming the address on failure.
 pub async fn connect(addr: &str) -> anyhow::Result<Client> {
     let options = ClientOptions {
         client_id: format!("spool-cli-{}", std::process::id()),
-        token: None,
+        token: TOKEN.get().cloned().flatten(),
     };
     match Client::connect(addr, options).await {
         Ok(client) => Ok(client),
@@ -95,8 +121,12 @@ fn init_logging() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    init_logging();
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let _ = TOKEN.set(token_from(&matches));
+    if !matches!(cli.command, cli::Command::Server(_)) {
+        init_logging();
+    }
     let result = match cli.command {
         cli::Command::Server(args) => server::run(args).await,
         cli::Command::Topic(args) => topic::run(args).await,
@@ -111,6 +141,8 @@ async fn main() -> ExitCode {
         cli::Command::Errors(args) => queue::errors(args).await,
         cli::Command::Request(args) => request::run(args).await,
         cli::Command::Worker(args) => worker::run(args).await,
+        cli::Command::Token(args) => token::run(args).await,
+        cli::Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -1,50 +1,71 @@
-//! `spool server`: bind, announce the address on stdout, serve until
-//! SIGINT/SIGTERM, shut down gracefully.
+//! `spool server`: load and check the configuration (`config`), set up
+//! logging, refuse to serve a non-loopback address without authentication
+//! (unless `--insecure`), bind, announce the address on stdout, serve until
+//! SIGINT/SIGTERM, shut down gracefully. `--print-config` prints the
+//! effective configuration and exits.
 
 use crate::cli::ServerArgs;
-use anyhow::Context;
+use crate::config::{LogFormat, Settings};
 use spool_server::{Server, ServerConfig};
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
-/// Where the HTTP API listens unless told otherwise.
-const HTTP_LISTEN_DEFAULT: &str = "127.0.0.1:7421";
-
-fn resolve(flag: &str, addr: &str) -> anyhow::Result<SocketAddr> {
-    addr.to_socket_addrs()
-        .with_context(|| format!("invalid {flag} address {addr:?}"))?
-        .next()
-        .with_context(|| format!("{flag} {addr:?} resolves to no address"))
+/// Logs to stderr in `format`, filtered by `filter` (RUST_LOG syntax).
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The spans carry the connection and request IDs.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
+    Ok(())
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let listen = resolve("--listen", &args.listen)?;
-    if args.max_connections == 0 {
-        anyhow::bail!("--max-connections must be at least 1");
+    let settings = Settings::load(&args)?;
+    let plan = settings.validate()?;
+    if args.print_config {
+        let mut out = std::io::stdout().lock();
+        out.write_all(settings.to_toml().as_bytes())?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let explicit_http = args.http_listen.is_some();
-    let http_listen = resolve(
-        "--http-listen",
-        args.http_listen.as_deref().unwrap_or(HTTP_LISTEN_DEFAULT),
-    )?;
+    init_logging(plan.log_format, &plan.log_level)?;
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    plan.check_exposure(&settings)?;
+    for addr in plan.exposed() {
+        tracing::warn!(
+            %addr,
+            "serving a non-loopback address WITHOUT authentication (--insecure): anyone who can reach it can do anything"
+        );
+    }
     let mut config = ServerConfig {
-        listen,
-        http_listen: Some(http_listen),
-        data_dir: args.data_dir,
-        max_connections: args.max_connections,
-        callback_secret: args.callback_secret,
+        listen: plan.listen,
+        http_listen: plan.http_listen,
+        data_dir: plan.data_dir.clone(),
+        max_connections: plan.max_connections,
+        callback_secret: plan.callback_secret.clone(),
+        outbound_allow_hosts: plan.outbound_allow_hosts.clone(),
+        admin_token: plan.admin_token.clone(),
         ..ServerConfig::default()
     };
-    if !args.outbound_allow_hosts.is_empty() {
-        config.outbound_allow_hosts = args.outbound_allow_hosts;
-    }
     let server = match Server::bind(config.clone()).await {
         Ok(server) => server,
         // Several servers (tests, say) may run side by side without naming
         // an HTTP port: a busy default costs only the HTTP API. If something
         // else failed, the second attempt fails the same way and says so.
-        Err(first) if !explicit_http => {
+        Err(first) if !plan.http_explicit && config.http_listen.is_some() => {
             config.http_listen = None;
             let server = Server::bind(config).await?;
             tracing::warn!(
@@ -65,9 +86,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         let _ = out.flush();
     }
+    let auth = if server.auth_enabled() {
+        "tokens required"
+    } else {
+        "no authentication"
+    };
     match server.http_addr() {
-        Some(http) => tracing::info!(%addr, %http, "listening (binary protocol, HTTP API)"),
-        None => tracing::info!(%addr, "listening (binary protocol)"),
+        Some(http) => {
+            tracing::info!(%addr, %http, auth, "listening (binary protocol, HTTP API)")
+        }
+        None => tracing::info!(%addr, auth, "listening (binary protocol)"),
     }
     server.serve(spool_server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -263,8 +263,28 @@ fn request_record_request() -> impl Strategy<Value = Request> {
     ]
 }
 
+fn token_request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (text(), vec(text(), 0..4), vec(text(), 0..4), any::<bool>()).prop_map(
+            |(name, produce, consume, admin)| Request::CreateToken(CreateToken {
+                name,
+                produce,
+                consume,
+                admin,
+            })
+        ),
+        Just(Request::ListTokens),
+        text().prop_map(|name| Request::RevokeToken(RevokeToken { name })),
+    ]
+}
+
 pub fn request() -> impl Strategy<Value = Request> {
-    prop_oneof![stream_request(), queue_request(), request_record_request()]
+    prop_oneof![
+        stream_request(),
+        queue_request(),
+        request_record_request(),
+        token_request()
+    ]
 }
 
 fn stream_request() -> impl Strategy<Value = Request> {
@@ -451,11 +471,35 @@ fn request_record_response_body() -> impl Strategy<Value = ResponseBody> {
     ]
 }
 
+fn token_response_body() -> impl Strategy<Value = ResponseBody> {
+    let info = (
+        text(),
+        vec(text(), 0..4),
+        vec(text(), 0..4),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(name, produce, consume, admin, created_ms)| TokenInfo {
+            name,
+            produce,
+            consume,
+            admin,
+            created_ms,
+        });
+    prop_oneof![
+        (text(), text())
+            .prop_map(|(name, token)| ResponseBody::TokenCreated(TokenCreated { name, token })),
+        vec(info, 0..4).prop_map(ResponseBody::Tokens),
+        Just(ResponseBody::TokenRevoked),
+    ]
+}
+
 pub fn response_body() -> impl Strategy<Value = ResponseBody> {
     prop_oneof![
         stream_response_body(),
         queue_response_body(),
-        request_record_response_body()
+        request_record_response_body(),
+        token_response_body()
     ]
 }
 
@@ -734,6 +778,15 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 retry: true,
             }),
         ),
+        (
+            "req_create_token",
+            Request::CreateToken(CreateToken {
+                name: "orders-producer".into(),
+                produce: vec!["orders.*".into()],
+                consume: vec![],
+                admin: false,
+            }),
+        ),
     ];
     for (i, (name, request)) in requests.into_iter().enumerate() {
         add(name, &|buf| {
@@ -792,6 +845,16 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
         ],
     };
     let responses = responses.into_iter().chain([
+        (
+            "resp_tokens",
+            Response::ok(ResponseBody::Tokens(vec![TokenInfo {
+                name: "orders-producer".into(),
+                produce: vec!["orders.*".into()],
+                consume: vec!["orders.>".into(), "spool.errors".into()],
+                admin: false,
+                created_ms: 1_700_000_000_000,
+            }])),
+        ),
         (
             "resp_messages",
             Response::ok(ResponseBody::Messages(vec![message.clone()])),

@@ -3,17 +3,26 @@
 //! health checks and the OpenAPI document. Thin: it parses JSON, calls the
 //! broker on a blocking thread and renders JSON; errors are
 //! `application/problem+json` with the binary protocol's stable codes.
+//!
+//! Every request passes [`authenticate`] first: it gives the request an ID
+//! (the `x-request-id` header, echoed, or a new one; every log line about
+//! the request carries it) and, when authentication is on, checks the
+//! `Authorization: Bearer` token (401 without a valid one) and hands the
+//! handlers a [`Caller`], whose permissions each handler checks (403).
+//! [`OPEN_PATHS`] need no token.
 
 mod error;
+mod groups;
 mod json;
 mod openapi;
 mod requests;
 
+use crate::auth::{Caller, Need};
 use crate::notify::{wait_any, Notifier};
 use crate::now_ms;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,8 +31,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use spool_broker::{Broker, BrokerError};
 use spool_types::ErrorCode;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Largest HTTP request body accepted (16 MiB): a batch plus JSON overhead.
 pub const HTTP_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -36,6 +47,102 @@ pub struct AppState {
     pub notifier: Arc<Notifier>,
     /// Hosts callback URLs may point at.
     pub allow: crate::outbound::AllowList,
+    /// Who may do what (see [`auth`](self::auth)).
+    pub auth: Arc<crate::auth::Auth>,
+}
+
+/// Paths served without a token, even when authentication is on.
+pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
+
+/// The response header carrying a request's ID.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The token of an `Authorization: Bearer …` header, if there is one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A client's request ID if it is short, printable ASCII; else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// The middleware in front of every route: request ID and log span, then
+/// authentication (see the module documentation).
+async fn authenticate(
+    State(s): State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id = request_id(req.headers());
+    let span = tracing::info_span!(
+        "http",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    async move {
+        let caller = if OPEN_PATHS.contains(&req.uri().path()) {
+            Ok(Caller::Open)
+        } else {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+            s.auth.authenticate(bearer(req.headers()), peer, "http")
+        };
+        let mut response = match caller {
+            Ok(caller) => {
+                if let Some(name) = caller.name() {
+                    tracing::debug!(token = name, "authenticated");
+                }
+                req.extensions_mut().insert(caller);
+                next.run(req).await
+            }
+            Err(e) => {
+                let mut response = ApiError(e).into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"spool\""),
+                );
+                response
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Handlers take the [`Caller`] that [`authenticate`] put on the request.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Caller, ApiError> {
+        // Absent only if the middleware did not run: refuse, never allow.
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError(BrokerError::new(
+                ErrorCode::Internal,
+                "request reached a handler without authentication",
+            ))
+        })
+    }
 }
 
 /// The whole HTTP API.
@@ -74,12 +181,21 @@ pub fn router(state: AppState) -> Router {
             post(redrive),
         )
         .route("/v1/events", get(events))
+        .route("/v1/groups/{group}/join", post(groups::join))
+        .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
+        .route("/v1/groups/{group}/commit", post(groups::commit))
+        .route("/v1/groups/{group}/leave", post(groups::leave))
+        .route("/v1/groups/{group}/offsets", get(groups::offsets))
         .route("/v1/requests", post(requests::submit))
         .route("/v1/requests/{id}", get(requests::status))
         .route("/v1/requests/{id}/complete", post(requests::complete))
         .route("/v1/requests/{id}/fail", post(requests::fail))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .with_state(state)
 }
 
@@ -120,7 +236,12 @@ async fn not_found() -> ApiError {
     ))
 }
 
-async fn create_topic(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+async fn create_topic(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
+    caller.check(Need::Admin)?;
     let req: json::CreateTopic = parse(&body)?;
     let name = req.name.clone();
     let (config, partitions) = req.into_config()?;
@@ -136,12 +257,15 @@ async fn create_topic(State(s): State<AppState>, body: Bytes) -> ApiResult<Respo
 
 async fn list_topics(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<json::ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Any)?;
     let b = s.broker.clone();
     let topics = blocking(move || b.list_topics(q.pattern.as_deref())).await?;
     let topics: Vec<Value> = topics
         .into_iter()
+        .filter(|(name, _)| caller.may(Need::ProduceOrConsume(name)))
         .map(|(name, partitions)| json!({"name": name, "partitions": partitions}))
         .collect();
     Ok(Json(json!({ "topics": topics })))
@@ -149,8 +273,10 @@ async fn list_topics(
 
 async fn describe_topic(
     State(s): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::ProduceOrConsume(&topic))?;
     let b = s.broker.clone();
     let d = blocking(move || b.describe_topic(&topic)).await?;
     Ok(Json(json::describe(&d)))
@@ -158,8 +284,10 @@ async fn describe_topic(
 
 async fn delete_topic(
     State(s): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<StatusCode> {
+    caller.check(Need::Admin)?;
     let b = s.broker.clone();
     blocking(move || b.delete_topic(&topic, now_ms())).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -167,9 +295,11 @@ async fn delete_topic(
 
 async fn publish(
     State(s): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Produce(&topic))?;
     let req: json::Publish = parse(&body)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
@@ -183,9 +313,11 @@ async fn publish(
 
 async fn fetch(
     State(s): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
     Query(q): Query<json::FetchQuery>,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(&topic))?;
     let b = s.broker.clone();
     let max_bytes = q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20);
     let partition = q.partition.unwrap_or(0);
@@ -200,9 +332,11 @@ async fn fetch(
 
 async fn create_subscription(
     State(s): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    caller.check(Need::Admin)?;
     let req: json::CreateSubscription = parse(&body)?;
     let name = req.name.clone();
     if req.kind.as_deref().unwrap_or("queue") == "stream" {
@@ -236,8 +370,10 @@ async fn create_subscription(
 
 async fn list_subscriptions(
     State(s): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(&topic))?;
     let b = s.broker.clone();
     let specs = blocking(move || {
         b.topic(&topic)?;
@@ -250,8 +386,10 @@ async fn list_subscriptions(
 
 async fn delete_subscription(
     State(s): State<AppState>,
+    caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    caller.check(Need::Admin)?;
     let b = s.broker.clone();
     blocking(move || b.delete_queue(&topic, &sub, now_ms())).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -259,9 +397,11 @@ async fn delete_subscription(
 
 async fn receive(
     State(s): State<AppState>,
+    caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(&topic))?;
     let req: json::Receive = if body.is_empty() {
         json::Receive::default()
     } else {
@@ -351,9 +491,11 @@ fn receipt_results(
 
 async fn ack(
     State(s): State<AppState>,
+    caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(&topic))?;
     let req: json::Receipts = parse(&body)?;
     let receipts = req.receipts.clone();
     let b = s.broker.clone();
@@ -366,9 +508,11 @@ async fn ack(
 
 async fn nack(
     State(s): State<AppState>,
+    caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(&topic))?;
     let req: json::Receipts = parse(&body)?;
     let receipts = req.receipts.clone();
     let b = s.broker.clone();
@@ -391,9 +535,11 @@ async fn nack(
 
 async fn extend(
     State(s): State<AppState>,
+    caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(&topic))?;
     let req: json::Receipts = parse(&body)?;
     let receipts = req.receipts.clone();
     let extend_ms = req.extend_ms.unwrap_or(30_000);
@@ -411,8 +557,10 @@ async fn extend(
 
 async fn redrive(
     State(s): State<AppState>,
+    caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Admin)?;
     let b = s.broker.clone();
     let moved = blocking(move || b.redrive(&topic, &sub, now_ms())).await?;
     Ok(Json(json!({ "moved": moved })))
@@ -420,8 +568,10 @@ async fn redrive(
 
 async fn events(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<json::FetchQuery>,
 ) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(spool_broker::EVENTS_TOPIC))?;
     let b = s.broker.clone();
     let offset = q.offset.unwrap_or(0);
     let read = blocking(move || {

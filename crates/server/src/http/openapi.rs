@@ -25,6 +25,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/topics/{topic}/subscriptions/{sub}/extend"),
     ("post", "/v1/topics/{topic}/subscriptions/{sub}/redrive"),
     ("get", "/v1/events"),
+    ("post", "/v1/groups/{group}/join"),
+    ("post", "/v1/groups/{group}/heartbeat"),
+    ("post", "/v1/groups/{group}/commit"),
+    ("post", "/v1/groups/{group}/leave"),
+    ("get", "/v1/groups/{group}/offsets"),
     ("post", "/v1/requests"),
     ("get", "/v1/requests/{id}"),
     ("post", "/v1/requests/{id}/complete"),
@@ -64,6 +69,15 @@ fn summary(method: &str, path: &str) -> &'static str {
             "Move dead letters back to the topic"
         }
         ("get", "/v1/events") => "Read the side channel (spool.errors)",
+        ("post", "/v1/groups/{group}/join") => {
+            "Join a consumer group: member id, generation, assigned partitions with offsets"
+        }
+        ("post", "/v1/groups/{group}/heartbeat") => {
+            "Keep a member alive; answers the current assignment"
+        }
+        ("post", "/v1/groups/{group}/commit") => "Commit offsets for held partitions",
+        ("post", "/v1/groups/{group}/leave") => "Leave a consumer group",
+        ("get", "/v1/groups/{group}/offsets") => "A group's committed offsets on a topic",
         ("post", "/v1/requests") => "Submit an asynchronous request (202 Accepted + Location)",
         ("get", "/v1/requests/{id}") => "A request's record; wait_ms holds until it finishes",
         ("post", "/v1/requests/{id}/complete") => "Complete a request with a result",

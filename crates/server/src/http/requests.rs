@@ -1,7 +1,12 @@
 //! `/v1/requests`: asynchronous requests over HTTP — submit (202 Accepted
 //! with a Location), status (optionally waiting), complete and fail.
+//!
+//! Permissions: submitting needs produce on the queue; reading a record
+//! needs produce or consume on its queue (the submitter waits for its
+//! result); completing or failing one needs consume on its queue.
 
 use super::{blocking, parse, ApiError, ApiResult, AppState, HTTP_WAIT_MS_MAX};
+use crate::auth::{Caller, Need, RecordAccess};
 use crate::callbacks::public_json;
 use crate::now_ms;
 use axum::body::Bytes;
@@ -45,8 +50,26 @@ struct Fail {
     retry: bool,
 }
 
-pub async fn submit(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+/// Checks the caller may act on request `id` (its queue is looked up).
+async fn check_record(
+    s: &AppState,
+    caller: &Caller,
+    id: &str,
+    access: RecordAccess,
+) -> ApiResult<()> {
+    if matches!(caller, Caller::Open) {
+        return Ok(());
+    }
+    let b = s.broker.clone();
+    let i = id.to_owned();
+    let queue = blocking(move || b.get_request(&i, now_ms()).map(|r| r.queue)).await?;
+    caller.check(access.need(&queue))?;
+    Ok(())
+}
+
+pub async fn submit(State(s): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<Response> {
     let req: Submit = parse(&body)?;
+    caller.check(Need::Produce(&req.queue))?;
     if let Some(url) = &req.callback_url {
         s.allow.check(url).map_err(|e| {
             ApiError(BrokerError::new(
@@ -73,9 +96,11 @@ pub async fn submit(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
 
 pub async fn status(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Response> {
+    check_record(&s, &caller, &id, RecordAccess::Read).await?;
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -98,9 +123,11 @@ pub async fn status(
 
 pub async fn complete(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    check_record(&s, &caller, &id, RecordAccess::Settle).await?;
     let req: Complete = parse(&body)?;
     let b = s.broker.clone();
     let record = blocking(move || b.complete_request(&id, req.result, now_ms())).await?;
@@ -109,9 +136,11 @@ pub async fn complete(
 
 pub async fn fail(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    check_record(&s, &caller, &id, RecordAccess::Settle).await?;
     let req: Fail = parse(&body)?;
     let b = s.broker.clone();
     let record = blocking(move || b.fail_request(&id, &req.error, req.retry, now_ms())).await?;

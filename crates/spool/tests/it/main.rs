@@ -2,6 +2,7 @@
 //! loopback port with a temporary data directory and drives it through the
 //! CLI, the Rust client or raw bytes. One test binary, a module per feature.
 
+mod auth;
 mod backpressure;
 mod cli;
 mod crash;

@@ -110,7 +110,15 @@ fn a_request_from_submit_to_signed_callback() {
         (cb["id"].as_str(), cb["status"].as_str()),
         (Some(id.as_str()), Some("succeeded"))
     );
-    let status = call(&server.http, "GET", &format!("/v1/requests/{id}"), None);
+    // The receiver has the body; the server records the outcome just after.
+    let mut status = call(&server.http, "GET", &format!("/v1/requests/{id}"), None);
+    for _ in 0..50 {
+        if status.body["callback"]["status"] == "delivered" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        status = call(&server.http, "GET", &format!("/v1/requests/{id}"), None);
+    }
     assert_eq!(
         status.body["callback"]["status"], "delivered",
         "{}",
@@ -209,4 +217,102 @@ fn request_records_survive_sigkill() {
     let _ = w.wait();
     let rec: Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(rec["result"], "payload");
+}
+
+#[test]
+fn a_callback_receiver_down_for_a_while_still_gets_its_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    let receiver = Receiver::start(503);
+    let cb = format!("http://{}/cb", receiver.addr);
+    let id = ok(&server.cli(&["request", "submit", "later", "--callback", &cb], b"x"))
+        .trim()
+        .to_owned();
+    let mut w = worker(&server, "later", &["cat"]);
+    wait_status(&server, &id, "succeeded");
+    let _ = w.kill();
+    let _ = w.wait();
+    // The first attempts fail (503); the record shows it.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let rec = record(&server, &id);
+    assert_eq!(rec["callback"]["status"], "pending", "{rec}");
+    assert!(rec["callback"]["attempts"].as_u64().unwrap() >= 1, "{rec}");
+    assert!(
+        rec["callback"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("503"),
+        "{rec}"
+    );
+    *receiver.status.lock().unwrap() = 200;
+    for _ in 0..200 {
+        if !receiver.got.lock().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (body, sig) = receiver.got.lock().unwrap()[0].clone();
+    assert!(signature_valid(b"test-secret", &body, &sig));
+    for _ in 0..40 {
+        if record(&server, &id)["callback"]["status"] == "delivered" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "callback never recorded as delivered: {}",
+        record(&server, &id)
+    );
+}
+
+#[test]
+fn a_push_subscription_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    let endpoint = Receiver::start(500);
+    for t in ["hooks", "hooks.dlq"] {
+        ok(&server.cli(&["topic", "create", t], b""));
+    }
+    let sub = json!({"name": "pusher", "kind": "queue", "max_deliveries": 3, "dead_letter_topic": "hooks.dlq",
+                     "push_endpoint": format!("http://{}/in", endpoint.addr), "max_in_flight": 2});
+    let r = call(
+        &server.http,
+        "POST",
+        "/v1/topics/hooks/subscriptions",
+        Some(&sub.to_string()),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    ok(&server.cli(&["produce", "hooks"], b"doomed\n"));
+    let dead = server.cli(
+        &[
+            "consume",
+            "hooks.dlq",
+            "--count",
+            "1",
+            "--timeout-ms",
+            "15000",
+        ],
+        b"",
+    );
+    assert_eq!(lines(&dead), ["doomed"]);
+    let events = server.cli(
+        &[
+            "consume",
+            "spool.errors",
+            "--count",
+            "1",
+            "--timeout-ms",
+            "5000",
+        ],
+        b"",
+    );
+    let e: Value = serde_json::from_str(&lines(&events)[0]).unwrap();
+    assert_eq!(
+        (e["kind"].as_str(), e["deliveries"].as_u64()),
+        (Some("dead_letter"), Some(3))
+    );
+    assert!(
+        e["error"].as_str().unwrap_or_default().contains("500"),
+        "{e}"
+    );
 }

@@ -29,6 +29,17 @@ impl ServerProc {
     /// Starts a server with extra flags (and `SPOOL_CALLBACK_SECRET=test-secret`),
     /// its HTTP API on an ephemeral port too.
     pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerProc {
+        Self::start_with_env(data_dir, listen, extra, &[])
+    }
+
+    /// [`ServerProc::start_with`] with extra environment variables (say,
+    /// `SPOOL_ADMIN_TOKEN`).
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> ServerProc {
         let mut child = Command::new(BIN)
             .args([
                 "server",
@@ -42,6 +53,7 @@ impl ServerProc {
             .args(extra)
             .env("RUST_LOG", "warn")
             .env("SPOOL_CALLBACK_SECRET", "test-secret")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

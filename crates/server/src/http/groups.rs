@@ -1,0 +1,171 @@
+//! `/v1/groups/{group}/…`: consumer groups (stream subscriptions) over HTTP —
+//! join, heartbeat, commit, leave and committed offsets — the same calls the
+//! binary protocol offers. Messages are then read with
+//! `GET /v1/topics/{topic}/messages?partition=P&offset=O`.
+
+use super::{blocking, parse, ApiError, ApiResult, AppState};
+use crate::auth::{Caller, Need};
+use crate::now_ms;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use spool_broker::{Assignment, StartFrom};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Join {
+    topics: Vec<String>,
+    member_id: Option<String>,
+    session_timeout_ms: Option<u64>,
+    start: Option<String>,
+    client_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Heartbeat {
+    member_id: String,
+    generation: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Offset {
+    topic: String,
+    partition: u32,
+    offset: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Commit {
+    member_id: String,
+    offsets: Vec<Offset>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Leave {
+    member_id: String,
+}
+
+#[derive(Deserialize)]
+pub struct OffsetsQuery {
+    pub topic: String,
+}
+
+fn assignment(a: Assignment) -> Json<Value> {
+    let parts: Vec<Value> = a
+        .partitions
+        .iter()
+        .map(|(t, p, o)| json!({"topic": t, "partition": p, "offset": o}))
+        .collect();
+    Json(json!({"member_id": a.member_id, "generation": a.generation, "assignment": parts}))
+}
+
+pub async fn join(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: Join = parse(&body)?;
+    for t in &req.topics {
+        caller.check(Need::Consume(t))?;
+    }
+    let start = match req.start.as_deref() {
+        None | Some("earliest") => StartFrom::Earliest,
+        Some("latest") => StartFrom::Latest,
+        Some(o) => {
+            return Err(ApiError::invalid(format!(
+                "start {o:?}: use \"earliest\" or \"latest\""
+            )))
+        }
+    };
+    let b = s.broker.clone();
+    let a = blocking(move || {
+        b.join_group(
+            &group,
+            req.member_id.as_deref(),
+            req.client_id.as_deref().unwrap_or("http"),
+            &req.topics,
+            req.session_timeout_ms.unwrap_or(30_000),
+            start,
+            now_ms(),
+        )
+    })
+    .await?;
+    Ok(assignment(a))
+}
+
+pub async fn heartbeat(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.check(Need::ConsumeSomething)?;
+    let req: Heartbeat = parse(&body)?;
+    let b = s.broker.clone();
+    let a = blocking(move || b.heartbeat(&group, &req.member_id, req.generation, now_ms())).await?;
+    Ok(assignment(a))
+}
+
+pub async fn commit(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: Commit = parse(&body)?;
+    for o in &req.offsets {
+        caller.check(Need::Consume(&o.topic))?;
+    }
+    let offsets: Vec<(String, u32, i64)> = req
+        .offsets
+        .into_iter()
+        .map(|o| (o.topic, o.partition, o.offset))
+        .collect();
+    let b = s.broker.clone();
+    blocking(move || b.commit(&group, &req.member_id, &offsets, now_ms())).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn leave(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    caller.check(Need::ConsumeSomething)?;
+    let req: Leave = parse(&body)?;
+    let b = s.broker.clone();
+    blocking(move || b.leave_group(&group, &req.member_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn offsets(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Query(q): Query<OffsetsQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.check(Need::Consume(&q.topic))?;
+    let b = s.broker.clone();
+    let topic = q.topic.clone();
+    let rows = blocking(move || {
+        let n = b.topic(&topic)?.partitions.len() as u32;
+        let tps: Vec<(String, u32)> = (0..n).map(|p| (topic.clone(), p)).collect();
+        let committed = b.committed(&group, &tps);
+        Ok(tps.into_iter().zip(committed).collect::<Vec<_>>())
+    })
+    .await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|((t, p), o)| json!({"topic": t, "partition": p, "offset": o}))
+        .collect();
+    Ok(Json(json!({ "offsets": rows })))
+}

@@ -1,0 +1,510 @@
+//! Authentication and authorization on both protocols, the backend-only
+//! default (no public address without an admin token), and the server's
+//! configuration layers (`--config` < `SPOOL_…` < flags, `--print-config`).
+
+use super::support::{cli, ok, text, ServerProc, BIN};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "test-admin-token-0123456789";
+
+fn start_secured(dir: &Path) -> ServerProc {
+    ServerProc::start_with_env(dir, "127.0.0.1:0", &[], &[("SPOOL_ADMIN_TOKEN", ADMIN)])
+}
+
+/// Runs a CLI command with `--token TOKEN` (if any).
+fn as_token(server: &ServerProc, token: Option<&str>, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    if let Some(t) = token {
+        all.extend(["--token", t]);
+    }
+    cli(&server.addr, &all, stdin)
+}
+
+/// Asserts a command failed with `code` on stderr.
+fn fails_with(out: &Output, code: &str) {
+    assert!(
+        !out.status.success() && text(&out.stderr).contains(code),
+        "expected {code}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A minimal HTTP/1.1 call with an optional bearer token: status and body.
+fn http(addr: &str, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let reply = String::from_utf8_lossy(&raw).into_owned();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {reply:?}"));
+    (status, reply)
+}
+
+#[test]
+fn without_a_valid_token_nothing_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_secured(dir.path());
+
+    fails_with(
+        &as_token(&server, None, &["topic", "list"], b""),
+        "UNAUTHENTICATED",
+    );
+    fails_with(
+        &as_token(
+            &server,
+            Some("spool_not-a-real-token"),
+            &["topic", "list"],
+            b"",
+        ),
+        "UNAUTHENTICATED",
+    );
+    ok(&as_token(&server, Some(ADMIN), &["topic", "list"], b""));
+
+    let (status, reply) = http(&server.http, "GET", "/v1/topics", "", None);
+    assert_eq!(status, 401, "{reply}");
+    assert!(reply.contains("UNAUTHENTICATED"), "{reply}");
+    assert!(
+        reply
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{reply}"
+    );
+    let (status, _) = http(&server.http, "GET", "/v1/topics", "", Some("wrong"));
+    assert_eq!(status, 401);
+    let (status, _) = http(&server.http, "GET", "/v1/topics", "", Some(ADMIN));
+    assert_eq!(status, 200);
+    // Health checks stay open for load balancers and orchestrators.
+    let (status, _) = http(&server.http, "GET", "/healthz", "", None);
+    assert_eq!(status, 200);
+    let (status, _) = http(&server.http, "GET", "/readyz", "", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn permissions_are_checked_on_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_secured(dir.path());
+    let admin = Some(ADMIN);
+    for topic in ["orders.eu", "payments"] {
+        ok(&as_token(&server, admin, &["topic", "create", topic], b""));
+    }
+
+    // The admin makes a produce-only token for orders.*; it is the last line.
+    let out = ok(&as_token(
+        &server,
+        admin,
+        &[
+            "token",
+            "create",
+            "orders-producer",
+            "--produce",
+            "orders.*",
+        ],
+        b"",
+    ));
+    let producer_token = out.lines().last().unwrap().trim().to_owned();
+    assert!(producer_token.starts_with("spool_"), "{out}");
+    let out = ok(&as_token(
+        &server,
+        admin,
+        &["token", "create", "orders-reader", "--consume", "orders.>"],
+        b"",
+    ));
+    let reader_token = out.lines().last().unwrap().trim().to_owned();
+    let producer = Some(producer_token.as_str());
+    let reader = Some(reader_token.as_str());
+
+    // Binary protocol: produce allowed where granted, refused elsewhere.
+    let out = as_token(&server, producer, &["produce", "orders.eu"], b"one\n");
+    assert!(ok(&out).contains("acknowledged: 1"));
+    fails_with(
+        &as_token(&server, producer, &["produce", "payments"], b"x\n"),
+        "FORBIDDEN",
+    );
+    fails_with(
+        &as_token(
+            &server,
+            producer,
+            &[
+                "consume",
+                "orders.eu",
+                "--count",
+                "1",
+                "--timeout-ms",
+                "2000",
+            ],
+            b"",
+        ),
+        "FORBIDDEN",
+    );
+    // Consume allowed where granted; produce not.
+    let out = ok(&as_token(
+        &server,
+        reader,
+        &[
+            "consume",
+            "orders.eu",
+            "--count",
+            "1",
+            "--timeout-ms",
+            "5000",
+        ],
+        b"",
+    ));
+    assert_eq!(out.trim(), "one");
+    fails_with(
+        &as_token(&server, reader, &["produce", "orders.eu"], b"x\n"),
+        "FORBIDDEN",
+    );
+    fails_with(
+        &as_token(
+            &server,
+            reader,
+            &[
+                "consume",
+                "payments",
+                "--count",
+                "1",
+                "--timeout-ms",
+                "2000",
+            ],
+            b"",
+        ),
+        "FORBIDDEN",
+    );
+    // Admin operations need an admin token.
+    fails_with(
+        &as_token(&server, producer, &["topic", "create", "orders.us"], b""),
+        "FORBIDDEN",
+    );
+    fails_with(
+        &as_token(&server, reader, &["token", "list"], b""),
+        "FORBIDDEN",
+    );
+    // Listing shows only what a token may see.
+    let listed = ok(&as_token(&server, producer, &["topic", "list"], b""));
+    assert!(
+        listed.contains("orders.eu") && !listed.contains("payments"),
+        "{listed}"
+    );
+
+    // HTTP: the same permissions.
+    let message = r#"{"messages":[{"value":"two"}]}"#;
+    let publish = |topic: &str, token| {
+        http(
+            &server.http,
+            "POST",
+            &format!("/v1/topics/{topic}/messages"),
+            message,
+            token,
+        )
+        .0
+    };
+    let fetch = |topic: &str, token| {
+        http(
+            &server.http,
+            "GET",
+            &format!("/v1/topics/{topic}/messages"),
+            "",
+            token,
+        )
+        .0
+    };
+    assert_eq!(publish("orders.eu", producer), 200);
+    assert_eq!(publish("payments", producer), 403);
+    assert_eq!(publish("orders.eu", reader), 403);
+    assert_eq!(fetch("orders.eu", reader), 200);
+    assert_eq!(fetch("orders.eu", producer), 403);
+    assert_eq!(fetch("payments", reader), 403);
+    let create = r#"{"name":"orders.us"}"#;
+    assert_eq!(
+        http(&server.http, "POST", "/v1/topics", create, producer).0,
+        403
+    );
+    assert_eq!(
+        http(&server.http, "POST", "/v1/topics", create, admin).0,
+        201
+    );
+
+    // Tokens are listed without secrets and stored only hashed.
+    let listed = ok(&as_token(&server, admin, &["token", "list"], b""));
+    assert!(
+        listed.contains("orders-producer") && listed.contains("orders.*"),
+        "{listed}"
+    );
+    let store = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+    for token in [&producer_token, &reader_token] {
+        assert!(!listed.contains(token));
+        assert!(!store.contains(token), "tokens.json holds a token in clear");
+        assert!(!store.contains(&token["spool_".len()..]));
+    }
+    assert!(!store.contains(ADMIN));
+
+    // Revoked: refused as unknown, on both protocols.
+    ok(&as_token(
+        &server,
+        admin,
+        &["token", "revoke", "orders-producer"],
+        b"",
+    ));
+    fails_with(
+        &as_token(&server, producer, &["produce", "orders.eu"], b"x\n"),
+        "UNAUTHENTICATED",
+    );
+    assert_eq!(publish("orders.eu", producer), 401);
+    assert_eq!(publish("orders.eu", admin), 200);
+}
+
+/// Runs `spool server ARGS` expecting it to exit; returns its output.
+fn server_exits(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("server")
+        .args(args)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("spool server {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn public_addresses_need_an_admin_token_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (listen, http, named) in [
+        ("0.0.0.0:0", "127.0.0.1:0", "--listen"),
+        ("127.0.0.1:0", "0.0.0.0:0", "--http-listen"),
+    ] {
+        let out = server_exits(
+            &[
+                "--listen",
+                listen,
+                "--http-listen",
+                http,
+                "--data-dir",
+                data,
+            ],
+            &[],
+        );
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("refusing to listen on 0.0.0.0:0")
+                && err.contains(named)
+                && err.contains("--insecure")
+                && err.contains("SPOOL_ADMIN_TOKEN"),
+            "{err}"
+        );
+    }
+
+    // --insecure serves anyway (reached here over loopback).
+    let server = ServerProc::start_with(dir.path(), "0.0.0.0:0", &["--insecure"]);
+    let port = server.addr.rsplit(':').next().unwrap();
+    ok(&cli(&format!("127.0.0.1:{port}"), &["topic", "list"], b""));
+}
+
+#[test]
+fn print_config_layers_file_env_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spool.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:7001\"\nhttp_listen = \"127.0.0.1:7101\"\nmax_connections = 5\n\
+         log_format = \"json\"\ncallback_secret = \"file-secret-value\"\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let envs = [
+        ("SPOOL_LISTEN", "127.0.0.1:7002"),
+        ("SPOOL_HTTP_LISTEN", "127.0.0.1:7102"),
+        ("SPOOL_CALLBACK_SECRET", "env-secret-value"),
+        ("SPOOL_ADMIN_TOKEN", ADMIN),
+    ];
+    let out = server_exits(
+        &[
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:7003",
+            "--print-config",
+        ],
+        &envs,
+    );
+    let printed = ok(&out);
+    // Flag beats environment beats file; untouched file values stay.
+    assert!(
+        printed.contains("listen = \"127.0.0.1:7003\"  # from --listen"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("http_listen = \"127.0.0.1:7102\"  # from SPOOL_HTTP_LISTEN"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("max_connections = 5  # from `max_connections` in"),
+        "{printed}"
+    );
+    assert!(printed.contains("log_format = \"json\""), "{printed}");
+    assert!(
+        printed.contains("data_dir = \"./spool-data\"  # default"),
+        "{printed}"
+    );
+    // Secrets never appear.
+    for secret in ["file-secret-value", "env-secret-value", ADMIN] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    assert!(
+        printed.contains("callback_secret = \"<redacted>\""),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("admin_token = \"<redacted>\""),
+        "{printed}"
+    );
+    // The printed configuration is TOML.
+    let parsed: toml::Table = toml::from_str(&printed).unwrap();
+    assert_eq!(parsed["max_connections"].as_integer(), Some(5));
+
+    // Errors name the offending key, wherever it came from.
+    let out = server_exits(&["--print-config"], &[("SPOOL_MAX_CONNECTIONS", "lots")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("SPOOL_MAX_CONNECTIONS"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = server_exits(&["--print-config", "--listen", "not an address"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--listen"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&file, "max_connections = 0\n").unwrap();
+    let out = server_exits(&["--config", config, "--print-config"], &[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`max_connections` in") && err.contains("spool.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spool.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").unwrap();
+    let data = dir.path().join("data");
+    let out = server_exits(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("listen_adress") && err.contains("spool.toml"),
+        "{err}"
+    );
+    // Refused before anything was created.
+    assert!(!data.exists());
+}
+
+#[test]
+fn request_records_follow_their_queue_permissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_secured(dir.path());
+    let create = |name: &str, flag: &str| {
+        let out = ok(&as_token(
+            &server,
+            Some(ADMIN),
+            &["token", "create", name, flag, "jobs"],
+            b"",
+        ));
+        out.lines().last().unwrap().trim().to_owned()
+    };
+    let submitter = create("submitter", "--produce");
+    let worker = create("worker", "--consume");
+    let (submitter, worker) = (Some(submitter.as_str()), Some(worker.as_str()));
+
+    fails_with(
+        &as_token(&server, worker, &["request", "submit", "jobs"], b"{}"),
+        "FORBIDDEN",
+    );
+    let out = ok(&as_token(
+        &server,
+        submitter,
+        &["request", "submit", "jobs"],
+        b"{\"n\":1}",
+    ));
+    let id = out.trim().to_owned();
+
+    // The submitter may read its record but not take the work.
+    ok(&as_token(
+        &server,
+        submitter,
+        &["request", "status", &id],
+        b"",
+    ));
+    fails_with(
+        &as_token(&server, submitter, &["receive", "jobs", "workers"], b""),
+        "FORBIDDEN",
+    );
+    let leased = ok(&as_token(
+        &server,
+        worker,
+        &["receive", "jobs", "workers", "--wait-ms", "5000"],
+        b"",
+    ));
+    assert!(leased.contains("\"n\":1"), "{leased}");
+
+    // Only a consumer of the queue may finish it, over HTTP too.
+    let path = format!("/v1/requests/{id}/complete");
+    let result = r#"{"result":{"ok":true}}"#;
+    assert_eq!(http(&server.http, "POST", &path, result, submitter).0, 403);
+    assert_eq!(http(&server.http, "POST", &path, result, worker).0, 200);
+    let status = format!("/v1/requests/{id}");
+    assert_eq!(http(&server.http, "GET", &status, "", submitter).0, 200);
+    assert_eq!(http(&server.http, "GET", &status, "", None).0, 401);
+    let out = ok(&as_token(
+        &server,
+        submitter,
+        &["request", "wait", &id],
+        b"",
+    ));
+    assert!(out.contains("succeeded"), "{out}");
+}
