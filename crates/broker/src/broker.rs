@@ -176,6 +176,8 @@ pub struct Broker {
     callbacks_due: Mutex<BTreeSet<(i64, String)>>,
     /// When records were last checked for expiry.
     last_expiry_ms: AtomicI64,
+    /// How long finished request records are kept.
+    request_ttl_ms: AtomicI64,
     listener: RwLock<Option<Arc<dyn AppendListener>>>,
 }
 
@@ -348,6 +350,7 @@ impl Broker {
             ),
             requests,
             last_expiry_ms: AtomicI64::new(0),
+            request_ttl_ms: AtomicI64::new(REQUEST_TTL_MS_DEFAULT),
             listener: RwLock::new(None),
         };
         let events = TopicConfig {
@@ -1489,7 +1492,7 @@ impl Broker {
             attempts: 0,
             created_ms: now_ms,
             updated_ms: now_ms,
-            expires_ms: now_ms + REQUEST_TTL_MS_DEFAULT,
+            expires_ms: now_ms.saturating_add(self.request_ttl_ms.load(Ordering::Relaxed)),
             result: None,
             error: None,
             callback_url,
@@ -1572,6 +1575,7 @@ impl Broker {
         now_ms: i64,
     ) -> Result<RequestRecord> {
         r.status = status;
+        r.expires_ms = now_ms.saturating_add(self.request_ttl_ms.load(Ordering::Relaxed));
         r.result = result;
         r.error = error;
         r.updated_ms = now_ms;
@@ -1731,6 +1735,11 @@ impl Broker {
             self.publish_event("callback_failed", &event, now_ms)?;
         }
         Ok(())
+    }
+
+    /// Sets how long finished request records are kept (from when they finish).
+    pub fn set_request_ttl_ms(&self, ttl_ms: i64) {
+        self.request_ttl_ms.store(ttl_ms.max(1), Ordering::Relaxed);
     }
 
     /// Counts of request records by status: pending, running, succeeded, failed.

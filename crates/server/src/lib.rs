@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub outbound_allow_hosts: Vec<String>,
     /// How long a failing callback is retried.
     pub callback_retry_ms: i64,
+    /// How long finished request records are kept.
+    pub request_ttl_ms: i64,
     /// The bootstrap admin token. When set, every request needs a valid
     /// token (see [`auth`]); when `None`, nothing is checked.
     pub admin_token: Option<auth::Secret>,
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             callback_secret: None,
             outbound_allow_hosts: vec!["127.0.0.1".into(), "localhost".into(), "::1".into()],
             callback_retry_ms: spool_broker::requests::CALLBACK_RETRY_MS_DEFAULT,
+            request_ttl_ms: spool_broker::requests::REQUEST_TTL_MS_DEFAULT,
             admin_token: None,
         }
     }
@@ -138,6 +141,7 @@ impl Server {
             ),
             None => None,
         };
+        broker.set_request_ttl_ms(config.request_ttl_ms);
         Ok(Server {
             listener,
             http_listener,

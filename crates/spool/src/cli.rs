@@ -93,6 +93,14 @@ pub struct ServerArgs {
     /// SPOOL_MAX_CONNECTIONS].
     #[arg(long)]
     pub max_connections: Option<u64>,
+    /// How long finished request records are kept, in ms [default: 7 days]
+    /// [env: SPOOL_REQUEST_TTL_MS].
+    #[arg(long)]
+    pub request_ttl_ms: Option<u64>,
+    /// How long a failing request callback is retried, in ms [default: 24
+    /// hours] [env: SPOOL_CALLBACK_RETRY_MS].
+    #[arg(long)]
+    pub callback_retry_ms: Option<u64>,
     /// Secret for signing request callbacks (default: generated once and
     /// kept in <data-dir>/callback.secret) [env: SPOOL_CALLBACK_SECRET].
     #[arg(long)]

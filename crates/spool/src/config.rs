@@ -14,6 +14,8 @@
 //! | `http_listen` | `SPOOL_HTTP_LISTEN` | `--http-listen` | `127.0.0.1:7421` (`off`: no HTTP) |
 //! | `data_dir` | `SPOOL_DATA_DIR` | `--data-dir` | `./spool-data` |
 //! | `max_connections` | `SPOOL_MAX_CONNECTIONS` | `--max-connections` | 16,384 |
+//! | `request_ttl_ms` | `SPOOL_REQUEST_TTL_MS` | `--request-ttl-ms` | 7 days |
+//! | `callback_retry_ms` | `SPOOL_CALLBACK_RETRY_MS` | `--callback-retry-ms` | 24 hours |
 //! | `callback_secret` | `SPOOL_CALLBACK_SECRET` | `--callback-secret` | generated, in the data dir |
 //! | `outbound_allow_hosts` | `SPOOL_OUTBOUND_ALLOW_HOSTS` (comma-separated) | `--outbound-allow-host` (repeated) | loopback |
 //! | `admin_token` | `SPOOL_ADMIN_TOKEN` | — | none: no authentication |
@@ -68,6 +70,16 @@ pub const MAX_CONNECTIONS: Key = Key {
     toml: "max_connections",
     env: "SPOOL_MAX_CONNECTIONS",
     flag: Some("--max-connections"),
+};
+pub const REQUEST_TTL_MS: Key = Key {
+    toml: "request_ttl_ms",
+    env: "SPOOL_REQUEST_TTL_MS",
+    flag: Some("--request-ttl-ms"),
+};
+pub const CALLBACK_RETRY_MS: Key = Key {
+    toml: "callback_retry_ms",
+    env: "SPOOL_CALLBACK_RETRY_MS",
+    flag: Some("--callback-retry-ms"),
 };
 pub const CALLBACK_SECRET: Key = Key {
     toml: "callback_secret",
@@ -213,6 +225,8 @@ const FILE_KEYS: &[Key] = &[
     HTTP_LISTEN,
     DATA_DIR,
     MAX_CONNECTIONS,
+    REQUEST_TTL_MS,
+    CALLBACK_RETRY_MS,
     CALLBACK_SECRET,
     OUTBOUND_ALLOW_HOSTS,
     ADMIN_TOKEN,
@@ -229,6 +243,8 @@ struct Layer {
     http_listen: Option<String>,
     data_dir: Option<PathBuf>,
     max_connections: Option<u64>,
+    request_ttl_ms: Option<u64>,
+    callback_retry_ms: Option<u64>,
     callback_secret: Option<Secret>,
     outbound_allow_hosts: Option<Vec<String>>,
     admin_token: Option<AdminToken>,
@@ -246,6 +262,8 @@ pub struct Settings {
     pub http_listen: Setting<String>,
     pub data_dir: Setting<PathBuf>,
     pub max_connections: Setting<u64>,
+    pub request_ttl_ms: Setting<u64>,
+    pub callback_retry_ms: Setting<u64>,
     pub callback_secret: Setting<Option<Secret>>,
     pub outbound_allow_hosts: Setting<Vec<String>>,
     pub admin_token: Setting<Option<AdminToken>>,
@@ -265,6 +283,8 @@ pub struct Validated {
     pub http_explicit: bool,
     pub data_dir: PathBuf,
     pub max_connections: usize,
+    pub request_ttl_ms: i64,
+    pub callback_retry_ms: i64,
     pub callback_secret: Option<String>,
     pub outbound_allow_hosts: Vec<String>,
     pub admin_token: Option<Secret>,
@@ -285,6 +305,14 @@ impl Settings {
             max_connections: Setting::default(
                 MAX_CONNECTIONS,
                 spool_types::limits::CONNECTIONS_MAX_DEFAULT as u64,
+            ),
+            request_ttl_ms: Setting::default(
+                REQUEST_TTL_MS,
+                spool_server::ServerConfig::default().request_ttl_ms as u64,
+            ),
+            callback_retry_ms: Setting::default(
+                CALLBACK_RETRY_MS,
+                spool_server::ServerConfig::default().callback_retry_ms as u64,
             ),
             callback_secret: Setting::default(CALLBACK_SECRET, None),
             outbound_allow_hosts: Setting::default(
@@ -325,6 +353,8 @@ impl Settings {
         self.http_listen.set(layer.http_listen, origin);
         self.data_dir.set(layer.data_dir, origin);
         self.max_connections.set(layer.max_connections, origin);
+        self.request_ttl_ms.set(layer.request_ttl_ms, origin);
+        self.callback_retry_ms.set(layer.callback_retry_ms, origin);
         self.callback_secret
             .set(layer.callback_secret.map(Some), origin);
         self.outbound_allow_hosts
@@ -368,6 +398,17 @@ impl Settings {
                 .parse::<u64>()
                 .map_err(|_| ConfigError(format!("{var}: {v:?} is not a number of connections")))?;
             self.max_connections.set(Some(n), &origin(var));
+        }
+        for (key, setting) in [
+            (REQUEST_TTL_MS, &mut self.request_ttl_ms),
+            (CALLBACK_RETRY_MS, &mut self.callback_retry_ms),
+        ] {
+            if let Some((var, v)) = get(key) {
+                let n = v.trim().parse::<u64>().map_err(|_| {
+                    ConfigError(format!("{var}: {v:?} is not a number of milliseconds"))
+                })?;
+                setting.set(Some(n), &origin(var));
+            }
         }
         if let Some((var, v)) = get(CALLBACK_SECRET) {
             self.callback_secret
@@ -438,6 +479,14 @@ impl Settings {
             .ok()
             .filter(|n| *n >= 1)
             .ok_or_else(|| self.max_connections.error("must be at least 1"))?;
+        let millis = |s: &Setting<u64>| {
+            i64::try_from(s.value)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| s.error("must be a positive number of milliseconds"))
+        };
+        let request_ttl_ms = millis(&self.request_ttl_ms)?;
+        let callback_retry_ms = millis(&self.callback_retry_ms)?;
         let callback_secret = match &self.callback_secret.value {
             Some(s) if s.expose().is_empty() => {
                 return Err(self.callback_secret.error("must not be empty"))
@@ -492,6 +541,8 @@ impl Settings {
             http_explicit: self.http_listen.origin != Origin::Default,
             data_dir: self.data_dir.value.clone(),
             max_connections,
+            request_ttl_ms,
+            callback_retry_ms,
             callback_secret,
             outbound_allow_hosts: self.outbound_allow_hosts.value.clone(),
             admin_token,
@@ -516,6 +567,13 @@ impl Settings {
         line(&mut out, &self.data_dir, path(&self.data_dir.value));
         let max = i64::try_from(self.max_connections.value).unwrap_or(i64::MAX);
         line(&mut out, &self.max_connections, toml::Value::Integer(max));
+        for s in [&self.request_ttl_ms, &self.callback_retry_ms] {
+            line(
+                &mut out,
+                s,
+                toml::Value::Integer(i64::try_from(s.value).unwrap_or(i64::MAX)),
+            );
+        }
         match &self.callback_secret.value {
             Some(_) => line(&mut out, &self.callback_secret, string(REDACTED)),
             None => out.push_str(
@@ -714,6 +772,18 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
             &origin,
             "a whole number of connections",
         )?,
+        request_ttl_ms: get(
+            &table,
+            REQUEST_TTL_MS,
+            &origin,
+            "a whole number of milliseconds",
+        )?,
+        callback_retry_ms: get(
+            &table,
+            CALLBACK_RETRY_MS,
+            &origin,
+            "a whole number of milliseconds",
+        )?,
         callback_secret: text_of(CALLBACK_SECRET)?.map(Secret::new),
         outbound_allow_hosts: get(
             &table,
@@ -734,6 +804,8 @@ fn flag_layer(args: &ServerArgs) -> Layer {
         http_listen: args.http_listen.clone(),
         data_dir: args.data_dir.clone(),
         max_connections: args.max_connections,
+        request_ttl_ms: args.request_ttl_ms,
+        callback_retry_ms: args.callback_retry_ms,
         callback_secret: args.callback_secret.clone().map(Secret::new),
         outbound_allow_hosts: (!args.outbound_allow_hosts.is_empty())
             .then(|| args.outbound_allow_hosts.clone()),

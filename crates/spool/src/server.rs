@@ -55,10 +55,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         http_listen: plan.http_listen,
         data_dir: plan.data_dir.clone(),
         max_connections: plan.max_connections,
+        request_ttl_ms: plan.request_ttl_ms,
+        callback_retry_ms: plan.callback_retry_ms,
         callback_secret: plan.callback_secret.clone(),
         outbound_allow_hosts: plan.outbound_allow_hosts.clone(),
         admin_token: plan.admin_token.clone(),
-        ..ServerConfig::default()
     };
     let server = match Server::bind(config.clone()).await {
         Ok(server) => server,
