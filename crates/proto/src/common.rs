@@ -38,6 +38,11 @@ pub enum Durability {
     Never,
 }
 
+/// Extension tag: duplicate-suppression window in ms (u64, big-endian).
+pub const CONFIG_TAG_DEDUP_WINDOW_MS: u16 = 1;
+/// Extension tag: depth at which the server warns (u64, big-endian; 0 = off).
+pub const CONFIG_TAG_WARN_DEPTH: u16 = 2;
+
 /// An unrecognised trailing configuration field, kept so a server can refuse
 /// it by tag (a config setting silently ignored would surprise the user).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,6 +32,7 @@ pub use common::{
     PartitionOffset, Retention, Routing, SubscribeStart, SubscriptionKind, TopicConfig,
     TopicPartition,
 };
+pub use common::{CONFIG_TAG_DEDUP_WINDOW_MS, CONFIG_TAG_WARN_DEPTH};
 pub use error::{DecodeError, EncodeError, FrameError, WireCode, WireError};
 pub use frame::{
     decode_frame, peek_frame_size, Frame, FrameKind, FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES,

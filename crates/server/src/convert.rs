@@ -31,14 +31,28 @@ fn durability_to_wire(d: b::TopicDurability) -> p::Durability {
 }
 
 pub fn patch_from_wire(c: &p::TopicConfig) -> Result<b::TopicConfigPatch, BrokerError> {
-    if let Some(ext) = c.extensions.first() {
-        return Err(BrokerError::new(
-            ErrorCode::InvalidConfig,
-            format!(
-                "topic setting with tag {} is not known to this server",
-                ext.tag
-            ),
-        ));
+    let mut dedup_window_ms = None;
+    let mut warn_depth = None;
+    for ext in &c.extensions {
+        let as_u64 = || -> Result<u64, BrokerError> {
+            let bytes: [u8; 8] = ext.value.as_ref().try_into().map_err(|_| {
+                BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("topic setting with tag {} must be 8 bytes", ext.tag),
+                )
+            })?;
+            Ok(u64::from_be_bytes(bytes))
+        };
+        match ext.tag {
+            p::CONFIG_TAG_DEDUP_WINDOW_MS => dedup_window_ms = Some(as_u64()?),
+            p::CONFIG_TAG_WARN_DEPTH => warn_depth = Some(as_u64()?),
+            tag => {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("topic setting with tag {tag} is not known to this server"),
+                ))
+            }
+        }
     }
     Ok(b::TopicConfigPatch {
         max_messages: c.max_messages,
@@ -55,8 +69,8 @@ pub fn patch_from_wire(c: &p::TopicConfig) -> Result<b::TopicConfigPatch, Broker
         retention_ms: c.retention_ms,
         durability: c.durability.map(durability_to_broker),
         segment_bytes: c.segment_bytes,
-        dedup_window_ms: None,
-        warn_depth: None,
+        dedup_window_ms,
+        warn_depth,
     })
 }
 
@@ -76,7 +90,16 @@ pub fn config_to_wire(c: &b::TopicConfig) -> p::TopicConfig {
         retention_ms: Some(c.retention_ms.unwrap_or(0)),
         durability: Some(durability_to_wire(c.durability)),
         segment_bytes: Some(c.segment_bytes),
-        extensions: vec![],
+        extensions: vec![
+            p::ConfigExtension {
+                tag: p::CONFIG_TAG_DEDUP_WINDOW_MS,
+                value: bytes::Bytes::copy_from_slice(&c.dedup_window_ms.to_be_bytes()),
+            },
+            p::ConfigExtension {
+                tag: p::CONFIG_TAG_WARN_DEPTH,
+                value: bytes::Bytes::copy_from_slice(&c.warn_depth.unwrap_or(0).to_be_bytes()),
+            },
+        ],
     }
 }
 

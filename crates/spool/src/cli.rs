@@ -238,6 +238,12 @@ pub struct ConfigArgs {
     /// Segment file size.
     #[arg(long)]
     pub segment_bytes: Option<u64>,
+    /// Window in which a repeated message ID is stored only once (default 120000).
+    #[arg(long)]
+    pub dedup_window_ms: Option<u64>,
+    /// Depth at which the server logs a warning (0 turns it off).
+    #[arg(long)]
+    pub warn_depth: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -87,7 +87,18 @@ fn to_wire(c: &ConfigArgs) -> Result<TopicConfig, Failure> {
         retention_ms: c.retention_ms,
         durability,
         segment_bytes: c.segment_bytes,
-        extensions: Vec::new(),
+        extensions: [
+            (spool_proto::CONFIG_TAG_DEDUP_WINDOW_MS, c.dedup_window_ms),
+            (spool_proto::CONFIG_TAG_WARN_DEPTH, c.warn_depth),
+        ]
+        .into_iter()
+        .filter_map(|(tag, v)| {
+            v.map(|v| spool_proto::ConfigExtension {
+                tag,
+                value: v.to_be_bytes().to_vec().into(),
+            })
+        })
+        .collect(),
     })
 }
 
@@ -131,6 +142,16 @@ fn describe_text(d: &TopicDescription) -> String {
         None => "default".to_owned(),
     };
     let _ = writeln!(s, "durability: {durability}");
+    for ext in &c.extensions {
+        let name = match ext.tag {
+            spool_proto::CONFIG_TAG_DEDUP_WINDOW_MS => "dedup_window_ms",
+            spool_proto::CONFIG_TAG_WARN_DEPTH => "warn_depth",
+            _ => continue,
+        };
+        if let Ok(bytes) = <[u8; 8]>::try_from(ext.value.as_ref()) {
+            let _ = writeln!(s, "{name}: {}", u64::from_be_bytes(bytes));
+        }
+    }
     if let Some(b) = c.segment_bytes {
         let _ = writeln!(s, "segment_bytes: {b}");
     }
@@ -228,6 +249,8 @@ mod tests {
             durability: Some(DurabilityArg::Interval),
             interval_ms: None,
             segment_bytes: None,
+            dedup_window_ms: None,
+            warn_depth: None,
         };
         assert_eq!(
             to_wire(&c).map(|w| w.durability).ok().flatten(),

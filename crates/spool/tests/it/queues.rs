@@ -304,3 +304,22 @@ fn at_most_once_never_redelivers() {
     ok(&out);
     assert_eq!(lines(&out), ["z"]);
 }
+
+#[test]
+fn the_duplicate_window_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "w", "--dedup-window-ms", "500"], b""));
+    let described = ok(&server.cli(&["topic", "describe", "w"], b""));
+    assert!(described.contains("500"), "{described}");
+    ok(&server.cli(&["produce", "w", "--message-id", "m"], b"one\n"));
+    ok(&server.cli(&["produce", "w", "--message-id", "m"], b"two\n"));
+    std::thread::sleep(Duration::from_millis(700));
+    ok(&server.cli(&["produce", "w", "--message-id", "m"], b"three\n"));
+    let out = server.cli(&["consume", "w", "--timeout-ms", "700"], b"");
+    assert_eq!(
+        lines(&out),
+        ["one", "three"],
+        "the second was a duplicate; the third came after the window"
+    );
+}
