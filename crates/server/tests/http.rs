@@ -152,6 +152,32 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         (400, Some("INVALID_REQUEST"))
     );
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let r = call(
+        addr,
+        "PATCH",
+        "/v1/topics/jobs",
+        Some(r#"{"warn_depth":2,"retention_ms":86400000}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            r.body["config"]["warn_depth"].as_u64(),
+            r.body["config"]["retention_ms"].as_u64()
+        ),
+        (Some(2), Some(86_400_000))
+    );
+    let r = call(
+        addr,
+        "PATCH",
+        "/v1/topics/jobs",
+        Some(r#"{"colour":"red"}"#),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("INVALID_REQUEST"))
+    );
     let topics = call(addr, "GET", "/v1/topics", None).await;
     assert_eq!(topics.body["topics"][0]["name"], "jobs");
 

@@ -377,3 +377,78 @@ pub struct Receipts {
     pub error: Option<String>,
     pub extend_ms: Option<u64>,
 }
+
+/// A topic settings change: the fields of `CreateTopic` except `name` and
+/// `partitions`, each optional (0 clears a limit).
+pub fn alter_patch(v: &Value) -> ApiResult<spool_broker::TopicConfigPatch> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("expected a JSON object"))?;
+    let mut p = spool_broker::TopicConfigPatch::default();
+    for (k, val) in obj {
+        let num = || {
+            val.as_u64()
+                .ok_or_else(|| ApiError::invalid(format!("{k}: expected a whole number")))
+        };
+        let text = || {
+            val.as_str()
+                .ok_or_else(|| ApiError::invalid(format!("{k}: expected a string")))
+        };
+        match k.as_str() {
+            "max_messages" => p.max_messages = Some(num()?),
+            "max_bytes" => p.max_bytes = Some(num()?),
+            "retention_bytes" => p.retention_bytes = Some(num()?),
+            "retention_ms" => p.retention_ms = Some(num()?),
+            "segment_bytes" => p.segment_bytes = Some(num()?),
+            "dedup_window_ms" => p.dedup_window_ms = Some(num()?),
+            "warn_depth" => p.warn_depth = Some(num()?),
+            "on_full" => {
+                p.on_full = Some(match text()? {
+                    "reject" => OnFull::Reject,
+                    "drop_oldest" | "drop-oldest" => OnFull::DropOldest,
+                    o => {
+                        return Err(ApiError::invalid(format!(
+                            "on_full {o:?}: use \"reject\" or \"drop_oldest\""
+                        )))
+                    }
+                })
+            }
+            "retention" => {
+                p.retention = Some(match text()? {
+                    "limits" => Retention::Limits,
+                    "work_queue" | "work-queue" => Retention::WorkQueue,
+                    o => {
+                        return Err(ApiError::invalid(format!(
+                            "retention {o:?}: use \"limits\" or \"work_queue\""
+                        )))
+                    }
+                })
+            }
+            "durability" => {
+                p.durability = Some(match text()? {
+                    "always" => TopicDurability::Always,
+                    "interval" => TopicDurability::Interval {
+                        interval_ms: obj
+                            .get("interval_ms")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(100)
+                            .min(u32::MAX as u64) as u32,
+                    },
+                    "never" => TopicDurability::Never,
+                    o => {
+                        return Err(ApiError::invalid(format!(
+                            "durability {o:?}: use \"always\", \"interval\" or \"never\""
+                        )))
+                    }
+                })
+            }
+            "interval_ms" => {}
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown topic setting {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(p)
+}

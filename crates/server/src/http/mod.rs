@@ -155,7 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topics", post(create_topic).get(list_topics))
         .route(
             "/v1/topics/{topic}",
-            get(describe_topic).delete(delete_topic),
+            get(describe_topic).delete(delete_topic).patch(alter_topic),
         )
         .route("/v1/topics/{topic}/messages", post(publish).get(fetch))
         .route(
@@ -277,6 +277,22 @@ async fn describe_topic(
     Path(topic): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.check(Need::ProduceOrConsume(&topic))?;
+    let b = s.broker.clone();
+    let d = blocking(move || b.describe_topic(&topic)).await?;
+    Ok(Json(json::describe(&d)))
+}
+
+async fn alter_topic(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(topic): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.check(Need::Admin)?;
+    let patch = json::alter_patch(&parse::<Value>(&body)?)?;
+    let b = s.broker.clone();
+    let t = topic.clone();
+    blocking(move || b.alter_topic(&t, &patch, now_ms())).await?;
     let b = s.broker.clone();
     let d = blocking(move || b.describe_topic(&topic)).await?;
     Ok(Json(json::describe(&d)))

@@ -14,6 +14,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/topics"),
     ("get", "/v1/topics/{topic}"),
     ("delete", "/v1/topics/{topic}"),
+    ("patch", "/v1/topics/{topic}"),
     ("post", "/v1/topics/{topic}/messages"),
     ("get", "/v1/topics/{topic}/messages"),
     ("post", "/v1/topics/{topic}/subscriptions"),
@@ -48,6 +49,7 @@ fn summary(method: &str, path: &str) -> &'static str {
             "Describe a topic: settings, offsets and depth per partition"
         }
         ("delete", "/v1/topics/{topic}") => "Delete a topic",
+        ("patch", "/v1/topics/{topic}") => "Change a topic's limits, retention or durability (fields as in create; 0 clears a limit)",
         ("post", "/v1/topics/{topic}/messages") => {
             "Publish messages (one atomic batch per partition)"
         }
@@ -103,7 +105,7 @@ pub fn spec() -> Value {
                 "default": {"description": "Error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
             }
         });
-        if *method == "post" {
+        if *method == "post" || *method == "patch" {
             op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
