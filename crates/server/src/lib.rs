@@ -33,6 +33,24 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+/// Pending connections the kernel may queue before `accept` (capped by
+/// `net.core.somaxconn`). The common default of 128 drops SYNs in a burst of
+/// connections, which then wait out a 1–3 s retransmit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with [`LISTEN_BACKLOG`] and address reuse (restarts
+/// must not wait for old connections in TIME_WAIT).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How often the broker's housekeeping runs (sessions, retention, interval syncs).
 pub const TICK_INTERVAL_MS: u64 = 200;
 
@@ -130,15 +148,12 @@ impl Server {
             tracing::warn!("recovery: {note}");
         }
         let auth = auth::Auth::open(&config.data_dir, config.admin_token.as_ref())?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let http_listener = match config.http_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
-            ),
+            Some(addr) => {
+                Some(listen(addr).with_context(|| format!("cannot listen for HTTP on {addr}"))?)
+            }
             None => None,
         };
         broker.set_request_ttl_ms(config.request_ttl_ms);
