@@ -618,7 +618,9 @@ impl Broker {
         let dedup = ids.iter().any(Option::is_some);
         let mut dedup_guard = dedup.then(|| lock(&t.dedup));
         let mut rebuilt: Option<Vec<u8>> = None;
-        let mut kept_ids: Vec<Option<Vec<u8>>> = ids.clone();
+        // The IDs of the records actually written (all of them unless some
+        // were duplicates and the batch is rebuilt without them).
+        let mut kept_ids: Vec<Option<Vec<u8>>> = Vec::new();
         if let Some(d) = dedup_guard.as_mut() {
             d.purge(now_ms);
             let known: Vec<Option<(u32, i64)>> = ids
@@ -646,7 +648,6 @@ impl Broker {
             if known.iter().any(Option::is_some) {
                 // Some were stored before: store only the new ones.
                 let mut b = spool_batch::BatchBuilder::new();
-                kept_ids.clear();
                 for (r, (id, k)) in spool_batch::records(batch, &header).zip(ids.iter().zip(&known))
                 {
                     let r = r?;
@@ -667,6 +668,9 @@ impl Broker {
                 }
                 rebuilt = Some(b.finish()?);
             }
+        }
+        if rebuilt.is_none() {
+            kept_ids = ids;
         }
         let batch: &mut [u8] = match rebuilt.as_mut() {
             Some(b) => b.as_mut_slice(),

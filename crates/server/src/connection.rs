@@ -454,22 +454,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     let budget = Arc::clone(&bytes_budget);
                     tokio::spawn(async move {
                         let response = receive_long_poll(&shared, receive).await;
-                        let bytes = encode_response(cid, response);
-                        // Held in memory until written, like a Fetch
-                        // response; its size is only known now.
-                        let mut permits = permits;
-                        let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
-                        if units > 0 {
-                            if let Ok(p) = budget.acquire_many_owned(units).await {
-                                permits.push(p);
-                            }
-                        }
-                        let _ = tx
-                            .send(Outgoing {
-                                bytes,
-                                _permits: permits,
-                            })
-                            .await;
+                        send_budgeted(&tx, &budget, cid, response, permits).await;
                     });
                 }
                 Request::GetRequest(get) => {
@@ -477,22 +462,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     let budget = Arc::clone(&bytes_budget);
                     tokio::spawn(async move {
                         let response = get_request_wait(&shared, get).await;
-                        let bytes = encode_response(cid, response);
-                        // A record may carry up to a megabyte of result:
-                        // budget for it like a Receive answer.
-                        let mut permits = permits;
-                        let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
-                        if units > 0 {
-                            if let Ok(p) = budget.acquire_many_owned(units).await {
-                                permits.push(p);
-                            }
-                        }
-                        let _ = tx
-                            .send(Outgoing {
-                                bytes,
-                                _permits: permits,
-                            })
-                            .await;
+                        send_budgeted(&tx, &budget, cid, response, permits).await;
                     });
                 }
                 Request::Credit(credit) => {
@@ -598,6 +568,31 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     .await;
     drop(tx);
     let _ = writer.await;
+}
+
+/// Sends a response whose size is known only once it is built (a Receive
+/// or a request record of up to a megabyte): it is held in memory until
+/// written, so it takes its share of the connection's byte budget first.
+async fn send_budgeted(
+    tx: &Outbox,
+    budget: &Arc<Semaphore>,
+    cid: u32,
+    response: Response,
+    mut permits: Vec<OwnedSemaphorePermit>,
+) {
+    let bytes = encode_response(cid, response);
+    let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
+    if units > 0 {
+        if let Ok(p) = Arc::clone(budget).acquire_many_owned(units).await {
+            permits.push(p);
+        }
+    }
+    let _ = tx
+        .send(Outgoing {
+            bytes,
+            _permits: permits,
+        })
+        .await;
 }
 
 fn no_subscription(op: u16, id: u32) -> Response {

@@ -204,3 +204,40 @@ pub fn receipt_codes<T>(results: &[Result<T, BrokerError>]) -> Vec<Option<p::Wir
         .map(|r| r.as_ref().err().map(|e| e.code.into()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ext(tag: u16, value: &[u8]) -> p::TopicConfig {
+        p::TopicConfig {
+            extensions: vec![p::ConfigExtension {
+                tag,
+                value: bytes::Bytes::copy_from_slice(value),
+            }],
+            ..p::TopicConfig::default()
+        }
+    }
+
+    #[test]
+    fn config_extensions_are_read_or_refused_with_invalid_config() {
+        let ok = patch_from_wire(&with_ext(
+            p::CONFIG_TAG_DEDUP_WINDOW_MS,
+            &500u64.to_be_bytes(),
+        ))
+        .unwrap();
+        assert_eq!(ok.dedup_window_ms, Some(500));
+        let ok = patch_from_wire(&with_ext(p::CONFIG_TAG_WARN_DEPTH, &7u64.to_be_bytes())).unwrap();
+        assert_eq!(ok.warn_depth, Some(7));
+        let short = patch_from_wire(&with_ext(p::CONFIG_TAG_WARN_DEPTH, &[1, 2])).unwrap_err();
+        assert_eq!(short.code, ErrorCode::InvalidConfig);
+        let unknown = patch_from_wire(&with_ext(99, &0u64.to_be_bytes())).unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::InvalidConfig);
+        // What a description sends back reads back the same.
+        let round = patch_from_wire(&config_to_wire(&b::TopicConfig::default())).unwrap();
+        assert_eq!(
+            round.dedup_window_ms,
+            Some(b::TopicConfig::default().dedup_window_ms)
+        );
+    }
+}
