@@ -8,6 +8,7 @@
 //! pipelined: many may be in flight at once.
 
 use crate::error::ClientError;
+use crate::tls::TlsOptions;
 use bytes::{Bytes, BytesMut};
 use spool_proto::{
     self as p, decode_frame, peek_frame_size, Frame, FrameKind, Push, Request, Response,
@@ -22,8 +23,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -44,6 +44,8 @@ pub struct ClientOptions {
     pub client_id: String,
     /// Credential, if the server requires one.
     pub token: Option<String>,
+    /// Speak TLS to the server; `None`: plain TCP.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ClientOptions {
@@ -51,6 +53,7 @@ impl Default for ClientOptions {
         ClientOptions {
             client_id: "spool-client".to_owned(),
             token: None,
+            tls: None,
         }
     }
 }
@@ -179,7 +182,10 @@ pub(crate) fn unexpected(body: &ResponseBody, wanted: p::Op) -> ClientError {
 
 /// Reads one frame off the socket (used only for the handshake, before the
 /// reader task exists).
-async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame, ClientError> {
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+) -> Result<Frame, ClientError> {
     loop {
         match decode_frame(buf) {
             Ok(Some(frame)) => return Ok(frame),
@@ -218,8 +224,44 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr()?;
-        let (mut rd, mut wr) = stream.into_split();
+        match options.tls.clone() {
+            None => {
+                let (rd, wr) = stream.into_split();
+                Self::handshake(rd, wr, peer, options).await
+            }
+            Some(tls) => {
+                let stream = crate::tls::connect(&tls, peer, stream).await?;
+                let (rd, wr) = tokio::io::split(stream);
+                Self::handshake(rd, wr, peer, options).await
+            }
+        }
+    }
 
+    /// Speaks the protocol over an already connected stream: used by the
+    /// embedded broker, whose "connection" is an in-process pipe. `peer` is
+    /// what [`Client::peer_addr`] will report.
+    pub async fn connect_stream<S>(
+        stream: S,
+        peer: SocketAddr,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (rd, wr) = tokio::io::split(stream);
+        Self::handshake(rd, wr, peer, options).await
+    }
+
+    async fn handshake<R, W>(
+        mut rd: R,
+        mut wr: W,
+        peer: SocketAddr,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let hello = Request::Hello(p::Hello {
             min_version: p::PROTOCOL_VERSION,
             max_version: p::PROTOCOL_VERSION,
@@ -559,8 +601,8 @@ impl Client {
 }
 
 /// Sends queued frames, coalescing small ones into one write.
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     shared: Arc<Shared>,
 ) {
@@ -583,7 +625,7 @@ async fn write_loop(
 }
 
 /// Reads frames and routes them until the connection ends.
-async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, shared: Arc<Shared>) {
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, mut buf: BytesMut, shared: Arc<Shared>) {
     loop {
         loop {
             match decode_frame(&mut buf) {

@@ -55,6 +55,7 @@ mod reader;
 mod records;
 mod requests;
 mod subscriber;
+mod tls;
 mod tokens;
 
 pub use client::{Client, ClientOptions, CONNECT_TIMEOUT};
@@ -71,6 +72,7 @@ pub use reader::{ReadStart, TopicReader};
 pub use records::{decode_records, ConsumedRecord, DecodedBatches};
 pub use requests::{RequestStatus, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
+pub use tls::TlsOptions;
 pub use tokens::TokenGrants;
 
 pub use serde_json;

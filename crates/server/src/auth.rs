@@ -321,12 +321,62 @@ impl Failures {
     }
 }
 
+/// A token bucket: `rate_per_s` requests a second on average, bursts of
+/// up to one second's worth.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Per-token request rates ([`Auth::charge`]).
+#[derive(Default)]
+struct Rates {
+    /// 0: unlimited.
+    rate_per_s: u32,
+    buckets: HashMap<String, Bucket>,
+}
+
+impl Rates {
+    /// Takes one request from `name`'s bucket, or says how long until one
+    /// is available.
+    fn take(&mut self, name: &str, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(self.rate_per_s);
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        if self.buckets.len() >= RATE_BUCKETS_MAX && !self.buckets.contains_key(name) {
+            // Full buckets say nothing; forget them.
+            self.buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < rate
+            });
+        }
+        let bucket = self.buckets.entry(name.to_owned()).or_insert(Bucket {
+            tokens: rate,
+            updated: now,
+        });
+        let refill = now.duration_since(bucket.updated).as_secs_f64() * rate;
+        bucket.tokens = (bucket.tokens + refill).min(rate);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+}
+
+/// Tokens whose request rate is tracked before idle ones are forgotten.
+const RATE_BUCKETS_MAX: usize = 10_000;
+
 /// The server's tokens and the bootstrap admin token.
 pub struct Auth {
     admin: Option<([u8; 32], Arc<Principal>)>,
     path: PathBuf,
     tokens: Mutex<Vec<Entry>>,
     failures: Mutex<Failures>,
+    rates: Mutex<Rates>,
 }
 
 impl fmt::Debug for Auth {
@@ -439,6 +489,7 @@ impl Auth {
             path,
             tokens: Mutex::new(entries),
             failures: Mutex::new(Failures::default()),
+            rates: Mutex::new(Rates::default()),
         })
     }
 
@@ -449,7 +500,36 @@ impl Auth {
             path: PathBuf::new(),
             tokens: Mutex::new(Vec::new()),
             failures: Mutex::new(Failures::default()),
+            rates: Mutex::new(Rates::default()),
         }
+    }
+
+    /// Limits each token to `rate_per_s` requests a second (both listeners
+    /// together; bursts of one second's worth); `None` or 0: unlimited.
+    pub fn set_rate_limit(&self, rate_per_s: Option<u32>) {
+        lock(&self.rates).rate_per_s = rate_per_s.unwrap_or(0);
+    }
+
+    /// Counts one request against the caller's rate limit: `RATE_LIMITED`
+    /// (with a retry hint) when its token is over it. Open callers (no
+    /// authentication) are not limited.
+    pub fn charge(&self, caller: &Caller) -> Result<(), BrokerError> {
+        let Caller::Token(p) = caller else {
+            return Ok(());
+        };
+        let waited = lock(&self.rates).take(&p.name, Instant::now());
+        waited.map_err(|wait| {
+            metrics::counter!("spool_rate_limited_total", "token" => p.name.clone()).increment(1);
+            let rate = lock(&self.rates).rate_per_s;
+            BrokerError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "token {:?} is over its limit of {rate} requests per second; slow down",
+                    p.name
+                ),
+            )
+            .retry_after(u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1))
+        })
     }
 
     /// Whether requests need a token.
@@ -668,6 +748,34 @@ mod tests {
 
     fn pattern(s: &str) -> TopicPattern {
         TopicPattern::new(s).unwrap()
+    }
+
+    #[test]
+    fn rate_limit_allows_a_burst_then_refills() {
+        let mut rates = Rates {
+            rate_per_s: 10,
+            ..Rates::default()
+        };
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            rates.take("a", t0).unwrap();
+        }
+        let wait = rates.take("a", t0).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        // Another token has its own bucket.
+        rates.take("b", t0).unwrap();
+        // 100 ms later one request's worth is back, not two.
+        let t1 = t0 + Duration::from_millis(100);
+        rates.take("a", t1).unwrap();
+        assert!(rates.take("a", t1).is_err());
+        // Unlimited when the rate is 0.
+        rates.rate_per_s = 0;
+        for _ in 0..1000 {
+            rates.take("a", t1).unwrap();
+        }
     }
 
     #[test]

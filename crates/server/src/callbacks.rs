@@ -86,6 +86,12 @@ pub async fn callback_loop(
                 if let Err(e) = &outcome {
                     tracing::info!(id = %record.id, attempt = attempts + 1, "callback failed: {e}");
                 }
+                let result = match (&outcome, give_up) {
+                    (Ok(()), _) => "delivered",
+                    (Err(_), false) => "retry",
+                    (Err(_), true) => "failed",
+                };
+                metrics::counter!("spool_callbacks_total", "result" => result).increment(1);
                 let id = record.id.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     broker.callback_outcome(&id, outcome, retry_at, give_up, now)

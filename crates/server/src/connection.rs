@@ -34,8 +34,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -79,7 +78,37 @@ const MESSAGES_ROOM: usize = FRAME_BYTES_MAX - 7 - 2 - 4;
 /// A frame for the writer, with the budget it releases once written.
 struct Outgoing {
     bytes: Bytes,
-    _permits: Vec<OwnedSemaphorePermit>,
+    _permits: Permits,
+}
+
+/// A request's share of the connection's in-flight budget, held until its
+/// response is written; dropping it also records the request's latency
+/// (read to written) in `spool_request_duration_seconds{op}`.
+#[derive(Default)]
+struct Permits {
+    held: Vec<OwnedSemaphorePermit>,
+    /// When the request was read, and its op; `None` for frames that
+    /// answer no request of the client's (pushes, connection errors).
+    timed: Option<(Instant, p::Op)>,
+}
+
+impl Permits {
+    fn none() -> Permits {
+        Permits::default()
+    }
+
+    fn push(&mut self, permit: OwnedSemaphorePermit) {
+        self.held.push(permit);
+    }
+}
+
+impl Drop for Permits {
+    fn drop(&mut self) {
+        if let Some((started, op)) = self.timed {
+            metrics::histogram!("spool_request_duration_seconds", "listener" => "binary", "op" => op.name())
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 type Outbox = mpsc::Sender<Outgoing>;
@@ -156,16 +185,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Answers a connection over the limit with one error frame and closes it.
-pub async fn refuse(mut stream: TcpStream) {
+/// Answers a connection over a limit with one error frame and closes it.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, message: &str) {
     let mut buf = BytesMut::new();
-    let err = WireError::new(
-        ErrorCode::TooManyConnections,
-        "the server is at its connection limit; try again later",
-    );
+    let err = WireError::new(ErrorCode::TooManyConnections, message);
     if Response::error(0, err).encode(0, &mut buf).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&buf)).await;
     }
+    crate::listener::linger_close(stream).await;
 }
 
 fn encode_response(correlation_id: u32, response: Response) -> Bytes {
@@ -186,8 +213,13 @@ fn error_response(op: u16, e: impl Into<WireError>) -> Response {
     Response::error(op, e.into())
 }
 
-pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let (mut rd, mut wr) = stream.into_split();
+/// Serves one connection: `rd` and `wr` are the two halves of its stream
+/// (plain TCP, TLS, or an in-process pipe for the embedded broker).
+pub async fn handle<R, W>(mut rd: R, mut wr: W, peer: SocketAddr, shared: Arc<Shared>)
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<Outgoing>(OUTBOX_FRAMES);
     let writer = tokio::spawn(async move {
         let mut out = Vec::new();
@@ -239,7 +271,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     let _ = tx
                         .send(Outgoing {
                             bytes: encode_response(0, error_response(0, e)),
-                            _permits: vec![],
+                            _permits: Permits::none(),
                         })
                         .await;
                     break 'conn;
@@ -254,12 +286,13 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 let _ = tx
                     .send(Outgoing {
                         bytes: encode_response(frame.correlation_id, error_response(frame.op, err)),
-                        _permits: vec![],
+                        _permits: Permits::none(),
                     })
                     .await;
                 break 'conn;
             }
             let cid = frame.correlation_id;
+            let read_at = Instant::now();
             let request = match Request::decode(frame.op, frame.body.clone()) {
                 Ok(r) => r,
                 Err(e) => {
@@ -267,7 +300,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     let _ = tx
                         .send(Outgoing {
                             bytes: encode_response(cid, error_response(frame.op, e)),
-                            _permits: vec![],
+                            _permits: Permits::none(),
                         })
                         .await;
                     if !greeted {
@@ -285,7 +318,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                     let _ = tx
                         .send(Outgoing {
                             bytes: encode_response(cid, error_response(frame.op, err)),
-                            _permits: vec![],
+                            _permits: Permits::none(),
                         })
                         .await;
                     break 'conn;
@@ -339,7 +372,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 let _ = tx
                     .send(Outgoing {
                         bytes: encode_response(cid, response),
-                        _permits: vec![],
+                        _permits: Permits::none(),
                     })
                     .await;
                 if !greeted {
@@ -352,7 +385,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 let _ = tx
                     .send(Outgoing {
                         bytes: encode_response(cid, error_response(frame.op, wire_error(e))),
-                        _permits: vec![],
+                        _permits: Permits::none(),
                     })
                     .await;
                 continue;
@@ -365,7 +398,10 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             let Ok(bytes_permit) = Arc::clone(&bytes_budget).acquire_many_owned(units).await else {
                 break 'conn;
             };
-            let permits = vec![count_permit, bytes_permit];
+            let permits = Permits {
+                held: vec![count_permit, bytes_permit],
+                timed: p::Op::from_u16(frame.op).ok().map(|op| (read_at, op)),
+            };
             match request {
                 Request::Hello(_) => {
                     let err =
@@ -535,7 +571,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             let _ = tx
                 .send(Outgoing {
                     bytes: encode_response(0, error_response(0, e)),
-                    _permits: vec![],
+                    _permits: Permits::none(),
                 })
                 .await;
             break 'conn;
@@ -578,7 +614,7 @@ async fn send_budgeted(
     budget: &Arc<Semaphore>,
     cid: u32,
     response: Response,
-    mut permits: Vec<OwnedSemaphorePermit>,
+    mut permits: Permits,
 ) {
     let bytes = encode_response(cid, response);
     let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
@@ -629,7 +665,7 @@ async fn start_subscription(
     subs: &mut HashMap<u32, Subscription>,
     (op, cid, id): (u16, u32, u32),
     started: Started,
-    permits: Vec<OwnedSemaphorePermit>,
+    permits: Permits,
 ) {
     let (response, go) = match started {
         Ok((sub, go)) => {
@@ -757,7 +793,7 @@ async fn push_loop(
                 if tx
                     .send(Outgoing {
                         bytes: buf.freeze(),
-                        _permits: vec![],
+                        _permits: Permits::none(),
                     })
                     .await
                     .is_err()
@@ -774,7 +810,7 @@ async fn push_loop(
                     let _ = tx
                         .send(Outgoing {
                             bytes: buf.freeze(),
-                            _permits: vec![],
+                            _permits: Permits::none(),
                         })
                         .await;
                 }
@@ -906,7 +942,7 @@ impl QueuePush {
                     }
                     let out = Outgoing {
                         bytes: buf.freeze(),
-                        _permits: vec![],
+                        _permits: Permits::none(),
                     };
                     if self.tx.send(out).await.is_err() {
                         return;
@@ -929,7 +965,7 @@ async fn close_subscription(tx: &Outbox, id: u32, e: BrokerError) {
         let _ = tx
             .send(Outgoing {
                 bytes: buf.freeze(),
-                _permits: vec![],
+                _permits: Permits::none(),
             })
             .await;
     }
@@ -1265,6 +1301,10 @@ fn authorize(shared: &Shared, caller: &Caller, request: &Request) -> Result<(), 
     }
     // A revoked token is refused whatever it asks.
     caller.check(Need::Any)?;
+    // Flow-control frames of a subscription are not requests of the caller's.
+    if !matches!(request, Request::Credit(_) | Request::Unsubscribe(_)) {
+        shared.auth.charge(caller)?;
+    }
     let consume_all = |topics: &mut dyn Iterator<Item = &String>| {
         for t in topics {
             caller.check(Need::Consume(t))?;

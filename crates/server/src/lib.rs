@@ -13,15 +13,18 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod admission;
 pub mod auth;
 mod callbacks;
 mod connection;
 mod convert;
 pub mod http;
+mod listener;
 mod metrics;
 mod notify;
 mod outbound;
 mod push_http;
+pub mod tls;
 
 use anyhow::Context;
 use spool_broker::Broker;
@@ -31,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 /// Pending connections the kernel may queue before `accept` (capped by
 /// `net.core.somaxconn`). The common default of 128 drops SYNs in a burst of
@@ -63,7 +66,11 @@ pub struct ServerConfig {
     /// Where the HTTP API listens; `None` serves no HTTP.
     pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
+    /// Most connections open at once, both listeners together.
     pub max_connections: usize,
+    /// Most connections open at once from one IP address; `None`: only
+    /// `max_connections` applies.
+    pub max_connections_per_peer: Option<usize>,
     /// Secret for signing callbacks; when `None`, one is generated on first
     /// start and kept in `<data_dir>/callback.secret`.
     pub callback_secret: Option<String>,
@@ -76,6 +83,11 @@ pub struct ServerConfig {
     /// The bootstrap admin token. When set, every request needs a valid
     /// token (see [`auth`]); when `None`, nothing is checked.
     pub admin_token: Option<auth::Secret>,
+    /// Requests per second one token may make (both listeners together);
+    /// `None`: unlimited. Needs authentication to mean anything.
+    pub token_rate_per_s: Option<u32>,
+    /// Serve both listeners over TLS with this certificate and key.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -85,11 +97,14 @@ impl Default for ServerConfig {
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7421))),
             data_dir: PathBuf::from("spool-data"),
             max_connections: spool_types::limits::CONNECTIONS_MAX_DEFAULT,
+            max_connections_per_peer: None,
             callback_secret: None,
             outbound_allow_hosts: vec!["127.0.0.1".into(), "localhost".into(), "::1".into()],
             callback_retry_ms: spool_broker::requests::CALLBACK_RETRY_MS_DEFAULT,
             request_ttl_ms: spool_broker::requests::REQUEST_TTL_MS_DEFAULT,
             admin_token: None,
+            token_rate_per_s: None,
+            tls: None,
         }
     }
 }
@@ -116,10 +131,99 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Opens the data directory, recovering every log.
+pub(crate) async fn open_broker(config: &ServerConfig) -> anyhow::Result<Broker> {
+    // Install the metrics recorder before anything records.
+    let _ = metrics::handle();
+    let dir = config.data_dir.clone();
+    let (broker, notes) = tokio::task::spawn_blocking(move || Broker::open(&dir, now_ms()))
+        .await?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+    for note in notes {
+        tracing::warn!("recovery: {note}");
+    }
+    broker.set_request_ttl_ms(config.request_ttl_ms);
+    Ok(broker)
+}
+
+/// Everything a serving broker runs besides its listeners: the shared
+/// connection state, housekeeping, callbacks and HTTP push delivery. The
+/// network server and the embedded broker both run one.
+pub(crate) struct Runtime {
+    pub shared: Arc<Shared>,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Runtime {
+    pub fn start(
+        broker: Arc<Broker>,
+        auth: Arc<auth::Auth>,
+        config: &ServerConfig,
+    ) -> anyhow::Result<Runtime> {
+        let notifier = Arc::new(notify::Notifier::default());
+        broker.set_listener(notifier.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let allow = outbound::AllowList::new(config.outbound_allow_hosts.clone());
+        let shared = Arc::new(Shared {
+            broker: Arc::clone(&broker),
+            notifier,
+            shutdown: stop_rx.clone(),
+            server_id: format!("spool-{}", env!("CARGO_PKG_VERSION")),
+            allow: allow.clone(),
+            auth,
+        });
+        let secret = Arc::new(callback_secret(config)?);
+        let tasks = vec![
+            tokio::spawn(tick_loop(Arc::clone(&broker), stop_rx.clone())),
+            tokio::spawn(callbacks::callback_loop(
+                Arc::clone(&broker),
+                secret,
+                allow.clone(),
+                config.callback_retry_ms,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(push_http::push_manager(
+                Arc::clone(&broker),
+                Arc::clone(&shared.notifier),
+                allow,
+                stop_rx,
+            )),
+        ];
+        Ok(Runtime {
+            shared,
+            stop_tx,
+            tasks,
+        })
+    }
+
+    /// Tells connections to finish (long polls answer, pushes stop).
+    pub fn signal_stop(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+
+    /// Stops the background tasks and flushes the broker.
+    pub async fn finish(self) -> anyhow::Result<()> {
+        self.signal_stop();
+        for task in &self.tasks {
+            task.abort();
+        }
+        let broker = Arc::clone(&self.shared.broker);
+        tokio::task::spawn_blocking(move || broker.flush()).await??;
+        Ok(())
+    }
+}
+
 /// A bound, recovered server, ready to serve.
 pub struct Server {
     listener: TcpListener,
     http_listener: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     broker: Arc<Broker>,
     auth: Arc<auth::Auth>,
     config: ServerConfig,
@@ -128,26 +232,16 @@ pub struct Server {
 impl Server {
     /// Opens the data directory (recovering every log) and binds the listener.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
-        // Install the metrics recorder before anything records.
-        let _ = metrics::handle();
         // Each connection is a file descriptor; take the hard limit, not the
         // (often 1,024) soft one, so the connection limit is what binds.
         if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
             tracing::warn!("could not raise the open-file limit: {e}");
         }
-        let dir = config.data_dir.clone();
-        let (broker, notes) = tokio::task::spawn_blocking(move || Broker::open(&dir, now_ms()))
-            .await?
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot open data directory {}: {e}",
-                    config.data_dir.display()
-                )
-            })?;
-        for note in notes {
-            tracing::warn!("recovery: {note}");
-        }
+        // Bad certificate files fail the start before any data is opened.
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let broker = open_broker(&config).await?;
         let auth = auth::Auth::open(&config.data_dir, config.admin_token.as_ref())?;
+        auth.set_rate_limit(config.token_rate_per_s);
         let listener =
             listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let http_listener = match config.http_listen {
@@ -156,10 +250,10 @@ impl Server {
             }
             None => None,
         };
-        broker.set_request_ttl_ms(config.request_ttl_ms);
         Ok(Server {
             listener,
             http_listener,
+            tls,
             broker: Arc::new(broker),
             auth: Arc::new(auth),
             config,
@@ -186,58 +280,56 @@ impl Server {
         self.auth.enabled()
     }
 
+    /// Whether both listeners speak TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (up to [`SHUTDOWN_GRACE_MS`]), flushes and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let notifier = Arc::new(notify::Notifier::default());
-        self.broker.set_listener(notifier.clone());
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let allow = outbound::AllowList::new(self.config.outbound_allow_hosts.clone());
-        let shared = Arc::new(Shared {
-            broker: Arc::clone(&self.broker),
-            notifier,
-            shutdown: stop_rx.clone(),
-            server_id: format!("spool-{}", env!("CARGO_PKG_VERSION")),
-            allow: allow.clone(),
-            auth: Arc::clone(&self.auth),
-        });
-        let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), stop_rx.clone()));
-        let secret = Arc::new(callback_secret(&self.config)?);
-        let callbacks = tokio::spawn(callbacks::callback_loop(
+        let runtime = Runtime::start(
             Arc::clone(&self.broker),
-            secret,
-            allow.clone(),
-            self.config.callback_retry_ms,
-            stop_rx.clone(),
-        ));
-        let pushers = tokio::spawn(push_http::push_manager(
-            Arc::clone(&self.broker),
-            Arc::clone(&shared.notifier),
-            allow.clone(),
-            stop_rx.clone(),
-        ));
-        let http_task = self.http_listener.map(|listener| {
-            let app = http::router(http::AppState {
-                broker: Arc::clone(&self.broker),
-                notifier: Arc::clone(&shared.notifier),
-                allow: allow.clone(),
-                auth: Arc::clone(&self.auth),
-            });
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                let graceful = async move {
-                    let _ = stop.changed().await;
-                };
-                let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
-                {
-                    tracing::error!("HTTP server failed: {e}");
-                }
-            })
-        });
-        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+            Arc::clone(&self.auth),
+            &self.config,
+        )?;
+        let shared = Arc::clone(&runtime.shared);
+        let admission = admission::Admission::new(
+            self.config.max_connections,
+            self.config.max_connections_per_peer,
+        );
+        let http_task = match self.http_listener {
+            Some(listener) => {
+                let app = http::router(http::AppState {
+                    broker: Arc::clone(&self.broker),
+                    notifier: Arc::clone(&shared.notifier),
+                    allow: shared.allow.clone(),
+                    auth: Arc::clone(&self.auth),
+                });
+                let listener = listener::HttpListener::start(
+                    listener,
+                    self.tls.clone(),
+                    Arc::clone(&admission),
+                )?;
+                let mut stop = shared.shutdown.clone();
+                Some(tokio::spawn(async move {
+                    let graceful = async move {
+                        let _ = stop.changed().await;
+                    };
+                    // `tap_io` only to get axum's `ConnectInfo<SocketAddr>`
+                    // for a listener of our own.
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(graceful)
+                        .await
+                    {
+                        tracing::error!("HTTP server failed: {e}");
+                    }
+                }))
+            }
+            None => None,
+        };
         let mut connections = tokio::task::JoinSet::new();
         // Numbers connections for their log lines (the `conn` span).
         let mut connection_ids = 0u64;
@@ -256,19 +348,35 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    match Arc::clone(&slots).try_acquire_owned() {
+                    match admission.admit(peer.ip(), admission::Listener::Binary) {
                         Ok(permit) => {
                             let shared = Arc::clone(&shared);
+                            let tls = self.tls.clone();
                             connection_ids += 1;
                             let span = tracing::info_span!("conn", id = connection_ids, %peer);
                             connections.spawn(tracing::Instrument::instrument(async move {
-                                connection::handle(stream, peer, shared).await;
+                                match tls {
+                                    None => {
+                                        let (rd, wr) = stream.into_split();
+                                        connection::handle(rd, wr, peer, shared).await;
+                                    }
+                                    Some(acceptor) => {
+                                        let kind = admission::Listener::Binary;
+                                        if let Some(s) = listener::handshake(&acceptor, stream, peer, kind).await {
+                                            let (rd, wr) = tokio::io::split(s);
+                                            connection::handle(rd, wr, peer, shared).await;
+                                        }
+                                    }
+                                }
                                 drop(permit);
                             }, span));
                         }
-                        Err(_) => {
-                            tracing::warn!(%peer, "connection refused: at the limit of {} connections", self.config.max_connections);
-                            connections.spawn(connection::refuse(stream));
+                        Err(refusal) => {
+                            tracing::warn!(%peer, "connection refused: {}", refusal.message());
+                            // A TLS client could not read a plain answer.
+                            if self.tls.is_none() {
+                                connections.spawn(connection::refuse(stream, refusal.message()));
+                            }
                         }
                     }
                 }
@@ -277,7 +385,7 @@ impl Server {
         }
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         drop(self.listener);
-        let _ = stop_tx.send(true);
+        runtime.signal_stop();
         let grace = tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS));
         tokio::pin!(grace);
         loop {
@@ -290,14 +398,10 @@ impl Server {
                 }
             }
         }
-        ticker.abort();
-        callbacks.abort();
-        pushers.abort();
         if let Some(task) = http_task {
             let _ = tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), task).await;
         }
-        let broker = Arc::clone(&self.broker);
-        tokio::task::spawn_blocking(move || broker.flush()).await??;
+        runtime.finish().await?;
         tracing::info!("shutdown complete");
         Ok(())
     }

@@ -136,6 +136,18 @@ async fn pusher(
             );
             tokio::spawn(async move {
                 let outcome = push_one(&client, &url, &topic, &name, &m).await;
+                let result = if outcome.is_ok() {
+                    "delivered"
+                } else {
+                    "failed"
+                };
+                metrics::counter!(
+                    "spool_push_deliveries_total",
+                    "topic" => topic.clone(),
+                    "subscription" => name.clone(),
+                    "result" => result
+                )
+                .increment(1);
                 let receipts = [m.receipt.clone()];
                 let result = tokio::task::spawn_blocking(move || match outcome {
                     Ok(()) => broker.ack(&topic, &name, &receipts, now_ms()).map(|_| ()),

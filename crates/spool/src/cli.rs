@@ -63,6 +63,10 @@ pub struct ConnArgs {
     /// Access token, when the server requires one.
     #[arg(long, env = "SPOOL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// Connect with TLS, trusting the CA certificate(s) in this PEM file;
+    /// the server's certificate must be valid for the host in --addr.
+    #[arg(long, env = "SPOOL_TLS_CA", global = true)]
+    pub tls_ca: Option<String>,
 }
 
 /// `spool server` flags. Each setting can also come from the TOML file
@@ -93,6 +97,22 @@ pub struct ServerArgs {
     /// SPOOL_MAX_CONNECTIONS].
     #[arg(long)]
     pub max_connections: Option<u64>,
+    /// Most connections from one IP address [default: only
+    /// --max-connections applies] [env: SPOOL_MAX_CONNECTIONS_PER_PEER].
+    #[arg(long)]
+    pub max_connections_per_peer: Option<u64>,
+    /// Most requests per second one token may make, both listeners
+    /// together; over it requests get RATE_LIMITED (HTTP 429) [default:
+    /// unlimited] [env: SPOOL_TOKEN_RATE_PER_S].
+    #[arg(long)]
+    pub token_rate_per_s: Option<u64>,
+    /// PEM certificate chain: serve both listeners over TLS [env:
+    /// SPOOL_TLS_CERT_FILE]. Needs --tls-key-file.
+    #[arg(long)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert-file [env: SPOOL_TLS_KEY_FILE].
+    #[arg(long)]
+    pub tls_key_file: Option<std::path::PathBuf>,
     /// How long finished request records are kept, in ms [default: 7 days]
     /// [env: SPOOL_REQUEST_TTL_MS].
     #[arg(long)]

@@ -14,6 +14,10 @@
 //! | `http_listen` | `SPOOL_HTTP_LISTEN` | `--http-listen` | `127.0.0.1:7421` (`off`: no HTTP) |
 //! | `data_dir` | `SPOOL_DATA_DIR` | `--data-dir` | `./spool-data` |
 //! | `max_connections` | `SPOOL_MAX_CONNECTIONS` | `--max-connections` | 16,384 |
+//! | `max_connections_per_peer` | `SPOOL_MAX_CONNECTIONS_PER_PEER` | `--max-connections-per-peer` | none (only `max_connections`) |
+//! | `token_rate_per_s` | `SPOOL_TOKEN_RATE_PER_S` | `--token-rate-per-s` | none (unlimited) |
+//! | `tls_cert_file` | `SPOOL_TLS_CERT_FILE` | `--tls-cert-file` | none: plain TCP |
+//! | `tls_key_file` | `SPOOL_TLS_KEY_FILE` | `--tls-key-file` | none |
 //! | `request_ttl_ms` | `SPOOL_REQUEST_TTL_MS` | `--request-ttl-ms` | 7 days |
 //! | `callback_retry_ms` | `SPOOL_CALLBACK_RETRY_MS` | `--callback-retry-ms` | 24 hours |
 //! | `callback_secret` | `SPOOL_CALLBACK_SECRET` | `--callback-secret` | generated, in the data dir |
@@ -70,6 +74,26 @@ pub const MAX_CONNECTIONS: Key = Key {
     toml: "max_connections",
     env: "SPOOL_MAX_CONNECTIONS",
     flag: Some("--max-connections"),
+};
+pub const MAX_CONNECTIONS_PER_PEER: Key = Key {
+    toml: "max_connections_per_peer",
+    env: "SPOOL_MAX_CONNECTIONS_PER_PEER",
+    flag: Some("--max-connections-per-peer"),
+};
+pub const TOKEN_RATE_PER_S: Key = Key {
+    toml: "token_rate_per_s",
+    env: "SPOOL_TOKEN_RATE_PER_S",
+    flag: Some("--token-rate-per-s"),
+};
+pub const TLS_CERT_FILE: Key = Key {
+    toml: "tls_cert_file",
+    env: "SPOOL_TLS_CERT_FILE",
+    flag: Some("--tls-cert-file"),
+};
+pub const TLS_KEY_FILE: Key = Key {
+    toml: "tls_key_file",
+    env: "SPOOL_TLS_KEY_FILE",
+    flag: Some("--tls-key-file"),
 };
 pub const REQUEST_TTL_MS: Key = Key {
     toml: "request_ttl_ms",
@@ -225,6 +249,10 @@ const FILE_KEYS: &[Key] = &[
     HTTP_LISTEN,
     DATA_DIR,
     MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_PEER,
+    TOKEN_RATE_PER_S,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
     REQUEST_TTL_MS,
     CALLBACK_RETRY_MS,
     CALLBACK_SECRET,
@@ -243,6 +271,10 @@ struct Layer {
     http_listen: Option<String>,
     data_dir: Option<PathBuf>,
     max_connections: Option<u64>,
+    max_connections_per_peer: Option<u64>,
+    token_rate_per_s: Option<u64>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
     request_ttl_ms: Option<u64>,
     callback_retry_ms: Option<u64>,
     callback_secret: Option<Secret>,
@@ -262,6 +294,10 @@ pub struct Settings {
     pub http_listen: Setting<String>,
     pub data_dir: Setting<PathBuf>,
     pub max_connections: Setting<u64>,
+    pub max_connections_per_peer: Setting<Option<u64>>,
+    pub token_rate_per_s: Setting<Option<u64>>,
+    pub tls_cert_file: Setting<Option<PathBuf>>,
+    pub tls_key_file: Setting<Option<PathBuf>>,
     pub request_ttl_ms: Setting<u64>,
     pub callback_retry_ms: Setting<u64>,
     pub callback_secret: Setting<Option<Secret>>,
@@ -283,6 +319,9 @@ pub struct Validated {
     pub http_explicit: bool,
     pub data_dir: PathBuf,
     pub max_connections: usize,
+    pub max_connections_per_peer: Option<usize>,
+    pub token_rate_per_s: Option<u32>,
+    pub tls: Option<spool_server::tls::TlsFiles>,
     pub request_ttl_ms: i64,
     pub callback_retry_ms: i64,
     pub callback_secret: Option<String>,
@@ -306,6 +345,10 @@ impl Settings {
                 MAX_CONNECTIONS,
                 spool_types::limits::CONNECTIONS_MAX_DEFAULT as u64,
             ),
+            max_connections_per_peer: Setting::default(MAX_CONNECTIONS_PER_PEER, None),
+            token_rate_per_s: Setting::default(TOKEN_RATE_PER_S, None),
+            tls_cert_file: Setting::default(TLS_CERT_FILE, None),
+            tls_key_file: Setting::default(TLS_KEY_FILE, None),
             request_ttl_ms: Setting::default(
                 REQUEST_TTL_MS,
                 spool_server::ServerConfig::default().request_ttl_ms as u64,
@@ -353,6 +396,13 @@ impl Settings {
         self.http_listen.set(layer.http_listen, origin);
         self.data_dir.set(layer.data_dir, origin);
         self.max_connections.set(layer.max_connections, origin);
+        self.max_connections_per_peer
+            .set(layer.max_connections_per_peer.map(Some), origin);
+        self.token_rate_per_s
+            .set(layer.token_rate_per_s.map(Some), origin);
+        self.tls_cert_file
+            .set(layer.tls_cert_file.map(Some), origin);
+        self.tls_key_file.set(layer.tls_key_file.map(Some), origin);
         self.request_ttl_ms.set(layer.request_ttl_ms, origin);
         self.callback_retry_ms.set(layer.callback_retry_ms, origin);
         self.callback_secret
@@ -398,6 +448,30 @@ impl Settings {
                 .parse::<u64>()
                 .map_err(|_| ConfigError(format!("{var}: {v:?} is not a number of connections")))?;
             self.max_connections.set(Some(n), &origin(var));
+        }
+        for (key, setting, unit) in [
+            (
+                MAX_CONNECTIONS_PER_PEER,
+                &mut self.max_connections_per_peer,
+                "connections",
+            ),
+            (TOKEN_RATE_PER_S, &mut self.token_rate_per_s, "requests"),
+        ] {
+            if let Some((var, v)) = get(key) {
+                let n = v
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| ConfigError(format!("{var}: {v:?} is not a number of {unit}")))?;
+                setting.set(Some(Some(n)), &origin(var));
+            }
+        }
+        for (key, setting) in [
+            (TLS_CERT_FILE, &mut self.tls_cert_file),
+            (TLS_KEY_FILE, &mut self.tls_key_file),
+        ] {
+            if let Some((var, v)) = get(key) {
+                setting.set(Some(Some(PathBuf::from(v))), &origin(var));
+            }
         }
         for (key, setting) in [
             (REQUEST_TTL_MS, &mut self.request_ttl_ms),
@@ -479,6 +553,52 @@ impl Settings {
             .ok()
             .filter(|n| *n >= 1)
             .ok_or_else(|| self.max_connections.error("must be at least 1"))?;
+        let max_connections_per_peer = self
+            .max_connections_per_peer
+            .value
+            .map(|n| {
+                usize::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| self.max_connections_per_peer.error("must be at least 1"))
+            })
+            .transpose()?;
+        let token_rate_per_s = self
+            .token_rate_per_s
+            .value
+            .map(|n| {
+                u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    self.token_rate_per_s
+                        .error("must be between 1 and 4294967295 requests per second")
+                })
+            })
+            .transpose()?;
+        let tls = match (&self.tls_cert_file.value, &self.tls_key_file.value) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                for (setting, path) in [(&self.tls_cert_file, cert), (&self.tls_key_file, key)] {
+                    if !path.is_file() {
+                        return Err(
+                            setting.error(format!("{} is not a readable file", path.display()))
+                        );
+                    }
+                }
+                Some(spool_server::tls::TlsFiles {
+                    cert_path: cert.clone(),
+                    key_path: key.clone(),
+                })
+            }
+            (Some(_), None) => {
+                return Err(self
+                    .tls_cert_file
+                    .error("is set but tls_key_file is not: TLS needs both"))
+            }
+            (None, Some(_)) => {
+                return Err(self
+                    .tls_key_file
+                    .error("is set but tls_cert_file is not: TLS needs both"))
+            }
+        };
         let millis = |s: &Setting<u64>| {
             i64::try_from(s.value)
                 .ok()
@@ -541,6 +661,9 @@ impl Settings {
             http_explicit: self.http_listen.origin != Origin::Default,
             data_dir: self.data_dir.value.clone(),
             max_connections,
+            max_connections_per_peer,
+            token_rate_per_s,
+            tls,
             request_ttl_ms,
             callback_retry_ms,
             callback_secret,
@@ -567,6 +690,32 @@ impl Settings {
         line(&mut out, &self.data_dir, path(&self.data_dir.value));
         let max = i64::try_from(self.max_connections.value).unwrap_or(i64::MAX);
         line(&mut out, &self.max_connections, toml::Value::Integer(max));
+        for (s, unset) in [
+            (
+                &self.max_connections_per_peer,
+                "not set (only max_connections applies)",
+            ),
+            (&self.token_rate_per_s, "not set (no per-token rate limit)"),
+        ] {
+            match s.value {
+                Some(n) => line(
+                    &mut out,
+                    s,
+                    toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                ),
+                None => {
+                    let _ = writeln!(out, "# {}: {unset}", s.key.toml);
+                }
+            }
+        }
+        for s in [&self.tls_cert_file, &self.tls_key_file] {
+            match &s.value {
+                Some(p) => line(&mut out, s, path(p)),
+                None => {
+                    let _ = writeln!(out, "# {}: not set (no TLS)", s.key.toml);
+                }
+            }
+        }
         for s in [&self.request_ttl_ms, &self.callback_retry_ms] {
             line(
                 &mut out,
@@ -772,6 +921,20 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
             &origin,
             "a whole number of connections",
         )?,
+        max_connections_per_peer: get(
+            &table,
+            MAX_CONNECTIONS_PER_PEER,
+            &origin,
+            "a whole number of connections",
+        )?,
+        token_rate_per_s: get(
+            &table,
+            TOKEN_RATE_PER_S,
+            &origin,
+            "a whole number of requests per second",
+        )?,
+        tls_cert_file: text_of(TLS_CERT_FILE)?.map(PathBuf::from),
+        tls_key_file: text_of(TLS_KEY_FILE)?.map(PathBuf::from),
         request_ttl_ms: get(
             &table,
             REQUEST_TTL_MS,
@@ -804,6 +967,10 @@ fn flag_layer(args: &ServerArgs) -> Layer {
         http_listen: args.http_listen.clone(),
         data_dir: args.data_dir.clone(),
         max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
+        token_rate_per_s: args.token_rate_per_s,
+        tls_cert_file: args.tls_cert_file.clone(),
+        tls_key_file: args.tls_key_file.clone(),
         request_ttl_ms: args.request_ttl_ms,
         callback_retry_ms: args.callback_retry_ms,
         callback_secret: args.callback_secret.clone().map(Secret::new),

@@ -3,8 +3,9 @@
 //! command-line client (built on `spool-client`).
 //!
 //! Client commands take `--addr` (default `$SPOOL_ADDR`, else
-//! `127.0.0.1:7420`) and `--token` (default `$SPOOL_TOKEN`; needed when the
-//! server has authentication on) and report failures on stderr as
+//! `127.0.0.1:7420`), `--token` (default `$SPOOL_TOKEN`; needed when the
+//! server has authentication on) and `--tls-ca` (default `$SPOOL_TLS_CA`:
+//! speak TLS, trusting the CA certificates in that PEM file) and report failures on stderr as
 //! `error: CODE_NAME: message` with a non-zero exit status. Logs go to
 //! stderr, filtered by `RUST_LOG` (default `info`); `spool server` sets up
 //! its own logging from its configuration (`config`).
@@ -75,14 +76,17 @@ pub fn report(e: &anyhow::Error) {
 /// The `--token` (or `$SPOOL_TOKEN`) of the command being run, set once
 /// in `main`; every connection of the process presents it.
 static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+/// The `--tls-ca` (or `$SPOOL_TLS_CA`) of the command being run: when set,
+/// every connection speaks TLS and trusts the CA certificates in it.
+static TLS_CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
-/// The `--token` value wherever it was given (the flag is global, so it may
-/// follow any subcommand): the deepest subcommand that has one.
-fn token_from(matches: &ArgMatches) -> Option<String> {
+/// A global flag's value wherever it was given (global flags may follow
+/// any subcommand): the deepest subcommand that has one.
+fn global_from(matches: &ArgMatches, id: &str) -> Option<String> {
     let mut token = None;
     let mut m = matches;
     loop {
-        if let Ok(Some(t)) = m.try_get_one::<String>("token") {
+        if let Ok(Some(t)) = m.try_get_one::<String>(id) {
             token = Some(t.clone());
         }
         match m.subcommand() {
@@ -97,6 +101,10 @@ pub async fn connect(addr: &str) -> anyhow::Result<Client> {
     let options = ClientOptions {
         client_id: format!("spool-cli-{}", std::process::id()),
         token: TOKEN.get().cloned().flatten(),
+        tls: TLS_CA.get().cloned().flatten().map(|ca| {
+            // The certificate must be valid for the host as written in --addr.
+            spool_client::TlsOptions::new(ca).with_server_name(host_of(addr))
+        }),
     };
     match Client::connect(addr, options).await {
         Ok(client) => Ok(client),
@@ -107,6 +115,14 @@ pub async fn connect(addr: &str) -> anyhow::Result<Client> {
         )
         .into()),
     }
+}
+
+/// The host part of `host:port` (`[v6]:port` too).
+fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 fn init_logging() {
@@ -123,7 +139,8 @@ fn init_logging() {
 async fn main() -> ExitCode {
     let matches = cli::Cli::command().get_matches();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let _ = TOKEN.set(token_from(&matches));
+    let _ = TOKEN.set(global_from(&matches, "token"));
+    let _ = TLS_CA.set(global_from(&matches, "tls_ca"));
     if !matches!(cli.command, cli::Command::Server(_)) {
         init_logging();
     }

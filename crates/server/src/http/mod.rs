@@ -85,6 +85,14 @@ async fn authenticate(
     next: axum::middleware::Next,
 ) -> Response {
     let id = request_id(req.headers());
+    let started = std::time::Instant::now();
+    // The route's template (`/v1/topics/{topic}`), not the path: one series
+    // per route, however many topics.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
     let span = tracing::info_span!(
         "http",
         request_id = %id,
@@ -99,7 +107,9 @@ async fn authenticate(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-            s.auth.authenticate(bearer(req.headers()), peer, "http")
+            s.auth
+                .authenticate(bearer(req.headers()), peer, "http")
+                .and_then(|caller| s.auth.charge(&caller).map(|()| caller))
         };
         let mut response = match caller {
             Ok(caller) => {
@@ -110,17 +120,26 @@ async fn authenticate(
                 next.run(req).await
             }
             Err(e) => {
+                let unauthenticated = e.code == ErrorCode::Unauthenticated;
                 let mut response = ApiError(e).into_response();
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"spool\""),
-                );
+                if unauthenticated {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"spool\""),
+                    );
+                }
                 response
             }
         };
         if let Ok(v) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
+        metrics::histogram!(
+            "spool_request_duration_seconds",
+            "listener" => "http",
+            "op" => format!("{method} {route}")
+        )
+        .record(started.elapsed().as_secs_f64());
         response
     }
     .instrument(span)

@@ -508,3 +508,56 @@ fn request_records_follow_their_queue_permissions() {
     ));
     assert!(out.contains("succeeded"), "{out}");
 }
+
+#[test]
+fn a_token_over_its_request_rate_is_told_to_slow_down_on_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--token-rate-per-s", "5"],
+        &[("SPOOL_ADMIN_TOKEN", ADMIN)],
+    );
+    // HTTP: a burst of 5 passes, then 429 with Retry-After and the code.
+    let replies: Vec<(u16, String)> = (0..12)
+        .map(|_| http(&server.http, "GET", "/v1/topics", "", Some(ADMIN)))
+        .collect();
+    let limited: Vec<&(u16, String)> = replies.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(
+        replies.iter().filter(|(s, _)| *s == 200).count() >= 5,
+        "{replies:?}"
+    );
+    assert!(!limited.is_empty(), "{replies:?}");
+    let (_, reply) = limited[0];
+    assert!(reply.contains("RATE_LIMITED"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("retry-after: 1"),
+        "{reply}"
+    );
+    // After a second the bucket has refilled.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        http(&server.http, "GET", "/v1/topics", "", Some(ADMIN)).0,
+        200
+    );
+
+    // The binary protocol shares the token's budget: quick CLI calls run
+    // into the limit too (each is a handshake plus one request).
+    let mut refused = None;
+    for _ in 0..60 {
+        let out = as_token(&server, Some(ADMIN), &["topic", "list"], b"");
+        if !out.status.success() {
+            refused = Some(out);
+            break;
+        }
+    }
+    let out = refused.expect("some call over the rate limit is refused");
+    fails_with(&out, "RATE_LIMITED");
+    // Refusals are counted per token.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, metrics) = http(&server.http, "GET", "/metrics", "", Some(ADMIN));
+    assert!(
+        metrics.contains("spool_rate_limited_total{token=\"admin\"}"),
+        "{metrics}"
+    );
+}

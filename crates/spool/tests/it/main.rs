@@ -16,3 +16,4 @@ mod queues;
 mod raw;
 mod requests;
 mod support;
+mod tls;

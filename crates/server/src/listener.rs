@@ -1,0 +1,230 @@
+//! Accepting connections on both listeners: admission (connection limits,
+//! [`crate::admission`]), then the TLS handshake when TLS is configured,
+//! each in the connection's own task so a slow client never holds up the
+//! accept loop. The HTTP side is an [`axum::serve::Listener`] fed by such an
+//! accept task; the binary side hands streams to `connection::handle`.
+
+use crate::admission::{Admission, Listener as Kind, Permit};
+use crate::tls::TLS_HANDSHAKE_TIMEOUT_MS;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
+
+/// Connections accepted and handshaken but not yet taken by the HTTP server.
+const HTTP_ACCEPT_QUEUE: usize = 1024;
+
+/// Runs the TLS handshake with a deadline; `None` (logged, counted) if it
+/// fails or times out.
+pub(crate) async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+) -> Option<TlsStream<TcpStream>> {
+    let deadline = Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS);
+    let failure = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no TLS handshake within {TLS_HANDSHAKE_TIMEOUT_MS} ms"),
+    };
+    tracing::info!(%peer, listener = kind.label(), "TLS handshake failed: {failure}");
+    metrics::counter!("spool_tls_handshake_failures_total", "listener" => kind.label())
+        .increment(1);
+    None
+}
+
+/// An accepted HTTP connection, plain or TLS, holding its admission slot.
+pub(crate) struct HttpConn {
+    io: Either<TcpStream, TlsStream<TcpStream>>,
+    _permit: Permit,
+}
+
+impl AsyncRead for HttpConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HttpConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The HTTP listener as axum sees it: connections come ready (admitted,
+/// handshaken) from the accept task, which stops when this is dropped.
+pub(crate) struct HttpListener {
+    ready: mpsc::Receiver<(HttpConn, SocketAddr)>,
+    local: SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpListener {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+impl HttpListener {
+    pub fn start(
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        admission: Arc<Admission>,
+    ) -> io::Result<HttpListener> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(HTTP_ACCEPT_QUEUE);
+        let accept_task = tokio::spawn(accept_loop(listener, tls, admission, tx));
+        Ok(HttpListener {
+            ready,
+            local,
+            accept_task,
+        })
+    }
+}
+
+impl axum::serve::Listener for HttpListener {
+    type Io = HttpConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (HttpConn, SocketAddr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept task ended (shutdown): nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    admission: Arc<Admission>,
+    ready: mpsc::Sender<(HttpConn, SocketAddr)>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("HTTP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = match admission.admit(peer.ip(), Kind::Http) {
+            Ok(p) => p,
+            Err(refusal) => {
+                tracing::warn!(%peer, "HTTP connection refused: {}", refusal.message());
+                if tls.is_none() {
+                    tokio::spawn(refuse_http(stream, refusal.message()));
+                }
+                continue;
+            }
+        };
+        let ready = ready.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let io = match tls {
+                None => Either::Left(stream),
+                Some(acceptor) => match handshake(&acceptor, stream, peer, Kind::Http).await {
+                    Some(s) => Either::Right(s),
+                    None => return,
+                },
+            };
+            let _ = ready
+                .send((
+                    HttpConn {
+                        io,
+                        _permit: permit,
+                    },
+                    peer,
+                ))
+                .await;
+        });
+    }
+}
+
+/// Tells a plain-HTTP client over a connection limit why, then closes.
+async fn refuse_http(mut stream: TcpStream, message: &str) {
+    let body = serde_json::json!({
+        "type": "https://spool.dev/errors/TOO_MANY_CONNECTIONS",
+        "title": "TOO_MANY_CONNECTIONS",
+        "status": 503,
+        "detail": message,
+        "code": "TOO_MANY_CONNECTIONS",
+        "code_number": spool_types::ErrorCode::TooManyConnections.as_u16(),
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+    linger_close(stream).await;
+}
+
+/// Closes after an answer without losing it: shuts the write side, then
+/// reads what the client already sent (briefly), because closing with
+/// unread input makes the kernel send a reset that can destroy the answer
+/// before the client reads it.
+pub(crate) async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    use tokio::io::AsyncReadExt;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut total = 0usize;
+        while let Ok(n) = stream.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > 64 * 1024 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}

@@ -1,0 +1,68 @@
+//! TLS for both listeners: rustls with the aws-lc-rs provider (the one
+//! provider in the build, shared with reqwest), certificates and key from
+//! PEM files. The handshake runs in the connection's own task under
+//! [`TLS_HANDSHAKE_TIMEOUT_MS`], so a client that stalls mid-handshake holds
+//! only its own connection slot, never the accept loop.
+
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// Where the server's certificate chain and private key are (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert_path: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the TLS {what} {}", path.display()))
+}
+
+/// Builds the acceptor, with errors naming the file at fault.
+pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    let cert_pem = read(&files.cert_path, "certificate")?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a PEM certificate chain: {e}",
+                files.cert_path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "{}: no certificate found (expected a PEM \"BEGIN CERTIFICATE\" block)",
+            files.cert_path.display()
+        );
+    }
+    let key_pem = read(&files.key_path, "private key")?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: no usable PEM private key: {e}",
+            files.key_path.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "{} and {} do not make a usable certificate and key pair",
+                files.cert_path.display(),
+                files.key_path.display()
+            )
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

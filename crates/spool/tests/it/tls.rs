@@ -1,0 +1,193 @@
+//! TLS on both listeners with a self-signed certificate generated here
+//! (rcgen): the CLI and an HTTPS client that trust it get through; plain
+//! clients, and clients trusting another certificate, are refused cleanly
+//! and the server keeps serving. Also the per-peer connection limit.
+
+use crate::support::{cli, lines, ok, ServerProc};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Writes a self-signed certificate for `localhost` and 127.0.0.1 and its
+/// key; returns (certificate, key) paths.
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("generate a certificate");
+    let cert = dir.join(format!("{name}.crt.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+fn with_ca(addr: &str, ca: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--tls-ca", ca.to_str().unwrap()]);
+    cli(addr, &all, stdin)
+}
+
+fn https_get(url: &str, ca: &Path) -> Result<(u16, String), String> {
+    let pem = std::fs::read(ca).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.map_err(|e| e.to_string())?))
+    })
+}
+
+#[test]
+fn tls_round_trip_on_both_listeners_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "server");
+    let (other_cert, _) = self_signed(dir.path(), "other");
+    let data = dir.path().join("data");
+    let server = ServerProc::start_with(
+        &data,
+        "127.0.0.1:0",
+        &[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = &server.addr;
+
+    // The CLI over TLS: create, produce, consume.
+    ok(&with_ca(addr, &cert, &["topic", "create", "secure"], b""));
+    ok(&with_ca(
+        addr,
+        &cert,
+        &["produce", "secure"],
+        b"one\ntwo\nthree\n",
+    ));
+    let out = with_ca(
+        addr,
+        &cert,
+        &["consume", "secure", "--count", "3", "--timeout-ms", "5000"],
+        b"",
+    );
+    assert_eq!(lines(&out), ["one", "two", "three"]);
+
+    // The same address by name: the certificate is valid for localhost too.
+    let port = addr.rsplit_once(':').unwrap().1;
+    let by_name = format!("localhost:{port}");
+    ok(&with_ca(
+        &by_name,
+        &cert,
+        &["topic", "describe", "secure"],
+        b"",
+    ));
+
+    // A client that does not speak TLS gets nowhere, and says so.
+    let plain = cli(addr, &["topic", "list"], b"");
+    assert!(!plain.status.success());
+    // A client trusting another certificate refuses the server's.
+    let wrong = with_ca(addr, &other_cert, &["topic", "list"], b"");
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("TLS handshake failed"), "{err}");
+
+    // HTTPS with the same certificate.
+    let http_port = server.http.rsplit_once(':').unwrap().1;
+    let (status, body) =
+        https_get(&format!("https://localhost:{http_port}/v1/topics"), &cert).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("secure"), "{body}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut raw = std::net::TcpStream::connect(&server.http).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    raw.write_all(b"GET /v1/topics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = raw.read_to_end(&mut reply);
+    assert!(!String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+
+    // Still serving, and the refusals were counted.
+    let (_, metrics) = https_get(&format!("https://127.0.0.1:{http_port}/metrics"), &cert).unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("spool_tls_handshake_failures_total"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(failures >= 2.0, "{metrics}");
+    assert!(
+        metrics.contains("spool_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn bad_certificate_files_stop_the_start_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.pem");
+    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert-file")
+        .arg(&bogus)
+        .arg("--tls-key-file")
+        .arg(&bogus)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bogus.pem"), "{err}");
+    // Half a TLS configuration is refused too, naming the missing key.
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert-file")
+        .arg(&bogus)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tls_key_file"), "{err}");
+}
+
+#[test]
+fn connections_per_peer_are_limited_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start_with(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--max-connections-per-peer", "3"],
+    );
+    // Three idle connections from 127.0.0.1 use up its share.
+    let held: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = server.cli(&["topic", "list"], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TOO_MANY_CONNECTIONS"), "{err}");
+    // HTTP shares the limit: a plain-HTTP client is told 503 why.
+    let reply = crate::http::call(&server.http, "GET", "/v1/topics", None);
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["code"], "TOO_MANY_CONNECTIONS", "{}", reply.body);
+    // Closing one frees a slot.
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&server.cli(&["topic", "list"], b""));
+    let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("spool_connections_refused_total{listener=\"binary\",reason=\"max_connections_per_peer\"}"),
+        "{metrics}"
+    );
+}
