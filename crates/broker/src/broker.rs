@@ -1807,6 +1807,20 @@ impl Broker {
     pub fn queue_subs(&self) -> Vec<Arc<QueueSub>> {
         self.queues_read().values().cloned().collect()
     }
+
+    /// A queue subscription's backlog: messages of its topic not yet done
+    /// (acknowledged or dead-lettered), over all partitions.
+    pub fn queue_lag(&self, q: &QueueSub) -> u64 {
+        self.topic(&q.spec().topic)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .zip(q.floors())
+                    .map(|(log, floor)| (log.stats().end_offset - floor).max(0) as u64)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
 }
 
 /// `now_ms` as an RFC 3339 UTC timestamp with milliseconds.

@@ -27,6 +27,9 @@
 //! - Tokens (admin only): [`Client::create_token`] ([`TokenGrants`]),
 //!   [`Client::list_tokens`], [`Client::revoke_token`]. A client presents
 //!   its own token in [`ClientOptions::token`].
+//! - [`Connect`] / [`Remote`]: where connections come from; the embedded
+//!   broker (`spool-embedded`) implements the same trait, so code written
+//!   against `impl Connect` runs on the in-app queue or a server unchanged.
 //! - [`ClientError`]: I/O, protocol, local-check and server errors; a server
 //!   error keeps its wire code, message and retry hint.
 //!
@@ -45,6 +48,7 @@
 //! ```
 
 mod client;
+mod connect;
 mod consumer;
 mod error;
 mod fetcher;
@@ -59,6 +63,7 @@ mod tls;
 mod tokens;
 
 pub use client::{Client, ClientOptions, CONNECT_TIMEOUT};
+pub use connect::{Connect, Remote};
 pub use consumer::{GroupConsumer, GroupOptions};
 pub use error::ClientError;
 pub use fetcher::TopicPartition;

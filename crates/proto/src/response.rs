@@ -129,6 +129,12 @@ pub struct SubscriptionInfo {
     /// leased). The server scans the topic in windows, so this counts at
     /// most the current window, not the whole backlog.
     pub outstanding: u64,
+    /// The whole backlog: messages of the topic not yet done.
+    pub lag: u64,
+    /// Deliveries beyond the first, since the server started.
+    pub redeliveries: u64,
+    /// Messages dead-lettered, since the server started.
+    pub dead_letters: u64,
 }
 
 /// CreateToken's answer: the new token, shown this once.
@@ -659,7 +665,7 @@ impl Codec for Option<WireCode> {
 }
 
 impl Codec for SubscriptionInfo {
-    const MIN_BYTES: usize = 2 + 2 + 4 + 4 + 1 + Backoff::MIN_BYTES + 1 + 1 + 8 + 8;
+    const MIN_BYTES: usize = 2 + 2 + 4 + 4 + 1 + Backoff::MIN_BYTES + 1 + 1 + 8 * 5;
 
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.string("subscriptions.topic", &self.topic)?;
@@ -675,6 +681,9 @@ impl Codec for SubscriptionInfo {
         w.bool(self.ordered);
         w.u64(self.leased);
         w.u64(self.outstanding);
+        w.u64(self.lag);
+        w.u64(self.redeliveries);
+        w.u64(self.dead_letters);
         Ok(())
     }
 
@@ -690,6 +699,9 @@ impl Codec for SubscriptionInfo {
             ordered: r.bool("subscriptions.ordered")?,
             leased: r.u64("subscriptions.leased")?,
             outstanding: r.u64("subscriptions.outstanding")?,
+            lag: r.u64("subscriptions.lag")?,
+            redeliveries: r.u64("subscriptions.redeliveries")?,
+            dead_letters: r.u64("subscriptions.dead_letters")?,
         })
     }
 }

@@ -1495,10 +1495,11 @@ fn dispatch(
                 .filter(|spec| caller.may(Need::Consume(&spec.topic)))
                 .map(|spec| {
                     // Deleted since it was listed: report it empty.
-                    let (outstanding, leased) = broker
-                        .queue(&spec.topic, &spec.name)
-                        .map_or((0, 0), |q| q.counts());
-                    convert::subscription_info(spec, leased, outstanding)
+                    let load = broker.queue(&spec.topic, &spec.name).map_or_else(
+                        |_| convert::QueueLoad::default(),
+                        |q| convert::QueueLoad::of(broker, &q),
+                    );
+                    convert::subscription_info(spec, load)
                 })
                 .collect();
             ResponseBody::Subscriptions(infos)

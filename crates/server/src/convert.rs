@@ -155,11 +155,31 @@ pub fn queue_spec(c: &p::CreateSubscription) -> b::queue::QueueSpec {
     }
 }
 
-pub fn subscription_info(
-    spec: b::queue::QueueSpec,
-    leased: usize,
-    outstanding: usize,
-) -> p::SubscriptionInfo {
+/// A queue subscription's current load, as listed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QueueLoad {
+    pub leased: u64,
+    pub outstanding: u64,
+    pub lag: u64,
+    pub redeliveries: u64,
+    pub dead_letters: u64,
+}
+
+impl QueueLoad {
+    pub fn of(broker: &spool_broker::Broker, q: &b::queue::QueueSub) -> QueueLoad {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (outstanding, leased) = q.counts();
+        QueueLoad {
+            leased: leased as u64,
+            outstanding: outstanding as u64,
+            lag: broker.queue_lag(q),
+            redeliveries: q.redeliveries.load(Relaxed),
+            dead_letters: q.dead_letters.load(Relaxed),
+        }
+    }
+}
+
+pub fn subscription_info(spec: b::queue::QueueSpec, load: QueueLoad) -> p::SubscriptionInfo {
     p::SubscriptionInfo {
         topic: spec.topic,
         name: spec.name,
@@ -178,8 +198,11 @@ pub fn subscription_info(
             b::queue::ModeSpec::AtMostOnce => p::DeliveryMode::AtMostOnce,
         },
         ordered: spec.ordered,
-        leased: leased as u64,
-        outstanding: outstanding as u64,
+        leased: load.leased,
+        outstanding: load.outstanding,
+        lag: load.lag,
+        redeliveries: load.redeliveries,
+        dead_letters: load.dead_letters,
     }
 }
 

@@ -10,6 +10,10 @@
 //!   in-flight limits (count and bytes) that stop reading when exceeded.
 //! - `notify`: per-partition wake-ups for long polls and push subscriptions.
 //! - [`auth`]: tokens, permissions and the token store (both listeners).
+//! - `admission`, `listener`, [`tls`]: connection limits and TLS for both
+//!   listeners.
+//! - [`EmbeddedServer`]: the same broker and connection handling in-process,
+//!   over in-memory pipes (the in-app queue).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -18,6 +22,7 @@ pub mod auth;
 mod callbacks;
 mod connection;
 mod convert;
+mod embedded;
 pub mod http;
 mod listener;
 mod metrics;
@@ -25,6 +30,8 @@ mod notify;
 mod outbound;
 mod push_http;
 pub mod tls;
+
+pub use embedded::{EmbeddedServer, EMBEDDED_PEER, PIPE_BUFFER_BYTES};
 
 use anyhow::Context;
 use spool_broker::Broker;
@@ -208,14 +215,26 @@ impl Runtime {
     }
 
     /// Stops the background tasks and flushes the broker.
-    pub async fn finish(self) -> anyhow::Result<()> {
-        self.signal_stop();
-        for task in &self.tasks {
-            task.abort();
-        }
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.stop_tasks();
         let broker = Arc::clone(&self.shared.broker);
         tokio::task::spawn_blocking(move || broker.flush()).await??;
         Ok(())
+    }
+
+    fn stop_tasks(&mut self) {
+        self.signal_stop();
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    /// Dropped without [`Runtime::finish`] (an embedded broker going out of
+    /// scope): stop the background tasks so they do not outlive it.
+    fn drop(&mut self) {
+        self.stop_tasks();
     }
 }
 

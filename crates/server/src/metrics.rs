@@ -79,16 +79,7 @@ pub fn render(broker: &Broker) -> String {
             ("subscription", spec.name.clone()),
         ];
         let (outstanding, leased) = q.counts();
-        let lag: i64 = broker
-            .topic(&spec.topic)
-            .map(|t| {
-                t.partitions
-                    .iter()
-                    .zip(q.floors())
-                    .map(|(log, floor)| (log.stats().end_offset - floor).max(0))
-                    .sum()
-            })
-            .unwrap_or(0);
+        let lag = broker.queue_lag(&q);
         metrics::gauge!("spool_queue_lag_messages", &labels).set(lag as f64);
         metrics::gauge!("spool_queue_outstanding_messages", &labels).set(outstanding as f64);
         metrics::gauge!("spool_queue_leases_in_flight", &labels).set(leased as f64);

@@ -114,7 +114,7 @@ fn mode_text(m: DeliveryMode) -> &'static str {
 /// `name` then `key=value` fields, tab-separated.
 fn subscription_line(s: &SubscriptionInfo) -> String {
     format!(
-        "{}\tack_timeout_ms={}\tmax_deliveries={}\tdead_letter={}\tbackoff={}\tmode={}\tordered={}\tleased={}\toutstanding={}",
+        "{}\tack_timeout_ms={}\tmax_deliveries={}\tdead_letter={}\tbackoff={}\tmode={}\tordered={}\tleased={}\toutstanding={}\tlag={}\tredeliveries={}\tdead_letters={}",
         s.name,
         s.ack_timeout_ms,
         s.max_deliveries,
@@ -124,6 +124,9 @@ fn subscription_line(s: &SubscriptionInfo) -> String {
         s.ordered,
         s.leased,
         s.outstanding,
+        s.lag,
+        s.redeliveries,
+        s.dead_letters,
     )
 }
 
@@ -140,6 +143,9 @@ fn subscription_json(s: &SubscriptionInfo) -> Value {
         "ordered": s.ordered,
         "leased": s.leased,
         "outstanding": s.outstanding,
+        "lag": s.lag,
+        "redeliveries": s.redeliveries,
+        "dead_letters": s.dead_letters,
     })
 }
 
@@ -387,10 +393,13 @@ mod tests {
             ordered: true,
             leased: 1,
             outstanding: 3,
+            lag: 7,
+            redeliveries: 2,
+            dead_letters: 1,
         };
         assert_eq!(
             subscription_line(&s),
-            "w\tack_timeout_ms=1000\tmax_deliveries=2\tdead_letter=jobs.dlq\tbackoff=exponential:10-100\tmode=at_least_once\tordered=true\tleased=1\toutstanding=3"
+            "w\tack_timeout_ms=1000\tmax_deliveries=2\tdead_letter=jobs.dlq\tbackoff=exponential:10-100\tmode=at_least_once\tordered=true\tleased=1\toutstanding=3\tlag=7\tredeliveries=2\tdead_letters=1"
         );
         assert_eq!(subscription_json(&s)["dead_letter_topic"], "jobs.dlq");
     }

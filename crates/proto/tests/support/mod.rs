@@ -431,11 +431,13 @@ fn queue_response_body() -> impl Strategy<Value = ResponseBody> {
             any::<u64>(),
             any::<u64>(),
         ),
+        (any::<u64>(), any::<u64>(), any::<u64>()),
     )
         .prop_map(
             |(
                 (topic, name, ack_timeout_ms, max_deliveries, dead_letter_topic),
                 (backoff, mode, ordered, leased, outstanding),
+                (lag, redeliveries, dead_letters),
             )| SubscriptionInfo {
                 topic,
                 name,
@@ -447,6 +449,9 @@ fn queue_response_body() -> impl Strategy<Value = ResponseBody> {
                 ordered,
                 leased,
                 outstanding,
+                lag,
+                redeliveries,
+                dead_letters,
             },
         );
     prop_oneof![
@@ -892,6 +897,9 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 ordered: false,
                 leased: 3,
                 outstanding: 12,
+                lag: 40,
+                redeliveries: 2,
+                dead_letters: 1,
             }])),
         ),
     ]);

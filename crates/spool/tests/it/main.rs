@@ -15,5 +15,6 @@ mod queue_crash;
 mod queues;
 mod raw;
 mod requests;
+mod same_api;
 mod support;
 mod tls;
