@@ -129,7 +129,9 @@ pub struct SubscriptionInfo {
     /// leased). The server scans the topic in windows, so this counts at
     /// most the current window, not the whole backlog.
     pub outstanding: u64,
-    /// The whole backlog: messages of the topic not yet done.
+    /// The backlog: messages from the oldest one not yet done to the end
+    /// of the topic, over all partitions (messages done above the oldest
+    /// undone one still count until it is done, as with a committed offset).
     pub lag: u64,
     /// Deliveries beyond the first, since the server started.
     pub redeliveries: u64,

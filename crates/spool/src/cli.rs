@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Server(ServerArgs),
+    /// One screen: the server, topics (depth, rate) and subscriptions
+    /// (lag, in flight, dead letters).
+    Status(StatusArgs),
     /// Create, list, describe, alter and delete topics.
     Topic(TopicArgs),
     /// Send one message per line of standard input.
@@ -189,6 +192,18 @@ pub enum TokenCommand {
     },
     /// Revoke a token: it is refused from its next request on.
     Revoke { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// How long to watch end offsets for the publish rate, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

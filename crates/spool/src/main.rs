@@ -14,7 +14,7 @@
 //! `topic` (`spool topic …`), `produce`, `consume`, `queue` (`spool
 //! subscription …`, `receive`, `ack`, `nack`, `extend`, `dlq`, `errors`),
 //! `request` (`spool request …`) and `worker` (`spool worker`), `token`
-//! (`spool token …`), `config` (the server's configuration layers).
+//! (`spool token …`), `status` (`spool status`), `config` (the server's configuration layers).
 
 mod bench;
 mod cli;
@@ -24,6 +24,7 @@ mod produce;
 mod queue;
 mod request;
 mod server;
+mod status;
 mod token;
 mod topic;
 mod worker;
@@ -159,6 +160,7 @@ async fn main() -> ExitCode {
         cli::Command::Request(args) => request::run(args).await,
         cli::Command::Worker(args) => worker::run(args).await,
         cli::Command::Token(args) => token::run(args).await,
+        cli::Command::Status(args) => status::run(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
     };
     match result {

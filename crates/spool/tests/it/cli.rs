@@ -82,3 +82,53 @@ fn data_survives_a_clean_restart() {
     );
     assert_eq!(lines(&out), ["a", "b"]);
 }
+
+#[test]
+fn status_shows_depth_rate_and_subscription_load_on_one_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "jobs", "--partitions", "2"], b""));
+    ok(&server.cli(
+        &[
+            "subscription",
+            "create",
+            "jobs",
+            "workers",
+            "--max-deliveries",
+            "1",
+        ],
+        b"",
+    ));
+    ok(&server.cli(&["produce", "jobs"], b"a\nb\nc\nd\ne\n"));
+    // Lease two and keep them; fail one more into the dead letters.
+    ok(&server.cli(&["receive", "jobs", "workers", "--max", "2"], b""));
+    let leased = ok(&server.cli(&["receive", "jobs", "workers", "--max", "1", "--json"], b""));
+    let receipt = serde_json::from_str::<serde_json::Value>(leased.lines().next().unwrap())
+        .unwrap()["receipt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&server.cli(&["nack", "jobs", "workers", &receipt], b""));
+
+    let out = ok(&server.cli(&["status", "--interval-ms", "200"], b""));
+    let topic = out
+        .lines()
+        .find(|l| l.starts_with("jobs "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = topic.split_whitespace().collect();
+    assert_eq!(cols[1], "2", "partitions: {out}");
+    assert_eq!(cols[2], "5", "depth: {out}");
+    let sub = out
+        .lines()
+        .find(|l| l.starts_with("jobs/workers"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = sub.split_whitespace().collect();
+    // Lag counts from the oldest message not done (leased ones at the
+    // front): all 5; 2 leased; 1 dead-lettered.
+    assert_eq!(&cols[1..], ["5", "2", "0", "1"], "{out}");
+
+    let json = ok(&server.cli(&["status", "--interval-ms", "100", "--json"], b""));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["topics"][0]["messages"], 5, "{v}");
+    assert_eq!(v["subscriptions"][0]["dead_letters"], 1, "{v}");
+}
