@@ -330,22 +330,12 @@ impl Server {
                     self.tls.clone(),
                     Arc::clone(&admission),
                 )?;
-                let mut stop = shared.shutdown.clone();
-                Some(tokio::spawn(async move {
-                    let graceful = async move {
-                        let _ = stop.changed().await;
-                    };
-                    // `tap_io` only to get axum's `ConnectInfo<SocketAddr>`
-                    // for a listener of our own.
-                    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
-                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(graceful)
-                        .await
-                    {
-                        tracing::error!("HTTP server failed: {e}");
-                    }
-                }))
+                Some(tokio::spawn(listener::serve_http(
+                    listener,
+                    app,
+                    shared.shutdown.clone(),
+                    Duration::from_millis(SHUTDOWN_GRACE_MS),
+                )))
             }
             None => None,
         };

@@ -1,8 +1,9 @@
 //! Accepting connections on both listeners: admission (connection limits,
 //! [`crate::admission`]), then the TLS handshake when TLS is configured,
 //! each in the connection's own task so a slow client never holds up the
-//! accept loop. The HTTP side is an [`axum::serve::Listener`] fed by such an
-//! accept task; the binary side hands streams to `connection::handle`.
+//! accept loop. The HTTP side is served by hyper (with a header-read
+//! deadline against slowloris clients) from connections such an accept task
+//! hands over; the binary side hands streams to `connection::handle`.
 
 use crate::admission::{Admission, Listener as Kind, Permit};
 use crate::tls::TLS_HANDSHAKE_TIMEOUT_MS;
@@ -21,6 +22,12 @@ use tokio_util::either::Either;
 
 /// Connections accepted and handshaken but not yet taken by the HTTP server.
 const HTTP_ACCEPT_QUEUE: usize = 1024;
+
+/// How long an HTTP client may take to send a request's headers, from the
+/// first byte (or, on a kept-alive connection, from the end of the previous
+/// response). Without it a slowloris client — one header byte every few
+/// seconds — would hold its connection slot forever.
+pub const HTTP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// Runs the TLS handshake with a deadline; `None` (logged, counted) if it
 /// fails or times out.
@@ -92,7 +99,6 @@ impl AsyncWrite for HttpConn {
 /// handshaken) from the accept task, which stops when this is dropped.
 pub(crate) struct HttpListener {
     ready: mpsc::Receiver<(HttpConn, SocketAddr)>,
-    local: SocketAddr,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -108,31 +114,65 @@ impl HttpListener {
         tls: Option<TlsAcceptor>,
         admission: Arc<Admission>,
     ) -> io::Result<HttpListener> {
-        let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(HTTP_ACCEPT_QUEUE);
         let accept_task = tokio::spawn(accept_loop(listener, tls, admission, tx));
-        Ok(HttpListener {
-            ready,
-            local,
-            accept_task,
-        })
+        Ok(HttpListener { ready, accept_task })
     }
 }
 
-impl axum::serve::Listener for HttpListener {
-    type Io = HttpConn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (HttpConn, SocketAddr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept task ended (shutdown): nothing more will come.
-            None => std::future::pending().await,
-        }
+impl HttpListener {
+    async fn accept(&mut self) -> Option<(HttpConn, SocketAddr)> {
+        self.ready.recv().await
     }
+}
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+/// Serves the HTTP API on `listener` until `stop` changes, then lets
+/// requests in progress finish (up to `grace`). Each connection is served
+/// by hyper's HTTP/1 server with a header-read deadline
+/// ([`HTTP_HEADER_READ_TIMEOUT_MS`]); the peer address reaches handlers as
+/// axum's `ConnectInfo<SocketAddr>`.
+pub(crate) async fn serve_http(
+    mut listener: HttpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (conn, peer) = tokio::select! {
+            next = listener.accept() => match next {
+                Some(c) => c,
+                None => break,
+            },
+            _ = stop.changed() => break,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                tower_service::Service::call(&mut app, req)
+            });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS));
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(conn), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
+    // Stop accepting (the accept task ends with the listener), then drain.
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP shutdown grace period over; closing open connections");
     }
 }
 

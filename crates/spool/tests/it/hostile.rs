@@ -251,3 +251,76 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
     drop(idle);
     drop(greedy);
 }
+
+/// Whether the server has closed `s` (EOF or reset); a 408 answer before
+/// the close counts as closing.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slowloris_http_clients_are_cut_off_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "t"], b""));
+    let rss_before_kib = server.rss_kib();
+    // 300 clients that send a request line, then one header byte a second.
+    let mut slow: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(&server.http).unwrap();
+            s.write_all(b"GET /v1/topics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let mut latencies_ms = Vec::new();
+    while started.elapsed() < Duration::from_secs(14) {
+        for s in &mut slow {
+            let _ = s.write_all(b"X");
+        }
+        // A well-behaved client meanwhile: answered, and quickly.
+        for _ in 0..10 {
+            let t = Instant::now();
+            let reply = crate::http::call(&server.http, "GET", "/v1/topics", None);
+            latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(reply.status, 200);
+        }
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    // Past the 10 s header deadline every slow client has been cut off.
+    let still_open = slow
+        .iter_mut()
+        .map(closed_by_server)
+        .filter(|closed| !closed)
+        .count();
+    assert_eq!(still_open, 0, "slowloris connections still open after 14 s");
+    latencies_ms.sort_by(f64::total_cmp);
+    let p99_ms = latencies_ms[latencies_ms.len() * 99 / 100];
+    assert!(p99_ms < 500.0, "p99 {p99_ms:.1} ms while under slowloris");
+    let rss_after_kib = server.rss_kib();
+    assert!(
+        rss_after_kib < rss_before_kib + 64 * 1024,
+        "RSS {rss_before_kib} KiB -> {rss_after_kib} KiB"
+    );
+    eprintln!(
+        "slowloris: 300 clients cut off; other client p99 {p99_ms:.1} ms over {} requests; RSS {rss_before_kib} -> {rss_after_kib} KiB",
+        latencies_ms.len()
+    );
+}
