@@ -454,6 +454,13 @@ impl Worker {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut commands_open = true;
         loop {
+            // Batches whose linger is over go now, without a timer: the
+            // timer's 1 ms granularity would otherwise delay every batch
+            // by up to a millisecond even with `linger` 0.
+            let now = Instant::now();
+            if self.open.values().any(|b| b.deadline <= now) {
+                self.close_expired();
+            }
             self.dispatch();
             self.finish_flushes();
             if !commands_open
