@@ -185,6 +185,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How long a write to a client may make no progress before the client is
+/// taken to have stopped reading and is disconnected (a "slow consumer").
+/// Until then its unread answers hold up to its in-flight byte budget; this
+/// bounds for how long.
+pub const SLOW_CLIENT_TIMEOUT_MS: u64 = 10_000;
+
+/// Notes that the server is closing a connection because of what the
+/// client did. Logged at debug level only and counted in
+/// `spool_connections_closed_total{reason}`: a flood of bad clients must
+/// not become a flood of log lines (10,000 handshake timeouts logged at
+/// once stalled the server for half a second).
+fn closing(peer: SocketAddr, reason: &'static str, why: &dyn std::fmt::Display) {
+    tracing::debug!(%peer, reason, "closing connection: {why}");
+    metrics::counter!("spool_connections_closed_total", "reason" => reason).increment(1);
+}
+
+enum WriteFailure {
+    Io,
+    Stalled,
+}
+
+/// Writes all of `bytes`, giving up if one write makes no progress for
+/// [`SLOW_CLIENT_TIMEOUT_MS`] (a slow but reading client keeps going).
+async fn write_unless_stalled<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut bytes: &[u8],
+) -> Result<(), WriteFailure> {
+    let stall = Duration::from_millis(SLOW_CLIENT_TIMEOUT_MS);
+    while !bytes.is_empty() {
+        match tokio::time::timeout(stall, wr.write(bytes)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(WriteFailure::Io),
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Err(_) => return Err(WriteFailure::Stalled),
+        }
+    }
+    Ok(())
+}
+
 /// Answers a connection over a limit with one error frame and closes it.
 pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, message: &str) {
     let mut buf = BytesMut::new();
@@ -236,8 +274,17 @@ where
                     Err(_) => break,
                 }
             }
-            if wr.write_all(&out).await.is_err() {
-                return;
+            match write_unless_stalled(&mut wr, &out).await {
+                Ok(()) => {}
+                Err(WriteFailure::Io) => return,
+                Err(WriteFailure::Stalled) => {
+                    let why = format_args!(
+                        "the client read nothing for {SLOW_CLIENT_TIMEOUT_MS} ms while {} bytes of answers waited",
+                        out.len()
+                    );
+                    closing(peer, "slow_client", &why);
+                    return;
+                }
             }
             drop(done); // releases the in-flight budget of what was written
         }
@@ -267,7 +314,7 @@ where
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::info!(%peer, "closing connection: {e}");
+                    closing(peer, "malformed_frame", &e);
                     let _ = tx
                         .send(Outgoing {
                             bytes: encode_response(0, error_response(0, e)),
@@ -278,7 +325,11 @@ where
                 }
             };
             if frame.kind != p::FrameKind::Request {
-                tracing::info!(%peer, "closing connection: a client sent a non-request frame");
+                closing(
+                    peer,
+                    "non_request_frame",
+                    &"a client sent a non-request frame",
+                );
                 let err = WireError::new(
                     ErrorCode::MalformedFrame,
                     "clients may only send request frames",
@@ -567,7 +618,7 @@ where
         }
         // Refuse an oversized frame as soon as its length prefix arrives.
         if let Err(e) = p::peek_frame_size(&buf) {
-            tracing::info!(%peer, "closing connection: {e}");
+            closing(peer, "frame_too_large", &e);
             let _ = tx
                 .send(Outgoing {
                     bytes: encode_response(0, error_response(0, e)),
@@ -579,8 +630,10 @@ where
         let read = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
             _ = shutdown.changed() => break 'conn,
+            // The writer gave up on this client (stalled or failed).
+            _ = tx.closed() => break 'conn,
             _ = tokio::time::sleep_until(handshake_deadline), if !greeted => {
-                tracing::info!(%peer, "closing connection: no handshake within {HANDSHAKE_TIMEOUT_MS} ms");
+                closing(peer, "handshake_timeout", &format_args!("no handshake within {HANDSHAKE_TIMEOUT_MS} ms"));
                 break 'conn;
             }
         };

@@ -381,7 +381,7 @@ impl Server {
                             }, span));
                         }
                         Err(refusal) => {
-                            tracing::warn!(%peer, "connection refused: {}", refusal.message());
+                            tracing::debug!(%peer, "connection refused: {}", refusal.message());
                             // A TLS client could not read a plain answer.
                             if self.tls.is_none() {
                                 connections.spawn(connection::refuse(stream, refusal.message()));

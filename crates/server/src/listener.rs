@@ -43,7 +43,8 @@ pub(crate) async fn handshake(
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no TLS handshake within {TLS_HANDSHAKE_TIMEOUT_MS} ms"),
     };
-    tracing::info!(%peer, listener = kind.label(), "TLS handshake failed: {failure}");
+    // Debug only: a flood of bad clients must not become a flood of logs.
+    tracing::debug!(%peer, listener = kind.label(), "TLS handshake failed: {failure}");
     metrics::counter!("spool_tls_handshake_failures_total", "listener" => kind.label())
         .increment(1);
     None
@@ -195,7 +196,7 @@ async fn accept_loop(
         let permit = match admission.admit(peer.ip(), Kind::Http) {
             Ok(p) => p,
             Err(refusal) => {
-                tracing::warn!(%peer, "HTTP connection refused: {}", refusal.message());
+                tracing::debug!(%peer, "HTTP connection refused: {}", refusal.message());
                 if tls.is_none() {
                     tokio::spawn(refuse_http(stream, refusal.message()));
                 }

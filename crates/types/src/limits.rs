@@ -54,8 +54,11 @@ pub const FETCH_WAIT_MS_MAX: u64 = 300_000;
 /// stops reading from it (back pressure on that connection alone).
 pub const CONNECTION_IN_FLIGHT_MAX: usize = 256;
 
-/// Most bytes of requests a single connection may have in flight.
-pub const CONNECTION_IN_FLIGHT_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Most bytes a single connection may have in flight: requests read and
+/// answers (fetches reserve their `max_bytes`) not yet written. Room for a
+/// few maximal frames; more only pins memory for clients that read slowly
+/// (the server also drops a client whose writes stall for 10 s).
+pub const CONNECTION_IN_FLIGHT_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// Default cap on concurrent connections to one server.
 pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;
@@ -76,4 +79,5 @@ const _: () = assert!((BATCH_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MIN < SEGMENT_BYTES_DEFAULT);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(FETCH_BYTES_MAX >= BATCH_BYTES_MAX);
+const _: () = assert!(CONNECTION_IN_FLIGHT_BYTES_MAX >= 3 * FRAME_BYTES_MAX);
 const _: () = assert!(BATCH_RECORDS_MAX < i32::MAX as usize);

@@ -248,8 +248,21 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
     );
     assert_eq!(lines(&out).len(), 1);
     assert!(server.alive());
+    // The non-reading client is dropped once its writes stall for 10 s,
+    // which frees what its unread answers held.
+    // (Not reading meanwhile: reading would make the client a reader.)
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(
+        closed_by_server(&mut greedy),
+        "a client that read nothing for 12 s is still connected"
+    );
+    let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("spool_connections_closed_total{reason=\"slow_client\"} 1"),
+        "{metrics}"
+    );
     drop(idle);
-    drop(greedy);
 }
 
 /// Whether the server has closed `s` (EOF or reset); a 408 answer before
