@@ -83,23 +83,45 @@ impl Group {
                 tps.extend((0..count).map(|p| (topic.clone(), p)));
             }
         }
-        let quota = if self.members.is_empty() {
-            0
-        } else {
-            tps.len().div_ceil(self.members.len())
+        // A fair share is `base` partitions, and `extra` members get one
+        // more. Members keep current targets up to that share (sticky), so
+        // a joining member always has something left to take: with a
+        // `ceil(n/m)` cap for everyone, 4 partitions over 3 members stayed
+        // 2, 2, 0 and the newest member idled.
+        let (base, mut extra) = match self.members.len() {
+            0 => (0, 0),
+            m => (tps.len() / m, tps.len() % m),
         };
         let mut counts: BTreeMap<String, usize> =
             self.members.keys().map(|m| (m.clone(), 0)).collect();
         let mut target = BTreeMap::new();
+        let current_owner = |tp: &TopicPartition| {
+            self.target
+                .get(tp)
+                .filter(|owner| {
+                    self.members
+                        .get(*owner)
+                        .is_some_and(|m| self.matches(m, &tp.0))
+                })
+                .cloned()
+        };
         for tp in &tps {
-            if let Some(owner) = self.target.get(tp) {
-                let eligible = self
-                    .members
-                    .get(owner)
-                    .is_some_and(|m| self.matches(m, &tp.0));
-                if eligible && counts[owner] < quota {
+            if let Some(owner) = current_owner(tp) {
+                if counts[&owner] < base {
                     *counts.entry(owner.clone()).or_default() += 1;
-                    target.insert(tp.clone(), owner.clone());
+                    target.insert(tp.clone(), owner);
+                }
+            }
+        }
+        for tp in &tps {
+            if target.contains_key(tp) || extra == 0 {
+                continue;
+            }
+            if let Some(owner) = current_owner(tp) {
+                if counts[&owner] == base {
+                    extra -= 1;
+                    *counts.entry(owner.clone()).or_default() += 1;
+                    target.insert(tp.clone(), owner);
                 }
             }
         }
@@ -426,6 +448,39 @@ mod tests {
                 .code,
             ErrorCode::NotAssigned
         );
+    }
+
+    #[test]
+    fn members_joining_one_by_one_share_partitions_evenly() {
+        let cat = catalog(&[("t", 4)]);
+        let mut c = Coordinator::new();
+        let mut ids = Vec::new();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let v = c.join(
+                "g",
+                None,
+                name,
+                pats(&["t"]),
+                10_000,
+                StartFrom::Earliest,
+                &cat,
+                i as i64,
+            );
+            ids.push(v.member_id);
+        }
+        // Let every hand-off finish: each member acknowledges the generation.
+        let mut counts = Vec::new();
+        for round in 0..3 {
+            counts.clear();
+            for id in &ids {
+                let g = c.heartbeat("g", id, u32::MAX, 10).unwrap().generation;
+                let v = c.heartbeat("g", id, g, 10 + round).unwrap();
+                counts.push(held(&v).len());
+            }
+        }
+        counts.sort();
+        // A ceil(4/3) = 2 cap for every member used to leave this at [0, 2, 2].
+        assert_eq!(counts, [1, 1, 2]);
     }
 
     #[test]

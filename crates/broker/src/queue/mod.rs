@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Log, LogConfig};
 use spool_types::ErrorCode;
-use state::{Admit, Backoff, Change, DeliveryMode, PartitionQueue, ReceiptError, Restored, Rules};
+use state::{Admit, Backoff, Change, DeliveryMode, PartitionQueue, ReceiptError, Replay, Rules};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -292,9 +292,7 @@ impl QueueSub {
                 ..LogConfig::default()
             },
         )?;
-        let n = partition_starts.len();
-        let mut floors: Vec<i64> = partition_starts.to_vec();
-        let mut facts: Vec<BTreeMap<i64, Restored>> = vec![BTreeMap::new(); n];
+        let mut replays: Vec<Replay> = partition_starts.iter().map(|_| Replay::new()).collect();
         let mut offset = state.stats().start_offset;
         let mut records = 0u64;
         loop {
@@ -311,31 +309,30 @@ impl QueueSub {
                     let Some((kind, p, o, arg)) = r.value.and_then(decode_record) else {
                         continue;
                     };
-                    let Some(f) = facts.get_mut(p as usize) else {
+                    let Some(replay) = replays.get_mut(p as usize) else {
                         continue;
                     };
                     match kind {
-                        REC_FLOOR => {
-                            floors[p as usize] = floors[p as usize].max(o);
-                            *f = f.split_off(&o);
-                        }
-                        REC_DELIVERED => f.entry(o).or_default().deliveries = arg as u32,
-                        REC_DONE => f.entry(o).or_default().done = true,
-                        REC_RETRY => f.entry(o).or_default().not_before_ms = arg,
+                        REC_FLOOR => replay.floor(o),
+                        REC_DELIVERED => replay.change(&Change::Delivered {
+                            offset: o,
+                            deliveries: arg as u32,
+                        }),
+                        REC_DONE => replay.change(&Change::Done { offset: o }),
+                        REC_RETRY => replay.change(&Change::Retry {
+                            offset: o,
+                            not_before_ms: arg,
+                        }),
                         _ => {}
                     }
                 }
             }
             offset = read.next_offset;
         }
-        let partitions = floors
+        let partitions = replays
             .into_iter()
-            .zip(facts)
             .zip(partition_starts)
-            .map(|((floor, mut f), start)| {
-                let floor = floor.max(*start);
-                Mutex::new(PartitionQueue::new(floor, f.split_off(&floor)))
-            })
+            .map(|(replay, start)| Mutex::new(replay.finish(*start)))
             .collect();
         Ok(QueueSub {
             spec: Mutex::new(spec),
@@ -601,35 +598,16 @@ impl QueueSub {
                 let q = lock(q);
                 (q.floor(), q.snapshot())
             };
-            b.push(&NewRecord::value(
-                encode_record(REC_FLOOR, p as u32, floor, 0).to_vec(),
-                now_ms,
-            ))?;
-            for (o, f) in facts {
-                if count + 4 >= spool_types::limits::BATCH_RECORDS_MAX {
+            let records = std::iter::once(encode_record(REC_FLOOR, p as u32, floor, 0))
+                .chain(facts.iter().map(|c| encode_change(p as u32, c)));
+            for record in records {
+                if count >= spool_types::limits::BATCH_RECORDS_MAX {
                     let mut batch = std::mem::take(&mut b).finish()?;
                     self.state.append(&mut batch, now_ms)?;
                     count = 0;
                 }
-                if f.deliveries > 0 {
-                    b.push(&NewRecord::value(
-                        encode_record(REC_DELIVERED, p as u32, o, f.deliveries as i64).to_vec(),
-                        now_ms,
-                    ))?;
-                }
-                if f.done {
-                    b.push(&NewRecord::value(
-                        encode_record(REC_DONE, p as u32, o, 0).to_vec(),
-                        now_ms,
-                    ))?;
-                }
-                if f.not_before_ms > 0 {
-                    b.push(&NewRecord::value(
-                        encode_record(REC_RETRY, p as u32, o, f.not_before_ms).to_vec(),
-                        now_ms,
-                    ))?;
-                }
-                count += 3;
+                b.push(&NewRecord::value(record.to_vec(), now_ms))?;
+                count += 1;
             }
         }
         if !b.is_empty() {

@@ -238,7 +238,23 @@ impl PartitionQueue {
     }
 
     /// Expired leases become failures: retried after backoff, or dead.
+    ///
+    /// A ready message that has already used up its deliveries is dead too.
+    /// That happens after a restart (leases are not persisted, so a message
+    /// whose last allowed delivery was in progress comes back ready with its
+    /// full count) or after `max_deliveries` was lowered; leasing it would
+    /// deliver it more often than `max_deliveries`.
     pub fn expire(&mut self, now_ms: i64, rules: &Rules, changes: &mut Vec<Change>) {
+        if rules.max_deliveries > 0 {
+            for e in self.entries.values_mut() {
+                if matches!(e.state, State::Ready { .. }) && e.deliveries >= rules.max_deliveries {
+                    e.state = State::Dead;
+                    // The last failure's text is not persisted across a restart.
+                    e.last_error
+                        .get_or_insert_with(|| "deliveries used up before a restart".into());
+                }
+            }
+        }
         let expired: Vec<i64> = self
             .entries
             .iter()
@@ -479,9 +495,11 @@ impl PartitionQueue {
             .min()
     }
 
-    /// Non-trivial facts to keep in a snapshot: delivery counts, retries and done offsets above the floor.
-    pub fn snapshot(&self) -> Vec<(i64, Restored)> {
-        let mut out: Vec<(i64, Restored)> = self
+    /// The records a snapshot keeps after the floor record: delivery counts,
+    /// retry times and done offsets above the floor, including facts restored
+    /// for offsets not re-admitted yet. [`Replay`] reads them back.
+    pub fn snapshot(&self) -> Vec<Change> {
+        let mut facts: Vec<(i64, Restored)> = self
             .entries
             .iter()
             .filter(|(_, e)| e.deliveries > 0 || e.state == State::Done)
@@ -500,9 +518,70 @@ impl PartitionQueue {
                 )
             })
             .collect();
-        out.extend(self.restored.iter().map(|(o, r)| (*o, *r)));
-        out.sort_by_key(|(o, _)| *o);
+        facts.extend(self.restored.iter().map(|(o, r)| (*o, *r)));
+        facts.sort_by_key(|(o, _)| *o);
+        let mut out = Vec::with_capacity(facts.len());
+        for (offset, f) in facts {
+            if f.deliveries > 0 {
+                out.push(Change::Delivered {
+                    offset,
+                    deliveries: f.deliveries,
+                });
+            }
+            if f.done {
+                out.push(Change::Done { offset });
+            }
+            if f.not_before_ms > 0 {
+                out.push(Change::Retry {
+                    offset,
+                    not_before_ms: f.not_before_ms,
+                });
+            }
+        }
         out
+    }
+}
+
+/// Rebuilds one partition's queue from its state-log records, oldest first:
+/// the [`Change`]s the state machine reported and the floor and facts a
+/// snapshot wrote. Kept beside the state machine (and free of I/O) so that
+/// restarts can be simulated through the same code the broker opens with.
+#[derive(Debug, Default)]
+pub struct Replay {
+    floor: i64,
+    facts: BTreeMap<i64, Restored>,
+}
+
+impl Replay {
+    pub fn new() -> Replay {
+        Replay::default()
+    }
+
+    /// A snapshot's floor record: every offset below it is done.
+    pub fn floor(&mut self, offset: i64) {
+        self.floor = self.floor.max(offset);
+        self.facts = self.facts.split_off(&offset);
+    }
+
+    /// One change record; later records win.
+    pub fn change(&mut self, change: &Change) {
+        match *change {
+            Change::Delivered { offset, deliveries } => {
+                self.facts.entry(offset).or_default().deliveries = deliveries;
+            }
+            Change::Done { offset } => self.facts.entry(offset).or_default().done = true,
+            Change::Retry {
+                offset,
+                not_before_ms,
+            } => self.facts.entry(offset).or_default().not_before_ms = not_before_ms,
+        }
+    }
+
+    /// The queue as the records describe it, over a partition log that now
+    /// starts at `log_start` (retention may have moved it meanwhile).
+    pub fn finish(mut self, log_start: i64) -> PartitionQueue {
+        let floor = self.floor.max(log_start);
+        PartitionQueue::new(floor, self.facts.split_off(&floor))
     }
 }
 
@@ -642,6 +721,37 @@ mod tests {
         q.ack(0, l[0].lease, 2, &mut ch).unwrap();
         let l3 = q.lease(10, 2, &r, &mut n, &mut ch);
         assert_eq!(l3.iter().map(|l| l.offset).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_restored_message_out_of_deliveries_is_dead_not_delivered_again() {
+        // Offset 0 was delivered max_deliveries (3) times and the server died
+        // during the last delivery; offset 1 had one delivery.
+        let mut replay = Replay::new();
+        for deliveries in 1..=3 {
+            replay.change(&Change::Delivered {
+                offset: 0,
+                deliveries,
+            });
+        }
+        replay.change(&Change::Delivered {
+            offset: 1,
+            deliveries: 1,
+        });
+        let mut q = replay.finish(0);
+        admit(&mut q, 0..2, |_| None);
+        let (mut n, mut ch) = (0, vec![]);
+        let l = q.lease(5, 0, &rules(), &mut n, &mut ch);
+        assert_eq!(
+            l.iter()
+                .map(|l| (l.offset, l.deliveries))
+                .collect::<Vec<_>>(),
+            [(1, 2)],
+            "offset 0 must not get a 4th delivery"
+        );
+        let dead = q.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].offset, dead[0].deliveries), (0, 3));
     }
 
     #[test]

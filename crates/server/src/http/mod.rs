@@ -218,6 +218,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The HTTP API over `broker` without sockets, for in-process callers such
+/// as the `http_json` fuzz target (`tower::ServiceExt::oneshot`):
+/// authentication off, outbound hosts limited to loopback, and a notifier
+/// registered with the broker so that long polls wake on appends. The
+/// housekeeping tick, callbacks and push delivery are not running.
+pub fn in_process(broker: Arc<Broker>) -> Router {
+    let notifier = Arc::new(Notifier::default());
+    broker.set_listener(notifier.clone());
+    router(AppState {
+        broker,
+        notifier,
+        allow: crate::outbound::AllowList::loopback(),
+        auth: Arc::new(crate::auth::Auth::disabled()),
+    })
+}
+
 /// Runs a blocking broker call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
