@@ -229,6 +229,8 @@ fn decode_record(v: &[u8]) -> Option<(u8, u32, i64, i64)> {
 pub struct QueueSub {
     spec: Mutex<QueueSpec>,
     partitions: Vec<Mutex<PartitionQueue>>,
+    /// Per partition, the last bytes read from its log for a receive.
+    recent: Vec<Mutex<Option<RecentRead>>>,
     state: Log,
     next_lease: AtomicU64,
     rotate: AtomicUsize,
@@ -334,9 +336,13 @@ impl QueueSub {
             .zip(partition_starts)
             .map(|(replay, start)| Mutex::new(replay.finish(*start)))
             .collect();
+        let recent = (0..partition_starts.len())
+            .map(|_| Mutex::new(None))
+            .collect();
         Ok(QueueSub {
             spec: Mutex::new(spec),
             partitions,
+            recent,
             state,
             // Leases are unique across restarts: the counter starts from the clock.
             next_lease: AtomicU64::new((now_ms.max(0) as u64) << 16),
@@ -445,7 +451,7 @@ impl QueueSub {
             )?;
             let redelivered = leases.iter().filter(|l| l.deliveries > 1).count() as u64;
             self.redeliveries.fetch_add(redelivered, Ordering::Relaxed);
-            out.extend(read_messages(log, p as u32, &leases)?);
+            out.extend(read_messages(log, &self.recent[p], p as u32, &leases)?);
         }
         Ok(out)
     }
@@ -624,21 +630,58 @@ impl QueueSub {
     }
 }
 
-/// Reads the leased records' contents from the partition log.
-fn read_messages(log: &Log, partition: u32, leases: &[state::Lease]) -> Result<Vec<LeasedMessage>> {
+/// The bytes of a partition log read last for a receive. Consecutive
+/// receives mostly lease neighbouring messages of the same batches (a
+/// producer's batch holds up to thousands of messages, a receive up to a few
+/// hundred), so without this every receive re-read, re-checked and copied
+/// up to [`SCAN_BYTES`] from the log: that was most of a receive's cost.
+/// The log's bytes at an offset never change once written, so the copy
+/// stays right; it holds the read's memory until the next read replaces it.
+struct RecentRead {
+    /// Offsets in `from..next` are in `bytes` (unless retention removed them).
+    from: i64,
+    next: i64,
+    bytes: Bytes,
+}
+
+/// The log's bytes from (a batch containing) `offset` on: the recent read
+/// if it covers `offset`, else a fresh read, which becomes the recent one.
+fn read_at(log: &Log, recent: &Mutex<Option<RecentRead>>, offset: i64) -> Result<Bytes> {
+    if let Some(r) = lock(recent).as_ref() {
+        if r.from <= offset && offset < r.next {
+            return Ok(r.bytes.clone());
+        }
+    }
+    let read = log.read(offset, SCAN_BYTES)?;
+    *lock(recent) = Some(RecentRead {
+        from: offset,
+        next: read.next_offset,
+        bytes: read.bytes.clone(),
+    });
+    Ok(read.bytes)
+}
+
+/// Reads the leased records' contents from the partition log. Keys, values
+/// and headers are slices of the read's bytes, not copies.
+fn read_messages(
+    log: &Log,
+    recent: &Mutex<Option<RecentRead>>,
+    partition: u32,
+    leases: &[state::Lease],
+) -> Result<Vec<LeasedMessage>> {
     let mut out = Vec::with_capacity(leases.len());
     let mut i = 0;
     while i < leases.len() {
-        let read = log.read(leases[i].offset, SCAN_BYTES)?;
-        if read.bytes.is_empty() {
+        let bytes = read_at(log, recent, leases[i].offset)?;
+        if bytes.is_empty() {
             i += 1; // deleted by retention meanwhile
             continue;
         }
         let before = i;
-        for batch in spool_batch::split_batches(&read.bytes) {
+        let slice = |s: &[u8]| bytes.slice_ref(s);
+        for batch in spool_batch::split_batches(&bytes) {
             let batch = batch?;
             let h = spool_batch::BatchHeader::parse(batch)?;
-            let shared = Bytes::copy_from_slice(batch);
             for r in spool_batch::records(batch, &h) {
                 let r = r?;
                 let offset = h.base_offset + r.offset_delta as i64;
@@ -649,7 +692,6 @@ fn read_messages(log: &Log, partition: u32, leases: &[state::Lease]) -> Result<V
                     continue;
                 }
                 let l = leases[i];
-                let slice = |s: &[u8]| shared.slice_ref(s_in(batch, &shared, s));
                 out.push(LeasedMessage {
                     receipt: make_receipt(partition, offset, l.lease),
                     partition,
@@ -673,10 +715,4 @@ fn read_messages(log: &Log, partition: u32, leases: &[state::Lease]) -> Result<V
         }
     }
     Ok(out)
-}
-
-/// Maps a sub-slice of `batch` to the same range inside `shared` (a copy of `batch`).
-fn s_in<'a>(batch: &[u8], shared: &'a Bytes, s: &[u8]) -> &'a [u8] {
-    let start = s.as_ptr() as usize - batch.as_ptr() as usize;
-    &shared[start..start + s.len()]
 }

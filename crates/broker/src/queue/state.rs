@@ -141,6 +141,20 @@ pub struct PartitionQueue {
     /// The `now` of the latest lease call: entries ready by then that were
     /// not leased are blocked (ordering key, `max`), not future wake-ups.
     seen_ms: i64,
+    // Bookkeeping that spares a receive walking the whole window (up to
+    // QUEUE_WINDOW_MESSAGES entries) several times; without it these walks
+    // were most of a receive's cost.
+    /// Entries not done, so `outstanding` need not count them.
+    not_done: usize,
+    /// No lease expires before this (a lower bound): `expire` walks the
+    /// entries only once it is reached.
+    leases_expire_from_ms: i64,
+    /// No entry below this is ready (a lower bound): an unordered `lease`
+    /// starts here instead of walking past the leased messages at the front.
+    ready_from: i64,
+    /// The `max_deliveries` that ready entries were last checked against
+    /// for used-up deliveries; `None` once entries that may need it arrive.
+    spent_checked_for: Option<u32>,
 }
 
 impl PartitionQueue {
@@ -165,6 +179,11 @@ impl PartitionQueue {
 
     /// Messages admitted and not done.
     pub fn outstanding(&self) -> usize {
+        debug_assert_eq!(self.not_done, self.count_not_done());
+        self.not_done
+    }
+
+    fn count_not_done(&self) -> usize {
         self.entries
             .values()
             .filter(|e| e.state != State::Done)
@@ -197,6 +216,11 @@ impl PartitionQueue {
             let state = if facts.done {
                 State::Done
             } else {
+                self.not_done += 1;
+                self.ready_from = self.ready_from.min(m.offset);
+                if facts.deliveries > 0 {
+                    self.spent_checked_for = None;
+                }
                 State::Ready {
                     not_before_ms: m.not_before_ms.max(facts.not_before_ms),
                 }
@@ -222,6 +246,7 @@ impl PartitionQueue {
             .values()
             .filter(|e| matches!(e.state, State::Leased { .. }))
             .count();
+        self.not_done = self.count_not_done();
     }
 
     /// Advances the floor past done entries at the front.
@@ -245,15 +270,25 @@ impl PartitionQueue {
     /// full count) or after `max_deliveries` was lowered; leasing it would
     /// deliver it more often than `max_deliveries`.
     pub fn expire(&mut self, now_ms: i64, rules: &Rules, changes: &mut Vec<Change>) {
-        if rules.max_deliveries > 0 {
-            for e in self.entries.values_mut() {
-                if matches!(e.state, State::Ready { .. }) && e.deliveries >= rules.max_deliveries {
-                    e.state = State::Dead;
-                    // The last failure's text is not persisted across a restart.
-                    e.last_error
-                        .get_or_insert_with(|| "deliveries used up before a restart".into());
+        // Only restored entries and a lowered limit can make a ready entry
+        // spent (a failure past the limit goes straight to dead).
+        if self.spent_checked_for != Some(rules.max_deliveries) {
+            if rules.max_deliveries > 0 {
+                for e in self.entries.values_mut() {
+                    if matches!(e.state, State::Ready { .. })
+                        && e.deliveries >= rules.max_deliveries
+                    {
+                        e.state = State::Dead;
+                        // The last failure's text is not persisted across a restart.
+                        e.last_error
+                            .get_or_insert_with(|| "deliveries used up before a restart".into());
+                    }
                 }
             }
+            self.spent_checked_for = Some(rules.max_deliveries);
+        }
+        if now_ms < self.leases_expire_from_ms {
+            return;
         }
         let expired: Vec<i64> = self
             .entries
@@ -271,6 +306,15 @@ impl PartitionQueue {
                 changes,
             );
         }
+        self.leases_expire_from_ms = self
+            .entries
+            .values()
+            .filter_map(|e| match e.state {
+                State::Leased { deadline_ms, .. } => Some(deadline_ms),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(i64::MAX);
     }
 
     fn fail(
@@ -297,6 +341,7 @@ impl PartitionQueue {
         }
         let not_before_ms = now_ms + delay_ms.max(rules.backoff.delay_ms(e.deliveries)) as i64;
         e.state = State::Ready { not_before_ms };
+        self.ready_from = self.ready_from.min(offset);
         changes.push(Change::Retry {
             offset,
             not_before_ms,
@@ -316,12 +361,26 @@ impl PartitionQueue {
         self.expire(now_ms, rules, changes);
         let mut out = Vec::new();
         let mut blocked: HashSet<u64> = HashSet::new();
-        for (&offset, e) in self.entries.iter_mut() {
+        // Ordering keys need every unfinished entry from the front; without
+        // them the walk starts at the first entry that may be ready.
+        let from = if rules.ordered {
+            i64::MIN
+        } else {
+            self.ready_from
+        };
+        // Where the next unordered walk may start: the first ready entry
+        // this one leaves behind (not due yet, or past `max`).
+        let mut next_ready_from = i64::MAX;
+        for (&offset, e) in self.entries.range_mut(from..) {
             if out.len() >= max {
+                next_ready_from = next_ready_from.min(offset);
                 break;
             }
             let ready =
                 matches!(e.state, State::Ready { not_before_ms } if not_before_ms <= now_ms);
+            if !ready && matches!(e.state, State::Ready { .. }) {
+                next_ready_from = next_ready_from.min(offset);
+            }
             if rules.ordered && e.state != State::Done {
                 if let Some(k) = e.key {
                     // The first unfinished message of a key blocks the later ones,
@@ -349,6 +408,7 @@ impl PartitionQueue {
             };
             if rules.mode == DeliveryMode::AtMostOnce {
                 e.state = State::Done;
+                self.not_done -= 1;
                 changes.push(Change::Done { offset });
             } else {
                 e.state = State::Leased {
@@ -356,8 +416,12 @@ impl PartitionQueue {
                     deadline_ms,
                 };
                 self.leased += 1;
+                self.leases_expire_from_ms = self.leases_expire_from_ms.min(deadline_ms);
             }
             out.push(lease);
+        }
+        if !rules.ordered {
+            self.ready_from = next_ready_from;
         }
         self.compact();
         out
@@ -406,6 +470,7 @@ impl PartitionQueue {
         if let Some(e) = self.entries.get_mut(&offset) {
             e.state = State::Done;
             self.leased -= 1;
+            self.not_done -= 1;
         }
         changes.push(Change::Done { offset });
         self.compact();
@@ -451,6 +516,7 @@ impl PartitionQueue {
                 deadline_ms: deadline,
             };
         }
+        self.leases_expire_from_ms = self.leases_expire_from_ms.min(deadline);
         Ok(deadline)
     }
 
@@ -472,6 +538,7 @@ impl PartitionQueue {
         if let Some(e) = self.entries.get_mut(&offset) {
             if e.state == State::Dead {
                 e.state = State::Done;
+                self.not_done -= 1;
                 changes.push(Change::Done { offset });
             }
         }
