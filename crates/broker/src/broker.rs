@@ -272,6 +272,30 @@ fn check_group_name(group: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where topic directories unknown to the metadata are moved on open.
+pub const ORPHANED_DIR: &str = "orphaned";
+
+/// Moves an unknown topic directory to `<data_dir>/orphaned/` and says so.
+fn set_aside(data_dir: &Path, dir: &Path, name: &str, now_ms: i64) -> String {
+    let target = data_dir.join(ORPHANED_DIR).join(format!("{name}.{now_ms}"));
+    let moved = std::fs::create_dir_all(data_dir.join(ORPHANED_DIR))
+        .and_then(|()| std::fs::rename(dir, &target))
+        // Make the move itself durable in both directories.
+        .and_then(|()| std::fs::File::open(data_dir.join("topics"))?.sync_all())
+        .and_then(|()| std::fs::File::open(data_dir.join(ORPHANED_DIR))?.sync_all());
+    match moved {
+        Ok(()) => format!(
+            "topic directory {name:?} is not in the metadata (a deleted topic, or lost \
+             metadata): moved to {}; delete it once you know it is not needed",
+            target.display()
+        ),
+        Err(e) => format!(
+            "topic directory {name:?} is not in the metadata and could not be moved aside \
+             ({e}); it is left in place and ignored"
+        ),
+    }
+}
+
 impl Broker {
     /// Opens (or creates) a broker's data directory and recovers every log.
     pub fn open(data_dir: &Path, now_ms: i64) -> Result<(Broker, RecoveryNotes)> {
@@ -293,13 +317,14 @@ impl Broker {
                 Arc::new(open_topic(data_dir, name, meta, &mut notes)?),
             );
         }
-        // Directories of deleted topics whose removal a crash interrupted.
+        // Topic directories the metadata does not know: usually a deleted
+        // topic whose removal a crash interrupted — but possibly data whose
+        // metadata was lost, so they are moved aside, never deleted.
         if let Ok(entries) = std::fs::read_dir(data_dir.join("topics")) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if !topics.contains_key(&name) {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                    notes.push(format!("removed data of deleted topic {name:?}"));
+                    notes.push(set_aside(data_dir, &entry.path(), &name, now_ms));
                 }
             }
         }
@@ -323,10 +348,9 @@ impl Broker {
                 .map(|l| l.stats().start_offset)
                 .collect();
             let dir = queue_dir(data_dir, &spec.topic, &spec.name);
-            queues.insert(
-                key.clone(),
-                Arc::new(QueueSub::open(&dir, spec.clone(), &starts, now_ms)?),
-            );
+            let (sub, note) = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
+            notes.extend(note);
+            queues.insert(key.clone(), Arc::new(sub));
         }
         for topic in topics.values() {
             restore_dedup(topic, now_ms)?;
@@ -889,7 +913,7 @@ impl Broker {
             .iter()
             .map(|l| l.stats().start_offset)
             .collect();
-        let sub = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
+        let (sub, _) = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
         let event = MetaEvent::QueueCreated { spec };
         meta.0.append(std::slice::from_ref(&event), now_ms)?;
         meta.1.apply(&event);

@@ -281,13 +281,16 @@ fn admit_from(partition_log: &Log, from: i64) -> Result<(Vec<Admit>, i64)> {
 
 impl QueueSub {
     /// Opens (or creates) the subscription's state in `dir`, replaying it.
+    /// Also returns what recovering the state log repaired, if anything (a
+    /// cut tail loses the acknowledgements in it: those messages are
+    /// delivered again).
     pub fn open(
         dir: &Path,
         spec: QueueSpec,
         partition_starts: &[i64],
         now_ms: i64,
-    ) -> Result<QueueSub> {
-        let (state, _report) = Log::open(
+    ) -> Result<(QueueSub, Option<String>)> {
+        let (state, report) = Log::open(
             dir,
             LogConfig {
                 segment_bytes: 16 * 1024 * 1024,
@@ -339,7 +342,14 @@ impl QueueSub {
         let recent = (0..partition_starts.len())
             .map(|_| Mutex::new(None))
             .collect();
-        Ok(QueueSub {
+        let note = (!report.is_clean()).then(|| {
+            format!(
+                "subscription {}/{}: {report} (acknowledgements in a cut tail are lost: \
+                 those messages will be delivered again)",
+                spec.topic, spec.name
+            )
+        });
+        let sub = QueueSub {
             spec: Mutex::new(spec),
             partitions,
             recent,
@@ -350,7 +360,8 @@ impl QueueSub {
             records_since_snapshot: AtomicU64::new(records),
             redeliveries: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
-        })
+        };
+        Ok((sub, note))
     }
 
     pub fn spec(&self) -> QueueSpec {

@@ -5,6 +5,7 @@
 mod auth;
 mod backpressure;
 mod cli;
+mod corrupt;
 mod crash;
 mod full_disk;
 mod groups;

@@ -40,6 +40,23 @@ impl ServerProc {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> ServerProc {
+        Self::spawn(data_dir, listen, extra, envs, Stdio::inherit())
+    }
+
+    /// [`ServerProc::start`] with the server's log (stderr) written to `log`.
+    #[allow(dead_code)] // not every test module reads the log
+    pub fn start_logging_to(data_dir: &Path, log: &Path) -> ServerProc {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Self::spawn(data_dir, "127.0.0.1:0", &[], &[], Stdio::from(file))
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> ServerProc {
         let mut child = Command::new(BIN)
             .args([
                 "server",
@@ -55,7 +72,7 @@ impl ServerProc {
             .env("SPOOL_CALLBACK_SECRET", "test-secret")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start spool server");
         let stdout = child.stdout.take().expect("stdout");
