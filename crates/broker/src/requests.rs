@@ -10,7 +10,9 @@ use crate::error::{BrokerError, Result};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use spool_types::ErrorCode;
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Record header naming the request a queue message belongs to.
 pub const REQUEST_ID_HEADER: &str = "spool-request-id";
@@ -113,8 +115,47 @@ pub fn unknown_request(id: &str) -> BrokerError {
 }
 
 /// The redb-backed store of request records.
+///
+/// Writes are group-committed: concurrent callers' changes queue up, and one
+/// of them (the leader) writes everything queued in one redb transaction
+/// with one commit (one fsync), then wakes the others. A commit per submit
+/// and per completion capped request records at a few hundred a second.
+/// Queued changes are applied in the order they were queued, so a later
+/// change to a record always wins.
 pub struct RequestStore {
     db: Database,
+    group: Mutex<Group>,
+    committed: Condvar,
+}
+
+/// One queued change.
+enum Op {
+    Put { id: String, bytes: Vec<u8> },
+    Remove { id: String },
+}
+
+/// The group commit's shared state. Changes join batch `open`; batches
+/// are written one at a time, in order.
+#[derive(Default)]
+struct Group {
+    queued: Vec<Op>,
+    /// Whether any queued change must be durable before its caller returns.
+    queued_durable: bool,
+    /// The batch queued changes join.
+    open: u64,
+    /// Batches below this are written (or failed).
+    done: u64,
+    /// A leader is writing a batch.
+    writing: bool,
+    /// Recent failed batches and why (callers look theirs up).
+    failures: VecDeque<(u64, BrokerError)>,
+}
+
+/// Failed batches remembered for their callers.
+const FAILURES_KEPT: usize = 64;
+
+fn lock(m: &Mutex<Group>) -> MutexGuard<'_, Group> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RequestStore {
@@ -128,7 +169,11 @@ impl RequestStore {
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(RECORDS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
-        Ok(RequestStore { db })
+        Ok(RequestStore {
+            db,
+            group: Mutex::new(Group::default()),
+            committed: Condvar::new(),
+        })
     }
 
     pub fn get(&self, id: &str) -> Result<Option<RequestRecord>> {
@@ -142,31 +187,84 @@ impl RequestStore {
             .map_err(|e| BrokerError::new(ErrorCode::CorruptData, format!("request {id}: {e}")))
     }
 
-    /// Writes records in one transaction; `durable` waits for fsync.
+    /// Writes records (group-committed with concurrent writers); `durable`
+    /// returns only once they are fsync'd.
     pub fn put(&self, records: &[&RequestRecord], durable: bool) -> Result<()> {
+        let mut ops = Vec::with_capacity(records.len());
+        for r in records {
+            let bytes = serde_json::to_vec(r)
+                .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
+            ops.push(Op::Put {
+                id: r.id.clone(),
+                bytes,
+            });
+        }
+        self.commit(ops, durable)
+    }
+
+    /// Removes records (durably, group-committed).
+    pub fn remove(&self, ids: &[String]) -> Result<()> {
+        let ops = ids.iter().map(|id| Op::Remove { id: id.clone() }).collect();
+        self.commit(ops, true)
+    }
+
+    /// Queues `ops` and returns once the batch holding them is written:
+    /// either by this caller, as the leader, or by another leader.
+    fn commit(&self, ops: Vec<Op>, durable: bool) -> Result<()> {
+        let mut g = lock(&self.group);
+        let batch = g.open;
+        g.queued.extend(ops);
+        g.queued_durable |= durable;
+        loop {
+            if g.done > batch {
+                return match g.failures.iter().find(|(b, _)| *b == batch) {
+                    Some((_, e)) => Err(e.clone()),
+                    None => Ok(()),
+                };
+            }
+            if !g.writing && g.open == batch {
+                // Lead: take everything queued so far as batch `batch`.
+                g.writing = true;
+                g.open += 1;
+                let ops = std::mem::take(&mut g.queued);
+                let durable = std::mem::take(&mut g.queued_durable);
+                drop(g);
+                let result = self.write(&ops, durable);
+                g = lock(&self.group);
+                g.writing = false;
+                g.done = batch + 1;
+                if let Err(e) = &result {
+                    g.failures.push_back((batch, e.clone()));
+                    if g.failures.len() > FAILURES_KEPT {
+                        g.failures.pop_front();
+                    }
+                }
+                self.committed.notify_all();
+                return result;
+            }
+            g = self.committed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Writes one batch in one transaction.
+    fn write(&self, ops: &[Op], durable: bool) -> Result<()> {
         let mut tx = self.db.begin_write().map_err(db_err)?;
         if !durable {
             tx.set_durability(Durability::None).map_err(db_err)?;
         }
         {
             let mut table = tx.open_table(RECORDS).map_err(db_err)?;
-            for r in records {
-                let bytes = serde_json::to_vec(r)
-                    .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
-                table
-                    .insert(r.id.as_str(), bytes.as_slice())
-                    .map_err(db_err)?;
-            }
-        }
-        tx.commit().map_err(db_err)
-    }
-
-    pub fn remove(&self, ids: &[String]) -> Result<()> {
-        let tx = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut table = tx.open_table(RECORDS).map_err(db_err)?;
-            for id in ids {
-                table.remove(id.as_str()).map_err(db_err)?;
+            for op in ops {
+                match op {
+                    Op::Put { id, bytes } => {
+                        table
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(db_err)?;
+                    }
+                    Op::Remove { id } => {
+                        table.remove(id.as_str()).map_err(db_err)?;
+                    }
+                }
             }
         }
         tx.commit().map_err(db_err)
@@ -196,5 +294,63 @@ impl RequestStore {
             false
         })?;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: String, attempts: u32) -> RequestRecord {
+        RequestRecord {
+            id,
+            queue: "q".into(),
+            status: RequestStatus::Pending,
+            attempts,
+            created_ms: 1,
+            updated_ms: 1,
+            expires_ms: i64::MAX,
+            result: None,
+            error: None,
+            callback_url: None,
+            callback: None,
+            receipt: None,
+            lease_deadline_ms: None,
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_share_commits_and_every_write_lands_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(RequestStore::open(&dir.path().join("r.redb")).unwrap());
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..50u32 {
+                        // Each thread rewrites its own record: the last write wins.
+                        let r = record(format!("t{t}"), i);
+                        store.put(&[&r], true).unwrap();
+                        let other = record(format!("t{t}-{i}"), i);
+                        store.put(&[&other], i % 2 == 0).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for t in 0..16 {
+            assert_eq!(store.get(&format!("t{t}")).unwrap().unwrap().attempts, 49);
+            for i in 0..50 {
+                assert!(store.get(&format!("t{t}-{i}")).unwrap().is_some());
+            }
+        }
+        store.remove(&["t0".to_owned()]).unwrap();
+        assert!(store.get("t0").unwrap().is_none());
+        drop(store);
+        // Durable across a reopen.
+        let store = RequestStore::open(&dir.path().join("r.redb")).unwrap();
+        assert_eq!(store.get("t5").unwrap().unwrap().attempts, 49);
     }
 }
