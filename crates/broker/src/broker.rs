@@ -127,14 +127,21 @@ pub struct PendingProduce {
     pub partition: u32,
     pub appended: Appended,
     pub must_sync: bool,
+    /// See [`Produced::placed`].
+    pub placed: Option<Vec<(u32, i64)>>,
 }
 
 /// The answer to a produce: where the batch landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Produced {
     pub partition: u32,
     pub base_offset: i64,
     pub last_offset: i64,
+    /// When duplicates were suppressed (`spool-msg-id`): where each record
+    /// of the batch is, in batch order, (partition, offset). The range above
+    /// then names only the new records, or the originals if they are
+    /// consecutive, so it cannot be read as "record i is at base + i".
+    pub placed: Option<Vec<(u32, i64)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -618,6 +625,8 @@ impl Broker {
         let dedup = ids.iter().any(Option::is_some);
         let mut dedup_guard = dedup.then(|| lock(&t.dedup));
         let mut rebuilt: Option<Vec<u8>> = None;
+        // Per record of the batch: where its original is, if it has one.
+        let mut originals: Vec<Option<(u32, i64)>> = Vec::new();
         // The IDs of the records actually written (all of them unless some
         // were duplicates and the batch is rebuilt without them).
         let mut kept_ids: Vec<Option<Vec<u8>>> = Vec::new();
@@ -629,19 +638,36 @@ impl Broker {
                 .collect();
             if known.iter().all(Option::is_some) {
                 // Every message was stored before: answer with the originals.
-                let first = known[0].unwrap_or((partition, 0));
-                let last = known[known.len() - 1].unwrap_or(first);
-                let original = &t.partitions[first.0 as usize];
-                let stats = original.stats();
+                let placed: Vec<(u32, i64)> = known.iter().flatten().copied().collect();
+                let first = placed.first().copied().unwrap_or((partition, 0));
+                // The range claims "record i is at first + i" only when that
+                // is true; otherwise it names the first original alone, so a
+                // client sees the count differ from its batch's and asks again
+                // in parts (docs/protocol.md, `spool-msg-id`).
+                let consecutive = placed
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &(p, o))| p == first.0 && o == first.1 + i as i64);
+                let last = if consecutive {
+                    placed.last().map_or(first.1, |l| l.1)
+                } else {
+                    first.1
+                };
+                // The originals may still be on their way to disk.
+                let must_sync = placed.iter().any(|&(p, o)| {
+                    t.partitions
+                        .get(p as usize)
+                        .is_some_and(|log| log.stats().durable_offset <= o)
+                });
                 let pending = PendingProduce {
                     topic: Arc::clone(&t),
                     partition: first.0,
                     appended: Appended {
                         base_offset: first.1,
-                        last_offset: last.1.max(first.1),
+                        last_offset: last,
                     },
-                    // The original may still be on its way to disk.
-                    must_sync: stats.durable_offset <= last.1,
+                    must_sync,
+                    placed: Some(placed),
                 };
                 return Ok(pending);
             }
@@ -667,6 +693,7 @@ impl Broker {
                     kept_ids.push(id.clone());
                 }
                 rebuilt = Some(b.finish()?);
+                originals = known;
             }
         }
         if rebuilt.is_none() {
@@ -697,11 +724,26 @@ impl Broker {
             }
         }
         drop(dedup_guard);
+        // Some records were duplicates: say where every record is, the new
+        // ones in order after the base offset.
+        let placed = (!originals.is_empty()).then(|| {
+            let mut next = appended.base_offset;
+            originals
+                .iter()
+                .map(|o| {
+                    o.unwrap_or_else(|| {
+                        next += 1;
+                        (partition, next - 1)
+                    })
+                })
+                .collect()
+        });
         Ok(PendingProduce {
             topic: t,
             partition,
             appended,
             must_sync,
+            placed,
         })
     }
 
@@ -711,6 +753,18 @@ impl Broker {
         let log = &pending.topic.partitions[pending.partition as usize];
         if pending.must_sync {
             log.sync_to(pending.appended.next_offset())?;
+            // Originals of suppressed duplicates may be in other partitions
+            // (unkeyed batches are spread), still on their way to disk.
+            let mut ends: BTreeMap<u32, i64> = BTreeMap::new();
+            for &(p, o) in pending.placed.iter().flatten() {
+                let end = ends.entry(p).or_default();
+                *end = (*end).max(o + 1);
+            }
+            for (p, end) in ends {
+                if let Some(other) = pending.topic.partitions.get(p as usize) {
+                    other.sync_to(end)?;
+                }
+            }
         }
         if let Some(l) = self.listener() {
             l.appended(&pending.topic.name, pending.partition);
@@ -723,6 +777,7 @@ impl Broker {
             partition: pending.partition,
             base_offset: pending.appended.base_offset,
             last_offset: pending.appended.last_offset,
+            placed: pending.placed,
         })
     }
 
