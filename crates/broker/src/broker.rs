@@ -1014,8 +1014,7 @@ impl Broker {
         let t = self.topic(topic)?;
         let q = self.queue(topic, name)?;
         let messages = q.receive(&t.partitions, max, now_ms)?;
-        self.mark_running(&messages, now_ms)?;
-        Ok(messages)
+        self.mark_running(topic, name, messages, now_ms)
     }
 
     pub fn ack(
@@ -1168,7 +1167,9 @@ impl Broker {
                 "copy_error": copy_error,
             });
             self.publish_event("dead_letter", &event, now_ms)?;
-            q.dead_lettered(partition, letter.offset, now_ms)?;
+            // The record first, then the message (as in complete_request): a
+            // crash in between dead-letters the message again, and the record
+            // is final already.
             if let Some(id) = request_id.as_deref() {
                 if let Some(r) = self.requests.get(id)? {
                     if !r.status.is_final() {
@@ -1180,6 +1181,7 @@ impl Broker {
                     }
                 }
             }
+            q.dead_lettered(partition, letter.offset, now_ms)?;
             tracing::warn!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, deliveries = letter.deliveries, "message dead-lettered");
         }
         Ok(())
@@ -1483,8 +1485,19 @@ const REQUEST_EXPIRY_SCAN_MS: i64 = 60_000;
 
 impl Broker {
     /// Request messages handed to a worker: their records become `running`.
-    fn mark_running(&self, messages: &[LeasedMessage], now_ms: i64) -> Result<()> {
+    /// A request queue's message whose record is already final is not handed
+    /// out but acknowledged: a record is finished before its message is
+    /// acknowledged, so a crash between the two brings such messages back.
+    fn mark_running(
+        &self,
+        topic: &str,
+        name: &str,
+        messages: Vec<LeasedMessage>,
+        now_ms: i64,
+    ) -> Result<Vec<LeasedMessage>> {
         let mut updated = Vec::new();
+        let mut finished = Vec::new();
+        let mut out = Vec::with_capacity(messages.len());
         for m in messages {
             let Some(id) = m
                 .headers
@@ -1492,22 +1505,36 @@ impl Broker {
                 .find(|(k, _)| k == REQUEST_ID_HEADER)
                 .and_then(|(_, v)| v.as_ref())
             else {
+                out.push(m);
                 continue;
             };
             let Ok(id) = std::str::from_utf8(id) else {
+                out.push(m);
                 continue;
             };
-            if let Some(mut r) = self.requests.get(id)? {
-                if r.status.is_final() {
+            match self.requests.get(id)? {
+                Some(r)
+                    if r.status.is_final() && name == WORKERS_SUBSCRIPTION && r.queue == topic =>
+                {
+                    finished.push(m.receipt.clone());
                     continue;
                 }
-                r.status = RequestStatus::Running;
-                r.attempts = m.deliveries;
-                r.receipt = Some(m.receipt.clone());
-                r.lease_deadline_ms = Some(m.lease_deadline_ms);
-                r.updated_ms = now_ms;
-                updated.push(r);
+                // Final, but seen through another subscription: not ours to drop.
+                Some(r) if r.status.is_final() => {}
+                Some(mut r) => {
+                    r.status = RequestStatus::Running;
+                    r.attempts = m.deliveries;
+                    r.receipt = Some(m.receipt.clone());
+                    r.lease_deadline_ms = Some(m.lease_deadline_ms);
+                    r.updated_ms = now_ms;
+                    updated.push(r);
+                }
+                None => {}
             }
+            out.push(m);
+        }
+        if !finished.is_empty() {
+            self.ack(topic, name, &finished, now_ms)?;
         }
         if !updated.is_empty() {
             // Not waited for: after a crash the lease is gone anyway, and the
@@ -1515,7 +1542,7 @@ impl Broker {
             let refs: Vec<&RequestRecord> = updated.iter().collect();
             self.requests.put(&refs, false)?;
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Accepts a request: stores its record (durably) and puts its payload on
@@ -1663,7 +1690,10 @@ impl Broker {
         Ok(r)
     }
 
-    /// A worker finished the request: acknowledges its message, stores the result.
+    /// A worker finished the request: stores the result, then acknowledges
+    /// its message. In this order a crash in between leaves a finished record
+    /// whose message comes back and is dropped by [`Broker::receive`]; the
+    /// other order could leave the message done and the record never final.
     pub fn complete_request(
         &self,
         id: &str,
@@ -1679,14 +1709,27 @@ impl Broker {
         }
         let r = self.open_request(id, now_ms)?;
         let receipt = r.receipt.clone().unwrap_or_default();
-        self.ack(
-            &r.queue,
+        let queue = r.queue.clone();
+        let done = self.finish_request(r, RequestStatus::Succeeded, Some(result), None, now_ms)?;
+        self.settle_request_message(&queue, &receipt, now_ms)?;
+        Ok(done)
+    }
+
+    /// Acknowledges a finished request's message. A lease that ran out in the
+    /// meantime is fine: the message comes back and `receive` drops it.
+    fn settle_request_message(&self, queue: &str, receipt: &str, now_ms: i64) -> Result<()> {
+        let results = self.ack(
+            queue,
             WORKERS_SUBSCRIPTION,
-            std::slice::from_ref(&receipt),
+            std::slice::from_ref(&receipt.to_owned()),
             now_ms,
-        )?
-        .remove(0)?;
-        self.finish_request(r, RequestStatus::Succeeded, Some(result), None, now_ms)
+        )?;
+        for r in results {
+            if let Err(e) = r {
+                tracing::debug!(%queue, "finished request's message not acknowledged now: {e}");
+            }
+        }
+        Ok(())
     }
 
     /// A worker failed the request: retried with the queue's backoff when
@@ -1719,14 +1762,10 @@ impl Broker {
             self.requests.put(&[&r], true)?;
             return Ok(r);
         }
-        self.ack(
-            &r.queue,
-            WORKERS_SUBSCRIPTION,
-            std::slice::from_ref(&receipt),
-            now_ms,
-        )?
-        .remove(0)?;
-        self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)
+        let queue = r.queue.clone();
+        let done = self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
+        self.settle_request_message(&queue, &receipt, now_ms)?;
+        Ok(done)
     }
 
     /// Finished requests whose callback is due now.

@@ -597,6 +597,58 @@ fn suppressed_duplicates_report_where_every_record_is() {
     );
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_finished_requests_message_that_comes_back_is_dropped_not_worked_on() {
+    use spool_broker::requests::RequestStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let queue_state = dir.path().join("queues").join("work").join("workers");
+    let id = {
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
+        let id = b
+            .submit_request("work", b"job".to_vec(), false, None, 0)
+            .unwrap()
+            .id;
+        assert_eq!(b.receive("work", "workers", 10, 1).unwrap().len(), 1);
+        b.flush().unwrap();
+        // The queue state as it was before the completion's ack.
+        copy_dir(&queue_state, saved.path());
+        let done = b
+            .complete_request(&id, serde_json::json!({"ok": true}), 2)
+            .unwrap();
+        assert_eq!(done.status, RequestStatus::Succeeded);
+        id
+    };
+    // A crash after the record was finished but before the message's ack
+    // reached the disk: put the queue state back as it was.
+    std::fs::remove_dir_all(&queue_state).unwrap();
+    copy_dir(saved.path(), &queue_state);
+    let (b, _) = Broker::open(dir.path(), 10).unwrap();
+    assert!(
+        b.receive("work", "workers", 10, 11).unwrap().is_empty(),
+        "the finished request's message must not be handed to a worker again"
+    );
+    assert!(b.receive("work", "workers", 10, 12).unwrap().is_empty());
+    assert_eq!(
+        b.get_request(&id, 13).unwrap().status,
+        RequestStatus::Succeeded
+    );
+    assert_eq!(b.queue("work", "workers").unwrap().counts(), (0, 0));
+}
+
 #[test]
 fn request_records_follow_their_messages() {
     use spool_broker::requests::{CallbackStatus, RequestStatus, REQUEST_ID_HEADER};
