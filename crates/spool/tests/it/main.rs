@@ -6,6 +6,7 @@ mod auth;
 mod backpressure;
 mod cli;
 mod crash;
+mod crash_loop;
 mod full_disk;
 mod groups;
 mod hostile;
