@@ -127,14 +127,21 @@ pub struct PendingProduce {
     pub partition: u32,
     pub appended: Appended,
     pub must_sync: bool,
+    /// See [`Produced::placed`].
+    pub placed: Option<Vec<(u32, i64)>>,
 }
 
 /// The answer to a produce: where the batch landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Produced {
     pub partition: u32,
     pub base_offset: i64,
     pub last_offset: i64,
+    /// When duplicates were suppressed (`spool-msg-id`): where each record
+    /// of the batch is, in batch order, (partition, offset). The range above
+    /// then names only the new records, or the originals if they are
+    /// consecutive, so it cannot be read as "record i is at base + i".
+    pub placed: Option<Vec<(u32, i64)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -642,6 +649,8 @@ impl Broker {
         let dedup = ids.iter().any(Option::is_some);
         let mut dedup_guard = dedup.then(|| lock(&t.dedup));
         let mut rebuilt: Option<Vec<u8>> = None;
+        // Per record of the batch: where its original is, if it has one.
+        let mut originals: Vec<Option<(u32, i64)>> = Vec::new();
         // The IDs of the records actually written (all of them unless some
         // were duplicates and the batch is rebuilt without them).
         let mut kept_ids: Vec<Option<Vec<u8>>> = Vec::new();
@@ -653,19 +662,36 @@ impl Broker {
                 .collect();
             if known.iter().all(Option::is_some) {
                 // Every message was stored before: answer with the originals.
-                let first = known[0].unwrap_or((partition, 0));
-                let last = known[known.len() - 1].unwrap_or(first);
-                let original = &t.partitions[first.0 as usize];
-                let stats = original.stats();
+                let placed: Vec<(u32, i64)> = known.iter().flatten().copied().collect();
+                let first = placed.first().copied().unwrap_or((partition, 0));
+                // The range claims "record i is at first + i" only when that
+                // is true; otherwise it names the first original alone, so a
+                // client sees the count differ from its batch's and asks again
+                // in parts (docs/protocol.md, `spool-msg-id`).
+                let consecutive = placed
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &(p, o))| p == first.0 && o == first.1 + i as i64);
+                let last = if consecutive {
+                    placed.last().map_or(first.1, |l| l.1)
+                } else {
+                    first.1
+                };
+                // The originals may still be on their way to disk.
+                let must_sync = placed.iter().any(|&(p, o)| {
+                    t.partitions
+                        .get(p as usize)
+                        .is_some_and(|log| log.stats().durable_offset <= o)
+                });
                 let pending = PendingProduce {
                     topic: Arc::clone(&t),
                     partition: first.0,
                     appended: Appended {
                         base_offset: first.1,
-                        last_offset: last.1.max(first.1),
+                        last_offset: last,
                     },
-                    // The original may still be on its way to disk.
-                    must_sync: stats.durable_offset <= last.1,
+                    must_sync,
+                    placed: Some(placed),
                 };
                 return Ok(pending);
             }
@@ -691,6 +717,7 @@ impl Broker {
                     kept_ids.push(id.clone());
                 }
                 rebuilt = Some(b.finish()?);
+                originals = known;
             }
         }
         if rebuilt.is_none() {
@@ -721,11 +748,26 @@ impl Broker {
             }
         }
         drop(dedup_guard);
+        // Some records were duplicates: say where every record is, the new
+        // ones in order after the base offset.
+        let placed = (!originals.is_empty()).then(|| {
+            let mut next = appended.base_offset;
+            originals
+                .iter()
+                .map(|o| {
+                    o.unwrap_or_else(|| {
+                        next += 1;
+                        (partition, next - 1)
+                    })
+                })
+                .collect()
+        });
         Ok(PendingProduce {
             topic: t,
             partition,
             appended,
             must_sync,
+            placed,
         })
     }
 
@@ -735,6 +777,18 @@ impl Broker {
         let log = &pending.topic.partitions[pending.partition as usize];
         if pending.must_sync {
             log.sync_to(pending.appended.next_offset())?;
+            // Originals of suppressed duplicates may be in other partitions
+            // (unkeyed batches are spread), still on their way to disk.
+            let mut ends: BTreeMap<u32, i64> = BTreeMap::new();
+            for &(p, o) in pending.placed.iter().flatten() {
+                let end = ends.entry(p).or_default();
+                *end = (*end).max(o + 1);
+            }
+            for (p, end) in ends {
+                if let Some(other) = pending.topic.partitions.get(p as usize) {
+                    other.sync_to(end)?;
+                }
+            }
         }
         if let Some(l) = self.listener() {
             l.appended(&pending.topic.name, pending.partition);
@@ -747,6 +801,7 @@ impl Broker {
             partition: pending.partition,
             base_offset: pending.appended.base_offset,
             last_offset: pending.appended.last_offset,
+            placed: pending.placed,
         })
     }
 
@@ -983,8 +1038,7 @@ impl Broker {
         let t = self.topic(topic)?;
         let q = self.queue(topic, name)?;
         let messages = q.receive(&t.partitions, max, now_ms)?;
-        self.mark_running(&messages, now_ms)?;
-        Ok(messages)
+        self.mark_running(topic, name, messages, now_ms)
     }
 
     pub fn ack(
@@ -1137,7 +1191,9 @@ impl Broker {
                 "copy_error": copy_error,
             });
             self.publish_event("dead_letter", &event, now_ms)?;
-            q.dead_lettered(partition, letter.offset, now_ms)?;
+            // The record first, then the message (as in complete_request): a
+            // crash in between dead-letters the message again, and the record
+            // is final already.
             if let Some(id) = request_id.as_deref() {
                 if let Some(r) = self.requests.get(id)? {
                     if !r.status.is_final() {
@@ -1149,6 +1205,7 @@ impl Broker {
                     }
                 }
             }
+            q.dead_lettered(partition, letter.offset, now_ms)?;
             tracing::warn!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, deliveries = letter.deliveries, "message dead-lettered");
         }
         Ok(())
@@ -1452,8 +1509,19 @@ const REQUEST_EXPIRY_SCAN_MS: i64 = 60_000;
 
 impl Broker {
     /// Request messages handed to a worker: their records become `running`.
-    fn mark_running(&self, messages: &[LeasedMessage], now_ms: i64) -> Result<()> {
+    /// A request queue's message whose record is already final is not handed
+    /// out but acknowledged: a record is finished before its message is
+    /// acknowledged, so a crash between the two brings such messages back.
+    fn mark_running(
+        &self,
+        topic: &str,
+        name: &str,
+        messages: Vec<LeasedMessage>,
+        now_ms: i64,
+    ) -> Result<Vec<LeasedMessage>> {
         let mut updated = Vec::new();
+        let mut finished = Vec::new();
+        let mut out = Vec::with_capacity(messages.len());
         for m in messages {
             let Some(id) = m
                 .headers
@@ -1461,22 +1529,36 @@ impl Broker {
                 .find(|(k, _)| k == REQUEST_ID_HEADER)
                 .and_then(|(_, v)| v.as_ref())
             else {
+                out.push(m);
                 continue;
             };
             let Ok(id) = std::str::from_utf8(id) else {
+                out.push(m);
                 continue;
             };
-            if let Some(mut r) = self.requests.get(id)? {
-                if r.status.is_final() {
+            match self.requests.get(id)? {
+                Some(r)
+                    if r.status.is_final() && name == WORKERS_SUBSCRIPTION && r.queue == topic =>
+                {
+                    finished.push(m.receipt.clone());
                     continue;
                 }
-                r.status = RequestStatus::Running;
-                r.attempts = m.deliveries;
-                r.receipt = Some(m.receipt.clone());
-                r.lease_deadline_ms = Some(m.lease_deadline_ms);
-                r.updated_ms = now_ms;
-                updated.push(r);
+                // Final, but seen through another subscription: not ours to drop.
+                Some(r) if r.status.is_final() => {}
+                Some(mut r) => {
+                    r.status = RequestStatus::Running;
+                    r.attempts = m.deliveries;
+                    r.receipt = Some(m.receipt.clone());
+                    r.lease_deadline_ms = Some(m.lease_deadline_ms);
+                    r.updated_ms = now_ms;
+                    updated.push(r);
+                }
+                None => {}
             }
+            out.push(m);
+        }
+        if !finished.is_empty() {
+            self.ack(topic, name, &finished, now_ms)?;
         }
         if !updated.is_empty() {
             // Not waited for: after a crash the lease is gone anyway, and the
@@ -1484,7 +1566,7 @@ impl Broker {
             let refs: Vec<&RequestRecord> = updated.iter().collect();
             self.requests.put(&refs, false)?;
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Accepts a request: stores its record (durably) and puts its payload on
@@ -1632,7 +1714,10 @@ impl Broker {
         Ok(r)
     }
 
-    /// A worker finished the request: acknowledges its message, stores the result.
+    /// A worker finished the request: stores the result, then acknowledges
+    /// its message. In this order a crash in between leaves a finished record
+    /// whose message comes back and is dropped by [`Broker::receive`]; the
+    /// other order could leave the message done and the record never final.
     pub fn complete_request(
         &self,
         id: &str,
@@ -1648,14 +1733,27 @@ impl Broker {
         }
         let r = self.open_request(id, now_ms)?;
         let receipt = r.receipt.clone().unwrap_or_default();
-        self.ack(
-            &r.queue,
+        let queue = r.queue.clone();
+        let done = self.finish_request(r, RequestStatus::Succeeded, Some(result), None, now_ms)?;
+        self.settle_request_message(&queue, &receipt, now_ms)?;
+        Ok(done)
+    }
+
+    /// Acknowledges a finished request's message. A lease that ran out in the
+    /// meantime is fine: the message comes back and `receive` drops it.
+    fn settle_request_message(&self, queue: &str, receipt: &str, now_ms: i64) -> Result<()> {
+        let results = self.ack(
+            queue,
             WORKERS_SUBSCRIPTION,
-            std::slice::from_ref(&receipt),
+            std::slice::from_ref(&receipt.to_owned()),
             now_ms,
-        )?
-        .remove(0)?;
-        self.finish_request(r, RequestStatus::Succeeded, Some(result), None, now_ms)
+        )?;
+        for r in results {
+            if let Err(e) = r {
+                tracing::debug!(%queue, "finished request's message not acknowledged now: {e}");
+            }
+        }
+        Ok(())
     }
 
     /// A worker failed the request: retried with the queue's backoff when
@@ -1688,14 +1786,10 @@ impl Broker {
             self.requests.put(&[&r], true)?;
             return Ok(r);
         }
-        self.ack(
-            &r.queue,
-            WORKERS_SUBSCRIPTION,
-            std::slice::from_ref(&receipt),
-            now_ms,
-        )?
-        .remove(0)?;
-        self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)
+        let queue = r.queue.clone();
+        let done = self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
+        self.settle_request_message(&queue, &receipt, now_ms)?;
+        Ok(done)
     }
 
     /// Finished requests whose callback is due now.

@@ -540,6 +540,115 @@ fn delayed_messages_wait_and_duplicates_are_suppressed() {
     assert_eq!(texts(&b.receive("d", "w", 10, 5_000).unwrap()), ["later"]);
 }
 
+/// A batch of messages each carrying its own value as `spool-msg-id`.
+fn with_ids(ids: &[&str]) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    for id in ids {
+        b.push(&NewRecord {
+            key: None,
+            value: Some(id.as_bytes().to_vec()),
+            headers: vec![("spool-msg-id".into(), Some(id.as_bytes().to_vec()))],
+            timestamp_ms: 1,
+        })
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+#[test]
+fn suppressed_duplicates_report_where_every_record_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    b.create_topic("d", 1, TopicConfig::default(), 0).unwrap();
+    let p0 = Routing::Partition(0);
+    let fresh = b.produce("d", &p0, &mut with_ids(&["a", "b"]), 10).unwrap();
+    assert_eq!(
+        (fresh.base_offset, fresh.last_offset, fresh.placed),
+        (0, 1, None)
+    );
+    b.produce("d", &p0, &mut with_ids(&["x"]), 10).unwrap();
+
+    // Partly duplicates: only c is stored; the range names it alone and
+    // `placed` says where each record is.
+    let mixed = b
+        .produce("d", &p0, &mut with_ids(&["a", "c", "b"]), 20)
+        .unwrap();
+    assert_eq!((mixed.base_offset, mixed.last_offset), (3, 3));
+    assert_eq!(mixed.placed, Some(vec![(0, 0), (0, 3), (0, 1)]));
+
+    // All duplicates, originals consecutive and in order: the range is exact.
+    let again = b.produce("d", &p0, &mut with_ids(&["a", "b"]), 30).unwrap();
+    assert_eq!((again.base_offset, again.last_offset), (0, 1));
+    // Not consecutive (x sits between b and c), or not in order: the range
+    // names the first original only, so that its length differs from the
+    // batch's and a client knows to ask per record.
+    let gap = b.produce("d", &p0, &mut with_ids(&["b", "c"]), 40).unwrap();
+    assert_eq!((gap.base_offset, gap.last_offset), (1, 1));
+    assert_eq!(gap.placed, Some(vec![(0, 1), (0, 3)]));
+    let reversed = b.produce("d", &p0, &mut with_ids(&["b", "a"]), 40).unwrap();
+    assert_eq!((reversed.base_offset, reversed.last_offset), (1, 1));
+    // A single record's answer is always exact.
+    let one = b.produce("d", &p0, &mut with_ids(&["c"]), 50).unwrap();
+    assert_eq!((one.base_offset, one.last_offset), (3, 3));
+    assert_eq!(
+        b.offsets("d", 0).unwrap().1,
+        4,
+        "a, b, x, c stored once each"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_finished_requests_message_that_comes_back_is_dropped_not_worked_on() {
+    use spool_broker::requests::RequestStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let queue_state = dir.path().join("queues").join("work").join("workers");
+    let id = {
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
+        let id = b
+            .submit_request("work", b"job".to_vec(), false, None, 0)
+            .unwrap()
+            .id;
+        assert_eq!(b.receive("work", "workers", 10, 1).unwrap().len(), 1);
+        b.flush().unwrap();
+        // The queue state as it was before the completion's ack.
+        copy_dir(&queue_state, saved.path());
+        let done = b
+            .complete_request(&id, serde_json::json!({"ok": true}), 2)
+            .unwrap();
+        assert_eq!(done.status, RequestStatus::Succeeded);
+        id
+    };
+    // A crash after the record was finished but before the message's ack
+    // reached the disk: put the queue state back as it was.
+    std::fs::remove_dir_all(&queue_state).unwrap();
+    copy_dir(saved.path(), &queue_state);
+    let (b, _) = Broker::open(dir.path(), 10).unwrap();
+    assert!(
+        b.receive("work", "workers", 10, 11).unwrap().is_empty(),
+        "the finished request's message must not be handed to a worker again"
+    );
+    assert!(b.receive("work", "workers", 10, 12).unwrap().is_empty());
+    assert_eq!(
+        b.get_request(&id, 13).unwrap().status,
+        RequestStatus::Succeeded
+    );
+    assert_eq!(b.queue("work", "workers").unwrap().counts(), (0, 0));
+}
+
 #[test]
 fn request_records_follow_their_messages() {
     use spool_broker::requests::{CallbackStatus, RequestStatus, REQUEST_ID_HEADER};

@@ -702,6 +702,35 @@ impl Worker {
             Err(e) => Err(e),
         };
         let e = match result {
+            Ok(produced) if answered(&produced) != Some(sent.replies.len() as u64) => {
+                // Duplicate suppression (`spool-msg-id`): some records were
+                // stored before, so the answer names only the new ones (or
+                // the first original), not one offset per record. Everything
+                // is stored now, so the halves, sent again, are duplicates
+                // throughout; the server names consecutive originals exactly,
+                // and a single record always. (Only a dedup window shorter
+                // than this round trip could store a record twice here.)
+                match split(sent, self.options.linger) {
+                    Ok((first, second)) => {
+                        if let Some(parts) = self.incomplete.get_mut(&first.seq) {
+                            *parts += 1;
+                        }
+                        self.ready.push_front(second);
+                        self.ready.push_front(first);
+                    }
+                    Err(sent) => {
+                        let e = ClientError::Protocol(format!(
+                            "the server stored a batch of {} records as offsets {}..={}",
+                            sent.replies.len(),
+                            produced.base_offset,
+                            produced.last_offset
+                        ));
+                        self.fail(sent.replies, &e);
+                        self.part_done(sent.seq);
+                    }
+                }
+                return;
+            }
             Ok(produced) => {
                 for (index, (reply, _permit)) in sent.replies.into_iter().enumerate() {
                     let _ = reply.send(Ok(Delivered {
@@ -808,6 +837,14 @@ fn split(mut sent: Sent, linger: Duration) -> Result<(Batch, Batch), Sent> {
     let first = half(first, std::mem::take(&mut sent.replies));
     let second = half(second, second_replies);
     Ok((first, second))
+}
+
+/// How many records a produce answer's offset range covers.
+fn answered(produced: &p::Produced) -> Option<u64> {
+    produced
+        .last_offset
+        .checked_sub(produced.base_offset)
+        .map(|d| d.saturating_add(1))
 }
 
 /// The records of one encoded batch, as they were queued.

@@ -519,3 +519,47 @@ async fn a_full_topic_stores_exactly_the_messages_that_fit() {
     assert_eq!(d.partitions[0].messages, 5);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_messages_with_ids_report_their_original_offsets() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("events", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    // A long linger: each round's messages travel as one batch (flush sends).
+    let producer = Producer::new(
+        client.clone(),
+        ProducerOptions {
+            linger: Duration::from_secs(5),
+            ..ProducerOptions::default()
+        },
+    );
+    let round = |values: &'static [&'static str]| {
+        let producer = producer.clone();
+        async move {
+            let mut futures = Vec::new();
+            for v in values {
+                let m = Message::new(*v).with_message_id(*v);
+                futures.push(producer.send("events", m).await.expect("send"));
+            }
+            producer.flush().await.expect("flush");
+            let mut offsets = Vec::new();
+            for f in futures {
+                offsets.push(f.await.expect("delivered").offset);
+            }
+            offsets
+        }
+    };
+    assert_eq!(round(&["a", "b"]).await, [0, 1]);
+    assert_eq!(round(&["x"]).await, [2]);
+    // What a producer retrying after a lost answer sends: some of these were
+    // stored already. Each must learn its own offset, not base + index.
+    assert_eq!(round(&["a", "c", "b", "d"]).await, [0, 3, 1, 4]);
+    assert_eq!(round(&["b", "x", "a"]).await, [1, 2, 0]);
+    assert_eq!(round(&["c", "d"]).await, [3, 4]);
+    let d = client.describe_topic("events").await.expect("describe");
+    assert_eq!(d.partitions[0].messages, 5, "a, b, x, c, d once each");
+    server.shutdown().await;
+}

@@ -49,3 +49,33 @@ async fn the_in_process_router_publishes_receives_and_refuses_bad_json() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
     assert_eq!(doc["code"], "INVALID_REQUEST");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_with_known_message_ids_answers_each_messages_own_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _) = Broker::open(dir.path(), 1).unwrap();
+    broker
+        .create_topic("t", 1, TopicConfig::default(), 1)
+        .unwrap();
+    let router = spool_server::http::in_process(Arc::new(broker));
+    let publish = |ids: &[&str]| {
+        let messages: Vec<Value> = ids
+            .iter()
+            .map(|id| serde_json::json!({"value": id, "message_id": id, "partition": 0}))
+            .collect();
+        serde_json::json!({ "messages": messages }).to_string()
+    };
+    let offsets = |doc: &Value| -> Vec<i64> {
+        doc["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["offset"].as_i64().unwrap())
+            .collect()
+    };
+    let (_, doc) = call(&router, "/v1/topics/t/messages", &publish(&["a", "b"])).await;
+    assert_eq!(offsets(&doc), [0, 1]);
+    let (status, doc) = call(&router, "/v1/topics/t/messages", &publish(&["b", "c", "a"])).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(offsets(&doc), [1, 2, 0], "{doc}");
+}

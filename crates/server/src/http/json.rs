@@ -199,8 +199,16 @@ pub fn publish(
         let routing = target.map_or(Routing::Spread, Routing::Partition);
         let produced = broker.produce(topic, &routing, &mut b.finish()?, now_ms)?;
         for (n, (i, _)) in records.iter().enumerate() {
-            let offset = (produced.base_offset + n as i64).min(produced.last_offset);
-            out[*i] = json!({"partition": produced.partition, "offset": offset});
+            // With suppressed duplicates (`message_id`) the broker names each
+            // record's place; the range covers only the new ones.
+            let (partition, offset) = match produced.placed.as_ref().and_then(|p| p.get(n)) {
+                Some(&at) => at,
+                None => (
+                    produced.partition,
+                    (produced.base_offset + n as i64).min(produced.last_offset),
+                ),
+            };
+            out[*i] = json!({"partition": partition, "offset": offset});
         }
     }
     Ok(out)

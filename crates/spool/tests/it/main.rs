@@ -7,6 +7,7 @@ mod backpressure;
 mod cli;
 mod corrupt;
 mod crash;
+mod crash_loop;
 mod full_disk;
 mod groups;
 mod hostile;
