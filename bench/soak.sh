@@ -11,10 +11,14 @@
 #
 #   bench/soak.sh                 # 30 minutes
 #   DURATION_S=300 bench/soak.sh  # a quick look
+#   E2E_RATE, QUEUE_RATE, REQUEST_RATE change the rates (msg/s, requests/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION_S=${DURATION_S:-1800}
 SAMPLE_S=${SAMPLE_S:-60}
+E2E_RATE=${E2E_RATE:-2000}
+QUEUE_RATE=${QUEUE_RATE:-1000}
+REQUEST_RATE=${REQUEST_RATE:-100}
 
 cargo build --release -q -p spool --bin spool
 BIN=target/release/spool
@@ -52,11 +56,11 @@ loop() {
   done
   echo "$failures" >"$WORK/failures.$name"
 }
-loop end-to-end "$BIN" bench end-to-end --addr "$ADDR" --rate 2000 --duration-s 60 &
+loop end-to-end "$BIN" bench end-to-end --addr "$ADDR" --rate "$E2E_RATE" --duration-s 60 &
 PIDS+=($!)
-loop queue "$BIN" bench queue --addr "$ADDR" --rate 1000 --duration-s 60 --consumers 16 &
+loop queue "$BIN" bench queue --addr "$ADDR" --rate "$QUEUE_RATE" --duration-s 60 --consumers 16 &
 PIDS+=($!)
-loop requests "$BIN" bench requests --addr "$ADDR" --rate 100 --duration-s 60 --status-duration-s 1 &
+loop requests "$BIN" bench requests --addr "$ADDR" --rate "$REQUEST_RATE" --duration-s 60 --status-duration-s 1 &
 PIDS+=($!)
 
 sample() {
@@ -67,7 +71,7 @@ sample() {
   disk=$(du -sk "$WORK/data" | cut -f1)
   printf '%6d %10d %6d %8d %10d\n' "$(((SECONDS - START) / 60))" "$rss" "$fds" "$threads" "$disk"
 }
-echo "server $ADDR pid $SERVER_PID; load for ${DURATION_S} s; a sample every ${SAMPLE_S} s"
+echo "server $ADDR pid $SERVER_PID; load for ${DURATION_S} s (end-to-end $E2E_RATE/s, queue $QUEUE_RATE/s, requests $REQUEST_RATE/s); a sample every ${SAMPLE_S} s"
 printf '%6s %10s %6s %8s %10s\n' "min" "rss_kib" "fds" "threads" "data_kib"
 sample
 while ((SECONDS < END)); do
