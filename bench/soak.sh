@@ -5,7 +5,7 @@
 # too):
 #   - end-to-end publish -> deliver at 2,000 msg/s (1 KiB, fsync always)
 #   - queue publish -> receive -> ack at 1,000 msg/s with 16 workers
-#   - request records submit -> worker -> complete at 100/s
+#   - request records submit -> worker -> complete, about 100/s on average
 # Every 60 s it samples the server's resident memory, open file
 # descriptors, threads and data directory size, and prints one line.
 #
@@ -60,7 +60,9 @@ loop end-to-end "$BIN" bench end-to-end --addr "$ADDR" --rate "$E2E_RATE" --dura
 PIDS+=($!)
 loop queue "$BIN" bench queue --addr "$ADDR" --rate "$QUEUE_RATE" --duration-s 60 --consumers 16 &
 PIDS+=($!)
-loop requests "$BIN" bench requests --addr "$ADDR" --rate "$REQUEST_RATE" --duration-s 60 --status-duration-s 1 &
+# The requests workload is not paced: batches of REQUEST_BATCH, then a pause.
+REQUEST_BATCH=$((REQUEST_RATE * 10))
+loop requests bash -c "'$BIN' bench requests --addr '$ADDR' --count $REQUEST_BATCH --status-duration-s 1 && sleep 9" &
 PIDS+=($!)
 
 sample() {

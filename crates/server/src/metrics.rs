@@ -35,6 +35,14 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Folds recorded histogram samples into their buckets. Run regularly:
+/// until then every sample is kept.
+pub fn upkeep() {
+    if let Some(handle) = handle() {
+        handle.run_upkeep();
+    }
+}
+
 /// Refreshes state gauges from the broker and renders the text format.
 pub fn render(broker: &Broker) -> String {
     let Some(handle) = handle() else {
