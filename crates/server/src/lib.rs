@@ -432,7 +432,7 @@ async fn tick_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         ticks += 1;
-        if ticks % METRICS_UPKEEP_TICKS == 0 {
+        if ticks.is_multiple_of(METRICS_UPKEEP_TICKS) {
             metrics::upkeep();
         }
         let b = Arc::clone(&broker);
