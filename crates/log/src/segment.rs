@@ -289,10 +289,6 @@ impl Segment {
         }))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.size == FILE_HEADER_BYTES as u64
-    }
-
     /// Writes one batch (already carrying its base offset) at the end.
     /// On failure the file is cut back, so the segment is unchanged.
     pub fn append(
@@ -303,37 +299,56 @@ impl Segment {
         now_ms: i64,
     ) -> Result<(), LogError> {
         let position = self.size;
-        if let Err(e) = self.file.write_all_at(batch, position) {
-            // Drop any partial bytes so the file ends on a batch boundary again.
-            let _ = self.file.set_len(position);
-            return Err(LogError::io(&self.path, e));
-        }
+        write_at_end(&self.file, &self.path, batch, position)?;
+        self.note_written(position, header, index_interval, now_ms);
+        Ok(())
+    }
+
+    /// Accounts for one batch whose bytes are already in the file at
+    /// `position` (the current end): sizes, offsets, timestamps and index
+    /// entries. Group commit writes many batches with one `pwrite` and then
+    /// calls this once per batch.
+    ///
+    /// An index entry that cannot be written (e.g. a full disk) is skipped,
+    /// not reported: the batch is in the file, and indexes are hints that
+    /// readers verify and recovery rebuilds. The next batch retries the entry
+    /// because `bytes_since_index` keeps growing.
+    pub fn note_written(
+        &mut self,
+        position: u64,
+        header: &BatchHeader,
+        index_interval: u32,
+        now_ms: i64,
+    ) {
+        debug_assert_eq!(position, self.size, "batches are accounted in file order");
+        let len = header.total_len() as u64;
         let rel = (header.base_offset - self.base_offset) as u32;
+        let max_ts = self.max_timestamp.max(header.max_timestamp);
         if self.offset_index.entries.is_empty() || self.bytes_since_index >= index_interval as u64 {
-            self.offset_index.push(OffsetEntry {
+            let entry = OffsetEntry {
                 relative_offset: rel,
                 position: position as u32,
-            })?;
-            self.bytes_since_index = 0;
-            if self.max_timestamp.max(header.max_timestamp)
-                > self
+            };
+            if self.offset_index.push(entry).is_ok() {
+                self.bytes_since_index = 0;
+                let last_ts = self
                     .time_index
                     .entries
                     .last()
-                    .map_or(-1, |t| t.max_timestamp)
-            {
-                self.time_index.push(TimeEntry {
-                    max_timestamp: self.max_timestamp.max(header.max_timestamp),
-                    relative_offset: rel,
-                })?;
+                    .map_or(-1, |t| t.max_timestamp);
+                if max_ts > last_ts {
+                    let _ = self.time_index.push(TimeEntry {
+                        max_timestamp: max_ts,
+                        relative_offset: rel,
+                    });
+                }
             }
         }
-        self.bytes_since_index += batch.len() as u64;
-        self.size += batch.len() as u64;
+        self.bytes_since_index += len;
+        self.size += len;
         self.next_offset = header.next_offset();
-        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.max_timestamp = max_ts;
         self.first_append_ms.get_or_insert(now_ms);
-        Ok(())
     }
 
     /// Makes the segment and its indexes durable before a successor is created.
@@ -449,4 +464,13 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// Writes `bytes` at `position`, the end of the segment file. On failure the
+/// file is cut back to `position`, so it ends on a batch boundary again.
+pub fn write_at_end(file: &File, path: &Path, bytes: &[u8], position: u64) -> Result<(), LogError> {
+    file.write_all_at(bytes, position).map_err(|e| {
+        let _ = file.set_len(position);
+        LogError::io(path, e)
+    })
 }

@@ -3,5 +3,6 @@
 
 mod basic;
 mod crash;
+mod full_disk;
 mod model;
 mod support;
