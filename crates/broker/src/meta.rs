@@ -124,8 +124,13 @@ impl MetaStore {
     /// Opens `dir` and replays it into a state.
     pub fn open(dir: &Path) -> Result<(MetaStore, MetaState, RecoveryReport)> {
         // Small segments so snapshots let old events be deleted soon.
+        // Strict: metadata is appended one fdatasync'd event at a time, so
+        // a crash tears at most the last batch; a bad batch with more after
+        // it is damage, and cutting there would forget topics (whose data
+        // would then be set aside as unknown). Refuse and say where.
         let config = LogConfig {
             segment_bytes: META_SEGMENT_BYTES,
+            strict_recovery: true,
             ..LogConfig::default()
         };
         let (log, report) = Log::open(dir, config)?;

@@ -44,6 +44,12 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// Delete sealed segments whose newest record is older than this.
     pub retention_ms: Option<u64>,
+    /// Refuse to open, rather than cut the log, when a complete batch of the
+    /// active segment fails its CRC with more batches after it. For logs
+    /// written one fdatasync'd append at a time (metadata), where a crash
+    /// can tear only the last batch: anything else is damage, and cutting
+    /// would silently drop what came after it.
+    pub strict_recovery: bool,
 }
 
 impl Default for LogConfig {
@@ -55,6 +61,7 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             retention_bytes: None,
             retention_ms: None,
+            strict_recovery: false,
         }
     }
 }

@@ -494,7 +494,13 @@ impl Log {
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            let (seg, repair) = Segment::open(dir, base, active, config.index_interval_bytes)?;
+            let (seg, repair) = Segment::open(
+                dir,
+                base,
+                active,
+                config.index_interval_bytes,
+                config.strict_recovery,
+            )?;
             if repair.rebuilt_index && !active {
                 report.rebuilt_indexes.push(seg.path.clone());
             }
@@ -931,7 +937,7 @@ impl Log {
             let file = Arc::clone(&inner.active().file);
             let path = inner.active().path.clone();
             drop(inner);
-            let result = file.sync_data();
+            let result = timed_sync_data(&file);
             #[cfg(test)]
             self.hooks.before_publish();
             // No suffix truncation ran meanwhile (it waits for `syncing` to
@@ -1250,9 +1256,9 @@ impl Log {
         loop {
             match scanner.next_step()? {
                 Step::End => break,
-                Step::Bad { position, reason } => {
-                    return Err(LogError::corrupt(&path, position, reason))
-                }
+                Step::Bad {
+                    position, reason, ..
+                } => return Err(LogError::corrupt(&path, position, reason)),
                 Step::Batch { position, header } => {
                     if header.base_offset == offset {
                         boundary = Some(position);
@@ -1305,10 +1311,17 @@ fn write_group(taken: &Taken) -> Result<(), (LogError, bool)> {
         },
     )?;
     // A failed fdatasync may have dropped dirty pages: always fatal.
-    taken
-        .file
-        .sync_data()
-        .map_err(|e| (LogError::io(&taken.path, e), true))
+    timed_sync_data(&taken.file).map_err(|e| (LogError::io(&taken.path, e), true))
+}
+
+/// fdatasync of an append path, timed into the histogram
+/// `spool_fsync_duration_seconds` (through the `metrics` facade: nothing
+/// is recorded unless the program installs a recorder, as the server does).
+fn timed_sync_data(file: &std::fs::File) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    let result = file.sync_data();
+    metrics::histogram!("spool_fsync_duration_seconds").record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Walks batch headers from `anchor` (a file position and the base offset of
@@ -1353,9 +1366,9 @@ fn walk(
     loop {
         match scanner.next_step().map_err(|e| (false, e))? {
             Step::End => return Ok(None),
-            Step::Bad { position, reason } => {
-                return Err((position == start, LogError::corrupt(path, position, reason)))
-            }
+            Step::Bad {
+                position, reason, ..
+            } => return Err((position == start, LogError::corrupt(path, position, reason))),
             Step::Batch { position, header } => {
                 check_continuity(path, position, &header, expected)
                     .map_err(|e| (position == start, e))?;

@@ -17,8 +17,14 @@ pub enum Step {
     Batch { position: u64, header: BatchHeader },
     /// The end of the scanned range, exactly on a batch boundary.
     End,
-    /// Bytes that are not a complete valid batch start here.
-    Bad { position: u64, reason: String },
+    /// Bytes that are not a complete valid batch start here. `batch_end`
+    /// is where the batch would end when its header was readable (its CRC
+    /// failed): bytes beyond it mean damage inside the log, not a torn tail.
+    Bad {
+        position: u64,
+        reason: String,
+        batch_end: Option<u64>,
+    },
 }
 
 /// Reads batch headers (and optionally verifies whole batches) forward from a
@@ -76,6 +82,7 @@ impl<'a> Scanner<'a> {
             return Ok(Step::Bad {
                 position,
                 reason: "incomplete batch header".into(),
+                batch_end: None,
             });
         }
         let header = match BatchHeader::parse(self.ensure(position, BATCH_HEADER_BYTES)?) {
@@ -84,6 +91,7 @@ impl<'a> Scanner<'a> {
                 return Ok(Step::Bad {
                     position,
                     reason: e.to_string(),
+                    batch_end: None,
                 })
             }
         };
@@ -92,6 +100,7 @@ impl<'a> Scanner<'a> {
             return Ok(Step::Bad {
                 position,
                 reason: format!("batch of {total} bytes runs past the end of the file"),
+                batch_end: None,
             });
         }
         if self.verify {
@@ -100,6 +109,7 @@ impl<'a> Scanner<'a> {
                 return Ok(Step::Bad {
                     position,
                     reason: e.to_string(),
+                    batch_end: Some(position + total),
                 });
             }
         }

@@ -96,11 +96,17 @@ impl Segment {
     /// Sealed segments were fsync'd before their successor existed, so their
     /// indexes are trusted if they validate, and only the tail after the last
     /// index entry is walked; damage there is reported, never cut.
+    ///
+    /// With `strict`, an active segment is not cut at a batch that fails its
+    /// CRC while more bytes follow it (damage inside the log, which a torn
+    /// write cannot cause for a log written one fdatasync'd batch at a
+    /// time): the open fails instead, naming the file and position.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         active: bool,
         index_interval: u32,
+        strict: bool,
     ) -> Result<(Segment, SegmentRepair), LogError> {
         let path = segment_path(dir, base_offset);
         let file = OpenOptions::new()
@@ -154,9 +160,24 @@ impl Segment {
         let valid_end = loop {
             match scanner.next_step()? {
                 Step::End => break file_len,
-                Step::Bad { position, reason } => {
+                Step::Bad {
+                    position,
+                    reason,
+                    batch_end,
+                } => {
                     if !active {
                         return Err(LogError::corrupt(&path, position, reason));
+                    }
+                    if let Some(end) = batch_end.filter(|end| strict && *end < file_len) {
+                        return Err(LogError::corrupt(
+                            &path,
+                            position,
+                            format!(
+                                "{reason}, with {} byte(s) of the log after it: damage inside \
+                                 the log, not a torn write, so it is not cut",
+                                file_len - end
+                            ),
+                        ));
                     }
                     repair.truncated = Some((position, file_len - position, reason));
                     break position;
@@ -256,9 +277,9 @@ impl Segment {
                 Step::End => break,
                 // The index points at something that is not a batch.
                 Step::Bad { position, .. } if position == last.position as u64 => return Ok(None),
-                Step::Bad { position, reason } => {
-                    return Err(LogError::corrupt(path, position, reason))
-                }
+                Step::Bad {
+                    position, reason, ..
+                } => return Err(LogError::corrupt(path, position, reason)),
                 Step::Batch { position, header } => {
                     if header.base_offset != expected {
                         if position == last.position as u64 {

@@ -221,6 +221,11 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         text.contains("spool_topic_messages{topic=\"jobs\"} 3"),
         "{text}"
     );
+    // Produces under `always` waited for timed fdatasyncs.
+    assert!(
+        text.contains("spool_fsync_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(
         text.contains("spool_messages_published_total{topic=\"jobs\"}"),
         "{text}"

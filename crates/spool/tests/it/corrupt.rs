@@ -40,13 +40,25 @@ fn restart(dir: &Path) -> (ServerProc, String) {
 
 /// Runs the server expecting it to refuse to start; returns its stderr.
 fn refused(dir: &Path) -> String {
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .env("RUST_LOG", "warn")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A server that starts would run forever: give it 20 s to refuse.
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the server started on corrupt data");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "the server started on corrupt data");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -157,6 +169,27 @@ fn damaged_headers_and_stores_refuse_the_start_naming_the_file() {
     std::fs::write(&store, bytes).unwrap();
     let err = refused(dir.path());
     assert!(err.contains("request store"), "{err}");
+}
+
+#[test]
+fn a_flipped_bit_inside_the_metadata_refuses_the_start_and_deletes_nothing() {
+    let dir = prepared();
+    let meta = file(dir.path(), &format!("meta/{SEGMENT}"));
+    let len = std::fs::metadata(&meta).unwrap().len();
+    // Inside the records of the first event batch (24-byte file header,
+    // 61-byte batch header), with more events after it.
+    assert!(len > 400, "{len}");
+    flip(&meta, 100, 0x08);
+    let err = refused(dir.path());
+    assert!(
+        err.contains(&meta.display().to_string()) && err.contains("not a torn write"),
+        "{err}"
+    );
+    // Nothing was cut or moved: with the bit restored, everything is back.
+    flip(&meta, 100, 0x08);
+    let (server, _log) = restart(dir.path());
+    assert_eq!(consumed(&server), numbers(1..=100));
+    assert!(!file(dir.path(), "orphaned").exists());
 }
 
 #[test]
