@@ -8,7 +8,24 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+/// Three rounds of `mib` MiB; the median is the result.
 pub fn measure(dir: &Path, mib: usize) -> anyhow::Result<Value> {
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        rounds.push(round_once(dir, mib)?);
+    }
+    let mut sorted = rounds.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok(json!({
+        "workload": "disk",
+        "bytes": mib << 20,
+        "mb_per_s": crate::common::round(sorted[1], 1),
+        "rounds_mb_per_s": rounds.iter().map(|r| crate::common::round(*r, 1)).collect::<Vec<_>>(),
+    }))
+}
+
+/// MB/s of one round.
+fn round_once(dir: &Path, mib: usize) -> anyhow::Result<f64> {
     let path = dir.join("spool-compare-disk.tmp");
     let chunk = vec![0x5au8; 1 << 20];
     let start = Instant::now();
@@ -20,11 +37,5 @@ pub fn measure(dir: &Path, mib: usize) -> anyhow::Result<Value> {
     let elapsed = start.elapsed().as_secs_f64();
     drop(file);
     std::fs::remove_file(&path)?;
-    let bytes = (mib as f64) * (1 << 20) as f64;
-    Ok(json!({
-        "workload": "disk",
-        "bytes": bytes as u64,
-        "seconds": crate::common::round(elapsed, 4),
-        "mb_per_s": crate::common::round(bytes / elapsed / 1e6, 1),
-    }))
+    Ok((mib << 20) as f64 / elapsed / 1e6)
 }

