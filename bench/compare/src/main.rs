@@ -1,0 +1,230 @@
+//! spool-compare: the same workloads against Spool, Redis Streams, NATS
+//! JetStream and RabbitMQ, each through its standard Rust client.
+//!
+//! ```text
+//! spool-compare run --system spool|redis|nats|rabbitmq --addr HOST:PORT
+//!                   --tier durable|default [--quick] [--nats-sync-always]
+//!                   [--only publish,consume,end-to-end,queue]
+//! spool-compare disk --dir DIR [--quick]
+//! spool-compare table RESULTS.jsonl
+//! ```
+//!
+//! `run` drives one running server (run.sh starts and stops them) and
+//! prints one JSON line per result on stdout; `disk` measures the
+//! filesystem's sequential write bandwidth; `table` turns the lines into
+//! the comparison table with the Spool / peer ratios and the targets.
+
+mod common;
+mod disk;
+mod jetstream;
+mod rabbitmq;
+mod redis_streams;
+mod report;
+mod spool;
+
+use common::{Durability, Plan, Tier};
+use serde_json::{json, Value};
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Spool,
+    Redis,
+    Nats,
+    RabbitMq,
+}
+
+impl System {
+    pub const ALL: [System; 4] = [System::Spool, System::Redis, System::Nats, System::RabbitMq];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Spool => "spool",
+            System::Redis => "redis",
+            System::Nats => "nats",
+            System::RabbitMq => "rabbitmq",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            System::Spool => "Spool",
+            System::Redis => "Redis Streams",
+            System::Nats => "NATS JetStream",
+            System::RabbitMq => "RabbitMQ",
+        }
+    }
+
+    fn parse(s: &str) -> anyhow::Result<System> {
+        System::ALL
+            .into_iter()
+            .find(|sys| sys.name() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown system {s:?}"))
+    }
+}
+
+/// Where and how one run goes.
+pub struct Ctx {
+    pub system: System,
+    pub addr: String,
+    pub tier: Tier,
+    pub plan: Plan,
+    pub nats_sync_always: bool,
+}
+
+impl Ctx {
+    fn durability(&self) -> Durability {
+        match self.system {
+            System::Spool => spool::durability(self.tier),
+            System::Redis => redis_streams::durability(self.tier),
+            System::Nats => jetstream::durability(self.tier, self.nats_sync_always),
+            System::RabbitMq => rabbitmq::durability(self.tier),
+        }
+    }
+}
+
+/// Calls the same function of the system's module.
+macro_rules! on {
+    ($ctx:expr, $f:ident ( $($arg:expr),* )) => {
+        match $ctx.system {
+            System::Spool => spool::$f($ctx, $($arg),*).await,
+            System::Redis => redis_streams::$f($ctx, $($arg),*).await,
+            System::Nats => jetstream::$f($ctx, $($arg),*).await,
+            System::RabbitMq => rabbitmq::$f($ctx, $($arg),*).await,
+        }
+    };
+}
+
+fn emit(ctx: &Ctx, workload: &str, result: anyhow::Result<Value>) {
+    let d = ctx.durability();
+    let mut line = json!({
+        "system": ctx.system.name(),
+        "tier": ctx.tier.name(),
+        "workload": workload,
+        "setting": d.setting,
+        "promise": d.promise,
+        "level": d.level,
+    });
+    match result {
+        Ok(Value::Object(fields)) => line.as_object_mut().expect("object").extend(fields),
+        Ok(other) => line["result"] = other,
+        Err(e) => {
+            eprintln!(
+                "  ! {} {} {workload}: {e:#}",
+                ctx.system.name(),
+                ctx.tier.name()
+            );
+            line["error"] = json!(format!("{e:#}"));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn run(ctx: &Ctx, only: &[String]) {
+    let wanted = |w: &str| only.is_empty() || only.iter().any(|o| o == w);
+    for (size, count) in ctx.plan.streams {
+        if !wanted("publish") {
+            continue;
+        }
+        let name = format!("cmp-{size}");
+        common::note(&format!("{} publish {count} × {size} B", ctx.system.name()));
+        let published = on!(ctx, publish(&name, size, count));
+        let n = published.as_ref().map(|r| r.messages).unwrap_or(0);
+        emit(ctx, "publish", published.map(|r| r.json()));
+        if n > 0 && wanted("consume") {
+            common::note(&format!("{} consume {n} × {size} B", ctx.system.name()));
+            let consumed = on!(ctx, consume(&name, size, n));
+            emit(ctx, "consume", consumed.map(|r| r.json()));
+        }
+    }
+    if wanted("end-to-end") {
+        common::note(&format!(
+            "{} end-to-end at {}/s",
+            ctx.system.name(),
+            ctx.plan.e2e_rate
+        ));
+        let latency = on!(ctx, end_to_end());
+        emit(ctx, "end-to-end", latency);
+    }
+    if wanted("queue") {
+        common::note(&format!(
+            "{} queue round trip, {} workers",
+            ctx.system.name(),
+            ctx.plan.workers
+        ));
+        let queue = on!(ctx, queue());
+        emit(
+            ctx,
+            "queue",
+            queue.map(|r| {
+                let mut v = r.json();
+                v["workers"] = json!(ctx.plan.workers);
+                v
+            }),
+        );
+    }
+}
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn value(&self, flag: &str) -> Option<&str> {
+        let i = self.0.iter().position(|a| a == flag)?;
+        self.0.get(i + 1).map(String::as_str)
+    }
+
+    fn need(&self, flag: &str) -> anyhow::Result<&str> {
+        self.value(flag)
+            .ok_or_else(|| anyhow::anyhow!("{flag} is required"))
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.0.iter().any(|a| a == flag)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args(std::env::args().skip(1).collect());
+    match args.0.first().map(String::as_str) {
+        Some("run") => {
+            let tier = match args.need("--tier")? {
+                "durable" => Tier::Durable,
+                "default" => Tier::Default,
+                t => anyhow::bail!("unknown tier {t:?}"),
+            };
+            let ctx = Ctx {
+                system: System::parse(args.need("--system")?)?,
+                addr: args.need("--addr")?.to_owned(),
+                tier,
+                plan: Plan::new(args.has("--quick")),
+                nats_sync_always: args.has("--nats-sync-always"),
+            };
+            let only: Vec<String> = args
+                .value("--only")
+                .map(|o| o.split(',').map(str::to_owned).collect())
+                .unwrap_or_default();
+            run(&ctx, &only).await;
+        }
+        Some("disk") => {
+            let dir = std::path::PathBuf::from(args.need("--dir")?);
+            let mib = if args.has("--quick") { 256 } else { 1024 };
+            println!("{}", disk::measure(&dir, mib)?);
+        }
+        Some("table") => {
+            let text = std::fs::read_to_string(args.0.get(1).map_or("-", String::as_str))?;
+            let lines: Vec<Value> = text
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            print!("{}", report::table(&lines));
+        }
+        _ => anyhow::bail!(
+            "usage: spool-compare run --system S --addr A --tier durable|default [--quick] | disk --dir D | table FILE"
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Spool through its own client (`spool-client`): a `Producer` (batches of
+//! up to 1,000 records, 16 produce requests in flight), a `TopicReader`
+//! (long-poll fetch, 1 MiB per partition), and a queue subscription worked
+//! with `receive` + `ack`. One partition per topic.
+
+use crate::common::{self, Ack, Acks, Done, Durability, Expect, Latencies, Rate, Tier};
+use crate::Ctx;
+use serde_json::Value;
+use spool_client::{
+    Client, ClientOptions, Durability as SpoolDurability, Message, Producer, ProducerOptions,
+    QueueOptions, ReadStart, TopicConfig, TopicReader,
+};
+use std::time::{Duration, Instant};
+
+/// `--fsync interval` of the default tier, matching Redis `everysec`.
+const INTERVAL_MS: u32 = 1000;
+const SUBSCRIPTION: &str = "work";
+
+pub fn durability(tier: Tier) -> Durability {
+    match tier {
+        Tier::Durable => Durability {
+            setting: "topic durability `always`",
+            promise: "fdatasync'd before the ack (group commit)",
+            level: 2,
+        },
+        Tier::Default => Durability {
+            setting: "topic durability `interval`, 1000 ms",
+            promise: "written to the page cache; fdatasync'd within 1 s",
+            level: 1,
+        },
+    }
+}
+
+async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
+    Ok(Client::connect(&ctx.addr, ClientOptions::default()).await?)
+}
+
+async fn create_topic(ctx: &Ctx, name: &str) -> anyhow::Result<Client> {
+    let admin = connect(ctx).await?;
+    let durability = match ctx.tier {
+        Tier::Durable => SpoolDurability::Always,
+        Tier::Default => SpoolDurability::Interval {
+            interval_ms: INTERVAL_MS,
+        },
+    };
+    let config = TopicConfig {
+        durability: Some(durability),
+        ..TopicConfig::default()
+    };
+    // Left over from an interrupted run?
+    let _ = admin.delete_topic(name).await;
+    admin.create_topic(name, 1, config).await?;
+    Ok(admin)
+}
+
+fn producer(client: Client, ctx: &Ctx, linger: Duration) -> Producer {
+    let options = ProducerOptions {
+        linger,
+        max_batch_records: ctx.plan.batch,
+        // The protocol's limit, so that the record count decides.
+        max_batch_bytes: 8 * 1024 * 1024,
+        max_in_flight: ctx.plan.window / ctx.plan.batch,
+        max_in_flight_per_partition: ctx.plan.window / ctx.plan.batch,
+        ..ProducerOptions::default()
+    };
+    Producer::new(client, options)
+}
+
+async fn send(producer: &Producer, topic: &str, payload: bytes::Bytes) -> anyhow::Result<Ack> {
+    let delivery = producer.send(topic, Message::new(payload)).await?;
+    Ok(Box::pin(async move {
+        delivery.await?;
+        Ok(1)
+    }))
+}
+
+pub async fn publish(ctx: &Ctx, name: &str, size: usize, count: u64) -> anyhow::Result<Rate> {
+    create_topic(ctx, name).await?;
+    let producer = producer(connect(ctx).await?, ctx, Duration::from_millis(5));
+    let payload = bytes::Bytes::from(vec![b'x'; size]);
+    let acks = Acks::new(ctx.plan.window);
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < count && start.elapsed() < ctx.plan.publish_cap {
+        acks.push(send(&producer, name, payload.clone()).await?)
+            .await?;
+        sent += 1;
+    }
+    producer.flush().await?;
+    let (acked, last) = acks.finish().await?;
+    Ok(Rate::between(acked, size, start, last))
+}
+
+pub async fn consume(ctx: &Ctx, name: &str, size: usize, count: u64) -> anyhow::Result<Rate> {
+    let mut reader = TopicReader::new(connect(ctx).await?, name, ReadStart::Earliest).await?;
+    let start = Instant::now();
+    let (mut read, mut last) = (0, None);
+    while read < count {
+        let records = reader.poll(Duration::from_millis(100)).await?;
+        if records.is_empty() {
+            anyhow::ensure!(start.elapsed() < common::DRAIN, "read {read} of {count}");
+            continue;
+        }
+        read += records.len() as u64;
+        last = Some(Instant::now());
+    }
+    connect(ctx).await?.delete_topic(name).await?;
+    Ok(Rate::between(read, size, start, last))
+}
+
+pub async fn end_to_end(ctx: &Ctx) -> anyhow::Result<Value> {
+    let (name, size, rate) = ("cmp-e2e", ctx.plan.e2e_size, ctx.plan.e2e_rate);
+    create_topic(ctx, name).await?;
+    let mut reader = TopicReader::new(connect(ctx).await?, name, ReadStart::Earliest).await?;
+    let expect = Expect::new();
+    let until = expect.clone();
+    let receiver = tokio::spawn(async move {
+        let mut lat = Latencies::new();
+        while lat.received < until.get() {
+            for r in reader.poll(common::POLL).await? {
+                lat.record(r.value.as_deref().unwrap_or_default(), Instant::now());
+            }
+        }
+        anyhow::Ok(lat)
+    });
+    // Linger 0: a batch goes as soon as the window has room.
+    let producer = producer(connect(ctx).await?, ctx, Duration::ZERO);
+    let acks = Acks::new(ctx.plan.window);
+    let (handle, tx, p) = (
+        tokio::runtime::Handle::current(),
+        acks.sender(),
+        producer.clone(),
+    );
+    let sender = move |due: Instant| {
+        let payload = bytes::Bytes::from(common::stamped(size, due));
+        tx.push_blocking(handle.block_on(send(&p, name, payload))?)
+    };
+    let (sent, send_s) = common::paced(rate, ctx.plan.e2e_duration, sender).await?;
+    producer.flush().await?;
+    acks.finish().await?;
+    expect.set(sent);
+    let lat = tokio::time::timeout(common::DRAIN, receiver).await???;
+    connect(ctx).await?.delete_topic(name).await?;
+    Ok(lat.json(sent, rate, size, send_s))
+}
+
+pub async fn queue(ctx: &Ctx) -> anyhow::Result<Rate> {
+    let (name, size, plan) = ("cmp-queue", ctx.plan.queue_size, &ctx.plan);
+    let admin = create_topic(ctx, name).await?;
+    let options = QueueOptions {
+        // Never dead-letter in a benchmark.
+        max_deliveries: 0,
+        ..QueueOptions::default()
+    };
+    admin
+        .create_subscription(name, SUBSCRIPTION, options)
+        .await?;
+    let done = Done::new();
+    let mut workers = Vec::new();
+    for _ in 0..plan.workers {
+        let client = connect(ctx).await?;
+        let (done, max) = (done.clone(), plan.receive_max as u32);
+        workers.push(tokio::spawn(async move {
+            while !done.finished() {
+                let leased = client
+                    .receive(name, SUBSCRIPTION, max, Duration::from_millis(500))
+                    .await?;
+                if leased.is_empty() {
+                    continue;
+                }
+                let receipts: Vec<String> = leased.iter().map(|m| m.receipt.clone()).collect();
+                for r in client.ack(name, SUBSCRIPTION, &receipts).await? {
+                    r?;
+                }
+                done.add(receipts.len() as u64);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let producer = producer(connect(ctx).await?, ctx, Duration::ZERO);
+    let payload = bytes::Bytes::from(vec![b'x'; size]);
+    let acks = Acks::new(plan.window);
+    let start = Instant::now();
+    for _ in 0..plan.queue_count {
+        acks.push(send(&producer, name, payload.clone()).await?)
+            .await?;
+    }
+    producer.flush().await?;
+    let (published, _) = acks.finish().await?;
+    done.target.set(published);
+    common::join_workers(&done, workers).await?;
+    admin.delete_topic(name).await?;
+    Ok(Rate::between(done.count(), size, start, done.last()))
+}
