@@ -53,9 +53,14 @@ impl Refusal {
 
 #[derive(Default)]
 struct Counts {
-    total: usize,
     by_peer: HashMap<IpAddr, usize>,
     by_listener: [usize; 2],
+}
+
+impl Counts {
+    fn total(&self) -> usize {
+        self.by_listener.iter().sum()
+    }
 }
 
 pub(crate) struct Admission {
@@ -83,12 +88,11 @@ impl Admission {
         let refusal = {
             let mut counts = self.lock();
             let of_peer = counts.by_peer.get(&peer).copied().unwrap_or(0);
-            if counts.total >= self.max_total {
+            if counts.total() >= self.max_total {
                 Some(Refusal::ServerFull)
             } else if self.max_per_peer.is_some_and(|max| of_peer >= max) {
                 Some(Refusal::PeerFull)
             } else {
-                counts.total += 1;
                 *counts.by_peer.entry(peer).or_insert(0) += 1;
                 counts.by_listener[listener as usize] += 1;
                 metrics::gauge!("spool_connections", "listener" => listener.label())
@@ -120,7 +124,6 @@ impl Admission {
 
     fn release(&self, peer: IpAddr, listener: Listener) {
         let mut counts = self.lock();
-        counts.total = counts.total.saturating_sub(1);
         if let Some(n) = counts.by_peer.get_mut(&peer) {
             *n -= 1;
             if *n == 0 {

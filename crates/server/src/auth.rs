@@ -517,10 +517,12 @@ impl Auth {
         let Caller::Token(p) = caller else {
             return Ok(());
         };
-        let waited = lock(&self.rates).take(&p.name, Instant::now());
+        let (waited, rate) = {
+            let mut rates = lock(&self.rates);
+            (rates.take(&p.name, Instant::now()), rates.rate_per_s)
+        };
         waited.map_err(|wait| {
             metrics::counter!("spool_rate_limited_total", "token" => p.name.clone()).increment(1);
-            let rate = lock(&self.rates).rate_per_s;
             BrokerError::new(
                 ErrorCode::RateLimited,
                 format!(
