@@ -5,7 +5,6 @@
 
 use crate::support::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const SEGMENT: &str = "00000000000000000000.log";
 
@@ -40,27 +39,7 @@ fn restart(dir: &Path) -> (ServerProc, String) {
 
 /// Runs the server expecting it to refuse to start; returns its stderr.
 fn refused(dir: &Path) -> String {
-    let mut child = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A server that starts would run forever: give it 20 s to refuse.
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the server started on corrupt data");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "the server started on corrupt data");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    start_refused(&dir.join("data"), &[])
 }
 
 fn consumed(server: &ServerProc) -> Vec<String> {

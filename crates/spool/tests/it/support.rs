@@ -215,3 +215,31 @@ pub fn acknowledged(out: &Output) -> usize {
 pub fn lines(out: &Output) -> Vec<String> {
     text(&out.stdout).lines().map(str::to_owned).collect()
 }
+
+/// Runs `spool server` on `data_dir` with `extra` flags, expecting it to
+/// refuse to start; returns its stderr. A server that starts after all is
+/// killed after 20 s and the test fails.
+#[allow(dead_code)] // not every test module needs it
+pub fn start_refused(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> String {
+    let mut child = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run spool server");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait spool server").is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the server started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("wait spool server");
+    assert!(!out.status.success(), "the server started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

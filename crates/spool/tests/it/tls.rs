@@ -132,30 +132,20 @@ fn bad_certificate_files_stop_the_start_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus.pem");
     std::fs::write(&bogus, "not a certificate\n").unwrap();
-    let out = std::process::Command::new(crate::support::BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert-file")
-        .arg(&bogus)
-        .arg("--tls-key-file")
-        .arg(&bogus)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let data = dir.path().join("data");
+    let err = crate::support::start_refused(
+        &data,
+        &[
+            "--tls-cert-file".as_ref(),
+            bogus.as_os_str(),
+            "--tls-key-file".as_ref(),
+            bogus.as_os_str(),
+        ],
+    );
     assert!(err.contains("bogus.pem"), "{err}");
     // Half a TLS configuration is refused too, naming the missing key.
-    let out = std::process::Command::new(crate::support::BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert-file")
-        .arg(&bogus)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err =
+        crate::support::start_refused(&data, &["--tls-cert-file".as_ref(), bogus.as_os_str()]);
     assert!(err.contains("tls_key_file"), "{err}");
 }
 
