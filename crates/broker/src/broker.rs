@@ -13,7 +13,7 @@ use crate::requests::{
     CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, REQUEST_TTL_MS_DEFAULT, RESULT_BYTES_MAX,
     WORKERS_SUBSCRIPTION,
 };
-use spool_log::{Appended, Log, ReadBatches};
+use spool_log::{Appended, Log, LogError, ReadBatches, SyncDone, Syncer, SYNCER_THREADS_DEFAULT};
 use spool_types::limits::{CLIENT_ID_LEN_MAX, GROUP_NAME_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
 use spool_types::partitioner::partition_for_key;
 use spool_types::{ErrorCode, TopicName, TopicPattern};
@@ -186,6 +186,8 @@ pub struct Broker {
     /// How long finished request records are kept.
     request_ttl_ms: AtomicI64,
     listener: RwLock<Option<Arc<dyn AppendListener>>>,
+    /// Waits for fdatasyncs on behalf of [`Broker::finish_produce_then`].
+    syncer: Syncer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -383,6 +385,9 @@ impl Broker {
             last_expiry_ms: AtomicI64::new(0),
             request_ttl_ms: AtomicI64::new(REQUEST_TTL_MS_DEFAULT),
             listener: RwLock::new(None),
+            syncer: Syncer::new(SYNCER_THREADS_DEFAULT).map_err(|e| {
+                BrokerError::new(ErrorCode::Internal, format!("start sync threads: {e}"))
+            })?,
         };
         let events = TopicConfig {
             retention_bytes: Some(256 * 1024 * 1024),
@@ -790,19 +795,78 @@ impl Broker {
                 }
             }
         }
-        if let Some(l) = self.listener() {
+        self.announce_produced(pending)
+    }
+
+    /// [`Broker::finish_produce`] without blocking: `done` runs once the
+    /// batch is as durable as the topic promises — at once on this thread
+    /// when nothing needs syncing, otherwise on a sync thread shared by every
+    /// partition (so thousands of produces in flight park no thread each).
+    /// `done` must be short: wake a task or send on a channel.
+    pub fn finish_produce_then(
+        &self,
+        pending: PendingProduce,
+        done: Box<dyn FnOnce(Result<Produced>) + Send>,
+    ) {
+        if !pending.must_sync {
+            done(self.announce_produced(pending));
+            return;
+        }
+        // The batch's own partition, and those holding the originals of any
+        // suppressed duplicates (unkeyed batches are spread), still on their
+        // way to disk: each to its end.
+        let mut ends: BTreeMap<u32, i64> = BTreeMap::new();
+        ends.insert(pending.partition, pending.appended.next_offset());
+        for &(p, o) in pending.placed.iter().flatten() {
+            let end = ends.entry(p).or_default();
+            *end = (*end).max(o + 1);
+        }
+        let logs: Vec<(Arc<Log>, i64)> = ends
+            .into_iter()
+            .filter_map(|(p, end)| {
+                Some((Arc::clone(pending.topic.partitions.get(p as usize)?), end))
+            })
+            .collect();
+        let listener = self.listener();
+        let join = Arc::new(Mutex::new(SyncJoin {
+            remaining: logs.len(),
+            error: None,
+            finish: Some(Box::new(
+                move |result: std::result::Result<(), LogError>| {
+                    done(
+                        result
+                            .map_err(BrokerError::from)
+                            .map(|()| Broker::announce(listener.as_deref(), pending)),
+                    )
+                },
+            )),
+        }));
+        for (log, end) in logs {
+            let join = Arc::clone(&join);
+            self.syncer
+                .sync(&log, end, Box::new(move |r| SyncJoin::arrive(&join, r)));
+        }
+    }
+
+    /// Tells readers and metrics about a durable produce; its answer.
+    fn announce_produced(&self, pending: PendingProduce) -> Result<Produced> {
+        Ok(Broker::announce(self.listener().as_deref(), pending))
+    }
+
+    fn announce(listener: Option<&dyn AppendListener>, pending: PendingProduce) -> Produced {
+        if let Some(l) = listener {
             l.appended(&pending.topic.name, pending.partition);
         }
         let records =
             (pending.appended.last_offset - pending.appended.base_offset + 1).max(0) as u64;
         metrics::counter!("spool_messages_published_total", "topic" => pending.topic.name.clone())
             .increment(records);
-        Ok(Produced {
+        Produced {
             partition: pending.partition,
             base_offset: pending.appended.base_offset,
             last_offset: pending.appended.last_offset,
             placed: pending.placed,
-        })
+        }
     }
 
     /// Produce in one blocking call.
@@ -1963,6 +2027,32 @@ pub fn rfc3339_utc(now_ms: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Several partitions synced for one produce: the last to finish answers.
+struct SyncJoin {
+    remaining: usize,
+    error: Option<LogError>,
+    finish: Option<SyncDone>,
+}
+
+impl SyncJoin {
+    fn arrive(join: &Mutex<SyncJoin>, result: std::result::Result<(), LogError>) {
+        let finish = {
+            let mut j = lock(join);
+            if let Err(e) = result {
+                j.error.get_or_insert(e);
+            }
+            j.remaining -= 1;
+            if j.remaining > 0 {
+                return;
+            }
+            j.finish.take().map(|f| (f, j.error.take()))
+        };
+        if let Some((finish, error)) = finish {
+            finish(error.map_or(Ok(()), Err));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@
 //! - `append`: one appender, 100 B and 1 KiB records in batches of 1, 100 and
 //!   1,000, under `never`, `interval` (5 ms) and `always`.
 //! - `group_commit`: `always`, single 100 B records, 1 vs 64 appender threads.
+//! - `group_commit_syncer`: the same through the path the server takes —
+//!   `Log::write` + `Syncer::sync` with a completion — with 1 vs 64 appends in
+//!   flight at once (the server's producers are tasks, not threads).
 //! - `read`: whole batches from sealed segments (warm page cache), 1 MiB reads.
 //!
 //! Every file lives in a temporary directory under the target directory, so on
@@ -16,12 +19,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use spool_batch::{BatchBuilder, NewRecord};
-use spool_log::{Durability, Log, LogConfig};
+use spool_log::{Durability, Log, LogConfig, Syncer, SYNCER_THREADS_DEFAULT};
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Barrier;
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
@@ -206,6 +209,59 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
+fn group_commit_syncer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("group_commit_syncer");
+    configure(&mut group);
+    let syncer = Syncer::new(SYNCER_THREADS_DEFAULT).expect("start syncer");
+    for in_flight in [1usize, 64] {
+        let dir = temp_dir();
+        let log = Arc::new(open_log(&dir, Durability::Always));
+        let template = batch(100, 1);
+        group.throughput(Throughput::ElementsAndBytes {
+            elements: 1,
+            bytes: template.len() as u64,
+        });
+        let id = format!("always_100B/in_flight={in_flight}");
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                // Each iteration is one acknowledged append. One driver keeps
+                // `in_flight` appends outstanding, starting a new one as each
+                // is acknowledged — what `in_flight` producer tasks do.
+                let (acked_tx, acked_rx) = mpsc::channel::<()>();
+                let mut batch = template.clone();
+                let mut start_one = || {
+                    let (appended, _) = log.write(&mut batch, now_ms()).expect("write");
+                    let acked_tx = acked_tx.clone();
+                    syncer.sync(
+                        &log,
+                        appended.next_offset(),
+                        Box::new(move |r| {
+                            r.expect("sync");
+                            let _ = acked_tx.send(());
+                        }),
+                    );
+                };
+                let start = Instant::now();
+                let mut started = 0u64;
+                while started < iters.min(in_flight as u64) {
+                    start_one();
+                    started += 1;
+                }
+                for _ in 0..iters {
+                    acked_rx.recv().expect("ack");
+                    if started < iters {
+                        start_one();
+                        started += 1;
+                    }
+                }
+                start.elapsed()
+            })
+        });
+        drop(log);
+    }
+    group.finish();
+}
+
 fn read(c: &mut Criterion) {
     let mut group = c.benchmark_group("read");
     configure(&mut group);
@@ -259,5 +315,12 @@ fn read(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, raw_disk, append, group_commit, read);
+criterion_group!(
+    benches,
+    raw_disk,
+    append,
+    group_commit,
+    group_commit_syncer,
+    read
+);
 criterion_main!(benches);

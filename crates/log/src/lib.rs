@@ -5,6 +5,8 @@
 //!   [`Log::sync_to`] for callers that wait elsewhere), reads whole stored
 //!   batches by offset or timestamp ([`Log::read`], [`Log::read_from_timestamp`]),
 //!   applies retention, advances the low-water mark and truncates a suffix.
+//! - [`Syncer`] waits for fdatasyncs on a few shared threads and runs a
+//!   completion, for callers (the server) that must not park a thread each.
 //! - [`LogConfig`] and [`Durability`] choose when an append counts as done.
 //! - [`RecoveryReport`] says what opening a log repaired.
 //!
@@ -25,8 +27,10 @@ mod index;
 mod log;
 mod scan;
 mod segment;
+mod syncer;
 
 pub use config::{Durability, LogConfig};
 pub use error::LogError;
 pub use log::{Appended, Log, LogStats, ReadBatches, RecoveryReport};
 pub use segment::parse_segment_name;
+pub use syncer::{SyncDone, Syncer, SYNCER_THREADS_DEFAULT};

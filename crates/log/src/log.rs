@@ -292,7 +292,7 @@ fn plan_wakes(mut tickets: Vec<Arc<Ticket>>) -> Vec<Arc<Ticket>> {
 
 /// A copy of `e` for another appender of the same failed group
 /// (`LogError` holds an `io::Error`, which is not `Clone`).
-fn replicate(e: &LogError) -> LogError {
+pub(crate) fn replicate(e: &LogError) -> LogError {
     match e {
         LogError::StorageFull { path } => LogError::StorageFull { path: path.clone() },
         LogError::Io { path, source } => LogError::Io {
@@ -957,6 +957,16 @@ impl Log {
             }
             self.synced.notify_all();
         }
+    }
+
+    /// Whether [`Log::sync_to`]`(next_offset)` would return at once without
+    /// an fdatasync: every written offset below `next_offset` is durable and
+    /// the log has not failed.
+    pub fn is_durable_to(&self, next_offset: i64) -> bool {
+        let inner = self.lock();
+        inner.failed.is_none()
+            && inner.commit.is_idle()
+            && inner.durable_offset >= next_offset.min(inner.written_offset())
     }
 
     /// Syncs if the `interval` policy's deadline has passed with unsynced data.

@@ -477,11 +477,21 @@ where
                     tokio::spawn(async move {
                         let result = match pending {
                             Ok(pending) => {
-                                tokio::task::spawn_blocking(move || broker.finish_produce(pending))
-                                    .await
-                                    .unwrap_or_else(|e| {
-                                        Err(BrokerError::new(ErrorCode::Internal, e.to_string()))
-                                    })
+                                // The fsync wait parks no thread: the broker's
+                                // sync threads answer through this channel.
+                                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                                broker.finish_produce_then(
+                                    pending,
+                                    Box::new(move |r| {
+                                        let _ = done_tx.send(r);
+                                    }),
+                                );
+                                done_rx.await.unwrap_or_else(|_| {
+                                    Err(BrokerError::new(
+                                        ErrorCode::Internal,
+                                        "the produce was dropped before it was synced",
+                                    ))
+                                })
                             }
                             Err(e) => Err(e),
                         };

@@ -220,11 +220,21 @@ impl Runtime {
         let _ = self.stop_tx.send(true);
     }
 
-    /// Stops the background tasks and flushes the broker.
+    /// Stops the background tasks and flushes the broker; returns once
+    /// nothing else holds the broker, or after [`BROKER_RELEASE_WAIT`] (a
+    /// client still connected keeps it open until it disconnects).
     pub async fn finish(mut self) -> anyhow::Result<()> {
         self.stop_tasks();
         let broker = Arc::clone(&self.shared.broker);
         tokio::task::spawn_blocking(move || broker.flush()).await??;
+        // Connections closed just before this may still be unwinding and
+        // hold the broker; give them a moment, so that the broker (and its
+        // files' locks) is gone when this returns and the directory can be
+        // opened again at once.
+        let deadline = tokio::time::Instant::now() + BROKER_RELEASE_WAIT;
+        while Arc::strong_count(&self.shared.broker) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
         Ok(())
     }
 
@@ -235,6 +245,10 @@ impl Runtime {
         }
     }
 }
+
+/// How long [`Runtime::finish`] waits for connections that are closing to
+/// let go of the broker.
+pub const BROKER_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Drop for Runtime {
     /// Dropped without [`Runtime::finish`] (an embedded broker going out of
