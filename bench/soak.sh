@@ -12,6 +12,7 @@
 #   bench/soak.sh                 # 30 minutes
 #   DURATION_S=300 bench/soak.sh  # a quick look
 #   E2E_RATE, QUEUE_RATE, REQUEST_RATE change the rates (msg/s, requests/s)
+#   SPOOL_BIN=/path/to/spool uses that binary instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION_S=${DURATION_S:-1800}
@@ -20,8 +21,12 @@ E2E_RATE=${E2E_RATE:-2000}
 QUEUE_RATE=${QUEUE_RATE:-1000}
 REQUEST_RATE=${REQUEST_RATE:-100}
 
-cargo build --release -q -p spool --bin spool
-BIN=target/release/spool
+# SPOOL_BIN: run a binary built elsewhere (e.g. a copy, so that rebuilding
+# the tree during a 30-minute soak does not swap the client under it).
+if [[ -z "${SPOOL_BIN:-}" ]]; then
+  cargo build --release -q -p spool --bin spool
+fi
+BIN=${SPOOL_BIN:-target/release/spool}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
