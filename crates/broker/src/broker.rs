@@ -395,7 +395,79 @@ impl Broker {
             ..TopicConfig::default()
         };
         broker.create_system_topic(EVENTS_TOPIC, 1, events, now_ms)?;
+        broker.fail_orphaned_requests(now_ms, &mut notes)?;
         Ok((broker, notes))
+    }
+
+    /// A submission stores its record, then publishes its message: a crash
+    /// in between leaves a pending record with no message, which no worker
+    /// would ever see (and whose submitter never got its ID). So do records
+    /// whose message retention or `drop_oldest` removed unread. At open,
+    /// every pending record is looked for in its queue, from the
+    /// subscription's floors (messages not yet done are at or after them);
+    /// those without a message fail, so every record reaches a final state.
+    fn fail_orphaned_requests(&self, now_ms: i64, notes: &mut RecoveryNotes) -> Result<()> {
+        let mut by_queue: BTreeMap<String, Vec<RequestRecord>> = BTreeMap::new();
+        for r in self.requests.scan(|r| r.status == RequestStatus::Pending)? {
+            by_queue.entry(r.queue.clone()).or_default().push(r);
+        }
+        for (queue, records) in by_queue {
+            let queued = self.queued_request_ids(&queue)?;
+            for r in records {
+                if queued.contains(&r.id) {
+                    continue;
+                }
+                notes.push(format!(
+                    "request {} in {queue}: its message is not in the queue (the server \
+                     stopped while it was submitted, or it was dropped unread); failed",
+                    r.id
+                ));
+                let error = "the request's message was lost before any worker received it \
+                             (the server stopped during its submission, or the queue dropped \
+                             it unread); submit it again"
+                    .to_owned();
+                self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Request IDs of the messages in a request queue not yet done by its
+    /// workers (from the subscription's floors to the end).
+    fn queued_request_ids(&self, queue: &str) -> Result<std::collections::HashSet<String>> {
+        let mut ids = std::collections::HashSet::new();
+        let (Ok(topic), Ok(sub)) = (self.topic(queue), self.queue(queue, WORKERS_SUBSCRIPTION))
+        else {
+            return Ok(ids);
+        };
+        let floors = sub.floors();
+        for (p, log) in topic.partitions.iter().enumerate() {
+            let mut offset = floors
+                .get(p)
+                .copied()
+                .unwrap_or(0)
+                .max(log.stats().start_offset);
+            loop {
+                let read = log.read(offset, 1024 * 1024)?;
+                if read.bytes.is_empty() || read.next_offset <= offset {
+                    break;
+                }
+                for batch in spool_batch::split_batches(&read.bytes) {
+                    let batch = batch?;
+                    let h = spool_batch::BatchHeader::parse(batch)?;
+                    for r in spool_batch::records(batch, &h) {
+                        if let Some(id) = r?
+                            .header(REQUEST_ID_HEADER)
+                            .and_then(|v| std::str::from_utf8(v).ok())
+                        {
+                            ids.insert(id.to_owned());
+                        }
+                    }
+                }
+                offset = read.next_offset;
+            }
+        }
+        Ok(ids)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -2068,5 +2140,54 @@ mod time_tests {
             super::rfc3339_utc(1_795_478_400_000),
             "2026-11-24T00:00:00.000Z"
         );
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    /// The crash window of a submission: the record is stored, the message
+    /// never published. After a reopen that record has failed (with an
+    /// event on the error stream), while a properly queued one is still
+    /// pending and is delivered.
+    #[test]
+    fn a_record_whose_message_never_made_it_fails_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queued_id, orphan_id) = {
+            let (broker, _) = Broker::open(dir.path(), 1_000).unwrap();
+            let queued = broker
+                .submit_request("jobs", b"{}".to_vec(), true, None, 1_000)
+                .unwrap();
+            let mut orphan = queued.clone();
+            orphan.id = uuid::Uuid::now_v7().to_string();
+            broker.requests.put(&[&orphan], true).unwrap();
+            broker.flush().unwrap();
+            (queued.id, orphan.id)
+        };
+
+        let (broker, notes) = Broker::open(dir.path(), 2_000).unwrap();
+        assert!(
+            notes.iter().any(|n| n.contains(&orphan_id)),
+            "the operator is told: {notes:?}"
+        );
+        let orphan = broker.get_request(&orphan_id, 2_000).unwrap();
+        assert_eq!(orphan.status, RequestStatus::Failed);
+        assert!(orphan.error.unwrap().contains("submit it again"));
+        let queued = broker.get_request(&queued_id, 2_000).unwrap();
+        assert_eq!(queued.status, RequestStatus::Pending);
+
+        let events = broker.topic(EVENTS_TOPIC).unwrap().partitions[0]
+            .read(0, 1 << 20)
+            .unwrap();
+        let text = String::from_utf8_lossy(&events.bytes);
+        assert!(text.contains(&orphan_id), "request_failed event published");
+
+        // Reopening again changes nothing more.
+        drop(broker);
+        let (broker, notes) = Broker::open(dir.path(), 3_000).unwrap();
+        assert!(!notes.iter().any(|n| n.contains("request ")), "{notes:?}");
+        let queued = broker.get_request(&queued_id, 3_000).unwrap();
+        assert_eq!(queued.status, RequestStatus::Pending);
     }
 }
