@@ -13,7 +13,10 @@
 //! - no queue message was delivered again after an acknowledgement of it
 //!   was answered (docs/queues.md: only acks in flight at a crash may be
 //!   lost), delivery counts never repeat, and every message was settled;
-//! - every request record whose submission was acknowledged succeeded.
+//! - every request record whose submission was acknowledged succeeded;
+//! - every other request asked for a callback to a receiver in this test
+//!   (which outlives the kills): each is recorded as delivered — and the
+//!   receiver has it — or as failed, none left pending.
 //!
 //! ```text
 //! cargo test -p spool --test it crash_loop                              # 4 kills (CI)
@@ -21,6 +24,7 @@
 //! SPOOL_CRASH_LOOP_SEED=N …                                             # the same kill schedule
 //! ```
 
+use crate::http::Receiver;
 use crate::support::*;
 use rand::{Rng, SeedableRng};
 use spool_client::{
@@ -84,12 +88,18 @@ struct Ledger {
     finished_twice: u64,
     /// id → status, filled in while converging.
     request_status: HashMap<String, RequestStatus>,
+    /// Submissions that asked for a callback.
+    with_callback: HashSet<String>,
+    /// id → the record's callback status ("pending", "delivered", "failed").
+    callback_status: HashMap<String, String>,
     /// Errors that are not a lost connection: none are expected.
     unexpected: Vec<String>,
 }
 
 struct Shared {
     addr: RwLock<String>,
+    /// Where every other request asks for its callback.
+    callback_url: String,
     stop_producing: AtomicBool,
     stop_all: AtomicBool,
     ledger: Mutex<Ledger>,
@@ -340,12 +350,17 @@ async fn submitter(s: Arc<Shared>) {
     'connection: while !s.stop_producing.load(Ordering::Relaxed) && !s.stopped() {
         let Some(c) = connect(&s).await else { break };
         while !s.stop_producing.load(Ordering::Relaxed) {
+            let callback = n.is_multiple_of(2).then_some(s.callback_url.as_str());
             match c
-                .submit_request(REQUEST_QUEUE, format!("r{n}"), false, None)
+                .submit_request(REQUEST_QUEUE, format!("r{n}"), false, callback)
                 .await
             {
                 Ok(id) => {
-                    s.ledger().submitted.push(id);
+                    let mut l = s.ledger();
+                    if callback.is_some() {
+                        l.with_callback.insert(id.clone());
+                    }
+                    l.submitted.push(id);
                     n += 1;
                 }
                 Err(e) => {
@@ -496,8 +511,11 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
         ));
     }
 
+    // Callbacks go to a receiver in this process, which outlives every kill.
+    let receiver = Receiver::start(200);
     let shared = Arc::new(Shared {
         addr: RwLock::new(server.addr.clone()),
+        callback_url: format!("http://{}/done", receiver.addr),
         stop_producing: AtomicBool::new(false),
         stop_all: AtomicBool::new(false),
         ledger: Mutex::new(Ledger::default()),
@@ -543,7 +561,7 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
             let l = shared.ledger();
             l.submitted
                 .iter()
-                .filter(|id| !l.request_status.get(*id).is_some_and(|s| s.is_final()))
+                .filter(|id| !l.request_settled(id))
                 .cloned()
                 .collect()
         };
@@ -554,7 +572,8 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
                 for id in pending_requests {
                     if let Ok(r) = c.get_request(&id, Duration::ZERO).await {
                         if let Some(status) = RequestStatus::of(&r) {
-                            out.push((id, status));
+                            let callback = r["callback"]["status"].as_str().map(str::to_owned);
+                            out.push((id, status, callback));
                         }
                     }
                 }
@@ -562,17 +581,19 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
             out
         });
         let mut l = shared.ledger();
-        l.request_status.extend(statuses);
+        for (id, status, callback) in statuses {
+            if let Some(callback) = callback {
+                l.callback_status.insert(id.clone(), callback);
+            }
+            l.request_status.insert(id, status);
+        }
         let producers_done = l.producers_done == PRODUCERS;
         let group_done = l.acked.keys().all(|v| l.group_seen.contains_key(v));
         let queue_done = l
             .acked
             .keys()
             .all(|v| l.ack_answered.contains_key(v) || l.ack_in_flight_at_crash.contains(v));
-        let requests_done = l
-            .submitted
-            .iter()
-            .all(|id| l.request_status.get(id).is_some_and(|s| s.is_final()));
+        let requests_done = l.submitted.iter().all(|id| l.request_settled(id));
         if producers_done && group_done && queue_done && requests_done {
             converged = true;
             break;
@@ -627,16 +648,16 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
             "{v} was acknowledged at {at:?}"
         );
     }
-    let stuck_requests: Vec<(&String, Option<&RequestStatus>)> = l
+    let stuck_requests: Vec<(&String, Option<&RequestStatus>, Option<&String>)> = l
         .submitted
         .iter()
-        .filter(|id| !l.request_status.get(*id).is_some_and(|s| s.is_final()))
-        .map(|id| (id, l.request_status.get(id)))
+        .filter(|id| !l.request_settled(id))
+        .map(|id| (id, l.request_status.get(id), l.callback_status.get(id)))
         .take(5)
         .collect();
     assert!(
         converged,
-        "not converged {converge_time:?} after the last restart: producers done {}/{PRODUCERS}, {} acked, {} seen by the group, {} settled by workers, {}/{} requests final (not: {stuck_requests:?})",
+        "not converged {converge_time:?} after the last restart: producers done {}/{PRODUCERS}, {} acked, {} seen by the group, {} settled by workers, {}/{} requests final with their callback settled (not: {stuck_requests:?})",
         l.producers_done,
         l.acked.len(),
         l.acked.keys().filter(|v| l.group_seen.contains_key(*v)).count(),
@@ -644,10 +665,7 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
             .keys()
             .filter(|v| l.ack_answered.contains_key(*v) || l.ack_in_flight_at_crash.contains(*v))
             .count(),
-        l.submitted
-            .iter()
-            .filter(|id| l.request_status.get(*id).is_some_and(|s| s.is_final()))
-            .count(),
+        l.submitted.iter().filter(|id| l.request_settled(id)).count(),
         l.submitted.len()
     );
     // Producers retried until everything was acknowledged: the log holds
@@ -723,6 +741,24 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
             .map(|id| (id, l.request_status.get(*id)))
             .collect::<Vec<_>>()
     );
+    // ---- callbacks: each delivered (the receiver has its record) or
+    // recorded as failed; none left pending.
+    let received: Vec<(String, String)> = receiver.got.lock().unwrap().clone();
+    let mut delivered = 0usize;
+    let mut callbacks_failed = 0usize;
+    for id in &l.with_callback {
+        match l.callback_status.get(id).map(String::as_str) {
+            Some("delivered") => {
+                delivered += 1;
+                assert!(
+                    received.iter().any(|(body, _)| body.contains(id.as_str())),
+                    "callback of {id} recorded as delivered but never received"
+                );
+            }
+            Some("failed") => callbacks_failed += 1,
+            other => panic!("callback of {id} neither delivered nor failed: {other:?}"),
+        }
+    }
     assert!(
         l.unexpected.is_empty(),
         "errors other than lost connections: {:?}",
@@ -741,7 +777,8 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
          {} messages acknowledged and stored once each ({} sends, {} retries); \
          group read {group_reads} ({} duplicates after crashes, {} joins); \
          queue: {deliveries} deliveries, {} acks answered, {} acks in flight at a kill ({in_flight_back} of them delivered again), {} refused; \
-         requests: {} submitted, all succeeded ({} completions, {} completed twice)",
+         requests: {} submitted, all succeeded ({} completions, {} completed twice); \
+         callbacks: {} asked, {delivered} delivered ({} POSTs received), {callbacks_failed} recorded as failed",
         started.elapsed(),
         l.acked.len(),
         l.sends,
@@ -754,5 +791,20 @@ fn sigkill_loop_with_producers_group_workers_and_requests_keeps_every_promise() 
         l.submitted.len(),
         l.completed,
         l.finished_twice,
+        l.with_callback.len(),
+        received.len(),
     );
+}
+
+impl Ledger {
+    /// The request's record is final and, if it asked for a callback, that
+    /// callback is delivered or recorded as failed.
+    fn request_settled(&self, id: &str) -> bool {
+        self.request_status.get(id).is_some_and(|s| s.is_final())
+            && (!self.with_callback.contains(id)
+                || self
+                    .callback_status
+                    .get(id)
+                    .is_some_and(|c| c == "delivered" || c == "failed"))
+    }
 }
