@@ -9,6 +9,7 @@
 #
 #   bench/hostile.sh                       # 5,000 msg/s for 20 s each run
 #   RATE=10000 DURATION_S=30 bench/hostile.sh
+#   LOAD_ARGS="--idle 0 --slowloris 0" bench/hostile.sh   # one kind of load only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${RATE:-5000}
@@ -51,7 +52,8 @@ echo "== unloaded: spool bench end-to-end --rate $RATE --duration-s $DURATION_S"
 UNLOADED=$(bench)
 echo "$UNLOADED" | summary
 
-"$LOAD" --addr "$ADDR" --http "$HTTP" --duration-s $((DURATION_S + 60)) 2>"$WORK/load.err" &
+# shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
+"$LOAD" --addr "$ADDR" --http "$HTTP" --duration-s $((DURATION_S + 60)) ${LOAD_ARGS:-} 2>"$WORK/load.err" &
 LOAD_PID=$!
 for _ in $(seq 300); do
   grep -q "hostile load up" "$WORK/load.err" && break

@@ -168,6 +168,36 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// How often the server hands freed heap pages back to the system.
+const MALLOC_TRIM_INTERVAL_MS: u64 = 10_000;
+
+/// glibc keeps freed memory inside its arenas (only the top of the main
+/// heap is ever trimmed by itself), so under a churning mixed load resident
+/// memory kept creeping up long after the live heap had stopped growing
+/// (heaptrack over a soak: peak live heap 12 MiB, arenas 60 MiB resident).
+/// A thread calls `malloc_trim`, which releases the free pages of every
+/// arena, at a fixed interval.
+fn start_malloc_trimmer() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("spool-malloc-trim".into())
+            .spawn(|| loop {
+                std::thread::sleep(std::time::Duration::from_millis(MALLOC_TRIM_INTERVAL_MS));
+                // SAFETY: `malloc_trim` only returns free memory to the
+                // system; it takes the allocator's own locks and is safe to
+                // call from any thread at any time.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("memory trimming thread not started: {e}");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -192,7 +222,10 @@ async fn async_main() -> ExitCode {
         init_logging();
     }
     let result = match cli.command {
-        cli::Command::Server(args) => server::run(args).await,
+        cli::Command::Server(args) => {
+            start_malloc_trimmer();
+            server::run(args).await
+        }
         cli::Command::Topic(args) => topic::run(args).await,
         cli::Command::Produce(args) => produce::run(args).await,
         cli::Command::Consume(args) => consume::run(args).await,
