@@ -154,6 +154,11 @@ struct Group {
 /// Failed batches remembered for their callers.
 const FAILURES_KEPT: usize = 64;
 
+/// redb's page cache for the request store. Its default (1 GiB) would let
+/// resident memory grow with the store file for as long as the server runs;
+/// records are small and read by key, so a small cache serves them.
+pub const REQUEST_STORE_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 fn lock(m: &Mutex<Group>) -> MutexGuard<'_, Group> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -165,7 +170,10 @@ impl RequestStore {
                 BrokerError::new(ErrorCode::StorageError, format!("{}: {e}", dir.display()))
             })?;
         }
-        let db = Database::create(path).map_err(db_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(REQUEST_STORE_CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(RECORDS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
