@@ -851,20 +851,9 @@ impl Broker {
     /// Waits until the batch is as durable as the topic promises (shared
     /// fdatasync under `always`) and announces it to readers. Blocking.
     pub fn finish_produce(&self, pending: PendingProduce) -> Result<Produced> {
-        let log = &pending.topic.partitions[pending.partition as usize];
         if pending.must_sync {
-            log.sync_to(pending.appended.next_offset())?;
-            // Originals of suppressed duplicates may be in other partitions
-            // (unkeyed batches are spread), still on their way to disk.
-            let mut ends: BTreeMap<u32, i64> = BTreeMap::new();
-            for &(p, o) in pending.placed.iter().flatten() {
-                let end = ends.entry(p).or_default();
-                *end = (*end).max(o + 1);
-            }
-            for (p, end) in ends {
-                if let Some(other) = pending.topic.partitions.get(p as usize) {
-                    other.sync_to(end)?;
-                }
+            for (log, end) in sync_targets(&pending) {
+                log.sync_to(end)?;
             }
         }
         self.announce_produced(pending)
@@ -884,21 +873,7 @@ impl Broker {
             done(self.announce_produced(pending));
             return;
         }
-        // The batch's own partition, and those holding the originals of any
-        // suppressed duplicates (unkeyed batches are spread), still on their
-        // way to disk: each to its end.
-        let mut ends: BTreeMap<u32, i64> = BTreeMap::new();
-        ends.insert(pending.partition, pending.appended.next_offset());
-        for &(p, o) in pending.placed.iter().flatten() {
-            let end = ends.entry(p).or_default();
-            *end = (*end).max(o + 1);
-        }
-        let logs: Vec<(Arc<Log>, i64)> = ends
-            .into_iter()
-            .filter_map(|(p, end)| {
-                Some((Arc::clone(pending.topic.partitions.get(p as usize)?), end))
-            })
-            .collect();
+        let logs = sync_targets(&pending);
         let listener = self.listener();
         let join = Arc::new(Mutex::new(SyncJoin {
             remaining: logs.len(),
@@ -2099,6 +2074,22 @@ pub fn rfc3339_utc(now_ms: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// What must be on disk before a produce is acknowledged: the batch's own
+/// partition to its end, and the partitions holding the originals of any
+/// suppressed duplicates (unkeyed batches are spread), which may still be on
+/// their way to disk.
+fn sync_targets(pending: &PendingProduce) -> Vec<(Arc<Log>, i64)> {
+    let mut ends: BTreeMap<u32, i64> = BTreeMap::new();
+    ends.insert(pending.partition, pending.appended.next_offset());
+    for &(p, o) in pending.placed.iter().flatten() {
+        let end = ends.entry(p).or_default();
+        *end = (*end).max(o + 1);
+    }
+    ends.into_iter()
+        .filter_map(|(p, end)| Some((Arc::clone(pending.topic.partitions.get(p as usize)?), end)))
+        .collect()
 }
 
 /// Several partitions synced for one produce: the last to finish answers.
