@@ -441,12 +441,17 @@ where
                     .await;
                 continue;
             }
-            // Back pressure: wait for budget before taking more work.
+            // Back pressure: wait for budget before taking more work. Once
+            // the writer has given up on this client, take no more: its
+            // queued requests would only build answers nobody can receive
+            // (a never-reading client's hundreds of buffered fetches, read
+            // all at once when its stalled writer freed their budget, once
+            // cost 1.5 s of CPU and stalled every other client).
             let units = (frame.body.len() + 64).div_ceil(BYTE_PERMIT_UNIT) as u32;
-            let Ok(count_permit) = Arc::clone(&requests).acquire_owned().await else {
+            let Some(count_permit) = budget_unless_closed(&requests, 1, &tx).await else {
                 break 'conn;
             };
-            let Ok(bytes_permit) = Arc::clone(&bytes_budget).acquire_many_owned(units).await else {
+            let Some(bytes_permit) = budget_unless_closed(&bytes_budget, units, &tx).await else {
                 break 'conn;
             };
             let permits = Permits {
@@ -520,7 +525,7 @@ where
                         .min(FRAME_BYTES_MAX - 64 * 1024);
                     // The response is held in memory until written: budget for it.
                     let extra = (max_bytes / BYTE_PERMIT_UNIT) as u32;
-                    let Ok(resp_permit) = Arc::clone(&bytes_budget).acquire_many_owned(extra).await
+                    let Some(resp_permit) = budget_unless_closed(&bytes_budget, extra, &tx).await
                     else {
                         break 'conn;
                     };
@@ -528,7 +533,11 @@ where
                     permits.push(resp_permit);
                     let (shared, tx) = (Arc::clone(&shared), tx.clone());
                     tokio::spawn(async move {
-                        let response = fetch_long_poll(&shared, fetch, max_bytes).await;
+                        // A long poll for a client that is gone ends now.
+                        let response = tokio::select! {
+                            r = fetch_long_poll(&shared, fetch, max_bytes) => r,
+                            _ = tx.closed() => return,
+                        };
                         let _ = tx
                             .send(Outgoing {
                                 bytes: encode_response(cid, response),
@@ -670,6 +679,22 @@ where
     .await;
     drop(tx);
     let _ = writer.await;
+}
+
+/// Takes `units` of `budget`, or `None` once the connection's writer has
+/// gone (the client stalled or hung up) or the budget was closed.
+async fn budget_unless_closed(
+    budget: &Arc<Semaphore>,
+    units: u32,
+    tx: &Outbox,
+) -> Option<OwnedSemaphorePermit> {
+    if tx.is_closed() {
+        return None;
+    }
+    tokio::select! {
+        p = Arc::clone(budget).acquire_many_owned(units) => p.ok(),
+        _ = tx.closed() => None,
+    }
 }
 
 /// Sends a response whose size is known only once it is built (a Receive

@@ -248,6 +248,8 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
     );
     assert_eq!(lines(&out).len(), 1);
     assert!(server.alive());
+    let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+    let fetches_before_stall = fetches_finished(metrics.as_str().unwrap_or_default());
     // The non-reading client is dropped once its writes stall for 10 s,
     // which frees what its unread answers held.
     // (Not reading meanwhile: reading would make the client a reader.)
@@ -262,7 +264,32 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
         metrics.contains("spool_connections_closed_total{reason=\"slow_client\"} 1"),
         "{metrics}"
     );
+    // Once the server gave up on the client it took none of the fetches
+    // still queued on the socket: what finished since then is only what the
+    // byte budget had let in (32 MiB / 8 MiB: 3, at most 4) and perhaps the
+    // CLI's last fetch, counted once its answer is written. It used to take
+    // every fetch already in its read buffer (8 more here) and read each
+    // into a closed connection.
+    let fetches_after_stall = fetches_finished(metrics) - fetches_before_stall;
+    eprintln!(
+        "fetches finished after the stall: {fetches_after_stall} ({sent} sent by the client)"
+    );
+    assert!(
+        sent > 100 && fetches_after_stall <= 5.0,
+        "{fetches_after_stall} fetches taken after the client stalled"
+    );
     drop(idle);
+}
+
+/// How many FETCH requests the server has finished (answered or dropped),
+/// from its `/metrics` text.
+fn fetches_finished(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("spool_request_duration_seconds_count{"))
+        .filter(|l| l.contains("op=\"FETCH\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Whether the server has closed `s` (EOF or reset); a 408 answer before
