@@ -386,8 +386,10 @@ impl Server {
                             connections.spawn(tracing::Instrument::instrument(async move {
                                 match tls {
                                     None => {
-                                        let (rd, wr) = stream.into_split();
-                                        connection::handle(rd, wr, peer, shared).await;
+                                        if let Some(deadline) = connection::first_bytes(&stream, peer).await {
+                                            let (rd, wr) = stream.into_split();
+                                            connection::handle_until(rd, wr, peer, shared, deadline).await;
+                                        }
                                     }
                                     Some(acceptor) => {
                                         let kind = admission::Listener::Binary;

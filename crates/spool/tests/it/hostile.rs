@@ -278,7 +278,17 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
         sent > 100 && fetches_after_stall <= 5.0,
         "{fetches_after_stall} fetches taken after the client stalled"
     );
-    drop(idle);
+    // The idle connections sent nothing within the handshake deadline (10 s
+    // after they connected): each was reset, none left half-closed.
+    assert!(
+        metrics.contains(&format!(
+            "spool_connections_closed_total{{reason=\"handshake_timeout\"}} {idle_count}"
+        )),
+        "{metrics}"
+    );
+    for s in idle.iter_mut().step_by(997) {
+        assert!(closed_by_server(s), "an idle connection is still open");
+    }
 }
 
 /// How many FETCH requests the server has finished (answered or dropped),
