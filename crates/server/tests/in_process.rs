@@ -79,3 +79,91 @@ async fn publishing_with_known_message_ids_answers_each_messages_own_offset() {
     assert_eq!(status, StatusCode::OK, "{doc}");
     assert_eq!(offsets(&doc), [1, 2, 0], "{doc}");
 }
+
+async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let response = router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// A body that never sends a byte.
+fn silent_body() -> Body {
+    Body::from_stream(futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limits_are_per_route_and_checked_before_the_body_is_read() {
+    use spool_server::http::{HTTP_BODY_BYTES_MAX, HTTP_CONTROL_BODY_BYTES_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _) = Broker::open(dir.path(), 1).unwrap();
+    broker
+        .create_topic("t", 1, TopicConfig::default(), 1)
+        .unwrap();
+    let router = spool_server::http::in_process(Arc::new(broker));
+
+    // A declared length over the limit is refused without reading a byte
+    // (the body here never arrives: waiting for it would hang the test).
+    let req = Request::post("/v1/topics")
+        .header("content-type", "application/json")
+        .header("content-length", (8 << 20).to_string())
+        .body(silent_body())
+        .unwrap();
+    let (status, doc) = send(&router, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{doc}");
+    assert_eq!(doc["code"], "FRAME_TOO_LARGE");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("POST /v1/topics"),
+        "{doc}"
+    );
+
+    // Without a length, the limit holds as the bytes arrive.
+    let chunks = (0..3).map(|_| {
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; HTTP_CONTROL_BODY_BYTES_MAX / 2]))
+    });
+    let req = Request::post("/v1/topics")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let (status, doc) = send(&router, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{doc}");
+    assert_eq!(doc["code"], "FRAME_TOO_LARGE");
+
+    // The message routes take bodies far over the control limit...
+    let value = "x".repeat(HTTP_CONTROL_BODY_BYTES_MAX / 4);
+    let messages: Vec<Value> = (0..6).map(|_| serde_json::json!({ "value": value })).collect();
+    let body = serde_json::json!({ "messages": messages }).to_string();
+    assert!(body.len() > HTTP_CONTROL_BODY_BYTES_MAX);
+    let (status, doc) = call(&router, "/v1/topics/t/messages", &body).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["offsets"].as_array().unwrap().len(), 6);
+    // ...up to their own.
+    let req = Request::post("/v1/topics/t/messages")
+        .header("content-length", (HTTP_BODY_BYTES_MAX + 1).to_string())
+        .body(silent_body())
+        .unwrap();
+    let (status, doc) = send(&router, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{doc}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_arrives_is_refused_at_its_deadline() {
+    use spool_server::http::HTTP_BODY_READ_TIMEOUT_MS;
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _) = Broker::open(dir.path(), 1).unwrap();
+    let router = spool_server::http::in_process(Arc::new(broker));
+    let started = tokio::time::Instant::now();
+    let req = Request::post("/v1/topics")
+        .header("content-type", "application/json")
+        .header("content-length", "100")
+        .body(silent_body())
+        .unwrap();
+    let (status, doc) = send(&router, req).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{doc}");
+    assert_eq!(doc["code"], "TIMEOUT");
+    assert_eq!(doc["status"], 408);
+    // Paused time: this is the deadline itself, not a measured wait.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(HTTP_BODY_READ_TIMEOUT_MS));
+}

@@ -47,30 +47,36 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        let status = status_for(e.code);
-        let body = serde_json::json!({
-            "type": format!("https://spool.dev/errors/{}", e.code.name()),
-            "title": e.code.name(),
-            "status": status.as_u16(),
-            "detail": e.message,
-            "code": e.code.name(),
-            "code_number": e.code.as_u16(),
-            "retry_after_ms": e.retry_after_ms,
-        });
-        let mut response = (status, body.to_string()).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if let Some(ms) = e.retry_after_ms {
-            if let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string()) {
-                headers.insert(header::RETRY_AFTER, v);
-            }
-        }
-        response
+        let status = status_for(self.0.code);
+        problem(status, self.0)
     }
+}
+
+/// `e` as a problem document with `status` (for the few places where the
+/// status says more than the code's usual one, such as 408 for a body that
+/// never arrived).
+pub fn problem(status: StatusCode, e: BrokerError) -> Response {
+    let body = serde_json::json!({
+        "type": format!("https://spool.dev/errors/{}", e.code.name()),
+        "title": e.code.name(),
+        "status": status.as_u16(),
+        "detail": e.message,
+        "code": e.code.name(),
+        "code_number": e.code.as_u16(),
+        "retry_after_ms": e.retry_after_ms,
+    });
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(ms) = e.retry_after_ms {
+        if let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string()) {
+            headers.insert(header::RETRY_AFTER, v);
+        }
+    }
+    response
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

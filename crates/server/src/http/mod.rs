@@ -11,6 +11,7 @@
 //! handlers a [`Caller`], whose permissions each handler checks (403).
 //! [`OPEN_PATHS`] need no token.
 
+mod body;
 mod error;
 mod groups;
 mod json;
@@ -36,8 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-/// Largest HTTP request body accepted (16 MiB): a batch plus JSON overhead.
-pub const HTTP_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+pub use body::{HTTP_BODY_BYTES_MAX, HTTP_BODY_READ_TIMEOUT_MS, HTTP_CONTROL_BODY_BYTES_MAX};
 /// Longest `wait_ms` a receive or status wait may ask for (5 minutes).
 pub const HTTP_WAIT_MS_MAX: u64 = 300_000;
 
@@ -210,7 +210,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}/complete", post(requests::complete))
         .route("/v1/requests/{id}/fail", post(requests::fail))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        // Limits are per route, enforced by `body::read_body`, which buffers
+        // the body before any extractor sees it.
+        .layer(axum::middleware::from_fn(body::read_body))
+        .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
