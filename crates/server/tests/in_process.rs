@@ -91,7 +91,9 @@ async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) 
 
 /// A body that never sends a byte.
 fn silent_body() -> Body {
-    Body::from_stream(futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>())
+    Body::from_stream(futures::stream::pending::<
+        Result<bytes::Bytes, std::io::Error>,
+    >())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +123,10 @@ async fn body_limits_are_per_route_and_checked_before_the_body_is_read() {
 
     // Without a length, the limit holds as the bytes arrive.
     let chunks = (0..3).map(|_| {
-        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; HTTP_CONTROL_BODY_BYTES_MAX / 2]))
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![
+            b' ';
+            HTTP_CONTROL_BODY_BYTES_MAX / 2
+        ]))
     });
     let req = Request::post("/v1/topics")
         .header("content-type", "application/json")
@@ -133,7 +138,9 @@ async fn body_limits_are_per_route_and_checked_before_the_body_is_read() {
 
     // The message routes take bodies far over the control limit...
     let value = "x".repeat(HTTP_CONTROL_BODY_BYTES_MAX / 4);
-    let messages: Vec<Value> = (0..6).map(|_| serde_json::json!({ "value": value })).collect();
+    let messages: Vec<Value> = (0..6)
+        .map(|_| serde_json::json!({ "value": value }))
+        .collect();
     let body = serde_json::json!({ "messages": messages }).to_string();
     assert!(body.len() > HTTP_CONTROL_BODY_BYTES_MAX);
     let (status, doc) = call(&router, "/v1/topics/t/messages", &body).await;
