@@ -140,6 +140,49 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     }))
 }
 
+/// Encodes one frame as a list of parts whose concatenation is exactly what
+/// [`encode_frame`] would write; large fields written with
+/// `Writer::shared_bytes` are parts of their own, shared with the caller's
+/// buffers rather than copied (a fetch answer's stored batches go to the
+/// socket straight from the buffer they were read into).
+pub(crate) fn encode_frame_parts(
+    kind: FrameKind,
+    op: u16,
+    correlation_id: u32,
+    body: impl FnOnce(&mut Writer<'_>) -> Result<(), EncodeError>,
+) -> Result<Vec<Bytes>, EncodeError> {
+    let mut buf = BytesMut::new();
+    buf.put_u32(0);
+    buf.put_u8(kind.as_u8());
+    buf.put_u16(op);
+    buf.put_u32(correlation_id);
+    let mut shared = Vec::new();
+    let len = {
+        let mut writer = Writer::sharing(&mut buf, 0, &mut shared);
+        body(&mut writer)?;
+        writer.frame_len()
+    };
+    let len = u32::try_from(len)
+        .ok()
+        .filter(|&l| l <= FRAME_LEN_MAX)
+        .ok_or(EncodeError::FrameTooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        })?;
+    buf[..LENGTH_PREFIX_BYTES].copy_from_slice(&len.to_be_bytes());
+    let mut parts = Vec::with_capacity(2 * shared.len() + 1);
+    let mut taken = 0;
+    for (at, bytes) in shared {
+        parts.push(buf.split_to(at - taken).freeze());
+        taken = at;
+        parts.push(bytes);
+    }
+    if !buf.is_empty() || parts.is_empty() {
+        parts.push(buf.freeze());
+    }
+    Ok(parts)
+}
+
 /// Appends one frame whose body is written by `body`.
 ///
 /// The length is patched in afterwards. If `body` fails, or the frame would

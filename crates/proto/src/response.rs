@@ -12,7 +12,7 @@ use crate::common::{
     TopicConfig,
 };
 use crate::error::{DecodeError, EncodeError, WireCode, WireError};
-use crate::frame::{encode_frame, FrameKind};
+use crate::frame::{encode_frame, encode_frame_parts, FrameKind};
 use crate::op::{op_for, Op};
 use crate::wire::{Codec, Reader, Writer};
 use crate::ARRAY_LEN_MAX;
@@ -504,19 +504,28 @@ impl Response {
     /// An error message longer than a string field allows (64 KiB) is cut at
     /// a character boundary rather than failing the response.
     pub fn encode(&self, correlation_id: u32, buf: &mut BytesMut) -> Result<(), EncodeError> {
-        encode_frame(
-            buf,
-            FrameKind::Response,
-            self.op,
-            correlation_id,
-            |w| match &self.result {
-                Ok(body) => {
-                    w.u16(0);
-                    body.encode(w)
-                }
-                Err(error) => put_wire_error(w, error),
-            },
-        )
+        encode_frame(buf, FrameKind::Response, self.op, correlation_id, |w| {
+            self.encode_body(w)
+        })
+    }
+
+    /// The frame [`Response::encode`] writes, as parts to be written in
+    /// order: large stored batches (a fetch answer's) are parts of their
+    /// own, shared with the buffers they were read into, not copied.
+    pub fn encode_parts(&self, correlation_id: u32) -> Result<Vec<Bytes>, EncodeError> {
+        encode_frame_parts(FrameKind::Response, self.op, correlation_id, |w| {
+            self.encode_body(w)
+        })
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match &self.result {
+            Ok(body) => {
+                w.u16(0);
+                body.encode(w)
+            }
+            Err(error) => put_wire_error(w, error),
+        }
     }
 }
 
@@ -604,7 +613,7 @@ impl Codec for FetchedPartition {
         w.u16(self.error.map_or(0, WireCode::raw));
         w.u64(self.start_offset);
         w.u64(self.end_offset);
-        w.bytes("fetched.batches", &self.batches)
+        w.shared_bytes("fetched.batches", &self.batches)
     }
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {

@@ -261,16 +261,46 @@ impl Reader {
 pub(crate) struct Writer<'a> {
     buf: &'a mut BytesMut,
     frame_start: usize,
+    /// When set, large [`Writer::shared_bytes`] fields are not copied into
+    /// `buf` but recorded here with the position in `buf` where they
+    /// belong (see [`crate::frame::encode_frame_parts`]).
+    shared: Option<&'a mut Vec<(usize, Bytes)>>,
+    /// Bytes of the frame recorded in `shared` rather than written.
+    shared_len: usize,
 }
+
+/// Fields at least this large are handed over by reference, not copied,
+/// when a frame is encoded into parts.
+pub(crate) const SHARED_BYTES_MIN: usize = 16 * 1024;
 
 impl<'a> Writer<'a> {
     pub(crate) fn new(buf: &'a mut BytesMut, frame_start: usize) -> Writer<'a> {
-        Writer { buf, frame_start }
+        Writer {
+            buf,
+            frame_start,
+            shared: None,
+            shared_len: 0,
+        }
+    }
+
+    /// A writer that records large shared fields in `shared` instead of
+    /// copying them.
+    pub(crate) fn sharing(
+        buf: &'a mut BytesMut,
+        frame_start: usize,
+        shared: &'a mut Vec<(usize, Bytes)>,
+    ) -> Writer<'a> {
+        Writer {
+            buf,
+            frame_start,
+            shared: Some(shared),
+            shared_len: 0,
+        }
     }
 
     /// The frame's length-field value so far.
     pub(crate) fn frame_len(&self) -> usize {
-        self.buf.len() - self.frame_start - LENGTH_PREFIX_BYTES
+        self.buf.len() - self.frame_start - LENGTH_PREFIX_BYTES + self.shared_len
     }
 
     /// Fails before copying `extra` bytes that could never fit in a frame,
@@ -358,6 +388,31 @@ impl<'a> Writer<'a> {
         })?;
         self.u32(len);
         self.buf.put_slice(b);
+        Ok(())
+    }
+
+    /// A `bytes` field (same wire form) whose contents, when large and the
+    /// writer is [`Writer::sharing`], are referenced rather than copied.
+    pub(crate) fn shared_bytes(
+        &mut self,
+        what: &'static str,
+        b: &Bytes,
+    ) -> Result<(), EncodeError> {
+        if b.len() < SHARED_BYTES_MIN || self.shared.is_none() {
+            return self.bytes(what, b);
+        }
+        self.ensure_room(4 + b.len())?;
+        let len = u32::try_from(b.len()).map_err(|_| EncodeError::TooLong {
+            what,
+            len: b.len(),
+            max: u32::MAX as usize,
+        })?;
+        self.u32(len);
+        let at = self.buf.len();
+        if let Some(shared) = self.shared.as_deref_mut() {
+            shared.push((at, b.clone()));
+        }
+        self.shared_len += b.len();
         Ok(())
     }
 

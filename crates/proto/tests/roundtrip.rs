@@ -52,6 +52,49 @@ proptest! {
         prop_assert_eq!(Push::decode(frame.op, frame.body)?, p);
     }
 
+    /// `encode_parts` writes exactly the bytes `encode` does.
+    #[test]
+    fn response_parts_are_the_encoded_frame(resp in response(), correlation_id in any::<u32>()) {
+        let mut buf = BytesMut::new();
+        resp.encode(correlation_id, &mut buf).expect("encodes");
+        let parts = resp.encode_parts(correlation_id).expect("encodes");
+        prop_assert_eq!(parts.concat(), buf.to_vec());
+    }
+
+    /// A fetch answer's large stored batches are parts of their own, the
+    /// very buffers the server read (not copies), and the frame decodes to
+    /// the same answer.
+    #[test]
+    fn large_fetched_batches_are_shared_not_copied(
+        sizes in proptest::collection::vec(0usize..200_000, 1..4),
+        correlation_id in any::<u32>(),
+    ) {
+        let partitions: Vec<FetchedPartition> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| FetchedPartition {
+                topic: format!("t{i}"),
+                partition: i as u32,
+                error: None,
+                start_offset: 0,
+                end_offset: n as u64,
+                batches: bytes::Bytes::from(vec![i as u8; n]),
+            })
+            .collect();
+        let resp = Response::ok(ResponseBody::Fetched(Fetched { partitions: partitions.clone() }));
+        let parts = resp.encode_parts(correlation_id).expect("encodes");
+        for p in partitions.iter().filter(|p| p.batches.len() >= 16 * 1024) {
+            prop_assert!(
+                parts.iter().any(|part| part.as_ptr() == p.batches.as_ptr() && part.len() == p.batches.len()),
+                "a {}-byte batch was copied", p.batches.len()
+            );
+        }
+        let mut buf = BytesMut::from(&parts.concat()[..]);
+        let frame = one_frame(&mut buf);
+        prop_assert_eq!(frame.correlation_id, correlation_id);
+        prop_assert_eq!(Response::decode(frame.op, frame.body)?, resp);
+    }
+
     /// Pipelined frames in one buffer come out one at a time, in order.
     #[test]
     fn pipelined_frames_decode_in_order(reqs in proptest::collection::vec(request(), 1..8)) {

@@ -86,7 +86,10 @@ const MESSAGES_ROOM: usize = FRAME_BYTES_MAX - 7 - 2 - 4;
 
 /// A frame for the writer, with the budget it releases once written.
 struct Outgoing {
+    /// The frame is `bytes` followed by `rest` (parts shared with the
+    /// buffers stored batches were read into; empty for most frames).
     bytes: Bytes,
+    rest: Vec<Bytes>,
     _permits: Permits,
 }
 
@@ -99,6 +102,16 @@ struct Permits {
     /// When the request was read, and its op; `None` for frames that
     /// answer no request of the client's (pushes, connection errors).
     timed: Option<(Instant, p::Op)>,
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        self.bytes.len() + self.rest.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        std::iter::once(&self.bytes).chain(&self.rest)
+    }
 }
 
 impl Permits {
@@ -226,14 +239,14 @@ async fn write_frames_unless_stalled<W: AsyncWrite + Unpin>(
 ) -> Result<(), WriteFailure> {
     let mut segments: Vec<Bytes> = Vec::with_capacity(frames.len().min(8));
     let mut small = BytesMut::new();
-    for frame in frames {
-        if frame.bytes.len() < WRITE_COPY_BYTES_MAX {
-            small.extend_from_slice(&frame.bytes);
+    for part in frames.iter().flat_map(Outgoing::parts) {
+        if part.len() < WRITE_COPY_BYTES_MAX {
+            small.extend_from_slice(part);
         } else {
             if !small.is_empty() {
                 segments.push(small.split().freeze());
             }
-            segments.push(frame.bytes.clone());
+            segments.push(part.clone());
         }
     }
     if !small.is_empty() {
@@ -290,6 +303,18 @@ fn encode_response(correlation_id: u32, response: Response) -> Bytes {
         let _ = Response::error(response.op(), err).encode(correlation_id, &mut buf);
     }
     buf.freeze()
+}
+
+/// [`encode_response`] as parts: the first, then any large shared ones.
+fn encode_response_parts(correlation_id: u32, response: Response) -> (Bytes, Vec<Bytes>) {
+    match response.encode_parts(correlation_id) {
+        Ok(parts) => {
+            let mut parts = parts.into_iter();
+            let first = parts.next().unwrap_or_default();
+            (first, parts.collect())
+        }
+        Err(_) => (encode_response(correlation_id, response), Vec::new()),
+    }
 }
 
 fn error_response(op: u16, e: impl Into<WireError>) -> Response {
@@ -349,12 +374,12 @@ pub async fn handle_until<R, W>(
     let writer = tokio::spawn(async move {
         let mut batch: Vec<Outgoing> = Vec::new();
         while let Some(first) = rx.recv().await {
-            let mut batch_bytes = first.bytes.len();
+            let mut batch_bytes = first.len();
             batch.push(first);
             while batch_bytes < WRITE_COALESCE_BYTES && batch.len() < WRITE_COALESCE_FRAMES {
                 match rx.try_recv() {
                     Ok(next) => {
-                        batch_bytes += next.bytes.len();
+                        batch_bytes += next.len();
                         batch.push(next);
                     }
                     Err(_) => break,
@@ -400,6 +425,7 @@ pub async fn handle_until<R, W>(
                     closing(peer, "malformed_frame", &e);
                     let _ = tx
                         .send(Outgoing {
+                            rest: Vec::new(),
                             bytes: encode_response(0, error_response(0, e)),
                             _permits: Permits::none(),
                         })
@@ -419,6 +445,7 @@ pub async fn handle_until<R, W>(
                 );
                 let _ = tx
                     .send(Outgoing {
+                        rest: Vec::new(),
                         bytes: encode_response(frame.correlation_id, error_response(frame.op, err)),
                         _permits: Permits::none(),
                     })
@@ -433,6 +460,7 @@ pub async fn handle_until<R, W>(
                     // The frame boundary is intact: answer and carry on.
                     let _ = tx
                         .send(Outgoing {
+                            rest: Vec::new(),
                             bytes: encode_response(cid, error_response(frame.op, e)),
                             _permits: Permits::none(),
                         })
@@ -451,6 +479,7 @@ pub async fn handle_until<R, W>(
                     );
                     let _ = tx
                         .send(Outgoing {
+                            rest: Vec::new(),
                             bytes: encode_response(cid, error_response(frame.op, err)),
                             _permits: Permits::none(),
                         })
@@ -505,6 +534,7 @@ pub async fn handle_until<R, W>(
                 };
                 let _ = tx
                     .send(Outgoing {
+                        rest: Vec::new(),
                         bytes: encode_response(cid, response),
                         _permits: Permits::none(),
                     })
@@ -518,6 +548,7 @@ pub async fn handle_until<R, W>(
                 tracing::debug!(%peer, cid, op = %request.op(), "refused: {}", e.message);
                 let _ = tx
                     .send(Outgoing {
+                        rest: Vec::new(),
                         bytes: encode_response(cid, error_response(frame.op, wire_error(e))),
                         _permits: Permits::none(),
                     })
@@ -547,6 +578,7 @@ pub async fn handle_until<R, W>(
                         WireError::new(ErrorCode::InvalidRequest, "the handshake was already done");
                     let _ = tx
                         .send(Outgoing {
+                            rest: Vec::new(),
                             bytes: encode_response(cid, error_response(frame.op, err)),
                             _permits: permits,
                         })
@@ -596,6 +628,7 @@ pub async fn handle_until<R, W>(
                         };
                         let _ = tx
                             .send(Outgoing {
+                                rest: Vec::new(),
                                 bytes: encode_response(cid, response),
                                 _permits: permits,
                             })
@@ -621,9 +654,13 @@ pub async fn handle_until<R, W>(
                             r = fetch_long_poll(&shared, fetch, max_bytes) => r,
                             _ = tx.closed() => return,
                         };
+                        // The stored batches go out from the buffers they
+                        // were read into, not copied into the frame.
+                        let (bytes, rest) = encode_response_parts(cid, response);
                         let _ = tx
                             .send(Outgoing {
-                                bytes: encode_response(cid, response),
+                                rest,
+                                bytes,
                                 _permits: permits,
                             })
                             .await;
@@ -670,6 +707,7 @@ pub async fn handle_until<R, W>(
                     };
                     let _ = tx
                         .send(Outgoing {
+                            rest: Vec::new(),
                             bytes: encode_response(cid, response),
                             _permits: permits,
                         })
@@ -685,6 +723,7 @@ pub async fn handle_until<R, W>(
                     };
                     let _ = tx
                         .send(Outgoing {
+                            rest: Vec::new(),
                             bytes: encode_response(cid, response),
                             _permits: permits,
                         })
@@ -711,6 +750,7 @@ pub async fn handle_until<R, W>(
                                 response.unwrap_or_else(|e| error_response(op, wire_error(e)));
                             let _ = tx
                                 .send(Outgoing {
+                                    rest: Vec::new(),
                                     bytes: encode_response(cid, response),
                                     _permits: permits,
                                 })
@@ -726,6 +766,7 @@ pub async fn handle_until<R, W>(
             closing(peer, "frame_too_large", &e);
             let _ = tx
                 .send(Outgoing {
+                    rest: Vec::new(),
                     bytes: encode_response(0, error_response(0, e)),
                     _permits: Permits::none(),
                 })
@@ -800,6 +841,7 @@ async fn send_budgeted(
     let _ = tx
         .send(Outgoing {
             bytes,
+            rest: Vec::new(),
             _permits: permits,
         })
         .await;
@@ -858,6 +900,7 @@ async fn start_subscription(
     };
     let _ = tx
         .send(Outgoing {
+            rest: Vec::new(),
             bytes: encode_response(cid, response),
             _permits: permits,
         })
@@ -966,6 +1009,7 @@ async fn push_loop(
                 }
                 if tx
                     .send(Outgoing {
+                        rest: Vec::new(),
                         bytes: buf.freeze(),
                         _permits: Permits::none(),
                     })
@@ -983,6 +1027,7 @@ async fn push_loop(
                 {
                     let _ = tx
                         .send(Outgoing {
+                            rest: Vec::new(),
                             bytes: buf.freeze(),
                             _permits: Permits::none(),
                         })
@@ -1115,6 +1160,7 @@ impl QueuePush {
                         continue;
                     }
                     let out = Outgoing {
+                        rest: Vec::new(),
                         bytes: buf.freeze(),
                         _permits: Permits::none(),
                     };
@@ -1138,6 +1184,7 @@ async fn close_subscription(tx: &Outbox, id: u32, e: BrokerError) {
     {
         let _ = tx
             .send(Outgoing {
+                rest: Vec::new(),
                 bytes: buf.freeze(),
                 _permits: Permits::none(),
             })
