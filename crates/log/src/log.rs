@@ -1473,6 +1473,10 @@ fn read_range(
         next_offset = header.next_offset();
     }
     buf.truncate(kept);
+    // The returned bytes may be held until a slow client has read them
+    // (the server sends them without copying), and a byte budget counts
+    // only their length: do not keep the unused rest of the read buffer.
+    buf.shrink_to_fit();
     Ok((Bytes::from(buf), next_offset))
 }
 

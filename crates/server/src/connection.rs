@@ -39,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Initial read buffer of a connection; it grows with the frames it sees.
@@ -328,12 +329,21 @@ fn error_response(op: u16, e: impl Into<WireError>) -> Response {
 /// connections gracefully, all at once, cost ~60 µs of CPU each and slowed
 /// every other client for the best part of a second. Returns the deadline
 /// that still holds for the handshake, or `None` if the connection is done.
-pub async fn first_bytes(stream: &TcpStream, peer: SocketAddr) -> Option<Instant> {
+pub async fn first_bytes(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Option<Instant> {
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     // `peek`, not `readable`: a new socket can report readiness before any
     // byte has arrived (measured: at once, on every connection).
     let mut first = [0u8; 1];
-    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+    let waited = tokio::select! {
+        r = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => r,
+        // A silent connection must not hold up a shutdown.
+        _ = shutdown.changed() => return None,
+    };
+    match waited {
         Ok(_) => Some(deadline), // a byte, end of stream or an error: handle() sees which
         Err(_) => {
             closing(
@@ -409,6 +419,10 @@ pub async fn handle_until<R, W>(
     // Small to start: idle connections are common and each holds one.
     let mut buf = BytesMut::with_capacity(CONNECTION_READ_BUFFER_INITIAL_BYTES);
     let mut shutdown = shared.shutdown.clone();
+    // Cancelled once this connection's reading is over and its grace for
+    // in-flight requests has passed: long polls then end instead of
+    // holding the connection (and its admission slot) for minutes.
+    let reading_done = CancellationToken::new();
     let mut greeted = false;
     // Names this client's group members (from its handshake).
     let mut client_id: Arc<str> = Arc::from("client");
@@ -648,11 +662,13 @@ pub async fn handle_until<R, W>(
                     let mut permits = permits;
                     permits.push(resp_permit);
                     let (shared, tx) = (Arc::clone(&shared), tx.clone());
+                    let reading_done = reading_done.clone();
                     tokio::spawn(async move {
                         // A long poll for a client that is gone ends now.
                         let response = tokio::select! {
                             r = fetch_long_poll(&shared, fetch, max_bytes) => r,
                             _ = tx.closed() => return,
+                            _ = reading_done.cancelled() => return,
                         };
                         // The stored batches go out from the buffers they
                         // were read into, not copied into the frame.
@@ -801,6 +817,7 @@ pub async fn handle_until<R, W>(
         requests.acquire_many(CONNECTION_IN_FLIGHT_MAX as u32),
     )
     .await;
+    reading_done.cancel();
     drop(tx);
     let _ = writer.await;
 }

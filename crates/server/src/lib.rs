@@ -386,7 +386,7 @@ impl Server {
                             connections.spawn(tracing::Instrument::instrument(async move {
                                 match tls {
                                     None => {
-                                        if let Some(deadline) = connection::first_bytes(&stream, peer).await {
+                                        if let Some(deadline) = connection::first_bytes(&stream, peer, shared.shutdown.clone()).await {
                                             let (rd, wr) = stream.into_split();
                                             connection::handle_until(rd, wr, peer, shared, deadline).await;
                                         }

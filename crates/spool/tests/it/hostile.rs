@@ -374,3 +374,56 @@ fn slowloris_http_clients_are_cut_off_while_others_are_served() {
         latencies_ms.len()
     );
 }
+
+#[test]
+fn a_hung_up_long_poll_ends_and_a_silent_connection_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "quiet"], b""));
+    let binary_connections = |server: &ServerProc| -> String {
+        let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("spool_connections{listener=\"binary\"}"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // A 5-minute long poll on an empty topic, whose client then hangs up.
+    let mut poller = connect(&server.addr);
+    hello(&mut poller);
+    let fetch = Request::Fetch(p::Fetch {
+        max_wait_ms: 300_000,
+        max_bytes: 1 << 20,
+        partitions: vec![p::FetchPartition {
+            topic: "quiet".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+        }],
+    });
+    let mut buf = BytesMut::new();
+    fetch.encode(2, &mut buf).unwrap();
+    poller.write_all(&buf).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(binary_connections(&server), "spool_connections{listener=\"binary\"} 1");
+    drop(poller);
+    // Its in-flight grace (SHUTDOWN_GRACE_MS, 10 s) over, the long poll
+    // ends and the connection with it (it used to stay for the 5 minutes).
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(binary_connections(&server), "spool_connections{listener=\"binary\"} 0");
+
+    // A connection that never sends a byte does not make a shutdown wait
+    // for its handshake deadline (10 s, as long as the shutdown grace).
+    let _silent = TcpStream::connect(&server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
