@@ -408,12 +408,18 @@ fn a_hung_up_long_poll_ends_and_a_silent_connection_does_not_hold_up_shutdown() 
     fetch.encode(2, &mut buf).unwrap();
     poller.write_all(&buf).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(binary_connections(&server), "spool_connections{listener=\"binary\"} 1");
+    assert_eq!(
+        binary_connections(&server),
+        "spool_connections{listener=\"binary\"} 1"
+    );
     drop(poller);
     // Its in-flight grace (SHUTDOWN_GRACE_MS, 10 s) over, the long poll
     // ends and the connection with it (it used to stay for the 5 minutes).
     std::thread::sleep(Duration::from_secs(12));
-    assert_eq!(binary_connections(&server), "spool_connections{listener=\"binary\"} 0");
+    assert_eq!(
+        binary_connections(&server),
+        "spool_connections{listener=\"binary\"} 0"
+    );
 
     // A connection that never sends a byte does not make a shutdown wait
     // for its handshake deadline (10 s, as long as the shutdown grace).
