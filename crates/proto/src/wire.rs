@@ -380,14 +380,21 @@ impl<'a> Writer<'a> {
     }
 
     pub(crate) fn bytes(&mut self, what: &'static str, b: &[u8]) -> Result<(), EncodeError> {
-        self.ensure_room(4 + b.len())?;
-        let len = u32::try_from(b.len()).map_err(|_| EncodeError::TooLong {
+        self.bytes_len(what, b.len())?;
+        self.buf.put_slice(b);
+        Ok(())
+    }
+
+    /// The `u32` length in front of a `bytes` field of `len` bytes, once
+    /// the field is known to fit the frame.
+    fn bytes_len(&mut self, what: &'static str, len: usize) -> Result<(), EncodeError> {
+        self.ensure_room(4 + len)?;
+        let prefix = u32::try_from(len).map_err(|_| EncodeError::TooLong {
             what,
-            len: b.len(),
+            len,
             max: u32::MAX as usize,
         })?;
-        self.u32(len);
-        self.buf.put_slice(b);
+        self.u32(prefix);
         Ok(())
     }
 
@@ -401,13 +408,7 @@ impl<'a> Writer<'a> {
         if b.len() < SHARED_BYTES_MIN || self.shared.is_none() {
             return self.bytes(what, b);
         }
-        self.ensure_room(4 + b.len())?;
-        let len = u32::try_from(b.len()).map_err(|_| EncodeError::TooLong {
-            what,
-            len: b.len(),
-            max: u32::MAX as usize,
-        })?;
-        self.u32(len);
+        self.bytes_len(what, b.len())?;
         let at = self.buf.len();
         if let Some(shared) = self.shared.as_deref_mut() {
             shared.push((at, b.clone()));

@@ -851,9 +851,11 @@ async fn send_budgeted(
     let bytes = encode_response(cid, response);
     let units = (bytes.len() / BYTE_PERMIT_UNIT) as u32;
     if units > 0 {
-        if let Ok(p) = Arc::clone(budget).acquire_many_owned(units).await {
-            permits.push(p);
-        }
+        // Nobody left to send it to: the answer is dropped.
+        let Some(p) = budget_unless_closed(budget, units, tx).await else {
+            return;
+        };
+        permits.push(p);
     }
     let _ = tx
         .send(Outgoing {

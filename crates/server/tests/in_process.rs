@@ -14,6 +14,10 @@ async fn call(router: &axum::Router, path: &str, body: &str) -> (StatusCode, Val
         .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))
         .unwrap();
+    send(router, req).await
+}
+
+async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
     let response = router.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -78,15 +82,6 @@ async fn publishing_with_known_message_ids_answers_each_messages_own_offset() {
     let (status, doc) = call(&router, "/v1/topics/t/messages", &publish(&["b", "c", "a"])).await;
     assert_eq!(status, StatusCode::OK, "{doc}");
     assert_eq!(offsets(&doc), [1, 2, 0], "{doc}");
-}
-
-async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
-    let response = router.clone().oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap())
 }
 
 /// A body that never sends a byte.

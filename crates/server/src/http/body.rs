@@ -69,26 +69,25 @@ fn too_large(length: Option<usize>, limit: usize, method: &Method, route: &str) 
 /// [`HTTP_BODY_READ_TIMEOUT_MS`] (408, `TIMEOUT`); else hands the handler the
 /// whole body.
 pub async fn read_body(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(String::new, |m| m.as_str().to_owned());
+    // Cheap clones (an `Arc<str>` and a small enum) kept for the error text.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("", MatchedPath::as_str);
     let method = req.method().clone();
-    let limit = limit_for(&method, &route);
+    let limit = limit_for(&method, route);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if let Some(n) = declared.filter(|&n| n > limit) {
-        return too_large(Some(n), limit, &method, &route);
+        return too_large(Some(n), limit, &method, route);
     }
     let (parts, body) = req.into_parts();
     let deadline = Duration::from_millis(HTTP_BODY_READ_TIMEOUT_MS);
     let bytes = match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return too_large(None, limit, &method, &route);
+            return too_large(None, limit, &method, route);
         }
         Ok(Err(e)) => {
             return ApiError::invalid(format!("the request body could not be read: {e}"))

@@ -39,6 +39,20 @@ fn read_response(s: &mut TcpStream) -> (u32, Response) {
     }
 }
 
+/// A FETCH of partition 0 of `topic` from offset 0.
+fn fetch_from_start(topic: &str, max_wait_ms: u32, max_bytes: u32) -> Request {
+    Request::Fetch(p::Fetch {
+        max_wait_ms,
+        max_bytes,
+        partitions: vec![p::FetchPartition {
+            topic: topic.into(),
+            partition: 0,
+            offset: 0,
+            max_bytes,
+        }],
+    })
+}
+
 fn hello(s: &mut TcpStream) {
     send(
         s,
@@ -215,16 +229,7 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
     greedy
         .set_write_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let fetch = Request::Fetch(p::Fetch {
-        max_wait_ms: 0,
-        max_bytes: 8 << 20,
-        partitions: vec![p::FetchPartition {
-            topic: "big".into(),
-            partition: 0,
-            offset: 0,
-            max_bytes: 8 << 20,
-        }],
-    });
+    let fetch = fetch_from_start("big", 0, 8 << 20);
     let mut sent = 0;
     for cid in 0..1_000u32 {
         let mut buf = BytesMut::new();
@@ -394,16 +399,7 @@ fn a_hung_up_long_poll_ends_and_a_silent_connection_does_not_hold_up_shutdown() 
     // A 5-minute long poll on an empty topic, whose client then hangs up.
     let mut poller = connect(&server.addr);
     hello(&mut poller);
-    let fetch = Request::Fetch(p::Fetch {
-        max_wait_ms: 300_000,
-        max_bytes: 1 << 20,
-        partitions: vec![p::FetchPartition {
-            topic: "quiet".into(),
-            partition: 0,
-            offset: 0,
-            max_bytes: 1 << 20,
-        }],
-    });
+    let fetch = fetch_from_start("quiet", 300_000, 1 << 20);
     let mut buf = BytesMut::new();
     fetch.encode(2, &mut buf).unwrap();
     poller.write_all(&buf).unwrap();
