@@ -311,6 +311,24 @@ fn read(c: &mut Criterion) {
             black_box(bytes)
         })
     });
+    // One batch per read, at each batch's first offset: what a queue receive
+    // or a consumer fetching small amounts does. Locating the batch walks
+    // headers from an index entry; this measures that walk plus the read.
+    let batches = active_base as u64 / 100;
+    group.throughput(Throughput::Elements(batches));
+    group.bench_function("sealed_one_batch_reads", |bench| {
+        bench.iter(|| {
+            let mut offset = 0i64;
+            let mut reads = 0u64;
+            while offset < active_base {
+                let r = log.read(offset, 1).expect("read");
+                offset = r.next_offset;
+                reads += 1;
+            }
+            assert_eq!(reads, batches);
+            black_box(reads)
+        })
+    });
     drop(log);
     group.finish();
 }

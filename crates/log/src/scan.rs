@@ -8,8 +8,16 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Bytes read per refill while scanning headers.
-const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes read per refill while verifying whole batches (recovery, index
+/// rebuilds): they need every byte, so large reads.
+const VERIFY_CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes read per refill while only walking batch headers (locating an
+/// offset for a read). The walk starts at an index entry, at most
+/// `index_interval_bytes` (4 KiB by default) before the wanted batch, so a
+/// few KiB usually hold every header it needs. Reading a large chunk here
+/// was most of a small read's cost: with 1 MiB batches each locate read,
+/// zero-filled and faulted in a whole megabyte to parse one header.
+const HEADER_CHUNK_BYTES: usize = 8 * 1024;
 
 /// What the scanner found at a position.
 pub enum Step {
@@ -58,10 +66,12 @@ impl<'a> Scanner<'a> {
         let have_from = at >= self.buf_start;
         let have_to = at + len as u64 <= self.buf_start + self.buf.len() as u64;
         if !(have_from && have_to) {
-            let want = len
-                .max(SCAN_CHUNK_BYTES)
-                .min((self.end - at) as usize)
-                .max(len);
+            let chunk = if self.verify {
+                VERIFY_CHUNK_BYTES
+            } else {
+                HEADER_CHUNK_BYTES
+            };
+            let want = len.max(chunk).min((self.end - at) as usize).max(len);
             self.buf.resize(want, 0);
             self.file
                 .read_exact_at(&mut self.buf, at)
