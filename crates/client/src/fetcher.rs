@@ -1,11 +1,13 @@
 //! The fetch step shared by [`crate::GroupConsumer`] and
 //! [`crate::TopicReader`]: one multi-partition long-poll Fetch for a set of
-//! positions, decoded, with positions advanced.
+//! positions, decoded, with positions advanced. Sending and applying are
+//! separate steps so a reader can have its next fetch on the way while it
+//! decodes (and its caller handles) the last one.
 
-use crate::client::Client;
+use crate::client::{unexpected, Client, ResponseFuture};
 use crate::error::ClientError;
-use crate::records::{decode_records, ConsumedRecord};
-use spool_proto::{self as p, WireError};
+use crate::records::{decode_records, next_offset_after, ConsumedRecord};
+use spool_proto::{self as p, Request, ResponseBody, WireError};
 use spool_types::limits::{BATCH_BYTES_MAX, FRAME_BYTES_MAX};
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
@@ -40,18 +42,38 @@ pub(crate) struct FetchLimits {
     pub total_bytes: u32,
 }
 
-/// Fetches every partition in `positions` once (waiting up to `wait` for
-/// data), returns records at or past each position and advances positions
-/// past them. `rotate` varies which partition comes first so a busy early
-/// partition cannot starve later ones of the response budget.
-pub(crate) async fn fetch_once(
+/// A Fetch sent and not yet answered, with the offsets it asked for (so
+/// its answer is applied only where the positions have not moved since).
+pub(crate) struct InFlightFetch {
+    response: ResponseFuture,
+    requested: BTreeMap<TopicPartition, u64>,
+}
+
+impl std::fmt::Debug for InFlightFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlightFetch")
+            .field("requested", &self.requested)
+            .finish()
+    }
+}
+
+/// An answered fetch, not yet applied to any positions.
+pub(crate) struct FetchAnswer {
+    fetched: p::Fetched,
+    requested: BTreeMap<TopicPartition, u64>,
+}
+
+/// Sends one multi-partition long-poll Fetch for `positions` (waiting up
+/// to `wait` for data) without waiting for its answer. `rotate` varies
+/// which partition comes first so a busy early partition cannot starve
+/// later ones of the response budget.
+pub(crate) fn send_fetch(
     client: &Client,
-    positions: &mut BTreeMap<TopicPartition, u64>,
+    positions: &BTreeMap<TopicPartition, u64>,
     rotate: usize,
     wait: Duration,
     limits: &FetchLimits,
-    out_of_range: OutOfRange,
-) -> Result<FetchOutcome, ClientError> {
+) -> Result<InFlightFetch, ClientError> {
     let n = positions.len().max(1);
     let mut partitions: Vec<p::FetchPartition> = positions
         .iter()
@@ -74,56 +96,140 @@ pub(crate) async fn fetch_once(
         max_bytes: u32::try_from(total).unwrap_or(u32::MAX),
         partitions,
     };
-    let fetched = client.fetch(fetch).await?;
+    Ok(InFlightFetch {
+        response: client.start(&Request::Fetch(fetch))?,
+        requested: positions.clone(),
+    })
+}
 
-    let mut outcome = FetchOutcome {
-        records: Vec::new(),
-        gone: Vec::new(),
-        error: None,
-    };
-    let mut advances = Vec::new();
-    for fp in fetched.partitions {
-        let key = (fp.topic.clone(), fp.partition);
-        let Some(&position) = positions.get(&key) else {
-            continue;
-        };
-        match fp.error {
-            None => match decode_records(&fp.topic, fp.partition, &fp.batches, position) {
-                Ok(decoded) => {
-                    if let Some(next) = decoded.next_offset {
-                        advances.push((key, next.max(position)));
-                    }
-                    outcome.records.extend(decoded.records);
-                }
-                Err(e) => {
-                    outcome.error.get_or_insert(e);
-                }
-            },
-            Some(code) if code == ErrorCode::OffsetOutOfRange => {
-                let reset = match out_of_range {
-                    OutOfRange::ToStart => fp.start_offset,
-                    OutOfRange::Clamp if position < fp.start_offset => fp.start_offset,
-                    OutOfRange::Clamp => fp.end_offset.max(fp.start_offset),
-                };
-                advances.push((key, reset));
-            }
-            Some(code)
-                if code == ErrorCode::UnknownTopic || code == ErrorCode::UnknownPartition =>
-            {
-                positions.remove(&key);
-                outcome.gone.push(key);
-            }
-            Some(code) => {
-                outcome.error.get_or_insert(ClientError::Server(WireError {
-                    code,
-                    message: format!("fetching {}/{} failed", fp.topic, fp.partition),
-                    retry_after_ms: None,
-                }));
-            }
+impl InFlightFetch {
+    /// Waits for the answer.
+    pub(crate) async fn answer(self) -> Result<FetchAnswer, ClientError> {
+        match self.response.await? {
+            ResponseBody::Fetched(fetched) => Ok(FetchAnswer {
+                fetched,
+                requested: self.requested,
+            }),
+            other => Err(unexpected(&other, p::Op::Fetch)),
         }
     }
-    for (key, offset) in advances {
-        positions.insert(key, offset);
+}
+
+impl FetchAnswer {
+    /// Whether any partition returned batches.
+    pub(crate) fn has_batches(&self) -> bool {
+        self.fetched
+            .partitions
+            .iter()
+            .any(|fp| !fp.batches.is_empty())
     }
-    Ok(outcome)
+
+    /// The positions `positions` will have once this answer is applied,
+    /// from its batch headers alone (nothing is checked or decoded), for
+    /// sending the next fetch before this one is decoded. Partitions this
+    /// answer does not apply to keep their position. Where a batch turns
+    /// out corrupt, [`apply`] does not advance, and a fetch sent from here
+    /// is ignored as stale.
+    ///
+    /// [`apply`]: FetchAnswer::apply
+    pub(crate) fn positions_after(
+        &self,
+        positions: &BTreeMap<TopicPartition, u64>,
+    ) -> BTreeMap<TopicPartition, u64> {
+        let mut next = positions.clone();
+        for fp in &self.fetched.partitions {
+            if fp.error.is_some() {
+                continue;
+            }
+            let key = (fp.topic.clone(), fp.partition);
+            let asked = self.requested.get(&key);
+            if let (Some(at), Some(after)) = (next.get_mut(&key), next_offset_after(&fp.batches)) {
+                if asked == Some(at) {
+                    *at = after.max(*at);
+                }
+            }
+        }
+        next
+    }
+
+    /// Decodes the answer, returns records at or past each position and
+    /// advances positions past them. A partition whose position is no
+    /// longer the offset this fetch asked for (it moved, or was dropped,
+    /// since the fetch was sent) is skipped.
+    pub(crate) fn apply(
+        self,
+        positions: &mut BTreeMap<TopicPartition, u64>,
+        out_of_range: OutOfRange,
+    ) -> FetchOutcome {
+        let mut outcome = FetchOutcome {
+            records: Vec::new(),
+            gone: Vec::new(),
+            error: None,
+        };
+        let mut advances = Vec::new();
+        for fp in self.fetched.partitions {
+            let key = (fp.topic.clone(), fp.partition);
+            let Some(&position) = positions.get(&key) else {
+                continue;
+            };
+            if self.requested.get(&key) != Some(&position) {
+                continue;
+            }
+            match fp.error {
+                None => match decode_records(&fp.topic, fp.partition, &fp.batches, position) {
+                    Ok(decoded) => {
+                        if let Some(next) = decoded.next_offset {
+                            advances.push((key, next.max(position)));
+                        }
+                        outcome.records.extend(decoded.records);
+                    }
+                    Err(e) => {
+                        outcome.error.get_or_insert(e);
+                    }
+                },
+                Some(code) if code == ErrorCode::OffsetOutOfRange => {
+                    let reset = match out_of_range {
+                        OutOfRange::ToStart => fp.start_offset,
+                        OutOfRange::Clamp if position < fp.start_offset => fp.start_offset,
+                        OutOfRange::Clamp => fp.end_offset.max(fp.start_offset),
+                    };
+                    advances.push((key, reset));
+                }
+                Some(code)
+                    if code == ErrorCode::UnknownTopic || code == ErrorCode::UnknownPartition =>
+                {
+                    positions.remove(&key);
+                    outcome.gone.push(key);
+                }
+                Some(code) => {
+                    outcome.error.get_or_insert(ClientError::Server(WireError {
+                        code,
+                        message: format!("fetching {}/{} failed", fp.topic, fp.partition),
+                        retry_after_ms: None,
+                    }));
+                }
+            }
+        }
+        for (key, offset) in advances {
+            positions.insert(key, offset);
+        }
+        outcome
+    }
+}
+
+/// Fetches every partition in `positions` once (waiting up to `wait` for
+/// data), returns records at or past each position and advances positions
+/// past them.
+pub(crate) async fn fetch_once(
+    client: &Client,
+    positions: &mut BTreeMap<TopicPartition, u64>,
+    rotate: usize,
+    wait: Duration,
+    limits: &FetchLimits,
+    out_of_range: OutOfRange,
+) -> Result<FetchOutcome, ClientError> {
+    let answer = send_fetch(client, positions, rotate, wait, limits)?
+        .answer()
+        .await?;
+    Ok(answer.apply(positions, out_of_range))
 }

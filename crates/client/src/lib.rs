@@ -74,7 +74,7 @@ pub use producer::{
 pub use queue::{QueueOptions, MAX_DELIVERIES_DEFAULT};
 pub use queue_subscriber::{QueueSubscribeOptions, QueueSubscriber};
 pub use reader::{ReadStart, TopicReader};
-pub use records::{decode_records, ConsumedRecord, DecodedBatches};
+pub use records::{decode_records, next_offset_after, ConsumedRecord, DecodedBatches};
 pub use requests::{RequestStatus, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
 pub use tls::TlsOptions;

@@ -3,10 +3,16 @@
 //! committed). The pattern is listed again about every
 //! [`TopicReader::REFRESH`], so topics created later are picked up, from
 //! their beginning.
+//!
+//! While there is data to read, a reader keeps its next fetch on the way:
+//! as soon as an answer arrives it sends the fetch for the positions after
+//! it (found from the batch headers) and only then decodes the answer and
+//! returns the records. The server reads and sends the next batches while
+//! the client checks and handles these, instead of both taking turns.
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::fetcher::{fetch_once, FetchLimits, OutOfRange, TopicPartition};
+use crate::fetcher::{send_fetch, FetchLimits, InFlightFetch, OutOfRange, TopicPartition};
 use crate::records::ConsumedRecord;
 use spool_types::TopicPattern;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,7 +37,15 @@ pub struct TopicReader {
     positions: BTreeMap<TopicPartition, u64>,
     next_refresh: Instant,
     rotate: usize,
+    /// The fetch sent ahead after an answer with data, if any.
+    ahead: Option<InFlightFetch>,
 }
+
+/// How much one fetch may return: per partition, and in all.
+const FETCH_LIMITS: FetchLimits = FetchLimits {
+    partition_bytes: 1024 * 1024,
+    total_bytes: 8 * 1024 * 1024,
+};
 
 impl TopicReader {
     /// How often the pattern is listed again.
@@ -82,6 +96,7 @@ impl TopicReader {
             positions,
             next_refresh: Instant::now() + Self::REFRESH,
             rotate: 0,
+            ahead: None,
         })
     }
 
@@ -102,8 +117,14 @@ impl TopicReader {
             }
         }
         self.positions.retain(|tp, _| live.contains(tp));
+        let kept = self.positions.len();
         for tp in live {
             self.positions.entry(tp).or_insert(0);
+        }
+        if self.positions.len() != kept {
+            // The fetch sent ahead does not cover the new partitions; while
+            // data keeps coming one is always ahead, so they would wait.
+            self.ahead = None;
         }
         Ok(())
     }
@@ -125,20 +146,35 @@ impl TopicReader {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            self.rotate = self.rotate.wrapping_add(1);
-            let limits = FetchLimits {
-                partition_bytes: 1024 * 1024,
-                total_bytes: 8 * 1024 * 1024,
+            let in_flight = match self.ahead.take() {
+                Some(ahead) => ahead,
+                None => {
+                    self.rotate = self.rotate.wrapping_add(1);
+                    let wait = until.saturating_duration_since(now);
+                    send_fetch(
+                        &self.client,
+                        &self.positions,
+                        self.rotate,
+                        wait,
+                        &FETCH_LIMITS,
+                    )?
+                }
             };
-            let outcome = fetch_once(
-                &self.client,
-                &mut self.positions,
-                self.rotate,
-                until.saturating_duration_since(now),
-                &limits,
-                OutOfRange::Clamp,
-            )
-            .await?;
+            let answer = in_flight.answer().await?;
+            if answer.has_batches() {
+                // Without waiting: if nothing more has arrived, the next
+                // poll sends a long poll of its own.
+                self.rotate = self.rotate.wrapping_add(1);
+                self.ahead = send_fetch(
+                    &self.client,
+                    &answer.positions_after(&self.positions),
+                    self.rotate,
+                    Duration::ZERO,
+                    &FETCH_LIMITS,
+                )
+                .ok();
+            }
+            let outcome = answer.apply(&mut self.positions, OutOfRange::Clamp);
             if !outcome.records.is_empty() {
                 return Ok(outcome.records);
             }

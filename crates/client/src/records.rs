@@ -2,7 +2,7 @@
 
 use crate::error::ClientError;
 use bytes::Bytes;
-use spool_batch::{records, split_batches, validate};
+use spool_batch::{records, split_batches, validate, BatchHeader};
 use spool_types::ErrorCode;
 
 /// One message as a consumer sees it.
@@ -36,6 +36,18 @@ fn corrupt(topic: &str, partition: u32, why: impl std::fmt::Display) -> ClientEr
         ErrorCode::CorruptData,
         format!("a batch from {topic}/{partition} failed to decode: {why}"),
     )
+}
+
+/// The offset after the last whole batch of some concatenated batches, read
+/// from their headers alone (nothing is checked or decoded): where a reader
+/// may send its next fetch from before it decodes these. `None` if there is
+/// no whole batch. [`decode_records`] gives the same `next_offset` when
+/// every batch is intact.
+pub fn next_offset_after(batches: &[u8]) -> Option<u64> {
+    split_batches(batches)
+        .map_while(|b| b.ok().and_then(|b| BatchHeader::parse(b).ok()))
+        .last()
+        .and_then(|h| u64::try_from(h.next_offset()).ok())
 }
 
 /// Decodes whole RecordBatches (as returned by Fetch or pushed by Deliver)

@@ -351,6 +351,94 @@ async fn topic_reader_reads_a_pattern_and_later_topics() {
     server.shutdown().await;
 }
 
+/// A reader keeps a fetch on the way while there is data to read; it must
+/// still read every record exactly once and in order, and a topic created
+/// meanwhile must not wait until the backlog is drained (the fetch sent
+/// ahead does not cover it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at_once() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("flow.a", 3, TopicConfig::default())
+        .await
+        .expect("create");
+    // 4 MiB per partition: four fetches' worth (1 MiB per partition each).
+    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let total = 3 * 4096u32;
+    for i in 0..total {
+        let mut value = format!("a{i}-").into_bytes();
+        value.resize(1024, b'.');
+        let _delivery = producer
+            .send("flow.a", Message::new(value).with_partition(i % 3))
+            .await
+            .expect("send");
+    }
+    producer.flush().await.expect("flush");
+    let mut reader = TopicReader::new(client.clone(), "flow.*", ReadStart::Earliest)
+        .await
+        .expect("reader");
+    let mut got: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
+    let read = |records: Vec<ConsumedRecord>, got: &mut BTreeMap<(String, u32), Vec<u64>>| {
+        for r in records {
+            got.entry((r.topic.clone(), r.partition))
+                .or_default()
+                .push(r.offset);
+        }
+    };
+    let a_read = |got: &BTreeMap<(String, u32), Vec<u64>>| {
+        got.iter()
+            .filter(|((t, _), _)| t == "flow.a")
+            .map(|(_, v)| v.len())
+            .sum::<usize>()
+    };
+    // The first answer sends the next fetch ahead.
+    read(
+        reader.poll(Duration::from_secs(2)).await.expect("poll"),
+        &mut got,
+    );
+    assert!(a_read(&got) > 0);
+    client
+        .create_topic("flow.b", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    producer
+        .send("flow.b", Message::new("b0"))
+        .await
+        .expect("send")
+        .await
+        .expect("delivered");
+    // Past the reader's pattern refresh.
+    tokio::time::sleep(TopicReader::REFRESH + Duration::from_millis(100)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.contains_key(&("flow.b".to_owned(), 0)) {
+        assert!(tokio::time::Instant::now() < deadline, "flow.b never read");
+        read(
+            reader.poll(Duration::from_millis(200)).await.expect("poll"),
+            &mut got,
+        );
+    }
+    assert!(
+        a_read(&got) < total as usize,
+        "flow.b was read only after all of flow.a's backlog"
+    );
+    while a_read(&got) < total as usize && tokio::time::Instant::now() < deadline {
+        read(
+            reader.poll(Duration::from_millis(200)).await.expect("poll"),
+            &mut got,
+        );
+    }
+    assert_eq!(a_read(&got), total as usize, "every record of flow.a");
+    for ((topic, partition), offsets) in &got {
+        let expected: Vec<u64> = (0..offsets.len() as u64).collect();
+        assert_eq!(
+            offsets, &expected,
+            "{topic}/{partition}: in order, once each"
+        );
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_codes_surface() {
     let server = TestServer::start().await;

@@ -25,6 +25,7 @@ mod file_header;
 mod fsutil;
 mod index;
 mod log;
+mod read_buffers;
 mod scan;
 mod segment;
 mod syncer;

@@ -2,6 +2,7 @@
 
 use crate::config::{Durability, LogConfig};
 use crate::file_header::{self, FILE_HEADER_BYTES};
+use crate::read_buffers;
 use crate::scan::{self, Scanner, Step};
 use crate::segment::{self, Segment};
 use crate::{fsutil, LogError};
@@ -1427,13 +1428,15 @@ fn read_range(
         .min(end - first)
         .max(spool_types::limits::BATCH_HEADER_BYTES as u64)
         .min(end - first);
-    let mut buf = vec![0u8; want as usize];
-    file.read_exact_at(&mut buf, first)
+    // A pooled buffer, possibly longer than `want`: only `buf[..want]` is read.
+    let mut want = want as usize;
+    let mut buf = read_buffers::take(want);
+    file.read_exact_at(&mut buf[..want], first)
         .map_err(|e| LogError::io(path, e))?;
     let mut kept = 0usize;
     let mut next_offset = first_base;
     loop {
-        let rest = &buf[kept..];
+        let rest = &buf[kept..want];
         if rest.len() < spool_types::limits::BATCH_HEADER_BYTES {
             if kept == 0 {
                 return Err(LogError::corrupt(
@@ -1463,8 +1466,9 @@ fn read_range(
                     "batch runs past the end of the segment",
                 ));
             }
-            buf.resize(total, 0);
-            file.read_exact_at(&mut buf, first)
+            want = total;
+            buf = read_buffers::take(want);
+            file.read_exact_at(&mut buf[..want], first)
                 .map_err(|e| LogError::io(path, e))?;
             continue;
         }
@@ -1472,12 +1476,11 @@ fn read_range(
         kept += total;
         next_offset = header.next_offset();
     }
-    buf.truncate(kept);
     // The returned bytes may be held until a slow client has read them
     // (the server sends them without copying), and a byte budget counts
-    // only their length: do not keep the unused rest of the read buffer.
-    buf.shrink_to_fit();
-    Ok((Bytes::from(buf), next_offset))
+    // only their length: the buffer is at most twice that (its size class),
+    // and goes back to the pool when the last holder drops it.
+    Ok((read_buffers::freeze(buf, kept), next_offset))
 }
 
 fn read_start_offset(dir: &Path) -> Result<Option<i64>, String> {
