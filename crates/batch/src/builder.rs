@@ -17,7 +17,26 @@ pub struct NewRecord {
     pub timestamp_ms: i64,
 }
 
+/// A record by reference to its parts, for [`BatchBuilder::push_parts`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Option<Vec<u8>>)],
+    pub timestamp_ms: i64,
+}
+
 impl NewRecord {
+    /// The record's parts, borrowed.
+    pub fn as_parts(&self) -> RecordParts<'_> {
+        RecordParts {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &self.headers,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+
     pub fn value(value: impl Into<Vec<u8>>, timestamp_ms: i64) -> NewRecord {
         NewRecord {
             value: Some(value.into()),
@@ -47,7 +66,14 @@ impl Default for BatchBuilder {
 
 impl BatchBuilder {
     pub fn new() -> BatchBuilder {
-        let mut buf = Vec::with_capacity(256);
+        Self::with_capacity(256)
+    }
+
+    /// A builder whose buffer starts with room for `bytes` (header
+    /// included): a producer that knows about how big its batches get
+    /// saves growing (and copying) the buffer while it fills.
+    pub fn with_capacity(bytes: usize) -> BatchBuilder {
+        let mut buf = Vec::with_capacity(bytes.clamp(BATCH_HEADER_BYTES, BATCH_BYTES_MAX));
         buf.resize(BATCH_HEADER_BYTES, 0);
         BatchBuilder {
             buf,
@@ -83,27 +109,39 @@ impl BatchBuilder {
 
     /// Bytes `record` would add to the batch.
     pub fn record_size(&self, record: &NewRecord) -> usize {
+        self.record_size_of(&record.as_parts())
+    }
+
+    /// Bytes a record given by its parts would add to the batch.
+    pub fn record_size_of(&self, record: &RecordParts<'_>) -> usize {
         let body = self.record_body_len(record);
         varlong_len(body as i64) + body
     }
 
-    fn record_body_len(&self, r: &NewRecord) -> usize {
+    fn record_body_len(&self, r: &RecordParts<'_>) -> usize {
         let ts_delta = r.timestamp_ms - self.base_timestamp.unwrap_or(r.timestamp_ms);
-        let nullable = |b: &Option<Vec<u8>>| match b {
+        let nullable = |b: Option<&[u8]>| match b {
             None => varlong_len(-1),
             Some(b) => varlong_len(b.len() as i64) + b.len(),
         };
         let mut len = 1 + varlong_len(ts_delta) + varlong_len(self.count as i64);
-        len += nullable(&r.key) + nullable(&r.value);
+        len += nullable(r.key) + nullable(r.value);
         len += varlong_len(r.headers.len() as i64);
-        for (k, v) in &r.headers {
-            len += varlong_len(k.len() as i64) + k.len() + nullable(v);
+        for (k, v) in r.headers {
+            len += varlong_len(k.len() as i64) + k.len() + nullable(v.as_deref());
         }
         len
     }
 
     /// Appends a record, refusing one that would break a limit.
     pub fn push(&mut self, record: &NewRecord) -> Result<(), BatchError> {
+        self.push_parts(&record.as_parts())
+    }
+
+    /// Appends a record given by borrowed parts (no copy of the caller's
+    /// key and value before they are encoded), refusing one that would
+    /// break a limit.
+    pub fn push_parts(&mut self, record: &RecordParts<'_>) -> Result<(), BatchError> {
         let index = self.count;
         if index >= BATCH_RECORDS_MAX {
             return Err(BatchError::BadRecordCount {
@@ -132,10 +170,10 @@ impl BatchBuilder {
         out.push(0); // record attributes: unused in v2
         write_varlong(out, record.timestamp_ms - base);
         write_varint(out, index as i32);
-        write_nullable(out, record.key.as_deref());
-        write_nullable(out, record.value.as_deref());
+        write_nullable(out, record.key);
+        write_nullable(out, record.value);
         write_varint(out, record.headers.len() as i32);
-        for (k, v) in &record.headers {
+        for (k, v) in record.headers {
             write_nullable(out, Some(k.as_bytes()));
             write_nullable(out, v.as_deref());
         }

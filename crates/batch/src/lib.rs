@@ -21,7 +21,7 @@ mod record;
 mod tests;
 mod varint;
 
-pub use builder::{BatchBuilder, NewRecord};
+pub use builder::{BatchBuilder, NewRecord, RecordParts};
 pub use header::{set_base_offset, set_leader_epoch, BatchHeader, MAGIC_V2};
 pub use record::{records, Header, Record, RecordIter};
 

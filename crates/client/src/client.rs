@@ -34,6 +34,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes the writer gathers from its queue into one socket write.
 const WRITE_COALESCE_BYTES: usize = 256 * 1024;
 
+/// Frame parts at least this large (a produced batch) are written from the
+/// caller's buffer; smaller ones are copied together into one buffer.
+const WRITE_SHARE_BYTES_MIN: usize = 16 * 1024;
+
+/// Most buffers given to one vectored write.
+const WRITE_SLICES_MAX: usize = 64;
+
 /// Bytes the reader asks the socket for at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -124,7 +131,7 @@ impl Shared {
 
 struct Inner {
     shared: Arc<Shared>,
-    out: mpsc::UnboundedSender<Bytes>,
+    out: mpsc::UnboundedSender<Vec<Bytes>>,
     reader: JoinHandle<()>,
     server_id: String,
     max_frame_bytes: usize,
@@ -352,24 +359,25 @@ impl Client {
             state.pending.insert(id, tx);
             id
         };
-        let mut buf = BytesMut::new();
+        // A produced batch goes to the socket from the producer's buffer:
+        // only the frame's header is written here.
         let queued = request
-            .encode(id, &mut buf)
+            .encode_parts(id)
             .map_err(ClientError::from)
-            .and_then(|()| {
-                if buf.len() > self.inner.max_frame_bytes + p::LENGTH_PREFIX_BYTES {
+            .and_then(|parts| {
+                let len: usize = parts.iter().map(Bytes::len).sum();
+                if len > self.inner.max_frame_bytes + p::LENGTH_PREFIX_BYTES {
                     return Err(ClientError::local(
                         ErrorCode::FrameTooLarge,
                         format!(
-                            "the request is {} bytes; the server accepts at most {}",
-                            buf.len(),
+                            "the request is {len} bytes; the server accepts at most {}",
                             self.inner.max_frame_bytes
                         ),
                     ));
                 }
                 self.inner
                     .out
-                    .send(buf.freeze())
+                    .send(parts)
                     .map_err(|_| ClientError::Disconnected("the connection is closed".to_owned()))
             });
         if let Err(e) = queued {
@@ -600,28 +608,85 @@ impl Client {
     }
 }
 
-/// Sends queued frames, coalescing small ones into one write.
+/// Sends queued frames: small parts copied together, large ones (produced
+/// batches) written from their own buffers, all in vectored writes.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
     shared: Arc<Shared>,
 ) {
-    let mut out: Vec<u8> = Vec::with_capacity(WRITE_COALESCE_BYTES);
+    let mut small = BytesMut::with_capacity(WRITE_COALESCE_BYTES);
+    let mut parts: Vec<Bytes> = Vec::new();
     while let Some(first) = rx.recv().await {
-        out.clear();
-        out.extend_from_slice(&first);
-        while out.len() < WRITE_COALESCE_BYTES {
+        let mut gathered = gather(first, &mut small, &mut parts);
+        while gathered < WRITE_COALESCE_BYTES {
             match rx.try_recv() {
-                Ok(next) => out.extend_from_slice(&next),
+                Ok(next) => gathered += gather(next, &mut small, &mut parts),
                 Err(_) => break,
             }
         }
-        if let Err(e) = wr.write_all(&out).await {
+        if !small.is_empty() {
+            parts.push(small.split().freeze());
+        }
+        if let Err(e) = write_parts(&mut wr, &mut parts).await {
             shared.fail(ClientError::Disconnected(format!("write failed: {e}")));
             return;
         }
+        if small.capacity() < WRITE_COALESCE_BYTES {
+            small.reserve(WRITE_COALESCE_BYTES);
+        }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Adds a frame's parts to a write: small ones copied into `small`, large
+/// ones kept as they are (after what `small` holds so far). Returns its size.
+fn gather(frame: Vec<Bytes>, small: &mut BytesMut, parts: &mut Vec<Bytes>) -> usize {
+    let mut len = 0;
+    for part in frame {
+        len += part.len();
+        if part.len() < WRITE_SHARE_BYTES_MIN {
+            small.extend_from_slice(&part);
+        } else {
+            if !small.is_empty() {
+                parts.push(small.split().freeze());
+            }
+            parts.push(part);
+        }
+    }
+    len
+}
+
+/// Writes every part, in order, with as few (vectored) writes as the socket
+/// allows; `parts` is empty afterwards.
+async fn write_parts<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    parts: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < parts.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+            .iter()
+            .take(WRITE_SLICES_MAX)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let head = &mut parts[first];
+            if written >= head.len() {
+                written -= head.len();
+                first += 1;
+            } else {
+                let _ = head.split_to(written);
+                written = 0;
+            }
+        }
+    }
+    parts.clear();
+    Ok(())
 }
 
 /// Reads frames and routes them until the connection ends.

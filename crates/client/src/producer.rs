@@ -26,7 +26,7 @@ use crate::error::ClientError;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
-use spool_batch::{BatchBuilder, NewRecord};
+use spool_batch::{BatchBuilder, NewRecord, RecordParts};
 use spool_proto::{self as p, Request, ResponseBody, Routing};
 use spool_types::limits::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, RECORD_BYTES_MAX, RECORD_HEADERS_MAX,
@@ -204,10 +204,30 @@ enum Slot {
 
 type Reply = oneshot::Sender<Result<Delivered, ClientError>>;
 
+/// A message's record, kept as the caller's buffers until it is encoded
+/// into its batch (one copy, not two).
+struct QueuedRecord {
+    key: Option<Bytes>,
+    value: Bytes,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    timestamp_ms: i64,
+}
+
+impl QueuedRecord {
+    fn parts(&self) -> RecordParts<'_> {
+        RecordParts {
+            key: self.key.as_deref(),
+            value: Some(&self.value),
+            headers: &self.headers,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
 struct Queued {
     topic: String,
     slot: Slot,
-    record: NewRecord,
+    record: QueuedRecord,
     /// Encoded size of `record` first in a batch; later in a batch its
     /// offset and timestamp deltas take a few bytes more.
     size: usize,
@@ -315,13 +335,13 @@ impl Producer {
                 ),
             ));
         }
-        let record = NewRecord {
-            key: message.key.map(|k| k.to_vec()),
-            value: Some(message.value.to_vec()),
+        let record = QueuedRecord {
+            key: message.key,
+            value: message.value,
             headers,
             timestamp_ms: now_ms(),
         };
-        let size = self.inner.sizer.record_size(&record);
+        let size = self.inner.sizer.record_size_of(&record.parts());
         if size > RECORD_BYTES_MAX {
             return Err(ClientError::local(
                 ErrorCode::MessageTooLarge,
@@ -432,6 +452,9 @@ struct Worker {
     /// a gap (what is stored is a prefix of what was sent).
     poisoned: HashMap<SlotKey, ClientError>,
     options: ProducerOptions,
+    /// The size of the last batch sent: new batches start with that much
+    /// room, so filling one does not grow (and copy) its buffer step by step.
+    batch_bytes_hint: usize,
 }
 
 impl Worker {
@@ -448,6 +471,7 @@ impl Worker {
             flushes: Vec::new(),
             poisoned: HashMap::new(),
             options,
+            batch_bytes_hint: 0,
         }
     }
 
@@ -519,7 +543,7 @@ impl Worker {
         Batch {
             topic,
             slot,
-            builder: BatchBuilder::new(),
+            builder: BatchBuilder::with_capacity(self.batch_bytes_hint),
             replies: Vec::new(),
             deadline: Instant::now() + self.options.linger,
             seq,
@@ -536,29 +560,36 @@ impl Worker {
         }
     }
 
-    fn add(&mut self, q: Queued) {
-        let key = (q.topic.clone(), q.slot);
-        if let Some(e) = self.poisoned.get(&key) {
+    fn add(&mut self, mut q: Queued) {
+        // The key owns the topic; it is copied only for a new batch.
+        let key = (std::mem::take(&mut q.topic), q.slot);
+        if let Some(e) = (!self.poisoned.is_empty())
+            .then(|| self.poisoned.get(&key))
+            .flatten()
+        {
             let _ = q.reply.send(Err(e.clone()));
             return;
         }
         // Room for the larger deltas of a record later in the batch.
         let size = q.size + 16;
         // Close the open batch first if this record would overfill it.
-        if let Some(batch) = self.open.get(&key) {
-            let full = batch.builder.len() >= self.options.max_batch_records
-                || batch.builder.size_bytes() + size > self.options.max_batch_bytes;
-            if full {
-                if let Some(batch) = self.open.remove(&key) {
-                    self.ready.push_back(batch);
-                }
+        let full = self.open.get(&key).is_some_and(|batch| {
+            batch.builder.len() >= self.options.max_batch_records
+                || batch.builder.size_bytes() + size > self.options.max_batch_bytes
+        });
+        if full {
+            if let Some(batch) = self.open.remove(&key) {
+                self.ready.push_back(batch);
             }
         }
-        let mut batch = match self.open.remove(&key) {
-            Some(b) => b,
-            None => self.new_batch(q.topic, q.slot),
+        if !self.open.contains_key(&key) {
+            let batch = self.new_batch(key.0.clone(), key.1);
+            self.open.insert(key.clone(), batch);
+        }
+        let Some(batch) = self.open.get_mut(&key) else {
+            return;
         };
-        match batch.builder.push(&q.record) {
+        match batch.builder.push_parts(&q.record.parts()) {
             Ok(()) => batch.replies.push((q.reply, q.permit)),
             Err(e) => {
                 let _ = q
@@ -569,9 +600,9 @@ impl Worker {
         let full = batch.builder.len() >= self.options.max_batch_records
             || batch.builder.size_bytes() >= self.options.max_batch_bytes;
         if full {
-            self.ready.push_back(batch);
-        } else {
-            self.open.insert(key, batch);
+            if let Some(batch) = self.open.remove(&key) {
+                self.ready.push_back(batch);
+            }
         }
     }
 
@@ -632,6 +663,7 @@ impl Worker {
             self.part_done(seq);
             return;
         }
+        self.batch_bytes_hint = builder.size_bytes().min(self.options.max_batch_bytes);
         let bytes = match builder.finish() {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {

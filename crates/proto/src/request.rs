@@ -9,7 +9,7 @@ use crate::common::{
     TopicConfig, TopicPartition,
 };
 use crate::error::{DecodeError, EncodeError};
-use crate::frame::{encode_frame, FrameKind};
+use crate::frame::{encode_frame, encode_frame_parts, FrameKind};
 use crate::op::{op_for, Op};
 use crate::wire::{Codec, Reader, Writer};
 use crate::{ARRAY_LEN_MAX, MAGIC};
@@ -586,6 +586,18 @@ impl Request {
         )
     }
 
+    /// The frame [`Request::encode`] writes, as parts to be written in
+    /// order: a large produced batch is a part of its own, shared with the
+    /// caller's buffer, not copied.
+    pub fn encode_parts(&self, correlation_id: u32) -> Result<Vec<Bytes>, EncodeError> {
+        encode_frame_parts(
+            FrameKind::Request,
+            self.op().as_u16(),
+            correlation_id,
+            |w| self.encode_body(w),
+        )
+    }
+
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         match self {
             Request::Hello(m) => m.encode(w),
@@ -600,7 +612,7 @@ impl Request {
             Request::Produce(m) => {
                 w.string("produce.topic", &m.topic)?;
                 m.routing.encode(w)?;
-                w.bytes("produce.batch", &m.batch)
+                w.shared_bytes("produce.batch", &m.batch)
             }
             Request::Fetch(m) => {
                 w.u32(m.max_wait_ms);

@@ -61,6 +61,41 @@ proptest! {
         prop_assert_eq!(parts.concat(), buf.to_vec());
     }
 
+    /// A request's `encode_parts` writes exactly the bytes `encode` does.
+    #[test]
+    fn request_parts_are_the_encoded_frame(req in request(), correlation_id in any::<u32>()) {
+        let mut buf = BytesMut::new();
+        req.encode(correlation_id, &mut buf).expect("encodes");
+        let parts = req.encode_parts(correlation_id).expect("encodes");
+        prop_assert_eq!(parts.concat(), buf.to_vec());
+    }
+
+    /// A large produced batch goes out as the producer's own buffer, not a
+    /// copy, and the frame decodes to the same request.
+    #[test]
+    fn large_produced_batches_are_shared_not_copied(
+        size in 0usize..200_000,
+        correlation_id in any::<u32>(),
+    ) {
+        let batch = bytes::Bytes::from(vec![7u8; size]);
+        let req = Request::Produce(Produce {
+            topic: "t".to_owned(),
+            routing: Routing::Spread,
+            batch: batch.clone(),
+        });
+        let parts = req.encode_parts(correlation_id).expect("encodes");
+        if size >= 16 * 1024 {
+            prop_assert!(
+                parts.iter().any(|part| part.as_ptr() == batch.as_ptr() && part.len() == size),
+                "a {}-byte batch was copied", size
+            );
+        }
+        let mut buf = BytesMut::from(&parts.concat()[..]);
+        let frame = one_frame(&mut buf);
+        prop_assert_eq!(frame.correlation_id, correlation_id);
+        prop_assert_eq!(Request::decode(frame.op, frame.body)?, req);
+    }
+
     /// A fetch answer's large stored batches are parts of their own, the
     /// very buffers the server read (not copies), and the frame decodes to
     /// the same answer.
