@@ -572,37 +572,33 @@ impl Worker {
         }
         // Room for the larger deltas of a record later in the batch.
         let size = q.size + 16;
-        // Close the open batch first if this record would overfill it.
-        let full = self.open.get(&key).is_some_and(|batch| {
-            batch.builder.len() >= self.options.max_batch_records
-                || batch.builder.size_bytes() + size > self.options.max_batch_bytes
-        });
-        if full {
-            if let Some(batch) = self.open.remove(&key) {
-                self.ready.push_back(batch);
+        let (max_records, max_bytes) =
+            (self.options.max_batch_records, self.options.max_batch_bytes);
+        let fits =
+            |b: &Batch| b.builder.len() < max_records && b.builder.size_bytes() + size <= max_bytes;
+        // The common case, one lookup: the open batch has room.
+        match self.open.get_mut(&key) {
+            Some(batch) if fits(batch) => {
+                if push(batch, q, max_records, max_bytes) {
+                    if let Some(batch) = self.open.remove(&key) {
+                        self.ready.push_back(batch);
+                    }
+                }
+                return;
             }
-        }
-        if !self.open.contains_key(&key) {
-            let batch = self.new_batch(key.0.clone(), key.1);
-            self.open.insert(key.clone(), batch);
-        }
-        let Some(batch) = self.open.get_mut(&key) else {
-            return;
-        };
-        match batch.builder.push_parts(&q.record.parts()) {
-            Ok(()) => batch.replies.push((q.reply, q.permit)),
-            Err(e) => {
-                let _ = q
-                    .reply
-                    .send(Err(ClientError::local(e.code(), e.to_string())));
+            // Full: it goes, and this record starts the next one.
+            Some(_) => {
+                if let Some(batch) = self.open.remove(&key) {
+                    self.ready.push_back(batch);
+                }
             }
+            None => {}
         }
-        let full = batch.builder.len() >= self.options.max_batch_records
-            || batch.builder.size_bytes() >= self.options.max_batch_bytes;
-        if full {
-            if let Some(batch) = self.open.remove(&key) {
-                self.ready.push_back(batch);
-            }
+        let mut batch = self.new_batch(key.0.clone(), key.1);
+        if push(&mut batch, q, max_records, max_bytes) {
+            self.ready.push_back(batch);
+        } else {
+            self.open.insert(key, batch);
         }
     }
 
@@ -833,6 +829,20 @@ impl Worker {
             let _ = tx.send(());
         }
     }
+}
+
+/// Encodes a queued message into `batch` and keeps its waiter (or answers
+/// it with the error). Returns whether the batch is now full.
+fn push(batch: &mut Batch, q: Queued, max_records: usize, max_bytes: usize) -> bool {
+    match batch.builder.push_parts(&q.record.parts()) {
+        Ok(()) => batch.replies.push((q.reply, q.permit)),
+        Err(e) => {
+            let _ = q
+                .reply
+                .send(Err(ClientError::local(e.code(), e.to_string())));
+        }
+    }
+    batch.builder.len() >= max_records || batch.builder.size_bytes() >= max_bytes
 }
 
 /// Splits a sent batch into two batches of its records (first half, second

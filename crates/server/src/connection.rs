@@ -44,6 +44,14 @@ use tracing::Instrument;
 
 /// Initial read buffer of a connection; it grows with the frames it sees.
 const CONNECTION_READ_BUFFER_INITIAL_BYTES: usize = 512;
+
+/// The most a connection's read buffer grows by ahead of the bytes that
+/// arrive, beyond the size of what it already holds: a large frame (a
+/// produced batch) is received into one or a few buffers instead of one
+/// that doubles from a few bytes (copying what arrived at each step), while
+/// a client announcing a large frame and sending little of it makes the
+/// server reserve at most this much (or twice what it sent).
+const READ_RESERVE_STEP_BYTES: usize = 1024 * 1024;
 /// Frames queued for the writer before producers of responses wait.
 const OUTBOX_FRAMES: usize = 64;
 /// Units of the in-flight byte budget (so a u32 permit count covers it).
@@ -777,8 +785,13 @@ pub async fn handle_until<R, W>(
                 }
             }
         }
-        // Refuse an oversized frame as soon as its length prefix arrives.
-        if let Err(e) = p::peek_frame_size(&buf) {
+        // Refuse an oversized frame as soon as its length prefix arrives;
+        // make room for the rest of a large one in few steps.
+        let frame_size = p::peek_frame_size(&buf);
+        if let Ok(Some(size)) = frame_size {
+            reserve_for_frame(&mut buf, size);
+        }
+        if let Err(e) = frame_size {
             closing(peer, "frame_too_large", &e);
             let _ = tx
                 .send(Outgoing {
@@ -1846,4 +1859,39 @@ fn dispatch(
         }
     };
     Ok(Response::ok(body))
+}
+
+/// Grows `buf` towards a frame of `size` bytes whose start it holds: by what
+/// is missing, but by no more than [`READ_RESERVE_STEP_BYTES`] or what it
+/// holds already, whichever is more (so growth is at least geometric).
+fn reserve_for_frame(buf: &mut BytesMut, size: usize) {
+    let missing = size.saturating_sub(buf.len());
+    let spare = buf.capacity() - buf.len();
+    if missing > spare {
+        buf.reserve(missing.min(buf.len().max(READ_RESERVE_STEP_BYTES)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_frame_is_reserved_in_big_steps_but_never_far_ahead_of_what_arrived() {
+        const MIB: usize = 1024 * 1024;
+        // A few bytes of a 5 MiB frame: at most one step is reserved.
+        let mut buf = BytesMut::from(&[0u8; 10][..]);
+        reserve_for_frame(&mut buf, 5 * MIB);
+        assert!(buf.capacity() >= READ_RESERVE_STEP_BYTES);
+        assert!(buf.capacity() < 2 * READ_RESERVE_STEP_BYTES + 64);
+        // 3 MiB of it arrived: the rest (2 MiB) at once.
+        let mut buf = BytesMut::from(&vec![0u8; 3 * MIB][..]);
+        reserve_for_frame(&mut buf, 5 * MIB);
+        assert!(buf.capacity() >= 5 * MIB);
+        // A frame that fits in what is spare needs nothing.
+        let mut buf = BytesMut::with_capacity(4096);
+        buf.extend_from_slice(&[0u8; 100]);
+        reserve_for_frame(&mut buf, 200);
+        assert_eq!(buf.capacity(), 4096);
+    }
 }
