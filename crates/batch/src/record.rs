@@ -80,6 +80,35 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// Passes over the next `n` records reading only their lengths, for a
+    /// reader that wants records further into a (validated) batch: record
+    /// `i` of a batch has offset `base_offset + i`. Fails like `next` on a
+    /// malformed length, and if the batch has fewer than `n` records left.
+    pub fn skip_records(&mut self, n: usize) -> Result<(), BatchError> {
+        for _ in 0..n {
+            let index = self.index;
+            let bad = |why: &'static str| BatchError::BadRecord { index, why };
+            if self.failed || self.remaining == 0 {
+                self.failed = true;
+                return Err(bad("fewer records than skipped"));
+            }
+            let end = read_varint(self.buf, &mut self.pos)
+                .ok()
+                .and_then(|length| usize::try_from(length).ok())
+                .filter(|&length| length <= RECORD_BYTES_MAX)
+                .and_then(|length| self.pos.checked_add(length))
+                .filter(|&end| end <= self.buf.len());
+            let Some(end) = end else {
+                self.failed = true;
+                return Err(bad("bad record length"));
+            };
+            self.pos = end;
+            self.remaining -= 1;
+            self.index += 1;
+        }
+        Ok(())
+    }
+
     fn decode_one(&mut self) -> Result<Record<'a>, BatchError> {
         let index = self.index;
         let bad = |why: &'static str| BatchError::BadRecord { index, why };

@@ -51,6 +51,25 @@ proptest! {
         }
     }
 
+    /// Skipping `n` records then decoding yields record `n`, as decoding
+    /// every record would; skipping past the end is an error.
+    #[test]
+    fn skipping_lands_on_the_same_record_as_decoding(
+        records in proptest::collection::vec(record_strategy(), 1..20),
+        pick in any::<usize>(),
+    ) {
+        let batch = build(&records);
+        let header = validate(&batch).unwrap();
+        let n = pick % records.len();
+        let mut iter = crate::records(&batch, &header);
+        iter.skip_records(n).unwrap();
+        let skipped = iter.next().unwrap().unwrap();
+        let decoded = crate::records(&batch, &header).nth(n).unwrap().unwrap();
+        prop_assert_eq!(skipped, decoded);
+        let mut iter = crate::records(&batch, &header);
+        prop_assert!(iter.skip_records(records.len() + 1).is_err());
+    }
+
     /// Any single flipped bit inside the CRC-covered region is detected, and
     /// no corruption anywhere makes `validate` panic.
     #[test]

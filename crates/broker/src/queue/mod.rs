@@ -250,7 +250,14 @@ fn admit_from(partition_log: &Log, from: i64) -> Result<(Vec<Admit>, i64)> {
     for batch in spool_batch::split_batches(&read.bytes) {
         let batch = batch?;
         let h = spool_batch::BatchHeader::parse(batch)?;
-        for r in spool_batch::records(batch, &h) {
+        let mut iter = spool_batch::records(batch, &h);
+        // The read starts at the batch holding `from`: pass over the records
+        // before it without decoding them (record `k` has offset base + k).
+        if h.base_offset < from {
+            let skip = (from - h.base_offset).clamp(0, i64::from(h.record_count).max(0)) as usize;
+            iter.skip_records(skip)?;
+        }
+        for r in iter {
             let r = r?;
             let offset = h.base_offset + r.offset_delta as i64;
             if offset < from {
@@ -693,15 +700,27 @@ fn read_messages(
         for batch in spool_batch::split_batches(&bytes) {
             let batch = batch?;
             let h = spool_batch::BatchHeader::parse(batch)?;
-            for r in spool_batch::records(batch, &h) {
-                let r = r?;
-                let offset = h.base_offset + r.offset_delta as i64;
-                while i < leases.len() && leases[i].offset < offset {
-                    i += 1; // not in the log any more
-                }
-                if i >= leases.len() || leases[i].offset != offset {
+            while i < leases.len() && leases[i].offset < h.base_offset {
+                i += 1; // not in the log any more
+            }
+            // Decode only the leased records: a receive takes a few hundred
+            // of a batch's thousands, and concurrent receivers take turns
+            // on the same batch. Record `k` of a stored batch has offset
+            // `base_offset + k` (checked when it was produced).
+            let mut iter = spool_batch::records(batch, &h);
+            let mut next_offset = h.base_offset;
+            while i < leases.len() && leases[i].offset <= h.last_offset() {
+                let offset = leases[i].offset;
+                let Ok(skip) = usize::try_from(offset - next_offset) else {
+                    i += 1; // leases come in offset order; never expected
                     continue;
-                }
+                };
+                iter.skip_records(skip)?;
+                let Some(r) = iter.next() else {
+                    break;
+                };
+                let r = r?;
+                next_offset = offset + 1;
                 let l = leases[i];
                 out.push(LeasedMessage {
                     receipt: make_receipt(partition, offset, l.lease),
