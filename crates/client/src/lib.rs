@@ -68,8 +68,8 @@ pub use consumer::{GroupConsumer, GroupOptions};
 pub use error::ClientError;
 pub use fetcher::TopicPartition;
 pub use producer::{
-    Delivered, DeliveryFuture, Message, Producer, ProducerOptions, DELIVER_AT_HEADER,
-    MESSAGE_ID_HEADER,
+    BatchDeliveryFuture, Delivered, DeliveryFuture, Message, Producer, ProducerOptions,
+    DELIVER_AT_HEADER, MESSAGE_ID_HEADER,
 };
 pub use queue::{QueueOptions, MAX_DELIVERIES_DEFAULT};
 pub use queue_subscriber::{QueueSubscribeOptions, QueueSubscriber};

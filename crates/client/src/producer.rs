@@ -202,7 +202,85 @@ enum Slot {
     Spread,
 }
 
-type Reply = oneshot::Sender<Result<Delivered, ClientError>>;
+/// Who waits for a queued message's outcome.
+enum Reply {
+    /// A [`Producer::send`] caller, and the buffer room its message holds.
+    One(
+        oneshot::Sender<Result<Delivered, ClientError>>,
+        OwnedSemaphorePermit,
+    ),
+    /// Message `index` of a [`Producer::send_batch`] call.
+    Many(Arc<Gather>, usize),
+}
+
+impl Reply {
+    fn send(self, outcome: Result<Delivered, ClientError>) {
+        match self {
+            Reply::One(tx, _permit) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Many(gather, index) => gather.set(index, outcome),
+        }
+    }
+}
+
+/// Collects the outcomes of one `send_batch` call and answers once all are in.
+struct Gather {
+    state: Mutex<GatherState>,
+}
+
+struct GatherState {
+    outcomes: Vec<Option<Result<Delivered, ClientError>>>,
+    left: usize,
+    tx: Option<oneshot::Sender<Vec<Result<Delivered, ClientError>>>>,
+    /// The buffer room the call's messages hold, released with the answer.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Gather {
+    fn set(&self, index: usize, outcome: Result<Delivered, ClientError>) {
+        let mut state = lock(&self.state);
+        let Some(slot) = state.outcomes.get_mut(index) else {
+            return;
+        };
+        if slot.replace(outcome).is_none() {
+            state.left -= 1;
+        }
+        if state.left == 0 {
+            let outcomes = std::mem::take(&mut state.outcomes)
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Err(stopped())))
+                .collect();
+            state.permit = None;
+            if let Some(tx) = state.tx.take() {
+                let _ = tx.send(outcomes);
+            }
+        }
+    }
+}
+
+fn stopped() -> ClientError {
+    ClientError::Closed("the producer stopped before the message was acknowledged".to_owned())
+}
+
+/// Resolves, once every message of a [`Producer::send_batch`] call is
+/// acknowledged or has failed, to each one's outcome, in the order given.
+#[derive(Debug)]
+pub struct BatchDeliveryFuture {
+    rx: oneshot::Receiver<Vec<Result<Delivered, ClientError>>>,
+    count: usize,
+}
+
+impl Future for BatchDeliveryFuture {
+    type Output = Vec<Result<Delivered, ClientError>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let count = self.count;
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| (0..count).map(|_| Err(stopped())).collect()))
+    }
+}
 
 /// A message's record, kept as the caller's buffers until it is encoded
 /// into its batch (one copy, not two).
@@ -232,11 +310,11 @@ struct Queued {
     /// offset and timestamp deltas take a few bytes more.
     size: usize,
     reply: Reply,
-    permit: OwnedSemaphorePermit,
 }
 
 enum Command {
     Send(Queued),
+    SendMany(Vec<Queued>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -317,6 +395,91 @@ impl Producer {
     /// headers. Messages queued by sequential `send` calls keep their order
     /// within a partition.
     pub async fn send(&self, topic: &str, message: Message) -> Result<DeliveryFuture, ClientError> {
+        let (slot, record, size) = self.prepare(topic, message).await?;
+        let cost = (size + 64).min(self.inner.buffer_bytes) as u32;
+        let permit = Arc::clone(&self.inner.buffer)
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Send(Queued {
+                topic: topic.to_owned(),
+                slot,
+                record,
+                size,
+                reply: Reply::One(reply, permit),
+            }))
+            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Queues many messages at once: the same batching, ordering and
+    /// outcomes as calling [`Producer::send`] for each in turn, but one call
+    /// and one future for all (as a Redis pipeline answers its commands
+    /// together), so a caller sending in bulk pays the per-message waiting
+    /// machinery once. Not atomic: the messages may go in several batches,
+    /// and each has its own outcome, in the order given.
+    ///
+    /// Errors returned here (before anything is queued) are those of
+    /// `send`, for the first message that has one.
+    pub async fn send_batch(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = Message>,
+    ) -> Result<BatchDeliveryFuture, ClientError> {
+        let mut prepared = Vec::new();
+        let mut cost = 0usize;
+        for message in messages {
+            let (slot, record, size) = self.prepare(topic, message).await?;
+            cost = cost.saturating_add(size + 64);
+            prepared.push((slot, record, size));
+        }
+        let count = prepared.len();
+        let (tx, rx) = oneshot::channel();
+        if count == 0 {
+            let _ = tx.send(Vec::new());
+            return Ok(BatchDeliveryFuture { rx, count });
+        }
+        let cost = cost.min(self.inner.buffer_bytes) as u32;
+        let permit = Arc::clone(&self.inner.buffer)
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
+        let gather = Arc::new(Gather {
+            state: Mutex::new(GatherState {
+                outcomes: (0..count).map(|_| None).collect(),
+                left: count,
+                tx: Some(tx),
+                permit: Some(permit),
+            }),
+        });
+        let queued = prepared
+            .into_iter()
+            .enumerate()
+            .map(|(index, (slot, record, size))| Queued {
+                topic: topic.to_owned(),
+                slot,
+                record,
+                size,
+                reply: Reply::Many(Arc::clone(&gather), index),
+            })
+            .collect();
+        self.inner
+            .commands
+            .send(Command::SendMany(queued))
+            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
+        Ok(BatchDeliveryFuture { rx, count })
+    }
+
+    /// Routes and checks one message: its slot, its record and the bytes
+    /// it adds to a batch.
+    async fn prepare(
+        &self,
+        topic: &str,
+        message: Message,
+    ) -> Result<(Slot, QueuedRecord, usize), ClientError> {
         let slot = match (message.partition, &message.key) {
             (Some(p), _) => Slot::Partition(p),
             (None, Some(key)) => {
@@ -348,24 +511,7 @@ impl Producer {
                 format!("the message encodes to {size} bytes; the maximum is {RECORD_BYTES_MAX}"),
             ));
         }
-        let cost = (size + 64).min(self.inner.buffer_bytes) as u32;
-        let permit = Arc::clone(&self.inner.buffer)
-            .acquire_many_owned(cost)
-            .await
-            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .commands
-            .send(Command::Send(Queued {
-                topic: topic.to_owned(),
-                slot,
-                record,
-                size,
-                reply,
-                permit,
-            }))
-            .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
-        Ok(DeliveryFuture { rx })
+        Ok((slot, record, size))
     }
 
     /// Waits until every message queued before this call has been
@@ -412,7 +558,7 @@ struct Batch {
     topic: String,
     slot: Slot,
     builder: BatchBuilder,
-    replies: Vec<(Reply, OwnedSemaphorePermit)>,
+    replies: Vec<Reply>,
     deadline: Instant,
     /// The batch's number; the halves of a split batch keep it.
     seq: u64,
@@ -423,7 +569,7 @@ struct Sent {
     topic: String,
     slot: Slot,
     seq: u64,
-    replies: Vec<(Reply, OwnedSemaphorePermit)>,
+    replies: Vec<Reply>,
     /// The encoded batch (shared with the request, not copied), kept to
     /// split it if the topic is full.
     batch: Bytes,
@@ -527,6 +673,11 @@ impl Worker {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Send(q) => self.add(q),
+            Command::SendMany(queued) => {
+                for q in queued {
+                    self.add(q);
+                }
+            }
             Command::Flush(done) => {
                 // The caller now waits for (and sees) every outcome so far.
                 self.poisoned.clear();
@@ -567,7 +718,7 @@ impl Worker {
             .then(|| self.poisoned.get(&key))
             .flatten()
         {
-            let _ = q.reply.send(Err(e.clone()));
+            q.reply.send(Err(e.clone()));
             return;
         }
         // Room for the larger deltas of a record later in the batch.
@@ -702,9 +853,9 @@ impl Worker {
         }
     }
 
-    fn fail(&mut self, replies: Vec<(Reply, OwnedSemaphorePermit)>, e: &ClientError) {
-        for (reply, _permit) in replies {
-            let _ = reply.send(Err(e.clone()));
+    fn fail(&mut self, replies: Vec<Reply>, e: &ClientError) {
+        for reply in replies {
+            reply.send(Err(e.clone()));
         }
     }
 
@@ -760,8 +911,8 @@ impl Worker {
                 return;
             }
             Ok(produced) => {
-                for (index, (reply, _permit)) in sent.replies.into_iter().enumerate() {
-                    let _ = reply.send(Ok(Delivered {
+                for (index, reply) in sent.replies.into_iter().enumerate() {
+                    reply.send(Ok(Delivered {
                         partition: produced.partition,
                         offset: produced.base_offset.saturating_add(index as u64),
                     }));
@@ -835,12 +986,10 @@ impl Worker {
 /// it with the error). Returns whether the batch is now full.
 fn push(batch: &mut Batch, q: Queued, max_records: usize, max_bytes: usize) -> bool {
     match batch.builder.push_parts(&q.record.parts()) {
-        Ok(()) => batch.replies.push((q.reply, q.permit)),
-        Err(e) => {
-            let _ = q
-                .reply
-                .send(Err(ClientError::local(e.code(), e.to_string())));
-        }
+        Ok(()) => batch.replies.push(q.reply),
+        Err(e) => q
+            .reply
+            .send(Err(ClientError::local(e.code(), e.to_string()))),
     }
     batch.builder.len() >= max_records || batch.builder.size_bytes() >= max_bytes
 }

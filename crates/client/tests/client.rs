@@ -608,6 +608,95 @@ async fn a_full_topic_stores_exactly_the_messages_that_fit() {
     server.shutdown().await;
 }
 
+/// `send_batch` has `send`'s outcomes, in the order given, with one future:
+/// across batches and partitions, into a topic that fills up, and nothing
+/// queued when a message is refused up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_batch_reports_each_message_in_order() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("bulk", 3, TopicConfig::default())
+        .await
+        .expect("create");
+    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let messages: Vec<Message> = (0..2500)
+        .map(|i| Message::new(format!("m{i}")).with_key(format!("k{}", i % 7)))
+        .collect();
+    let outcomes = producer
+        .send_batch("bulk", messages)
+        .await
+        .expect("queued")
+        .await;
+    assert_eq!(outcomes.len(), 2500);
+    let mut per_partition: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut where_key: HashMap<String, u32> = HashMap::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        let d = o.as_ref().expect("stored");
+        per_partition.entry(d.partition).or_default().push(d.offset);
+        let p = *where_key
+            .entry(format!("k{}", i % 7))
+            .or_insert(d.partition);
+        assert_eq!(p, d.partition, "one key, one partition");
+    }
+    for offsets in per_partition.values() {
+        let expected: Vec<u64> = (0..offsets.len() as u64).collect();
+        assert_eq!(offsets, &expected, "dense offsets in sending order");
+    }
+
+    client
+        .create_topic(
+            "small",
+            1,
+            TopicConfig {
+                max_messages: Some(5),
+                ..TopicConfig::default()
+            },
+        )
+        .await
+        .expect("create");
+    let slow = Producer::new(
+        client.clone(),
+        ProducerOptions {
+            linger: Duration::from_secs(5),
+            ..ProducerOptions::default()
+        },
+    );
+    let batch = slow
+        .send_batch("small", (0..8).map(|i| Message::new(format!("job{i}"))))
+        .await
+        .expect("queued");
+    slow.flush().await.expect("flush");
+    let outcomes: Vec<_> = batch
+        .await
+        .into_iter()
+        .map(|o| o.map(|d| d.offset).map_err(|e| e.code()))
+        .collect();
+    let full = Err(Some(ErrorCode::QueueFull));
+    assert_eq!(
+        outcomes,
+        [Ok(0), Ok(1), Ok(2), Ok(3), Ok(4), full, full, full]
+    );
+
+    let huge = Message::new(vec![b'x'; 2 * 1024 * 1024]);
+    let refused = producer
+        .send_batch("bulk", vec![Message::new("fine"), huge])
+        .await
+        .expect_err("too large");
+    assert_eq!(refused.code(), Some(ErrorCode::MessageTooLarge));
+    producer.flush().await.expect("flush");
+    let d = client.describe_topic("bulk").await.expect("describe");
+    let stored: u64 = d.partitions.iter().map(|p| p.messages).sum();
+    assert_eq!(stored, 2500, "nothing of the refused call was queued");
+    assert!(producer
+        .send_batch("bulk", Vec::new())
+        .await
+        .expect("empty")
+        .await
+        .is_empty());
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_messages_with_ids_report_their_original_offsets() {
     let server = TestServer::start().await;
