@@ -7,7 +7,21 @@ pub enum VarintError {
     Overlong,
 }
 
+#[inline]
 pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
+    // Most varints in a record (small lengths, deltas, counts) are one
+    // byte: the validation of every produced record walks several each.
+    if let Some(&byte) = buf.get(*pos) {
+        if byte & 0x80 == 0 {
+            *pos += 1;
+            let raw = u64::from(byte);
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    read_varlong_multi(buf, pos)
+}
+
+fn read_varlong_multi(buf: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
     let mut raw: u64 = 0;
     for i in 0..10 {
         let byte = *buf.get(*pos).ok_or(VarintError::Truncated)?;
@@ -20,6 +34,7 @@ pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
     Err(VarintError::Overlong)
 }
 
+#[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, VarintError> {
     let value = read_varlong(buf, pos)?;
     i32::try_from(value).map_err(|_| VarintError::Overlong)

@@ -240,6 +240,15 @@ struct GatherState {
 impl Gather {
     fn set(&self, index: usize, outcome: Result<Delivered, ClientError>) {
         let mut state = lock(&self.state);
+        self.set_locked(&mut state, index, outcome);
+    }
+
+    fn set_locked(
+        &self,
+        state: &mut GatherState,
+        index: usize,
+        outcome: Result<Delivered, ClientError>,
+    ) {
         let Some(slot) = state.outcomes.get_mut(index) else {
             return;
         };
@@ -314,7 +323,8 @@ struct Queued {
 
 enum Command {
     Send(Queued),
-    SendMany(Vec<Queued>),
+    /// Messages of one `send_batch` call, all to one topic (named once).
+    SendMany(String, Vec<Queued>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -395,7 +405,7 @@ impl Producer {
     /// headers. Messages queued by sequential `send` calls keep their order
     /// within a partition.
     pub async fn send(&self, topic: &str, message: Message) -> Result<DeliveryFuture, ClientError> {
-        let (slot, record, size) = self.prepare(topic, message).await?;
+        let (slot, record, size) = self.prepare(topic, message, now_ms()).await?;
         let cost = (size + 64).min(self.inner.buffer_bytes) as u32;
         let permit = Arc::clone(&self.inner.buffer)
             .acquire_many_owned(cost)
@@ -431,8 +441,10 @@ impl Producer {
     ) -> Result<BatchDeliveryFuture, ClientError> {
         let mut prepared = Vec::new();
         let mut cost = 0usize;
+        // The messages of one call are sent at one time.
+        let timestamp_ms = now_ms();
         for message in messages {
-            let (slot, record, size) = self.prepare(topic, message).await?;
+            let (slot, record, size) = self.prepare(topic, message, timestamp_ms).await?;
             cost = cost.saturating_add(size + 64);
             prepared.push((slot, record, size));
         }
@@ -459,7 +471,7 @@ impl Producer {
             .into_iter()
             .enumerate()
             .map(|(index, (slot, record, size))| Queued {
-                topic: topic.to_owned(),
+                topic: String::new(),
                 slot,
                 record,
                 size,
@@ -468,7 +480,7 @@ impl Producer {
             .collect();
         self.inner
             .commands
-            .send(Command::SendMany(queued))
+            .send(Command::SendMany(topic.to_owned(), queued))
             .map_err(|_| ClientError::Closed("the producer is closed".to_owned()))?;
         Ok(BatchDeliveryFuture { rx, count })
     }
@@ -479,6 +491,7 @@ impl Producer {
         &self,
         topic: &str,
         message: Message,
+        timestamp_ms: i64,
     ) -> Result<(Slot, QueuedRecord, usize), ClientError> {
         let slot = match (message.partition, &message.key) {
             (Some(p), _) => Slot::Partition(p),
@@ -502,7 +515,7 @@ impl Producer {
             key: message.key,
             value: message.value,
             headers,
-            timestamp_ms: now_ms(),
+            timestamp_ms,
         };
         let size = self.inner.sizer.record_size_of(&record.parts());
         if size > RECORD_BYTES_MAX {
@@ -673,9 +686,13 @@ impl Worker {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Send(q) => self.add(q),
-            Command::SendMany(queued) => {
+            Command::SendMany(topic, queued) => {
+                // One key for the whole call: its slot changes only between
+                // keyed messages of different partitions.
+                let mut key: SlotKey = (topic, Slot::Spread);
                 for q in queued {
-                    self.add(q);
+                    key.1 = q.slot;
+                    self.add_to(&key, q);
                 }
             }
             Command::Flush(done) => {
@@ -714,8 +731,13 @@ impl Worker {
     fn add(&mut self, mut q: Queued) {
         // The key owns the topic; it is copied only for a new batch.
         let key = (std::mem::take(&mut q.topic), q.slot);
+        self.add_to(&key, q);
+    }
+
+    /// Adds a queued message to the open batch of `key` (its topic and slot).
+    fn add_to(&mut self, key: &SlotKey, q: Queued) {
         if let Some(e) = (!self.poisoned.is_empty())
-            .then(|| self.poisoned.get(&key))
+            .then(|| self.poisoned.get(key))
             .flatten()
         {
             q.reply.send(Err(e.clone()));
@@ -728,10 +750,10 @@ impl Worker {
         let fits =
             |b: &Batch| b.builder.len() < max_records && b.builder.size_bytes() + size <= max_bytes;
         // The common case, one lookup: the open batch has room.
-        match self.open.get_mut(&key) {
+        match self.open.get_mut(key) {
             Some(batch) if fits(batch) => {
                 if push(batch, q, max_records, max_bytes) {
-                    if let Some(batch) = self.open.remove(&key) {
+                    if let Some(batch) = self.open.remove(key) {
                         self.ready.push_back(batch);
                     }
                 }
@@ -739,7 +761,7 @@ impl Worker {
             }
             // Full: it goes, and this record starts the next one.
             Some(_) => {
-                if let Some(batch) = self.open.remove(&key) {
+                if let Some(batch) = self.open.remove(key) {
                     self.ready.push_back(batch);
                 }
             }
@@ -749,7 +771,7 @@ impl Worker {
         if push(&mut batch, q, max_records, max_bytes) {
             self.ready.push_back(batch);
         } else {
-            self.open.insert(key, batch);
+            self.open.insert(key.clone(), batch);
         }
     }
 
@@ -911,11 +933,28 @@ impl Worker {
                 return;
             }
             Ok(produced) => {
-                for (index, reply) in sent.replies.into_iter().enumerate() {
-                    reply.send(Ok(Delivered {
-                        partition: produced.partition,
-                        offset: produced.base_offset.saturating_add(index as u64),
-                    }));
+                let delivered = |index: usize| Delivered {
+                    partition: produced.partition,
+                    offset: produced.base_offset.saturating_add(index as u64),
+                };
+                let mut replies = sent.replies.into_iter().enumerate().peekable();
+                while let Some((index, reply)) = replies.next() {
+                    match reply {
+                        // A run of one `send_batch` call's messages is
+                        // answered under one lock.
+                        Reply::Many(gather, first) => {
+                            let mut state = lock(&gather.state);
+                            gather.set_locked(&mut state, first, Ok(delivered(index)));
+                            while let Some((i, Reply::Many(g, at))) = replies.peek() {
+                                if !Arc::ptr_eq(g, &gather) {
+                                    break;
+                                }
+                                gather.set_locked(&mut state, *at, Ok(delivered(*i)));
+                                replies.next();
+                            }
+                        }
+                        one => one.send(Ok(delivered(index))),
+                    }
                 }
                 self.part_done(sent.seq);
                 return;

@@ -12,7 +12,9 @@
 //! - `group_commit_syncer`: the same through the path the server takes —
 //!   `Log::write` + `Syncer::sync` with a completion — with 1 vs 64 appends in
 //!   flight at once (the server's producers are tasks, not threads).
-//! - `read`: whole batches from sealed segments (warm page cache), 1 MiB reads.
+//! - `read`: whole batches from sealed segments (warm page cache), 1 MiB reads,
+//!   and one-batch reads at each batch's offset (locate + read, as a queue
+//!   receive or a small fetch does).
 //!
 //! Every file lives in a temporary directory under the target directory, so on
 //! the same filesystem as the repository.
