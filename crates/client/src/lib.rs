@@ -10,11 +10,15 @@
 //!   [`Client::describe_topic`], [`Client::alter_topic`], [`Client::ping`].
 //! - [`Producer`] / [`Message`] / [`Delivered`]: batches per partition with
 //!   linger and size limits, keeps a window of produce requests in flight,
-//!   and reports each message's own offset or its batch's error.
+//!   and reports each message's own offset or its batch's error;
+//!   [`Producer::send_batch`] queues many messages with one future for all.
+//! - [`decode_records`] / [`next_offset_after`]: fetched batches into
+//!   records, and where the next fetch starts.
 //! - [`GroupConsumer`]: join, `poll`, `commit`, `close`, with the safe
 //!   partition hand-off the broker's group coordinator expects.
 //! - [`TopicReader`]: reads all partitions of a name or pattern directly
-//!   (no group), picking up topics created later.
+//!   (no group), picking up topics created later, with its next fetch
+//!   already on the way while the last answer is handled.
 //! - [`Subscriber`]: a push subscription that grants credit back as the
 //!   application takes deliveries.
 //! - Work queues: [`Client::create_subscription`] ([`QueueOptions`]),
