@@ -611,9 +611,11 @@ struct Worker {
     /// a gap (what is stored is a prefix of what was sent).
     poisoned: HashMap<SlotKey, ClientError>,
     options: ProducerOptions,
-    /// The size of the last batch sent: new batches start with that much
-    /// room, so filling one does not grow (and copy) its buffer step by step.
-    batch_bytes_hint: usize,
+    /// Per slot, the size of its last batch sent: its next batch starts
+    /// with that much room, so filling one does not grow (and copy) its
+    /// buffer step by step. Per slot, so a slot of small batches never
+    /// reserves the size of another's large ones.
+    batch_bytes_hints: HashMap<SlotKey, usize>,
 }
 
 impl Worker {
@@ -630,7 +632,7 @@ impl Worker {
             flushes: Vec::new(),
             poisoned: HashMap::new(),
             options,
-            batch_bytes_hint: 0,
+            batch_bytes_hints: HashMap::new(),
         }
     }
 
@@ -704,14 +706,15 @@ impl Worker {
         }
     }
 
-    fn new_batch(&mut self, topic: String, slot: Slot) -> Batch {
+    fn new_batch(&mut self, key: &SlotKey) -> Batch {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.incomplete.insert(seq, 1);
+        let hint = self.batch_bytes_hints.get(key).copied().unwrap_or(0);
         Batch {
-            topic,
-            slot,
-            builder: BatchBuilder::with_capacity(self.batch_bytes_hint),
+            topic: key.0.clone(),
+            slot: key.1,
+            builder: BatchBuilder::with_capacity(hint),
             replies: Vec::new(),
             deadline: Instant::now() + self.options.linger,
             seq,
@@ -767,7 +770,7 @@ impl Worker {
             }
             None => {}
         }
-        let mut batch = self.new_batch(key.0.clone(), key.1);
+        let mut batch = self.new_batch(key);
         if push(&mut batch, q, max_records, max_bytes) {
             self.ready.push_back(batch);
         } else {
@@ -832,7 +835,13 @@ impl Worker {
             self.part_done(seq);
             return;
         }
-        self.batch_bytes_hint = builder.size_bytes().min(self.options.max_batch_bytes);
+        let size = builder.size_bytes().min(self.options.max_batch_bytes);
+        match self.batch_bytes_hints.get_mut(&key) {
+            Some(hint) => *hint = size,
+            None => {
+                self.batch_bytes_hints.insert(key.clone(), size);
+            }
+        }
         let bytes = match builder.finish() {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {

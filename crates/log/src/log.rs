@@ -1467,7 +1467,7 @@ fn read_range(
                 ));
             }
             want = total;
-            buf = read_buffers::take(want);
+            read_buffers::give_back(std::mem::replace(&mut buf, read_buffers::take(want)));
             file.read_exact_at(&mut buf[..want], first)
                 .map_err(|e| LogError::io(path, e))?;
             continue;

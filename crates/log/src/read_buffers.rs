@@ -72,8 +72,8 @@ pub fn take(len: usize) -> Vec<u8> {
     reused.unwrap_or_else(|| vec![0; size])
 }
 
-/// Gives a buffer back for reuse (or frees it).
-fn give_back(buf: Vec<u8>) {
+/// Gives a buffer from [`take`] back for reuse (or frees it).
+pub fn give_back(buf: Vec<u8>) {
     let Some((class, size)) = class_of(buf.len()) else {
         return;
     };
@@ -108,19 +108,38 @@ impl Drop for Filled {
 
 /// Shares the first `len` bytes of `buf` (from [`take`]) as `Bytes`; the
 /// buffer goes back to the pool when the last clone or slice is dropped.
+///
+/// A read may keep much less than it asked for (a small batch followed by
+/// one that did not fit): then the kept bytes are copied into a buffer of
+/// their own size class (or an exact one below the smallest), and the
+/// large buffer goes straight back, so a buffer held is never more than
+/// twice its `Bytes`' length, which is what byte budgets count.
 pub fn freeze(buf: Vec<u8>, len: usize) -> Bytes {
     let len = len.min(buf.len());
     if len == 0 {
         give_back(buf);
         return Bytes::new();
     }
-    if class_of(buf.len()).is_none() {
+    let Some((held_class, _)) = class_of(buf.len()) else {
         let mut buf = buf;
         buf.truncate(len);
         buf.shrink_to_fit();
         return Bytes::from(buf);
+    };
+    match class_of(len) {
+        Some((class, _)) if class == held_class => Bytes::from_owner(Filled { buf, len }),
+        Some(_) => {
+            let mut small = take(len);
+            small[..len].copy_from_slice(&buf[..len]);
+            give_back(buf);
+            Bytes::from_owner(Filled { buf: small, len })
+        }
+        None => {
+            let kept = Bytes::copy_from_slice(&buf[..len]);
+            give_back(buf);
+            kept
+        }
     }
-    Bytes::from_owner(Filled { buf, len })
 }
 
 #[cfg(test)]
@@ -171,6 +190,22 @@ mod tests {
         let again = take(len);
         assert_eq!(again.as_ptr(), addr, "the same pages, reused");
         give_back(again);
+    }
+
+    #[test]
+    fn a_read_that_kept_little_does_not_hold_a_large_buffer() {
+        // Kept 200 KiB of an 8 MiB buffer: copied into a 256 KiB one.
+        let mut big = take(8 * 1024 * 1024);
+        big[..3].copy_from_slice(b"xyz");
+        let kept = freeze(big, 200 * 1024);
+        assert_eq!(kept.len(), 200 * 1024);
+        assert_eq!(&kept[..3], b"xyz");
+        // Kept 100 bytes of 1 MiB: an exact copy, nothing pooled held.
+        let mut big = take(1024 * 1024);
+        big[..3].copy_from_slice(b"abc");
+        let kept = freeze(big, 100);
+        assert_eq!(&kept[..3], b"abc");
+        assert_eq!(kept.len(), 100);
     }
 
     #[test]

@@ -788,8 +788,10 @@ pub async fn handle_until<R, W>(
         // Refuse an oversized frame as soon as its length prefix arrives;
         // make room for the rest of a large one in few steps.
         let frame_size = p::peek_frame_size(&buf);
-        if let Ok(Some(size)) = frame_size {
-            reserve_for_frame(&mut buf, size);
+        if let (Ok(Some(size)), true) = (&frame_size, greeted) {
+            // Not before the handshake: a stranger's 4-byte length prefix
+            // must not make the server reserve a megabyte.
+            reserve_for_frame(&mut buf, *size);
         }
         if let Err(e) = frame_size {
             closing(peer, "frame_too_large", &e);
