@@ -6,7 +6,8 @@
 //! Run with `cargo bench -p spool-batch --bench batch`; results are in
 //! `BENCHMARKS.md`.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use spool_batch::{records, validate, BatchBuilder, RecordParts};
 use std::hint::black_box;
 use std::time::Duration;
@@ -27,12 +28,16 @@ fn build(value: &[u8], builder: BatchBuilder) -> Vec<u8> {
     b.finish().expect("finish")
 }
 
-fn encode(c: &mut Criterion) {
-    let mut group = c.benchmark_group("encode_1000_records");
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_1000_records");
+    configure(&mut group);
     for size in [100usize, 1024] {
         let value = vec![b'x'; size];
         group.throughput(Throughput::Elements(RECORDS as u64));
@@ -51,10 +56,7 @@ fn encode(c: &mut Criterion) {
 
 fn check(c: &mut Criterion) {
     let mut group = c.benchmark_group("check_1000_records");
-    group
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    configure(&mut group);
     for size in [100usize, 1024] {
         let batch = build(&vec![b'x'; size], BatchBuilder::new());
         group.throughput(Throughput::Elements(RECORDS as u64));

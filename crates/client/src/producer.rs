@@ -432,6 +432,10 @@ impl Producer {
     /// machinery once. Not atomic: the messages may go in several batches,
     /// and each has its own outcome, in the order given.
     ///
+    /// Waits for buffer room for all of the call's messages at once; a call
+    /// larger than [`ProducerOptions::buffer_bytes`] waits for the whole
+    /// buffer to be free and then holds more than it, until answered.
+    ///
     /// Errors returned here (before anything is queued) are those of
     /// `send`, for the first message that has one.
     pub async fn send_batch(
