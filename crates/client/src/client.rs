@@ -34,10 +34,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes the writer gathers from its queue into one socket write.
 const WRITE_COALESCE_BYTES: usize = 256 * 1024;
 
-/// Frame parts at least this large (a produced batch) are written from the
-/// caller's buffer; smaller ones are copied together into one buffer.
-const WRITE_SHARE_BYTES_MIN: usize = 16 * 1024;
-
 /// Most buffers given to one vectored write.
 const WRITE_SLICES_MAX: usize = 64;
 
@@ -615,77 +611,37 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
     shared: Arc<Shared>,
 ) {
-    let mut small = BytesMut::with_capacity(WRITE_COALESCE_BYTES);
-    let mut parts: Vec<Bytes> = Vec::new();
+    let mut gather = p::WriteGather::default();
     while let Some(first) = rx.recv().await {
-        let mut gathered = gather(first, &mut small, &mut parts);
-        while gathered < WRITE_COALESCE_BYTES {
+        first.iter().for_each(|part| gather.push(part));
+        while gather.len() < WRITE_COALESCE_BYTES {
             match rx.try_recv() {
-                Ok(next) => gathered += gather(next, &mut small, &mut parts),
+                Ok(next) => next.iter().for_each(|part| gather.push(part)),
                 Err(_) => break,
             }
         }
-        if !small.is_empty() {
-            parts.push(small.split().freeze());
-        }
-        if let Err(e) = write_parts(&mut wr, &mut parts).await {
+        if let Err(e) = write_parts(&mut wr, &gather.take()).await {
             shared.fail(ClientError::Disconnected(format!("write failed: {e}")));
             return;
-        }
-        if small.capacity() < WRITE_COALESCE_BYTES {
-            small.reserve(WRITE_COALESCE_BYTES);
         }
     }
     let _ = wr.shutdown().await;
 }
 
-/// Adds a frame's parts to a write: small ones copied into `small`, large
-/// ones kept as they are (after what `small` holds so far). Returns its size.
-fn gather(frame: Vec<Bytes>, small: &mut BytesMut, parts: &mut Vec<Bytes>) -> usize {
-    let mut len = 0;
-    for part in frame {
-        len += part.len();
-        if part.len() < WRITE_SHARE_BYTES_MIN {
-            small.extend_from_slice(&part);
-        } else {
-            if !small.is_empty() {
-                parts.push(small.split().freeze());
-            }
-            parts.push(part);
-        }
-    }
-    len
-}
-
 /// Writes every part, in order, with as few (vectored) writes as the socket
-/// allows; `parts` is empty afterwards.
-async fn write_parts<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    parts: &mut Vec<Bytes>,
-) -> std::io::Result<()> {
-    let mut first = 0;
-    while first < parts.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
-            .iter()
-            .take(WRITE_SLICES_MAX)
-            .map(|b| std::io::IoSlice::new(b))
-            .collect();
-        let mut written = wr.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let head = &mut parts[first];
-            if written >= head.len() {
-                written -= head.len();
-                first += 1;
-            } else {
-                let _ = head.split_to(written);
-                written = 0;
+/// allows.
+async fn write_parts<W: AsyncWrite + Unpin>(wr: &mut W, parts: &[Bytes]) -> std::io::Result<()> {
+    for chunk in parts.chunks(WRITE_SLICES_MAX) {
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            chunk.iter().map(|b| std::io::IoSlice::new(b)).collect();
+        let mut unwritten: &mut [std::io::IoSlice<'_>] = &mut slices;
+        while !unwritten.is_empty() {
+            match wr.write_vectored(unwritten).await? {
+                0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                n => std::io::IoSlice::advance_slices(&mut unwritten, n),
             }
         }
     }
-    parts.clear();
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use spool_types::limits::FRAME_BYTES_MAX;
 
 use crate::error::{EncodeError, FrameError};
-use crate::wire::Writer;
+use crate::wire::{Writer, SHARED_BYTES_MIN};
 
 /// Bytes in the length prefix.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -219,5 +219,51 @@ pub(crate) fn encode_frame(
             buf.truncate(start);
             Err(e)
         }
+    }
+}
+
+/// Frame parts gathered for one vectored write, in order: parts smaller
+/// than [`SHARED_BYTES_MIN`] are copied together into one buffer (a few
+/// large `write`s beat hundreds of tiny iovecs), larger ones (stored or
+/// produced batches) are kept as the buffers they are. Pure bookkeeping:
+/// the server's and the client's writers both use it and do the I/O.
+#[derive(Debug, Default)]
+pub struct WriteGather {
+    small: BytesMut,
+    segments: Vec<Bytes>,
+    len: usize,
+}
+
+impl WriteGather {
+    /// Adds one part after those already gathered.
+    pub fn push(&mut self, part: &Bytes) {
+        self.len += part.len();
+        if part.len() < SHARED_BYTES_MIN {
+            self.small.extend_from_slice(part);
+        } else {
+            if !self.small.is_empty() {
+                self.segments.push(self.small.split().freeze());
+            }
+            self.segments.push(part.clone());
+        }
+    }
+
+    /// Bytes gathered so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The gathered segments, to be written in order; the gatherer is
+    /// empty again afterwards (and keeps its copy buffer's room).
+    pub fn take(&mut self) -> Vec<Bytes> {
+        if !self.small.is_empty() {
+            self.segments.push(self.small.split().freeze());
+        }
+        self.len = 0;
+        std::mem::take(&mut self.segments)
     }
 }

@@ -35,7 +35,8 @@ pub use common::{
 pub use common::{CONFIG_TAG_DEDUP_WINDOW_MS, CONFIG_TAG_WARN_DEPTH};
 pub use error::{DecodeError, EncodeError, FrameError, WireCode, WireError};
 pub use frame::{
-    decode_frame, peek_frame_size, Frame, FrameKind, FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES,
+    decode_frame, peek_frame_size, Frame, FrameKind, WriteGather, FRAME_HEADER_BYTES,
+    LENGTH_PREFIX_BYTES,
 };
 pub use op::Op;
 pub use push::{Deliver, Push, QueueDeliver};
@@ -52,6 +53,7 @@ pub use response::{
     TopicSummary,
 };
 pub use spool_types::limits::FRAME_BYTES_MAX;
+pub use wire::SHARED_BYTES_MIN;
 
 /// The protocol version this build speaks (and the only one so far).
 pub const PROTOCOL_VERSION: u16 = 1;

@@ -270,8 +270,9 @@ pub(crate) struct Writer<'a> {
 }
 
 /// Fields at least this large are handed over by reference, not copied,
-/// when a frame is encoded into parts.
-pub(crate) const SHARED_BYTES_MIN: usize = 16 * 1024;
+/// when a frame is encoded into parts; writers ([`crate::WriteGather`])
+/// copy smaller parts together and send these from their own buffers.
+pub const SHARED_BYTES_MIN: usize = 16 * 1024;
 
 impl<'a> Writer<'a> {
     pub(crate) fn new(buf: &'a mut BytesMut, frame_start: usize) -> Writer<'a> {

@@ -96,6 +96,31 @@ proptest! {
         prop_assert_eq!(Request::decode(frame.op, frame.body)?, req);
     }
 
+    /// Gathered parts come out as the same bytes in the same order, large
+    /// ones as the very buffers given, small ones copied together.
+    #[test]
+    fn gathered_parts_keep_bytes_order_and_large_buffers(
+        sizes in proptest::collection::vec(0usize..40_000, 0..12),
+    ) {
+        let parts: Vec<bytes::Bytes> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| bytes::Bytes::from(vec![i as u8; n]))
+            .collect();
+        let mut gather = WriteGather::default();
+        for part in &parts {
+            gather.push(part);
+        }
+        prop_assert_eq!(gather.len(), sizes.iter().sum::<usize>());
+        let segments = gather.take();
+        prop_assert!(gather.is_empty());
+        prop_assert_eq!(segments.concat(), parts.concat());
+        for part in parts.iter().filter(|p| p.len() >= SHARED_BYTES_MIN) {
+            prop_assert!(segments.iter().any(|s| s.as_ptr() == part.as_ptr()));
+        }
+        prop_assert!(segments.len() <= 2 * parts.len() + 1);
+    }
+
     /// A fetch answer's large stored batches are parts of their own, the
     /// very buffers the server read (not copies), and the frame decodes to
     /// the same answer.

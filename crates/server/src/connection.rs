@@ -64,9 +64,6 @@ const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 const WRITE_COALESCE_BYTES: usize = 256 * 1024;
 /// Most queued frames taken into one write (well under `IOV_MAX`).
 const WRITE_COALESCE_FRAMES: usize = 256;
-/// Frames up to this size are copied into one buffer for the write; larger
-/// ones are written from their own.
-const WRITE_COPY_BYTES_MAX: usize = 16 * 1024;
 /// Longest a push subscription sleeps without re-checking its partitions.
 /// Queue long polls use it too: acks and nacks on other connections, and
 /// leases lapsing, are not announced, so a wait must look again now and then.
@@ -246,21 +243,11 @@ async fn write_frames_unless_stalled<W: AsyncWrite + Unpin>(
     wr: &mut W,
     frames: &[Outgoing],
 ) -> Result<(), WriteFailure> {
-    let mut segments: Vec<Bytes> = Vec::with_capacity(frames.len().min(8));
-    let mut small = BytesMut::new();
+    let mut gather = p::WriteGather::default();
     for part in frames.iter().flat_map(Outgoing::parts) {
-        if part.len() < WRITE_COPY_BYTES_MAX {
-            small.extend_from_slice(part);
-        } else {
-            if !small.is_empty() {
-                segments.push(small.split().freeze());
-            }
-            segments.push(part.clone());
-        }
+        gather.push(part);
     }
-    if !small.is_empty() {
-        segments.push(small.freeze());
-    }
+    let segments = gather.take();
     let mut slices: Vec<IoSlice<'_>> = segments.iter().map(|b| IoSlice::new(b)).collect();
     let mut unwritten: &mut [IoSlice<'_>] = &mut slices;
     let stall = Duration::from_millis(SLOW_CLIENT_TIMEOUT_MS);
