@@ -1159,7 +1159,8 @@ impl Broker {
         receipts: &[String],
         now_ms: i64,
     ) -> Result<Vec<Result<()>>> {
-        self.queue(topic, name)?.ack(receipts, now_ms)
+        let durability = self.topic(topic)?.config().durability.to_log();
+        self.queue(topic, name)?.ack(receipts, durability, now_ms)
     }
 
     pub fn nack(
@@ -1214,11 +1215,12 @@ impl Broker {
     /// Copies failed-too-often messages to their dead-letter topic (with
     /// headers naming the source) and writes a side-channel event for each.
     fn process_dead_letters(&self, q: &QueueSub, now_ms: i64) -> Result<()> {
-        let dead = q.housekeeping(now_ms)?;
+        let spec = q.spec();
+        let durability = self.topic(&spec.topic)?.config().durability.to_log();
+        let dead = q.housekeeping(durability, now_ms)?;
         if dead.is_empty() {
             return Ok(());
         }
-        let spec = q.spec();
         let topic = self.topic(&spec.topic)?;
         for (partition, letter) in dead {
             let log = &topic.partitions[partition as usize];

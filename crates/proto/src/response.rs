@@ -499,6 +499,21 @@ impl Response {
         Ok(Response { op, result })
     }
 
+    /// About the bytes [`Response::encode`] writes when the body can be
+    /// large (leased messages: exact up to the frame's fixed fields), a small
+    /// guess otherwise; so a caller can size its buffer once instead of
+    /// growing it step by step through a large answer.
+    pub fn encoded_len_hint(&self) -> usize {
+        // Length prefix, frame header, error code and an array length.
+        const FIXED_BYTES: usize = 4 + 7 + 2 + 4;
+        const SMALL_BODY_BYTES: usize = 64;
+        FIXED_BYTES
+            + match &self.result {
+                Ok(ResponseBody::Messages(m)) => m.iter().map(LeasedMessage::encoded_len).sum(),
+                _ => SMALL_BODY_BYTES,
+            }
+    }
+
     /// Appends this response as one whole frame. On error `buf` is unchanged.
     ///
     /// An error message longer than a string field allows (64 KiB) is cut at

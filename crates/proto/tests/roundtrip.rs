@@ -403,13 +403,14 @@ fn leased_messages_are_zero_copy_in_responses_and_pushes() {
 fn leased_message_encoded_len_is_exact() {
     let message = sample_message(bytes::Bytes::from(vec![0u8; 77]));
     let mut buf = BytesMut::new();
-    Response::ok(ResponseBody::Messages(vec![
+    let response = Response::ok(ResponseBody::Messages(vec![
         message.clone(),
         message.clone(),
-    ]))
-    .encode(1, &mut buf)
-    .unwrap();
+    ]));
+    response.encode(1, &mut buf).unwrap();
     assert_eq!(buf.len(), 4 + 7 + 2 + 4 + 2 * message.encoded_len());
+    // What the server sizes its answer buffer by.
+    assert_eq!(response.encoded_len_hint(), buf.len());
     buf.clear();
     Push::QueueDeliver(QueueDeliver {
         messages: vec![message.clone()],

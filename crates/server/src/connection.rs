@@ -288,7 +288,7 @@ pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, message: &
 }
 
 fn encode_response(correlation_id: u32, response: Response) -> Bytes {
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(response.encoded_len_hint());
     if let Err(e) = response.encode(correlation_id, &mut buf) {
         // Only an oversized body can fail to encode; say so instead.
         buf.clear();

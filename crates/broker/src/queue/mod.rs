@@ -3,14 +3,19 @@
 //! acknowledged. One [`QueueSub`] per subscription; each partition has its
 //! own lock and its own [`state::PartitionQueue`], so leasing and acking on
 //! different partitions never contend. Acks, leases and retries are recorded
-//! in a per-subscription state log (our own [`Log`], `always` durability)
-//! and replayed on open.
+//! in a per-subscription state log (our own [`Log`]) and replayed on open.
 //!
-//! Durability bound: an ack is answered only after its state-log record is
-//! fdatasync'd, so a message whose ack was answered is never delivered again;
-//! a message whose ack was in flight when the server died may be delivered
-//! once more. A lease (and its delivery count) is written but not waited for,
-//! so after a crash a delivery count may be one lower than it was.
+//! Durability bound: an ack is as durable as the topic's messages. Under
+//! `always` it is answered only after its state-log record is fdatasync'd;
+//! under `interval` the record is written (page cache) before the answer and
+//! fdatasync'd within the interval by housekeeping; under `never` the OS
+//! writes it back. Either way a message whose ack was answered is never
+//! delivered again after a process crash; after a power loss, only acks of
+//! the last interval (or, under `never`, since the last writeback) can be
+//! lost, and those messages are delivered again, never lost. A message whose
+//! ack was in flight when the server died may be delivered once more. A
+//! lease (and its delivery count) is written but not waited for, so after a
+//! crash a delivery count may be one lower than it was.
 
 pub mod state;
 
@@ -18,12 +23,12 @@ use crate::error::{BrokerError, Result};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
-use spool_log::{Log, LogConfig};
+use spool_log::{Durability, Log, LogConfig};
 use spool_types::ErrorCode;
 use state::{Admit, Backoff, Change, DeliveryMode, PartitionQueue, ReceiptError, Replay, Rules};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most messages a partition keeps admitted (ready, leased or awaiting
@@ -161,9 +166,18 @@ pub struct LeasedMessage {
     pub lease_deadline_ms: i64,
 }
 
+/// Longest receipt [`make_receipt`] writes: a u32, an i64 and a u64 in hex,
+/// with two dashes.
+const RECEIPT_BYTES_MAX: usize = 10 + 1 + 20 + 1 + 16;
+
 /// A receipt names one lease: `partition-offset-lease` (lease in hex).
 pub fn make_receipt(partition: u32, offset: i64, lease: u64) -> String {
-    format!("{partition}-{offset}-{lease:x}")
+    use std::fmt::Write;
+    // Sized once: `format!` grew it step by step, a visible share of a
+    // receive's cost (hundreds of receipts per receive).
+    let mut receipt = String::with_capacity(RECEIPT_BYTES_MAX);
+    let _ = write!(receipt, "{partition}-{offset}-{lease:x}");
+    receipt
 }
 
 pub fn parse_receipt(receipt: &str) -> Option<(u32, i64, u64)> {
@@ -235,6 +249,9 @@ pub struct QueueSub {
     next_lease: AtomicU64,
     rotate: AtomicUsize,
     records_since_snapshot: AtomicU64,
+    /// When housekeeping last fdatasync'd the state log for an `interval`
+    /// topic's acks.
+    last_sync_ms: AtomicI64,
     pub redeliveries: AtomicU64,
     pub dead_letters: AtomicU64,
 }
@@ -365,6 +382,7 @@ impl QueueSub {
             next_lease: AtomicU64::new((now_ms.max(0) as u64) << 16),
             rotate: AtomicUsize::new(0),
             records_since_snapshot: AtomicU64::new(records),
+            last_sync_ms: AtomicI64::new(now_ms),
             redeliveries: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
         };
@@ -400,8 +418,24 @@ impl QueueSub {
         durable: bool,
         now_ms: i64,
     ) -> Result<()> {
+        if let Some(next_offset) = self.write_changes(partition, changes, now_ms)? {
+            if durable {
+                self.state.sync_to(next_offset)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes changes to the state log (page cache); returns the offset after
+    /// them, to sync to, or `None` if there were none.
+    fn write_changes(
+        &self,
+        partition: u32,
+        changes: &[Change],
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
         if changes.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut b = BatchBuilder::new();
         for c in changes {
@@ -414,10 +448,7 @@ impl QueueSub {
         let (appended, _) = self.state.write(&mut batch, now_ms)?;
         self.records_since_snapshot
             .fetch_add(changes.len() as u64, Ordering::Relaxed);
-        if durable {
-            self.state.sync_to(appended.next_offset())?;
-        }
-        Ok(())
+        Ok(Some(appended.next_offset()))
     }
 
     /// Leases up to `max` messages across partitions, reading their contents.
@@ -496,9 +527,15 @@ impl QueueSub {
         f(p, &mut q, offset, lease).map_err(|e| receipt_error(receipt, e))
     }
 
-    /// Acknowledges each receipt; answers once the acks are durable. Returns
-    /// one result per receipt (a bad receipt does not fail the others).
-    pub fn ack(&self, receipts: &[String], now_ms: i64) -> Result<Vec<Result<()>>> {
+    /// Acknowledges each receipt; answers once the acks are as durable as
+    /// `durability` (the topic's) promises. Returns one result per receipt
+    /// (a bad receipt does not fail the others).
+    pub fn ack(
+        &self,
+        receipts: &[String],
+        durability: Durability,
+        now_ms: i64,
+    ) -> Result<Vec<Result<()>>> {
         if self.spec().mode == ModeSpec::AtMostOnce {
             // Handed out as done already: acking is a harmless no-op.
             return Ok(receipts
@@ -509,20 +546,42 @@ impl QueueSub {
                 })
                 .collect());
         }
-        let mut by_partition: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
-        let results: Vec<Result<()>> = receipts
-            .iter()
-            .map(|r| {
-                self.with_receipt(r, |p, q, offset, lease| {
-                    let changes = by_partition.entry(p).or_default();
-                    q.ack(offset, lease, now_ms, changes)
-                })
-            })
-            .collect();
-        let last = by_partition.len();
-        for (i, (p, changes)) in by_partition.iter().enumerate() {
-            // One fdatasync covers every partition's records (same log).
-            self.persist(*p, changes, i + 1 == last, now_ms)?;
+        let mut results: Vec<Result<()>> = Vec::with_capacity(receipts.len());
+        // (partition, index, offset, lease), grouped by partition below so
+        // that each partition is locked once per request, not per receipt
+        // (workers acking and receiving contended on those locks).
+        let mut parsed = Vec::with_capacity(receipts.len());
+        for (i, r) in receipts.iter().enumerate() {
+            match parse_receipt(r) {
+                Some((p, offset, lease)) if (p as usize) < self.partitions.len() => {
+                    parsed.push((p, i, offset, lease));
+                    results.push(Ok(()));
+                }
+                _ => results.push(Err(receipt_error(r, ReceiptError::Unknown))),
+            }
+        }
+        // Stable within a partition: its acks apply in request order.
+        parsed.sort_by_key(|&(p, ..)| p);
+        let mut changes = Vec::new();
+        let mut written_to = None;
+        for group in parsed.chunk_by(|a, b| a.0 == b.0) {
+            let p = group[0].0;
+            changes.clear();
+            {
+                let mut q = lock(&self.partitions[p as usize]);
+                for &(_, i, offset, lease) in group {
+                    if let Err(e) = q.ack(offset, lease, now_ms, &mut changes) {
+                        results[i] = Err(receipt_error(&receipts[i], e));
+                    }
+                }
+            }
+            if let Some(next) = self.write_changes(p, &changes, now_ms)? {
+                written_to = Some(next);
+            }
+        }
+        // One fdatasync covers every partition's records (same log).
+        if let (Some(next), Durability::Always) = (written_to, durability) {
+            self.state.sync_to(next)?;
         }
         Ok(results)
     }
@@ -572,8 +631,13 @@ impl QueueSub {
             .collect()
     }
 
-    /// Expires leases and returns dead letters to copy, per partition.
-    pub fn housekeeping(&self, now_ms: i64) -> Result<Vec<(u32, state::DeadLetter)>> {
+    /// Expires leases and returns dead letters to copy, per partition; under
+    /// `interval` (the topic's `durability`), fdatasyncs acks once due.
+    pub fn housekeeping(
+        &self,
+        durability: Durability,
+        now_ms: i64,
+    ) -> Result<Vec<(u32, state::DeadLetter)>> {
         let rules = self.spec().rules();
         let mut dead = Vec::new();
         for (p, q) in self.partitions.iter().enumerate() {
@@ -586,7 +650,14 @@ impl QueueSub {
             self.persist(p as u32, &changes, false, now_ms)?;
             dead.extend(letters.into_iter().map(|d| (p as u32, d)));
         }
-        self.state.sync_if_due(now_ms)?;
+        if let Durability::Interval { interval_ms } = durability {
+            let next = self.state.stats().next_offset;
+            let since_ms = now_ms - self.last_sync_ms.load(Ordering::Relaxed);
+            if since_ms >= interval_ms as i64 && !self.state.is_durable_to(next) {
+                self.last_sync_ms.store(now_ms, Ordering::Relaxed);
+                self.state.sync_to(next)?;
+            }
+        }
         Ok(dead)
     }
 
@@ -745,4 +816,109 @@ fn read_messages(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A topic partition of `n` messages and a subscription over it.
+    fn setup(dir: &Path, n: usize) -> (Vec<Arc<Log>>, QueueSub) {
+        let (log, _) = Log::open(&dir.join("p0"), LogConfig::default()).unwrap();
+        let mut b = BatchBuilder::new();
+        for i in 0..n {
+            b.push(&NewRecord::value(format!("m{i}").into_bytes(), 1))
+                .unwrap();
+        }
+        log.append(&mut b.finish().unwrap(), 1).unwrap();
+        let (sub, _) = QueueSub::open(&dir.join("sub"), QueueSpec::new("t", "w"), &[0], 1).unwrap();
+        (vec![Arc::new(log)], sub)
+    }
+
+    fn acks_are_durable(sub: &QueueSub) -> bool {
+        sub.state.is_durable_to(sub.state.stats().next_offset)
+    }
+
+    #[test]
+    fn acks_are_as_durable_as_the_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, sub) = setup(dir.path(), 10);
+        let receipts = |got: Vec<LeasedMessage>| -> Vec<String> {
+            got.into_iter().map(|m| m.receipt).collect()
+        };
+
+        // `always`: fdatasync'd before the answer.
+        let first = receipts(sub.receive(&logs, 2, 10).unwrap());
+        let done = sub.ack(&first, Durability::Always, 10).unwrap();
+        assert!(done.iter().all(Result::is_ok));
+        assert!(acks_are_durable(&sub));
+
+        // `interval`: written, not yet synced; housekeeping syncs once the
+        // interval since the last sync has passed.
+        let interval = Durability::Interval { interval_ms: 1000 };
+        let second = receipts(sub.receive(&logs, 2, 20).unwrap());
+        let done = sub.ack(&second, interval, 20).unwrap();
+        assert!(done.iter().all(Result::is_ok));
+        assert!(!acks_are_durable(&sub));
+        sub.housekeeping(interval, 500).unwrap();
+        assert!(!acks_are_durable(&sub));
+        sub.housekeeping(interval, 1001).unwrap();
+        assert!(acks_are_durable(&sub));
+
+        // `never`: left to the OS, even by housekeeping.
+        let third = receipts(sub.receive(&logs, 2, 30).unwrap());
+        sub.ack(&third, Durability::Never, 30).unwrap();
+        sub.housekeeping(Durability::Never, 1_000_000).unwrap();
+        assert!(!acks_are_durable(&sub));
+
+        // Acknowledged messages are done whatever the durability: the
+        // remaining four are the only ones handed out again.
+        let rest = sub.receive(&logs, 100, 40).unwrap();
+        let offsets: Vec<i64> = rest.iter().map(|m| m.offset).collect();
+        assert_eq!(offsets, vec![6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn one_request_acks_many_receipts_and_reports_each_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, sub) = setup(dir.path(), 3);
+        let got = sub.receive(&logs, 3, 10).unwrap();
+        let receipts = vec![
+            got[2].receipt.clone(),
+            "garbage".to_owned(),
+            got[0].receipt.clone(),
+            make_receipt(7, 0, 1),  // no partition 7
+            got[0].receipt.clone(), // acked just before, in this request
+            got[1].receipt.clone(),
+        ];
+        let results = sub.ack(&receipts, Durability::Always, 11).unwrap();
+        let codes: Vec<Option<ErrorCode>> = results
+            .iter()
+            .map(|r| r.as_ref().err().map(|e| e.code))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                None,
+                Some(ErrorCode::UnknownReceipt),
+                None,
+                Some(ErrorCode::UnknownReceipt),
+                Some(ErrorCode::LeaseExpired),
+                None,
+            ]
+        );
+        assert!(sub.receive(&logs, 10, 12).unwrap().is_empty());
+    }
+
+    #[test]
+    fn receipts_parse_back_at_their_longest() {
+        let receipt = make_receipt(u32::MAX, i64::MIN, u64::MAX);
+        assert_eq!(receipt.len(), RECEIPT_BYTES_MAX);
+        // A negative offset is never handed out; the longest real one is.
+        let receipt = make_receipt(u32::MAX, i64::MAX, u64::MAX);
+        assert_eq!(
+            parse_receipt(&receipt),
+            Some((u32::MAX, i64::MAX, u64::MAX))
+        );
+    }
 }
