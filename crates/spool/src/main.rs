@@ -18,6 +18,14 @@
 
 mod bench;
 mod cli;
+
+/// mimalloc rather than glibc's malloc: the server allocates and frees
+/// from many threads at once (runtime workers, blocking threads, sync
+/// threads), and glibc's arena locks showed up contended in profiles of the
+/// queue workload (BENCHMARKS.md, sixth session).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config;
 mod consume;
 mod produce;
