@@ -7,7 +7,7 @@ use crate::config::{validate_partitions, OnFull, Retention, TopicConfig, TopicCo
 use crate::error::{name_error, BrokerError, Result};
 use crate::group::{Catalog, Coordinator, GroupView, StartFrom, TopicPartition};
 use crate::meta::{parse_tp_key, MetaEvent, MetaState, MetaStore, TopicMeta};
-use crate::queue::{LeasedMessage, QueueSpec, QueueSub};
+use crate::queue::{LeasedMessage, ModeSpec, QueueSpec, QueueSub, ToSync};
 use crate::requests::{
     unknown_request, CallbackState, CallbackStatus, RequestRecord, RequestStatus, RequestStore,
     CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, REQUEST_TTL_MS_DEFAULT, RESULT_BYTES_MAX,
@@ -129,6 +129,17 @@ pub struct PendingProduce {
     pub must_sync: bool,
     /// See [`Produced::placed`].
     pub placed: Option<Vec<(u32, i64)>>,
+}
+
+/// Told the results of a started ack (one per receipt) once they are
+/// durable, or why they cannot be.
+pub type AckDone = Box<dyn FnOnce(Result<Vec<Result<()>>>) + Send>;
+
+/// Acks applied and written, maybe not yet durable: see
+/// [`Broker::start_ack`].
+pub struct PendingAck {
+    results: Vec<Result<()>>,
+    sync: Option<ToSync>,
 }
 
 /// The answer to a produce: where the batch landed.
@@ -1152,6 +1163,18 @@ impl Broker {
         self.mark_running(topic, name, messages, now_ms)
     }
 
+    /// Whether [`Broker::receive`] on this subscription writes only to the
+    /// page cache (leases), so an async caller may run it on its own thread
+    /// as it runs a produce's write. Otherwise it may wait for an fdatasync:
+    /// `at_most_once` marks messages done durably before handing them out,
+    /// and the request workers' subscription acks finished requests' messages.
+    pub fn receive_is_quick(&self, topic: &str, name: &str) -> bool {
+        name != WORKERS_SUBSCRIPTION
+            && self
+                .queue(topic, name)
+                .is_ok_and(|q| q.mode() == ModeSpec::AtLeastOnce)
+    }
+
     pub fn ack(
         &self,
         topic: &str,
@@ -1161,6 +1184,39 @@ impl Broker {
     ) -> Result<Vec<Result<()>>> {
         let durability = self.topic(topic)?.config().durability.to_log();
         self.queue(topic, name)?.ack(receipts, durability, now_ms)
+    }
+
+    /// [`Broker::ack`] up to its fdatasync wait: applies the acks and writes
+    /// their records to the page cache, so that an async caller can run it
+    /// on its own thread (as it runs a produce's write) and be told through
+    /// [`Broker::finish_ack_then`] when the answer may go out.
+    pub fn start_ack(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        now_ms: i64,
+    ) -> Result<PendingAck> {
+        let durability = self.topic(topic)?.config().durability.to_log();
+        let (results, sync) = self
+            .queue(topic, name)?
+            .start_ack(receipts, durability, now_ms)?;
+        Ok(PendingAck { results, sync })
+    }
+
+    /// Calls `done` with the results of a started ack once they are as
+    /// durable as the topic promises: at once if nothing waits for an
+    /// fdatasync, else from a syncer thread (so `done` must be short).
+    pub fn finish_ack_then(&self, pending: PendingAck, done: AckDone) {
+        let PendingAck { results, sync } = pending;
+        match sync {
+            None => done(Ok(results)),
+            Some(ToSync { log, next_offset }) => self.syncer.sync(
+                &log,
+                next_offset,
+                Box::new(move |r| done(r.map(|()| results).map_err(BrokerError::from))),
+            ),
+        }
     }
 
     pub fn nack(

@@ -740,6 +740,58 @@ pub async fn handle_until<R, W>(
                         })
                         .await;
                 }
+                Request::Ack(ack) => {
+                    // Like a produce: the records are written here (page
+                    // cache), the fdatasync an `always` topic needs is
+                    // waited for by the broker's sync threads. Through
+                    // `spawn_blocking` each ack cost two thread hand-offs
+                    // (BENCHMARKS.md, sixth session).
+                    let pending =
+                        shared
+                            .broker
+                            .start_ack(&ack.topic, &ack.name, &ack.receipts, now_ms());
+                    let (shared, tx) = (Arc::clone(&shared), tx.clone());
+                    tokio::spawn(async move {
+                        let result = match pending {
+                            Ok(pending) => {
+                                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                                shared.broker.finish_ack_then(
+                                    pending,
+                                    Box::new(move |r| {
+                                        let _ = done_tx.send(r);
+                                    }),
+                                );
+                                done_rx.await.unwrap_or_else(|_| {
+                                    Err(BrokerError::new(
+                                        ErrorCode::Internal,
+                                        "the ack was dropped before it was synced",
+                                    ))
+                                })
+                            }
+                            Err(e) => Err(e),
+                        };
+                        let response = match result {
+                            Ok(results) => {
+                                let ordered = shared
+                                    .broker
+                                    .queue(&ack.topic, &ack.name)
+                                    .is_ok_and(|q| q.spec().ordered);
+                                if ordered {
+                                    wake_after_settle(&shared, &ack.topic, &ack.receipts, &results);
+                                }
+                                Response::ok(ResponseBody::Acked(convert::receipt_codes(&results)))
+                            }
+                            Err(e) => error_response(p::Op::Ack.as_u16(), wire_error(e)),
+                        };
+                        let _ = tx
+                            .send(Outgoing {
+                                rest: Vec::new(),
+                                bytes: encode_response(cid, response),
+                                _permits: permits,
+                            })
+                            .await;
+                    });
+                }
                 other => {
                     let (shared, tx) = (Arc::clone(&shared), tx.clone());
                     let op = frame.op;
@@ -1318,15 +1370,27 @@ async fn receive_long_poll(shared: &Shared, receive: p::Receive) -> Response {
         let until = wake_deadline(wake, deadline.min(recheck), &mut due_pause);
         let stopping = *shutdown.borrow_and_update();
         let mut result = None;
+        let quick = shared
+            .broker
+            .receive_is_quick(&receive.topic, &receive.name);
         let waited = wait_any(&notifies, None, until, || {
-            let leased = tokio::task::block_in_place(|| {
+            let lease = || {
                 lease_within_frame(
                     &shared.broker,
                     &receive.topic,
                     &receive.name,
                     receive.max as usize,
                 )
-            });
+            };
+            // Page-cache reads and writes only: run here, as a produce's
+            // write is. Handing the worker off (`block_in_place`) for each
+            // receive cost more than the receive (BENCHMARKS.md, sixth
+            // session).
+            let leased = if quick {
+                lease()
+            } else {
+                tokio::task::block_in_place(lease)
+            };
             let ready =
                 !matches!(&leased, Ok(m) if m.is_empty()) || stopping || Instant::now() >= deadline;
             result = Some(leased);
@@ -1745,16 +1809,6 @@ fn dispatch(
                 })
                 .collect();
             ResponseBody::Subscriptions(infos)
-        }
-        Request::Ack(a) => {
-            let results = broker.ack(&a.topic, &a.name, &a.receipts, now)?;
-            if broker
-                .queue(&a.topic, &a.name)
-                .is_ok_and(|q| q.spec().ordered)
-            {
-                wake_after_settle(shared, &a.topic, &a.receipts, &results);
-            }
-            ResponseBody::Acked(convert::receipt_codes(&results))
         }
         Request::Nack(n) => {
             let results = broker.nack(

@@ -239,13 +239,20 @@ fn decode_record(v: &[u8]) -> Option<(u8, u32, i64, i64)> {
     Some((v[0], p, i64::from_be_bytes(o), i64::from_be_bytes(a)))
 }
 
+/// A state log and the offset below which it must be fdatasync'd before
+/// acks written to it may be answered.
+pub struct ToSync {
+    pub log: Arc<Log>,
+    pub next_offset: i64,
+}
+
 /// One queue subscription at runtime.
 pub struct QueueSub {
     spec: Mutex<QueueSpec>,
     partitions: Vec<Mutex<PartitionQueue>>,
     /// Per partition, the last bytes read from its log for a receive.
     recent: Vec<Mutex<Option<RecentRead>>>,
-    state: Log,
+    state: Arc<Log>,
     next_lease: AtomicU64,
     rotate: AtomicUsize,
     records_since_snapshot: AtomicU64,
@@ -377,7 +384,7 @@ impl QueueSub {
             spec: Mutex::new(spec),
             partitions,
             recent,
-            state,
+            state: Arc::new(state),
             // Leases are unique across restarts: the counter starts from the clock.
             next_lease: AtomicU64::new((now_ms.max(0) as u64) << 16),
             rotate: AtomicUsize::new(0),
@@ -391,6 +398,10 @@ impl QueueSub {
 
     pub fn spec(&self) -> QueueSpec {
         lock(&self.spec).clone()
+    }
+
+    pub fn mode(&self) -> ModeSpec {
+        lock(&self.spec).mode
     }
 
     pub fn set_spec(&self, spec: QueueSpec) {
@@ -527,24 +538,41 @@ impl QueueSub {
         f(p, &mut q, offset, lease).map_err(|e| receipt_error(receipt, e))
     }
 
-    /// Acknowledges each receipt; answers once the acks are as durable as
-    /// `durability` (the topic's) promises. Returns one result per receipt
-    /// (a bad receipt does not fail the others).
+    /// Acknowledges each receipt; returns once the acks are as durable as
+    /// `durability` (the topic's) promises, with one result per receipt (a
+    /// bad receipt does not fail the others).
     pub fn ack(
         &self,
         receipts: &[String],
         durability: Durability,
         now_ms: i64,
     ) -> Result<Vec<Result<()>>> {
+        let (results, sync) = self.start_ack(receipts, durability, now_ms)?;
+        if let Some(ToSync { log, next_offset }) = sync {
+            log.sync_to(next_offset)?;
+        }
+        Ok(results)
+    }
+
+    /// [`QueueSub::ack`] up to the wait: applies the acks and writes their
+    /// records (page cache). Also returns what must be fdatasync'd before
+    /// answering, under `always`, so that a caller can wait elsewhere.
+    pub fn start_ack(
+        &self,
+        receipts: &[String],
+        durability: Durability,
+        now_ms: i64,
+    ) -> Result<(Vec<Result<()>>, Option<ToSync>)> {
         if self.spec().mode == ModeSpec::AtMostOnce {
             // Handed out as done already: acking is a harmless no-op.
-            return Ok(receipts
+            let results = receipts
                 .iter()
                 .map(|r| match parse_receipt(r) {
                     Some((p, _, _)) if (p as usize) < self.partitions.len() => Ok(()),
                     _ => Err(receipt_error(r, ReceiptError::Unknown)),
                 })
-                .collect());
+                .collect();
+            return Ok((results, None));
         }
         let mut results: Vec<Result<()>> = Vec::with_capacity(receipts.len());
         // (partition, index, offset, lease), grouped by partition below so
@@ -580,10 +608,14 @@ impl QueueSub {
             }
         }
         // One fdatasync covers every partition's records (same log).
-        if let (Some(next), Durability::Always) = (written_to, durability) {
-            self.state.sync_to(next)?;
-        }
-        Ok(results)
+        let sync = match (written_to, durability) {
+            (Some(next_offset), Durability::Always) => Some(ToSync {
+                log: Arc::clone(&self.state),
+                next_offset,
+            }),
+            _ => None,
+        };
+        Ok((results, sync))
     }
 
     pub fn nack(
