@@ -51,6 +51,27 @@ proptest! {
         }
     }
 
+    /// `validate_each` shows every record once, in order, as decoding them
+    /// after `validate` would, and answers as `validate` does.
+    #[test]
+    fn validate_each_shows_every_record_in_order(
+        records in proptest::collection::vec(record_strategy(), 1..20),
+        flip in any::<Option<(usize, u8)>>(),
+    ) {
+        let mut batch = build(&records);
+        if let Some((pick, bit)) = flip {
+            let at = pick % batch.len();
+            batch[at] ^= 1 << (bit % 8);
+        }
+        let mut shown = Vec::new();
+        let answer = validate_each(&batch, |r| shown.push(r.clone()));
+        prop_assert_eq!(&answer, &validate(&batch));
+        if let Ok(header) = answer {
+            let decoded: Vec<_> = crate::records(&batch, &header).collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(shown, decoded);
+        }
+    }
+
     /// Skipping `n` records then decoding yields record `n`, as decoding
     /// every record would; skipping past the end is an error.
     #[test]

@@ -714,7 +714,12 @@ impl Broker {
         now_ms: i64,
     ) -> Result<PendingProduce> {
         let t = self.topic(topic)?;
-        let header = spool_batch::validate(batch)?;
+        // Message IDs, if the producer gave any, for duplicate suppression:
+        // read in the validating walk over the records.
+        let mut ids: Vec<Option<Vec<u8>>> = Vec::new();
+        let header = spool_batch::validate_each(batch, |r| {
+            ids.push(r.header(MSG_ID_HEADER).map(<[u8]>::to_vec));
+        })?;
         let n = t.partitions.len() as u32;
         let partition = match routing {
             Routing::Partition(p) if *p < n => *p,
@@ -730,10 +735,6 @@ impl Broker {
         let log = Arc::clone(&t.partitions[partition as usize]);
         let config = t.config();
         let limited = config.max_messages.is_some() || config.max_bytes.is_some();
-        // Message IDs, if the producer gave any, for duplicate suppression.
-        let ids: Vec<Option<Vec<u8>>> = spool_batch::records(batch, &header)
-            .map(|r| r.map(|r| r.header(MSG_ID_HEADER).map(<[u8]>::to_vec)))
-            .collect::<std::result::Result<_, _>>()?;
         let dedup = ids.iter().any(Option::is_some);
         let mut dedup_guard = dedup.then(|| lock(&t.dedup));
         let mut rebuilt: Option<Vec<u8>> = None;
@@ -811,6 +812,8 @@ impl Broker {
         if rebuilt.is_none() {
             kept_ids = ids;
         }
+        // The producer's batch was validated above; a rebuilt one is new.
+        let validated = rebuilt.is_none();
         let batch: &mut [u8] = match rebuilt.as_mut() {
             Some(b) => b.as_mut_slice(),
             None => batch,
@@ -821,7 +824,11 @@ impl Broker {
             if limited {
                 self.make_room(&t, &config, records, batch.len() as u64)?;
             }
-            let written = log.write(batch, now_ms)?;
+            let written = if validated {
+                log.write_validated(batch, header, now_ms)?
+            } else {
+                log.write(batch, now_ms)?
+            };
             if limited && config.on_full == OnFull::DropOldest {
                 self.drop_oldest(&t, &config, &log)?;
             }

@@ -640,6 +640,22 @@ impl Log {
         self.write_locked(self.lock(), batch, header, now_ms)
     }
 
+    /// [`Log::write`] for a batch its caller has just checked with
+    /// [`spool_batch::validate`] (or `validate_each`) and not changed since;
+    /// `header` is what that returned. The broker validates a produced
+    /// batch once, as it reads the message IDs, instead of twice (the
+    /// second walk over every record cost a few percent of a 1 KiB
+    /// publish, BENCHMARKS.md, sixth session). Debug builds re-check.
+    pub fn write_validated(
+        &self,
+        batch: &mut [u8],
+        header: spool_batch::BatchHeader,
+        now_ms: i64,
+    ) -> Result<(Appended, bool), LogError> {
+        debug_assert_eq!(spool_batch::validate(batch).ok(), Some(header));
+        self.write_locked(self.lock(), batch, header, now_ms)
+    }
+
     /// Writes one validated batch at the end of the active segment, now.
     fn write_locked<'a>(
         &'a self,
