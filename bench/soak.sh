@@ -92,3 +92,4 @@ for f in "$WORK"/failures.*; do
 done
 [[ -s "$WORK/load.err" ]] && { echo "load errors (first 5):"; head -5 "$WORK/load.err"; }
 echo "server errors logged: $(grep -c ERROR "$WORK/server.err" || true)"
+grep ERROR "$WORK/server.err" | head -5 || true

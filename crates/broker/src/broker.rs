@@ -1279,12 +1279,16 @@ impl Broker {
     /// headers naming the source) and writes a side-channel event for each.
     fn process_dead_letters(&self, q: &QueueSub, now_ms: i64) -> Result<()> {
         let spec = q.spec();
-        let durability = self.topic(&spec.topic)?.config().durability.to_log();
+        let Ok(topic) = self.topic(&spec.topic) else {
+            // Deleted since this tick listed its subscriptions: the
+            // subscription goes with it, nothing to keep.
+            return Ok(());
+        };
+        let durability = topic.config().durability.to_log();
         let dead = q.housekeeping(durability, now_ms)?;
         if dead.is_empty() {
             return Ok(());
         }
-        let topic = self.topic(&spec.topic)?;
         for (partition, letter) in dead {
             let log = &topic.partitions[partition as usize];
             let read = log.read(letter.offset, 1)?;
