@@ -1174,9 +1174,15 @@ impl Broker {
     /// page cache (leases), so an async caller may run it on its own thread
     /// as it runs a produce's write. Otherwise it may wait for an fdatasync:
     /// `at_most_once` marks messages done durably before handing them out,
-    /// and the request workers' subscription acks finished requests' messages.
+    /// and a request queue's receives update (and may ack) request records.
+    /// "Quick" assumes the topic's recent data is in the page cache, as a
+    /// produce assumes its write is; a cold read blocks the caller's thread.
     pub fn receive_is_quick(&self, topic: &str, name: &str) -> bool {
-        name != WORKERS_SUBSCRIPTION
+        // A topic with a workers subscription is a request queue: receiving
+        // its messages also updates request records (redb commits), through
+        // any subscription.
+        let request_queue = self.queue(topic, WORKERS_SUBSCRIPTION).is_ok();
+        !request_queue
             && self
                 .queue(topic, name)
                 .is_ok_and(|q| q.mode() == ModeSpec::AtLeastOnce)
@@ -1189,8 +1195,10 @@ impl Broker {
         receipts: &[String],
         now_ms: i64,
     ) -> Result<Vec<Result<()>>> {
+        // The subscription first: an unknown one answers as it always did.
+        let q = self.queue(topic, name)?;
         let durability = self.topic(topic)?.config().durability.to_log();
-        self.queue(topic, name)?.ack(receipts, durability, now_ms)
+        q.ack(receipts, durability, now_ms)
     }
 
     /// [`Broker::ack`] up to its fdatasync wait: applies the acks and writes
@@ -1204,10 +1212,9 @@ impl Broker {
         receipts: &[String],
         now_ms: i64,
     ) -> Result<PendingAck> {
+        let q = self.queue(topic, name)?;
         let durability = self.topic(topic)?.config().durability.to_log();
-        let (results, sync) = self
-            .queue(topic, name)?
-            .start_ack(receipts, durability, now_ms)?;
+        let (results, sync) = q.start_ack(receipts, durability, now_ms)?;
         Ok(PendingAck { results, sync })
     }
 

@@ -22,7 +22,11 @@ mod cli;
 /// mimalloc rather than glibc's malloc: the server allocates and frees
 /// from many threads at once (runtime workers, blocking threads, sync
 /// threads), and glibc's arena locks showed up contended in profiles of the
-/// queue workload (BENCHMARKS.md, sixth session).
+/// queue workload (BENCHMARKS.md, sixth session). It replaces the glibc
+/// tuning of earlier sessions (two arenas, a fixed mmap threshold, a
+/// `malloc_trim` thread), which only bounded glibc's own growth. Built
+/// without transparent huge pages (`no_thp`): with them its arenas doubled
+/// the idle footprint.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -144,96 +148,41 @@ fn init_logging() {
         .init();
 }
 
-/// Most glibc malloc arenas. glibc gives each thread that contends for
-/// the allocator its own arena (up to 8 per core) and never gives an
-/// arena's freed pages back well; with the server's many short-lived
-/// blocking threads (each in-flight fsync wait holds one) resident memory
-/// kept creeping up under sustained load — a produce loop grew from 12 to
-/// 46 MiB with the default, and stayed at 18 MiB with one arena.
-const MALLOC_ARENAS_MAX: i32 = 2;
-
-/// Allocations at least this large get their own mapping, returned to the
-/// system when freed. Setting it also stops glibc from raising the
-/// threshold after each large free (up to 32 MiB), after which the log's
-/// and the connections' large read buffers were carved from, and
-/// fragmented, the arenas.
-const MALLOC_MMAP_THRESHOLD_BYTES: i32 = 256 * 1024;
-
-/// Caps glibc's malloc arenas, unless `MALLOC_ARENA_MAX` says otherwise.
-/// Must run before other threads start (then no arena exists beyond the
-/// main thread's).
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: `mallopt` only sets a tuning parameter of the C
-        // allocator; it is called while the process has a single thread,
-        // with a valid option constant and value.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS_MAX);
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
-        }
-    }
-}
-
-/// How often the server hands freed heap pages back to the system.
-const MALLOC_TRIM_INTERVAL_MS: u64 = 10_000;
-
-/// glibc keeps freed memory inside its arenas (only the top of the main
-/// heap is ever trimmed by itself), so under a churning mixed load resident
-/// memory kept creeping up long after the live heap had stopped growing
-/// (heaptrack over a soak: peak live heap 12 MiB, arenas 60 MiB resident).
-/// A thread calls `malloc_trim`, which releases the free pages of every
-/// arena, at a fixed interval.
-fn start_malloc_trimmer() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let spawned = std::thread::Builder::new()
-            .name("spool-malloc-trim".into())
-            .spawn(|| loop {
-                std::thread::sleep(std::time::Duration::from_millis(MALLOC_TRIM_INTERVAL_MS));
-                // SAFETY: `malloc_trim` only returns free memory to the
-                // system; it takes the allocator's own locks and is safe to
-                // call from any thread at any time.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("memory trimming thread not started: {e}");
-        }
-    }
-}
+/// Most threads the server's runtime starts for blocking work
+/// (`spawn_blocking`, `block_in_place`; tokio's default is 512). Bursts of
+/// long polls and request-store calls took it past 250 threads in a soak,
+/// and with per-thread heaps each idle thread kept memory: ~230 MiB
+/// resident after 4 minutes, against ~50 MiB with this cap (BENCHMARKS.md,
+/// sixth session).
+/// When all are busy, more blocking work waits for one to finish.
+const SERVER_BLOCKING_THREADS_MAX: usize = 32;
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if matches!(cli.command, cli::Command::Server(_)) {
+        builder.max_blocking_threads(SERVER_BLOCKING_THREADS_MAX);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main())
+    runtime.block_on(async_main(matches, cli))
 }
 
-async fn async_main() -> ExitCode {
-    let matches = cli::Cli::command().get_matches();
-    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+async fn async_main(matches: ArgMatches, cli: cli::Cli) -> ExitCode {
     let _ = TOKEN.set(global_from(&matches, "token"));
     let _ = TLS_CA.set(global_from(&matches, "tls_ca"));
     if !matches!(cli.command, cli::Command::Server(_)) {
         init_logging();
     }
     let result = match cli.command {
-        cli::Command::Server(args) => {
-            start_malloc_trimmer();
-            server::run(args).await
-        }
+        cli::Command::Server(args) => server::run(args).await,
         cli::Command::Topic(args) => topic::run(args).await,
         cli::Command::Produce(args) => produce::run(args).await,
         cli::Command::Consume(args) => consume::run(args).await,

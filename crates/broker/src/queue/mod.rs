@@ -670,6 +670,16 @@ impl QueueSub {
         durability: Durability,
         now_ms: i64,
     ) -> Result<Vec<(u32, state::DeadLetter)>> {
+        // First, so that an error below cannot hold back acks already
+        // answered.
+        if let Durability::Interval { interval_ms } = durability {
+            let next = self.state.stats().next_offset;
+            let since_ms = now_ms - self.last_sync_ms.load(Ordering::Relaxed);
+            if since_ms >= interval_ms as i64 && !self.state.is_durable_to(next) {
+                self.last_sync_ms.store(now_ms, Ordering::Relaxed);
+                self.state.sync_to(next)?;
+            }
+        }
         let rules = self.spec().rules();
         let mut dead = Vec::new();
         for (p, q) in self.partitions.iter().enumerate() {
@@ -681,14 +691,6 @@ impl QueueSub {
             };
             self.persist(p as u32, &changes, false, now_ms)?;
             dead.extend(letters.into_iter().map(|d| (p as u32, d)));
-        }
-        if let Durability::Interval { interval_ms } = durability {
-            let next = self.state.stats().next_offset;
-            let since_ms = now_ms - self.last_sync_ms.load(Ordering::Relaxed);
-            if since_ms >= interval_ms as i64 && !self.state.is_durable_to(next) {
-                self.last_sync_ms.store(now_ms, Ordering::Relaxed);
-                self.state.sync_to(next)?;
-            }
         }
         Ok(dead)
     }
@@ -730,7 +732,7 @@ impl QueueSub {
             for record in records {
                 if count >= spool_types::limits::BATCH_RECORDS_MAX {
                     let mut batch = std::mem::take(&mut b).finish()?;
-                    self.state.append(&mut batch, now_ms)?;
+                    self.state.write(&mut batch, now_ms)?;
                     count = 0;
                 }
                 b.push(&NewRecord::value(record.to_vec(), now_ms))?;
@@ -739,8 +741,12 @@ impl QueueSub {
         }
         if !b.is_empty() {
             let mut batch = b.finish()?;
-            self.state.append(&mut batch, now_ms)?;
+            self.state.write(&mut batch, now_ms)?;
         }
+        // Written, then synced once: with `append` (a group commit) acks
+        // and receives writing meanwhile on the server's async threads
+        // waited for each of the snapshot's fdatasyncs.
+        self.state.sync_to(self.state.stats().next_offset)?;
         self.state.advance_start_offset(start)?;
         self.records_since_snapshot.store(0, Ordering::Relaxed);
         Ok(())
