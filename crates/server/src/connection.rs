@@ -287,6 +287,26 @@ pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, message: &
     crate::listener::linger_close(stream).await;
 }
 
+/// Waits for a broker operation that answers through a callback (a
+/// `finish_*_then`): the fdatasync wait parks no thread, the broker's sync
+/// threads answer through a channel. `what` names the operation in the
+/// error should the callback be dropped unanswered.
+async fn synced<T: Send + 'static>(
+    what: &str,
+    finish: impl FnOnce(Box<dyn FnOnce(Result<T, BrokerError>) + Send>),
+) -> Result<T, BrokerError> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    finish(Box::new(move |r| {
+        let _ = done_tx.send(r);
+    }));
+    done_rx.await.unwrap_or_else(|_| {
+        Err(BrokerError::new(
+            ErrorCode::Internal,
+            format!("the {what} was dropped before it was synced"),
+        ))
+    })
+}
+
 fn encode_response(correlation_id: u32, response: Response) -> Bytes {
     let mut buf = BytesMut::with_capacity(response.encoded_len_hint());
     if let Err(e) = response.encode(correlation_id, &mut buf) {
@@ -609,21 +629,8 @@ pub async fn handle_until<R, W>(
                     tokio::spawn(async move {
                         let result = match pending {
                             Ok(pending) => {
-                                // The fsync wait parks no thread: the broker's
-                                // sync threads answer through this channel.
-                                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                                broker.finish_produce_then(
-                                    pending,
-                                    Box::new(move |r| {
-                                        let _ = done_tx.send(r);
-                                    }),
-                                );
-                                done_rx.await.unwrap_or_else(|_| {
-                                    Err(BrokerError::new(
-                                        ErrorCode::Internal,
-                                        "the produce was dropped before it was synced",
-                                    ))
-                                })
+                                synced("produce", |done| broker.finish_produce_then(pending, done))
+                                    .await
                             }
                             Err(e) => Err(e),
                         };
@@ -754,19 +761,8 @@ pub async fn handle_until<R, W>(
                     tokio::spawn(async move {
                         let result = match pending {
                             Ok(pending) => {
-                                let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-                                shared.broker.finish_ack_then(
-                                    pending,
-                                    Box::new(move |r| {
-                                        let _ = done_tx.send(r);
-                                    }),
-                                );
-                                done_rx.await.unwrap_or_else(|_| {
-                                    Err(BrokerError::new(
-                                        ErrorCode::Internal,
-                                        "the ack was dropped before it was synced",
-                                    ))
-                                })
+                                synced("ack", |done| shared.broker.finish_ack_then(pending, done))
+                                    .await
                             }
                             Err(e) => Err(e),
                         };

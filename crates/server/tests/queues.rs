@@ -313,6 +313,19 @@ async fn receive_ack_and_receipt_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownSubscription);
+    // Acks are answered on the connection's task: the same typed errors,
+    // the subscription named first (also when the topic is missing).
+    for topic in ["jobs", "missing"] {
+        let err = c
+            .call(Request::Ack(p::Ack {
+                topic: topic.into(),
+                name: "nobody".into(),
+                receipts: vec!["0-0-1".into()],
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownSubscription, "topic {topic}");
+    }
     let err = c.create_queue("missing", "workers").await.unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownTopic);
 

@@ -26,7 +26,6 @@ use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Durability, Log, LogConfig};
 use spool_types::ErrorCode;
 use state::{Admit, Backoff, Change, DeliveryMode, PartitionQueue, ReceiptError, Replay, Rules};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -245,6 +244,9 @@ pub struct ToSync {
     pub log: Arc<Log>,
     pub next_offset: i64,
 }
+
+/// State changes per partition, to be written to the state log.
+type ChangesByPartition = Vec<(u32, Vec<Change>)>;
 
 /// One queue subscription at runtime.
 pub struct QueueSub {
@@ -523,19 +525,58 @@ impl QueueSub {
         lock(self.partitions.get(p as usize)?).lease_deadline(offset, lease)
     }
 
-    fn with_receipt<T>(
+    /// Applies `f` to the lease each receipt names, locking each partition
+    /// once per request rather than once per receipt (workers acking and
+    /// receiving contended on those locks); within a partition in request
+    /// order. Returns one result per receipt, in request order, and the
+    /// state changes `f` made, per partition, for the state log.
+    fn settle<T>(
         &self,
-        receipt: &str,
-        f: impl FnOnce(u32, &mut PartitionQueue, i64, u64) -> std::result::Result<T, ReceiptError>,
-    ) -> Result<T> {
-        let (p, offset, lease) =
-            parse_receipt(receipt).ok_or_else(|| receipt_error(receipt, ReceiptError::Unknown))?;
-        let q = self
-            .partitions
-            .get(p as usize)
-            .ok_or_else(|| receipt_error(receipt, ReceiptError::Unknown))?;
-        let mut q = lock(q);
-        f(p, &mut q, offset, lease).map_err(|e| receipt_error(receipt, e))
+        receipts: &[String],
+        mut f: impl FnMut(
+            &mut PartitionQueue,
+            i64,
+            u64,
+            &mut Vec<Change>,
+        ) -> std::result::Result<T, ReceiptError>,
+    ) -> (Vec<Result<T>>, ChangesByPartition) {
+        let unknown = |r: &String| Err(receipt_error(r, ReceiptError::Unknown));
+        let mut results: Vec<Option<Result<T>>> = Vec::with_capacity(receipts.len());
+        // (partition, index, offset, lease)
+        let mut parsed = Vec::with_capacity(receipts.len());
+        for (i, r) in receipts.iter().enumerate() {
+            match parse_receipt(r) {
+                Some((p, offset, lease)) if (p as usize) < self.partitions.len() => {
+                    parsed.push((p, i, offset, lease));
+                    results.push(None);
+                }
+                _ => results.push(Some(unknown(r))),
+            }
+        }
+        // Stable: a partition's receipts keep their request order.
+        parsed.sort_by_key(|&(p, ..)| p);
+        let mut changed = Vec::new();
+        for group in parsed.chunk_by(|a, b| a.0 == b.0) {
+            let p = group[0].0;
+            let mut changes = Vec::new();
+            {
+                let mut q = lock(&self.partitions[p as usize]);
+                for &(_, i, offset, lease) in group {
+                    let result = f(&mut q, offset, lease, &mut changes);
+                    results[i] = Some(result.map_err(|e| receipt_error(&receipts[i], e)));
+                }
+            }
+            if !changes.is_empty() {
+                changed.push((p, changes));
+            }
+        }
+        // Every slot was filled above; `unknown` only keeps this total.
+        let results = results
+            .into_iter()
+            .zip(receipts)
+            .map(|(r, receipt)| r.unwrap_or_else(|| unknown(receipt)))
+            .collect();
+        (results, changed)
     }
 
     /// Acknowledges each receipt; returns once the acks are as durable as
@@ -574,38 +615,12 @@ impl QueueSub {
                 .collect();
             return Ok((results, None));
         }
-        let mut results: Vec<Result<()>> = Vec::with_capacity(receipts.len());
-        // (partition, index, offset, lease), grouped by partition below so
-        // that each partition is locked once per request, not per receipt
-        // (workers acking and receiving contended on those locks).
-        let mut parsed = Vec::with_capacity(receipts.len());
-        for (i, r) in receipts.iter().enumerate() {
-            match parse_receipt(r) {
-                Some((p, offset, lease)) if (p as usize) < self.partitions.len() => {
-                    parsed.push((p, i, offset, lease));
-                    results.push(Ok(()));
-                }
-                _ => results.push(Err(receipt_error(r, ReceiptError::Unknown))),
-            }
-        }
-        // Stable within a partition: its acks apply in request order.
-        parsed.sort_by_key(|&(p, ..)| p);
-        let mut changes = Vec::new();
+        let (results, changed) = self.settle(receipts, |q, offset, lease, changes| {
+            q.ack(offset, lease, now_ms, changes)
+        });
         let mut written_to = None;
-        for group in parsed.chunk_by(|a, b| a.0 == b.0) {
-            let p = group[0].0;
-            changes.clear();
-            {
-                let mut q = lock(&self.partitions[p as usize]);
-                for &(_, i, offset, lease) in group {
-                    if let Err(e) = q.ack(offset, lease, now_ms, &mut changes) {
-                        results[i] = Err(receipt_error(&receipts[i], e));
-                    }
-                }
-            }
-            if let Some(next) = self.write_changes(p, &changes, now_ms)? {
-                written_to = Some(next);
-            }
+        for (p, changes) in &changed {
+            written_to = self.write_changes(*p, changes, now_ms)?.or(written_to);
         }
         // One fdatasync covers every partition's records (same log).
         let sync = match (written_to, durability) {
@@ -627,24 +642,18 @@ impl QueueSub {
     ) -> Result<Vec<Result<()>>> {
         let rules = self.spec().rules();
         let delay_ms = delay_ms.min(DELAY_MS_MAX as u64);
-        let mut by_partition: BTreeMap<u32, Vec<Change>> = BTreeMap::new();
-        let results = receipts
-            .iter()
-            .map(|r| {
-                self.with_receipt(r, |p, q, offset, lease| {
-                    q.nack(
-                        offset,
-                        lease,
-                        delay_ms,
-                        error.map(str::to_owned),
-                        now_ms,
-                        &rules,
-                        by_partition.entry(p).or_default(),
-                    )
-                })
-            })
-            .collect();
-        for (p, changes) in &by_partition {
+        let (results, changed) = self.settle(receipts, |q, offset, lease, changes| {
+            q.nack(
+                offset,
+                lease,
+                delay_ms,
+                error.map(str::to_owned),
+                now_ms,
+                &rules,
+                changes,
+            )
+        });
+        for (p, changes) in &changed {
             self.persist(*p, changes, false, now_ms)?;
         }
         Ok(results)
@@ -653,14 +662,10 @@ impl QueueSub {
     /// Extends leases to `now + extend_ms`; returns the new deadlines.
     pub fn extend(&self, receipts: &[String], extend_ms: u64, now_ms: i64) -> Vec<Result<i64>> {
         let extend_ms = extend_ms.clamp(1, LEASE_MS_MAX);
-        receipts
-            .iter()
-            .map(|r| {
-                self.with_receipt(r, |_, q, offset, lease| {
-                    q.extend(offset, lease, extend_ms, now_ms)
-                })
-            })
-            .collect()
+        self.settle(receipts, |q, offset, lease, _| {
+            q.extend(offset, lease, extend_ms, now_ms)
+        })
+        .0
     }
 
     /// Expires leases and returns dead letters to copy, per partition; under
