@@ -287,6 +287,18 @@ pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, message: &
     crate::listener::linger_close(stream).await;
 }
 
+/// Queues one response frame (no shared parts) for the connection's
+/// writer; a writer that has gone (the connection is closing) drops it.
+async fn answer(tx: &Outbox, correlation_id: u32, response: Response, permits: Permits) {
+    let _ = tx
+        .send(Outgoing {
+            rest: Vec::new(),
+            bytes: encode_response(correlation_id, response),
+            _permits: permits,
+        })
+        .await;
+}
+
 /// Waits for a broker operation that answers through a callback (a
 /// `finish_*_then`): the fdatasync wait parks no thread, the broker's sync
 /// threads answer through a channel. `what` names the operation in the
@@ -452,13 +464,7 @@ pub async fn handle_until<R, W>(
                 Ok(None) => break,
                 Err(e) => {
                     closing(peer, "malformed_frame", &e);
-                    let _ = tx
-                        .send(Outgoing {
-                            rest: Vec::new(),
-                            bytes: encode_response(0, error_response(0, e)),
-                            _permits: Permits::none(),
-                        })
-                        .await;
+                    answer(&tx, 0, error_response(0, e), Permits::none()).await;
                     break 'conn;
                 }
             };
@@ -472,13 +478,13 @@ pub async fn handle_until<R, W>(
                     ErrorCode::MalformedFrame,
                     "clients may only send request frames",
                 );
-                let _ = tx
-                    .send(Outgoing {
-                        rest: Vec::new(),
-                        bytes: encode_response(frame.correlation_id, error_response(frame.op, err)),
-                        _permits: Permits::none(),
-                    })
-                    .await;
+                answer(
+                    &tx,
+                    frame.correlation_id,
+                    error_response(frame.op, err),
+                    Permits::none(),
+                )
+                .await;
                 break 'conn;
             }
             let cid = frame.correlation_id;
@@ -487,13 +493,7 @@ pub async fn handle_until<R, W>(
                 Ok(r) => r,
                 Err(e) => {
                     // The frame boundary is intact: answer and carry on.
-                    let _ = tx
-                        .send(Outgoing {
-                            rest: Vec::new(),
-                            bytes: encode_response(cid, error_response(frame.op, e)),
-                            _permits: Permits::none(),
-                        })
-                        .await;
+                    answer(&tx, cid, error_response(frame.op, e), Permits::none()).await;
                     if !greeted {
                         break 'conn;
                     }
@@ -506,13 +506,7 @@ pub async fn handle_until<R, W>(
                         ErrorCode::HandshakeRequired,
                         "the first request on a connection must be Hello",
                     );
-                    let _ = tx
-                        .send(Outgoing {
-                            rest: Vec::new(),
-                            bytes: encode_response(cid, error_response(frame.op, err)),
-                            _permits: Permits::none(),
-                        })
-                        .await;
+                    answer(&tx, cid, error_response(frame.op, err), Permits::none()).await;
                     break 'conn;
                 };
                 let authenticated = hello
@@ -561,13 +555,7 @@ pub async fn handle_until<R, W>(
                         ),
                     ),
                 };
-                let _ = tx
-                    .send(Outgoing {
-                        rest: Vec::new(),
-                        bytes: encode_response(cid, response),
-                        _permits: Permits::none(),
-                    })
-                    .await;
+                answer(&tx, cid, response, Permits::none()).await;
                 if !greeted {
                     break 'conn;
                 }
@@ -575,13 +563,13 @@ pub async fn handle_until<R, W>(
             }
             if let Err(e) = authorize(&shared, &caller, &request) {
                 tracing::debug!(%peer, cid, op = %request.op(), "refused: {}", e.message);
-                let _ = tx
-                    .send(Outgoing {
-                        rest: Vec::new(),
-                        bytes: encode_response(cid, error_response(frame.op, wire_error(e))),
-                        _permits: Permits::none(),
-                    })
-                    .await;
+                answer(
+                    &tx,
+                    cid,
+                    error_response(frame.op, wire_error(e)),
+                    Permits::none(),
+                )
+                .await;
                 continue;
             }
             // Back pressure: wait for budget before taking more work. Once
@@ -605,13 +593,7 @@ pub async fn handle_until<R, W>(
                 Request::Hello(_) => {
                     let err =
                         WireError::new(ErrorCode::InvalidRequest, "the handshake was already done");
-                    let _ = tx
-                        .send(Outgoing {
-                            rest: Vec::new(),
-                            bytes: encode_response(cid, error_response(frame.op, err)),
-                            _permits: permits,
-                        })
-                        .await;
+                    answer(&tx, cid, error_response(frame.op, err), permits).await;
                 }
                 Request::Produce(produce) => {
                     // Written in arrival order (so pipelined produces keep
@@ -642,13 +624,7 @@ pub async fn handle_until<R, W>(
                             })),
                             Err(e) => error_response(p::Op::Produce.as_u16(), wire_error(e)),
                         };
-                        let _ = tx
-                            .send(Outgoing {
-                                rest: Vec::new(),
-                                bytes: encode_response(cid, response),
-                                _permits: permits,
-                            })
-                            .await;
+                        answer(&tx, cid, response, permits).await;
                     });
                 }
                 Request::Fetch(fetch) => {
@@ -723,13 +699,7 @@ pub async fn handle_until<R, W>(
                         }
                         None => no_subscription(frame.op, credit.subscription_id),
                     };
-                    let _ = tx
-                        .send(Outgoing {
-                            rest: Vec::new(),
-                            bytes: encode_response(cid, response),
-                            _permits: permits,
-                        })
-                        .await;
+                    answer(&tx, cid, response, permits).await;
                 }
                 Request::Unsubscribe(u) => {
                     let response = match subs.remove(&u.subscription_id) {
@@ -739,13 +709,7 @@ pub async fn handle_until<R, W>(
                         }
                         None => no_subscription(frame.op, u.subscription_id),
                     };
-                    let _ = tx
-                        .send(Outgoing {
-                            rest: Vec::new(),
-                            bytes: encode_response(cid, response),
-                            _permits: permits,
-                        })
-                        .await;
+                    answer(&tx, cid, response, permits).await;
                 }
                 Request::Ack(ack) => {
                     // Like a produce: the records are written here (page
@@ -779,13 +743,7 @@ pub async fn handle_until<R, W>(
                             }
                             Err(e) => error_response(p::Op::Ack.as_u16(), wire_error(e)),
                         };
-                        let _ = tx
-                            .send(Outgoing {
-                                rest: Vec::new(),
-                                bytes: encode_response(cid, response),
-                                _permits: permits,
-                            })
-                            .await;
+                        answer(&tx, cid, response, permits).await;
                     });
                 }
                 other => {
@@ -807,13 +765,7 @@ pub async fn handle_until<R, W>(
                             });
                             let response =
                                 response.unwrap_or_else(|e| error_response(op, wire_error(e)));
-                            let _ = tx
-                                .send(Outgoing {
-                                    rest: Vec::new(),
-                                    bytes: encode_response(cid, response),
-                                    _permits: permits,
-                                })
-                                .await;
+                            answer(&tx, cid, response, permits).await;
                         }
                         .instrument(span),
                     );
@@ -830,13 +782,7 @@ pub async fn handle_until<R, W>(
         }
         if let Err(e) = frame_size {
             closing(peer, "frame_too_large", &e);
-            let _ = tx
-                .send(Outgoing {
-                    rest: Vec::new(),
-                    bytes: encode_response(0, error_response(0, e)),
-                    _permits: Permits::none(),
-                })
-                .await;
+            answer(&tx, 0, error_response(0, e), Permits::none()).await;
             break 'conn;
         }
         let read = tokio::select! {
@@ -967,13 +913,7 @@ async fn start_subscription(
         }
         Err(e) => (error_response(op, e), None),
     };
-    let _ = tx
-        .send(Outgoing {
-            rest: Vec::new(),
-            bytes: encode_response(cid, response),
-            _permits: permits,
-        })
-        .await;
+    answer(tx, cid, response, permits).await;
     if let Some(go) = go {
         let _ = go.send(());
     }
