@@ -231,9 +231,20 @@ impl Runtime {
         // hold the broker; give them a moment, so that the broker (and its
         // files' locks) is gone when this returns and the directory can be
         // opened again at once.
+        // Connections hold the broker through `shared`, so both counts
+        // matter: the broker closes when the last `Shared` goes.
         let deadline = tokio::time::Instant::now() + BROKER_RELEASE_WAIT;
-        while Arc::strong_count(&self.shared.broker) > 1 && tokio::time::Instant::now() < deadline {
+        let held_elsewhere = |rt: &Runtime| {
+            Arc::strong_count(&rt.shared) > 1 || Arc::strong_count(&rt.shared.broker) > 1
+        };
+        while held_elsewhere(&self) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        if held_elsewhere(&self) {
+            tracing::warn!(
+                "the broker is still in use after {BROKER_RELEASE_WAIT:?} (a client still \
+                 connected?); its files close when the last user lets go"
+            );
         }
         Ok(())
     }

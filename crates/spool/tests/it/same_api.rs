@@ -201,6 +201,46 @@ async fn the_same_scenario_runs_embedded_and_against_the_real_server() {
     assert_eq!(remote.unknown_topic, ErrorCode::UnknownTopic);
 }
 
+/// `close` returns once the broker's files are closed, even with clients
+/// still connected (their connections end on close), so the directory can
+/// be opened again at once — by this process or another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_directory_reopens_at_once_with_clients_still_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let spool = Embedded::open(dir.path().join("app")).await.unwrap();
+        let admin = spool.connect().await.unwrap();
+        if round == 0 {
+            admin
+                .create_topic("idle", 1, TopicConfig::default())
+                .await
+                .unwrap();
+            admin
+                .create_subscription("idle", "w", QueueOptions::default())
+                .await
+                .unwrap();
+        }
+        // Long polls in flight on every connection when the broker closes.
+        let mut clients = vec![admin];
+        let mut polls = Vec::new();
+        for _ in 0..4 {
+            let client = spool.connect().await.unwrap();
+            let c = client.clone();
+            polls.push(tokio::spawn(async move {
+                c.receive("idle", "w", 10, Duration::from_secs(30)).await
+            }));
+            clients.push(client);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        spool.close().await.unwrap();
+        let again = Embedded::open(dir.path().join("app")).await;
+        assert!(again.is_ok(), "round {round}: {:?}", again.err());
+        again.unwrap().close().await.unwrap();
+        drop(clients);
+        drop(polls);
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_embedded_broker_refuses_a_single_threaded_runtime_clearly() {
     let err = match Embedded::in_memory().await {
