@@ -710,7 +710,7 @@ impl Broker {
         &self,
         topic: &str,
         routing: &Routing,
-        batch: &mut [u8],
+        batch: &[u8],
         now_ms: i64,
     ) -> Result<PendingProduce> {
         let t = self.topic(topic)?;
@@ -814,10 +814,7 @@ impl Broker {
         }
         // The producer's batch was validated above; a rebuilt one is new.
         let validated = rebuilt.is_none();
-        let batch: &mut [u8] = match rebuilt.as_mut() {
-            Some(b) => b.as_mut_slice(),
-            None => batch,
-        };
+        let batch: &[u8] = rebuilt.as_deref().unwrap_or(batch);
         let records = kept_ids.len() as u64;
         let (appended, must_sync) = {
             let _admit = limited.then(|| lock(&t.admit));
@@ -939,7 +936,7 @@ impl Broker {
         &self,
         topic: &str,
         routing: &Routing,
-        batch: &mut [u8],
+        batch: &[u8],
         now_ms: i64,
     ) -> Result<Produced> {
         let pending = self.start_produce(topic, routing, batch, now_ms)?;
@@ -1277,8 +1274,8 @@ impl Broker {
             headers: vec![],
             timestamp_ms: now_ms,
         })?;
-        let mut batch = b.finish()?;
-        self.produce(EVENTS_TOPIC, &Routing::Partition(0), &mut batch, now_ms)?;
+        let batch = b.finish()?;
+        self.produce(EVENTS_TOPIC, &Routing::Partition(0), &batch, now_ms)?;
         Ok(())
     }
 
@@ -1350,7 +1347,7 @@ impl Broker {
                         .push(&record)
                         .map_err(BrokerError::from)
                         .and_then(|()| b.finish().map_err(BrokerError::from))
-                        .and_then(|mut batch| self.produce(dlq, &routing, &mut batch, now_ms));
+                        .and_then(|batch| self.produce(dlq, &routing, &batch, now_ms));
                     match copied {
                         Ok(produced) => {
                             dlq_offset = Some((produced.partition, produced.base_offset))
@@ -1451,7 +1448,7 @@ impl Broker {
                             timestamp_ms: now_ms,
                         })?;
                         let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
-                        self.produce(topic, &routing, &mut b.finish()?, now_ms)?;
+                        self.produce(topic, &routing, &b.finish()?, now_ms)?;
                         moved += 1;
                     }
                 }
@@ -1812,7 +1809,7 @@ impl Broker {
             headers,
             timestamp_ms: now_ms,
         })?;
-        if let Err(e) = self.produce(queue, &Routing::Spread, &mut b.finish()?, now_ms) {
+        if let Err(e) = self.produce(queue, &Routing::Spread, &b.finish()?, now_ms) {
             // Nothing will ever work on it: take the record back.
             let _ = self.requests.remove(&[id]);
             return Err(e);

@@ -59,13 +59,8 @@ fn topics_persist_and_names_are_checked() {
         );
         b.create_topic("gone", 1, TopicConfig::default(), 0)
             .unwrap();
-        b.produce(
-            "orders",
-            &Routing::Key(b"k".to_vec()),
-            &mut batch(&["x"]),
-            0,
-        )
-        .unwrap();
+        b.produce("orders", &Routing::Key(b"k".to_vec()), &batch(&["x"]), 0)
+            .unwrap();
         b.delete_topic("gone", 0).unwrap();
         let patch = TopicConfigPatch {
             max_messages: Some(10),
@@ -83,13 +78,13 @@ fn topics_persist_and_names_are_checked() {
     assert_eq!(d.config.max_messages, Some(10));
     assert_eq!(d.partitions.iter().map(|p| p.messages).sum::<u64>(), 1);
     assert_eq!(
-        b.produce("nope", &Routing::Spread, &mut batch(&["x"]), 0)
+        b.produce("nope", &Routing::Spread, &batch(&["x"]), 0)
             .unwrap_err()
             .code,
         ErrorCode::UnknownTopic
     );
     assert_eq!(
-        b.produce("orders", &Routing::Partition(3), &mut batch(&["x"]), 0)
+        b.produce("orders", &Routing::Partition(3), &batch(&["x"]), 0)
             .unwrap_err()
             .code,
         ErrorCode::UnknownPartition
@@ -102,7 +97,7 @@ fn one_key_always_lands_on_one_partition() {
     let (b, _) = Broker::open(dir.path(), 0).unwrap();
     b.create_topic("t", 4, TopicConfig::default(), 0).unwrap();
     let p = b
-        .produce("t", &Routing::Key(b"alice".to_vec()), &mut batch(&["1"]), 0)
+        .produce("t", &Routing::Key(b"alice".to_vec()), &batch(&["1"]), 0)
         .unwrap()
         .partition;
     for i in 0..10 {
@@ -110,7 +105,7 @@ fn one_key_always_lands_on_one_partition() {
             .produce(
                 "t",
                 &Routing::Key(b"alice".to_vec()),
-                &mut batch(&[&i.to_string()]),
+                &batch(&[&i.to_string()]),
                 0,
             )
             .unwrap();
@@ -118,7 +113,7 @@ fn one_key_always_lands_on_one_partition() {
     }
     let spread: std::collections::BTreeSet<u32> = (0..8)
         .map(|_| {
-            b.produce("t", &Routing::Spread, &mut batch(&["s"]), 0)
+            b.produce("t", &Routing::Spread, &batch(&["s"]), 0)
                 .unwrap()
                 .partition
         })
@@ -147,12 +142,12 @@ fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
             0,
         )
         .unwrap();
-    b.produce("q", &Routing::Spread, &mut batch(&["1", "2", "3"]), 0)
+    b.produce("q", &Routing::Spread, &batch(&["1", "2", "3"]), 0)
         .unwrap();
-    b.produce("q", &Routing::Spread, &mut batch(&["4", "5"]), 0)
+    b.produce("q", &Routing::Spread, &batch(&["4", "5"]), 0)
         .unwrap();
     let err = b
-        .produce("q", &Routing::Spread, &mut batch(&["6"]), 0)
+        .produce("q", &Routing::Spread, &batch(&["6"]), 0)
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::QueueFull);
     assert!(err.retry_after_ms.is_some());
@@ -163,12 +158,11 @@ fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
     );
     b.commit("g", &a.member_id, &[("q".into(), 0, 3)], 0)
         .unwrap();
-    b.produce("q", &Routing::Spread, &mut batch(&["6", "7"]), 0)
+    b.produce("q", &Routing::Spread, &batch(&["6", "7"]), 0)
         .unwrap();
-    b.produce("q", &Routing::Spread, &mut batch(&["8"]), 0)
-        .unwrap();
+    b.produce("q", &Routing::Spread, &batch(&["8"]), 0).unwrap();
     assert_eq!(
-        b.produce("q", &Routing::Spread, &mut batch(&["9"]), 0)
+        b.produce("q", &Routing::Spread, &batch(&["9"]), 0)
             .unwrap_err()
             .code,
         ErrorCode::QueueFull
@@ -186,7 +180,7 @@ fn drop_oldest_keeps_the_newest() {
     };
     b.create_topic("d", 1, config, 0).unwrap();
     for i in 0..10 {
-        b.produce("d", &Routing::Spread, &mut batch(&[&i.to_string()]), 0)
+        b.produce("d", &Routing::Spread, &batch(&[&i.to_string()]), 0)
             .unwrap();
     }
     let (start, end) = b.offsets("d", 0).unwrap();
@@ -203,7 +197,7 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
     {
         let (b, _) = Broker::open(dir.path(), 0).unwrap();
         b.create_topic("t", 2, TopicConfig::default(), 0).unwrap();
-        b.produce("t", &Routing::Partition(0), &mut batch(&["a", "b"]), 0)
+        b.produce("t", &Routing::Partition(0), &batch(&["a", "b"]), 0)
             .unwrap();
         let a = b
             .join_group(
@@ -233,7 +227,7 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
         assert_eq!(l.partitions[0].2, 2);
     }
     let (b, _) = Broker::open(dir.path(), 0).unwrap();
-    b.produce("t", &Routing::Partition(0), &mut batch(&["c"]), 0)
+    b.produce("t", &Routing::Partition(0), &batch(&["c"]), 0)
         .unwrap();
     let a = b
         .join_group("g", None, "c", &["t".into()], 10_000, StartFrom::Latest, 0)
@@ -266,7 +260,7 @@ fn push_cursor_respects_credit_and_finds_new_topics() {
     let (b, _) = Broker::open(dir.path(), 0).unwrap();
     b.create_topic("orders.eu", 1, TopicConfig::default(), 0)
         .unwrap();
-    b.produce("orders.eu", &Routing::Spread, &mut batch(&["e1", "e2"]), 0)
+    b.produce("orders.eu", &Routing::Spread, &batch(&["e1", "e2"]), 0)
         .unwrap();
     let mut c = PushCursor::new(
         &b,
@@ -281,12 +275,12 @@ fn push_cursor_respects_credit_and_finds_new_topics() {
     assert!(c.next(&b).unwrap().is_none());
     b.create_topic("orders.us", 1, TopicConfig::default(), 0)
         .unwrap();
-    b.produce("orders.us", &Routing::Spread, &mut batch(&["u1", "u2"]), 0)
+    b.produce("orders.us", &Routing::Spread, &batch(&["u1", "u2"]), 0)
         .unwrap();
     let d = c.next(&b).unwrap().unwrap();
     assert_eq!(values(&d.batches), ["u1", "u2"]);
     // Credit is now overdrawn (3 - 4): nothing more until granted.
-    b.produce("orders.eu", &Routing::Spread, &mut batch(&["e3"]), 0)
+    b.produce("orders.eu", &Routing::Spread, &batch(&["e3"]), 0)
         .unwrap();
     assert!(c.next(&b).unwrap().is_none());
     c.grant(2, 0);
@@ -332,9 +326,9 @@ fn queue_leases_acks_redelivers_and_dead_letters() {
         ..QueueSpec::new("jobs", "w")
     };
     b.create_queue(spec, 0).unwrap();
-    b.produce("jobs", &Routing::Partition(0), &mut batch(&["a", "b"]), 0)
+    b.produce("jobs", &Routing::Partition(0), &batch(&["a", "b"]), 0)
         .unwrap();
-    b.produce("jobs", &Routing::Partition(1), &mut batch(&["c"]), 0)
+    b.produce("jobs", &Routing::Partition(1), &batch(&["c"]), 0)
         .unwrap();
     let got = b.receive("jobs", "w", 10, 0).unwrap();
     let mut names = texts(&got);
@@ -441,7 +435,7 @@ fn queue_state_survives_reopen_and_ordering_keys_hold() {
         b.produce(
             "o",
             &Routing::Partition(0),
-            &mut keyed(
+            &keyed(
                 &[
                     ("A", "a1"),
                     ("A", "a2"),
@@ -490,11 +484,11 @@ fn delayed_messages_wait_and_duplicates_are_suppressed() {
         b.produce(
             "d",
             &Routing::Spread,
-            &mut keyed(&[("k", "later")], &[("spool-deliver-at", "5000")]),
+            &keyed(&[("k", "later")], &[("spool-deliver-at", "5000")]),
             0,
         )
         .unwrap();
-        b.produce("d", &Routing::Spread, &mut keyed(&[("k", "now")], &[]), 0)
+        b.produce("d", &Routing::Spread, &keyed(&[("k", "now")], &[]), 0)
             .unwrap();
         assert_eq!(texts(&b.receive("d", "w", 10, 100).unwrap()), ["now"]);
         // Duplicate suppression: same ID → original offset, nothing stored.
@@ -502,7 +496,7 @@ fn delayed_messages_wait_and_duplicates_are_suppressed() {
             .produce(
                 "d",
                 &Routing::Spread,
-                &mut keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
+                &keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
                 100,
             )
             .unwrap();
@@ -510,7 +504,7 @@ fn delayed_messages_wait_and_duplicates_are_suppressed() {
             .produce(
                 "d",
                 &Routing::Spread,
-                &mut keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
+                &keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
                 200,
             )
             .unwrap();
@@ -526,7 +520,7 @@ fn delayed_messages_wait_and_duplicates_are_suppressed() {
         .produce(
             "d",
             &Routing::Spread,
-            &mut keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
+            &keyed(&[("k", "x")], &[("spool-msg-id", "m1")]),
             1_000,
         )
         .unwrap();
@@ -561,34 +555,34 @@ fn suppressed_duplicates_report_where_every_record_is() {
     let (b, _) = Broker::open(dir.path(), 0).unwrap();
     b.create_topic("d", 1, TopicConfig::default(), 0).unwrap();
     let p0 = Routing::Partition(0);
-    let fresh = b.produce("d", &p0, &mut with_ids(&["a", "b"]), 10).unwrap();
+    let fresh = b.produce("d", &p0, &with_ids(&["a", "b"]), 10).unwrap();
     assert_eq!(
         (fresh.base_offset, fresh.last_offset, fresh.placed),
         (0, 1, None)
     );
-    b.produce("d", &p0, &mut with_ids(&["x"]), 10).unwrap();
+    b.produce("d", &p0, &with_ids(&["x"]), 10).unwrap();
 
     // Partly duplicates: only c is stored; the range names it alone and
     // `placed` says where each record is.
     let mixed = b
-        .produce("d", &p0, &mut with_ids(&["a", "c", "b"]), 20)
+        .produce("d", &p0, &with_ids(&["a", "c", "b"]), 20)
         .unwrap();
     assert_eq!((mixed.base_offset, mixed.last_offset), (3, 3));
     assert_eq!(mixed.placed, Some(vec![(0, 0), (0, 3), (0, 1)]));
 
     // All duplicates, originals consecutive and in order: the range is exact.
-    let again = b.produce("d", &p0, &mut with_ids(&["a", "b"]), 30).unwrap();
+    let again = b.produce("d", &p0, &with_ids(&["a", "b"]), 30).unwrap();
     assert_eq!((again.base_offset, again.last_offset), (0, 1));
     // Not consecutive (x sits between b and c), or not in order: the range
     // names the first original only, so that its length differs from the
     // batch's and a client knows to ask per record.
-    let gap = b.produce("d", &p0, &mut with_ids(&["b", "c"]), 40).unwrap();
+    let gap = b.produce("d", &p0, &with_ids(&["b", "c"]), 40).unwrap();
     assert_eq!((gap.base_offset, gap.last_offset), (1, 1));
     assert_eq!(gap.placed, Some(vec![(0, 1), (0, 3)]));
-    let reversed = b.produce("d", &p0, &mut with_ids(&["b", "a"]), 40).unwrap();
+    let reversed = b.produce("d", &p0, &with_ids(&["b", "a"]), 40).unwrap();
     assert_eq!((reversed.base_offset, reversed.last_offset), (1, 1));
     // A single record's answer is always exact.
-    let one = b.produce("d", &p0, &mut with_ids(&["c"]), 50).unwrap();
+    let one = b.produce("d", &p0, &with_ids(&["c"]), 50).unwrap();
     assert_eq!((one.base_offset, one.last_offset), (3, 3));
     assert_eq!(
         b.offsets("d", 0).unwrap().1,

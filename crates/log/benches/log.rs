@@ -230,9 +230,9 @@ fn group_commit_syncer(c: &mut Criterion) {
                 // `in_flight` appends outstanding, starting a new one as each
                 // is acknowledged — what `in_flight` producer tasks do.
                 let (acked_tx, acked_rx) = mpsc::channel::<()>();
-                let mut batch = template.clone();
-                let mut start_one = || {
-                    let (appended, _) = log.write(&mut batch, now_ms()).expect("write");
+                let batch = template.clone();
+                let start_one = || {
+                    let (appended, _) = log.write(&batch, now_ms()).expect("write");
                     let acked_tx = acked_tx.clone();
                     syncer.sync(
                         &log,

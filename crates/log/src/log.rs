@@ -624,6 +624,7 @@ impl Log {
             return self.append_grouped(inner, batch, header, now_ms);
         }
         let (appended, must_sync) = self.write_locked(inner, batch, header, now_ms)?;
+        spool_batch::set_base_offset(batch, appended.base_offset);
         if must_sync {
             self.sync_to(appended.next_offset())?;
         }
@@ -634,7 +635,8 @@ impl Log {
     /// OS. Returns whether the caller must call [`Log::sync_to`] before
     /// acknowledging, per the durability policy; callers that wait elsewhere
     /// (a sync thread, an async task) use this.
-    pub fn write(&self, batch: &mut [u8], now_ms: i64) -> Result<(Appended, bool), LogError> {
+    /// The batch is not changed: its base offset is set in what is written.
+    pub fn write(&self, batch: &[u8], now_ms: i64) -> Result<(Appended, bool), LogError> {
         // CPU work outside the lock.
         let header = spool_batch::validate(batch)?;
         self.write_locked(self.lock(), batch, header, now_ms)
@@ -648,7 +650,7 @@ impl Log {
     /// publish, BENCHMARKS.md, sixth session). Debug builds re-check.
     pub fn write_validated(
         &self,
-        batch: &mut [u8],
+        batch: &[u8],
         header: spool_batch::BatchHeader,
         now_ms: i64,
     ) -> Result<(Appended, bool), LogError> {
@@ -660,7 +662,7 @@ impl Log {
     fn write_locked<'a>(
         &'a self,
         mut inner: MutexGuard<'a, Inner>,
-        batch: &mut [u8],
+        batch: &[u8],
         mut header: spool_batch::BatchHeader,
         now_ms: i64,
     ) -> Result<(Appended, bool), LogError> {
@@ -674,7 +676,6 @@ impl Log {
         }
         self.maybe_roll(&mut inner, batch.len() as u64, now_ms)?;
         let base_offset = inner.next_offset();
-        spool_batch::set_base_offset(batch, base_offset);
         header.base_offset = base_offset;
         let interval = inner.config.index_interval_bytes;
         if let Err(e) = inner.active_mut().append(batch, &header, interval, now_ms) {
@@ -1687,6 +1688,41 @@ mod tests {
         assert_eq!(contents(&log), expected);
     }
 
+    /// `write` stores the batch with its assigned base offset but leaves the
+    /// caller's bytes (a received frame) untouched, also across a reopen.
+    #[test]
+    fn write_sets_the_base_offset_in_the_file_not_in_the_callers_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let mut batches = Vec::new();
+        for value in ["a", "b", "c"] {
+            let batch = one_record(value);
+            let before = batch.clone();
+            log.write(&batch, 0).unwrap();
+            assert_eq!(batch, before);
+            batches.push(batch);
+        }
+        let stored = [
+            (0, "a".to_owned()),
+            (1, "b".to_owned()),
+            (2, "c".to_owned()),
+        ];
+        log.sync_to(3).unwrap(); // readers see durable offsets only
+        assert_eq!(contents(&log), stored);
+        drop(log);
+        let (log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(contents(&log), stored);
+        // Only the base offset differs between what was given and stored.
+        let read = log.read(2, 1 << 20).unwrap();
+        let third = spool_batch::split_batches(&read.bytes)
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut expected = batches[2].clone();
+        spool_batch::set_base_offset(&mut expected, 2);
+        assert_eq!(third, expected.as_slice());
+    }
+
     /// The race this fixes: a `sync_to` fdatasync that started before a suffix
     /// truncation used to raise the durable offset afterwards to its stale
     /// target, over batches written after the truncation and never synced.
@@ -1694,8 +1730,8 @@ mod tests {
     fn truncate_suffix_waits_for_a_sync_in_flight() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
-        log.write(&mut one_record("a"), 0).unwrap();
-        log.write(&mut one_record("b"), 0).unwrap();
+        log.write(&one_record("a"), 0).unwrap();
+        log.write(&one_record("b"), 0).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = Mutex::new(tx);
         pause_leaders(&log, move || {
@@ -1707,7 +1743,7 @@ mod tests {
             rx.recv().unwrap(); // the leader has synced 0..2, not yet published
             log.truncate_suffix(1).unwrap();
             *log.hooks.pause.lock().unwrap() = None;
-            let (c, must_sync) = log.write(&mut one_record("c"), 0).unwrap();
+            let (c, must_sync) = log.write(&one_record("c"), 0).unwrap();
             assert!(must_sync);
             assert_eq!(c.base_offset, 1);
             syncer.join().unwrap().unwrap();
@@ -1746,7 +1782,7 @@ mod tests {
         });
         let s = log.stats();
         assert_eq!((s.next_offset, s.durable_offset), (1, 1));
-        log.write(&mut one_record("c"), 0).unwrap();
+        log.write(&one_record("c"), 0).unwrap();
         assert_eq!(log.stats().durable_offset, 1);
         assert_eq!(contents(&log), [(0, "a".to_owned())]);
     }
@@ -1789,7 +1825,7 @@ mod tests {
             s.spawn(move || {
                 for _ in 0..20 {
                     log.flush().unwrap();
-                    let (a, _) = log.write(&mut one_record("direct"), 0).unwrap();
+                    let (a, _) = log.write(&one_record("direct"), 0).unwrap();
                     log.sync_to(a.next_offset()).unwrap();
                     log.truncate_suffix(a.base_offset).unwrap();
                 }

@@ -6,7 +6,9 @@ use crate::index::{self, IndexFile, OffsetEntry, TimeEntry};
 use crate::scan::{Scanner, Step};
 use crate::{fsutil, LogError};
 use spool_batch::BatchHeader;
+use spool_types::limits::BATCH_HEADER_BYTES;
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -320,7 +322,7 @@ impl Segment {
         now_ms: i64,
     ) -> Result<(), LogError> {
         let position = self.size;
-        write_at_end(&self.file, &self.path, batch, position)?;
+        write_batch_at_end(&self.file, &self.path, batch, header.base_offset, position)?;
         self.note_written(position, header, index_interval, now_ms);
         Ok(())
     }
@@ -489,6 +491,55 @@ impl Segment {
 
 /// Writes `bytes` at `position`, the end of the segment file. On failure the
 /// file is cut back to `position`, so it ends on a batch boundary again.
+/// Writes one batch at the end of a segment with `base_offset` in its
+/// header, leaving the caller's bytes as they are: the header goes out from
+/// a patched copy on the stack and the records straight from `batch`, in
+/// one `pwritev`. A produced batch is thus written from the buffer it was
+/// received in (copying 1 MiB batches into a fresh buffer to patch 8 bytes
+/// cost ~8 % of the server's CPU in a 1 KiB publish, BENCHMARKS.md,
+/// seventh session). On failure the file is cut back to `position`.
+pub fn write_batch_at_end(
+    file: &File,
+    path: &Path,
+    batch: &[u8],
+    base_offset: i64,
+    position: u64,
+) -> Result<(), LogError> {
+    let split = BATCH_HEADER_BYTES.min(batch.len());
+    let mut head = [0u8; BATCH_HEADER_BYTES];
+    let head = &mut head[..split];
+    head.copy_from_slice(&batch[..split]);
+    spool_batch::set_base_offset(head, base_offset);
+    write_two_at(file, head, &batch[split..], position).map_err(|e| {
+        let _ = file.set_len(position);
+        LogError::io(path, e)
+    })
+}
+
+/// `first` then `second` at `position`, retrying short and interrupted
+/// writes as `write_all_at` does.
+fn write_two_at(
+    file: &File,
+    mut first: &[u8],
+    mut second: &[u8],
+    mut position: u64,
+) -> std::io::Result<()> {
+    while !first.is_empty() || !second.is_empty() {
+        let parts = [IoSlice::new(first), IoSlice::new(second)];
+        let written = match rustix::io::pwritev(file, &parts, position) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        position += written as u64;
+        let from_first = written.min(first.len());
+        first = &first[from_first..];
+        second = &second[written - from_first..];
+    }
+    Ok(())
+}
+
 pub fn write_at_end(file: &File, path: &Path, bytes: &[u8], position: u64) -> Result<(), LogError> {
     file.write_all_at(bytes, position).map_err(|e| {
         let _ = file.set_len(position);

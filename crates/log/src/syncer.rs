@@ -212,7 +212,7 @@ mod tests {
         let mut expected = 0;
         for round in 0..50 {
             for log in &logs {
-                let (appended, must_sync) = log.write(&mut one_record(), round).unwrap();
+                let (appended, must_sync) = log.write(&one_record(), round).unwrap();
                 assert!(must_sync);
                 let (tx, log2) = (tx.clone(), Arc::clone(log));
                 let next = appended.next_offset();
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(true), "completed on the caller's thread");
 
         for i in 0..20 {
-            let (appended, _) = log.write(&mut one_record(), i).unwrap();
+            let (appended, _) = log.write(&one_record(), i).unwrap();
             let tx = tx.clone();
             syncer.sync(
                 &log,

@@ -602,11 +602,11 @@ pub async fn handle_until<R, W>(
                     // made right here: handing the worker off around it with
                     // `block_in_place` churned 200+ threads under load for
                     // no gain in throughput (BENCHMARKS.md, third session).
+                    // The batch is written from the received frame, not copied.
                     let broker = Arc::clone(&shared.broker);
-                    let mut batch = produce.batch.to_vec();
                     let routing = convert::routing(&produce.routing);
                     let pending =
-                        broker.start_produce(&produce.topic, &routing, &mut batch, now_ms());
+                        broker.start_produce(&produce.topic, &routing, &produce.batch, now_ms());
                     let tx = tx.clone();
                     tokio::spawn(async move {
                         let result = match pending {

@@ -457,8 +457,8 @@ impl QueueSub {
                 now_ms,
             ))?;
         }
-        let mut batch = b.finish()?;
-        let (appended, _) = self.state.write(&mut batch, now_ms)?;
+        let batch = b.finish()?;
+        let (appended, _) = self.state.write(&batch, now_ms)?;
         self.records_since_snapshot
             .fetch_add(changes.len() as u64, Ordering::Relaxed);
         Ok(Some(appended.next_offset()))
@@ -736,8 +736,8 @@ impl QueueSub {
                 .chain(facts.iter().map(|c| encode_change(p as u32, c)));
             for record in records {
                 if count >= spool_types::limits::BATCH_RECORDS_MAX {
-                    let mut batch = std::mem::take(&mut b).finish()?;
-                    self.state.write(&mut batch, now_ms)?;
+                    let batch = std::mem::take(&mut b).finish()?;
+                    self.state.write(&batch, now_ms)?;
                     count = 0;
                 }
                 b.push(&NewRecord::value(record.to_vec(), now_ms))?;
@@ -745,8 +745,8 @@ impl QueueSub {
             }
         }
         if !b.is_empty() {
-            let mut batch = b.finish()?;
-            self.state.write(&mut batch, now_ms)?;
+            let batch = b.finish()?;
+            self.state.write(&batch, now_ms)?;
         }
         // Written, then synced once: with `append` (a group commit) acks
         // and receives writing meanwhile on the server's async threads

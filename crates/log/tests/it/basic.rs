@@ -225,7 +225,7 @@ fn always_readers_see_only_durable_offsets_and_interval_syncs() {
     // Under `always`, a written but unsynced batch is invisible.
     let dir2 = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir2.path(), small()).unwrap();
-    let (a, must_sync) = log.write(&mut batch("w", 1, 0), 0).unwrap();
+    let (a, must_sync) = log.write(&batch("w", 1, 0), 0).unwrap();
     assert!(must_sync);
     assert!(log.read(0, 100).unwrap().bytes.is_empty());
     log.sync_to(a.next_offset()).unwrap();

@@ -197,7 +197,7 @@ pub fn publish(
             b.push(r)?;
         }
         let routing = target.map_or(Routing::Spread, Routing::Partition);
-        let produced = broker.produce(topic, &routing, &mut b.finish()?, now_ms)?;
+        let produced = broker.produce(topic, &routing, &b.finish()?, now_ms)?;
         for (n, (i, _)) in records.iter().enumerate() {
             // With suppressed duplicates (`message_id`) the broker names each
             // record's place; the range covers only the new ones.
