@@ -4,7 +4,7 @@
 //! ```text
 //! spool-compare run --system spool|redis|nats|rabbitmq --addr HOST:PORT
 //!                   --tier durable|default [--quick] [--nats-sync-always]
-//!                   [--only publish,consume,end-to-end,queue]
+//!                   [--only publish,consume,end-to-end,queue] [--sizes 100,1024]
 //! spool-compare disk --dir DIR [--quick]
 //! spool-compare table RESULTS.jsonl
 //! ```
@@ -122,10 +122,10 @@ fn emit(ctx: &Ctx, workload: &str, result: anyhow::Result<Value>) {
     let _ = out.flush();
 }
 
-async fn run(ctx: &Ctx, only: &[String]) {
+async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
     let wanted = |w: &str| only.is_empty() || only.iter().any(|o| o == w);
     for (size, count) in ctx.plan.streams {
-        if !wanted("publish") {
+        if !wanted("publish") || !(sizes.is_empty() || sizes.contains(&size)) {
             continue;
         }
         let name = format!("cmp-{size}");
@@ -206,7 +206,13 @@ async fn main() -> anyhow::Result<()> {
                 .value("--only")
                 .map(|o| o.split(',').map(str::to_owned).collect())
                 .unwrap_or_default();
-            run(&ctx, &only).await;
+            // `--sizes` keeps only those message sizes of publish/consume
+            // (to profile one of them).
+            let sizes: Vec<usize> = args
+                .value("--sizes")
+                .map(|o| o.split(',').filter_map(|s| s.parse().ok()).collect())
+                .unwrap_or_default();
+            run(&ctx, &only, &sizes).await;
         }
         Some("disk") => {
             let dir = std::path::PathBuf::from(args.need("--dir")?);

@@ -73,7 +73,15 @@ impl BatchBuilder {
     /// included): a producer that knows about how big its batches get
     /// saves growing (and copying) the buffer while it fills.
     pub fn with_capacity(bytes: usize) -> BatchBuilder {
-        let mut buf = Vec::with_capacity(bytes.clamp(BATCH_HEADER_BYTES, BATCH_BYTES_MAX));
+        Self::in_buffer(Vec::new(), bytes)
+    }
+
+    /// [`BatchBuilder::with_capacity`] reusing `buf` (its contents are
+    /// dropped): a producer that recycles the buffers of acknowledged
+    /// batches saves the page faults of a fresh large allocation per batch.
+    pub fn in_buffer(mut buf: Vec<u8>, bytes: usize) -> BatchBuilder {
+        buf.clear();
+        buf.reserve(bytes.clamp(BATCH_HEADER_BYTES, BATCH_BYTES_MAX));
         buf.resize(BATCH_HEADER_BYTES, 0);
         BatchBuilder {
             buf,

@@ -51,6 +51,21 @@ proptest! {
         }
     }
 
+    /// A builder on a reused buffer (any old contents, any capacity) makes
+    /// the same batch as a fresh one.
+    #[test]
+    fn a_reused_buffer_builds_the_same_batch(
+        records in proptest::collection::vec(record_strategy(), 1..20),
+        old in proptest::collection::vec(any::<u8>(), 0..300),
+        hint in 0usize..4096,
+    ) {
+        let mut b = BatchBuilder::in_buffer(old, hint);
+        for r in &records {
+            b.push(r).unwrap();
+        }
+        prop_assert_eq!(b.finish().unwrap(), build(&records));
+    }
+
     /// `validate_each` shows every record once, in order, as decoding them
     /// after `validate` would, and answers as `validate` does.
     #[test]
