@@ -46,12 +46,6 @@ use tokio::time::Instant;
 /// timers and responses again.
 const COMMANDS_PER_TURN: usize = 1024;
 
-/// Buffers of acknowledged batches a producer keeps for its next batches:
-/// a batch is built while others are in flight, and one returns as one is
-/// needed, so a few suffice. Bounds what an idle producer holds to this
-/// many of its largest batches.
-pub const SPARE_BATCH_BUFFERS_MAX: usize = 4;
-
 /// Record header carrying a message ID for duplicate suppression: within
 /// the topic's window a second message with the same ID is not stored.
 pub const MESSAGE_ID_HEADER: &str = "spool-msg-id";
@@ -165,7 +159,9 @@ pub struct ProducerOptions {
     /// already in flight (retrying it then could reorder messages).
     pub max_in_flight_per_partition: usize,
     /// Most bytes of messages held (queued or in flight) before
-    /// [`Producer::send`] waits for acknowledgements to free room.
+    /// [`Producer::send`] waits for acknowledgements to free room. The
+    /// buffers of acknowledged batches are kept for reuse up to this many
+    /// bytes too, so a producer that was busy holds them while idle.
     pub buffer_bytes: usize,
 }
 
@@ -626,9 +622,10 @@ struct Worker {
     /// buffer step by step. Per slot, so a slot of small batches never
     /// reserves the size of another's large ones.
     batch_bytes_hints: HashMap<SlotKey, usize>,
-    /// Buffers of acknowledged batches, reused for new ones (at most
-    /// [`SPARE_BATCH_BUFFERS_MAX`]).
+    /// Buffers of acknowledged batches, reused for new ones; their
+    /// capacities add up to at most `options.buffer_bytes`.
     spare_buffers: Vec<Vec<u8>>,
+    spare_bytes: usize,
 }
 
 impl Worker {
@@ -642,6 +639,7 @@ impl Worker {
             slot_in_flight: HashMap::new(),
             incomplete: BTreeMap::new(),
             spare_buffers: Vec::new(),
+            spare_bytes: 0,
             next_seq: 0,
             flushes: Vec::new(),
             poisoned: HashMap::new(),
@@ -729,7 +727,10 @@ impl Worker {
             topic: key.0.clone(),
             slot: key.1,
             builder: match self.spare_buffers.pop() {
-                Some(buf) => BatchBuilder::in_buffer(buf, hint),
+                Some(buf) => {
+                    self.spare_bytes -= buf.capacity();
+                    BatchBuilder::in_buffer(buf, hint)
+                }
                 None => BatchBuilder::with_capacity(hint),
             },
             replies: Vec::new(),
@@ -902,16 +903,22 @@ impl Worker {
     }
 
     /// Keeps an acknowledged batch's buffer for a later batch, if nothing
-    /// else holds it (the connection's writer let go once it was sent).
-    /// Allocating a fresh buffer of a megabyte per batch cost page faults
-    /// and unmaps worth ~10 % of a 1 KiB publish (BENCHMARKS.md, seventh
-    /// session).
+    /// else holds it (the connection's writer let go once it was sent) and
+    /// the spare buffers stay within the producer's memory budget
+    /// (`buffer_bytes`, which they would fill again anyway under load).
+    /// Acknowledgements and new batches both come in bursts (one fdatasync
+    /// answers many batches), so the pool must hold about a window's worth:
+    /// with 4 buffers, 40 % of the batches of a 1 KiB publish still got a
+    /// fresh megabyte, whose page faults cost ~10 % of the client's CPU
+    /// (BENCHMARKS.md, seventh session).
     fn recycle(&mut self, batch: Bytes) {
-        if self.spare_buffers.len() >= SPARE_BATCH_BUFFERS_MAX {
+        let Ok(buffer) = batch.try_into_mut() else {
             return;
-        }
-        if let Ok(buffer) = batch.try_into_mut() {
-            self.spare_buffers.push(buffer.into());
+        };
+        let buffer: Vec<u8> = buffer.into();
+        if self.spare_bytes + buffer.capacity() <= self.options.buffer_bytes {
+            self.spare_bytes += buffer.capacity();
+            self.spare_buffers.push(buffer);
         }
     }
 
