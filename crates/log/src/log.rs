@@ -126,8 +126,9 @@ struct Inner {
     start_position: u64,
     /// Every offset below this is fdatasync'd.
     durable_offset: i64,
-    /// Size of the active segment the last [`Log::sync_to`] fdatasync
-    /// covered: with the segment's size now, the bytes a sync would carry.
+    /// Size of the active segment the last fdatasync covered (kept with
+    /// `durable_offset` by `synced_through`): with the segment's size now,
+    /// the bytes a sync would carry.
     synced_position: u64,
     /// A [`Log::sync_to`] leader is inside fdatasync.
     syncing: bool,
@@ -381,6 +382,12 @@ impl Inner {
             path: active.path.clone(),
             position: active.size,
         }
+    }
+    /// An fdatasync of the active segment up to `position` (its size then)
+    /// covered every offset below `offset`.
+    fn synced_through(&mut self, offset: i64, position: u64) {
+        self.durable_offset = self.durable_offset.max(offset);
+        self.synced_position = position;
     }
     fn check_failed(&self) -> Result<(), LogError> {
         match &self.failed {
@@ -850,8 +857,8 @@ impl Log {
                         .note_written(at, &q.header, interval, q.now_ms);
                     at += q.header.total_len() as u64;
                 }
-                let written = inner.written_offset();
-                inner.durable_offset = inner.durable_offset.max(written);
+                let (written, size) = (inner.written_offset(), inner.active().size);
+                inner.synced_through(written, size);
                 for q in &group.batches {
                     q.ticket.resolve(Ok(Appended {
                         base_offset: q.header.base_offset,
@@ -982,10 +989,7 @@ impl Log {
             inner = self.lock();
             inner.syncing = false;
             match result {
-                Ok(()) => {
-                    inner.durable_offset = inner.durable_offset.max(target);
-                    inner.synced_position = target_position;
-                }
+                Ok(()) => inner.synced_through(target, target_position),
                 Err(e) => {
                     // After a failed fsync the kernel may have dropped dirty
                     // pages: nothing since the last good sync can be trusted.
@@ -1066,6 +1070,7 @@ impl Log {
         };
         fsutil::sync_dir(&self.dir)?;
         inner.segments.push(fresh);
+        inner.synced_position = inner.active().size;
         Ok(())
     }
 
@@ -1332,6 +1337,7 @@ impl Log {
         inner.segments[idx].truncate_to(position, offset)?;
         fsutil::sync_dir(&self.dir)?;
         inner.durable_offset = inner.durable_offset.min(offset);
+        inner.synced_position = inner.synced_position.min(inner.active().size);
         Ok(())
     }
 

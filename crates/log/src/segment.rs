@@ -497,7 +497,7 @@ impl Segment {
 /// one `pwritev`. A produced batch is thus written from the buffer it was
 /// received in (copying 1 MiB batches into a fresh buffer to patch 8 bytes
 /// cost ~8 % of the server's CPU in a 1 KiB publish, BENCHMARKS.md,
-/// seventh session). On failure the file is cut back to `position`.
+/// seventh session).
 pub fn write_batch_at_end(
     file: &File,
     path: &Path,
@@ -510,10 +510,7 @@ pub fn write_batch_at_end(
     let head = &mut head[..split];
     head.copy_from_slice(&batch[..split]);
     spool_batch::set_base_offset(head, base_offset);
-    write_two_at(file, head, &batch[split..], position).map_err(|e| {
-        let _ = file.set_len(position);
-        LogError::io(path, e)
-    })
+    write_parts_at_end(file, path, head, &batch[split..], position)
 }
 
 /// `first` then `second` at `position`, retrying short and interrupted
@@ -541,7 +538,19 @@ fn write_two_at(
 }
 
 pub fn write_at_end(file: &File, path: &Path, bytes: &[u8], position: u64) -> Result<(), LogError> {
-    file.write_all_at(bytes, position).map_err(|e| {
+    write_parts_at_end(file, path, bytes, &[], position)
+}
+
+/// `first` then `second` at `position`; on failure the file is cut back to
+/// `position`, so no partial batch is left after the last good one.
+fn write_parts_at_end(
+    file: &File,
+    path: &Path,
+    first: &[u8],
+    second: &[u8],
+    position: u64,
+) -> Result<(), LogError> {
+    write_two_at(file, first, second, position).map_err(|e| {
         let _ = file.set_len(position);
         LogError::io(path, e)
     })
