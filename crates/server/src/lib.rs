@@ -228,11 +228,10 @@ impl Runtime {
         let broker = Arc::clone(&self.shared.broker);
         tokio::task::spawn_blocking(move || broker.flush()).await??;
         // Connections closed just before this may still be unwinding and
-        // hold the broker; give them a moment, so that the broker (and its
-        // files' locks) is gone when this returns and the directory can be
-        // opened again at once.
-        // Connections hold the broker through `shared`, so both counts
-        // matter: the broker closes when the last `Shared` goes.
+        // hold the broker, directly or through `shared` (both counts
+        // matter); give them a moment, so that the broker (and its files'
+        // locks) is gone when this returns and the directory can be opened
+        // again at once.
         let deadline = tokio::time::Instant::now() + BROKER_RELEASE_WAIT;
         let held_elsewhere = |rt: &Runtime| {
             Arc::strong_count(&rt.shared) > 1 || Arc::strong_count(&rt.shared.broker) > 1
