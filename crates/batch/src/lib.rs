@@ -23,7 +23,7 @@ mod varint;
 
 pub use builder::{BatchBuilder, NewRecord, RecordParts};
 pub use header::{set_base_offset, set_leader_epoch, BatchHeader, MAGIC_V2};
-pub use record::{records, Header, Record, RecordIter};
+pub use record::{records, Header, Record, RecordIter, RecordPosition};
 
 use spool_types::limits::{BATCH_BYTES_MAX, BATCH_HEADER_BYTES, BATCH_RECORDS_MAX};
 

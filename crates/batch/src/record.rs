@@ -43,6 +43,23 @@ pub fn records<'a>(batch: &'a [u8], header: &BatchHeader) -> RecordIter<'a> {
     }
 }
 
+/// Where a [`RecordIter`] stands in its batch: how many records it has
+/// passed and the byte position of the next one. Lets a reader that comes
+/// back to the same stored batch resume there instead of passing over every
+/// record before it again (see [`RecordIter::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPosition {
+    index: usize,
+    pos: usize,
+}
+
+impl RecordPosition {
+    /// Records passed: the next record's offset is `base_offset + index`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
 /// Iterator over the records of one batch.
 pub struct RecordIter<'a> {
     buf: &'a [u8],
@@ -80,6 +97,29 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// Where this iterator stands (see [`RecordPosition`]).
+    pub fn position(&self) -> RecordPosition {
+        RecordPosition {
+            index: self.index,
+            pos: self.pos,
+        }
+    }
+
+    /// Iterates `batch` from `at`, a [`RecordIter::position`] taken on the
+    /// same batch bytes. `None` if `at` cannot be a position in this batch.
+    /// A position from other bytes is caught like a malformed record: the
+    /// lengths read there do not add up, and the iterator fails.
+    pub fn resume(batch: &'a [u8], header: &BatchHeader, at: RecordPosition) -> Option<Self> {
+        let mut iter = records(batch, header);
+        if at.pos < iter.pos || at.pos > iter.buf.len() || at.index > iter.remaining {
+            return None;
+        }
+        iter.remaining -= at.index;
+        iter.index = at.index;
+        iter.pos = at.pos;
+        Some(iter)
+    }
+
     /// Passes over the next `n` records reading only their lengths, for a
     /// reader that wants records further into a (validated) batch: record
     /// `i` of a batch has offset `base_offset + i`. Fails like `next` on a

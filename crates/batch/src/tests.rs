@@ -106,6 +106,39 @@ proptest! {
         prop_assert!(iter.skip_records(records.len() + 1).is_err());
     }
 
+    /// Resuming at a position taken after `n` records yields the rest of
+    /// the batch, as one pass does; a position that cannot be in the batch
+    /// is refused.
+    #[test]
+    fn resuming_yields_the_same_records_as_one_pass(
+        records in proptest::collection::vec(record_strategy(), 1..20),
+        pick in any::<usize>(),
+    ) {
+        let batch = build(&records);
+        let header = validate(&batch).unwrap();
+        let n = pick % (records.len() + 1);
+        let mut iter = crate::records(&batch, &header);
+        iter.skip_records(n).unwrap();
+        let at = iter.position();
+        prop_assert_eq!(at.index(), n);
+        let resumed: Vec<_> = crate::RecordIter::resume(&batch, &header, at)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let rest: Vec<_> = crate::records(&batch, &header)
+            .skip(n)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        prop_assert_eq!(resumed, rest);
+        // The end of the batch is a position; past it is not.
+        let mut iter = crate::records(&batch, &header);
+        iter.skip_records(records.len()).unwrap();
+        let end = iter.position();
+        prop_assert_eq!(crate::RecordIter::resume(&batch, &header, end).unwrap().count(), 0);
+        let short = &batch[..batch.len() - 1];
+        prop_assert!(crate::RecordIter::resume(short, &header, end).is_none());
+    }
+
     /// Any single flipped bit inside the CRC-covered region is detected, and
     /// no corruption anywhere makes `validate` panic.
     #[test]
