@@ -159,7 +159,12 @@ pub fn table(lines: &[Value]) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\n¹ latency: a ratio below 1 means Spool is faster.\n");
+    let _ = writeln!(
+        out,
+        "\n¹ latency: a ratio below 1 means Spool is faster. End-to-end: the run with \
+         the median p99 where a result line holds several (`runs`); each run below.\n"
+    );
+    out.push_str(&e2e_runs(lines));
 
     let _ = writeln!(
         out,
@@ -198,6 +203,57 @@ pub fn table(lines: &[Value]) -> String {
         }
     }
     let _ = writeln!(out, "\n{}", targets(lines));
+    out
+}
+
+/// Every end-to-end run: its p99 and how long a hiccup probe saw the
+/// machine stalled meanwhile (the same stall delays any system's messages).
+fn e2e_runs(lines: &[Value]) -> String {
+    let mut out = String::new();
+    for tier in TIERS {
+        for system in System::ALL {
+            let Some(l) = find(lines, system, tier, "end-to-end", None) else {
+                continue;
+            };
+            let Some(runs) = l["runs"].as_array() else {
+                continue;
+            };
+            if out.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "| Tier | System | end-to-end p99 of each run (µs) | machine stalled, per run (ms) ² |"
+                );
+                let _ = writeln!(out, "|---|---|---|---|");
+            }
+            let list = |k: &str| {
+                runs.iter()
+                    .map(|r| r[k].as_f64().map_or("—".into(), |v| number(Some(v))))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
+            let stalled = runs
+                .iter()
+                .map(|r| {
+                    r["hiccup_stalled_ms"]
+                        .as_f64()
+                        .map_or("—".into(), |v| format!("{v:.1}"))
+                })
+                .collect::<Vec<_>>()
+                .join(" / ");
+            let _ = writeln!(
+                out,
+                "| {tier} | {} | {} | {stalled} |",
+                system.title(),
+                list("p99_us")
+            );
+        }
+    }
+    if !out.is_empty() {
+        out.push_str(
+            "\n² a thread that sleeps 1 ms at a time, in the harness: the sum of its wake-ups \
+             that came more than 1 ms late.\n\n",
+        );
+    }
     out
 }
 
