@@ -3,13 +3,16 @@
 #
 #   bench/compare/run.sh [--quick] [--systems spool,redis,nats,rabbitmq]
 #                        [--tiers durable,default] [--out FILE] [--data-root DIR]
+#                        [--rounds N]
 #
 # Installs the three peers from Debian packages when missing (as root),
 # builds the spool binary and the harness (bench/compare, its own cargo
 # workspace), then for each tier and system: starts that one server on
 # loopback with a fresh temporary data directory and a non-default port,
-# runs the workloads against it (spool-compare run), and stops it. Only one
-# server runs at a time. Everything it started is stopped on exit, failure
+# runs publish and consume against it (spool-compare run), and stops it;
+# then, in --rounds rounds (default 3; 1 with --quick) in which the systems
+# take turns, each on a fresh server: end-to-end and queue. The table shows
+# each system's median round. Only one server runs at a time. Everything it started is stopped on exit, failure
 # or Ctrl-C. At the end it measures the disk's sequential write bandwidth
 # and prints the table (spool-compare table). Results: one JSON line per
 # measurement, in --out (default: a file under the work directory, whose
@@ -29,13 +32,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 quick=""
+rounds=3
 systems="spool,redis,nats,rabbitmq"
 tiers="durable,default"
 out=""
 data_root="${TMPDIR:-/tmp}"
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) quick="--quick" ;;
+        --quick) quick="--quick"; rounds=1 ;;
+        --rounds) rounds="$2"; shift ;;
         --systems) systems="$2"; shift ;;
         --tiers) tiers="$2"; shift ;;
         --out) out="$2"; shift ;;
@@ -168,6 +173,7 @@ start_server() {
     local system=$1 tier=$2
     local dir="$work/$system-$tier"
     local log="$dir/server.log"
+    rm -rf "$dir"
     mkdir -p "$dir"
     case "$system" in
     spool)
@@ -249,13 +255,30 @@ start_server() {
 # ---- run -------------------------------------------------------------------
 IFS=, read -r -a tier_list <<< "$tiers"
 IFS=, read -r -a system_list <<< "$systems"
+# Throughput: each system's publish and consume runs in one server's life.
 for tier in "${tier_list[@]}"; do
     for system in "${system_list[@]}"; do
         say "$system, tier $tier — $(uptime | sed 's/.*load/load/')"
         start_server "$system" "$tier"
         "$work/bin/spool-compare" run --system "$system" --addr "$addr" --tier "$tier" \
-            $quick $nats_sync_always >> "$results"
+            --only publish,consume $quick $nats_sync_always >> "$results"
         stop_server
+    done
+done
+# End-to-end latency and the queue round trip, in rounds: the systems take
+# turns, each round on fresh servers. This VM stalls now and then for tens
+# to hundreds of ms (the harness's hiccup probe measures it), and one stall
+# fills a 10 s run's p99 on its own; taking turns spreads the stalls over
+# the systems, and the table shows each system's median round.
+for tier in "${tier_list[@]}"; do
+    for round in $(seq 1 "$rounds"); do
+        for system in "${system_list[@]}"; do
+            say "$system, tier $tier, round $round of $rounds — $(uptime | sed 's/.*load/load/')"
+            start_server "$system" "$tier"
+            "$work/bin/spool-compare" run --system "$system" --addr "$addr" --tier "$tier" \
+                --only end-to-end,queue $quick $nats_sync_always >> "$results"
+            stop_server
+        done
     done
 done
 

@@ -57,9 +57,6 @@ pub struct Plan {
     pub batch: usize,
     pub e2e_rate: u64,
     pub e2e_duration: Duration,
-    /// End-to-end runs per system and tier; the table shows the one with
-    /// the median p99 (a single run's p99 follows the machine's stalls).
-    pub e2e_runs: usize,
     pub e2e_size: usize,
     pub queue_count: u64,
     pub queue_size: usize,
@@ -78,7 +75,6 @@ impl Plan {
                 batch: 1000,
                 e2e_rate: 10_000,
                 e2e_duration: Duration::from_secs(3),
-                e2e_runs: 1,
                 e2e_size: 1024,
                 queue_count: 5_000,
                 queue_size: 1024,
@@ -93,7 +89,6 @@ impl Plan {
                 batch: 1000,
                 e2e_rate: 10_000,
                 e2e_duration: Duration::from_secs(10),
-                e2e_runs: 3,
                 e2e_size: 1024,
                 queue_count: 50_000,
                 queue_size: 1024,
@@ -437,34 +432,4 @@ impl Hiccups {
             "hiccup_stalled_ms": round(stalled_us as f64 / 1000.0, 1),
         })
     }
-}
-
-/// Of several end-to-end results, the one with the median p99, with every
-/// run's percentiles and hiccups under `runs`.
-pub fn median_run(mut runs: Vec<Value>) -> Value {
-    let p99 = |v: &Value| v["p99_us"].as_u64().unwrap_or(u64::MAX);
-    let summary: Vec<Value> = runs
-        .iter()
-        .map(|v| {
-            let mut s = serde_json::Map::new();
-            for k in [
-                "p50_us",
-                "p99_us",
-                "p999_us",
-                "max_us",
-                "hiccup_p99_us",
-                "hiccup_max_us",
-                "hiccup_stalled_ms",
-            ] {
-                s.insert(k.to_owned(), v[k].clone());
-            }
-            Value::Object(s)
-        })
-        .collect();
-    runs.sort_by_key(p99);
-    let n = runs.len();
-    let mut median = runs.swap_remove(n / 2);
-    median["runs"] = Value::Array(summary);
-    median["of_runs"] = json!(format!("median p99 of {n}"));
-    median
 }

@@ -140,35 +140,21 @@ async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
         }
     }
     if wanted("end-to-end") {
-        let mut runs = Vec::new();
-        for k in 1..=ctx.plan.e2e_runs {
-            common::note(&format!(
-                "{} end-to-end at {}/s, run {k} of {}",
-                ctx.system.name(),
-                ctx.plan.e2e_rate,
-                ctx.plan.e2e_runs
-            ));
-            let probe = common::Hiccups::start();
-            let latency = on!(ctx, end_to_end());
-            let hiccups = probe.finish();
-            match latency {
-                Ok(Value::Object(mut fields)) => {
-                    if let Value::Object(h) = hiccups {
-                        fields.extend(h);
-                    }
-                    runs.push(Value::Object(fields));
-                }
-                other => {
-                    // A failed run is reported as it is; no median of the rest.
-                    emit(ctx, "end-to-end", other);
-                    runs.clear();
-                    break;
-                }
+        common::note(&format!(
+            "{} end-to-end at {}/s",
+            ctx.system.name(),
+            ctx.plan.e2e_rate
+        ));
+        let probe = common::Hiccups::start();
+        let latency = on!(ctx, end_to_end());
+        let hiccups = probe.finish();
+        let latency = latency.map(|mut v| {
+            if let (Value::Object(fields), Value::Object(h)) = (&mut v, hiccups) {
+                fields.extend(h);
             }
-        }
-        if !runs.is_empty() {
-            emit(ctx, "end-to-end", Ok(common::median_run(runs)));
-        }
+            v
+        });
+        emit(ctx, "end-to-end", latency);
     }
     if wanted("queue") {
         common::note(&format!(

@@ -65,8 +65,9 @@ fn size_name(size: u64) -> &'static str {
 }
 
 /// The result line of a system, tier and workload (and size). When the
-/// file holds several runs of it (passes appended to one file), the best:
-/// the lowest p99 for end-to-end, the highest throughput otherwise.
+/// file holds several (run.sh's rounds, or passes appended to one file),
+/// the median one: by p99 for end-to-end, by throughput otherwise. The
+/// machine's stalls come and go, so one line can be far off either way.
 fn find<'a>(
     lines: &'a [Value],
     system: System,
@@ -74,18 +75,42 @@ fn find<'a>(
     workload: &str,
     size: Option<u64>,
 ) -> Option<&'a Value> {
-    let matching = lines.iter().filter(|l| {
-        l["system"] == system.name()
-            && l["tier"] == tier
-            && l["workload"] == workload
-            && l.get("error").is_none()
-            && size.is_none_or(|s| l["size"].as_u64() == Some(s))
-    });
-    if workload == "end-to-end" {
-        matching.min_by(|a, b| metric(a, "p99_us").total_cmp(&metric(b, "p99_us")))
+    let mut matching = all(lines, system, tier, workload, size);
+    let field = if workload == "end-to-end" {
+        "p99_us"
     } else {
-        matching.max_by(|a, b| metric(a, "msgs_per_s").total_cmp(&metric(b, "msgs_per_s")))
-    }
+        "msgs_per_s"
+    };
+    matching.sort_by(|a, b| metric(a, field).total_cmp(&metric(b, field)));
+    // Of an even number, the worse of the middle two.
+    let n = matching.len();
+    let middle = if workload == "end-to-end" {
+        n / 2
+    } else {
+        n.saturating_sub(1) / 2
+    };
+    matching.get(middle).copied()
+}
+
+/// Every successful result line of a system, tier and workload (and size),
+/// in file order.
+fn all<'a>(
+    lines: &'a [Value],
+    system: System,
+    tier: &str,
+    workload: &str,
+    size: Option<u64>,
+) -> Vec<&'a Value> {
+    lines
+        .iter()
+        .filter(|l| {
+            l["system"] == system.name()
+                && l["tier"] == tier
+                && l["workload"] == workload
+                && l.get("error").is_none()
+                && size.is_none_or(|s| l["size"].as_u64() == Some(s))
+        })
+        .collect()
 }
 
 fn metric(line: &Value, field: &str) -> f64 {
@@ -161,10 +186,11 @@ pub fn table(lines: &[Value]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n¹ latency: a ratio below 1 means Spool is faster. End-to-end: the run with \
-         the median p99 where a result line holds several (`runs`); each run below.\n"
+        "\n¹ latency: a ratio below 1 means Spool is faster.\n\nWhere the results hold \
+         several rounds of a workload, the table shows the median round (end-to-end: by p99); \
+         each round below.\n"
     );
-    out.push_str(&e2e_runs(lines));
+    out.push_str(&rounds(lines));
 
     let _ = writeln!(
         out,
@@ -206,52 +232,48 @@ pub fn table(lines: &[Value]) -> String {
     out
 }
 
-/// Every end-to-end run: its p99 and how long a hiccup probe saw the
-/// machine stalled meanwhile (the same stall delays any system's messages).
-fn e2e_runs(lines: &[Value]) -> String {
+/// Every round of the end-to-end and queue workloads: the end-to-end p99,
+/// how long a hiccup probe saw the machine stalled meanwhile (a stall
+/// delays any system's messages alike), and the queue's rate.
+fn rounds(lines: &[Value]) -> String {
     let mut out = String::new();
     for tier in TIERS {
         for system in System::ALL {
-            let Some(l) = find(lines, system, tier, "end-to-end", None) else {
+            let e2e = all(lines, system, tier, "end-to-end", None);
+            let queue = all(lines, system, tier, "queue", None);
+            if e2e.len() + queue.len() < 2 {
                 continue;
-            };
-            let Some(runs) = l["runs"].as_array() else {
-                continue;
-            };
+            }
             if out.is_empty() {
                 let _ = writeln!(
                     out,
-                    "| Tier | System | end-to-end p99 of each run (µs) | machine stalled, per run (ms) ² |"
+                    "| Tier | System | end-to-end p99, each round (µs) | machine stalled, each round (ms) ² | queue, each round (msgs/s) |"
                 );
-                let _ = writeln!(out, "|---|---|---|---|");
+                let _ = writeln!(out, "|---|---|---|---|---|");
             }
-            let list = |k: &str| {
-                runs.iter()
-                    .map(|r| r[k].as_f64().map_or("—".into(), |v| number(Some(v))))
+            let list = |ls: &[&Value], k: &str, digits: usize| {
+                ls.iter()
+                    .map(|l| match l[k].as_f64() {
+                        Some(v) if digits > 0 => format!("{v:.digits$}"),
+                        v => number(v),
+                    })
                     .collect::<Vec<_>>()
                     .join(" / ")
             };
-            let stalled = runs
-                .iter()
-                .map(|r| {
-                    r["hiccup_stalled_ms"]
-                        .as_f64()
-                        .map_or("—".into(), |v| format!("{v:.1}"))
-                })
-                .collect::<Vec<_>>()
-                .join(" / ");
             let _ = writeln!(
                 out,
-                "| {tier} | {} | {} | {stalled} |",
+                "| {tier} | {} | {} | {} | {} |",
                 system.title(),
-                list("p99_us")
+                list(&e2e, "p99_us", 0),
+                list(&e2e, "hiccup_stalled_ms", 1),
+                list(&queue, "msgs_per_s", 0),
             );
         }
     }
     if !out.is_empty() {
         out.push_str(
-            "\n² a thread that sleeps 1 ms at a time, in the harness: the sum of its wake-ups \
-             that came more than 1 ms late.\n\n",
+            "\n² a thread in the harness that sleeps 1 ms at a time: the sum of its \
+             wake-ups that came more than 1 ms late.\n\n",
         );
     }
     out
