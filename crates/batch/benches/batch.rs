@@ -1,14 +1,15 @@
 //! The per-record costs on the produce path: a client encoding records into
 //! a batch (`BatchBuilder`), and a server checking an untrusted batch
 //! (`validate`: CRC-32C and every record) or a queue finding one record in
-//! a stored batch (`skip_records` against decoding every record before it).
+//! a stored batch (`skip_records` against decoding every record before it,
+//! and successive receives resuming where the last one stopped).
 //!
 //! Run with `cargo bench -p spool-batch --bench batch`; results are in
 //! `BENCHMARKS.md`.
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use spool_batch::{records, validate, BatchBuilder, RecordParts};
+use spool_batch::{records, validate, BatchBuilder, RecordIter, RecordParts};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -73,6 +74,31 @@ fn check(c: &mut Criterion) {
                 let mut it = records(&batch, &header);
                 it.skip_records(RECORDS - 1).expect("skip");
                 black_box(it.next())
+            })
+        });
+        // A queue's receives of 100 messages each, in turn through the
+        // batch: each passing over the records before its own again, or
+        // resuming where the previous one stopped (`RecordIter::resume`).
+        group.bench_function(format!("{size}B_ten_reads_of_100_by_skipping"), |b| {
+            b.iter(|| {
+                for k in 0..10 {
+                    let mut it = records(&batch, &header);
+                    it.skip_records(k * 100).expect("skip");
+                    black_box(it.by_ref().take(100).count());
+                }
+            })
+        });
+        group.bench_function(format!("{size}B_ten_reads_of_100_by_resuming"), |b| {
+            b.iter(|| {
+                let mut at = None;
+                for _ in 0..10 {
+                    let mut it = match at {
+                        Some(at) => RecordIter::resume(&batch, &header, at).expect("resume"),
+                        None => records(&batch, &header),
+                    };
+                    black_box(it.by_ref().take(100).count());
+                    at = Some(it.position());
+                }
             })
         });
     }
