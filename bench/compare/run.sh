@@ -97,6 +97,7 @@ results="${out:-$work/results.jsonl}"
 
 # ---- servers ---------------------------------------------------------------
 server_pid=""
+server_dir=""
 epmd_started=""
 
 stop_server() {
@@ -109,6 +110,11 @@ stop_server() {
         kill -KILL -- "-$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
         server_pid=""
+        # Its data goes now, and `sync` waits for the filesystem to trim the
+        # freed blocks (ext4 `discard` does it at the journal commit), so
+        # that the next system's fdatasyncs do not wait behind it.
+        rm -rf "$server_dir"
+        sync
     fi
     if [ -n "$epmd_started" ]; then
         # RabbitMQ's Erlang VM leaves its port mapper daemon running.
@@ -175,6 +181,7 @@ start_server() {
     local log="$dir/server.log"
     rm -rf "$dir"
     mkdir -p "$dir"
+    server_dir=$dir
     case "$system" in
     spool)
         port_free "$SPOOL_PORT"

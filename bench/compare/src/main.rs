@@ -122,6 +122,19 @@ fn emit(ctx: &Ctx, workload: &str, result: anyhow::Result<Value>) {
     let _ = out.flush();
 }
 
+/// Before each measurement: writes back every dirty page and lets the
+/// filesystem finish its journal commit. Otherwise the previous workload's
+/// leftovers land in this one: page-cache data of a system that fsyncs
+/// later (or never), and a deleted topic's or stream's blocks, which ext4
+/// mounted with `discard` (as here) trims at its next journal commit — an
+/// fdatasync waiting behind the trim of 300 MB took 36–62 ms instead of
+/// 6.5 ms at p99 (BENCHMARKS.md, eighth session).
+fn settle() {
+    if let Err(e) = std::process::Command::new("sync").status() {
+        eprintln!("  ! sync: {e}");
+    }
+}
+
 async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
     let wanted = |w: &str| only.is_empty() || only.iter().any(|o| o == w);
     for (size, count) in ctx.plan.streams {
@@ -129,17 +142,20 @@ async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
             continue;
         }
         let name = format!("cmp-{size}");
+        settle();
         common::note(&format!("{} publish {count} × {size} B", ctx.system.name()));
         let published = on!(ctx, publish(&name, size, count));
         let n = published.as_ref().map(|r| r.messages).unwrap_or(0);
         emit(ctx, "publish", published.map(|r| r.json()));
         if n > 0 && wanted("consume") {
+            settle();
             common::note(&format!("{} consume {n} × {size} B", ctx.system.name()));
             let consumed = on!(ctx, consume(&name, size, n));
             emit(ctx, "consume", consumed.map(|r| r.json()));
         }
     }
     if wanted("end-to-end") {
+        settle();
         common::note(&format!(
             "{} end-to-end at {}/s",
             ctx.system.name(),
@@ -157,6 +173,7 @@ async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
         emit(ctx, "end-to-end", latency);
     }
     if wanted("queue") {
+        settle();
         common::note(&format!(
             "{} queue round trip, {} workers",
             ctx.system.name(),
