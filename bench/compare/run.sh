@@ -12,9 +12,11 @@
 # runs publish and consume against it (spool-compare run), and stops it;
 # then, in --rounds rounds (default 3; 1 with --quick) in which the systems
 # take turns, each on a fresh server: end-to-end and queue. The table shows
-# each system's median round. Only one server runs at a time. Everything it started is stopped on exit, failure
-# or Ctrl-C. At the end it measures the disk's sequential write bandwidth
-# and prints the table (spool-compare table). Results: one JSON line per
+# each system's median round. Only one server runs at a time; a stopped
+# server's data is deleted and synced away before the next starts.
+# Everything it started is stopped on exit, failure or Ctrl-C. At the end
+# it measures the disk's sequential write bandwidth and prints the table
+# (spool-compare table). Results: one JSON line per
 # measurement, in --out (default: a file under the work directory, whose
 # path is printed).
 #
@@ -179,7 +181,6 @@ start_server() {
     local system=$1 tier=$2
     local dir="$work/$system-$tier"
     local log="$dir/server.log"
-    rm -rf "$dir"
     mkdir -p "$dir"
     server_dir=$dir
     case "$system" in

@@ -76,15 +76,13 @@ fn find<'a>(
     size: Option<u64>,
 ) -> Option<&'a Value> {
     let mut matching = all(lines, system, tier, workload, size);
-    let field = if workload == "end-to-end" {
-        "p99_us"
-    } else {
-        "msgs_per_s"
-    };
+    let latency = workload == "end-to-end";
+    let field = if latency { "p99_us" } else { "msgs_per_s" };
     matching.sort_by(|a, b| metric(a, field).total_cmp(&metric(b, field)));
-    // Of an even number, the worse of the middle two.
+    // Ascending, so of an even number the worse of the middle two is the
+    // upper one for a latency and the lower one for a rate.
     let n = matching.len();
-    let middle = if workload == "end-to-end" {
+    let middle = if latency {
         n / 2
     } else {
         n.saturating_sub(1) / 2
@@ -241,8 +239,8 @@ fn rounds(lines: &[Value]) -> String {
         for system in System::ALL {
             let e2e = all(lines, system, tier, "end-to-end", None);
             let queue = all(lines, system, tier, "queue", None);
-            if e2e.len() + queue.len() < 2 {
-                continue;
+            if e2e.len() < 2 && queue.len() < 2 {
+                continue; // one run each: the main table says it all
             }
             if out.is_empty() {
                 let _ = writeln!(

@@ -106,9 +106,11 @@ impl<'a> RecordIter<'a> {
     }
 
     /// Iterates `batch` from `at`, a [`RecordIter::position`] taken on the
-    /// same batch bytes. `None` if `at` cannot be a position in this batch.
-    /// A position from other bytes is caught like a malformed record: the
-    /// lengths read there do not add up, and the iterator fails.
+    /// same batch bytes. `None` if `at` cannot be a position in this batch
+    /// (before the first record, past the end, more records than it has).
+    /// A position taken on other bytes is not reliably detected — it fails
+    /// only when the lengths read there do not add up — so callers keep a
+    /// position together with the bytes it was taken on.
     pub fn resume(batch: &'a [u8], header: &BatchHeader, at: RecordPosition) -> Option<Self> {
         let mut iter = records(batch, header);
         if at.pos < iter.pos || at.pos > iter.buf.len() || at.index > iter.remaining {

@@ -664,8 +664,9 @@ impl Log {
     /// [`Log::write`] for a batch its caller has just checked with
     /// [`spool_batch::validate`] (or `validate_each`), or built with a
     /// `BatchBuilder`, and not changed since; `header` is what that
-    /// validation returned (or `BatchHeader::parse` of the built batch). The broker validates a produced
-    /// batch once, as it reads the message IDs, instead of twice (the
+    /// validation returned (or `BatchHeader::parse` of the built batch).
+    /// The broker validates a produced batch once, as it reads the message
+    /// IDs, instead of twice (the
     /// second walk over every record cost a few percent of a 1 KiB
     /// publish, BENCHMARKS.md, sixth session). Debug builds re-check.
     pub fn write_validated(
