@@ -4,7 +4,9 @@
 //!
 //! A background task owns the open batches. A batch is sent when it reaches
 //! its record or byte limit, when it has lingered long enough, or on
-//! [`Producer::flush`]. Batches of one partition leave in the order they
+//! [`Producer::flush`]; a batch that has lingered long enough while its
+//! partition's requests are all in flight stays open, taking more messages,
+//! until an answer makes room. Batches of one partition leave in the order they
 //! were closed, over one connection whose server appends produces in
 //! arrival order, so messages to one partition (and so one key) keep the
 //! order they were sent in.
@@ -142,7 +144,9 @@ pub struct Delivered {
 /// Batching and pipelining settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerOptions {
-    /// How long a batch waits for more messages before it is sent.
+    /// How long a batch waits for more messages before it is sent. If the
+    /// window is full then, the batch keeps taking messages until it has
+    /// room (or is full).
     pub linger: Duration,
     /// Most records in one batch (capped at the protocol's 100,000).
     pub max_batch_records: usize,
@@ -651,13 +655,9 @@ impl Worker {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut commands_open = true;
         loop {
-            // Batches whose linger is over go now, without a timer: the
-            // timer's 1 ms granularity would otherwise delay every batch
-            // by up to a millisecond even with `linger` 0.
-            let now = Instant::now();
-            if self.open.values().any(|b| b.deadline <= now) {
-                self.close_expired();
-            }
+            // Batches whose linger is over go now (if the window has room),
+            // without a timer: the timer's 1 ms granularity would otherwise
+            // delay every batch by up to a millisecond even with `linger` 0.
             self.dispatch();
             self.finish_flushes();
             if !commands_open
@@ -667,7 +667,15 @@ impl Worker {
             {
                 return;
             }
-            let next_deadline = self.open.values().map(|b| b.deadline).min();
+            // A batch whose linger is over but that waits for room in the
+            // window needs no timer: an answer makes the room.
+            let now = Instant::now();
+            let next_deadline = self
+                .open
+                .values()
+                .map(|b| b.deadline)
+                .filter(|d| *d > now)
+                .min();
             tokio::select! {
                 command = commands.recv(), if commands_open => {
                     match command {
@@ -690,9 +698,7 @@ impl Worker {
                     self.complete(sent, result);
                 }
                 _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
-                    if next_deadline.is_some() => {
-                    self.close_expired();
-                }
+                    if next_deadline.is_some() => {}
             }
         }
     }
@@ -802,34 +808,29 @@ impl Worker {
         self.ready.extend(batches);
     }
 
-    fn close_expired(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<SlotKey> = self
-            .open
-            .iter()
-            .filter(|(_, b)| b.deadline <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut batches: Vec<Batch> = expired
-            .into_iter()
-            .filter_map(|k| self.open.remove(&k))
-            .collect();
-        batches.sort_by_key(|b| b.seq);
-        self.ready.extend(batches);
-    }
-
     /// Sends ready batches while the window has room, oldest first, each
     /// only while its slot is below its own in-flight limit (a slot's later
-    /// batches wait behind its earlier ones).
+    /// batches wait behind its earlier ones); then open batches whose linger
+    /// is over, oldest first, if their slot can send now.
+    ///
+    /// An open batch whose linger is over but whose slot is busy stays open
+    /// and keeps taking messages until it can go (as Kafka's accumulator
+    /// does): messages that pile up while requests are slow (a stalled
+    /// fdatasync, say) then leave in one batch when an answer frees the
+    /// slot, instead of one small batch per message, each waiting its turn.
     fn dispatch(&mut self) {
         let mut index = 0;
+        // Slots with a ready batch left behind: their open batches wait too.
+        let mut held_back: Vec<SlotKey> = Vec::new();
         while self.in_flight.len() < self.options.max_in_flight && index < self.ready.len() {
             let Some(batch) = self.ready.get(index) else {
                 return;
             };
             let key = (batch.topic.clone(), batch.slot);
-            let busy = self.slot_in_flight.get(&key).copied().unwrap_or(0);
-            if busy >= self.options.max_in_flight_per_partition {
+            if self.slot_busy(&key) {
+                if !held_back.contains(&key) {
+                    held_back.push(key);
+                }
                 index += 1;
                 continue;
             }
@@ -838,6 +839,36 @@ impl Worker {
             };
             self.send_batch(key, batch);
         }
+        if self.in_flight.len() >= self.options.max_in_flight || self.open.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        // Only batches that can go now are collected (so a batch waiting for
+        // its slot costs no allocation per turn); sending one does not make
+        // another's slot busy (one open batch per slot).
+        let mut due: Vec<(u64, SlotKey)> = self
+            .open
+            .iter()
+            .filter(|(key, b)| {
+                b.deadline <= now && !held_back.contains(key) && !self.slot_busy(key)
+            })
+            .map(|(key, b)| (b.seq, key.clone()))
+            .collect();
+        due.sort_unstable_by_key(|(seq, _)| *seq);
+        for (_, key) in due {
+            if self.in_flight.len() >= self.options.max_in_flight {
+                return;
+            }
+            if let Some(batch) = self.open.remove(&key) {
+                self.send_batch(key, batch);
+            }
+        }
+    }
+
+    /// Whether `key`'s slot has as many requests in flight as it may.
+    fn slot_busy(&self, key: &SlotKey) -> bool {
+        self.slot_in_flight.get(key).copied().unwrap_or(0)
+            >= self.options.max_in_flight_per_partition
     }
 
     fn send_batch(&mut self, key: SlotKey, batch: Batch) {

@@ -740,3 +740,112 @@ async fn retried_messages_with_ids_report_their_original_offsets() {
     assert_eq!(d.partitions[0].messages, 5, "a, b, x, c, d once each");
     server.shutdown().await;
 }
+
+/// A client whose connection to `server` goes through a relay that holds
+/// back everything the server sends while the returned flag is true.
+async fn client_with_held_answers(
+    server: &TestServer,
+) -> (spool_client::Client, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (mut up_rd, mut up_wr) = upstream.into_split();
+    let (near, far) = tokio::io::duplex(1 << 20);
+    let (mut far_rd, mut far_wr) = tokio::io::split(far);
+    let (hold, held) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move { tokio::io::copy(&mut far_rd, &mut up_wr).await });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut held = held;
+        loop {
+            let n = match up_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if held.wait_for(|h| !*h).await.is_err() {
+                return;
+            }
+            if far_wr.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let client = spool_client::Client::connect_stream(
+        near,
+        server.addr,
+        spool_client::ClientOptions::default(),
+    )
+    .await
+    .expect("handshake through the relay");
+    (client, hold)
+}
+
+/// Messages sent while their partition's request is in flight wait in one
+/// batch, even with `linger` 0 (it is over at once): when the answer comes
+/// they leave together, instead of one request per message, each waiting
+/// for the one before (what made a producer slow to catch up after a
+/// stalled fdatasync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    admin
+        .create_topic("t", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    let (client, hold) = client_with_held_answers(&server).await;
+    let producer = Producer::new(
+        client,
+        ProducerOptions {
+            linger: Duration::ZERO,
+            max_in_flight_per_partition: 1,
+            ..ProducerOptions::default()
+        },
+    );
+    hold.send_replace(true);
+    let mut waiting = vec![producer
+        .send("t", Message::new("first"))
+        .await
+        .expect("send")];
+    for i in 0..20 {
+        // Each in a turn of its own: the producer sees them one by one.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        waiting.push(
+            producer
+                .send("t", Message::new(format!("m{i}")))
+                .await
+                .expect("send"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    hold.send_replace(false);
+    let mut offsets = Vec::new();
+    for w in waiting {
+        offsets.push(w.await.expect("delivered").offset);
+    }
+    assert_eq!(offsets, (0..21).collect::<Vec<u64>>());
+    let fetched = admin
+        .fetch(spool_proto::Fetch {
+            max_wait_ms: 0,
+            max_bytes: 1 << 20,
+            partitions: vec![spool_proto::FetchPartition {
+                topic: "t".to_owned(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 1 << 20,
+            }],
+        })
+        .await
+        .expect("fetch");
+    let mut counts = Vec::new();
+    for p in &fetched.partitions {
+        for batch in spool_batch::split_batches(&p.batches) {
+            let header = spool_batch::validate(batch.expect("a whole batch")).expect("valid");
+            counts.push(header.record_count);
+        }
+    }
+    assert_eq!(counts, [1, 20], "the first alone, the rest together");
+    drop(producer);
+    server.shutdown().await;
+}
