@@ -58,7 +58,11 @@ pub struct Plan {
     pub e2e_rate: u64,
     pub e2e_duration: Duration,
     pub e2e_size: usize,
+    /// Messages of a queue run, unless `queue_cap` ends it first.
     pub queue_count: u64,
+    /// A queue run's publishing and round trips stop after this long (slow
+    /// peers); its rate is of the round trips done by then.
+    pub queue_cap: Duration,
     pub queue_size: usize,
     pub workers: usize,
     /// Messages per receive/fetch/prefetch of a queue worker.
@@ -77,6 +81,7 @@ impl Plan {
                 e2e_duration: Duration::from_secs(3),
                 e2e_size: 1024,
                 queue_count: 5_000,
+                queue_cap: Duration::from_secs(3),
                 queue_size: 1024,
                 workers: 16,
                 receive_max: 100,
@@ -90,7 +95,10 @@ impl Plan {
                 e2e_rate: 10_000,
                 e2e_duration: Duration::from_secs(10),
                 e2e_size: 1024,
-                queue_count: 50_000,
+                // Long enough that a machine stall of 100 ms is not most of
+                // a fast system's run (50,000 took Spool 0.2 s).
+                queue_count: 200_000,
+                queue_cap: Duration::from_secs(10),
                 queue_size: 1024,
                 workers: 16,
                 receive_max: 100,
@@ -315,12 +323,13 @@ where
 }
 
 /// Counts round trips done by the queue workers, against a target that is
-/// known once publishing ends.
+/// known once publishing ends, or until a deadline.
 #[derive(Clone)]
 pub struct Done {
     pub done: Arc<AtomicU64>,
     pub target: Expect,
     pub last: Arc<std::sync::Mutex<Option<Instant>>>,
+    deadline: Arc<OnceLock<Instant>>,
 }
 
 impl Done {
@@ -329,7 +338,14 @@ impl Done {
             done: Arc::new(AtomicU64::new(0)),
             target: Expect::new(),
             last: Arc::new(std::sync::Mutex::new(None)),
+            deadline: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The workers stop at `deadline` even if not all are done (a capped
+    /// queue run: the publisher stops then too).
+    pub fn stop_at(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
     }
 
     pub fn add(&self, k: u64) {
@@ -343,6 +359,7 @@ impl Done {
 
     pub fn finished(&self) -> bool {
         self.done.load(Ordering::SeqCst) >= self.target.get()
+            || self.deadline.get().is_some_and(|d| Instant::now() >= *d)
     }
 
     pub fn count(&self) -> u64 {

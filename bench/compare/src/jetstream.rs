@@ -82,12 +82,13 @@ async fn publish_n(
     size: usize,
     count: u64,
     ctx: &Ctx,
+    cap: Duration,
 ) -> anyhow::Result<(Rate, Instant)> {
     let (subject, payload) = (subject(name), bytes::Bytes::from(vec![b'x'; size]));
     let acks = Acks::new(ctx.plan.window);
     let start = Instant::now();
     let mut sent = 0;
-    while sent < count && start.elapsed() < ctx.plan.publish_cap {
+    while sent < count && start.elapsed() < cap {
         acks.push(send(js, &subject, payload.clone()).await?)
             .await?;
         sent += 1;
@@ -99,7 +100,9 @@ async fn publish_n(
 pub async fn publish(ctx: &Ctx, name: &str, size: usize, count: u64) -> anyhow::Result<Rate> {
     let js = connect(ctx).await?;
     create_stream(&js, name).await?;
-    Ok(publish_n(&js, name, size, count, ctx).await?.0)
+    Ok(publish_n(&js, name, size, count, ctx, ctx.plan.publish_cap)
+        .await?
+        .0)
 }
 
 /// An ordered pull consumer (no acks) from the start of the stream.
@@ -209,7 +212,9 @@ pub async fn queue(ctx: &Ctx) -> anyhow::Result<Rate> {
             anyhow::Ok(())
         }));
     }
-    let (published, start) = publish_n(&js, name, size, plan.queue_count, ctx).await?;
+    done.stop_at(Instant::now() + plan.queue_cap);
+    let (published, start) =
+        publish_n(&js, name, size, plan.queue_count, ctx, plan.queue_cap).await?;
     done.target.set(published.messages);
     common::join_workers(&done, workers).await?;
     js.delete_stream(name).await?;

@@ -16,7 +16,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use serde_json::Value;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub fn durability(tier: Tier) -> Durability {
     match tier {
@@ -99,13 +99,14 @@ async fn publish_n(
     queue: &str,
     size: usize,
     count: u64,
+    cap: Duration,
 ) -> anyhow::Result<(Rate, Instant)> {
     let ch = publisher(ctx).await?;
     let payload = vec![b'x'; size];
     let acks = Acks::new(ctx.plan.window);
     let start = Instant::now();
     let mut sent = 0;
-    while sent < count && start.elapsed() < ctx.plan.publish_cap {
+    while sent < count && start.elapsed() < cap {
         acks.push(send(&ch, queue, &payload).await?).await?;
         sent += 1;
     }
@@ -115,7 +116,9 @@ async fn publish_n(
 
 pub async fn publish(ctx: &Ctx, queue: &str, size: usize, count: u64) -> anyhow::Result<Rate> {
     declare(ctx, queue).await?;
-    Ok(publish_n(ctx, queue, size, count).await?.0)
+    Ok(publish_n(ctx, queue, size, count, ctx.plan.publish_cap)
+        .await?
+        .0)
 }
 
 async fn consumer(ctx: &Ctx, queue: &str, no_ack: bool, prefetch: u16) -> anyhow::Result<Consumer> {
@@ -202,7 +205,8 @@ pub async fn queue(ctx: &Ctx) -> anyhow::Result<Rate> {
             anyhow::Ok(())
         }));
     }
-    let (published, start) = publish_n(ctx, queue, size, plan.queue_count).await?;
+    done.stop_at(Instant::now() + plan.queue_cap);
+    let (published, start) = publish_n(ctx, queue, size, plan.queue_count, plan.queue_cap).await?;
     done.target.set(published.messages);
     common::join_workers(&done, workers).await?;
     delete(ctx, queue).await?;

@@ -192,7 +192,8 @@ pub async fn queue(ctx: &Ctx) -> anyhow::Result<Rate> {
             anyhow::Ok(())
         }));
     }
-    let (published, start) = publish_n(ctx, key, size, plan.queue_count, common::DRAIN).await?;
+    done.stop_at(Instant::now() + plan.queue_cap);
+    let (published, start) = publish_n(ctx, key, size, plan.queue_count, plan.queue_cap).await?;
     done.target.set(published.messages);
     common::join_workers(&done, workers).await?;
     delete(ctx, key).await?;

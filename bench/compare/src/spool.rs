@@ -212,8 +212,9 @@ pub async fn queue(ctx: &Ctx) -> anyhow::Result<Rate> {
     let batch = plan.batch as u64;
     let acks = Acks::new(plan.window / plan.batch);
     let start = Instant::now();
+    done.stop_at(start + plan.queue_cap);
     let mut sent = 0;
-    while sent < plan.queue_count {
+    while sent < plan.queue_count && start.elapsed() < plan.queue_cap {
         let n = batch.min(plan.queue_count - sent);
         acks.push(send_many(&producer, name, &payload, n).await?)
             .await?;
