@@ -104,11 +104,18 @@ pub(crate) fn send_fetch(
 
 impl InFlightFetch {
     /// Waits for the answer.
-    pub(crate) async fn answer(self) -> Result<FetchAnswer, ClientError> {
-        match self.response.await? {
+    pub(crate) async fn answer(mut self) -> Result<FetchAnswer, ClientError> {
+        self.answer_mut().await
+    }
+
+    /// Waits for the answer without giving the fetch up: a caller that stops
+    /// waiting (a timeout) keeps it and can wait again later. Once it has
+    /// answered, the fetch is spent.
+    pub(crate) async fn answer_mut(&mut self) -> Result<FetchAnswer, ClientError> {
+        match (&mut self.response).await? {
             ResponseBody::Fetched(fetched) => Ok(FetchAnswer {
                 fetched,
-                requested: self.requested,
+                requested: std::mem::take(&mut self.requested),
             }),
             other => Err(unexpected(&other, p::Op::Fetch)),
         }

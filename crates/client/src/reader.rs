@@ -146,8 +146,18 @@ impl TopicReader {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            let in_flight = match self.ahead.take() {
-                Some(ahead) => ahead,
+            let answer = match self.ahead.take() {
+                // Sent by an earlier poll, it may wait past this one's
+                // deadline: then it is kept for the next poll.
+                Some(mut ahead) => {
+                    match tokio::time::timeout_at(deadline, ahead.answer_mut()).await {
+                        Ok(answer) => answer?,
+                        Err(_) => {
+                            self.ahead = Some(ahead);
+                            return Ok(Vec::new());
+                        }
+                    }
+                }
                 None => {
                     self.rotate = self.rotate.wrapping_add(1);
                     let wait = until.saturating_duration_since(now);
@@ -158,18 +168,22 @@ impl TopicReader {
                         wait,
                         &FETCH_LIMITS,
                     )?
+                    .answer()
+                    .await?
                 }
             };
-            let answer = in_flight.answer().await?;
             if answer.has_batches() {
-                // Without waiting: if nothing more has arrived, the next
-                // poll sends a long poll of its own.
+                // The next fetch goes now, while the caller handles these
+                // records, as a long poll: the server answers it as soon as
+                // there is more. (A fetch that did not wait came back empty
+                // whenever messages arrive one by one, and the poll after
+                // it sent a long poll of its own: two round trips a message.)
                 self.rotate = self.rotate.wrapping_add(1);
                 self.ahead = send_fetch(
                     &self.client,
                     &answer.positions_after(&self.positions),
                     self.rotate,
-                    Duration::ZERO,
+                    max_wait.min(Self::REFRESH),
                     &FETCH_LIMITS,
                 )
                 .ok();

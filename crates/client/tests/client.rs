@@ -849,3 +849,48 @@ async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
     drop(producer);
     server.shutdown().await;
 }
+
+/// After a poll that returned records, the reader's next fetch is already
+/// on its way as a long poll. A later poll with a shorter wait still
+/// returns on time (the fetch is kept, not waited out), and the next
+/// message arrives through that same fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_returns_on_time_while_the_fetch_sent_ahead_waits() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .create_topic("steady", 1, TopicConfig::default())
+        .await
+        .expect("create");
+    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let send = |v: &'static str| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .send("steady", Message::new(v))
+                .await
+                .expect("send")
+                .await
+                .expect("stored")
+        }
+    };
+    send("one").await;
+    let mut reader = TopicReader::new(client.clone(), "steady", ReadStart::Earliest)
+        .await
+        .expect("reader");
+    let first = reader.poll(Duration::from_secs(5)).await.expect("poll");
+    assert_eq!(first.iter().map(text).collect::<Vec<_>>(), ["one"]);
+    // The fetch sent ahead waits up to 500 ms (`TopicReader::REFRESH`).
+    let started = std::time::Instant::now();
+    let none = reader.poll(Duration::from_millis(20)).await.expect("poll");
+    let took = started.elapsed();
+    assert!(none.is_empty());
+    assert!(
+        took < Duration::from_millis(300),
+        "a 20 ms poll took {took:?}"
+    );
+    send("two").await;
+    let second = reader.poll(Duration::from_secs(5)).await.expect("poll");
+    assert_eq!(second.iter().map(text).collect::<Vec<_>>(), ["two"]);
+    server.shutdown().await;
+}

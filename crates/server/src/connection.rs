@@ -1459,9 +1459,17 @@ async fn fetch_long_poll(shared: &Shared, fetch: p::Fetch, max_bytes: usize) -> 
         let stopping = *shutdown.borrow_and_update();
         let waited = async {
             wait_any(&notifies, None, deadline, || {
-                let r = tokio::task::block_in_place(|| {
+                let r = if reads_no_file(&shared.broker, &fetch) {
+                    // A caught-up long poll: answered from memory, without
+                    // handing the worker off (`block_in_place` wakes a
+                    // thread each time: 14 % of the server's samples in a
+                    // 10,000 msgs/s end-to-end run).
                     read_partitions(&shared.broker, &fetch, max_bytes)
-                });
+                } else {
+                    tokio::task::block_in_place(|| {
+                        read_partitions(&shared.broker, &fetch, max_bytes)
+                    })
+                };
                 let has_data = r
                     .partitions
                     .iter()
@@ -1486,6 +1494,22 @@ async fn fetch_long_poll(shared: &Shared, fetch: p::Fetch, max_bytes: usize) -> 
             return Response::ok(ResponseBody::Fetched(r));
         }
     }
+}
+
+/// Whether reading `fetch` would touch no file: every partition is read up
+/// to its end (or is out of range, or unknown), so the answer comes from
+/// the logs' in-memory state. Data that arrives after this check is read
+/// inline then; a read of fresh data is from the page cache anyway.
+fn reads_no_file(broker: &Broker, fetch: &p::Fetch) -> bool {
+    fetch.partitions.iter().all(|fp| {
+        match (
+            broker.offsets(&fp.topic, fp.partition),
+            i64::try_from(fp.offset),
+        ) {
+            (Ok((start, end)), Ok(offset)) => offset >= end || offset < start,
+            _ => true,
+        }
+    })
 }
 
 fn read_partitions(broker: &Broker, fetch: &p::Fetch, max_bytes: usize) -> p::Fetched {
