@@ -110,7 +110,8 @@ impl InFlightFetch {
 
     /// Waits for the answer without giving the fetch up: a caller that stops
     /// waiting (a timeout) keeps it and can wait again later. Once it has
-    /// answered, the fetch is spent.
+    /// answered, the fetch is spent: drop it (its response channel must not
+    /// be polled again).
     pub(crate) async fn answer_mut(&mut self) -> Result<FetchAnswer, ClientError> {
         match (&mut self.response).await? {
             ResponseBody::Fetched(fetched) => Ok(FetchAnswer {

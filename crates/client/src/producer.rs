@@ -7,7 +7,7 @@
 //! [`Producer::flush`]; a batch that has lingered long enough while its
 //! partition's requests are all in flight stays open, taking more messages,
 //! until an answer makes room. Batches of one partition leave in the order they
-//! were closed, over one connection whose server appends produces in
+//! were opened, over one connection whose server appends produces in
 //! arrival order, so messages to one partition (and so one key) keep the
 //! order they were sent in.
 //!

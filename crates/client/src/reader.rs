@@ -8,7 +8,9 @@
 //! as soon as an answer arrives it sends the fetch for the positions after
 //! it (found from the batch headers) and only then decodes the answer and
 //! returns the records. The server reads and sends the next batches while
-//! the client checks and handles these, instead of both taking turns.
+//! the client checks and handles these, instead of both taking turns. That
+//! fetch is a long poll: once the reader has caught up, it waits on the
+//! server for the next message rather than coming back empty.
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -37,7 +39,8 @@ pub struct TopicReader {
     positions: BTreeMap<TopicPartition, u64>,
     next_refresh: Instant,
     rotate: usize,
-    /// The fetch sent ahead after an answer with data, if any.
+    /// The fetch sent ahead after an answer with data, if any: a long poll,
+    /// kept by a poll whose deadline passes before it is answered.
     ahead: Option<InFlightFetch>,
 }
 
