@@ -1,0 +1,271 @@
+//! Sending batches within the in-flight window, and what their answers do:
+//! deliver, retry in halves, or fail the slot.
+
+use super::Worker;
+use crate::error::ClientError;
+use crate::producer::batch::{answered, split, Batch, Sent, Slot, SlotKey};
+use crate::producer::delivery::Reply;
+use crate::producer::{lock, Delivered};
+use bytes::Bytes;
+use futures::FutureExt;
+use spool_proto::{self as p, Request, ResponseBody, Routing};
+use spool_types::ErrorCode;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+impl Worker {
+    /// Sends ready batches while the window has room, oldest first, each
+    /// only while its slot is below its own in-flight limit (a slot's later
+    /// batches wait behind its earlier ones); then open batches whose linger
+    /// is over, oldest first, if their slot can send now.
+    ///
+    /// An open batch whose linger is over but whose slot is busy stays open
+    /// and keeps taking messages until it can go (as Kafka's accumulator
+    /// does): messages that pile up while requests are slow (a stalled
+    /// fdatasync, say) then leave in one batch when an answer frees the
+    /// slot, instead of one small batch per message, each waiting its turn.
+    pub(super) fn dispatch(&mut self) {
+        let mut index = 0;
+        // Slots with a ready batch left behind: their open batches wait too.
+        let mut held_back: Vec<SlotKey> = Vec::new();
+        while self.in_flight.len() < self.options.max_in_flight && index < self.ready.len() {
+            let Some(batch) = self.ready.get(index) else {
+                return;
+            };
+            let key = (batch.topic.clone(), batch.slot);
+            if self.slot_busy(&key) {
+                if !held_back.contains(&key) {
+                    held_back.push(key);
+                }
+                index += 1;
+                continue;
+            }
+            let Some(batch) = self.ready.remove(index) else {
+                return;
+            };
+            self.send_batch(key, batch);
+        }
+        if self.in_flight.len() >= self.options.max_in_flight || self.open.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        // Only batches that can go now are collected (so a batch waiting for
+        // its slot costs no allocation per turn); sending one does not make
+        // another's slot busy (one open batch per slot).
+        let mut due: Vec<(u64, SlotKey)> = self
+            .open
+            .iter()
+            .filter(|(key, b)| {
+                b.deadline <= now && !held_back.contains(key) && !self.slot_busy(key)
+            })
+            .map(|(key, b)| (b.seq, key.clone()))
+            .collect();
+        due.sort_unstable_by_key(|(seq, _)| *seq);
+        for (_, key) in due {
+            if self.in_flight.len() >= self.options.max_in_flight {
+                return;
+            }
+            if let Some(batch) = self.open.remove(&key) {
+                self.send_batch(key, batch);
+            }
+        }
+    }
+
+    /// Whether `key`'s slot has as many requests in flight as it may.
+    fn slot_busy(&self, key: &SlotKey) -> bool {
+        self.slot_in_flight.get(key).copied().unwrap_or(0)
+            >= self.options.max_in_flight_per_partition
+    }
+
+    fn send_batch(&mut self, key: SlotKey, batch: Batch) {
+        let Batch {
+            topic,
+            slot,
+            builder,
+            replies,
+            seq,
+            ..
+        } = batch;
+        if replies.is_empty() {
+            self.part_done(seq);
+            return;
+        }
+        let size = builder.size_bytes().min(self.options.max_batch_bytes);
+        match self.batch_bytes_hints.get_mut(&key) {
+            Some(hint) => *hint = size,
+            None => {
+                self.batch_bytes_hints.insert(key.clone(), size);
+            }
+        }
+        let bytes = match builder.finish() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                let e = ClientError::local(e.code(), e.to_string());
+                self.fail_part(replies, seq, &e);
+                return;
+            }
+        };
+        let request = Request::Produce(p::Produce {
+            topic: topic.clone(),
+            routing: match slot {
+                Slot::Partition(n) => Routing::Partition(n),
+                Slot::Spread => Routing::Spread,
+            },
+            batch: bytes.clone(),
+        });
+        match self.client.start(&request) {
+            Ok(response) => {
+                *self.slot_in_flight.entry(key).or_default() += 1;
+                self.in_flight.push(
+                    response
+                        .map(move |result| {
+                            let sent = Sent {
+                                topic,
+                                slot,
+                                seq,
+                                replies,
+                                batch: bytes,
+                            };
+                            (sent, result)
+                        })
+                        .boxed(),
+                );
+            }
+            Err(e) => self.fail_part(replies, seq, &e),
+        }
+    }
+
+    /// Answers every waiter of one part of batch `seq` with `e`.
+    fn fail_part(&mut self, replies: Vec<Reply>, seq: u64, e: &ClientError) {
+        for reply in replies {
+            reply.send(Err(e.clone()));
+        }
+        self.part_done(seq);
+    }
+
+    /// Puts the halves of a sent batch first in line, in order, to go again;
+    /// gives the batch back if it cannot be split.
+    fn retry_in_halves(&mut self, sent: Sent) -> Result<(), Sent> {
+        let (first, second) = split(sent, self.options.linger)?;
+        if let Some(parts) = self.incomplete.get_mut(&first.seq) {
+            *parts += 1;
+        }
+        self.ready.push_front(second);
+        self.ready.push_front(first);
+        Ok(())
+    }
+
+    /// Answers each message of an acknowledged batch with its own offset,
+    /// and keeps the batch's buffer for reuse.
+    fn deliver(&mut self, sent: Sent, produced: &p::Produced) {
+        let delivered = |index: usize| Delivered {
+            partition: produced.partition,
+            offset: produced.base_offset.saturating_add(index as u64),
+        };
+        let mut replies = sent.replies.into_iter().enumerate().peekable();
+        while let Some((index, reply)) = replies.next() {
+            match reply {
+                // A run of one `send_batch` call's messages is
+                // answered under one lock.
+                Reply::Many(gather, first) => {
+                    let mut state = lock(&gather.state);
+                    gather.set_locked(&mut state, first, Ok(delivered(index)));
+                    while let Some((i, Reply::Many(g, at))) = replies.peek() {
+                        if !Arc::ptr_eq(g, &gather) {
+                            break;
+                        }
+                        gather.set_locked(&mut state, *at, Ok(delivered(*i)));
+                        replies.next();
+                    }
+                }
+                one => one.send(Ok(delivered(index))),
+            }
+        }
+        self.part_done(sent.seq);
+        self.recycle(sent.batch);
+    }
+
+    pub(super) fn complete(&mut self, sent: Sent, result: Result<ResponseBody, ClientError>) {
+        let key = (sent.topic.clone(), sent.slot);
+        let still_busy = match self.slot_in_flight.get_mut(&key) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                let busy = *n;
+                if busy == 0 {
+                    self.slot_in_flight.remove(&key);
+                }
+                busy > 0
+            }
+            None => false,
+        };
+        let result = match result {
+            Ok(ResponseBody::Produced(produced)) => Ok(produced),
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "expected a PRODUCE response, got {}",
+                other.op()
+            ))),
+            Err(e) => Err(e),
+        };
+        let e = match result {
+            Ok(produced) if answered(&produced) != Some(sent.replies.len() as u64) => {
+                // Duplicate suppression (`spool-msg-id`): some records were
+                // stored before, so the answer names only the new ones (or
+                // the first original), not one offset per record. Everything
+                // is stored now, so the halves, sent again, are duplicates
+                // throughout; the server names consecutive originals exactly,
+                // and a single record always. (Only a dedup window shorter
+                // than this round trip could store a record twice here.)
+                if let Err(sent) = self.retry_in_halves(sent) {
+                    let e = ClientError::Protocol(format!(
+                        "the server stored a batch of {} records as offsets {}..={}",
+                        sent.replies.len(),
+                        produced.base_offset,
+                        produced.last_offset
+                    ));
+                    self.fail_part(sent.replies, sent.seq, &e);
+                }
+                return;
+            }
+            Ok(produced) => {
+                self.deliver(sent, &produced);
+                return;
+            }
+            Err(e) => e,
+        };
+        if matches!(
+            e.code(),
+            Some(ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
+        ) {
+            // The topic may have been recreated with another count.
+            lock(&self.partition_counts).remove(&sent.topic);
+        }
+        let full = e.code() == Some(ErrorCode::QueueFull);
+        if full && sent.replies.len() > 1 && !still_busy {
+            // Nothing of the batch was written. Retry it in halves, in order,
+            // so that exactly the messages that fit are stored.
+            if let Err(sent) = self.retry_in_halves(sent) {
+                self.fail_part(sent.replies, sent.seq, &e);
+            }
+            return;
+        }
+        self.fail_part(sent.replies, sent.seq, &e);
+        // What is stored must stay a prefix of what was sent, per partition:
+        // everything queued behind the failed batch for its slot (the rest
+        // of a split batch, later batches, the batch being filled) fails
+        // too, instead of being appended after a gap.
+        let key: SlotKey = (sent.topic.clone(), sent.slot);
+        self.poisoned.insert(key.clone(), e.clone());
+        let (mut doomed, rest): (VecDeque<Batch>, VecDeque<Batch>) =
+            std::mem::take(&mut self.ready)
+                .into_iter()
+                .partition(|b| b.seq == sent.seq || (b.topic.clone(), b.slot) == key);
+        self.ready = rest;
+        if let Some(open) = self.open.remove(&key) {
+            doomed.push_back(open);
+        }
+        for b in doomed {
+            self.fail_part(b.replies, b.seq, &e);
+        }
+    }
+}
