@@ -22,7 +22,7 @@
 mod config;
 mod error;
 mod file_header;
-mod fsutil;
+pub mod fsutil;
 mod index;
 mod log;
 mod read_buffers;

@@ -23,7 +23,6 @@ use spool_types::limits::SUBSCRIPTION_TOPICS_MAX;
 use spool_types::{ErrorCode, TopicPattern};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +44,9 @@ pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 /// The token store, under the data directory.
 pub const TOKENS_FILE: &str = "tokens.json";
+/// Permission bits of the files holding secrets or their hashes (the token
+/// store, the generated callback secret): owner read/write only.
+pub const SECRET_FILE_MODE: u32 = 0o600;
 
 /// What every generated token starts with (so it is recognisable in a
 /// leaked file or a secret scanner).
@@ -680,38 +682,19 @@ impl Auth {
         Ok(())
     }
 
-    /// Replaces the store: a temporary file, fsync'd, renamed over the old
-    /// one, and the directory fsync'd. Readable by the owner only.
+    /// Replaces the store atomically (a temporary file, fsync'd, renamed
+    /// over the old one, the directory fsync'd), readable by the owner only:
+    /// the hashes are not the tokens, but nobody else needs to see them.
     fn save(&self, tokens: &[StoredToken]) -> Result<(), BrokerError> {
         let file = StoreFile {
             version: STORE_VERSION,
             tokens: tokens.to_vec(),
         };
-        let storage = |what: &str, e: std::io::Error| {
-            BrokerError::new(
-                ErrorCode::StorageError,
-                format!("cannot {what} {}: {e}", self.path.display()),
-            )
-        };
-        let json = serde_json::to_vec_pretty(&file)
+        let mut json = serde_json::to_vec_pretty(&file)
             .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options.open(&tmp).map_err(|e| storage("write", e))?;
-        f.write_all(&json).map_err(|e| storage("write", e))?;
-        f.write_all(b"\n").map_err(|e| storage("write", e))?;
-        f.sync_all().map_err(|e| storage("fsync", e))?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(|e| storage("replace", e))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| storage("fsync the directory of", e))?;
-        }
-        Ok(())
+        json.push(b'\n');
+        spool_log::fsutil::write_atomic_with_mode(&self.path, &json, SECRET_FILE_MODE)
+            .map_err(|e| BrokerError::new(e.code(), format!("cannot save the token store: {e}")))
     }
 }
 

@@ -486,23 +486,38 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The generated callback secret, under the data directory.
+const CALLBACK_SECRET_FILE: &str = "callback.secret";
+
 /// The callback signing secret: configured, or generated once and kept in
 /// the data directory so it survives restarts.
 fn callback_secret(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = &config.callback_secret {
         return Ok(s.as_bytes().to_vec());
     }
-    let path = config.data_dir.join("callback.secret");
+    let path = config.data_dir.join(CALLBACK_SECRET_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().as_bytes().to_vec()),
-        _ => {
-            let secret = format!("{}{}", uuid_hex(), uuid_hex());
-            std::fs::write(&path, &secret)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            tracing::info!("generated a callback signing secret in {}", path.display());
-            Ok(secret.into_bytes())
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().to_vec()),
+        // Empty: written by an older server that crashed mid-write.
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Unreadable is not absent: a new secret would silently change
+        // the key every receiver checks signatures with.
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot read the callback secret {}: {e}",
+                path.display()
+            ))
         }
     }
+    let secret = format!("{}{}", uuid_hex(), uuid_hex());
+    // Atomic, so a crash never leaves a half-written secret to be read
+    // back as a different key, and owner-only, since whoever reads it can
+    // forge callbacks.
+    spool_log::fsutil::write_atomic_with_mode(&path, secret.as_bytes(), auth::SECRET_FILE_MODE)
+        .with_context(|| format!("cannot write the callback secret {}", path.display()))?;
+    tracing::info!("generated a callback signing secret in {}", path.display());
+    Ok(secret.into_bytes())
 }
 
 fn uuid_hex() -> String {

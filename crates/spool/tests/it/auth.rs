@@ -561,3 +561,52 @@ fn a_token_over_its_request_rate_is_told_to_slow_down_on_both_protocols() {
         "{metrics}"
     );
 }
+
+/// The permission bits of a file.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.permissions().mode() & 0o777
+}
+
+#[test]
+fn secret_files_are_readable_by_the_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty SPOOL_CALLBACK_SECRET counts as unset (the harness sets one),
+    // so the server generates its own.
+    let server = ServerProc::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &[],
+        &[("SPOOL_CALLBACK_SECRET", ""), ("SPOOL_ADMIN_TOKEN", ADMIN)],
+    );
+    // Generated as the server starts serving, just after it announced its
+    // address.
+    let secret_path = dir.path().join("callback.secret");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !secret_path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secret = std::fs::read_to_string(&secret_path).unwrap();
+    assert!(
+        secret.len() >= 32 && secret.chars().all(|c| c.is_ascii_hexdigit()),
+        "{secret:?}"
+    );
+    let mode = mode_of(&secret_path);
+    assert_eq!(mode, 0o600, "callback.secret has mode {mode:o}");
+
+    ok(&as_token(
+        &server,
+        Some(ADMIN),
+        &["token", "create", "reader", "--consume", "orders"],
+        b"",
+    ));
+    let mode = mode_of(&dir.path().join("tokens.json"));
+    assert_eq!(mode, 0o600, "tokens.json has mode {mode:o}");
+    // No temporary files are left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+}
