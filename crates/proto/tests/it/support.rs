@@ -1,9 +1,6 @@
 //! Shared by the integration tests: proptest strategies for every message
 //! and a fixed set of sample frames (also the fuzz seed corpus).
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
-
 use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::option;

@@ -3,8 +3,7 @@
 //! Run with `SPOOL_REGEN_CORPUS=1` to rewrite the seeds after a deliberate
 //! wire change.
 
-mod support;
-
+use crate::support;
 use std::path::PathBuf;
 
 #[test]

@@ -1,11 +1,9 @@
 //! Every message survives encode → decode_frame → decode unchanged.
 
-mod support;
-
 use bytes::BytesMut;
 use proptest::prelude::*;
 use spool_proto::*;
-use support::{push, request, response};
+use crate::support::{push, request, response};
 
 /// Takes exactly one frame out of `buf`, checking nothing is left over.
 fn one_frame(buf: &mut BytesMut) -> Frame {

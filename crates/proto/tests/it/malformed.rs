@@ -1,8 +1,7 @@
 //! Hostile and broken input: never a panic, never an allocation the input
 //! cannot justify, and the right error code for each kind of breakage.
 
-mod support;
-
+use crate::support;
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use spool_proto::*;

@@ -1,8 +1,6 @@
 //! Work queues and request records through the client API, against the
 //! real server in process.
 
-mod support;
-
 use serde_json::{json, Value};
 use spool_client::{
     Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message, Producer,
@@ -11,7 +9,7 @@ use spool_client::{
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use support::TestServer;
+use crate::support::TestServer;
 
 fn value(m: &LeasedMessage) -> String {
     String::from_utf8_lossy(m.value.as_deref().unwrap_or_default()).into_owned()

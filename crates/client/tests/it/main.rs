@@ -1,0 +1,6 @@
+//! Integration tests of the client against the real server, in process.
+//! One binary with a module per concern (see ARCHITECTURE.md, "Tests").
+
+mod client;
+mod queues;
+mod support;
