@@ -1,5 +1,6 @@
 //! The client against the real server, in process.
 
+use crate::support::TestServer;
 use spool_client::{
     ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull, Producer,
     ProducerOptions, ReadStart, SubscribeOptions, SubscribeStart, Subscriber, TopicConfig,
@@ -9,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use crate::support::TestServer;
 
 fn text(r: &ConsumedRecord) -> String {
     String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()

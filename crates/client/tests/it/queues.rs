@@ -1,6 +1,7 @@
 //! Work queues and request records through the client API, against the
 //! real server in process.
 
+use crate::support::TestServer;
 use serde_json::{json, Value};
 use spool_client::{
     Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message, Producer,
@@ -9,7 +10,6 @@ use spool_client::{
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use crate::support::TestServer;
 
 fn value(m: &LeasedMessage) -> String {
     String::from_utf8_lossy(m.value.as_deref().unwrap_or_default()).into_owned()

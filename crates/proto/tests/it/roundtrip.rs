@@ -1,9 +1,9 @@
 //! Every message survives encode → decode_frame → decode unchanged.
 
+use crate::support::{push, request, response};
 use bytes::BytesMut;
 use proptest::prelude::*;
 use spool_proto::*;
-use crate::support::{push, request, response};
 
 /// Takes exactly one frame out of `buf`, checking nothing is left over.
 fn one_frame(buf: &mut BytesMut) -> Frame {
