@@ -16,6 +16,7 @@
 //! at most [`AUTH_FAILURES_PER_MINUTE`] per address per minute; past that
 //! the address is refused unchecked (and unlogged) until its minute is over.
 
+use hex::FromHex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spool_broker::BrokerError;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
 
 /// The name the bootstrap admin token goes by (in logs); no stored token
 /// may take it.
@@ -398,25 +400,10 @@ fn sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Equality that takes the same time wherever the inputs differ.
+/// Equality that takes the same time wherever the inputs differ, so a
+/// presented token's hash reveals nothing through timing.
 fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    a.ct_eq(b).into()
 }
 
 fn invalid(message: impl Into<String>) -> BrokerError {
@@ -453,7 +440,7 @@ fn generate_token() -> Result<String, BrokerError> {
             format!("no randomness for a token: {e}"),
         )
     })?;
-    Ok(format!("{TOKEN_PREFIX}{}", hex(&bytes)))
+    Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 
 impl Auth {
@@ -613,7 +600,7 @@ impl Auth {
         let hash = sha256(&token);
         let stored = StoredToken {
             name: name.to_owned(),
-            sha256: hex(&hash),
+            sha256: hex::encode(hash),
             produce: produce.to_vec(),
             consume: consume.to_vec(),
             admin,
@@ -709,7 +696,8 @@ fn load(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     file.tokens
         .into_iter()
         .map(|stored| {
-            let hash = unhex(&stored.sha256)
+            let hash = <[u8; 32]>::from_hex(&stored.sha256)
+                .ok()
                 .ok_or_else(|| format!("token {:?}: bad hash", stored.name))?;
             let grants = Grants::parse(&stored.produce, &stored.consume, stored.admin)
                 .map_err(|e| format!("token {:?}: {e}", stored.name))?;
@@ -807,7 +795,7 @@ mod tests {
         assert!(token.starts_with("spool_") && token.len() == 6 + 64);
         let stored = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
         assert!(!stored.contains(&token));
-        assert!(stored.contains(&hex(&sha256(&token))));
+        assert!(stored.contains(&hex::encode(sha256(&token))));
 
         let caller = auth.authenticate(Some(&token), peer(), "test").unwrap();
         assert!(caller.check(Need::Produce("orders.eu")).is_ok());

@@ -96,26 +96,17 @@ fn list(patterns: &[String]) -> String {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for ms since the Unix epoch.
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339 in UTC, whole seconds) for ms since
+/// the Unix epoch.
 fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // A timestamp without a fraction prints none: truncating to the second
+    // gives the short form.
+    let secs = i64::try_from(ms / 1000).ok();
+    match secs.and_then(|s| jiff::Timestamp::from_second(s).ok()) {
+        Some(t) => t.to_string(),
+        // Past the year 9999, which only a damaged store could hold.
+        None => format!("{ms} ms since 1970"),
+    }
 }
 
 #[cfg(test)]
