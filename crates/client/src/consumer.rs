@@ -316,14 +316,8 @@ impl GroupConsumer {
             for tp in &outcome.gone {
                 self.committed.remove(tp);
             }
-            if !outcome.records.is_empty() {
-                return Ok(outcome.records);
-            }
-            if let Some(e) = outcome.error {
-                return Err(e);
-            }
-            if Instant::now() >= deadline {
-                return Ok(Vec::new());
+            if let Some(result) = outcome.poll_result(deadline) {
+                return result;
             }
         }
     }

@@ -12,6 +12,7 @@ use spool_types::limits::{BATCH_BYTES_MAX, FRAME_BYTES_MAX};
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A (topic, partition) pair.
 pub type TopicPartition = (String, u32);
@@ -34,6 +35,24 @@ pub(crate) struct FetchOutcome {
     /// The first per-partition error that was neither handled nor
     /// accompanied by data elsewhere.
     pub error: Option<ClientError>,
+}
+
+impl FetchOutcome {
+    /// What a poll that made this fetch returns, if it is done: the
+    /// records, else the error, else nothing once `deadline` has passed.
+    /// `None`: fetch again.
+    pub(crate) fn poll_result(
+        self,
+        deadline: Instant,
+    ) -> Option<Result<Vec<ConsumedRecord>, ClientError>> {
+        if !self.records.is_empty() {
+            return Some(Ok(self.records));
+        }
+        if let Some(e) = self.error {
+            return Some(Err(e));
+        }
+        (Instant::now() >= deadline).then(|| Ok(Vec::new()))
+    }
 }
 
 /// Per-fetch settings.

@@ -63,6 +63,7 @@ mod reader;
 mod records;
 mod requests;
 mod subscriber;
+mod subscription;
 mod tls;
 mod tokens;
 

@@ -10,6 +10,7 @@
 
 use crate::client::{Client, PushEvent};
 use crate::error::ClientError;
+use crate::subscription;
 use futures::Stream;
 use spool_proto::{self as p, LeasedMessage, Push, Request, ResponseBody};
 use std::collections::VecDeque;
@@ -67,29 +68,20 @@ impl QueueSubscriber {
         name: &str,
         options: QueueSubscribeOptions,
     ) -> Result<QueueSubscriber, ClientError> {
-        // Register first: a push may overtake the answer.
-        let (id, rx) = client.register_subscription()?;
-        let request = Request::SubscribeQueue(p::SubscribeQueue {
-            subscription_id: id,
-            topic: topic.to_owned(),
-            name: name.to_owned(),
-            credit_messages: options.credit_messages,
-            credit_bytes: options.credit_bytes,
-        });
-        let answer = match client.call(request).await {
-            Ok(ResponseBody::QueueSubscribed { subscription_id }) if subscription_id == id => {
-                Ok(())
-            }
-            Ok(other) => Err(ClientError::Protocol(format!(
-                "expected a SUBSCRIBE_QUEUE response for subscription {id}, got {:?}",
-                other.op()
-            ))),
-            Err(e) => Err(e),
+        let subscribe = |id| {
+            Request::SubscribeQueue(p::SubscribeQueue {
+                subscription_id: id,
+                topic: topic.to_owned(),
+                name: name.to_owned(),
+                credit_messages: options.credit_messages,
+                credit_bytes: options.credit_bytes,
+            })
         };
-        if let Err(e) = answer {
-            client.unregister_subscription(id);
-            return Err(e);
-        }
+        let confirmed = |body: &ResponseBody| match body {
+            ResponseBody::QueueSubscribed { subscription_id } => Some(*subscription_id),
+            _ => None,
+        };
+        let (id, rx) = subscription::open(client, subscribe, confirmed).await?;
         Ok(QueueSubscriber {
             client: client.clone(),
             id,
@@ -190,29 +182,14 @@ impl QueueSubscriber {
         }
         self.client.unregister_subscription(self.id);
         let left = std::mem::take(&mut self.buffered).into();
-        match result {
-            Ok(ResponseBody::Unsubscribed) => Ok(left),
-            Ok(other) => Err(ClientError::Protocol(format!(
-                "expected an UNSUBSCRIBE response, got {:?}",
-                other.op()
-            ))),
-            // Already ended by the server.
-            Err(_) if self.finished => Ok(left),
-            Err(e) => Err(e),
-        }
+        subscription::unsubscribed(result, self.finished).map(|()| left)
     }
 }
 
 impl Drop for QueueSubscriber {
     fn drop(&mut self) {
         if !self.unsubscribed {
-            self.client.unregister_subscription(self.id);
-            if !self.finished {
-                self.client
-                    .send_and_forget(&Request::Unsubscribe(p::Unsubscribe {
-                        subscription_id: self.id,
-                    }));
-            }
+            subscription::forget(&self.client, self.id, self.finished);
         }
     }
 }

@@ -192,14 +192,8 @@ impl TopicReader {
                 .ok();
             }
             let outcome = answer.apply(&mut self.positions, OutOfRange::Clamp);
-            if !outcome.records.is_empty() {
-                return Ok(outcome.records);
-            }
-            if let Some(e) = outcome.error {
-                return Err(e);
-            }
-            if Instant::now() >= deadline {
-                return Ok(Vec::new());
+            if let Some(result) = outcome.poll_result(deadline) {
+                return result;
             }
         }
     }

@@ -7,6 +7,7 @@
 use crate::client::{Client, PushEvent};
 use crate::error::ClientError;
 use crate::records::{decode_records, ConsumedRecord};
+use crate::subscription;
 use spool_proto::{self as p, Push, Request, ResponseBody, SubscribeStart};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
@@ -63,28 +64,21 @@ impl Subscriber {
         topics: Vec<String>,
         options: SubscribeOptions,
     ) -> Result<Subscriber, ClientError> {
-        // Register first: a push may overtake the Subscribed answer.
-        let (id, rx) = client.register_subscription()?;
-        let request = Request::Subscribe(p::Subscribe {
-            subscription_id: id,
-            topics,
-            group: None,
-            start: options.start,
-            credit_messages: options.credit_messages,
-            credit_bytes: options.credit_bytes,
-        });
-        let answer = match client.call(request).await {
-            Ok(ResponseBody::Subscribed { subscription_id }) if subscription_id == id => Ok(()),
-            Ok(other) => Err(ClientError::Protocol(format!(
-                "expected a SUBSCRIBE response for subscription {id}, got {:?}",
-                other.op()
-            ))),
-            Err(e) => Err(e),
+        let subscribe = |id| {
+            Request::Subscribe(p::Subscribe {
+                subscription_id: id,
+                topics,
+                group: None,
+                start: options.start,
+                credit_messages: options.credit_messages,
+                credit_bytes: options.credit_bytes,
+            })
         };
-        if let Err(e) = answer {
-            client.unregister_subscription(id);
-            return Err(e);
-        }
+        let confirmed = |body: &ResponseBody| match body {
+            ResponseBody::Subscribed { subscription_id } => Some(*subscription_id),
+            _ => None,
+        };
+        let (id, rx) = subscription::open(client, subscribe, confirmed).await?;
         Ok(Subscriber {
             client: client.clone(),
             id,
@@ -194,32 +188,14 @@ impl Subscriber {
             }))
             .await;
         self.client.unregister_subscription(self.id);
-        match result {
-            Ok(ResponseBody::Unsubscribed) => Ok(()),
-            Ok(other) => Err(ClientError::Protocol(format!(
-                "expected an UNSUBSCRIBE response, got {:?}",
-                other.op()
-            ))),
-            // Already ended by the server.
-            Err(e) if self.finished => {
-                let _ = e;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        subscription::unsubscribed(result, self.finished)
     }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
         if !self.unsubscribed {
-            self.client.unregister_subscription(self.id);
-            if !self.finished {
-                self.client
-                    .send_and_forget(&Request::Unsubscribe(p::Unsubscribe {
-                        subscription_id: self.id,
-                    }));
-            }
+            subscription::forget(&self.client, self.id, self.finished);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The client against the real server, in process.
 
-use crate::support::TestServer;
+use crate::support::{capped, create_topic, lingering_producer, TestServer};
 use spool_client::{
     ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull, Producer,
     ProducerOptions, ReadStart, SubscribeOptions, SubscribeStart, Subscriber, TopicConfig,
@@ -29,10 +29,7 @@ async fn poll_until(c: &mut GroupConsumer, n: usize, limit: Duration) -> Vec<Con
 async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("orders", 3, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "orders", 3).await;
     let producer = Producer::new(
         client.clone(),
         ProducerOptions {
@@ -117,10 +114,7 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
 async fn two_group_members_split_partitions_without_duplicates() {
     let server = TestServer::start().await;
     let admin = server.client().await;
-    admin
-        .create_topic("jobs", 4, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&admin, "jobs", 4).await;
     let producer = Producer::new(admin.clone(), ProducerOptions::default());
     let produce = |from: u32, to: u32| {
         let producer = producer.clone();
@@ -221,14 +215,8 @@ async fn two_group_members_split_partitions_without_duplicates() {
 async fn push_subscriber_follows_a_pattern_including_later_topics() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("orders.eu", 2, TopicConfig::default())
-        .await
-        .expect("create");
-    client
-        .create_topic("billing", 1, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "orders.eu", 2).await;
+    create_topic(&client, "billing", 1).await;
     // Small credit: the subscriber must keep granting for all 60 to arrive.
     let mut sub = Subscriber::subscribe(
         &server.client().await,
@@ -262,10 +250,7 @@ async fn push_subscriber_follows_a_pattern_including_later_topics() {
             .expect("send");
     }
     producer.flush().await.expect("flush");
-    client
-        .create_topic("orders.us", 1, TopicConfig::default())
-        .await
-        .expect("create later");
+    create_topic(&client, "orders.us", 1).await;
     for i in 0..30 {
         let _delivery = producer
             .send("orders.us", Message::new(format!("us-{i}")))
@@ -308,10 +293,7 @@ async fn push_subscriber_follows_a_pattern_including_later_topics() {
 async fn topic_reader_reads_a_pattern_and_later_topics() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("logs.a", 2, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "logs.a", 2).await;
     let producer = Producer::new(client.clone(), ProducerOptions::default());
     for i in 0..10 {
         let _delivery = producer
@@ -326,10 +308,7 @@ async fn topic_reader_reads_a_pattern_and_later_topics() {
     let mut reader = TopicReader::new(client.clone(), "logs.*", ReadStart::Offset(2))
         .await
         .expect("reader");
-    client
-        .create_topic("logs.b", 1, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "logs.b", 1).await;
     let _delivery = producer
         .send("logs.b", Message::new("b0"))
         .await
@@ -357,10 +336,7 @@ async fn topic_reader_reads_a_pattern_and_later_topics() {
 async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at_once() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("flow.a", 3, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "flow.a", 3).await;
     // 4 MiB per partition: four fetches' worth (1 MiB per partition each).
     let producer = Producer::new(client.clone(), ProducerOptions::default());
     let total = 3 * 4096u32;
@@ -396,10 +372,7 @@ async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at
         &mut got,
     );
     assert!(a_read(&got) > 0);
-    client
-        .create_topic("flow.b", 1, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "flow.b", 1).await;
     producer
         .send("flow.b", Message::new("b0"))
         .await
@@ -451,9 +424,8 @@ async fn error_codes_surface() {
             "small",
             1,
             TopicConfig {
-                max_messages: Some(5),
                 on_full: Some(OnFull::Reject),
-                ..TopicConfig::default()
+                ..capped(5)
             },
         )
         .await
@@ -530,10 +502,7 @@ async fn error_codes_surface() {
 async fn responses_are_matched_out_of_order() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("quiet", 1, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "quiet", 1).await;
     // A long poll on an empty partition stays unanswered while pings pass it.
     let mut reader = TopicReader::new(client.clone(), "quiet", ReadStart::Earliest)
         .await
@@ -555,25 +524,12 @@ async fn a_full_topic_stores_exactly_the_messages_that_fit() {
     let server = TestServer::start().await;
     let client = server.client().await;
     client
-        .create_topic(
-            "jobs",
-            1,
-            TopicConfig {
-                max_messages: Some(5),
-                ..TopicConfig::default()
-            },
-        )
+        .create_topic("jobs", 1, capped(5))
         .await
         .expect("create");
     // A long linger puts all eight in one batch, which the server refuses
     // whole; the producer retries in halves.
-    let producer = Producer::new(
-        client.clone(),
-        ProducerOptions {
-            linger: Duration::from_secs(5),
-            ..ProducerOptions::default()
-        },
-    );
+    let producer = lingering_producer(&client);
     let mut futures = Vec::new();
     for i in 0..8 {
         futures.push(
@@ -613,10 +569,7 @@ async fn a_full_topic_stores_exactly_the_messages_that_fit() {
 async fn send_batch_reports_each_message_in_order() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("bulk", 3, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "bulk", 3).await;
     let producer = Producer::new(client.clone(), ProducerOptions::default());
     let messages: Vec<Message> = (0..2500)
         .map(|i| Message::new(format!("m{i}")).with_key(format!("k{}", i % 7)))
@@ -643,23 +596,10 @@ async fn send_batch_reports_each_message_in_order() {
     }
 
     client
-        .create_topic(
-            "small",
-            1,
-            TopicConfig {
-                max_messages: Some(5),
-                ..TopicConfig::default()
-            },
-        )
+        .create_topic("small", 1, capped(5))
         .await
         .expect("create");
-    let slow = Producer::new(
-        client.clone(),
-        ProducerOptions {
-            linger: Duration::from_secs(5),
-            ..ProducerOptions::default()
-        },
-    );
+    let slow = lingering_producer(&client);
     let batch = slow
         .send_batch("small", (0..8).map(|i| Message::new(format!("job{i}"))))
         .await
@@ -699,18 +639,9 @@ async fn send_batch_reports_each_message_in_order() {
 async fn retried_messages_with_ids_report_their_original_offsets() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("events", 1, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "events", 1).await;
     // A long linger: each round's messages travel as one batch (flush sends).
-    let producer = Producer::new(
-        client.clone(),
-        ProducerOptions {
-            linger: Duration::from_secs(5),
-            ..ProducerOptions::default()
-        },
-    );
+    let producer = lingering_producer(&client);
     let round = |values: &'static [&'static str]| {
         let producer = producer.clone();
         async move {
@@ -788,10 +719,7 @@ async fn client_with_held_answers(
 async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
     let server = TestServer::start().await;
     let admin = server.client().await;
-    admin
-        .create_topic("t", 1, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&admin, "t", 1).await;
     let (client, hold) = client_with_held_answers(&server).await;
     let producer = Producer::new(
         client,
@@ -856,10 +784,7 @@ async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
 async fn a_poll_returns_on_time_while_the_fetch_sent_ahead_waits() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("steady", 1, TopicConfig::default())
-        .await
-        .expect("create");
+    create_topic(&client, "steady", 1).await;
     let producer = Producer::new(client.clone(), ProducerOptions::default());
     let send = |v: &'static str| {
         let producer = producer.clone();

@@ -1,12 +1,12 @@
 //! Work queues and request records through the client API, against the
 //! real server in process.
 
-use crate::support::TestServer;
+use crate::support::{create_topic, TestServer};
 use serde_json::{json, Value};
 use spool_client::{
     Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message, Producer,
     ProducerOptions, QueueOptions, QueueSubscribeOptions, QueueSubscriber, RequestStatus,
-    SubscriptionKind, TopicConfig, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
+    SubscriptionKind, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -69,14 +69,8 @@ async fn receive_n(
 async fn receive_ack_nack_extend_and_dead_letters() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("jobs", 2, TopicConfig::default())
-        .await
-        .expect("topic");
-    client
-        .create_topic("jobs.dlq", 1, TopicConfig::default())
-        .await
-        .expect("dlq topic");
+    create_topic(&client, "jobs", 2).await;
+    create_topic(&client, "jobs.dlq", 1).await;
     let options = QueueOptions {
         ack_timeout_ms: 400,
         max_deliveries: 2,
@@ -239,10 +233,7 @@ async fn receive_ack_nack_extend_and_dead_letters() {
 async fn message_ids_and_delivery_times_travel_as_headers() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("d", 1, TopicConfig::default())
-        .await
-        .expect("topic");
+    create_topic(&client, "d", 1).await;
     client
         .create_subscription("d", "w", QueueOptions::default())
         .await
@@ -288,10 +279,7 @@ async fn message_ids_and_delivery_times_travel_as_headers() {
 async fn queue_push_delivers_every_message_once_within_credit() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client
-        .create_topic("p", 3, TopicConfig::default())
-        .await
-        .expect("topic");
+    create_topic(&client, "p", 3).await;
     let options = QueueOptions {
         kind: SubscriptionKind::Queue,
         backoff: Backoff::Fixed { delay_ms: 0 },

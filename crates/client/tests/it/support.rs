@@ -1,8 +1,10 @@
-//! The in-process server the client tests run against.
+//! The in-process server the client tests run against, and the set-up
+//! steps many tests share.
 
-use spool_client::{Client, ClientOptions};
+use spool_client::{Client, ClientOptions, Producer, ProducerOptions, TopicConfig};
 use spool_server::{Server, ServerConfig};
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub struct TestServer {
@@ -49,4 +51,32 @@ impl TestServer {
         }
         let _ = (&mut self.task).await;
     }
+}
+
+/// Creates a topic with the server's default settings.
+pub async fn create_topic(client: &Client, name: &str, partitions: u32) {
+    client
+        .create_topic(name, partitions, TopicConfig::default())
+        .await
+        .expect("create topic");
+}
+
+/// Settings of a topic that fills up: at most `max_messages`.
+pub fn capped(max_messages: u64) -> TopicConfig {
+    TopicConfig {
+        max_messages: Some(max_messages),
+        ..TopicConfig::default()
+    }
+}
+
+/// A producer with a long linger: what is sent before a `flush` travels
+/// as one batch (flush sends it).
+pub fn lingering_producer(client: &Client) -> Producer {
+    Producer::new(
+        client.clone(),
+        ProducerOptions {
+            linger: Duration::from_secs(5),
+            ..ProducerOptions::default()
+        },
+    )
 }
