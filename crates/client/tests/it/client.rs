@@ -1,6 +1,6 @@
 //! The client against the real server, in process.
 
-use crate::support::{capped, create_topic, lingering_producer, TestServer};
+use crate::support::{capped, create_topic, default_producer, lingering_producer, TestServer};
 use spool_client::{
     ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull, Producer,
     ProducerOptions, ReadStart, SubscribeOptions, SubscribeStart, Subscriber, TopicConfig,
@@ -27,8 +27,7 @@ async fn poll_until(c: &mut GroupConsumer, n: usize, limit: Duration) -> Vec<Con
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "orders", 3).await;
     let producer = Producer::new(
         client.clone(),
@@ -112,10 +111,9 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_group_members_split_partitions_without_duplicates() {
-    let server = TestServer::start().await;
-    let admin = server.client().await;
+    let (server, admin) = TestServer::start_with_client().await;
     create_topic(&admin, "jobs", 4).await;
-    let producer = Producer::new(admin.clone(), ProducerOptions::default());
+    let producer = default_producer(&admin);
     let produce = |from: u32, to: u32| {
         let producer = producer.clone();
         async move {
@@ -213,8 +211,7 @@ async fn two_group_members_split_partitions_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_subscriber_follows_a_pattern_including_later_topics() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "orders.eu", 2).await;
     create_topic(&client, "billing", 1).await;
     // Small credit: the subscriber must keep granting for all 60 to arrive.
@@ -291,10 +288,9 @@ async fn push_subscriber_follows_a_pattern_including_later_topics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_reader_reads_a_pattern_and_later_topics() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "logs.a", 2).await;
-    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let producer = default_producer(&client);
     for i in 0..10 {
         let _delivery = producer
             .send(
@@ -334,11 +330,10 @@ async fn topic_reader_reads_a_pattern_and_later_topics() {
 /// ahead does not cover it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at_once() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "flow.a", 3).await;
     // 4 MiB per partition: four fetches' worth (1 MiB per partition each).
-    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let producer = default_producer(&client);
     let total = 3 * 4096u32;
     for i in 0..total {
         let mut value = format!("a{i}-").into_bytes();
@@ -412,8 +407,7 @@ async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_codes_surface() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
 
     let e = client.describe_topic("nope").await.expect_err("unknown");
     assert_eq!(e.code(), Some(ErrorCode::UnknownTopic));
@@ -436,7 +430,7 @@ async fn error_codes_surface() {
         .expect_err("exists");
     assert_eq!(e.code(), Some(ErrorCode::TopicExists));
 
-    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let producer = default_producer(&client);
     // Keyed: the partition count lookup fails before queuing.
     let e = producer
         .send("nope", Message::new("x").with_key("k"))
@@ -500,8 +494,7 @@ async fn error_codes_surface() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_are_matched_out_of_order() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "quiet", 1).await;
     // A long poll on an empty partition stays unanswered while pings pass it.
     let mut reader = TopicReader::new(client.clone(), "quiet", ReadStart::Earliest)
@@ -521,8 +514,7 @@ async fn responses_are_matched_out_of_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_topic_stores_exactly_the_messages_that_fit() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     client
         .create_topic("jobs", 1, capped(5))
         .await
@@ -567,10 +559,9 @@ async fn a_full_topic_stores_exactly_the_messages_that_fit() {
 /// queued when a message is refused up front.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_batch_reports_each_message_in_order() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "bulk", 3).await;
-    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let producer = default_producer(&client);
     let messages: Vec<Message> = (0..2500)
         .map(|i| Message::new(format!("m{i}")).with_key(format!("k{}", i % 7)))
         .collect();
@@ -637,8 +628,7 @@ async fn send_batch_reports_each_message_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_messages_with_ids_report_their_original_offsets() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "events", 1).await;
     // A long linger: each round's messages travel as one batch (flush sends).
     let producer = lingering_producer(&client);
@@ -717,8 +707,7 @@ async fn client_with_held_answers(
 /// stalled fdatasync).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
-    let server = TestServer::start().await;
-    let admin = server.client().await;
+    let (server, admin) = TestServer::start_with_client().await;
     create_topic(&admin, "t", 1).await;
     let (client, hold) = client_with_held_answers(&server).await;
     let producer = Producer::new(
@@ -782,10 +771,9 @@ async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
 /// message arrives through that same fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_returns_on_time_while_the_fetch_sent_ahead_waits() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "steady", 1).await;
-    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let producer = default_producer(&client);
     let send = |v: &'static str| {
         let producer = producer.clone();
         async move {

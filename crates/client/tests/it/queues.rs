@@ -1,12 +1,12 @@
 //! Work queues and request records through the client API, against the
 //! real server in process.
 
-use crate::support::{create_topic, TestServer};
+use crate::support::{create_topic, default_producer, TestServer};
 use serde_json::{json, Value};
 use spool_client::{
-    Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message, Producer,
-    ProducerOptions, QueueOptions, QueueSubscribeOptions, QueueSubscriber, RequestStatus,
-    SubscriptionKind, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
+    Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message, QueueOptions,
+    QueueSubscribeOptions, QueueSubscriber, RequestStatus, SubscriptionKind, CONTENT_TYPE_HEADER,
+    REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ fn header<'a>(m: &'a LeasedMessage, key: &str) -> Option<&'a [u8]> {
 }
 
 async fn produce(client: &Client, topic: &str, messages: Vec<Message>) -> Vec<(u32, u64)> {
-    let producer = Producer::new(client.clone(), ProducerOptions::default());
+    let producer = default_producer(client);
     let mut pending = Vec::new();
     for m in messages {
         pending.push(producer.send(topic, m).await.expect("queued"));
@@ -67,8 +67,7 @@ async fn receive_n(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_ack_nack_extend_and_dead_letters() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "jobs", 2).await;
     create_topic(&client, "jobs.dlq", 1).await;
     let options = QueueOptions {
@@ -231,8 +230,7 @@ async fn receive_ack_nack_extend_and_dead_letters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_ids_and_delivery_times_travel_as_headers() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "d", 1).await;
     client
         .create_subscription("d", "w", QueueOptions::default())
@@ -277,8 +275,7 @@ async fn message_ids_and_delivery_times_travel_as_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_push_delivers_every_message_once_within_credit() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     create_topic(&client, "p", 3).await;
     let options = QueueOptions {
         kind: SubscriptionKind::Queue,
@@ -330,8 +327,7 @@ async fn queue_push_delivers_every_message_once_within_credit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_from_submit_to_complete() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     let worker = server.client().await;
     let id = client
         .submit_request("resize", &b"{\"w\": 10}"[..], true, None)
@@ -402,8 +398,7 @@ async fn a_request_from_submit_to_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_requests_retry_then_fail_and_bad_submissions_are_refused() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+    let (server, client) = TestServer::start_with_client().await;
     let big = "x".repeat(100_000);
     let id = client
         .submit_request("jobs", &b"\x00\xffbinary"[..], false, None)

@@ -39,6 +39,13 @@ impl TestServer {
         }
     }
 
+    /// A started server and a client connected to it: how most tests begin.
+    pub async fn start_with_client() -> (TestServer, Client) {
+        let server = TestServer::start().await;
+        let client = server.client().await;
+        (server, client)
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(self.addr, ClientOptions::default())
             .await
@@ -79,4 +86,9 @@ pub fn lingering_producer(client: &Client) -> Producer {
             ..ProducerOptions::default()
         },
     )
+}
+
+/// A producer with the default options.
+pub fn default_producer(client: &Client) -> Producer {
+    Producer::new(client.clone(), ProducerOptions::default())
 }
