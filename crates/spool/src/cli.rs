@@ -10,6 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Spool: a message queue server and its command-line client"
 )]
 pub struct Cli {
+    /// `--addr`, `--token` and `--tls-ca` before the subcommand (`spool
+    /// --addr H:P topic list`); each client command also takes them after
+    /// its name. Either way clap hands the same value to both places.
+    #[command(flatten)]
+    pub conn: ConnArgs,
     #[command(subcommand)]
     pub command: Command,
 }

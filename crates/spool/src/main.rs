@@ -5,8 +5,11 @@
 //! Client commands take `--addr` (default `$SPOOL_ADDR`, else
 //! `127.0.0.1:7420`), `--token` (default `$SPOOL_TOKEN`; needed when the
 //! server has authentication on) and `--tls-ca` (default `$SPOOL_TLS_CA`:
-//! speak TLS, trusting the CA certificates in that PEM file) and report failures on stderr as
-//! `error: CODE_NAME: message` with a non-zero exit status. Logs go to
+//! speak TLS, trusting the CA certificates in that PEM file), before or
+//! after the subcommand (`spool --addr H:P topic list` = `spool topic list
+//! --addr H:P`; given in both places, the later one counts), and report
+//! failures on stderr as `error: CODE_NAME: message` with a non-zero exit
+//! status. Logs go to
 //! stderr, filtered by `RUST_LOG` (default `info`); `spool server` sets up
 //! its own logging from its configuration (`config`).
 //!
@@ -41,6 +44,8 @@ mod token;
 mod topic;
 mod worker;
 
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use spool_client::{Client, ClientError, ClientOptions};
 use std::process::ExitCode;
@@ -93,22 +98,6 @@ static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 /// every connection speaks TLS and trusts the CA certificates in it.
 static TLS_CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
-/// A global flag's value wherever it was given (global flags may follow
-/// any subcommand): the deepest subcommand that has one.
-fn global_from(matches: &ArgMatches, id: &str) -> Option<String> {
-    let mut token = None;
-    let mut m = matches;
-    loop {
-        if let Ok(Some(t)) = m.try_get_one::<String>(id) {
-            token = Some(t.clone());
-        }
-        match m.subcommand() {
-            Some((_, sub)) => m = sub,
-            None => return token,
-        }
-    }
-}
-
 /// Connects for a client command, naming the address on failure.
 pub async fn connect(addr: &str) -> anyhow::Result<Client> {
     let options = ClientOptions {
@@ -157,8 +146,35 @@ fn init_logging() {
 /// When all are busy, more blocking work waits for one to finish.
 const SERVER_BLOCKING_THREADS_MAX: usize = 32;
 
+/// The client connection flags, which the top level takes so they may come
+/// before the subcommand, and which clap therefore also offers `spool
+/// server`: given to it they would be ignored, so they are refused.
+fn refuse_client_flags_for_server(matches: &ArgMatches) {
+    let Some(("server", server)) = matches.subcommand() else {
+        return;
+    };
+    for (id, flag) in [
+        ("addr", "--addr"),
+        ("token", "--token"),
+        ("tls_ca", "--tls-ca"),
+    ] {
+        if server.value_source(id) == Some(ValueSource::CommandLine) {
+            cli::Cli::command()
+                .error(
+                    ErrorKind::ArgumentConflict,
+                    format!(
+                        "{flag} is for client commands; `spool server` takes --listen, \
+                         --admin-token-file and --tls-cert-file/--tls-key-file instead"
+                    ),
+                )
+                .exit();
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let matches = cli::Cli::command().get_matches();
+    refuse_client_flags_for_server(&matches);
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -172,12 +188,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main(matches, cli))
+    runtime.block_on(async_main(cli))
 }
 
-async fn async_main(matches: ArgMatches, cli: cli::Cli) -> ExitCode {
-    let _ = TOKEN.set(global_from(&matches, "token"));
-    let _ = TLS_CA.set(global_from(&matches, "tls_ca"));
+async fn async_main(cli: cli::Cli) -> ExitCode {
+    // Global flags: clap gives every level the value from wherever it was
+    // given (after the subcommand wins over before it).
+    let _ = TOKEN.set(cli.conn.token.clone());
+    let _ = TLS_CA.set(cli.conn.tls_ca.clone());
     if !matches!(cli.command, cli::Command::Server(_)) {
         init_logging();
     }

@@ -132,3 +132,78 @@ fn status_shows_depth_rate_and_subscription_load_on_one_screen() {
     assert_eq!(v["topics"][0]["messages"], 5, "{v}");
     assert_eq!(v["subscriptions"][0]["dead_letters"], 1, "{v}");
 }
+
+/// Runs `spool ARGS` as given (no `--addr` appended).
+fn spool(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("SPOOL_ADDR")
+        .env_remove("SPOOL_TOKEN")
+        .env_remove("SPOOL_TLS_CA")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run spool")
+}
+
+#[test]
+fn connection_flags_go_before_or_after_the_subcommand() {
+    const ADMIN: &str = "cli-test-admin-token-0123";
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &[],
+        &[("SPOOL_ADMIN_TOKEN", ADMIN)],
+    );
+    let addr = server.addr.as_str();
+
+    // Before the subcommand.
+    ok(&spool(&[
+        "--addr", addr, "--token", ADMIN, "topic", "create", "early",
+    ]));
+    // After it, and split between the two places.
+    let listed = ok(&spool(&["topic", "list", "--addr", addr, "--token", ADMIN]));
+    assert!(listed.contains("early"), "{listed}");
+    let listed = ok(&spool(&["--token", ADMIN, "topic", "list", "--addr", addr]));
+    assert!(listed.contains("early"), "{listed}");
+    // Between a command and its subcommand too.
+    ok(&spool(&["topic", "--addr", addr, "--token", ADMIN, "list"]));
+    // The token given before really was used: without it the server refuses.
+    let out = spool(&["--addr", addr, "topic", "list"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("UNAUTHENTICATED"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Given twice, the later one counts.
+    ok(&spool(&[
+        "--addr",
+        "127.0.0.1:1",
+        "topic",
+        "list",
+        "--addr",
+        addr,
+        "--token",
+        ADMIN,
+    ]));
+    // --tls-ca before the subcommand turns TLS on (this server speaks plain
+    // TCP, so the missing CA file is what fails).
+    let missing = dir.path().join("no-such-ca.pem");
+    let missing = missing.to_str().unwrap();
+    let out = spool(&["--tls-ca", missing, "--addr", addr, "topic", "list"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("no-such-ca.pem"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The server has no use for them: refused, not silently ignored.
+    let out = spool(&["server", "--addr", addr, "--print-config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--addr is for client commands"),
+        "{}",
+        text(&out.stderr)
+    );
+}
