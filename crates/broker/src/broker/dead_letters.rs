@@ -1,0 +1,217 @@
+//! Dead letters and the side channel `spool.errors`: messages past their
+//! delivery limit copied to the dead-letter topic, redrive back.
+
+use super::*;
+use crate::error::{BrokerError, Result};
+use crate::queue::QueueSub;
+use crate::requests::{RequestStatus, REQUEST_ID_HEADER};
+use spool_types::ErrorCode;
+
+impl Broker {
+    /// Appends one JSON event to the side channel (`spool.errors`), durably.
+    /// Every event carries `time` (RFC 3339, UTC), `time_ms` and `kind`,
+    /// plus the fields given.
+    pub fn publish_event(&self, kind: &str, fields: &serde_json::Value, now_ms: i64) -> Result<()> {
+        let mut event =
+            serde_json::json!({"time": rfc3339_utc(now_ms), "time_ms": now_ms, "kind": kind});
+        if let (Some(e), Some(f)) = (event.as_object_mut(), fields.as_object()) {
+            for (k, v) in f {
+                e.insert(k.clone(), v.clone());
+            }
+        }
+        let mut b = spool_batch::BatchBuilder::new();
+        let value = serde_json::to_vec(&event)
+            .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
+        b.push(&spool_batch::NewRecord {
+            key: Some(kind.as_bytes().to_vec()),
+            value: Some(value),
+            headers: vec![],
+            timestamp_ms: now_ms,
+        })?;
+        let batch = b.finish()?;
+        self.produce(EVENTS_TOPIC, &Routing::Partition(0), &batch, now_ms)?;
+        Ok(())
+    }
+
+    /// Copies failed-too-often messages to their dead-letter topic (with
+    /// headers naming the source) and writes a side-channel event for each.
+    pub(super) fn process_dead_letters(&self, q: &QueueSub, now_ms: i64) -> Result<()> {
+        let spec = q.spec();
+        let Ok(topic) = self.topic(&spec.topic) else {
+            // Deleted since this tick listed its subscriptions: the
+            // subscription goes with it, nothing to keep.
+            return Ok(());
+        };
+        let durability = topic.config().durability.to_log();
+        let dead = q.housekeeping(durability, now_ms)?;
+        if dead.is_empty() {
+            return Ok(());
+        }
+        for (partition, letter) in dead {
+            let log = &topic.partitions[partition as usize];
+            let read = log.read(letter.offset, 1)?;
+            let mut copy = None;
+            let mut copy_error: Option<String> = None;
+            let mut request_id: Option<String> = None;
+            for batch in spool_batch::split_batches(&read.bytes) {
+                let batch = batch?;
+                let h = spool_batch::BatchHeader::parse(batch)?;
+                for r in spool_batch::records(batch, &h) {
+                    let r = r?;
+                    if h.base_offset + r.offset_delta as i64 != letter.offset {
+                        continue;
+                    }
+                    request_id = r
+                        .header(REQUEST_ID_HEADER)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .map(str::to_owned);
+                    let mut headers: Vec<(String, Option<Vec<u8>>)> = r
+                        .headers
+                        .iter()
+                        .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
+                        .collect();
+                    headers.retain(|(k, _)| !k.starts_with("spool-dlq-"));
+                    let mut add =
+                        |k: &str, v: String| headers.push((k.to_owned(), Some(v.into_bytes())));
+                    add(DLQ_TOPIC_HEADER, spec.topic.clone());
+                    add(DLQ_SUBSCRIPTION_HEADER, spec.name.clone());
+                    add(DLQ_PARTITION_HEADER, partition.to_string());
+                    add(DLQ_OFFSET_HEADER, letter.offset.to_string());
+                    add(DLQ_DELIVERIES_HEADER, letter.deliveries.to_string());
+                    add(
+                        DLQ_ERROR_HEADER,
+                        letter.last_error.clone().unwrap_or_default(),
+                    );
+                    copy = Some(spool_batch::NewRecord {
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.map(<[u8]>::to_vec),
+                        headers,
+                        timestamp_ms: h.base_timestamp + r.timestamp_delta,
+                    });
+                }
+            }
+            let mut dlq_offset = None;
+            if let (Some(dlq), Some(record)) = (&spec.dead_letter_topic, copy) {
+                if self.topic(dlq).is_ok() {
+                    let routing = record.key.clone().map_or(Routing::Spread, Routing::Key);
+                    let mut b = spool_batch::BatchBuilder::new();
+                    // A copy that cannot be stored (e.g. too large with the
+                    // extra headers) must not wedge the queue: report it.
+                    let copied = b
+                        .push(&record)
+                        .map_err(BrokerError::from)
+                        .and_then(|()| b.finish().map_err(BrokerError::from))
+                        .and_then(|batch| self.produce(dlq, &routing, &batch, now_ms));
+                    match copied {
+                        Ok(produced) => {
+                            dlq_offset = Some((produced.partition, produced.base_offset))
+                        }
+                        Err(e)
+                            if e.code == ErrorCode::QueueFull
+                                || e.code == ErrorCode::StorageFull =>
+                        {
+                            return Err(e)
+                        }
+                        Err(e) => copy_error = Some(e.to_string()),
+                    }
+                }
+            }
+            let event = serde_json::json!({
+                "topic": spec.topic,
+                "subscription": spec.name,
+                "partition": partition,
+                "offset": letter.offset,
+                "deliveries": letter.deliveries,
+                "error": letter.last_error,
+                "dead_letter_topic": spec.dead_letter_topic,
+                "dead_letter_partition": dlq_offset.map(|d| d.0),
+                "dead_letter_offset": dlq_offset.map(|d| d.1),
+                "copy_error": copy_error,
+            });
+            self.publish_event("dead_letter", &event, now_ms)?;
+            // The record first, then the message (as in complete_request): a
+            // crash in between dead-letters the message again, and the record
+            // is final already.
+            if let Some(id) = request_id.as_deref() {
+                if let Some(r) = self.requests.get(id)? {
+                    if !r.status.is_final() {
+                        let error = letter
+                            .last_error
+                            .clone()
+                            .unwrap_or_else(|| "failed too many times".into());
+                        self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
+                    }
+                }
+            }
+            q.dead_lettered(partition, letter.offset, now_ms)?;
+            tracing::warn!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, deliveries = letter.deliveries, "message dead-lettered");
+        }
+        Ok(())
+    }
+
+    /// Moves dead letters of `topic`/`name` back to their source topic: every
+    /// copy in the subscription's dead-letter topic not yet redriven is
+    /// republished (without the dead-letter headers). Returns how many.
+    pub fn redrive(&self, topic: &str, name: &str, now_ms: i64) -> Result<u64> {
+        let spec = self.queue(topic, name)?.spec();
+        let Some(dlq) = spec.dead_letter_topic.clone() else {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidRequest,
+                format!("subscription {name:?} on {topic:?} has no dead-letter topic"),
+            ));
+        };
+        let dlq_topic = self.topic(&dlq)?;
+        // Redrive progress is kept like a consumer group's committed offsets.
+        let cursor = format!("spool.redrive.{topic}.{name}");
+        let mut moved = 0u64;
+        for (p, log) in dlq_topic.partitions.iter().enumerate() {
+            let tp = (dlq.clone(), p as u32);
+            let start = lock(&self.groups)
+                .committed(&cursor, &tp)
+                .unwrap_or(0)
+                .max(log.stats().start_offset);
+            let mut offset = start;
+            loop {
+                let read = log.read(offset, 1 << 20)?;
+                if read.bytes.is_empty() {
+                    break;
+                }
+                for batch in spool_batch::split_batches(&read.bytes) {
+                    let batch = batch?;
+                    let h = spool_batch::BatchHeader::parse(batch)?;
+                    for r in spool_batch::records(batch, &h) {
+                        let r = r?;
+                        if h.base_offset + (r.offset_delta as i64) < offset {
+                            continue;
+                        }
+                        let ours = r.header(DLQ_TOPIC_HEADER) == Some(topic.as_bytes())
+                            && r.header(DLQ_SUBSCRIPTION_HEADER) == Some(name.as_bytes());
+                        if !ours {
+                            continue;
+                        }
+                        let mut b = spool_batch::BatchBuilder::new();
+                        b.push(&spool_batch::NewRecord {
+                            key: r.key.map(<[u8]>::to_vec),
+                            value: r.value.map(<[u8]>::to_vec),
+                            headers: r
+                                .headers
+                                .iter()
+                                .filter(|hd| !hd.key.starts_with("spool-dlq-"))
+                                .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
+                                .collect(),
+                            timestamp_ms: now_ms,
+                        })?;
+                        let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
+                        self.produce(topic, &routing, &b.finish()?, now_ms)?;
+                        moved += 1;
+                    }
+                }
+                offset = read.next_offset;
+            }
+            if offset > start {
+                self.persist_commit(&cursor, &[(tp, offset)], now_ms)?;
+            }
+        }
+        Ok(moved)
+    }
+}

@@ -1,0 +1,201 @@
+//! Consumer groups: join, heartbeat, leave, commit and committed offsets,
+//! and lag for metrics.
+
+use super::*;
+use crate::error::{name_error, BrokerError, Result};
+use crate::group::{GroupView, StartFrom, TopicPartition};
+use crate::meta::MetaEvent;
+use spool_types::limits::{CLIENT_ID_LEN_MAX, GROUP_NAME_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
+use spool_types::TopicPattern;
+
+/// A member's current assignment with resolved start offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub member_id: String,
+    pub generation: u32,
+    pub partitions: Vec<(String, u32, i64)>,
+}
+
+pub(super) fn check_group_name(group: &str) -> Result<()> {
+    if group.is_empty() || group.len() > GROUP_NAME_LEN_MAX || group.chars().any(|c| c.is_control())
+    {
+        return Err(BrokerError::invalid(format!(
+            "group name must be 1 to {GROUP_NAME_LEN_MAX} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// One consumer group's position on one partition, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupLag {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub committed: i64,
+    pub lag: u64,
+}
+
+impl Broker {
+    // ---- consumer groups ----------------------------------------------------
+
+    pub fn parse_patterns(topics: &[String]) -> Result<Vec<TopicPattern>> {
+        if topics.is_empty() || topics.len() > SUBSCRIPTION_TOPICS_MAX {
+            return Err(BrokerError::invalid(format!(
+                "name 1 to {SUBSCRIPTION_TOPICS_MAX} topics or patterns to subscribe to"
+            )));
+        }
+        topics
+            .iter()
+            .map(|t| TopicPattern::new(t).map_err(|e| name_error("topic pattern", t, e)))
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn join_group(
+        &self,
+        group: &str,
+        member_id: Option<&str>,
+        client_id: &str,
+        topics: &[String],
+        session_timeout_ms: u64,
+        start: StartFrom,
+        now_ms: i64,
+    ) -> Result<Assignment> {
+        check_group_name(group)?;
+        if client_id.len() > CLIENT_ID_LEN_MAX {
+            return Err(BrokerError::invalid("client id is too long"));
+        }
+        let patterns = Self::parse_patterns(topics)?;
+        let session_timeout_ms = session_timeout_ms.clamp(1_000, 300_000);
+        let catalog = self.catalog();
+        let view = lock(&self.groups).join(
+            group,
+            member_id,
+            client_id,
+            patterns,
+            session_timeout_ms,
+            start,
+            &catalog,
+            now_ms,
+        );
+        self.resolve(group, view, now_ms)
+    }
+
+    pub fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: u32,
+        now_ms: i64,
+    ) -> Result<Assignment> {
+        let view = lock(&self.groups).heartbeat(group, member_id, generation, now_ms)?;
+        self.resolve(group, view, now_ms)
+    }
+
+    pub fn leave_group(&self, group: &str, member_id: &str) -> Result<()> {
+        let catalog = self.catalog();
+        lock(&self.groups).leave(group, member_id, &catalog)
+    }
+
+    /// Turns a view into offsets: the committed offset (clamped into the
+    /// log's range), or the start position the member asked for, which is
+    /// then committed so later owners continue from the same place.
+    pub(super) fn resolve(&self, group: &str, view: GroupView, now_ms: i64) -> Result<Assignment> {
+        let mut partitions = Vec::with_capacity(view.partitions.len());
+        let mut initial = Vec::new();
+        for ((topic, partition), committed) in view.partitions {
+            let Ok((start, end)) = self.offsets(&topic, partition) else {
+                continue; // deleted meanwhile
+            };
+            let offset = match committed {
+                Some(o) => o.clamp(start, end.max(start)),
+                None => {
+                    let o = match view.start {
+                        StartFrom::Earliest => start,
+                        StartFrom::Latest => end,
+                    };
+                    initial.push(((topic.clone(), partition), o));
+                    o
+                }
+            };
+            partitions.push((topic, partition, offset));
+        }
+        if !initial.is_empty() {
+            self.persist_commit(group, &initial, now_ms)?;
+        }
+        Ok(Assignment {
+            member_id: view.member_id,
+            generation: view.generation,
+            partitions,
+        })
+    }
+
+    /// Commits offsets for partitions the member holds; durable on return.
+    pub fn commit(
+        &self,
+        group: &str,
+        member_id: &str,
+        offsets: &[(String, u32, i64)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let offsets: Vec<(TopicPartition, i64)> = offsets
+            .iter()
+            .map(|(t, p, o)| ((t.clone(), *p), *o))
+            .collect();
+        lock(&self.groups).check_commit(group, member_id, &offsets)?;
+        self.persist_commit(group, &offsets, now_ms)
+    }
+
+    pub(super) fn persist_commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let event = MetaEvent::OffsetsCommitted {
+            group: group.to_owned(),
+            offsets: offsets
+                .iter()
+                .map(|((t, p), o)| (t.clone(), *p, *o))
+                .collect(),
+        };
+        let mut meta = lock(&self.meta);
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        drop(meta);
+        lock(&self.groups).apply_commit(group, offsets);
+        Ok(())
+    }
+
+    /// Committed offsets of a group (`None` where it has none).
+    pub fn committed(&self, group: &str, partitions: &[(String, u32)]) -> Vec<Option<i64>> {
+        let groups = lock(&self.groups);
+        partitions
+            .iter()
+            .map(|tp| groups.committed(group, tp))
+            .collect()
+    }
+
+    /// Lag (end offset − committed offset) of every group on every partition it committed.
+    pub fn group_lags(&self) -> Vec<GroupLag> {
+        let committed: Vec<(String, TopicPartition, i64)> = lock(&self.groups)
+            .all_committed()
+            .filter(|(g, _, _)| !g.starts_with("spool."))
+            .map(|(g, tp, o)| (g.to_owned(), tp.clone(), o))
+            .collect();
+        committed
+            .into_iter()
+            .filter_map(|(group, (topic, partition), committed)| {
+                let (_, end) = self.offsets(&topic, partition).ok()?;
+                Some(GroupLag {
+                    group,
+                    topic,
+                    partition,
+                    committed,
+                    lag: (end - committed).max(0) as u64,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,129 @@
+//! Housekeeping: the periodic tick (sessions, dead letters, retention,
+//! interval syncs, snapshots), flush at shutdown, and numbers for metrics.
+
+use super::*;
+use crate::config::Retention;
+use crate::error::Result;
+use crate::queue::QueueSub;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `now_ms` as an RFC 3339 UTC timestamp with milliseconds.
+pub fn rfc3339_utc(now_ms: i64) -> String {
+    let secs = now_ms.div_euclid(1000);
+    let ms = now_ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl Broker {
+    // ---- housekeeping -------------------------------------------------------
+
+    /// Periodic work, called by the owner every few hundred milliseconds:
+    /// expires group sessions, applies retention and work-queue release,
+    /// syncs `interval` logs and snapshots the metadata log.
+    pub fn tick(&self, now_ms: i64) -> Result<()> {
+        let catalog = self.catalog();
+        for (group, member) in lock(&self.groups).expire(now_ms, &catalog) {
+            tracing::info!(%group, %member, "consumer session expired; partitions reassigned");
+        }
+        let queues: Vec<Arc<QueueSub>> = self.queues_read().values().cloned().collect();
+        for q in &queues {
+            if let Err(e) = self.process_dead_letters(q, now_ms) {
+                tracing::error!("dead-lettering for {:?} failed: {e}", q.spec().name);
+            }
+            q.maybe_snapshot(now_ms)?;
+        }
+        let topics: Vec<Arc<Topic>> = self.topics_read().values().cloned().collect();
+        for t in &topics {
+            let config = t.config();
+            if let Some(warn) = config.warn_depth {
+                let (depth, _) = t.depth();
+                let above = depth >= warn;
+                if above && !t.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(topic = %t.name, depth, warn_depth = warn, "topic depth crossed its warning level; producers will be refused at max_messages");
+                } else if !above && t.warned.swap(false, Ordering::Relaxed) {
+                    tracing::info!(topic = %t.name, depth, warn_depth = warn, "topic depth back below its warning level");
+                }
+            }
+            if config.retention == Retention::WorkQueue {
+                self.release_consumed(t)?;
+            }
+            for log in &t.partitions {
+                log.apply_retention(now_ms)?;
+                log.sync_if_due(now_ms)?;
+            }
+        }
+        self.expire_requests(now_ms)?;
+        let mut meta = lock(&self.meta);
+        if meta.0.wants_snapshot() {
+            let state = meta.1.clone();
+            meta.0.snapshot(&state, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every written byte durable (used at shutdown).
+    pub fn flush(&self) -> Result<()> {
+        for t in self.topics_read().values() {
+            for log in &t.partitions {
+                log.flush()?;
+            }
+        }
+        for q in self.queues_read().values() {
+            q.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Every queue subscription, for metrics.
+    pub fn queue_subs(&self) -> Vec<Arc<QueueSub>> {
+        self.queues_read().values().cloned().collect()
+    }
+
+    /// A queue subscription's backlog: messages of its topic not yet done
+    /// (acknowledged or dead-lettered), over all partitions.
+    pub fn queue_lag(&self, q: &QueueSub) -> u64 {
+        self.topic(&q.spec().topic)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .zip(q.floors())
+                    .map(|(log, floor)| (log.stats().end_offset - floor).max(0) as u64)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(super::rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339_utc(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            super::rfc3339_utc(1_795_478_400_000),
+            "2026-11-24T00:00:00.000Z"
+        );
+    }
+}

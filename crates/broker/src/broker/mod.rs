@@ -1,0 +1,155 @@
+//! [`Broker`]: the facade over the broker's concerns, one module each —
+//! `topics` (settings, logs, reads), `produce` (validation, duplicate
+//! suppression, back pressure, durability), `groups` (consumer groups and
+//! committed offsets), `queues` (queue subscriptions: leases, acks, nacks),
+//! `dead_letters` (dead letters, redrive and the side channel),
+//! `request_ops` (asynchronous request records), `housekeeping` (the tick)
+//! and `open` (recovery of a data directory). Thread-safe and synchronous;
+//! callers in an async runtime run blocking parts (fsync waits) on blocking
+//! threads. Time arrives as `now_ms`.
+
+mod dead_letters;
+mod groups;
+mod housekeeping;
+mod open;
+mod produce;
+mod queues;
+mod request_ops;
+mod topics;
+
+pub use groups::{Assignment, GroupLag};
+pub use housekeeping::rfc3339_utc;
+pub use produce::{PendingProduce, Produced};
+pub use queues::{AckDone, PendingAck};
+pub use topics::{PartitionInfo, Topic, TopicDescription};
+
+use crate::error::{BrokerError, Result};
+use crate::group::{Catalog, Coordinator};
+use crate::meta::{MetaState, MetaStore};
+use crate::queue::QueueSub;
+use crate::requests::RequestStore;
+use spool_log::{Log, Syncer};
+use spool_types::ErrorCode;
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// Record header carrying a producer's message ID for duplicate suppression.
+pub const MSG_ID_HEADER: &str = "spool-msg-id";
+
+/// The side channel: a system topic of JSON events operators can read
+/// (dead letters, failed callbacks, …), so failures never vanish.
+pub const EVENTS_TOPIC: &str = "spool.errors";
+
+/// Headers put on a dead-lettered copy, naming where it came from.
+pub const DLQ_TOPIC_HEADER: &str = "spool-dlq-topic";
+pub const DLQ_SUBSCRIPTION_HEADER: &str = "spool-dlq-subscription";
+pub const DLQ_PARTITION_HEADER: &str = "spool-dlq-partition";
+pub const DLQ_OFFSET_HEADER: &str = "spool-dlq-offset";
+pub const DLQ_DELIVERIES_HEADER: &str = "spool-dlq-deliveries";
+pub const DLQ_ERROR_HEADER: &str = "spool-dlq-error";
+
+/// How long a producer refused with `QUEUE_FULL` is told to wait.
+pub const QUEUE_FULL_RETRY_AFTER_MS: u32 = 1_000;
+
+/// Where a produced batch goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routing {
+    Partition(u32),
+    /// The stable key hash picks the partition (Kafka's murmur2).
+    Key(Vec<u8>),
+    /// Round-robin over partitions.
+    Spread,
+}
+
+/// Told when data becomes visible or the set of topics changes, so a front
+/// end can wake long-polls and push subscriptions.
+pub trait AppendListener: Send + Sync {
+    fn appended(&self, topic: &str, partition: u32);
+    fn topics_changed(&self) {}
+}
+
+/// What `open` found and repaired, one line per finding.
+pub type RecoveryNotes = Vec<String>;
+
+pub struct Broker {
+    data_dir: PathBuf,
+    meta: Mutex<(MetaStore, MetaState)>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    groups: Mutex<Coordinator>,
+    /// Queue subscriptions by "topic/name".
+    queues: RwLock<BTreeMap<String, Arc<QueueSub>>>,
+    requests: RequestStore,
+    /// Callbacks waiting to be attempted, by (due time, request id).
+    callbacks_due: Mutex<BTreeSet<(i64, String)>>,
+    /// When records were last checked for expiry.
+    last_expiry_ms: AtomicI64,
+    /// How long finished request records are kept.
+    request_ttl_ms: AtomicI64,
+    listener: RwLock<Option<Arc<dyn AppendListener>>>,
+    /// Waits for fdatasyncs on behalf of [`Broker::finish_produce_then`].
+    syncer: Syncer,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Broker {
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn set_listener(&self, listener: Arc<dyn AppendListener>) {
+        *self.listener.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    }
+
+    fn listener(&self) -> Option<Arc<dyn AppendListener>> {
+        self.listener
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn catalog(&self) -> Catalog {
+        self.topics_read()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.partitions.len() as u32))
+            .collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.topics_read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::unknown_topic(name))
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<(Arc<Topic>, Arc<Log>)> {
+        let t = self.topic(topic)?;
+        let log = t
+            .partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| {
+                BrokerError::new(
+                    ErrorCode::UnknownPartition,
+                    format!(
+                        "topic {topic:?} has {} partition(s); there is no partition {partition}",
+                        t.partitions.len()
+                    ),
+                )
+            })?;
+        Ok((t, log))
+    }
+
+    fn queues_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<QueueSub>>> {
+        self.queues.read().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,229 @@
+//! Queue subscriptions: create/delete/list, receive, ack, nack, extend.
+
+use super::open::queue_dir;
+use super::*;
+use crate::error::{BrokerError, Result};
+use crate::meta::MetaEvent;
+use crate::queue::{LeasedMessage, ModeSpec, QueueSpec, QueueSub, ToSync};
+use crate::requests::WORKERS_SUBSCRIPTION;
+use spool_types::{ErrorCode, TopicName};
+use std::sync::Arc;
+
+/// Told the results of a started ack (one per receipt) once they are
+/// durable, or why they cannot be.
+pub type AckDone = Box<dyn FnOnce(Result<Vec<Result<()>>>) + Send>;
+
+/// Acks applied and written, maybe not yet durable: see
+/// [`Broker::start_ack`].
+pub struct PendingAck {
+    results: Vec<Result<()>>,
+    sync: Option<ToSync>,
+}
+
+pub(super) fn unknown_subscription(topic: &str, name: &str) -> BrokerError {
+    BrokerError::new(
+        ErrorCode::UnknownSubscription,
+        format!("topic {topic:?} has no subscription {name:?}"),
+    )
+}
+
+impl Broker {
+    // ---- queue subscriptions ------------------------------------------------
+
+    /// Creates a queue subscription on a topic.
+    pub fn create_queue(&self, spec: QueueSpec, now_ms: i64) -> Result<()> {
+        spec.validate()?;
+        TopicName::new_system(&spec.name).map_err(|e| {
+            BrokerError::new(
+                ErrorCode::InvalidRequest,
+                format!("subscription name {:?}: {e}", spec.name),
+            )
+        })?;
+        let topic = self.topic(&spec.topic)?;
+        if let Some(dlq) = &spec.dead_letter_topic {
+            if dlq == &spec.topic {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    "the dead-letter topic must differ from the topic",
+                ));
+            }
+            self.topic(dlq)?;
+        }
+        let key = format!("{}/{}", spec.topic, spec.name);
+        let mut meta = lock(&self.meta);
+        if self.queues_read().contains_key(&key) {
+            return Err(BrokerError::new(
+                ErrorCode::GroupExists,
+                format!(
+                    "subscription {:?} already exists on topic {:?}",
+                    spec.name, spec.topic
+                ),
+            ));
+        }
+        let dir = queue_dir(&self.data_dir, &spec.topic, &spec.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let starts: Vec<i64> = topic
+            .partitions
+            .iter()
+            .map(|l| l.stats().start_offset)
+            .collect();
+        let (sub, _) = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
+        let event = MetaEvent::QueueCreated { spec };
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        self.queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Arc::new(sub));
+        Ok(())
+    }
+
+    /// Creates the subscription with default settings unless it exists.
+    pub fn ensure_queue(&self, topic: &str, name: &str, now_ms: i64) -> Result<Arc<QueueSub>> {
+        if let Ok(q) = self.queue(topic, name) {
+            return Ok(q);
+        }
+        match self.create_queue(QueueSpec::new(topic, name), now_ms) {
+            Ok(()) => {}
+            Err(e) if e.code == ErrorCode::GroupExists => {}
+            Err(e) => return Err(e),
+        }
+        self.queue(topic, name)
+    }
+
+    pub fn delete_queue(&self, topic: &str, name: &str, now_ms: i64) -> Result<()> {
+        let key = format!("{topic}/{name}");
+        let mut meta = lock(&self.meta);
+        if !self.queues_read().contains_key(&key) {
+            return Err(unknown_subscription(topic, name));
+        }
+        let event = MetaEvent::QueueDeleted {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+        };
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        self.queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let _ = std::fs::remove_dir_all(queue_dir(&self.data_dir, topic, name));
+        Ok(())
+    }
+
+    pub fn list_queues(&self, topic: Option<&str>) -> Vec<QueueSpec> {
+        self.queues_read()
+            .values()
+            .map(|q| q.spec())
+            .filter(|s| topic.is_none_or(|t| t == s.topic))
+            .collect()
+    }
+
+    pub fn queue(&self, topic: &str, name: &str) -> Result<Arc<QueueSub>> {
+        self.queues_read()
+            .get(&format!("{topic}/{name}"))
+            .cloned()
+            .ok_or_else(|| unknown_subscription(topic, name))
+    }
+
+    /// Leases up to `max` messages of a queue subscription.
+    pub fn receive(
+        &self,
+        topic: &str,
+        name: &str,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<Vec<LeasedMessage>> {
+        let t = self.topic(topic)?;
+        let q = self.queue(topic, name)?;
+        let messages = q.receive(&t.partitions, max, now_ms)?;
+        self.mark_running(topic, name, messages, now_ms)
+    }
+
+    /// Whether [`Broker::receive`] on this subscription writes only to the
+    /// page cache (leases), so an async caller may run it on its own thread
+    /// as it runs a produce's write. Otherwise it may wait for an fdatasync:
+    /// `at_most_once` marks messages done durably before handing them out,
+    /// and a request queue's receives update (and may ack) request records.
+    /// "Quick" assumes the topic's recent data is in the page cache, as a
+    /// produce assumes its write is; a cold read blocks the caller's thread.
+    pub fn receive_is_quick(&self, topic: &str, name: &str) -> bool {
+        // A topic with a workers subscription is a request queue: receiving
+        // its messages also updates request records (redb commits), through
+        // any subscription.
+        let request_queue = self.queue(topic, WORKERS_SUBSCRIPTION).is_ok();
+        !request_queue
+            && self
+                .queue(topic, name)
+                .is_ok_and(|q| q.mode() == ModeSpec::AtLeastOnce)
+    }
+
+    pub fn ack(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<Result<()>>> {
+        // The subscription first: an unknown one answers as it always did.
+        let q = self.queue(topic, name)?;
+        let durability = self.topic(topic)?.config().durability.to_log();
+        q.ack(receipts, durability, now_ms)
+    }
+
+    /// [`Broker::ack`] up to its fdatasync wait: applies the acks and writes
+    /// their records to the page cache, so that an async caller can run it
+    /// on its own thread (as it runs a produce's write) and be told through
+    /// [`Broker::finish_ack_then`] when the answer may go out.
+    pub fn start_ack(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        now_ms: i64,
+    ) -> Result<PendingAck> {
+        let q = self.queue(topic, name)?;
+        let durability = self.topic(topic)?.config().durability.to_log();
+        let (results, sync) = q.start_ack(receipts, durability, now_ms)?;
+        Ok(PendingAck { results, sync })
+    }
+
+    /// Calls `done` with the results of a started ack once they are as
+    /// durable as the topic promises: at once if nothing waits for an
+    /// fdatasync, else from a syncer thread (so `done` must be short).
+    pub fn finish_ack_then(&self, pending: PendingAck, done: AckDone) {
+        let PendingAck { results, sync } = pending;
+        match sync {
+            None => done(Ok(results)),
+            Some(ToSync { log, next_offset }) => self.syncer.sync(
+                &log,
+                next_offset,
+                Box::new(move |r| done(r.map(|()| results).map_err(BrokerError::from))),
+            ),
+        }
+    }
+
+    pub fn nack(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        delay_ms: u64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Result<()>>> {
+        self.queue(topic, name)?
+            .nack(receipts, delay_ms, error, now_ms)
+    }
+
+    pub fn extend(
+        &self,
+        topic: &str,
+        name: &str,
+        receipts: &[String],
+        extend_ms: u64,
+        now_ms: i64,
+    ) -> Result<Vec<Result<i64>>> {
+        Ok(self.queue(topic, name)?.extend(receipts, extend_ms, now_ms))
+    }
+}

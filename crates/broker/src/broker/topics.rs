@@ -1,0 +1,286 @@
+//! Topics: their settings and logs, create/delete/alter/list/describe, and
+//! reading a partition.
+
+use super::open::{open_topic, topic_dir};
+use super::*;
+use crate::config::{validate_partitions, TopicConfig, TopicConfigPatch};
+use crate::error::{name_error, BrokerError, Result};
+use crate::meta::{MetaEvent, TopicMeta};
+use spool_log::{Log, ReadBatches};
+use spool_types::{ErrorCode, TopicName, TopicPattern};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// One topic: its settings and one log per partition.
+pub struct Topic {
+    pub name: String,
+    pub(super) config: RwLock<TopicConfig>,
+    pub partitions: Vec<Arc<Log>>,
+    pub(super) spread: AtomicU32,
+    /// Serialises the limit check with the write, so concurrent producers
+    /// cannot together overshoot `max_messages`/`max_bytes`.
+    pub(super) admit: Mutex<()>,
+    /// Recently seen message IDs, for duplicate suppression.
+    pub(super) dedup: Mutex<Dedup>,
+    /// Whether the depth was at or above `warn_depth` at the last check.
+    pub(super) warned: std::sync::atomic::AtomicBool,
+}
+
+/// Message IDs seen within the topic's dedup window.
+#[derive(Default)]
+pub(super) struct Dedup {
+    pub(super) ids: HashMap<Vec<u8>, (u32, i64)>,
+    pub(super) expiry: VecDeque<(i64, Vec<u8>)>,
+}
+
+impl Dedup {
+    pub(super) fn purge(&mut self, now_ms: i64) {
+        while let Some((at, _)) = self.expiry.front() {
+            if *at > now_ms {
+                break;
+            }
+            if let Some((_, id)) = self.expiry.pop_front() {
+                self.ids.remove(&id);
+            }
+        }
+    }
+    pub(super) fn insert(&mut self, id: &[u8], partition: u32, offset: i64, expires_ms: i64) {
+        if self.ids.insert(id.to_vec(), (partition, offset)).is_none() {
+            self.expiry.push_back((expires_ms, id.to_vec()));
+        }
+    }
+}
+
+impl Topic {
+    pub fn config(&self) -> TopicConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// (messages, bytes) retained across all partitions.
+    pub fn depth(&self) -> (u64, u64) {
+        self.partitions.iter().fold((0, 0), |(m, b), log| {
+            let s = log.stats();
+            (
+                m + (s.next_offset - s.start_offset).max(0) as u64,
+                b + s.retained_bytes,
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub start_offset: i64,
+    pub end_offset: i64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+impl Broker {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        now_ms: i64,
+    ) -> Result<()> {
+        let topic = TopicName::new(name).map_err(|e| name_error("topic", name, e))?;
+        self.create_topic_inner(topic, partitions, config, now_ms)
+    }
+
+    /// Creates a `spool.`-prefixed topic for the server's own use.
+    pub fn create_system_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        now_ms: i64,
+    ) -> Result<()> {
+        let topic = TopicName::new_system(name).map_err(|e| name_error("topic", name, e))?;
+        if self.topics_read().contains_key(name) {
+            return Ok(());
+        }
+        self.create_topic_inner(topic, partitions, config, now_ms)
+    }
+
+    pub(super) fn create_topic_inner(
+        &self,
+        topic: TopicName,
+        partitions: u32,
+        config: TopicConfig,
+        now_ms: i64,
+    ) -> Result<()> {
+        validate_partitions(partitions)?;
+        config.validate()?;
+        let name = topic.as_str().to_owned();
+        let mut meta = lock(&self.meta);
+        if self.topics_read().contains_key(&name) {
+            return Err(BrokerError::new(
+                ErrorCode::TopicExists,
+                format!("topic {name:?} already exists"),
+            ));
+        }
+        let tmeta = TopicMeta {
+            partitions,
+            config,
+            created_ms: now_ms,
+        };
+        // Any leftover directory is from a deleted incarnation of this name.
+        let dir = topic_dir(&self.data_dir, &name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                BrokerError::new(ErrorCode::StorageError, format!("{}: {e}", dir.display()))
+            })?;
+        }
+        let mut notes = Vec::new();
+        let opened = open_topic(&self.data_dir, &name, &tmeta, &mut notes)?;
+        let event = MetaEvent::TopicCreated {
+            name: name.clone(),
+            meta: tmeta,
+        };
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, Arc::new(opened));
+        drop(meta);
+        lock(&self.groups).topics_changed(&self.catalog());
+        if let Some(l) = self.listener() {
+            l.topics_changed();
+        }
+        Ok(())
+    }
+
+    pub fn delete_topic(&self, name: &str, now_ms: i64) -> Result<()> {
+        let mut meta = lock(&self.meta);
+        if !self.topics_read().contains_key(name) {
+            return Err(BrokerError::unknown_topic(name));
+        }
+        let event = MetaEvent::TopicDeleted {
+            name: name.to_owned(),
+        };
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        drop(meta);
+        // Readers holding a log keep their file handles; the files go now.
+        let _ = std::fs::remove_dir_all(topic_dir(&self.data_dir, name));
+        self.queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, q| q.spec().topic != name);
+        let _ = std::fs::remove_dir_all(self.data_dir.join("queues").join(name));
+        lock(&self.groups).topics_changed(&self.catalog());
+        if let Some(l) = self.listener() {
+            l.topics_changed();
+        }
+        Ok(())
+    }
+
+    pub fn alter_topic(
+        &self,
+        name: &str,
+        patch: &TopicConfigPatch,
+        now_ms: i64,
+    ) -> Result<TopicConfig> {
+        let topic = self.topic(name)?;
+        let config = topic.config().apply(patch);
+        config.validate()?;
+        let mut meta = lock(&self.meta);
+        let event = MetaEvent::TopicAltered {
+            name: name.to_owned(),
+            config: config.clone(),
+        };
+        meta.0.append(std::slice::from_ref(&event), now_ms)?;
+        meta.1.apply(&event);
+        for log in &topic.partitions {
+            log.set_config(config.log_config())?;
+        }
+        *topic.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        Ok(config)
+    }
+
+    /// Topic names and partition counts, optionally filtered by a pattern.
+    pub fn list_topics(&self, pattern: Option<&str>) -> Result<Vec<(String, u32)>> {
+        let pattern = pattern
+            .map(|p| TopicPattern::new(p).map_err(|e| name_error("pattern", p, e)))
+            .transpose()?;
+        Ok(self
+            .topics_read()
+            .iter()
+            // System topics are listed only when a pattern names them.
+            .filter(|(n, _)| match &pattern {
+                Some(p) => p.matches(n),
+                None => !n.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX),
+            })
+            .map(|(n, t)| (n.clone(), t.partitions.len() as u32))
+            .collect())
+    }
+
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let topic = self.topic(name)?;
+        let partitions = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(p, log)| {
+                let s = log.stats();
+                PartitionInfo {
+                    partition: p as u32,
+                    start_offset: s.start_offset,
+                    end_offset: s.end_offset,
+                    messages: (s.end_offset - s.start_offset).max(0) as u64,
+                    bytes: s.retained_bytes,
+                }
+            })
+            .collect();
+        Ok(TopicDescription {
+            name: name.to_owned(),
+            config: topic.config(),
+            partitions,
+        })
+    }
+
+    pub fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadBatches> {
+        let (_, log) = self.partition(topic, partition)?;
+        Ok(log.read(offset, max_bytes)?)
+    }
+
+    /// Current (start, end) offsets of a partition.
+    pub fn offsets(&self, topic: &str, partition: u32) -> Result<(i64, i64)> {
+        let (_, log) = self.partition(topic, partition)?;
+        let s = log.stats();
+        Ok((s.start_offset, s.end_offset))
+    }
+
+    /// Every (topic, partition) whose topic matches one of `patterns`.
+    pub fn matching_partitions(&self, patterns: &[TopicPattern]) -> Vec<(String, u32)> {
+        self.topics_read()
+            .iter()
+            .filter(|(n, _)| patterns.iter().any(|p| p.matches(n)))
+            .flat_map(|(n, t)| (0..t.partitions.len() as u32).map(move |p| (n.clone(), p)))
+            .collect()
+    }
+}
