@@ -155,31 +155,10 @@ pub fn queue_spec(c: &p::CreateSubscription) -> b::queue::QueueSpec {
     }
 }
 
-/// A queue subscription's current load, as listed.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct QueueLoad {
-    pub leased: u64,
-    pub outstanding: u64,
-    pub lag: u64,
-    pub redeliveries: u64,
-    pub dead_letters: u64,
-}
-
-impl QueueLoad {
-    pub fn of(broker: &spool_broker::Broker, q: &b::queue::QueueSub) -> QueueLoad {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (outstanding, leased) = q.counts();
-        QueueLoad {
-            leased: leased as u64,
-            outstanding: outstanding as u64,
-            lag: broker.queue_lag(q),
-            redeliveries: q.redeliveries.load(Relaxed),
-            dead_letters: q.dead_letters.load(Relaxed),
-        }
-    }
-}
-
-pub fn subscription_info(spec: b::queue::QueueSpec, load: QueueLoad) -> p::SubscriptionInfo {
+pub fn subscription_info(
+    spec: b::queue::QueueSpec,
+    load: crate::ops::SubscriptionLoad,
+) -> p::SubscriptionInfo {
     p::SubscriptionInfo {
         topic: spec.topic,
         name: spec.name,

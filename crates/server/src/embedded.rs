@@ -91,13 +91,13 @@ impl EmbeddedServer {
     /// other end is served by a task of this broker.
     pub fn connect(&self) -> DuplexStream {
         let (client_end, server_end) = tokio::io::duplex(PIPE_BUFFER_BYTES);
-        let shared = Arc::clone(&self.runtime.shared);
+        let ops = Arc::clone(&self.runtime.ops);
         let id = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let span = tracing::info_span!("conn", id, peer = "in-process");
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let (rd, wr) = tokio::io::split(server_end);
-                connection::handle(rd, wr, EMBEDDED_PEER, shared).await;
+                connection::handle(rd, wr, EMBEDDED_PEER, ops).await;
             },
             span,
         ));

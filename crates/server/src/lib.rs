@@ -6,6 +6,8 @@
 //!
 //! - [`ServerConfig`] and [`Server`]: bind, then [`Server::serve`] until a
 //!   shutdown future resolves (SIGINT/SIGTERM in the binary).
+//! - [`ops`]: the operations layer — every operation, authorised,
+//!   validated and run once for all front ends.
 //! - `connection`: one task per connection, pipelined requests, per-connection
 //!   in-flight limits (count and bytes) that stop reading when exceeded.
 //! - `notify`: per-partition wake-ups for long polls and push subscriptions.
@@ -27,6 +29,7 @@ pub mod http;
 mod listener;
 mod metrics;
 mod notify;
+pub mod ops;
 mod outbound;
 mod push_http;
 pub mod tls;
@@ -34,6 +37,7 @@ pub mod tls;
 pub use embedded::{EmbeddedServer, EMBEDDED_PEER, PIPE_BUFFER_BYTES};
 
 use anyhow::Context;
+use ops::Ops;
 use spool_broker::Broker;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -122,20 +126,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// State shared by every connection.
-pub(crate) struct Shared {
-    pub broker: Arc<Broker>,
-    pub notifier: Arc<notify::Notifier>,
-    pub shutdown: watch::Receiver<bool>,
-    pub server_id: String,
-    /// Hosts a request's `callback_url` may name (checked on submit, so a
-    /// refused URL is an error to the submitter, not a callback that fails
-    /// later).
-    pub allow: outbound::AllowList,
-    /// Who may do what.
-    pub auth: Arc<auth::Auth>,
-}
-
 /// Milliseconds since the Unix epoch: the broker's notion of now.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -164,11 +154,12 @@ pub(crate) async fn open_broker(config: &ServerConfig) -> anyhow::Result<Broker>
     Ok(broker)
 }
 
-/// Everything a serving broker runs besides its listeners: the shared
-/// connection state, housekeeping, callbacks and HTTP push delivery. The
+/// Everything a serving broker runs besides its listeners: the operations
+/// layer every front end calls, housekeeping, callbacks and HTTP push
+/// delivery. The
 /// network server and the embedded broker both run one.
 pub(crate) struct Runtime {
-    pub shared: Arc<Shared>,
+    pub ops: Arc<Ops>,
     stop_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -179,18 +170,15 @@ impl Runtime {
         auth: Arc<auth::Auth>,
         config: &ServerConfig,
     ) -> anyhow::Result<Runtime> {
-        let notifier = Arc::new(notify::Notifier::default());
-        broker.set_listener(notifier.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let allow = outbound::AllowList::new(config.outbound_allow_hosts.clone());
-        let shared = Arc::new(Shared {
-            broker: Arc::clone(&broker),
-            notifier,
-            shutdown: stop_rx.clone(),
-            server_id: format!("spool-{}", env!("CARGO_PKG_VERSION")),
-            allow: allow.clone(),
+        let ops = Arc::new(Ops::new(
+            Arc::clone(&broker),
+            stop_rx.clone(),
+            format!("spool-{}", env!("CARGO_PKG_VERSION")),
+            allow.clone(),
             auth,
-        });
+        ));
         let secret = Arc::new(callback_secret(config)?);
         let tasks = vec![
             tokio::spawn(tick_loop(Arc::clone(&broker), stop_rx.clone())),
@@ -203,13 +191,13 @@ impl Runtime {
             )),
             tokio::spawn(push_http::push_manager(
                 Arc::clone(&broker),
-                Arc::clone(&shared.notifier),
+                Arc::clone(&ops.notifier),
                 allow,
                 stop_rx,
             )),
         ];
         Ok(Runtime {
-            shared,
+            ops,
             stop_tx,
             tasks,
         })
@@ -225,17 +213,16 @@ impl Runtime {
     /// client still connected keeps it open until it disconnects).
     pub async fn finish(mut self) -> anyhow::Result<()> {
         self.stop_tasks();
-        let broker = Arc::clone(&self.shared.broker);
+        let broker = Arc::clone(&self.ops.broker);
         tokio::task::spawn_blocking(move || broker.flush()).await??;
         // Connections closed just before this may still be unwinding and
-        // hold the broker, directly or through `shared` (both counts
+        // hold the broker, directly or through `ops` (both counts
         // matter); give them a moment, so that the broker (and its files'
         // locks) is gone when this returns and the directory can be opened
         // again at once.
         let deadline = tokio::time::Instant::now() + BROKER_RELEASE_WAIT;
-        let held_elsewhere = |rt: &Runtime| {
-            Arc::strong_count(&rt.shared) > 1 || Arc::strong_count(&rt.shared.broker) > 1
-        };
+        let held_elsewhere =
+            |rt: &Runtime| Arc::strong_count(&rt.ops) > 1 || Arc::strong_count(&rt.ops.broker) > 1;
         while held_elsewhere(&self) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
@@ -342,19 +329,14 @@ impl Server {
             Arc::clone(&self.auth),
             &self.config,
         )?;
-        let shared = Arc::clone(&runtime.shared);
+        let ops = Arc::clone(&runtime.ops);
         let admission = admission::Admission::new(
             self.config.max_connections,
             self.config.max_connections_per_peer,
         );
         let http_task = match self.http_listener {
             Some(listener) => {
-                let app = http::router(http::AppState {
-                    broker: Arc::clone(&self.broker),
-                    notifier: Arc::clone(&shared.notifier),
-                    allow: shared.allow.clone(),
-                    auth: Arc::clone(&self.auth),
-                });
+                let app = http::router(Arc::clone(&ops));
                 let listener = listener::HttpListener::start(
                     listener,
                     self.tls.clone(),
@@ -363,7 +345,7 @@ impl Server {
                 Some(tokio::spawn(listener::serve_http(
                     listener,
                     app,
-                    shared.shutdown.clone(),
+                    ops.shutdown(),
                     Duration::from_millis(SHUTDOWN_GRACE_MS),
                 )))
             }
@@ -389,23 +371,23 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     match admission.admit(peer.ip(), admission::Listener::Binary) {
                         Ok(permit) => {
-                            let shared = Arc::clone(&shared);
+                            let ops = Arc::clone(&ops);
                             let tls = self.tls.clone();
                             connection_ids += 1;
                             let span = tracing::info_span!("conn", id = connection_ids, %peer);
                             connections.spawn(tracing::Instrument::instrument(async move {
                                 match tls {
                                     None => {
-                                        if let Some(deadline) = connection::first_bytes(&stream, peer, shared.shutdown.clone()).await {
+                                        if let Some(deadline) = connection::first_bytes(&stream, peer, ops.shutdown()).await {
                                             let (rd, wr) = stream.into_split();
-                                            connection::handle_until(rd, wr, peer, shared, deadline).await;
+                                            connection::handle_until(rd, wr, peer, ops, deadline).await;
                                         }
                                     }
                                     Some(acceptor) => {
                                         let kind = admission::Listener::Binary;
                                         if let Some(s) = listener::handshake(&acceptor, stream, peer, kind).await {
                                             let (rd, wr) = tokio::io::split(s);
-                                            connection::handle(rd, wr, peer, shared).await;
+                                            connection::handle(rd, wr, peer, ops).await;
                                         }
                                     }
                                 }

@@ -1,6 +1,8 @@
-//! Wake-ups for long-polling fetches and push subscriptions: one `Notify` per
-//! partition, signalled by the broker after data becomes visible, plus one for
-//! "the set of topics changed" (pattern subscribers pick up new topics).
+//! Wake-ups for long polls and push subscriptions, signalled by the broker
+//! itself (it is the [`AppendListener`]): one `Notify` per partition (new
+//! records, settled leases), one for "the set of topics changed" (pattern
+//! subscribers pick up new topics), and one per request record someone
+//! waits on (it became final).
 
 use spool_broker::AppendListener;
 use std::collections::HashMap;
@@ -11,6 +13,37 @@ use tokio::sync::Notify;
 pub struct Notifier {
     partitions: Mutex<HashMap<String, HashMap<u32, Arc<Notify>>>>,
     pub topics: Notify,
+    /// Request records waited on, by ID. An entry lives while a
+    /// [`RequestWait`] holds it.
+    requests: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// A registration for the end of one request record: created before the
+/// record is read, so that a finish in between is not missed.
+pub struct RequestWait<'a> {
+    notifier: &'a Notifier,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl RequestWait<'_> {
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for RequestWait<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.notifier.requests);
+        // The last waiter removes the entry (the map and this wait hold it).
+        if Arc::strong_count(&self.notify) <= 2 {
+            map.remove(&self.id);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Notifier {
@@ -27,6 +60,16 @@ impl Notifier {
                 .or_default(),
         )
     }
+
+    /// Registers a wait for request `id` to become final.
+    pub fn request(&self, id: &str) -> RequestWait<'_> {
+        let notify = Arc::clone(lock(&self.requests).entry(id.to_owned()).or_default());
+        RequestWait {
+            notifier: self,
+            id: id.to_owned(),
+            notify,
+        }
+    }
 }
 
 impl AppendListener for Notifier {
@@ -39,6 +82,12 @@ impl AppendListener for Notifier {
 
     fn topics_changed(&self) {
         self.topics.notify_waiters();
+    }
+
+    fn request_finished(&self, id: &str) {
+        if let Some(n) = lock(&self.requests).get(id) {
+            n.notify_waiters();
+        }
     }
 }
 

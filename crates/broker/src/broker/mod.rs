@@ -64,11 +64,24 @@ pub enum Routing {
     Spread,
 }
 
-/// Told when data becomes visible or the set of topics changes, so a front
-/// end can wake long-polls and push subscriptions.
+/// Told whenever something a waiter may be waiting for becomes ready, so a
+/// front end can wake long polls and push subscriptions without polling:
+/// the broker calls it itself, whichever front end made the change.
 pub trait AppendListener: Send + Sync {
+    /// New records are visible on a partition.
     fn appended(&self, topic: &str, partition: u32);
+    /// The set of topics changed (pattern subscribers pick up new topics).
     fn topics_changed(&self) {}
+    /// Leases were settled on a partition in a way that can make a message
+    /// ready without any append: a nack (its message is ready again, now or
+    /// after its delay), an ack in an ordered queue (the next message of its
+    /// key), a request retried by its worker. Wakes the same waiters as an
+    /// append unless a listener says otherwise.
+    fn settled(&self, topic: &str, partition: u32) {
+        self.appended(topic, partition);
+    }
+    /// A request record reached a final status (succeeded or failed).
+    fn request_finished(&self, _id: &str) {}
 }
 
 /// What `open` found and repaired, one line per finding.

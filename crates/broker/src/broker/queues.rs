@@ -4,9 +4,10 @@ use super::open::queue_dir;
 use super::*;
 use crate::error::{BrokerError, Result};
 use crate::meta::MetaEvent;
-use crate::queue::{LeasedMessage, ModeSpec, QueueSpec, QueueSub, ToSync};
+use crate::queue::{parse_receipt, LeasedMessage, ModeSpec, QueueSpec, QueueSub, ToSync};
 use crate::requests::WORKERS_SUBSCRIPTION;
 use spool_types::{ErrorCode, TopicName};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Told the results of a started ack (one per receipt) once they are
@@ -16,6 +17,9 @@ pub type AckDone = Box<dyn FnOnce(Result<Vec<Result<()>>>) + Send>;
 /// Acks applied and written, maybe not yet durable: see
 /// [`Broker::start_ack`].
 pub struct PendingAck {
+    /// An ordered queue's topic and the partitions whose acks may free the
+    /// next message of a key.
+    settled: Option<(String, BTreeSet<u32>)>,
     results: Vec<Result<()>>,
     sync: Option<ToSync>,
 }
@@ -168,7 +172,21 @@ impl Broker {
         // The subscription first: an unknown one answers as it always did.
         let q = self.queue(topic, name)?;
         let durability = self.topic(topic)?.config().durability.to_log();
-        q.ack(receipts, durability, now_ms)
+        let results = q.ack(receipts, durability, now_ms)?;
+        if q.spec().ordered {
+            self.announce_settled(topic, receipts, &results);
+        }
+        Ok(results)
+    }
+
+    /// Tells the listener about the partitions of the receipts that were
+    /// settled (see [`AppendListener::settled`]).
+    fn announce_settled<T>(&self, topic: &str, receipts: &[String], results: &[Result<T>]) {
+        if let Some(l) = self.listener() {
+            for p in settled_partitions(receipts, results) {
+                l.settled(topic, p);
+            }
+        }
     }
 
     /// [`Broker::ack`] up to its fdatasync wait: applies the acks and writes
@@ -185,14 +203,40 @@ impl Broker {
         let q = self.queue(topic, name)?;
         let durability = self.topic(topic)?.config().durability.to_log();
         let (results, sync) = q.start_ack(receipts, durability, now_ms)?;
-        Ok(PendingAck { results, sync })
+        let settled = q
+            .spec()
+            .ordered
+            .then(|| (topic.to_owned(), settled_partitions(receipts, &results)));
+        Ok(PendingAck {
+            results,
+            sync,
+            settled,
+        })
     }
 
     /// Calls `done` with the results of a started ack once they are as
     /// durable as the topic promises: at once if nothing waits for an
     /// fdatasync, else from a syncer thread (so `done` must be short).
     pub fn finish_ack_then(&self, pending: PendingAck, done: AckDone) {
-        let PendingAck { results, sync } = pending;
+        let PendingAck {
+            results,
+            sync,
+            settled,
+        } = pending;
+        // An ordered queue's next message of a key is ready once the ack is
+        // durable: tell waiters then.
+        let listener = self.listener().filter(|_| settled.is_some());
+        let done: AckDone = match (listener, settled) {
+            (Some(l), Some((topic, partitions))) => Box::new(move |r| {
+                if r.is_ok() {
+                    for p in partitions {
+                        l.settled(&topic, p);
+                    }
+                }
+                done(r)
+            }),
+            _ => done,
+        };
         match sync {
             None => done(Ok(results)),
             Some(ToSync { log, next_offset }) => self.syncer.sync(
@@ -212,8 +256,11 @@ impl Broker {
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<Result<()>>> {
-        self.queue(topic, name)?
-            .nack(receipts, delay_ms, error, now_ms)
+        let results = self
+            .queue(topic, name)?
+            .nack(receipts, delay_ms, error, now_ms)?;
+        self.announce_settled(topic, receipts, &results);
+        Ok(results)
     }
 
     pub fn extend(
@@ -226,4 +273,14 @@ impl Broker {
     ) -> Result<Vec<Result<i64>>> {
         Ok(self.queue(topic, name)?.extend(receipts, extend_ms, now_ms))
     }
+}
+
+/// The partitions of the receipts whose result is `Ok`.
+fn settled_partitions<T>(receipts: &[String], results: &[Result<T>]) -> BTreeSet<u32> {
+    receipts
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| r.is_ok())
+        .filter_map(|(receipt, _)| parse_receipt(receipt).map(|(p, _, _)| p))
+        .collect()
 }

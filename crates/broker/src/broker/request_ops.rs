@@ -213,6 +213,9 @@ impl Broker {
         if r.callback.is_some() {
             lock(&self.callbacks_due).insert((now_ms, r.id.clone()));
         }
+        if let Some(l) = self.listener() {
+            l.request_finished(&r.id);
+        }
         if status == RequestStatus::Failed {
             let event = serde_json::json!({
                 "id": r.id, "queue": r.queue,

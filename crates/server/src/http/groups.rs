@@ -3,9 +3,8 @@
 //! binary protocol offers. Messages are then read with
 //! `GET /v1/topics/{topic}/messages?partition=P&offset=O`.
 
-use super::{blocking, parse, ApiError, ApiResult, AppState};
+use super::{parse, ApiError, ApiResult, AppState};
 use crate::auth::{Caller, Need};
-use crate::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -73,9 +72,6 @@ pub async fn join(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: Join = parse(&body)?;
-    for t in &req.topics {
-        caller.check(Need::Consume(t))?;
-    }
     let start = match req.start.as_deref() {
         None | Some("earliest") => StartFrom::Earliest,
         Some("latest") => StartFrom::Latest,
@@ -85,19 +81,17 @@ pub async fn join(
             )))
         }
     };
-    let b = s.broker.clone();
-    let a = blocking(move || {
-        b.join_group(
-            &group,
-            req.member_id.as_deref(),
-            req.client_id.as_deref().unwrap_or("http"),
-            &req.topics,
+    let a = s
+        .join_group(
+            &caller,
+            group,
+            req.member_id,
+            req.client_id.unwrap_or_else(|| "http".to_owned()),
+            req.topics,
             req.session_timeout_ms.unwrap_or(30_000),
             start,
-            now_ms(),
         )
-    })
-    .await?;
+        .await?;
     Ok(assignment(a))
 }
 
@@ -109,8 +103,9 @@ pub async fn heartbeat(
 ) -> ApiResult<Json<Value>> {
     caller.check(Need::ConsumeSomething)?;
     let req: Heartbeat = parse(&body)?;
-    let b = s.broker.clone();
-    let a = blocking(move || b.heartbeat(&group, &req.member_id, req.generation, now_ms())).await?;
+    let a = s
+        .heartbeat(&caller, group, req.member_id, req.generation)
+        .await?;
     Ok(assignment(a))
 }
 
@@ -121,16 +116,12 @@ pub async fn commit(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: Commit = parse(&body)?;
-    for o in &req.offsets {
-        caller.check(Need::Consume(&o.topic))?;
-    }
     let offsets: Vec<(String, u32, i64)> = req
         .offsets
         .into_iter()
         .map(|o| (o.topic, o.partition, o.offset))
         .collect();
-    let b = s.broker.clone();
-    blocking(move || b.commit(&group, &req.member_id, &offsets, now_ms())).await?;
+    s.commit(&caller, group, req.member_id, offsets).await?;
     Ok(Json(json!({})))
 }
 
@@ -142,8 +133,7 @@ pub async fn leave(
 ) -> ApiResult<StatusCode> {
     caller.check(Need::ConsumeSomething)?;
     let req: Leave = parse(&body)?;
-    let b = s.broker.clone();
-    blocking(move || b.leave_group(&group, &req.member_id)).await?;
+    s.leave_group(&caller, group, req.member_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -154,17 +144,12 @@ pub async fn offsets(
     Query(q): Query<OffsetsQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.check(Need::Consume(&q.topic))?;
-    let b = s.broker.clone();
-    let topic = q.topic.clone();
-    let rows = blocking(move || {
-        let n = b.topic(&topic)?.partitions.len() as u32;
-        let tps: Vec<(String, u32)> = (0..n).map(|p| (topic.clone(), p)).collect();
-        let committed = b.committed(&group, &tps);
-        Ok(tps.into_iter().zip(committed).collect::<Vec<_>>())
-    })
-    .await?;
-    let rows: Vec<Value> = rows
+    let n = s.broker.topic(&q.topic)?.partitions.len() as u32;
+    let tps: Vec<(String, u32)> = (0..n).map(|p| (q.topic.clone(), p)).collect();
+    let committed = s.committed(&caller, &group, &tps)?;
+    let rows: Vec<Value> = tps
         .into_iter()
+        .zip(committed)
         .map(|((t, p), o)| json!({"topic": t, "partition": p, "offset": o}))
         .collect();
     Ok(Json(json!({ "offsets": rows })))

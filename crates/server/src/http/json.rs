@@ -2,16 +2,15 @@
 //! Values travel as UTF-8 `value` or binary `value_base64` (keys likewise).
 
 use super::{ApiError, ApiResult};
+use crate::ops::FetchedPartition;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use spool_batch::{BatchBuilder, NewRecord};
+use spool_batch::NewRecord;
 use spool_broker::queue::{BackoffSpec, LeasedMessage, ModeSpec, QueueSpec, DELIVER_AT_HEADER};
 use spool_broker::{
-    Broker, BrokerError, OnFull, Retention, Routing, TopicConfig, TopicDescription,
-    TopicDurability, MSG_ID_HEADER,
+    OnFull, Retention, TopicConfig, TopicDescription, TopicDurability, MSG_ID_HEADER,
 };
-use spool_types::partitioner::partition_for_key;
 use std::collections::BTreeMap;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -94,6 +93,8 @@ pub struct FetchQuery {
     pub partition: Option<u32>,
     pub offset: Option<i64>,
     pub max_bytes: Option<usize>,
+    /// How long to wait for messages when there are none (long poll).
+    pub wait_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -169,49 +170,13 @@ impl Message {
     }
 }
 
-/// Publishes messages, one atomic batch per partition, in request order per
-/// partition; returns each message's (partition, offset) in request order.
-pub fn publish(
-    broker: &Broker,
-    topic: &str,
-    req: Publish,
-    now_ms: i64,
-) -> Result<Vec<Value>, BrokerError> {
-    let partitions = broker.topic(topic)?.partitions.len() as u32;
-    let mut groups: BTreeMap<Option<u32>, Vec<(usize, NewRecord)>> = BTreeMap::new();
-    for (i, m) in req.messages.into_iter().enumerate() {
-        let (partition, record) = m.into_record(now_ms).map_err(|e| e.0)?;
-        let target = partition.or_else(|| {
-            record
-                .key
-                .as_ref()
-                .map(|k| partition_for_key(k, partitions))
-        });
-        groups.entry(target).or_default().push((i, record));
-    }
-    let total: usize = groups.values().map(Vec::len).sum();
-    let mut out = vec![Value::Null; total];
-    for (target, records) in groups {
-        let mut b = BatchBuilder::new();
-        for (_, r) in &records {
-            b.push(r)?;
-        }
-        let routing = target.map_or(Routing::Spread, Routing::Partition);
-        let produced = broker.produce(topic, &routing, &b.finish()?, now_ms)?;
-        for (n, (i, _)) in records.iter().enumerate() {
-            // With suppressed duplicates (`message_id`) the broker names each
-            // record's place; the range covers only the new ones.
-            let (partition, offset) = match produced.placed.as_ref().and_then(|p| p.get(n)) {
-                Some(&at) => at,
-                None => (
-                    produced.partition,
-                    (produced.base_offset + n as i64).min(produced.last_offset),
-                ),
-            };
-            out[*i] = json!({"partition": partition, "offset": offset});
-        }
-    }
-    Ok(out)
+/// The messages of a publish as records, each with the partition it
+/// names (if any), in request order.
+pub fn records(req: Publish, now_ms: i64) -> ApiResult<Vec<(Option<u32>, NewRecord)>> {
+    req.messages
+        .into_iter()
+        .map(|m| m.into_record(now_ms))
+        .collect()
 }
 
 /// A value as JSON: UTF-8 text as `value`, anything else as `value_base64`.
@@ -263,9 +228,9 @@ pub fn leased(m: &LeasedMessage) -> Value {
 }
 
 /// Messages of a fetch, skipping records below the asked offset.
-pub fn fetched(partition: u32, read: &spool_log::ReadBatches, from: i64) -> ApiResult<Value> {
+pub fn fetched(partition: u32, read: &FetchedPartition, from: i64) -> ApiResult<Value> {
     let mut messages = Vec::new();
-    for batch in spool_batch::split_batches(&read.bytes) {
+    for batch in spool_batch::split_batches(&read.batches) {
         let batch = batch.map_err(|e| ApiError(e.into()))?;
         let h = spool_batch::BatchHeader::parse(batch).map_err(|e| ApiError(e.into()))?;
         for r in spool_batch::records(batch, &h) {
@@ -294,7 +259,7 @@ pub fn fetched(partition: u32, read: &spool_log::ReadBatches, from: i64) -> ApiR
     }
     Ok(json!({
         "messages": messages,
-        "next_offset": if read.bytes.is_empty() { from } else { read.next_offset },
+        "next_offset": read.next_offset,
         "start_offset": read.start_offset,
         "end_offset": read.end_offset,
     }))

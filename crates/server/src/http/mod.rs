@@ -1,8 +1,9 @@
 //! The HTTP/JSON front end (axum): topics, publishing, fetching, queue
 //! subscriptions (receive, ack, nack, extend, redrive), the side channel,
 //! health checks and the OpenAPI document. Thin: it parses JSON, calls the
-//! broker on a blocking thread and renders JSON; errors are
-//! `application/problem+json` with the binary protocol's stable codes.
+//! operations layer ([`Ops`], which authorises, validates, runs and waits)
+//! and renders JSON; errors are `application/problem+json` with the binary
+//! protocol's stable codes.
 //!
 //! Every request passes [`authenticate`] first: it gives the request an ID
 //! (the `x-request-id` header, echoed, or a new one; every log line about
@@ -19,8 +20,7 @@ mod openapi;
 mod requests;
 
 use crate::auth::{Caller, Need};
-use crate::notify::{wait_any, Notifier};
-use crate::now_ms;
+use crate::ops::{self, Ops};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -34,22 +34,14 @@ use spool_broker::{Broker, BrokerError};
 use spool_types::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::Instrument;
 
 pub use body::{HTTP_BODY_BYTES_MAX, HTTP_BODY_READ_TIMEOUT_MS, HTTP_CONTROL_BODY_BYTES_MAX};
 /// Longest `wait_ms` a receive or status wait may ask for (5 minutes).
 pub const HTTP_WAIT_MS_MAX: u64 = 300_000;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub broker: Arc<Broker>,
-    pub notifier: Arc<Notifier>,
-    /// Hosts callback URLs may point at.
-    pub allow: crate::outbound::AllowList,
-    /// Who may do what (see [`auth`](self::auth)).
-    pub auth: Arc<crate::auth::Auth>,
-}
+/// The handlers' state: the operations layer.
+pub type AppState = Arc<Ops>;
 
 /// Paths served without a token, even when authentication is on.
 pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
@@ -223,28 +215,22 @@ pub fn router(state: AppState) -> Router {
 
 /// The HTTP API over `broker` without sockets, for in-process callers such
 /// as the `http_json` fuzz target (`tower::ServiceExt::oneshot`):
-/// authentication off, outbound hosts limited to loopback, and a notifier
-/// registered with the broker so that long polls wake on appends. The
-/// housekeeping tick, callbacks and push delivery are not running.
+/// authentication off, outbound hosts limited to loopback, and long polls
+/// woken by the broker. The housekeeping tick, callbacks and push delivery
+/// are not running.
 pub fn in_process(broker: Arc<Broker>) -> Router {
-    let notifier = Arc::new(Notifier::default());
-    broker.set_listener(notifier.clone());
-    router(AppState {
+    router(Arc::new(Ops::unstopped(
         broker,
-        notifier,
-        allow: crate::outbound::AllowList::loopback(),
-        auth: Arc::new(crate::auth::Auth::disabled()),
-    })
+        crate::outbound::AllowList::loopback(),
+        Arc::new(crate::auth::Auth::disabled()),
+    )))
 }
 
 /// Runs a blocking broker call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(BrokerError::new(ErrorCode::Internal, e.to_string())))?
-        .map_err(ApiError)
+    ops::blocking(f).await.map_err(ApiError)
 }
 
 /// Parses a JSON body, answering malformed JSON with a problem document.
@@ -283,9 +269,8 @@ async fn create_topic(
     let req: json::CreateTopic = parse(&body)?;
     let name = req.name.clone();
     let (config, partitions) = req.into_config()?;
-    let b = s.broker.clone();
-    let n = name.clone();
-    blocking(move || b.create_topic(&n, partitions, config, now_ms())).await?;
+    s.create_topic(&caller, name.clone(), partitions, config)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": name, "partitions": partitions})),
@@ -298,12 +283,9 @@ async fn list_topics(
     caller: Caller,
     Query(q): Query<json::ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.check(Need::Any)?;
-    let b = s.broker.clone();
-    let topics = blocking(move || b.list_topics(q.pattern.as_deref())).await?;
-    let topics: Vec<Value> = topics
+    let topics: Vec<Value> = s
+        .list_topics(&caller, q.pattern.as_deref())?
         .into_iter()
-        .filter(|(name, _)| caller.may(Need::ProduceOrConsume(name)))
         .map(|(name, partitions)| json!({"name": name, "partitions": partitions}))
         .collect();
     Ok(Json(json!({ "topics": topics })))
@@ -314,10 +296,7 @@ async fn describe_topic(
     caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.check(Need::ProduceOrConsume(&topic))?;
-    let b = s.broker.clone();
-    let d = blocking(move || b.describe_topic(&topic)).await?;
-    Ok(Json(json::describe(&d)))
+    Ok(Json(json::describe(&s.describe_topic(&caller, &topic)?)))
 }
 
 async fn alter_topic(
@@ -328,11 +307,7 @@ async fn alter_topic(
 ) -> ApiResult<Json<Value>> {
     caller.check(Need::Admin)?;
     let patch = json::alter_patch(&parse::<Value>(&body)?)?;
-    let b = s.broker.clone();
-    let t = topic.clone();
-    blocking(move || b.alter_topic(&t, &patch, now_ms())).await?;
-    let b = s.broker.clone();
-    let d = blocking(move || b.describe_topic(&topic)).await?;
+    let d = s.alter_topic(&caller, topic, patch).await?;
     Ok(Json(json::describe(&d)))
 }
 
@@ -341,9 +316,7 @@ async fn delete_topic(
     caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.check(Need::Admin)?;
-    let b = s.broker.clone();
-    blocking(move || b.delete_topic(&topic, now_ms())).await?;
+    s.delete_topic(&caller, topic).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -360,8 +333,12 @@ async fn publish(
             "\"messages\" must hold at least one message",
         ));
     }
-    let b = s.broker.clone();
-    let offsets = blocking(move || json::publish(&b, &topic, req, now_ms())).await?;
+    let records = json::records(req, crate::now_ms())?;
+    let placed = s.publish(&caller, topic, records).await?;
+    let offsets: Vec<Value> = placed
+        .into_iter()
+        .map(|(partition, offset)| json!({"partition": partition, "offset": offset}))
+        .collect();
     Ok(Json(json!({ "offsets": offsets })))
 }
 
@@ -371,17 +348,24 @@ async fn fetch(
     Path(topic): Path<String>,
     Query(q): Query<json::FetchQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.check(Need::Consume(&topic))?;
-    let b = s.broker.clone();
     let max_bytes = q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20);
     let partition = q.partition.unwrap_or(0);
-    let read =
-        blocking(move || b.fetch(&topic, partition, q.offset.unwrap_or(0), max_bytes)).await?;
-    Ok(Json(json::fetched(
+    let offset = q.offset.unwrap_or(0);
+    let asked = ops::FetchPartition {
+        topic,
         partition,
-        &read,
-        q.offset.unwrap_or(0),
-    )?))
+        offset,
+        max_bytes,
+    };
+    let wait_ms = q.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
+    let fetched = s.fetch(&caller, vec![asked], max_bytes, wait_ms).await?;
+    let Some(read) = fetched.partitions.into_iter().next() else {
+        return Err(ApiError::invalid("nothing was fetched"));
+    };
+    if let Some(e) = read.error {
+        return Err(ApiError(e));
+    }
+    Ok(Json(json::fetched(partition, &read, offset)?))
 }
 
 async fn create_subscription(
@@ -393,31 +377,19 @@ async fn create_subscription(
     caller.check(Need::Admin)?;
     let req: json::CreateSubscription = parse(&body)?;
     let name = req.name.clone();
-    if req.kind.as_deref().unwrap_or("queue") == "stream" {
-        // Stream subscriptions are consumer groups: they exist once joined.
-        let b = s.broker.clone();
-        let t = topic.clone();
-        blocking(move || b.topic(&t).map(|_| ())).await?;
-        return Ok((
-            StatusCode::CREATED,
-            Json(json!({"name": name, "kind": "stream"})),
+    let (kind, kind_name) = if req.kind.as_deref().unwrap_or("queue") == "stream" {
+        (ops::SubscriptionKind::Stream, "stream")
+    } else {
+        (
+            ops::SubscriptionKind::Queue(req.into_spec(&topic)?),
+            "queue",
         )
-            .into_response());
-    }
-    let spec = req.into_spec(&topic)?;
-    if let Some(url) = &spec.push_endpoint {
-        s.allow.check(url).map_err(|e| {
-            ApiError(BrokerError::new(
-                ErrorCode::InvalidRequest,
-                format!("push_endpoint: {e}"),
-            ))
-        })?;
-    }
-    let b = s.broker.clone();
-    blocking(move || b.create_queue(spec, now_ms())).await?;
+    };
+    s.create_subscription(&caller, topic, name.clone(), kind)
+        .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"name": name, "kind": "queue"})),
+        Json(json!({"name": name, "kind": kind_name})),
     )
         .into_response())
 }
@@ -427,14 +399,11 @@ async fn list_subscriptions(
     caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.check(Need::Consume(&topic))?;
-    let b = s.broker.clone();
-    let specs = blocking(move || {
-        b.topic(&topic)?;
-        Ok(b.list_queues(Some(&topic)))
-    })
-    .await?;
-    let subs: Vec<Value> = specs.iter().map(json::spec).collect();
+    let subs: Vec<Value> = s
+        .list_subscriptions(&caller, Some(&topic))?
+        .iter()
+        .map(|(spec, _)| json::spec(spec))
+        .collect();
     Ok(Json(json!({ "subscriptions": subs })))
 }
 
@@ -443,9 +412,7 @@ async fn delete_subscription(
     caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.check(Need::Admin)?;
-    let b = s.broker.clone();
-    blocking(move || b.delete_queue(&topic, &sub, now_ms())).await?;
+    s.delete_subscription(&caller, topic, sub).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -465,47 +432,21 @@ async fn receive(
         .max
         .unwrap_or(10)
         .clamp(1, spool_broker::queue::RECEIVE_MAX as u32) as usize;
-    let wait = Duration::from_millis(req.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX));
-    let deadline = tokio::time::Instant::now() + wait;
-    let partitions = {
-        let b = s.broker.clone();
-        let t = topic.clone();
-        blocking(move || b.topic(&t).map(|t| t.partitions.len() as u32)).await?
-    };
-    let notifies: Vec<_> = (0..partitions)
-        .map(|p| s.notifier.partition(&topic, p))
-        .collect();
-    loop {
-        let mut got: Option<Result<Vec<_>, BrokerError>> = None;
-        let wake_at = {
-            let q = s.broker.queue(&topic, &sub).map_err(ApiError)?;
-            q.next_wakeup()
-        };
-        let until = match wake_at {
-            Some(at) => {
-                let ms = (at - now_ms()).max(1) as u64;
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(ms))
-            }
-            None => deadline,
-        };
-        wait_any(&notifies, None, until, || {
-            let r = tokio::task::block_in_place(|| s.broker.receive(&topic, &sub, max, now_ms()));
-            let ready = !matches!(&r, Ok(v) if v.is_empty());
-            got = Some(r);
-            ready || tokio::time::Instant::now() >= deadline
-        })
-        .await;
-        match got {
-            Some(Ok(messages))
-                if !messages.is_empty() || tokio::time::Instant::now() >= deadline =>
-            {
-                let messages: Vec<Value> = messages.iter().map(json::leased).collect();
-                return Ok(Json(json!({ "messages": messages })));
-            }
-            Some(Err(e)) => return Err(ApiError(e)),
-            _ => {}
-        }
-    }
+    let wait_ms = req.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
+    let room = ops::ReceiveRoom::UNLIMITED;
+    let messages = s
+        .receive(
+            &caller,
+            &topic,
+            &sub,
+            max,
+            wait_ms,
+            room,
+            &ops::Shape::BROKER,
+        )
+        .await?;
+    let messages: Vec<Value> = messages.iter().map(json::leased).collect();
+    Ok(Json(json!({ "messages": messages })))
 }
 
 /// Renders per-receipt results; if every receipt failed with one code, that
@@ -551,11 +492,9 @@ async fn ack(
 ) -> ApiResult<Json<Value>> {
     caller.check(Need::Consume(&topic))?;
     let req: json::Receipts = parse(&body)?;
-    let receipts = req.receipts.clone();
-    let b = s.broker.clone();
-    let results = blocking(move || b.ack(&topic, &sub, &req.receipts, now_ms())).await?;
+    let results = s.ack(&caller, &topic, &sub, &req.receipts).await?;
     receipt_results(
-        &receipts,
+        &req.receipts,
         results.into_iter().map(|r| r.map(|()| json!({}))).collect(),
     )
 }
@@ -569,18 +508,10 @@ async fn nack(
     caller.check(Need::Consume(&topic))?;
     let req: json::Receipts = parse(&body)?;
     let receipts = req.receipts.clone();
-    let b = s.broker.clone();
-    let results = blocking(move || {
-        b.nack(
-            &topic,
-            &sub,
-            &req.receipts,
-            req.delay_ms.unwrap_or(0),
-            req.error.as_deref(),
-            now_ms(),
-        )
-    })
-    .await?;
+    let delay_ms = req.delay_ms.unwrap_or(0);
+    let results = s
+        .nack(&caller, topic, sub, req.receipts, delay_ms, req.error)
+        .await?;
     receipt_results(
         &receipts,
         results.into_iter().map(|r| r.map(|()| json!({}))).collect(),
@@ -597,9 +528,9 @@ async fn extend(
     let req: json::Receipts = parse(&body)?;
     let receipts = req.receipts.clone();
     let extend_ms = req.extend_ms.unwrap_or(30_000);
-    let b = s.broker.clone();
-    let results =
-        blocking(move || b.extend(&topic, &sub, &req.receipts, extend_ms, now_ms())).await?;
+    let results = s
+        .extend(&caller, topic, sub, req.receipts, extend_ms)
+        .await?;
     receipt_results(
         &receipts,
         results
@@ -614,9 +545,7 @@ async fn redrive(
     caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    caller.check(Need::Admin)?;
-    let b = s.broker.clone();
-    let moved = blocking(move || b.redrive(&topic, &sub, now_ms())).await?;
+    let moved = s.redrive(&caller, topic, sub).await?;
     Ok(Json(json!({ "moved": moved })))
 }
 
@@ -625,18 +554,22 @@ async fn events(
     caller: Caller,
     Query(q): Query<json::FetchQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.check(Need::Consume(spool_broker::EVENTS_TOPIC))?;
-    let b = s.broker.clone();
     let offset = q.offset.unwrap_or(0);
-    let read = blocking(move || {
-        b.fetch(
-            spool_broker::EVENTS_TOPIC,
-            0,
-            offset,
-            q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20),
-        )
-    })
-    .await?;
+    let max_bytes = q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20);
+    let asked = ops::FetchPartition {
+        topic: spool_broker::EVENTS_TOPIC.to_owned(),
+        partition: 0,
+        offset,
+        max_bytes,
+    };
+    let wait_ms = q.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
+    let fetched = s.fetch(&caller, vec![asked], max_bytes, wait_ms).await?;
+    let Some(read) = fetched.partitions.into_iter().next() else {
+        return Err(ApiError::invalid("nothing was fetched"));
+    };
+    if let Some(e) = read.error {
+        return Err(ApiError(e));
+    }
     let fetched = json::fetched(0, &read, offset)?;
     // Events are JSON documents: show them as such.
     let events: Vec<Value> = fetched["messages"]

@@ -1,0 +1,142 @@
+//! Asynchronous requests: submit, read (optionally waiting until final),
+//! complete and fail.
+
+use super::{blocking, Ops};
+use crate::auth::{Caller, Need, RecordAccess};
+use crate::now_ms;
+use spool_broker::requests::RequestRecord;
+use spool_broker::BrokerError;
+use spool_types::limits::FETCH_WAIT_MS_MAX;
+use spool_types::{ErrorCode, NameError, TopicName};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A request as submitted.
+pub struct Submission {
+    pub queue: String,
+    pub payload: Vec<u8>,
+    /// The payload is JSON (workers are told so).
+    pub json: bool,
+    pub callback_url: Option<String>,
+}
+
+impl Ops {
+    /// Accepts a request: its record is stored durably and its payload put
+    /// on the request queue. Answers the pending record.
+    pub async fn submit_request(
+        &self,
+        caller: &Caller,
+        s: Submission,
+    ) -> Result<RequestRecord, BrokerError> {
+        caller.check(Need::Produce(&s.queue))?;
+        self.check_submission(&s)?;
+        let b = self.broker.clone();
+        blocking(move || b.submit_request(&s.queue, s.payload, s.json, s.callback_url, now_ms()))
+            .await
+    }
+
+    fn check_submission(&self, s: &Submission) -> Result<(), BrokerError> {
+        // A user-facing name: `spool.` topics are the server's own, and a
+        // request must never land in one just because it already exists.
+        if let Err(e) = TopicName::new(&s.queue) {
+            let code = match e {
+                NameError::Reserved => ErrorCode::ReservedTopicName,
+                _ => ErrorCode::InvalidTopicName,
+            };
+            return Err(BrokerError::new(
+                code,
+                format!("request queue {:?}: {e}", s.queue),
+            ));
+        }
+        if let Some(url) = &s.callback_url {
+            self.allow
+                .check(url)
+                .map_err(|e| BrokerError::invalid(format!("callback_url: {e}")))?;
+        }
+        if s.json {
+            // Workers are told the payload is JSON: hold the submitter to it.
+            serde_json::from_slice::<serde::de::IgnoredAny>(&s.payload).map_err(|e| {
+                BrokerError::invalid(format!(
+                    "the payload is marked JSON but does not parse: {e}"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The record now, or — with `wait_ms` — once it is final, the wait is
+    /// over or the server shuts down. The broker announces finished records,
+    /// so the wait reads the record only when it may have changed.
+    pub async fn get_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wait_ms: u64,
+    ) -> Result<RequestRecord, BrokerError> {
+        let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
+        let mut checked = false;
+        loop {
+            // Registered before the read, so a finish in between is seen.
+            let wait = self.notifier.request(id);
+            let notified = wait.notify().notified();
+            let b = self.broker.clone();
+            let i = id.to_owned();
+            let record = blocking(move || b.get_request(&i, now_ms())).await?;
+            if !checked {
+                caller.check(RecordAccess::Read.need(&record.queue))?;
+                checked = true;
+            }
+            if record.status.is_final() || Instant::now() >= deadline || self.stopping() {
+                return Ok(record);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.stopped() => {}
+            }
+        }
+    }
+
+    /// Checks `caller` may act on request `id` as `access` says (its queue
+    /// is looked up).
+    async fn check_record(
+        &self,
+        caller: &Caller,
+        id: &str,
+        access: RecordAccess,
+    ) -> Result<(), BrokerError> {
+        if matches!(caller, Caller::Open) {
+            return Ok(());
+        }
+        let b = self.broker.clone();
+        let i = id.to_owned();
+        let queue = blocking(move || b.get_request(&i, now_ms()).map(|r| r.queue)).await?;
+        caller.check(access.need(&queue))
+    }
+
+    /// A worker's result: the record succeeds and its message is settled.
+    pub async fn complete_request(
+        &self,
+        caller: &Caller,
+        id: String,
+        result: serde_json::Value,
+    ) -> Result<RequestRecord, BrokerError> {
+        self.check_record(caller, &id, RecordAccess::Settle).await?;
+        let b = self.broker.clone();
+        blocking(move || b.complete_request(&id, result, now_ms())).await
+    }
+
+    /// A worker's failure: retried with the queue's backoff when `retry`
+    /// (the broker wakes waiting workers), otherwise failed for good.
+    pub async fn fail_request(
+        &self,
+        caller: &Caller,
+        id: String,
+        error: String,
+        retry: bool,
+    ) -> Result<RequestRecord, BrokerError> {
+        self.check_record(caller, &id, RecordAccess::Settle).await?;
+        let b = self.broker.clone();
+        blocking(move || b.fail_request(&id, &error, retry, now_ms())).await
+    }
+}

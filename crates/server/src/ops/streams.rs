@@ -1,0 +1,317 @@
+//! Streams: produce, fetch (long poll) and consumer groups.
+
+use super::{blocking, check_consume_all, synced, Ops};
+use crate::auth::{Caller, Need};
+use crate::notify::wait_any;
+use crate::now_ms;
+use bytes::Bytes;
+use spool_batch::{BatchBuilder, NewRecord};
+use spool_broker::{Assignment, BrokerError, PendingProduce, Produced, Routing, StartFrom};
+use spool_types::limits::FETCH_WAIT_MS_MAX;
+use spool_types::partitioner::partition_for_key;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// One partition a fetch reads, from `offset`, at most `max_bytes`.
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// What a fetch read from one partition: whole stored batches (the first may
+/// begin before the asked offset) and the partition's offsets.
+pub struct FetchedPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub error: Option<BrokerError>,
+    pub start_offset: i64,
+    pub end_offset: i64,
+    pub batches: Bytes,
+    /// Where the next read of this partition starts: after `batches`, or
+    /// the asked offset when nothing was read.
+    pub next_offset: i64,
+}
+
+pub struct Fetched {
+    pub partitions: Vec<FetchedPartition>,
+}
+
+impl Fetched {
+    fn has_data(&self) -> bool {
+        self.partitions
+            .iter()
+            .any(|p| !p.batches.is_empty() || p.error.is_some())
+    }
+}
+
+impl Ops {
+    /// Validates and writes a produced batch, on the caller's task: the
+    /// write is a `pwrite` into the page cache (microseconds), and handing
+    /// the worker off around it churned hundreds of threads under load for
+    /// no gain (BENCHMARKS.md). Finish with [`Ops::finish_produce`].
+    pub fn start_produce(
+        &self,
+        caller: &Caller,
+        topic: &str,
+        routing: &Routing,
+        batch: &[u8],
+    ) -> Result<PendingProduce, BrokerError> {
+        caller.check(Need::Produce(topic))?;
+        self.broker.start_produce(topic, routing, batch, now_ms())
+    }
+
+    /// Waits until a started produce is as durable as its topic promises;
+    /// the fdatasync is waited for by the broker's sync threads.
+    pub async fn finish_produce(&self, pending: PendingProduce) -> Result<Produced, BrokerError> {
+        let broker = Arc::clone(&self.broker);
+        synced("produce", |done| broker.finish_produce_then(pending, done)).await
+    }
+
+    /// Publishes records given one by one (the HTTP API): one atomic batch
+    /// per partition, in the given order per partition. Answers each
+    /// record's (partition, offset), in the given order. A record's own
+    /// partition wins over its key's.
+    pub async fn publish(
+        &self,
+        caller: &Caller,
+        topic: String,
+        records: Vec<(Option<u32>, NewRecord)>,
+    ) -> Result<Vec<(u32, i64)>, BrokerError> {
+        caller.check(Need::Produce(&topic))?;
+        if records.is_empty() {
+            return Err(BrokerError::invalid("at least one message is needed"));
+        }
+        let b = self.broker.clone();
+        blocking(move || publish_blocking(&b, &topic, records)).await
+    }
+
+    /// Reads every asked partition; if nothing is there, waits for appends
+    /// up to `wait_ms` (capped at [`FETCH_WAIT_MS_MAX`]) and reads again.
+    /// `max_bytes` bounds the whole answer, except that the first batch
+    /// with data always goes whole (a consumer never stalls on a big batch).
+    pub async fn fetch(
+        &self,
+        caller: &Caller,
+        partitions: Vec<FetchPartition>,
+        max_bytes: usize,
+        wait_ms: u64,
+    ) -> Result<Fetched, BrokerError> {
+        check_consume_all(caller, partitions.iter().map(|p| p.topic.as_str()))?;
+        let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
+        let notifies: Vec<Arc<Notify>> = partitions
+            .iter()
+            .map(|fp| self.notifier.partition(&fp.topic, fp.partition))
+            .collect();
+        loop {
+            let mut result = None;
+            let stopping = self.stopping();
+            let waited = wait_any(&notifies, None, deadline, || {
+                let r = if self.reads_no_file(&partitions) {
+                    // A caught-up long poll: answered from memory, without
+                    // handing the worker off (`block_in_place` wakes a
+                    // thread each time: 14 % of the server's samples in a
+                    // 10,000 msgs/s end-to-end run).
+                    self.read_partitions(&partitions, max_bytes)
+                } else {
+                    tokio::task::block_in_place(|| self.read_partitions(&partitions, max_bytes))
+                };
+                let ready = r.has_data() || stopping || Instant::now() >= deadline;
+                result = Some(r);
+                ready
+            });
+            tokio::select! {
+                _ = waited => {}
+                _ = self.stopped() => {}
+            }
+            let Some(r) = result else { continue };
+            if r.has_data() || Instant::now() >= deadline || self.stopping() {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Whether reading `partitions` would touch no file: every partition is
+    /// read up to its end (or is out of range, or unknown), so the answer
+    /// comes from the logs' in-memory state. Data that arrives after this
+    /// check is read inline then; a read of fresh data is from the page
+    /// cache anyway.
+    fn reads_no_file(&self, partitions: &[FetchPartition]) -> bool {
+        partitions
+            .iter()
+            .all(|fp| match self.broker.offsets(&fp.topic, fp.partition) {
+                Ok((start, end)) => fp.offset >= end || fp.offset < start,
+                Err(_) => true,
+            })
+    }
+
+    fn read_partitions(&self, partitions: &[FetchPartition], max_bytes: usize) -> Fetched {
+        let mut budget = max_bytes;
+        let mut out = Vec::with_capacity(partitions.len());
+        for fp in partitions {
+            let mut entry = FetchedPartition {
+                topic: fp.topic.clone(),
+                partition: fp.partition,
+                error: None,
+                start_offset: 0,
+                end_offset: 0,
+                batches: Bytes::new(),
+                next_offset: fp.offset,
+            };
+            if let Ok((start, end)) = self.broker.offsets(&fp.topic, fp.partition) {
+                entry.start_offset = start;
+                entry.end_offset = end;
+            }
+            let want = fp.max_bytes.min(budget);
+            let read = if want == 0 {
+                Ok(None)
+            } else {
+                self.broker
+                    .fetch(&fp.topic, fp.partition, fp.offset, want)
+                    .map(Some)
+            };
+            match read {
+                Ok(Some(r)) => {
+                    // The first batch with data is always sent whole, even
+                    // past `max_bytes` (a batch is at most BATCH_BYTES_MAX,
+                    // which fits a frame); later partitions only within
+                    // what is left of the budget.
+                    let first_with_data = budget == max_bytes;
+                    if r.bytes.len() <= budget || first_with_data {
+                        budget = budget.saturating_sub(r.bytes.len());
+                        if !r.bytes.is_empty() {
+                            entry.next_offset = r.next_offset;
+                        }
+                        entry.batches = r.bytes;
+                    }
+                    entry.start_offset = r.start_offset;
+                    entry.end_offset = r.end_offset;
+                }
+                Ok(None) => {}
+                Err(e) => entry.error = Some(e),
+            }
+            out.push(entry);
+        }
+        Fetched { partitions: out }
+    }
+
+    /// Joins (or rejoins) a consumer group; answers the member's assignment.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn join_group(
+        &self,
+        caller: &Caller,
+        group: String,
+        member_id: Option<String>,
+        client_id: String,
+        topics: Vec<String>,
+        session_timeout_ms: u64,
+        start: StartFrom,
+    ) -> Result<Assignment, BrokerError> {
+        check_consume_all(caller, topics.iter().map(String::as_str))?;
+        let b = self.broker.clone();
+        blocking(move || {
+            b.join_group(
+                &group,
+                member_id.as_deref(),
+                &client_id,
+                &topics,
+                session_timeout_ms,
+                start,
+                now_ms(),
+            )
+        })
+        .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        caller: &Caller,
+        group: String,
+        member_id: String,
+        generation: u32,
+    ) -> Result<Assignment, BrokerError> {
+        caller.check(Need::ConsumeSomething)?;
+        let b = self.broker.clone();
+        blocking(move || b.heartbeat(&group, &member_id, generation, now_ms())).await
+    }
+
+    pub async fn leave_group(
+        &self,
+        caller: &Caller,
+        group: String,
+        member_id: String,
+    ) -> Result<(), BrokerError> {
+        caller.check(Need::ConsumeSomething)?;
+        let b = self.broker.clone();
+        blocking(move || b.leave_group(&group, &member_id)).await
+    }
+
+    /// Commits offsets, each (topic, partition, next offset to read).
+    pub async fn commit(
+        &self,
+        caller: &Caller,
+        group: String,
+        member_id: String,
+        offsets: Vec<(String, u32, i64)>,
+    ) -> Result<(), BrokerError> {
+        check_consume_all(caller, offsets.iter().map(|(t, _, _)| t.as_str()))?;
+        let b = self.broker.clone();
+        blocking(move || b.commit(&group, &member_id, &offsets, now_ms())).await
+    }
+
+    /// A group's committed offsets for the given partitions.
+    pub fn committed(
+        &self,
+        caller: &Caller,
+        group: &str,
+        partitions: &[(String, u32)],
+    ) -> Result<Vec<Option<i64>>, BrokerError> {
+        check_consume_all(caller, partitions.iter().map(|(t, _)| t.as_str()))?;
+        Ok(self.broker.committed(group, partitions))
+    }
+}
+
+fn publish_blocking(
+    broker: &spool_broker::Broker,
+    topic: &str,
+    records: Vec<(Option<u32>, NewRecord)>,
+) -> Result<Vec<(u32, i64)>, BrokerError> {
+    let now = now_ms();
+    let partitions = broker.topic(topic)?.partitions.len() as u32;
+    let mut groups: BTreeMap<Option<u32>, Vec<(usize, NewRecord)>> = BTreeMap::new();
+    for (i, (partition, record)) in records.into_iter().enumerate() {
+        let target = partition.or_else(|| {
+            record
+                .key
+                .as_ref()
+                .map(|k| partition_for_key(k, partitions))
+        });
+        groups.entry(target).or_default().push((i, record));
+    }
+    let total: usize = groups.values().map(Vec::len).sum();
+    let mut out = vec![(0, 0); total];
+    for (target, records) in groups {
+        let mut b = BatchBuilder::new();
+        for (_, r) in &records {
+            b.push(r)?;
+        }
+        let routing = target.map_or(Routing::Spread, Routing::Partition);
+        let produced = broker.produce(topic, &routing, &b.finish()?, now)?;
+        for (n, (i, _)) in records.iter().enumerate() {
+            // With suppressed duplicates (message IDs) the broker names each
+            // record's place; the range covers only the new ones.
+            out[*i] = match produced.placed.as_ref().and_then(|p| p.get(n)) {
+                Some(&at) => at,
+                None => (
+                    produced.partition,
+                    (produced.base_offset + n as i64).min(produced.last_offset),
+                ),
+            };
+        }
+    }
+    Ok(out)
+}

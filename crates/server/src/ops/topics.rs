@@ -1,0 +1,210 @@
+//! Administration: topics, subscriptions and tokens.
+
+use super::{blocking, Ops};
+use crate::auth::{Caller, Need, TokenSummary};
+use spool_broker::queue::QueueSpec;
+use spool_broker::{BrokerError, TopicConfig, TopicConfigPatch, TopicDescription};
+use spool_types::limits::GROUP_NAME_LEN_MAX;
+use spool_types::ErrorCode;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// What kind of subscription to create.
+pub enum SubscriptionKind {
+    /// A consumer group: it comes into being when a member first joins.
+    Stream,
+    /// A work queue with its settings.
+    Queue(QueueSpec),
+}
+
+/// A queue subscription's current load, as listed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SubscriptionLoad {
+    pub leased: u64,
+    pub outstanding: u64,
+    pub lag: u64,
+    pub redeliveries: u64,
+    pub dead_letters: u64,
+}
+
+impl Ops {
+    pub async fn create_topic(
+        &self,
+        caller: &Caller,
+        name: String,
+        partitions: u32,
+        config: TopicConfig,
+    ) -> Result<(), BrokerError> {
+        caller.check(Need::Admin)?;
+        let b = self.broker.clone();
+        blocking(move || b.create_topic(&name, partitions, config, crate::now_ms())).await
+    }
+
+    pub async fn delete_topic(&self, caller: &Caller, name: String) -> Result<(), BrokerError> {
+        caller.check(Need::Admin)?;
+        let b = self.broker.clone();
+        blocking(move || b.delete_topic(&name, crate::now_ms())).await
+    }
+
+    /// Changes a topic's settings; answers the topic as it now is.
+    pub async fn alter_topic(
+        &self,
+        caller: &Caller,
+        name: String,
+        patch: TopicConfigPatch,
+    ) -> Result<TopicDescription, BrokerError> {
+        caller.check(Need::Admin)?;
+        let b = self.broker.clone();
+        blocking(move || {
+            b.alter_topic(&name, &patch, crate::now_ms())?;
+            b.describe_topic(&name)
+        })
+        .await
+    }
+
+    /// Topic names and partition counts the caller may see.
+    pub fn list_topics(
+        &self,
+        caller: &Caller,
+        pattern: Option<&str>,
+    ) -> Result<Vec<(String, u32)>, BrokerError> {
+        caller.check(Need::Any)?;
+        Ok(self
+            .broker
+            .list_topics(pattern)?
+            .into_iter()
+            .filter(|(name, _)| caller.may(Need::ProduceOrConsume(name)))
+            .collect())
+    }
+
+    pub fn describe_topic(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<TopicDescription, BrokerError> {
+        caller.check(Need::ProduceOrConsume(name))?;
+        self.broker.describe_topic(name)
+    }
+
+    /// Creates a subscription. Creating a queue that exists with the same
+    /// settings is not an error, so set-up scripts can simply re-run.
+    pub async fn create_subscription(
+        &self,
+        caller: &Caller,
+        topic: String,
+        name: String,
+        kind: SubscriptionKind,
+    ) -> Result<(), BrokerError> {
+        caller.check(Need::Admin)?;
+        self.broker.topic(&topic)?;
+        let spec = match kind {
+            SubscriptionKind::Stream => return check_stream_subscription_name(&name),
+            SubscriptionKind::Queue(spec) => spec,
+        };
+        if let Some(url) = &spec.push_endpoint {
+            self.allow
+                .check(url)
+                .map_err(|e| BrokerError::invalid(format!("push_endpoint: {e}")))?;
+        }
+        let b = self.broker.clone();
+        blocking(
+            move || match b.create_queue(spec.clone(), crate::now_ms()) {
+                Err(e)
+                    if e.code == ErrorCode::GroupExists
+                        && b.queue(&spec.topic, &spec.name)
+                            .is_ok_and(|q| q.spec() == spec) =>
+                {
+                    Ok(())
+                }
+                other => other,
+            },
+        )
+        .await
+    }
+
+    pub async fn delete_subscription(
+        &self,
+        caller: &Caller,
+        topic: String,
+        name: String,
+    ) -> Result<(), BrokerError> {
+        caller.check(Need::Admin)?;
+        let b = self.broker.clone();
+        blocking(move || b.delete_queue(&topic, &name, crate::now_ms())).await
+    }
+
+    /// The queue subscriptions the caller may see (of one topic, or all),
+    /// with their load.
+    pub fn list_subscriptions(
+        &self,
+        caller: &Caller,
+        topic: Option<&str>,
+    ) -> Result<Vec<(QueueSpec, SubscriptionLoad)>, BrokerError> {
+        match topic {
+            Some(t) => {
+                caller.check(Need::Consume(t))?;
+                self.broker.topic(t)?;
+            }
+            None => caller.check(Need::Any)?,
+        }
+        Ok(self
+            .broker
+            .list_queues(topic)
+            .into_iter()
+            .filter(|spec| caller.may(Need::Consume(&spec.topic)))
+            .map(|spec| {
+                // Deleted since it was listed: report it empty.
+                let load = self.subscription_load(&spec.topic, &spec.name);
+                (spec, load)
+            })
+            .collect())
+    }
+
+    fn subscription_load(&self, topic: &str, name: &str) -> SubscriptionLoad {
+        let Ok(q) = self.broker.queue(topic, name) else {
+            return SubscriptionLoad::default();
+        };
+        let (outstanding, leased) = q.counts();
+        SubscriptionLoad {
+            leased: leased as u64,
+            outstanding: outstanding as u64,
+            lag: self.broker.queue_lag(&q),
+            redeliveries: q.redeliveries.load(Relaxed),
+            dead_letters: q.dead_letters.load(Relaxed),
+        }
+    }
+
+    /// Creates a token; answers its secret (shown this once).
+    pub fn create_token(
+        &self,
+        caller: &Caller,
+        name: &str,
+        produce: &[String],
+        consume: &[String],
+        admin: bool,
+    ) -> Result<String, BrokerError> {
+        caller.check(Need::Admin)?;
+        self.auth
+            .create(name, produce, consume, admin, crate::now_ms())
+    }
+
+    pub fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenSummary>, BrokerError> {
+        caller.check(Need::Admin)?;
+        Ok(self.auth.list())
+    }
+
+    pub fn revoke_token(&self, caller: &Caller, name: &str) -> Result<(), BrokerError> {
+        caller.check(Need::Admin)?;
+        self.auth.revoke(name)
+    }
+}
+
+/// A stream subscription is a consumer group, created by its first join;
+/// creating one only checks that its name could be joined.
+fn check_stream_subscription_name(name: &str) -> Result<(), BrokerError> {
+    if name.is_empty() || name.len() > GROUP_NAME_LEN_MAX || name.chars().any(char::is_control) {
+        return Err(BrokerError::invalid(format!(
+            "subscription name must be 1 to {GROUP_NAME_LEN_MAX} printable characters"
+        )));
+    }
+    Ok(())
+}
