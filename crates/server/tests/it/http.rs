@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Value,
+    pub(crate) body: Value,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -23,7 +23,7 @@ impl Reply {
     }
 }
 
-async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+pub(crate) async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let body = body.unwrap_or("");
     let req = format!(

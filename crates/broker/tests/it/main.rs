@@ -1,0 +1,4 @@
+//! The broker's integration tests: one test binary, a module per area.
+
+mod broker;
+mod sim;

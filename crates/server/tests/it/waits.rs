@@ -1,0 +1,164 @@
+//! Waits the operations layer owns, seen through the HTTP API: a nack
+//! wakes a waiting receive at once (the broker announces settled leases to
+//! every front end), long polls end when the server shuts down, and a
+//! request wait ends when its record is finished.
+
+use super::http::call;
+use serde_json::Value;
+use spool_server::{Server, ServerConfig};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A server on ephemeral ports that shuts down when the sender fires.
+async fn start() -> (SocketAddr, oneshot::Sender<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::bind(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: dir.path().to_owned(),
+        callback_secret: Some("s".to_owned()),
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let http = server.http_addr().unwrap();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(server.serve(async move {
+        let _ = stop_rx.await;
+    }));
+    (http, stop_tx, dir)
+}
+
+/// A topic `jobs` with a queue subscription `w` (30 s leases) and one message.
+async fn queue_with_one_message(addr: SocketAddr) {
+    let r = call(addr, "POST", "/v1/topics", Some(r#"{"name":"jobs"}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sub = r#"{"name":"w","ack_timeout_ms":30000}"#;
+    let r = call(addr, "POST", "/v1/topics/jobs/subscriptions", Some(sub)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let msg = r#"{"messages":[{"value":"one"}]}"#;
+    let r = call(addr, "POST", "/v1/topics/jobs/messages", Some(msg)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+const RECEIVE: &str = "/v1/topics/jobs/subscriptions/w/receive";
+
+/// The message is leased; a second receiver waits for it. An HTTP nack
+/// gives it back, and the waiter must have it long before the 1 s backstop
+/// re-check (before the broker announced settled leases, an HTTP nack woke
+/// nobody and the waiter saw the message only at that re-check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_nack_wakes_a_waiting_receive_at_once() {
+    let (addr, _stop, _dir) = start().await;
+    queue_with_one_message(addr).await;
+    let first = call(addr, "POST", RECEIVE, Some(r#"{"max":1}"#)).await;
+    let receipt = first.body["messages"][0]["receipt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiter = tokio::spawn(async move {
+        let r = call(addr, "POST", RECEIVE, Some(r#"{"max":1,"wait_ms":10000}"#)).await;
+        (r, Instant::now())
+    });
+    // Let the waiter start waiting (and make its first look) first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let nacked_at = Instant::now();
+    let body = format!(r#"{{"receipts":["{receipt}"]}}"#);
+    let r = call(
+        addr,
+        "POST",
+        "/v1/topics/jobs/subscriptions/w/nack",
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (got, returned_at) = waiter.await.unwrap();
+    let messages = got.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{}", got.body);
+    assert_eq!(messages[0]["value"], "one");
+    let after_nack = returned_at.duration_since(nacked_at);
+    assert!(
+        after_nack < Duration::from_millis(600),
+        "the waiter got the message {after_nack:?} after the nack"
+    );
+}
+
+/// Long polls over HTTP answer with what they have once the server starts
+/// shutting down, instead of holding the shutdown until its grace period
+/// (10 s) runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_long_polls_end_when_the_server_shuts_down() {
+    let (addr, stop, _dir) = start().await;
+    queue_with_one_message(addr).await;
+    // Lease the only message, so the receive below has nothing to wait for.
+    let r = call(addr, "POST", RECEIVE, Some(r#"{"max":1}"#)).await;
+    assert_eq!(r.body["messages"].as_array().map(Vec::len), Some(1));
+    let receive = tokio::spawn(async move {
+        call(addr, "POST", RECEIVE, Some(r#"{"max":1,"wait_ms":60000}"#)).await
+    });
+    let fetch = tokio::spawn(async move {
+        call(
+            addr,
+            "GET",
+            "/v1/topics/jobs/messages?offset=1&wait_ms=60000",
+            None,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = Instant::now();
+    stop.send(()).unwrap();
+    let (receive, fetch) = (receive.await.unwrap(), fetch.await.unwrap());
+    let took = stopped_at.elapsed();
+    assert_eq!(receive.status, 200, "{}", receive.body);
+    assert_eq!(receive.body["messages"], Value::Array(vec![]));
+    assert_eq!(fetch.status, 200, "{}", fetch.body);
+    assert_eq!(fetch.body["messages"], Value::Array(vec![]));
+    assert!(
+        took < Duration::from_millis(500),
+        "the long polls ended {took:?} after shutdown began"
+    );
+}
+
+/// A status wait ends as soon as a worker completes the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_wait_ends_when_the_request_is_completed() {
+    let (addr, _stop, _dir) = start().await;
+    let r = call(
+        addr,
+        "POST",
+        "/v1/requests",
+        Some(r#"{"queue":"resize","payload":{"w":1}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let worker = call(
+        addr,
+        "POST",
+        "/v1/topics/resize/subscriptions/workers/receive",
+        Some(r#"{"max":1}"#),
+    )
+    .await;
+    assert_eq!(worker.body["messages"].as_array().map(Vec::len), Some(1));
+    let path = format!("/v1/requests/{id}?wait_ms=10000");
+    let waiter = tokio::spawn(async move {
+        let r = call(addr, "GET", &path, None).await;
+        (r, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let completed_at = Instant::now();
+    let r = call(
+        addr,
+        "POST",
+        &format!("/v1/requests/{id}/complete"),
+        Some(r#"{"result":{"ok":true}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, returned_at) = waiter.await.unwrap();
+    assert_eq!(status.body["status"], "succeeded", "{}", status.body);
+    assert!(status.header("retry-after").is_none());
+    assert!(returned_at.duration_since(completed_at) < Duration::from_secs(2));
+}
