@@ -9,22 +9,26 @@ use crate::error::{DecodeError, EncodeError};
 use crate::wire::{Codec, Reader, Writer};
 use crate::ARRAY_LEN_MAX;
 
-/// What a full topic does with a new message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OnFull {
-    /// Refuse the produce with `QUEUE_FULL`.
-    Reject,
-    /// Delete the oldest messages to make room.
-    DropOldest,
+wire_enum! {
+    /// What a full topic does with a new message.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum OnFull: tag("config.on_full") {
+        /// Refuse the produce with `QUEUE_FULL`.
+        Reject = 0,
+        /// Delete the oldest messages to make room.
+        DropOldest = 1,
+    }
 }
 
-/// When messages are removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Retention {
-    /// Only by the size and age limits.
-    Limits,
-    /// Also once every consumer has acknowledged them.
-    WorkQueue,
+wire_enum! {
+    /// When messages are removed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Retention: tag("config.retention") {
+        /// Only by the size and age limits.
+        Limits = 0,
+        /// Also once every consumer has acknowledged them.
+        WorkQueue = 1,
+    }
 }
 
 /// When appended data is flushed to disk.
@@ -38,152 +42,67 @@ pub enum Durability {
     Never,
 }
 
+impl Codec for Durability {
+    // Tag alone (Always, Never).
+    const MIN_BYTES: usize = 1;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match *self {
+            Durability::Always => w.u8(0),
+            Durability::Interval { interval_ms } => {
+                w.u8(1);
+                w.u32(interval_ms);
+            }
+            Durability::Never => w.u8(2),
+        }
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        match r.tag("config.durability")? {
+            (0, _) => Ok(Durability::Always),
+            (1, _) => Ok(Durability::Interval {
+                interval_ms: r.u32("config.durability.interval_ms")?,
+            }),
+            (2, _) => Ok(Durability::Never),
+            (v, at) => Err(Reader::invalid("config.durability", at, v.into())),
+        }
+    }
+}
+
 /// Extension tag: duplicate-suppression window in ms (u64, big-endian).
 pub const CONFIG_TAG_DEDUP_WINDOW_MS: u16 = 1;
 /// Extension tag: depth at which the server warns (u64, big-endian; 0 = off).
 pub const CONFIG_TAG_WARN_DEPTH: u16 = 2;
 
-/// An unrecognised trailing configuration field, kept so a server can refuse
-/// it by tag (a config setting silently ignored would surprise the user).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigExtension {
-    pub tag: u16,
-    pub value: Bytes,
-}
-
-/// Topic settings. In CreateTopic and AlterTopic an absent field means
-/// "default" and "unchanged" respectively; a TopicDescription has them all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TopicConfig {
-    pub max_messages: Option<u64>,
-    pub max_bytes: Option<u64>,
-    pub on_full: Option<OnFull>,
-    pub retention: Option<Retention>,
-    pub retention_bytes: Option<u64>,
-    pub retention_ms: Option<u64>,
-    pub durability: Option<Durability>,
-    pub segment_bytes: Option<u64>,
-    /// Tagged fields added after protocol version 1. This version defines
-    /// none; servers should answer any with `INVALID_CONFIG`.
-    pub extensions: Vec<ConfigExtension>,
-}
-
-fn put_opt_u64(w: &mut Writer<'_>, v: Option<u64>) {
-    w.presence(v.is_some());
-    if let Some(v) = v {
-        w.u64(v);
+wire_struct! {
+    /// An unrecognised trailing configuration field, kept so a server can
+    /// refuse it by tag (a config setting silently ignored would surprise
+    /// the user).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConfigExtension {
+        pub tag: u16 => u16("config.extension.tag"),
+        pub value: Bytes => bytes("config.extension.value"),
     }
 }
 
-fn get_opt_u64(r: &mut Reader, what: &'static str) -> Result<Option<u64>, DecodeError> {
-    if r.presence(what)? {
-        r.u64(what).map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
-impl Codec for ConfigExtension {
-    const MIN_BYTES: usize = 2 + 4;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.u16(self.tag);
-        w.bytes("config.extension.value", &self.value)
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(ConfigExtension {
-            tag: r.u16("config.extension.tag")?,
-            value: r.bytes("config.extension.value")?,
-        })
-    }
-}
-
-impl Codec for TopicConfig {
-    // Eight absent presence bytes and an empty extension count.
-    const MIN_BYTES: usize = 8 + 4;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        put_opt_u64(w, self.max_messages);
-        put_opt_u64(w, self.max_bytes);
-        w.presence(self.on_full.is_some());
-        if let Some(on_full) = self.on_full {
-            w.u8(match on_full {
-                OnFull::Reject => 0,
-                OnFull::DropOldest => 1,
-            });
-        }
-        w.presence(self.retention.is_some());
-        if let Some(retention) = self.retention {
-            w.u8(match retention {
-                Retention::Limits => 0,
-                Retention::WorkQueue => 1,
-            });
-        }
-        put_opt_u64(w, self.retention_bytes);
-        put_opt_u64(w, self.retention_ms);
-        w.presence(self.durability.is_some());
-        match self.durability {
-            None => {}
-            Some(Durability::Always) => w.u8(0),
-            Some(Durability::Interval { interval_ms }) => {
-                w.u8(1);
-                w.u32(interval_ms);
-            }
-            Some(Durability::Never) => w.u8(2),
-        }
-        put_opt_u64(w, self.segment_bytes);
-        w.array("config.extensions", &self.extensions, ARRAY_LEN_MAX)
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        let max_messages = get_opt_u64(r, "config.max_messages")?;
-        let max_bytes = get_opt_u64(r, "config.max_bytes")?;
-        let on_full = if r.presence("config.on_full")? {
-            Some(match r.tag("config.on_full")? {
-                (0, _) => OnFull::Reject,
-                (1, _) => OnFull::DropOldest,
-                (v, at) => return Err(Reader::invalid("config.on_full", at, v.into())),
-            })
-        } else {
-            None
-        };
-        let retention = if r.presence("config.retention")? {
-            Some(match r.tag("config.retention")? {
-                (0, _) => Retention::Limits,
-                (1, _) => Retention::WorkQueue,
-                (v, at) => return Err(Reader::invalid("config.retention", at, v.into())),
-            })
-        } else {
-            None
-        };
-        let retention_bytes = get_opt_u64(r, "config.retention_bytes")?;
-        let retention_ms = get_opt_u64(r, "config.retention_ms")?;
-        let durability = if r.presence("config.durability")? {
-            Some(match r.tag("config.durability")? {
-                (0, _) => Durability::Always,
-                (1, _) => Durability::Interval {
-                    interval_ms: r.u32("config.durability.interval_ms")?,
-                },
-                (2, _) => Durability::Never,
-                (v, at) => return Err(Reader::invalid("config.durability", at, v.into())),
-            })
-        } else {
-            None
-        };
-        let segment_bytes = get_opt_u64(r, "config.segment_bytes")?;
-        let extensions = r.array("config.extensions", ARRAY_LEN_MAX)?;
-        Ok(TopicConfig {
-            max_messages,
-            max_bytes,
-            on_full,
-            retention,
-            retention_bytes,
-            retention_ms,
-            durability,
-            segment_bytes,
-            extensions,
-        })
+wire_struct! {
+    /// Topic settings. In CreateTopic and AlterTopic an absent field means
+    /// "default" and "unchanged" respectively; a TopicDescription has them
+    /// all.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct TopicConfig {
+        pub max_messages: Option<u64> => opt_u64("config.max_messages"),
+        pub max_bytes: Option<u64> => opt_u64("config.max_bytes"),
+        pub on_full: Option<OnFull> => opt("config.on_full"),
+        pub retention: Option<Retention> => opt("config.retention"),
+        pub retention_bytes: Option<u64> => opt_u64("config.retention_bytes"),
+        pub retention_ms: Option<u64> => opt_u64("config.retention_ms"),
+        pub durability: Option<Durability> => opt("config.durability"),
+        pub segment_bytes: Option<u64> => opt_u64("config.segment_bytes"),
+        /// Tagged fields added after protocol version 1. This version
+        /// defines none; servers should answer any with `INVALID_CONFIG`.
+        pub extensions: Vec<ConfigExtension> => array("config.extensions", ARRAY_LEN_MAX),
     }
 }
 
@@ -227,30 +146,13 @@ impl Codec for Routing {
     }
 }
 
-/// Where a consumer-group member starts on a partition with no committed offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GroupStart {
-    Earliest,
-    Latest,
-}
-
-impl Codec for GroupStart {
-    const MIN_BYTES: usize = 1;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.u8(match self {
-            GroupStart::Earliest => 0,
-            GroupStart::Latest => 1,
-        });
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        match r.tag("join_group.start")? {
-            (0, _) => Ok(GroupStart::Earliest),
-            (1, _) => Ok(GroupStart::Latest),
-            (v, at) => Err(Reader::invalid("join_group.start", at, v.into())),
-        }
+wire_enum! {
+    /// Where a consumer-group member starts on a partition with no
+    /// committed offset.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum GroupStart: tag("join_group.start") {
+        Earliest = 0,
+        Latest = 1,
     }
 }
 
@@ -288,95 +190,34 @@ impl Codec for SubscribeStart {
     }
 }
 
-/// A partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: u32,
-}
-
-impl Codec for TopicPartition {
-    const MIN_BYTES: usize = 2 + 4;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.string("topic", &self.topic)?;
-        w.u32(self.partition);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(TopicPartition {
-            topic: r.string("topic")?,
-            partition: r.u32("partition")?,
-        })
+wire_struct! {
+    /// A partition of a topic.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct TopicPartition {
+        pub topic: String => string("topic"),
+        pub partition: u32 => u32("partition"),
     }
 }
 
-/// A position in a partition: an assignment's start, or an offset to commit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PartitionOffset {
-    pub topic: String,
-    pub partition: u32,
-    pub offset: u64,
-}
-
-impl Codec for PartitionOffset {
-    const MIN_BYTES: usize = 2 + 4 + 8;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.string("topic", &self.topic)?;
-        w.u32(self.partition);
-        w.u64(self.offset);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(PartitionOffset {
-            topic: r.string("topic")?,
-            partition: r.u32("partition")?,
-            offset: r.u64("offset")?,
-        })
+wire_struct! {
+    /// A position in a partition: an assignment's start, or an offset to
+    /// commit.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct PartitionOffset {
+        pub topic: String => string("topic"),
+        pub partition: u32 => u32("partition"),
+        pub offset: u64 => u64("offset"),
     }
 }
 
-/// Encodes a group assignment (Joined and HeartbeatOk share the layout).
-pub(crate) fn put_assignment(
-    w: &mut Writer<'_>,
-    assignment: &[PartitionOffset],
-) -> Result<(), EncodeError> {
-    w.array("assignment", assignment, ARRAY_LEN_MAX)
-}
-
-pub(crate) fn get_assignment(r: &mut Reader) -> Result<Vec<PartitionOffset>, DecodeError> {
-    r.array("assignment", ARRAY_LEN_MAX)
-}
-
-/// The two kinds of subscription over a stored topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SubscriptionKind {
-    /// A work queue: competing consumers, per-message leases and acks.
-    Queue,
-    /// A consumer group (ordered stream processing, committed offsets).
-    Stream,
-}
-
-impl Codec for SubscriptionKind {
-    const MIN_BYTES: usize = 1;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.u8(match self {
-            SubscriptionKind::Queue => 0,
-            SubscriptionKind::Stream => 1,
-        });
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        match r.tag("subscription.kind")? {
-            (0, _) => Ok(SubscriptionKind::Queue),
-            (1, _) => Ok(SubscriptionKind::Stream),
-            (v, at) => Err(Reader::invalid("subscription.kind", at, v.into())),
-        }
+wire_enum! {
+    /// The two kinds of subscription over a stored topic.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum SubscriptionKind: tag("subscription.kind") {
+        /// A work queue: competing consumers, per-message leases and acks.
+        Queue = 0,
+        /// A consumer group (ordered stream processing, committed offsets).
+        Stream = 1,
     }
 }
 
@@ -422,56 +263,42 @@ impl Codec for Backoff {
     }
 }
 
-/// When a queue subscription counts a message as done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum DeliveryMode {
-    /// Redelivered until acknowledged.
-    #[default]
-    AtLeastOnce,
-    /// Acknowledged as it is handed out; never redelivered.
-    AtMostOnce,
-}
-
-impl Codec for DeliveryMode {
-    const MIN_BYTES: usize = 1;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.u8(match self {
-            DeliveryMode::AtLeastOnce => 0,
-            DeliveryMode::AtMostOnce => 1,
-        });
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        match r.tag("subscription.mode")? {
-            (0, _) => Ok(DeliveryMode::AtLeastOnce),
-            (1, _) => Ok(DeliveryMode::AtMostOnce),
-            (v, at) => Err(Reader::invalid("subscription.mode", at, v.into())),
-        }
+wire_enum! {
+    /// When a queue subscription counts a message as done.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum DeliveryMode: tag("subscription.mode") {
+        /// Redelivered until acknowledged.
+        #[default]
+        AtLeastOnce = 0,
+        /// Acknowledged as it is handed out; never redelivered.
+        AtMostOnce = 1,
     }
 }
 
-/// One message leased from a queue subscription (Receive and QueueDeliver).
-///
-/// Key, value and header values are slices of the received frame, not
-/// copies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeasedMessage {
-    /// Names this lease in Ack, Nack and ExtendLease.
-    pub receipt: String,
-    pub partition: u32,
-    pub offset: u64,
-    pub timestamp_ms: i64,
-    /// How many times the message has been handed out, this time included.
-    pub deliveries: u32,
-    /// Ms since the Unix epoch after which the lease lapses and the message
-    /// may go to another consumer.
-    pub lease_deadline_ms: i64,
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    /// Record headers in stored order; keys may repeat.
-    pub headers: Vec<(String, Option<Bytes>)>,
+wire_struct! {
+    /// One message leased from a queue subscription (Receive and
+    /// QueueDeliver).
+    ///
+    /// Key, value and header values are slices of the received frame, not
+    /// copies.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LeasedMessage {
+        /// Names this lease in Ack, Nack and ExtendLease.
+        pub receipt: String => string("message.receipt"),
+        pub partition: u32 => u32("message.partition"),
+        pub offset: u64 => u64("message.offset"),
+        pub timestamp_ms: i64 => i64("message.timestamp_ms"),
+        /// How many times the message has been handed out, this time
+        /// included.
+        pub deliveries: u32 => u32("message.deliveries"),
+        /// Ms since the Unix epoch after which the lease lapses and the
+        /// message may go to another consumer.
+        pub lease_deadline_ms: i64 => i64("message.lease_deadline_ms"),
+        pub key: Option<Bytes> => opt_bytes("message.key"),
+        pub value: Option<Bytes> => opt_bytes("message.value"),
+        /// Record headers in stored order; keys may repeat.
+        pub headers: Vec<(String, Option<Bytes>)> => array("message.headers", ARRAY_LEN_MAX),
+    }
 }
 
 impl LeasedMessage {
@@ -507,35 +334,5 @@ impl Codec for (String, Option<Bytes>) {
             r.string("message.headers.key")?,
             r.opt_bytes("message.headers.value")?,
         ))
-    }
-}
-
-impl Codec for LeasedMessage {
-    const MIN_BYTES: usize = 2 + 4 + 8 + 8 + 4 + 8 + 4 + 4 + 4;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.string("message.receipt", &self.receipt)?;
-        w.u32(self.partition);
-        w.u64(self.offset);
-        w.i64(self.timestamp_ms);
-        w.u32(self.deliveries);
-        w.i64(self.lease_deadline_ms);
-        w.opt_bytes("message.key", self.key.as_deref())?;
-        w.opt_bytes("message.value", self.value.as_deref())?;
-        w.array("message.headers", &self.headers, ARRAY_LEN_MAX)
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(LeasedMessage {
-            receipt: r.string("message.receipt")?,
-            partition: r.u32("message.partition")?,
-            offset: r.u64("message.offset")?,
-            timestamp_ms: r.i64("message.timestamp_ms")?,
-            deliveries: r.u32("message.deliveries")?,
-            lease_deadline_ms: r.i64("message.lease_deadline_ms")?,
-            key: r.opt_bytes("message.key")?,
-            value: r.opt_bytes("message.value")?,
-            headers: r.array("message.headers", ARRAY_LEN_MAX)?,
-        })
     }
 }

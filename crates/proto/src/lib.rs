@@ -18,6 +18,10 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+// First, so that the layout macros are in scope in the modules below.
+#[macro_use]
+mod macros;
+
 mod common;
 mod error;
 mod frame;

@@ -8,25 +8,29 @@ use crate::error::{DecodeError, EncodeError, WireCode, WireError};
 use crate::frame::{encode_frame, FrameKind};
 use crate::op::{op_for, Op};
 use crate::response::{decode_error_tail, put_wire_error};
-use crate::wire::Reader;
+use crate::wire::{Codec, Reader};
 use crate::ARRAY_LEN_MAX;
 
-/// Record batches for a subscription, charged against its credit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deliver {
-    pub topic: String,
-    pub partition: u32,
-    /// One or more whole RecordBatches, concatenated; a slice of the
-    /// received frame, not a copy.
-    pub batches: Bytes,
+wire_struct! {
+    /// Record batches for a subscription, charged against its credit.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Deliver {
+        pub topic: String => string("deliver.topic"),
+        pub partition: u32 => u32("deliver.partition"),
+        /// One or more whole RecordBatches, concatenated; a slice of the
+        /// received frame, not a copy.
+        pub batches: Bytes => bytes("deliver.batches"),
+    }
 }
 
-/// Messages leased to a queue subscription, charged against its credit.
-/// The leases are the subscriber's to ack, nack or extend, exactly as if it
-/// had received them with a Receive request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueDeliver {
-    pub messages: Vec<LeasedMessage>,
+wire_struct! {
+    /// Messages leased to a queue subscription, charged against its
+    /// credit. The leases are the subscriber's to ack, nack or extend,
+    /// exactly as if it had received them with a Receive request.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct QueueDeliver {
+        pub messages: Vec<LeasedMessage> => array("queue_deliver.messages", ARRAY_LEN_MAX),
+    }
 }
 
 /// A decoded push body. New ops will add variants.
@@ -53,11 +57,7 @@ impl Push {
         let op = op_for(op, FrameKind::Push)?;
         let mut r = Reader::new(body);
         let push = match op {
-            Op::Deliver => Push::Deliver(Deliver {
-                topic: r.string("deliver.topic")?,
-                partition: r.u32("deliver.partition")?,
-                batches: r.bytes("deliver.batches")?,
-            }),
+            Op::Deliver => Push::Deliver(Deliver::decode(&mut r)?),
             Op::SubscriptionClosed => {
                 let at = r.offset();
                 let raw = r.u16("subscription_closed.error_code")?;
@@ -69,9 +69,7 @@ impl Push {
                 ))?;
                 Push::SubscriptionClosed(decode_error_tail(code, &mut r)?)
             }
-            Op::QueueDeliver => Push::QueueDeliver(QueueDeliver {
-                messages: r.array("queue_deliver.messages", ARRAY_LEN_MAX)?,
-            }),
+            Op::QueueDeliver => Push::QueueDeliver(QueueDeliver::decode(&mut r)?),
             // op_for only returns push ops here.
             _ => {
                 return Err(DecodeError::UnknownOp {
@@ -92,15 +90,9 @@ impl Push {
             self.op().as_u16(),
             subscription_id,
             |w| match self {
-                Push::Deliver(m) => {
-                    w.string("deliver.topic", &m.topic)?;
-                    w.u32(m.partition);
-                    w.bytes("deliver.batches", &m.batches)
-                }
+                Push::Deliver(m) => m.encode(w),
                 Push::SubscriptionClosed(error) => put_wire_error(w, error),
-                Push::QueueDeliver(m) => {
-                    w.array("queue_deliver.messages", &m.messages, ARRAY_LEN_MAX)
-                }
+                Push::QueueDeliver(m) => m.encode(w),
             },
         )
     }

@@ -7,10 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::common::{
-    get_assignment, put_assignment, Backoff, DeliveryMode, LeasedMessage, PartitionOffset,
-    TopicConfig,
-};
+use crate::common::{Backoff, DeliveryMode, LeasedMessage, PartitionOffset, TopicConfig};
 use crate::error::{DecodeError, EncodeError, WireCode, WireError};
 use crate::frame::{encode_frame, encode_frame_parts, FrameKind};
 use crate::op::{op_for, Op};
@@ -18,63 +15,79 @@ use crate::wire::{Codec, Reader, Writer};
 use crate::ARRAY_LEN_MAX;
 use spool_types::limits::SUBSCRIPTION_TOPICS_MAX;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HelloOk {
-    /// The version chosen for this connection.
-    pub version: u16,
-    pub server_id: String,
-    /// Largest frame the server accepts or sends.
-    pub max_frame_bytes: u32,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct HelloOk {
+        /// The version chosen for this connection.
+        pub version: u16 => u16("hello_ok.version"),
+        pub server_id: String => string("hello_ok.server_id"),
+        /// Largest frame the server accepts or sends.
+        pub max_frame_bytes: u32 => u32("hello_ok.max_frame_bytes"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicSummary {
-    pub name: String,
-    pub partitions: u32,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TopicSummary {
+        pub name: String => string("topics.name"),
+        pub partitions: u32 => u32("topics.partitions"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicDescription {
-    pub name: String,
-    /// Every field present: the effective settings.
-    pub config: TopicConfig,
-    pub partitions: Vec<PartitionInfo>,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TopicDescription {
+        pub name: String => string("topic_description.name"),
+        /// Every field present: the effective settings.
+        pub config: TopicConfig => codec,
+        pub partitions: Vec<PartitionInfo> =>
+            array("topic_description.partitions", ARRAY_LEN_MAX),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionInfo {
-    pub partition: u32,
-    /// First offset still stored.
-    pub start_offset: u64,
-    /// Offset the next message will get.
-    pub end_offset: u64,
-    pub messages: u64,
-    pub bytes: u64,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct PartitionInfo {
+        pub partition: u32 => u32("partition_info.partition"),
+        /// First offset still stored.
+        pub start_offset: u64 => u64("partition_info.start_offset"),
+        /// Offset the next message will get.
+        pub end_offset: u64 => u64("partition_info.end_offset"),
+        pub messages: u64 => u64("partition_info.messages"),
+        pub bytes: u64 => u64("partition_info.bytes"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Produced {
-    pub partition: u32,
-    pub base_offset: u64,
-    pub last_offset: u64,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Produced {
+        pub partition: u32 => u32("produced.partition"),
+        pub base_offset: u64 => u64("produced.base_offset"),
+        pub last_offset: u64 => u64("produced.last_offset"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    pub partitions: Vec<FetchedPartition>,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Fetched {
+        pub partitions: Vec<FetchedPartition> => array("fetched.partitions", ARRAY_LEN_MAX),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchedPartition {
-    pub topic: String,
-    pub partition: u32,
-    /// Why this partition returned nothing; `None` on success.
-    pub error: Option<WireCode>,
-    pub start_offset: u64,
-    pub end_offset: u64,
-    /// Zero or more whole RecordBatches, concatenated; a slice of the
-    /// received frame, not a copy.
-    pub batches: Bytes,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct FetchedPartition {
+        pub topic: String => string("fetched.topic"),
+        pub partition: u32 => u32("fetched.partition"),
+        /// Why this partition returned nothing; `None` on success.
+        pub error: Option<WireCode> => code("fetched.error_code"),
+        pub start_offset: u64 => u64("fetched.start_offset"),
+        pub end_offset: u64 => u64("fetched.end_offset"),
+        /// Zero or more whole RecordBatches, concatenated; a slice of the
+        /// received frame, not a copy (and, encoded into parts, not copied
+        /// into the frame either).
+        pub batches: Bytes => shared_bytes("fetched.batches"),
+    }
 }
 
 impl FetchedPartition {
@@ -86,20 +99,24 @@ impl FetchedPartition {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Joined {
-    pub member_id: String,
-    pub generation: u32,
-    /// Partitions owned by this member, each with the offset to start at
-    /// (the committed offset, or the group's start position).
-    pub assignment: Vec<PartitionOffset>,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Joined {
+        pub member_id: String => string("joined.member_id"),
+        pub generation: u32 => u32("joined.generation"),
+        /// Partitions owned by this member, each with the offset to start
+        /// at (the committed offset, or the group's start position).
+        pub assignment: Vec<PartitionOffset> => array("assignment", ARRAY_LEN_MAX),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatOk {
-    /// Differs from the member's generation after a rebalance.
-    pub generation: u32,
-    pub assignment: Vec<PartitionOffset>,
+wire_struct! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct HeartbeatOk {
+        /// Differs from the member's generation after a rebalance.
+        pub generation: u32 => u32("heartbeat_ok.generation"),
+        pub assignment: Vec<PartitionOffset> => array("assignment", ARRAY_LEN_MAX),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,40 +128,45 @@ pub struct CommittedOffset {
     pub offset: Option<u64>,
 }
 
-/// A queue subscription's settings and current load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionInfo {
-    pub topic: String,
-    pub name: String,
-    pub ack_timeout_ms: u32,
-    /// 0 = unlimited.
-    pub max_deliveries: u32,
-    pub dead_letter_topic: Option<String>,
-    pub backoff: Backoff,
-    pub mode: DeliveryMode,
-    pub ordered: bool,
-    /// Messages leased right now.
-    pub leased: u64,
-    /// Messages read from the topic and not yet done (ready, delayed or
-    /// leased). The server scans the topic in windows, so this counts at
-    /// most the current window, not the whole backlog.
-    pub outstanding: u64,
-    /// The backlog: messages from the oldest one not yet done to the end
-    /// of the topic, over all partitions (messages done above the oldest
-    /// undone one still count until it is done, as with a committed offset).
-    pub lag: u64,
-    /// Deliveries beyond the first, since the server started.
-    pub redeliveries: u64,
-    /// Messages dead-lettered, since the server started.
-    pub dead_letters: u64,
+wire_struct! {
+    /// A queue subscription's settings and current load.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct SubscriptionInfo {
+        pub topic: String => string("subscriptions.topic"),
+        pub name: String => string("subscriptions.name"),
+        pub ack_timeout_ms: u32 => u32("subscriptions.ack_timeout_ms"),
+        /// 0 = unlimited.
+        pub max_deliveries: u32 => u32("subscriptions.max_deliveries"),
+        pub dead_letter_topic: Option<String> => opt_string("subscriptions.dead_letter_topic"),
+        pub backoff: Backoff => codec,
+        pub mode: DeliveryMode => codec,
+        pub ordered: bool => bool("subscriptions.ordered"),
+        /// Messages leased right now.
+        pub leased: u64 => u64("subscriptions.leased"),
+        /// Messages read from the topic and not yet done (ready, delayed
+        /// or leased). The server scans the topic in windows, so this
+        /// counts at most the current window, not the whole backlog.
+        pub outstanding: u64 => u64("subscriptions.outstanding"),
+        /// The backlog: messages from the oldest one not yet done to the
+        /// end of the topic, over all partitions (messages done above the
+        /// oldest undone one still count until it is done, as with a
+        /// committed offset).
+        pub lag: u64 => u64("subscriptions.lag"),
+        /// Deliveries beyond the first, since the server started.
+        pub redeliveries: u64 => u64("subscriptions.redeliveries"),
+        /// Messages dead-lettered, since the server started.
+        pub dead_letters: u64 => u64("subscriptions.dead_letters"),
+    }
 }
 
-/// CreateToken's answer: the new token, shown this once.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenCreated {
-    pub name: String,
-    /// The secret itself; the server keeps only its hash.
-    pub token: String,
+wire_struct! {
+    /// CreateToken's answer: the new token, shown this once.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct TokenCreated {
+        pub name: String => string("token_created.name"),
+        /// The secret itself; the server keeps only its hash.
+        pub token: String => string("token_created.token"),
+    }
 }
 
 // Written by hand so the token never reaches a log through `{:?}`.
@@ -157,16 +179,18 @@ impl std::fmt::Debug for TokenCreated {
     }
 }
 
-/// One token as ListTokens shows it: its name and permissions, never the
-/// secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-    pub name: String,
-    pub produce: Vec<String>,
-    pub consume: Vec<String>,
-    pub admin: bool,
-    /// When it was made, in ms since the Unix epoch.
-    pub created_ms: u64,
+wire_struct! {
+    /// One token as ListTokens shows it: its name and permissions, never
+    /// the secret.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TokenInfo {
+        pub name: String => string("tokens.name"),
+        pub produce: Vec<String> => string_array("tokens.produce", SUBSCRIPTION_TOPICS_MAX),
+        pub consume: Vec<String> => string_array("tokens.consume", SUBSCRIPTION_TOPICS_MAX),
+        pub admin: bool => bool("tokens.admin"),
+        /// When it was made, in ms since the Unix epoch.
+        pub created_ms: u64 => u64("tokens.created_ms"),
+    }
 }
 
 /// The body of a successful response. Ops with nothing to return still get
@@ -278,39 +302,18 @@ impl ResponseBody {
 
     fn decode(op: Op, r: &mut Reader) -> Result<ResponseBody, DecodeError> {
         Ok(match op {
-            Op::Hello => ResponseBody::HelloOk(HelloOk {
-                version: r.u16("hello_ok.version")?,
-                server_id: r.string("hello_ok.server_id")?,
-                max_frame_bytes: r.u32("hello_ok.max_frame_bytes")?,
-            }),
+            Op::Hello => ResponseBody::HelloOk(HelloOk::decode(r)?),
             Op::CreateTopic => ResponseBody::TopicCreated {
                 name: r.string("topic_created.name")?,
             },
             Op::DeleteTopic => ResponseBody::TopicDeleted,
             Op::ListTopics => ResponseBody::Topics(r.array("topics", ARRAY_LEN_MAX)?),
-            Op::DescribeTopic => ResponseBody::TopicDescription(TopicDescription {
-                name: r.string("topic_description.name")?,
-                config: TopicConfig::decode(r)?,
-                partitions: r.array("topic_description.partitions", ARRAY_LEN_MAX)?,
-            }),
+            Op::DescribeTopic => ResponseBody::TopicDescription(TopicDescription::decode(r)?),
             Op::AlterTopic => ResponseBody::TopicAltered,
-            Op::Produce => ResponseBody::Produced(Produced {
-                partition: r.u32("produced.partition")?,
-                base_offset: r.u64("produced.base_offset")?,
-                last_offset: r.u64("produced.last_offset")?,
-            }),
-            Op::Fetch => ResponseBody::Fetched(Fetched {
-                partitions: r.array("fetched.partitions", ARRAY_LEN_MAX)?,
-            }),
-            Op::JoinGroup => ResponseBody::Joined(Joined {
-                member_id: r.string("joined.member_id")?,
-                generation: r.u32("joined.generation")?,
-                assignment: get_assignment(r)?,
-            }),
-            Op::Heartbeat => ResponseBody::HeartbeatOk(HeartbeatOk {
-                generation: r.u32("heartbeat_ok.generation")?,
-                assignment: get_assignment(r)?,
-            }),
+            Op::Produce => ResponseBody::Produced(Produced::decode(r)?),
+            Op::Fetch => ResponseBody::Fetched(Fetched::decode(r)?),
+            Op::JoinGroup => ResponseBody::Joined(Joined::decode(r)?),
+            Op::Heartbeat => ResponseBody::HeartbeatOk(HeartbeatOk::decode(r)?),
             Op::LeaveGroup => ResponseBody::LeftGroup,
             Op::CommitOffsets => ResponseBody::OffsetsCommitted,
             Op::FetchOffsets => ResponseBody::Offsets(r.array("offsets", ARRAY_LEN_MAX)?),
@@ -348,10 +351,7 @@ impl ResponseBody {
             Op::FailRequest => ResponseBody::RequestFailed {
                 json: r.text("request_record.json")?,
             },
-            Op::CreateToken => ResponseBody::TokenCreated(TokenCreated {
-                name: r.string("token_created.name")?,
-                token: r.string("token_created.token")?,
-            }),
+            Op::CreateToken => ResponseBody::TokenCreated(TokenCreated::decode(r)?),
             Op::ListTokens => ResponseBody::Tokens(r.array("tokens", ARRAY_LEN_MAX)?),
             Op::RevokeToken => ResponseBody::TokenRevoked,
             Op::Ping => ResponseBody::Pong,
@@ -367,35 +367,14 @@ impl ResponseBody {
 
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         match self {
-            ResponseBody::HelloOk(m) => {
-                w.u16(m.version);
-                w.string("hello_ok.server_id", &m.server_id)?;
-                w.u32(m.max_frame_bytes);
-                Ok(())
-            }
+            ResponseBody::HelloOk(m) => m.encode(w),
             ResponseBody::TopicCreated { name } => w.string("topic_created.name", name),
             ResponseBody::Topics(topics) => w.array("topics", topics, ARRAY_LEN_MAX),
-            ResponseBody::TopicDescription(m) => {
-                w.string("topic_description.name", &m.name)?;
-                m.config.encode(w)?;
-                w.array("topic_description.partitions", &m.partitions, ARRAY_LEN_MAX)
-            }
-            ResponseBody::Produced(m) => {
-                w.u32(m.partition);
-                w.u64(m.base_offset);
-                w.u64(m.last_offset);
-                Ok(())
-            }
-            ResponseBody::Fetched(m) => w.array("fetched.partitions", &m.partitions, ARRAY_LEN_MAX),
-            ResponseBody::Joined(m) => {
-                w.string("joined.member_id", &m.member_id)?;
-                w.u32(m.generation);
-                put_assignment(w, &m.assignment)
-            }
-            ResponseBody::HeartbeatOk(m) => {
-                w.u32(m.generation);
-                put_assignment(w, &m.assignment)
-            }
+            ResponseBody::TopicDescription(m) => m.encode(w),
+            ResponseBody::Produced(m) => m.encode(w),
+            ResponseBody::Fetched(m) => m.encode(w),
+            ResponseBody::Joined(m) => m.encode(w),
+            ResponseBody::HeartbeatOk(m) => m.encode(w),
             ResponseBody::Offsets(offsets) => w.array("offsets", offsets, ARRAY_LEN_MAX),
             ResponseBody::Subscribed { subscription_id } => {
                 w.u32(*subscription_id);
@@ -420,10 +399,7 @@ impl ResponseBody {
             ResponseBody::RequestRecord { json }
             | ResponseBody::RequestCompleted { json }
             | ResponseBody::RequestFailed { json } => w.text("request_record.json", json),
-            ResponseBody::TokenCreated(m) => {
-                w.string("token_created.name", &m.name)?;
-                w.string("token_created.token", &m.token)
-            }
+            ResponseBody::TokenCreated(m) => m.encode(w),
             ResponseBody::Tokens(tokens) => w.array("tokens", tokens, ARRAY_LEN_MAX),
             ResponseBody::TopicDeleted
             | ResponseBody::SubscriptionCreated
@@ -579,70 +555,6 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-impl Codec for TopicSummary {
-    const MIN_BYTES: usize = 2 + 4;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.string("topics.name", &self.name)?;
-        w.u32(self.partitions);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(TopicSummary {
-            name: r.string("topics.name")?,
-            partitions: r.u32("topics.partitions")?,
-        })
-    }
-}
-
-impl Codec for PartitionInfo {
-    const MIN_BYTES: usize = 4 + 8 * 4;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.u32(self.partition);
-        w.u64(self.start_offset);
-        w.u64(self.end_offset);
-        w.u64(self.messages);
-        w.u64(self.bytes);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(PartitionInfo {
-            partition: r.u32("partition_info.partition")?,
-            start_offset: r.u64("partition_info.start_offset")?,
-            end_offset: r.u64("partition_info.end_offset")?,
-            messages: r.u64("partition_info.messages")?,
-            bytes: r.u64("partition_info.bytes")?,
-        })
-    }
-}
-
-impl Codec for FetchedPartition {
-    const MIN_BYTES: usize = 2 + 4 + 2 + 8 + 8 + 4;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.string("fetched.topic", &self.topic)?;
-        w.u32(self.partition);
-        w.u16(self.error.map_or(0, WireCode::raw));
-        w.u64(self.start_offset);
-        w.u64(self.end_offset);
-        w.shared_bytes("fetched.batches", &self.batches)
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(FetchedPartition {
-            topic: r.string("fetched.topic")?,
-            partition: r.u32("fetched.partition")?,
-            error: WireCode::new(r.u16("fetched.error_code")?),
-            start_offset: r.u64("fetched.start_offset")?,
-            end_offset: r.u64("fetched.end_offset")?,
-            batches: r.bytes("fetched.batches")?,
-        })
-    }
-}
-
 impl Codec for CommittedOffset {
     const MIN_BYTES: usize = 2 + 4 + 8;
 
@@ -681,76 +593,11 @@ impl Codec for Option<WireCode> {
     const MIN_BYTES: usize = 2;
 
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.u16(self.map_or(0, WireCode::raw));
+        w.code(*self);
         Ok(())
     }
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(WireCode::new(r.u16("receipt_results.error_code")?))
-    }
-}
-
-impl Codec for SubscriptionInfo {
-    const MIN_BYTES: usize = 2 + 2 + 4 + 4 + 1 + Backoff::MIN_BYTES + 1 + 1 + 8 * 5;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.string("subscriptions.topic", &self.topic)?;
-        w.string("subscriptions.name", &self.name)?;
-        w.u32(self.ack_timeout_ms);
-        w.u32(self.max_deliveries);
-        w.opt_string(
-            "subscriptions.dead_letter_topic",
-            self.dead_letter_topic.as_deref(),
-        )?;
-        self.backoff.encode(w)?;
-        self.mode.encode(w)?;
-        w.bool(self.ordered);
-        w.u64(self.leased);
-        w.u64(self.outstanding);
-        w.u64(self.lag);
-        w.u64(self.redeliveries);
-        w.u64(self.dead_letters);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(SubscriptionInfo {
-            topic: r.string("subscriptions.topic")?,
-            name: r.string("subscriptions.name")?,
-            ack_timeout_ms: r.u32("subscriptions.ack_timeout_ms")?,
-            max_deliveries: r.u32("subscriptions.max_deliveries")?,
-            dead_letter_topic: r.opt_string("subscriptions.dead_letter_topic")?,
-            backoff: Backoff::decode(r)?,
-            mode: DeliveryMode::decode(r)?,
-            ordered: r.bool("subscriptions.ordered")?,
-            leased: r.u64("subscriptions.leased")?,
-            outstanding: r.u64("subscriptions.outstanding")?,
-            lag: r.u64("subscriptions.lag")?,
-            redeliveries: r.u64("subscriptions.redeliveries")?,
-            dead_letters: r.u64("subscriptions.dead_letters")?,
-        })
-    }
-}
-
-impl Codec for TokenInfo {
-    const MIN_BYTES: usize = 2 + 4 + 4 + 1 + 8;
-
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.string("tokens.name", &self.name)?;
-        w.string_array("tokens.produce", &self.produce, SUBSCRIPTION_TOPICS_MAX)?;
-        w.string_array("tokens.consume", &self.consume, SUBSCRIPTION_TOPICS_MAX)?;
-        w.bool(self.admin);
-        w.u64(self.created_ms);
-        Ok(())
-    }
-
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(TokenInfo {
-            name: r.string("tokens.name")?,
-            produce: r.string_array("tokens.produce", SUBSCRIPTION_TOPICS_MAX)?,
-            consume: r.string_array("tokens.consume", SUBSCRIPTION_TOPICS_MAX)?,
-            admin: r.bool("tokens.admin")?,
-            created_ms: r.u64("tokens.created_ms")?,
-        })
+        r.code("receipt_results.error_code")
     }
 }

@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use super::Body;
 use crate::error::{DecodeError, EncodeError};
-use crate::wire::{Reader, Writer};
+use crate::wire::{Codec, Reader, Writer};
 use crate::MAGIC;
 
 /// The handshake; must be the first frame on a connection.
@@ -45,7 +44,10 @@ impl fmt::Debug for Hello {
     }
 }
 
-impl Body for Hello {
+// Written by hand for the magic in front of the fields.
+impl Codec for Hello {
+    const MIN_BYTES: usize = 4 + 2 + 2 + 2 + 1;
+
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.u32(MAGIC);
         w.u16(self.min_version);

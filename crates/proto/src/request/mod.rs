@@ -1,6 +1,6 @@
 //! Requests: client-to-server frames (kind 0). [`Request`] is the table
-//! from op to message; each message's fields, in wire order, are with its
-//! type in the module of its domain.
+//! from op to message; each message's fields, in wire order, are declared
+//! with its type (by `wire_struct!`) in the module of its domain.
 
 mod groups;
 mod handshake;
@@ -28,15 +28,7 @@ use bytes::{Bytes, BytesMut};
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::{encode_frame, encode_frame_parts, FrameKind};
 use crate::op::{op_for, Op};
-use crate::wire::{Reader, Writer};
-
-/// The body of one request op: its fields in wire order. (Unlike
-/// [`Codec`](crate::wire::Codec) values, a body is never an array element,
-/// so it needs no minimum size.)
-trait Body: Sized {
-    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError>;
-    fn decode(r: &mut Reader) -> Result<Self, DecodeError>;
-}
+use crate::wire::{Codec, Reader, Writer};
 
 /// A decoded request body. New ops will add variants.
 #[derive(Debug, Clone, PartialEq, Eq)]
