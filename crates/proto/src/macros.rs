@@ -47,7 +47,7 @@
 /// | `string`, `text` | `String` | `u16` / `u32` length, UTF-8 |
 /// | `opt_string` | `Option<String>` | presence byte, `string` |
 /// | `bytes` | `Bytes` | `u32` length, bytes (a slice of the input) |
-/// | `shared_bytes` | `Bytes` | as `bytes`; large ones are not copied when a frame is encoded into parts |
+/// | `shared_bytes` | `Bytes` | as `bytes`, but not copied into frame parts when large |
 /// | `opt_bytes` | `Option<Bytes>` | `i32` length, -1 = none |
 /// | `opt_u64` | `Option<u64>` | presence byte, `u64` |
 /// | `opt` | `Option<T: Codec>` | presence byte, `T` |

@@ -182,6 +182,16 @@ impl fmt::Display for Op {
     }
 }
 
+/// The error for an op that `kind` frames do not carry. Decoders match on
+/// ops [`op_for`] has already checked, so they reach this only in the arm
+/// that keeps their match exhaustive.
+pub(crate) fn not_for(op: Op, kind: FrameKind) -> DecodeError {
+    DecodeError::UnknownOp {
+        op: op.as_u16(),
+        kind,
+    }
+}
+
 /// The op for a number as `kind` sees it: push-only ops are unknown to
 /// request/response decoding and vice versa.
 pub(crate) fn op_for(value: u16, kind: FrameKind) -> Result<Op, DecodeError> {

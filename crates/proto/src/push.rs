@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use crate::common::LeasedMessage;
 use crate::error::{DecodeError, EncodeError, WireCode, WireError};
 use crate::frame::{encode_frame, FrameKind};
-use crate::op::{op_for, Op};
+use crate::op::{not_for, op_for, Op};
 use crate::response::{decode_error_tail, put_wire_error};
 use crate::wire::{Codec, Reader};
 use crate::ARRAY_LEN_MAX;
@@ -71,12 +71,7 @@ impl Push {
             }
             Op::QueueDeliver => Push::QueueDeliver(QueueDeliver::decode(&mut r)?),
             // op_for only returns push ops here.
-            _ => {
-                return Err(DecodeError::UnknownOp {
-                    op: op.as_u16(),
-                    kind: FrameKind::Push,
-                })
-            }
+            _ => return Err(not_for(op, FrameKind::Push)),
         };
         r.finish(op.name())?;
         Ok(push)

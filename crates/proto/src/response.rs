@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use crate::common::{Backoff, DeliveryMode, LeasedMessage, PartitionOffset, TopicConfig};
 use crate::error::{DecodeError, EncodeError, WireCode, WireError};
 use crate::frame::{encode_frame, encode_frame_parts, FrameKind};
-use crate::op::{op_for, Op};
+use crate::op::{not_for, op_for, Op};
 use crate::wire::{Codec, Reader, Writer};
 use crate::ARRAY_LEN_MAX;
 use spool_types::limits::SUBSCRIPTION_TOPICS_MAX;
@@ -357,10 +357,7 @@ impl ResponseBody {
             Op::Ping => ResponseBody::Pong,
             // op_for only returns request ops; push ops cannot reach here.
             Op::Deliver | Op::SubscriptionClosed | Op::QueueDeliver => {
-                return Err(DecodeError::UnknownOp {
-                    op: op.as_u16(),
-                    kind: FrameKind::Response,
-                })
+                return Err(not_for(op, FrameKind::Response))
             }
         })
     }
