@@ -122,31 +122,29 @@ macro_rules! wire_field {
     (min string_array $ty:ty) => { 4 };
 
     (encode $w:ident, $v:expr, codec) => { $crate::wire::Codec::encode(&$v, $w)? };
-    (encode $w:ident, $v:expr, shared_bytes($label:expr)) => { $w.shared_bytes($label, &$v)? };
+    // Fixed-size values: nothing can fail, so no label.
+    (encode $w:ident, $v:expr, u16($label:expr)) => { $w.u16($v) };
+    (encode $w:ident, $v:expr, u32($label:expr)) => { $w.u32($v) };
+    (encode $w:ident, $v:expr, u64($label:expr)) => { $w.u64($v) };
+    (encode $w:ident, $v:expr, i64($label:expr)) => { $w.i64($v) };
+    (encode $w:ident, $v:expr, bool($label:expr)) => { $w.bool($v) };
+    (encode $w:ident, $v:expr, code($label:expr)) => { $w.code($v) };
+    (encode $w:ident, $v:expr, opt_u64($label:expr)) => { $w.opt_u64($v) };
+    // Other optional values are written from a borrowed `Option<&T>`.
     (encode $w:ident, $v:expr, opt($label:expr)) => { $w.opt($v.as_ref())? };
-    (encode $w:ident, $v:expr, $kind:ident($label:expr)) => {
-        wire_field!(encode_by_kind $w, $v, $kind, $label)
+    (encode $w:ident, $v:expr, opt_string($label:expr)) => {
+        $w.opt_string($label, $v.as_deref())?
     };
+    (encode $w:ident, $v:expr, opt_bytes($label:expr)) => {
+        $w.opt_bytes($label, $v.as_deref())?
+    };
+    // Arrays: refused, with the label, above `max` elements.
     (encode $w:ident, $v:expr, $kind:ident($label:expr, $max:expr)) => {
         $w.$kind($label, &$v, $max)?
     };
-    // Fixed-size values: nothing can fail, so no label.
-    (encode_by_kind $w:ident, $v:expr, u16, $label:expr) => { $w.u16($v) };
-    (encode_by_kind $w:ident, $v:expr, u32, $label:expr) => { $w.u32($v) };
-    (encode_by_kind $w:ident, $v:expr, u64, $label:expr) => { $w.u64($v) };
-    (encode_by_kind $w:ident, $v:expr, i64, $label:expr) => { $w.i64($v) };
-    (encode_by_kind $w:ident, $v:expr, bool, $label:expr) => { $w.bool($v) };
-    (encode_by_kind $w:ident, $v:expr, code, $label:expr) => { $w.code($v) };
-    (encode_by_kind $w:ident, $v:expr, opt_u64, $label:expr) => { $w.opt_u64($v) };
-    // Optional values are written from a borrowed `Option<&T>`.
-    (encode_by_kind $w:ident, $v:expr, opt_string, $label:expr) => {
-        $w.opt_string($label, $v.as_deref())?
-    };
-    (encode_by_kind $w:ident, $v:expr, opt_bytes, $label:expr) => {
-        $w.opt_bytes($label, $v.as_deref())?
-    };
-    // Length-prefixed values: refused, with the label, when too long.
-    (encode_by_kind $w:ident, $v:expr, $kind:ident, $label:expr) => { $w.$kind($label, &$v)? };
+    // Length-prefixed values (string, text, bytes, shared_bytes): refused,
+    // with the label, when too long for their length field or the frame.
+    (encode $w:ident, $v:expr, $kind:ident($label:expr)) => { $w.$kind($label, &$v)? };
 
     (decode $r:ident, $ty:ty, codec) => { <$ty as $crate::wire::Codec>::decode($r)? };
     // Read like `bytes`: the sharing only matters when encoding.
