@@ -1,7 +1,9 @@
 //! Command-line definitions. Command names, flags and their spellings are a
 //! contract (external checks use them), so change them only additively.
 
+use crate::config::{self, LogFormat};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use spool_server::auth::Secret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,10 +79,13 @@ pub struct ConnArgs {
     pub tls_ca: Option<String>,
 }
 
-/// `spool server` flags. Each setting can also come from the TOML file
-/// (`--config`) or a `SPOOL_…` environment variable; flags win over the
-/// environment, which wins over the file (see `docs/configuration.md`).
-#[derive(Debug, Args)]
+/// `spool server` settings, each declared once: its field name is its key
+/// in the TOML file, and its attributes give its flag, its `SPOOL_…`
+/// environment variable, its default and its help. `config` layers them:
+/// defaults < file (`--config`) < environment < flags (see
+/// `docs/configuration.md`). The settings come after `config` and
+/// `print_config`, in the order `--print-config` shows them.
+#[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// TOML configuration file.
     #[arg(long, env = "SPOOL_CONFIG")]
@@ -88,80 +93,99 @@ pub struct ServerArgs {
     /// Print the effective configuration (TOML, secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Address for the binary protocol (port 0 picks a free port)
-    /// [default: 127.0.0.1:7420] [env: SPOOL_LISTEN].
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// Where topics, offsets and metadata are stored [default:
-    /// ./spool-data] [env: SPOOL_DATA_DIR].
-    #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
-    /// Address for the HTTP API, or `off` [default: 127.0.0.1:7421] [env:
-    /// SPOOL_HTTP_LISTEN]. If not set anywhere, a busy default port only
-    /// costs the HTTP API (with a warning); an address given must be free.
-    #[arg(long)]
-    pub http_listen: Option<String>,
-    /// Most concurrent client connections [default: 16384] [env:
-    /// SPOOL_MAX_CONNECTIONS].
-    #[arg(long)]
-    pub max_connections: Option<u64>,
+    /// Address for the binary protocol (port 0 picks a free port).
+    #[arg(long, env = "SPOOL_LISTEN", default_value = config::LISTEN_DEFAULT)]
+    pub listen: String,
+    /// Address for the HTTP API, or `off`. If not set anywhere, a busy
+    /// default port only costs the HTTP API (with a warning); an address
+    /// given must be free.
+    #[arg(long, env = "SPOOL_HTTP_LISTEN", default_value = config::HTTP_LISTEN_DEFAULT)]
+    pub http_listen: String,
+    /// Where topics, offsets and metadata are stored.
+    #[arg(long, env = "SPOOL_DATA_DIR", default_value = config::DATA_DIR_DEFAULT)]
+    pub data_dir: std::path::PathBuf,
+    /// Most concurrent client connections.
+    #[arg(
+        long,
+        env = "SPOOL_MAX_CONNECTIONS",
+        value_name = "CONNECTIONS",
+        default_value_t = spool_types::limits::CONNECTIONS_MAX_DEFAULT as u64
+    )]
+    pub max_connections: u64,
     /// Most connections from one IP address [default: only
-    /// --max-connections applies] [env: SPOOL_MAX_CONNECTIONS_PER_PEER].
-    #[arg(long)]
+    /// --max-connections applies].
+    #[arg(
+        long,
+        env = "SPOOL_MAX_CONNECTIONS_PER_PEER",
+        value_name = "CONNECTIONS"
+    )]
     pub max_connections_per_peer: Option<u64>,
     /// Most requests per second one token may make, both listeners
     /// together; over it requests get RATE_LIMITED (HTTP 429) [default:
-    /// unlimited] [env: SPOOL_TOKEN_RATE_PER_S].
-    #[arg(long)]
+    /// unlimited].
+    #[arg(
+        long,
+        env = "SPOOL_TOKEN_RATE_PER_S",
+        value_name = "REQUESTS_PER_SECOND"
+    )]
     pub token_rate_per_s: Option<u64>,
-    /// PEM certificate chain: serve both listeners over TLS [env:
-    /// SPOOL_TLS_CERT_FILE]. Needs --tls-key-file.
-    #[arg(long)]
+    /// PEM certificate chain: serve both listeners over TLS. Needs
+    /// --tls-key-file.
+    #[arg(long, env = "SPOOL_TLS_CERT_FILE")]
     pub tls_cert_file: Option<std::path::PathBuf>,
-    /// PEM private key for --tls-cert-file [env: SPOOL_TLS_KEY_FILE].
-    #[arg(long)]
+    /// PEM private key for --tls-cert-file.
+    #[arg(long, env = "SPOOL_TLS_KEY_FILE")]
     pub tls_key_file: Option<std::path::PathBuf>,
-    /// How long finished request records are kept, in ms [default: 7 days]
-    /// [env: SPOOL_REQUEST_TTL_MS].
-    #[arg(long)]
-    pub request_ttl_ms: Option<u64>,
-    /// How long a failing request callback is retried, in ms [default: 24
-    /// hours] [env: SPOOL_CALLBACK_RETRY_MS].
-    #[arg(long)]
-    pub callback_retry_ms: Option<u64>,
-    /// Secret for signing request callbacks (default: generated once and
-    /// kept in <data-dir>/callback.secret) [env: SPOOL_CALLBACK_SECRET].
-    #[arg(long)]
-    pub callback_secret: Option<String>,
+    /// How long finished request records are kept, in ms (7 days).
+    #[arg(
+        long,
+        env = "SPOOL_REQUEST_TTL_MS",
+        value_name = "MILLISECONDS",
+        default_value_t = spool_server::ServerConfig::default().request_ttl_ms as u64
+    )]
+    pub request_ttl_ms: u64,
+    /// How long a failing request callback is retried, in ms (24 hours).
+    #[arg(
+        long,
+        env = "SPOOL_CALLBACK_RETRY_MS",
+        value_name = "MILLISECONDS",
+        default_value_t = spool_server::ServerConfig::default().callback_retry_ms as u64
+    )]
+    pub callback_retry_ms: u64,
+    /// Secret for signing request callbacks [default: generated once and
+    /// kept in <data-dir>/callback.secret].
+    #[arg(long, env = "SPOOL_CALLBACK_SECRET", value_parser = parse_secret)]
+    pub callback_secret: Option<Secret>,
     /// A host callbacks and push endpoints may target; repeat for more
-    /// (`*` allows any). Default: loopback only [env:
-    /// SPOOL_OUTBOUND_ALLOW_HOSTS, comma-separated].
-    #[arg(long = "outbound-allow-host")]
+    /// (`*` allows any). The environment variable takes a comma-separated
+    /// list.
+    #[arg(
+        long = "outbound-allow-host",
+        env = "SPOOL_OUTBOUND_ALLOW_HOSTS",
+        value_name = "HOST_NAME",
+        default_values_t = spool_server::ServerConfig::default().outbound_allow_hosts
+    )]
     pub outbound_allow_hosts: Vec<String>,
     /// File holding the bootstrap admin token; with an admin token every
-    /// request needs a valid token [env: SPOOL_ADMIN_TOKEN_FILE; or the
-    /// token itself in SPOOL_ADMIN_TOKEN].
-    #[arg(long)]
+    /// request needs a valid token [or the token itself in
+    /// SPOOL_ADMIN_TOKEN].
+    #[arg(long, env = "SPOOL_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<std::path::PathBuf>,
     /// Allow non-loopback addresses without an admin token (no
-    /// authentication at all) [env: SPOOL_INSECURE].
-    #[arg(long)]
+    /// authentication at all).
+    #[arg(long, env = "SPOOL_INSECURE")]
     pub insecure: bool,
-    /// Log line format [default: text] [env: SPOOL_LOG_FORMAT].
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormatArg>,
-    /// Log filter in RUST_LOG syntax, e.g. `info,spool_server=debug`
-    /// [default: info] [env: SPOOL_LOG_LEVEL, else RUST_LOG].
-    #[arg(long)]
-    pub log_level: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "SPOOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax, e.g. `info,spool_server=debug` (the
+    /// environment variable, else RUST_LOG).
+    #[arg(long, env = "SPOOL_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormatArg {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+fn parse_secret(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(s))
 }
 
 #[derive(Debug, Args)]

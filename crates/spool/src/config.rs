@@ -2,35 +2,39 @@
 //! (`--config`, or `$SPOOL_CONFIG`), then `SPOOL_…` environment variables,
 //! then flags — each layer overriding the ones before it, key by key.
 //!
-//! [`Settings::load`] layers them and [`Settings::validate`] checks the
-//! result; every error names the offending key as it was given (the file
-//! key and file, the environment variable, or the flag). Secrets (the
-//! callback secret, an inline admin token) are never printed:
-//! [`Settings::to_toml`] shows them as `"<redacted>"`.
+//! Every setting is declared once, as a field of [`ServerArgs`] (`cli.rs`):
+//! the field name is the TOML key, and its clap attributes give the flag,
+//! the environment variable, the default and the help. This module reads
+//! those declarations back from clap and layers the values: a flag is what
+//! clap parsed from the command line; otherwise the environment variable,
+//! else the file's key, is checked here (so an error names the variable or
+//! the key and file) and handed to clap as if it were the flag; otherwise
+//! clap's default applies. Clap then parses the result into [`ServerArgs`],
+//! and [`Settings`] remembers where each value came from.
 //!
-//! | key | environment | flag | default |
-//! | --- | --- | --- | --- |
-//! | `listen` | `SPOOL_LISTEN` | `--listen` | `127.0.0.1:7420` |
-//! | `http_listen` | `SPOOL_HTTP_LISTEN` | `--http-listen` | `127.0.0.1:7421` (`off`: no HTTP) |
-//! | `data_dir` | `SPOOL_DATA_DIR` | `--data-dir` | `./spool-data` |
-//! | `max_connections` | `SPOOL_MAX_CONNECTIONS` | `--max-connections` | 16,384 |
-//! | `max_connections_per_peer` | `SPOOL_MAX_CONNECTIONS_PER_PEER` | `--max-connections-per-peer` | none (only `max_connections`) |
-//! | `token_rate_per_s` | `SPOOL_TOKEN_RATE_PER_S` | `--token-rate-per-s` | none (unlimited) |
-//! | `tls_cert_file` | `SPOOL_TLS_CERT_FILE` | `--tls-cert-file` | none: plain TCP |
-//! | `tls_key_file` | `SPOOL_TLS_KEY_FILE` | `--tls-key-file` | none |
-//! | `request_ttl_ms` | `SPOOL_REQUEST_TTL_MS` | `--request-ttl-ms` | 7 days |
-//! | `callback_retry_ms` | `SPOOL_CALLBACK_RETRY_MS` | `--callback-retry-ms` | 24 hours |
-//! | `callback_secret` | `SPOOL_CALLBACK_SECRET` | `--callback-secret` | generated, in the data dir |
-//! | `outbound_allow_hosts` | `SPOOL_OUTBOUND_ALLOW_HOSTS` (comma-separated) | `--outbound-allow-host` (repeated) | loopback |
-//! | `admin_token` | `SPOOL_ADMIN_TOKEN` | — | none: no authentication |
-//! | `admin_token_file` | `SPOOL_ADMIN_TOKEN_FILE` | `--admin-token-file` | none |
-//! | `insecure` | `SPOOL_INSECURE` | `--insecure` | false |
-//! | `log_format` | `SPOOL_LOG_FORMAT` | `--log-format` | `text` |
-//! | `log_level` | `SPOOL_LOG_LEVEL`, else `RUST_LOG` | `--log-level` | `info` |
+//! Clap must not read the environment itself (its errors would not name
+//! the variable, and the file sits between the environment and the
+//! defaults): `main` parses with [`without_env`] applied to the `server`
+//! subcommand.
+//!
+//! Two settings are not plain clap arguments: `admin_token` (the token
+//! itself: environment and file only, since a flag would show in `ps`),
+//! which is one setting with `admin_token_file`; and `log_level`, which
+//! also follows `RUST_LOG` below `SPOOL_LOG_LEVEL`.
+//!
+//! [`Settings::validate`] checks the result; every error names the
+//! offending key as it was given (the file key and file, the environment
+//! variable, or the flag). Secrets (the callback secret, an inline admin
+//! token) are never printed: [`Settings::to_toml`] shows them as
+//! `"<redacted>"`.
 
-use crate::cli::{LogFormatArg, ServerArgs};
+use crate::cli::ServerArgs;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use spool_server::auth::{Secret, ADMIN_TOKEN_LEN_MIN};
-use std::collections::BTreeMap;
+use std::any::TypeId;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::fmt::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -47,101 +51,30 @@ pub const DATA_DIR_DEFAULT: &str = "./spool-data";
 /// printed configuration fed back cannot set it by mistake.
 pub const REDACTED: &str = "<redacted>";
 
-/// One setting's names in each layer.
-#[derive(Debug, Clone, Copy)]
-pub struct Key {
-    pub toml: &'static str,
-    pub env: &'static str,
-    pub flag: Option<&'static str>,
-}
-
-pub const LISTEN: Key = Key {
-    toml: "listen",
-    env: "SPOOL_LISTEN",
-    flag: Some("--listen"),
-};
-pub const HTTP_LISTEN: Key = Key {
-    toml: "http_listen",
-    env: "SPOOL_HTTP_LISTEN",
-    flag: Some("--http-listen"),
-};
-pub const DATA_DIR: Key = Key {
-    toml: "data_dir",
-    env: "SPOOL_DATA_DIR",
-    flag: Some("--data-dir"),
-};
-pub const MAX_CONNECTIONS: Key = Key {
-    toml: "max_connections",
-    env: "SPOOL_MAX_CONNECTIONS",
-    flag: Some("--max-connections"),
-};
-pub const MAX_CONNECTIONS_PER_PEER: Key = Key {
-    toml: "max_connections_per_peer",
-    env: "SPOOL_MAX_CONNECTIONS_PER_PEER",
-    flag: Some("--max-connections-per-peer"),
-};
-pub const TOKEN_RATE_PER_S: Key = Key {
-    toml: "token_rate_per_s",
-    env: "SPOOL_TOKEN_RATE_PER_S",
-    flag: Some("--token-rate-per-s"),
-};
-pub const TLS_CERT_FILE: Key = Key {
-    toml: "tls_cert_file",
-    env: "SPOOL_TLS_CERT_FILE",
-    flag: Some("--tls-cert-file"),
-};
-pub const TLS_KEY_FILE: Key = Key {
-    toml: "tls_key_file",
-    env: "SPOOL_TLS_KEY_FILE",
-    flag: Some("--tls-key-file"),
-};
-pub const REQUEST_TTL_MS: Key = Key {
-    toml: "request_ttl_ms",
-    env: "SPOOL_REQUEST_TTL_MS",
-    flag: Some("--request-ttl-ms"),
-};
-pub const CALLBACK_RETRY_MS: Key = Key {
-    toml: "callback_retry_ms",
-    env: "SPOOL_CALLBACK_RETRY_MS",
-    flag: Some("--callback-retry-ms"),
-};
-pub const CALLBACK_SECRET: Key = Key {
-    toml: "callback_secret",
-    env: "SPOOL_CALLBACK_SECRET",
-    flag: Some("--callback-secret"),
-};
-pub const OUTBOUND_ALLOW_HOSTS: Key = Key {
-    toml: "outbound_allow_hosts",
-    env: "SPOOL_OUTBOUND_ALLOW_HOSTS",
-    flag: Some("--outbound-allow-host"),
-};
-pub const ADMIN_TOKEN: Key = Key {
-    toml: "admin_token",
-    env: "SPOOL_ADMIN_TOKEN",
-    flag: None,
-};
-pub const ADMIN_TOKEN_FILE: Key = Key {
-    toml: "admin_token_file",
-    env: "SPOOL_ADMIN_TOKEN_FILE",
-    flag: Some("--admin-token-file"),
-};
-pub const INSECURE: Key = Key {
-    toml: "insecure",
-    env: "SPOOL_INSECURE",
-    flag: Some("--insecure"),
-};
-pub const LOG_FORMAT: Key = Key {
-    toml: "log_format",
-    env: "SPOOL_LOG_FORMAT",
-    flag: Some("--log-format"),
-};
-pub const LOG_LEVEL: Key = Key {
-    toml: "log_level",
-    env: "SPOOL_LOG_LEVEL",
-    flag: Some("--log-level"),
-};
+/// The inline admin token: a TOML key and an environment variable, no flag.
+const ADMIN_TOKEN: &str = "admin_token";
+const ADMIN_TOKEN_ENV: &str = "SPOOL_ADMIN_TOKEN";
+/// The other form of the same setting (a clap argument).
+const ADMIN_TOKEN_FILE: &str = "admin_token_file";
 /// `log_level` also follows the usual `RUST_LOG`, below `SPOOL_LOG_LEVEL`.
+const LOG_LEVEL: &str = "log_level";
 const RUST_LOG: &str = "RUST_LOG";
+/// Keys whose values are never shown.
+const SECRET_KEYS: &[&str] = &["callback_secret", ADMIN_TOKEN];
+/// `spool server` arguments that are not settings.
+const NOT_SETTINGS: &[&str] = &["config", "print_config"];
+/// What `--print-config` says of a setting without a value.
+const UNSET: &[(&str, &str)] = &[
+    ("max_connections_per_peer", "only max_connections applies"),
+    ("token_rate_per_s", "no per-token rate limit"),
+    ("tls_cert_file", "no TLS"),
+    ("tls_key_file", "no TLS"),
+    (
+        "callback_secret",
+        "generated once, kept in <data_dir>/callback.secret",
+    ),
+    (ADMIN_TOKEN, "no authentication; loopback addresses only"),
+];
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,52 +82,19 @@ pub enum Origin {
     Default,
     File(PathBuf),
     /// The environment variable's name.
-    Env(&'static str),
+    Env(String),
     Flag,
 }
 
-/// A value and where it came from.
-#[derive(Debug, Clone)]
-pub struct Setting<T> {
-    pub value: T,
-    pub key: Key,
-    pub origin: Origin,
-}
-
-impl<T> Setting<T> {
-    fn default(key: Key, value: T) -> Setting<T> {
-        Setting {
-            value,
-            key,
-            origin: Origin::Default,
+impl Origin {
+    /// Which layer wins: the higher.
+    fn rank(&self) -> u8 {
+        match self {
+            Origin::Default => 0,
+            Origin::File(_) => 1,
+            Origin::Env(_) => 2,
+            Origin::Flag => 3,
         }
-    }
-
-    fn set(&mut self, value: Option<T>, origin: &Origin) {
-        if let Some(v) = value {
-            self.value = v;
-            self.origin = origin.clone();
-        }
-    }
-
-    /// The key as it was given: `` `listen` in /etc/spool.toml ``,
-    /// `SPOOL_LISTEN`, `--listen`, or just `listen` for a default.
-    pub fn name(&self) -> String {
-        name(self.key, &self.origin)
-    }
-
-    /// An error about this setting, naming it.
-    fn error(&self, message: impl fmt::Display) -> ConfigError {
-        ConfigError(format!("{}: {message}", self.name()))
-    }
-}
-
-fn name(key: Key, origin: &Origin) -> String {
-    match origin {
-        Origin::Default => key.toml.to_owned(),
-        Origin::File(path) => format!("`{}` in {}", key.toml, path.display()),
-        Origin::Env(var) => (*var).to_owned(),
-        Origin::Flag => key.flag.unwrap_or(key.toml).to_owned(),
     }
 }
 
@@ -211,7 +111,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines (colored on a terminal).
     Text,
@@ -221,18 +121,8 @@ pub enum LogFormat {
 
 impl LogFormat {
     fn parse(s: &str) -> Result<LogFormat, String> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("{other:?} is not a log format: use text or json")),
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
+        clap::ValueEnum::from_str(s, false)
+            .map_err(|_| format!("{s:?} is not a log format: use text or json"))
     }
 }
 
@@ -243,46 +133,62 @@ pub enum AdminToken {
     File(PathBuf),
 }
 
-/// The keys a configuration file may hold.
-const FILE_KEYS: &[Key] = &[
-    LISTEN,
-    HTTP_LISTEN,
-    DATA_DIR,
-    MAX_CONNECTIONS,
-    MAX_CONNECTIONS_PER_PEER,
-    TOKEN_RATE_PER_S,
-    TLS_CERT_FILE,
-    TLS_KEY_FILE,
-    REQUEST_TTL_MS,
-    CALLBACK_RETRY_MS,
-    CALLBACK_SECRET,
-    OUTBOUND_ALLOW_HOSTS,
-    ADMIN_TOKEN,
-    ADMIN_TOKEN_FILE,
-    INSECURE,
-    LOG_FORMAT,
-    LOG_LEVEL,
-];
+/// What a setting's values are, as far as the file and the environment are
+/// concerned (from its clap declaration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A whole number; the value name says of what.
+    Whole,
+    /// A flag without a value.
+    Bool,
+    /// Repeated flag; TOML array; comma-separated in the environment.
+    List,
+    LogFormat,
+    Text,
+}
 
-/// One layer's values, before they are laid over the defaults.
-#[derive(Debug, Default)]
-struct Layer {
-    listen: Option<String>,
-    http_listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    max_connections: Option<u64>,
-    max_connections_per_peer: Option<u64>,
-    token_rate_per_s: Option<u64>,
-    tls_cert_file: Option<PathBuf>,
-    tls_key_file: Option<PathBuf>,
-    request_ttl_ms: Option<u64>,
-    callback_retry_ms: Option<u64>,
-    callback_secret: Option<Secret>,
-    outbound_allow_hosts: Option<Vec<String>>,
-    admin_token: Option<AdminToken>,
-    insecure: Option<bool>,
-    log_format: Option<LogFormat>,
-    log_level: Option<String>,
+fn kind(arg: &Arg) -> Kind {
+    let type_id = arg.get_value_parser().type_id();
+    match arg.get_action() {
+        ArgAction::SetTrue => Kind::Bool,
+        ArgAction::Append => Kind::List,
+        _ if type_id == TypeId::of::<u64>() => Kind::Whole,
+        _ if type_id == TypeId::of::<LogFormat>() => Kind::LogFormat,
+        _ => Kind::Text,
+    }
+}
+
+/// The arg's value name in words: `REQUESTS_PER_SECOND` → "requests per
+/// second".
+fn unit(arg: &Arg) -> String {
+    let name = arg.get_value_names().and_then(|n| n.first());
+    let name = name.map_or_else(|| arg.get_id().to_string(), |n| n.to_string());
+    name.to_lowercase().replace('_', " ")
+}
+
+/// `spool server`'s arguments as declared (with their environment
+/// variables).
+pub fn server_command() -> Command {
+    ServerArgs::augment_args(Command::new("server"))
+}
+
+/// The settings among `cmd`'s arguments, in declaration order.
+fn settings_of(cmd: &Command) -> impl Iterator<Item = &Arg> {
+    cmd.get_arguments()
+        .filter(|a| a.get_long().is_some() && !NOT_SETTINGS.contains(&a.get_id().as_str()))
+}
+
+/// `spool server` as clap should parse it: the settings' environment
+/// variables are left to [`Settings::load`], and named in the help instead.
+pub fn without_env(cmd: Command) -> Command {
+    cmd.mut_args(|arg| {
+        let var = arg.get_env().map(|v| v.to_string_lossy().into_owned());
+        let Some(var) = var.filter(|_| !NOT_SETTINGS.contains(&arg.get_id().as_str())) else {
+            return arg;
+        };
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        arg.env(None).help(format!("{help} [env: {var}]"))
+    })
 }
 
 /// The effective configuration, each value with its origin.
@@ -290,22 +196,14 @@ struct Layer {
 pub struct Settings {
     /// The file read, if any.
     pub file: Option<PathBuf>,
-    pub listen: Setting<String>,
-    pub http_listen: Setting<String>,
-    pub data_dir: Setting<PathBuf>,
-    pub max_connections: Setting<u64>,
-    pub max_connections_per_peer: Setting<Option<u64>>,
-    pub token_rate_per_s: Setting<Option<u64>>,
-    pub tls_cert_file: Setting<Option<PathBuf>>,
-    pub tls_key_file: Setting<Option<PathBuf>>,
-    pub request_ttl_ms: Setting<u64>,
-    pub callback_retry_ms: Setting<u64>,
-    pub callback_secret: Setting<Option<Secret>>,
-    pub outbound_allow_hosts: Setting<Vec<String>>,
-    pub admin_token: Setting<Option<AdminToken>>,
-    pub insecure: Setting<bool>,
-    pub log_format: Setting<LogFormat>,
-    pub log_level: Setting<String>,
+    /// The values, layered.
+    pub values: ServerArgs,
+    /// The admin token, in whichever form won.
+    pub admin_token: Option<AdminToken>,
+    /// Each setting's values as text, as its layer gave them (for printing).
+    raw: HashMap<String, Vec<String>>,
+    origins: HashMap<String, Origin>,
+    command: Command,
 }
 
 /// A validated configuration, ready to start a server with.
@@ -334,253 +232,205 @@ pub struct Validated {
     pub warnings: Vec<String>,
 }
 
-impl Settings {
-    fn defaults() -> Settings {
-        Settings {
-            file: None,
-            listen: Setting::default(LISTEN, LISTEN_DEFAULT.to_owned()),
-            http_listen: Setting::default(HTTP_LISTEN, HTTP_LISTEN_DEFAULT.to_owned()),
-            data_dir: Setting::default(DATA_DIR, PathBuf::from(DATA_DIR_DEFAULT)),
-            max_connections: Setting::default(
-                MAX_CONNECTIONS,
-                spool_types::limits::CONNECTIONS_MAX_DEFAULT as u64,
-            ),
-            max_connections_per_peer: Setting::default(MAX_CONNECTIONS_PER_PEER, None),
-            token_rate_per_s: Setting::default(TOKEN_RATE_PER_S, None),
-            tls_cert_file: Setting::default(TLS_CERT_FILE, None),
-            tls_key_file: Setting::default(TLS_KEY_FILE, None),
-            request_ttl_ms: Setting::default(
-                REQUEST_TTL_MS,
-                spool_server::ServerConfig::default().request_ttl_ms as u64,
-            ),
-            callback_retry_ms: Setting::default(
-                CALLBACK_RETRY_MS,
-                spool_server::ServerConfig::default().callback_retry_ms as u64,
-            ),
-            callback_secret: Setting::default(CALLBACK_SECRET, None),
-            outbound_allow_hosts: Setting::default(
-                OUTBOUND_ALLOW_HOSTS,
-                spool_server::ServerConfig::default().outbound_allow_hosts,
-            ),
-            admin_token: Setting::default(ADMIN_TOKEN, None),
-            insecure: Setting::default(INSECURE, false),
-            log_format: Setting::default(LOG_FORMAT, LogFormat::Text),
-            log_level: Setting::default(LOG_LEVEL, "info".to_owned()),
-        }
-    }
+/// One layer's say on one setting.
+struct Given {
+    origin: Origin,
+    values: Vec<String>,
+}
 
-    /// Layers the defaults, the file, the process environment and the flags.
-    pub fn load(args: &ServerArgs) -> Result<Settings, ConfigError> {
+impl Settings {
+    /// Layers the defaults, the file, the process environment and the
+    /// flags; `flags` is what clap parsed from `spool server …` (with
+    /// [`without_env`]).
+    pub fn load(flags: &ArgMatches) -> Result<Settings, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        Self::load_from(args, &env)
+        Self::load_from(flags, &env)
     }
 
     /// [`Settings::load`] with the environment given (for tests).
     pub fn load_from(
-        args: &ServerArgs,
+        flags: &ArgMatches,
         env: &BTreeMap<String, String>,
     ) -> Result<Settings, ConfigError> {
-        let mut settings = Settings::defaults();
-        if let Some(path) = &args.config {
-            let layer = file_layer(path)?;
-            settings.apply(layer, &Origin::File(path.clone()));
-            settings.file = Some(path.clone());
+        let command = server_command();
+        let file = flags.get_one::<PathBuf>("config").cloned();
+        let table = match &file {
+            Some(path) => read_file(path, &command)?,
+            None => toml::Table::new(),
+        };
+        let env_of = |var: &str| env.get(var).filter(|v| !v.is_empty()).cloned();
+        let mut argv: Vec<OsString> = vec!["server".into()];
+        let (mut raw, mut origins) = (HashMap::new(), HashMap::new());
+        for arg in settings_of(&command) {
+            let key = arg.get_id().as_str();
+            let given = given(arg, flags, &env_of, file.as_deref().zip(table.get(key)))?;
+            let Some(given) = given else {
+                let defaults = arg.get_default_values().iter();
+                raw.insert(
+                    key.to_owned(),
+                    defaults.map(|v| v.to_string_lossy().into_owned()).collect(),
+                );
+                origins.insert(key.to_owned(), Origin::Default);
+                continue;
+            };
+            let long = arg.get_long().unwrap_or(key);
+            match kind(arg) {
+                Kind::Bool => {
+                    if given.values.first().is_some_and(|v| v == "true") {
+                        argv.push(format!("--{long}").into());
+                    }
+                }
+                _ => argv.extend(given.values.iter().map(|v| format!("--{long}={v}").into())),
+            }
+            raw.insert(key.to_owned(), given.values);
+            origins.insert(key.to_owned(), given.origin);
         }
-        settings.apply_env(env)?;
-        settings.apply(flag_layer(args), &Origin::Flag);
+        let parsed = without_env(server_command())
+            .try_get_matches_from(argv)
+            .map_err(|e| ConfigError(e.to_string().trim_end().to_owned()))?;
+        let values = ServerArgs::from_arg_matches(&parsed)
+            .map_err(|e| ConfigError(e.to_string().trim_end().to_owned()))?;
+        let mut settings = Settings {
+            file: file.clone(),
+            values,
+            admin_token: None,
+            raw,
+            origins,
+            command,
+        };
+        settings.choose_admin_token(env, file.as_deref(), &table)?;
         Ok(settings)
     }
 
-    fn apply(&mut self, layer: Layer, origin: &Origin) {
-        self.listen.set(layer.listen, origin);
-        self.http_listen.set(layer.http_listen, origin);
-        self.data_dir.set(layer.data_dir, origin);
-        self.max_connections.set(layer.max_connections, origin);
-        self.max_connections_per_peer
-            .set(layer.max_connections_per_peer.map(Some), origin);
-        self.token_rate_per_s
-            .set(layer.token_rate_per_s.map(Some), origin);
-        self.tls_cert_file
-            .set(layer.tls_cert_file.map(Some), origin);
-        self.tls_key_file.set(layer.tls_key_file.map(Some), origin);
-        self.request_ttl_ms.set(layer.request_ttl_ms, origin);
-        self.callback_retry_ms.set(layer.callback_retry_ms, origin);
-        self.callback_secret
-            .set(layer.callback_secret.map(Some), origin);
-        self.outbound_allow_hosts
-            .set(layer.outbound_allow_hosts, origin);
-        if let Some(token) = layer.admin_token {
-            // `admin_token` and `admin_token_file` are one setting in two
-            // forms: the form given names it.
-            self.admin_token.key = match token {
-                AdminToken::Inline(_) => ADMIN_TOKEN,
-                AdminToken::File(_) => ADMIN_TOKEN_FILE,
-            };
-            self.admin_token.set(Some(Some(token)), origin);
-        }
-        self.insecure.set(layer.insecure, origin);
-        self.log_format.set(layer.log_format, origin);
-        self.log_level.set(layer.log_level, origin);
-    }
-
-    /// The environment layer. Each variable is its own origin, so errors
-    /// and `--print-config` name the variable. Empty variables are unset.
-    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-        let get = |key: Key| -> Option<(&'static str, &str)> {
-            env.get(key.env)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
-                .map(|v| (key.env, v))
+    /// `admin_token` and `admin_token_file` are one setting in two forms:
+    /// the higher layer's form wins, and both in one layer is an error.
+    fn choose_admin_token(
+        &mut self,
+        env: &BTreeMap<String, String>,
+        file: Option<&Path>,
+        table: &toml::Table,
+    ) -> Result<(), ConfigError> {
+        let long = self.long(ADMIN_TOKEN_FILE);
+        let set = |var: &str| env.get(var).filter(|v| !v.is_empty());
+        let file_var = self.arg(ADMIN_TOKEN_FILE).and_then(Arg::get_env);
+        let file_var = file_var.map(|v| v.to_string_lossy().into_owned());
+        let in_file = file.filter(|_| table.contains_key(ADMIN_TOKEN));
+        let both = if in_file.is_some() && table.contains_key(ADMIN_TOKEN_FILE) {
+            in_file.map(|path| (Origin::File(path.to_owned()), Origin::File(path.to_owned())))
+        } else if set(ADMIN_TOKEN_ENV).is_some() && file_var.as_deref().and_then(set).is_some() {
+            let env_file = file_var.clone().map(Origin::Env);
+            env_file.map(|o| (Origin::Env(ADMIN_TOKEN_ENV.to_owned()), o))
+        } else {
+            None
         };
-        let origin = |var: &'static str| Origin::Env(var);
-        if let Some((var, v)) = get(LISTEN) {
-            self.listen.set(Some(v.to_owned()), &origin(var));
-        }
-        if let Some((var, v)) = get(HTTP_LISTEN) {
-            self.http_listen.set(Some(v.to_owned()), &origin(var));
-        }
-        if let Some((var, v)) = get(DATA_DIR) {
-            self.data_dir.set(Some(PathBuf::from(v)), &origin(var));
-        }
-        if let Some((var, v)) = get(MAX_CONNECTIONS) {
-            let n = v
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| ConfigError(format!("{var}: {v:?} is not a number of connections")))?;
-            self.max_connections.set(Some(n), &origin(var));
-        }
-        for (key, setting, unit) in [
-            (
-                MAX_CONNECTIONS_PER_PEER,
-                &mut self.max_connections_per_peer,
-                "connections",
-            ),
-            (TOKEN_RATE_PER_S, &mut self.token_rate_per_s, "requests"),
-        ] {
-            if let Some((var, v)) = get(key) {
-                let n = v
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| ConfigError(format!("{var}: {v:?} is not a number of {unit}")))?;
-                setting.set(Some(Some(n)), &origin(var));
-            }
-        }
-        for (key, setting) in [
-            (TLS_CERT_FILE, &mut self.tls_cert_file),
-            (TLS_KEY_FILE, &mut self.tls_key_file),
-        ] {
-            if let Some((var, v)) = get(key) {
-                setting.set(Some(Some(PathBuf::from(v))), &origin(var));
-            }
-        }
-        for (key, setting) in [
-            (REQUEST_TTL_MS, &mut self.request_ttl_ms),
-            (CALLBACK_RETRY_MS, &mut self.callback_retry_ms),
-        ] {
-            if let Some((var, v)) = get(key) {
-                let n = v.trim().parse::<u64>().map_err(|_| {
-                    ConfigError(format!("{var}: {v:?} is not a number of milliseconds"))
-                })?;
-                setting.set(Some(n), &origin(var));
-            }
-        }
-        if let Some((var, v)) = get(CALLBACK_SECRET) {
-            self.callback_secret
-                .set(Some(Some(Secret::new(v))), &origin(var));
-        }
-        if let Some((var, v)) = get(OUTBOUND_ALLOW_HOSTS) {
-            let hosts = v
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect();
-            self.outbound_allow_hosts.set(Some(hosts), &origin(var));
-        }
-        let inline = get(ADMIN_TOKEN);
-        let file = get(ADMIN_TOKEN_FILE);
-        if inline.is_some() && file.is_some() {
+        if let Some((inline, file_form)) = both {
             return Err(ConfigError(format!(
                 "{} and {}: set only one of them",
-                ADMIN_TOKEN.env, ADMIN_TOKEN_FILE.env
+                name(ADMIN_TOKEN, &inline, None),
+                name(ADMIN_TOKEN_FILE, &file_form, long)
             )));
         }
-        if let Some((var, v)) = inline {
-            self.admin_token.key = ADMIN_TOKEN;
-            self.admin_token
-                .set(Some(Some(AdminToken::Inline(Secret::new(v)))), &origin(var));
-        }
-        if let Some((var, v)) = file {
-            self.admin_token.key = ADMIN_TOKEN_FILE;
-            self.admin_token
-                .set(Some(Some(AdminToken::File(PathBuf::from(v)))), &origin(var));
-        }
-        if let Some((var, v)) = get(INSECURE) {
-            let b = parse_bool(v).ok_or_else(|| {
-                ConfigError(format!("{var}: {v:?} is not true or false (or 1 or 0)"))
-            })?;
-            self.insecure.set(Some(b), &origin(var));
-        }
-        if let Some((var, v)) = get(LOG_FORMAT) {
-            let f = LogFormat::parse(v).map_err(|e| ConfigError(format!("{var}: {e}")))?;
-            self.log_format.set(Some(f), &origin(var));
-        }
-        let level = get(LOG_LEVEL).or_else(|| {
-            env.get(RUST_LOG)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
-                .map(|v| (RUST_LOG, v))
-        });
-        if let Some((var, v)) = level {
-            self.log_level.set(Some(v.to_owned()), &origin(var));
+        let inline = match (set(ADMIN_TOKEN_ENV), in_file.zip(table.get(ADMIN_TOKEN))) {
+            (Some(token), _) => Some((token.clone(), Origin::Env(ADMIN_TOKEN_ENV.to_owned()))),
+            (None, Some((path, value))) => {
+                let origin = Origin::File(path.to_owned());
+                let token = value.as_str().ok_or_else(|| {
+                    ConfigError(format!(
+                        "{}: expected a string, found {} (not shown)",
+                        name(ADMIN_TOKEN, &origin, None),
+                        value.type_str()
+                    ))
+                })?;
+                Some((token.to_owned(), origin))
+            }
+            (None, None) => None,
+        };
+        match inline {
+            Some((token, origin)) if origin.rank() > self.origin(ADMIN_TOKEN_FILE).rank() => {
+                self.admin_token = Some(AdminToken::Inline(Secret::new(token)));
+                self.origins.insert(ADMIN_TOKEN.to_owned(), origin);
+            }
+            _ => self.admin_token = self.values.admin_token_file.clone().map(AdminToken::File),
         }
         Ok(())
     }
 
+    /// Where `key`'s value came from.
+    pub fn origin(&self, key: &str) -> &Origin {
+        self.origins.get(key).unwrap_or(&Origin::Default)
+    }
+
+    fn arg(&self, key: &str) -> Option<&Arg> {
+        self.command.get_arguments().find(|a| a.get_id() == key)
+    }
+
+    fn long(&self, key: &str) -> Option<&str> {
+        self.arg(key).and_then(Arg::get_long)
+    }
+
+    /// The key as it was given: `` `listen` in /etc/spool.toml ``,
+    /// `SPOOL_LISTEN`, `--listen`, or just `listen` for a default.
+    pub fn name(&self, key: &str) -> String {
+        name(key, self.origin(key), self.long(key))
+    }
+
+    /// The key the admin token was given as.
+    fn admin_token_key(&self) -> &'static str {
+        match self.admin_token {
+            Some(AdminToken::Inline(_)) => ADMIN_TOKEN,
+            _ => ADMIN_TOKEN_FILE,
+        }
+    }
+
+    /// An error about `key`, naming it.
+    fn error(&self, key: &str, message: impl fmt::Display) -> ConfigError {
+        ConfigError(format!("{}: {message}", self.name(key)))
+    }
+
     /// Checks every value and resolves addresses and the admin token.
     pub fn validate(&self) -> Result<Validated, ConfigError> {
+        let v = &self.values;
         let mut warnings = Vec::new();
-        let listen = resolve(&self.listen)?;
-        let http_listen = if self.http_listen.value.eq_ignore_ascii_case(HTTP_OFF) {
+        let listen = self.resolve("listen", &v.listen)?;
+        let http_listen = if v.http_listen.eq_ignore_ascii_case(HTTP_OFF) {
             None
         } else {
-            Some(resolve(&self.http_listen)?)
+            Some(self.resolve("http_listen", &v.http_listen)?)
         };
-        if self.data_dir.value.as_os_str().is_empty() {
-            return Err(self.data_dir.error("must name a directory"));
+        if v.data_dir.as_os_str().is_empty() {
+            return Err(self.error("data_dir", "must name a directory"));
         }
-        let max_connections = usize::try_from(self.max_connections.value)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| self.max_connections.error("must be at least 1"))?;
-        let max_connections_per_peer = self
+        let at_least_one = |key: &str, n: u64| {
+            usize::try_from(n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| self.error(key, "must be at least 1"))
+        };
+        let max_connections = at_least_one("max_connections", v.max_connections)?;
+        let max_connections_per_peer = v
             .max_connections_per_peer
-            .value
-            .map(|n| {
-                usize::try_from(n)
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| self.max_connections_per_peer.error("must be at least 1"))
-            })
+            .map(|n| at_least_one("max_connections_per_peer", n))
             .transpose()?;
-        let token_rate_per_s = self
+        let token_rate_per_s = v
             .token_rate_per_s
-            .value
             .map(|n| {
                 u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    self.token_rate_per_s
-                        .error("must be between 1 and 4294967295 requests per second")
+                    self.error(
+                        "token_rate_per_s",
+                        "must be between 1 and 4294967295 requests per second",
+                    )
                 })
             })
             .transpose()?;
-        let tls = match (&self.tls_cert_file.value, &self.tls_key_file.value) {
+        let tls = match (&v.tls_cert_file, &v.tls_key_file) {
             (None, None) => None,
             (Some(cert), Some(key)) => {
-                for (setting, path) in [(&self.tls_cert_file, cert), (&self.tls_key_file, key)] {
+                for (setting, path) in [("tls_cert_file", cert), ("tls_key_file", key)] {
                     if !path.is_file() {
-                        return Err(
-                            setting.error(format!("{} is not a readable file", path.display()))
-                        );
+                        return Err(self.error(
+                            setting,
+                            format!("{} is not a readable file", path.display()),
+                        ));
                     }
                 }
                 Some(spool_server::tls::TlsFiles {
@@ -589,77 +439,79 @@ impl Settings {
                 })
             }
             (Some(_), None) => {
-                return Err(self
-                    .tls_cert_file
-                    .error("is set but tls_key_file is not: TLS needs both"))
+                return Err(self.error(
+                    "tls_cert_file",
+                    "is set but tls_key_file is not: TLS needs both",
+                ))
             }
             (None, Some(_)) => {
-                return Err(self
-                    .tls_key_file
-                    .error("is set but tls_cert_file is not: TLS needs both"))
+                return Err(self.error(
+                    "tls_key_file",
+                    "is set but tls_cert_file is not: TLS needs both",
+                ))
             }
         };
-        let millis = |s: &Setting<u64>| {
-            i64::try_from(s.value)
+        let millis = |key: &str, n: u64| {
+            i64::try_from(n)
                 .ok()
                 .filter(|n| *n >= 1)
-                .ok_or_else(|| s.error("must be a positive number of milliseconds"))
+                .ok_or_else(|| self.error(key, "must be a positive number of milliseconds"))
         };
-        let request_ttl_ms = millis(&self.request_ttl_ms)?;
-        let callback_retry_ms = millis(&self.callback_retry_ms)?;
-        let callback_secret = match &self.callback_secret.value {
+        let request_ttl_ms = millis("request_ttl_ms", v.request_ttl_ms)?;
+        let callback_retry_ms = millis("callback_retry_ms", v.callback_retry_ms)?;
+        let callback_secret = match &v.callback_secret {
             Some(s) if s.expose().is_empty() => {
-                return Err(self.callback_secret.error("must not be empty"))
+                return Err(self.error("callback_secret", "must not be empty"))
             }
             Some(s) if s.expose() == REDACTED => {
-                return Err(self.callback_secret.error(format!(
+                return Err(self.error(
+                    "callback_secret",
+                    format!(
                     "{REDACTED:?} is what --print-config shows instead of a secret, not a secret"
-                )))
+                ),
+                ))
             }
             Some(s) => Some(s.expose().to_owned()),
             None => None,
         };
-        if let Some(h) = self
+        if let Some(h) = v
             .outbound_allow_hosts
-            .value
             .iter()
             .find(|h| h.trim().is_empty() || h.contains(char::is_whitespace))
         {
-            return Err(self
-                .outbound_allow_hosts
-                .error(format!("{h:?} is not a host name")));
+            return Err(self.error("outbound_allow_hosts", format!("{h:?} is not a host name")));
         }
-        let admin_token = match &self.admin_token.value {
+        let admin_token = match &self.admin_token {
             None => None,
             Some(AdminToken::Inline(secret)) => {
-                if matches!(self.admin_token.origin, Origin::File(_)) {
+                if matches!(self.origin(ADMIN_TOKEN), Origin::File(_)) {
                     warnings.push(format!(
                         "{} holds the admin token in clear: prefer admin_token_file or SPOOL_ADMIN_TOKEN",
-                        self.admin_token.name()
+                        self.name(ADMIN_TOKEN)
                     ));
                 }
-                Some(check_admin_token(&self.admin_token, secret.expose())?)
+                Some(self.check_admin_token(secret.expose())?)
             }
             Some(AdminToken::File(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    self.admin_token
-                        .error(format!("cannot read {}: {e}", path.display()))
+                    self.error(
+                        ADMIN_TOKEN_FILE,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?;
                 if let Some(w) = loose_permissions(path) {
                     warnings.push(w);
                 }
-                Some(check_admin_token(&self.admin_token, text.trim())?)
+                Some(self.check_admin_token(text.trim())?)
             }
         };
-        tracing_subscriber::EnvFilter::try_new(&self.log_level.value).map_err(|e| {
-            self.log_level
-                .error(format!("{:?}: {e}", self.log_level.value))
-        })?;
+        tracing_subscriber::EnvFilter::try_new(&v.log_level)
+            .map_err(|e| self.error(LOG_LEVEL, format!("{:?}: {e}", v.log_level)))?;
         Ok(Validated {
             listen,
             http_listen,
-            http_explicit: self.http_listen.origin != Origin::Default,
-            data_dir: self.data_dir.value.clone(),
+            http_explicit: *self.origin("http_listen") != Origin::Default,
+            data_dir: v.data_dir.clone(),
             max_connections,
             max_connections_per_peer,
             token_rate_per_s,
@@ -667,13 +519,45 @@ impl Settings {
             request_ttl_ms,
             callback_retry_ms,
             callback_secret,
-            outbound_allow_hosts: self.outbound_allow_hosts.value.clone(),
+            outbound_allow_hosts: v.outbound_allow_hosts.clone(),
             admin_token,
-            insecure: self.insecure.value,
-            log_format: self.log_format.value,
-            log_level: self.log_level.value.clone(),
+            insecure: v.insecure,
+            log_format: v.log_format,
+            log_level: v.log_level.clone(),
             warnings,
         })
+    }
+
+    fn resolve(&self, key: &str, addr: &str) -> Result<SocketAddr, ConfigError> {
+        addr.to_socket_addrs()
+            .map_err(|e| self.error(key, format!("invalid address {addr:?}: {e}")))?
+            .next()
+            .ok_or_else(|| self.error(key, format!("{addr:?} resolves to no address")))
+    }
+
+    fn check_admin_token(&self, token: &str) -> Result<Secret, ConfigError> {
+        let key = self.admin_token_key();
+        if token == REDACTED {
+            return Err(self.error(
+                key,
+                format!(
+                    "{REDACTED:?} is what --print-config shows instead of a secret, not a token"
+                ),
+            ));
+        }
+        if token.chars().count() < ADMIN_TOKEN_LEN_MIN {
+            return Err(self.error(
+                key,
+                format!("the admin token must be at least {ADMIN_TOKEN_LEN_MIN} characters"),
+            ));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.error(
+                key,
+                "the admin token must not contain spaces or control characters",
+            ));
+        }
+        Ok(Secret::new(token))
     }
 
     /// The effective configuration as TOML, each line commented with where
@@ -683,117 +567,194 @@ impl Settings {
         if let Some(file) = &self.file {
             let _ = writeln!(out, "# file: {}", file.display());
         }
-        let string = |s: &str| toml::Value::String(s.to_owned());
-        let path = |p: &Path| toml::Value::String(p.display().to_string());
-        line(&mut out, &self.listen, string(&self.listen.value));
-        line(&mut out, &self.http_listen, string(&self.http_listen.value));
-        line(&mut out, &self.data_dir, path(&self.data_dir.value));
-        let max = i64::try_from(self.max_connections.value).unwrap_or(i64::MAX);
-        line(&mut out, &self.max_connections, toml::Value::Integer(max));
-        for (s, unset) in [
-            (
-                &self.max_connections_per_peer,
-                "not set (only max_connections applies)",
-            ),
-            (&self.token_rate_per_s, "not set (no per-token rate limit)"),
-        ] {
-            match s.value {
-                Some(n) => line(
-                    &mut out,
-                    s,
-                    toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        let redacted = || toml::Value::String(REDACTED.to_owned());
+        for arg in settings_of(&self.command) {
+            let key = arg.get_id().as_str();
+            let values = self.raw.get(key).map(Vec::as_slice).unwrap_or_default();
+            // The admin token's line is in whichever form it was given.
+            let unset = match (key, &self.admin_token) {
+                (ADMIN_TOKEN_FILE, Some(AdminToken::Inline(_))) => {
+                    self.line(&mut out, ADMIN_TOKEN, redacted());
+                    continue;
+                }
+                (ADMIN_TOKEN_FILE, None) => Some(ADMIN_TOKEN),
+                (_, _) => values.is_empty().then_some(key),
+            };
+            if let Some(key) = unset.filter(|_| !matches!(kind(arg), Kind::List | Kind::Bool)) {
+                let why = UNSET.iter().find(|(k, _)| *k == key).map_or("", |(_, w)| w);
+                let _ = writeln!(out, "# {key}: not set ({why})");
+                continue;
+            }
+            let first = values.first().cloned().unwrap_or_default();
+            let value = match kind(arg) {
+                Kind::List => toml::Value::Array(
+                    values
+                        .iter()
+                        .map(|v| toml::Value::String(v.clone()))
+                        .collect(),
                 ),
-                None => {
-                    let _ = writeln!(out, "# {}: {unset}", s.key.toml);
-                }
-            }
+                Kind::Bool => toml::Value::Boolean(first == "true"),
+                _ if SECRET_KEYS.contains(&key) => redacted(),
+                Kind::Whole => first
+                    .parse()
+                    .map_or(toml::Value::String(first), toml::Value::Integer),
+                Kind::LogFormat | Kind::Text => toml::Value::String(first),
+            };
+            self.line(&mut out, key, value);
         }
-        for s in [&self.tls_cert_file, &self.tls_key_file] {
-            match &s.value {
-                Some(p) => line(&mut out, s, path(p)),
-                None => {
-                    let _ = writeln!(out, "# {}: not set (no TLS)", s.key.toml);
-                }
-            }
-        }
-        for s in [&self.request_ttl_ms, &self.callback_retry_ms] {
-            line(
-                &mut out,
-                s,
-                toml::Value::Integer(i64::try_from(s.value).unwrap_or(i64::MAX)),
-            );
-        }
-        match &self.callback_secret.value {
-            Some(_) => line(&mut out, &self.callback_secret, string(REDACTED)),
-            None => out.push_str(
-                "# callback_secret: not set (generated once, kept in <data_dir>/callback.secret)\n",
-            ),
-        }
-        let hosts = self.outbound_allow_hosts.value.iter();
-        let hosts = toml::Value::Array(hosts.map(|h| string(h)).collect());
-        line(&mut out, &self.outbound_allow_hosts, hosts);
-        match &self.admin_token.value {
-            Some(AdminToken::Inline(_)) => line(&mut out, &self.admin_token, string(REDACTED)),
-            Some(AdminToken::File(p)) => line(&mut out, &self.admin_token, path(p)),
-            None => out
-                .push_str("# admin_token: not set (no authentication; loopback addresses only)\n"),
-        }
-        line(
-            &mut out,
-            &self.insecure,
-            toml::Value::Boolean(self.insecure.value),
-        );
-        let format = string(self.log_format.value.as_str());
-        line(&mut out, &self.log_format, format);
-        line(&mut out, &self.log_level, string(&self.log_level.value));
         out
     }
+
+    /// One `key = value  # from …` line of [`Settings::to_toml`].
+    fn line(&self, out: &mut String, key: &str, value: toml::Value) {
+        let from = match self.origin(key) {
+            Origin::Default => "default".to_owned(),
+            _ => format!("from {}", self.name(key)),
+        };
+        let _ = writeln!(out, "{key} = {value}  # {from}");
+    }
 }
 
-/// One `key = value  # from …` line of [`Settings::to_toml`].
-fn line<T>(out: &mut String, setting: &Setting<T>, value: toml::Value) {
-    let from = match &setting.origin {
-        Origin::Default => "default".to_owned(),
-        other => format!("from {}", name(setting.key, other)),
-    };
-    let _ = writeln!(out, "{} = {value}  # {from}", setting.key.toml);
+/// The highest layer's say on `arg`, if any layer has one: the flag, else
+/// its environment variable, else its key in the file (`file`).
+fn given(
+    arg: &Arg,
+    flags: &ArgMatches,
+    env_of: &dyn Fn(&str) -> Option<String>,
+    file: Option<(&Path, &toml::Value)>,
+) -> Result<Option<Given>, ConfigError> {
+    let key = arg.get_id().as_str();
+    if flags.value_source(key) == Some(ValueSource::CommandLine) {
+        let values = flags.get_raw(key).into_iter().flatten();
+        let values = values.map(|v| v.to_string_lossy().into_owned()).collect();
+        let origin = Origin::Flag;
+        return Ok(Some(Given { origin, values }));
+    }
+    let var = arg.get_env().map(|v| v.to_string_lossy().into_owned());
+    let fallback = (key == LOG_LEVEL).then(|| RUST_LOG.to_owned());
+    let set = var
+        .into_iter()
+        .chain(fallback)
+        .find_map(|var| Some((env_of(&var)?, var)));
+    match (set, file) {
+        (Some((value, var)), _) => from_env(arg, var, &value).map(Some),
+        (None, Some((path, value))) => from_file(arg, path, value).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
-impl Validated {
-    /// Backend-only by default: without an admin token, only loopback
-    /// addresses, unless `insecure`.
-    pub fn check_exposure(&self, settings: &Settings) -> Result<(), ConfigError> {
-        if self.admin_token.is_some() || self.insecure {
-            return Ok(());
-        }
-        let listeners = [
-            (Some(self.listen), &settings.listen),
-            (self.http_listen, &settings.http_listen),
-        ];
-        for (addr, setting) in listeners {
-            if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+/// `key` as it was given in `origin`.
+fn name(key: &str, origin: &Origin, long: Option<&str>) -> String {
+    match origin {
+        Origin::Default => key.to_owned(),
+        Origin::File(path) => format!("`{key}` in {}", path.display()),
+        Origin::Env(var) => var.clone(),
+        Origin::Flag => long.map_or_else(|| key.to_owned(), |l| format!("--{l}")),
+    }
+}
+
+/// An environment variable's value for `arg`, checked.
+fn from_env(arg: &Arg, var: String, value: &str) -> Result<Given, ConfigError> {
+    let values = match kind(arg) {
+        Kind::List => value
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Kind::Whole => match value.trim().parse::<u64>() {
+            Ok(n) => vec![n.to_string()],
+            Err(_) => {
+                let unit = unit(arg);
                 return Err(ConfigError(format!(
-                    "refusing to listen on {addr} ({}) without authentication: with no admin \
-                     token the server binds only loopback addresses. Set an admin token \
-                     (SPOOL_ADMIN_TOKEN, or admin_token_file in the configuration) so every \
-                     request needs a token, or pass --insecure to serve it unauthenticated",
-                    setting.name()
+                    "{var}: {value:?} is not a number of {unit}"
                 )));
             }
+        },
+        Kind::Bool => match parse_bool(value) {
+            Some(b) => vec![b.to_string()],
+            None => {
+                return Err(ConfigError(format!(
+                    "{var}: {value:?} is not true or false (or 1 or 0)"
+                )))
+            }
+        },
+        Kind::LogFormat => {
+            LogFormat::parse(value).map_err(|e| ConfigError(format!("{var}: {e}")))?;
+            vec![value.to_owned()]
         }
-        Ok(())
-    }
+        Kind::Text => vec![value.to_owned()],
+    };
+    Ok(Given {
+        origin: Origin::Env(var),
+        values,
+    })
+}
 
-    /// Non-loopback listeners served without authentication (`--insecure`).
-    pub fn exposed(&self) -> Vec<SocketAddr> {
-        if self.admin_token.is_some() {
-            return Vec::new();
+/// A file value for `arg`, checked: of the wrong type, the error names the
+/// key and the file, and says what was expected.
+fn from_file(arg: &Arg, path: &Path, value: &toml::Value) -> Result<Given, ConfigError> {
+    let key = arg.get_id().as_str();
+    let origin = Origin::File(path.to_owned());
+    let values = match (kind(arg), value) {
+        (Kind::Whole, toml::Value::Integer(n)) if *n >= 0 => Some(vec![n.to_string()]),
+        (Kind::Bool, toml::Value::Boolean(b)) => Some(vec![b.to_string()]),
+        (Kind::List, toml::Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned))
+            .collect::<Option<Vec<String>>>(),
+        (Kind::Text | Kind::LogFormat, toml::Value::String(s)) => Some(vec![s.clone()]),
+        _ => None,
+    };
+    let Some(values) = values else {
+        let expected = match kind(arg) {
+            Kind::Whole => format!("a whole number of {}", unit(arg)),
+            Kind::Bool => "true or false".to_owned(),
+            Kind::List => format!("an array of {}s", unit(arg)),
+            Kind::LogFormat | Kind::Text => "a string".to_owned(),
+        };
+        // Secrets are described, never shown.
+        let found = if SECRET_KEYS.contains(&key) {
+            format!("{} (not shown)", value.type_str())
+        } else {
+            value.to_string()
+        };
+        return Err(ConfigError(format!(
+            "{}: expected {expected}, found {found}",
+            name(key, &origin, None)
+        )));
+    };
+    if kind(arg) == Kind::LogFormat {
+        if let Some(v) = values.first() {
+            LogFormat::parse(v)
+                .map_err(|e| ConfigError(format!("{}: {e}", name(key, &origin, None))))?;
         }
-        std::iter::once(self.listen)
-            .chain(self.http_listen)
-            .filter(|a| !a.ip().is_loopback())
-            .collect()
     }
+    Ok(Given { origin, values })
+}
+
+/// Reads and parses the TOML file; unknown keys are errors naming the key
+/// and the file.
+fn read_file(path: &Path, command: &Command) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+    let mut known: Vec<&str> = Vec::new();
+    for arg in settings_of(command) {
+        if arg.get_id() == ADMIN_TOKEN_FILE {
+            known.push(ADMIN_TOKEN);
+        }
+        known.push(arg.get_id().as_str());
+    }
+    if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ConfigError(format!(
+            "`{unknown}` in {}: unknown key (known keys: {})",
+            path.display(),
+            known.join(", ")
+        )));
+    }
+    Ok(table)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -802,26 +763,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
-}
-
-fn check_admin_token(
-    setting: &Setting<Option<AdminToken>>,
-    token: &str,
-) -> Result<Secret, ConfigError> {
-    if token == REDACTED {
-        return Err(setting.error(format!(
-            "{REDACTED:?} is what --print-config shows instead of a secret, not a token"
-        )));
-    }
-    if token.chars().count() < ADMIN_TOKEN_LEN_MIN {
-        return Err(setting.error(format!(
-            "the admin token must be at least {ADMIN_TOKEN_LEN_MIN} characters"
-        )));
-    }
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(setting.error("the admin token must not contain spaces or control characters"));
-    }
-    Ok(Secret::new(token))
 }
 
 /// A warning if a token file is readable by others than its owner.
@@ -843,161 +784,16 @@ fn loose_permissions(path: &Path) -> Option<String> {
     None
 }
 
-fn resolve(setting: &Setting<String>) -> Result<SocketAddr, ConfigError> {
-    let addr = &setting.value;
-    addr.to_socket_addrs()
-        .map_err(|e| setting.error(format!("invalid address {addr:?}: {e}")))?
-        .next()
-        .ok_or_else(|| setting.error(format!("{addr:?} resolves to no address")))
-}
-
-/// Reads and parses the TOML file. Unknown keys and values of the wrong
-/// type are errors naming the key and the file.
-fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
-    let origin = Origin::File(path.to_owned());
-    let known: Vec<&str> = FILE_KEYS.iter().map(|k| k.toml).collect();
-    if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ConfigError(format!(
-            "`{unknown}` in {}: unknown key (known keys: {})",
-            path.display(),
-            known.join(", ")
-        )));
-    }
-    /// The value of `key`, if present, as a `T`.
-    fn get<T: serde::de::DeserializeOwned>(
-        table: &toml::Table,
-        key: Key,
-        origin: &Origin,
-        expected: &str,
-    ) -> Result<Option<T>, ConfigError> {
-        table
-            .get(key.toml)
-            .map(|v| {
-                v.clone().try_into::<T>().map_err(|_| {
-                    // Secrets are described, never shown.
-                    let found = if [CALLBACK_SECRET.toml, ADMIN_TOKEN.toml].contains(&key.toml) {
-                        format!("{} (not shown)", v.type_str())
-                    } else {
-                        v.to_string()
-                    };
-                    ConfigError(format!(
-                        "{}: expected {expected}, found {found}",
-                        name(key, origin)
-                    ))
-                })
-            })
-            .transpose()
-    }
-    let text_of = |key: Key| get::<String>(&table, key, &origin, "a string");
-    let admin_token = match (text_of(ADMIN_TOKEN)?, text_of(ADMIN_TOKEN_FILE)?) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError(format!(
-                "{} and {}: set only one of them",
-                name(ADMIN_TOKEN, &origin),
-                name(ADMIN_TOKEN_FILE, &origin)
-            )))
-        }
-        (Some(t), None) => Some(AdminToken::Inline(Secret::new(t))),
-        (None, Some(p)) => Some(AdminToken::File(PathBuf::from(p))),
-        (None, None) => None,
-    };
-    let log_format = text_of(LOG_FORMAT)?
-        .map(|f| {
-            LogFormat::parse(&f)
-                .map_err(|e| ConfigError(format!("{}: {e}", name(LOG_FORMAT, &origin))))
-        })
-        .transpose()?;
-    Ok(Layer {
-        listen: text_of(LISTEN)?,
-        http_listen: text_of(HTTP_LISTEN)?,
-        data_dir: text_of(DATA_DIR)?.map(PathBuf::from),
-        max_connections: get(
-            &table,
-            MAX_CONNECTIONS,
-            &origin,
-            "a whole number of connections",
-        )?,
-        max_connections_per_peer: get(
-            &table,
-            MAX_CONNECTIONS_PER_PEER,
-            &origin,
-            "a whole number of connections",
-        )?,
-        token_rate_per_s: get(
-            &table,
-            TOKEN_RATE_PER_S,
-            &origin,
-            "a whole number of requests per second",
-        )?,
-        tls_cert_file: text_of(TLS_CERT_FILE)?.map(PathBuf::from),
-        tls_key_file: text_of(TLS_KEY_FILE)?.map(PathBuf::from),
-        request_ttl_ms: get(
-            &table,
-            REQUEST_TTL_MS,
-            &origin,
-            "a whole number of milliseconds",
-        )?,
-        callback_retry_ms: get(
-            &table,
-            CALLBACK_RETRY_MS,
-            &origin,
-            "a whole number of milliseconds",
-        )?,
-        callback_secret: text_of(CALLBACK_SECRET)?.map(Secret::new),
-        outbound_allow_hosts: get(
-            &table,
-            OUTBOUND_ALLOW_HOSTS,
-            &origin,
-            "an array of host names",
-        )?,
-        admin_token,
-        insecure: get(&table, INSECURE, &origin, "true or false")?,
-        log_format,
-        log_level: text_of(LOG_LEVEL)?,
-    })
-}
-
-fn flag_layer(args: &ServerArgs) -> Layer {
-    Layer {
-        listen: args.listen.clone(),
-        http_listen: args.http_listen.clone(),
-        data_dir: args.data_dir.clone(),
-        max_connections: args.max_connections,
-        max_connections_per_peer: args.max_connections_per_peer,
-        token_rate_per_s: args.token_rate_per_s,
-        tls_cert_file: args.tls_cert_file.clone(),
-        tls_key_file: args.tls_key_file.clone(),
-        request_ttl_ms: args.request_ttl_ms,
-        callback_retry_ms: args.callback_retry_ms,
-        callback_secret: args.callback_secret.clone().map(Secret::new),
-        outbound_allow_hosts: (!args.outbound_allow_hosts.is_empty())
-            .then(|| args.outbound_allow_hosts.clone()),
-        admin_token: args.admin_token_file.clone().map(AdminToken::File),
-        insecure: args.insecure.then_some(true),
-        log_format: args.log_format.map(|f| match f {
-            LogFormatArg::Text => LogFormat::Text,
-            LogFormatArg::Json => LogFormat::Json,
-        }),
-        log_level: args.log_level.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    fn args(flags: &[&str]) -> ServerArgs {
-        let mut argv = vec!["spool", "server"];
+    fn args(flags: &[&str]) -> ArgMatches {
+        let mut argv = vec!["server"];
         argv.extend_from_slice(flags);
-        match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Server(a) => a,
-            _ => unreachable!(),
-        }
+        without_env(server_command())
+            .try_get_matches_from(argv)
+            .unwrap()
     }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -1025,12 +821,12 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(s.listen.value, "127.0.0.1:7003");
-        assert_eq!(s.listen.origin, Origin::Flag);
-        assert_eq!(s.max_connections.value, 6);
-        assert_eq!(s.max_connections.name(), "SPOOL_MAX_CONNECTIONS");
-        assert_eq!(s.log_format.value, LogFormat::Json);
-        assert!(s.log_format.name().contains("spool.toml"));
+        assert_eq!(s.values.listen, "127.0.0.1:7003");
+        assert_eq!(*s.origin("listen"), Origin::Flag);
+        assert_eq!(s.values.max_connections, 6);
+        assert_eq!(s.name("max_connections"), "SPOOL_MAX_CONNECTIONS");
+        assert_eq!(s.values.log_format, LogFormat::Json);
+        assert!(s.name("log_format").contains("spool.toml"));
         let v = s.validate().unwrap();
         assert_eq!(v.max_connections, 6);
         assert!(!v.http_explicit);

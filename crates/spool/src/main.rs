@@ -146,6 +146,16 @@ fn init_logging() {
 /// When all are busy, more blocking work waits for one to finish.
 const SERVER_BLOCKING_THREADS_MAX: usize = 32;
 
+/// `spool server` with its own hidden copies of the client connection
+/// flags: clap then gives it those instead of the global ones, so its help
+/// does not offer flags it refuses.
+fn hide_client_flags(server: clap::Command) -> clap::Command {
+    server.args(
+        [("addr", "addr"), ("token", "token"), ("tls_ca", "tls-ca")]
+            .map(|(id, long)| clap::Arg::new(id).long(long).hide(true)),
+    )
+}
+
 /// The client connection flags, which the top level takes so they may come
 /// before the subcommand, and which clap therefore also offers `spool
 /// server`: given to it they would be ignored, so they are refused.
@@ -173,7 +183,13 @@ fn refuse_client_flags_for_server(matches: &ArgMatches) {
 }
 
 fn main() -> ExitCode {
-    let matches = cli::Cli::command().get_matches();
+    // The server's settings come from its file and environment too, which
+    // `config` layers itself.
+    let matches = cli::Cli::command()
+        .mut_subcommand("server", |server| {
+            hide_client_flags(config::without_env(server))
+        })
+        .get_matches();
     refuse_client_flags_for_server(&matches);
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -188,10 +204,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main(cli))
+    runtime.block_on(async_main(cli, matches))
 }
 
-async fn async_main(cli: cli::Cli) -> ExitCode {
+async fn async_main(cli: cli::Cli, matches: ArgMatches) -> ExitCode {
     // Global flags: clap gives every level the value from wherever it was
     // given (after the subcommand wins over before it).
     let _ = TOKEN.set(cli.conn.token.clone());
@@ -200,7 +216,10 @@ async fn async_main(cli: cli::Cli) -> ExitCode {
         init_logging();
     }
     let result = match cli.command {
-        cli::Command::Server(args) => server::run(args).await,
+        cli::Command::Server(args) => {
+            let flags = matches.subcommand_matches("server").cloned();
+            server::run(args, flags.unwrap_or_default()).await
+        }
         cli::Command::Topic(args) => topic::run(args).await,
         cli::Command::Produce(args) => produce::run(args).await,
         cli::Command::Consume(args) => consume::run(args).await,

@@ -5,9 +5,11 @@
 //! effective configuration and exits.
 
 use crate::cli::ServerArgs;
-use crate::config::{LogFormat, Settings};
+use crate::config::{ConfigError, LogFormat, Settings, Validated};
+use clap::ArgMatches;
 use spool_server::{Server, ServerConfig};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 /// Logs to stderr in `format`, filtered by `filter` (RUST_LOG syntax).
@@ -30,8 +32,10 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&args)?;
+/// `flags`: clap's matches of `spool server` (the command line only; see
+/// `config::without_env`), which `args` was taken from.
+pub async fn run(args: ServerArgs, flags: ArgMatches) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&flags)?;
     let plan = settings.validate()?;
     if args.print_config {
         let mut out = std::io::stdout().lock();
@@ -103,4 +107,41 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     server.serve(spool_server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+impl Validated {
+    /// Backend-only by default: without an admin token, only loopback
+    /// addresses, unless `insecure`.
+    pub fn check_exposure(&self, settings: &Settings) -> Result<(), ConfigError> {
+        if self.admin_token.is_some() || self.insecure {
+            return Ok(());
+        }
+        let listeners = [
+            (Some(self.listen), "listen"),
+            (self.http_listen, "http_listen"),
+        ];
+        for (addr, key) in listeners {
+            if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError(format!(
+                    "refusing to listen on {addr} ({}) without authentication: with no admin \
+                     token the server binds only loopback addresses. Set an admin token \
+                     (SPOOL_ADMIN_TOKEN, or admin_token_file in the configuration) so every \
+                     request needs a token, or pass --insecure to serve it unauthenticated",
+                    settings.name(key)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Non-loopback listeners served without authentication (`--insecure`).
+    pub fn exposed(&self) -> Vec<SocketAddr> {
+        if self.admin_token.is_some() {
+            return Vec::new();
+        }
+        std::iter::once(self.listen)
+            .chain(self.http_listen)
+            .filter(|a| !a.ip().is_loopback())
+            .collect()
+    }
 }
