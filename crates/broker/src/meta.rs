@@ -184,8 +184,11 @@ impl MetaStore {
                 .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?;
             b.push(&NewRecord::value(value, now_ms))?;
         }
-        let mut batch = b.finish()?;
-        self.log.append(&mut batch, now_ms)?;
+        let batch = b.finish()?;
+        // Synced whatever the log's policy says: a metadata change is
+        // acknowledged only once it would survive a power loss.
+        let (appended, _) = self.log.write(&batch, now_ms)?;
+        self.log.sync_to(appended.next_offset())?;
         self.events_since_snapshot += events.len() as u64;
         Ok(())
     }

@@ -6,9 +6,11 @@
 //!
 //! - `raw_disk`: sequential 1 MiB pwrites (no sync) and 4 KiB pwrite + fdatasync,
 //!   both appending to a file, as the log does.
-//! - `append`: one appender, 100 B and 1 KiB records in batches of 1, 100 and
+//! - `append`: one appender (`Log::write_durable`: `write`, then `sync_to`
+//!   when the policy asks), 100 B and 1 KiB records in batches of 1, 100 and
 //!   1,000, under `never`, `interval` (5 ms) and `always`.
-//! - `group_commit`: `always`, single 100 B records, 1 vs 64 appender threads.
+//! - `group_commit`: `always`, single 100 B records, 1 vs 64 appender threads
+//!   each blocking in `write_durable` (group commit in `sync_to`).
 //! - `group_commit_syncer`: the same through the path the server takes —
 //!   `Log::write` + `Syncer::sync` with a completion — with 1 vs 64 appends in
 //!   flight at once (the server's producers are tasks, not threads).
@@ -146,7 +148,7 @@ fn append(c: &mut Criterion) {
             for count in [1usize, 100, 1000] {
                 let dir = temp_dir();
                 let log = open_log(&dir, durability);
-                let mut batch = batch(value_bytes, count);
+                let batch = batch(value_bytes, count);
                 group.throughput(Throughput::ElementsAndBytes {
                     elements: count as u64,
                     bytes: batch.len() as u64,
@@ -156,7 +158,7 @@ fn append(c: &mut Criterion) {
                     b.iter_custom(|iters| {
                         let start = Instant::now();
                         for _ in 0..iters {
-                            black_box(log.append(&mut batch, now_ms()).expect("append"));
+                            black_box(log.write_durable(&batch, now_ms()).expect("append"));
                         }
                         start.elapsed()
                     })
@@ -190,11 +192,11 @@ fn group_commit(c: &mut Criterion) {
                 let barrier = Barrier::new(appenders + 1);
                 std::thread::scope(|s| {
                     for t in 0..appenders {
-                        let (log, barrier, mut batch) = (&log, &barrier, template.clone());
+                        let (log, barrier, batch) = (&log, &barrier, template.clone());
                         s.spawn(move || {
                             barrier.wait();
                             for _ in 0..per_thread(t) {
-                                black_box(log.append(&mut batch, now_ms()).expect("append"));
+                                black_box(log.write_durable(&batch, now_ms()).expect("append"));
                             }
                         });
                     }
@@ -276,10 +278,10 @@ fn read(c: &mut Criterion) {
         ..LogConfig::default()
     };
     let log = Log::open(dir.path(), config).expect("open log").0;
-    let mut b = batch(KIB, 100);
+    let b = batch(KIB, 100);
     let mut written = 0usize;
     while written < 160 * MIB {
-        log.append(&mut b, now_ms()).expect("append");
+        log.write(&b, now_ms()).expect("write");
         written += b.len();
     }
     log.flush().expect("flush");

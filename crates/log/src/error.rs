@@ -64,6 +64,22 @@ impl LogError {
         }
     }
 
+    /// A copy of this error for another waiter on the same failed sync
+    /// (`LogError` holds an `io::Error`, which is not `Clone`).
+    pub(crate) fn replicate(&self) -> LogError {
+        match self {
+            LogError::StorageFull { path } => LogError::StorageFull { path: path.clone() },
+            LogError::Io { path, source } => LogError::Io {
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            other => LogError::Failed(other.to_string()),
+        }
+    }
+
     /// The stable error code for the wire.
     pub fn code(&self) -> ErrorCode {
         match self {

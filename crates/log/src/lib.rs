@@ -1,17 +1,20 @@
 //! Spool's durable log: one append-only, segmented log per partition on local
 //! disk. This is the heart of the product.
 //!
-//! - [`Log`] appends record batches ([`Log::append`], or [`Log::write`] +
-//!   [`Log::sync_to`] for callers that wait elsewhere), reads whole stored
-//!   batches by offset or timestamp ([`Log::read`], [`Log::read_from_timestamp`]),
-//!   applies retention, advances the low-water mark and truncates a suffix.
+//! - [`Log`] appends record batches by one path: [`Log::write`] puts a batch
+//!   in the file, [`Log::sync_to`] makes offsets durable with group commit
+//!   ([`Log::write_durable`] does both on the caller's thread). It reads whole
+//!   stored batches by offset or timestamp ([`Log::read`],
+//!   [`Log::read_from_timestamp`]), applies retention, advances the
+//!   low-water mark and truncates a suffix.
 //! - [`Syncer`] waits for fdatasyncs on a few shared threads and runs a
 //!   completion, for callers (the server) that must not park a thread each.
 //! - [`LogConfig`] and [`Durability`] choose when an append counts as done.
 //! - [`RecoveryReport`] says what opening a log repaired.
 //!
 //! Formats (each owned by one module): segment files (`segment`), indexes
-//! (`index`), the common file header (`file_header`); batches are Kafka
+//! (`index`), the common file header (`file_header`), the low-water mark
+//! (`start_offset`); batches are Kafka
 //! RecordBatch v2 from `spool-batch`. See `docs/storage-format.md`.
 //!
 //! The log is synchronous `std` code: it knows nothing of topics, networks or
@@ -28,6 +31,7 @@ mod log;
 mod read_buffers;
 mod scan;
 mod segment;
+mod start_offset;
 mod syncer;
 
 pub use config::{Durability, LogConfig};

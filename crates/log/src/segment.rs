@@ -329,14 +329,13 @@ impl Segment {
 
     /// Accounts for one batch whose bytes are already in the file at
     /// `position` (the current end): sizes, offsets, timestamps and index
-    /// entries. Group commit writes many batches with one `pwrite` and then
-    /// calls this once per batch.
+    /// entries.
     ///
     /// An index entry that cannot be written (e.g. a full disk) is skipped,
     /// not reported: the batch is in the file, and indexes are hints that
     /// readers verify and recovery rebuilds. The next batch retries the entry
     /// because `bytes_since_index` keeps growing.
-    pub fn note_written(
+    fn note_written(
         &mut self,
         position: u64,
         header: &BatchHeader,
@@ -489,15 +488,14 @@ impl Segment {
     }
 }
 
-/// Writes `bytes` at `position`, the end of the segment file. On failure the
-/// file is cut back to `position`, so it ends on a batch boundary again.
 /// Writes one batch at the end of a segment with `base_offset` in its
 /// header, leaving the caller's bytes as they are: the header goes out from
 /// a patched copy on the stack and the records straight from `batch`, in
 /// one `pwritev`. A produced batch is thus written from the buffer it was
 /// received in (copying 1 MiB batches into a fresh buffer to patch 8 bytes
 /// cost ~8 % of the server's CPU in a 1 KiB publish, BENCHMARKS.md,
-/// seventh session).
+/// seventh session). On failure the file is cut back to `position`, so it
+/// ends on a batch boundary again.
 pub fn write_batch_at_end(
     file: &File,
     path: &Path,
@@ -535,10 +533,6 @@ fn write_two_at(
         second = &second[written - from_first..];
     }
     Ok(())
-}
-
-pub fn write_at_end(file: &File, path: &Path, bytes: &[u8], position: u64) -> Result<(), LogError> {
-    write_parts_at_end(file, path, bytes, &[], position)
 }
 
 /// `first` then `second` at `position`; on failure the file is cut back to

@@ -177,7 +177,7 @@ fn complete(waiters: Vec<SyncDone>, result: &Result<(), LogError>) {
     for done in waiters {
         done(match result {
             Ok(()) => Ok(()),
-            Err(e) => Err(crate::log::replicate(e)),
+            Err(e) => Err(e.replicate()),
         });
     }
 }

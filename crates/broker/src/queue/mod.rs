@@ -928,7 +928,7 @@ mod tests {
             b.push(&NewRecord::value(format!("m{i}").into_bytes(), 1))
                 .unwrap();
         }
-        log.append(&mut b.finish().unwrap(), 1).unwrap();
+        log.write_durable(&b.finish().unwrap(), 1).unwrap();
         let (sub, _) = QueueSub::open(&dir.join("sub"), QueueSpec::new("t", "w"), &[0], 1).unwrap();
         (vec![Arc::new(log)], sub)
     }

@@ -14,8 +14,8 @@ fn append_assigns_offsets_and_reads_return_whole_batches() {
     let dir = tempfile::tempdir().unwrap();
     let (log, report) = Log::open(dir.path(), LogConfig::default()).unwrap();
     assert!(report.is_clean(), "{report}");
-    let a = log.append(&mut batch("a", 3, 1000), 0).unwrap();
-    let b = log.append(&mut batch("b", 2, 2000), 0).unwrap();
+    let a = log.write_durable(&batch("a", 3, 1000), 0).unwrap();
+    let b = log.write_durable(&batch("b", 2, 2000), 0).unwrap();
     assert_eq!((a.base_offset, a.last_offset), (0, 2));
     assert_eq!((b.base_offset, b.last_offset), (3, 4));
     let all = read_all(&log, 0);
@@ -42,7 +42,7 @@ fn rolls_segments_and_survives_reopen_with_indexes() {
     {
         let (log, _) = Log::open(dir.path(), small()).unwrap();
         for i in 0..200 {
-            log.append(&mut batch(&format!("r{i}"), 2, 10_000 + i), 0)
+            log.write_durable(&batch(&format!("r{i}"), 2, 10_000 + i), 0)
                 .unwrap();
         }
         assert!(log.stats().segments > 3, "{:?}", log.stats());
@@ -82,7 +82,8 @@ fn reads_by_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), small()).unwrap();
     for i in 0..100i64 {
-        log.append(&mut batch("t", 1, 1_000 + i * 10), 0).unwrap();
+        log.write_durable(&batch("t", 1, 1_000 + i * 10), 0)
+            .unwrap();
     }
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(0));
     assert_eq!(log.offset_for_timestamp(1_000).unwrap(), Some(0));
@@ -103,7 +104,7 @@ fn retention_by_size_and_age_deletes_whole_sealed_segments() {
     };
     let (log, _) = Log::open(dir.path(), cfg.clone()).unwrap();
     for i in 0..100 {
-        log.append(&mut sized(200, 1, i), 0).unwrap();
+        log.write_durable(&sized(200, 1, i), 0).unwrap();
     }
     let before = log.stats();
     let deleted = log.apply_retention(0).unwrap();
@@ -143,7 +144,7 @@ fn start_offset_advances_durably() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), small()).unwrap();
     for _ in 0..50 {
-        log.append(&mut batch("x", 4, 0), 0).unwrap();
+        log.write_durable(&batch("x", 4, 0), 0).unwrap();
     }
     log.advance_start_offset(101).unwrap();
     assert_eq!(log.stats().start_offset, 101);
@@ -161,7 +162,8 @@ fn truncate_suffix_drops_batches_at_and_after_a_boundary() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), small()).unwrap();
     for i in 0..100 {
-        log.append(&mut batch(&format!("b{i}"), 3, i), 0).unwrap();
+        log.write_durable(&batch(&format!("b{i}"), 3, i), 0)
+            .unwrap();
     }
     assert!(matches!(
         log.truncate_suffix(151),
@@ -169,7 +171,7 @@ fn truncate_suffix_drops_batches_at_and_after_a_boundary() {
     ));
     log.truncate_suffix(150).unwrap();
     assert_eq!(log.stats().next_offset, 150);
-    let a = log.append(&mut batch("new", 1, 0), 0).unwrap();
+    let a = log.write_durable(&batch("new", 1, 0), 0).unwrap();
     assert_eq!(a.base_offset, 150);
     drop(log);
     let (log, report) = Log::open(dir.path(), small()).unwrap();
@@ -181,20 +183,23 @@ fn truncate_suffix_drops_batches_at_and_after_a_boundary() {
     // Truncating to the very start empties the log.
     log.truncate_suffix(0).unwrap();
     assert_eq!(log.stats().next_offset, 0);
-    assert_eq!(log.append(&mut batch("z", 1, 0), 0).unwrap().base_offset, 0);
+    assert_eq!(
+        log.write_durable(&batch("z", 1, 0), 0).unwrap().base_offset,
+        0
+    );
 }
 
 #[test]
 fn invalid_input_gets_typed_errors_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), small()).unwrap();
-    log.append(&mut batch("ok", 1, 0), 0).unwrap();
+    log.write_durable(&batch("ok", 1, 0), 0).unwrap();
     let mut bad = batch("bad", 2, 0);
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    let err = log.append(&mut bad, 0).unwrap_err();
+    let err = log.write_durable(&bad, 0).unwrap_err();
     assert_eq!(err.code(), spool_types::ErrorCode::CorruptBatch);
-    assert!(log.append(&mut [0u8; 10], 0).is_err());
+    assert!(log.write_durable(&[0u8; 10], 0).is_err());
     assert_eq!(log.stats().next_offset, 1);
     let bad_cfg = LogConfig {
         segment_bytes: 10,
@@ -214,8 +219,8 @@ fn always_readers_see_only_durable_offsets_and_interval_syncs() {
         ..small()
     };
     let (log, _) = Log::open(dir.path(), cfg).unwrap();
-    log.append(&mut batch("i", 1, 0), 1000).unwrap(); // first append: due, syncs
-    log.append(&mut batch("i", 1, 0), 1001).unwrap();
+    log.write_durable(&batch("i", 1, 0), 1000).unwrap(); // first append: due, syncs
+    log.write_durable(&batch("i", 1, 0), 1001).unwrap();
     let s = log.stats();
     assert_eq!((s.durable_offset, s.end_offset, s.next_offset), (1, 2, 2));
     log.sync_if_due(1050).unwrap();
@@ -243,7 +248,7 @@ fn concurrent_appenders_share_fsyncs_and_all_land() {
             std::thread::spawn(move || {
                 (0..50)
                     .map(|i| {
-                        log.append(&mut batch(&format!("t{t}.{i}"), 1, 0), 0)
+                        log.write_durable(&batch(&format!("t{t}.{i}"), 1, 0), 0)
                             .unwrap()
                             .base_offset
                     })
@@ -265,7 +270,7 @@ fn stray_files_are_cleaned_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (log, _) = Log::open(dir.path(), small()).unwrap();
-        log.append(&mut batch("a", 1, 0), 0).unwrap();
+        log.write_durable(&batch("a", 1, 0), 0).unwrap();
     }
     std::fs::write(dir.path().join("start-offset.tmp"), b"junk").unwrap();
     std::fs::write(dir.path().join("00000000000000000099.index"), b"junk").unwrap();
@@ -274,7 +279,10 @@ fn stray_files_are_cleaned_and_reported() {
     let (log, report) = Log::open(dir.path(), small()).unwrap();
     assert_eq!(report.removed.len(), 3, "{report}");
     assert_eq!(read_all(&log, 0).len(), 1);
-    assert_eq!(log.append(&mut batch("b", 1, 0), 0).unwrap().base_offset, 1);
+    assert_eq!(
+        log.write_durable(&batch("b", 1, 0), 0).unwrap().base_offset,
+        1
+    );
 }
 
 #[test]
@@ -283,7 +291,7 @@ fn retained_bytes_follow_the_start_offset() {
     let (log, _) = Log::open(dir.path(), small()).unwrap();
     let one = sized(100, 7, 0).len() as u64;
     for _ in 0..100 {
-        log.append(&mut sized(100, 7, 0), 0).unwrap();
+        log.write_durable(&sized(100, 7, 0), 0).unwrap();
     }
     assert_eq!(log.stats().retained_bytes, 100 * one);
     log.advance_start_offset(30).unwrap();
@@ -303,7 +311,7 @@ fn a_lone_headerless_segment_is_recreated_at_its_base() {
     let (log, report) = Log::open(dir.path(), small()).unwrap();
     assert_eq!(report.removed.len(), 1, "{report}");
     assert_eq!(
-        log.append(&mut batch("a", 1, 0), 0).unwrap().base_offset,
+        log.write_durable(&batch("a", 1, 0), 0).unwrap().base_offset,
         42
     );
 }
@@ -324,7 +332,7 @@ fn readers_during_group_commit_see_only_durable_whole_batches() {
                     (0..60)
                         .map(|i| {
                             let tag = format!("t{t}.{i}");
-                            let a = log.append(&mut batch(&tag, 1, 0), 0).unwrap();
+                            let a = log.write_durable(&batch(&tag, 1, 0), 0).unwrap();
                             (a.base_offset, format!("{tag}-0").into_bytes())
                         })
                         .collect::<Vec<_>>()
@@ -364,9 +372,10 @@ fn readers_during_group_commit_see_only_durable_whole_batches() {
     );
 }
 
-/// Changing the durability policy while appenders run (group-committed
-/// `always` appends, direct `never`/`interval` writes, flushes and segment
-/// rolls all interleaved) keeps offsets dense and every batch intact.
+/// Changing the durability policy while appenders run (`always` writes
+/// synced by group commit, `never`/`interval` writes that skip or defer the
+/// sync, flushes and segment rolls all interleaved) keeps offsets dense and
+/// every batch intact.
 #[test]
 fn switching_durability_while_appending_keeps_offsets_dense() {
     let dir = tempfile::tempdir().unwrap();
@@ -390,7 +399,7 @@ fn switching_durability_while_appending_keeps_offsets_dense() {
                             break;
                         }
                         let tag = format!("t{t}.{i}");
-                        let a = log.append(&mut batch(&tag, 1, 0), i).unwrap();
+                        let a = log.write_durable(&batch(&tag, 1, 0), i).unwrap();
                         acked.push((a.base_offset, format!("{tag}-0").into_bytes()));
                     }
                     acked

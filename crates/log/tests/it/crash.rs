@@ -1,11 +1,13 @@
 //! Crash simulation: torn tails at every byte, random bit flips, and a real
-//! child process SIGKILLed while appending under `always`.
+//! child process SIGKILLed while appending under `always` through the
+//! server's path (`write`, then `sync_to` or a `Syncer` completion).
 
 use crate::support::*;
 use proptest::prelude::*;
-use spool_log::{Log, LogConfig, LogError};
+use spool_log::{Log, LogConfig, LogError, Syncer};
 use std::io::BufRead;
 use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 
 fn small() -> LogConfig {
     LogConfig {
@@ -42,10 +44,11 @@ fn torn_last_batch_at_every_byte_boundary() {
     {
         let (log, _) = Log::open(original.path(), LogConfig::default()).unwrap();
         for i in 0..5 {
-            log.append(&mut batch(&format!("b{i}"), 3, i), 0).unwrap();
+            log.write_durable(&batch(&format!("b{i}"), 3, i), 0)
+                .unwrap();
         }
         expected = read_all(&log, 0);
-        log.append(&mut batch("last", 4, 9), 0).unwrap();
+        log.write_durable(&batch("last", 4, 9), 0).unwrap();
     }
     let seg = active_segment(original.path());
     let full = std::fs::metadata(&seg).unwrap().len();
@@ -67,7 +70,7 @@ fn torn_last_batch_at_every_byte_boundary() {
             "cut at {cut}: {report}"
         );
         assert_eq!(
-            log.append(&mut batch("again", 1, 0), 0)
+            log.write_durable(&batch("again", 1, 0), 0)
                 .unwrap()
                 .base_offset,
             15
@@ -88,7 +91,7 @@ proptest! {
         {
             let (log, _) = Log::open(dir.path(), small()).unwrap();
             for i in 0..40 {
-                log.append(&mut batch(&format!("w{i}"), 2, i), 0).unwrap();
+                log.write_durable(&batch(&format!("w{i}"), 2, i), 0).unwrap();
             }
             written = read_all(&log, 0);
         }
@@ -123,8 +126,12 @@ proptest! {
 }
 
 /// Not run on its own: the body of the child process for the SIGKILL test.
-/// It appends batches from 4 threads under `always` and prints one line per
-/// acknowledged batch: `ack <base offset> <record count> <tag>`.
+/// It writes batches from 4 threads under `always` by the path the server
+/// takes and prints one line per batch acknowledged as durable:
+/// `ack <base offset> <record count> <tag>`. Threads 0 and 1 call
+/// `Log::write` and then `Log::sync_to`; threads 2 and 3 call `Log::write`
+/// and hand the wait to a `Syncer`, keeping up to 8 batches in flight each
+/// (as producer tasks do), and print from the completion.
 #[test]
 #[ignore = "child process of sigkill_during_always_appends_loses_nothing_acknowledged"]
 fn crash_child() {
@@ -139,22 +146,45 @@ fn crash_child() {
         },
     )
     .unwrap();
-    let log = std::sync::Arc::new(log);
-    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let log = Arc::new(log);
+    let syncer = Arc::new(Syncer::new(2).unwrap());
+    let out = Arc::new(Mutex::new(std::io::stdout()));
     let seed = std::process::id();
     let threads: Vec<_> = (0..4u32)
         .map(|t| {
-            let (log, out) = (log.clone(), out.clone());
+            let (log, syncer, out) = (log.clone(), syncer.clone(), out.clone());
             std::thread::spawn(move || {
-                use std::io::Write;
+                // Completions give back their slot here.
+                let (slot_tx, slot_rx) = mpsc::channel::<()>();
+                let mut in_flight = 0;
                 for i in 0u32.. {
                     let tag = format!("{seed}.{t}.{i}");
                     let n = 1 + (i as usize * 7 + t as usize) % 5;
-                    let mut b = batch(&tag, n, i as i64);
-                    let a = log.append(&mut b, 0).unwrap();
-                    let mut out = out.lock().unwrap();
-                    writeln!(out, "ack {} {} {}", a.base_offset, n, tag).unwrap();
-                    out.flush().unwrap();
+                    let b = batch(&tag, n, i as i64);
+                    let (a, must_sync) = log.write(&b, 0).unwrap();
+                    assert!(must_sync, "an `always` write must be synced");
+                    if t < 2 {
+                        log.sync_to(a.next_offset()).unwrap();
+                        ack(&out, a.base_offset, n, &tag);
+                        continue;
+                    }
+                    if in_flight == 8 {
+                        slot_rx.recv().unwrap();
+                        in_flight -= 1;
+                    }
+                    let (out, slot_tx) = (out.clone(), slot_tx.clone());
+                    syncer.sync(
+                        &log,
+                        a.next_offset(),
+                        Box::new(move |r| {
+                            match r {
+                                Ok(()) => ack(&out, a.base_offset, n, &tag),
+                                Err(e) => eprintln!("sync of {tag} failed: {e}"),
+                            }
+                            let _ = slot_tx.send(());
+                        }),
+                    );
+                    in_flight += 1;
                 }
             })
         })
@@ -162,6 +192,15 @@ fn crash_child() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// One acknowledgement line of [`crash_child`], flushed at once: the parent
+/// counts what it read before the SIGKILL as acknowledged.
+fn ack(out: &Mutex<std::io::Stdout>, base_offset: i64, n: usize, tag: &str) {
+    use std::io::Write;
+    let mut out = out.lock().unwrap();
+    writeln!(out, "ack {base_offset} {n} {tag}").unwrap();
+    out.flush().unwrap();
 }
 
 #[test]
@@ -241,6 +280,20 @@ fn sigkill_during_always_appends_loses_nothing_acknowledged() {
     assert!(
         acked.len() > rounds as usize,
         "the child acknowledged too little to prove anything: {}",
+        acked.len()
+    );
+    // Both ways of waiting were acknowledged: `sync_to` (threads 0 and 1)
+    // and a `Syncer` completion (threads 2 and 3). Tags are "pid.thread.i".
+    let by_syncer = acked
+        .iter()
+        .filter(|(_, _, tag)| {
+            let thread = tag.split('.').nth(1).and_then(|t| t.parse::<u32>().ok());
+            thread.is_some_and(|t| t >= 2)
+        })
+        .count();
+    assert!(
+        by_syncer > 0 && by_syncer < acked.len(),
+        "{by_syncer} of {} acknowledgements came from the Syncer",
         acked.len()
     );
 }

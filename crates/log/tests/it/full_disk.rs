@@ -63,8 +63,8 @@ fn full_disk_under_group_commit_fails_appends_cleanly_and_recovers() {
                     let mut acked = Vec::new();
                     let mut refusals = 0;
                     for i in 0.. {
-                        let mut b = sized(3000, (t * 16 + i % 16) as u8, 0);
-                        match log.append(&mut b, 0) {
+                        let b = sized(3000, (t * 16 + i % 16) as u8, 0);
+                        match log.write_durable(&b, 0) {
                             Ok(a) => {
                                 acked.push((a.base_offset, vec![(t * 16 + i % 16) as u8; 3000]))
                             }
@@ -94,7 +94,7 @@ fn full_disk_under_group_commit_fails_appends_cleanly_and_recovers() {
     assert_eq!(read_all(&log, 0), acked);
 
     std::fs::remove_file(&ballast).unwrap();
-    let a = log.append(&mut sized(3000, 1, 0), 0).unwrap();
+    let a = log.write_durable(&sized(3000, 1, 0), 0).unwrap();
     assert_eq!(a.base_offset, acked.len() as i64);
     acked.push((a.base_offset, vec![1u8; 3000]));
     drop(log);

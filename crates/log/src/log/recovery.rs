@@ -1,0 +1,216 @@
+//! [`Log::open`]: opening a log directory and repairing what a crash left.
+//!
+//! Only the last segment can need repair (every sealed segment was
+//! fdatasync'd before its successor was created); leftovers of interrupted
+//! file operations are removed. Everything kept is durable on return.
+
+use super::{Inner, Log};
+use crate::config::LogConfig;
+use crate::file_header::{self, FILE_HEADER_BYTES};
+use crate::segment::{self, Segment};
+use crate::{fsutil, start_offset, LogError};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+
+/// What opening a log found and repaired, for the operator's log.
+#[derive(Debug, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// (file, position, bytes dropped, reason) for each cut tail.
+    pub truncated: Vec<(PathBuf, u64, u64, String)>,
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// Files removed because they were leftovers (temporary files, orphan
+    /// indexes, a new segment whose header never reached the disk).
+    pub removed: Vec<PathBuf>,
+    /// Set when the low-water-mark file was unreadable and was reset.
+    pub start_offset_reset: Option<String>,
+}
+
+impl RecoveryReport {
+    pub fn is_clean(&self) -> bool {
+        self.truncated.is_empty()
+            && self.rebuilt_indexes.is_empty()
+            && self.removed.is_empty()
+            && self.start_offset_reset.is_none()
+    }
+}
+
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} segment(s)", self.segments)?;
+        for (path, pos, dropped, why) in &self.truncated {
+            write!(
+                f,
+                "; cut {dropped} byte(s) at {} byte {pos}: {why}",
+                path.display()
+            )?;
+        }
+        for p in &self.rebuilt_indexes {
+            write!(f, "; rebuilt indexes of {}", p.display())?;
+        }
+        for p in &self.removed {
+            write!(f, "; removed {}", p.display())?;
+        }
+        if let Some(why) = &self.start_offset_reset {
+            write!(f, "; reset start offset: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if needed, and recovers it.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport), LogError> {
+        config.validate()?;
+        let created = !dir.exists();
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+        if created {
+            // The new directory's own entry must survive a power loss too.
+            if let Some(parent) = dir.parent() {
+                fsutil::sync_dir(parent)?;
+            }
+        }
+        let mut report = RecoveryReport::default();
+        let mut bases = Vec::new();
+        let mut others = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| LogError::io(dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| LogError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(base) = segment::parse_segment_name(&name) {
+                bases.push(base);
+            } else {
+                others.push(name);
+            }
+        }
+        bases.sort_unstable();
+        // Leftovers: temporary files and indexes whose segment is gone.
+        for name in others {
+            let path = dir.join(&name);
+            let orphan_index = ["index", "timeindex"].iter().any(|ext| {
+                name.strip_suffix(&format!(".{ext}"))
+                    .and_then(|stem| segment::parse_segment_name(&format!("{stem}.log")))
+                    .is_some_and(|b| !bases.contains(&b))
+            });
+            if name.ends_with(".tmp") || orphan_index {
+                fsutil::remove_if_exists(&path)?;
+                report.removed.push(path);
+            }
+        }
+        // A crash while creating a segment can leave a last file holding no
+        // valid header and no data: it never held data, so it is removed
+        // (and, if it was the only one, made again at the same base offset).
+        let mut recreate_at = None;
+        while !bases.is_empty() {
+            let last = *bases.last().unwrap_or(&0);
+            let path = segment::segment_path(dir, last);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| LogError::io(&path, e))?
+                .len();
+            if len > FILE_HEADER_BYTES as u64 {
+                break;
+            }
+            let mut header = vec![0u8; len as usize];
+            File::open(&path)
+                .and_then(|f| f.read_exact_at(&mut header, 0))
+                .map_err(|e| LogError::io(&path, e))?;
+            if file_header::decode(file_header::SEGMENT_MAGIC, &header).is_ok() {
+                break;
+            }
+            for p in [
+                path.clone(),
+                segment::offset_index_path(dir, last),
+                segment::time_index_path(dir, last),
+            ] {
+                fsutil::remove_if_exists(&p)?;
+            }
+            report.removed.push(path);
+            if bases.len() == 1 {
+                recreate_at = Some(last);
+            }
+            bases.pop();
+        }
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (seg, repair) = Segment::open(
+                dir,
+                base,
+                active,
+                config.index_interval_bytes,
+                config.strict_recovery,
+            )?;
+            if repair.rebuilt_index && !active {
+                report.rebuilt_indexes.push(seg.path.clone());
+            }
+            if let Some((pos, dropped, why)) = repair.truncated {
+                report.truncated.push((seg.path.clone(), pos, dropped, why));
+            }
+            if let Some(prev) = segments.last() {
+                let prev: &Segment = prev;
+                if prev.next_offset > seg.base_offset {
+                    return Err(LogError::corrupt(
+                        &seg.path,
+                        0,
+                        format!(
+                            "segment starts at offset {} but its predecessor ends at {}",
+                            seg.base_offset, prev.next_offset
+                        ),
+                    ));
+                }
+            }
+            segments.push(seg);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, recreate_at.unwrap_or(0))?);
+        } else {
+            // What recovery kept counts as durable from here on, so make it
+            // so: after a process crash it may still be only in the page cache.
+            let active = &segments[segments.len() - 1];
+            active
+                .file
+                .sync_data()
+                .map_err(|e| LogError::io(&active.path, e))?;
+        }
+        if !report.removed.is_empty() || segments.len() == 1 {
+            fsutil::sync_dir(dir)?;
+        }
+        report.segments = segments.len();
+        let first_base = segments[0].base_offset;
+        let next_offset = segments[segments.len() - 1].next_offset;
+        let synced_position = segments[segments.len() - 1].size;
+        let start_offset = match start_offset::read(dir) {
+            Ok(Some(s)) => s.clamp(first_base, next_offset),
+            Ok(None) => first_base,
+            Err(why) => {
+                report.start_offset_reset = Some(why);
+                first_base
+            }
+        };
+        let mut inner = Inner {
+            config,
+            segments,
+            start_offset,
+            start_position: FILE_HEADER_BYTES as u64,
+            // Everything that survived recovery is on disk now or was before.
+            durable_offset: next_offset,
+            synced_position,
+            syncing: false,
+            last_sync_ms: 0,
+            failed: None,
+        };
+        inner.locate_start()?;
+        Ok((
+            Log {
+                dir: dir.to_owned(),
+                inner: Mutex::new(inner),
+                synced: Condvar::new(),
+                #[cfg(test)]
+                hooks: super::tests::Hooks::default(),
+            },
+            report,
+        ))
+    }
+}

@@ -1,0 +1,150 @@
+//! Cutting the log at either end: the low-water mark
+//! ([`Log::advance_start_offset`]), retention of whole sealed segments
+//! ([`Log::apply_retention`]) and suffix truncation ([`Log::truncate_suffix`]).
+
+use super::{Inner, Log};
+use crate::scan::{Scanner, Step};
+use crate::{fsutil, start_offset, LogError};
+use std::sync::Arc;
+
+impl Log {
+    /// Raises the low-water mark: offsets below `offset` become unreadable and
+    /// whole segments below it are deleted. Durable before it returns.
+    pub fn advance_start_offset(&self, offset: i64) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        let offset = offset.min(inner.written_offset());
+        if offset <= inner.start_offset {
+            return Ok(());
+        }
+        start_offset::write(&self.dir, offset)?;
+        inner.start_offset = offset;
+        self.delete_segments_below(&mut inner)?;
+        inner.locate_start()
+    }
+
+    /// Deletes whole sealed segments past the size or age limit and returns
+    /// how many went. The start offset moves up to the first kept segment.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let mut inner = self.lock();
+        let mut total = inner.size_bytes();
+        let mut drop_count = 0;
+        let sealed = inner.segments.len() - 1;
+        for seg in &inner.segments[..sealed] {
+            let over_size = inner
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total - seg.size >= limit);
+            let too_old = inner
+                .config
+                .retention_ms
+                .is_some_and(|limit| seg.max_timestamp < now_ms - limit as i64);
+            if !(over_size || too_old) {
+                break;
+            }
+            total -= seg.size;
+            drop_count += 1;
+        }
+        if drop_count == 0 {
+            return Ok(0);
+        }
+        let new_start = inner.segments[drop_count]
+            .base_offset
+            .max(inner.start_offset);
+        if new_start > inner.start_offset {
+            start_offset::write(&self.dir, new_start)?;
+            inner.start_offset = new_start;
+        }
+        let before = inner.segments.len();
+        self.delete_segments_below(&mut inner)?;
+        inner.locate_start()?;
+        Ok(before - inner.segments.len())
+    }
+
+    fn delete_segments_below(&self, inner: &mut Inner) -> Result<(), LogError> {
+        let start = inner.start_offset;
+        let last = inner.segments.len() - 1;
+        let doomed = inner.segments[..last]
+            .iter()
+            .take_while(|s| s.next_offset <= start)
+            .count();
+        if doomed == 0 {
+            return Ok(());
+        }
+        for seg in inner.segments.drain(..doomed) {
+            seg.delete_files(&self.dir)?;
+        }
+        fsutil::sync_dir(&self.dir)
+    }
+
+    /// Drops every batch at or after `offset`, which must be a batch boundary
+    /// (or the end of the log). Used when replication must discard a suffix.
+    ///
+    /// Syncs in flight finish first, so they are ordered before the
+    /// truncation: no fdatasync that started before it can afterwards raise
+    /// the durable offset over batches written after it.
+    pub fn truncate_suffix(&self, offset: i64) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        while inner.syncing {
+            inner = self.synced.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        inner.check_failed()?;
+        let next = inner.written_offset();
+        if offset >= next {
+            return Ok(());
+        }
+        if offset < inner.start_offset {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                start: inner.start_offset,
+                end: next,
+            });
+        }
+        let idx = inner
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        // Find the batch boundary inside segment idx.
+        let (file, path, start_pos, end_pos) = {
+            let seg = &inner.segments[idx];
+            (
+                Arc::clone(&seg.file),
+                seg.path.clone(),
+                seg.scan_start(offset),
+                seg.size,
+            )
+        };
+        let mut boundary = None;
+        let mut scanner = Scanner::new(&file, &path, start_pos, end_pos, false);
+        loop {
+            match scanner.next_step()? {
+                Step::End => break,
+                Step::Bad {
+                    position, reason, ..
+                } => return Err(LogError::corrupt(&path, position, reason)),
+                Step::Batch { position, header } => {
+                    if header.base_offset == offset {
+                        boundary = Some(position);
+                        break;
+                    }
+                    if header.last_offset() >= offset {
+                        return Err(LogError::NotBatchBoundary { offset });
+                    }
+                }
+            }
+        }
+        let position = match boundary {
+            Some(p) => p,
+            // `offset` is the end of segment idx (a gap follows): keep it whole.
+            None if inner.segments[idx].next_offset == offset => inner.segments[idx].size,
+            None => return Err(LogError::NotBatchBoundary { offset }),
+        };
+        for seg in inner.segments.drain(idx + 1..) {
+            seg.delete_files(&self.dir)?;
+        }
+        inner.segments[idx].truncate_to(position, offset)?;
+        fsutil::sync_dir(&self.dir)?;
+        inner.durable_offset = inner.durable_offset.min(offset);
+        inner.synced_position = inner.synced_position.min(inner.active().size);
+        Ok(())
+    }
+}
