@@ -2,104 +2,15 @@
 //! with a deliberately tiny HTTP/1.1 client so nothing hides the wire.
 
 use serde_json::{json, Value};
-use spool_server::{Server, ServerConfig};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    headers: Vec<(String, String)>,
-    pub(crate) body: Value,
-}
-
-impl Reply {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-pub(crate) async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(": ")
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body_text = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    let body = serde_json::from_str(&body_text).unwrap_or(Value::String(body_text));
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-    out
-}
-
-async fn start(secret: &str) -> (SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: dir.path().to_owned(),
-        max_connections: 1000,
-        callback_secret: Some(secret.to_owned()),
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let http = server.http_addr().unwrap();
-    tokio::spawn(server.serve(std::future::pending()));
-    (http, dir)
-}
+use spool_testkit::http::{call, get, post};
+use spool_testkit::receiver::sign;
+use spool_testkit::{Receiver, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_the_real_routes() {
-    let (addr, _dir) = start("s").await;
-    let doc = call(addr, "GET", "/openapi.json", None).await;
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    let doc = get(addr, "/openapi.json").await;
     assert_eq!(doc.status, 200);
     assert_eq!(doc.body["openapi"], "3.1.0");
     let paths = doc.body["paths"].as_object().unwrap();
@@ -121,7 +32,7 @@ async fn openapi_document_matches_the_real_routes() {
         }
     }
     // And an undocumented path is not served.
-    let r = call(addr, "GET", "/v1/nothing", None).await;
+    let r = get(addr, "/v1/nothing").await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (404, Some("UNKNOWN_REQUEST_TYPE"))
@@ -131,22 +42,22 @@ async fn openapi_document_matches_the_real_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_messages_and_queue_subscriptions_over_http() {
-    let (addr, _dir) = start("s").await;
-    assert_eq!(call(addr, "GET", "/healthz", None).await.status, 200);
-    let r = call(
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    let r = post(
         addr,
-        "POST",
         "/v1/topics",
-        Some(r#"{"name":"jobs","partitions":2,"max_messages":3,"retention":"work_queue"}"#),
+        r#"{"name":"jobs","partitions":2,"max_messages":3,"retention":"work_queue"}"#,
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = call(addr, "POST", "/v1/topics", Some(r#"{"name":"jobs"}"#)).await;
+    let r = post(addr, "/v1/topics", r#"{"name":"jobs"}"#).await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (409, Some("TOPIC_EXISTS"))
     );
-    let r = call(addr, "POST", "/v1/topics", Some(r#"{"name": "#)).await;
+    let r = post(addr, "/v1/topics", r#"{"name": "#).await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (400, Some("INVALID_REQUEST"))
@@ -178,32 +89,25 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         (r.status, r.body["code"].as_str()),
         (400, Some("INVALID_REQUEST"))
     );
-    let topics = call(addr, "GET", "/v1/topics", None).await;
+    let topics = get(addr, "/v1/topics").await;
     assert_eq!(topics.body["topics"][0]["name"], "jobs");
 
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/subscriptions",
-        Some(r#"{"name":"w","kind":"queue","ack_timeout_ms":5000,"max_deliveries":3}"#),
+        r#"{"name":"w","kind":"queue","ack_timeout_ms":5000,"max_deliveries":3}"#,
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = call(
-        addr,
-        "POST",
-        "/v1/topics/jobs/messages",
-        Some(r#"{"messages":[{"value":"one","key":"a"},{"value_base64":"/w=="},{"value":"three","headers":{"h":"v"}}]}"#),
-    )
+    let r = post(addr, "/v1/topics/jobs/messages", r#"{"messages":[{"value":"one","key":"a"},{"value_base64":"/w=="},{"value":"three","headers":{"h":"v"}}]}"#)
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["offsets"].as_array().unwrap().len(), 3);
     // The queue is full: 429 with Retry-After and the stable code.
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/messages",
-        Some(r#"{"messages":[{"value":"four"}]}"#),
+        r#"{"messages":[{"value":"four"}]}"#,
     )
     .await;
     assert_eq!(
@@ -211,7 +115,7 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         (429, Some("QUEUE_FULL"))
     );
     assert!(r.header("retry-after").is_some());
-    let m = call(addr, "GET", "/metrics", None).await;
+    let m = get(addr, "/metrics").await;
     let text = m.body.as_str().unwrap_or_default().to_owned();
     assert!(
         text.contains("spool_queue_full_rejections_total{topic=\"jobs\"}"),
@@ -231,11 +135,10 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         "{text}"
     );
 
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/subscriptions/w/receive",
-        Some(r#"{"max":10,"wait_ms":1000}"#),
+        r#"{"max":10,"wait_ms":1000}"#,
     )
     .await;
     let msgs = r.body["messages"].as_array().unwrap().clone();
@@ -245,49 +148,44 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         .iter()
         .all(|m| m["deliveries"] == 1 && m["receipt"].is_string()));
     let receipts: Vec<Value> = msgs.iter().map(|m| m["receipt"].clone()).collect();
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/subscriptions/w/ack",
-        Some(&json!({"receipts": receipts[..2]}).to_string()),
+        &json!({"receipts": receipts[..2]}).to_string(),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/subscriptions/w/ack",
-        Some(&json!({"receipts": [receipts[0]]}).to_string()),
+        &json!({"receipts": [receipts[0]]}).to_string(),
     )
     .await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (410, Some("LEASE_EXPIRED"))
     );
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/subscriptions/w/ack",
-        Some(r#"{"receipts":["nonsense"]}"#),
+        r#"{"receipts":["nonsense"]}"#,
     )
     .await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (404, Some("UNKNOWN_RECEIPT"))
     );
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/subscriptions/w/nack",
-        Some(&json!({"receipts": [receipts[2]], "delay_ms": 0}).to_string()),
+        &json!({"receipts": [receipts[2]], "delay_ms": 0}).to_string(),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/subscriptions/w/receive",
-        Some(r#"{"max":10,"wait_ms":2000}"#),
+        r#"{"max":10,"wait_ms":2000}"#,
     )
     .await;
     assert_eq!(r.body["messages"][0]["deliveries"], 2, "{}", r.body);
@@ -295,21 +193,19 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
     // A long poll returns as soon as a message arrives.
     let waiter = tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let r = call(
+        let r = post(
             addr,
-            "POST",
             "/v1/topics/jobs/subscriptions/w/receive",
-            Some(r#"{"max":1,"wait_ms":5000}"#),
+            r#"{"max":1,"wait_ms":5000}"#,
         )
         .await;
         (started.elapsed(), r.body)
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         "/v1/topics/jobs/messages",
-        Some(r#"{"messages":[{"value":"late","partition":1}]}"#),
+        r#"{"messages":[{"value":"late","partition":1}]}"#,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -321,122 +217,56 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
     );
 }
 
-/// A tiny HTTP receiver: records (body, signature) and answers `status`.
-async fn receiver(status: Arc<Mutex<u16>>, got: Arc<Mutex<Vec<(String, String)>>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let (status, got) = (status.clone(), got.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).into_owned();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length: ")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            let sig = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.strip_prefix("spool-signature: ")
-                                        .or_else(|| l.strip_prefix("Spool-Signature: "))
-                                })
-                                .unwrap_or("")
-                                .to_owned();
-                            let code = *status.lock().unwrap();
-                            if code == 200 {
-                                got.lock().unwrap().push((body[..len].to_owned(), sig));
-                            }
-                            let reply = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                            let _ = s.write_all(reply.as_bytes()).await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver_was_down() {
-    use hmac::{Hmac, KeyInit, Mac};
-    let (addr, _dir) = start("topsecret").await;
-    let status = Arc::new(Mutex::new(503u16));
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let cb = receiver(status.clone(), got.clone()).await;
+    let server = TestServer::start_http("topsecret").await;
+    let addr = server.http();
+    let receiver = Receiver::start(503);
+    let (status, got, cb) = (receiver.status, receiver.got, receiver.addr);
 
-    let r = call(addr, "POST", "/v1/requests", Some(&json!({"queue": "resize", "payload": {"w": 10}, "callback_url": format!("http://{cb}/done")}).to_string())).await;
+    let r = post(addr, "/v1/requests", &json!({"queue": "resize", "payload": {"w": 10}, "callback_url": format!("http://{cb}/done")}).to_string()).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
     assert_eq!(
         r.header("location"),
         Some(format!("/v1/requests/{id}").as_str())
     );
-    let s = call(addr, "GET", &format!("/v1/requests/{id}"), None).await;
+    let s = get(addr, &format!("/v1/requests/{id}")).await;
     assert_eq!(s.body["status"], "pending");
     assert!(s.header("retry-after").is_some());
 
     // A worker takes it over HTTP and sees the request ID header.
-    let w = call(
+    let w = post(
         addr,
-        "POST",
         "/v1/topics/resize/subscriptions/workers/receive",
-        Some(r#"{"max":1,"wait_ms":2000}"#),
+        r#"{"max":1,"wait_ms":2000}"#,
     )
     .await;
     let m = &w.body["messages"][0];
     assert_eq!(m["headers"]["spool-request-id"], id);
     assert_eq!(m["value"], r#"{"w":10}"#);
     assert_eq!(
-        call(addr, "GET", &format!("/v1/requests/{id}"), None)
-            .await
-            .body["status"],
+        get(addr, &format!("/v1/requests/{id}")).await.body["status"],
         "running"
     );
-    let done = call(
+    let done = post(
         addr,
-        "POST",
         &format!("/v1/requests/{id}/complete"),
-        Some(r#"{"result":{"ok":true}}"#),
+        r#"{"result":{"ok":true}}"#,
     )
     .await;
     assert_eq!(done.status, 200, "{}", done.body);
-    let again = call(
+    let again = post(
         addr,
-        "POST",
         &format!("/v1/requests/{id}/complete"),
-        Some(r#"{"result":1}"#),
+        r#"{"result":1}"#,
     )
     .await;
     assert_eq!(
         (again.status, again.body["code"].as_str()),
         (409, Some("REQUEST_FINISHED"))
     );
-    let s = call(
-        addr,
-        "GET",
-        &format!("/v1/requests/{id}?wait_ms=1000"),
-        None,
-    )
-    .await;
+    let s = get(addr, &format!("/v1/requests/{id}?wait_ms=1000")).await;
     assert_eq!(s.body["status"], "succeeded");
     assert_eq!(s.body["result"]["ok"], true);
 
@@ -456,28 +286,21 @@ async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver
     // Verify the signature as a receiver would.
     let (t, v1) = sig.split_once(',').unwrap();
     let t = t.strip_prefix("t=").unwrap();
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"topsecret").unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    let expect: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expect = sign(b"topsecret", t, &body);
     assert_eq!(v1.strip_prefix("v1=").unwrap(), expect);
     // The receiver has the body; the server records the outcome just after.
-    let mut s = call(addr, "GET", &format!("/v1/requests/{id}"), None).await;
+    let mut s = get(addr, &format!("/v1/requests/{id}")).await;
     for _ in 0..50 {
         if s.body["callback"]["status"] == "delivered" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        s = call(addr, "GET", &format!("/v1/requests/{id}"), None).await;
+        s = get(addr, &format!("/v1/requests/{id}")).await;
     }
     assert_eq!(s.body["callback"]["status"], "delivered", "{}", s.body);
     assert!(s.body["callback"]["attempts"].as_u64().unwrap() >= 2);
     // Unknown requests are a clear 404.
-    let r = call(addr, "GET", "/v1/requests/nope", None).await;
+    let r = get(addr, "/v1/requests/nope").await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (404, Some("UNKNOWN_REQUEST"))
@@ -486,61 +309,38 @@ async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
-    let (addr, _dir) = start("s").await;
-    let status = Arc::new(Mutex::new(500u16));
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let hook = receiver(status.clone(), got.clone()).await;
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    let receiver = Receiver::start(500);
+    let (status, got, hook) = (receiver.status, receiver.got, receiver.addr);
     for t in ["hooks", "hooks.dlq"] {
         assert_eq!(
-            call(
-                addr,
-                "POST",
-                "/v1/topics",
-                Some(&json!({"name": t}).to_string())
-            )
-            .await
-            .status,
+            post(addr, "/v1/topics", &json!({"name": t}).to_string())
+                .await
+                .status,
             201
         );
     }
     let sub = json!({"name": "pusher", "kind": "queue", "max_deliveries": 2, "ack_timeout_ms": 2000,
                      "dead_letter_topic": "hooks.dlq", "push_endpoint": format!("http://{hook}/in"), "max_in_flight": 4});
-    let r = call(
-        addr,
-        "POST",
-        "/v1/topics/hooks/subscriptions",
-        Some(&sub.to_string()),
-    )
-    .await;
+    let r = post(addr, "/v1/topics/hooks/subscriptions", &sub.to_string()).await;
     assert_eq!(r.status, 201, "{}", r.body);
     // An endpoint off the allow-list is refused.
     let bad = json!({"name": "evil", "push_endpoint": "http://example.com/in"});
-    let r = call(
-        addr,
-        "POST",
-        "/v1/topics/hooks/subscriptions",
-        Some(&bad.to_string()),
-    )
-    .await;
+    let r = post(addr, "/v1/topics/hooks/subscriptions", &bad.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    call(
+    post(
         addr,
-        "POST",
         "/v1/topics/hooks/messages",
-        Some(r#"{"messages":[{"value":"doomed"}]}"#),
+        r#"{"messages":[{"value":"doomed"}]}"#,
     )
     .await;
     let mut dead = Value::Null;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        dead = call(
-            addr,
-            "GET",
-            "/v1/topics/hooks.dlq/messages?partition=0&offset=0",
-            None,
-        )
-        .await
-        .body;
+        dead = get(addr, "/v1/topics/hooks.dlq/messages?partition=0&offset=0")
+            .await
+            .body;
         if !dead["messages"].as_array().unwrap().is_empty() {
             break;
         }
@@ -553,7 +353,7 @@ async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
         .as_str()
         .unwrap()
         .contains("500"));
-    let events = call(addr, "GET", "/v1/events", None).await.body;
+    let events = get(addr, "/v1/events").await.body;
     assert!(
         events["events"]
             .as_array()
@@ -564,11 +364,10 @@ async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
     );
     // A healthy endpoint gets the next message once, and it is acknowledged.
     *status.lock().unwrap() = 200;
-    call(
+    post(
         addr,
-        "POST",
         "/v1/topics/hooks/messages",
-        Some(r#"{"messages":[{"value":"fine"}]}"#),
+        r#"{"messages":[{"value":"fine"}]}"#,
     )
     .await;
     for _ in 0..100 {
@@ -593,26 +392,19 @@ async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_groups_over_http() {
-    let (addr, _dir) = start("s").await;
-    call(
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    post(addr, "/v1/topics", r#"{"name":"g.t","partitions":2}"#).await;
+    post(
         addr,
-        "POST",
-        "/v1/topics",
-        Some(r#"{"name":"g.t","partitions":2}"#),
-    )
-    .await;
-    call(
-        addr,
-        "POST",
         "/v1/topics/g.t/messages",
-        Some(r#"{"messages":[{"value":"a","partition":0},{"value":"b","partition":1}]}"#),
+        r#"{"messages":[{"value":"a","partition":0},{"value":"b","partition":1}]}"#,
     )
     .await;
-    let j = call(
+    let j = post(
         addr,
-        "POST",
         "/v1/groups/billing/join",
-        Some(r#"{"topics":["g.*"],"start":"earliest"}"#),
+        r#"{"topics":["g.*"],"start":"earliest"}"#,
     )
     .await;
     assert_eq!(j.status, 200, "{}", j.body);
@@ -621,50 +413,29 @@ async fn consumer_groups_over_http() {
     let c =
         json!({"member_id": member, "offsets": [{"topic": "g.t", "partition": 0, "offset": 1}]});
     assert_eq!(
-        call(
-            addr,
-            "POST",
-            "/v1/groups/billing/commit",
-            Some(&c.to_string())
-        )
-        .await
-        .status,
+        post(addr, "/v1/groups/billing/commit", &c.to_string())
+            .await
+            .status,
         200
     );
-    let o = call(addr, "GET", "/v1/groups/billing/offsets?topic=g.t", None).await;
+    let o = get(addr, "/v1/groups/billing/offsets?topic=g.t").await;
     assert_eq!(o.body["offsets"][0]["offset"], 1, "{}", o.body);
     assert!(o.body["offsets"][1]["offset"].is_number() || o.body["offsets"][1]["offset"].is_null());
     let h = json!({"member_id": member, "generation": j.body["generation"]});
     assert_eq!(
-        call(
-            addr,
-            "POST",
-            "/v1/groups/billing/heartbeat",
-            Some(&h.to_string())
-        )
-        .await
-        .status,
+        post(addr, "/v1/groups/billing/heartbeat", &h.to_string())
+            .await
+            .status,
         200
     );
     let l = json!({"member_id": member});
     assert_eq!(
-        call(
-            addr,
-            "POST",
-            "/v1/groups/billing/leave",
-            Some(&l.to_string())
-        )
-        .await
-        .status,
+        post(addr, "/v1/groups/billing/leave", &l.to_string())
+            .await
+            .status,
         204
     );
-    let again = call(
-        addr,
-        "POST",
-        "/v1/groups/billing/heartbeat",
-        Some(&h.to_string()),
-    )
-    .await;
+    let again = post(addr, "/v1/groups/billing/heartbeat", &h.to_string()).await;
     assert_eq!(
         (again.status, again.body["code"].as_str()),
         (400, Some("UNKNOWN_MEMBER"))

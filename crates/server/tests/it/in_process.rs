@@ -26,15 +26,25 @@ async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) 
     (status, serde_json::from_slice(&bytes).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_in_process_router_publishes_receives_and_refuses_bad_json() {
+/// The router over a broker in a fresh directory with `topics` (one
+/// partition each) and `queues` (topic, subscription).
+fn router(topics: &[&str], queues: &[(&str, &str)]) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (broker, _) = Broker::open(dir.path(), 1).unwrap();
-    broker
-        .create_topic("t", 1, TopicConfig::default(), 1)
-        .unwrap();
-    broker.create_queue(QueueSpec::new("t", "w"), 1).unwrap();
-    let router = spool_server::http::in_process(Arc::new(broker));
+    for topic in topics {
+        broker
+            .create_topic(topic, 1, TopicConfig::default(), 1)
+            .unwrap();
+    }
+    for (topic, name) in queues {
+        broker.create_queue(QueueSpec::new(topic, name), 1).unwrap();
+    }
+    (spool_server::http::in_process(Arc::new(broker)), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_router_publishes_receives_and_refuses_bad_json() {
+    let (router, _dir) = router(&["t"], &[("t", "w")]);
 
     let (status, doc) = call(
         &router,
@@ -56,12 +66,7 @@ async fn the_in_process_router_publishes_receives_and_refuses_bad_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_with_known_message_ids_answers_each_messages_own_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, _) = Broker::open(dir.path(), 1).unwrap();
-    broker
-        .create_topic("t", 1, TopicConfig::default(), 1)
-        .unwrap();
-    let router = spool_server::http::in_process(Arc::new(broker));
+    let (router, _dir) = router(&["t"], &[]);
     let publish = |ids: &[&str]| {
         let messages: Vec<Value> = ids
             .iter()
@@ -94,12 +99,7 @@ fn silent_body() -> Body {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_limits_are_per_route_and_checked_before_the_body_is_read() {
     use spool_server::http::{HTTP_BODY_BYTES_MAX, HTTP_CONTROL_BODY_BYTES_MAX};
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, _) = Broker::open(dir.path(), 1).unwrap();
-    broker
-        .create_topic("t", 1, TopicConfig::default(), 1)
-        .unwrap();
-    let router = spool_server::http::in_process(Arc::new(broker));
+    let (router, _dir) = router(&["t"], &[]);
 
     // A declared length over the limit is refused without reading a byte
     // (the body here never arrives: waiting for it would hang the test).
@@ -153,9 +153,7 @@ async fn body_limits_are_per_route_and_checked_before_the_body_is_read() {
 #[tokio::test(start_paused = true)]
 async fn a_body_that_never_arrives_is_refused_at_its_deadline() {
     use spool_server::http::HTTP_BODY_READ_TIMEOUT_MS;
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, _) = Broker::open(dir.path(), 1).unwrap();
-    let router = spool_server::http::in_process(Arc::new(broker));
+    let (router, _dir) = router(&[], &[]);
     let started = tokio::time::Instant::now();
     let req = Request::post("/v1/topics")
         .header("content-type", "application/json")

@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_proto::{self as p, Push, Request, Response, ResponseBody, WireCode, WireError};
-use spool_server::{Server, ServerConfig};
+use spool_testkit::TestServer;
 use spool_types::ErrorCode;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,29 +15,6 @@ use tokio::net::TcpStream;
 
 /// How long any single frame may take to arrive before a test fails.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-
-struct TestServer {
-    addr: SocketAddr,
-    // Dropped last: the server writes here until the test ends.
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        max_connections: 100,
-        // Tests run in parallel, so nothing may bind a fixed port.
-        http_listen: None,
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.serve(std::future::pending()));
-    TestServer { addr, _dir: dir }
-}
 
 /// A raw protocol connection: requests out, responses matched by
 /// correlation id, pushes kept in arrival order.
@@ -243,7 +220,7 @@ fn code(c: ErrorCode) -> Option<WireCode> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_ack_and_receipt_errors() {
-    let server = start().await;
+    let server = TestServer::start().await;
     let mut c = Conn::open(server.addr).await;
     c.create_topic("jobs", 2).await;
     c.create_queue("jobs", "workers").await.unwrap();
@@ -359,7 +336,7 @@ async fn receive_ack_and_receipt_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_extend_and_redrive() {
-    let server = start().await;
+    let server = TestServer::start().await;
     let mut c = Conn::open(server.addr).await;
     c.create_topic("jobs", 1).await;
     c.create_queue("jobs", "workers").await.unwrap();
@@ -439,7 +416,7 @@ async fn nack_extend_and_redrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_returns_as_soon_as_a_message_arrives() {
-    let server = start().await;
+    let server = TestServer::start().await;
     let mut consumer = Conn::open(server.addr).await;
     let mut producer = Conn::open(server.addr).await;
     consumer.create_topic("jobs", 3).await;
@@ -477,7 +454,7 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_push_stays_within_credit() {
-    let server = start().await;
+    let server = TestServer::start().await;
     let mut c = Conn::open(server.addr).await;
     c.create_topic("jobs", 1).await;
     c.create_queue("jobs", "workers").await.unwrap();
@@ -559,7 +536,7 @@ async fn queue_push_stays_within_credit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_queue_wakes_a_waiting_receiver_when_a_key_is_freed() {
-    let server = start().await;
+    let server = TestServer::start().await;
     let mut a = Conn::open(server.addr).await;
     let mut b = Conn::open(server.addr).await;
     a.create_topic("jobs", 1).await;

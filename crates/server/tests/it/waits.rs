@@ -3,42 +3,21 @@
 //! every front end), long polls end when the server shuts down, and a
 //! request wait ends when its record is finished.
 
-use super::http::call;
 use serde_json::Value;
-use spool_server::{Server, ServerConfig};
+use spool_testkit::http::{get, post};
+use spool_testkit::TestServer;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-
-/// A server on ephemeral ports that shuts down when the sender fires.
-async fn start() -> (SocketAddr, oneshot::Sender<()>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: dir.path().to_owned(),
-        callback_secret: Some("s".to_owned()),
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let http = server.http_addr().unwrap();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(server.serve(async move {
-        let _ = stop_rx.await;
-    }));
-    (http, stop_tx, dir)
-}
 
 /// A topic `jobs` with a queue subscription `w` (30 s leases) and one message.
 async fn queue_with_one_message(addr: SocketAddr) {
-    let r = call(addr, "POST", "/v1/topics", Some(r#"{"name":"jobs"}"#)).await;
+    let r = post(addr, "/v1/topics", r#"{"name":"jobs"}"#).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let sub = r#"{"name":"w","ack_timeout_ms":30000}"#;
-    let r = call(addr, "POST", "/v1/topics/jobs/subscriptions", Some(sub)).await;
+    let r = post(addr, "/v1/topics/jobs/subscriptions", sub).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let msg = r#"{"messages":[{"value":"one"}]}"#;
-    let r = call(addr, "POST", "/v1/topics/jobs/messages", Some(msg)).await;
+    let r = post(addr, "/v1/topics/jobs/messages", msg).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -50,28 +29,23 @@ const RECEIVE: &str = "/v1/topics/jobs/subscriptions/w/receive";
 /// nobody and the waiter saw the message only at that re-check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_nack_wakes_a_waiting_receive_at_once() {
-    let (addr, _stop, _dir) = start().await;
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
     queue_with_one_message(addr).await;
-    let first = call(addr, "POST", RECEIVE, Some(r#"{"max":1}"#)).await;
+    let first = post(addr, RECEIVE, r#"{"max":1}"#).await;
     let receipt = first.body["messages"][0]["receipt"]
         .as_str()
         .unwrap()
         .to_owned();
     let waiter = tokio::spawn(async move {
-        let r = call(addr, "POST", RECEIVE, Some(r#"{"max":1,"wait_ms":10000}"#)).await;
+        let r = post(addr, RECEIVE, r#"{"max":1,"wait_ms":10000}"#).await;
         (r, Instant::now())
     });
     // Let the waiter start waiting (and make its first look) first.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let nacked_at = Instant::now();
     let body = format!(r#"{{"receipts":["{receipt}"]}}"#);
-    let r = call(
-        addr,
-        "POST",
-        "/v1/topics/jobs/subscriptions/w/nack",
-        Some(&body),
-    )
-    .await;
+    let r = post(addr, "/v1/topics/jobs/subscriptions/w/nack", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let (got, returned_at) = waiter.await.unwrap();
     let messages = got.body["messages"].as_array().unwrap();
@@ -89,26 +63,21 @@ async fn an_http_nack_wakes_a_waiting_receive_at_once() {
 /// (10 s) runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_long_polls_end_when_the_server_shuts_down() {
-    let (addr, stop, _dir) = start().await;
+    let mut server = TestServer::start_http("s").await;
+    let addr = server.http();
     queue_with_one_message(addr).await;
     // Lease the only message, so the receive below has nothing to wait for.
-    let r = call(addr, "POST", RECEIVE, Some(r#"{"max":1}"#)).await;
+    let r = post(addr, RECEIVE, r#"{"max":1}"#).await;
     assert_eq!(r.body["messages"].as_array().map(Vec::len), Some(1));
-    let receive = tokio::spawn(async move {
-        call(addr, "POST", RECEIVE, Some(r#"{"max":1,"wait_ms":60000}"#)).await
-    });
-    let fetch = tokio::spawn(async move {
-        call(
-            addr,
-            "GET",
-            "/v1/topics/jobs/messages?offset=1&wait_ms=60000",
-            None,
-        )
-        .await
-    });
+    let receive =
+        tokio::spawn(async move { post(addr, RECEIVE, r#"{"max":1,"wait_ms":60000}"#).await });
+    let fetch =
+        tokio::spawn(
+            async move { get(addr, "/v1/topics/jobs/messages?offset=1&wait_ms=60000").await },
+        );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopped_at = Instant::now();
-    stop.send(()).unwrap();
+    server.stop();
     let (receive, fetch) = (receive.await.unwrap(), fetch.await.unwrap());
     let took = stopped_at.elapsed();
     assert_eq!(receive.status, 200, "{}", receive.body);
@@ -124,36 +93,34 @@ async fn http_long_polls_end_when_the_server_shuts_down() {
 /// A status wait ends as soon as a worker completes the request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_wait_ends_when_the_request_is_completed() {
-    let (addr, _stop, _dir) = start().await;
-    let r = call(
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    let r = post(
         addr,
-        "POST",
         "/v1/requests",
-        Some(r#"{"queue":"resize","payload":{"w":1}}"#),
+        r#"{"queue":"resize","payload":{"w":1}}"#,
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
-    let worker = call(
+    let worker = post(
         addr,
-        "POST",
         "/v1/topics/resize/subscriptions/workers/receive",
-        Some(r#"{"max":1}"#),
+        r#"{"max":1}"#,
     )
     .await;
     assert_eq!(worker.body["messages"].as_array().map(Vec::len), Some(1));
     let path = format!("/v1/requests/{id}?wait_ms=10000");
     let waiter = tokio::spawn(async move {
-        let r = call(addr, "GET", &path, None).await;
+        let r = get(addr, &path).await;
         (r, Instant::now())
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let completed_at = Instant::now();
-    let r = call(
+    let r = post(
         addr,
-        "POST",
         &format!("/v1/requests/{id}/complete"),
-        Some(r#"{"result":{"ok":true}}"#),
+        r#"{"result":{"ok":true}}"#,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
