@@ -14,6 +14,25 @@ fn batch(values: &[&str]) -> Vec<u8> {
     b.finish().unwrap()
 }
 
+/// A broker over a fresh directory.
+fn fresh() -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    (dir, b)
+}
+
+/// Produces `values` as one batch, spread over the partitions.
+fn spread(b: &Broker, topic: &str, values: &[&str]) -> Produced {
+    b.produce(topic, &Routing::Spread, &batch(values), 0)
+        .unwrap()
+}
+
+/// Member "c" (10 s sessions) joins `group` reading `topic`.
+fn join(b: &Broker, group: &str, topic: &str, start: StartFrom) -> Assignment {
+    b.join_group(group, None, "c", &[topic.into()], 10_000, start, 0)
+        .unwrap()
+}
+
 fn values(bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     for b in spool_batch::split_batches(bytes) {
@@ -93,8 +112,7 @@ fn topics_persist_and_names_are_checked() {
 
 #[test]
 fn one_key_always_lands_on_one_partition() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    let (_dir, b) = fresh();
     b.create_topic("t", 4, TopicConfig::default(), 0).unwrap();
     let p = b
         .produce("t", &Routing::Key(b"alice".to_vec()), &batch(&["1"]), 0)
@@ -111,41 +129,23 @@ fn one_key_always_lands_on_one_partition() {
             .unwrap();
         assert_eq!(r.partition, p);
     }
-    let spread: std::collections::BTreeSet<u32> = (0..8)
-        .map(|_| {
-            b.produce("t", &Routing::Spread, &batch(&["s"]), 0)
-                .unwrap()
-                .partition
-        })
-        .collect();
+    let spread: std::collections::BTreeSet<u32> =
+        (0..8).map(|_| spread(&b, "t", &["s"]).partition).collect();
     assert_eq!(spread.len(), 4);
 }
 
 #[test]
 fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    let (_dir, b) = fresh();
     let config = TopicConfig {
         max_messages: Some(5),
         retention: Retention::WorkQueue,
         ..TopicConfig::default()
     };
     b.create_topic("q", 1, config, 0).unwrap();
-    let a = b
-        .join_group(
-            "g",
-            None,
-            "c",
-            &["q".into()],
-            10_000,
-            StartFrom::Earliest,
-            0,
-        )
-        .unwrap();
-    b.produce("q", &Routing::Spread, &batch(&["1", "2", "3"]), 0)
-        .unwrap();
-    b.produce("q", &Routing::Spread, &batch(&["4", "5"]), 0)
-        .unwrap();
+    let a = join(&b, "g", "q", StartFrom::Earliest);
+    spread(&b, "q", &["1", "2", "3"]);
+    spread(&b, "q", &["4", "5"]);
     let err = b
         .produce("q", &Routing::Spread, &batch(&["6"]), 0)
         .unwrap_err();
@@ -158,9 +158,8 @@ fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
     );
     b.commit("g", &a.member_id, &[("q".into(), 0, 3)], 0)
         .unwrap();
-    b.produce("q", &Routing::Spread, &batch(&["6", "7"]), 0)
-        .unwrap();
-    b.produce("q", &Routing::Spread, &batch(&["8"]), 0).unwrap();
+    spread(&b, "q", &["6", "7"]);
+    spread(&b, "q", &["8"]);
     assert_eq!(
         b.produce("q", &Routing::Spread, &batch(&["9"]), 0)
             .unwrap_err()
@@ -171,8 +170,7 @@ fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
 
 #[test]
 fn drop_oldest_keeps_the_newest() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    let (_dir, b) = fresh();
     let config = TopicConfig {
         max_messages: Some(4),
         on_full: OnFull::DropOldest,
@@ -180,8 +178,7 @@ fn drop_oldest_keeps_the_newest() {
     };
     b.create_topic("d", 1, config, 0).unwrap();
     for i in 0..10 {
-        b.produce("d", &Routing::Spread, &batch(&[&i.to_string()]), 0)
-            .unwrap();
+        spread(&b, "d", &[&i.to_string()]);
     }
     let (start, end) = b.offsets("d", 0).unwrap();
     assert_eq!((start, end), (6, 10));
@@ -199,51 +196,19 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
         b.create_topic("t", 2, TopicConfig::default(), 0).unwrap();
         b.produce("t", &Routing::Partition(0), &batch(&["a", "b"]), 0)
             .unwrap();
-        let a = b
-            .join_group(
-                "g",
-                None,
-                "c",
-                &["t".into()],
-                10_000,
-                StartFrom::Earliest,
-                0,
-            )
-            .unwrap();
+        let a = join(&b, "g", "t", StartFrom::Earliest);
         assert_eq!(a.partitions, vec![("t".into(), 0, 0), ("t".into(), 1, 0)]);
         b.commit("g", &a.member_id, &[("t".into(), 0, 2)], 0)
             .unwrap();
-        let l = b
-            .join_group(
-                "late",
-                None,
-                "c",
-                &["t".into()],
-                10_000,
-                StartFrom::Latest,
-                0,
-            )
-            .unwrap();
+        let l = join(&b, "late", "t", StartFrom::Latest);
         assert_eq!(l.partitions[0].2, 2);
     }
     let (b, _) = Broker::open(dir.path(), 0).unwrap();
     b.produce("t", &Routing::Partition(0), &batch(&["c"]), 0)
         .unwrap();
-    let a = b
-        .join_group("g", None, "c", &["t".into()], 10_000, StartFrom::Latest, 0)
-        .unwrap();
+    let a = join(&b, "g", "t", StartFrom::Latest);
     assert_eq!(a.partitions[0], ("t".into(), 0, 2));
-    let l = b
-        .join_group(
-            "late",
-            None,
-            "c",
-            &["t".into()],
-            10_000,
-            StartFrom::Latest,
-            0,
-        )
-        .unwrap();
+    let l = join(&b, "late", "t", StartFrom::Latest);
     assert_eq!(
         l.partitions[0].2, 2,
         "a `latest` group continues where it was pinned"
@@ -256,12 +221,10 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
 
 #[test]
 fn push_cursor_respects_credit_and_finds_new_topics() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    let (_dir, b) = fresh();
     b.create_topic("orders.eu", 1, TopicConfig::default(), 0)
         .unwrap();
-    b.produce("orders.eu", &Routing::Spread, &batch(&["e1", "e2"]), 0)
-        .unwrap();
+    spread(&b, "orders.eu", &["e1", "e2"]);
     let mut c = PushCursor::new(
         &b,
         vec![TopicPattern::new("orders.*").unwrap()],
@@ -275,13 +238,11 @@ fn push_cursor_respects_credit_and_finds_new_topics() {
     assert!(c.next(&b).unwrap().is_none());
     b.create_topic("orders.us", 1, TopicConfig::default(), 0)
         .unwrap();
-    b.produce("orders.us", &Routing::Spread, &batch(&["u1", "u2"]), 0)
-        .unwrap();
+    spread(&b, "orders.us", &["u1", "u2"]);
     let d = c.next(&b).unwrap().unwrap();
     assert_eq!(values(&d.batches), ["u1", "u2"]);
     // Credit is now overdrawn (3 - 4): nothing more until granted.
-    b.produce("orders.eu", &Routing::Spread, &batch(&["e3"]), 0)
-        .unwrap();
+    spread(&b, "orders.eu", &["e3"]);
     assert!(c.next(&b).unwrap().is_none());
     c.grant(2, 0);
     assert!(c.next(&b).unwrap().is_some());
@@ -313,8 +274,7 @@ fn texts(msgs: &[spool_broker::queue::LeasedMessage]) -> Vec<String> {
 #[test]
 fn queue_leases_acks_redelivers_and_dead_letters() {
     use spool_broker::queue::QueueSpec;
-    let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    let (_dir, b) = fresh();
     b.create_topic("jobs", 2, TopicConfig::default(), 0)
         .unwrap();
     b.create_topic("jobs.dlq", 1, TopicConfig::default(), 0)
@@ -551,8 +511,7 @@ fn with_ids(ids: &[&str]) -> Vec<u8> {
 
 #[test]
 fn suppressed_duplicates_report_where_every_record_is() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    let (_dir, b) = fresh();
     b.create_topic("d", 1, TopicConfig::default(), 0).unwrap();
     let p0 = Routing::Partition(0);
     let fresh = b.produce("d", &p0, &with_ids(&["a", "b"]), 10).unwrap();

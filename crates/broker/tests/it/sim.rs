@@ -266,6 +266,36 @@ struct Held {
     lease: u64,
 }
 
+/// `p<partition>@<offset> lease <hex>`, as the trace and the checks name a
+/// receipt.
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p{}@{} lease {:x}",
+            self.partition, self.offset, self.lease
+        )
+    }
+}
+
+/// What the trace adds to an answer that a crash kept from the client.
+fn crash_note(crash: bool) -> &'static str {
+    if crash {
+        " (crash before the answer)"
+    } else {
+        ""
+    }
+}
+
+/// How a check names the answer the model expected.
+fn expected(expect: bool) -> &'static str {
+    if expect {
+        "success"
+    } else {
+        "a refusal"
+    }
+}
+
 struct QueueSim {
     rng: Rng,
     trace: Trace,
@@ -657,24 +687,12 @@ impl QueueSim {
             let expect = self.current(h);
             let changes = by_partition.entry(h.partition).or_default();
             let got = self.queues[h.partition].ack(h.offset, h.lease, self.now, changes);
-            self.trace.log(format!(
-                "ack p{}@{} lease {:x}: {got:?}{}",
-                h.partition,
-                h.offset,
-                h.lease,
-                if crash {
-                    " (crash before the answer)"
-                } else {
-                    ""
-                }
-            ));
+            let note = crash_note(crash);
+            self.trace.log(format!("ack {h}: {got:?}{note}"));
             ensure!(
                 got.is_ok() == expect,
-                "ack of p{}@{} lease {:x} answered {got:?}, the model expected {}",
-                h.partition,
-                h.offset,
-                h.lease,
-                if expect { "success" } else { "a refusal" }
+                "ack of {h} answered {got:?}, the model expected {}",
+                expected(expect)
             );
             if got.is_ok() {
                 accepted.push(*h);
@@ -759,24 +777,13 @@ impl QueueSim {
                 &self.rules,
                 by_partition.entry(h.partition).or_default(),
             );
-            self.trace.log(format!(
-                "nack p{}@{} lease {:x} delay {delay}: {got:?}{}",
-                h.partition,
-                h.offset,
-                h.lease,
-                if crash {
-                    " (crash before the answer)"
-                } else {
-                    ""
-                }
-            ));
+            let note = crash_note(crash);
+            self.trace
+                .log(format!("nack {h} delay {delay}: {got:?}{note}"));
             ensure!(
                 got.is_ok() == expect,
-                "nack of p{}@{} lease {:x} answered {got:?}, the model expected {}",
-                h.partition,
-                h.offset,
-                h.lease,
-                if expect { "success" } else { "a refusal" }
+                "nack of {h} answered {got:?}, the model expected {}",
+                expected(expect)
             );
             if got.is_ok() {
                 self.stats.nacks += 1;
@@ -810,17 +817,11 @@ impl QueueSim {
         let ms = self.rng.range(1, 3 * self.rules.ack_timeout_ms as i64) as u64;
         let expect = self.current(&h);
         let got = self.queues[h.partition].extend(h.offset, h.lease, ms, self.now);
-        self.trace.log(format!(
-            "extend p{}@{} lease {:x} by {ms}: {got:?}",
-            h.partition, h.offset, h.lease
-        ));
+        self.trace.log(format!("extend {h} by {ms}: {got:?}"));
         ensure!(
             got.is_ok() == expect,
-            "extend of p{}@{} lease {:x} answered {got:?}, the model expected {}",
-            h.partition,
-            h.offset,
-            h.lease,
-            if expect { "success" } else { "a refusal" }
+            "extend of {h} answered {got:?}, the model expected {}",
+            expected(expect)
         );
         if let Ok(deadline) = got {
             ensure!(

@@ -1,6 +1,9 @@
 //! The client against the real server, in process.
 
-use crate::support::{capped, create_topic, default_producer, lingering_producer, TestServer};
+use crate::support::{
+    capped, connect, create_topic, default_producer, lingering_producer, start_with_client,
+    start_with_topic, TestServer,
+};
 use spool_client::{
     ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull, Producer,
     ProducerOptions, ReadStart, SubscribeOptions, SubscribeStart, Subscriber, TopicConfig,
@@ -15,6 +18,20 @@ fn text(r: &ConsumedRecord) -> String {
     String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
 }
 
+/// A new member of `group` on a connection of its own, reading `topic`;
+/// `what` names it if joining fails.
+async fn join(
+    server: &TestServer,
+    group: &str,
+    topic: &str,
+    options: GroupOptions,
+    what: &str,
+) -> GroupConsumer {
+    GroupConsumer::join(connect(server).await, group, vec![topic.into()], options)
+        .await
+        .expect(what)
+}
+
 /// Polls until `n` records arrived or `limit` passed.
 async fn poll_until(c: &mut GroupConsumer, n: usize, limit: Duration) -> Vec<ConsumedRecord> {
     let deadline = tokio::time::Instant::now() + limit;
@@ -27,8 +44,7 @@ async fn poll_until(c: &mut GroupConsumer, n: usize, limit: Duration) -> Vec<Con
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "orders", 3).await;
+    let (server, client) = start_with_topic("orders", 3).await;
     let producer = Producer::new(
         client.clone(),
         ProducerOptions {
@@ -62,14 +78,14 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
         );
     }
 
-    let mut consumer = GroupConsumer::join(
-        server.client().await,
+    let mut consumer = join(
+        &server,
         "readers",
-        vec!["orders".into()],
+        "orders",
         GroupOptions::default(),
+        "join",
     )
-    .await
-    .expect("join");
+    .await;
     assert_eq!(consumer.assignment().len(), 3);
     let records = poll_until(&mut consumer, 3000, Duration::from_secs(20)).await;
     assert_eq!(records.len(), 3000);
@@ -95,14 +111,14 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
         .expect("send")
         .await
         .expect("delivered");
-    let mut again = GroupConsumer::join(
-        server.client().await,
+    let mut again = join(
+        &server,
         "readers",
-        vec!["orders".into()],
+        "orders",
         GroupOptions::default(),
+        "join",
     )
-    .await
-    .expect("join");
+    .await;
     let records = poll_until(&mut again, 1, Duration::from_secs(10)).await;
     assert_eq!(records.iter().map(text).collect::<Vec<_>>(), ["late"]);
     again.close().await.expect("close");
@@ -111,8 +127,7 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_group_members_split_partitions_without_duplicates() {
-    let (server, admin) = TestServer::start_with_client().await;
-    create_topic(&admin, "jobs", 4).await;
+    let (server, admin) = start_with_topic("jobs", 4).await;
     let producer = default_producer(&admin);
     let produce = |from: u32, to: u32| {
         let producer = producer.clone();
@@ -135,14 +150,7 @@ async fn two_group_members_split_partitions_without_duplicates() {
         session_timeout: Duration::from_secs(5),
         ..GroupOptions::default()
     };
-    let mut a = GroupConsumer::join(
-        server.client().await,
-        "g",
-        vec!["jobs".into()],
-        options.clone(),
-    )
-    .await
-    .expect("join a");
+    let mut a = join(&server, "g", "jobs", options.clone(), "join a").await;
     // A takes some records before B arrives.
     let mut seen_a: Vec<String> = a
         .poll(Duration::from_secs(2))
@@ -152,9 +160,7 @@ async fn two_group_members_split_partitions_without_duplicates() {
         .map(text)
         .collect();
     a.commit().await.expect("commit");
-    let b = GroupConsumer::join(server.client().await, "g", vec!["jobs".into()], options)
-        .await
-        .expect("join b");
+    let b = join(&server, "g", "jobs", options, "join b").await;
 
     // Both poll until everything of phase one is read and the split settled.
     let total = Arc::new(AtomicUsize::new(seen_a.len()));
@@ -211,12 +217,11 @@ async fn two_group_members_split_partitions_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_subscriber_follows_a_pattern_including_later_topics() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "orders.eu", 2).await;
+    let (server, client) = start_with_topic("orders.eu", 2).await;
     create_topic(&client, "billing", 1).await;
     // Small credit: the subscriber must keep granting for all 60 to arrive.
     let mut sub = Subscriber::subscribe(
-        &server.client().await,
+        &connect(&server).await,
         vec!["orders.*".into()],
         SubscribeOptions {
             start: SubscribeStart::Earliest,
@@ -288,8 +293,7 @@ async fn push_subscriber_follows_a_pattern_including_later_topics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_reader_reads_a_pattern_and_later_topics() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "logs.a", 2).await;
+    let (server, client) = start_with_topic("logs.a", 2).await;
     let producer = default_producer(&client);
     for i in 0..10 {
         let _delivery = producer
@@ -330,8 +334,7 @@ async fn topic_reader_reads_a_pattern_and_later_topics() {
 /// ahead does not cover it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at_once() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "flow.a", 3).await;
+    let (server, client) = start_with_topic("flow.a", 3).await;
     // 4 MiB per partition: four fetches' worth (1 MiB per partition each).
     let producer = default_producer(&client);
     let total = 3 * 4096u32;
@@ -407,7 +410,7 @@ async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_codes_surface() {
-    let (server, client) = TestServer::start_with_client().await;
+    let (server, client) = start_with_client().await;
 
     let e = client.describe_topic("nope").await.expect_err("unknown");
     assert_eq!(e.code(), Some(ErrorCode::UnknownTopic));
@@ -494,8 +497,7 @@ async fn error_codes_surface() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_are_matched_out_of_order() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "quiet", 1).await;
+    let (server, client) = start_with_topic("quiet", 1).await;
     // A long poll on an empty partition stays unanswered while pings pass it.
     let mut reader = TopicReader::new(client.clone(), "quiet", ReadStart::Earliest)
         .await
@@ -514,7 +516,7 @@ async fn responses_are_matched_out_of_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_topic_stores_exactly_the_messages_that_fit() {
-    let (server, client) = TestServer::start_with_client().await;
+    let (server, client) = start_with_client().await;
     client
         .create_topic("jobs", 1, capped(5))
         .await
@@ -559,8 +561,7 @@ async fn a_full_topic_stores_exactly_the_messages_that_fit() {
 /// queued when a message is refused up front.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_batch_reports_each_message_in_order() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "bulk", 3).await;
+    let (server, client) = start_with_topic("bulk", 3).await;
     let producer = default_producer(&client);
     let messages: Vec<Message> = (0..2500)
         .map(|i| Message::new(format!("m{i}")).with_key(format!("k{}", i % 7)))
@@ -628,8 +629,7 @@ async fn send_batch_reports_each_message_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_messages_with_ids_report_their_original_offsets() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "events", 1).await;
+    let (server, client) = start_with_topic("events", 1).await;
     // A long linger: each round's messages travel as one batch (flush sends).
     let producer = lingering_producer(&client);
     let round = |values: &'static [&'static str]| {
@@ -707,8 +707,7 @@ async fn client_with_held_answers(
 /// stalled fdatasync).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
-    let (server, admin) = TestServer::start_with_client().await;
-    create_topic(&admin, "t", 1).await;
+    let (server, admin) = start_with_topic("t", 1).await;
     let (client, hold) = client_with_held_answers(&server).await;
     let producer = Producer::new(
         client,
@@ -771,8 +770,7 @@ async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
 /// message arrives through that same fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_returns_on_time_while_the_fetch_sent_ahead_waits() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "steady", 1).await;
+    let (server, client) = start_with_topic("steady", 1).await;
     let producer = default_producer(&client);
     let send = |v: &'static str| {
         let producer = producer.clone();

@@ -1,7 +1,9 @@
 //! Work queues and request records through the client API, against the
 //! real server in process.
 
-use crate::support::{create_topic, default_producer, TestServer};
+use crate::support::{
+    connect, create_topic, default_producer, start_with_client, start_with_topic,
+};
 use serde_json::{json, Value};
 use spool_client::{
     Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message, QueueOptions,
@@ -67,8 +69,7 @@ async fn receive_n(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_ack_nack_extend_and_dead_letters() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "jobs", 2).await;
+    let (server, client) = start_with_topic("jobs", 2).await;
     create_topic(&client, "jobs.dlq", 1).await;
     let options = QueueOptions {
         ack_timeout_ms: 400,
@@ -230,8 +231,7 @@ async fn receive_ack_nack_extend_and_dead_letters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_ids_and_delivery_times_travel_as_headers() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "d", 1).await;
+    let (server, client) = start_with_topic("d", 1).await;
     client
         .create_subscription("d", "w", QueueOptions::default())
         .await
@@ -275,8 +275,7 @@ async fn message_ids_and_delivery_times_travel_as_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_push_delivers_every_message_once_within_credit() {
-    let (server, client) = TestServer::start_with_client().await;
-    create_topic(&client, "p", 3).await;
+    let (server, client) = start_with_topic("p", 3).await;
     let options = QueueOptions {
         kind: SubscriptionKind::Queue,
         backoff: Backoff::Fixed { delay_ms: 0 },
@@ -327,8 +326,8 @@ async fn queue_push_delivers_every_message_once_within_credit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_from_submit_to_complete() {
-    let (server, client) = TestServer::start_with_client().await;
-    let worker = server.client().await;
+    let (server, client) = start_with_client().await;
+    let worker = connect(&server).await;
     let id = client
         .submit_request("resize", &b"{\"w\": 10}"[..], true, None)
         .await
@@ -398,7 +397,7 @@ async fn a_request_from_submit_to_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_requests_retry_then_fail_and_bad_submissions_are_refused() {
-    let (server, client) = TestServer::start_with_client().await;
+    let (server, client) = start_with_client().await;
     let big = "x".repeat(100_000);
     let id = client
         .submit_request("jobs", &b"\x00\xffbinary"[..], false, None)

@@ -2,62 +2,28 @@
 //! steps many tests share.
 
 use spool_client::{Client, ClientOptions, Producer, ProducerOptions, TopicConfig};
-use spool_server::{Server, ServerConfig};
-use std::net::SocketAddr;
+pub use spool_testkit::TestServer;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
-pub struct TestServer {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
+/// A started server and a client connected to it: how most tests begin.
+pub async fn start_with_client() -> (TestServer, Client) {
+    let server = TestServer::start().await;
+    let client = connect(&server).await;
+    (server, client)
 }
 
-impl TestServer {
-    pub async fn start() -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            http_listen: None,
-            data_dir: dir.path().to_owned(),
-            max_connections: 1000,
-            ..ServerConfig::default()
-        })
+/// [`start_with_client`] with a topic `name` of `partitions` created.
+pub async fn start_with_topic(name: &str, partitions: u32) -> (TestServer, Client) {
+    let (server, client) = start_with_client().await;
+    create_topic(&client, name, partitions).await;
+    (server, client)
+}
+
+/// Another client of `server`.
+pub async fn connect(server: &TestServer) -> Client {
+    Client::connect(server.addr, ClientOptions::default())
         .await
-        .expect("bind");
-        let addr = server.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(async {
-            let _ = rx.await;
-        }));
-        TestServer {
-            addr,
-            stop: Some(tx),
-            task,
-            _dir: dir,
-        }
-    }
-
-    /// A started server and a client connected to it: how most tests begin.
-    pub async fn start_with_client() -> (TestServer, Client) {
-        let server = TestServer::start().await;
-        let client = server.client().await;
-        (server, client)
-    }
-
-    pub async fn client(&self) -> Client {
-        Client::connect(self.addr, ClientOptions::default())
-            .await
-            .expect("connect")
-    }
-
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
+        .expect("connect")
 }
 
 /// Creates a topic with the server's default settings.

@@ -2,9 +2,8 @@
 //! default (no public address without an admin token), and the server's
 //! configuration layers (`--config` < `SPOOL_…` < flags, `--print-config`).
 
-use super::support::{cli, ok, text, ServerProc, BIN};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use super::support::{cli, ok, temp_file, text, words, ServerProc, BIN};
+use spool_testkit::http::blocking::call_as;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,27 +34,11 @@ fn fails_with(out: &Output, code: &str) {
     );
 }
 
-/// A minimal HTTP/1.1 call with an optional bearer token: status and body.
+/// A minimal HTTP/1.1 call with an optional bearer token: status and the
+/// whole reply.
 fn http(addr: &str, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let reply = String::from_utf8_lossy(&raw).into_owned();
-    let status = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {reply:?}"));
-    (status, reply)
+    let reply = call_as(addr, method, path, body, token);
+    (reply.status, reply.raw)
 }
 
 #[test]
@@ -111,13 +94,7 @@ fn permissions_are_checked_on_both_protocols() {
     let out = ok(&as_token(
         &server,
         admin,
-        &[
-            "token",
-            "create",
-            "orders-producer",
-            "--produce",
-            "orders.*",
-        ],
+        &words("token create orders-producer --produce orders.*"),
         b"",
     ));
     let producer_token = out.lines().last().unwrap().trim().to_owned();
@@ -143,14 +120,7 @@ fn permissions_are_checked_on_both_protocols() {
         &as_token(
             &server,
             producer,
-            &[
-                "consume",
-                "orders.eu",
-                "--count",
-                "1",
-                "--timeout-ms",
-                "2000",
-            ],
+            &words("consume orders.eu --count 1 --timeout-ms 2000"),
             b"",
         ),
         "FORBIDDEN",
@@ -159,14 +129,7 @@ fn permissions_are_checked_on_both_protocols() {
     let out = ok(&as_token(
         &server,
         reader,
-        &[
-            "consume",
-            "orders.eu",
-            "--count",
-            "1",
-            "--timeout-ms",
-            "5000",
-        ],
+        &words("consume orders.eu --count 1 --timeout-ms 5000"),
         b"",
     ));
     assert_eq!(out.trim(), "one");
@@ -178,14 +141,7 @@ fn permissions_are_checked_on_both_protocols() {
         &as_token(
             &server,
             reader,
-            &[
-                "consume",
-                "payments",
-                "--count",
-                "1",
-                "--timeout-ms",
-                "2000",
-            ],
+            &words("consume payments --count 1 --timeout-ms 2000"),
             b"",
         ),
         "FORBIDDEN",
@@ -334,14 +290,11 @@ fn public_addresses_need_an_admin_token_or_insecure() {
 
 #[test]
 fn print_config_layers_file_env_and_flags() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("spool.toml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = temp_file(
+        "spool.toml",
         "listen = \"127.0.0.1:7001\"\nhttp_listen = \"127.0.0.1:7101\"\nmax_connections = 5\n\
          log_format = \"json\"\ncallback_secret = \"file-secret-value\"\n",
-    )
-    .unwrap();
+    );
     let config = file.to_str().unwrap();
     let envs = [
         ("SPOOL_LISTEN", "127.0.0.1:7002"),
@@ -421,9 +374,10 @@ fn print_config_layers_file_env_and_flags() {
 
 #[test]
 fn unknown_keys_in_the_file_are_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("spool.toml");
-    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").unwrap();
+    let (dir, file) = temp_file(
+        "spool.toml",
+        "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n",
+    );
     let data = dir.path().join("data");
     let out = server_exits(
         &[

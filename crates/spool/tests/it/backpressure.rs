@@ -8,15 +8,7 @@ fn full_topic_rejects_then_work_queue_accepts_after_consumption() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
     ok(&server.cli(
-        &[
-            "topic",
-            "create",
-            "jobs",
-            "--max-messages",
-            "5",
-            "--retention",
-            "work-queue",
-        ],
+        &words("topic create jobs --max-messages 5 --retention work-queue"),
         b"",
     ));
     let input: String = (0..8).map(|i| format!("job{i}\n")).collect();
@@ -38,16 +30,7 @@ fn full_topic_rejects_then_work_queue_accepts_after_consumption() {
 
     // A group consumes (and commits) three; room for three more.
     let got = server.cli(
-        &[
-            "consume",
-            "jobs",
-            "--group",
-            "workers",
-            "--count",
-            "3",
-            "--timeout-ms",
-            "5000",
-        ],
+        &words("consume jobs --group workers --count 3 --timeout-ms 5000"),
         b"",
     );
     assert_eq!(lines(&got), ["job0", "job1", "job2"]);
@@ -63,15 +46,7 @@ fn limits_retention_drop_oldest_keeps_newest() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
     ok(&server.cli(
-        &[
-            "topic",
-            "create",
-            "ticks",
-            "--max-messages",
-            "3",
-            "--on-full",
-            "drop-oldest",
-        ],
+        &words("topic create ticks --max-messages 3 --on-full drop-oldest"),
         b"",
     ));
     ok(&server.cli(&["produce", "ticks"], b"1\n2\n3\n4\n5\n"));

@@ -54,6 +54,17 @@ fn numbers(n: std::ops::RangeInclusive<u32>) -> Vec<String> {
     n.map(|i| i.to_string()).collect()
 }
 
+/// Cuts the last `bytes` off a file, as a crash mid-write leaves it.
+fn cut_tail(path: &Path, bytes: u64) {
+    let len = std::fs::metadata(path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len - bytes)
+        .unwrap();
+}
+
 fn flip(path: &Path, at: u64, mask: u8) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[at as usize] ^= mask;
@@ -64,13 +75,7 @@ fn flip(path: &Path, at: u64, mask: u8) {
 fn a_torn_topic_tail_is_cut_at_the_last_whole_batch_and_reported() {
     let dir = prepared();
     let seg = file(dir.path(), &format!("topics/t/0/{SEGMENT}"));
-    let len = std::fs::metadata(&seg).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(len - 7)
-        .unwrap();
+    cut_tail(&seg, 7);
     let (server, log) = restart(dir.path());
     assert!(
         log.contains("recovery") && log.contains(&seg.display().to_string()) && log.contains("cut"),
@@ -110,13 +115,7 @@ fn a_flipped_bit_inside_a_topic_is_reported_and_never_served() {
 fn a_torn_queue_state_log_is_reported_and_costs_only_redeliveries() {
     let dir = prepared();
     let state = file(dir.path(), &format!("queues/t/w/{SEGMENT}"));
-    let len = std::fs::metadata(&state).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&state)
-        .unwrap()
-        .set_len(len - 5)
-        .unwrap();
+    cut_tail(&state, 5);
     let (server, log) = restart(dir.path());
     assert!(
         log.contains("subscription t/w") && log.contains("delivered again"),

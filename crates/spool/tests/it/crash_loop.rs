@@ -24,7 +24,6 @@
 //! SPOOL_CRASH_LOOP_SEED=N …                                             # the same kill schedule
 //! ```
 
-use crate::http::Receiver;
 use crate::support::*;
 use rand::{Rng, SeedableRng};
 use spool_client::{
@@ -32,6 +31,7 @@ use spool_client::{
     ProducerOptions, ReadStart, RequestStatus, TopicReader, REQUEST_ID_HEADER,
     WORKERS_SUBSCRIPTION,
 };
+use spool_testkit::Receiver;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -253,7 +253,7 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
     );
     assert_eq!(lines(&out).len(), 1);
     assert!(server.alive());
-    let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+    let metrics = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
     let fetches_before_stall = fetches_finished(metrics.as_str().unwrap_or_default());
     // The non-reading client is dropped once its writes stall for 10 s,
     // which frees what its unread answers held.
@@ -263,7 +263,7 @@ fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
         closed_by_server(&mut greedy),
         "a client that read nothing for 12 s is still connected"
     );
-    let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+    let metrics = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
     let metrics = metrics.as_str().unwrap_or_default();
     assert!(
         metrics.contains("spool_connections_closed_total{reason=\"slow_client\"} 1"),
@@ -353,7 +353,7 @@ fn slowloris_http_clients_are_cut_off_while_others_are_served() {
         // A well-behaved client meanwhile: answered, and quickly.
         for _ in 0..10 {
             let t = Instant::now();
-            let reply = crate::http::call(&server.http, "GET", "/v1/topics", None);
+            let reply = spool_testkit::http::blocking::get(&server.http, "/v1/topics");
             latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             assert_eq!(reply.status, 200);
         }
@@ -386,7 +386,7 @@ fn a_hung_up_long_poll_ends_and_a_silent_connection_does_not_hold_up_shutdown() 
     let mut server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "quiet"], b""));
     let binary_connections = |server: &ServerProc| -> String {
-        let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+        let metrics = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
         metrics
             .as_str()
             .unwrap_or_default()

@@ -11,7 +11,6 @@ mod crash_loop;
 mod full_disk;
 mod groups;
 mod hostile;
-mod http;
 mod patterns;
 mod queue_crash;
 mod queues;

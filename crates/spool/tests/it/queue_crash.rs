@@ -101,18 +101,7 @@ fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
     let mut server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "jobs", "--partitions", "4"], b""));
     ok(&server.cli(
-        &[
-            "subscription",
-            "create",
-            "jobs",
-            "w",
-            "--kind",
-            "queue",
-            "--ack-timeout-ms",
-            "2000",
-            "--max-deliveries",
-            "0",
-        ],
+        &words("subscription create jobs w --kind queue --ack-timeout-ms 2000 --max-deliveries 0"),
         b"",
     ));
     let mut producer = Raw::connect(&server.addr);

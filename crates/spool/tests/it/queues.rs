@@ -45,20 +45,7 @@ fn redelivery_nack_delay_dead_letters_events_and_redrive() {
     ok(&server.cli(&["topic", "create", "jobs"], b""));
     ok(&server.cli(&["topic", "create", "jobs.dlq"], b""));
     ok(&server.cli(
-        &[
-            "subscription",
-            "create",
-            "jobs",
-            "w",
-            "--kind",
-            "queue",
-            "--ack-timeout-ms",
-            "1000",
-            "--max-deliveries",
-            "2",
-            "--dead-letter",
-            "jobs.dlq",
-        ],
+        &words("subscription create jobs w --kind queue --ack-timeout-ms 1000 --max-deliveries 2 --dead-letter jobs.dlq"),
         b"",
     ));
     assert!(ok(&server.cli(&["subscription", "list", "jobs"], b"")).contains('w'));
@@ -120,29 +107,12 @@ fn redelivery_nack_delay_dead_letters_events_and_redrive() {
     for m in again.iter().chain(&b_again) {
         ok(&server.cli(&["nack", "jobs", "w", m["receipt"].as_str().unwrap()], b""));
     }
-    let dead = server.cli(
-        &[
-            "consume",
-            "jobs.dlq",
-            "--count",
-            "2",
-            "--timeout-ms",
-            "5000",
-        ],
-        b"",
-    );
+    let dead = server.cli(&words("consume jobs.dlq --count 2 --timeout-ms 5000"), b"");
     let mut dead = lines(&dead);
     dead.sort();
     assert_eq!(dead, ["a", "b"]);
     let events = server.cli(
-        &[
-            "consume",
-            "spool.errors",
-            "--count",
-            "2",
-            "--timeout-ms",
-            "5000",
-        ],
+        &words("consume spool.errors --count 2 --timeout-ms 5000"),
         b"",
     );
     let events: Vec<Value> = lines(&events)
@@ -184,15 +154,7 @@ fn ordering_keys_keep_order_per_key_and_run_keys_in_parallel() {
     let server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "o"], b""));
     ok(&server.cli(
-        &[
-            "subscription",
-            "create",
-            "o",
-            "w",
-            "--kind",
-            "queue",
-            "--ordering-key",
-        ],
+        &words("subscription create o w --kind queue --ordering-key"),
         b"",
     ));
     ok(&server.cli(&["produce", "o", "--key", "A"], b"a1\na2\na3\n"));
@@ -277,17 +239,7 @@ fn at_most_once_never_redelivers() {
     let server = ServerProc::start(dir.path());
     ok(&server.cli(&["topic", "create", "m"], b""));
     ok(&server.cli(
-        &[
-            "subscription",
-            "create",
-            "m",
-            "w",
-            "--kind",
-            "queue",
-            "--at-most-once",
-            "--ack-timeout-ms",
-            "300",
-        ],
+        &words("subscription create m w --kind queue --at-most-once --ack-timeout-ms 300"),
         b"",
     ));
     ok(&server.cli(&["produce", "m"], b"x\ny\n"));

@@ -3,9 +3,11 @@
 //! callback to a real HTTP receiver, worker crash → retry, permanent
 //! failure → failed record + side-channel event, records surviving SIGKILL.
 
-use crate::http::{call, signature_valid, Receiver};
 use crate::support::*;
 use serde_json::{json, Value};
+use spool_testkit::http::blocking::{get, post};
+use spool_testkit::receiver::signature_valid;
+use spool_testkit::Receiver;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -68,12 +70,7 @@ fn a_request_from_submit_to_signed_callback() {
     let server = ServerProc::start(dir.path());
     let receiver = Receiver::start(200);
     let body = json!({"queue": "resize", "payload": {"w": 10}, "callback_url": format!("http://{}/done", receiver.addr)});
-    let r = call(
-        &server.http,
-        "POST",
-        "/v1/requests",
-        Some(&body.to_string()),
-    );
+    let r = post(&server.http, "/v1/requests", &body.to_string());
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -111,13 +108,13 @@ fn a_request_from_submit_to_signed_callback() {
         (Some(id.as_str()), Some("succeeded"))
     );
     // The receiver has the body; the server records the outcome just after.
-    let mut status = call(&server.http, "GET", &format!("/v1/requests/{id}"), None);
+    let mut status = get(&server.http, &format!("/v1/requests/{id}"));
     for _ in 0..50 {
         if status.body["callback"]["status"] == "delivered" {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        status = call(&server.http, "GET", &format!("/v1/requests/{id}"), None);
+        status = get(&server.http, &format!("/v1/requests/{id}"));
     }
     assert_eq!(
         status.body["callback"]["status"], "delivered",
@@ -125,11 +122,10 @@ fn a_request_from_submit_to_signed_callback() {
         status.body
     );
     // Completing twice is refused and changes nothing.
-    let again = call(
+    let again = post(
         &server.http,
-        "POST",
         &format!("/v1/requests/{id}/complete"),
-        Some(r#"{"result":0}"#),
+        r#"{"result":0}"#,
     );
     assert_eq!(
         (again.status, again.body["code"].as_str()),
@@ -275,35 +271,20 @@ fn a_push_subscription_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
     }
     let sub = json!({"name": "pusher", "kind": "queue", "max_deliveries": 3, "dead_letter_topic": "hooks.dlq",
                      "push_endpoint": format!("http://{}/in", endpoint.addr), "max_in_flight": 2});
-    let r = call(
+    let r = post(
         &server.http,
-        "POST",
         "/v1/topics/hooks/subscriptions",
-        Some(&sub.to_string()),
+        &sub.to_string(),
     );
     assert_eq!(r.status, 201, "{}", r.body);
     ok(&server.cli(&["produce", "hooks"], b"doomed\n"));
     let dead = server.cli(
-        &[
-            "consume",
-            "hooks.dlq",
-            "--count",
-            "1",
-            "--timeout-ms",
-            "15000",
-        ],
+        &words("consume hooks.dlq --count 1 --timeout-ms 15000"),
         b"",
     );
     assert_eq!(lines(&dead), ["doomed"]);
     let events = server.cli(
-        &[
-            "consume",
-            "spool.errors",
-            "--count",
-            "1",
-            "--timeout-ms",
-            "5000",
-        ],
+        &words("consume spool.errors --count 1 --timeout-ms 5000"),
         b"",
     );
     let e: Value = serde_json::from_str(&lines(&events)[0]).unwrap();

@@ -159,6 +159,22 @@ impl Drop for ServerProc {
     }
 }
 
+/// A temporary directory holding the file `name` with `contents`, and the
+/// file's path.
+#[allow(dead_code)] // not every test module writes files
+pub fn temp_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, contents).unwrap();
+    (dir, file)
+}
+
+/// The words of a command line (none of them holding a space), as
+/// [`cli`] takes them: `words("topic create jobs --partitions 4")`.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Runs `spool ARGS --addr ADDR` with `stdin`, returning its output.
 pub fn cli(addr: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(BIN)

@@ -129,9 +129,7 @@ fn tls_round_trip_on_both_listeners_with_a_self_signed_certificate() {
 
 #[test]
 fn bad_certificate_files_stop_the_start_with_the_file_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let bogus = dir.path().join("bogus.pem");
-    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    let (dir, bogus) = crate::support::temp_file("bogus.pem", "not a certificate\n");
     let data = dir.path().join("data");
     let err = crate::support::start_refused(
         &data,
@@ -167,14 +165,14 @@ fn connections_per_peer_are_limited_and_counted() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TOO_MANY_CONNECTIONS"), "{err}");
     // HTTP shares the limit: a plain-HTTP client is told 503 why.
-    let reply = crate::http::call(&server.http, "GET", "/v1/topics", None);
+    let reply = spool_testkit::http::blocking::get(&server.http, "/v1/topics");
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.body["code"], "TOO_MANY_CONNECTIONS", "{}", reply.body);
     // Closing one frees a slot.
     drop(held);
     std::thread::sleep(std::time::Duration::from_millis(300));
     ok(&server.cli(&["topic", "list"], b""));
-    let metrics = crate::http::call(&server.http, "GET", "/metrics", None).body;
+    let metrics = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
     let metrics = metrics.as_str().unwrap_or_default();
     assert!(
         metrics.contains("spool_connections_refused_total{listener=\"binary\",reason=\"max_connections_per_peer\"}"),
