@@ -18,6 +18,7 @@ pub mod group;
 pub mod meta;
 pub mod push;
 pub mod queue;
+mod records;
 pub mod requests;
 
 pub use broker::{

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::error::{BrokerError, Result};
-use crate::queue::QueueSub;
+use crate::queue::state::DeadLetter;
+use crate::queue::{QueueSpec, QueueSub};
+use crate::records::{record_at, walk_records, RecordAt, Walk};
 use crate::requests::{RequestStatus, REQUEST_ID_HEADER};
 use spool_types::ErrorCode;
 
@@ -49,47 +51,16 @@ impl Broker {
         }
         for (partition, letter) in dead {
             let log = &topic.partitions[partition as usize];
-            let read = log.read(letter.offset, 1)?;
-            let mut copy = None;
+            let found = record_at(log, letter.offset, |at| {
+                let request_id = at
+                    .record
+                    .header(REQUEST_ID_HEADER)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_owned);
+                (request_id, dead_letter_copy(&spec, partition, &letter, &at))
+            })?;
+            let (request_id, copy) = found.map_or((None, None), |(id, c)| (id, Some(c)));
             let mut copy_error: Option<String> = None;
-            let mut request_id: Option<String> = None;
-            for batch in spool_batch::split_batches(&read.bytes) {
-                let batch = batch?;
-                let h = spool_batch::BatchHeader::parse(batch)?;
-                for r in spool_batch::records(batch, &h) {
-                    let r = r?;
-                    if h.base_offset + r.offset_delta as i64 != letter.offset {
-                        continue;
-                    }
-                    request_id = r
-                        .header(REQUEST_ID_HEADER)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .map(str::to_owned);
-                    let mut headers: Vec<(String, Option<Vec<u8>>)> = r
-                        .headers
-                        .iter()
-                        .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
-                        .collect();
-                    headers.retain(|(k, _)| !k.starts_with("spool-dlq-"));
-                    let mut add =
-                        |k: &str, v: String| headers.push((k.to_owned(), Some(v.into_bytes())));
-                    add(DLQ_TOPIC_HEADER, spec.topic.clone());
-                    add(DLQ_SUBSCRIPTION_HEADER, spec.name.clone());
-                    add(DLQ_PARTITION_HEADER, partition.to_string());
-                    add(DLQ_OFFSET_HEADER, letter.offset.to_string());
-                    add(DLQ_DELIVERIES_HEADER, letter.deliveries.to_string());
-                    add(
-                        DLQ_ERROR_HEADER,
-                        letter.last_error.clone().unwrap_or_default(),
-                    );
-                    copy = Some(spool_batch::NewRecord {
-                        key: r.key.map(<[u8]>::to_vec),
-                        value: r.value.map(<[u8]>::to_vec),
-                        headers,
-                        timestamp_ms: h.base_timestamp + r.timestamp_delta,
-                    });
-                }
-            }
             let mut dlq_offset = None;
             if let (Some(dlq), Some(record)) = (&spec.dead_letter_topic, copy) {
                 if self.topic(dlq).is_ok() {
@@ -170,48 +141,68 @@ impl Broker {
                 .committed(&cursor, &tp)
                 .unwrap_or(0)
                 .max(log.stats().start_offset);
-            let mut offset = start;
-            loop {
-                let read = log.read(offset, 1 << 20)?;
-                if read.bytes.is_empty() {
-                    break;
+            let offset = walk_records(log, start, 1 << 20, |at| {
+                let r = &at.record;
+                let ours = r.header(DLQ_TOPIC_HEADER) == Some(topic.as_bytes())
+                    && r.header(DLQ_SUBSCRIPTION_HEADER) == Some(name.as_bytes());
+                if !ours {
+                    return Ok(Walk::Continue);
                 }
-                for batch in spool_batch::split_batches(&read.bytes) {
-                    let batch = batch?;
-                    let h = spool_batch::BatchHeader::parse(batch)?;
-                    for r in spool_batch::records(batch, &h) {
-                        let r = r?;
-                        if h.base_offset + (r.offset_delta as i64) < offset {
-                            continue;
-                        }
-                        let ours = r.header(DLQ_TOPIC_HEADER) == Some(topic.as_bytes())
-                            && r.header(DLQ_SUBSCRIPTION_HEADER) == Some(name.as_bytes());
-                        if !ours {
-                            continue;
-                        }
-                        let mut b = spool_batch::BatchBuilder::new();
-                        b.push(&spool_batch::NewRecord {
-                            key: r.key.map(<[u8]>::to_vec),
-                            value: r.value.map(<[u8]>::to_vec),
-                            headers: r
-                                .headers
-                                .iter()
-                                .filter(|hd| !hd.key.starts_with("spool-dlq-"))
-                                .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
-                                .collect(),
-                            timestamp_ms: now_ms,
-                        })?;
-                        let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
-                        self.produce(topic, &routing, &b.finish()?, now_ms)?;
-                        moved += 1;
-                    }
-                }
-                offset = read.next_offset;
-            }
+                let mut b = spool_batch::BatchBuilder::new();
+                b.push(&spool_batch::NewRecord {
+                    key: r.key.map(<[u8]>::to_vec),
+                    value: r.value.map(<[u8]>::to_vec),
+                    headers: r
+                        .headers
+                        .iter()
+                        .filter(|hd| !hd.key.starts_with("spool-dlq-"))
+                        .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
+                        .collect(),
+                    timestamp_ms: now_ms,
+                })?;
+                let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
+                self.produce(topic, &routing, &b.finish()?, now_ms)?;
+                moved += 1;
+                Ok(Walk::Continue)
+            })?;
             if offset > start {
                 self.persist_commit(&cursor, &[(tp, offset)], now_ms)?;
             }
         }
         Ok(moved)
+    }
+}
+
+/// The copy of a dead letter that goes to the dead-letter topic: the
+/// message with headers naming where it came from and why (replacing any
+/// from an earlier trip through a dead-letter topic).
+fn dead_letter_copy(
+    spec: &QueueSpec,
+    partition: u32,
+    letter: &DeadLetter,
+    at: &RecordAt<'_>,
+) -> spool_batch::NewRecord {
+    let r = &at.record;
+    let mut headers: Vec<(String, Option<Vec<u8>>)> = r
+        .headers
+        .iter()
+        .filter(|hd| !hd.key.starts_with("spool-dlq-"))
+        .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
+        .collect();
+    let mut add = |k: &str, v: String| headers.push((k.to_owned(), Some(v.into_bytes())));
+    add(DLQ_TOPIC_HEADER, spec.topic.clone());
+    add(DLQ_SUBSCRIPTION_HEADER, spec.name.clone());
+    add(DLQ_PARTITION_HEADER, partition.to_string());
+    add(DLQ_OFFSET_HEADER, letter.offset.to_string());
+    add(DLQ_DELIVERIES_HEADER, letter.deliveries.to_string());
+    add(
+        DLQ_ERROR_HEADER,
+        letter.last_error.clone().unwrap_or_default(),
+    );
+    spool_batch::NewRecord {
+        key: r.key.map(<[u8]>::to_vec),
+        value: r.value.map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: at.timestamp_ms,
     }
 }

@@ -8,6 +8,7 @@ use crate::error::{BrokerError, Result};
 use crate::group::{Coordinator, TopicPartition};
 use crate::meta::{parse_tp_key, MetaStore, TopicMeta};
 use crate::queue::QueueSub;
+use crate::records::{walk_records, Walk};
 use crate::requests::{
     CallbackStatus, RequestRecord, RequestStatus, RequestStore, REQUEST_ID_HEADER,
     REQUEST_TTL_MS_DEFAULT, WORKERS_SUBSCRIPTION,
@@ -59,32 +60,15 @@ pub(super) fn restore_dedup(topic: &Topic, now_ms: i64) -> Result<()> {
     let window = topic.config().dedup_window_ms as i64;
     let mut dedup = lock(&topic.dedup);
     for (p, log) in topic.partitions.iter().enumerate() {
-        let Some(mut offset) = log.offset_for_timestamp(now_ms - window)? else {
+        let Some(offset) = log.offset_for_timestamp(now_ms - window)? else {
             continue;
         };
-        loop {
-            let read = log.read(offset, 1 << 20)?;
-            if read.bytes.is_empty() {
-                break;
+        walk_records(log, offset, 1 << 20, |at| {
+            if let Some(id) = at.record.header(MSG_ID_HEADER) {
+                dedup.insert(id, p as u32, at.offset, at.timestamp_ms + window);
             }
-            for batch in spool_batch::split_batches(&read.bytes) {
-                let batch = batch?;
-                let h = spool_batch::BatchHeader::parse(batch)?;
-                for r in spool_batch::records(batch, &h) {
-                    let r = r?;
-                    if let Some(id) = r.header(MSG_ID_HEADER) {
-                        let ts = h.base_timestamp + r.timestamp_delta;
-                        dedup.insert(
-                            id,
-                            p as u32,
-                            h.base_offset + r.offset_delta as i64,
-                            ts + window,
-                        );
-                    }
-                }
-            }
-            offset = read.next_offset;
-        }
+            Ok(Walk::Continue)
+        })?;
     }
     dedup.purge(now_ms);
     Ok(())
@@ -258,30 +242,15 @@ impl Broker {
         };
         let floors = sub.floors();
         for (p, log) in topic.partitions.iter().enumerate() {
-            let mut offset = floors
-                .get(p)
-                .copied()
-                .unwrap_or(0)
-                .max(log.stats().start_offset);
-            loop {
-                let read = log.read(offset, 1024 * 1024)?;
-                if read.bytes.is_empty() || read.next_offset <= offset {
-                    break;
+            let floor = floors.get(p).copied().unwrap_or(0);
+            let from = floor.max(log.stats().start_offset);
+            walk_records(log, from, 1 << 20, |at| {
+                let id = at.record.header(REQUEST_ID_HEADER);
+                if let Some(id) = id.and_then(|v| std::str::from_utf8(v).ok()) {
+                    ids.insert(id.to_owned());
                 }
-                for batch in spool_batch::split_batches(&read.bytes) {
-                    let batch = batch?;
-                    let h = spool_batch::BatchHeader::parse(batch)?;
-                    for r in spool_batch::records(batch, &h) {
-                        if let Some(id) = r?
-                            .header(REQUEST_ID_HEADER)
-                            .and_then(|v| std::str::from_utf8(v).ok())
-                        {
-                            ids.insert(id.to_owned());
-                        }
-                    }
-                }
-                offset = read.next_offset;
-            }
+                Ok(Walk::Continue)
+            })?;
         }
         Ok(ids)
     }

@@ -20,6 +20,7 @@
 pub mod state;
 
 use crate::error::{BrokerError, Result};
+use crate::records::{walk_records, Walk, WALK_READ_BYTES};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
@@ -331,42 +332,31 @@ impl QueueSub {
             },
         )?;
         let mut replays: Vec<Replay> = partition_starts.iter().map(|_| Replay::new()).collect();
-        let mut offset = state.stats().start_offset;
         let mut records = 0u64;
-        loop {
-            let read = state.read(offset, 4 << 20)?;
-            if read.bytes.is_empty() {
-                break;
+        let start = state.stats().start_offset;
+        walk_records(&state, start, WALK_READ_BYTES, |at| {
+            records += 1;
+            let Some((kind, p, o, arg)) = at.record.value.and_then(decode_record) else {
+                return Ok(Walk::Continue);
+            };
+            let Some(replay) = replays.get_mut(p as usize) else {
+                return Ok(Walk::Continue);
+            };
+            match kind {
+                REC_FLOOR => replay.floor(o),
+                REC_DELIVERED => replay.change(&Change::Delivered {
+                    offset: o,
+                    deliveries: arg as u32,
+                }),
+                REC_DONE => replay.change(&Change::Done { offset: o }),
+                REC_RETRY => replay.change(&Change::Retry {
+                    offset: o,
+                    not_before_ms: arg,
+                }),
+                _ => {}
             }
-            for batch in spool_batch::split_batches(&read.bytes) {
-                let batch = batch?;
-                let h = spool_batch::BatchHeader::parse(batch)?;
-                for r in spool_batch::records(batch, &h) {
-                    let r = r?;
-                    records += 1;
-                    let Some((kind, p, o, arg)) = r.value.and_then(decode_record) else {
-                        continue;
-                    };
-                    let Some(replay) = replays.get_mut(p as usize) else {
-                        continue;
-                    };
-                    match kind {
-                        REC_FLOOR => replay.floor(o),
-                        REC_DELIVERED => replay.change(&Change::Delivered {
-                            offset: o,
-                            deliveries: arg as u32,
-                        }),
-                        REC_DONE => replay.change(&Change::Done { offset: o }),
-                        REC_RETRY => replay.change(&Change::Retry {
-                            offset: o,
-                            not_before_ms: arg,
-                        }),
-                        _ => {}
-                    }
-                }
-            }
-            offset = read.next_offset;
-        }
+            Ok(Walk::Continue)
+        })?;
         let partitions = replays
             .into_iter()
             .zip(partition_starts)
