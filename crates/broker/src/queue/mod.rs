@@ -17,16 +17,20 @@
 //! lease (and its delivery count) is written but not waited for, so after a
 //! crash a delivery count may be one lower than it was.
 
+mod read;
+use read::{read_messages, RecentRead};
+mod spec;
 pub mod state;
+
+pub use spec::{BackoffSpec, ModeSpec, QueueSpec, PUSH_IN_FLIGHT_DEFAULT, PUSH_IN_FLIGHT_MAX};
 
 use crate::error::{BrokerError, Result};
 use crate::records::{walk_records, Walk, WALK_READ_BYTES};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Durability, Log, LogConfig};
 use spool_types::ErrorCode;
-use state::{Admit, Backoff, Change, DeliveryMode, PartitionQueue, ReceiptError, Replay, Rules};
+use state::{Admit, Change, DeliveryMode, PartitionQueue, ReceiptError, Replay};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,111 +50,6 @@ pub const DELAY_MS_MAX: i64 = 30 * 24 * 3600 * 1000;
 pub const LEASE_MS_MAX: u64 = 12 * 3600 * 1000;
 /// Most messages one receive may lease.
 pub const RECEIVE_MAX: usize = 1_000;
-
-/// How a queue subscription behaves; persisted in the metadata log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueSpec {
-    pub topic: String,
-    pub name: String,
-    pub ack_timeout_ms: u64,
-    /// 0 means unlimited.
-    pub max_deliveries: u32,
-    pub dead_letter_topic: Option<String>,
-    pub backoff: BackoffSpec,
-    pub mode: ModeSpec,
-    pub ordered: bool,
-    /// When set, the broker POSTs each message to this URL (2xx = ack,
-    /// anything else or a timeout = nack) instead of waiting to be polled.
-    #[serde(default)]
-    pub push_endpoint: Option<String>,
-    /// Most concurrent pushes to `push_endpoint`.
-    #[serde(default = "default_push_in_flight")]
-    pub push_max_in_flight: u32,
-}
-
-/// Default cap on concurrent pushes to one endpoint.
-pub const PUSH_IN_FLIGHT_DEFAULT: u32 = 16;
-/// Largest `push_max_in_flight`.
-pub const PUSH_IN_FLIGHT_MAX: u32 = 1_000;
-
-fn default_push_in_flight() -> u32 {
-    PUSH_IN_FLIGHT_DEFAULT
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum BackoffSpec {
-    Fixed { delay_ms: u64 },
-    Exponential { initial_ms: u64, max_ms: u64 },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ModeSpec {
-    #[default]
-    AtLeastOnce,
-    AtMostOnce,
-}
-
-impl QueueSpec {
-    /// Defaults: 30 s ack timeout, 5 deliveries, no backoff, at-least-once.
-    pub fn new(topic: &str, name: &str) -> QueueSpec {
-        QueueSpec {
-            topic: topic.to_owned(),
-            name: name.to_owned(),
-            ack_timeout_ms: 30_000,
-            max_deliveries: 5,
-            dead_letter_topic: None,
-            backoff: BackoffSpec::Fixed { delay_ms: 0 },
-            mode: ModeSpec::AtLeastOnce,
-            ordered: false,
-            push_endpoint: None,
-            push_max_in_flight: PUSH_IN_FLIGHT_DEFAULT,
-        }
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        if self.ack_timeout_ms == 0 || self.ack_timeout_ms > LEASE_MS_MAX {
-            return Err(BrokerError::new(
-                ErrorCode::InvalidConfig,
-                format!("ack_timeout_ms must be 1 to {LEASE_MS_MAX}"),
-            ));
-        }
-        if self.push_max_in_flight == 0 || self.push_max_in_flight > PUSH_IN_FLIGHT_MAX {
-            return Err(BrokerError::new(
-                ErrorCode::InvalidConfig,
-                format!("max_in_flight must be 1 to {PUSH_IN_FLIGHT_MAX}"),
-            ));
-        }
-        if let BackoffSpec::Exponential { initial_ms, max_ms } = self.backoff {
-            if initial_ms == 0 || max_ms < initial_ms {
-                return Err(BrokerError::new(
-                    ErrorCode::InvalidConfig,
-                    "exponential backoff needs 0 < initial_ms <= max_ms",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn rules(&self) -> Rules {
-        Rules {
-            ack_timeout_ms: self.ack_timeout_ms,
-            max_deliveries: self.max_deliveries,
-            backoff: match self.backoff {
-                BackoffSpec::Fixed { delay_ms } => Backoff::Fixed { delay_ms },
-                BackoffSpec::Exponential { initial_ms, max_ms } => {
-                    Backoff::Exponential { initial_ms, max_ms }
-                }
-            },
-            mode: match self.mode {
-                ModeSpec::AtLeastOnce => DeliveryMode::AtLeastOnce,
-                ModeSpec::AtMostOnce => DeliveryMode::AtMostOnce,
-            },
-            ordered: self.ordered,
-        }
-    }
-}
 
 /// A leased message as handed to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -753,157 +652,6 @@ impl QueueSub {
     pub fn flush(&self) -> Result<()> {
         Ok(self.state.flush()?)
     }
-}
-
-/// The bytes of a partition log read last for a receive. Consecutive
-/// receives mostly lease neighbouring messages of the same batches (a
-/// producer's batch holds up to thousands of messages, a receive up to a few
-/// hundred), so without this every receive re-read, re-checked and copied
-/// up to [`SCAN_BYTES`] from the log: that was most of a receive's cost.
-/// The log's bytes at an offset never change once written, so the copy
-/// stays right; it holds the read's memory until the next read replaces it.
-struct RecentRead {
-    /// Offsets in `from..next` are in `bytes` (unless retention removed them).
-    from: i64,
-    next: i64,
-    bytes: Bytes,
-    /// Where the last receive from `bytes` stopped decoding.
-    resume: Option<Resume>,
-}
-
-/// A place in a [`RecentRead`]'s bytes to go on decoding from: the next
-/// receive mostly leases the messages right after the last one's, and
-/// passing over the hundreds of records before them again (each a cache
-/// miss, 1 KiB apart) was a tenth of the server's time in a queue run.
-#[derive(Debug, Clone, Copy)]
-struct Resume {
-    /// Where the batch starts in the read's bytes.
-    batch_at: usize,
-    /// The offset of the record at `at`.
-    offset: i64,
-    at: spool_batch::RecordPosition,
-}
-
-/// The log's bytes from (a batch containing) `offset` on: the recent read
-/// if it covers `offset` (with where the last receive stopped in it), else a
-/// fresh read, which becomes the recent one.
-fn read_at(
-    log: &Log,
-    recent: &Mutex<Option<RecentRead>>,
-    offset: i64,
-) -> Result<(Bytes, Option<Resume>)> {
-    if let Some(r) = lock(recent).as_ref() {
-        if r.from <= offset && offset < r.next {
-            return Ok((r.bytes.clone(), r.resume));
-        }
-    }
-    let read = log.read(offset, SCAN_BYTES)?;
-    *lock(recent) = Some(RecentRead {
-        from: offset,
-        next: read.next_offset,
-        bytes: read.bytes.clone(),
-        resume: None,
-    });
-    Ok((read.bytes, None))
-}
-
-/// Notes where decoding `bytes` stopped, if they are still the recent read
-/// and no concurrent receive got further.
-fn remember(recent: &Mutex<Option<RecentRead>>, bytes: &Bytes, resume: Resume) {
-    if let Some(r) = lock(recent).as_mut() {
-        let same = r.bytes.as_ptr() == bytes.as_ptr() && r.bytes.len() == bytes.len();
-        if same && r.resume.is_none_or(|old| old.offset < resume.offset) {
-            r.resume = Some(resume);
-        }
-    }
-}
-
-/// Reads the leased records' contents from the partition log. Keys, values
-/// and headers are slices of the read's bytes, not copies.
-fn read_messages(
-    log: &Log,
-    recent: &Mutex<Option<RecentRead>>,
-    partition: u32,
-    leases: &[state::Lease],
-) -> Result<Vec<LeasedMessage>> {
-    let mut out = Vec::with_capacity(leases.len());
-    let mut i = 0;
-    while i < leases.len() {
-        let (bytes, resume) = read_at(log, recent, leases[i].offset)?;
-        if bytes.is_empty() {
-            i += 1; // deleted by retention meanwhile
-            continue;
-        }
-        let before = i;
-        let slice = |s: &[u8]| bytes.slice_ref(s);
-        let mut stopped = None;
-        for batch in spool_batch::split_batches(&bytes) {
-            let batch = batch?;
-            let h = spool_batch::BatchHeader::parse(batch)?;
-            while i < leases.len() && leases[i].offset < h.base_offset {
-                i += 1; // not in the log any more
-            }
-            if i >= leases.len() || leases[i].offset > h.last_offset() {
-                continue;
-            }
-            // Decode only the leased records: a receive takes a few hundred
-            // of a batch's thousands, and concurrent receivers take turns
-            // on the same batch. Record `k` of a stored batch has offset
-            // `base_offset + k` (checked when it was produced).
-            let batch_at = batch.as_ptr() as usize - bytes.as_ptr() as usize;
-            let resumed = resume
-                .filter(|r| {
-                    r.batch_at == batch_at
-                        && r.offset <= leases[i].offset
-                        && r.offset == h.base_offset + r.at.index() as i64
-                })
-                .and_then(|r| Some((spool_batch::RecordIter::resume(batch, &h, r.at)?, r.offset)));
-            let (mut iter, mut next_offset) =
-                resumed.unwrap_or_else(|| (spool_batch::records(batch, &h), h.base_offset));
-            while i < leases.len() && leases[i].offset <= h.last_offset() {
-                let offset = leases[i].offset;
-                let Ok(skip) = usize::try_from(offset - next_offset) else {
-                    i += 1; // leases come in offset order; never expected
-                    continue;
-                };
-                iter.skip_records(skip)?;
-                let Some(r) = iter.next() else {
-                    break;
-                };
-                let r = r?;
-                next_offset = offset + 1;
-                let l = leases[i];
-                out.push(LeasedMessage {
-                    receipt: make_receipt(partition, offset, l.lease),
-                    partition,
-                    offset,
-                    key: r.key.map(slice),
-                    value: r.value.map(slice),
-                    headers: r
-                        .headers
-                        .iter()
-                        .map(|hd| (hd.key.to_owned(), hd.value.map(slice)))
-                        .collect(),
-                    timestamp_ms: h.base_timestamp + r.timestamp_delta,
-                    deliveries: l.deliveries,
-                    lease_deadline_ms: l.deadline_ms,
-                });
-                i += 1;
-            }
-            stopped = Some(Resume {
-                batch_at,
-                offset: next_offset,
-                at: iter.position(),
-            });
-        }
-        if let Some(r) = stopped {
-            remember(recent, &bytes, r);
-        }
-        if i == before {
-            i += 1;
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,113 @@
+//! A queue subscription's settings ([`QueueSpec`]), as created, persisted
+//! in the metadata log and turned into the rules the state machine follows.
+
+use super::state::{Backoff, DeliveryMode, Rules};
+use super::LEASE_MS_MAX;
+use crate::error::{BrokerError, Result};
+use serde::{Deserialize, Serialize};
+use spool_types::ErrorCode;
+
+/// How a queue subscription behaves; persisted in the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    pub topic: String,
+    pub name: String,
+    pub ack_timeout_ms: u64,
+    /// 0 means unlimited.
+    pub max_deliveries: u32,
+    pub dead_letter_topic: Option<String>,
+    pub backoff: BackoffSpec,
+    pub mode: ModeSpec,
+    pub ordered: bool,
+    /// When set, the broker POSTs each message to this URL (2xx = ack,
+    /// anything else or a timeout = nack) instead of waiting to be polled.
+    #[serde(default)]
+    pub push_endpoint: Option<String>,
+    /// Most concurrent pushes to `push_endpoint`.
+    #[serde(default = "default_push_in_flight")]
+    pub push_max_in_flight: u32,
+}
+
+/// Default cap on concurrent pushes to one endpoint.
+pub const PUSH_IN_FLIGHT_DEFAULT: u32 = 16;
+/// Largest `push_max_in_flight`.
+pub const PUSH_IN_FLIGHT_MAX: u32 = 1_000;
+
+fn default_push_in_flight() -> u32 {
+    PUSH_IN_FLIGHT_DEFAULT
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BackoffSpec {
+    Fixed { delay_ms: u64 },
+    Exponential { initial_ms: u64, max_ms: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeSpec {
+    #[default]
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+impl QueueSpec {
+    /// Defaults: 30 s ack timeout, 5 deliveries, no backoff, at-least-once.
+    pub fn new(topic: &str, name: &str) -> QueueSpec {
+        QueueSpec {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+            ack_timeout_ms: 30_000,
+            max_deliveries: 5,
+            dead_letter_topic: None,
+            backoff: BackoffSpec::Fixed { delay_ms: 0 },
+            mode: ModeSpec::AtLeastOnce,
+            ordered: false,
+            push_endpoint: None,
+            push_max_in_flight: PUSH_IN_FLIGHT_DEFAULT,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.ack_timeout_ms == 0 || self.ack_timeout_ms > LEASE_MS_MAX {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidConfig,
+                format!("ack_timeout_ms must be 1 to {LEASE_MS_MAX}"),
+            ));
+        }
+        if self.push_max_in_flight == 0 || self.push_max_in_flight > PUSH_IN_FLIGHT_MAX {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidConfig,
+                format!("max_in_flight must be 1 to {PUSH_IN_FLIGHT_MAX}"),
+            ));
+        }
+        if let BackoffSpec::Exponential { initial_ms, max_ms } = self.backoff {
+            if initial_ms == 0 || max_ms < initial_ms {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    "exponential backoff needs 0 < initial_ms <= max_ms",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> Rules {
+        Rules {
+            ack_timeout_ms: self.ack_timeout_ms,
+            max_deliveries: self.max_deliveries,
+            backoff: match self.backoff {
+                BackoffSpec::Fixed { delay_ms } => Backoff::Fixed { delay_ms },
+                BackoffSpec::Exponential { initial_ms, max_ms } => {
+                    Backoff::Exponential { initial_ms, max_ms }
+                }
+            },
+            mode: match self.mode {
+                ModeSpec::AtLeastOnce => DeliveryMode::AtLeastOnce,
+                ModeSpec::AtMostOnce => DeliveryMode::AtMostOnce,
+            },
+            ordered: self.ordered,
+        }
+    }
+}
