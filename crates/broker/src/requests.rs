@@ -14,12 +14,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// Record header naming the request a queue message belongs to.
-pub const REQUEST_ID_HEADER: &str = "spool-request-id";
-/// Record header set when the payload is JSON (submitted over HTTP).
-pub const CONTENT_TYPE_HEADER: &str = "spool-content-type";
-/// The queue subscription request workers take work from.
-pub const WORKERS_SUBSCRIPTION: &str = "workers";
+pub use spool_types::headers::{CONTENT_TYPE_HEADER, REQUEST_ID_HEADER};
+pub use spool_types::requests::{RequestStatus, WORKERS_SUBSCRIPTION};
 /// How long records are kept (7 days) unless configured otherwise.
 pub const REQUEST_TTL_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 /// How long a failing callback is retried (24 hours) unless configured otherwise.
@@ -28,21 +24,6 @@ pub const CALLBACK_RETRY_MS_DEFAULT: i64 = 24 * 3600 * 1000;
 pub const RESULT_BYTES_MAX: usize = 1024 * 1024;
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl RequestStatus {
-    pub fn is_final(self) -> bool {
-        matches!(self, RequestStatus::Succeeded | RequestStatus::Failed)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -15,39 +15,8 @@ use serde_json::Value;
 use spool_proto::{self as p, Request, ResponseBody};
 use std::time::Duration;
 
-/// Record header naming the request a queue message belongs to.
-pub const REQUEST_ID_HEADER: &str = "spool-request-id";
-/// Record header set to `application/json` when a request's payload is JSON.
-pub const CONTENT_TYPE_HEADER: &str = "spool-content-type";
-/// The queue subscription request workers take work from.
-pub const WORKERS_SUBSCRIPTION: &str = "workers";
-
-/// A request's status, as in the record's `status` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl RequestStatus {
-    /// The status of a record, if it has a known one.
-    pub fn of(record: &Value) -> Option<RequestStatus> {
-        match record.get("status")?.as_str()? {
-            "pending" => Some(RequestStatus::Pending),
-            "running" => Some(RequestStatus::Running),
-            "succeeded" => Some(RequestStatus::Succeeded),
-            "failed" => Some(RequestStatus::Failed),
-            _ => None,
-        }
-    }
-
-    /// Succeeded or failed: the record will not change status again.
-    pub fn is_final(self) -> bool {
-        matches!(self, RequestStatus::Succeeded | RequestStatus::Failed)
-    }
-}
+pub use spool_types::headers::{CONTENT_TYPE_HEADER, REQUEST_ID_HEADER};
+pub use spool_types::requests::{RequestStatus, WORKERS_SUBSCRIPTION};
 
 /// The record JSON the server sent, parsed.
 fn record(json: &str) -> Result<Value, ClientError> {

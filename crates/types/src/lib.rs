@@ -1,16 +1,23 @@
 //! Spool's shared vocabulary: the stable error-code table ([`ErrorCode`]),
-//! every named limit ([`limits`]) and validated names ([`TopicName`]).
+//! every named limit ([`limits`]), validated names ([`TopicName`],
+//! [`GroupName`]), the record headers Spool gives a meaning to
+//! ([`headers`]) and request statuses ([`RequestStatus`]). Front ends parse
+//! into these types at the edge; everything below uses them.
 //!
-//! This crate does no I/O and depends on nothing; every other crate may use it.
+//! This crate does no I/O and depends on nothing (serde only with its
+//! `serde` feature); every other crate may use it.
 //! Wire codes and limits defined here are a public contract: a code, once
 //! published, keeps its number and name forever, and a retired one is never reused.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error_code;
+pub mod headers;
 pub mod limits;
 pub mod names;
 pub mod partitioner;
+pub mod requests;
 
 pub use error_code::ErrorCode;
-pub use names::{NameError, TopicName, TopicPattern};
+pub use names::{GroupName, GroupNameError, NameError, TopicName, TopicPattern};
+pub use requests::RequestStatus;

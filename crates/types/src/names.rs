@@ -5,7 +5,7 @@
 //! NATS subjects: `*` matches exactly one token, `>` (last token only) matches
 //! one or more tokens.
 
-use crate::limits::TOPIC_NAME_LEN_MAX;
+use crate::limits::{GROUP_NAME_LEN_MAX, TOPIC_NAME_LEN_MAX};
 use std::fmt;
 
 /// Prefix reserved for topics the server itself creates.
@@ -47,6 +47,37 @@ impl fmt::Display for NameError {
 }
 
 impl std::error::Error for NameError {}
+
+/// A consumer-group or queue-subscription name that passed validation:
+/// 1 to [`GROUP_NAME_LEN_MAX`] bytes with no control characters. Groups
+/// and subscriptions share the rule (a stream subscription is a group).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupName(String);
+
+/// Why a group or subscription name was refused (there is one rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupNameError;
+
+impl fmt::Display for GroupNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "must be 1 to {GROUP_NAME_LEN_MAX} printable characters")
+    }
+}
+
+impl std::error::Error for GroupNameError {}
+
+impl GroupName {
+    pub fn new(name: &str) -> Result<GroupName, GroupNameError> {
+        let ok = !name.is_empty()
+            && name.len() <= GROUP_NAME_LEN_MAX
+            && !name.chars().any(char::is_control);
+        ok.then(|| GroupName(name.to_owned())).ok_or(GroupNameError)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// A topic name that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -155,7 +155,7 @@ impl Broker {
                     headers: r
                         .headers
                         .iter()
-                        .filter(|hd| !hd.key.starts_with("spool-dlq-"))
+                        .filter(|hd| !hd.key.starts_with(DLQ_HEADER_PREFIX))
                         .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
                         .collect(),
                     timestamp_ms: now_ms,
@@ -186,7 +186,7 @@ fn dead_letter_copy(
     let mut headers: Vec<(String, Option<Vec<u8>>)> = r
         .headers
         .iter()
-        .filter(|hd| !hd.key.starts_with("spool-dlq-"))
+        .filter(|hd| !hd.key.starts_with(DLQ_HEADER_PREFIX))
         .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
         .collect();
     let mut add = |k: &str, v: String| headers.push((k.to_owned(), Some(v.into_bytes())));

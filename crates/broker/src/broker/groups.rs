@@ -5,7 +5,8 @@ use super::*;
 use crate::error::{name_error, BrokerError, Result};
 use crate::group::{GroupView, StartFrom, TopicPartition};
 use crate::meta::MetaEvent;
-use spool_types::limits::{CLIENT_ID_LEN_MAX, GROUP_NAME_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
+use spool_types::limits::{CLIENT_ID_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
+use spool_types::GroupName;
 use spool_types::TopicPattern;
 
 /// A member's current assignment with resolved start offsets.
@@ -17,13 +18,9 @@ pub struct Assignment {
 }
 
 pub(super) fn check_group_name(group: &str) -> Result<()> {
-    if group.is_empty() || group.len() > GROUP_NAME_LEN_MAX || group.chars().any(|c| c.is_control())
-    {
-        return Err(BrokerError::invalid(format!(
-            "group name must be 1 to {GROUP_NAME_LEN_MAX} printable characters"
-        )));
-    }
-    Ok(())
+    GroupName::new(group)
+        .map(drop)
+        .map_err(|e| BrokerError::invalid(format!("group name {e}")))
 }
 
 /// One consumer group's position on one partition, for metrics.

@@ -36,20 +36,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-/// Record header carrying a producer's message ID for duplicate suppression.
-pub const MSG_ID_HEADER: &str = "spool-msg-id";
-
 /// The side channel: a system topic of JSON events operators can read
 /// (dead letters, failed callbacks, …), so failures never vanish.
 pub const EVENTS_TOPIC: &str = "spool.errors";
 
-/// Headers put on a dead-lettered copy, naming where it came from.
-pub const DLQ_TOPIC_HEADER: &str = "spool-dlq-topic";
-pub const DLQ_SUBSCRIPTION_HEADER: &str = "spool-dlq-subscription";
-pub const DLQ_PARTITION_HEADER: &str = "spool-dlq-partition";
-pub const DLQ_OFFSET_HEADER: &str = "spool-dlq-offset";
-pub const DLQ_DELIVERIES_HEADER: &str = "spool-dlq-deliveries";
-pub const DLQ_ERROR_HEADER: &str = "spool-dlq-error";
+pub use spool_types::headers::{
+    DLQ_DELIVERIES_HEADER, DLQ_ERROR_HEADER, DLQ_HEADER_PREFIX, DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER, DLQ_SUBSCRIPTION_HEADER, DLQ_TOPIC_HEADER, MESSAGE_ID_HEADER,
+};
 
 /// How long a producer refused with `QUEUE_FULL` is told to wait.
 pub const QUEUE_FULL_RETRY_AFTER_MS: u32 = 1_000;

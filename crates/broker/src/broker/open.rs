@@ -64,7 +64,7 @@ pub(super) fn restore_dedup(topic: &Topic, now_ms: i64) -> Result<()> {
             continue;
         };
         walk_records(log, offset, 1 << 20, |at| {
-            if let Some(id) = at.record.header(MSG_ID_HEADER) {
+            if let Some(id) = at.record.header(MESSAGE_ID_HEADER) {
                 dedup.insert(id, p as u32, at.offset, at.timestamp_ms + window);
             }
             Ok(Walk::Continue)

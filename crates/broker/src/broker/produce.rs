@@ -92,7 +92,7 @@ impl Broker {
         // read in the validating walk over the records.
         let mut ids: Vec<Option<Vec<u8>>> = Vec::new();
         let header = spool_batch::validate_each(batch, |r| {
-            ids.push(r.header(MSG_ID_HEADER).map(<[u8]>::to_vec));
+            ids.push(r.header(MESSAGE_ID_HEADER).map(<[u8]>::to_vec));
         })?;
         let n = t.partitions.len() as u32;
         let partition = match routing {

@@ -42,8 +42,7 @@ pub const QUEUE_WINDOW_MESSAGES: usize = 10_000;
 const SCAN_BYTES: usize = 512 * 1024;
 /// State-log records between snapshots.
 const SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
-/// Header a producer sets to delay delivery: ms since the Unix epoch, ASCII.
-pub const DELIVER_AT_HEADER: &str = "spool-deliver-at";
+pub use spool_types::headers::DELIVER_AT_HEADER;
 /// Longest delay a message may ask for (30 days); later times are clamped.
 pub const DELAY_MS_MAX: i64 = 30 * 24 * 3600 * 1000;
 /// Longest lease an ack timeout or extension may ask for (12 hours).

@@ -5,12 +5,7 @@ use super::now_ms;
 use bytes::Bytes;
 use std::time::Duration;
 
-/// Record header carrying a message ID for duplicate suppression: within
-/// the topic's window a second message with the same ID is not stored.
-pub const MESSAGE_ID_HEADER: &str = "spool-msg-id";
-/// Record header holding the earliest delivery time to queue subscriptions
-/// (ms since the Unix epoch, decimal ASCII).
-pub const DELIVER_AT_HEADER: &str = "spool-deliver-at";
+pub use spool_types::headers::{DELIVER_AT_HEADER, MESSAGE_ID_HEADER};
 
 /// A message to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

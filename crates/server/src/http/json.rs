@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use spool_batch::NewRecord;
 use spool_broker::queue::{BackoffSpec, LeasedMessage, ModeSpec, QueueSpec, DELIVER_AT_HEADER};
 use spool_broker::{
-    OnFull, Retention, TopicConfig, TopicDescription, TopicDurability, MSG_ID_HEADER,
+    OnFull, Retention, TopicConfig, TopicDescription, TopicDurability, MESSAGE_ID_HEADER,
 };
 use std::collections::BTreeMap;
 
@@ -147,7 +147,7 @@ impl Message {
             .map(|(k, v)| (k, Some(v.into_bytes())))
             .collect();
         if let Some(id) = self.message_id {
-            headers.push((MSG_ID_HEADER.to_owned(), Some(id.into_bytes())));
+            headers.push((MESSAGE_ID_HEADER.to_owned(), Some(id.into_bytes())));
         }
         let deliver_at = self.deliver_at_ms.or(self
             .delay_ms

@@ -46,8 +46,10 @@ pub type AppState = Arc<Ops>;
 /// Paths served without a token, even when authentication is on.
 pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
-/// The response header carrying a request's ID.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The HTTP header carrying an HTTP request's trace ID (echoed when the
+/// client sends one, else made up; every log line about the request
+/// carries it). Not to be confused with a request record's ID.
+pub const HTTP_REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The token of an `Authorization: Bearer …` header, if there is one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -62,7 +64,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// A client's request ID if it is short, printable ASCII; else a new one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get(REQUEST_ID_HEADER)
+        .get(HTTP_REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
@@ -124,7 +126,7 @@ async fn authenticate(
             }
         };
         if let Ok(v) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+            response.headers_mut().insert(HTTP_REQUEST_ID_HEADER, v);
         }
         metrics::histogram!(
             "spool_request_duration_seconds",

@@ -4,8 +4,7 @@ use super::{blocking, Ops};
 use crate::auth::{Caller, Need, TokenSummary};
 use spool_broker::queue::QueueSpec;
 use spool_broker::{BrokerError, TopicConfig, TopicConfigPatch, TopicDescription};
-use spool_types::limits::GROUP_NAME_LEN_MAX;
-use spool_types::ErrorCode;
+use spool_types::{ErrorCode, GroupName};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// What kind of subscription to create.
@@ -201,10 +200,7 @@ impl Ops {
 /// A stream subscription is a consumer group, created by its first join;
 /// creating one only checks that its name could be joined.
 fn check_stream_subscription_name(name: &str) -> Result<(), BrokerError> {
-    if name.is_empty() || name.len() > GROUP_NAME_LEN_MAX || name.chars().any(char::is_control) {
-        return Err(BrokerError::invalid(format!(
-            "subscription name must be 1 to {GROUP_NAME_LEN_MAX} printable characters"
-        )));
-    }
-    Ok(())
+    GroupName::new(name)
+        .map(drop)
+        .map_err(|e| BrokerError::invalid(format!("subscription name {e}")))
 }
