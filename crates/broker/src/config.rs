@@ -76,8 +76,7 @@ pub struct TopicConfig {
 
 /// Default duplicate-suppression window: 2 minutes.
 pub const DEDUP_WINDOW_MS_DEFAULT: u64 = 120_000;
-/// Longest duplicate-suppression window (1 day).
-pub const DEDUP_WINDOW_MS_MAX: u64 = 24 * 3600 * 1000;
+pub use spool_types::limits::DEDUP_WINDOW_MS_MAX;
 
 fn default_dedup_window_ms() -> u64 {
     DEDUP_WINDOW_MS_DEFAULT

@@ -15,8 +15,7 @@ use spool_log::LogError;
 use spool_types::TopicPattern;
 use std::collections::BTreeMap;
 
-/// Largest single delivery.
-pub const PUSH_DELIVERY_BYTES_MAX: usize = 1024 * 1024;
+pub use spool_types::limits::PUSH_DELIVERY_BYTES_MAX;
 
 /// Where a push subscription begins on the partitions that exist when it starts.
 /// Partitions of topics created later are read from their beginning.

@@ -20,8 +20,7 @@ pub use spool_types::requests::{RequestStatus, WORKERS_SUBSCRIPTION};
 pub const REQUEST_TTL_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 /// How long a failing callback is retried (24 hours) unless configured otherwise.
 pub const CALLBACK_RETRY_MS_DEFAULT: i64 = 24 * 3600 * 1000;
-/// Largest result or error stored on a record (1 MiB).
-pub const RESULT_BYTES_MAX: usize = 1024 * 1024;
+pub use spool_types::limits::RESULT_BYTES_MAX;
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 

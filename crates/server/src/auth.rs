@@ -20,7 +20,6 @@ use hex::FromHex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spool_broker::BrokerError;
-use spool_types::limits::SUBSCRIPTION_TOPICS_MAX;
 use spool_types::{ErrorCode, TopicPattern};
 use std::collections::HashMap;
 use std::fmt;
@@ -34,10 +33,8 @@ use subtle::ConstantTimeEq;
 /// The name the bootstrap admin token goes by (in logs); no stored token
 /// may take it.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "admin";
-/// Longest token name.
-pub const TOKEN_NAME_LEN_MAX: usize = 64;
-/// Most patterns in one permission list of a token.
-pub const TOKEN_PATTERNS_MAX: usize = SUBSCRIPTION_TOPICS_MAX;
+pub use spool_types::limits::TOKEN_NAME_LEN_MAX;
+pub use spool_types::limits::TOKEN_PATTERNS_MAX;
 /// Shortest admin token accepted from the configuration.
 pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
 /// Failed authentications per peer address per minute that are checked and
@@ -54,8 +51,7 @@ pub const SECRET_FILE_MODE: u32 = 0o600;
 /// leaked file or a secret scanner).
 const TOKEN_PREFIX: &str = "spool_";
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Peer addresses tracked for failures before stale ones are dropped.
-const FAILURE_PEERS_MAX: usize = 10_000;
+use spool_types::limits::FAILURE_PEERS_MAX;
 const STORE_VERSION: u32 = 1;
 
 /// A secret whose `Debug` never shows it.
@@ -371,8 +367,7 @@ impl Rates {
     }
 }
 
-/// Tokens whose request rate is tracked before idle ones are forgotten.
-const RATE_BUCKETS_MAX: usize = 10_000;
+use spool_types::limits::RATE_BUCKETS_MAX;
 
 /// The server's tokens and the bootstrap admin token.
 pub struct Auth {

@@ -15,8 +15,7 @@ use tokio::sync::{watch, Semaphore};
 
 /// How often due callbacks are looked for.
 const CALLBACK_POLL_MS: u64 = 100;
-/// Most callbacks in flight at once.
-pub const CALLBACKS_IN_FLIGHT_MAX: usize = 64;
+pub use spool_types::limits::CALLBACKS_IN_FLIGHT_MAX;
 /// Longest pause between two attempts (10 minutes).
 const CALLBACK_BACKOFF_MAX_MS: i64 = 600_000;
 

@@ -1,6 +1,12 @@
 //! Every limit Spool enforces, in one place, each with the reason for its value.
 //! Inputs are checked against these before anything is allocated or written;
-//! breaking one yields a typed error, never a panic.
+//! breaking one yields a typed error, never a panic. The crates that enforce
+//! a limit re-export it where callers used to find it (for example
+//! `spool_broker::queue::RECEIVE_MAX`); none defines its own.
+//!
+//! Not here: tuning constants of an implementation that no input can break
+//! (buffer pools, write coalescing, benchmark settings). They sit beside the
+//! code they tune.
 
 /// Bytes in the fixed header of a stored record batch (Kafka RecordBatch v2),
 /// from `baseOffset` through `recordCount`.
@@ -73,6 +79,69 @@ pub const CLIENT_ID_LEN_MAX: usize = 256;
 pub const SUBSCRIPTION_TOPICS_MAX: usize = 1024;
 
 // Relations between limits, checked at compile time.
+// ---- Queues ----------------------------------------------------------------
+
+/// Longest delay a message may ask for (30 days); later times are clamped.
+pub const DELAY_MS_MAX: i64 = 30 * 24 * 3600 * 1000;
+
+/// Longest lease an ack timeout or extension may ask for (12 hours).
+pub const LEASE_MS_MAX: u64 = 12 * 3600 * 1000;
+
+/// Most messages one receive may lease.
+pub const RECEIVE_MAX: usize = 1_000;
+
+/// Largest `push_max_in_flight`.
+pub const PUSH_IN_FLIGHT_MAX: u32 = 1_000;
+
+// ---- Topics ----------------------------------------------------------------
+
+/// Longest duplicate-suppression window (1 day).
+pub const DEDUP_WINDOW_MS_MAX: u64 = 24 * 3600 * 1000;
+
+// ---- Push ------------------------------------------------------------------
+
+/// Largest single delivery.
+pub const PUSH_DELIVERY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most messages one queue push leases at a time, so one subscriber with
+/// plenty of credit does not take a whole backlog away from the others.
+pub const QUEUE_PUSH_BATCH_MAX: u32 = 100;
+
+// ---- Requests --------------------------------------------------------------
+
+/// Largest result or error stored on a record (1 MiB).
+pub const RESULT_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most callbacks in flight at once.
+pub const CALLBACKS_IN_FLIGHT_MAX: usize = 64;
+
+// ---- HTTP ------------------------------------------------------------------
+
+/// Largest body on the routes that carry messages or results (16 MiB): a
+/// batch plus JSON overhead.
+pub const HTTP_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Largest body on every other route (1 MiB): topic and subscription
+/// settings, acks of a full receive's receipts, group offsets.
+pub const HTTP_CONTROL_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Longest `wait_ms` a receive or status wait may ask for (5 minutes).
+pub const HTTP_WAIT_MS_MAX: u64 = 300_000;
+
+// ---- Tokens ----------------------------------------------------------------
+
+/// Longest token name.
+pub const TOKEN_NAME_LEN_MAX: usize = 64;
+
+/// Most patterns in one permission list of a token.
+pub const TOKEN_PATTERNS_MAX: usize = SUBSCRIPTION_TOPICS_MAX;
+
+/// Peer addresses tracked for failures before stale ones are dropped.
+pub const FAILURE_PEERS_MAX: usize = 10_000;
+
+/// Tokens whose request rate is tracked before idle ones are forgotten.
+pub const RATE_BUCKETS_MAX: usize = 10_000;
+
 const _: () = assert!(FRAME_BYTES_MAX > BATCH_BYTES_MAX);
 const _: () = assert!(RECORD_BYTES_MAX < BATCH_BYTES_MAX);
 const _: () = assert!((BATCH_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);

@@ -43,12 +43,9 @@ const SCAN_BYTES: usize = 512 * 1024;
 /// State-log records between snapshots.
 const SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
 pub use spool_types::headers::DELIVER_AT_HEADER;
-/// Longest delay a message may ask for (30 days); later times are clamped.
-pub const DELAY_MS_MAX: i64 = 30 * 24 * 3600 * 1000;
-/// Longest lease an ack timeout or extension may ask for (12 hours).
-pub const LEASE_MS_MAX: u64 = 12 * 3600 * 1000;
-/// Most messages one receive may lease.
-pub const RECEIVE_MAX: usize = 1_000;
+pub use spool_types::limits::DELAY_MS_MAX;
+pub use spool_types::limits::LEASE_MS_MAX;
+pub use spool_types::limits::RECEIVE_MAX;
 
 /// A leased message as handed to a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

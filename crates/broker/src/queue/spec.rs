@@ -30,8 +30,7 @@ pub struct QueueSpec {
 
 /// Default cap on concurrent pushes to one endpoint.
 pub const PUSH_IN_FLIGHT_DEFAULT: u32 = 16;
-/// Largest `push_max_in_flight`.
-pub const PUSH_IN_FLIGHT_MAX: u32 = 1_000;
+pub use spool_types::limits::PUSH_IN_FLIGHT_MAX;
 
 fn default_push_in_flight() -> u32 {
     PUSH_IN_FLIGHT_DEFAULT

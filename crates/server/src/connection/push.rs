@@ -23,9 +23,7 @@ use tokio::time::Instant;
 /// partitions (new topics matching its patterns are announced, but a
 /// deleted one is only noticed by looking).
 const PUSH_RECHECK_MS: u64 = 1_000;
-/// Most messages one queue push leases at a time, so one subscriber with
-/// plenty of credit does not take a whole backlog away from the others.
-const QUEUE_PUSH_BATCH_MAX: u32 = 100;
+use spool_types::limits::QUEUE_PUSH_BATCH_MAX;
 
 /// What a push subscription delivers, and where its credit is kept.
 enum Flow {

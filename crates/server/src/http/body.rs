@@ -18,13 +18,9 @@ use spool_broker::BrokerError;
 use spool_types::ErrorCode;
 use std::time::Duration;
 
-/// Largest body on the routes that carry messages or results (16 MiB): a
-/// batch plus JSON overhead.
-pub const HTTP_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+pub use spool_types::limits::HTTP_BODY_BYTES_MAX;
 
-/// Largest body on every other route (1 MiB): topic and subscription
-/// settings, acks of a full receive's receipts, group offsets.
-pub const HTTP_CONTROL_BODY_BYTES_MAX: usize = 1024 * 1024;
+pub use spool_types::limits::HTTP_CONTROL_BODY_BYTES_MAX;
 
 /// Longest a client may take to send a request body once its headers are
 /// in (30 s: 16 MiB at about half a megabyte a second). Without it a

@@ -37,8 +37,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 pub use body::{HTTP_BODY_BYTES_MAX, HTTP_BODY_READ_TIMEOUT_MS, HTTP_CONTROL_BODY_BYTES_MAX};
-/// Longest `wait_ms` a receive or status wait may ask for (5 minutes).
-pub const HTTP_WAIT_MS_MAX: u64 = 300_000;
+pub use spool_types::limits::HTTP_WAIT_MS_MAX;
 
 /// The handlers' state: the operations layer.
 pub type AppState = Arc<Ops>;
