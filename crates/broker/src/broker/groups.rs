@@ -158,8 +158,7 @@ impl Broker {
                 .collect(),
         };
         let mut meta = lock(&self.meta);
-        meta.0.append(std::slice::from_ref(&event), now_ms)?;
-        meta.1.apply(&event);
+        meta.change(event, now_ms)?;
         drop(meta);
         lock(&self.groups).apply_commit(group, offsets);
         Ok(())

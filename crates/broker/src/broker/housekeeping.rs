@@ -71,11 +71,7 @@ impl Broker {
             }
         }
         self.expire_requests(now_ms)?;
-        let mut meta = lock(&self.meta);
-        if meta.0.wants_snapshot() {
-            let state = meta.1.clone();
-            meta.0.snapshot(&state, now_ms)?;
-        }
+        lock(&self.meta).snapshot_if_due(now_ms)?;
         Ok(())
     }
 

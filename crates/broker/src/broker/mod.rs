@@ -25,7 +25,7 @@ pub use topics::{PartitionInfo, Topic, TopicDescription};
 
 use crate::error::{BrokerError, Result};
 use crate::group::{Catalog, Coordinator};
-use crate::meta::{MetaState, MetaStore};
+use crate::meta::{MetaEvent, MetaState, MetaStore};
 use crate::queue::QueueSub;
 use crate::requests::RequestStore;
 use spool_log::{Log, Syncer};
@@ -83,7 +83,7 @@ pub type RecoveryNotes = Vec<String>;
 
 pub struct Broker {
     data_dir: PathBuf,
-    meta: Mutex<(MetaStore, MetaState)>,
+    meta: Mutex<Meta>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     groups: Mutex<Coordinator>,
     /// Queue subscriptions by "topic/name".
@@ -98,6 +98,33 @@ pub struct Broker {
     listener: RwLock<Option<Arc<dyn AppendListener>>>,
     /// Waits for fdatasyncs on behalf of [`Broker::finish_produce_then`].
     syncer: Syncer,
+}
+
+/// The metadata: its event log and the state the log describes. Every
+/// change goes through [`Meta::change`] — written durably, then applied —
+/// so the two never disagree; a replicated metadata group takes its place
+/// there.
+struct Meta {
+    store: MetaStore,
+    state: MetaState,
+}
+
+impl Meta {
+    /// Records one metadata change: durably in the log, then in the state.
+    fn change(&mut self, event: MetaEvent, now_ms: i64) -> Result<()> {
+        self.store.append(std::slice::from_ref(&event), now_ms)?;
+        self.state.apply(&event);
+        Ok(())
+    }
+
+    /// Writes a snapshot of the state when enough events have piled up
+    /// since the last, so replay at open stays short.
+    fn snapshot_if_due(&mut self, now_ms: i64) -> Result<()> {
+        if self.store.wants_snapshot() {
+            self.store.snapshot(&self.state, now_ms)?;
+        }
+        Ok(())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

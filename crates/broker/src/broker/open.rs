@@ -159,7 +159,7 @@ impl Broker {
         }
         let broker = Broker {
             data_dir: data_dir.to_owned(),
-            meta: Mutex::new((store, state)),
+            meta: Mutex::new(Meta { store, state }),
             topics: RwLock::new(topics),
             groups: Mutex::new(groups),
             queues: RwLock::new(queues),

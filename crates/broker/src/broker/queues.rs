@@ -73,8 +73,7 @@ impl Broker {
             .collect();
         let (sub, _) = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
         let event = MetaEvent::QueueCreated { spec };
-        meta.0.append(std::slice::from_ref(&event), now_ms)?;
-        meta.1.apply(&event);
+        meta.change(event, now_ms)?;
         self.queues
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -105,8 +104,7 @@ impl Broker {
             topic: topic.to_owned(),
             name: name.to_owned(),
         };
-        meta.0.append(std::slice::from_ref(&event), now_ms)?;
-        meta.1.apply(&event);
+        meta.change(event, now_ms)?;
         self.queues
             .write()
             .unwrap_or_else(|p| p.into_inner())

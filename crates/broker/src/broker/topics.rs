@@ -150,8 +150,7 @@ impl Broker {
             name: name.clone(),
             meta: tmeta,
         };
-        meta.0.append(std::slice::from_ref(&event), now_ms)?;
-        meta.1.apply(&event);
+        meta.change(event, now_ms)?;
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -172,8 +171,7 @@ impl Broker {
         let event = MetaEvent::TopicDeleted {
             name: name.to_owned(),
         };
-        meta.0.append(std::slice::from_ref(&event), now_ms)?;
-        meta.1.apply(&event);
+        meta.change(event, now_ms)?;
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -207,8 +205,7 @@ impl Broker {
             name: name.to_owned(),
             config: config.clone(),
         };
-        meta.0.append(std::slice::from_ref(&event), now_ms)?;
-        meta.1.apply(&event);
+        meta.change(event, now_ms)?;
         for log in &topic.partitions {
             log.set_config(config.log_config())?;
         }
