@@ -27,6 +27,22 @@ pub struct RecordParts<'a> {
 }
 
 impl NewRecord {
+    /// An owned copy of a stored record, to be written again (a batch
+    /// rebuilt without some of its records, a dead letter, a redrive), at
+    /// `timestamp_ms`.
+    pub fn copy_of(record: &crate::Record<'_>, timestamp_ms: i64) -> NewRecord {
+        NewRecord {
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.map(<[u8]>::to_vec),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+            timestamp_ms,
+        }
+    }
+
     /// The record's parts, borrowed.
     pub fn as_parts(&self) -> RecordParts<'_> {
         RecordParts {

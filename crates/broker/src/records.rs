@@ -74,26 +74,13 @@ pub fn record_at<T>(
 ) -> Result<Option<T>> {
     let mut visit = Some(visit);
     let mut out = None;
-    // One byte asks for the batch holding `offset` (a read takes at least
-    // one whole batch); the walk stops at the first record it visits.
-    let read = log.read(offset, 1)?;
-    for batch in spool_batch::split_batches(&read.bytes) {
-        let batch = batch?;
-        let h = BatchHeader::parse(batch)?;
-        for r in spool_batch::records(batch, &h) {
-            let record = r?;
-            let at = h.base_offset + i64::from(record.offset_delta);
-            if at != offset {
-                continue;
-            }
-            if let Some(visit) = visit.take() {
-                out = Some(visit(RecordAt {
-                    offset: at,
-                    timestamp_ms: h.base_timestamp + record.timestamp_delta,
-                    record,
-                }));
-            }
+    // A read takes at least the batch holding `offset`; the first record
+    // visited is the one at `offset`, unless it is gone.
+    walk_records(log, offset, 1, |at| {
+        if at.offset == offset {
+            out = visit.take().map(|visit| visit(at));
         }
-    }
+        Ok(Walk::Stop)
+    })?;
     Ok(out)
 }

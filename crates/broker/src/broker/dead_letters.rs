@@ -148,18 +148,10 @@ impl Broker {
                 if !ours {
                     return Ok(Walk::Continue);
                 }
+                let mut copy = spool_batch::NewRecord::copy_of(r, now_ms);
+                copy.headers.retain(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
                 let mut b = spool_batch::BatchBuilder::new();
-                b.push(&spool_batch::NewRecord {
-                    key: r.key.map(<[u8]>::to_vec),
-                    value: r.value.map(<[u8]>::to_vec),
-                    headers: r
-                        .headers
-                        .iter()
-                        .filter(|hd| !hd.key.starts_with(DLQ_HEADER_PREFIX))
-                        .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
-                        .collect(),
-                    timestamp_ms: now_ms,
-                })?;
+                b.push(&copy)?;
                 let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
                 self.produce(topic, &routing, &b.finish()?, now_ms)?;
                 moved += 1;
@@ -182,14 +174,9 @@ fn dead_letter_copy(
     letter: &DeadLetter,
     at: &RecordAt<'_>,
 ) -> spool_batch::NewRecord {
-    let r = &at.record;
-    let mut headers: Vec<(String, Option<Vec<u8>>)> = r
-        .headers
-        .iter()
-        .filter(|hd| !hd.key.starts_with(DLQ_HEADER_PREFIX))
-        .map(|hd| (hd.key.to_owned(), hd.value.map(<[u8]>::to_vec)))
-        .collect();
-    let mut add = |k: &str, v: String| headers.push((k.to_owned(), Some(v.into_bytes())));
+    let mut copy = spool_batch::NewRecord::copy_of(&at.record, at.timestamp_ms);
+    copy.headers.retain(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
+    let mut add = |k: &str, v: String| copy.headers.push((k.to_owned(), Some(v.into_bytes())));
     add(DLQ_TOPIC_HEADER, spec.topic.clone());
     add(DLQ_SUBSCRIPTION_HEADER, spec.name.clone());
     add(DLQ_PARTITION_HEADER, partition.to_string());
@@ -199,10 +186,5 @@ fn dead_letter_copy(
         DLQ_ERROR_HEADER,
         letter.last_error.clone().unwrap_or_default(),
     );
-    spool_batch::NewRecord {
-        key: r.key.map(<[u8]>::to_vec),
-        value: r.value.map(<[u8]>::to_vec),
-        headers,
-        timestamp_ms: at.timestamp_ms,
-    }
+    copy
 }

@@ -187,7 +187,7 @@ impl Broker {
             segment_bytes: 16 * 1024 * 1024,
             ..TopicConfig::default()
         };
-        broker.create_system_topic(EVENTS_TOPIC, 1, events, now_ms)?;
+        broker.create_system_topic(EVENTS_TOPIC, events, now_ms)?;
         broker.fail_orphaned_requests(now_ms, &mut notes)?;
         Ok((broker, notes))
     }

@@ -167,16 +167,8 @@ impl Broker {
                     if k.is_some() {
                         continue;
                     }
-                    b.push(&spool_batch::NewRecord {
-                        key: r.key.map(<[u8]>::to_vec),
-                        value: r.value.map(<[u8]>::to_vec),
-                        headers: r
-                            .headers
-                            .iter()
-                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                            .collect(),
-                        timestamp_ms: header.base_timestamp + r.timestamp_delta,
-                    })?;
+                    let timestamp_ms = header.base_timestamp + r.timestamp_delta;
+                    b.push(&spool_batch::NewRecord::copy_of(&r, timestamp_ms))?;
                     kept_ids.push(id.clone());
                 }
                 rebuilt = Some(b.finish()?);

@@ -100,19 +100,14 @@ impl Broker {
         self.create_topic_inner(topic, partitions, config, now_ms)
     }
 
-    /// Creates a `spool.`-prefixed topic for the server's own use.
-    pub fn create_system_topic(
-        &self,
-        name: &str,
-        partitions: u32,
-        config: TopicConfig,
-        now_ms: i64,
-    ) -> Result<()> {
+    /// Creates a `spool.`-prefixed topic for the server's own use, unless
+    /// it exists.
+    pub fn create_system_topic(&self, name: &str, config: TopicConfig, now_ms: i64) -> Result<()> {
         let topic = TopicName::new_system(name).map_err(|e| name_error("topic", name, e))?;
         if self.topics_read().contains_key(name) {
             return Ok(());
         }
-        self.create_topic_inner(topic, partitions, config, now_ms)
+        self.create_topic_inner(topic, 1, config, now_ms)
     }
 
     pub(super) fn create_topic_inner(

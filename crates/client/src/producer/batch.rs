@@ -136,16 +136,8 @@ fn reread(batch: &[u8]) -> Option<Vec<NewRecord>> {
     let mut records = Vec::new();
     for record in spool_batch::records(batch, &header) {
         let r = record.ok()?;
-        records.push(NewRecord {
-            key: r.key.map(<[u8]>::to_vec),
-            value: r.value.map(<[u8]>::to_vec),
-            headers: r
-                .headers
-                .iter()
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                .collect(),
-            timestamp_ms: header.base_timestamp.saturating_add(r.timestamp_delta),
-        });
+        let timestamp_ms = header.base_timestamp.saturating_add(r.timestamp_delta);
+        records.push(NewRecord::copy_of(&r, timestamp_ms));
     }
     Some(records)
 }

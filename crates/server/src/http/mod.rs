@@ -182,11 +182,17 @@ pub fn router(state: AppState) -> Router {
             "/v1/topics/{topic}/subscriptions/{sub}/receive",
             post(receive),
         )
-        .route("/v1/topics/{topic}/subscriptions/{sub}/ack", post(ack))
-        .route("/v1/topics/{topic}/subscriptions/{sub}/nack", post(nack))
+        .route(
+            "/v1/topics/{topic}/subscriptions/{sub}/ack",
+            post(settle::<ACK>),
+        )
+        .route(
+            "/v1/topics/{topic}/subscriptions/{sub}/nack",
+            post(settle::<NACK>),
+        )
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}/extend",
-            post(extend),
+            post(settle::<EXTEND>),
         )
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}/redrive",
@@ -485,22 +491,14 @@ fn receipt_results(
     Ok(Json(json!({ "results": out })))
 }
 
-async fn ack(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path((topic, sub)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller.check(Need::Consume(&topic))?;
-    let req: json::Receipts = parse(&body)?;
-    let results = s.ack(&caller, &topic, &sub, &req.receipts).await?;
-    receipt_results(
-        &req.receipts,
-        results.into_iter().map(|r| r.map(|()| json!({}))).collect(),
-    )
-}
+/// What a receipts route does with its receipts (the const parameter of
+/// [`settle`]).
+const ACK: u8 = 0;
+const NACK: u8 = 1;
+const EXTEND: u8 = 2;
 
-async fn nack(
+/// `…/ack`, `…/nack` and `…/extend`: one result per receipt.
+async fn settle<const HOW: u8>(
     State(s): State<AppState>,
     caller: Caller,
     Path((topic, sub)): Path<(String, String)>,
@@ -509,36 +507,28 @@ async fn nack(
     caller.check(Need::Consume(&topic))?;
     let req: json::Receipts = parse(&body)?;
     let receipts = req.receipts.clone();
-    let delay_ms = req.delay_ms.unwrap_or(0);
-    let results = s
-        .nack(&caller, topic, sub, req.receipts, delay_ms, req.error)
-        .await?;
-    receipt_results(
-        &receipts,
-        results.into_iter().map(|r| r.map(|()| json!({}))).collect(),
-    )
-}
-
-async fn extend(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path((topic, sub)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller.check(Need::Consume(&topic))?;
-    let req: json::Receipts = parse(&body)?;
-    let receipts = req.receipts.clone();
-    let extend_ms = req.extend_ms.unwrap_or(30_000);
-    let results = s
-        .extend(&caller, topic, sub, req.receipts, extend_ms)
-        .await?;
-    receipt_results(
-        &receipts,
-        results
-            .into_iter()
-            .map(|r| r.map(|d| json!({"lease_deadline_ms": d})))
-            .collect(),
-    )
+    let done = |results: Vec<Result<(), BrokerError>>| {
+        results.into_iter().map(|r| r.map(|()| json!({}))).collect()
+    };
+    let results: Vec<Result<Value, BrokerError>> = match HOW {
+        ACK => done(s.ack(&caller, &topic, &sub, &req.receipts).await?),
+        NACK => {
+            let delay_ms = req.delay_ms.unwrap_or(0);
+            done(
+                s.nack(&caller, topic, sub, req.receipts, delay_ms, req.error)
+                    .await?,
+            )
+        }
+        _ => {
+            let extend_ms = req.extend_ms.unwrap_or(30_000);
+            s.extend(&caller, topic, sub, req.receipts, extend_ms)
+                .await?
+                .into_iter()
+                .map(|r| r.map(|d| json!({"lease_deadline_ms": d})))
+                .collect()
+        }
+    };
+    receipt_results(&receipts, results)
 }
 
 async fn redrive(

@@ -99,6 +99,16 @@ impl Ops {
         self.shutdown.clone()
     }
 
+    /// Runs `f` over the broker with the time now, on a blocking thread
+    /// (for calls that may wait for a disk flush or a redb commit).
+    async fn on_broker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Broker, i64) -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, BrokerError> {
+        let broker = Arc::clone(&self.broker);
+        blocking(move || f(&broker, crate::now_ms())).await
+    }
+
     /// Resolves once the server starts shutting down (never, for an
     /// [`Ops::unstopped`]).
     pub async fn stopped(&self) {

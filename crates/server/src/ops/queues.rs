@@ -1,6 +1,6 @@
 //! Queue subscriptions: receive (long poll), ack, nack, extend, redrive.
 
-use super::{blocking, synced, Ops};
+use super::{synced, Ops};
 use crate::auth::{Caller, Need};
 use crate::notify::wait_any;
 use crate::now_ms;
@@ -229,16 +229,8 @@ impl Ops {
         error: Option<String>,
     ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
         caller.check(Need::Consume(&topic))?;
-        let b = self.broker.clone();
-        blocking(move || {
-            b.nack(
-                &topic,
-                &name,
-                &receipts,
-                delay_ms,
-                error.as_deref(),
-                now_ms(),
-            )
+        self.on_broker(move |b, now| {
+            b.nack(&topic, &name, &receipts, delay_ms, error.as_deref(), now)
         })
         .await
     }
@@ -253,8 +245,8 @@ impl Ops {
         extend_ms: u64,
     ) -> Result<Vec<Result<i64, BrokerError>>, BrokerError> {
         caller.check(Need::Consume(&topic))?;
-        let b = self.broker.clone();
-        blocking(move || b.extend(&topic, &name, &receipts, extend_ms, now_ms())).await
+        self.on_broker(move |b, now| b.extend(&topic, &name, &receipts, extend_ms, now))
+            .await
     }
 
     /// Moves a subscription's dead letters back to its topic; answers how many.
@@ -265,8 +257,8 @@ impl Ops {
         name: String,
     ) -> Result<u64, BrokerError> {
         caller.check(Need::Admin)?;
-        let b = self.broker.clone();
-        blocking(move || b.redrive(&topic, &name, now_ms())).await
+        self.on_broker(move |b, now| b.redrive(&topic, &name, now))
+            .await
     }
 }
 

@@ -1,9 +1,8 @@
 //! Asynchronous requests: submit, read (optionally waiting until final),
 //! complete and fail.
 
-use super::{blocking, Ops};
+use super::Ops;
 use crate::auth::{Caller, Need, RecordAccess};
-use crate::now_ms;
 use spool_broker::requests::RequestRecord;
 use spool_broker::BrokerError;
 use spool_types::limits::FETCH_WAIT_MS_MAX;
@@ -30,9 +29,10 @@ impl Ops {
     ) -> Result<RequestRecord, BrokerError> {
         caller.check(Need::Produce(&s.queue))?;
         self.check_submission(&s)?;
-        let b = self.broker.clone();
-        blocking(move || b.submit_request(&s.queue, s.payload, s.json, s.callback_url, now_ms()))
-            .await
+        self.on_broker(move |b, now| {
+            b.submit_request(&s.queue, s.payload, s.json, s.callback_url, now)
+        })
+        .await
     }
 
     fn check_submission(&self, s: &Submission) -> Result<(), BrokerError> {
@@ -79,9 +79,7 @@ impl Ops {
             // Registered before the read, so a finish in between is seen.
             let wait = self.notifier.request(id);
             let notified = wait.notify().notified();
-            let b = self.broker.clone();
-            let i = id.to_owned();
-            let record = blocking(move || b.get_request(&i, now_ms())).await?;
+            let record = self.record(id).await?;
             if !checked {
                 caller.check(RecordAccess::Read.need(&record.queue))?;
                 checked = true;
@@ -97,6 +95,12 @@ impl Ops {
         }
     }
 
+    /// Request `id` as a client sees it now.
+    async fn record(&self, id: &str) -> Result<RequestRecord, BrokerError> {
+        let id = id.to_owned();
+        self.on_broker(move |b, now| b.get_request(&id, now)).await
+    }
+
     /// Checks `caller` may act on request `id` as `access` says (its queue
     /// is looked up).
     async fn check_record(
@@ -108,10 +112,8 @@ impl Ops {
         if matches!(caller, Caller::Open) {
             return Ok(());
         }
-        let b = self.broker.clone();
-        let i = id.to_owned();
-        let queue = blocking(move || b.get_request(&i, now_ms()).map(|r| r.queue)).await?;
-        caller.check(access.need(&queue))
+        let record = self.record(id).await?;
+        caller.check(access.need(&record.queue))
     }
 
     /// A worker's result: the record succeeds and its message is settled.
@@ -122,8 +124,8 @@ impl Ops {
         result: serde_json::Value,
     ) -> Result<RequestRecord, BrokerError> {
         self.check_record(caller, &id, RecordAccess::Settle).await?;
-        let b = self.broker.clone();
-        blocking(move || b.complete_request(&id, result, now_ms())).await
+        self.on_broker(move |b, now| b.complete_request(&id, result, now))
+            .await
     }
 
     /// A worker's failure: retried with the queue's backoff when `retry`
@@ -136,7 +138,7 @@ impl Ops {
         retry: bool,
     ) -> Result<RequestRecord, BrokerError> {
         self.check_record(caller, &id, RecordAccess::Settle).await?;
-        let b = self.broker.clone();
-        blocking(move || b.fail_request(&id, &error, retry, now_ms())).await
+        self.on_broker(move |b, now| b.fail_request(&id, &error, retry, now))
+            .await
     }
 }

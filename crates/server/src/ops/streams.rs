@@ -1,6 +1,6 @@
 //! Streams: produce, fetch (long poll) and consumer groups.
 
-use super::{blocking, check_consume_all, synced, Ops};
+use super::{check_consume_all, synced, Ops};
 use crate::auth::{Caller, Need};
 use crate::notify::wait_any;
 use crate::now_ms;
@@ -86,8 +86,8 @@ impl Ops {
         if records.is_empty() {
             return Err(BrokerError::invalid("at least one message is needed"));
         }
-        let b = self.broker.clone();
-        blocking(move || publish_blocking(&b, &topic, records)).await
+        self.on_broker(move |b, now| publish_blocking(b, &topic, records, now))
+            .await
     }
 
     /// Reads every asked partition; if nothing is there, waits for appends
@@ -212,8 +212,7 @@ impl Ops {
         start: StartFrom,
     ) -> Result<Assignment, BrokerError> {
         check_consume_all(caller, topics.iter().map(String::as_str))?;
-        let b = self.broker.clone();
-        blocking(move || {
+        self.on_broker(move |b, now| {
             b.join_group(
                 &group,
                 member_id.as_deref(),
@@ -221,7 +220,7 @@ impl Ops {
                 &topics,
                 session_timeout_ms,
                 start,
-                now_ms(),
+                now,
             )
         })
         .await
@@ -235,8 +234,8 @@ impl Ops {
         generation: u32,
     ) -> Result<Assignment, BrokerError> {
         caller.check(Need::ConsumeSomething)?;
-        let b = self.broker.clone();
-        blocking(move || b.heartbeat(&group, &member_id, generation, now_ms())).await
+        self.on_broker(move |b, now| b.heartbeat(&group, &member_id, generation, now))
+            .await
     }
 
     pub async fn leave_group(
@@ -246,8 +245,8 @@ impl Ops {
         member_id: String,
     ) -> Result<(), BrokerError> {
         caller.check(Need::ConsumeSomething)?;
-        let b = self.broker.clone();
-        blocking(move || b.leave_group(&group, &member_id)).await
+        self.on_broker(move |b, _| b.leave_group(&group, &member_id))
+            .await
     }
 
     /// Commits offsets, each (topic, partition, next offset to read).
@@ -259,8 +258,8 @@ impl Ops {
         offsets: Vec<(String, u32, i64)>,
     ) -> Result<(), BrokerError> {
         check_consume_all(caller, offsets.iter().map(|(t, _, _)| t.as_str()))?;
-        let b = self.broker.clone();
-        blocking(move || b.commit(&group, &member_id, &offsets, now_ms())).await
+        self.on_broker(move |b, now| b.commit(&group, &member_id, &offsets, now))
+            .await
     }
 
     /// A group's committed offsets for the given partitions.
@@ -279,8 +278,8 @@ fn publish_blocking(
     broker: &spool_broker::Broker,
     topic: &str,
     records: Vec<(Option<u32>, NewRecord)>,
+    now: i64,
 ) -> Result<Vec<(u32, i64)>, BrokerError> {
-    let now = now_ms();
     let partitions = broker.topic(topic)?.partitions.len() as u32;
     let mut groups: BTreeMap<Option<u32>, Vec<(usize, NewRecord)>> = BTreeMap::new();
     for (i, (partition, record)) in records.into_iter().enumerate() {

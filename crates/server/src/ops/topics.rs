@@ -1,6 +1,6 @@
 //! Administration: topics, subscriptions and tokens.
 
-use super::{blocking, Ops};
+use super::Ops;
 use crate::auth::{Caller, Need, TokenSummary};
 use spool_broker::queue::QueueSpec;
 use spool_broker::{BrokerError, TopicConfig, TopicConfigPatch, TopicDescription};
@@ -34,14 +34,14 @@ impl Ops {
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
         caller.check(Need::Admin)?;
-        let b = self.broker.clone();
-        blocking(move || b.create_topic(&name, partitions, config, crate::now_ms())).await
+        self.on_broker(move |b, now| b.create_topic(&name, partitions, config, now))
+            .await
     }
 
     pub async fn delete_topic(&self, caller: &Caller, name: String) -> Result<(), BrokerError> {
         caller.check(Need::Admin)?;
-        let b = self.broker.clone();
-        blocking(move || b.delete_topic(&name, crate::now_ms())).await
+        self.on_broker(move |b, now| b.delete_topic(&name, now))
+            .await
     }
 
     /// Changes a topic's settings; answers the topic as it now is.
@@ -52,9 +52,8 @@ impl Ops {
         patch: TopicConfigPatch,
     ) -> Result<TopicDescription, BrokerError> {
         caller.check(Need::Admin)?;
-        let b = self.broker.clone();
-        blocking(move || {
-            b.alter_topic(&name, &patch, crate::now_ms())?;
+        self.on_broker(move |b, now| {
+            b.alter_topic(&name, &patch, now)?;
             b.describe_topic(&name)
         })
         .await
@@ -104,19 +103,16 @@ impl Ops {
                 .check(url)
                 .map_err(|e| BrokerError::invalid(format!("push_endpoint: {e}")))?;
         }
-        let b = self.broker.clone();
-        blocking(
-            move || match b.create_queue(spec.clone(), crate::now_ms()) {
-                Err(e)
-                    if e.code == ErrorCode::GroupExists
-                        && b.queue(&spec.topic, &spec.name)
-                            .is_ok_and(|q| q.spec() == spec) =>
-                {
-                    Ok(())
-                }
-                other => other,
-            },
-        )
+        self.on_broker(move |b, now| match b.create_queue(spec.clone(), now) {
+            Err(e)
+                if e.code == ErrorCode::GroupExists
+                    && b.queue(&spec.topic, &spec.name)
+                        .is_ok_and(|q| q.spec() == spec) =>
+            {
+                Ok(())
+            }
+            other => other,
+        })
         .await
     }
 
@@ -127,8 +123,8 @@ impl Ops {
         name: String,
     ) -> Result<(), BrokerError> {
         caller.check(Need::Admin)?;
-        let b = self.broker.clone();
-        blocking(move || b.delete_queue(&topic, &name, crate::now_ms())).await
+        self.on_broker(move |b, now| b.delete_queue(&topic, &name, now))
+            .await
     }
 
     /// The queue subscriptions the caller may see (of one topic, or all),
