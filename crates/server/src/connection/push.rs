@@ -247,38 +247,12 @@ async fn push_loop(
                     partition: d.partition,
                     batches: d.batches,
                 });
-                let mut buf = BytesMut::new();
-                if push.encode(id, &mut buf).is_err() {
-                    continue;
-                }
-                if tx
-                    .send(Outgoing {
-                        rest: Vec::new(),
-                        bytes: buf.freeze(),
-                        _permits: Permits::none(),
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
+                match send_push(&tx, id, push).await {
+                    Sent::Gone => return,
+                    Sent::Yes | Sent::Unencodable(_) => {}
                 }
             }
-            Some(Err(e)) => {
-                let mut buf = BytesMut::new();
-                if p::Push::SubscriptionClosed(wire_error(e))
-                    .encode(id, &mut buf)
-                    .is_ok()
-                {
-                    let _ = tx
-                        .send(Outgoing {
-                            rest: Vec::new(),
-                            bytes: buf.freeze(),
-                            _permits: Permits::none(),
-                        })
-                        .await;
-                }
-                return;
-            }
+            Some(Err(e)) => return close_subscription(&tx, id, e).await,
             _ => {}
         }
     }
@@ -397,21 +371,18 @@ impl QueuePush {
                         })
                         .sum();
                     lock(&self.credit).charge(messages.len(), bytes);
-                    let mut buf = BytesMut::new();
                     let push = p::Push::QueueDeliver(p::QueueDeliver { messages });
-                    if let Err(e) = push.encode(self.id, &mut buf) {
+                    match send_push(&self.tx, self.id, push).await {
+                        Sent::Gone => return,
+                        Sent::Yes => {}
                         // Cannot happen: leasing stops at the frame limit.
                         // The leases lapse and the messages are redelivered.
-                        tracing::error!(id = self.id, "queue delivery could not be encoded: {e}");
-                        continue;
-                    }
-                    let out = Outgoing {
-                        rest: Vec::new(),
-                        bytes: buf.freeze(),
-                        _permits: Permits::none(),
-                    };
-                    if self.tx.send(out).await.is_err() {
-                        return;
+                        Sent::Unencodable(e) => {
+                            tracing::error!(
+                                id = self.id,
+                                "queue delivery could not be encoded: {e}"
+                            );
+                        }
                     }
                 }
                 Some(Err(e)) => return close_subscription(&self.tx, self.id, e).await,
@@ -423,17 +394,32 @@ impl QueuePush {
 
 /// Ends a subscription from the server side with SubscriptionClosed.
 async fn close_subscription(tx: &Outbox, id: u32, e: BrokerError) {
+    let _ = send_push(tx, id, p::Push::SubscriptionClosed(wire_error(e))).await;
+}
+
+/// What became of a push.
+enum Sent {
+    Yes,
+    /// The connection's writer has gone: the subscription is over.
+    Gone,
+    /// It could not be encoded (and was not sent).
+    Unencodable(p::EncodeError),
+}
+
+/// Queues a push frame for subscription `id` (pushes hold no request's
+/// budget).
+async fn send_push(tx: &Outbox, id: u32, push: p::Push) -> Sent {
     let mut buf = BytesMut::new();
-    if p::Push::SubscriptionClosed(wire_error(e))
-        .encode(id, &mut buf)
-        .is_ok()
-    {
-        let _ = tx
-            .send(Outgoing {
-                rest: Vec::new(),
-                bytes: buf.freeze(),
-                _permits: Permits::none(),
-            })
-            .await;
+    if let Err(e) = push.encode(id, &mut buf) {
+        return Sent::Unencodable(e);
+    }
+    let out = Outgoing {
+        rest: Vec::new(),
+        bytes: buf.freeze(),
+        _permits: Permits::none(),
+    };
+    match tx.send(out).await {
+        Ok(()) => Sent::Yes,
+        Err(_) => Sent::Gone,
     }
 }
