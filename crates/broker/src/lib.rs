@@ -16,6 +16,7 @@ mod config;
 mod error;
 pub mod group;
 pub mod meta;
+pub mod offsets;
 pub mod push;
 pub mod queue;
 mod records;

@@ -1,5 +1,6 @@
-//! Broker metadata as an event log: topic definitions and committed offsets
-//! are appended as JSON events to a dedicated [`Log`] under `meta/` (durability
+//! Broker metadata as an event log: topic and queue-subscription
+//! definitions (and, from older versions, committed offsets) are appended
+//! as JSON events to a dedicated [`Log`] under `meta/` (durability
 //! `always`) and replayed on start. A periodic snapshot event holds the whole
 //! state, after which the log's start offset moves past older events, so
 //! replay stays short. This is also the stream a replicated metadata group
@@ -7,6 +8,7 @@
 
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
+use crate::records::{walk_records, Walk, WALK_READ_BYTES};
 use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Log, LogConfig, RecoveryReport};
@@ -52,6 +54,8 @@ pub enum MetaEvent {
     TopicDeleted {
         name: String,
     },
+    /// Written by versions before committed offsets had a log of their
+    /// own (`crate::offsets`); still read, never written.
     OffsetsCommitted {
         group: String,
         offsets: Vec<(String, u32, i64)>,
@@ -136,36 +140,19 @@ impl MetaStore {
         let (log, report) = Log::open(dir, config)?;
         let mut state = MetaState::default();
         let mut events = 0u64;
-        let mut offset = log.stats().start_offset;
-        loop {
-            let read = log.read(offset, 4 << 20)?;
-            if read.bytes.is_empty() {
-                break;
-            }
-            for batch in spool_batch::split_batches(&read.bytes) {
-                let batch = batch?;
-                let header = spool_batch::validate(batch)?;
-                for record in spool_batch::records(batch, &header) {
-                    let record = record?;
-                    if header.base_offset + (record.offset_delta as i64) < offset {
-                        continue;
-                    }
-                    let value = record.value.unwrap_or_default();
-                    let event: MetaEvent = serde_json::from_slice(value).map_err(|e| {
-                        BrokerError::new(
-                            ErrorCode::CorruptData,
-                            format!(
-                                "metadata event at offset {} is unreadable: {e}",
-                                header.base_offset + record.offset_delta as i64
-                            ),
-                        )
-                    })?;
-                    state.apply(&event);
-                    events += 1;
-                }
-            }
-            offset = read.next_offset;
-        }
+        let start = log.stats().start_offset;
+        walk_records(&log, start, WALK_READ_BYTES, |at| {
+            let value = at.record.value.unwrap_or_default();
+            let event: MetaEvent = serde_json::from_slice(value).map_err(|e| {
+                BrokerError::new(
+                    ErrorCode::CorruptData,
+                    format!("metadata event at offset {} is unreadable: {e}", at.offset),
+                )
+            })?;
+            state.apply(&event);
+            events += 1;
+            Ok(Walk::Continue)
+        })?;
         Ok((
             MetaStore {
                 log,

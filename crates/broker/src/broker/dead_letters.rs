@@ -149,7 +149,8 @@ impl Broker {
                     return Ok(Walk::Continue);
                 }
                 let mut copy = spool_batch::NewRecord::copy_of(r, now_ms);
-                copy.headers.retain(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
+                copy.headers
+                    .retain(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
                 let mut b = spool_batch::BatchBuilder::new();
                 b.push(&copy)?;
                 let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
@@ -175,7 +176,8 @@ fn dead_letter_copy(
     at: &RecordAt<'_>,
 ) -> spool_batch::NewRecord {
     let mut copy = spool_batch::NewRecord::copy_of(&at.record, at.timestamp_ms);
-    copy.headers.retain(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
+    copy.headers
+        .retain(|(k, _)| !k.starts_with(DLQ_HEADER_PREFIX));
     let mut add = |k: &str, v: String| copy.headers.push((k.to_owned(), Some(v.into_bytes())));
     add(DLQ_TOPIC_HEADER, spec.topic.clone());
     add(DLQ_SUBSCRIPTION_HEADER, spec.name.clone());

@@ -4,7 +4,6 @@
 use super::*;
 use crate::error::{name_error, BrokerError, Result};
 use crate::group::{GroupView, StartFrom, TopicPartition};
-use crate::meta::MetaEvent;
 use spool_types::limits::{CLIENT_ID_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
 use spool_types::GroupName;
 use spool_types::TopicPattern;
@@ -144,27 +143,19 @@ impl Broker {
         self.persist_commit(group, &offsets, now_ms)
     }
 
+    /// Makes a commit durable in the offsets log, then visible. Commits do
+    /// not take the metadata lock, and concurrent ones share an fdatasync.
     pub(super) fn persist_commit(
         &self,
         group: &str,
         offsets: &[(TopicPartition, i64)],
         now_ms: i64,
     ) -> Result<()> {
-        let event = MetaEvent::OffsetsCommitted {
-            group: group.to_owned(),
-            offsets: offsets
-                .iter()
-                .map(|((t, p), o)| (t.clone(), *p, *o))
-                .collect(),
-        };
-        let mut meta = lock(&self.meta);
-        meta.change(event, now_ms)?;
-        drop(meta);
+        self.offsets.commit(group, offsets, now_ms)?;
         lock(&self.groups).apply_commit(group, offsets);
         Ok(())
     }
 
-    /// Committed offsets of a group (`None` where it has none).
     pub fn committed(&self, group: &str, partitions: &[(String, u32)]) -> Vec<Option<i64>> {
         let groups = lock(&self.groups);
         partitions

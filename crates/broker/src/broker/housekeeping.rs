@@ -72,6 +72,7 @@ impl Broker {
         }
         self.expire_requests(now_ms)?;
         lock(&self.meta).snapshot_if_due(now_ms)?;
+        self.offsets.snapshot_if_due(now_ms)?;
         Ok(())
     }
 
@@ -85,6 +86,7 @@ impl Broker {
         for q in self.queues_read().values() {
             q.flush()?;
         }
+        self.offsets.flush()?;
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub use topics::{PartitionInfo, Topic, TopicDescription};
 use crate::error::{BrokerError, Result};
 use crate::group::{Catalog, Coordinator};
 use crate::meta::{MetaEvent, MetaState, MetaStore};
+use crate::offsets::OffsetStore;
 use crate::queue::QueueSub;
 use crate::requests::RequestStore;
 use spool_log::{Log, Syncer};
@@ -84,6 +85,8 @@ pub type RecoveryNotes = Vec<String>;
 pub struct Broker {
     data_dir: PathBuf,
     meta: Mutex<Meta>,
+    /// Committed offsets, apart from the metadata (see [`OffsetStore`]).
+    offsets: OffsetStore,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     groups: Mutex<Coordinator>,
     /// Queue subscriptions by "topic/name".

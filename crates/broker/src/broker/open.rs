@@ -7,6 +7,7 @@ use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
 use crate::group::{Coordinator, TopicPartition};
 use crate::meta::{parse_tp_key, MetaStore, TopicMeta};
+use crate::offsets::{Committed, OffsetStore};
 use crate::queue::QueueSub;
 use crate::records::{walk_records, Walk};
 use crate::requests::{
@@ -130,13 +131,27 @@ impl Broker {
                 }
             }
         }
+        // Offsets committed before they had a log of their own are in the
+        // metadata; the offsets log, replayed over them, has the rest.
+        let earlier: Committed = state
+            .offsets
+            .iter()
+            .map(|(group, offsets)| {
+                let parsed = offsets
+                    .iter()
+                    .filter_map(|(k, o)| parse_tp_key(k).map(|tp| (tp, *o)))
+                    .collect();
+                (group.clone(), parsed)
+            })
+            .collect();
+        let (offsets, committed, report) = OffsetStore::open(&data_dir.join("offsets"), earlier)?;
+        if !report.is_clean() {
+            notes.push(format!("committed offsets: {report}"));
+        }
         let mut groups = Coordinator::new();
-        for (group, offsets) in &state.offsets {
-            let parsed: Vec<(TopicPartition, i64)> = offsets
-                .iter()
-                .filter_map(|(k, o)| parse_tp_key(k).map(|tp| (tp, *o)))
-                .collect();
-            groups.apply_commit(group, &parsed);
+        for (group, offsets) in committed {
+            let offsets: Vec<(TopicPartition, i64)> = offsets.into_iter().collect();
+            groups.apply_commit(&group, &offsets);
         }
         let requests = RequestStore::open(&data_dir.join("requests.redb"))?;
         let mut queues = BTreeMap::new();
@@ -160,6 +175,7 @@ impl Broker {
         let broker = Broker {
             data_dir: data_dir.to_owned(),
             meta: Mutex::new(Meta { store, state }),
+            offsets,
             topics: RwLock::new(topics),
             groups: Mutex::new(groups),
             queues: RwLock::new(queues),

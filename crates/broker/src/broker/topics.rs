@@ -172,6 +172,8 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         drop(meta);
+        // A topic created again under this name starts with no offsets.
+        self.offsets.topic_deleted(name, now_ms)?;
         // Readers holding a log keep their file handles; the files go now.
         let _ = std::fs::remove_dir_all(topic_dir(&self.data_dir, name));
         self.queues

@@ -692,3 +692,48 @@ fn request_records_follow_their_messages() {
         "{events:?}"
     );
 }
+
+/// Offsets committed by a version that kept them in the metadata log are
+/// still found after an upgrade, newer commits (in the offsets log) win,
+/// and a topic deleted and created again starts with none.
+#[test]
+fn offsets_from_the_metadata_log_carry_over_and_die_with_their_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (b, _) = Broker::open(dir.path(), 0).unwrap();
+        b.create_topic("t", 1, TopicConfig::default(), 0).unwrap();
+        b.create_topic("u", 1, TopicConfig::default(), 0).unwrap();
+    }
+    {
+        // As an older version wrote them.
+        let (mut store, _, _) = meta::MetaStore::open(&dir.path().join("meta")).unwrap();
+        let old = meta::MetaEvent::OffsetsCommitted {
+            group: "g".into(),
+            offsets: vec![("t".into(), 0, 4), ("u".into(), 0, 6)],
+        };
+        store.append(&[old], 1).unwrap();
+    }
+    let tps = [("t".to_owned(), 0), ("u".to_owned(), 0)];
+    {
+        let (b, _) = Broker::open(dir.path(), 2).unwrap();
+        assert_eq!(b.committed("g", &tps), vec![Some(4), Some(6)]);
+        let a = b
+            .join_group(
+                "g",
+                None,
+                "c",
+                &["t".into()],
+                10_000,
+                StartFrom::Earliest,
+                2,
+            )
+            .unwrap();
+        b.commit("g", &a.member_id, &[("t".into(), 0, 5)], 2)
+            .unwrap();
+        b.delete_topic("u", 3).unwrap();
+        b.create_topic("u", 1, TopicConfig::default(), 3).unwrap();
+        assert_eq!(b.committed("g", &tps), vec![Some(5), None]);
+    }
+    let (b, _) = Broker::open(dir.path(), 4).unwrap();
+    assert_eq!(b.committed("g", &tps), vec![Some(5), None]);
+}
