@@ -38,41 +38,68 @@ impl Broker {
     /// Periodic work, called by the owner every few hundred milliseconds:
     /// expires group sessions, applies retention and work-queue release,
     /// syncs `interval` logs and snapshots the metadata log.
+    /// A failure in one queue, topic or store is logged with what failed
+    /// and the tick goes on with the others; the first one is returned.
     pub fn tick(&self, now_ms: i64) -> Result<()> {
         let catalog = self.catalog();
         for (group, member) in lock(&self.groups).expire(now_ms, &catalog) {
             tracing::info!(%group, %member, "consumer session expired; partitions reassigned");
         }
+        let mut first_error = None;
+        let mut note = |what: &dyn std::fmt::Display, r: Result<()>| {
+            if let Err(e) = r {
+                tracing::error!("housekeeping of {what} failed: {e}");
+                first_error.get_or_insert(e);
+            }
+        };
         let queues: Vec<Arc<QueueSub>> = self.queues_read().values().cloned().collect();
         for q in &queues {
-            if let Err(e) = self.process_dead_letters(q, now_ms) {
-                tracing::error!("dead-lettering for {:?} failed: {e}", q.spec().name);
-            }
-            q.maybe_snapshot(now_ms)?;
+            let spec = q.spec();
+            let what = format_args!("subscription {}/{}", spec.topic, spec.name);
+            note(&what, self.tick_queue(q, now_ms));
         }
         let topics: Vec<Arc<Topic>> = self.topics_read().values().cloned().collect();
         for t in &topics {
-            let config = t.config();
-            if let Some(warn) = config.warn_depth {
-                let (depth, _) = t.depth();
-                let above = depth >= warn;
-                if above && !t.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(topic = %t.name, depth, warn_depth = warn, "topic depth crossed its warning level; producers will be refused at max_messages");
-                } else if !above && t.warned.swap(false, Ordering::Relaxed) {
-                    tracing::info!(topic = %t.name, depth, warn_depth = warn, "topic depth back below its warning level");
-                }
-            }
-            if config.retention == Retention::WorkQueue {
-                self.release_consumed(t)?;
-            }
-            for log in &t.partitions {
-                log.apply_retention(now_ms)?;
-                log.sync_if_due(now_ms)?;
+            note(
+                &format_args!("topic {}", t.name),
+                self.tick_topic(t, now_ms),
+            );
+        }
+        note(&"request records", self.expire_requests(now_ms));
+        note(&"metadata", lock(&self.meta).snapshot_if_due(now_ms));
+        note(&"committed offsets", self.offsets.snapshot_if_due(now_ms));
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Dead-letters what is past its delivery limit and snapshots the
+    /// subscription's state log when due (either may fail alone).
+    fn tick_queue(&self, q: &QueueSub, now_ms: i64) -> Result<()> {
+        let dead_lettered = self.process_dead_letters(q, now_ms);
+        let snapshot = q.maybe_snapshot(now_ms);
+        dead_lettered.and(snapshot)
+    }
+
+    /// Warns when a topic crosses its warning depth (and when it is back
+    /// below), releases what work-queue retention allows, applies
+    /// retention and syncs `interval` logs.
+    fn tick_topic(&self, t: &Topic, now_ms: i64) -> Result<()> {
+        let config = t.config();
+        if let Some(warn) = config.warn_depth {
+            let (depth, _) = t.depth();
+            let above = depth >= warn;
+            if above && !t.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(topic = %t.name, depth, warn_depth = warn, "topic depth crossed its warning level; producers will be refused at max_messages");
+            } else if !above && t.warned.swap(false, Ordering::Relaxed) {
+                tracing::info!(topic = %t.name, depth, warn_depth = warn, "topic depth back below its warning level");
             }
         }
-        self.expire_requests(now_ms)?;
-        lock(&self.meta).snapshot_if_due(now_ms)?;
-        self.offsets.snapshot_if_due(now_ms)?;
+        if config.retention == Retention::WorkQueue {
+            self.release_consumed(t)?;
+        }
+        for log in &t.partitions {
+            log.apply_retention(now_ms)?;
+            log.sync_if_due(now_ms)?;
+        }
         Ok(())
     }
 
