@@ -8,7 +8,7 @@
 
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
-use crate::records::{walk_records, Walk, WALK_READ_BYTES};
+use crate::records::walk_json;
 use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Log, LogConfig, RecoveryReport};
@@ -139,19 +139,8 @@ impl MetaStore {
         };
         let (log, report) = Log::open(dir, config)?;
         let mut state = MetaState::default();
-        let mut events = 0u64;
-        let start = log.stats().start_offset;
-        walk_records(&log, start, WALK_READ_BYTES, |at| {
-            let value = at.record.value.unwrap_or_default();
-            let event: MetaEvent = serde_json::from_slice(value).map_err(|e| {
-                BrokerError::new(
-                    ErrorCode::CorruptData,
-                    format!("metadata event at offset {} is unreadable: {e}", at.offset),
-                )
-            })?;
-            state.apply(&event);
-            events += 1;
-            Ok(Walk::Continue)
+        let events = walk_json(&log, "metadata event", |event: MetaEvent| {
+            state.apply(&event)
         })?;
         Ok((
             MetaStore {

@@ -11,7 +11,7 @@
 
 use crate::error::{BrokerError, Result};
 use crate::group::TopicPartition;
-use crate::records::{walk_records, Walk, WALK_READ_BYTES};
+use crate::records::walk_json;
 use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Log, LogConfig, RecoveryReport};
@@ -109,19 +109,8 @@ impl OffsetStore {
         };
         let (log, report) = Log::open(dir, config)?;
         let mut committed = earlier;
-        let mut records = 0u64;
-        let start = log.stats().start_offset;
-        walk_records(&log, start, WALK_READ_BYTES, |at| {
-            let value = at.record.value.unwrap_or_default();
-            let record: OffsetRecord = serde_json::from_slice(value).map_err(|e| {
-                BrokerError::new(
-                    ErrorCode::CorruptData,
-                    format!("offsets record at offset {} is unreadable: {e}", at.offset),
-                )
-            })?;
-            record.apply(&mut committed);
-            records += 1;
-            Ok(Walk::Continue)
+        let records = walk_json(&log, "offsets record", |record: OffsetRecord| {
+            record.apply(&mut committed)
         })?;
         let state = State {
             committed: committed.clone(),

@@ -4,9 +4,10 @@
 //! suppression at open, orphaned requests, dead letters, redrive, the queue
 //! state log and the metadata log).
 
-use crate::error::Result;
+use crate::error::{BrokerError, Result};
 use spool_batch::{BatchHeader, Record};
 use spool_log::Log;
+use spool_types::ErrorCode;
 
 /// How much of a log one read takes while walking it.
 pub const WALK_READ_BYTES: usize = 4 << 20;
@@ -83,4 +84,30 @@ pub fn record_at<T>(
         Ok(Walk::Stop)
     })?;
     Ok(out)
+}
+
+/// Visits every record of `log` from its start as a JSON document of type
+/// `T` (the metadata and offsets logs). A record that does not parse is
+/// damage: the walk fails with `CORRUPT_DATA`, naming `what` and the offset.
+/// Answers how many records were visited.
+pub fn walk_json<T: serde::de::DeserializeOwned>(
+    log: &Log,
+    what: &str,
+    mut visit: impl FnMut(T),
+) -> Result<u64> {
+    let mut records = 0u64;
+    let start = log.stats().start_offset;
+    walk_records(log, start, WALK_READ_BYTES, |at| {
+        let value = at.record.value.unwrap_or_default();
+        let doc: T = serde_json::from_slice(value).map_err(|e| {
+            BrokerError::new(
+                ErrorCode::CorruptData,
+                format!("{what} at offset {} is unreadable: {e}", at.offset),
+            )
+        })?;
+        visit(doc);
+        records += 1;
+        Ok(Walk::Continue)
+    })?;
+    Ok(records)
 }

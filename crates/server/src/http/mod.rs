@@ -278,11 +278,12 @@ async fn create_topic(
     let (config, partitions) = req.into_config()?;
     s.create_topic(&caller, name.clone(), partitions, config)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": name, "partitions": partitions})),
-    )
-        .into_response())
+    Ok(created(json!({"name": name, "partitions": partitions})))
+}
+
+/// 201 Created with a JSON body.
+fn created(body: Value) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
 }
 
 async fn list_topics(
@@ -394,11 +395,7 @@ async fn create_subscription(
     };
     s.create_subscription(&caller, topic, name.clone(), kind)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": name, "kind": kind_name})),
-    )
-        .into_response())
+    Ok(created(json!({"name": name, "kind": kind_name})))
 }
 
 async fn list_subscriptions(
