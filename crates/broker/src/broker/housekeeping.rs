@@ -8,28 +8,13 @@ use crate::queue::QueueSub;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// `now_ms` as an RFC 3339 UTC timestamp with milliseconds.
+/// `now_ms` as an RFC 3339 UTC timestamp with milliseconds. A time jiff
+/// cannot represent (beyond ±9999 years) is shown as its number.
 pub fn rfc3339_utc(now_ms: i64) -> String {
-    let secs = now_ms.div_euclid(1000);
-    let ms = now_ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    match jiff::Timestamp::from_millisecond(now_ms) {
+        Ok(t) => format!("{t:.3}"),
+        Err(_) => format!("{now_ms} ms after the Unix epoch"),
+    }
 }
 
 impl Broker {
