@@ -9,7 +9,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use spool_proto::{decode_frame, Frame, Push, Request, Response};
+use spool_proto::{decode_frame, EncodeError, Frame, Push, Request, Response};
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);
@@ -19,32 +19,30 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check(frame: &Frame) {
-    let mut original = BytesMut::new();
-    frame
-        .encode(&mut original)
-        .expect("a decoded frame re-encodes");
+    let original = encoded("frame", |buf| frame.encode(buf));
     let id = frame.correlation_id;
 
     if let Ok(request) = Request::decode(frame.op, frame.body.clone()) {
-        let mut again = BytesMut::new();
-        request
-            .encode(id, &mut again)
-            .expect("a decoded request re-encodes");
+        let again = encoded("request", |buf| request.encode(id, buf));
         assert_eq!(body(&again), body(&original), "request not canonical");
     }
     if let Ok(response) = Response::decode(frame.op, frame.body.clone()) {
-        let mut again = BytesMut::new();
-        response
-            .encode(id, &mut again)
-            .expect("a decoded response re-encodes");
+        let again = encoded("response", |buf| response.encode(id, buf));
         assert_eq!(body(&again), body(&original), "response not canonical");
     }
     if let Ok(push) = Push::decode(frame.op, frame.body.clone()) {
-        let mut again = BytesMut::new();
-        push.encode(id, &mut again)
-            .expect("a decoded push re-encodes");
+        let again = encoded("push", |buf| push.encode(id, buf));
         assert_eq!(body(&again), body(&original), "push not canonical");
     }
+}
+
+/// What `encode` writes; whatever decoded must encode again.
+fn encoded(what: &str, encode: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>) -> BytesMut {
+    let mut buf = BytesMut::new();
+    if let Err(e) = encode(&mut buf) {
+        panic!("a decoded {what} re-encodes: {e:?}");
+    }
+    buf
 }
 
 /// Everything after the length prefix and kind byte: the op, correlation id

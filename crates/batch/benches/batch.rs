@@ -29,16 +29,18 @@ fn build(value: &[u8], builder: BatchBuilder) -> Vec<u8> {
     b.finish().expect("finish")
 }
 
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+/// A benchmark group with 20 samples over 2 s (after 0.5 s of warm-up).
+fn group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    group
 }
 
 fn encode(c: &mut Criterion) {
-    let mut group = c.benchmark_group("encode_1000_records");
-    configure(&mut group);
+    let mut group = group(c, "encode_1000_records");
     for size in [100usize, 1024] {
         let value = vec![b'x'; size];
         group.throughput(Throughput::Elements(RECORDS as u64));
@@ -56,8 +58,7 @@ fn encode(c: &mut Criterion) {
 }
 
 fn check(c: &mut Criterion) {
-    let mut group = c.benchmark_group("check_1000_records");
-    configure(&mut group);
+    let mut group = group(c, "check_1000_records");
     for size in [100usize, 1024] {
         let batch = build(&vec![b'x'; size], BatchBuilder::new());
         group.throughput(Throughput::Elements(RECORDS as u64));

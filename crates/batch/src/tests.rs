@@ -30,9 +30,21 @@ fn build(records: &[NewRecord]) -> Vec<u8> {
     b.finish().unwrap()
 }
 
+/// One to nineteen records of any shape.
+fn some_records() -> impl Strategy<Value = Vec<NewRecord>> {
+    proptest::collection::vec(record_strategy(), 1..20)
+}
+
+/// [`build`], and the header `validate` reads from the batch.
+fn build_valid(records: &[NewRecord]) -> (Vec<u8>, BatchHeader) {
+    let batch = build(records);
+    let header = validate(&batch).unwrap();
+    (batch, header)
+}
+
 proptest! {
     #[test]
-    fn round_trip(records in proptest::collection::vec(record_strategy(), 1..20), base in 0i64..1<<40) {
+    fn round_trip(records in some_records(), base in 0i64..1<<40) {
         let mut batch = build(&records);
         set_base_offset(&mut batch, base);
         let header = validate(&batch).unwrap();
@@ -55,7 +67,7 @@ proptest! {
     /// the same batch as a fresh one.
     #[test]
     fn a_reused_buffer_builds_the_same_batch(
-        records in proptest::collection::vec(record_strategy(), 1..20),
+        records in some_records(),
         old in proptest::collection::vec(any::<u8>(), 0..300),
         hint in 0usize..4096,
     ) {
@@ -70,7 +82,7 @@ proptest! {
     /// after `validate` would, and answers as `validate` does.
     #[test]
     fn validate_each_shows_every_record_in_order(
-        records in proptest::collection::vec(record_strategy(), 1..20),
+        records in some_records(),
         flip in any::<Option<(usize, u8)>>(),
     ) {
         let mut batch = build(&records);
@@ -91,11 +103,10 @@ proptest! {
     /// every record would; skipping past the end is an error.
     #[test]
     fn skipping_lands_on_the_same_record_as_decoding(
-        records in proptest::collection::vec(record_strategy(), 1..20),
+        records in some_records(),
         pick in any::<usize>(),
     ) {
-        let batch = build(&records);
-        let header = validate(&batch).unwrap();
+        let (batch, header) = build_valid(&records);
         let n = pick % records.len();
         let mut iter = crate::records(&batch, &header);
         iter.skip_records(n).unwrap();
@@ -111,11 +122,10 @@ proptest! {
     /// is refused.
     #[test]
     fn resuming_yields_the_same_records_as_one_pass(
-        records in proptest::collection::vec(record_strategy(), 1..20),
+        records in some_records(),
         pick in any::<usize>(),
     ) {
-        let batch = build(&records);
-        let header = validate(&batch).unwrap();
+        let (batch, header) = build_valid(&records);
         let n = pick % (records.len() + 1);
         let mut iter = crate::records(&batch, &header);
         iter.skip_records(n).unwrap();

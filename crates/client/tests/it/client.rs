@@ -1,8 +1,8 @@
 //! The client against the real server, in process.
 
 use crate::support::{
-    capped, connect, create_topic, default_producer, lingering_producer, start_with_client,
-    start_with_topic, TestServer,
+    capped, connect, create_topic, default_producer, lingering_producer, send, start_with_client,
+    start_with_producer, start_with_topic, TestServer,
 };
 use spool_client::{
     ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, Message, OnFull, Producer,
@@ -78,14 +78,17 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
         );
     }
 
-    let mut consumer = join(
-        &server,
-        "readers",
-        "orders",
-        GroupOptions::default(),
-        "join",
-    )
-    .await;
+    // Members of the group `readers` of `orders`.
+    let reader = || {
+        join(
+            &server,
+            "readers",
+            "orders",
+            GroupOptions::default(),
+            "join",
+        )
+    };
+    let mut consumer = reader().await;
     assert_eq!(consumer.assignment().len(), 3);
     let records = poll_until(&mut consumer, 3000, Duration::from_secs(20)).await;
     assert_eq!(records.len(), 3000);
@@ -111,14 +114,7 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
         .expect("send")
         .await
         .expect("delivered");
-    let mut again = join(
-        &server,
-        "readers",
-        "orders",
-        GroupOptions::default(),
-        "join",
-    )
-    .await;
+    let mut again = reader().await;
     let records = poll_until(&mut again, 1, Duration::from_secs(10)).await;
     assert_eq!(records.iter().map(text).collect::<Vec<_>>(), ["late"]);
     again.close().await.expect("close");
@@ -127,19 +123,17 @@ async fn keyed_round_trip_keeps_order_per_key_and_reports_offsets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_group_members_split_partitions_without_duplicates() {
-    let (server, admin) = start_with_topic("jobs", 4).await;
-    let producer = default_producer(&admin);
+    let (server, _admin, producer) = start_with_producer("jobs", 4).await;
     let produce = |from: u32, to: u32| {
         let producer = producer.clone();
         async move {
             for i in from..to {
-                let _delivery = producer
-                    .send(
-                        "jobs",
-                        Message::new(format!("{i}")).with_key(format!("k{i}")),
-                    )
-                    .await
-                    .expect("send");
+                send(
+                    &producer,
+                    "jobs",
+                    Message::new(format!("{i}")).with_key(format!("k{i}")),
+                )
+                .await;
             }
             producer.flush().await.expect("flush");
         }
@@ -239,25 +233,18 @@ async fn push_subscriber_follows_a_pattern_including_later_topics() {
         },
     );
     for i in 0..30 {
-        let _delivery = producer
-            .send(
-                "orders.eu",
-                Message::new(format!("eu-{i}")).with_partition(i % 2),
-            )
-            .await
-            .expect("send");
-        let _delivery = producer
-            .send("billing", Message::new(format!("bill-{i}")))
-            .await
-            .expect("send");
+        send(
+            &producer,
+            "orders.eu",
+            Message::new(format!("eu-{i}")).with_partition(i % 2),
+        )
+        .await;
+        send(&producer, "billing", Message::new(format!("bill-{i}"))).await;
     }
     producer.flush().await.expect("flush");
     create_topic(&client, "orders.us", 1).await;
     for i in 0..30 {
-        let _delivery = producer
-            .send("orders.us", Message::new(format!("us-{i}")))
-            .await
-            .expect("send");
+        send(&producer, "orders.us", Message::new(format!("us-{i}"))).await;
     }
     producer.flush().await.expect("flush");
 
@@ -293,26 +280,21 @@ async fn push_subscriber_follows_a_pattern_including_later_topics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_reader_reads_a_pattern_and_later_topics() {
-    let (server, client) = start_with_topic("logs.a", 2).await;
-    let producer = default_producer(&client);
+    let (server, client, producer) = start_with_producer("logs.a", 2).await;
     for i in 0..10 {
-        let _delivery = producer
-            .send(
-                "logs.a",
-                Message::new(format!("a{i}")).with_partition(i % 2),
-            )
-            .await
-            .expect("send");
+        send(
+            &producer,
+            "logs.a",
+            Message::new(format!("a{i}")).with_partition(i % 2),
+        )
+        .await;
     }
     producer.flush().await.expect("flush");
     let mut reader = TopicReader::new(client.clone(), "logs.*", ReadStart::Offset(2))
         .await
         .expect("reader");
     create_topic(&client, "logs.b", 1).await;
-    let _delivery = producer
-        .send("logs.b", Message::new("b0"))
-        .await
-        .expect("send");
+    send(&producer, "logs.b", Message::new("b0")).await;
     producer.flush().await.expect("flush");
     let mut values = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -341,10 +323,12 @@ async fn topic_reader_with_a_fetch_ahead_reads_everything_once_and_new_topics_at
     for i in 0..total {
         let mut value = format!("a{i}-").into_bytes();
         value.resize(1024, b'.');
-        let _delivery = producer
-            .send("flow.a", Message::new(value).with_partition(i % 3))
-            .await
-            .expect("send");
+        send(
+            &producer,
+            "flow.a",
+            Message::new(value).with_partition(i % 3),
+        )
+        .await;
     }
     producer.flush().await.expect("flush");
     let mut reader = TopicReader::new(client.clone(), "flow.*", ReadStart::Earliest)
@@ -561,8 +545,7 @@ async fn a_full_topic_stores_exactly_the_messages_that_fit() {
 /// queued when a message is refused up front.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_batch_reports_each_message_in_order() {
-    let (server, client) = start_with_topic("bulk", 3).await;
-    let producer = default_producer(&client);
+    let (server, client, producer) = start_with_producer("bulk", 3).await;
     let messages: Vec<Message> = (0..2500)
         .map(|i| Message::new(format!("m{i}")).with_key(format!("k{}", i % 7)))
         .collect();
@@ -770,8 +753,7 @@ async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
 /// message arrives through that same fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_returns_on_time_while_the_fetch_sent_ahead_waits() {
-    let (server, client) = start_with_topic("steady", 1).await;
-    let producer = default_producer(&client);
+    let (server, client, producer) = start_with_producer("steady", 1).await;
     let send = |v: &'static str| {
         let producer = producer.clone();
         async move {

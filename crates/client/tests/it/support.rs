@@ -1,7 +1,7 @@
 //! The in-process server the client tests run against, and the set-up
 //! steps many tests share.
 
-use spool_client::{Client, ClientOptions, Producer, ProducerOptions, TopicConfig};
+use spool_client::{Client, ClientOptions, Message, Producer, ProducerOptions, TopicConfig};
 pub use spool_testkit::TestServer;
 use std::time::Duration;
 
@@ -19,6 +19,13 @@ pub async fn start_with_topic(name: &str, partitions: u32) -> (TestServer, Clien
     (server, client)
 }
 
+/// [`start_with_topic`] and a producer with the default options.
+pub async fn start_with_producer(topic: &str, partitions: u32) -> (TestServer, Client, Producer) {
+    let (server, client) = start_with_topic(topic, partitions).await;
+    let producer = default_producer(&client);
+    (server, client, producer)
+}
+
 /// Another client of `server`.
 pub async fn connect(server: &TestServer) -> Client {
     Client::connect(server.addr, ClientOptions::default())
@@ -32,6 +39,11 @@ pub async fn create_topic(client: &Client, name: &str, partitions: u32) {
         .create_topic(name, partitions, TopicConfig::default())
         .await
         .expect("create topic");
+}
+
+/// Hands `message` for `topic` to `producer`, not waiting for its delivery.
+pub async fn send(producer: &Producer, topic: &str, message: Message) {
+    let _delivery = producer.send(topic, message).await.expect("send");
 }
 
 /// Settings of a topic that fills up: at most `max_messages`.

@@ -16,6 +16,16 @@ use tokio::net::TcpStream;
 /// How long any single frame may take to arrive before a test fails.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A server with a topic `jobs` of `partitions` and its queue subscription
+/// `workers`, and a connection that made them.
+async fn start_with_queue(partitions: u32) -> (TestServer, Conn) {
+    let server = TestServer::start().await;
+    let mut c = Conn::open(server.addr).await;
+    c.create_topic("jobs", partitions).await;
+    c.create_queue("jobs", "workers").await.unwrap();
+    (server, c)
+}
+
 /// A raw protocol connection: requests out, responses matched by
 /// correlation id, pushes kept in arrival order.
 struct Conn {
@@ -159,12 +169,7 @@ impl Conn {
         wait_ms: u32,
     ) -> Vec<p::LeasedMessage> {
         let body = self
-            .call(Request::Receive(p::Receive {
-                topic: topic.into(),
-                name: name.into(),
-                max,
-                wait_ms,
-            }))
+            .call(receive_request(topic, name, max, wait_ms))
             .await
             .unwrap();
         let ResponseBody::Messages(messages) = body else {
@@ -203,6 +208,29 @@ fn queue_settings(topic: &str, name: &str) -> p::CreateSubscription {
     }
 }
 
+fn receive_request(topic: &str, name: &str, max: u32, wait_ms: u32) -> Request {
+    Request::Receive(p::Receive {
+        topic: topic.into(),
+        name: name.into(),
+        max,
+        wait_ms,
+    })
+}
+
+fn delete_subscription(topic: &str, name: &str) -> Request {
+    Request::DeleteSubscription(p::DeleteSubscription {
+        topic: topic.into(),
+        name: name.into(),
+    })
+}
+
+fn redrive(topic: &str, name: &str) -> Request {
+    Request::Redrive(p::Redrive {
+        topic: topic.into(),
+        name: name.into(),
+    })
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -220,10 +248,7 @@ fn code(c: ErrorCode) -> Option<WireCode> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_ack_and_receipt_errors() {
-    let server = TestServer::start().await;
-    let mut c = Conn::open(server.addr).await;
-    c.create_topic("jobs", 2).await;
-    c.create_queue("jobs", "workers").await.unwrap();
+    let (_server, mut c) = start_with_queue(2).await;
     // The same settings again are fine; different ones are refused.
     c.create_queue("jobs", "workers").await.unwrap();
     let err = c
@@ -281,12 +306,7 @@ async fn receive_ack_and_receipt_errors() {
 
     // Unknown subscription and topic are errors of the whole request.
     let err = c
-        .call(Request::Receive(p::Receive {
-            topic: "jobs".into(),
-            name: "nobody".into(),
-            max: 1,
-            wait_ms: 0,
-        }))
+        .call(receive_request("jobs", "nobody", 1, 0))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownSubscription);
@@ -317,18 +337,12 @@ async fn receive_ack_and_receipt_errors() {
     assert_eq!(body, ResponseBody::SubscriptionCreated);
 
     let body = c
-        .call(Request::DeleteSubscription(p::DeleteSubscription {
-            topic: "jobs".into(),
-            name: "workers".into(),
-        }))
+        .call(delete_subscription("jobs", "workers"))
         .await
         .unwrap();
     assert_eq!(body, ResponseBody::SubscriptionDeleted);
     let err = c
-        .call(Request::DeleteSubscription(p::DeleteSubscription {
-            topic: "jobs".into(),
-            name: "workers".into(),
-        }))
+        .call(delete_subscription("jobs", "workers"))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownSubscription);
@@ -336,10 +350,7 @@ async fn receive_ack_and_receipt_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_extend_and_redrive() {
-    let server = TestServer::start().await;
-    let mut c = Conn::open(server.addr).await;
-    c.create_topic("jobs", 1).await;
-    c.create_queue("jobs", "workers").await.unwrap();
+    let (_server, mut c) = start_with_queue(1).await;
     c.produce("jobs", &["a", "b"]).await;
     let messages = c.receive("jobs", "workers", 10, 0).await;
     assert_eq!(messages.len(), 2);
@@ -404,23 +415,14 @@ async fn nack_extend_and_redrive() {
     assert!(waited < Duration::from_millis(2_500), "{waited:?}");
 
     // No dead-letter topic, nothing to redrive from.
-    let err = c
-        .call(Request::Redrive(p::Redrive {
-            topic: "jobs".into(),
-            name: "workers".into(),
-        }))
-        .await
-        .unwrap_err();
+    let err = c.call(redrive("jobs", "workers")).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidRequest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_returns_as_soon_as_a_message_arrives() {
-    let server = TestServer::start().await;
-    let mut consumer = Conn::open(server.addr).await;
+    let (server, mut consumer) = start_with_queue(3).await;
     let mut producer = Conn::open(server.addr).await;
-    consumer.create_topic("jobs", 3).await;
-    consumer.create_queue("jobs", "workers").await.unwrap();
 
     // Nothing there: an empty answer after the wait.
     let started = Instant::now();
@@ -430,12 +432,7 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
     let wait_ms = 10_000;
     let started = Instant::now();
     let id = consumer
-        .send(Request::Receive(p::Receive {
-            topic: "jobs".into(),
-            name: "workers".into(),
-            max: 5,
-            wait_ms,
-        }))
+        .send(receive_request("jobs", "workers", 5, wait_ms))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     producer.produce("jobs", &["wake up"]).await;
@@ -454,10 +451,7 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_push_stays_within_credit() {
-    let server = TestServer::start().await;
-    let mut c = Conn::open(server.addr).await;
-    c.create_topic("jobs", 1).await;
-    c.create_queue("jobs", "workers").await.unwrap();
+    let (_server, mut c) = start_with_queue(1).await;
     c.produce("jobs", &["1", "2", "3", "4", "5"]).await;
 
     let body = c
@@ -572,14 +566,7 @@ async fn ordered_queue_wakes_a_waiting_receiver_when_a_key_is_freed() {
     let values: Vec<&[u8]> = leased.iter().map(value).collect();
     assert_eq!(values, [&b"first"[..], b"free"]);
 
-    let id = b
-        .send(Request::Receive(p::Receive {
-            topic: "jobs".into(),
-            name: "workers".into(),
-            max: 10,
-            wait_ms: 10_000,
-        }))
-        .await;
+    let id = b.send(receive_request("jobs", "workers", 10, 10_000)).await;
     // Long enough for the waiter to have backed off its polling.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     let acked = Instant::now();

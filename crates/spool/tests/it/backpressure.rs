@@ -5,12 +5,8 @@ use crate::support::*;
 
 #[test]
 fn full_topic_rejects_then_work_queue_accepts_after_consumption() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(
-        &words("topic create jobs --max-messages 5 --retention work-queue"),
-        b"",
-    ));
+    let (_dir, server) =
+        start_after(&["topic create jobs --max-messages 5 --retention work-queue"]);
     let input: String = (0..8).map(|i| format!("job{i}\n")).collect();
     let out = server.cli(&["produce", "jobs"], input.as_bytes());
     assert!(
@@ -43,12 +39,8 @@ fn full_topic_rejects_then_work_queue_accepts_after_consumption() {
 
 #[test]
 fn limits_retention_drop_oldest_keeps_newest() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(
-        &words("topic create ticks --max-messages 3 --on-full drop-oldest"),
-        b"",
-    ));
+    let (_dir, server) =
+        start_after(&["topic create ticks --max-messages 3 --on-full drop-oldest"]);
     ok(&server.cli(&["produce", "ticks"], b"1\n2\n3\n4\n5\n"));
     let out = server.cli(&["consume", "ticks", "--timeout-ms", "1000"], b"");
     assert_eq!(lines(&out), ["3", "4", "5"]);

@@ -93,9 +93,7 @@ fn assert_key_order(values: &[String]) {
 
 #[test]
 fn a_group_of_three_gets_every_message_exactly_once_in_key_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "orders", "--partitions", "3"], b""));
+    let (_dir, server) = start_after(&["topic create orders --partitions 3"]);
     produce_keyed(&server.addr, "orders");
     let consumers: Vec<Child> = (0..3).map(|_| consumer(&server.addr, "g", 4000)).collect();
     let mut seen = HashSet::new();
@@ -118,9 +116,7 @@ fn a_group_of_three_gets_every_message_exactly_once_in_key_order() {
 
 #[test]
 fn a_killed_consumers_partitions_move_to_the_others_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "orders", "--partitions", "3"], b""));
+    let (_dir, server) = start_after(&["topic create orders --partitions 3"]);
     produce_keyed(&server.addr, "orders");
     let mut victim = consumer(&server.addr, "h", 20_000);
     let survivors: Vec<Child> = (0..2)

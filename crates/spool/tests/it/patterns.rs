@@ -5,10 +5,7 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn pattern_consumer_sees_every_matching_topic_including_new_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "orders.eu"], b""));
-    ok(&server.cli(&["topic", "create", "payments"], b""));
+    let (_dir, server) = start_after(&["topic create orders.eu", "topic create payments"]);
     ok(&server.cli(&["produce", "orders.eu"], b"eu1\n"));
     ok(&server.cli(&["produce", "payments"], b"pay1\n"));
     for group in [None, Some("pg")] {

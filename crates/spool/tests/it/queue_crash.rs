@@ -27,6 +27,22 @@ struct Ledger {
     after_restart: Vec<String>,
 }
 
+/// WORKERS worker threads against `server`, until the flag returned is set.
+fn start_workers(
+    server: &ServerProc,
+    ledger: &Arc<Mutex<Ledger>>,
+    restarted: bool,
+) -> (Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = (0..WORKERS)
+        .map(|_| {
+            let (addr, stop, ledger) = (server.addr.clone(), stop.clone(), ledger.clone());
+            std::thread::spawn(move || worker(addr, stop, ledger, restarted))
+        })
+        .collect();
+    (stop, threads)
+}
+
 fn worker(addr: String, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>, restarted: bool) {
     let Ok(stream) = std::net::TcpStream::connect(&addr) else {
         return;
@@ -97,13 +113,10 @@ fn done(l: &Ledger, in_flight_at_kill: &HashSet<String>) -> bool {
 
 #[test]
 fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "jobs", "--partitions", "4"], b""));
-    ok(&server.cli(
-        &words("subscription create jobs w --kind queue --ack-timeout-ms 2000 --max-deliveries 0"),
-        b"",
-    ));
+    let (dir, mut server) = start_after(&[
+        "topic create jobs --partitions 4",
+        "subscription create jobs w --kind queue --ack-timeout-ms 2000 --max-deliveries 0",
+    ]);
     let mut producer = Raw::connect(&server.addr);
     for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(100) {
         let records: Vec<(String, String)> = chunk
@@ -118,13 +131,7 @@ fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
         assert!(r.result().is_ok(), "{r:?}");
     }
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (addr, stop, ledger) = (server.addr.clone(), stop.clone(), ledger.clone());
-            std::thread::spawn(move || worker(addr, stop, ledger, false))
-        })
-        .collect();
+    let (stop, threads) = start_workers(&server, &ledger, false);
     // Kill once a good part (not all) is acknowledged.
     for _ in 0..200 {
         if ledger.lock().unwrap().acked.len() > MESSAGES / 3 {
@@ -147,13 +154,7 @@ fn sigkill_during_a_sixteen_worker_run_redelivers_nothing_acknowledged() {
     );
 
     let server = ServerProc::start(dir.path());
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (addr, stop, ledger) = (server.addr.clone(), stop.clone(), ledger.clone());
-            std::thread::spawn(move || worker(addr, stop, ledger, true))
-        })
-        .collect();
+    let (stop, threads) = start_workers(&server, &ledger, true);
     for _ in 0..600 {
         if done(&ledger.lock().unwrap(), &in_flight_at_kill) {
             break;

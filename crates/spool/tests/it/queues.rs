@@ -40,14 +40,7 @@ fn values(msgs: &[Value]) -> Vec<String> {
 
 #[test]
 fn redelivery_nack_delay_dead_letters_events_and_redrive() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "jobs"], b""));
-    ok(&server.cli(&["topic", "create", "jobs.dlq"], b""));
-    ok(&server.cli(
-        &words("subscription create jobs w --kind queue --ack-timeout-ms 1000 --max-deliveries 2 --dead-letter jobs.dlq"),
-        b"",
-    ));
+    let (_dir, server) = start_after(&["topic create jobs", "topic create jobs.dlq", "subscription create jobs w --kind queue --ack-timeout-ms 1000 --max-deliveries 2 --dead-letter jobs.dlq"]);
     assert!(ok(&server.cli(&["subscription", "list", "jobs"], b"")).contains('w'));
     ok(&server.cli(&["produce", "jobs"], b"a\nb\n"));
 
@@ -150,13 +143,10 @@ fn redelivery_nack_delay_dead_letters_events_and_redrive() {
 
 #[test]
 fn ordering_keys_keep_order_per_key_and_run_keys_in_parallel() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "o"], b""));
-    ok(&server.cli(
-        &words("subscription create o w --kind queue --ordering-key"),
-        b"",
-    ));
+    let (_dir, server) = start_after(&[
+        "topic create o",
+        "subscription create o w --kind queue --ordering-key",
+    ]);
     ok(&server.cli(&["produce", "o", "--key", "A"], b"a1\na2\na3\n"));
     ok(&server.cli(&["produce", "o", "--key", "B"], b"b1\nb2\n"));
     let mut seen: Vec<String> = Vec::new();
@@ -188,13 +178,8 @@ fn ordering_keys_keep_order_per_key_and_run_keys_in_parallel() {
 
 #[test]
 fn delayed_delivery_survives_a_restart_and_duplicates_are_suppressed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "d"], b""));
-    ok(&server.cli(
-        &["subscription", "create", "d", "w", "--kind", "queue"],
-        b"",
-    ));
+    let (dir, mut server) =
+        start_after(&["topic create d", "subscription create d w --kind queue"]);
     let due = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -235,13 +220,10 @@ fn delayed_delivery_survives_a_restart_and_duplicates_are_suppressed() {
 
 #[test]
 fn at_most_once_never_redelivers() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "m"], b""));
-    ok(&server.cli(
-        &words("subscription create m w --kind queue --at-most-once --ack-timeout-ms 300"),
-        b"",
-    ));
+    let (_dir, server) = start_after(&[
+        "topic create m",
+        "subscription create m w --kind queue --at-most-once --ack-timeout-ms 300",
+    ]);
     ok(&server.cli(&["produce", "m"], b"x\ny\n"));
     let got = receive(&server, "m", "w", 10, 1000);
     assert_eq!(values(&got), ["x", "y"]);
@@ -259,9 +241,7 @@ fn at_most_once_never_redelivers() {
 
 #[test]
 fn the_duplicate_window_is_configurable() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    ok(&server.cli(&["topic", "create", "w", "--dedup-window-ms", "500"], b""));
+    let (_dir, server) = start_after(&["topic create w --dedup-window-ms 500"]);
     let described = ok(&server.cli(&["topic", "describe", "w"], b""));
     assert!(described.contains("500"), "{described}");
     ok(&server.cli(&["produce", "w", "--message-id", "m"], b"one\n"));

@@ -45,23 +45,27 @@ fn wait_status(server: &ServerProc, id: &str, status: &str) -> Value {
     panic!("request {id} never became {status}: {}", record(server, id));
 }
 
-fn queue_with_short_leases(server: &ServerProc, queue: &str) {
-    ok(&server.cli(&["topic", "create", queue], b""));
-    ok(&server.cli(
-        &[
-            "subscription",
-            "create",
-            queue,
-            "workers",
-            "--kind",
-            "queue",
-            "--ack-timeout-ms",
-            "1500",
-            "--max-deliveries",
-            "2",
-        ],
-        b"",
-    ));
+/// Submits a request with `payload` to `queue`; its id.
+fn submit(server: &ServerProc, queue: &str, payload: &[u8]) -> String {
+    ok(&server.cli(&["request", "submit", queue], payload))
+        .trim()
+        .to_owned()
+}
+
+/// A server with the topic `queue` and its queue subscription `workers`
+/// (1.5 s leases, two deliveries at most).
+fn start_with_short_leases(queue: &str) -> (tempfile::TempDir, ServerProc) {
+    let topic = format!("topic create {queue}");
+    let sub = format!(
+        "subscription create {queue} workers --kind queue --ack-timeout-ms 1500 --max-deliveries 2"
+    );
+    start_after(&[&topic, &sub])
+}
+
+/// Stops a worker process (whatever state it is in).
+fn stop(mut worker: Child) {
+    let _ = worker.kill();
+    let _ = worker.wait();
 }
 
 #[test]
@@ -78,14 +82,13 @@ fn a_request_from_submit_to_signed_callback() {
         Some(format!("/v1/requests/{id}").as_str())
     );
     assert_eq!(r.body["status"], "pending");
-    let mut w = worker(
+    let w = worker(
         &server,
         "resize",
         &["sh", "-c", r#"read x; echo "{\"got\": $x}""#],
     );
     let out = server.cli(&["request", "wait", &id, "--timeout-ms", "15000"], b"");
-    let _ = w.kill();
-    let _ = w.wait();
+    stop(w);
     let rec: Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(rec["status"], "succeeded", "{rec}");
     assert_eq!(rec["result"], json!({"got": {"w": 10}}));
@@ -135,20 +138,15 @@ fn a_request_from_submit_to_signed_callback() {
 
 #[test]
 fn a_crashed_worker_means_a_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    queue_with_short_leases(&server, "jobs");
-    let id = ok(&server.cli(&["request", "submit", "jobs"], b"raw bytes\n"))
-        .trim()
-        .to_owned();
+    let (_dir, server) = start_with_short_leases("jobs");
+    let id = submit(&server, "jobs", b"raw bytes\n");
     let mut stuck = worker(&server, "jobs", &["sleep", "30"]);
     wait_status(&server, &id, "running");
     stuck.kill().unwrap(); // the worker dies mid-request
     stuck.wait().unwrap();
-    let mut healthy = worker(&server, "jobs", &["cat"]);
+    let healthy = worker(&server, "jobs", &["cat"]);
     let out = server.cli(&["request", "wait", &id, "--timeout-ms", "15000"], b"");
-    let _ = healthy.kill();
-    let _ = healthy.wait();
+    stop(healthy);
     let rec: Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(rec["status"], "succeeded", "{rec}");
     assert_eq!(
@@ -160,20 +158,15 @@ fn a_crashed_worker_means_a_retry() {
 
 #[test]
 fn a_permanent_failure_fails_the_record_and_writes_an_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path());
-    queue_with_short_leases(&server, "bad");
-    let id = ok(&server.cli(&["request", "submit", "bad"], b"{}"))
-        .trim()
-        .to_owned();
-    let mut w = worker(
+    let (_dir, server) = start_with_short_leases("bad");
+    let id = submit(&server, "bad", b"{}");
+    let w = worker(
         &server,
         "bad",
         &["sh", "-c", "echo broken input >&2; exit 3"],
     );
     let out = server.cli(&["request", "wait", &id, "--timeout-ms", "20000"], b"");
-    let _ = w.kill();
-    let _ = w.wait();
+    stop(w);
     assert!(!out.status.success(), "wait must fail for a failed request");
     let rec = record(&server, &id);
     assert_eq!(rec["status"], "failed", "{rec}");
@@ -201,16 +194,13 @@ fn a_permanent_failure_fails_the_record_and_writes_an_event() {
 fn request_records_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProc::start(dir.path());
-    let id = ok(&server.cli(&["request", "submit", "q"], b"payload"))
-        .trim()
-        .to_owned();
+    let id = submit(&server, "q", b"payload");
     server.kill();
     let server = ServerProc::start(dir.path());
     assert_eq!(record(&server, &id)["status"], "pending");
-    let mut w = worker(&server, "q", &["cat"]);
+    let w = worker(&server, "q", &["cat"]);
     let out = server.cli(&["request", "wait", &id, "--timeout-ms", "15000"], b"");
-    let _ = w.kill();
-    let _ = w.wait();
+    stop(w);
     let rec: Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(rec["result"], "payload");
 }
@@ -224,10 +214,9 @@ fn a_callback_receiver_down_for_a_while_still_gets_its_callback() {
     let id = ok(&server.cli(&["request", "submit", "later", "--callback", &cb], b"x"))
         .trim()
         .to_owned();
-    let mut w = worker(&server, "later", &["cat"]);
+    let w = worker(&server, "later", &["cat"]);
     wait_status(&server, &id, "succeeded");
-    let _ = w.kill();
-    let _ = w.wait();
+    stop(w);
     // The first attempts fail (503); the record shows it.
     std::thread::sleep(Duration::from_millis(2_500));
     let rec = record(&server, &id);

@@ -77,20 +77,8 @@ impl ServerProc {
             .expect("start spool server");
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("spool listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from server: {line:?}"))
-            .to_owned();
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read http line");
-        let http = line
-            .trim()
-            .strip_prefix("spool http listening on ")
-            .unwrap_or_else(|| panic!("unexpected second line from server: {line:?}"))
-            .to_owned();
+        let addr = announced(&mut reader, "spool listening on ", "first");
+        let http = announced(&mut reader, "spool http listening on ", "second");
         ServerProc {
             child: Some(child),
             addr,
@@ -153,6 +141,19 @@ impl ServerProc {
     }
 }
 
+/// The address in the server's next line of output, `<prefix><address>`;
+/// `which` line it is names it if the line is something else.
+fn announced(reader: &mut impl BufRead, prefix: &str, which: &str) -> String {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("read the {which} line from the server: {e}"));
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("unexpected {which} line from server: {line:?}"))
+        .to_owned()
+}
+
 impl Drop for ServerProc {
     fn drop(&mut self) {
         self.kill();
@@ -173,6 +174,18 @@ pub fn temp_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
 /// [`cli`] takes them: `words("topic create jobs --partitions 4")`.
 pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
+}
+
+/// A server over a fresh directory, once each of the CLI commands `setup`
+/// (command lines as [`words`] takes them, no input) has succeeded.
+#[allow(dead_code)] // not every test module sets up this way
+pub fn start_after(setup: &[&str]) -> (tempfile::TempDir, ServerProc) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    for line in setup {
+        ok(&server.cli(&words(line), b""));
+    }
+    (dir, server)
 }
 
 /// Runs `spool ARGS --addr ADDR` with `stdin`, returning its output.
