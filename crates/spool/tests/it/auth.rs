@@ -2,7 +2,7 @@
 //! default (no public address without an admin token), and the server's
 //! configuration layers (`--config` < `SPOOL_…` < flags, `--print-config`).
 
-use super::support::{cli, ok, temp_file, text, words, ServerProc, BIN};
+use super::support::{cli, ok, start_configured, temp_file, text, words, ServerProc, BIN};
 use spool_testkit::http::blocking::call_as;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -402,9 +402,11 @@ fn unknown_keys_in_the_file_are_refused_by_name() {
 fn request_records_follow_their_queue_permissions() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_secured(dir.path());
+    // A CLI command with a token.
+    let run =
+        |token: Option<&str>, args: &[&str], stdin: &[u8]| as_token(&server, token, args, stdin);
     let create = |name: &str, flag: &str| {
-        let out = ok(&as_token(
-            &server,
+        let out = ok(&run(
             Some(ADMIN),
             &["token", "create", name, flag, "jobs"],
             b"",
@@ -416,11 +418,10 @@ fn request_records_follow_their_queue_permissions() {
     let (submitter, worker) = (Some(submitter.as_str()), Some(worker.as_str()));
 
     fails_with(
-        &as_token(&server, worker, &["request", "submit", "jobs"], b"{}"),
+        &run(worker, &["request", "submit", "jobs"], b"{}"),
         "FORBIDDEN",
     );
-    let out = ok(&as_token(
-        &server,
+    let out = ok(&run(
         submitter,
         &["request", "submit", "jobs"],
         b"{\"n\":1}",
@@ -428,18 +429,12 @@ fn request_records_follow_their_queue_permissions() {
     let id = out.trim().to_owned();
 
     // The submitter may read its record but not take the work.
-    ok(&as_token(
-        &server,
-        submitter,
-        &["request", "status", &id],
-        b"",
-    ));
+    ok(&run(submitter, &["request", "status", &id], b""));
     fails_with(
-        &as_token(&server, submitter, &["receive", "jobs", "workers"], b""),
+        &run(submitter, &["receive", "jobs", "workers"], b""),
         "FORBIDDEN",
     );
-    let leased = ok(&as_token(
-        &server,
+    let leased = ok(&run(
         worker,
         &["receive", "jobs", "workers", "--wait-ms", "5000"],
         b"",
@@ -454,21 +449,13 @@ fn request_records_follow_their_queue_permissions() {
     let status = format!("/v1/requests/{id}");
     assert_eq!(http(&server.http, "GET", &status, "", submitter).0, 200);
     assert_eq!(http(&server.http, "GET", &status, "", None).0, 401);
-    let out = ok(&as_token(
-        &server,
-        submitter,
-        &["request", "wait", &id],
-        b"",
-    ));
+    let out = ok(&run(submitter, &["request", "wait", &id], b""));
     assert!(out.contains("succeeded"), "{out}");
 }
 
 #[test]
 fn a_token_over_its_request_rate_is_told_to_slow_down_on_both_protocols() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start_with_env(
-        dir.path(),
-        "127.0.0.1:0",
+    let (_dir, server) = start_configured(
         &["--token-rate-per-s", "5"],
         &[("SPOOL_ADMIN_TOKEN", ADMIN)],
     );
@@ -525,12 +512,9 @@ fn mode_of(path: &Path) -> u32 {
 
 #[test]
 fn secret_files_are_readable_by_the_owner_only() {
-    let dir = tempfile::tempdir().unwrap();
     // An empty SPOOL_CALLBACK_SECRET counts as unset (the harness sets one),
     // so the server generates its own.
-    let server = ServerProc::start_with_env(
-        dir.path(),
-        "127.0.0.1:0",
+    let (dir, server) = start_configured(
         &[],
         &[("SPOOL_CALLBACK_SECRET", ""), ("SPOOL_ADMIN_TOKEN", ADMIN)],
     );

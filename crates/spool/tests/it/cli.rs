@@ -149,13 +149,7 @@ fn spool(args: &[&str]) -> std::process::Output {
 #[test]
 fn connection_flags_go_before_or_after_the_subcommand() {
     const ADMIN: &str = "cli-test-admin-token-0123";
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start_with_env(
-        dir.path(),
-        "127.0.0.1:0",
-        &[],
-        &[("SPOOL_ADMIN_TOKEN", ADMIN)],
-    );
+    let (dir, server) = start_configured(&[], &[("SPOOL_ADMIN_TOKEN", ADMIN)]);
     let addr = server.addr.as_str();
 
     // Before the subcommand.

@@ -160,6 +160,15 @@ impl Drop for ServerProc {
     }
 }
 
+/// A server over a fresh directory on ephemeral ports, with extra `flags`
+/// and environment variables `envs`.
+#[allow(dead_code)] // not every test module configures its server
+pub fn start_configured(flags: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, ServerProc) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start_with_env(dir.path(), "127.0.0.1:0", flags, envs);
+    (dir, server)
+}
+
 /// A temporary directory holding the file `name` with `contents`, and the
 /// file's path.
 #[allow(dead_code)] // not every test module writes files

@@ -3,7 +3,7 @@
 //! clients, and clients trusting another certificate, are refused cleanly
 //! and the server keeps serving. Also the per-peer connection limit.
 
-use crate::support::{cli, lines, ok, ServerProc};
+use crate::support::{cli, lines, ok, start_configured, ServerProc};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -149,12 +149,7 @@ fn bad_certificate_files_stop_the_start_with_the_file_named() {
 
 #[test]
 fn connections_per_peer_are_limited_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start_with(
-        dir.path(),
-        "127.0.0.1:0",
-        &["--max-connections-per-peer", "3"],
-    );
+    let (_dir, server) = start_configured(&["--max-connections-per-peer", "3"], &[]);
     // Three idle connections from 127.0.0.1 use up its share.
     let held: Vec<_> = (0..3)
         .map(|_| std::net::TcpStream::connect(&server.addr).unwrap())
