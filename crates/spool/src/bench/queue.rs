@@ -4,7 +4,7 @@
 use super::progress::{Goal, Progress};
 use super::report::{self, per_s, Latency, Report};
 use super::settings::Stop;
-use super::workloads::{goal, spawn_producers, totals};
+use super::workloads::{goal, publish_stamped, totals};
 use super::{join_all, stamp, Bench};
 use futures::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
@@ -222,13 +222,8 @@ pub async fn queue(bench: &Bench, mut report: Report) -> anyhow::Result<Report> 
             })
         })
         .collect();
-    let acked = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let sending = join_all(spawn_producers(
-        bench, producers, s.stop, true, start, &acked,
-    ))
-    .await;
-    let sent = match sending {
+    let sent = match publish_stamped(bench, producers, start).await {
         Ok(sent) => sent,
         Err(e) => {
             finish.stop.send_replace(true);

@@ -71,6 +71,18 @@ pub fn spawn_producers(
 }
 
 /// Sum of acknowledgements and the last one's time.
+/// Runs the producers of a workload whose messages carry their send time,
+/// until the settings' stop; answers what each sent.
+pub async fn publish_stamped(
+    bench: &Bench,
+    producers: Vec<Client>,
+    start: Instant,
+) -> anyhow::Result<Vec<Sent>> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = bench.settings.stop;
+    join_all(spawn_producers(bench, producers, stop, true, start, &acked)).await
+}
+
 pub fn totals(sent: &[Sent]) -> (u64, Option<Instant>) {
     let acked = sent.iter().map(|s| s.acked).sum();
     let last = sent.iter().filter_map(|s| s.last_ack).max();
@@ -239,13 +251,8 @@ pub async fn end_to_end(bench: &Bench, mut report: Report) -> anyhow::Result<Rep
             })
         })
         .collect();
-    let acked = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let sending = join_all(spawn_producers(
-        bench, producers, s.stop, true, start, &acked,
-    ))
-    .await;
-    let sent = match sending {
+    let sent = match publish_stamped(bench, producers, start).await {
         Ok(sent) => sent,
         Err(e) => {
             stop.store(true, Ordering::Relaxed);
