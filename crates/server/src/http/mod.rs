@@ -356,8 +356,20 @@ async fn fetch(
     Path(topic): Path<String>,
     Query(q): Query<json::FetchQuery>,
 ) -> ApiResult<Json<Value>> {
-    let max_bytes = q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20);
     let partition = q.partition.unwrap_or(0);
+    fetch_one(&s, &caller, topic, partition, &q).await.map(Json)
+}
+
+/// Reads one partition as `q` asks (from `offset`, up to `max_bytes`,
+/// waiting up to `wait_ms` when there is nothing): its messages as JSON.
+async fn fetch_one(
+    s: &Ops,
+    caller: &Caller,
+    topic: String,
+    partition: u32,
+    q: &json::FetchQuery,
+) -> ApiResult<Value> {
+    let max_bytes = q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20);
     let offset = q.offset.unwrap_or(0);
     let asked = ops::FetchPartition {
         topic,
@@ -366,14 +378,14 @@ async fn fetch(
         max_bytes,
     };
     let wait_ms = q.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
-    let fetched = s.fetch(&caller, vec![asked], max_bytes, wait_ms).await?;
+    let fetched = s.fetch(caller, vec![asked], max_bytes, wait_ms).await?;
     let Some(read) = fetched.partitions.into_iter().next() else {
         return Err(ApiError::invalid("nothing was fetched"));
     };
     if let Some(e) = read.error {
         return Err(ApiError(e));
     }
-    Ok(Json(json::fetched(partition, &read, offset)?))
+    json::fetched(partition, &read, offset)
 }
 
 async fn create_subscription(
@@ -542,23 +554,8 @@ async fn events(
     caller: Caller,
     Query(q): Query<json::FetchQuery>,
 ) -> ApiResult<Json<Value>> {
-    let offset = q.offset.unwrap_or(0);
-    let max_bytes = q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20);
-    let asked = ops::FetchPartition {
-        topic: spool_broker::EVENTS_TOPIC.to_owned(),
-        partition: 0,
-        offset,
-        max_bytes,
-    };
-    let wait_ms = q.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
-    let fetched = s.fetch(&caller, vec![asked], max_bytes, wait_ms).await?;
-    let Some(read) = fetched.partitions.into_iter().next() else {
-        return Err(ApiError::invalid("nothing was fetched"));
-    };
-    if let Some(e) = read.error {
-        return Err(ApiError(e));
-    }
-    let fetched = json::fetched(0, &read, offset)?;
+    let topic = spool_broker::EVENTS_TOPIC.to_owned();
+    let fetched = fetch_one(&s, &caller, topic, 0, &q).await?;
     // Events are JSON documents: show them as such.
     let events: Vec<Value> = fetched["messages"]
         .as_array()
