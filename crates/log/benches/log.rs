@@ -67,16 +67,27 @@ fn open_log(dir: &TempDir, durability: Durability) -> Log {
     Log::open(dir.path(), config).expect("open log").0
 }
 
-fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    group
+type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// The sampling settings of every benchmark here (flags such as
+/// `--sample-size` still override them).
+fn settings() -> Criterion {
+    Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+        .measurement_time(Duration::from_secs(2))
+}
+
+/// Counts each iteration as one write of `batch`, holding `records` records.
+fn per_batch(group: &mut Group<'_>, batch: &[u8], records: usize) {
+    group.throughput(Throughput::ElementsAndBytes {
+        elements: records as u64,
+        bytes: batch.len() as u64,
+    });
 }
 
 fn raw_disk(c: &mut Criterion) {
     let mut group = c.benchmark_group("raw_disk");
-    configure(&mut group);
 
     // Sequential write bandwidth: 1 MiB pwrites appended to one file, no sync
     // (what the log does under `never`).
@@ -137,7 +148,6 @@ fn open_rw(path: &std::path::Path) -> File {
 
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
-    configure(&mut group);
     let policies = [
         ("never", Durability::Never),
         ("interval5ms", Durability::Interval { interval_ms: 5 }),
@@ -149,10 +159,7 @@ fn append(c: &mut Criterion) {
                 let dir = temp_dir();
                 let log = open_log(&dir, durability);
                 let batch = batch(value_bytes, count);
-                group.throughput(Throughput::ElementsAndBytes {
-                    elements: count as u64,
-                    bytes: batch.len() as u64,
-                });
+                per_batch(&mut group, &batch, count);
                 let id = format!("{name}/{size_name}x{count}");
                 group.bench_function(id, |b| {
                     b.iter_custom(|iters| {
@@ -172,15 +179,11 @@ fn append(c: &mut Criterion) {
 
 fn group_commit(c: &mut Criterion) {
     let mut group = c.benchmark_group("group_commit");
-    configure(&mut group);
     for appenders in [1usize, 64] {
         let dir = temp_dir();
         let log = open_log(&dir, Durability::Always);
         let template = batch(100, 1);
-        group.throughput(Throughput::ElementsAndBytes {
-            elements: 1,
-            bytes: template.len() as u64,
-        });
+        per_batch(&mut group, &template, 1);
         let id = format!("always_100B/appenders={appenders}");
         group.bench_function(id, |b| {
             b.iter_custom(|iters| {
@@ -215,16 +218,12 @@ fn group_commit(c: &mut Criterion) {
 
 fn group_commit_syncer(c: &mut Criterion) {
     let mut group = c.benchmark_group("group_commit_syncer");
-    configure(&mut group);
     let syncer = Syncer::new(SYNCER_THREADS_DEFAULT).expect("start syncer");
     for in_flight in [1usize, 64] {
         let dir = temp_dir();
         let log = Arc::new(open_log(&dir, Durability::Always));
         let template = batch(100, 1);
-        group.throughput(Throughput::ElementsAndBytes {
-            elements: 1,
-            bytes: template.len() as u64,
-        });
+        per_batch(&mut group, &template, 1);
         let id = format!("always_100B/in_flight={in_flight}");
         group.bench_function(id, |b| {
             b.iter_custom(|iters| {
@@ -268,7 +267,6 @@ fn group_commit_syncer(c: &mut Criterion) {
 
 fn read(c: &mut Criterion) {
     let mut group = c.benchmark_group("read");
-    configure(&mut group);
     // 160 MiB of 1 KiB records in batches of 100 (~103 KB each), rolled into
     // 32 MiB segments; everything below the active segment is sealed.
     let dir = temp_dir();
@@ -337,12 +335,9 @@ fn read(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    raw_disk,
-    append,
-    group_commit,
-    group_commit_syncer,
-    read
-);
+criterion_group! {
+    name = benches;
+    config = settings();
+    targets = raw_disk, append, group_commit, group_commit_syncer, read
+}
 criterion_main!(benches);

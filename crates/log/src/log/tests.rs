@@ -66,6 +66,18 @@ fn pause_leaders(log: &Log, pause: impl Fn() + Send + Sync + 'static) {
     *log.hooks.pause.lock().unwrap() = Some(Arc::new(pause));
 }
 
+/// Makes every sync leader signal on the returned channel, then pause for
+/// 100 ms, before it publishes what it synced.
+fn pause_leaders_and_signal(log: &Log) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    pause_leaders(log, move || {
+        let _ = tx.lock().unwrap().send(());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
+    rx
+}
+
 /// Group commit with segment rolls (which make everything written durable
 /// without a group sync) interleaved: every writer returns, and only once
 /// its batch is durable.
@@ -201,12 +213,7 @@ fn truncate_suffix_waits_for_a_sync_in_flight() {
     let (log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
     log.write(&one_record("a"), 0).unwrap();
     log.write(&one_record("b"), 0).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tx = Mutex::new(tx);
-    pause_leaders(&log, move || {
-        let _ = tx.lock().unwrap().send(());
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    });
+    let rx = pause_leaders_and_signal(&log);
     std::thread::scope(|s| {
         let syncer = s.spawn(|| log.sync_to(2));
         rx.recv().unwrap(); // the leader has synced 0..2, not yet published
@@ -236,12 +243,7 @@ fn truncate_suffix_waits_for_a_durable_write_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
     log.write_durable(&one_record("a"), 0).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tx = Mutex::new(tx);
-    pause_leaders(&log, move || {
-        let _ = tx.lock().unwrap().send(());
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    });
+    let rx = pause_leaders_and_signal(&log);
     std::thread::scope(|s| {
         let writer = s.spawn(|| log.write_durable(&one_record("b"), 0));
         rx.recv().unwrap();

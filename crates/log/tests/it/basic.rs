@@ -1,6 +1,13 @@
 use crate::support::*;
 use spool_log::{Durability, Log, LogConfig, LogError};
 
+/// A log in a new temporary directory, with the `small` configuration.
+fn open_small() -> (tempfile::TempDir, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    (dir, log)
+}
+
 fn small() -> LogConfig {
     LogConfig {
         segment_bytes: 4096,
@@ -79,8 +86,7 @@ fn rolls_segments_and_survives_reopen_with_indexes() {
 
 #[test]
 fn reads_by_timestamp() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let (_dir, log) = open_small();
     for i in 0..100i64 {
         log.write_durable(&batch("t", 1, 1_000 + i * 10), 0)
             .unwrap();
@@ -141,8 +147,7 @@ fn retention_by_size_and_age_deletes_whole_sealed_segments() {
 
 #[test]
 fn start_offset_advances_durably() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let (dir, log) = open_small();
     for _ in 0..50 {
         log.write_durable(&batch("x", 4, 0), 0).unwrap();
     }
@@ -159,8 +164,7 @@ fn start_offset_advances_durably() {
 
 #[test]
 fn truncate_suffix_drops_batches_at_and_after_a_boundary() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let (dir, log) = open_small();
     for i in 0..100 {
         log.write_durable(&batch(&format!("b{i}"), 3, i), 0)
             .unwrap();
@@ -191,8 +195,7 @@ fn truncate_suffix_drops_batches_at_and_after_a_boundary() {
 
 #[test]
 fn invalid_input_gets_typed_errors_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let (dir, log) = open_small();
     log.write_durable(&batch("ok", 1, 0), 0).unwrap();
     let mut bad = batch("bad", 2, 0);
     let last = bad.len() - 1;
@@ -228,8 +231,7 @@ fn always_readers_see_only_durable_offsets_and_interval_syncs() {
     log.sync_if_due(1101).unwrap();
     assert_eq!(log.stats().durable_offset, 2);
     // Under `always`, a written but unsynced batch is invisible.
-    let dir2 = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir2.path(), small()).unwrap();
+    let (_dir2, log) = open_small();
     let (a, must_sync) = log.write(&batch("w", 1, 0), 0).unwrap();
     assert!(must_sync);
     assert!(log.read(0, 100).unwrap().bytes.is_empty());
@@ -287,8 +289,7 @@ fn stray_files_are_cleaned_and_reported() {
 
 #[test]
 fn retained_bytes_follow_the_start_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let (dir, log) = open_small();
     let one = sized(100, 7, 0).len() as u64;
     for _ in 0..100 {
         log.write_durable(&sized(100, 7, 0), 0).unwrap();
@@ -321,8 +322,7 @@ fn a_lone_headerless_segment_is_recreated_at_its_base() {
 /// offset keeps the value it was first read with.
 #[test]
 fn readers_during_group_commit_see_only_durable_whole_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let (_dir, log) = open_small();
     let done = std::sync::atomic::AtomicBool::new(false);
     let (acked, seen) = std::thread::scope(|s| {
         let appenders: Vec<_> = (0..8)
@@ -378,8 +378,7 @@ fn readers_during_group_commit_see_only_durable_whole_batches() {
 /// every batch intact.
 #[test]
 fn switching_durability_while_appending_keeps_offsets_dense() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    let (dir, log) = open_small();
     let policies = [
         Durability::Never,
         Durability::Always,
