@@ -116,40 +116,24 @@ pub struct TopicConfigPatch {
 
 impl TopicConfig {
     pub fn apply(&self, patch: &TopicConfigPatch) -> TopicConfig {
-        let mut c = self.clone();
         // Zero clears an optional limit, so limits can be removed again.
-        let clear = |v: u64| if v == 0 { None } else { Some(v) };
-        if let Some(v) = patch.max_messages {
-            c.max_messages = clear(v);
+        let limit = |new: Option<u64>, old: Option<u64>| match new {
+            Some(0) => None,
+            Some(v) => Some(v),
+            None => old,
+        };
+        TopicConfig {
+            max_messages: limit(patch.max_messages, self.max_messages),
+            max_bytes: limit(patch.max_bytes, self.max_bytes),
+            on_full: patch.on_full.unwrap_or(self.on_full),
+            retention: patch.retention.unwrap_or(self.retention),
+            retention_bytes: limit(patch.retention_bytes, self.retention_bytes),
+            retention_ms: limit(patch.retention_ms, self.retention_ms),
+            durability: patch.durability.unwrap_or(self.durability),
+            segment_bytes: patch.segment_bytes.unwrap_or(self.segment_bytes),
+            dedup_window_ms: patch.dedup_window_ms.unwrap_or(self.dedup_window_ms),
+            warn_depth: limit(patch.warn_depth, self.warn_depth),
         }
-        if let Some(v) = patch.max_bytes {
-            c.max_bytes = clear(v);
-        }
-        if let Some(v) = patch.on_full {
-            c.on_full = v;
-        }
-        if let Some(v) = patch.retention {
-            c.retention = v;
-        }
-        if let Some(v) = patch.retention_bytes {
-            c.retention_bytes = clear(v);
-        }
-        if let Some(v) = patch.retention_ms {
-            c.retention_ms = clear(v);
-        }
-        if let Some(v) = patch.durability {
-            c.durability = v;
-        }
-        if let Some(v) = patch.segment_bytes {
-            c.segment_bytes = v;
-        }
-        if let Some(v) = patch.dedup_window_ms {
-            c.dedup_window_ms = v;
-        }
-        if let Some(v) = patch.warn_depth {
-            c.warn_depth = clear(v);
-        }
-        c
     }
 
     pub fn validate(&self) -> Result<()> {

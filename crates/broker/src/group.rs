@@ -396,32 +396,34 @@ mod tests {
     fn held(v: &GroupView) -> Vec<u32> {
         v.partitions.iter().map(|((_, p), _)| *p).collect()
     }
+    /// A new member of group "g", reading `pattern` from the earliest offset.
+    fn join(
+        c: &mut Coordinator,
+        client_id: &str,
+        pattern: &str,
+        session_timeout_ms: u64,
+        cat: &Catalog,
+        now_ms: i64,
+    ) -> GroupView {
+        c.join(
+            "g",
+            None,
+            client_id,
+            pats(&[pattern]),
+            session_timeout_ms,
+            StartFrom::Earliest,
+            cat,
+            now_ms,
+        )
+    }
 
     #[test]
     fn partitions_move_only_after_the_old_holder_lets_go() {
         let cat = catalog(&[("t", 3)]);
         let mut c = Coordinator::new();
-        let a = c.join(
-            "g",
-            None,
-            "a",
-            pats(&["t"]),
-            10_000,
-            StartFrom::Earliest,
-            &cat,
-            0,
-        );
+        let a = join(&mut c, "a", "t", 10_000, &cat, 0);
         assert_eq!(held(&a), [0, 1, 2]);
-        let b = c.join(
-            "g",
-            None,
-            "b",
-            pats(&["t"]),
-            10_000,
-            StartFrom::Earliest,
-            &cat,
-            1,
-        );
+        let b = join(&mut c, "b", "t", 10_000, &cat, 1);
         // B's target partitions are still held by A: B gets none yet.
         assert!(held(&b).is_empty(), "{b:?}");
         // A heartbeats with its old generation: learns it keeps fewer.
@@ -456,16 +458,7 @@ mod tests {
         let mut c = Coordinator::new();
         let mut ids = Vec::new();
         for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            let v = c.join(
-                "g",
-                None,
-                name,
-                pats(&["t"]),
-                10_000,
-                StartFrom::Earliest,
-                &cat,
-                i as i64,
-            );
+            let v = join(&mut c, name, "t", 10_000, &cat, i as i64);
             ids.push(v.member_id);
         }
         // Let every hand-off finish: each member acknowledges the generation.
@@ -487,26 +480,8 @@ mod tests {
     fn expired_members_release_at_once() {
         let cat = catalog(&[("t", 2)]);
         let mut c = Coordinator::new();
-        let a = c.join(
-            "g",
-            None,
-            "a",
-            pats(&["t"]),
-            1_000,
-            StartFrom::Earliest,
-            &cat,
-            0,
-        );
-        let b = c.join(
-            "g",
-            None,
-            "b",
-            pats(&["t"]),
-            1_000,
-            StartFrom::Earliest,
-            &cat,
-            0,
-        );
+        let a = join(&mut c, "a", "t", 1_000, &cat, 0);
+        let b = join(&mut c, "b", "t", 1_000, &cat, 0);
         c.heartbeat("g", &a.member_id, a.generation, 500).unwrap();
         c.heartbeat("g", &a.member_id, b.generation, 600).unwrap();
         c.heartbeat("g", &b.member_id, b.generation, 600).unwrap();
@@ -527,16 +502,7 @@ mod tests {
     fn patterns_pick_up_new_topics_and_low_water_tracks_commits() {
         let mut cat = catalog(&[("orders.eu", 1)]);
         let mut c = Coordinator::new();
-        let a = c.join(
-            "g",
-            None,
-            "a",
-            pats(&["orders.*"]),
-            10_000,
-            StartFrom::Earliest,
-            &cat,
-            0,
-        );
+        let a = join(&mut c, "a", "orders.*", 10_000, &cat, 0);
         assert_eq!(a.partitions.len(), 1);
         cat.insert("orders.us".into(), 2);
         cat.insert("other".into(), 1);
