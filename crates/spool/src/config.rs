@@ -387,6 +387,19 @@ impl Settings {
         ConfigError(format!("{}: {message}", self.name(key)))
     }
 
+    /// `n` as a `T` of at least 1, or an error about `key` saying `must`.
+    fn positive<T: TryFrom<u64> + PartialOrd + From<u8>>(
+        &self,
+        key: &str,
+        n: u64,
+        must: &str,
+    ) -> Result<T, ConfigError> {
+        T::try_from(n)
+            .ok()
+            .filter(|n| *n >= T::from(1))
+            .ok_or_else(|| self.error(key, must))
+    }
+
     /// Checks every value and resolves addresses and the admin token.
     pub fn validate(&self) -> Result<Validated, ConfigError> {
         let v = &self.values;
@@ -400,12 +413,7 @@ impl Settings {
         if v.data_dir.as_os_str().is_empty() {
             return Err(self.error("data_dir", "must name a directory"));
         }
-        let at_least_one = |key: &str, n: u64| {
-            usize::try_from(n)
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| self.error(key, "must be at least 1"))
-        };
+        let at_least_one = |key: &str, n: u64| self.positive::<usize>(key, n, "must be at least 1");
         let max_connections = at_least_one("max_connections", v.max_connections)?;
         let max_connections_per_peer = v
             .max_connections_per_peer
@@ -414,12 +422,11 @@ impl Settings {
         let token_rate_per_s = v
             .token_rate_per_s
             .map(|n| {
-                u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    self.error(
-                        "token_rate_per_s",
-                        "must be between 1 and 4294967295 requests per second",
-                    )
-                })
+                self.positive::<u32>(
+                    "token_rate_per_s",
+                    n,
+                    "must be between 1 and 4294967295 requests per second",
+                )
             })
             .transpose()?;
         let tls = match (&v.tls_cert_file, &v.tls_key_file) {
@@ -452,10 +459,7 @@ impl Settings {
             }
         };
         let millis = |key: &str, n: u64| {
-            i64::try_from(n)
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| self.error(key, "must be a positive number of milliseconds"))
+            self.positive::<i64>(key, n, "must be a positive number of milliseconds")
         };
         let request_ttl_ms = millis("request_ttl_ms", v.request_ttl_ms)?;
         let callback_retry_ms = millis("callback_retry_ms", v.callback_retry_ms)?;

@@ -149,21 +149,26 @@ fn subscription_json(s: &SubscriptionInfo) -> Value {
     })
 }
 
+/// `bytes` as JSON: a string when they are UTF-8, else null and (second)
+/// their base64; absent bytes are null.
+fn bytes_json(bytes: Option<&[u8]>) -> (Value, Option<Value>) {
+    match bytes.map(std::str::from_utf8) {
+        None => (Value::Null, None),
+        Some(Ok(text)) => (Value::String(text.to_owned()), None),
+        Some(Err(_)) => {
+            let encoded = B64.encode(bytes.unwrap_or_default());
+            (Value::Null, Some(Value::String(encoded)))
+        }
+    }
+}
+
 /// Puts `bytes` in `obj` as `name` (a string) when it is UTF-8, else as
 /// `name_base64` with `name` null; absent bytes are `name: null`.
 fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
-    match bytes.map(std::str::from_utf8) {
-        None => {
-            obj.insert(name.to_owned(), Value::Null);
-        }
-        Some(Ok(text)) => {
-            obj.insert(name.to_owned(), Value::String(text.to_owned()));
-        }
-        Some(Err(_)) => {
-            obj.insert(name.to_owned(), Value::Null);
-            let encoded = B64.encode(bytes.unwrap_or_default());
-            obj.insert(format!("{name}_base64"), Value::String(encoded));
-        }
+    let (text, base64) = bytes_json(bytes);
+    obj.insert(name.to_owned(), text);
+    if let Some(encoded) = base64 {
+        obj.insert(format!("{name}_base64"), encoded);
     }
 }
 
@@ -181,18 +186,10 @@ pub fn message_json(m: &LeasedMessage) -> Value {
     let mut headers = Map::new();
     let mut binary = Map::new();
     for (k, v) in &m.headers {
-        match v.as_deref().map(std::str::from_utf8) {
-            None => {
-                headers.insert(k.clone(), Value::Null);
-            }
-            Some(Ok(text)) => {
-                headers.insert(k.clone(), Value::String(text.to_owned()));
-            }
-            Some(Err(_)) => {
-                headers.insert(k.clone(), Value::Null);
-                let encoded = B64.encode(v.as_deref().unwrap_or_default());
-                binary.insert(k.clone(), Value::String(encoded));
-            }
+        let (text, base64) = bytes_json(v.as_deref());
+        headers.insert(k.clone(), text);
+        if let Some(encoded) = base64 {
+            binary.insert(k.clone(), encoded);
         }
     }
     obj.insert("headers".into(), Value::Object(headers));
@@ -221,6 +218,14 @@ fn settled_exit(results: &[Result<(), ClientError>]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Reports the refused receipts, prints `{done}: N` for the settled ones,
+/// and fails if any was refused.
+fn settled(results: &[Result<(), ClientError>], done: &str) -> anyhow::Result<ExitCode> {
+    let n = report_receipts(results);
+    write_stdout(format!("{done}: {n}\n").as_bytes())?;
+    Ok(settled_exit(results))
 }
 
 pub async fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
@@ -256,9 +261,7 @@ pub async fn ack(args: AckArgs) -> anyhow::Result<ExitCode> {
     let results = client
         .ack(&args.topic, &args.subscription, &args.receipts)
         .await?;
-    let n = report_receipts(&results);
-    write_stdout(format!("acknowledged: {n}\n").as_bytes())?;
-    Ok(settled_exit(&results))
+    settled(&results, "acknowledged")
 }
 
 pub async fn nack(args: NackArgs) -> anyhow::Result<ExitCode> {
@@ -273,9 +276,7 @@ pub async fn nack(args: NackArgs) -> anyhow::Result<ExitCode> {
             args.error.as_deref(),
         )
         .await?;
-    let n = report_receipts(&results);
-    write_stdout(format!("nacked: {n}\n").as_bytes())?;
-    Ok(settled_exit(&results))
+    settled(&results, "nacked")
 }
 
 pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
@@ -284,9 +285,7 @@ pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     let results = client
         .extend(&args.topic, &args.subscription, &args.receipts, by)
         .await?;
-    let n = report_receipts(&results);
-    write_stdout(format!("extended: {n}\n").as_bytes())?;
-    Ok(settled_exit(&results))
+    settled(&results, "extended")
 }
 
 pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {

@@ -79,39 +79,35 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<ExitCode> {
                 let record = client.get_request(&id, slice).await?;
                 let status = RequestStatus::of(&record);
                 if status.is_some_and(RequestStatus::is_final) {
-                    print_record(&record)?;
                     if status == Some(RequestStatus::Succeeded) {
+                        print_record(&record)?;
                         return Ok(ExitCode::SUCCESS);
                     }
-                    let error = record
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("no error given");
-                    eprintln!(
-                        "error: {}",
-                        Failure::new("REQUEST_FAILED", format!("request {id} failed: {error}"))
-                    );
-                    return Ok(ExitCode::FAILURE);
+                    let error = text(&record, "error", "no error given");
+                    let message = format!("request {id} failed: {error}");
+                    return failed(&record, Failure::new("REQUEST_FAILED", message));
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    print_record(&record)?;
-                    let now = record
-                        .get("status")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown");
-                    eprintln!(
-                        "error: {}",
-                        Failure::new(
-                            "TIMEOUT",
-                            format!(
-                                "request {id} did not finish within {} ms (it is {now})",
-                                timeout_ms.unwrap_or(0)
-                            ),
-                        )
+                    let now = text(&record, "status", "unknown");
+                    let message = format!(
+                        "request {id} did not finish within {} ms (it is {now})",
+                        timeout_ms.unwrap_or(0)
                     );
-                    return Ok(ExitCode::FAILURE);
+                    return failed(&record, Failure::new("TIMEOUT", message));
                 }
             }
         }
     }
+}
+
+/// A text field of a request record, or `missing` where it has none.
+fn text<'a>(record: &'a Value, key: &str, missing: &'a str) -> &'a str {
+    record.get(key).and_then(Value::as_str).unwrap_or(missing)
+}
+
+/// Prints the request's record, then why waiting for it failed.
+fn failed(record: &Value, failure: Failure) -> anyhow::Result<ExitCode> {
+    print_record(record)?;
+    eprintln!("error: {failure}");
+    Ok(ExitCode::FAILURE)
 }

@@ -92,6 +92,16 @@ fn is_connection_error(e: &ClientError) -> bool {
     matches!(e, ClientError::Io(_) | ClientError::Disconnected(_))
 }
 
+/// Whether a receive from the request queue failed only because the queue
+/// (its topic and workers' subscription) does not exist yet: the first
+/// submitted request creates it.
+pub(crate) fn queue_not_created_yet(e: &ClientError) -> bool {
+    matches!(
+        e.code(),
+        Some(ErrorCode::UnknownTopic | ErrorCode::UnknownSubscription)
+    )
+}
+
 /// Sleeps `d` unless a stop comes first.
 async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) {
     tokio::select! {
@@ -175,12 +185,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             .await
         {
             Ok(m) => m,
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some(ErrorCode::UnknownTopic | ErrorCode::UnknownSubscription)
-                ) =>
-            {
+            Err(e) if queue_not_created_yet(&e) => {
                 // The queue appears with its first request.
                 if !waiting_logged {
                     tracing::info!(queue = %ctx.queue, "waiting for the request queue to exist: {}", e.message());

@@ -11,8 +11,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use spool_client::{
-    Client, ClientError, ErrorCode, LeasedMessage, QueueOptions, REQUEST_ID_HEADER,
-    WORKERS_SUBSCRIPTION,
+    Client, ClientError, LeasedMessage, QueueOptions, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -172,10 +171,7 @@ pub async fn queue(bench: &Bench, mut report: Report) -> anyhow::Result<Report> 
     admin
         .create_subscription(&bench.topic, SUBSCRIPTION, options)
         .await?;
-    let workers = bench.connect_n(s.consumers).await?;
-    let producers = bench.connect_n(s.producers).await?;
-    let finish = Finish::new();
-    let progress = Progress::start("queue", goal(s.stop), Arc::clone(&finish.done));
+    let (workers, producers, finish, progress) = start_run(bench, "queue").await?;
     let epoch = bench.epoch;
     let max = s.receive_max;
     let tasks: Vec<JoinHandle<anyhow::Result<Worked>>> = workers
@@ -300,12 +296,23 @@ async fn submit_loop(
     }
 }
 
-pub async fn requests(bench: &Bench, mut report: Report) -> anyhow::Result<Report> {
+/// Connects a queue or requests run's workers (`--consumers`) and
+/// producers, and starts its count of what is done and its progress line.
+async fn start_run(
+    bench: &Bench,
+    label: &str,
+) -> anyhow::Result<(Vec<Client>, Vec<Client>, Finish, Progress)> {
     let s = &bench.settings;
     let workers = bench.connect_n(s.consumers).await?;
-    let submitters = bench.connect_n(s.producers).await?;
+    let producers = bench.connect_n(s.producers).await?;
     let finish = Finish::new();
-    let progress = Progress::start("requests", goal(s.stop), Arc::clone(&finish.done));
+    let progress = Progress::start(label, goal(s.stop), Arc::clone(&finish.done));
+    Ok((workers, producers, finish, progress))
+}
+
+pub async fn requests(bench: &Bench, mut report: Report) -> anyhow::Result<Report> {
+    let s = &bench.settings;
+    let (workers, submitters, finish, progress) = start_run(bench, "requests").await?;
     let epoch = bench.epoch;
     let max = s.receive_max;
     let result = json!("ok");
@@ -321,12 +328,7 @@ pub async fn requests(bench: &Bench, mut report: Report) -> anyhow::Result<Repor
                     let messages = match received {
                         Ok(m) => m,
                         // The first submit creates the queue's subscription.
-                        Err(e)
-                            if matches!(
-                                e.code(),
-                                Some(ErrorCode::UnknownSubscription | ErrorCode::UnknownTopic)
-                            ) =>
-                        {
+                        Err(e) if crate::worker::queue_not_created_yet(&e) => {
                             tokio::time::sleep(NOT_YET_PAUSE).await;
                             continue;
                         }

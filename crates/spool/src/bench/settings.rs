@@ -73,6 +73,24 @@ pub fn workload_name(w: BenchWorkload) -> &'static str {
     }
 }
 
+/// Consumers when `--consumers` is not given: 16 for queue and requests,
+/// else 1.
+fn default_consumers(w: BenchWorkload) -> u64 {
+    match w {
+        BenchWorkload::Queue | BenchWorkload::Requests => 16,
+        _ => 1,
+    }
+}
+
+/// Linger when `--linger-ms` is not given: 0 for end-to-end and queue,
+/// else 5.
+fn default_linger_ms(w: BenchWorkload) -> u64 {
+    match w {
+        BenchWorkload::EndToEnd | BenchWorkload::Queue => 0,
+        _ => 5,
+    }
+}
+
 fn invalid(message: impl Into<String>) -> Failure {
     Failure::new("INVALID_REQUEST", message)
 }
@@ -128,26 +146,14 @@ impl Settings {
         }
         let size = usize::try_from(a.size).unwrap_or(SIZE_MAX);
         let producers = ranged("--producers", a.producers, 1, CLIENTS_MAX)?;
-        let consumers_default = match w {
-            BenchWorkload::Queue | BenchWorkload::Requests => 16,
-            _ => 1,
-        };
-        let consumers = ranged(
-            "--consumers",
-            a.consumers.unwrap_or(consumers_default),
-            1,
-            CLIENTS_MAX,
-        )?;
+        let consumers = a.consumers.unwrap_or(default_consumers(w));
+        let consumers = ranged("--consumers", consumers, 1, CLIENTS_MAX)?;
         let partitions_default = match w {
             BenchWorkload::Consume | BenchWorkload::EndToEnd => consumers,
             _ => 1,
         };
-        let partitions = ranged(
-            "--partitions",
-            a.partitions.unwrap_or(partitions_default),
-            1,
-            u64::from(PARTITIONS_MAX),
-        )?;
+        let partitions = a.partitions.unwrap_or(partitions_default);
+        let partitions = ranged("--partitions", partitions, 1, u64::from(PARTITIONS_MAX))?;
         if matches!(w, BenchWorkload::Consume | BenchWorkload::EndToEnd) && consumers > partitions {
             return Err(invalid(format!(
                 "{name}: each consumer reads its own partitions, so --partitions ({partitions}) must be at least --consumers ({consumers})"
@@ -155,16 +161,8 @@ impl Settings {
         }
         let batch = ranged("--batch", a.batch, 1, BATCH_RECORDS_MAX as u64)?;
         let window = ranged("--window", a.window, 1, CONNECTION_IN_FLIGHT_MAX as u64)?;
-        let linger_default = match w {
-            BenchWorkload::EndToEnd | BenchWorkload::Queue => 0,
-            _ => 5,
-        };
-        let linger_ms = ranged(
-            "--linger-ms",
-            a.linger_ms.unwrap_or(linger_default),
-            0,
-            LINGER_MS_MAX,
-        )?;
+        let linger_ms = a.linger_ms.unwrap_or(default_linger_ms(w));
+        let linger_ms = ranged("--linger-ms", linger_ms, 0, LINGER_MS_MAX)?;
         let rate = match (w, a.rate) {
             (BenchWorkload::Consume | BenchWorkload::Requests, Some(_)) => {
                 return Err(invalid(format!(

@@ -65,6 +65,17 @@ fn cut_tail(path: &Path, bytes: u64) {
         .unwrap();
 }
 
+/// Prepared data whose first segment in `rel_dir` lost its last `bytes`,
+/// and the server restarted on it: the data, that segment, the server and
+/// its log.
+fn restart_torn(rel_dir: &str, bytes: u64) -> (tempfile::TempDir, PathBuf, ServerProc, String) {
+    let dir = prepared();
+    let seg = file(dir.path(), &format!("{rel_dir}/{SEGMENT}"));
+    cut_tail(&seg, bytes);
+    let (server, log) = restart(dir.path());
+    (dir, seg, server, log)
+}
+
 fn flip(path: &Path, at: u64, mask: u8) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[at as usize] ^= mask;
@@ -73,10 +84,7 @@ fn flip(path: &Path, at: u64, mask: u8) {
 
 #[test]
 fn a_torn_topic_tail_is_cut_at_the_last_whole_batch_and_reported() {
-    let dir = prepared();
-    let seg = file(dir.path(), &format!("topics/t/0/{SEGMENT}"));
-    cut_tail(&seg, 7);
-    let (server, log) = restart(dir.path());
+    let (_dir, seg, server, log) = restart_torn("topics/t/0", 7);
     assert!(
         log.contains("recovery") && log.contains(&seg.display().to_string()) && log.contains("cut"),
         "{log}"
@@ -113,10 +121,7 @@ fn a_flipped_bit_inside_a_topic_is_reported_and_never_served() {
 
 #[test]
 fn a_torn_queue_state_log_is_reported_and_costs_only_redeliveries() {
-    let dir = prepared();
-    let state = file(dir.path(), &format!("queues/t/w/{SEGMENT}"));
-    cut_tail(&state, 5);
-    let (server, log) = restart(dir.path());
+    let (_dir, _state, server, log) = restart_torn("queues/t/w", 5);
     assert!(
         log.contains("subscription t/w") && log.contains("delivered again"),
         "{log}"
