@@ -10,11 +10,10 @@
 
 use crate::client::{Client, PushEvent};
 use crate::error::ClientError;
-use crate::subscription;
+use crate::subscription::Handle;
 use futures::Stream;
-use spool_proto::{self as p, LeasedMessage, Push, Request, ResponseBody};
+use spool_proto::{self as p, LeasedMessage, Push, Request};
 use std::collections::VecDeque;
-use tokio::sync::mpsc;
 
 /// Credit of a queue push subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +39,7 @@ impl Default for QueueSubscribeOptions {
 /// leases already delivered stay valid until their deadlines.
 #[derive(Debug)]
 pub struct QueueSubscriber {
-    client: Client,
-    id: u32,
-    rx: mpsc::UnboundedReceiver<PushEvent>,
+    sub: Handle,
     buffered: VecDeque<LeasedMessage>,
     /// Credit taken by the application and not yet granted back.
     owed_messages: u32,
@@ -50,8 +47,6 @@ pub struct QueueSubscriber {
     /// Grant back once this many messages are owed (half the credit), so
     /// messages keep flowing without a Credit request per message.
     grant_at: u32,
-    finished: bool,
-    unsubscribed: bool,
 }
 
 /// What a message costs in byte credit (as the server charges it).
@@ -77,27 +72,18 @@ impl QueueSubscriber {
                 credit_bytes: options.credit_bytes,
             })
         };
-        let confirmed = |body: &ResponseBody| match body {
-            ResponseBody::QueueSubscribed { subscription_id } => Some(*subscription_id),
-            _ => None,
-        };
-        let (id, rx) = subscription::open(client, subscribe, confirmed).await?;
         Ok(QueueSubscriber {
-            client: client.clone(),
-            id,
-            rx,
+            sub: Handle::open(client, subscribe).await?,
             buffered: VecDeque::new(),
             owed_messages: 0,
             owed_bytes: 0,
             grant_at: (options.credit_messages / 2).max(1),
-            finished: false,
-            unsubscribed: false,
         })
     }
 
     /// The subscription id (unique on its connection).
     pub fn id(&self) -> u32 {
-        self.id
+        self.sub.id
     }
 
     /// The next leased message; ack, nack or extend it by its receipt.
@@ -116,24 +102,10 @@ impl QueueSubscriber {
                 }
                 return Some(Ok(m));
             }
-            if self.finished {
-                return None;
-            }
-            match self.rx.recv().await {
-                None => {
-                    self.finished = true;
-                    return None;
-                }
-                Some(PushEvent::Lost(e)) => {
-                    self.finished = true;
-                    return Some(Err(e));
-                }
-                Some(PushEvent::Push(Push::SubscriptionClosed(e))) => {
-                    self.finished = true;
-                    return Some(Err(ClientError::Server(e)));
-                }
-                Some(PushEvent::Push(Push::QueueDeliver(d))) => self.buffered.extend(d.messages),
-                Some(PushEvent::Push(_)) => {}
+            match self.sub.next_push().await? {
+                Ok(Push::QueueDeliver(d)) => self.buffered.extend(d.messages),
+                Ok(_) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }
@@ -154,8 +126,8 @@ impl QueueSubscriber {
         // A zero byte grant still matters when messages were empty: the
         // server needs both counters above zero, and its charge for them
         // was zero bytes, so nothing is lost by granting 0.
-        self.client.send_and_forget(&Request::Credit(p::Credit {
-            subscription_id: self.id,
+        self.sub.client.send_and_forget(&Request::Credit(p::Credit {
+            subscription_id: self.sub.id,
             messages: self.owed_messages,
             bytes: self.owed_bytes,
         }));
@@ -167,29 +139,14 @@ impl QueueSubscriber {
     /// answer. Messages delivered but not yet taken are returned: their
     /// leases are still this client's to settle (or to let lapse).
     pub async fn unsubscribe(mut self) -> Result<Vec<LeasedMessage>, ClientError> {
-        self.unsubscribed = true;
-        let result = self
-            .client
-            .call(Request::Unsubscribe(p::Unsubscribe {
-                subscription_id: self.id,
-            }))
-            .await;
+        let result = self.sub.unsubscribe().await;
         // Deliveries sent before the answer are already queued here.
-        while let Ok(event) = self.rx.try_recv() {
+        while let Ok(event) = self.sub.rx.try_recv() {
             if let PushEvent::Push(Push::QueueDeliver(d)) = event {
                 self.buffered.extend(d.messages);
             }
         }
-        self.client.unregister_subscription(self.id);
         let left = std::mem::take(&mut self.buffered).into();
-        subscription::unsubscribed(result, self.finished).map(|()| left)
-    }
-}
-
-impl Drop for QueueSubscriber {
-    fn drop(&mut self) {
-        if !self.unsubscribed {
-            subscription::forget(&self.client, self.id, self.finished);
-        }
+        self.sub.unsubscribed(result).map(|()| left)
     }
 }

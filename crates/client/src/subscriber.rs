@@ -4,13 +4,12 @@
 //! from [`Subscriber::recv`], so at most the initial credit (plus one batch)
 //! is ever buffered here, however slow the application is.
 
-use crate::client::{Client, PushEvent};
+use crate::client::Client;
 use crate::error::ClientError;
 use crate::records::{decode_records, ConsumedRecord};
-use crate::subscription;
-use spool_proto::{self as p, Push, Request, ResponseBody, SubscribeStart};
+use crate::subscription::Handle;
+use spool_proto::{self as p, Push, Request, SubscribeStart};
 use std::collections::HashMap;
-use tokio::sync::mpsc;
 
 /// Subscription settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +45,10 @@ pub struct Delivery {
 /// A push subscription. Dropping it unsubscribes (without waiting).
 #[derive(Debug)]
 pub struct Subscriber {
-    client: Client,
-    id: u32,
-    rx: mpsc::UnboundedReceiver<PushEvent>,
+    sub: Handle,
     start: SubscribeStart,
     /// Next offset expected per partition, once one delivery was seen.
     positions: HashMap<(String, u32), u64>,
-    finished: bool,
-    unsubscribed: bool,
 }
 
 impl Subscriber {
@@ -74,25 +69,16 @@ impl Subscriber {
                 credit_bytes: options.credit_bytes,
             })
         };
-        let confirmed = |body: &ResponseBody| match body {
-            ResponseBody::Subscribed { subscription_id } => Some(*subscription_id),
-            _ => None,
-        };
-        let (id, rx) = subscription::open(client, subscribe, confirmed).await?;
         Ok(Subscriber {
-            client: client.clone(),
-            id,
-            rx,
+            sub: Handle::open(client, subscribe).await?,
             start: options.start,
             positions: HashMap::new(),
-            finished: false,
-            unsubscribed: false,
         })
     }
 
     /// The subscription id (unique on its connection).
     pub fn id(&self) -> u32 {
-        self.id
+        self.sub.id
     }
 
     /// The next delivery. `None` once the subscription has ended; the
@@ -102,31 +88,14 @@ impl Subscriber {
     /// Taking a delivery grants its cost back to the server as credit.
     pub async fn recv(&mut self) -> Option<Result<Delivery, ClientError>> {
         loop {
-            if self.finished {
-                return None;
-            }
-            let event = match self.rx.recv().await {
-                Some(event) => event,
-                None => {
-                    self.finished = true;
-                    return None;
-                }
-            };
-            match event {
-                PushEvent::Lost(e) => {
-                    self.finished = true;
-                    return Some(Err(e));
-                }
-                PushEvent::Push(Push::SubscriptionClosed(e)) => {
-                    self.finished = true;
-                    return Some(Err(ClientError::Server(e)));
-                }
-                PushEvent::Push(Push::Deliver(d)) => {
+            match self.sub.next_push().await? {
+                Ok(Push::Deliver(d)) => {
                     if let Some(delivery) = self.take(d) {
                         return Some(delivery);
                     }
                 }
-                PushEvent::Push(_) => {}
+                Ok(_) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }
@@ -160,8 +129,8 @@ impl Subscriber {
         // The server charged the batches' record counts and byte length.
         let messages = u32::try_from(decoded.batch_records).unwrap_or(u32::MAX);
         let bytes = u32::try_from(d.batches.len()).unwrap_or(u32::MAX);
-        self.client.send_and_forget(&Request::Credit(p::Credit {
-            subscription_id: self.id,
+        self.sub.client.send_and_forget(&Request::Credit(p::Credit {
+            subscription_id: self.sub.id,
             messages,
             bytes,
         }));
@@ -180,22 +149,7 @@ impl Subscriber {
 
     /// Ends the subscription; no delivery follows the server's answer.
     pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
-        self.unsubscribed = true;
-        let result = self
-            .client
-            .call(Request::Unsubscribe(p::Unsubscribe {
-                subscription_id: self.id,
-            }))
-            .await;
-        self.client.unregister_subscription(self.id);
-        subscription::unsubscribed(result, self.finished)
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        if !self.unsubscribed {
-            subscription::forget(&self.client, self.id, self.finished);
-        }
+        let result = self.sub.unsubscribe().await;
+        self.sub.unsubscribed(result)
     }
 }
