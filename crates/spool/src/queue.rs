@@ -228,9 +228,14 @@ fn settled(results: &[Result<(), ClientError>], done: &str) -> anyhow::Result<Ex
     Ok(settled_exit(results))
 }
 
+/// A waiting time, delay or lease extension given in milliseconds.
+fn millis(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
+}
+
 pub async fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let client = connect(&args.conn.addr).await?;
-    let wait = Duration::from_millis(u64::from(args.wait_ms));
+    let wait = millis(args.wait_ms);
     let messages = client
         .receive(&args.topic, &args.subscription, args.max, wait)
         .await?;
@@ -266,13 +271,12 @@ pub async fn ack(args: AckArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn nack(args: NackArgs) -> anyhow::Result<ExitCode> {
     let client = connect(&args.conn.addr).await?;
-    let delay = Duration::from_millis(u64::from(args.delay_ms));
     let results = client
         .nack(
             &args.topic,
             &args.subscription,
             &args.receipts,
-            delay,
+            millis(args.delay_ms),
             args.error.as_deref(),
         )
         .await?;
@@ -281,7 +285,7 @@ pub async fn nack(args: NackArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn extend(args: ExtendArgs) -> anyhow::Result<ExitCode> {
     let client = connect(&args.conn.addr).await?;
-    let by = Duration::from_millis(u64::from(args.ms));
+    let by = millis(args.ms);
     let results = client
         .extend(&args.topic, &args.subscription, &args.receipts, by)
         .await?;

@@ -172,10 +172,7 @@ impl Conn {
             .call(receive_request(topic, name, max, wait_ms))
             .await
             .unwrap();
-        let ResponseBody::Messages(messages) = body else {
-            panic!("not messages: {body:?}");
-        };
-        messages
+        messages(body)
     }
 
     async fn ack(&mut self, topic: &str, name: &str, receipts: &[&str]) -> Vec<Option<WireCode>> {
@@ -236,6 +233,14 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The leased messages of a Receive answer.
+fn messages(body: ResponseBody) -> Vec<p::LeasedMessage> {
+    let ResponseBody::Messages(messages) = body else {
+        panic!("not messages: {body:?}");
+    };
+    messages
 }
 
 fn value(m: &p::LeasedMessage) -> &[u8] {
@@ -438,9 +443,7 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
     producer.produce("jobs", &["wake up"]).await;
     let body = consumer.response(id).await.unwrap();
     let elapsed = started.elapsed();
-    let ResponseBody::Messages(messages) = body else {
-        panic!("{body:?}");
-    };
+    let messages = messages(body);
     assert_eq!(messages.len(), 1);
     assert_eq!(value(&messages[0]), b"wake up");
     assert!(
@@ -574,9 +577,7 @@ async fn ordered_queue_wakes_a_waiting_receiver_when_a_key_is_freed() {
     assert_eq!(a.ack("jobs", "workers", &[&receipt]).await, vec![None]);
     let body = b.response(id).await.unwrap();
     let elapsed = acked.elapsed();
-    let ResponseBody::Messages(messages) = body else {
-        panic!("{body:?}");
-    };
+    let messages = messages(body);
     assert_eq!(messages.len(), 1);
     assert_eq!(value(&messages[0]), b"second");
     // Woken by the ack, not by its next look (which would be over 500 ms on).
