@@ -324,11 +324,10 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (up to [`SHUTDOWN_GRACE_MS`]), flushes and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let runtime = Runtime::start(
-            Arc::clone(&self.broker),
-            Arc::clone(&self.auth),
-            &self.config,
-        )?;
+        // The runtime takes the server's own handle on the broker: at the
+        // end `Runtime::finish` waits until nothing else holds it, and a
+        // handle kept here made every shutdown wait out that wait.
+        let runtime = Runtime::start(self.broker, Arc::clone(&self.auth), &self.config)?;
         let ops = Arc::clone(&runtime.ops);
         let admission = admission::Admission::new(
             self.config.max_connections,
@@ -424,6 +423,8 @@ impl Server {
         if let Some(task) = http_task {
             let _ = tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), task).await;
         }
+        // Ours too: `finish` waits for every other holder to let go.
+        drop(ops);
         runtime.finish().await?;
         tracing::info!("shutdown complete");
         Ok(())

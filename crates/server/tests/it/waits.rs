@@ -129,3 +129,19 @@ async fn a_request_wait_ends_when_the_request_is_completed() {
     assert!(status.header("retry-after").is_none());
     assert!(returned_at.duration_since(completed_at) < Duration::from_secs(2));
 }
+
+/// A server whose clients have all gone stops at once: nothing of its own
+/// may keep the broker (serve's handles on it once made every shutdown
+/// wait out the 2 s allowed for clients still unwinding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_stops_at_once() {
+    let server = TestServer::start_http("s").await;
+    queue_with_one_message(server.http()).await;
+    let began = Instant::now();
+    server.shutdown().await;
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_millis(1_000),
+        "shutdown took {took:?}"
+    );
+}
