@@ -8,10 +8,10 @@
 //! delivering nothing).
 //!
 //! ```text
-//! cargo test -p spool-broker --test sim                      # CI: fixed seeds, a few seconds
-//! SPOOL_SIM_SEEDS=20000 cargo test -p spool-broker --test sim --release
+//! cargo test -p spool-broker --test it sim                      # CI: fixed seeds, a few seconds
+//! SPOOL_SIM_SEEDS=20000 cargo test -p spool-broker --test it sim --release
 //! SPOOL_SIM_FIRST_SEED=1000000 SPOOL_SIM_SEEDS=5000 …         # other seeds
-//! SPOOL_SIM_SEED=1234 cargo test -p spool-broker --test sim  # replay one seed, printing every step
+//! SPOOL_SIM_SEED=1234 cargo test -p spool-broker --test it sim  # replay one seed, printing every step
 //! ```
 //!
 //! A failure names its seed and prints the last steps; the same seed replays
@@ -190,7 +190,7 @@ fn run_seeds(name: &str, one: SeedRun) -> Stats {
             }
         };
         panic!(
-            "{name} simulation failed for seed {seed}: {failure}\n  replay: SPOOL_SIM_SEED={seed} cargo test -p spool-broker --test sim {name}"
+            "{name} simulation failed for seed {seed}: {failure}\n  replay: SPOOL_SIM_SEED={seed} cargo test -p spool-broker --test it sim {name}"
         );
     }
     eprintln!(
