@@ -145,3 +145,44 @@ async fn an_idle_server_stops_at_once() {
         "shutdown took {took:?}"
     );
 }
+
+/// A worker gives a request back over HTTP (`fail` with `retry`); its
+/// message is ready again at once (no backoff by default) and a worker
+/// waiting for work must get it long before the 1 s re-check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_fail_with_retry_wakes_a_waiting_worker_at_once() {
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    let r = post(
+        addr,
+        "/v1/requests",
+        r#"{"queue":"resize","payload":{"w":1}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    const WORK: &str = "/v1/topics/resize/subscriptions/workers/receive";
+    let first = post(addr, WORK, r#"{"max":1}"#).await;
+    assert_eq!(first.body["messages"].as_array().map(Vec::len), Some(1));
+    let waiter = tokio::spawn(async move {
+        let r = post(addr, WORK, r#"{"max":1,"wait_ms":10000}"#).await;
+        (r, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let failed_at = Instant::now();
+    let fail = format!("/v1/requests/{id}/fail");
+    let r = post(addr, &fail, r#"{"error":"try again","retry":true}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (got, returned_at) = waiter.await.unwrap();
+    assert_eq!(
+        got.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        got.body
+    );
+    let after_fail = returned_at.duration_since(failed_at);
+    assert!(
+        after_fail < Duration::from_millis(600),
+        "the waiting worker got the request {after_fail:?} after the fail"
+    );
+}
