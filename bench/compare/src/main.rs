@@ -123,12 +123,12 @@ fn emit(ctx: &Ctx, workload: &str, result: anyhow::Result<Value>) {
 }
 
 /// Before each measurement: writes back every dirty page and lets the
-/// filesystem finish its journal commit. Otherwise the previous workload's
+/// filesystem finish what it owes. Otherwise the previous workload's
 /// leftovers land in this one: page-cache data of a system that fsyncs
 /// later (or never), and a deleted topic's or stream's blocks, which ext4
-/// mounted with `discard` (as here) trims at its next journal commit — an
-/// fdatasync waiting behind the trim of 300 MB took 36–62 ms instead of
-/// 6.5 ms at p99 (BENCHMARKS.md, eighth session).
+/// mounted with `discard` (as here) trims later — an fdatasync waiting
+/// behind the trim of 300 MB took 36–62 ms instead of 6.5 ms at p99
+/// (BENCHMARKS.md).
 fn settle() {
     if let Err(e) = std::process::Command::new("sync").status() {
         eprintln!("  ! sync: {e}");
