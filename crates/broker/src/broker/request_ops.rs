@@ -286,6 +286,18 @@ impl Broker {
         let mut r = self.open_request(id, now_ms)?;
         let receipt = r.receipt.clone().unwrap_or_default();
         if retry {
+            // The record first, then the message: the nack makes the message
+            // ready and wakes waiting workers at once, and the one that takes
+            // it marks the record `running`; written after, `pending` would
+            // overwrite that, and the new holder's answer would be refused
+            // as not held. (A crash in between leaves a pending record whose
+            // message comes back when its lease lapses.)
+            r.status = RequestStatus::Pending;
+            r.error = Some(error.clone());
+            r.receipt = None;
+            r.lease_deadline_ms = None;
+            r.updated_ms = now_ms;
+            self.requests.put(&[&r], true)?;
             self.nack(
                 &r.queue,
                 WORKERS_SUBSCRIPTION,
@@ -295,12 +307,6 @@ impl Broker {
                 now_ms,
             )?
             .remove(0)?;
-            r.status = RequestStatus::Pending;
-            r.error = Some(error);
-            r.receipt = None;
-            r.lease_deadline_ms = None;
-            r.updated_ms = now_ms;
-            self.requests.put(&[&r], true)?;
             return Ok(r);
         }
         let queue = r.queue.clone();

@@ -737,3 +737,55 @@ fn offsets_from_the_metadata_log_carry_over_and_die_with_their_topic() {
     let (b, _) = Broker::open(dir.path(), 4).unwrap();
     assert_eq!(b.committed("g", &tps), vec![Some(5), None]);
 }
+
+/// A worker fails a request with `retry`: waiting workers are woken by the
+/// nack and one takes the message at once, marking the record `running`.
+/// That must stand — before, the record was written `pending` after the
+/// nack, over the new holder's `running`, and the new holder's answer was
+/// refused as not held (seen as a flaky request test under load).
+#[test]
+fn a_request_retried_and_taken_at_once_stays_running_for_its_new_holder() {
+    use std::sync::{Arc, Mutex, Weak};
+
+    /// Stands for a waiting worker: receives as soon as a lease is settled.
+    struct EagerWorker {
+        broker: Mutex<Weak<Broker>>,
+        taken: Mutex<Vec<spool_broker::queue::LeasedMessage>>,
+    }
+    impl AppendListener for EagerWorker {
+        fn appended(&self, _topic: &str, _partition: u32) {}
+        fn settled(&self, topic: &str, _partition: u32) {
+            let Some(broker) = self.broker.lock().unwrap().upgrade() else {
+                return;
+            };
+            let got = broker.receive(topic, "workers", 1, 2).unwrap();
+            self.taken.lock().unwrap().extend(got);
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    let b = Arc::new(b);
+    let record = b
+        .submit_request("jobs", b"{}".to_vec(), true, None, 0)
+        .unwrap();
+    let first = b.receive("jobs", "workers", 1, 1).unwrap();
+    assert_eq!(first.len(), 1);
+    let eager = Arc::new(EagerWorker {
+        broker: Mutex::new(Arc::downgrade(&b)),
+        taken: Mutex::new(Vec::new()),
+    });
+    b.set_listener(eager.clone());
+
+    b.fail_request(&record.id, "try again", true, 2).unwrap();
+
+    let taken = eager.taken.lock().unwrap().clone();
+    assert_eq!(taken.len(), 1, "the woken worker took the message");
+    let now = b.get_request(&record.id, 3).unwrap();
+    assert_eq!(now.status, requests::RequestStatus::Running, "{now:?}");
+    assert_eq!(now.receipt.as_deref(), Some(taken[0].receipt.as_str()));
+    let done = b
+        .complete_request(&record.id, serde_json::json!("ok"), 4)
+        .unwrap();
+    assert_eq!(done.status, requests::RequestStatus::Succeeded);
+}
