@@ -365,7 +365,8 @@ impl Conn {
     /// operation run in tasks of their own.
     async fn serve(&mut self, op: u16, cid: u32, request: Request, permits: Permits) -> Next {
         let (ops, tx) = (Arc::clone(&self.ops), self.tx.clone());
-        let caller = self.caller.clone();
+        // The caller is cloned only for the requests answered from a task
+        // of their own: produces and acks, the most frequent, start here.
         match request {
             Request::Hello(_) => {
                 let err =
@@ -375,7 +376,8 @@ impl Conn {
             Request::Produce(produce) => {
                 // The batch is written from the received frame, not copied.
                 let routing = convert::routing(&produce.routing);
-                let pending = ops.start_produce(&caller, &produce.topic, &routing, &produce.batch);
+                let pending =
+                    ops.start_produce(&self.caller, &produce.topic, &routing, &produce.batch);
                 tokio::spawn(async move {
                     let result = match pending {
                         Ok(pending) => ops.finish_produce(pending).await,
@@ -402,6 +404,7 @@ impl Conn {
                 let mut permits = permits;
                 permits.push(resp_permit);
                 let reading_done = self.reading_done.clone();
+                let caller = self.caller.clone();
                 tokio::spawn(async move {
                     // A long poll for a client that is gone ends now.
                     let response = tokio::select! {
@@ -433,14 +436,14 @@ impl Conn {
                     .await;
             }
             Request::Receive(receive) => {
-                let budget = Arc::clone(&self.bytes_budget);
+                let (budget, caller) = (Arc::clone(&self.bytes_budget), self.caller.clone());
                 tokio::spawn(async move {
                     let response = dispatch::receive(&ops, &caller, receive).await;
                     send_budgeted(&tx, &budget, cid, response, permits).await;
                 });
             }
             Request::GetRequest(get) => {
-                let budget = Arc::clone(&self.bytes_budget);
+                let (budget, caller) = (Arc::clone(&self.bytes_budget), self.caller.clone());
                 tokio::spawn(async move {
                     let response = dispatch::get_request(&ops, &caller, get).await;
                     send_budgeted(&tx, &budget, cid, response, permits).await;
@@ -475,14 +478,14 @@ impl Conn {
                 // `always` topic needs waited for by the broker's sync
                 // threads. Through `spawn_blocking` each ack cost two
                 // thread hand-offs (BENCHMARKS.md).
-                let started = ops.start_ack(&caller, &ack.topic, &ack.name, &ack.receipts);
+                let started = ops.start_ack(&self.caller, &ack.topic, &ack.name, &ack.receipts);
                 tokio::spawn(async move {
                     let response = dispatch::ack(&ops, started).await;
                     answer(&tx, cid, response, permits).await;
                 });
             }
             other => {
-                let client_id = Arc::clone(&self.client_id);
+                let (client_id, caller) = (Arc::clone(&self.client_id), self.caller.clone());
                 let span = tracing::info_span!("request", cid, op = %other.op());
                 tokio::spawn(
                     async move {

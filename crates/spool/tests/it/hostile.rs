@@ -186,6 +186,28 @@ fn malformed_input_is_refused_and_the_server_keeps_serving() {
     still_serves(&server);
 }
 
+/// A fetch from an offset the log cannot hold (past `i64::MAX`) is
+/// refused whole with INVALID_REQUEST; the connection goes on serving.
+#[test]
+fn a_fetch_from_an_impossible_offset_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "t"], b""));
+    let mut s = connect(&server.addr);
+    hello(&mut s);
+    let Request::Fetch(mut fetch) = fetch_from_start("t", 0, 1024) else {
+        unreachable!("fetch_from_start makes a fetch")
+    };
+    fetch.partitions[0].offset = u64::MAX;
+    send(&mut s, 2, &Request::Fetch(fetch));
+    let (cid, r) = read_response(&mut s);
+    assert_eq!(cid, 2);
+    assert_eq!(error_code(&r), ErrorCode::InvalidRequest);
+    send(&mut s, 3, &Request::Ping);
+    let (cid, r) = read_response(&mut s);
+    assert_eq!((cid, r.result().is_ok()), (3, true));
+}
+
 #[test]
 fn ten_thousand_idle_connections_and_a_client_that_never_reads() {
     // 10,000 sockets need 10,000 descriptors here (and in the server, which
