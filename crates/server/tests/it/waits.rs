@@ -4,8 +4,10 @@
 //! request wait ends when its record is finished.
 
 use serde_json::Value;
+use spool_testkit::http::Reply;
 use spool_testkit::http::{get, post};
 use spool_testkit::TestServer;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,39 @@ async fn queue_with_one_message(addr: SocketAddr) {
 }
 
 const RECEIVE: &str = "/v1/topics/jobs/subscriptions/w/receive";
+const WORK: &str = "/v1/topics/resize/subscriptions/workers/receive";
+
+/// Submits a request to the queue `resize`; answers its ID.
+async fn submit_resize(addr: SocketAddr) -> String {
+    let r = post(
+        addr,
+        "/v1/requests",
+        r#"{"queue":"resize","payload":{"w":1}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Starts a long-polling POST of `body` to `path`, lets it start waiting
+/// (and make its first look), then does `act`. Answers the long poll's
+/// reply and how long after `act` began it came.
+async fn long_poll_around(
+    addr: SocketAddr,
+    path: &'static str,
+    body: &'static str,
+    act: impl Future<Output = ()>,
+) -> (Reply, Duration) {
+    let waiter = tokio::spawn(async move {
+        let r = post(addr, path, body).await;
+        (r, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let acted_at = Instant::now();
+    act.await;
+    let (reply, returned_at) = waiter.await.unwrap();
+    (reply, returned_at.duration_since(acted_at))
+}
 
 /// The message is leased; a second receiver waits for it. An HTTP nack
 /// gives it back, and the waiter must have it long before the 1 s backstop
@@ -37,21 +72,16 @@ async fn an_http_nack_wakes_a_waiting_receive_at_once() {
         .as_str()
         .unwrap()
         .to_owned();
-    let waiter = tokio::spawn(async move {
-        let r = post(addr, RECEIVE, r#"{"max":1,"wait_ms":10000}"#).await;
-        (r, Instant::now())
-    });
-    // Let the waiter start waiting (and make its first look) first.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let nacked_at = Instant::now();
     let body = format!(r#"{{"receipts":["{receipt}"]}}"#);
-    let r = post(addr, "/v1/topics/jobs/subscriptions/w/nack", &body).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let (got, returned_at) = waiter.await.unwrap();
+    let nack = async {
+        let r = post(addr, "/v1/topics/jobs/subscriptions/w/nack", &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let wait = r#"{"max":1,"wait_ms":10000}"#;
+    let (got, after_nack) = long_poll_around(addr, RECEIVE, wait, nack).await;
     let messages = got.body["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 1, "{}", got.body);
     assert_eq!(messages[0]["value"], "one");
-    let after_nack = returned_at.duration_since(nacked_at);
     assert!(
         after_nack < Duration::from_millis(600),
         "the waiter got the message {after_nack:?} after the nack"
@@ -95,20 +125,8 @@ async fn http_long_polls_end_when_the_server_shuts_down() {
 async fn a_request_wait_ends_when_the_request_is_completed() {
     let server = TestServer::start_http("s").await;
     let addr = server.http();
-    let r = post(
-        addr,
-        "/v1/requests",
-        r#"{"queue":"resize","payload":{"w":1}}"#,
-    )
-    .await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_owned();
-    let worker = post(
-        addr,
-        "/v1/topics/resize/subscriptions/workers/receive",
-        r#"{"max":1}"#,
-    )
-    .await;
+    let id = submit_resize(addr).await;
+    let worker = post(addr, WORK, r#"{"max":1}"#).await;
     assert_eq!(worker.body["messages"].as_array().map(Vec::len), Some(1));
     let path = format!("/v1/requests/{id}?wait_ms=10000");
     let waiter = tokio::spawn(async move {
@@ -153,34 +171,22 @@ async fn an_idle_server_stops_at_once() {
 async fn an_http_fail_with_retry_wakes_a_waiting_worker_at_once() {
     let server = TestServer::start_http("s").await;
     let addr = server.http();
-    let r = post(
-        addr,
-        "/v1/requests",
-        r#"{"queue":"resize","payload":{"w":1}}"#,
-    )
-    .await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_owned();
-    const WORK: &str = "/v1/topics/resize/subscriptions/workers/receive";
+    let id = submit_resize(addr).await;
     let first = post(addr, WORK, r#"{"max":1}"#).await;
     assert_eq!(first.body["messages"].as_array().map(Vec::len), Some(1));
-    let waiter = tokio::spawn(async move {
-        let r = post(addr, WORK, r#"{"max":1,"wait_ms":10000}"#).await;
-        (r, Instant::now())
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let failed_at = Instant::now();
     let fail = format!("/v1/requests/{id}/fail");
-    let r = post(addr, &fail, r#"{"error":"try again","retry":true}"#).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let (got, returned_at) = waiter.await.unwrap();
+    let give_back = async {
+        let r = post(addr, &fail, r#"{"error":"try again","retry":true}"#).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let wait = r#"{"max":1,"wait_ms":10000}"#;
+    let (got, after_fail) = long_poll_around(addr, WORK, wait, give_back).await;
     assert_eq!(
         got.body["messages"].as_array().map(Vec::len),
         Some(1),
         "{}",
         got.body
     );
-    let after_fail = returned_at.duration_since(failed_at);
     assert!(
         after_fail < Duration::from_millis(600),
         "the waiting worker got the request {after_fail:?} after the fail"
