@@ -97,11 +97,8 @@ pub fn render(broker: &Broker) -> String {
             .absolute(q.dead_letters.load(std::sync::atomic::Ordering::Relaxed));
     }
     if let Ok(counts) = broker.request_counts() {
-        for (state, n) in ["pending", "running", "succeeded", "failed"]
-            .iter()
-            .zip(counts)
-        {
-            metrics::gauge!("spool_requests", "state" => *state).set(n as f64);
+        for (state, n) in spool_types::RequestStatus::ALL.iter().zip(counts) {
+            metrics::gauge!("spool_requests", "state" => state.as_str()).set(n as f64);
         }
     }
     handle.render()

@@ -1,6 +1,7 @@
 //! Spool's shared vocabulary: the stable error-code table ([`ErrorCode`]),
-//! every named limit ([`limits`]), validated names ([`TopicName`],
-//! [`GroupName`]), the record headers Spool gives a meaning to
+//! every named limit ([`limits`]), validated names ([`TopicName`]) and the
+//! one rule for group and subscription names ([`check_group_name`]), the
+//! record headers Spool gives a meaning to
 //! ([`headers`]) and request statuses ([`RequestStatus`]). Front ends parse
 //! into these types at the edge; everything below uses them.
 //!
@@ -19,5 +20,5 @@ pub mod partitioner;
 pub mod requests;
 
 pub use error_code::ErrorCode;
-pub use names::{GroupName, GroupNameError, NameError, TopicName, TopicPattern};
+pub use names::{check_group_name, GroupNameError, NameError, TopicName, TopicPattern};
 pub use requests::RequestStatus;

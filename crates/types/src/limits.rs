@@ -78,7 +78,6 @@ pub const CLIENT_ID_LEN_MAX: usize = 256;
 /// Most topics and patterns one subscriber may name.
 pub const SUBSCRIPTION_TOPICS_MAX: usize = 1024;
 
-// Relations between limits, checked at compile time.
 // ---- Queues ----------------------------------------------------------------
 
 /// Longest delay a message may ask for (30 days); later times are clamped.
@@ -142,6 +141,7 @@ pub const FAILURE_PEERS_MAX: usize = 10_000;
 /// Tokens whose request rate is tracked before idle ones are forgotten.
 pub const RATE_BUCKETS_MAX: usize = 10_000;
 
+// Relations between limits, checked at compile time.
 const _: () = assert!(FRAME_BYTES_MAX > BATCH_BYTES_MAX);
 const _: () = assert!(RECORD_BYTES_MAX < BATCH_BYTES_MAX);
 const _: () = assert!((BATCH_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);

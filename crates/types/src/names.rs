@@ -48,12 +48,6 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// A consumer-group or queue-subscription name that passed validation:
-/// 1 to [`GROUP_NAME_LEN_MAX`] bytes with no control characters. Groups
-/// and subscriptions share the rule (a stream subscription is a group).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupName(String);
-
 /// Why a group or subscription name was refused (there is one rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupNameError;
@@ -66,17 +60,13 @@ impl fmt::Display for GroupNameError {
 
 impl std::error::Error for GroupNameError {}
 
-impl GroupName {
-    pub fn new(name: &str) -> Result<GroupName, GroupNameError> {
-        let ok = !name.is_empty()
-            && name.len() <= GROUP_NAME_LEN_MAX
-            && !name.chars().any(char::is_control);
-        ok.then(|| GroupName(name.to_owned())).ok_or(GroupNameError)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// Checks a consumer-group or queue-subscription name: 1 to
+/// [`GROUP_NAME_LEN_MAX`] bytes with no control characters. Groups and
+/// subscriptions share the rule (a stream subscription is a group).
+pub fn check_group_name(name: &str) -> Result<(), GroupNameError> {
+    let ok =
+        !name.is_empty() && name.len() <= GROUP_NAME_LEN_MAX && !name.chars().any(char::is_control);
+    ok.then_some(()).ok_or(GroupNameError)
 }
 
 /// A topic name that passed validation.
@@ -224,6 +214,19 @@ impl fmt::Display for TopicPattern {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn group_names_are_one_to_the_most_printable_characters() {
+        assert_eq!(check_group_name("billing.v2"), Ok(()));
+        assert_eq!(check_group_name(&"g".repeat(GROUP_NAME_LEN_MAX)), Ok(()));
+        for bad in [
+            String::new(),
+            "g".repeat(GROUP_NAME_LEN_MAX + 1),
+            "a\nb".into(),
+        ] {
+            assert_eq!(check_group_name(&bad), Err(GroupNameError), "{bad:?}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -5,7 +5,6 @@ use super::*;
 use crate::error::{name_error, BrokerError, Result};
 use crate::group::{GroupView, StartFrom, TopicPartition};
 use spool_types::limits::{CLIENT_ID_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
-use spool_types::GroupName;
 use spool_types::TopicPattern;
 
 /// A member's current assignment with resolved start offsets.
@@ -17,8 +16,7 @@ pub struct Assignment {
 }
 
 pub(super) fn check_group_name(group: &str) -> Result<()> {
-    GroupName::new(group)
-        .map(drop)
+    spool_types::check_group_name(group)
         .map_err(|e| BrokerError::invalid(format!("group name {e}")))
 }
 

@@ -57,7 +57,7 @@ pub async fn submit(State(s): State<AppState>, caller: Caller, body: Bytes) -> A
     let record = s.submit_request(&caller, submission).await?;
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(json!({"id": record.id, "status": "pending"})),
+        Json(json!({"id": record.id, "status": record.status.as_str()})),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/requests/{}", record.id)) {

@@ -4,7 +4,7 @@ use super::Ops;
 use crate::auth::{Caller, Need, TokenSummary};
 use spool_broker::queue::QueueSpec;
 use spool_broker::{BrokerError, TopicConfig, TopicConfigPatch, TopicDescription};
-use spool_types::{ErrorCode, GroupName};
+use spool_types::ErrorCode;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// What kind of subscription to create.
@@ -196,7 +196,6 @@ impl Ops {
 /// A stream subscription is a consumer group, created by its first join;
 /// creating one only checks that its name could be joined.
 fn check_stream_subscription_name(name: &str) -> Result<(), BrokerError> {
-    GroupName::new(name)
-        .map(drop)
+    spool_types::check_group_name(name)
         .map_err(|e| BrokerError::invalid(format!("subscription name {e}")))
 }
