@@ -110,7 +110,14 @@ impl Broker {
                             .last_error
                             .clone()
                             .unwrap_or_else(|| "failed too many times".into());
-                        self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
+                        let failed = RequestStatus::Failed;
+                        match self.finish_request(id, None, failed, None, Some(error), now_ms) {
+                            // Finished meanwhile by its worker: that answer stands.
+                            Err(e) if e.code == ErrorCode::RequestFinished => {}
+                            done => {
+                                done?;
+                            }
+                        }
                     }
                 }
             }

@@ -28,7 +28,6 @@ use crate::group::{Catalog, Coordinator};
 use crate::meta::{MetaEvent, MetaState, MetaStore};
 use crate::offsets::OffsetStore;
 use crate::queue::QueueSub;
-use crate::requests::RequestStore;
 use spool_log::{Log, Syncer};
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
@@ -91,13 +90,7 @@ pub struct Broker {
     groups: Mutex<Coordinator>,
     /// Queue subscriptions by "topic/name".
     queues: RwLock<BTreeMap<String, Arc<QueueSub>>>,
-    requests: RequestStore,
-    /// Callbacks waiting to be attempted, by (due time, request id).
-    callbacks_due: Mutex<BTreeSet<(i64, String)>>,
-    /// When records were last checked for expiry.
-    last_expiry_ms: AtomicI64,
-    /// How long finished request records are kept.
-    request_ttl_ms: AtomicI64,
+    requests: request_ops::Requests,
     listener: RwLock<Option<Arc<dyn AppendListener>>>,
     /// Waits for fdatasyncs on behalf of [`Broker::finish_produce_then`].
     syncer: Syncer,

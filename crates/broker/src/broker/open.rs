@@ -1,6 +1,7 @@
 //! Opening a data directory: topics, queues and request records recovered,
 //! unknown topic directories set aside, orphaned requests failed.
 
+use super::request_ops::Requests;
 use super::topics::Dedup;
 use super::*;
 use crate::config::TopicConfig;
@@ -10,15 +11,11 @@ use crate::meta::{parse_tp_key, MetaStore, TopicMeta};
 use crate::offsets::{Committed, OffsetStore};
 use crate::queue::QueueSub;
 use crate::records::{walk_records, Walk};
-use crate::requests::{
-    CallbackStatus, RequestRecord, RequestStatus, RequestStore, REQUEST_ID_HEADER,
-    REQUEST_TTL_MS_DEFAULT, WORKERS_SUBSCRIPTION,
-};
+use crate::requests::{RequestRecord, RequestStatus, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 use spool_log::{Log, Syncer, SYNCER_THREADS_DEFAULT};
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicI64;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -153,7 +150,7 @@ impl Broker {
             let offsets: Vec<(TopicPartition, i64)> = offsets.into_iter().collect();
             groups.apply_commit(&group, &offsets);
         }
-        let requests = RequestStore::open(&data_dir.join("requests.redb"))?;
+        let requests = Requests::open(&data_dir.join("requests.redb"))?;
         let mut queues = BTreeMap::new();
         for (key, spec) in &state.queues {
             let Some(topic) = topics.get(&spec.topic) else {
@@ -179,20 +176,7 @@ impl Broker {
             topics: RwLock::new(topics),
             groups: Mutex::new(groups),
             queues: RwLock::new(queues),
-            callbacks_due: Mutex::new(
-                requests
-                    .scan(|r| {
-                        r.callback
-                            .as_ref()
-                            .is_some_and(|c| c.status == CallbackStatus::Pending)
-                    })?
-                    .into_iter()
-                    .map(|r| (r.callback.map_or(0, |c| c.next_attempt_ms), r.id))
-                    .collect(),
-            ),
             requests,
-            last_expiry_ms: AtomicI64::new(0),
-            request_ttl_ms: AtomicI64::new(REQUEST_TTL_MS_DEFAULT),
             listener: RwLock::new(None),
             syncer: Syncer::new(SYNCER_THREADS_DEFAULT).map_err(|e| {
                 BrokerError::new(ErrorCode::Internal, format!("start sync threads: {e}"))
@@ -239,7 +223,14 @@ impl Broker {
                              (the server stopped during its submission, or the queue dropped \
                              it unread); submit it again"
                     .to_owned();
-                self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
+                self.finish_request(
+                    &r.id,
+                    None,
+                    RequestStatus::Failed,
+                    None,
+                    Some(error),
+                    now_ms,
+                )?;
             }
         }
         Ok(())
@@ -275,6 +266,7 @@ impl Broker {
 #[cfg(test)]
 mod orphan_tests {
     use super::*;
+    use crate::requests::RequestChange;
 
     /// The crash window of a submission: the record is stored, the message
     /// never published. After a reopen that record has failed (with an
@@ -290,7 +282,10 @@ mod orphan_tests {
                 .unwrap();
             let mut orphan = queued.clone();
             orphan.id = uuid::Uuid::now_v7().to_string();
-            broker.requests.put(&[&orphan], true).unwrap();
+            let orphan = broker
+                .requests
+                .change(RequestChange::Submitted { record: orphan })
+                .unwrap();
             broker.flush().unwrap();
             (queued.id, orphan.id)
         };

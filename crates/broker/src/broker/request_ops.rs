@@ -7,8 +7,9 @@ use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
 use crate::queue::LeasedMessage;
 use crate::requests::{
-    unknown_request, CallbackState, CallbackStatus, RequestRecord, RequestStatus,
-    CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, RESULT_BYTES_MAX, WORKERS_SUBSCRIPTION,
+    unknown_request, CallbackStatus, RequestChange, RequestRecord, RequestStatus, RequestStore,
+    CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, REQUEST_TTL_MS_DEFAULT, RESULT_BYTES_MAX,
+    WORKERS_SUBSCRIPTION,
 };
 use spool_types::ErrorCode;
 use std::sync::atomic::Ordering;
@@ -16,11 +17,82 @@ use std::sync::atomic::Ordering;
 /// How often finished request records are checked for expiry.
 pub(super) const REQUEST_EXPIRY_SCAN_MS: i64 = 60_000;
 
+/// The request records and what the broker schedules around them: the
+/// store (every change a [`RequestChange`]), callbacks due, expiry.
+pub(super) struct Requests {
+    store: RequestStore,
+    /// Callbacks waiting to be attempted, by (due time, request id).
+    callbacks_due: Mutex<BTreeSet<(i64, String)>>,
+    /// When records were last checked for expiry.
+    last_expiry_ms: AtomicI64,
+    /// How long finished request records are kept.
+    ttl_ms: AtomicI64,
+}
+
+impl Requests {
+    /// Opens the store and schedules the callbacks still pending in it.
+    pub(super) fn open(path: &Path) -> Result<Requests> {
+        let store = RequestStore::open(path)?;
+        let pending = store.scan(|r| {
+            r.callback
+                .as_ref()
+                .is_some_and(|c| c.status == CallbackStatus::Pending)
+        })?;
+        let callbacks_due = pending
+            .into_iter()
+            .map(|r| (r.callback.map_or(0, |c| c.next_attempt_ms), r.id))
+            .collect();
+        Ok(Requests {
+            store,
+            callbacks_due: Mutex::new(callbacks_due),
+            last_expiry_ms: AtomicI64::new(0),
+            ttl_ms: AtomicI64::new(REQUEST_TTL_MS_DEFAULT),
+        })
+    }
+
+    pub(super) fn get(&self, id: &str) -> Result<Option<RequestRecord>> {
+        self.store.get(id)
+    }
+
+    pub(super) fn scan(
+        &self,
+        keep: impl FnMut(&RequestRecord) -> bool,
+    ) -> Result<Vec<RequestRecord>> {
+        self.store.scan(keep)
+    }
+
+    /// Applies one change durably; the record it left.
+    pub(super) fn change(&self, change: RequestChange) -> Result<RequestRecord> {
+        let id = change.id().to_owned();
+        self.store
+            .apply_one(change)?
+            .ok_or_else(|| unknown_request(&id))
+    }
+
+    /// When a record finishing now expires.
+    fn expires_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    fn schedule_callback(&self, at_ms: i64, id: &str) {
+        lock(&self.callbacks_due).insert((at_ms, id.to_owned()));
+    }
+
+    /// Takes the callbacks due by `now_ms` off the schedule.
+    fn take_due(&self, now_ms: i64) -> Vec<(i64, String)> {
+        let mut set = lock(&self.callbacks_due);
+        let later = set.split_off(&(now_ms + 1, String::new()));
+        std::mem::replace(&mut *set, later).into_iter().collect()
+    }
+}
+
 impl Broker {
     /// Request messages handed to a worker: their records become `running`.
     /// A request queue's message whose record is already final is not handed
     /// out but acknowledged: a record is finished before its message is
     /// acknowledged, so a crash between the two brings such messages back.
+    /// Only the request queue's own `workers` subscription leases records;
+    /// another subscription on the same topic only reads the messages.
     pub(super) fn mark_running(
         &self,
         topic: &str,
@@ -28,40 +100,36 @@ impl Broker {
         messages: Vec<LeasedMessage>,
         now_ms: i64,
     ) -> Result<Vec<LeasedMessage>> {
-        let mut updated = Vec::new();
+        if name != WORKERS_SUBSCRIPTION {
+            return Ok(messages);
+        }
+        let mut leased = Vec::new();
         let mut finished = Vec::new();
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
-            let Some(id) = m
+            let id = m
                 .headers
                 .iter()
                 .find(|(k, _)| k == REQUEST_ID_HEADER)
-                .and_then(|(_, v)| v.as_ref())
-            else {
-                out.push(m);
-                continue;
-            };
-            let Ok(id) = std::str::from_utf8(id) else {
+                .and_then(|(_, v)| v.as_deref())
+                .and_then(|v| std::str::from_utf8(v).ok());
+            let Some(id) = id else {
                 out.push(m);
                 continue;
             };
             match self.requests.get(id)? {
-                Some(r)
-                    if r.status.is_final() && name == WORKERS_SUBSCRIPTION && r.queue == topic =>
-                {
+                Some(r) if r.queue != topic => {}
+                Some(r) if r.status.is_final() => {
                     finished.push(m.receipt.clone());
                     continue;
                 }
-                // Final, but seen through another subscription: not ours to drop.
-                Some(r) if r.status.is_final() => {}
-                Some(mut r) => {
-                    r.status = RequestStatus::Running;
-                    r.attempts = m.deliveries;
-                    r.receipt = Some(m.receipt.clone());
-                    r.lease_deadline_ms = Some(m.lease_deadline_ms);
-                    r.updated_ms = now_ms;
-                    updated.push(r);
-                }
+                Some(_) => leased.push(RequestChange::Leased {
+                    id: id.to_owned(),
+                    attempts: m.deliveries,
+                    receipt: m.receipt.clone(),
+                    lease_deadline_ms: m.lease_deadline_ms,
+                    at_ms: now_ms,
+                }),
                 None => {}
             }
             out.push(m);
@@ -69,11 +137,12 @@ impl Broker {
         if !finished.is_empty() {
             self.ack(topic, name, &finished, now_ms)?;
         }
-        if !updated.is_empty() {
+        if !leased.is_empty() {
             // Not waited for: after a crash the lease is gone anyway, and the
-            // view turns an expired `running` back into `pending`.
-            let refs: Vec<&RequestRecord> = updated.iter().collect();
-            self.requests.put(&refs, false)?;
+            // view turns an expired `running` back into `pending`. A change
+            // refused (finished in the meantime) leaves the record final;
+            // its message is dropped when it comes back.
+            self.requests.store.apply(leased, false)?;
         }
         Ok(out)
     }
@@ -111,7 +180,7 @@ impl Broker {
             attempts: 0,
             created_ms: now_ms,
             updated_ms: now_ms,
-            expires_ms: now_ms.saturating_add(self.request_ttl_ms.load(Ordering::Relaxed)),
+            expires_ms: self.requests.expires_ms(now_ms),
             result: None,
             error: None,
             callback_url,
@@ -119,7 +188,7 @@ impl Broker {
             receipt: None,
             lease_deadline_ms: None,
         };
-        self.requests.put(&[&record], true)?;
+        let record = self.requests.change(RequestChange::Submitted { record })?;
         let mut headers = vec![(REQUEST_ID_HEADER.to_owned(), Some(id.clone().into_bytes()))];
         if json {
             headers.push((
@@ -136,7 +205,10 @@ impl Broker {
         })?;
         if let Err(e) = self.produce(queue, &Routing::Spread, &b.finish()?, now_ms) {
             // Nothing will ever work on it: take the record back.
-            let _ = self.requests.remove(&[id]);
+            let _ = self
+                .requests
+                .store
+                .apply_one(RequestChange::Withdrawn { id });
             return Err(e);
         }
         Ok(record)
@@ -163,6 +235,9 @@ impl Broker {
         r
     }
 
+    /// The record a worker answers for, refused when it is final or its
+    /// lease ran out (the store refuses again if that changes before the
+    /// answer is applied).
     pub(super) fn open_request(&self, id: &str, now_ms: i64) -> Result<RequestRecord> {
         let r = self.live(self.requests.get(id)?.ok_or_else(|| unknown_request(id))?);
         if r.status.is_final() {
@@ -185,33 +260,29 @@ impl Broker {
         Ok(r)
     }
 
+    /// Gives a request its final status: by the worker holding `receipt`,
+    /// or by the broker (`receipt` None). Then schedules its callback, wakes
+    /// whoever waits for it and, when it failed, tells the side channel.
     pub(super) fn finish_request(
         &self,
-        mut r: RequestRecord,
+        id: &str,
+        receipt: Option<String>,
         status: RequestStatus,
         result: Option<serde_json::Value>,
         error: Option<String>,
         now_ms: i64,
     ) -> Result<RequestRecord> {
-        r.status = status;
-        r.expires_ms = now_ms.saturating_add(self.request_ttl_ms.load(Ordering::Relaxed));
-        r.result = result;
-        r.error = error;
-        r.updated_ms = now_ms;
-        r.receipt = None;
-        r.lease_deadline_ms = None;
-        if r.callback_url.is_some() {
-            r.callback = Some(CallbackState {
-                status: CallbackStatus::Pending,
-                attempts: 0,
-                next_attempt_ms: now_ms,
-                first_attempt_ms: None,
-                last_error: None,
-            });
-        }
-        self.requests.put(&[&r], true)?;
-        if r.callback.is_some() {
-            lock(&self.callbacks_due).insert((now_ms, r.id.clone()));
+        let r = self.requests.change(RequestChange::Finished {
+            id: id.to_owned(),
+            receipt,
+            status,
+            result,
+            error,
+            expires_ms: self.requests.expires_ms(now_ms),
+            at_ms: now_ms,
+        })?;
+        if let Some(c) = &r.callback {
+            self.requests.schedule_callback(c.next_attempt_ms, &r.id);
         }
         if let Some(l) = self.listener() {
             l.request_finished(&r.id);
@@ -245,9 +316,15 @@ impl Broker {
         }
         let r = self.open_request(id, now_ms)?;
         let receipt = r.receipt.clone().unwrap_or_default();
-        let queue = r.queue.clone();
-        let done = self.finish_request(r, RequestStatus::Succeeded, Some(result), None, now_ms)?;
-        self.settle_request_message(&queue, &receipt, now_ms)?;
+        let done = self.finish_request(
+            id,
+            Some(receipt.clone()),
+            RequestStatus::Succeeded,
+            Some(result),
+            None,
+            now_ms,
+        )?;
+        self.settle_request_message(&r.queue, &receipt, now_ms)?;
         Ok(done)
     }
 
@@ -283,21 +360,21 @@ impl Broker {
         now_ms: i64,
     ) -> Result<RequestRecord> {
         let error: String = error.chars().take(RESULT_BYTES_MAX / 4).collect();
-        let mut r = self.open_request(id, now_ms)?;
+        let r = self.open_request(id, now_ms)?;
         let receipt = r.receipt.clone().unwrap_or_default();
         if retry {
             // The record first, then the message: the nack makes the message
             // ready and wakes waiting workers at once, and the one that takes
-            // it marks the record `running`; written after, `pending` would
+            // it marks the record `running`; applied after, `pending` would
             // overwrite that, and the new holder's answer would be refused
             // as not held. (A crash in between leaves a pending record whose
             // message comes back when its lease lapses.)
-            r.status = RequestStatus::Pending;
-            r.error = Some(error.clone());
-            r.receipt = None;
-            r.lease_deadline_ms = None;
-            r.updated_ms = now_ms;
-            self.requests.put(&[&r], true)?;
+            let pending = self.requests.change(RequestChange::Retried {
+                id: id.to_owned(),
+                receipt: receipt.clone(),
+                error: error.clone(),
+                at_ms: now_ms,
+            })?;
             self.nack(
                 &r.queue,
                 WORKERS_SUBSCRIPTION,
@@ -307,23 +384,24 @@ impl Broker {
                 now_ms,
             )?
             .remove(0)?;
-            return Ok(r);
+            return Ok(pending);
         }
-        let queue = r.queue.clone();
-        let done = self.finish_request(r, RequestStatus::Failed, None, Some(error), now_ms)?;
-        self.settle_request_message(&queue, &receipt, now_ms)?;
+        let done = self.finish_request(
+            id,
+            Some(receipt.clone()),
+            RequestStatus::Failed,
+            None,
+            Some(error),
+            now_ms,
+        )?;
+        self.settle_request_message(&r.queue, &receipt, now_ms)?;
         Ok(done)
     }
 
     /// Finished requests whose callback is due now.
     pub fn due_callbacks(&self, now_ms: i64) -> Result<Vec<RequestRecord>> {
-        let due: Vec<(i64, String)> = {
-            let mut set = lock(&self.callbacks_due);
-            let later = set.split_off(&(now_ms + 1, String::new()));
-            std::mem::replace(&mut *set, later).into_iter().collect()
-        };
-        let mut out = Vec::with_capacity(due.len());
-        for (_, id) in due {
+        let mut out = Vec::new();
+        for (_, id) in self.requests.take_due(now_ms) {
             if let Some(r) = self.requests.get(&id)? {
                 if r.callback
                     .as_ref()
@@ -347,65 +425,70 @@ impl Broker {
         give_up: bool,
         now_ms: i64,
     ) -> Result<()> {
-        let Some(mut r) = self.requests.get(id)? else {
+        let error = outcome.err();
+        let change = RequestChange::CallbackAttempted {
+            id: id.to_owned(),
+            error: error.clone(),
+            retry_at_ms,
+            give_up,
+            at_ms: now_ms,
+        };
+        let r = match self.requests.store.apply_one(change) {
+            Ok(Some(r)) => r,
+            // The record expired and went meanwhile: nothing to record.
+            Ok(None) => return Ok(()),
+            Err(e) if e.code == ErrorCode::UnknownRequest => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(c) = &r.callback else {
             return Ok(());
         };
-        let Some(c) = r.callback.as_mut() else {
-            return Ok(());
-        };
-        c.attempts += 1;
-        c.first_attempt_ms.get_or_insert(now_ms);
-        let mut event = None;
-        match outcome {
-            Ok(()) => {
-                c.status = CallbackStatus::Delivered;
-                c.last_error = None;
+        match (c.status, error) {
+            (CallbackStatus::Pending, Some(_)) => {
+                self.requests.schedule_callback(c.next_attempt_ms, id);
             }
-            Err(e) if give_up => {
-                c.status = CallbackStatus::Failed;
-                event = Some(serde_json::json!({
+            (CallbackStatus::Failed, Some(e)) if give_up => {
+                let event = serde_json::json!({
                     "id": r.id, "callback_url": r.callback_url,
                     "attempts": c.attempts, "error": e,
-                }));
-                c.last_error = Some(e);
+                });
+                self.publish_event("callback_failed", &event, now_ms)?;
             }
-            Err(e) => {
-                c.last_error = Some(e);
-                c.next_attempt_ms = retry_at_ms;
-                lock(&self.callbacks_due).insert((retry_at_ms, r.id.clone()));
-            }
-        }
-        self.requests.put(&[&r], true)?;
-        if let Some(event) = event {
-            self.publish_event("callback_failed", &event, now_ms)?;
+            _ => {}
         }
         Ok(())
     }
 
     /// Sets how long finished request records are kept (from when they finish).
     pub fn set_request_ttl_ms(&self, ttl_ms: i64) {
-        self.request_ttl_ms.store(ttl_ms.max(1), Ordering::Relaxed);
+        self.requests.ttl_ms.store(ttl_ms.max(1), Ordering::Relaxed);
     }
 
     /// Counts of request records by status: pending, running, succeeded, failed.
     pub fn request_counts(&self) -> Result<[u64; 4]> {
-        self.requests.counts()
+        self.requests.store.counts()
     }
 
     /// Removes finished records past their expiry (checked once a minute).
     pub(super) fn expire_requests(&self, now_ms: i64) -> Result<()> {
-        if now_ms - self.last_expiry_ms.load(Ordering::Relaxed) < REQUEST_EXPIRY_SCAN_MS {
+        let last_ms = self.requests.last_expiry_ms.load(Ordering::Relaxed);
+        if now_ms - last_ms < REQUEST_EXPIRY_SCAN_MS {
             return Ok(());
         }
-        self.last_expiry_ms.store(now_ms, Ordering::Relaxed);
-        let expired: Vec<String> = self
+        self.requests
+            .last_expiry_ms
+            .store(now_ms, Ordering::Relaxed);
+        let expired: Vec<RequestChange> = self
             .requests
             .scan(|r| r.expires_ms <= now_ms && r.status.is_final())?
             .into_iter()
-            .map(|r| r.id)
+            .map(|r| RequestChange::Expired {
+                id: r.id,
+                at_ms: now_ms,
+            })
             .collect();
         if !expired.is_empty() {
-            self.requests.remove(&expired)?;
+            self.requests.store.apply(expired, true)?;
         }
         Ok(())
     }
