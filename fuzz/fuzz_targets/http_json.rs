@@ -22,7 +22,7 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use spool_broker::queue::QueueSpec;
+use spool_broker::subscription::SubscriptionSpec;
 use spool_broker::{Broker, TopicConfig};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,7 +116,7 @@ impl World {
             .create_topic("dlq", 1, TopicConfig::default(), now_ms())
             .expect("topic");
         broker
-            .create_queue(QueueSpec::new("t", "w"), now_ms())
+            .create_queue(SubscriptionSpec::new("t", "w"), now_ms())
             .expect("subscription");
         let router = spool_server::http::in_process(Arc::new(broker));
         let mut world = World {

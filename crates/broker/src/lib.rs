@@ -18,9 +18,9 @@ pub mod group;
 pub mod meta;
 pub mod offsets;
 pub mod push;
-pub mod queue;
 mod records;
 pub mod requests;
+pub mod subscription;
 
 pub use broker::{
     AckDone, AppendListener, Assignment, Broker, GroupLag, PartitionInfo, PendingAck,

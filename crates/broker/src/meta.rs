@@ -9,6 +9,7 @@
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
 use crate::records::walk_json;
+use crate::subscription::{SubscriptionKey, SubscriptionSpec};
 use serde::{Deserialize, Serialize};
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Log, LogConfig, RecoveryReport};
@@ -35,9 +36,10 @@ pub struct MetaState {
     pub topics: BTreeMap<String, TopicMeta>,
     /// group → "topic/partition" → committed offset (next offset to consume).
     pub offsets: BTreeMap<String, BTreeMap<String, i64>>,
-    /// "topic/subscription" → queue subscription settings.
-    #[serde(default)]
-    pub queues: BTreeMap<String, crate::queue::QueueSpec>,
+    /// Queue subscription settings (stored under the name `queues`, keys
+    /// written `topic/name`).
+    #[serde(default, rename = "queues")]
+    pub subscriptions: BTreeMap<SubscriptionKey, SubscriptionSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,10 +62,14 @@ pub enum MetaEvent {
         group: String,
         offsets: Vec<(String, u32, i64)>,
     },
-    QueueCreated {
-        spec: crate::queue::QueueSpec,
+    /// Stored as `queue_created` (its name before subscriptions were
+    /// called so throughout).
+    #[serde(rename = "queue_created")]
+    SubscriptionCreated {
+        spec: SubscriptionSpec,
     },
-    QueueDeleted {
+    #[serde(rename = "queue_deleted")]
+    SubscriptionDeleted {
         topic: String,
         name: String,
     },
@@ -95,7 +101,7 @@ impl MetaState {
             }
             MetaEvent::TopicDeleted { name } => {
                 self.topics.remove(name);
-                self.queues.retain(|_, q| &q.topic != name);
+                self.subscriptions.retain(|key, _| &key.topic != name);
                 for offsets in self.offsets.values_mut() {
                     offsets.retain(|k, _| parse_tp_key(k).is_none_or(|(t, _)| &t != name));
                 }
@@ -106,12 +112,12 @@ impl MetaState {
                     g.insert(tp_key(topic, *partition), *offset);
                 }
             }
-            MetaEvent::QueueCreated { spec } => {
-                self.queues
-                    .insert(format!("{}/{}", spec.topic, spec.name), spec.clone());
+            MetaEvent::SubscriptionCreated { spec } => {
+                self.subscriptions.insert(spec.key(), spec.clone());
             }
-            MetaEvent::QueueDeleted { topic, name } => {
-                self.queues.remove(&format!("{topic}/{name}"));
+            MetaEvent::SubscriptionDeleted { topic, name } => {
+                self.subscriptions
+                    .remove(&SubscriptionKey::new(topic, name));
             }
             MetaEvent::Snapshot { state } => *self = state.clone(),
         }
@@ -185,5 +191,45 @@ impl MetaStore {
         self.log.advance_start_offset(offset)?;
         self.events_since_snapshot = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Subscriptions are stored as `queue_created` events and, in
+    /// snapshots, under `queues` keyed `topic/name`: metadata written before
+    /// the code called them subscriptions reads the same, and is written
+    /// back unchanged.
+    #[test]
+    fn stored_subscription_events_and_snapshots_keep_their_format() {
+        let spec = SubscriptionSpec::new("orders", "billing");
+        let created = MetaEvent::SubscriptionCreated { spec: spec.clone() };
+        let json = serde_json::to_value(&created).unwrap();
+        assert_eq!(json["event"], "queue_created");
+        assert_eq!(serde_json::from_value::<MetaEvent>(json).unwrap(), created);
+
+        let mut state = MetaState::default();
+        state.apply(&created);
+        let json = serde_json::to_value(MetaEvent::Snapshot {
+            state: state.clone(),
+        })
+        .unwrap();
+        assert!(json["state"]["queues"]["orders/billing"].is_object());
+        let back: MetaEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, MetaEvent::Snapshot { state });
+
+        let deleted = MetaEvent::SubscriptionDeleted {
+            topic: "orders".into(),
+            name: "billing".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&deleted).unwrap()["event"],
+            "queue_deleted"
+        );
+        let bad = serde_json::json!({"event": "snapshot", "state": {
+            "topics": {}, "offsets": {}, "queues": {"no-slash": spec}}});
+        assert!(serde_json::from_value::<MetaEvent>(bad).is_err());
     }
 }

@@ -131,9 +131,9 @@ pub fn offset_from_wire(o: u64) -> Result<i64, BrokerError> {
 /// default, so clients need not hard-code it.
 pub const ACK_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
-pub fn queue_spec(c: &p::CreateSubscription) -> b::queue::QueueSpec {
-    let defaults = b::queue::QueueSpec::new(&c.topic, &c.name);
-    b::queue::QueueSpec {
+pub fn queue_spec(c: &p::CreateSubscription) -> b::subscription::SubscriptionSpec {
+    let defaults = b::subscription::SubscriptionSpec::new(&c.topic, &c.name);
+    b::subscription::SubscriptionSpec {
         ack_timeout_ms: match c.ack_timeout_ms {
             0 => ACK_TIMEOUT_MS_DEFAULT,
             ms => u64::from(ms),
@@ -141,14 +141,14 @@ pub fn queue_spec(c: &p::CreateSubscription) -> b::queue::QueueSpec {
         max_deliveries: c.max_deliveries,
         dead_letter_topic: c.dead_letter_topic.clone(),
         backoff: match c.backoff {
-            p::Backoff::Fixed { delay_ms } => b::queue::BackoffSpec::Fixed { delay_ms },
+            p::Backoff::Fixed { delay_ms } => b::subscription::BackoffSpec::Fixed { delay_ms },
             p::Backoff::Exponential { initial_ms, max_ms } => {
-                b::queue::BackoffSpec::Exponential { initial_ms, max_ms }
+                b::subscription::BackoffSpec::Exponential { initial_ms, max_ms }
             }
         },
         mode: match c.mode {
-            p::DeliveryMode::AtLeastOnce => b::queue::ModeSpec::AtLeastOnce,
-            p::DeliveryMode::AtMostOnce => b::queue::ModeSpec::AtMostOnce,
+            p::DeliveryMode::AtLeastOnce => b::subscription::ModeSpec::AtLeastOnce,
+            p::DeliveryMode::AtMostOnce => b::subscription::ModeSpec::AtMostOnce,
         },
         ordered: c.ordered,
         ..defaults
@@ -156,7 +156,7 @@ pub fn queue_spec(c: &p::CreateSubscription) -> b::queue::QueueSpec {
 }
 
 pub fn subscription_info(
-    spec: b::queue::QueueSpec,
+    spec: b::subscription::SubscriptionSpec,
     load: crate::ops::SubscriptionLoad,
 ) -> p::SubscriptionInfo {
     p::SubscriptionInfo {
@@ -167,14 +167,14 @@ pub fn subscription_info(
         max_deliveries: spec.max_deliveries,
         dead_letter_topic: spec.dead_letter_topic,
         backoff: match spec.backoff {
-            b::queue::BackoffSpec::Fixed { delay_ms } => p::Backoff::Fixed { delay_ms },
-            b::queue::BackoffSpec::Exponential { initial_ms, max_ms } => {
+            b::subscription::BackoffSpec::Fixed { delay_ms } => p::Backoff::Fixed { delay_ms },
+            b::subscription::BackoffSpec::Exponential { initial_ms, max_ms } => {
                 p::Backoff::Exponential { initial_ms, max_ms }
             }
         },
         mode: match spec.mode {
-            b::queue::ModeSpec::AtLeastOnce => p::DeliveryMode::AtLeastOnce,
-            b::queue::ModeSpec::AtMostOnce => p::DeliveryMode::AtMostOnce,
+            b::subscription::ModeSpec::AtLeastOnce => p::DeliveryMode::AtLeastOnce,
+            b::subscription::ModeSpec::AtMostOnce => p::DeliveryMode::AtMostOnce,
         },
         ordered: spec.ordered,
         leased: load.leased,
@@ -185,7 +185,7 @@ pub fn subscription_info(
     }
 }
 
-pub fn leased_message(m: b::queue::LeasedMessage) -> p::LeasedMessage {
+pub fn leased_message(m: b::subscription::LeasedMessage) -> p::LeasedMessage {
     p::LeasedMessage {
         receipt: m.receipt,
         partition: m.partition,

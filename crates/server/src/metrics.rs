@@ -80,14 +80,14 @@ pub fn render(broker: &Broker) -> String {
         metrics::gauge!("spool_group_lag_messages", &labels).set(lag.lag as f64);
         metrics::gauge!("spool_group_committed_offset", &labels).set(lag.committed as f64);
     }
-    for q in broker.queue_subs() {
+    for q in broker.subscriptions() {
         let spec = q.spec();
         let labels = [
             ("topic", spec.topic.clone()),
             ("subscription", spec.name.clone()),
         ];
         let (outstanding, leased) = q.counts();
-        let lag = broker.queue_lag(&q);
+        let lag = broker.subscription_lag(&q);
         metrics::gauge!("spool_queue_lag_messages", &labels).set(lag as f64);
         metrics::gauge!("spool_queue_outstanding_messages", &labels).set(outstanding as f64);
         metrics::gauge!("spool_queue_leases_in_flight", &labels).set(leased as f64);

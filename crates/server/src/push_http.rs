@@ -7,7 +7,7 @@
 use crate::notify::{wait_any, Notifier};
 use crate::now_ms;
 use crate::outbound::AllowList;
-use spool_broker::queue::LeasedMessage;
+use spool_broker::subscription::LeasedMessage;
 use spool_broker::Broker;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub async fn push_manager(
         HashMap::new();
     loop {
         let wanted: Vec<(String, String, String, u32)> = broker
-            .list_queues(None)
+            .list_subscriptions(None)
             .into_iter()
             .filter_map(|s| {
                 s.push_endpoint
@@ -106,7 +106,7 @@ async fn pusher(
             .map(|p| notifier.partition(&topic, p))
             .collect();
         let wake = broker
-            .queue(&topic, &name)
+            .subscription(&topic, &name)
             .ok()
             .and_then(|q| q.next_wakeup());
         let mut until = tokio::time::Instant::now() + Duration::from_millis(RECHECK_MS);

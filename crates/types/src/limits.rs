@@ -2,7 +2,7 @@
 //! Inputs are checked against these before anything is allocated or written;
 //! breaking one yields a typed error, never a panic. The crates that enforce
 //! a limit re-export it where callers used to find it (for example
-//! `spool_broker::queue::RECEIVE_MAX`); none defines its own.
+//! `spool_broker::subscription::RECEIVE_MAX`); none defines its own.
 //!
 //! Not here: tuning constants of an implementation that no input can break
 //! (buffer pools, write coalescing, benchmark settings). They sit beside the

@@ -3,10 +3,10 @@
 
 use super::*;
 use crate::error::{BrokerError, Result};
-use crate::queue::state::DeadLetter;
-use crate::queue::{QueueSpec, QueueSub};
 use crate::records::{record_at, walk_records, RecordAt, Walk};
 use crate::requests::{RequestStatus, REQUEST_ID_HEADER};
+use crate::subscription::state::DeadLetter;
+use crate::subscription::{Subscription, SubscriptionSpec};
 use spool_types::ErrorCode;
 
 impl Broker {
@@ -37,7 +37,7 @@ impl Broker {
 
     /// Copies failed-too-often messages to their dead-letter topic (with
     /// headers naming the source) and writes a side-channel event for each.
-    pub(super) fn process_dead_letters(&self, q: &QueueSub, now_ms: i64) -> Result<()> {
+    pub(super) fn process_dead_letters(&self, q: &Subscription, now_ms: i64) -> Result<()> {
         let spec = q.spec();
         let Ok(topic) = self.topic(&spec.topic) else {
             // Deleted since this tick listed its subscriptions: the
@@ -131,7 +131,7 @@ impl Broker {
     /// copy in the subscription's dead-letter topic not yet redriven is
     /// republished (without the dead-letter headers). Returns how many.
     pub fn redrive(&self, topic: &str, name: &str, now_ms: i64) -> Result<u64> {
-        let spec = self.queue(topic, name)?.spec();
+        let spec = self.subscription(topic, name)?.spec();
         let Some(dlq) = spec.dead_letter_topic.clone() else {
             return Err(BrokerError::new(
                 ErrorCode::InvalidRequest,
@@ -144,7 +144,8 @@ impl Broker {
         let mut moved = 0u64;
         for (p, log) in dlq_topic.partitions.iter().enumerate() {
             let tp = (dlq.clone(), p as u32);
-            let start = lock(&self.groups)
+            let start = self
+                .groups
                 .committed(&cursor, &tp)
                 .unwrap_or(0)
                 .max(log.stats().start_offset);
@@ -166,7 +167,7 @@ impl Broker {
                 Ok(Walk::Continue)
             })?;
             if offset > start {
-                self.persist_commit(&cursor, &[(tp, offset)], now_ms)?;
+                self.groups.commit(&cursor, &[(tp, offset)], now_ms)?;
             }
         }
         Ok(moved)
@@ -177,7 +178,7 @@ impl Broker {
 /// message with headers naming where it came from and why (replacing any
 /// from an earlier trip through a dead-letter topic).
 fn dead_letter_copy(
-    spec: &QueueSpec,
+    spec: &SubscriptionSpec,
     partition: u32,
     letter: &DeadLetter,
     at: &RecordAt<'_>,

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::error::{name_error, BrokerError, Result};
-use crate::group::{GroupView, StartFrom, TopicPartition};
+use crate::group::{Catalog, Coordinator, GroupView, StartFrom, TopicPartition};
+use crate::offsets::OffsetStore;
 use spool_types::limits::{CLIENT_ID_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
 use spool_types::TopicPattern;
 
@@ -28,6 +29,67 @@ pub struct GroupLag {
     pub partition: u32,
     pub committed: i64,
     pub lag: u64,
+}
+
+/// Consumer groups: the coordinator (members, generations, assignments,
+/// committed offsets in memory) and the offsets log that makes commits
+/// durable. A commit is written to the log before the coordinator shows it.
+pub(super) struct Groups {
+    coordinator: Mutex<Coordinator>,
+    offsets: OffsetStore,
+}
+
+impl Groups {
+    pub(super) fn new(coordinator: Coordinator, offsets: OffsetStore) -> Groups {
+        Groups {
+            coordinator: Mutex::new(coordinator),
+            offsets,
+        }
+    }
+
+    /// The coordinator, for one decision (held briefly, never across I/O).
+    pub(super) fn coordinator(&self) -> MutexGuard<'_, Coordinator> {
+        lock(&self.coordinator)
+    }
+
+    /// Makes a commit durable in the offsets log, then visible. Commits do
+    /// not take the metadata lock, and concurrent ones share an fdatasync.
+    pub(super) fn commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+        now_ms: i64,
+    ) -> Result<()> {
+        self.offsets.commit(group, offsets, now_ms)?;
+        self.coordinator().apply_commit(group, offsets);
+        Ok(())
+    }
+
+    /// The committed offset of `group` on a partition.
+    pub(super) fn committed(&self, group: &str, tp: &TopicPartition) -> Option<i64> {
+        self.coordinator().committed(group, tp)
+    }
+
+    /// The topic set changed: assignments follow.
+    pub(super) fn topics_changed(&self, catalog: &Catalog) {
+        self.coordinator().topics_changed(catalog);
+    }
+
+    /// A deleted topic's committed offsets go (a topic created again under
+    /// its name starts with none), and assignments follow.
+    pub(super) fn topic_deleted(&self, topic: &str, catalog: &Catalog, now_ms: i64) -> Result<()> {
+        let deleted = self.offsets.topic_deleted(topic, now_ms);
+        self.topics_changed(catalog);
+        deleted
+    }
+
+    pub(super) fn snapshot_if_due(&self, now_ms: i64) -> Result<()> {
+        self.offsets.snapshot_if_due(now_ms)
+    }
+
+    pub(super) fn flush(&self) -> Result<()> {
+        self.offsets.flush()
+    }
 }
 
 impl Broker {
@@ -62,8 +124,8 @@ impl Broker {
         }
         let patterns = Self::parse_patterns(topics)?;
         let session_timeout_ms = session_timeout_ms.clamp(1_000, 300_000);
-        let catalog = self.catalog();
-        let view = lock(&self.groups).join(
+        let catalog = self.topics.catalog();
+        let view = self.groups.coordinator().join(
             group,
             member_id,
             client_id,
@@ -83,13 +145,16 @@ impl Broker {
         generation: u32,
         now_ms: i64,
     ) -> Result<Assignment> {
-        let view = lock(&self.groups).heartbeat(group, member_id, generation, now_ms)?;
+        let view = self
+            .groups
+            .coordinator()
+            .heartbeat(group, member_id, generation, now_ms)?;
         self.resolve(group, view, now_ms)
     }
 
     pub fn leave_group(&self, group: &str, member_id: &str) -> Result<()> {
-        let catalog = self.catalog();
-        lock(&self.groups).leave(group, member_id, &catalog)
+        let catalog = self.topics.catalog();
+        self.groups.coordinator().leave(group, member_id, &catalog)
     }
 
     /// Turns a view into offsets: the committed offset (clamped into the
@@ -116,7 +181,7 @@ impl Broker {
             partitions.push((topic, partition, offset));
         }
         if !initial.is_empty() {
-            self.persist_commit(group, &initial, now_ms)?;
+            self.groups.commit(group, &initial, now_ms)?;
         }
         Ok(Assignment {
             member_id: view.member_id,
@@ -137,34 +202,25 @@ impl Broker {
             .iter()
             .map(|(t, p, o)| ((t.clone(), *p), *o))
             .collect();
-        lock(&self.groups).check_commit(group, member_id, &offsets)?;
-        self.persist_commit(group, &offsets, now_ms)
-    }
-
-    /// Makes a commit durable in the offsets log, then visible. Commits do
-    /// not take the metadata lock, and concurrent ones share an fdatasync.
-    pub(super) fn persist_commit(
-        &self,
-        group: &str,
-        offsets: &[(TopicPartition, i64)],
-        now_ms: i64,
-    ) -> Result<()> {
-        self.offsets.commit(group, offsets, now_ms)?;
-        lock(&self.groups).apply_commit(group, offsets);
-        Ok(())
+        self.groups
+            .coordinator()
+            .check_commit(group, member_id, &offsets)?;
+        self.groups.commit(group, &offsets, now_ms)
     }
 
     pub fn committed(&self, group: &str, partitions: &[(String, u32)]) -> Vec<Option<i64>> {
-        let groups = lock(&self.groups);
+        let coordinator = self.groups.coordinator();
         partitions
             .iter()
-            .map(|tp| groups.committed(group, tp))
+            .map(|tp| coordinator.committed(group, tp))
             .collect()
     }
 
     /// Lag (end offset − committed offset) of every group on every partition it committed.
     pub fn group_lags(&self) -> Vec<GroupLag> {
-        let committed: Vec<(String, TopicPartition, i64)> = lock(&self.groups)
+        let committed: Vec<(String, TopicPartition, i64)> = self
+            .groups
+            .coordinator()
             .all_committed()
             .filter(|(g, _, _)| !g.starts_with("spool."))
             .map(|(g, tp, o)| (g.to_owned(), tp.clone(), o))

@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::Retention;
 use crate::error::Result;
-use crate::queue::QueueSub;
+use crate::subscription::Subscription;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -26,8 +26,8 @@ impl Broker {
     /// A failure in one queue, topic or store is logged with what failed
     /// and the tick goes on with the others; the first one is returned.
     pub fn tick(&self, now_ms: i64) -> Result<()> {
-        let catalog = self.catalog();
-        for (group, member) in lock(&self.groups).expire(now_ms, &catalog) {
+        let catalog = self.topics.catalog();
+        for (group, member) in self.groups.coordinator().expire(now_ms, &catalog) {
             tracing::info!(%group, %member, "consumer session expired; partitions reassigned");
         }
         let mut first_error = None;
@@ -37,14 +37,12 @@ impl Broker {
                 first_error.get_or_insert(e);
             }
         };
-        let queues: Vec<Arc<QueueSub>> = self.queues_read().values().cloned().collect();
-        for q in &queues {
+        for q in &self.subscriptions.all() {
             let spec = q.spec();
             let what = format_args!("subscription {}/{}", spec.topic, spec.name);
             note(&what, self.tick_queue(q, now_ms));
         }
-        let topics: Vec<Arc<Topic>> = self.topics_read().values().cloned().collect();
-        for t in &topics {
+        for t in &self.topics.all() {
             note(
                 &format_args!("topic {}", t.name),
                 self.tick_topic(t, now_ms),
@@ -52,13 +50,13 @@ impl Broker {
         }
         note(&"request records", self.expire_requests(now_ms));
         note(&"metadata", lock(&self.meta).snapshot_if_due(now_ms));
-        note(&"committed offsets", self.offsets.snapshot_if_due(now_ms));
+        note(&"committed offsets", self.groups.snapshot_if_due(now_ms));
         first_error.map_or(Ok(()), Err)
     }
 
     /// Dead-letters what is past its delivery limit and snapshots the
     /// subscription's state log when due (either may fail alone).
-    fn tick_queue(&self, q: &QueueSub, now_ms: i64) -> Result<()> {
+    fn tick_queue(&self, q: &Subscription, now_ms: i64) -> Result<()> {
         let dead_lettered = self.process_dead_letters(q, now_ms);
         let snapshot = q.maybe_snapshot(now_ms);
         dead_lettered.and(snapshot)
@@ -90,26 +88,26 @@ impl Broker {
 
     /// Makes every written byte durable (used at shutdown).
     pub fn flush(&self) -> Result<()> {
-        for t in self.topics_read().values() {
+        for t in self.topics.all() {
             for log in &t.partitions {
                 log.flush()?;
             }
         }
-        for q in self.queues_read().values() {
+        for q in self.subscriptions.all() {
             q.flush()?;
         }
-        self.offsets.flush()?;
+        self.groups.flush()?;
         Ok(())
     }
 
     /// Every queue subscription, for metrics.
-    pub fn queue_subs(&self) -> Vec<Arc<QueueSub>> {
-        self.queues_read().values().cloned().collect()
+    pub fn subscriptions(&self) -> Vec<Arc<Subscription>> {
+        self.subscriptions.all()
     }
 
     /// A queue subscription's backlog: messages of its topic not yet done
     /// (acknowledged or dead-lettered), over all partitions.
-    pub fn queue_lag(&self, q: &QueueSub) -> u64 {
+    pub fn subscription_lag(&self, q: &Subscription) -> u64 {
         self.topic(&q.spec().topic)
             .map(|t| {
                 t.partitions

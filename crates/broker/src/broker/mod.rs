@@ -13,21 +13,19 @@ mod groups;
 mod housekeeping;
 mod open;
 mod produce;
-mod queues;
 mod request_ops;
+mod subscriptions;
 mod topics;
 
 pub use groups::{Assignment, GroupLag};
 pub use housekeeping::rfc3339_utc;
 pub use produce::{PendingProduce, Produced};
-pub use queues::{AckDone, PendingAck};
+pub use subscriptions::{AckDone, PendingAck};
 pub use topics::{PartitionInfo, Topic, TopicDescription};
 
 use crate::error::{BrokerError, Result};
-use crate::group::{Catalog, Coordinator};
+use crate::group::Catalog;
 use crate::meta::{MetaEvent, MetaState, MetaStore};
-use crate::offsets::OffsetStore;
-use crate::queue::QueueSub;
 use spool_log::{Log, Syncer};
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
@@ -81,15 +79,18 @@ pub trait AppendListener: Send + Sync {
 /// What `open` found and repaired, one line per finding.
 pub type RecoveryNotes = Vec<String>;
 
+/// The facade: one field per concern, each owned by its module (fields
+/// private there, so other modules go through its methods). Operations
+/// that span concerns — a dead letter is a produce, a queue change and
+/// maybe a request change — are `impl Broker` blocks in the module of the
+/// concern they serve.
 pub struct Broker {
     data_dir: PathBuf,
+    /// Topic and subscription definitions: the metadata log and its state.
     meta: Mutex<Meta>,
-    /// Committed offsets, apart from the metadata (see [`OffsetStore`]).
-    offsets: OffsetStore,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    groups: Mutex<Coordinator>,
-    /// Queue subscriptions by "topic/name".
-    queues: RwLock<BTreeMap<String, Arc<QueueSub>>>,
+    topics: topics::Topics,
+    subscriptions: subscriptions::Subscriptions,
+    groups: groups::Groups,
     requests: request_ops::Requests,
     listener: RwLock<Option<Arc<dyn AppendListener>>>,
     /// Waits for fdatasyncs on behalf of [`Broker::finish_produce_then`].
@@ -143,22 +144,8 @@ impl Broker {
             .clone()
     }
 
-    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
-        self.topics.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn catalog(&self) -> Catalog {
-        self.topics_read()
-            .iter()
-            .map(|(n, t)| (n.clone(), t.partitions.len() as u32))
-            .collect()
-    }
-
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.topics_read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| BrokerError::unknown_topic(name))
+        self.topics.get(name)
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<(Arc<Topic>, Arc<Log>)> {
@@ -177,9 +164,5 @@ impl Broker {
                 )
             })?;
         Ok((t, log))
-    }
-
-    fn queues_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<QueueSub>>> {
-        self.queues.read().unwrap_or_else(|p| p.into_inner())
     }
 }

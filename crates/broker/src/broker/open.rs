@@ -1,17 +1,20 @@
 //! Opening a data directory: topics, queues and request records recovered,
 //! unknown topic directories set aside, orphaned requests failed.
 
+use super::groups::Groups;
 use super::request_ops::Requests;
+use super::subscriptions::Subscriptions;
 use super::topics::Dedup;
+use super::topics::Topics;
 use super::*;
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
 use crate::group::{Coordinator, TopicPartition};
 use crate::meta::{parse_tp_key, MetaStore, TopicMeta};
 use crate::offsets::{Committed, OffsetStore};
-use crate::queue::QueueSub;
 use crate::records::{walk_records, Walk};
 use crate::requests::{RequestRecord, RequestStatus, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
+use crate::subscription::Subscription;
 use spool_log::{Log, Syncer, SYNCER_THREADS_DEFAULT};
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
@@ -145,14 +148,14 @@ impl Broker {
         if !report.is_clean() {
             notes.push(format!("committed offsets: {report}"));
         }
-        let mut groups = Coordinator::new();
+        let mut coordinator = Coordinator::new();
         for (group, offsets) in committed {
             let offsets: Vec<(TopicPartition, i64)> = offsets.into_iter().collect();
-            groups.apply_commit(&group, &offsets);
+            coordinator.apply_commit(&group, &offsets);
         }
         let requests = Requests::open(&data_dir.join("requests.redb"))?;
-        let mut queues = BTreeMap::new();
-        for (key, spec) in &state.queues {
+        let mut subscriptions = Vec::new();
+        for spec in state.subscriptions.values() {
             let Some(topic) = topics.get(&spec.topic) else {
                 continue;
             };
@@ -162,9 +165,9 @@ impl Broker {
                 .map(|l| l.stats().start_offset)
                 .collect();
             let dir = queue_dir(data_dir, &spec.topic, &spec.name);
-            let (sub, note) = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
+            let (sub, note) = Subscription::open(&dir, spec.clone(), &starts, now_ms)?;
             notes.extend(note);
-            queues.insert(key.clone(), Arc::new(sub));
+            subscriptions.push(sub);
         }
         for topic in topics.values() {
             restore_dedup(topic, now_ms)?;
@@ -172,10 +175,9 @@ impl Broker {
         let broker = Broker {
             data_dir: data_dir.to_owned(),
             meta: Mutex::new(Meta { store, state }),
-            offsets,
-            topics: RwLock::new(topics),
-            groups: Mutex::new(groups),
-            queues: RwLock::new(queues),
+            topics: Topics::new(topics),
+            subscriptions: Subscriptions::new(subscriptions),
+            groups: Groups::new(coordinator, offsets),
             requests,
             listener: RwLock::new(None),
             syncer: Syncer::new(SYNCER_THREADS_DEFAULT).map_err(|e| {
@@ -243,8 +245,10 @@ impl Broker {
         queue: &str,
     ) -> Result<std::collections::HashSet<String>> {
         let mut ids = std::collections::HashSet::new();
-        let (Ok(topic), Ok(sub)) = (self.topic(queue), self.queue(queue, WORKERS_SUBSCRIPTION))
-        else {
+        let (Ok(topic), Ok(sub)) = (
+            self.topic(queue),
+            self.subscription(queue, WORKERS_SUBSCRIPTION),
+        ) else {
             return Ok(ids);
         };
         let floors = sub.floors();

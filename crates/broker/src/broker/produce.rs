@@ -398,12 +398,12 @@ impl Broker {
     /// every interested group has committed.
     pub(super) fn release_consumed(&self, t: &Topic) -> Result<()> {
         let queue_floors: Vec<Vec<i64>> = self
-            .queues_read()
-            .values()
-            .filter(|q| q.spec().topic == t.name)
+            .subscriptions
+            .of_topic(&t.name)
+            .iter()
             .map(|q| q.floors())
             .collect();
-        let groups = lock(&self.groups);
+        let groups = self.groups.coordinator();
         for (p, log) in t.partitions.iter().enumerate() {
             // Interested consumers: groups on the topic and queue subscriptions.
             let mut low: Option<Option<i64>> = groups.low_water(&(t.name.clone(), p as u32));

@@ -5,12 +5,12 @@
 use super::*;
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
-use crate::queue::LeasedMessage;
 use crate::requests::{
     unknown_request, CallbackStatus, RequestChange, RequestRecord, RequestStatus, RequestStore,
     CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, REQUEST_TTL_MS_DEFAULT, RESULT_BYTES_MAX,
     WORKERS_SUBSCRIPTION,
 };
+use crate::subscription::LeasedMessage;
 use spool_types::ErrorCode;
 use std::sync::atomic::Ordering;
 
@@ -171,7 +171,7 @@ impl Broker {
                 Err(e) => return Err(e),
             }
         }
-        self.ensure_queue(queue, WORKERS_SUBSCRIPTION, now_ms)?;
+        self.ensure_subscription(queue, WORKERS_SUBSCRIPTION, now_ms)?;
         let id = uuid::Uuid::now_v7().to_string();
         let record = RequestRecord {
             id: id.clone(),
@@ -226,7 +226,7 @@ impl Broker {
     pub(super) fn live(&self, mut r: RequestRecord) -> RequestRecord {
         if r.status == RequestStatus::Running {
             let deadline = r.receipt.as_deref().and_then(|receipt| {
-                self.queue(&r.queue, WORKERS_SUBSCRIPTION)
+                self.subscription(&r.queue, WORKERS_SUBSCRIPTION)
                     .ok()
                     .and_then(|q| q.lease_deadline(receipt))
             });

@@ -72,6 +72,62 @@ impl Topic {
     }
 }
 
+/// Every topic by name. The one owner of the map: changes happen under
+/// the metadata lock, after the change is in the metadata log.
+#[derive(Default)]
+pub(super) struct Topics(RwLock<BTreeMap<String, Arc<Topic>>>);
+
+impl Topics {
+    pub(super) fn new(topics: BTreeMap<String, Arc<Topic>>) -> Topics {
+        Topics(RwLock::new(topics))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn get(&self, name: &str) -> Result<Arc<Topic>> {
+        self.read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::unknown_topic(name))
+    }
+
+    pub(super) fn contains(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
+    pub(super) fn insert(&self, topic: Topic) {
+        self.write().insert(topic.name.clone(), Arc::new(topic));
+    }
+
+    pub(super) fn remove(&self, name: &str) {
+        self.write().remove(name);
+    }
+
+    pub(super) fn all(&self) -> Vec<Arc<Topic>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Names and partition counts of the topics `keep` accepts, by name.
+    pub(super) fn partition_counts(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, u32)> {
+        self.read()
+            .iter()
+            .filter(|(n, _)| keep(n))
+            .map(|(n, t)| (n.clone(), t.partitions.len() as u32))
+            .collect()
+    }
+
+    /// Every topic's partition count, as group assignment needs it.
+    pub(super) fn catalog(&self) -> Catalog {
+        self.partition_counts(|_| true).into_iter().collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: u32,
@@ -104,7 +160,7 @@ impl Broker {
     /// it exists.
     pub fn create_system_topic(&self, name: &str, config: TopicConfig, now_ms: i64) -> Result<()> {
         let topic = TopicName::new_system(name).map_err(|e| name_error("topic", name, e))?;
-        if self.topics_read().contains_key(name) {
+        if self.topics.contains(name) {
             return Ok(());
         }
         self.create_topic_inner(topic, 1, config, now_ms)
@@ -121,7 +177,7 @@ impl Broker {
         config.validate()?;
         let name = topic.as_str().to_owned();
         let mut meta = lock(&self.meta);
-        if self.topics_read().contains_key(&name) {
+        if self.topics.contains(&name) {
             return Err(BrokerError::new(
                 ErrorCode::TopicExists,
                 format!("topic {name:?} already exists"),
@@ -146,12 +202,9 @@ impl Broker {
             meta: tmeta,
         };
         meta.change(event, now_ms)?;
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, Arc::new(opened));
+        self.topics.insert(opened);
         drop(meta);
-        lock(&self.groups).topics_changed(&self.catalog());
+        self.groups.topics_changed(&self.topics.catalog());
         if let Some(l) = self.listener() {
             l.topics_changed();
         }
@@ -160,28 +213,22 @@ impl Broker {
 
     pub fn delete_topic(&self, name: &str, now_ms: i64) -> Result<()> {
         let mut meta = lock(&self.meta);
-        if !self.topics_read().contains_key(name) {
+        if !self.topics.contains(name) {
             return Err(BrokerError::unknown_topic(name));
         }
         let event = MetaEvent::TopicDeleted {
             name: name.to_owned(),
         };
         meta.change(event, now_ms)?;
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.topics.remove(name);
         drop(meta);
         // A topic created again under this name starts with no offsets.
-        self.offsets.topic_deleted(name, now_ms)?;
+        self.groups
+            .topic_deleted(name, &self.topics.catalog(), now_ms)?;
         // Readers holding a log keep their file handles; the files go now.
         let _ = std::fs::remove_dir_all(topic_dir(&self.data_dir, name));
-        self.queues
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, q| q.spec().topic != name);
+        self.subscriptions.remove_topic(name);
         let _ = std::fs::remove_dir_all(self.data_dir.join("queues").join(name));
-        lock(&self.groups).topics_changed(&self.catalog());
         if let Some(l) = self.listener() {
             l.topics_changed();
         }
@@ -215,16 +262,11 @@ impl Broker {
         let pattern = pattern
             .map(|p| TopicPattern::new(p).map_err(|e| name_error("pattern", p, e)))
             .transpose()?;
-        Ok(self
-            .topics_read()
-            .iter()
-            // System topics are listed only when a pattern names them.
-            .filter(|(n, _)| match &pattern {
-                Some(p) => p.matches(n),
-                None => !n.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX),
-            })
-            .map(|(n, t)| (n.clone(), t.partitions.len() as u32))
-            .collect())
+        // System topics are listed only when a pattern names them.
+        Ok(self.topics.partition_counts(|n| match &pattern {
+            Some(p) => p.matches(n),
+            None => !n.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX),
+        }))
     }
 
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
@@ -271,10 +313,10 @@ impl Broker {
 
     /// Every (topic, partition) whose topic matches one of `patterns`.
     pub fn matching_partitions(&self, patterns: &[TopicPattern]) -> Vec<(String, u32)> {
-        self.topics_read()
-            .iter()
-            .filter(|(n, _)| patterns.iter().any(|p| p.matches(n)))
-            .flat_map(|(n, t)| (0..t.partitions.len() as u32).map(move |p| (n.clone(), p)))
+        self.topics
+            .partition_counts(|n| patterns.iter().any(|p| p.matches(n)))
+            .into_iter()
+            .flat_map(|(n, count)| (0..count).map(move |p| (n.clone(), p)))
             .collect()
     }
 }

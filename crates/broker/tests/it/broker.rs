@@ -265,7 +265,7 @@ fn keyed(records: &[(&str, &str)], headers: &[(&str, &str)]) -> Vec<u8> {
     b.finish().unwrap()
 }
 
-fn texts(msgs: &[spool_broker::queue::LeasedMessage]) -> Vec<String> {
+fn texts(msgs: &[spool_broker::subscription::LeasedMessage]) -> Vec<String> {
     msgs.iter()
         .map(|m| String::from_utf8(m.value.clone().unwrap().to_vec()).unwrap())
         .collect()
@@ -273,19 +273,19 @@ fn texts(msgs: &[spool_broker::queue::LeasedMessage]) -> Vec<String> {
 
 #[test]
 fn queue_leases_acks_redelivers_and_dead_letters() {
-    use spool_broker::queue::QueueSpec;
+    use spool_broker::subscription::SubscriptionSpec;
     let (_dir, b) = fresh();
     b.create_topic("jobs", 2, TopicConfig::default(), 0)
         .unwrap();
     b.create_topic("jobs.dlq", 1, TopicConfig::default(), 0)
         .unwrap();
-    let spec = QueueSpec {
+    let spec = SubscriptionSpec {
         ack_timeout_ms: 1_000,
         max_deliveries: 2,
         dead_letter_topic: Some("jobs.dlq".into()),
-        ..QueueSpec::new("jobs", "w")
+        ..SubscriptionSpec::new("jobs", "w")
     };
-    b.create_queue(spec, 0).unwrap();
+    b.create_subscription(spec, 0).unwrap();
     b.produce("jobs", &Routing::Partition(0), &batch(&["a", "b"]), 0)
         .unwrap();
     b.produce("jobs", &Routing::Partition(1), &batch(&["c"]), 0)
@@ -379,15 +379,15 @@ fn queue_leases_acks_redelivers_and_dead_letters() {
 
 #[test]
 fn queue_state_survives_reopen_and_ordering_keys_hold() {
-    use spool_broker::queue::QueueSpec;
+    use spool_broker::subscription::SubscriptionSpec;
     let dir = tempfile::tempdir().unwrap();
     {
         let (b, _) = Broker::open(dir.path(), 0).unwrap();
         b.create_topic("o", 1, TopicConfig::default(), 0).unwrap();
-        b.create_queue(
-            QueueSpec {
+        b.create_subscription(
+            SubscriptionSpec {
                 ordered: true,
-                ..QueueSpec::new("o", "w")
+                ..SubscriptionSpec::new("o", "w")
             },
             0,
         )
@@ -435,12 +435,13 @@ fn queue_state_survives_reopen_and_ordering_keys_hold() {
 
 #[test]
 fn delayed_messages_wait_and_duplicates_are_suppressed() {
-    use spool_broker::queue::QueueSpec;
+    use spool_broker::subscription::SubscriptionSpec;
     let dir = tempfile::tempdir().unwrap();
     {
         let (b, _) = Broker::open(dir.path(), 0).unwrap();
         b.create_topic("d", 1, TopicConfig::default(), 0).unwrap();
-        b.create_queue(QueueSpec::new("d", "w"), 0).unwrap();
+        b.create_subscription(SubscriptionSpec::new("d", "w"), 0)
+            .unwrap();
         b.produce(
             "d",
             &Routing::Spread,
@@ -599,7 +600,7 @@ fn a_finished_requests_message_that_comes_back_is_dropped_not_worked_on() {
         b.get_request(&id, 13).unwrap().status,
         RequestStatus::Succeeded
     );
-    assert_eq!(b.queue("work", "workers").unwrap().counts(), (0, 0));
+    assert_eq!(b.subscription("work", "workers").unwrap().counts(), (0, 0));
 }
 
 #[test]
@@ -750,7 +751,7 @@ fn a_request_retried_and_taken_at_once_stays_running_for_its_new_holder() {
     /// Stands for a waiting worker: receives as soon as a lease is settled.
     struct EagerWorker {
         broker: Mutex<Weak<Broker>>,
-        taken: Mutex<Vec<spool_broker::queue::LeasedMessage>>,
+        taken: Mutex<Vec<spool_broker::subscription::LeasedMessage>>,
     }
     impl AppendListener for EagerWorker {
         fn appended(&self, _topic: &str, _partition: u32) {}

@@ -19,7 +19,7 @@
 //! upgrade cannot change the schedule).
 
 use spool_broker::group::{Catalog, Coordinator, GroupView, StartFrom, TopicPartition};
-use spool_broker::queue::state::{
+use spool_broker::subscription::state::{
     Admit, Backoff, Change, DeliveryMode, Lease, PartitionQueue, Replay, Rules,
 };
 use spool_types::{ErrorCode, TopicPattern};
@@ -385,7 +385,7 @@ impl QueueSim {
         self.rules.max_deliveries
     }
 
-    /// Appends one batch of changes, like `QueueSub::persist`.
+    /// Appends one batch of changes, like `Subscription::persist`.
     fn persist(&mut self, partition: usize, changes: &[Change], durable: bool) {
         if !changes.is_empty() {
             self.log.batches.push(
@@ -488,7 +488,7 @@ impl QueueSim {
         Ok(())
     }
 
-    /// `QueueSub::receive`: per partition, catch up with retention, admit
+    /// `Subscription::receive`: per partition, catch up with retention, admit
     /// from the log up to the window, lease.
     fn receive(&mut self, max: usize) -> Check {
         let first = self.rotate;
@@ -709,7 +709,7 @@ impl QueueSim {
         }
         let last = by_partition.len();
         for (i, (p, changes)) in by_partition.into_iter().enumerate() {
-            // One fdatasync after the last partition's records, as QueueSub::ack.
+            // One fdatasync after the last partition's records, as Subscription::ack.
             self.persist(p, &changes, i + 1 == last);
         }
         for h in accepted {
@@ -911,7 +911,7 @@ impl QueueSim {
         self.trace.log(format!("redrive {} copies", copies.len()));
     }
 
-    /// `QueueSub::maybe_snapshot`: the state log becomes one synced snapshot.
+    /// `Subscription::maybe_snapshot`: the state log becomes one synced snapshot.
     fn snapshot(&mut self) {
         let mut batch = Vec::new();
         for (p, q) in self.queues.iter().enumerate() {
@@ -939,7 +939,7 @@ impl QueueSim {
             }
         }
         self.start[p] = self.start[p].max(to);
-        // The broker moves the queue with the log (QueueSub::receive calls
+        // The broker moves the queue with the log (Subscription::receive calls
         // skip_to); the model applies it at once.
         self.queues[p].skip_to(self.start[p]);
         self.trace.log(format!("retention: p{p} starts at {to}"));
@@ -1006,7 +1006,7 @@ impl QueueSim {
             .zip(&self.start)
             .map(|(r, s)| r.finish(*s))
             .collect();
-        // A restart takes time; leases restart from the clock (QueueSub::open).
+        // A restart takes time; leases restart from the clock (Subscription::open).
         self.now += self.rng.range(1, 3_000);
         self.next_lease = (self.now as u64) << 16;
         let max = self.max();

@@ -271,7 +271,7 @@ pub(super) fn subscribe_queue(
     if let Err(e) = ops
         .broker
         .topic(&sub.topic)
-        .and_then(|_| ops.broker.queue(&sub.topic, &sub.name))
+        .and_then(|_| ops.broker.subscription(&sub.topic, &sub.name))
     {
         return Err(wire_error(e));
     }

@@ -7,7 +7,9 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use spool_batch::NewRecord;
-use spool_broker::queue::{BackoffSpec, LeasedMessage, ModeSpec, QueueSpec, DELIVER_AT_HEADER};
+use spool_broker::subscription::{
+    BackoffSpec, LeasedMessage, ModeSpec, SubscriptionSpec, DELIVER_AT_HEADER,
+};
 use spool_broker::{
     OnFull, Retention, TopicConfig, TopicDescription, TopicDurability, MESSAGE_ID_HEADER,
 };
@@ -291,8 +293,8 @@ pub struct CreateSubscription {
 }
 
 impl CreateSubscription {
-    pub fn into_spec(self, topic: &str) -> ApiResult<QueueSpec> {
-        let mut spec = QueueSpec::new(topic, &self.name);
+    pub fn into_spec(self, topic: &str) -> ApiResult<SubscriptionSpec> {
+        let mut spec = SubscriptionSpec::new(topic, &self.name);
         if let Some(v) = self.ack_timeout_ms {
             spec.ack_timeout_ms = v;
         }
@@ -326,7 +328,7 @@ impl CreateSubscription {
     }
 }
 
-pub fn spec(s: &QueueSpec) -> Value {
+pub fn spec(s: &SubscriptionSpec) -> Value {
     json!({
         "topic": s.topic, "name": s.name, "kind": "queue", "ack_timeout_ms": s.ack_timeout_ms,
         "max_deliveries": s.max_deliveries, "dead_letter_topic": s.dead_letter_topic,

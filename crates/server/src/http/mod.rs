@@ -447,7 +447,7 @@ async fn receive(
     let max = req
         .max
         .unwrap_or(10)
-        .clamp(1, spool_broker::queue::RECEIVE_MAX as u32) as usize;
+        .clamp(1, spool_broker::subscription::RECEIVE_MAX as u32) as usize;
     let wait_ms = req.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
     let room = ops::ReceiveRoom::UNLIMITED;
     let messages = s

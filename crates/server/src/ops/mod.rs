@@ -18,14 +18,16 @@
 //! Arguments and answers are broker types (`spool_broker`), never wire or
 //! JSON types: converting is the front ends' job.
 
-mod queues;
 mod requests;
 mod streams;
+mod subscriptions;
 mod topics;
 
-pub use queues::{wake_deadline, ReceiveRoom, Shape, QUEUE_DUE_RECHECK_MS, QUEUE_RECHECK_MS};
 pub use requests::Submission;
 pub use streams::{FetchPartition, Fetched, FetchedPartition};
+pub use subscriptions::{
+    wake_deadline, ReceiveRoom, Shape, QUEUE_DUE_RECHECK_MS, QUEUE_RECHECK_MS,
+};
 pub use topics::{SubscriptionKind, SubscriptionLoad};
 
 use crate::auth::{self, Caller};

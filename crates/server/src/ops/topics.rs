@@ -2,7 +2,7 @@
 
 use super::Ops;
 use crate::auth::{Caller, Need, TokenSummary};
-use spool_broker::queue::QueueSpec;
+use spool_broker::subscription::SubscriptionSpec;
 use spool_broker::{BrokerError, TopicConfig, TopicConfigPatch, TopicDescription};
 use spool_types::ErrorCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,7 +12,7 @@ pub enum SubscriptionKind {
     /// A consumer group: it comes into being when a member first joins.
     Stream,
     /// A work queue with its settings.
-    Queue(QueueSpec),
+    Queue(SubscriptionSpec),
 }
 
 /// A queue subscription's current load, as listed.
@@ -103,16 +103,18 @@ impl Ops {
                 .check(url)
                 .map_err(|e| BrokerError::invalid(format!("push_endpoint: {e}")))?;
         }
-        self.on_broker(move |b, now| match b.create_queue(spec.clone(), now) {
-            Err(e)
-                if e.code == ErrorCode::GroupExists
-                    && b.queue(&spec.topic, &spec.name)
-                        .is_ok_and(|q| q.spec() == spec) =>
-            {
-                Ok(())
-            }
-            other => other,
-        })
+        self.on_broker(
+            move |b, now| match b.create_subscription(spec.clone(), now) {
+                Err(e)
+                    if e.code == ErrorCode::GroupExists
+                        && b.subscription(&spec.topic, &spec.name)
+                            .is_ok_and(|q| q.spec() == spec) =>
+                {
+                    Ok(())
+                }
+                other => other,
+            },
+        )
         .await
     }
 
@@ -123,7 +125,7 @@ impl Ops {
         name: String,
     ) -> Result<(), BrokerError> {
         caller.check(Need::Admin)?;
-        self.on_broker(move |b, now| b.delete_queue(&topic, &name, now))
+        self.on_broker(move |b, now| b.delete_subscription(&topic, &name, now))
             .await
     }
 
@@ -133,7 +135,7 @@ impl Ops {
         &self,
         caller: &Caller,
         topic: Option<&str>,
-    ) -> Result<Vec<(QueueSpec, SubscriptionLoad)>, BrokerError> {
+    ) -> Result<Vec<(SubscriptionSpec, SubscriptionLoad)>, BrokerError> {
         match topic {
             Some(t) => {
                 caller.check(Need::Consume(t))?;
@@ -143,7 +145,7 @@ impl Ops {
         }
         Ok(self
             .broker
-            .list_queues(topic)
+            .list_subscriptions(topic)
             .into_iter()
             .filter(|spec| caller.may(Need::Consume(&spec.topic)))
             .map(|spec| {
@@ -155,14 +157,14 @@ impl Ops {
     }
 
     fn subscription_load(&self, topic: &str, name: &str) -> SubscriptionLoad {
-        let Ok(q) = self.broker.queue(topic, name) else {
+        let Ok(q) = self.broker.subscription(topic, name) else {
             return SubscriptionLoad::default();
         };
         let (outstanding, leased) = q.counts();
         SubscriptionLoad {
             leased: leased as u64,
             outstanding: outstanding as u64,
-            lag: self.broker.queue_lag(&q),
+            lag: self.broker.subscription_lag(&q),
             redeliveries: q.redeliveries.load(Relaxed),
             dead_letters: q.dead_letters.load(Relaxed),
         }

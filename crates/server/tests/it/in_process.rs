@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-use spool_broker::queue::QueueSpec;
+use spool_broker::subscription::SubscriptionSpec;
 use spool_broker::{Broker, TopicConfig};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -37,7 +37,9 @@ fn router(topics: &[&str], queues: &[(&str, &str)]) -> (axum::Router, tempfile::
             .unwrap();
     }
     for (topic, name) in queues {
-        broker.create_queue(QueueSpec::new(topic, name), 1).unwrap();
+        broker
+            .create_subscription(SubscriptionSpec::new(topic, name), 1)
+            .unwrap();
     }
     (spool_server::http::in_process(Arc::new(broker)), dir)
 }

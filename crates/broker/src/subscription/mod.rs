@@ -1,6 +1,6 @@
 //! Queue subscriptions (work queues): competing consumers over a stored
 //! topic, each message leased to one worker at a time and done only when
-//! acknowledged. One [`QueueSub`] per subscription; each partition has its
+//! acknowledged. One [`Subscription`] per subscription; each partition has its
 //! own lock and its own [`state::PartitionQueue`], so leasing and acking on
 //! different partitions never contend. Acks, leases and retries are recorded
 //! in a per-subscription state log (our own [`Log`]) and replayed on open.
@@ -22,7 +22,10 @@ use read::{read_messages, RecentRead};
 mod spec;
 pub mod state;
 
-pub use spec::{BackoffSpec, ModeSpec, QueueSpec, PUSH_IN_FLIGHT_DEFAULT, PUSH_IN_FLIGHT_MAX};
+pub use spec::{
+    BackoffSpec, ModeSpec, SubscriptionKey, SubscriptionSpec, PUSH_IN_FLIGHT_DEFAULT,
+    PUSH_IN_FLIGHT_MAX,
+};
 
 use crate::error::{BrokerError, Result};
 use crate::records::{walk_records, Walk, WALK_READ_BYTES};
@@ -145,8 +148,8 @@ pub struct ToSync {
 type ChangesByPartition = Vec<(u32, Vec<Change>)>;
 
 /// One queue subscription at runtime.
-pub struct QueueSub {
-    spec: Mutex<QueueSpec>,
+pub struct Subscription {
+    spec: Mutex<SubscriptionSpec>,
     partitions: Vec<Mutex<PartitionQueue>>,
     /// Per partition, the last bytes read from its log for a receive.
     recent: Vec<Mutex<Option<RecentRead>>>,
@@ -208,17 +211,17 @@ fn admit_from(partition_log: &Log, from: i64) -> Result<(Vec<Admit>, i64)> {
     Ok((out, read.next_offset.max(from)))
 }
 
-impl QueueSub {
+impl Subscription {
     /// Opens (or creates) the subscription's state in `dir`, replaying it.
     /// Also returns what recovering the state log repaired, if anything (a
     /// cut tail loses the acknowledgements in it: those messages are
     /// delivered again).
     pub fn open(
         dir: &Path,
-        spec: QueueSpec,
+        spec: SubscriptionSpec,
         partition_starts: &[i64],
         now_ms: i64,
-    ) -> Result<(QueueSub, Option<String>)> {
+    ) -> Result<(Subscription, Option<String>)> {
         let (state, report) = Log::open(
             dir,
             LogConfig {
@@ -267,7 +270,7 @@ impl QueueSub {
                 spec.topic, spec.name
             )
         });
-        let sub = QueueSub {
+        let sub = Subscription {
             spec: Mutex::new(spec),
             partitions,
             recent,
@@ -283,7 +286,7 @@ impl QueueSub {
         Ok((sub, note))
     }
 
-    pub fn spec(&self) -> QueueSpec {
+    pub fn spec(&self) -> SubscriptionSpec {
         lock(&self.spec).clone()
     }
 
@@ -291,7 +294,7 @@ impl QueueSub {
         lock(&self.spec).mode
     }
 
-    pub fn set_spec(&self, spec: QueueSpec) {
+    pub fn set_spec(&self, spec: SubscriptionSpec) {
         *lock(&self.spec) = spec;
     }
 
@@ -483,7 +486,7 @@ impl QueueSub {
         Ok(results)
     }
 
-    /// [`QueueSub::ack`] up to the wait: applies the acks and writes their
+    /// [`Subscription::ack`] up to the wait: applies the acks and writes their
     /// records (page cache). Also returns what must be fdatasync'd before
     /// answering, under `always`, so that a caller can wait elsewhere.
     pub fn start_ack(
@@ -655,7 +658,7 @@ mod tests {
     use super::*;
 
     /// A topic partition of `n` messages and a subscription over it.
-    fn setup(dir: &Path, n: usize) -> (Vec<Arc<Log>>, QueueSub) {
+    fn setup(dir: &Path, n: usize) -> (Vec<Arc<Log>>, Subscription) {
         let (log, _) = Log::open(&dir.join("p0"), LogConfig::default()).unwrap();
         let mut b = BatchBuilder::new();
         for i in 0..n {
@@ -663,11 +666,12 @@ mod tests {
                 .unwrap();
         }
         log.write_durable(&b.finish().unwrap(), 1).unwrap();
-        let (sub, _) = QueueSub::open(&dir.join("sub"), QueueSpec::new("t", "w"), &[0], 1).unwrap();
+        let (sub, _) =
+            Subscription::open(&dir.join("sub"), SubscriptionSpec::new("t", "w"), &[0], 1).unwrap();
         (vec![Arc::new(log)], sub)
     }
 
-    fn acks_are_durable(sub: &QueueSub) -> bool {
+    fn acks_are_durable(sub: &Subscription) -> bool {
         sub.state.is_durable_to(sub.state.stats().next_offset)
     }
 

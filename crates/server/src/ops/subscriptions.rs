@@ -4,7 +4,7 @@ use super::{synced, Ops};
 use crate::auth::{Caller, Need};
 use crate::notify::wait_any;
 use crate::now_ms;
-use spool_broker::queue::{LeasedMessage, RECEIVE_MAX};
+use spool_broker::subscription::{LeasedMessage, RECEIVE_MAX};
 use spool_broker::{BrokerError, PendingAck};
 use spool_types::limits::FETCH_WAIT_MS_MAX;
 use std::sync::Arc;
@@ -174,7 +174,7 @@ impl Ops {
         name: &str,
     ) -> Result<(Vec<Arc<Notify>>, Option<i64>), BrokerError> {
         let partitions = self.broker.topic(topic)?.partitions.len() as u32;
-        let wake = self.broker.queue(topic, name)?.next_wakeup();
+        let wake = self.broker.subscription(topic, name)?.next_wakeup();
         let notifies = (0..partitions)
             .map(|p| self.notifier.partition(topic, p))
             .collect();

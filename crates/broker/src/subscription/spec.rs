@@ -1,4 +1,4 @@
-//! A queue subscription's settings ([`QueueSpec`]), as created, persisted
+//! A queue subscription's settings ([`SubscriptionSpec`]), as created, persisted
 //! in the metadata log and turned into the rules the state machine follows.
 
 use super::state::{Backoff, DeliveryMode, Rules};
@@ -7,9 +7,49 @@ use crate::error::{BrokerError, Result};
 use serde::{Deserialize, Serialize};
 use spool_types::ErrorCode;
 
+/// Names one queue subscription: its topic and its name. Where a string is
+/// needed (the map keys of a metadata snapshot) it is written `topic/name`;
+/// neither part can hold a '/', so the split is unambiguous.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubscriptionKey {
+    pub topic: String,
+    pub name: String,
+}
+
+impl SubscriptionKey {
+    pub fn new(topic: &str, name: &str) -> SubscriptionKey {
+        SubscriptionKey {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for SubscriptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.topic, self.name)
+    }
+}
+
+impl Serialize for SubscriptionKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SubscriptionKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let (topic, name) = text.split_once('/').ok_or_else(|| {
+            serde::de::Error::custom(format!("subscription key {text:?} is not topic/name"))
+        })?;
+        Ok(SubscriptionKey::new(topic, name))
+    }
+}
+
 /// How a queue subscription behaves; persisted in the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueSpec {
+pub struct SubscriptionSpec {
     pub topic: String,
     pub name: String,
     pub ack_timeout_ms: u64,
@@ -51,10 +91,14 @@ pub enum ModeSpec {
     AtMostOnce,
 }
 
-impl QueueSpec {
+impl SubscriptionSpec {
+    pub fn key(&self) -> SubscriptionKey {
+        SubscriptionKey::new(&self.topic, &self.name)
+    }
+
     /// Defaults: 30 s ack timeout, 5 deliveries, no backoff, at-least-once.
-    pub fn new(topic: &str, name: &str) -> QueueSpec {
-        QueueSpec {
+    pub fn new(topic: &str, name: &str) -> SubscriptionSpec {
+        SubscriptionSpec {
             topic: topic.to_owned(),
             name: name.to_owned(),
             ack_timeout_ms: 30_000,

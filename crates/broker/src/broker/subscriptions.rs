@@ -4,8 +4,10 @@ use super::open::queue_dir;
 use super::*;
 use crate::error::{BrokerError, Result};
 use crate::meta::MetaEvent;
-use crate::queue::{parse_receipt, LeasedMessage, ModeSpec, QueueSpec, QueueSub, ToSync};
 use crate::requests::WORKERS_SUBSCRIPTION;
+use crate::subscription::{
+    parse_receipt, LeasedMessage, ModeSpec, Subscription, SubscriptionSpec, ToSync,
+};
 use spool_types::{ErrorCode, TopicName};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,11 +33,87 @@ pub(super) fn unknown_subscription(topic: &str, name: &str) -> BrokerError {
     )
 }
 
+/// Every queue subscription, by topic and name. The one owner of the map:
+/// changes happen under the metadata lock, after the change is in the
+/// metadata log.
+#[derive(Default)]
+pub(super) struct Subscriptions(RwLock<SubscriptionMap>);
+
+type SubscriptionMap = BTreeMap<String, BTreeMap<String, Arc<Subscription>>>;
+
+impl Subscriptions {
+    pub(super) fn new(subscriptions: Vec<Subscription>) -> Subscriptions {
+        let all = Subscriptions::default();
+        for s in subscriptions {
+            all.insert(s);
+        }
+        all
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, SubscriptionMap> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SubscriptionMap> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn get(&self, topic: &str, name: &str) -> Result<Arc<Subscription>> {
+        self.read()
+            .get(topic)
+            .and_then(|subs| subs.get(name))
+            .cloned()
+            .ok_or_else(|| unknown_subscription(topic, name))
+    }
+
+    pub(super) fn contains(&self, topic: &str, name: &str) -> bool {
+        self.get(topic, name).is_ok()
+    }
+
+    pub(super) fn insert(&self, sub: Subscription) {
+        let spec = sub.spec();
+        self.write()
+            .entry(spec.topic)
+            .or_default()
+            .insert(spec.name, Arc::new(sub));
+    }
+
+    pub(super) fn remove(&self, topic: &str, name: &str) {
+        let mut all = self.write();
+        if let Some(subs) = all.get_mut(topic) {
+            subs.remove(name);
+            if subs.is_empty() {
+                all.remove(topic);
+            }
+        }
+    }
+
+    /// A deleted topic's subscriptions go with it.
+    pub(super) fn remove_topic(&self, topic: &str) {
+        self.write().remove(topic);
+    }
+
+    pub(super) fn of_topic(&self, topic: &str) -> Vec<Arc<Subscription>> {
+        self.read()
+            .get(topic)
+            .map(|subs| subs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every subscription, by topic and name.
+    pub(super) fn all(&self) -> Vec<Arc<Subscription>> {
+        self.read()
+            .values()
+            .flat_map(|subs| subs.values().cloned())
+            .collect()
+    }
+}
+
 impl Broker {
     // ---- queue subscriptions ------------------------------------------------
 
     /// Creates a queue subscription on a topic.
-    pub fn create_queue(&self, spec: QueueSpec, now_ms: i64) -> Result<()> {
+    pub fn create_subscription(&self, spec: SubscriptionSpec, now_ms: i64) -> Result<()> {
         spec.validate()?;
         TopicName::new_system(&spec.name).map_err(|e| {
             BrokerError::new(
@@ -53,9 +131,8 @@ impl Broker {
             }
             self.topic(dlq)?;
         }
-        let key = format!("{}/{}", spec.topic, spec.name);
         let mut meta = lock(&self.meta);
-        if self.queues_read().contains_key(&key) {
+        if self.subscriptions.contains(&spec.topic, &spec.name) {
             return Err(BrokerError::new(
                 ErrorCode::GroupExists,
                 format!(
@@ -71,61 +148,56 @@ impl Broker {
             .iter()
             .map(|l| l.stats().start_offset)
             .collect();
-        let (sub, _) = QueueSub::open(&dir, spec.clone(), &starts, now_ms)?;
-        let event = MetaEvent::QueueCreated { spec };
+        let (sub, _) = Subscription::open(&dir, spec.clone(), &starts, now_ms)?;
+        let event = MetaEvent::SubscriptionCreated { spec };
         meta.change(event, now_ms)?;
-        self.queues
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, Arc::new(sub));
+        self.subscriptions.insert(sub);
         Ok(())
     }
 
     /// Creates the subscription with default settings unless it exists.
-    pub fn ensure_queue(&self, topic: &str, name: &str, now_ms: i64) -> Result<Arc<QueueSub>> {
-        if let Ok(q) = self.queue(topic, name) {
+    pub fn ensure_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<Arc<Subscription>> {
+        if let Ok(q) = self.subscription(topic, name) {
             return Ok(q);
         }
-        match self.create_queue(QueueSpec::new(topic, name), now_ms) {
+        match self.create_subscription(SubscriptionSpec::new(topic, name), now_ms) {
             Ok(()) => {}
             Err(e) if e.code == ErrorCode::GroupExists => {}
             Err(e) => return Err(e),
         }
-        self.queue(topic, name)
+        self.subscription(topic, name)
     }
 
-    pub fn delete_queue(&self, topic: &str, name: &str, now_ms: i64) -> Result<()> {
-        let key = format!("{topic}/{name}");
+    pub fn delete_subscription(&self, topic: &str, name: &str, now_ms: i64) -> Result<()> {
         let mut meta = lock(&self.meta);
-        if !self.queues_read().contains_key(&key) {
+        if !self.subscriptions.contains(topic, name) {
             return Err(unknown_subscription(topic, name));
         }
-        let event = MetaEvent::QueueDeleted {
+        let event = MetaEvent::SubscriptionDeleted {
             topic: topic.to_owned(),
             name: name.to_owned(),
         };
         meta.change(event, now_ms)?;
-        self.queues
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        self.subscriptions.remove(topic, name);
         let _ = std::fs::remove_dir_all(queue_dir(&self.data_dir, topic, name));
         Ok(())
     }
 
-    pub fn list_queues(&self, topic: Option<&str>) -> Vec<QueueSpec> {
-        self.queues_read()
-            .values()
-            .map(|q| q.spec())
-            .filter(|s| topic.is_none_or(|t| t == s.topic))
-            .collect()
+    pub fn list_subscriptions(&self, topic: Option<&str>) -> Vec<SubscriptionSpec> {
+        let subs = match topic {
+            Some(t) => self.subscriptions.of_topic(t),
+            None => self.subscriptions.all(),
+        };
+        subs.iter().map(|q| q.spec()).collect()
     }
 
-    pub fn queue(&self, topic: &str, name: &str) -> Result<Arc<QueueSub>> {
-        self.queues_read()
-            .get(&format!("{topic}/{name}"))
-            .cloned()
-            .ok_or_else(|| unknown_subscription(topic, name))
+    pub fn subscription(&self, topic: &str, name: &str) -> Result<Arc<Subscription>> {
+        self.subscriptions.get(topic, name)
     }
 
     /// Leases up to `max` messages of a queue subscription.
@@ -137,7 +209,7 @@ impl Broker {
         now_ms: i64,
     ) -> Result<Vec<LeasedMessage>> {
         let t = self.topic(topic)?;
-        let q = self.queue(topic, name)?;
+        let q = self.subscription(topic, name)?;
         let messages = q.receive(&t.partitions, max, now_ms)?;
         self.mark_running(topic, name, messages, now_ms)
     }
@@ -153,10 +225,10 @@ impl Broker {
         // A topic with a workers subscription is a request queue: receiving
         // its messages also updates request records (redb commits), through
         // any subscription.
-        let request_queue = self.queue(topic, WORKERS_SUBSCRIPTION).is_ok();
+        let request_queue = self.subscription(topic, WORKERS_SUBSCRIPTION).is_ok();
         !request_queue
             && self
-                .queue(topic, name)
+                .subscription(topic, name)
                 .is_ok_and(|q| q.mode() == ModeSpec::AtLeastOnce)
     }
 
@@ -168,7 +240,7 @@ impl Broker {
         now_ms: i64,
     ) -> Result<Vec<Result<()>>> {
         // The subscription first: an unknown one answers as it always did.
-        let q = self.queue(topic, name)?;
+        let q = self.subscription(topic, name)?;
         let durability = self.topic(topic)?.config().durability.to_log();
         let results = q.ack(receipts, durability, now_ms)?;
         if q.spec().ordered {
@@ -198,7 +270,7 @@ impl Broker {
         receipts: &[String],
         now_ms: i64,
     ) -> Result<PendingAck> {
-        let q = self.queue(topic, name)?;
+        let q = self.subscription(topic, name)?;
         let durability = self.topic(topic)?.config().durability.to_log();
         let (results, sync) = q.start_ack(receipts, durability, now_ms)?;
         let settled = q
@@ -255,7 +327,7 @@ impl Broker {
         now_ms: i64,
     ) -> Result<Vec<Result<()>>> {
         let results = self
-            .queue(topic, name)?
+            .subscription(topic, name)?
             .nack(receipts, delay_ms, error, now_ms)?;
         self.announce_settled(topic, receipts, &results);
         Ok(results)
@@ -269,7 +341,9 @@ impl Broker {
         extend_ms: u64,
         now_ms: i64,
     ) -> Result<Vec<Result<i64>>> {
-        Ok(self.queue(topic, name)?.extend(receipts, extend_ms, now_ms))
+        Ok(self
+            .subscription(topic, name)?
+            .extend(receipts, extend_ms, now_ms))
     }
 }
 
