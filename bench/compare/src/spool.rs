@@ -11,7 +11,7 @@ use crate::Ctx;
 use serde_json::Value;
 use spool_client::{
     Client, ClientOptions, Durability as SpoolDurability, Message, Producer, ProducerOptions,
-    QueueOptions, ReadStart, TopicConfig, TopicReader,
+    SubscriptionOptions, ReadStart, TopicConfig, TopicReader,
 };
 use std::time::{Duration, Instant};
 
@@ -175,10 +175,10 @@ pub async fn end_to_end(ctx: &Ctx) -> anyhow::Result<Value> {
 pub async fn queue(ctx: &Ctx) -> anyhow::Result<Rate> {
     let (name, size, plan) = ("cmp-queue", ctx.plan.queue_size, &ctx.plan);
     let admin = create_topic(ctx, name).await?;
-    let options = QueueOptions {
+    let options = SubscriptionOptions {
         // Never dead-letter in a benchmark.
         max_deliveries: 0,
-        ..QueueOptions::default()
+        ..SubscriptionOptions::default()
     };
     admin
         .create_subscription(name, SUBSCRIPTION, options)

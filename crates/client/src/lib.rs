@@ -21,7 +21,7 @@
 //!   already on the way while the last answer is handled.
 //! - [`Subscriber`]: a push subscription that grants credit back as the
 //!   application takes deliveries.
-//! - Work queues: [`Client::create_subscription`] ([`QueueOptions`]),
+//! - Work queues: [`Client::create_subscription`] ([`SubscriptionOptions`]),
 //!   [`Client::receive`] leases [`LeasedMessage`]s, settled by receipt with
 //!   [`Client::ack`], [`Client::nack`], [`Client::extend`]; dead letters go
 //!   back with [`Client::redrive`]; [`QueueSubscriber`] is push delivery of
@@ -57,13 +57,13 @@ mod consumer;
 mod error;
 mod fetcher;
 mod producer;
-mod queue;
 mod queue_subscriber;
 mod reader;
 mod records;
 mod requests;
 mod subscriber;
 mod subscription;
+mod subscriptions;
 mod tls;
 mod tokens;
 
@@ -76,12 +76,12 @@ pub use producer::{
     BatchDeliveryFuture, Delivered, DeliveryFuture, Message, Producer, ProducerOptions,
     DELIVER_AT_HEADER, MESSAGE_ID_HEADER,
 };
-pub use queue::{QueueOptions, MAX_DELIVERIES_DEFAULT};
 pub use queue_subscriber::{QueueSubscribeOptions, QueueSubscriber};
 pub use reader::{ReadStart, TopicReader};
 pub use records::{decode_records, next_offset_after, ConsumedRecord, DecodedBatches};
 pub use requests::{RequestStatus, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
+pub use subscriptions::{SubscriptionOptions, MAX_DELIVERIES_DEFAULT};
 pub use tls::TlsOptions;
 pub use tokens::TokenGrants;
 

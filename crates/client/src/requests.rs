@@ -9,7 +9,7 @@
 
 use crate::client::{unexpected, Client};
 use crate::error::ClientError;
-use crate::queue::duration_ms;
+use crate::subscriptions::duration_ms;
 use bytes::Bytes;
 use serde_json::Value;
 use spool_proto::{self as p, Request, ResponseBody};

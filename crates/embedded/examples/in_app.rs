@@ -10,8 +10,8 @@
 //! ```
 
 use spool_embedded::{
-    ClientError, Connect, Embedded, ErrorCode, Message, Producer, ProducerOptions, QueueOptions,
-    Remote, TopicConfig,
+    ClientError, Connect, Embedded, ErrorCode, Message, Producer, ProducerOptions, Remote,
+    SubscriptionOptions, TopicConfig,
 };
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ async fn run(spool: &impl Connect) -> Result<(), ClientError> {
         other => other?,
     }
     match admin
-        .create_subscription("jobs", "workers", QueueOptions::default())
+        .create_subscription("jobs", "workers", SubscriptionOptions::default())
         .await
     {
         Err(e) if e.code() == Some(ErrorCode::GroupExists) => {}

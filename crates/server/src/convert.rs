@@ -131,7 +131,7 @@ pub fn offset_from_wire(o: u64) -> Result<i64, BrokerError> {
 /// default, so clients need not hard-code it.
 pub const ACK_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
-pub fn queue_spec(c: &p::CreateSubscription) -> b::subscription::SubscriptionSpec {
+pub fn subscription_spec(c: &p::CreateSubscription) -> b::subscription::SubscriptionSpec {
     let defaults = b::subscription::SubscriptionSpec::new(&c.topic, &c.name);
     b::subscription::SubscriptionSpec {
         ack_timeout_ms: match c.ack_timeout_ms {

@@ -17,8 +17,8 @@ use crate::{connect, Failure};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use spool_client::{
-    Backoff, ClientError, DeliveryMode, LeasedMessage, QueueOptions, SubscriptionInfo,
-    SubscriptionKind,
+    Backoff, ClientError, DeliveryMode, LeasedMessage, SubscriptionInfo, SubscriptionKind,
+    SubscriptionOptions,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -56,7 +56,7 @@ pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
                 (Some(delay_ms), None) => Backoff::Fixed { delay_ms },
                 (Some(initial_ms), Some(max_ms)) => Backoff::Exponential { initial_ms, max_ms },
             };
-            let options = QueueOptions {
+            let options = SubscriptionOptions {
                 kind: match kind {
                     KindArg::Queue => SubscriptionKind::Queue,
                     KindArg::Stream => SubscriptionKind::Stream,

@@ -40,7 +40,7 @@ impl Broker {
         for q in &self.subscriptions.all() {
             let spec = q.spec();
             let what = format_args!("subscription {}/{}", spec.topic, spec.name);
-            note(&what, self.tick_queue(q, now_ms));
+            note(&what, self.tick_subscription(q, now_ms));
         }
         for t in &self.topics.all() {
             note(
@@ -56,7 +56,7 @@ impl Broker {
 
     /// Dead-letters what is past its delivery limit and snapshots the
     /// subscription's state log when due (either may fail alone).
-    fn tick_queue(&self, q: &Subscription, now_ms: i64) -> Result<()> {
+    fn tick_subscription(&self, q: &Subscription, now_ms: i64) -> Result<()> {
         let dead_lettered = self.process_dead_letters(q, now_ms);
         let snapshot = q.maybe_snapshot(now_ms);
         dead_lettered.and(snapshot)

@@ -52,7 +52,7 @@ pub(super) fn open_topic(
     })
 }
 
-pub(super) fn queue_dir(data_dir: &Path, topic: &str, name: &str) -> PathBuf {
+pub(super) fn subscription_dir(data_dir: &Path, topic: &str, name: &str) -> PathBuf {
     data_dir.join("queues").join(topic).join(name)
 }
 
@@ -164,7 +164,7 @@ impl Broker {
                 .iter()
                 .map(|l| l.stats().start_offset)
                 .collect();
-            let dir = queue_dir(data_dir, &spec.topic, &spec.name);
+            let dir = subscription_dir(data_dir, &spec.topic, &spec.name);
             let (sub, note) = Subscription::open(&dir, spec.clone(), &starts, now_ms)?;
             notes.extend(note);
             subscriptions.push(sub);

@@ -397,7 +397,7 @@ impl Broker {
     /// Under `work_queue` retention, moves each partition's start past what
     /// every interested group has committed.
     pub(super) fn release_consumed(&self, t: &Topic) -> Result<()> {
-        let queue_floors: Vec<Vec<i64>> = self
+        let subscription_floors: Vec<Vec<i64>> = self
             .subscriptions
             .of_topic(&t.name)
             .iter()
@@ -407,7 +407,7 @@ impl Broker {
         for (p, log) in t.partitions.iter().enumerate() {
             // Interested consumers: groups on the topic and queue subscriptions.
             let mut low: Option<Option<i64>> = groups.low_water(&(t.name.clone(), p as u32));
-            for floors in &queue_floors {
+            for floors in &subscription_floors {
                 let floor = floors.get(p).copied();
                 low = Some(match (low, floor) {
                     (None, f) => f,

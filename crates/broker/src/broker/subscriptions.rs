@@ -1,6 +1,6 @@
 //! Queue subscriptions: create/delete/list, receive, ack, nack, extend.
 
-use super::open::queue_dir;
+use super::open::subscription_dir;
 use super::*;
 use crate::error::{BrokerError, Result};
 use crate::meta::MetaEvent;
@@ -141,7 +141,7 @@ impl Broker {
                 ),
             ));
         }
-        let dir = queue_dir(&self.data_dir, &spec.topic, &spec.name);
+        let dir = subscription_dir(&self.data_dir, &spec.topic, &spec.name);
         let _ = std::fs::remove_dir_all(&dir);
         let starts: Vec<i64> = topic
             .partitions
@@ -184,7 +184,7 @@ impl Broker {
         };
         meta.change(event, now_ms)?;
         self.subscriptions.remove(topic, name);
-        let _ = std::fs::remove_dir_all(queue_dir(&self.data_dir, topic, name));
+        let _ = std::fs::remove_dir_all(subscription_dir(&self.data_dir, topic, name));
         Ok(())
     }
 

@@ -6,9 +6,9 @@ use crate::support::{
 };
 use serde_json::{json, Value};
 use spool_client::{
-    Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message, QueueOptions,
-    QueueSubscribeOptions, QueueSubscriber, RequestStatus, SubscriptionKind, CONTENT_TYPE_HEADER,
-    REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
+    Backoff, Client, ClientError, DeliveryMode, ErrorCode, LeasedMessage, Message,
+    QueueSubscribeOptions, QueueSubscriber, RequestStatus, SubscriptionKind, SubscriptionOptions,
+    CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -71,11 +71,11 @@ async fn receive_n(
 async fn receive_ack_nack_extend_and_dead_letters() {
     let (server, client) = start_with_topic("jobs", 2).await;
     create_topic(&client, "jobs.dlq", 1).await;
-    let options = QueueOptions {
+    let options = SubscriptionOptions {
         ack_timeout_ms: 400,
         max_deliveries: 2,
         dead_letter_topic: Some("jobs.dlq".into()),
-        ..QueueOptions::default()
+        ..SubscriptionOptions::default()
     };
     client
         .create_subscription("jobs", "w", options.clone())
@@ -86,7 +86,7 @@ async fn receive_ack_nack_extend_and_dead_letters() {
         .create_subscription("jobs", "w", options.clone())
         .await
         .expect("idempotent create");
-    let other = QueueOptions {
+    let other = SubscriptionOptions {
         max_deliveries: 9,
         ..options.clone()
     };
@@ -233,7 +233,7 @@ async fn receive_ack_nack_extend_and_dead_letters() {
 async fn message_ids_and_delivery_times_travel_as_headers() {
     let (server, client) = start_with_topic("d", 1).await;
     client
-        .create_subscription("d", "w", QueueOptions::default())
+        .create_subscription("d", "w", SubscriptionOptions::default())
         .await
         .expect("sub");
     let first = produce(
@@ -276,10 +276,10 @@ async fn message_ids_and_delivery_times_travel_as_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_push_delivers_every_message_once_within_credit() {
     let (server, client) = start_with_topic("p", 3).await;
-    let options = QueueOptions {
+    let options = SubscriptionOptions {
         kind: SubscriptionKind::Queue,
         backoff: Backoff::Fixed { delay_ms: 0 },
-        ..QueueOptions::default()
+        ..SubscriptionOptions::default()
     };
     client
         .create_subscription("p", "w", options)

@@ -174,78 +174,17 @@ pub(super) async fn dispatch(
             ops.alter_topic(caller, a.name, patch).await?;
             ResponseBody::TopicAltered
         }
-        Request::JoinGroup(j) => {
-            let start = match j.start {
-                p::GroupStart::Earliest => StartFrom::Earliest,
-                p::GroupStart::Latest => StartFrom::Latest,
-            };
-            let a = ops
-                .join_group(
-                    caller,
-                    j.group,
-                    j.member_id,
-                    client_id.to_owned(),
-                    j.topics,
-                    u64::from(j.session_timeout_ms),
-                    start,
-                )
-                .await?;
-            ResponseBody::Joined(p::Joined {
-                member_id: a.member_id.clone(),
-                generation: a.generation,
-                assignment: convert::assignment(a),
-            })
-        }
-        Request::Heartbeat(h) => {
-            let a = ops
-                .heartbeat(caller, h.group, h.member_id, h.generation)
-                .await?;
-            ResponseBody::HeartbeatOk(p::HeartbeatOk {
-                generation: a.generation,
-                assignment: convert::assignment(a),
-            })
-        }
-        Request::LeaveGroup(l) => {
-            ops.leave_group(caller, l.group, l.member_id).await?;
-            ResponseBody::LeftGroup
-        }
-        Request::CommitOffsets(c) => {
-            let offsets = c
-                .offsets
-                .into_iter()
-                .map(|po| {
-                    Ok((
-                        po.topic,
-                        po.partition,
-                        convert::offset_from_wire(po.offset)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, BrokerError>>()?;
-            ops.commit(caller, c.group, c.member_id, offsets).await?;
-            ResponseBody::OffsetsCommitted
-        }
-        Request::FetchOffsets(f) => {
-            let tps: Vec<(String, u32)> = f
-                .partitions
-                .into_iter()
-                .map(|tp| (tp.topic, tp.partition))
-                .collect();
-            let committed = ops.committed(caller, &f.group, &tps)?;
-            ResponseBody::Offsets(
-                tps.into_iter()
-                    .zip(committed)
-                    .map(|((topic, partition), o)| p::CommittedOffset {
-                        topic,
-                        partition,
-                        offset: o.map(|o| o.max(0) as u64),
-                    })
-                    .collect(),
-            )
-        }
+        r @ (Request::JoinGroup(_)
+        | Request::Heartbeat(_)
+        | Request::LeaveGroup(_)
+        | Request::CommitOffsets(_)
+        | Request::FetchOffsets(_)) => group_request(ops, client_id, caller, r).await?,
         Request::CreateSubscription(c) => {
             let kind = match c.kind {
                 p::SubscriptionKind::Stream => SubscriptionKind::Stream,
-                p::SubscriptionKind::Queue => SubscriptionKind::Queue(convert::queue_spec(&c)),
+                p::SubscriptionKind::Queue => {
+                    SubscriptionKind::Queue(convert::subscription_spec(&c))
+                }
             };
             ops.create_subscription(caller, c.topic, c.name, kind)
                 .await?;
@@ -358,4 +297,89 @@ fn describe(d: spool_broker::TopicDescription) -> p::TopicDescription {
             })
             .collect(),
     }
+}
+
+/// The consumer-group requests of [`dispatch`].
+async fn group_request(
+    ops: &Ops,
+    client_id: &str,
+    caller: &Caller,
+    request: Request,
+) -> Result<ResponseBody, BrokerError> {
+    Ok(match request {
+        Request::JoinGroup(j) => {
+            let start = match j.start {
+                p::GroupStart::Earliest => StartFrom::Earliest,
+                p::GroupStart::Latest => StartFrom::Latest,
+            };
+            let a = ops
+                .join_group(
+                    caller,
+                    j.group,
+                    j.member_id,
+                    client_id.to_owned(),
+                    j.topics,
+                    u64::from(j.session_timeout_ms),
+                    start,
+                )
+                .await?;
+            ResponseBody::Joined(p::Joined {
+                member_id: a.member_id.clone(),
+                generation: a.generation,
+                assignment: convert::assignment(a),
+            })
+        }
+        Request::Heartbeat(h) => {
+            let a = ops
+                .heartbeat(caller, h.group, h.member_id, h.generation)
+                .await?;
+            ResponseBody::HeartbeatOk(p::HeartbeatOk {
+                generation: a.generation,
+                assignment: convert::assignment(a),
+            })
+        }
+        Request::LeaveGroup(l) => {
+            ops.leave_group(caller, l.group, l.member_id).await?;
+            ResponseBody::LeftGroup
+        }
+        Request::CommitOffsets(c) => {
+            let offsets = c
+                .offsets
+                .into_iter()
+                .map(|po| {
+                    Ok((
+                        po.topic,
+                        po.partition,
+                        convert::offset_from_wire(po.offset)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, BrokerError>>()?;
+            ops.commit(caller, c.group, c.member_id, offsets).await?;
+            ResponseBody::OffsetsCommitted
+        }
+        Request::FetchOffsets(f) => {
+            let tps: Vec<(String, u32)> = f
+                .partitions
+                .into_iter()
+                .map(|tp| (tp.topic, tp.partition))
+                .collect();
+            let committed = ops.committed(caller, &f.group, &tps)?;
+            ResponseBody::Offsets(
+                tps.into_iter()
+                    .zip(committed)
+                    .map(|((topic, partition), o)| p::CommittedOffset {
+                        topic,
+                        partition,
+                        offset: o.map(|o| o.max(0) as u64),
+                    })
+                    .collect(),
+            )
+        }
+        other => {
+            return Err(BrokerError::new(
+                ErrorCode::UnknownRequestType,
+                format!("{:?} is not a consumer-group request", other.op()),
+            ));
+        }
+    })
 }

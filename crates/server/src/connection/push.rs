@@ -322,14 +322,15 @@ impl QueuePush {
         if start.await.is_err() {
             return;
         }
-        let mut due_pause = ops::QUEUE_DUE_RECHECK_MS;
+        let mut due_pause = ops::SUBSCRIPTION_DUE_RECHECK_MS;
         loop {
-            let (mut notifies, wake) = match self.ops.queue_wakeups(&self.topic, &self.name) {
+            let (mut notifies, wake) = match self.ops.subscription_wakeups(&self.topic, &self.name)
+            {
                 Ok(w) => w,
                 Err(e) => return close_subscription(&self.tx, self.id, e).await,
             };
             notifies.push(Arc::clone(&self.granted));
-            let recheck = Instant::now() + Duration::from_millis(ops::QUEUE_RECHECK_MS);
+            let recheck = Instant::now() + Duration::from_millis(ops::SUBSCRIPTION_RECHECK_MS);
             // Without credit only a grant (or the re-check) matters.
             let until = if lock(&self.credit).available() {
                 ops::wake_deadline(wake, recheck, &mut due_pause)

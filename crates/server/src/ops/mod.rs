@@ -26,7 +26,7 @@ mod topics;
 pub use requests::Submission;
 pub use streams::{FetchPartition, Fetched, FetchedPartition};
 pub use subscriptions::{
-    wake_deadline, ReceiveRoom, Shape, QUEUE_DUE_RECHECK_MS, QUEUE_RECHECK_MS,
+    wake_deadline, ReceiveRoom, Shape, SUBSCRIPTION_DUE_RECHECK_MS, SUBSCRIPTION_RECHECK_MS,
 };
 pub use topics::{SubscriptionKind, SubscriptionLoad};
 

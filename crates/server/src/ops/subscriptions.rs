@@ -16,15 +16,15 @@ use tokio::time::Instant;
 /// finished requests wake waiters (the broker announces them), and the
 /// queue's next wake-up covers delays and leases that lapse; this is only a
 /// backstop.
-pub const QUEUE_RECHECK_MS: u64 = 1_000;
+pub const SUBSCRIPTION_RECHECK_MS: u64 = 1_000;
 
 /// First pause before a queue wait looks again when the queue reports
 /// something already due that could not be leased (ready messages held back
 /// by an ordering key whose earlier message is still leased); without it the
-/// wait would spin. It doubles while that lasts, up to [`QUEUE_RECHECK_MS`]:
+/// wait would spin. It doubles while that lasts, up to [`SUBSCRIPTION_RECHECK_MS`]:
 /// acks and nacks wake waiters anyway, so the pause only delays noticing a
 /// blocking lease that lapsed.
-pub const QUEUE_DUE_RECHECK_MS: u64 = 50;
+pub const SUBSCRIPTION_DUE_RECHECK_MS: u64 = 50;
 
 /// How much of an answer leased messages may fill: a message leased and
 /// not sent would sit out its ack timeout (or, at most once, be lost), so a
@@ -80,10 +80,10 @@ impl Ops {
     ) -> Result<Vec<T>, BrokerError> {
         caller.check(Need::Consume(topic))?;
         let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
-        let mut due_pause = QUEUE_DUE_RECHECK_MS;
+        let mut due_pause = SUBSCRIPTION_DUE_RECHECK_MS;
         loop {
-            let (notifies, wake) = self.queue_wakeups(topic, name)?;
-            let recheck = Instant::now() + Duration::from_millis(QUEUE_RECHECK_MS);
+            let (notifies, wake) = self.subscription_wakeups(topic, name)?;
+            let recheck = Instant::now() + Duration::from_millis(SUBSCRIPTION_RECHECK_MS);
             let until = wake_deadline(wake, deadline.min(recheck), &mut due_pause);
             let stopping = self.stopping();
             let mut result = None;
@@ -168,7 +168,7 @@ impl Ops {
     /// the queue's next delayed or backed-off message becomes ready or a
     /// lease lapses. Looked up afresh for each wait because the topic or
     /// subscription may be deleted meanwhile; the error then ends the wait.
-    pub fn queue_wakeups(
+    pub fn subscription_wakeups(
         &self,
         topic: &str,
         name: &str,
@@ -267,19 +267,19 @@ impl Ops {
 /// so the wait does not wake just before the broker's clock says it is due.
 /// One already due (the attempt just made could not lease it) gets
 /// `due_pause`, which doubles each time in a row (see
-/// [`QUEUE_DUE_RECHECK_MS`]).
+/// [`SUBSCRIPTION_DUE_RECHECK_MS`]).
 pub fn wake_deadline(wake: Option<i64>, latest: Instant, due_pause: &mut u64) -> Instant {
     let Some(at) = wake else {
         return latest;
     };
     let ms = match u64::try_from(at.saturating_sub(now_ms())) {
         Ok(ms) if ms > 0 => {
-            *due_pause = QUEUE_DUE_RECHECK_MS;
+            *due_pause = SUBSCRIPTION_DUE_RECHECK_MS;
             ms.saturating_add(1)
         }
         _ => {
             let pause = *due_pause;
-            *due_pause = pause.saturating_mul(2).min(QUEUE_RECHECK_MS);
+            *due_pause = pause.saturating_mul(2).min(SUBSCRIPTION_RECHECK_MS);
             pause
         }
     };

@@ -11,7 +11,8 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use spool_client::{
-    Client, ClientError, LeasedMessage, QueueOptions, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION,
+    Client, ClientError, LeasedMessage, SubscriptionOptions, REQUEST_ID_HEADER,
+    WORKERS_SUBSCRIPTION,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -162,11 +163,11 @@ fn rounded(v: f64) -> Value {
 pub async fn queue(bench: &Bench, mut report: Report) -> anyhow::Result<Report> {
     let s = &bench.settings;
     let admin = bench.connect().await?;
-    let options = QueueOptions {
+    let options = SubscriptionOptions {
         // Never dead-letter in a bench; a lapsed lease is counted as a
         // redelivery.
         max_deliveries: 0,
-        ..QueueOptions::default()
+        ..SubscriptionOptions::default()
     };
     admin
         .create_subscription(&bench.topic, SUBSCRIPTION, options)

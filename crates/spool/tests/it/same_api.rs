@@ -5,8 +5,8 @@
 
 use crate::support::ServerProc;
 use spool_embedded::{
-    ClientError, Connect, Embedded, ErrorCode, Message, Producer, ProducerOptions, QueueOptions,
-    ReadStart, Remote, RequestStatus, TopicConfig, TopicReader, REQUEST_ID_HEADER,
+    ClientError, Connect, Embedded, ErrorCode, Message, Producer, ProducerOptions, ReadStart,
+    Remote, RequestStatus, SubscriptionOptions, TopicConfig, TopicReader, REQUEST_ID_HEADER,
     WORKERS_SUBSCRIPTION,
 };
 use std::time::Duration;
@@ -65,9 +65,9 @@ async fn scenario(spool: &impl Connect) -> Result<Observed, ClientError> {
     // A work queue: fail one message, acknowledge the rest; the failed one
     // comes back with its delivery count.
     let worker = spool.connect().await?;
-    let options = QueueOptions {
+    let options = SubscriptionOptions {
         max_deliveries: 3,
-        ..QueueOptions::default()
+        ..SubscriptionOptions::default()
     };
     worker
         .create_subscription("orders", "billing", options)
@@ -216,7 +216,7 @@ async fn a_closed_directory_reopens_at_once_with_clients_still_connected() {
                 .await
                 .unwrap();
             admin
-                .create_subscription("idle", "w", QueueOptions::default())
+                .create_subscription("idle", "w", SubscriptionOptions::default())
                 .await
                 .unwrap();
         }

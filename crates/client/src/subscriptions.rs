@@ -21,7 +21,7 @@ use std::time::Duration;
 /// For [`SubscriptionKind::Stream`] (a consumer group) only the names
 /// matter; the server ignores the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueOptions {
+pub struct SubscriptionOptions {
     pub kind: SubscriptionKind,
     /// Lease length in ms; 0 takes the server's default (30 s).
     pub ack_timeout_ms: u32,
@@ -43,9 +43,9 @@ pub struct QueueOptions {
 /// default for the subscriptions it creates and for the HTTP API.
 pub const MAX_DELIVERIES_DEFAULT: u32 = 5;
 
-impl Default for QueueOptions {
+impl Default for SubscriptionOptions {
     fn default() -> Self {
-        QueueOptions {
+        SubscriptionOptions {
             kind: SubscriptionKind::Queue,
             ack_timeout_ms: 0,
             max_deliveries: MAX_DELIVERIES_DEFAULT,
@@ -114,7 +114,7 @@ impl Client {
         &self,
         topic: &str,
         name: &str,
-        options: QueueOptions,
+        options: SubscriptionOptions,
     ) -> Result<(), ClientError> {
         let request = Request::CreateSubscription(p::CreateSubscription {
             topic: topic.to_owned(),
