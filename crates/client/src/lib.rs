@@ -81,7 +81,7 @@ pub use reader::{ReadStart, TopicReader};
 pub use records::{decode_records, next_offset_after, ConsumedRecord, DecodedBatches};
 pub use requests::{RequestStatus, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
-pub use subscriptions::{SubscriptionOptions, MAX_DELIVERIES_DEFAULT};
+pub use subscriptions::{ReceiptResults, SubscriptionOptions, MAX_DELIVERIES_DEFAULT};
 pub use tls::TlsOptions;
 pub use tokens::TokenGrants;
 

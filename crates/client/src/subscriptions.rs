@@ -107,6 +107,10 @@ fn receipt_results(
         .collect())
 }
 
+/// One result per receipt of an ack, nack or extend (`UNKNOWN_RECEIPT`,
+/// `LEASE_EXPIRED` change nothing), or why the call failed as a whole.
+pub type ReceiptResults = Result<Vec<Result<(), ClientError>>, ClientError>;
+
 impl Client {
     /// Creates a subscription on `topic`. Creating one that exists with
     /// the same settings succeeds; with other settings it is `GROUP_EXISTS`.
@@ -189,21 +193,13 @@ impl Client {
     /// Acknowledges leased messages: they are done. One result per receipt
     /// (`UNKNOWN_RECEIPT`, `LEASE_EXPIRED` change nothing). Answered once
     /// the acknowledgements are on disk.
-    pub async fn ack(
-        &self,
-        topic: &str,
-        name: &str,
-        receipts: &[String],
-    ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
+    pub async fn ack(&self, topic: &str, name: &str, receipts: &[String]) -> ReceiptResults {
         let request = Request::Ack(p::Ack {
             topic: topic.to_owned(),
             name: name.to_owned(),
             receipts: receipts.to_vec(),
         });
-        match self.call(request).await? {
-            ResponseBody::Acked(codes) => receipt_results(receipts, codes),
-            other => Err(unexpected(&other, p::Op::Ack)),
-        }
+        self.settle(request, receipts).await
     }
 
     /// Gives leased messages back as failed: each is delivered again after
@@ -217,7 +213,7 @@ impl Client {
         receipts: &[String],
         delay: Duration,
         error: Option<&str>,
-    ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
+    ) -> ReceiptResults {
         let request = Request::Nack(p::Nack {
             topic: topic.to_owned(),
             name: name.to_owned(),
@@ -225,10 +221,7 @@ impl Client {
             delay_ms: duration_ms(delay),
             error: error.map(str::to_owned),
         });
-        match self.call(request).await? {
-            ResponseBody::Nacked(codes) => receipt_results(receipts, codes),
-            other => Err(unexpected(&other, p::Op::Nack)),
-        }
+        self.settle(request, receipts).await
     }
 
     /// Moves the leases' deadlines to now + `extend` (it replaces the old
@@ -240,17 +233,27 @@ impl Client {
         name: &str,
         receipts: &[String],
         extend: Duration,
-    ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
+    ) -> ReceiptResults {
         let request = Request::ExtendLease(p::ExtendLease {
             topic: topic.to_owned(),
             name: name.to_owned(),
             receipts: receipts.to_vec(),
             extend_ms: duration_ms(extend),
         });
-        match self.call(request).await? {
-            ResponseBody::LeasesExtended(codes) => receipt_results(receipts, codes),
-            other => Err(unexpected(&other, p::Op::ExtendLease)),
-        }
+        self.settle(request, receipts).await
+    }
+
+    /// Sends an ack, nack or extend and reads its answer: one result per
+    /// receipt.
+    async fn settle(&self, request: Request, receipts: &[String]) -> ReceiptResults {
+        let op = request.op();
+        let codes = match (op, self.call(request).await?) {
+            (p::Op::Ack, ResponseBody::Acked(codes))
+            | (p::Op::Nack, ResponseBody::Nacked(codes))
+            | (p::Op::ExtendLease, ResponseBody::LeasesExtended(codes)) => codes,
+            (op, other) => return Err(unexpected(&other, op)),
+        };
+        receipt_results(receipts, codes)
     }
 
     /// Republishes the subscription's dead letters (not yet redriven) to

@@ -275,6 +275,12 @@ mod tests {
         }
     }
 
+    fn submitted(callback: bool) -> RequestChange {
+        RequestChange::Submitted {
+            record: pending("a", callback),
+        }
+    }
+
     fn leased(id: &str, receipt: &str, at_ms: i64) -> RequestChange {
         RequestChange::Leased {
             id: id.into(),
@@ -312,16 +318,19 @@ mod tests {
         (record, outcomes)
     }
 
+    /// A request runs and finishes with its callback pending; after that
+    /// it takes no second answer and no new lease.
     #[test]
-    fn a_request_runs_and_finishes_with_its_callback_pending() {
+    fn a_request_finishes_once() {
         let (r, outcomes) = run(&[
-            RequestChange::Submitted {
-                record: pending("a", true),
-            },
+            submitted(true),
             leased("a", "r1", 10),
             finished("a", Some("r1"), 20),
+            finished("a", None, 30),
+            leased("a", "r2", 40),
         ]);
-        assert_eq!(outcomes, vec![None, None, None]);
+        let done = Some(ErrorCode::RequestFinished);
+        assert_eq!(outcomes, vec![None, None, None, done, done]);
         let r = r.unwrap();
         assert_eq!(r.status, RequestStatus::Succeeded);
         assert_eq!((r.receipt, r.expires_ms, r.updated_ms), (None, 1_020, 20));
@@ -335,9 +344,7 @@ mod tests {
     #[test]
     fn only_the_current_holder_may_answer() {
         let (r, outcomes) = run(&[
-            RequestChange::Submitted {
-                record: pending("a", false),
-            },
+            submitted(false),
             leased("a", "old", 10),
             leased("a", "new", 50),
             RequestChange::Retried {
@@ -356,27 +363,9 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_request_takes_no_second_answer_and_no_lease() {
-        let (r, outcomes) = run(&[
-            RequestChange::Submitted {
-                record: pending("a", false),
-            },
-            leased("a", "r1", 10),
-            finished("a", Some("r1"), 20),
-            finished("a", None, 30),
-            leased("a", "r2", 40),
-        ]);
-        let done = Some(ErrorCode::RequestFinished);
-        assert_eq!(outcomes, vec![None, None, None, done, done]);
-        assert_eq!(r.unwrap().updated_ms, 20);
-    }
-
-    #[test]
     fn the_broker_may_finish_a_request_nobody_holds() {
         let (r, outcomes) = run(&[
-            RequestChange::Submitted {
-                record: pending("a", false),
-            },
+            submitted(false),
             RequestChange::Finished {
                 id: "a".into(),
                 receipt: None,
@@ -402,9 +391,7 @@ mod tests {
                 at_ms,
             };
         let (r, _) = run(&[
-            RequestChange::Submitted {
-                record: pending("a", true),
-            },
+            submitted(true),
             finished("a", None, 10),
             attempt(Some("refused"), false, 11),
             attempt(Some("refused again"), true, 111),
@@ -424,9 +411,7 @@ mod tests {
             id: "a".into(),
             at_ms,
         };
-        let submitted = RequestChange::Submitted {
-            record: pending("a", false),
-        };
+        let submitted = submitted(false);
         // Pending records stay, however old.
         let (r, _) = run(&[submitted.clone(), expire(1_000_000)]);
         assert!(r.is_some());
@@ -456,9 +441,7 @@ mod tests {
     #[test]
     fn changes_round_trip_through_json() {
         for c in [
-            RequestChange::Submitted {
-                record: pending("a", true),
-            },
+            submitted(true),
             leased("a", "r1", 10),
             finished("a", Some("r1"), 20),
         ] {

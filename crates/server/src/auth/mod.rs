@@ -27,7 +27,7 @@ mod tokens;
 
 pub use caller::{Caller, Need, Principal, RecordAccess};
 pub use grants::{covers, Grants};
-pub use tokens::{Applied, TokenChange, TokenRefusal, TokenSet, TokenSummary};
+pub use tokens::{Applied, StoredToken, TokenChange, TokenRefusal, TokenSet, TokenSummary};
 
 use limits::{Failures, Rates};
 use sha2::{Digest, Sha256};
@@ -305,14 +305,14 @@ impl Auth {
         check_token_name(name).map_err(invalid)?;
         Grants::parse(produce, consume, admin).map_err(invalid)?;
         let token = generate_token()?;
-        self.change(&TokenChange::Created {
+        self.change(&TokenChange::Created(StoredToken {
             name: name.to_owned(),
             sha256: hex::encode(sha256(&token)),
             produce: produce.to_vec(),
             consume: consume.to_vec(),
             admin,
             created_ms: u64::try_from(now_ms).unwrap_or(0),
-        })?;
+        }))?;
         tracing::info!(token = name, admin, "token created");
         Ok(token)
     }
@@ -371,15 +371,22 @@ impl Auth {
 mod tests {
     use super::*;
 
+    /// An `Auth` in a fresh directory, with the admin token
+    /// `bootstrap-admin-token`.
+    fn with_admin() -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = Secret::new("bootstrap-admin-token");
+        let auth = Auth::open(dir.path(), Some(&admin)).unwrap();
+        (dir, auth)
+    }
+
     fn peer() -> SocketAddr {
         "127.0.0.1:5000".parse().unwrap()
     }
 
     #[test]
     fn tokens_are_stored_hashed_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = Secret::new("bootstrap-admin-token");
-        let auth = Auth::open(dir.path(), Some(&admin)).unwrap();
+        let (dir, auth) = with_admin();
         assert!(matches!(
             auth.authenticate(Some("bootstrap-admin-token"), peer(), "test"),
             Ok(Caller::Token(p)) if p.grants.admin
@@ -405,7 +412,7 @@ mod tests {
         );
 
         // Reopened from disk, the token still works.
-        let again = Auth::open(dir.path(), Some(&admin)).unwrap();
+        let again = Auth::open(dir.path(), Some(&Secret::new("bootstrap-admin-token"))).unwrap();
         assert!(again.authenticate(Some(&token), peer(), "test").is_ok());
         assert_eq!(again.list().len(), 1);
 
@@ -423,9 +430,7 @@ mod tests {
 
     #[test]
     fn failures_are_rate_limited_per_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = Secret::new("bootstrap-admin-token");
-        let auth = Auth::open(dir.path(), Some(&admin)).unwrap();
+        let (_dir, auth) = with_admin();
         for _ in 0..AUTH_FAILURES_PER_MINUTE {
             assert!(auth.authenticate(Some("wrong"), peer(), "test").is_err());
         }
@@ -442,9 +447,7 @@ mod tests {
 
     #[test]
     fn a_failed_save_leaves_the_tokens_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let admin = Secret::new("bootstrap-admin-token");
-        let auth = Auth::open(dir.path(), Some(&admin)).unwrap();
+        let (dir, auth) = with_admin();
         let kept = auth.create("kept", &[], &[], false, 1).unwrap();
         let caller = auth.authenticate(Some(&kept), peer(), "test").unwrap();
         // A directory where tokens.json was: the rename over it fails, even
@@ -472,7 +475,7 @@ mod tests {
             caller.check(Need::Any).unwrap_err().code,
             ErrorCode::Unauthenticated
         );
-        let reopened = Auth::open(dir.path(), Some(&admin)).unwrap();
+        let reopened = Auth::open(dir.path(), Some(&Secret::new("bootstrap-admin-token"))).unwrap();
         let names: Vec<String> = reopened.list().into_iter().map(|t| t.name).collect();
         assert_eq!(names, ["new"]);
     }

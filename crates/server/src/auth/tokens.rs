@@ -20,17 +20,9 @@ const STORE_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenChange {
-    Created {
-        name: String,
-        /// SHA-256 of the token, hex (64 digits).
-        sha256: String,
-        produce: Vec<String>,
-        consume: Vec<String>,
-        admin: bool,
-        /// Milliseconds since the Unix epoch, stamped by whoever built the
-        /// command (applying it reads no clock).
-        created_ms: u64,
-    },
+    /// A new token, as `tokens.json` will hold it (its hash, never the
+    /// token itself).
+    Created(StoredToken),
     Revoked {
         name: String,
     },
@@ -88,14 +80,16 @@ pub struct TokenSummary {
 /// A stored token as `tokens.json` holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StoredToken {
-    name: String,
-    /// SHA-256 of the token, lower-case hex.
-    sha256: String,
-    produce: Vec<String>,
-    consume: Vec<String>,
-    admin: bool,
-    created_ms: u64,
+pub struct StoredToken {
+    pub name: String,
+    /// SHA-256 of the token, lower-case hex (64 digits).
+    pub sha256: String,
+    pub produce: Vec<String>,
+    pub consume: Vec<String>,
+    pub admin: bool,
+    /// Milliseconds since the Unix epoch, stamped by whoever built the
+    /// command (applying it reads no clock).
+    pub created_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -150,34 +144,20 @@ impl TokenSet {
     /// panics.
     pub fn apply(&mut self, change: &TokenChange) -> Result<Applied, TokenRefusal> {
         match change {
-            TokenChange::Created {
-                name,
-                sha256,
-                produce,
-                consume,
-                admin,
-                created_ms,
-            } => {
+            TokenChange::Created(stored) => {
+                let name = &stored.name;
                 if self.tokens.contains_key(name) {
                     return Err(TokenRefusal::Exists { name: name.clone() });
                 }
-                let hash = <[u8; 32]>::from_hex(sha256)
+                let hash = <[u8; 32]>::from_hex(&stored.sha256)
                     .map_err(|_| TokenRefusal::BadHash { name: name.clone() })?;
-                let grants = Grants::parse(produce, consume, *admin).map_err(|reason| {
-                    TokenRefusal::BadGrants {
-                        name: name.clone(),
-                        reason,
-                    }
+                let grants = Grants::parse(&stored.produce, &stored.consume, stored.admin);
+                let grants = grants.map_err(|reason| TokenRefusal::BadGrants {
+                    name: name.clone(),
+                    reason,
                 })?;
                 let entry = Entry {
-                    stored: StoredToken {
-                        name: name.clone(),
-                        sha256: sha256.clone(),
-                        produce: produce.clone(),
-                        consume: consume.clone(),
-                        admin: *admin,
-                        created_ms: *created_ms,
-                    },
+                    stored: stored.clone(),
                     hash,
                     principal: Arc::new(Principal::new(name.clone(), grants)),
                 };
@@ -230,18 +210,11 @@ impl TokenSet {
         }
         let mut set = TokenSet::new();
         for t in file.tokens {
-            let change = TokenChange::Created {
-                name: t.name,
-                sha256: t.sha256,
-                produce: t.produce,
-                consume: t.consume,
-                admin: t.admin,
-                created_ms: t.created_ms,
-            };
-            set.apply(&change).map_err(|refusal| match refusal {
-                TokenRefusal::Exists { name } => format!("token {name:?} is there twice"),
-                other => other.to_string(),
-            })?;
+            set.apply(&TokenChange::Created(t))
+                .map_err(|refusal| match refusal {
+                    TokenRefusal::Exists { name } => format!("token {name:?} is there twice"),
+                    other => other.to_string(),
+                })?;
         }
         Ok(set)
     }
@@ -265,14 +238,14 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     fn created(name: &str, hash_byte: u8) -> TokenChange {
-        TokenChange::Created {
+        TokenChange::Created(StoredToken {
             name: name.into(),
             sha256: hex::encode([hash_byte; 32]),
             produce: vec!["orders.*".into()],
             consume: vec![],
             admin: false,
             created_ms: 7,
-        }
+        })
     }
 
     fn revoked(name: &str) -> TokenChange {
@@ -365,28 +338,28 @@ mod tests {
     fn apply_refuses_a_malformed_created_without_panicking() {
         let mut set = TokenSet::new();
         for sha256 in ["", "zz", "00", &"g".repeat(64), &"0".repeat(66), "é"] {
-            let change = TokenChange::Created {
+            let change = TokenChange::Created(StoredToken {
                 name: "x".into(),
                 sha256: sha256.into(),
                 produce: vec![],
                 consume: vec![],
                 admin: true,
                 created_ms: 0,
-            };
+            });
             assert_eq!(
                 set.apply(&change).unwrap_err(),
                 TokenRefusal::BadHash { name: "x".into() },
                 "{sha256:?}"
             );
         }
-        let bad_pattern = TokenChange::Created {
+        let bad_pattern = TokenChange::Created(StoredToken {
             name: "x".into(),
             sha256: hex::encode([0; 32]),
             produce: vec!["orders.>.x".into()],
             consume: vec![],
             admin: false,
             created_ms: 0,
-        };
+        });
         assert!(matches!(
             set.apply(&bad_pattern),
             Err(TokenRefusal::BadGrants { .. })
