@@ -116,7 +116,7 @@ impl World {
             .create_topic("dlq", 1, TopicConfig::default(), now_ms())
             .expect("topic");
         broker
-            .create_queue(SubscriptionSpec::new("t", "w"), now_ms())
+            .create_subscription(SubscriptionSpec::new("t", "w"), now_ms())
             .expect("subscription");
         let router = spool_server::http::in_process(Arc::new(broker));
         let mut world = World {
