@@ -55,6 +55,8 @@ pub enum ErrorCode {
     CorruptBatch = 403,
     /// The batch uses a feature the server does not support (compression, …).
     UnsupportedBatch = 404,
+    /// A record carries a `spool-` header only the server sets.
+    ReservedHeader = 405,
 
     // 5xx: consuming.
     /// The requested offset is before the log start or after its end.
@@ -122,6 +124,7 @@ impl ErrorCode {
         ErrorCode::QueueFull,
         ErrorCode::CorruptBatch,
         ErrorCode::UnsupportedBatch,
+        ErrorCode::ReservedHeader,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::UnknownGroup,
         ErrorCode::UnknownMember,
@@ -176,6 +179,7 @@ impl ErrorCode {
             QueueFull => "QUEUE_FULL",
             CorruptBatch => "CORRUPT_BATCH",
             UnsupportedBatch => "UNSUPPORTED_BATCH",
+            ReservedHeader => "RESERVED_HEADER",
             OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
             UnknownGroup => "UNKNOWN_GROUP",
             UnknownMember => "UNKNOWN_MEMBER",

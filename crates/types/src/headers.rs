@@ -16,6 +16,25 @@ pub const REQUEST_ID_HEADER: &str = "spool-request-id";
 /// Set to `application/json` when a request's payload is JSON.
 pub const CONTENT_TYPE_HEADER: &str = "spool-content-type";
 
+/// Every header name beginning this belongs to Spool. Clients may set only
+/// the ones in [`CLIENT_SET_HEADERS`]; a produced record with any other is
+/// refused (`RESERVED_HEADER`): a forged `spool-request-id` would take over
+/// another client's request record, a forged `spool-dlq-…` would pass for a
+/// dead letter.
+pub const RESERVED_HEADER_PREFIX: &str = "spool-";
+
+/// The `spool-` headers a producer may set.
+pub const CLIENT_SET_HEADERS: &[&str] = &[MESSAGE_ID_HEADER, DELIVER_AT_HEADER];
+
+/// Whether only the server may set a header of this name (compared without
+/// regard to case, so `Spool-Request-Id` is refused too).
+pub fn is_server_only(name: &str) -> bool {
+    let reserved = name
+        .get(..RESERVED_HEADER_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_HEADER_PREFIX));
+    reserved && !CLIENT_SET_HEADERS.contains(&name)
+}
+
 /// The prefix of the headers a dead-lettered copy carries.
 pub const DLQ_HEADER_PREFIX: &str = "spool-dlq-";
 /// The topic a dead letter came from.
@@ -33,6 +52,25 @@ pub const DLQ_ERROR_HEADER: &str = "spool-dlq-error";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_server_sets_spool_headers_but_two() {
+        assert!(!super::is_server_only(super::MESSAGE_ID_HEADER));
+        assert!(!super::is_server_only(super::DELIVER_AT_HEADER));
+        assert!(!super::is_server_only("trace-id"));
+        assert!(!super::is_server_only("spool"));
+        assert!(super::is_server_only(super::REQUEST_ID_HEADER));
+        assert!(super::is_server_only(super::DLQ_ERROR_HEADER));
+        assert!(super::is_server_only("Spool-Request-Id"));
+        assert!(
+            super::is_server_only("SPOOL-MSG-ID"),
+            "only the exact names are the client's"
+        );
+        assert!(
+            !super::is_server_only("é"),
+            "no panic on a short multi-byte name"
+        );
+    }
+
     use super::*;
 
     #[test]

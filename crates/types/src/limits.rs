@@ -89,6 +89,14 @@ pub const LEASE_MS_MAX: u64 = 12 * 3600 * 1000;
 /// Most messages one receive may lease.
 pub const RECEIVE_MAX: usize = 1_000;
 
+/// Longest error text kept from a nack (4 KiB); longer texts are cut at a
+/// character boundary. The text travels into the message's lease (and the
+/// subscription's state log), its dead-letter copy and its `spool.errors`
+/// event: a short limit keeps all of them small, whoever sent it. (A failed
+/// request's record keeps a longer error: up to a quarter of
+/// `RESULT_BYTES_MAX` characters.)
+pub const ERROR_TEXT_BYTES_MAX: usize = 4 * 1024;
+
 /// Largest `push_max_in_flight`.
 pub const PUSH_IN_FLIGHT_MAX: u32 = 1_000;
 
@@ -150,3 +158,36 @@ const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(FETCH_BYTES_MAX >= BATCH_BYTES_MAX);
 const _: () = assert!(CONNECTION_IN_FLIGHT_BYTES_MAX >= 3 * FRAME_BYTES_MAX);
 const _: () = assert!(BATCH_RECORDS_MAX < i32::MAX as usize);
+const _: () = assert!(ERROR_TEXT_BYTES_MAX <= RESULT_BYTES_MAX);
+
+/// `text` cut to [`ERROR_TEXT_BYTES_MAX`] bytes at a character boundary.
+pub fn cut_error_text(text: &str) -> &str {
+    if text.len() <= ERROR_TEXT_BYTES_MAX {
+        return text;
+    }
+    let mut end = ERROR_TEXT_BYTES_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts_are_cut_at_a_character_boundary() {
+        assert_eq!(cut_error_text("short"), "short");
+        let long = "é".repeat(ERROR_TEXT_BYTES_MAX); // two bytes each
+        let cut = cut_error_text(&long);
+        assert_eq!(cut.len(), ERROR_TEXT_BYTES_MAX);
+        let odd = format!("x{long}");
+        let cut = cut_error_text(&odd);
+        assert_eq!(
+            cut.len(),
+            ERROR_TEXT_BYTES_MAX - 1,
+            "never half a character"
+        );
+    }
+}

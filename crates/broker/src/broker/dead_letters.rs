@@ -9,6 +9,9 @@ use crate::subscription::state::DeadLetter;
 use crate::subscription::{Subscription, SubscriptionSpec};
 use spool_types::ErrorCode;
 
+/// Where a dead letter's copy went (partition, offset), or why it could not go.
+type CopyOutcome = (Option<(u32, i64)>, Option<String>);
+
 impl Broker {
     /// Appends one JSON event to the side channel (`spool.errors`), durably.
     /// Every event carries `time` (RFC 3339, UTC), `time_ms` and `kind`,
@@ -31,7 +34,7 @@ impl Broker {
             timestamp_ms: now_ms,
         })?;
         let batch = b.finish()?;
-        self.produce(EVENTS_TOPIC, &Routing::Partition(0), &batch, now_ms)?;
+        self.produce_as_server(EVENTS_TOPIC, &Routing::Partition(0), &batch, now_ms)?;
         Ok(())
     }
 
@@ -50,81 +53,119 @@ impl Broker {
             return Ok(());
         }
         for (partition, letter) in dead {
-            let log = &topic.partitions[partition as usize];
-            let found = record_at(log, letter.offset, |at| {
-                let request_id = at
-                    .record
-                    .header(REQUEST_ID_HEADER)
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .map(str::to_owned);
-                (request_id, dead_letter_copy(&spec, partition, &letter, &at))
-            })?;
-            let (request_id, copy) = found.map_or((None, None), |(id, c)| (id, Some(c)));
-            let mut copy_error: Option<String> = None;
-            let mut dlq_offset = None;
-            if let (Some(dlq), Some(record)) = (&spec.dead_letter_topic, copy) {
-                if self.topic(dlq).is_ok() {
-                    let routing = record.key.clone().map_or(Routing::Spread, Routing::Key);
-                    let mut b = spool_batch::BatchBuilder::new();
-                    // A copy that cannot be stored (e.g. too large with the
-                    // extra headers) must not wedge the queue: report it.
-                    let copied = b
-                        .push(&record)
-                        .map_err(BrokerError::from)
-                        .and_then(|()| b.finish().map_err(BrokerError::from))
-                        .and_then(|batch| self.produce(dlq, &routing, &batch, now_ms));
-                    match copied {
-                        Ok(produced) => {
-                            dlq_offset = Some((produced.partition, produced.base_offset))
-                        }
-                        Err(e)
-                            if e.code == ErrorCode::QueueFull
-                                || e.code == ErrorCode::StorageFull =>
-                        {
-                            return Err(e)
-                        }
-                        Err(e) => copy_error = Some(e.to_string()),
-                    }
-                }
-            }
-            let event = serde_json::json!({
-                "topic": spec.topic,
-                "subscription": spec.name,
-                "partition": partition,
-                "offset": letter.offset,
-                "deliveries": letter.deliveries,
-                "error": letter.last_error,
-                "dead_letter_topic": spec.dead_letter_topic,
-                "dead_letter_partition": dlq_offset.map(|d| d.0),
-                "dead_letter_offset": dlq_offset.map(|d| d.1),
-                "copy_error": copy_error,
-            });
-            self.publish_event("dead_letter", &event, now_ms)?;
-            // The record first, then the message (as in complete_request): a
-            // crash in between dead-letters the message again, and the record
-            // is final already.
-            if let Some(id) = request_id.as_deref() {
-                if let Some(r) = self.requests.get(id)? {
-                    if !r.status.is_final() {
-                        let error = letter
-                            .last_error
-                            .clone()
-                            .unwrap_or_else(|| "failed too many times".into());
-                        let failed = RequestStatus::Failed;
-                        match self.finish_request(id, None, failed, None, Some(error), now_ms) {
-                            // Finished meanwhile by its worker: that answer stands.
-                            Err(e) if e.code == ErrorCode::RequestFinished => {}
-                            done => {
-                                done?;
-                            }
-                        }
-                    }
-                }
-            }
-            q.dead_lettered(partition, letter.offset, now_ms)?;
-            tracing::warn!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, deliveries = letter.deliveries, "message dead-lettered");
+            self.dead_letter(q, &spec, &topic, partition, &letter, now_ms)?;
         }
         Ok(())
+    }
+
+    /// Dead-letters one message: its copy to the dead-letter topic, its
+    /// request record (if any) failed, its lease marked done, an event.
+    /// Once the copy is stored the lease is marked done whatever fails
+    /// after it, so no tick copies a message twice; what failed is logged
+    /// and returned. (A crash between the copy and the mark still copies
+    /// it again: dead-letter copies are at least once.)
+    fn dead_letter(
+        &self,
+        q: &Subscription,
+        spec: &SubscriptionSpec,
+        topic: &Topic,
+        partition: u32,
+        letter: &DeadLetter,
+        now_ms: i64,
+    ) -> Result<()> {
+        let log = &topic.partitions[partition as usize];
+        let found = record_at(log, letter.offset, |at| {
+            let request_id = at
+                .record
+                .header(REQUEST_ID_HEADER)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned);
+            (request_id, dead_letter_copy(spec, partition, letter, &at))
+        })?;
+        let (request_id, copy) = found.map_or((None, None), |(id, c)| (id, Some(c)));
+        let (dlq_offset, copy_error) = match (&spec.dead_letter_topic, copy) {
+            (Some(dlq), Some(record)) if self.topic(dlq).is_ok() => {
+                self.store_dead_letter_copy(dlq, &record, now_ms)?
+            }
+            _ => (None, None),
+        };
+        let mut failed_after = None;
+        // The record first, then the message (as in complete_request): a
+        // crash in between dead-letters the message again, and the record
+        // is final already.
+        if let Some(id) = request_id.as_deref() {
+            if let Err(e) = self.fail_dead_lettered_request(id, letter, now_ms) {
+                tracing::error!(
+                    request = id,
+                    "dead-lettered request's record not failed: {e}"
+                );
+                failed_after.get_or_insert(e);
+            }
+        }
+        q.dead_lettered(partition, letter.offset, now_ms)?;
+        tracing::warn!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, deliveries = letter.deliveries, "message dead-lettered");
+        let event = serde_json::json!({
+            "topic": spec.topic,
+            "subscription": spec.name,
+            "partition": partition,
+            "offset": letter.offset,
+            "deliveries": letter.deliveries,
+            "error": letter.last_error,
+            "dead_letter_topic": spec.dead_letter_topic,
+            "dead_letter_partition": dlq_offset.map(|d| d.0),
+            "dead_letter_offset": dlq_offset.map(|d| d.1),
+            "copy_error": copy_error,
+        });
+        if let Err(e) = self.publish_event("dead_letter", &event, now_ms) {
+            tracing::error!(topic = %spec.topic, subscription = %spec.name, partition, offset = letter.offset, "dead_letter event not written: {e}");
+            failed_after.get_or_insert(e);
+        }
+        failed_after.map_or(Ok(()), Err)
+    }
+
+    /// Stores a dead letter's copy: where it went, or why it could not go
+    /// (a copy that cannot be stored, e.g. too large with the extra
+    /// headers, must not wedge the subscription: it is reported instead).
+    /// A full dead-letter topic or disk is an error: nothing was stored,
+    /// and the next tick tries again.
+    fn store_dead_letter_copy(
+        &self,
+        dlq: &str,
+        record: &spool_batch::NewRecord,
+        now_ms: i64,
+    ) -> Result<CopyOutcome> {
+        let routing = record.key.clone().map_or(Routing::Spread, Routing::Key);
+        let mut b = spool_batch::BatchBuilder::new();
+        let copied = b
+            .push(record)
+            .map_err(BrokerError::from)
+            .and_then(|()| b.finish().map_err(BrokerError::from))
+            .and_then(|batch| self.produce_as_server(dlq, &routing, &batch, now_ms));
+        match copied {
+            Ok(produced) => Ok((Some((produced.partition, produced.base_offset)), None)),
+            Err(e) if e.code == ErrorCode::QueueFull || e.code == ErrorCode::StorageFull => Err(e),
+            Err(e) => Ok((None, Some(e.to_string()))),
+        }
+    }
+
+    /// Fails the request record of a dead-lettered message, unless its
+    /// worker finished it meanwhile (that answer stands).
+    fn fail_dead_lettered_request(&self, id: &str, letter: &DeadLetter, now_ms: i64) -> Result<()> {
+        let Some(r) = self.requests.get(id)? else {
+            return Ok(());
+        };
+        if r.status.is_final() {
+            return Ok(());
+        }
+        let error = letter
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "failed too many times".into());
+        let failed = RequestStatus::Failed;
+        match self.finish_request(id, None, failed, None, Some(error), now_ms) {
+            Err(e) if e.code == ErrorCode::RequestFinished => Ok(()),
+            done => done.map(drop),
+        }
     }
 
     /// Moves dead letters of `topic`/`name` back to their source topic: every
@@ -162,7 +203,7 @@ impl Broker {
                 let mut b = spool_batch::BatchBuilder::new();
                 b.push(&copy)?;
                 let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
-                self.produce(topic, &routing, &b.finish()?, now_ms)?;
+                self.produce_as_server(topic, &routing, &b.finish()?, now_ms)?;
                 moved += 1;
                 Ok(Walk::Continue)
             })?;

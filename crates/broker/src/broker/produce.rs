@@ -5,6 +5,7 @@ use super::*;
 use crate::config::{OnFull, Retention, TopicConfig};
 use crate::error::{BrokerError, Result};
 use spool_log::{Appended, Log, LogError, SyncDone};
+use spool_types::headers::{is_server_only, CLIENT_SET_HEADERS};
 use spool_types::partitioner::partition_for_key;
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
@@ -77,9 +78,55 @@ impl SyncJoin {
     }
 }
 
+/// Who writes a batch: a client, held to the rules for clients, or the
+/// broker itself (dead-letter copies, redrive, request payloads, events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Writer {
+    /// Refused system topics (`spool.…`) and server-only `spool-` headers.
+    Client,
+    /// A client whose batches were admitted together, under the topic's
+    /// admission lock its caller holds (see [`Broker::produce_together`]).
+    ClientAdmitted,
+    Server,
+}
+
+impl Writer {
+    fn is_client(self) -> bool {
+        self != Writer::Server
+    }
+}
+
+/// Refuses a client's write to a system topic: the server alone writes
+/// them (a client writing `spool.errors` could forge side-channel events).
+fn check_client_topic(topic: &str) -> Result<()> {
+    if topic.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX) {
+        return Err(BrokerError::new(
+            ErrorCode::ReservedTopicName,
+            format!("topic {topic:?} is written by the server only (names beginning \"spool.\" are reserved)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The first header of `r` only the server may set, if any.
+fn server_only_header(r: &spool_batch::Record<'_>) -> Option<String> {
+    let name = r.headers.iter().map(|h| h.key).find(|k| is_server_only(k));
+    name.map(str::to_owned)
+}
+
+fn refuse_forged(forged: Option<String>) -> Result<()> {
+    match forged {
+        None => Ok(()),
+        Some(name) => Err(BrokerError::new(
+            ErrorCode::ReservedHeader,
+            format!("header {name:?} is set by the server only; producers may set {CLIENT_SET_HEADERS:?} of the \"spool-\" headers"),
+        )),
+    }
+}
+
 impl Broker {
-    /// Validates and writes a batch; the result must be finished with
-    /// [`Broker::finish_produce`] before it is acknowledged.
+    /// Validates and writes a client's batch; the result must be finished
+    /// with [`Broker::finish_produce`] before it is acknowledged.
     pub fn start_produce(
         &self,
         topic: &str,
@@ -87,13 +134,34 @@ impl Broker {
         batch: &[u8],
         now_ms: i64,
     ) -> Result<PendingProduce> {
+        self.write_batch(topic, routing, batch, Writer::Client, now_ms)
+    }
+
+    /// Validates and writes a batch for `writer`: see [`Broker::start_produce`].
+    pub(super) fn write_batch(
+        &self,
+        topic: &str,
+        routing: &Routing,
+        batch: &[u8],
+        writer: Writer,
+        now_ms: i64,
+    ) -> Result<PendingProduce> {
+        if writer.is_client() {
+            check_client_topic(topic)?;
+        }
         let t = self.topic(topic)?;
-        // Message IDs, if the producer gave any, for duplicate suppression:
-        // read in the validating walk over the records.
+        // Message IDs, if the producer gave any, for duplicate suppression,
+        // and a client's server-only header, if any: read in the validating
+        // walk over the records.
         let mut ids: Vec<Option<Vec<u8>>> = Vec::new();
+        let mut forged: Option<String> = None;
         let header = spool_batch::validate_each(batch, |r| {
             ids.push(r.header(MESSAGE_ID_HEADER).map(<[u8]>::to_vec));
+            if writer.is_client() && forged.is_none() {
+                forged = server_only_header(r);
+            }
         })?;
+        refuse_forged(forged)?;
         let n = t.partitions.len() as u32;
         let partition = match routing {
             Routing::Partition(p) if *p < n => *p,
@@ -182,9 +250,10 @@ impl Broker {
         let validated = rebuilt.is_none();
         let batch: &[u8] = rebuilt.as_deref().unwrap_or(batch);
         let records = kept_ids.len() as u64;
+        let admit_here = limited && writer != Writer::ClientAdmitted;
         let (appended, must_sync) = {
-            let _admit = limited.then(|| lock(&t.admit));
-            if limited {
+            let _admit = admit_here.then(|| lock(&t.admit));
+            if admit_here {
                 self.make_room(&t, &config, records, batch.len() as u64)?;
             }
             let written = if validated {
@@ -300,7 +369,7 @@ impl Broker {
         }
     }
 
-    /// Produce in one blocking call.
+    /// A client's produce in one blocking call.
     pub fn produce(
         &self,
         topic: &str,
@@ -309,6 +378,69 @@ impl Broker {
         now_ms: i64,
     ) -> Result<Produced> {
         let pending = self.start_produce(topic, routing, batch, now_ms)?;
+        self.finish_produce(pending)
+    }
+
+    /// A client's batches for several partitions of one topic, all or
+    /// nothing as far as the client can cause: every batch is validated and
+    /// every partition checked, and room is made for all of them at once,
+    /// before any is written — so a full topic, an unknown partition or a
+    /// bad record refuses the whole request and a retry stores nothing
+    /// twice. (A storage failure between two writes can still leave the
+    /// first; it is reported.) Blocking; one answer per batch.
+    pub fn produce_together(
+        &self,
+        topic: &str,
+        batches: &[(Routing, Vec<u8>)],
+        now_ms: i64,
+    ) -> Result<Vec<Produced>> {
+        check_client_topic(topic)?;
+        let t = self.topic(topic)?;
+        let n = t.partitions.len() as u32;
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for (routing, batch) in batches {
+            if let Routing::Partition(p) = routing {
+                if *p >= n {
+                    return Err(BrokerError::new(
+                        ErrorCode::UnknownPartition,
+                        format!("topic {topic:?} has {n} partition(s); there is no partition {p}; nothing was stored"),
+                    ));
+                }
+            }
+            let mut forged = None;
+            let header = spool_batch::validate_each(batch, |r| {
+                forged = forged.take().or_else(|| server_only_header(r));
+            })?;
+            refuse_forged(forged)?;
+            records += header.record_count as u64;
+            bytes += batch.len() as u64;
+        }
+        let config = t.config();
+        let limited = config.max_messages.is_some() || config.max_bytes.is_some();
+        let _admit = limited.then(|| lock(&t.admit));
+        if limited {
+            self.make_room(&t, &config, records, bytes)?;
+        }
+        let mut out = Vec::with_capacity(batches.len());
+        for (routing, batch) in batches {
+            let pending =
+                self.write_batch(topic, routing, batch, Writer::ClientAdmitted, now_ms)?;
+            out.push(pending);
+        }
+        drop(_admit);
+        out.into_iter().map(|p| self.finish_produce(p)).collect()
+    }
+
+    /// The broker's own produce in one blocking call (system topics and
+    /// server headers allowed).
+    pub(super) fn produce_as_server(
+        &self,
+        topic: &str,
+        routing: &Routing,
+        batch: &[u8],
+        now_ms: i64,
+    ) -> Result<Produced> {
+        let pending = self.write_batch(topic, routing, batch, Writer::Server, now_ms)?;
         self.finish_produce(pending)
     }
 

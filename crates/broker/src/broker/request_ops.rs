@@ -203,7 +203,7 @@ impl Broker {
             headers,
             timestamp_ms: now_ms,
         })?;
-        if let Err(e) = self.produce(queue, &Routing::Spread, &b.finish()?, now_ms) {
+        if let Err(e) = self.produce_as_server(queue, &Routing::Spread, &b.finish()?, now_ms) {
             // Nothing will ever work on it: take the record back.
             let _ = self
                 .requests

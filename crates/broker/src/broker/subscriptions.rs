@@ -123,6 +123,12 @@ impl Broker {
         })?;
         let topic = self.topic(&spec.topic)?;
         if let Some(dlq) = &spec.dead_letter_topic {
+            if dlq.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX) {
+                return Err(BrokerError::new(
+                    ErrorCode::ReservedTopicName,
+                    format!("dead-letter topic {dlq:?}: system topics are written by the server's own events only"),
+                ));
+            }
             if dlq == &spec.topic {
                 return Err(BrokerError::new(
                     ErrorCode::InvalidConfig,
@@ -326,6 +332,7 @@ impl Broker {
         error: Option<&str>,
         now_ms: i64,
     ) -> Result<Vec<Result<()>>> {
+        let error = error.map(spool_types::limits::cut_error_text);
         let results = self
             .subscription(topic, name)?
             .nack(receipts, delay_ms, error, now_ms)?;

@@ -212,6 +212,14 @@ impl Broker {
     }
 
     pub fn delete_topic(&self, name: &str, now_ms: i64) -> Result<()> {
+        if name.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX) {
+            // The server writes them and relies on them (`spool.errors`
+            // carries every dead letter's and failed request's event).
+            return Err(BrokerError::new(
+                ErrorCode::ReservedTopicName,
+                format!("topic {name:?} is a system topic and cannot be deleted"),
+            ));
+        }
         let mut meta = lock(&self.meta);
         if !self.topics.contains(name) {
             return Err(BrokerError::unknown_topic(name));

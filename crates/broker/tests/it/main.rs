@@ -1,4 +1,5 @@
 //! The broker's integration tests: one test binary, a module per area.
 
 mod broker;
+mod hostile;
 mod sim;

@@ -292,15 +292,26 @@ fn publish_blocking(
         groups.entry(target).or_default().push((i, record));
     }
     let total: usize = groups.values().map(Vec::len).sum();
-    let mut out = vec![(0, 0); total];
+    // Every batch built before any is written, and written together: a
+    // full topic or a bad partition refuses the whole request, so a retry
+    // stores nothing twice.
+    let mut batches = Vec::with_capacity(groups.len());
+    let mut indexes = Vec::with_capacity(groups.len());
     for (target, records) in groups {
         let mut b = BatchBuilder::new();
         for (_, r) in &records {
             b.push(r)?;
         }
-        let routing = target.map_or(Routing::Spread, Routing::Partition);
-        let produced = broker.produce(topic, &routing, &b.finish()?, now)?;
-        for (n, (i, _)) in records.iter().enumerate() {
+        batches.push((
+            target.map_or(Routing::Spread, Routing::Partition),
+            b.finish()?,
+        ));
+        indexes.push(records.into_iter().map(|(i, _)| i).collect::<Vec<usize>>());
+    }
+    let mut out = vec![(0, 0); total];
+    let all = broker.produce_together(topic, &batches, now)?;
+    for (produced, indexes) in all.into_iter().zip(indexes) {
+        for (n, i) in indexes.iter().enumerate() {
             // With suppressed duplicates (message IDs) the broker names each
             // record's place; the range covers only the new ones.
             out[*i] = match produced.placed.as_ref().and_then(|p| p.get(n)) {

@@ -441,3 +441,71 @@ async fn consumer_groups_over_http() {
         (400, Some("UNKNOWN_MEMBER"))
     );
 }
+
+/// Before: a publish spanning partitions stored the batches of the
+/// partitions that came first and then answered 429 (or 404) for the whole
+/// request, so the client's retry stored them twice. Now it is refused
+/// whole, and a forged server header or a system topic is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_is_stored_whole_or_not_at_all() {
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    let r = post(
+        addr,
+        "/v1/topics",
+        r#"{"name":"t","partitions":2,"max_messages":3}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let stored = |addr| async move {
+        let d = get(addr, "/v1/topics/t").await;
+        let parts = d.body["partitions"].as_array().unwrap().clone();
+        parts
+            .iter()
+            .map(|p| p["messages"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let four = json!({"messages": [
+        {"value": "a", "partition": 0}, {"value": "b", "partition": 0},
+        {"value": "c", "partition": 1}, {"value": "d", "partition": 1},
+    ]});
+    let r = post(addr, "/v1/topics/t/messages", &four.to_string()).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (429, Some("QUEUE_FULL"))
+    );
+    assert_eq!(stored(addr).await, 0, "nothing of a refused publish");
+
+    let missing = json!({"messages": [
+        {"value": "a", "partition": 0}, {"value": "b", "partition": 9},
+    ]});
+    let r = post(addr, "/v1/topics/t/messages", &missing.to_string()).await;
+    assert_eq!(r.body["code"], "UNKNOWN_PARTITION", "{}", r.body);
+    assert_eq!(stored(addr).await, 0);
+
+    let forged = json!({"messages": [
+        {"value": "a", "partition": 0},
+        {"value": "b", "partition": 1, "headers": {"spool-request-id": "x"}},
+    ]});
+    let r = post(addr, "/v1/topics/t/messages", &forged.to_string()).await;
+    assert_eq!(r.body["code"], "RESERVED_HEADER", "{}", r.body);
+    assert_eq!(stored(addr).await, 0);
+
+    let r = post(
+        addr,
+        "/v1/topics/spool.errors/messages",
+        r#"{"messages":[{"value":"{\"kind\":\"dead_letter\"}"}]}"#,
+    )
+    .await;
+    assert_eq!(r.body["code"], "RESERVED_TOPIC_NAME", "{}", r.body);
+    let r = call(addr, "DELETE", "/v1/topics/spool.errors", None).await;
+    assert_eq!(r.body["code"], "RESERVED_TOPIC_NAME", "{}", r.body);
+
+    let three = json!({"messages": [
+        {"value": "a", "partition": 0}, {"value": "b", "partition": 1},
+        {"value": "c", "partition": 1},
+    ]});
+    let r = post(addr, "/v1/topics/t/messages", &three.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stored(addr).await, 3);
+}
