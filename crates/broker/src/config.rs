@@ -136,6 +136,25 @@ impl TopicConfig {
         }
     }
 
+    /// The settings with every optional limit given as 0 read as "no
+    /// limit", as everywhere else (flags, the binary protocol, alter): a
+    /// `max_messages` of 0 taken literally would make a topic that is
+    /// always full.
+    pub fn normalized(mut self) -> TopicConfig {
+        for limit in [
+            &mut self.max_messages,
+            &mut self.max_bytes,
+            &mut self.retention_bytes,
+            &mut self.retention_ms,
+            &mut self.warn_depth,
+        ] {
+            if *limit == Some(0) {
+                *limit = None;
+            }
+        }
+        self
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(BrokerError::new(ErrorCode::InvalidConfig, m));
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {

@@ -43,7 +43,9 @@ pub(super) fn open_topic(
     }
     Ok(Topic {
         name: name.to_owned(),
-        config: RwLock::new(meta.config.clone()),
+        // Normalized: a 0 limit stored by an older HTTP API meant "always
+        // full" by accident; it reads as "none" everywhere, so it is none.
+        config: RwLock::new(meta.config.clone().normalized()),
         partitions,
         spread: AtomicU32::new(0),
         admit: Mutex::new(()),

@@ -174,6 +174,7 @@ impl Broker {
         now_ms: i64,
     ) -> Result<()> {
         validate_partitions(partitions)?;
+        let config = config.normalized();
         config.validate()?;
         let name = topic.as_str().to_owned();
         let mut meta = lock(&self.meta);

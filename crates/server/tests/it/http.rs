@@ -509,3 +509,26 @@ async fn a_publish_is_stored_whole_or_not_at_all() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(stored(addr).await, 3);
 }
+
+/// Before: `max_messages: 0` meant "no limit" over the binary protocol and
+/// the CLI but "always full" over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_limit_means_no_limit_over_http_too() {
+    let server = TestServer::start_http("s").await;
+    let addr = server.http();
+    let r = post(
+        addr,
+        "/v1/topics",
+        r#"{"name":"t","max_messages":0,"max_bytes":0}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["config"]["max_messages"], Value::Null, "{}", r.body);
+    let r = post(
+        addr,
+        "/v1/topics/t/messages",
+        r#"{"messages":[{"value":"a"}]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
