@@ -36,6 +36,10 @@ pub struct GroupView {
 
 #[derive(Debug, Clone)]
 struct Member {
+    /// Who joined: the authenticated name (none without authentication).
+    /// Only the same owner may heartbeat, commit, leave or rejoin as this
+    /// member, so another tenant cannot take it over with its id.
+    owner: Option<String>,
     patterns: Vec<TopicPattern>,
     session_timeout_ms: u64,
     deadline_ms: i64,
@@ -55,7 +59,6 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct Coordinator {
     groups: BTreeMap<String, Group>,
-    next_member: u64,
 }
 
 /// Topic name → partition count, the catalogue assignments are made from.
@@ -69,6 +72,16 @@ fn unknown_member(group: &str, member: &str) -> BrokerError {
 }
 
 impl Group {
+    /// `member` if it is in the group and `owner` joined it; otherwise the
+    /// same answer as for an id nobody has (nothing tells a guesser that an
+    /// id exists).
+    fn member_of(&mut self, group: &str, member: &str, owner: Option<&str>) -> Result<&mut Member> {
+        match self.members.get_mut(member) {
+            Some(m) if m.owner.as_deref() == owner => Ok(m),
+            _ => Err(unknown_member(group, member)),
+        }
+    }
+
     fn matches(&self, member: &Member, topic: &str) -> bool {
         let _ = self;
         member.patterns.iter().any(|p| p.matches(topic))
@@ -194,13 +207,16 @@ impl Coordinator {
         Coordinator::default()
     }
 
-    /// Adds a member (or refreshes one that rejoins with its id) and rebalances.
+    /// Adds a member (or refreshes one that rejoins with its id, if `owner`
+    /// joined it) and rebalances. A new member gets `fresh_id`, which the
+    /// caller makes unguessable (the state machine draws no randomness).
     #[allow(clippy::too_many_arguments)]
     pub fn join(
         &mut self,
         group: &str,
         member_id: Option<&str>,
-        client_id: &str,
+        fresh_id: String,
+        owner: Option<&str>,
         patterns: Vec<TopicPattern>,
         session_timeout_ms: u64,
         start: StartFrom,
@@ -208,14 +224,17 @@ impl Coordinator {
         now_ms: i64,
     ) -> GroupView {
         let g = self.groups.entry(group.to_owned()).or_default();
+        let rejoins = |id: &str| {
+            g.members
+                .get(id)
+                .is_some_and(|m| m.owner.as_deref() == owner)
+        };
         let id = match member_id {
-            Some(id) if g.members.contains_key(id) => id.to_owned(),
-            _ => {
-                self.next_member += 1;
-                format!("{client_id}-{now_ms:x}-{}", self.next_member)
-            }
+            Some(id) if rejoins(id) => id.to_owned(),
+            _ => fresh_id,
         };
         let member = Member {
+            owner: owner.map(str::to_owned),
             patterns,
             session_timeout_ms,
             deadline_ms: now_ms + session_timeout_ms as i64,
@@ -233,6 +252,7 @@ impl Coordinator {
         &mut self,
         group: &str,
         member: &str,
+        owner: Option<&str>,
         generation: u32,
         now_ms: i64,
     ) -> Result<GroupView> {
@@ -240,23 +260,25 @@ impl Coordinator {
             .groups
             .get_mut(group)
             .ok_or_else(|| unknown_member(group, member))?;
-        let m = g
-            .members
-            .get_mut(member)
-            .ok_or_else(|| unknown_member(group, member))?;
+        let m = g.member_of(group, member, owner)?;
         m.deadline_ms = now_ms + m.session_timeout_ms as i64;
         g.settle(member, generation);
         Ok(g.view(member))
     }
 
-    pub fn leave(&mut self, group: &str, member: &str, catalog: &Catalog) -> Result<()> {
+    pub fn leave(
+        &mut self,
+        group: &str,
+        member: &str,
+        owner: Option<&str>,
+        catalog: &Catalog,
+    ) -> Result<()> {
         let g = self
             .groups
             .get_mut(group)
             .ok_or_else(|| unknown_member(group, member))?;
-        if g.members.remove(member).is_none() {
-            return Err(unknown_member(group, member));
-        }
+        g.member_of(group, member, owner)?;
+        g.members.remove(member);
         g.holder.retain(|_, h| h != member);
         g.rebalance(catalog);
         Ok(())
@@ -301,13 +323,15 @@ impl Coordinator {
         &self,
         group: &str,
         member: &str,
+        owner: Option<&str>,
         offsets: &[(TopicPartition, i64)],
     ) -> Result<()> {
         let g = self
             .groups
             .get(group)
             .ok_or_else(|| unknown_member(group, member))?;
-        if !g.members.contains_key(member) {
+        let owned = g.members.get(member).map(|m| m.owner.as_deref());
+        if owned != Some(owner) {
             return Err(unknown_member(group, member));
         }
         for (tp, offset) in offsets {
@@ -405,10 +429,14 @@ mod tests {
         cat: &Catalog,
         now_ms: i64,
     ) -> GroupView {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fresh = format!("{client_id}-{n}");
         c.join(
             "g",
             None,
-            client_id,
+            fresh,
+            None,
             pats(&[pattern]),
             session_timeout_ms,
             StartFrom::Earliest,
@@ -427,25 +455,34 @@ mod tests {
         // B's target partitions are still held by A: B gets none yet.
         assert!(held(&b).is_empty(), "{b:?}");
         // A heartbeats with its old generation: learns it keeps fewer.
-        let a2 = c.heartbeat("g", &a.member_id, a.generation, 2).unwrap();
+        let a2 = c
+            .heartbeat("g", &a.member_id, None, a.generation, 2)
+            .unwrap();
         assert_eq!(a2.generation, b.generation);
         let a_keeps = held(&a2);
         assert!(a_keeps.len() == 1 || a_keeps.len() == 2);
         // B still can't have them: A hasn't confirmed the new generation.
-        assert!(held(&c.heartbeat("g", &b.member_id, b.generation, 3).unwrap()).is_empty());
+        assert!(held(
+            &c.heartbeat("g", &b.member_id, None, b.generation, 3)
+                .unwrap()
+        )
+        .is_empty());
         // A may commit only what it holds.
         assert!(c
-            .check_commit("g", &a.member_id, &[(("t".into(), a_keeps[0]), 5)])
+            .check_commit("g", &a.member_id, None, &[(("t".into(), a_keeps[0]), 5)])
             .is_ok());
-        c.heartbeat("g", &a.member_id, a2.generation, 4).unwrap();
-        let b2 = c.heartbeat("g", &b.member_id, b.generation, 5).unwrap();
+        c.heartbeat("g", &a.member_id, None, a2.generation, 4)
+            .unwrap();
+        let b2 = c
+            .heartbeat("g", &b.member_id, None, b.generation, 5)
+            .unwrap();
         let mut all = held(&b2);
         all.extend(a_keeps);
         all.sort();
         assert_eq!(all, [0, 1, 2]);
         let moved = ("t".to_string(), held(&b2)[0]);
         assert_eq!(
-            c.check_commit("g", &a.member_id, &[(moved, 1)])
+            c.check_commit("g", &a.member_id, None, &[(moved, 1)])
                 .unwrap_err()
                 .code,
             ErrorCode::NotAssigned
@@ -466,8 +503,8 @@ mod tests {
         for round in 0..3 {
             counts.clear();
             for id in &ids {
-                let g = c.heartbeat("g", id, u32::MAX, 10).unwrap().generation;
-                let v = c.heartbeat("g", id, g, 10 + round).unwrap();
+                let g = c.heartbeat("g", id, None, u32::MAX, 10).unwrap().generation;
+                let v = c.heartbeat("g", id, None, g, 10 + round).unwrap();
                 counts.push(held(&v).len());
             }
         }
@@ -482,18 +519,28 @@ mod tests {
         let mut c = Coordinator::new();
         let a = join(&mut c, "a", "t", 1_000, &cat, 0);
         let b = join(&mut c, "b", "t", 1_000, &cat, 0);
-        c.heartbeat("g", &a.member_id, a.generation, 500).unwrap();
-        c.heartbeat("g", &a.member_id, b.generation, 600).unwrap();
-        c.heartbeat("g", &b.member_id, b.generation, 600).unwrap();
+        c.heartbeat("g", &a.member_id, None, a.generation, 500)
+            .unwrap();
+        c.heartbeat("g", &a.member_id, None, b.generation, 600)
+            .unwrap();
+        c.heartbeat("g", &b.member_id, None, b.generation, 600)
+            .unwrap();
         // Only A keeps heartbeating; B expires and A takes everything.
-        c.heartbeat("g", &a.member_id, b.generation, 1_500).unwrap();
+        c.heartbeat("g", &a.member_id, None, b.generation, 1_500)
+            .unwrap();
         let gone = c.expire(1_700, &cat);
         assert_eq!(gone, [("g".to_string(), b.member_id.clone())]);
-        let v = c.heartbeat("g", &a.member_id, b.generation, 1_800).unwrap();
-        let v = c.heartbeat("g", &a.member_id, v.generation, 1_801).unwrap();
+        let v = c
+            .heartbeat("g", &a.member_id, None, b.generation, 1_800)
+            .unwrap();
+        let v = c
+            .heartbeat("g", &a.member_id, None, v.generation, 1_801)
+            .unwrap();
         assert_eq!(held(&v), [0, 1]);
         assert_eq!(
-            c.heartbeat("g", &b.member_id, 0, 1_900).unwrap_err().code,
+            c.heartbeat("g", &b.member_id, None, 0, 1_900)
+                .unwrap_err()
+                .code,
             ErrorCode::UnknownMember
         );
     }
@@ -507,7 +554,9 @@ mod tests {
         cat.insert("orders.us".into(), 2);
         cat.insert("other".into(), 1);
         c.topics_changed(&cat);
-        let v = c.heartbeat("g", &a.member_id, a.generation, 1).unwrap();
+        let v = c
+            .heartbeat("g", &a.member_id, None, a.generation, 1)
+            .unwrap();
         let topics: BTreeSet<_> = v.partitions.iter().map(|((t, _), _)| t.clone()).collect();
         assert_eq!(
             topics,
@@ -522,5 +571,53 @@ mod tests {
         assert_eq!(c.low_water(&tp), Some(Some(7)));
         c.apply_commit("h", &[(tp.clone(), 3)]);
         assert_eq!(c.low_water(&tp), Some(Some(3)));
+    }
+
+    /// Issue 24: a member is usable only by whoever joined it. Another
+    /// owner's heartbeat, commit, leave or rejoin with its id is answered as
+    /// for an id nobody has, and the rejoin gets a member of its own.
+    #[test]
+    fn a_member_belongs_to_whoever_joined_it() {
+        let cat = catalog(&[("t", 2)]);
+        let mut c = Coordinator::default();
+        let join_as = |c: &mut Coordinator, member: Option<&str>, fresh: &str, owner| {
+            c.join(
+                "g",
+                member,
+                fresh.into(),
+                owner,
+                pats(&["t"]),
+                10_000,
+                StartFrom::Earliest,
+                &cat,
+                1,
+            )
+        };
+        let a = join_as(&mut c, None, "a-1", Some("alice"));
+        let code = |r: Result<GroupView>| r.unwrap_err().code;
+        let mallory = Some("mallory");
+        let unknown = ErrorCode::UnknownMember;
+        assert_eq!(
+            code(c.heartbeat("g", &a.member_id, mallory, a.generation, 2)),
+            unknown
+        );
+        assert_eq!(
+            code(c.heartbeat("g", &a.member_id, None, a.generation, 2)),
+            unknown
+        );
+        let commit = c.check_commit("g", &a.member_id, mallory, &[(("t".into(), 0), 1)]);
+        assert_eq!(commit.unwrap_err().code, unknown);
+        assert_eq!(
+            c.leave("g", &a.member_id, mallory, &cat).unwrap_err().code,
+            unknown
+        );
+        let m = join_as(&mut c, Some(&a.member_id), "m-1", mallory);
+        assert_eq!(m.member_id, "m-1", "a member of its own, not alice's");
+        // Alice's member is still hers.
+        let again = c.heartbeat("g", &a.member_id, Some("alice"), a.generation, 3);
+        assert!(again.is_ok());
+        let rejoined = join_as(&mut c, Some(&a.member_id), "a-2", Some("alice"));
+        assert_eq!(rejoined.member_id, a.member_id);
+        c.leave("g", &a.member_id, Some("alice"), &cat).unwrap();
     }
 }

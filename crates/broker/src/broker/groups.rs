@@ -107,12 +107,16 @@ impl Broker {
             .collect()
     }
 
+    /// Joins `group` as `owner` (the authenticated name; none without
+    /// authentication). A new member's id is the client id and 122 random
+    /// bits, so nobody guesses another's; only `owner` may use it.
     #[allow(clippy::too_many_arguments)]
     pub fn join_group(
         &self,
         group: &str,
         member_id: Option<&str>,
         client_id: &str,
+        owner: Option<&str>,
         topics: &[String],
         session_timeout_ms: u64,
         start: StartFrom,
@@ -125,10 +129,12 @@ impl Broker {
         let patterns = Self::parse_patterns(topics)?;
         let session_timeout_ms = session_timeout_ms.clamp(1_000, 300_000);
         let catalog = self.topics.catalog();
+        let fresh_id = format!("{client_id}-{}", uuid::Uuid::new_v4().simple());
         let view = self.groups.coordinator().join(
             group,
             member_id,
-            client_id,
+            fresh_id,
+            owner,
             patterns,
             session_timeout_ms,
             start,
@@ -142,19 +148,22 @@ impl Broker {
         &self,
         group: &str,
         member_id: &str,
+        owner: Option<&str>,
         generation: u32,
         now_ms: i64,
     ) -> Result<Assignment> {
         let view = self
             .groups
             .coordinator()
-            .heartbeat(group, member_id, generation, now_ms)?;
+            .heartbeat(group, member_id, owner, generation, now_ms)?;
         self.resolve(group, view, now_ms)
     }
 
-    pub fn leave_group(&self, group: &str, member_id: &str) -> Result<()> {
+    pub fn leave_group(&self, group: &str, member_id: &str, owner: Option<&str>) -> Result<()> {
         let catalog = self.topics.catalog();
-        self.groups.coordinator().leave(group, member_id, &catalog)
+        self.groups
+            .coordinator()
+            .leave(group, member_id, owner, &catalog)
     }
 
     /// Turns a view into offsets: the committed offset (clamped into the
@@ -195,6 +204,7 @@ impl Broker {
         &self,
         group: &str,
         member_id: &str,
+        owner: Option<&str>,
         offsets: &[(String, u32, i64)],
         now_ms: i64,
     ) -> Result<()> {
@@ -204,7 +214,7 @@ impl Broker {
             .collect();
         self.groups
             .coordinator()
-            .check_commit(group, member_id, &offsets)?;
+            .check_commit(group, member_id, owner, &offsets)?;
         self.groups.commit(group, &offsets, now_ms)
     }
 

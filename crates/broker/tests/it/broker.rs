@@ -29,7 +29,7 @@ fn spread(b: &Broker, topic: &str, values: &[&str]) -> Produced {
 
 /// Member "c" (10 s sessions) joins `group` reading `topic`.
 fn join(b: &Broker, group: &str, topic: &str, start: StartFrom) -> Assignment {
-    b.join_group(group, None, "c", &[topic.into()], 10_000, start, 0)
+    b.join_group(group, None, "c", None, &[topic.into()], 10_000, start, 0)
         .unwrap()
 }
 
@@ -156,7 +156,7 @@ fn full_topic_rejects_and_work_queue_accepts_again_after_consumption() {
         5,
         "nothing of the rejected batch was written"
     );
-    b.commit("g", &a.member_id, &[("q".into(), 0, 3)], 0)
+    b.commit("g", &a.member_id, None, &[("q".into(), 0, 3)], 0)
         .unwrap();
     spread(&b, "q", &["6", "7"]);
     spread(&b, "q", &["8"]);
@@ -198,7 +198,7 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
             .unwrap();
         let a = join(&b, "g", "t", StartFrom::Earliest);
         assert_eq!(a.partitions, vec![("t".into(), 0, 0), ("t".into(), 1, 0)]);
-        b.commit("g", &a.member_id, &[("t".into(), 0, 2)], 0)
+        b.commit("g", &a.member_id, None, &[("t".into(), 0, 2)], 0)
             .unwrap();
         let l = join(&b, "late", "t", StartFrom::Latest);
         assert_eq!(l.partitions[0].2, 2);
@@ -214,7 +214,7 @@ fn committed_offsets_survive_reopen_and_latest_is_pinned() {
         "a `latest` group continues where it was pinned"
     );
     assert_eq!(
-        b.heartbeat("g", "nobody", 1, 0).unwrap_err().code,
+        b.heartbeat("g", "nobody", None, 1, 0).unwrap_err().code,
         ErrorCode::UnknownMember
     );
 }
@@ -723,13 +723,14 @@ fn offsets_from_the_metadata_log_carry_over_and_die_with_their_topic() {
                 "g",
                 None,
                 "c",
+                None,
                 &["t".into()],
                 10_000,
                 StartFrom::Earliest,
                 2,
             )
             .unwrap();
-        b.commit("g", &a.member_id, &[("t".into(), 0, 5)], 2)
+        b.commit("g", &a.member_id, None, &[("t".into(), 0, 5)], 2)
             .unwrap();
         b.delete_topic("u", 3).unwrap();
         b.create_topic("u", 1, TopicConfig::default(), 3).unwrap();

@@ -1330,10 +1330,12 @@ impl GroupSim {
         };
         self.clients += 1;
         let client = format!("c{}", self.clients);
+        // A fresh id per join, as the broker draws one at random.
         let view = self.coord.join(
             GROUP,
             rejoin.as_deref(),
-            &client,
+            format!("{client}-id"),
+            None,
             patterns(&pats),
             timeout,
             StartFrom::Earliest,
@@ -1377,7 +1379,7 @@ impl GroupSim {
             None => 0,
         };
         let acknowledged = seen == self.generation();
-        let got = self.coord.heartbeat(GROUP, id, seen, self.now);
+        let got = self.coord.heartbeat(GROUP, id, None, seen, self.now);
         self.trace
             .log(format!("heartbeat {id} seen gen {seen}: {}", got.is_ok()));
         if self.live.contains_key(id) {
@@ -1401,7 +1403,7 @@ impl GroupSim {
         } else {
             return Ok(());
         };
-        let got = self.coord.leave(GROUP, &id, &self.catalog);
+        let got = self.coord.leave(GROUP, &id, None, &self.catalog);
         self.trace.log(format!("leave {id}: {}", got.is_ok()));
         if self.live.remove(&id).is_some() {
             ensure!(got.is_ok(), "live member {id} could not leave: {got:?}");
@@ -1494,7 +1496,7 @@ impl GroupSim {
         };
         let offset = self.rng.range(0, 1_000);
         let offsets = [(tp.clone(), offset)];
-        let got = self.coord.check_commit(GROUP, &id, &offsets);
+        let got = self.coord.check_commit(GROUP, &id, None, &offsets);
         self.trace
             .log(format!("commit {id} {}/{} = {offset}: {got:?}", tp.0, tp.1));
         self.stats.commits_checked += 1;

@@ -212,11 +212,13 @@ impl Ops {
         start: StartFrom,
     ) -> Result<Assignment, BrokerError> {
         check_consume_all(caller, topics.iter().map(String::as_str))?;
+        let owner = caller.name().map(str::to_owned);
         self.on_broker(move |b, now| {
             b.join_group(
                 &group,
                 member_id.as_deref(),
                 &client_id,
+                owner.as_deref(),
                 &topics,
                 session_timeout_ms,
                 start,
@@ -234,8 +236,11 @@ impl Ops {
         generation: u32,
     ) -> Result<Assignment, BrokerError> {
         caller.check(Need::ConsumeSomething)?;
-        self.on_broker(move |b, now| b.heartbeat(&group, &member_id, generation, now))
-            .await
+        let owner = caller.name().map(str::to_owned);
+        self.on_broker(move |b, now| {
+            b.heartbeat(&group, &member_id, owner.as_deref(), generation, now)
+        })
+        .await
     }
 
     pub async fn leave_group(
@@ -245,7 +250,8 @@ impl Ops {
         member_id: String,
     ) -> Result<(), BrokerError> {
         caller.check(Need::ConsumeSomething)?;
-        self.on_broker(move |b, _| b.leave_group(&group, &member_id))
+        let owner = caller.name().map(str::to_owned);
+        self.on_broker(move |b, _| b.leave_group(&group, &member_id, owner.as_deref()))
             .await
     }
 
@@ -258,7 +264,8 @@ impl Ops {
         offsets: Vec<(String, u32, i64)>,
     ) -> Result<(), BrokerError> {
         check_consume_all(caller, offsets.iter().map(|(t, _, _)| t.as_str()))?;
-        self.on_broker(move |b, now| b.commit(&group, &member_id, &offsets, now))
+        let owner = caller.name().map(str::to_owned);
+        self.on_broker(move |b, now| b.commit(&group, &member_id, owner.as_deref(), &offsets, now))
             .await
     }
 

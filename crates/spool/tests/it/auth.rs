@@ -548,3 +548,57 @@ fn secret_files_are_readable_by_the_owner_only() {
         .collect();
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
 }
+
+/// Issue 24: consumer groups across tenants. Member ids were predictable
+/// (`client-<time>-<counter>`), and another tenant with consume rights on
+/// any topic could heartbeat (reading the assignment), rejoin as, or make
+/// leave someone else's member. Now ids are random and a member is usable
+/// only by the token that joined it.
+#[test]
+fn a_group_member_belongs_to_the_token_that_joined_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_secured(dir.path());
+    let admin = Some(ADMIN);
+    for topic in ["orders", "other"] {
+        ok(&as_token(&server, admin, &["topic", "create", topic], b""));
+    }
+    let token = |name: &str, topic: &str| {
+        let out = ok(&as_token(
+            &server,
+            admin,
+            &["token", "create", name, "--consume", topic],
+            b"",
+        ));
+        out.lines().last().unwrap().trim().to_owned()
+    };
+    let alice = token("alice", "orders");
+    let mallory = token("mallory", "other");
+    let post = |path: &str, body: &str, as_: &str| {
+        let reply = call_as(&server.http, "POST", path, body, Some(as_));
+        (reply.status, reply.raw)
+    };
+    let (status, reply) = post(
+        "/v1/groups/billing/join",
+        r#"{"topics":["orders"],"client_id":"alice-app"}"#,
+        &alice,
+    );
+    assert_eq!(status, 200, "{reply}");
+    let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+    let joined: serde_json::Value = serde_json::from_str(body).unwrap();
+    let member = joined["member_id"].as_str().unwrap().to_owned();
+    let random = member.strip_prefix("alice-app-").unwrap();
+    assert_eq!(random.len(), 32, "122 random bits in hex: {member}");
+    let generation = joined["generation"].as_u64().unwrap();
+
+    let heartbeat = format!(r#"{{"member_id":"{member}","generation":{generation}}}"#);
+    let (status, reply) = post("/v1/groups/billing/heartbeat", &heartbeat, &mallory);
+    assert!(reply.contains("UNKNOWN_MEMBER"), "{status} {reply}");
+    assert!(!reply.contains("orders"), "no assignment shown: {reply}");
+    let leave = format!(r#"{{"member_id":"{member}"}}"#);
+    let (_, reply) = post("/v1/groups/billing/leave", &leave, &mallory);
+    assert!(reply.contains("UNKNOWN_MEMBER"), "{reply}");
+    let (status, reply) = post("/v1/groups/billing/heartbeat", &heartbeat, &alice);
+    assert_eq!(status, 200, "alice's member is still hers: {reply}");
+    let (status, reply) = post("/v1/groups/billing/leave", &leave, &alice);
+    assert!(status < 300, "{status} {reply}");
+}
