@@ -29,7 +29,8 @@ use outbox::{
 };
 use spool_proto::{self as p, Request, Response, ResponseBody, WireError};
 use spool_types::limits::{
-    CONNECTION_IN_FLIGHT_BYTES_MAX, CONNECTION_IN_FLIGHT_MAX, FRAME_BYTES_MAX, RECORD_BYTES_MAX,
+    CLIENT_ID_LEN_MAX, CONNECTION_IN_FLIGHT_BYTES_MAX, CONNECTION_IN_FLIGHT_MAX, FRAME_BYTES_MAX,
+    RECORD_BYTES_MAX,
 };
 use spool_types::ErrorCode;
 use std::collections::HashMap;
@@ -332,6 +333,16 @@ impl Conn {
             );
             return error_response(op, err);
         };
+        if hello.client_id.len() > CLIENT_ID_LEN_MAX {
+            let err = WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "client_id is {} bytes; at most {CLIENT_ID_LEN_MAX} are allowed",
+                    hello.client_id.len()
+                ),
+            );
+            return error_response(op, err);
+        }
         let who = match self
             .ops
             .auth
@@ -369,8 +380,11 @@ impl Conn {
         // of their own: produces and acks, the most frequent, start here.
         match request {
             Request::Hello(_) => {
-                let err =
-                    WireError::new(ErrorCode::InvalidRequest, "the handshake was already done");
+                // As documented: answered and otherwise ignored.
+                let err = WireError::new(
+                    ErrorCode::HandshakeRequired,
+                    "the handshake was already done on this connection",
+                );
                 answer(&tx, cid, error_response(op, err), permits).await;
             }
             Request::Produce(produce) => {
