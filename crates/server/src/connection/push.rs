@@ -23,7 +23,7 @@ use tokio::time::Instant;
 /// partitions (new topics matching its patterns are announced, but a
 /// deleted one is only noticed by looking).
 const PUSH_RECHECK_MS: u64 = 1_000;
-use spool_types::limits::QUEUE_PUSH_BATCH_MAX;
+use spool_types::limits::{CONNECTION_SUBSCRIPTIONS_MAX, QUEUE_PUSH_BATCH_MAX};
 
 /// What a push subscription delivers, and where its credit is kept.
 enum Flow {
@@ -113,11 +113,30 @@ fn id_in_use(subs: &HashMap<u32, Subscription>, id: u32) -> bool {
     subs.get(&id).is_some_and(|s| !s.task.is_finished())
 }
 
-fn id_in_use_error(id: u32) -> WireError {
-    WireError::new(
-        ErrorCode::InvalidRequest,
-        format!("subscription id {id} is already in use"),
-    )
+/// Checks that a new subscription may take `id`: the id is not in use and
+/// the connection is below [`CONNECTION_SUBSCRIPTIONS_MAX`]. Subscriptions
+/// the server closed are forgotten first when that makes room (their ids
+/// are free again, and they must not count).
+fn make_room(subs: &mut HashMap<u32, Subscription>, id: u32) -> Result<(), WireError> {
+    if id_in_use(subs, id) {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("subscription id {id} is already in use"),
+        ));
+    }
+    if subs.len() >= CONNECTION_SUBSCRIPTIONS_MAX {
+        subs.retain(|_, s| !s.task.is_finished());
+    }
+    if subs.len() >= CONNECTION_SUBSCRIPTIONS_MAX {
+        return Err(WireError::new(
+            ErrorCode::TooManyInFlight,
+            format!(
+                "this connection has {CONNECTION_SUBSCRIPTIONS_MAX} push subscriptions open, \
+                 the most one connection may have; unsubscribe one or open another connection"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A subscription ready to run and the signal that lets its push task
@@ -157,12 +176,10 @@ pub(super) async fn start_subscription(
 pub(super) fn subscribe(
     ops: &Arc<Ops>,
     tx: &Outbox,
-    subs: &HashMap<u32, Subscription>,
+    subs: &mut HashMap<u32, Subscription>,
     sub: p::Subscribe,
 ) -> Started {
-    if id_in_use(subs, sub.subscription_id) {
-        return Err(id_in_use_error(sub.subscription_id));
-    }
+    make_room(subs, sub.subscription_id)?;
     if sub.group.is_some() {
         return Err(WireError::new(
             ErrorCode::InvalidRequest,
@@ -261,12 +278,10 @@ async fn push_loop(
 pub(super) fn subscribe_queue(
     ops: &Arc<Ops>,
     tx: &Outbox,
-    subs: &HashMap<u32, Subscription>,
+    subs: &mut HashMap<u32, Subscription>,
     sub: p::SubscribeQueue,
 ) -> Started {
-    if id_in_use(subs, sub.subscription_id) {
-        return Err(id_in_use_error(sub.subscription_id));
-    }
+    make_room(subs, sub.subscription_id)?;
     // Refuse at once what the push task would otherwise report later.
     if let Err(e) = ops
         .broker
