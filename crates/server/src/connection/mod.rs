@@ -449,13 +449,13 @@ impl Conn {
             }
             Request::Subscribe(sub) => {
                 let id = sub.subscription_id;
-                let started = push::subscribe(&ops, &tx, &mut self.subs, sub);
+                let started = push::subscribe((&ops, &self.caller), &tx, &mut self.subs, sub);
                 push::start_subscription(&tx, &mut self.subs, (op, cid, id), started, permits)
                     .await;
             }
             Request::SubscribeQueue(sub) => {
                 let id = sub.subscription_id;
-                let started = push::subscribe_queue(&ops, &tx, &mut self.subs, sub);
+                let started = push::subscribe_queue((&ops, &self.caller), &tx, &mut self.subs, sub);
                 push::start_subscription(&tx, &mut self.subs, (op, cid, id), started, permits)
                     .await;
             }
