@@ -19,7 +19,7 @@ pub enum ErrorCode {
     UnsupportedVersion = 103,
     /// The request type is unknown to this server.
     UnknownRequestType = 104,
-    /// The connection has too many requests in flight.
+    /// The connection has too many requests in flight, or push subscriptions open.
     TooManyInFlight = 105,
     /// The first frame on a connection was not a handshake, or a second one came.
     HandshakeRequired = 106,

@@ -78,6 +78,13 @@ pub const CLIENT_ID_LEN_MAX: usize = 256;
 /// Most topics and patterns one subscriber may name.
 pub const SUBSCRIPTION_TOPICS_MAX: usize = 1024;
 
+/// Most push subscriptions (SUBSCRIBE and SUBSCRIBE_QUEUE together) open on
+/// one connection. Each holds a task, its cursor or credit and its wake-up
+/// registrations, a few KiB even without credit: 20,000 on one connection
+/// held 77 MB. A client that needs more opens another connection, which
+/// the connection limit counts.
+pub const CONNECTION_SUBSCRIPTIONS_MAX: usize = 1024;
+
 // ---- Queues ----------------------------------------------------------------
 
 /// Longest delay a message may ask for (30 days); later times are clamped.

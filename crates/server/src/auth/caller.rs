@@ -4,17 +4,18 @@
 use super::Grants;
 use spool_broker::BrokerError;
 use spool_types::ErrorCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// An authenticated token holder.
 #[derive(Debug)]
 pub struct Principal {
     pub name: String,
     pub grants: Grants,
-    /// Set when the token is revoked; connections that authenticated with
-    /// it are refused from their next request on.
-    pub(super) revoked: AtomicBool,
+    /// Cancelled when the token is revoked: connections that authenticated
+    /// with it are refused from their next request on, and their waits and
+    /// push subscriptions, which listen for it, end at once.
+    pub(super) revoked: CancellationToken,
 }
 
 impl Principal {
@@ -22,7 +23,7 @@ impl Principal {
         Principal {
             name,
             grants,
-            revoked: AtomicBool::new(false),
+            revoked: CancellationToken::new(),
         }
     }
 }
@@ -78,7 +79,7 @@ impl Caller {
         let Caller::Token(p) = self else {
             return Ok(());
         };
-        if p.revoked.load(Ordering::Acquire) {
+        if p.revoked.is_cancelled() {
             return Err(BrokerError::new(
                 ErrorCode::Unauthenticated,
                 format!("token {:?} has been revoked", p.name),
@@ -113,6 +114,16 @@ impl Caller {
             Need::Consume(t) => g.may_consume(t),
             Need::ConsumeSomething => g.admin || !g.consume.is_empty(),
             Need::ProduceOrConsume(t) => g.may_produce(t) || g.may_consume(t),
+        }
+    }
+
+    /// Resolves once the caller's token is revoked (never for an open
+    /// caller), so that a wait or a push subscription ends at the
+    /// revocation rather than at the client's next request.
+    pub async fn revoked(&self) {
+        match self {
+            Caller::Open => std::future::pending().await,
+            Caller::Token(p) => p.revoked.cancelled().await,
         }
     }
 

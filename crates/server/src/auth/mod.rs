@@ -36,7 +36,6 @@ use spool_types::ErrorCode;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use subtle::ConstantTimeEq;
@@ -323,7 +322,7 @@ impl Auth {
     }
 
     /// Withdraws a token; connections using it are refused from their next
-    /// request on.
+    /// request on, and their waits and push subscriptions end now.
     pub fn revoke(&self, name: &str) -> Result<(), BrokerError> {
         if name == BOOTSTRAP_TOKEN_NAME {
             return Err(invalid(
@@ -350,7 +349,7 @@ impl Auth {
         self.save(&next)?;
         *tokens = next;
         if let Applied::Revoked(principal) = applied {
-            principal.revoked.store(true, Ordering::Release);
+            principal.revoked.cancel();
         }
         Ok(())
     }

@@ -235,7 +235,6 @@ impl TokenSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     fn created(name: &str, hash_byte: u8) -> TokenChange {
         TokenChange::Created(StoredToken {
@@ -273,7 +272,7 @@ mod tests {
         };
         assert_eq!(gone.name, "orders");
         // Marking the holder is the caller's effect, not the set's.
-        assert!(!gone.revoked.load(Ordering::Acquire));
+        assert!(!gone.revoked.is_cancelled());
         assert!(set.is_empty());
     }
 

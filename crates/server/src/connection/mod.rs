@@ -29,7 +29,8 @@ use outbox::{
 };
 use spool_proto::{self as p, Request, Response, ResponseBody, WireError};
 use spool_types::limits::{
-    CONNECTION_IN_FLIGHT_BYTES_MAX, CONNECTION_IN_FLIGHT_MAX, FRAME_BYTES_MAX, RECORD_BYTES_MAX,
+    CLIENT_ID_LEN_MAX, CONNECTION_IN_FLIGHT_BYTES_MAX, CONNECTION_IN_FLIGHT_MAX, FRAME_BYTES_MAX,
+    RECORD_BYTES_MAX,
 };
 use spool_types::ErrorCode;
 use std::collections::HashMap;
@@ -155,7 +156,7 @@ pub async fn handle_until<R, W>(
             CONNECTION_IN_FLIGHT_BYTES_MAX / BYTE_PERMIT_UNIT,
         )),
         subs: HashMap::new(),
-        reading_done: CancellationToken::new(),
+        waits_end: CancellationToken::new(),
         greeted: false,
         client_id: Arc::from("client"),
         caller: Caller::Open,
@@ -163,6 +164,9 @@ pub async fn handle_until<R, W>(
     // Small to start: idle connections are common and each holds one.
     let mut buf = BytesMut::with_capacity(CONNECTION_READ_BUFFER_INITIAL_BYTES);
     let mut shutdown = ops.shutdown();
+    // The client hung up (end of stream, a failed read, or the writer gave
+    // up on it), as opposed to the server closing the connection.
+    let mut hung_up = false;
     'conn: loop {
         // Take every complete frame already buffered.
         loop {
@@ -196,22 +200,29 @@ pub async fn handle_until<R, W>(
             r = rd.read_buf(&mut buf) => r,
             _ = shutdown.changed() => break 'conn,
             // The writer gave up on this client (stalled or failed).
-            _ = conn.tx.closed() => break 'conn,
+            _ = conn.tx.closed() => {
+                hung_up = true;
+                break 'conn;
+            }
             _ = tokio::time::sleep_until(handshake_deadline), if !conn.greeted => {
                 closing(peer, "handshake_timeout", &format_args!("no handshake within {HANDSHAKE_TIMEOUT_MS} ms"));
                 break 'conn;
             }
         };
         match read {
-            Ok(0) => break,
+            Ok(0) => {
+                hung_up = true;
+                break;
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(%peer, "read failed: {e}");
+                hung_up = true;
                 break;
             }
         }
     }
-    conn.finish().await;
+    conn.finish(hung_up).await;
     let _ = writer.await;
 }
 
@@ -232,10 +243,13 @@ struct Conn {
     requests: Arc<Semaphore>,
     bytes_budget: Arc<Semaphore>,
     subs: HashMap<u32, push::Subscription>,
-    /// Cancelled once this connection's reading is over and its grace for
-    /// in-flight requests has passed: long polls then end instead of
-    /// holding the connection (and its admission slot) for minutes.
-    reading_done: CancellationToken,
+    /// Ends this connection's long polls (FETCH, RECEIVE, GET_REQUEST),
+    /// unanswered: cancelled as soon as the client hangs up, else once the
+    /// grace for in-flight requests after reading stopped has passed. A
+    /// wait for a client that is gone would hold the connection (and its
+    /// admission slot) for minutes, and a RECEIVE would lease the next
+    /// message to nobody.
+    waits_end: CancellationToken,
     greeted: bool,
     /// Names this client's group members (from its handshake).
     client_id: Arc<str>,
@@ -332,6 +346,16 @@ impl Conn {
             );
             return error_response(op, err);
         };
+        if hello.client_id.len() > CLIENT_ID_LEN_MAX {
+            let err = WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "client_id is {} bytes; at most {CLIENT_ID_LEN_MAX} are allowed",
+                    hello.client_id.len()
+                ),
+            );
+            return error_response(op, err);
+        }
         let who = match self
             .ops
             .auth
@@ -369,8 +393,11 @@ impl Conn {
         // of their own: produces and acks, the most frequent, start here.
         match request {
             Request::Hello(_) => {
-                let err =
-                    WireError::new(ErrorCode::InvalidRequest, "the handshake was already done");
+                // As documented: answered and otherwise ignored.
+                let err = WireError::new(
+                    ErrorCode::HandshakeRequired,
+                    "the handshake was already done on this connection",
+                );
                 answer(&tx, cid, error_response(op, err), permits).await;
             }
             Request::Produce(produce) => {
@@ -403,14 +430,11 @@ impl Conn {
                 };
                 let mut permits = permits;
                 permits.push(resp_permit);
-                let reading_done = self.reading_done.clone();
-                let caller = self.caller.clone();
+                let (ended, caller) = (self.waits_end.clone(), self.caller.clone());
                 tokio::spawn(async move {
-                    // A long poll for a client that is gone ends now.
-                    let response = tokio::select! {
-                        r = dispatch::fetch(&ops, &caller, fetch) => r,
-                        _ = tx.closed() => return,
-                        _ = reading_done.cancelled() => return,
+                    let fetched = dispatch::fetch(&ops, &caller, fetch);
+                    let Some(response) = unless_ended(fetched, &ended, &tx).await else {
+                        return;
                     };
                     // The stored batches go out from the buffers they were
                     // read into, not copied into the frame.
@@ -425,28 +449,34 @@ impl Conn {
             }
             Request::Subscribe(sub) => {
                 let id = sub.subscription_id;
-                let started = push::subscribe(&ops, &tx, &self.subs, sub);
+                let started = push::subscribe((&ops, &self.caller), &tx, &mut self.subs, sub);
                 push::start_subscription(&tx, &mut self.subs, (op, cid, id), started, permits)
                     .await;
             }
             Request::SubscribeQueue(sub) => {
                 let id = sub.subscription_id;
-                let started = push::subscribe_queue(&ops, &tx, &self.subs, sub);
+                let started = push::subscribe_queue((&ops, &self.caller), &tx, &mut self.subs, sub);
                 push::start_subscription(&tx, &mut self.subs, (op, cid, id), started, permits)
                     .await;
             }
             Request::Receive(receive) => {
                 let (budget, caller) = (Arc::clone(&self.bytes_budget), self.caller.clone());
+                let ended = self.waits_end.clone();
                 tokio::spawn(async move {
-                    let response = dispatch::receive(&ops, &caller, receive).await;
-                    send_budgeted(&tx, &budget, cid, response, permits).await;
+                    let leased = dispatch::receive(&ops, &caller, receive);
+                    if let Some(response) = unless_ended(leased, &ended, &tx).await {
+                        send_budgeted(&tx, &budget, cid, response, permits).await;
+                    }
                 });
             }
             Request::GetRequest(get) => {
                 let (budget, caller) = (Arc::clone(&self.bytes_budget), self.caller.clone());
+                let ended = self.waits_end.clone();
                 tokio::spawn(async move {
-                    let response = dispatch::get_request(&ops, &caller, get).await;
-                    send_budgeted(&tx, &budget, cid, response, permits).await;
+                    let record = dispatch::get_request(&ops, &caller, get);
+                    if let Some(response) = unless_ended(record, &ended, &tx).await {
+                        send_budgeted(&tx, &budget, cid, response, permits).await;
+                    }
                 });
             }
             Request::Credit(credit) => {
@@ -502,17 +532,40 @@ impl Conn {
     }
 
     /// Stops the connection's pushes and lets in-flight requests finish and
-    /// their answers go out (up to the shutdown grace).
-    async fn finish(self) {
+    /// their answers go out (up to the shutdown grace). Long polls of a
+    /// client that `hung_up` end at once: nobody waits for their answers
+    /// (a client that only closed its sending side gets none). When the
+    /// server closes the connection (shutting down, a broken frame) they
+    /// get the grace too; a shutdown answers them itself.
+    async fn finish(self, hung_up: bool) {
         for (_, s) in self.subs {
             s.task.abort();
+        }
+        if hung_up {
+            self.waits_end.cancel();
         }
         let _ = tokio::time::timeout(
             Duration::from_millis(crate::SHUTDOWN_GRACE_MS),
             self.requests.acquire_many(CONNECTION_IN_FLIGHT_MAX as u32),
         )
         .await;
-        self.reading_done.cancel();
+        self.waits_end.cancel();
+    }
+}
+
+/// Runs a long poll unless its connection's waits end first (`None`).
+/// The end is looked at first, so once it has come the wait is not polled
+/// again: a RECEIVE leases nothing more for a client that is gone.
+async fn unless_ended<T>(
+    wait: impl std::future::Future<Output = T>,
+    ended: &CancellationToken,
+    tx: &Outbox,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = ended.cancelled() => None,
+        _ = tx.closed() => None,
+        r = wait => Some(r),
     }
 }
 

@@ -2,9 +2,14 @@
 //! and Unsubscribe work for both: stream subscriptions (record batches from
 //! a [`PushCursor`]) and queue subscriptions (leased messages of a work
 //! queue, leased through the operations layer as a Receive is).
+//!
+//! A subscription whose token is revoked is closed with `UNAUTHENTICATED`
+//! the moment it is: its task listens for the revocation while it waits,
+//! and looks before each delivery.
 
 use super::dispatch::{FRAME_ROOM, WIRE_LEASES};
 use super::outbox::{answer, error_response, Outbox, Outgoing, Permits};
+use crate::auth::{Caller, Need};
 use crate::convert::wire_error;
 use crate::notify::wait_any;
 use crate::ops::{self, Ops};
@@ -23,7 +28,7 @@ use tokio::time::Instant;
 /// partitions (new topics matching its patterns are announced, but a
 /// deleted one is only noticed by looking).
 const PUSH_RECHECK_MS: u64 = 1_000;
-use spool_types::limits::QUEUE_PUSH_BATCH_MAX;
+use spool_types::limits::{CONNECTION_SUBSCRIPTIONS_MAX, QUEUE_PUSH_BATCH_MAX};
 
 /// What a push subscription delivers, and where its credit is kept.
 enum Flow {
@@ -113,11 +118,30 @@ fn id_in_use(subs: &HashMap<u32, Subscription>, id: u32) -> bool {
     subs.get(&id).is_some_and(|s| !s.task.is_finished())
 }
 
-fn id_in_use_error(id: u32) -> WireError {
-    WireError::new(
-        ErrorCode::InvalidRequest,
-        format!("subscription id {id} is already in use"),
-    )
+/// Checks that a new subscription may take `id`: the id is not in use and
+/// the connection is below [`CONNECTION_SUBSCRIPTIONS_MAX`]. Subscriptions
+/// the server closed are forgotten first when that makes room (their ids
+/// are free again, and they must not count).
+fn make_room(subs: &mut HashMap<u32, Subscription>, id: u32) -> Result<(), WireError> {
+    if id_in_use(subs, id) {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("subscription id {id} is already in use"),
+        ));
+    }
+    if subs.len() >= CONNECTION_SUBSCRIPTIONS_MAX {
+        subs.retain(|_, s| !s.task.is_finished());
+    }
+    if subs.len() >= CONNECTION_SUBSCRIPTIONS_MAX {
+        return Err(WireError::new(
+            ErrorCode::TooManyInFlight,
+            format!(
+                "this connection has {CONNECTION_SUBSCRIPTIONS_MAX} push subscriptions open, \
+                 the most one connection may have; unsubscribe one or open another connection"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A subscription ready to run and the signal that lets its push task
@@ -155,14 +179,12 @@ pub(super) async fn start_subscription(
 }
 
 pub(super) fn subscribe(
-    ops: &Arc<Ops>,
+    (ops, caller): (&Arc<Ops>, &Caller),
     tx: &Outbox,
-    subs: &HashMap<u32, Subscription>,
+    subs: &mut HashMap<u32, Subscription>,
     sub: p::Subscribe,
 ) -> Started {
-    if id_in_use(subs, sub.subscription_id) {
-        return Err(id_in_use_error(sub.subscription_id));
-    }
+    make_room(subs, sub.subscription_id)?;
     if sub.group.is_some() {
         return Err(WireError::new(
             ErrorCode::InvalidRequest,
@@ -190,7 +212,7 @@ pub(super) fn subscribe(
     let credit = Arc::new(Notify::new());
     let (go, start) = oneshot::channel();
     let task = tokio::spawn(push_loop(
-        Arc::clone(ops),
+        (Arc::clone(ops), caller.clone()),
         tx.clone(),
         sub.subscription_id,
         Arc::clone(&cursor),
@@ -207,7 +229,7 @@ pub(super) fn subscribe(
 
 /// Sends batches to a push subscriber as they appear, within its credit.
 async fn push_loop(
-    ops: Arc<Ops>,
+    (ops, caller): (Arc<Ops>, Caller),
     tx: Outbox,
     id: u32,
     cursor: Arc<Mutex<PushCursor>>,
@@ -218,6 +240,9 @@ async fn push_loop(
         return;
     }
     loop {
+        if let Err(e) = caller.check(Need::Any) {
+            return close_subscription(&tx, id, e).await;
+        }
         let notifies: Vec<Arc<Notify>> = {
             let c = cursor.lock().unwrap_or_else(|p| p.into_inner());
             c.partitions()
@@ -228,7 +253,7 @@ async fn push_loop(
         let deadline = Instant::now() + Duration::from_millis(PUSH_RECHECK_MS);
         let mut all = notifies;
         all.push(Arc::clone(&credit));
-        wait_any(&all, Some(&ops.notifier.topics), deadline, || {
+        let waited = wait_any(&all, Some(&ops.notifier.topics), deadline, || {
             let result = tokio::task::block_in_place(|| {
                 cursor
                     .lock()
@@ -238,8 +263,13 @@ async fn push_loop(
             let ready = !matches!(result, Ok(None));
             next = Some(result);
             ready
-        })
-        .await;
+        });
+        // A revocation is looked at first; the loop's check then closes.
+        tokio::select! {
+            biased;
+            _ = caller.revoked() => continue,
+            _ = waited => {}
+        }
         match next {
             Some(Ok(Some(d))) => {
                 let push = p::Push::Deliver(p::Deliver {
@@ -259,14 +289,12 @@ async fn push_loop(
 }
 
 pub(super) fn subscribe_queue(
-    ops: &Arc<Ops>,
+    (ops, caller): (&Arc<Ops>, &Caller),
     tx: &Outbox,
-    subs: &HashMap<u32, Subscription>,
+    subs: &mut HashMap<u32, Subscription>,
     sub: p::SubscribeQueue,
 ) -> Started {
-    if id_in_use(subs, sub.subscription_id) {
-        return Err(id_in_use_error(sub.subscription_id));
-    }
+    make_room(subs, sub.subscription_id)?;
     // Refuse at once what the push task would otherwise report later.
     if let Err(e) = ops
         .broker
@@ -284,6 +312,7 @@ pub(super) fn subscribe_queue(
     let (go, start) = oneshot::channel();
     let push = QueuePush {
         ops: Arc::clone(ops),
+        caller: caller.clone(),
         tx: tx.clone(),
         id: sub.subscription_id,
         topic: sub.topic,
@@ -304,6 +333,8 @@ pub(super) fn subscribe_queue(
 /// The push task of a queue subscription.
 struct QueuePush {
     ops: Arc<Ops>,
+    /// Who subscribed: nothing is leased for it once its token is revoked.
+    caller: Caller,
     tx: Outbox,
     id: u32,
     topic: String,
@@ -324,6 +355,9 @@ impl QueuePush {
         }
         let mut due_pause = ops::SUBSCRIPTION_DUE_RECHECK_MS;
         loop {
+            if let Err(e) = self.caller.check(Need::Consume(&self.topic)) {
+                return close_subscription(&self.tx, self.id, e).await;
+            }
             let (mut notifies, wake) = match self.ops.subscription_wakeups(&self.topic, &self.name)
             {
                 Ok(w) => w,
@@ -355,11 +389,14 @@ impl QueuePush {
                 leased = Some(got);
                 ready
             });
-            // Stop is checked first, and never after a lease: the wait only
-            // completes once it has leased, and then the messages go out.
+            // Stop and revocation are checked first, and never after a
+            // lease: the wait only completes once it has leased, and then
+            // the messages go out. After a revocation the loop's check
+            // closes the subscription.
             tokio::select! {
                 biased;
                 _ = self.stop.notified() => return,
+                _ = self.caller.revoked() => continue,
                 _ = waited => {}
             }
             match leased {

@@ -66,7 +66,8 @@ impl Ops {
 
     /// The record now, or — with `wait_ms` — once it is final, the wait is
     /// over or the server shuts down. The broker announces finished records,
-    /// so the wait reads the record only when it may have changed.
+    /// so the wait reads the record only when it may have changed. A caller
+    /// whose token is revoked meanwhile is refused at once.
     pub async fn get_request(
         &self,
         caller: &Caller,
@@ -74,16 +75,14 @@ impl Ops {
         wait_ms: u64,
     ) -> Result<RequestRecord, BrokerError> {
         let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
-        let mut checked = false;
         loop {
+            // A revoked caller is refused without reading the record again.
+            caller.check(Need::Any)?;
             // Registered before the read, so a finish in between is seen.
             let wait = self.notifier.request(id);
             let notified = wait.notify().notified();
             let record = self.record(id).await?;
-            if !checked {
-                caller.check(RecordAccess::Read.need(&record.queue))?;
-                checked = true;
-            }
+            caller.check(RecordAccess::Read.need(&record.queue))?;
             if record.status.is_final() || Instant::now() >= deadline || self.stopping() {
                 return Ok(record);
             }
@@ -91,6 +90,7 @@ impl Ops {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = self.stopped() => {}
+                _ = caller.revoked() => {}
             }
         }
     }

@@ -94,6 +94,7 @@ impl Ops {
     /// up to `wait_ms` (capped at [`FETCH_WAIT_MS_MAX`]) and reads again.
     /// `max_bytes` bounds the whole answer, except that the first batch
     /// with data always goes whole (a consumer never stalls on a big batch).
+    /// A caller whose token is revoked meanwhile is refused at once.
     pub async fn fetch(
         &self,
         caller: &Caller,
@@ -101,13 +102,13 @@ impl Ops {
         max_bytes: usize,
         wait_ms: u64,
     ) -> Result<Fetched, BrokerError> {
-        check_consume_all(caller, partitions.iter().map(|p| p.topic.as_str()))?;
         let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
         let notifies: Vec<Arc<Notify>> = partitions
             .iter()
             .map(|fp| self.notifier.partition(&fp.topic, fp.partition))
             .collect();
         loop {
+            check_consume_all(caller, partitions.iter().map(|p| p.topic.as_str()))?;
             let mut result = None;
             let stopping = self.stopping();
             let waited = wait_any(&notifies, None, deadline, || {
@@ -127,6 +128,7 @@ impl Ops {
             tokio::select! {
                 _ = waited => {}
                 _ = self.stopped() => {}
+                _ = caller.revoked() => {}
             }
             let Some(r) = result else { continue };
             if r.has_data() || Instant::now() >= deadline || self.stopping() {

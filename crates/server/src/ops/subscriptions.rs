@@ -66,7 +66,8 @@ impl Ops {
     /// `room`; if none is ready, waits for an append on the topic, a settled
     /// lease, the queue's next wake-up or `wait_ms`, whichever comes first,
     /// and tries again. Each leased message is turned into what the front
-    /// end sends by `shape`, whose answer `room` measures.
+    /// end sends by `shape`, whose answer `room` measures. A caller whose
+    /// token is revoked meanwhile is answered `UNAUTHENTICATED` at once.
     #[allow(clippy::too_many_arguments)]
     pub async fn receive<T>(
         &self,
@@ -78,10 +79,10 @@ impl Ops {
         room: ReceiveRoom,
         shape: &Shape<T>,
     ) -> Result<Vec<T>, BrokerError> {
-        caller.check(Need::Consume(topic))?;
         let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
         let mut due_pause = SUBSCRIPTION_DUE_RECHECK_MS;
         loop {
+            caller.check(Need::Consume(topic))?;
             let (notifies, wake) = self.subscription_wakeups(topic, name)?;
             let recheck = Instant::now() + Duration::from_millis(SUBSCRIPTION_RECHECK_MS);
             let until = wake_deadline(wake, deadline.min(recheck), &mut due_pause);
@@ -107,6 +108,7 @@ impl Ops {
             tokio::select! {
                 _ = waited => {}
                 _ = self.stopped() => {}
+                _ = caller.revoked() => {}
             }
             match result {
                 Some(Err(e)) => return Err(e),

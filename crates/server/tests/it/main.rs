@@ -1,5 +1,6 @@
 //! The server's integration tests: one test binary, a module per area.
 
+mod connection;
 mod http;
 mod in_process;
 mod queues;

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long any single frame may take to arrive before a test fails.
-const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server with a topic `jobs` of `partitions` and its queue subscription
 /// `workers`, and a connection that made them.
@@ -28,7 +28,7 @@ async fn start_with_queue(partitions: u32) -> (TestServer, Conn) {
 
 /// A raw protocol connection: requests out, responses matched by
 /// correlation id, pushes kept in arrival order.
-struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     buf: BytesMut,
     next_id: u32,
@@ -37,28 +37,44 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> Conn {
-        let mut conn = Conn {
+    pub(crate) async fn open(addr: SocketAddr) -> Conn {
+        Conn::open_as(addr, None).await
+    }
+
+    /// A connection whose handshake presented `token`.
+    pub(crate) async fn open_as(addr: SocketAddr, token: Option<&str>) -> Conn {
+        let mut conn = Conn::connect(addr).await;
+        let hello = conn.hello("queue-test", token).await.unwrap();
+        assert!(matches!(hello, ResponseBody::HelloOk(_)));
+        conn
+    }
+
+    /// A connection that has not made its handshake yet.
+    pub(crate) async fn connect(addr: SocketAddr) -> Conn {
+        Conn {
             stream: TcpStream::connect(addr).await.unwrap(),
             buf: BytesMut::new(),
             next_id: 1,
             responses: HashMap::new(),
             pushes: VecDeque::new(),
-        };
-        let hello = conn
-            .call(Request::Hello(p::Hello {
-                min_version: 1,
-                max_version: 1,
-                client_id: "queue-test".into(),
-                token: None,
-            }))
-            .await
-            .unwrap();
-        assert!(matches!(hello, ResponseBody::HelloOk(_)));
-        conn
+        }
     }
 
-    async fn send(&mut self, request: Request) -> u32 {
+    pub(crate) async fn hello(
+        &mut self,
+        client_id: &str,
+        token: Option<&str>,
+    ) -> Result<ResponseBody, WireError> {
+        self.call(Request::Hello(p::Hello {
+            min_version: 1,
+            max_version: 1,
+            client_id: client_id.into(),
+            token: token.map(str::to_owned),
+        }))
+        .await
+    }
+
+    pub(crate) async fn send(&mut self, request: Request) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         let mut out = BytesMut::new();
@@ -68,7 +84,7 @@ impl Conn {
     }
 
     /// Reads one frame and files it; false if none arrived within `wait`.
-    async fn read_one(&mut self, wait: Duration) -> bool {
+    pub(crate) async fn read_one(&mut self, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(frame) = p::decode_frame(&mut self.buf).unwrap() {
@@ -95,7 +111,7 @@ impl Conn {
         }
     }
 
-    async fn response(&mut self, id: u32) -> Result<ResponseBody, WireError> {
+    pub(crate) async fn response(&mut self, id: u32) -> Result<ResponseBody, WireError> {
         loop {
             if let Some(r) = self.responses.remove(&id) {
                 return r.into_result();
@@ -107,13 +123,13 @@ impl Conn {
         }
     }
 
-    async fn call(&mut self, request: Request) -> Result<ResponseBody, WireError> {
+    pub(crate) async fn call(&mut self, request: Request) -> Result<ResponseBody, WireError> {
         let id = self.send(request).await;
         self.response(id).await
     }
 
     /// The next push, if one arrives within `wait`.
-    async fn push(&mut self, wait: Duration) -> Option<(u32, Push)> {
+    pub(crate) async fn push(&mut self, wait: Duration) -> Option<(u32, Push)> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some(push) = self.pushes.pop_front() {
@@ -126,7 +142,7 @@ impl Conn {
         }
     }
 
-    async fn create_topic(&mut self, name: &str, partitions: u32) {
+    pub(crate) async fn create_topic(&mut self, name: &str, partitions: u32) {
         let body = self
             .call(Request::CreateTopic(p::CreateTopic {
                 name: name.into(),
@@ -138,13 +154,13 @@ impl Conn {
         assert_eq!(body, ResponseBody::TopicCreated { name: name.into() });
     }
 
-    async fn create_queue(&mut self, topic: &str, name: &str) -> Result<(), WireError> {
+    pub(crate) async fn create_queue(&mut self, topic: &str, name: &str) -> Result<(), WireError> {
         self.call(Request::CreateSubscription(queue_settings(topic, name)))
             .await
             .map(|body| assert_eq!(body, ResponseBody::SubscriptionCreated))
     }
 
-    async fn produce(&mut self, topic: &str, values: &[&str]) {
+    pub(crate) async fn produce(&mut self, topic: &str, values: &[&str]) {
         let mut b = BatchBuilder::new();
         for v in values {
             b.push(&NewRecord::value(v.as_bytes().to_vec(), now_ms()))
@@ -161,7 +177,7 @@ impl Conn {
         assert!(matches!(body, ResponseBody::Produced(_)), "{body:?}");
     }
 
-    async fn receive(
+    pub(crate) async fn receive(
         &mut self,
         topic: &str,
         name: &str,
@@ -175,7 +191,12 @@ impl Conn {
         messages(body)
     }
 
-    async fn ack(&mut self, topic: &str, name: &str, receipts: &[&str]) -> Vec<Option<WireCode>> {
+    pub(crate) async fn ack(
+        &mut self,
+        topic: &str,
+        name: &str,
+        receipts: &[&str],
+    ) -> Vec<Option<WireCode>> {
         let body = self
             .call(Request::Ack(p::Ack {
                 topic: topic.into(),
@@ -191,7 +212,7 @@ impl Conn {
     }
 }
 
-fn queue_settings(topic: &str, name: &str) -> p::CreateSubscription {
+pub(crate) fn queue_settings(topic: &str, name: &str) -> p::CreateSubscription {
     p::CreateSubscription {
         topic: topic.into(),
         name: name.into(),
@@ -205,7 +226,7 @@ fn queue_settings(topic: &str, name: &str) -> p::CreateSubscription {
     }
 }
 
-fn receive_request(topic: &str, name: &str, max: u32, wait_ms: u32) -> Request {
+pub(crate) fn receive_request(topic: &str, name: &str, max: u32, wait_ms: u32) -> Request {
     Request::Receive(p::Receive {
         topic: topic.into(),
         name: name.into(),
@@ -236,7 +257,7 @@ fn now_ms() -> i64 {
 }
 
 /// The leased messages of a Receive answer.
-fn messages(body: ResponseBody) -> Vec<p::LeasedMessage> {
+pub(crate) fn messages(body: ResponseBody) -> Vec<p::LeasedMessage> {
     let ResponseBody::Messages(messages) = body else {
         panic!("not messages: {body:?}");
     };

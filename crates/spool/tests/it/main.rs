@@ -11,6 +11,7 @@ mod crash_loop;
 mod full_disk;
 mod groups;
 mod hostile;
+mod hung_up;
 mod patterns;
 mod queue_crash;
 mod queues;

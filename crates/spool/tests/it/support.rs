@@ -21,6 +21,35 @@ pub struct ServerProc {
 }
 
 impl ServerProc {
+    /// The binary listener's open connections, from `/metrics`.
+    #[allow(dead_code)] // not every test module counts connections
+    pub fn binary_connections(&self) -> u64 {
+        let metrics = spool_testkit::http::blocking::get(&self.http, "/metrics").body;
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("spool_connections{listener=\"binary\"} "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the binary listener has no open connection, for at most
+    /// `within`; whether it came to that.
+    #[allow(dead_code)] // not every test module counts connections
+    pub fn binary_connections_closed(&self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.binary_connections() == 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts a server on an ephemeral port over `data_dir`.
     pub fn start(data_dir: &Path) -> ServerProc {
         Self::start_with(data_dir, "127.0.0.1:0", &[])
