@@ -539,8 +539,11 @@ fn secret_files_are_readable_by_the_owner_only() {
         &["token", "create", "reader", "--consume", "orders"],
         b"",
     ));
-    let mode = mode_of(&dir.path().join("tokens.json"));
-    assert_eq!(mode, 0o600, "tokens.json has mode {mode:o}");
+    // The request store holds results and callback URLs.
+    for name in ["tokens.json", "requests.redb"] {
+        let mode = mode_of(&dir.path().join(name));
+        assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+    }
     // No temporary files are left behind.
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
