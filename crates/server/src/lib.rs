@@ -88,9 +88,10 @@ pub struct ServerConfig {
     /// Most connections open at once from one IP address; `None`: only
     /// `max_connections` applies.
     pub max_connections_per_peer: Option<usize>,
-    /// Secret for signing callbacks; when `None`, one is generated on first
-    /// start and kept in `<data_dir>/callback.secret`.
-    pub callback_secret: Option<String>,
+    /// Secret for signing callbacks (at least [`CALLBACK_SECRET_LEN_MIN`]
+    /// bytes); when `None`, one is generated on
+    /// first start and kept in `<data_dir>/callback.secret`.
+    pub callback_secret: Option<auth::Secret>,
     /// Hosts callbacks and push endpoints may target (`*` allows any).
     pub outbound_allow_hosts: Vec<String>,
     /// How long a failing callback is retried.
@@ -276,6 +277,9 @@ impl Server {
         // Bad certificate files fail the start before any data is opened.
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let broker = open_broker(&config).await?;
+        // A callback secret that is too short (or unreadable) fails here,
+        // before the server announces itself; the runtime reads it again.
+        callback_secret(&config)?;
         let auth = auth::Auth::open(&config.data_dir, config.admin_token.as_ref())?;
         auth.set_rate_limit(config.token_rate_per_s);
         let listener =
@@ -473,15 +477,26 @@ pub async fn shutdown_signal() {
 /// The generated callback secret, under the data directory.
 const CALLBACK_SECRET_FILE: &str = "callback.secret";
 
+pub use spool_types::limits::CALLBACK_SECRET_LEN_MIN;
+
 /// The callback signing secret: configured, or generated once and kept in
-/// the data directory so it survives restarts.
+/// the data directory so it survives restarts. Shorter than
+/// [`CALLBACK_SECRET_LEN_MIN`] bytes, it refuses the start.
 fn callback_secret(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
+    let long_enough = |secret: &str, from: &dyn std::fmt::Display| {
+        if secret.len() < CALLBACK_SECRET_LEN_MIN {
+            anyhow::bail!(
+                "the callback secret ({from}) must be at least {CALLBACK_SECRET_LEN_MIN} bytes"
+            );
+        }
+        Ok(secret.as_bytes().to_vec())
+    };
     if let Some(s) = &config.callback_secret {
-        return Ok(s.as_bytes().to_vec());
+        return long_enough(s.expose(), &"configured");
     }
     let path = config.data_dir.join(CALLBACK_SECRET_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(s) if !s.trim().is_empty() => return long_enough(s.trim(), &path.display()),
         // Empty: written by an older server that crashed mid-write.
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -507,4 +522,35 @@ fn callback_secret(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
 fn uuid_hex() -> String {
     // 122 random bits per v4 UUID, from the OS generator.
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_secret_shorter_than_the_minimum_refuses_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            callback_secret: Some(auth::Secret::new("x".repeat(CALLBACK_SECRET_LEN_MIN - 1))),
+            ..ServerConfig::default()
+        };
+        let e = callback_secret(&config).unwrap_err().to_string();
+        assert!(e.contains("at least 16 bytes"), "{e}");
+        config.callback_secret = Some(auth::Secret::new("x".repeat(CALLBACK_SECRET_LEN_MIN)));
+        assert_eq!(callback_secret(&config).unwrap().len(), 16);
+        // Generated: 64 hex digits, read back the same; edited down to a
+        // short one, refused (never silently replaced).
+        config.callback_secret = None;
+        let generated = callback_secret(&config).unwrap();
+        assert_eq!(generated.len(), 64);
+        assert_eq!(callback_secret(&config).unwrap(), generated);
+        std::fs::write(dir.path().join(CALLBACK_SECRET_FILE), "short\n").unwrap();
+        let e = callback_secret(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("callback.secret") && e.contains("at least"),
+            "{e}"
+        );
+    }
 }
