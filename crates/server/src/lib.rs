@@ -30,7 +30,7 @@ mod listener;
 mod metrics;
 mod notify;
 pub mod ops;
-mod outbound;
+pub mod outbound;
 mod push_http;
 pub mod tls;
 
@@ -88,11 +88,12 @@ pub struct ServerConfig {
     /// Most connections open at once from one IP address; `None`: only
     /// `max_connections` applies.
     pub max_connections_per_peer: Option<usize>,
-    /// Secret for signing callbacks (at least [`CALLBACK_SECRET_LEN_MIN`]
-    /// bytes); when `None`, one is generated on
+    /// Secret for signing callbacks and HTTP push deliveries (at least
+    /// [`CALLBACK_SECRET_LEN_MIN`] bytes); when `None`, one is generated on
     /// first start and kept in `<data_dir>/callback.secret`.
     pub callback_secret: Option<auth::Secret>,
-    /// Hosts callbacks and push endpoints may target (`*` allows any).
+    /// Where callbacks and push endpoints may go: `[http(s)://]host[:port]`
+    /// entries, `*` for any host (see [`outbound::AllowList`]).
     pub outbound_allow_hosts: Vec<String>,
     /// How long a failing callback is retried.
     pub callback_retry_ms: i64,
@@ -117,7 +118,7 @@ impl Default for ServerConfig {
             max_connections: spool_types::limits::CONNECTIONS_MAX_DEFAULT,
             max_connections_per_peer: None,
             callback_secret: None,
-            outbound_allow_hosts: vec!["127.0.0.1".into(), "localhost".into(), "::1".into()],
+            outbound_allow_hosts: outbound::LOOPBACK_HOSTS.map(String::from).to_vec(),
             callback_retry_ms: spool_broker::requests::CALLBACK_RETRY_MS_DEFAULT,
             request_ttl_ms: spool_broker::requests::REQUEST_TTL_MS_DEFAULT,
             admin_token: None,
@@ -172,7 +173,7 @@ impl Runtime {
         config: &ServerConfig,
     ) -> anyhow::Result<Runtime> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let allow = outbound::AllowList::new(config.outbound_allow_hosts.clone());
+        let allow = allow_list(config)?;
         let ops = Arc::new(Ops::new(
             Arc::clone(&broker),
             stop_rx.clone(),
@@ -185,7 +186,7 @@ impl Runtime {
             tokio::spawn(tick_loop(Arc::clone(&broker), stop_rx.clone())),
             tokio::spawn(callbacks::callback_loop(
                 Arc::clone(&broker),
-                secret,
+                Arc::clone(&secret),
                 allow.clone(),
                 config.callback_retry_ms,
                 stop_rx.clone(),
@@ -194,6 +195,7 @@ impl Runtime {
                 Arc::clone(&broker),
                 Arc::clone(&ops.notifier),
                 allow,
+                secret,
                 stop_rx,
             )),
         ];
@@ -277,9 +279,11 @@ impl Server {
         // Bad certificate files fail the start before any data is opened.
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let broker = open_broker(&config).await?;
-        // A callback secret that is too short (or unreadable) fails here,
-        // before the server announces itself; the runtime reads it again.
+        // A callback secret that is too short (or unreadable) and a
+        // malformed allow-list fail here, before the server announces
+        // itself; the runtime reads them again.
         callback_secret(&config)?;
+        allow_list(&config)?;
         let auth = auth::Auth::open(&config.data_dir, config.admin_token.as_ref())?;
         auth.set_rate_limit(config.token_rate_per_s);
         let listener =
@@ -472,6 +476,12 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The outbound allow-list, parsed.
+fn allow_list(config: &ServerConfig) -> anyhow::Result<outbound::AllowList> {
+    outbound::AllowList::parse(&config.outbound_allow_hosts)
+        .map_err(|e| anyhow::anyhow!("outbound allow-list: {e}"))
 }
 
 /// The generated callback secret, under the data directory.

@@ -152,17 +152,19 @@ pub struct ServerArgs {
     )]
     pub callback_retry_ms: u64,
     /// File holding the secret (at least 16 bytes) that signs request
-    /// callbacks [or the secret itself in SPOOL_CALLBACK_SECRET; default:
-    /// generated once and kept in <data-dir>/callback.secret].
+    /// callbacks and HTTP push deliveries [or the secret itself in
+    /// SPOOL_CALLBACK_SECRET; default: generated once and kept in
+    /// <data-dir>/callback.secret].
     #[arg(long, env = "SPOOL_CALLBACK_SECRET_FILE")]
     pub callback_secret_file: Option<std::path::PathBuf>,
-    /// A host callbacks and push endpoints may target; repeat for more
-    /// (`*` allows any). The environment variable takes a comma-separated
-    /// list.
+    /// Where callbacks and push endpoints may go: `host`, `host:port`,
+    /// `[v6]:port`, optionally with `http://` or `https://` in front (no
+    /// scheme: either; no port: any), or `*` for any host; repeat for more.
+    /// The environment variable takes a comma-separated list.
     #[arg(
         long = "outbound-allow-host",
         env = "SPOOL_OUTBOUND_ALLOW_HOSTS",
-        value_name = "HOST_NAME",
+        value_name = "ALLOWED_TARGET",
         default_values_t = spool_server::ServerConfig::default().outbound_allow_hosts
     )]
     pub outbound_allow_hosts: Vec<String>,

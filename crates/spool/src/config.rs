@@ -397,13 +397,8 @@ impl Settings {
         let request_ttl_ms = millis("request_ttl_ms", v.request_ttl_ms)?;
         let callback_retry_ms = millis("callback_retry_ms", v.callback_retry_ms)?;
         let callback_secret = self.read_secret(&CALLBACK_SECRET, &mut warnings)?;
-        if let Some(h) = v
-            .outbound_allow_hosts
-            .iter()
-            .find(|h| h.trim().is_empty() || h.contains(char::is_whitespace))
-        {
-            return Err(self.error("outbound_allow_hosts", format!("{h:?} is not a host name")));
-        }
+        spool_server::outbound::AllowList::parse(&v.outbound_allow_hosts)
+            .map_err(|e| self.error("outbound_allow_hosts", e))?;
         let admin_token = self.read_secret(&ADMIN_TOKEN, &mut warnings)?;
         tracing_subscriber::EnvFilter::try_new(&v.log_level)
             .map_err(|e| self.error(LOG_LEVEL, format!("{:?}: {e}", v.log_level)))?;
@@ -704,6 +699,26 @@ mod tests {
         assert!(
             toml.contains("listen = \"127.0.0.1:7003\"  # from --listen"),
             "{toml}"
+        );
+    }
+
+    #[test]
+    fn allow_list_entries_are_checked_and_may_carry_a_port() {
+        let s = Settings::load_from(
+            &args(&[]),
+            &env(&[(
+                "SPOOL_OUTBOUND_ALLOW_HOSTS",
+                "127.0.0.1:9000, [::1]:9000, https://hooks.internal",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.validate().unwrap().outbound_allow_hosts.len(), 3);
+        let s =
+            Settings::load_from(&args(&["--outbound-allow-host", "hooks:web"]), &env(&[])).unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.0.starts_with("--outbound-allow-host: \"hooks:web\"") && e.0.contains("port"),
+            "{e}"
         );
     }
 

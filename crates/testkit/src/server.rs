@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use tokio::sync::oneshot;
 
-/// The secret [`TestServer::start_http`] signs callbacks with.
+/// The secret [`TestServer::start_http`] signs callbacks and pushes with.
 pub const CALLBACK_SECRET: &str = "testkit-callback-secret";
 
 /// A serving in-process server; its data directory lives as long as it.
@@ -27,7 +27,8 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// The HTTP API too, signing callbacks with [`CALLBACK_SECRET`].
+    /// The HTTP API too, signing callbacks and pushes with
+    /// [`CALLBACK_SECRET`].
     pub async fn start_http() -> TestServer {
         Self::start_with(|c| {
             c.http_listen = Some("127.0.0.1:0".parse().unwrap());

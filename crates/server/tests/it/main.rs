@@ -2,5 +2,6 @@
 
 mod http;
 mod in_process;
+mod outbound;
 mod queues;
 mod waits;
