@@ -6,7 +6,7 @@
 //! side-channel event (done by the broker).
 
 use crate::now_ms;
-use crate::outbound::{sign, AllowList, SIGNATURE_HEADER};
+use crate::outbound::{post_signed, AllowList, Failure};
 use spool_broker::requests::RequestRecord;
 use spool_broker::Broker;
 use std::sync::Arc;
@@ -78,7 +78,7 @@ pub async fn callback_loop(
                     .as_ref()
                     .and_then(|c| c.first_attempt_ms)
                     .unwrap_or(now);
-                let refused = matches!(&outcome, Err(e) if e.starts_with("refused:"));
+                let refused = matches!(&outcome, Err(Failure::Refused(_)));
                 let give_up = refused || now - first >= retry_window_ms;
                 let seed = now as u64 ^ (record.id.len() as u64 * 0x9e37_79b9);
                 let retry_at = now + backoff_ms(attempts, seed);
@@ -92,6 +92,7 @@ pub async fn callback_loop(
                 };
                 metrics::counter!("spool_callbacks_total", "result" => result).increment(1);
                 let id = record.id.clone();
+                let outcome = outcome.map_err(|e| e.to_string());
                 let _ = tokio::task::spawn_blocking(move || {
                     broker.callback_outcome(&id, outcome, retry_at, give_up, now)
                 })
@@ -107,27 +108,12 @@ async fn deliver(
     record: &RequestRecord,
     secret: &[u8],
     allow: &AllowList,
-) -> Result<(), String> {
-    let url = record.callback_url.as_deref().ok_or("no callback URL")?;
-    allow.check(url).map_err(|e| format!("refused: {e}"))?;
-    let body = serde_json::to_vec(&public_json(record)).map_err(|e| e.to_string())?;
-    let signature = sign(secret, now_ms() / 1000, &body);
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header(SIGNATURE_HEADER, signature)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "receiver answered HTTP {}",
-            response.status().as_u16()
-        ))
-    }
+) -> Result<(), Failure> {
+    // Only records with a callback URL are scheduled.
+    let url = record.callback_url.as_deref().unwrap_or_default();
+    let body = serde_json::to_vec(&public_json(record)).unwrap_or_default();
+    let what = format!("callback of request {}", record.id);
+    post_signed(client, allow, url, secret, body, &what).await
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ mod listener;
 mod metrics;
 mod notify;
 pub mod ops;
-mod outbound;
+pub mod outbound;
 mod push_http;
 pub mod tls;
 
@@ -88,10 +88,12 @@ pub struct ServerConfig {
     /// Most connections open at once from one IP address; `None`: only
     /// `max_connections` applies.
     pub max_connections_per_peer: Option<usize>,
-    /// Secret for signing callbacks; when `None`, one is generated on first
-    /// start and kept in `<data_dir>/callback.secret`.
-    pub callback_secret: Option<String>,
-    /// Hosts callbacks and push endpoints may target (`*` allows any).
+    /// Secret for signing callbacks and HTTP push deliveries (at least
+    /// [`CALLBACK_SECRET_LEN_MIN`] bytes); when `None`, one is generated on
+    /// first start and kept in `<data_dir>/callback.secret`.
+    pub callback_secret: Option<auth::Secret>,
+    /// Where callbacks and push endpoints may go: `[http(s)://]host[:port]`
+    /// entries, `*` for any host (see [`outbound::AllowList`]).
     pub outbound_allow_hosts: Vec<String>,
     /// How long a failing callback is retried.
     pub callback_retry_ms: i64,
@@ -116,7 +118,7 @@ impl Default for ServerConfig {
             max_connections: spool_types::limits::CONNECTIONS_MAX_DEFAULT,
             max_connections_per_peer: None,
             callback_secret: None,
-            outbound_allow_hosts: vec!["127.0.0.1".into(), "localhost".into(), "::1".into()],
+            outbound_allow_hosts: outbound::LOOPBACK_HOSTS.map(String::from).to_vec(),
             callback_retry_ms: spool_broker::requests::CALLBACK_RETRY_MS_DEFAULT,
             request_ttl_ms: spool_broker::requests::REQUEST_TTL_MS_DEFAULT,
             admin_token: None,
@@ -171,7 +173,7 @@ impl Runtime {
         config: &ServerConfig,
     ) -> anyhow::Result<Runtime> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let allow = outbound::AllowList::new(config.outbound_allow_hosts.clone());
+        let allow = allow_list(config)?;
         let ops = Arc::new(Ops::new(
             Arc::clone(&broker),
             stop_rx.clone(),
@@ -184,7 +186,7 @@ impl Runtime {
             tokio::spawn(tick_loop(Arc::clone(&broker), stop_rx.clone())),
             tokio::spawn(callbacks::callback_loop(
                 Arc::clone(&broker),
-                secret,
+                Arc::clone(&secret),
                 allow.clone(),
                 config.callback_retry_ms,
                 stop_rx.clone(),
@@ -193,6 +195,7 @@ impl Runtime {
                 Arc::clone(&broker),
                 Arc::clone(&ops.notifier),
                 allow,
+                secret,
                 stop_rx,
             )),
         ];
@@ -276,6 +279,11 @@ impl Server {
         // Bad certificate files fail the start before any data is opened.
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let broker = open_broker(&config).await?;
+        // A callback secret that is too short (or unreadable) and a
+        // malformed allow-list fail here, before the server announces
+        // itself; the runtime reads them again.
+        callback_secret(&config)?;
+        allow_list(&config)?;
         let auth = auth::Auth::open(&config.data_dir, config.admin_token.as_ref())?;
         auth.set_rate_limit(config.token_rate_per_s);
         let listener =
@@ -470,18 +478,35 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The outbound allow-list, parsed.
+fn allow_list(config: &ServerConfig) -> anyhow::Result<outbound::AllowList> {
+    outbound::AllowList::parse(&config.outbound_allow_hosts)
+        .map_err(|e| anyhow::anyhow!("outbound allow-list: {e}"))
+}
+
 /// The generated callback secret, under the data directory.
 const CALLBACK_SECRET_FILE: &str = "callback.secret";
 
+pub use spool_types::limits::CALLBACK_SECRET_LEN_MIN;
+
 /// The callback signing secret: configured, or generated once and kept in
-/// the data directory so it survives restarts.
+/// the data directory so it survives restarts. Shorter than
+/// [`CALLBACK_SECRET_LEN_MIN`] bytes, it refuses the start.
 fn callback_secret(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
+    let long_enough = |secret: &str, from: &dyn std::fmt::Display| {
+        if secret.len() < CALLBACK_SECRET_LEN_MIN {
+            anyhow::bail!(
+                "the callback secret ({from}) must be at least {CALLBACK_SECRET_LEN_MIN} bytes"
+            );
+        }
+        Ok(secret.as_bytes().to_vec())
+    };
     if let Some(s) = &config.callback_secret {
-        return Ok(s.as_bytes().to_vec());
+        return long_enough(s.expose(), &"configured");
     }
     let path = config.data_dir.join(CALLBACK_SECRET_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(s) if !s.trim().is_empty() => return long_enough(s.trim(), &path.display()),
         // Empty: written by an older server that crashed mid-write.
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -507,4 +532,35 @@ fn callback_secret(config: &ServerConfig) -> anyhow::Result<Vec<u8>> {
 fn uuid_hex() -> String {
     // 122 random bits per v4 UUID, from the OS generator.
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_secret_shorter_than_the_minimum_refuses_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            callback_secret: Some(auth::Secret::new("x".repeat(CALLBACK_SECRET_LEN_MIN - 1))),
+            ..ServerConfig::default()
+        };
+        let e = callback_secret(&config).unwrap_err().to_string();
+        assert!(e.contains("at least 16 bytes"), "{e}");
+        config.callback_secret = Some(auth::Secret::new("x".repeat(CALLBACK_SECRET_LEN_MIN)));
+        assert_eq!(callback_secret(&config).unwrap().len(), 16);
+        // Generated: 64 hex digits, read back the same; edited down to a
+        // short one, refused (never silently replaced).
+        config.callback_secret = None;
+        let generated = callback_secret(&config).unwrap();
+        assert_eq!(generated.len(), 64);
+        assert_eq!(callback_secret(&config).unwrap(), generated);
+        std::fs::write(dir.path().join(CALLBACK_SECRET_FILE), "short\n").unwrap();
+        let e = callback_secret(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("callback.secret") && e.contains("at least"),
+            "{e}"
+        );
+    }
 }

@@ -2,11 +2,12 @@
 //! queue for consumers that listen): the broker leases messages and POSTs
 //! each as JSON; a 2xx answer acknowledges it, anything else (or a timeout)
 //! gives it back, so the subscription's retry and dead-letter rules apply.
-//! At most `push_max_in_flight` pushes per subscription run at once.
+//! At most `push_max_in_flight` pushes per subscription run at once. Each
+//! push is signed like a request callback (`Spool-Signature`, same secret).
 
 use crate::notify::{wait_any, Notifier};
 use crate::now_ms;
-use crate::outbound::AllowList;
+use crate::outbound::{post_signed, AllowList};
 use spool_broker::subscription::LeasedMessage;
 use spool_broker::Broker;
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ pub async fn push_manager(
     broker: Arc<Broker>,
     notifier: Arc<Notifier>,
     allow: AllowList,
+    secret: Arc<Vec<u8>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let client = crate::outbound::client();
@@ -58,6 +60,7 @@ pub async fn push_manager(
                 Arc::clone(&notifier),
                 client.clone(),
                 allow.clone(),
+                Arc::clone(&secret),
                 topic,
                 name,
                 url,
@@ -83,6 +86,7 @@ async fn pusher(
     notifier: Arc<Notifier>,
     client: reqwest::Client,
     allow: AllowList,
+    secret: Arc<Vec<u8>>,
     topic: String,
     name: String,
     url: String,
@@ -127,15 +131,19 @@ async fn pusher(
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
                 return;
             };
-            let (broker, client, topic, name, url) = (
+            let (broker, client, allow, secret) = (
                 Arc::clone(&broker),
                 client.clone(),
-                topic.clone(),
-                name.clone(),
-                url.clone(),
+                allow.clone(),
+                Arc::clone(&secret),
             );
+            let (topic, name, url) = (topic.clone(), name.clone(), url.clone());
             tokio::spawn(async move {
-                let outcome = push_one(&client, &url, &topic, &name, &m).await;
+                let body = delivery_json(&topic, &name, &m);
+                let what = format!("push of {topic}/{}@{} ({name})", m.partition, m.offset);
+                let outcome = post_signed(&client, &allow, &url, &secret, body, &what)
+                    .await
+                    .map_err(|e| e.to_string());
                 let result = if outcome.is_ok() {
                     "delivered"
                 } else {
@@ -165,13 +173,8 @@ async fn pusher(
     }
 }
 
-async fn push_one(
-    client: &reqwest::Client,
-    url: &str,
-    topic: &str,
-    name: &str,
-    m: &LeasedMessage,
-) -> Result<(), String> {
+/// The JSON body of one push delivery.
+fn delivery_json(topic: &str, name: &str, m: &LeasedMessage) -> Vec<u8> {
     use base64::Engine;
     let text = |b: &Option<bytes::Bytes>| -> serde_json::Value {
         match b {
@@ -194,19 +197,5 @@ async fn push_one(
         "key": text(&m.key), "value": text(&m.value), "headers": headers,
         "deliveries": m.deliveries, "timestamp_ms": m.timestamp_ms,
     });
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| format!("push to {url} failed: {e}"))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "push endpoint answered HTTP {}",
-            response.status().as_u16()
-        ))
-    }
+    body.to_string().into_bytes()
 }

@@ -3,7 +3,6 @@
 
 use crate::config::{self, LogFormat};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use spool_server::auth::Secret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -152,17 +151,20 @@ pub struct ServerArgs {
         default_value_t = spool_server::ServerConfig::default().callback_retry_ms as u64
     )]
     pub callback_retry_ms: u64,
-    /// Secret for signing request callbacks [default: generated once and
-    /// kept in <data-dir>/callback.secret].
-    #[arg(long, env = "SPOOL_CALLBACK_SECRET", value_parser = parse_secret)]
-    pub callback_secret: Option<Secret>,
-    /// A host callbacks and push endpoints may target; repeat for more
-    /// (`*` allows any). The environment variable takes a comma-separated
-    /// list.
+    /// File holding the secret (at least 16 bytes) that signs request
+    /// callbacks and HTTP push deliveries [or the secret itself in
+    /// SPOOL_CALLBACK_SECRET; default: generated once and kept in
+    /// <data-dir>/callback.secret].
+    #[arg(long, env = "SPOOL_CALLBACK_SECRET_FILE")]
+    pub callback_secret_file: Option<std::path::PathBuf>,
+    /// Where callbacks and push endpoints may go: `host`, `host:port`,
+    /// `[v6]:port`, optionally with `http://` or `https://` in front (no
+    /// scheme: either; no port: any), or `*` for any host; repeat for more.
+    /// The environment variable takes a comma-separated list.
     #[arg(
         long = "outbound-allow-host",
         env = "SPOOL_OUTBOUND_ALLOW_HOSTS",
-        value_name = "HOST_NAME",
+        value_name = "ALLOWED_TARGET",
         default_values_t = spool_server::ServerConfig::default().outbound_allow_hosts
     )]
     pub outbound_allow_hosts: Vec<String>,
@@ -182,10 +184,6 @@ pub struct ServerArgs {
     /// environment variable, else RUST_LOG).
     #[arg(long, env = "SPOOL_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
-}
-
-fn parse_secret(s: &str) -> Result<Secret, std::convert::Infallible> {
-    Ok(Secret::new(s))
 }
 
 #[derive(Debug, Args)]

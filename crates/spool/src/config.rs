@@ -17,21 +17,24 @@
 //! defaults): `main` parses with [`without_env`] applied to the `server`
 //! subcommand.
 //!
-//! Two settings are not plain clap arguments: `admin_token` (the token
-//! itself: environment and file only, since a flag would show in `ps`),
-//! which is one setting with `admin_token_file`; and `log_level`, which
-//! also follows `RUST_LOG` below `SPOOL_LOG_LEVEL`.
+//! Some settings are not plain clap arguments: the secrets `admin_token`
+//! and `callback_secret` (the secret itself: environment and file only,
+//! since a flag would show in `ps`), each one setting with its `…_file`
+//! form (see [`secret`]); and `log_level`, which also follows `RUST_LOG`
+//! below `SPOOL_LOG_LEVEL`.
 //!
 //! [`Settings::validate`] checks the result; every error names the
 //! offending key as it was given (the file key and file, the environment
-//! variable, or the flag). Secrets (the callback secret, an inline admin
-//! token) are never printed: [`Settings::to_toml`] shows them as
-//! `"<redacted>"`.
+//! variable, or the flag). Secrets are never printed:
+//! [`Settings::to_toml`] shows them as `"<redacted>"`.
+
+mod secret;
 
 use crate::cli::ServerArgs;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use spool_server::auth::{Secret, ADMIN_TOKEN_LEN_MIN};
+use secret::{SecretSource, ADMIN_TOKEN, CALLBACK_SECRET, SECRETS};
+use spool_server::auth::Secret;
 use std::any::TypeId;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -51,16 +54,9 @@ pub const DATA_DIR_DEFAULT: &str = "./spool-data";
 /// printed configuration fed back cannot set it by mistake.
 pub const REDACTED: &str = "<redacted>";
 
-/// The inline admin token: a TOML key and an environment variable, no flag.
-const ADMIN_TOKEN: &str = "admin_token";
-const ADMIN_TOKEN_ENV: &str = "SPOOL_ADMIN_TOKEN";
-/// The other form of the same setting (a clap argument).
-const ADMIN_TOKEN_FILE: &str = "admin_token_file";
 /// `log_level` also follows the usual `RUST_LOG`, below `SPOOL_LOG_LEVEL`.
 const LOG_LEVEL: &str = "log_level";
 const RUST_LOG: &str = "RUST_LOG";
-/// Keys whose values are never shown.
-const SECRET_KEYS: &[&str] = &["callback_secret", ADMIN_TOKEN];
 /// `spool server` arguments that are not settings.
 const NOT_SETTINGS: &[&str] = &["config", "print_config"];
 /// What `--print-config` says of a setting without a value.
@@ -70,10 +66,13 @@ const UNSET: &[(&str, &str)] = &[
     ("tls_cert_file", "no TLS"),
     ("tls_key_file", "no TLS"),
     (
-        "callback_secret",
+        CALLBACK_SECRET.inline,
         "generated once, kept in <data_dir>/callback.secret",
     ),
-    (ADMIN_TOKEN, "no authentication; loopback addresses only"),
+    (
+        ADMIN_TOKEN.inline,
+        "no authentication; loopback addresses only",
+    ),
 ];
 
 /// Where a value came from.
@@ -124,13 +123,6 @@ impl LogFormat {
         clap::ValueEnum::from_str(s, false)
             .map_err(|_| format!("{s:?} is not a log format: use text or json"))
     }
-}
-
-/// The admin token's source: the token itself, or a file holding it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminToken {
-    Inline(Secret),
-    File(PathBuf),
 }
 
 /// What a setting's values are, as far as the file and the environment are
@@ -198,8 +190,8 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     /// The values, layered.
     pub values: ServerArgs,
-    /// The admin token, in whichever form won.
-    pub admin_token: Option<AdminToken>,
+    /// The secrets that are set, by inline key, in whichever form won.
+    secrets: BTreeMap<&'static str, SecretSource>,
     /// Each setting's values as text, as its layer gave them (for printing).
     raw: HashMap<String, Vec<String>>,
     origins: HashMap<String, Origin>,
@@ -222,7 +214,7 @@ pub struct Validated {
     pub tls: Option<spool_server::tls::TlsFiles>,
     pub request_ttl_ms: i64,
     pub callback_retry_ms: i64,
-    pub callback_secret: Option<String>,
+    pub callback_secret: Option<Secret>,
     pub outbound_allow_hosts: Vec<String>,
     pub admin_token: Option<Secret>,
     pub insecure: bool,
@@ -293,66 +285,15 @@ impl Settings {
         let mut settings = Settings {
             file: file.clone(),
             values,
-            admin_token: None,
+            secrets: BTreeMap::new(),
             raw,
             origins,
             command,
         };
-        settings.choose_admin_token(env, file.as_deref(), &table)?;
+        for s in SECRETS {
+            settings.choose_secret(s, env, file.as_deref(), &table)?;
+        }
         Ok(settings)
-    }
-
-    /// `admin_token` and `admin_token_file` are one setting in two forms:
-    /// the higher layer's form wins, and both in one layer is an error.
-    fn choose_admin_token(
-        &mut self,
-        env: &BTreeMap<String, String>,
-        file: Option<&Path>,
-        table: &toml::Table,
-    ) -> Result<(), ConfigError> {
-        let long = self.long(ADMIN_TOKEN_FILE);
-        let set = |var: &str| env.get(var).filter(|v| !v.is_empty());
-        let file_var = self.arg(ADMIN_TOKEN_FILE).and_then(Arg::get_env);
-        let file_var = file_var.map(|v| v.to_string_lossy().into_owned());
-        let in_file = file.filter(|_| table.contains_key(ADMIN_TOKEN));
-        let both = if in_file.is_some() && table.contains_key(ADMIN_TOKEN_FILE) {
-            in_file.map(|path| (Origin::File(path.to_owned()), Origin::File(path.to_owned())))
-        } else if set(ADMIN_TOKEN_ENV).is_some() && file_var.as_deref().and_then(set).is_some() {
-            let env_file = file_var.clone().map(Origin::Env);
-            env_file.map(|o| (Origin::Env(ADMIN_TOKEN_ENV.to_owned()), o))
-        } else {
-            None
-        };
-        if let Some((inline, file_form)) = both {
-            return Err(ConfigError(format!(
-                "{} and {}: set only one of them",
-                name(ADMIN_TOKEN, &inline, None),
-                name(ADMIN_TOKEN_FILE, &file_form, long)
-            )));
-        }
-        let inline = match (set(ADMIN_TOKEN_ENV), in_file.zip(table.get(ADMIN_TOKEN))) {
-            (Some(token), _) => Some((token.clone(), Origin::Env(ADMIN_TOKEN_ENV.to_owned()))),
-            (None, Some((path, value))) => {
-                let origin = Origin::File(path.to_owned());
-                let token = value.as_str().ok_or_else(|| {
-                    ConfigError(format!(
-                        "{}: expected a string, found {} (not shown)",
-                        name(ADMIN_TOKEN, &origin, None),
-                        value.type_str()
-                    ))
-                })?;
-                Some((token.to_owned(), origin))
-            }
-            (None, None) => None,
-        };
-        match inline {
-            Some((token, origin)) if origin.rank() > self.origin(ADMIN_TOKEN_FILE).rank() => {
-                self.admin_token = Some(AdminToken::Inline(Secret::new(token)));
-                self.origins.insert(ADMIN_TOKEN.to_owned(), origin);
-            }
-            _ => self.admin_token = self.values.admin_token_file.clone().map(AdminToken::File),
-        }
-        Ok(())
     }
 
     /// Where `key`'s value came from.
@@ -372,14 +313,6 @@ impl Settings {
     /// `SPOOL_LISTEN`, `--listen`, or just `listen` for a default.
     pub fn name(&self, key: &str) -> String {
         name(key, self.origin(key), self.long(key))
-    }
-
-    /// The key the admin token was given as.
-    fn admin_token_key(&self) -> &'static str {
-        match self.admin_token {
-            Some(AdminToken::Inline(_)) => ADMIN_TOKEN,
-            _ => ADMIN_TOKEN_FILE,
-        }
     }
 
     /// An error about `key`, naming it.
@@ -463,52 +396,10 @@ impl Settings {
         };
         let request_ttl_ms = millis("request_ttl_ms", v.request_ttl_ms)?;
         let callback_retry_ms = millis("callback_retry_ms", v.callback_retry_ms)?;
-        let callback_secret = match &v.callback_secret {
-            Some(s) if s.expose().is_empty() => {
-                return Err(self.error("callback_secret", "must not be empty"))
-            }
-            Some(s) if s.expose() == REDACTED => {
-                return Err(self.error(
-                    "callback_secret",
-                    format!(
-                    "{REDACTED:?} is what --print-config shows instead of a secret, not a secret"
-                ),
-                ))
-            }
-            Some(s) => Some(s.expose().to_owned()),
-            None => None,
-        };
-        if let Some(h) = v
-            .outbound_allow_hosts
-            .iter()
-            .find(|h| h.trim().is_empty() || h.contains(char::is_whitespace))
-        {
-            return Err(self.error("outbound_allow_hosts", format!("{h:?} is not a host name")));
-        }
-        let admin_token = match &self.admin_token {
-            None => None,
-            Some(AdminToken::Inline(secret)) => {
-                if matches!(self.origin(ADMIN_TOKEN), Origin::File(_)) {
-                    warnings.push(format!(
-                        "{} holds the admin token in clear: prefer admin_token_file or SPOOL_ADMIN_TOKEN",
-                        self.name(ADMIN_TOKEN)
-                    ));
-                }
-                Some(self.check_admin_token(secret.expose())?)
-            }
-            Some(AdminToken::File(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    self.error(
-                        ADMIN_TOKEN_FILE,
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                if let Some(w) = loose_permissions(path) {
-                    warnings.push(w);
-                }
-                Some(self.check_admin_token(text.trim())?)
-            }
-        };
+        let callback_secret = self.read_secret(&CALLBACK_SECRET, &mut warnings)?;
+        spool_server::outbound::AllowList::parse(&v.outbound_allow_hosts)
+            .map_err(|e| self.error("outbound_allow_hosts", e))?;
+        let admin_token = self.read_secret(&ADMIN_TOKEN, &mut warnings)?;
         tracing_subscriber::EnvFilter::try_new(&v.log_level)
             .map_err(|e| self.error(LOG_LEVEL, format!("{:?}: {e}", v.log_level)))?;
         Ok(Validated {
@@ -539,31 +430,6 @@ impl Settings {
             .ok_or_else(|| self.error(key, format!("{addr:?} resolves to no address")))
     }
 
-    fn check_admin_token(&self, token: &str) -> Result<Secret, ConfigError> {
-        let key = self.admin_token_key();
-        if token == REDACTED {
-            return Err(self.error(
-                key,
-                format!(
-                    "{REDACTED:?} is what --print-config shows instead of a secret, not a token"
-                ),
-            ));
-        }
-        if token.chars().count() < ADMIN_TOKEN_LEN_MIN {
-            return Err(self.error(
-                key,
-                format!("the admin token must be at least {ADMIN_TOKEN_LEN_MIN} characters"),
-            ));
-        }
-        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(self.error(
-                key,
-                "the admin token must not contain spaces or control characters",
-            ));
-        }
-        Ok(Secret::new(token))
-    }
-
     /// The effective configuration as TOML, each line commented with where
     /// its value came from. Secrets show as `"<redacted>"`.
     pub fn to_toml(&self) -> String {
@@ -575,14 +441,15 @@ impl Settings {
         for arg in settings_of(&self.command) {
             let key = arg.get_id().as_str();
             let values = self.raw.get(key).map(Vec::as_slice).unwrap_or_default();
-            // The admin token's line is in whichever form it was given.
-            let unset = match (key, &self.admin_token) {
-                (ADMIN_TOKEN_FILE, Some(AdminToken::Inline(_))) => {
-                    self.line(&mut out, ADMIN_TOKEN, redacted());
+            // A secret's line is in whichever form it was given.
+            let secret = SECRETS.into_iter().find(|s| s.file == key);
+            let unset = match secret.map(|s| (s, self.secret_source(s))) {
+                Some((s, Some(SecretSource::Inline(_)))) => {
+                    self.line(&mut out, s.inline, redacted());
                     continue;
                 }
-                (ADMIN_TOKEN_FILE, None) => Some(ADMIN_TOKEN),
-                (_, _) => values.is_empty().then_some(key),
+                Some((s, None)) => Some(s.inline),
+                _ => values.is_empty().then_some(key),
             };
             if let Some(key) = unset.filter(|_| !matches!(kind(arg), Kind::List | Kind::Bool)) {
                 let why = UNSET.iter().find(|(k, _)| *k == key).map_or("", |(_, w)| w);
@@ -598,7 +465,6 @@ impl Settings {
                         .collect(),
                 ),
                 Kind::Bool => toml::Value::Boolean(first == "true"),
-                _ if SECRET_KEYS.contains(&key) => redacted(),
                 Kind::Whole => first
                     .parse()
                     .map_or(toml::Value::String(first), toml::Value::Integer),
@@ -717,14 +583,9 @@ fn from_file(arg: &Arg, path: &Path, value: &toml::Value) -> Result<Given, Confi
             Kind::List => format!("an array of {}s", unit(arg)),
             Kind::LogFormat | Kind::Text => "a string".to_owned(),
         };
-        // Secrets are described, never shown.
-        let found = if SECRET_KEYS.contains(&key) {
-            format!("{} (not shown)", value.type_str())
-        } else {
-            value.to_string()
-        };
+        // (Secrets never come here: `secret` reads them, never showing them.)
         return Err(ConfigError(format!(
-            "{}: expected {expected}, found {found}",
+            "{}: expected {expected}, found {value}",
             name(key, &origin, None)
         )));
     };
@@ -746,8 +607,8 @@ fn read_file(path: &Path, command: &Command) -> Result<toml::Table, ConfigError>
         .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
     let mut known: Vec<&str> = Vec::new();
     for arg in settings_of(command) {
-        if arg.get_id() == ADMIN_TOKEN_FILE {
-            known.push(ADMIN_TOKEN);
+        if let Some(s) = SECRETS.into_iter().find(|s| arg.get_id() == s.file) {
+            known.push(s.inline);
         }
         known.push(arg.get_id().as_str());
     }
@@ -842,6 +703,26 @@ mod tests {
     }
 
     #[test]
+    fn allow_list_entries_are_checked_and_may_carry_a_port() {
+        let s = Settings::load_from(
+            &args(&[]),
+            &env(&[(
+                "SPOOL_OUTBOUND_ALLOW_HOSTS",
+                "127.0.0.1:9000, [::1]:9000, https://hooks.internal",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.validate().unwrap().outbound_allow_hosts.len(), 3);
+        let s =
+            Settings::load_from(&args(&["--outbound-allow-host", "hooks:web"]), &env(&[])).unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.0.starts_with("--outbound-allow-host: \"hooks:web\"") && e.0.contains("port"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = Settings::load_from(&args(&[]), &env(&[("SPOOL_MAX_CONNECTIONS", "many")]))
             .unwrap_err();
@@ -860,6 +741,67 @@ mod tests {
         let e = Settings::load_from(&args(&["--config", file.to_str().unwrap()]), &env(&[]))
             .unwrap_err();
         assert!(e.0.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn the_callback_secret_is_one_setting_in_two_forms_and_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("callback.key");
+        std::fs::write(&file, "  from-the-file-0123  \n").unwrap();
+        let path = file.to_str().unwrap();
+        // The file form, trimmed.
+        let s = Settings::load_from(&args(&["--callback-secret-file", path]), &env(&[])).unwrap();
+        let v = s.validate().unwrap();
+        let secret = v.callback_secret.as_ref().map(|s| s.expose().to_owned());
+        assert_eq!(secret.as_deref(), Some("from-the-file-0123"));
+        // A flag beats the environment's inline form.
+        let s = Settings::load_from(
+            &args(&["--callback-secret-file", path]),
+            &env(&[("SPOOL_CALLBACK_SECRET", "from-the-environment")]),
+        )
+        .unwrap();
+        let secret = s.validate().unwrap().callback_secret;
+        assert_eq!(secret.unwrap().expose(), "from-the-file-0123");
+        // Both forms in one layer: refused, naming both.
+        let e = Settings::load_from(
+            &args(&[]),
+            &env(&[
+                ("SPOOL_CALLBACK_SECRET", "from-the-environment"),
+                ("SPOOL_CALLBACK_SECRET_FILE", path),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("SPOOL_CALLBACK_SECRET and SPOOL_CALLBACK_SECRET_FILE"),
+            "{e}"
+        );
+        // Fifteen bytes are too few, wherever they come from.
+        let toml = dir.path().join("spool.toml");
+        std::fs::write(&toml, "callback_secret = \"fifteen-bytes!!\"\n").unwrap();
+        let s =
+            Settings::load_from(&args(&["--config", toml.to_str().unwrap()]), &env(&[])).unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.0.starts_with("`callback_secret` in") && e.0.contains("at least 16 bytes"),
+            "{e}"
+        );
+        assert!(!e.0.contains("fifteen-bytes!!"), "{e}");
+        // Sixteen are enough; in the file, with a warning.
+        std::fs::write(&toml, "callback_secret = \"sixteen-bytes!!!\"\n").unwrap();
+        let s =
+            Settings::load_from(&args(&["--config", toml.to_str().unwrap()]), &env(&[])).unwrap();
+        let v = s.validate().unwrap();
+        assert_eq!(v.callback_secret.unwrap().expose(), "sixteen-bytes!!!");
+        assert!(
+            v.warnings.iter().any(|w| w.contains("in clear")),
+            "{:?}",
+            v.warnings
+        );
+        assert!(s.to_toml().contains("callback_secret = \"<redacted>\""));
+        // The flag for the secret itself is gone (it showed in `ps`).
+        assert!(without_env(server_command())
+            .try_get_matches_from(["server", "--callback-secret", "x"])
+            .is_err());
     }
 
     #[test]

@@ -84,7 +84,12 @@ pub fn sign(secret: &[u8], t: &str, body: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Checks a `t=<secs>,v1=<hex>` header against [`sign`].
+/// How far a signature's `t` may be from the receiver's clock: what
+/// `docs/queues.md` tells receivers to check, against replays.
+pub const SIGNATURE_MAX_AGE_S: i64 = 300;
+
+/// Checks a `t=<secs>,v1=<hex>` header as a receiver should: `v1` against
+/// [`sign`], and `t` within [`SIGNATURE_MAX_AGE_S`] of now.
 pub fn signature_valid(secret: &[u8], body: &str, header: &str) -> bool {
     let Some((t, v1)) = header.split_once(',') else {
         return false;
@@ -92,5 +97,11 @@ pub fn signature_valid(secret: &[u8], body: &str, header: &str) -> bool {
     let (Some(t), Some(v1)) = (t.strip_prefix("t="), v1.strip_prefix("v1=")) else {
         return false;
     };
-    sign(secret, t, body) == v1
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let fresh = t
+        .parse::<i64>()
+        .is_ok_and(|t| (now - t).abs() <= SIGNATURE_MAX_AGE_S);
+    fresh && sign(secret, t, body) == v1
 }

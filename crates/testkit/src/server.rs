@@ -1,10 +1,14 @@
 //! A [`Server`] in-process on ephemeral loopback ports over a temporary
 //! data directory.
 
+use spool_server::auth::Secret;
 use spool_server::{Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::Path;
 use tokio::sync::oneshot;
+
+/// The secret [`TestServer::start_http`] signs callbacks and pushes with.
+pub const CALLBACK_SECRET: &str = "testkit-callback-secret";
 
 /// A serving in-process server; its data directory lives as long as it.
 pub struct TestServer {
@@ -23,11 +27,12 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// The HTTP API too, signing callbacks with `callback_secret`.
-    pub async fn start_http(callback_secret: &str) -> TestServer {
+    /// The HTTP API too, signing callbacks and pushes with
+    /// [`CALLBACK_SECRET`].
+    pub async fn start_http() -> TestServer {
         Self::start_with(|c| {
             c.http_listen = Some("127.0.0.1:0".parse().unwrap());
-            c.callback_secret = Some(callback_secret.to_owned());
+            c.callback_secret = Some(Secret::new(CALLBACK_SECRET));
         })
         .await
     }

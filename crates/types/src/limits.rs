@@ -129,6 +129,11 @@ pub const RESULT_BYTES_MAX: usize = 1024 * 1024;
 /// Most callbacks in flight at once.
 pub const CALLBACKS_IN_FLIGHT_MAX: usize = 64;
 
+/// Shortest callback secret accepted (bytes): it keys the HMAC-SHA256 that
+/// signs callbacks and push deliveries, and a short key can be guessed
+/// offline from one signed delivery. (A generated one has 64.)
+pub const CALLBACK_SECRET_LEN_MIN: usize = 16;
+
 // ---- HTTP ------------------------------------------------------------------
 
 /// Largest body on the routes that carry messages or results (16 MiB): a

@@ -64,8 +64,37 @@ const FAILURES_KEPT: usize = 64;
 /// records are small and read by key, so a small cache serves them.
 pub const REQUEST_STORE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The request store's file mode: owner read/write only, like the other
+/// files holding secrets. Records carry request results and callback URLs
+/// (which may hold tokens in their query strings).
+pub const REQUEST_STORE_MODE: u32 = 0o600;
+
 fn lock(m: &Mutex<Group>) -> MutexGuard<'_, Group> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Opens (or creates) the store's file as redb's own `create` would, but
+/// created with [`REQUEST_STORE_MODE`] (so never readable by others, not
+/// even before the first byte, whatever the umask) and an existing file
+/// opened by others tightened to it, with a warning.
+fn open_owner_only(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(REQUEST_STORE_MODE)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(REQUEST_STORE_MODE))?;
+        tracing::warn!(
+            "{} was readable by others than its owner (mode {mode:o}); changed to {REQUEST_STORE_MODE:o}",
+            path.display()
+        );
+    }
+    Ok(file)
 }
 
 impl RequestStore {
@@ -75,9 +104,14 @@ impl RequestStore {
                 BrokerError::new(ErrorCode::StorageError, format!("{}: {e}", dir.display()))
             })?;
         }
+        let file = open_owner_only(path).map_err(|e| {
+            let at = path.display();
+            BrokerError::new(ErrorCode::StorageError, format!("request store: {at}: {e}"))
+        })?;
+        let backend = redb::backends::FileBackend::new(file).map_err(db_err)?;
         let db = redb::Builder::new()
             .set_cache_size(REQUEST_STORE_CACHE_BYTES)
-            .create(path)
+            .create_with_backend(backend)
             .map_err(db_err)?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(RECORDS).map_err(db_err)?;
@@ -299,6 +333,37 @@ mod tests {
         // Durable across a reopen.
         let store = RequestStore::open(&dir.path().join("r.redb")).unwrap();
         assert_eq!(store.get("t5").unwrap().unwrap().attempts, 49);
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The file holds results and callback URLs: created owner-only, and a
+    /// file left readable by an older version is tightened when opened.
+    #[test]
+    fn the_store_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        drop(RequestStore::open(&path).unwrap());
+        assert_eq!(mode_of(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = RequestStore::open(&path).unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        // Still the same store.
+        store
+            .apply_one(RequestChange::Submitted {
+                record: record("a".into(), 0),
+            })
+            .unwrap();
+        drop(store);
+        assert!(RequestStore::open(&path)
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .is_some());
     }
 
     /// Changes in one batch are applied in order, each to the record the

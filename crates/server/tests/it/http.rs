@@ -4,11 +4,12 @@
 use serde_json::{json, Value};
 use spool_testkit::http::{call, get, post};
 use spool_testkit::receiver::sign;
+use spool_testkit::server::CALLBACK_SECRET;
 use spool_testkit::{Receiver, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_the_real_routes() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     let doc = get(addr, "/openapi.json").await;
     assert_eq!(doc.status, 200);
@@ -42,7 +43,7 @@ async fn openapi_document_matches_the_real_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_messages_and_queue_subscriptions_over_http() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     assert_eq!(get(addr, "/healthz").await.status, 200);
     let r = post(
@@ -219,7 +220,7 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver_was_down() {
-    let server = TestServer::start_http("topsecret").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     let receiver = Receiver::start(503);
     let (status, got, cb) = (receiver.status, receiver.got, receiver.addr);
@@ -286,7 +287,7 @@ async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver
     // Verify the signature as a receiver would.
     let (t, v1) = sig.split_once(',').unwrap();
     let t = t.strip_prefix("t=").unwrap();
-    let expect = sign(b"topsecret", t, &body);
+    let expect = sign(CALLBACK_SECRET.as_bytes(), t, &body);
     assert_eq!(v1.strip_prefix("v1=").unwrap(), expect);
     // The receiver has the body; the server records the outcome just after.
     let mut s = get(addr, &format!("/v1/requests/{id}")).await;
@@ -309,7 +310,7 @@ async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     let receiver = Receiver::start(500);
     let (status, got, hook) = (receiver.status, receiver.got, receiver.addr);
@@ -392,7 +393,7 @@ async fn push_to_a_flaky_endpoint_dead_letters_after_max_deliveries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_groups_over_http() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     post(addr, "/v1/topics", r#"{"name":"g.t","partitions":2}"#).await;
     post(

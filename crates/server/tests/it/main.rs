@@ -3,5 +3,6 @@
 mod connection;
 mod http;
 mod in_process;
+mod outbound;
 mod queues;
 mod waits;

@@ -64,7 +64,7 @@ async fn long_poll_around(
 /// nobody and the waiter saw the message only at that re-check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_nack_wakes_a_waiting_receive_at_once() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     queue_with_one_message(addr).await;
     let first = post(addr, RECEIVE, r#"{"max":1}"#).await;
@@ -93,7 +93,7 @@ async fn an_http_nack_wakes_a_waiting_receive_at_once() {
 /// (10 s) runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_long_polls_end_when_the_server_shuts_down() {
-    let mut server = TestServer::start_http("s").await;
+    let mut server = TestServer::start_http().await;
     let addr = server.http();
     queue_with_one_message(addr).await;
     // Lease the only message, so the receive below has nothing to wait for.
@@ -123,7 +123,7 @@ async fn http_long_polls_end_when_the_server_shuts_down() {
 /// A status wait ends as soon as a worker completes the request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_wait_ends_when_the_request_is_completed() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     let id = submit_resize(addr).await;
     let worker = post(addr, WORK, r#"{"max":1}"#).await;
@@ -153,7 +153,7 @@ async fn a_request_wait_ends_when_the_request_is_completed() {
 /// wait out the 2 s allowed for clients still unwinding).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_server_stops_at_once() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     queue_with_one_message(server.http()).await;
     let began = Instant::now();
     server.shutdown().await;
@@ -169,7 +169,7 @@ async fn an_idle_server_stops_at_once() {
 /// waiting for work must get it long before the 1 s re-check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_fail_with_retry_wakes_a_waiting_worker_at_once() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     let id = submit_resize(addr).await;
     let first = post(addr, WORK, r#"{"max":1}"#).await;

@@ -372,6 +372,56 @@ fn print_config_layers_file_env_and_flags() {
     );
 }
 
+/// A flag's value shows in `ps`, so the callback secret comes from a file
+/// or the environment; a short one refuses the start, naming where it came
+/// from; `--print-config` never shows it.
+#[test]
+fn the_callback_secret_comes_from_a_file_or_the_environment_never_a_flag() {
+    let out = server_exits(
+        &[
+            "--callback-secret",
+            "a-long-enough-secret-value",
+            "--print-config",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("--callback-secret"), "{err}");
+
+    let out = server_exits(
+        &["--print-config"],
+        &[("SPOOL_CALLBACK_SECRET", "too-short")],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("SPOOL_CALLBACK_SECRET") && err.contains("at least 16 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("too-short"), "{err}");
+
+    let (_dir, file) = temp_file("callback.key", "a-secret-kept-in-a-file\n");
+    let path = file.to_str().unwrap();
+    let out = server_exits(&["--callback-secret-file", path, "--print-config"], &[]);
+    let printed = ok(&out);
+    assert!(
+        printed.contains(&format!(
+            "callback_secret_file = \"{path}\"  # from --callback-secret-file"
+        )),
+        "{printed}"
+    );
+    assert!(!printed.contains("a-secret-kept-in-a-file"), "{printed}");
+    std::fs::write(&file, "short\n").unwrap();
+    let out = server_exits(&["--print-config"], &[("SPOOL_CALLBACK_SECRET_FILE", path)]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("SPOOL_CALLBACK_SECRET_FILE") && err.contains("at least 16 bytes"),
+        "{err}"
+    );
+}
+
 #[test]
 fn unknown_keys_in_the_file_are_refused_by_name() {
     let (dir, file) = temp_file(
@@ -539,8 +589,11 @@ fn secret_files_are_readable_by_the_owner_only() {
         &["token", "create", "reader", "--consume", "orders"],
         b"",
     ));
-    let mode = mode_of(&dir.path().join("tokens.json"));
-    assert_eq!(mode, 0o600, "tokens.json has mode {mode:o}");
+    // The request store holds results and callback URLs.
+    for name in ["tokens.json", "requests.redb"] {
+        let mode = mode_of(&dir.path().join(name));
+        assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+    }
     // No temporary files are left behind.
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -102,7 +102,7 @@ fn a_request_from_submit_to_signed_callback() {
     }
     let (body, sig) = receiver.got.lock().unwrap()[0].clone();
     assert!(
-        signature_valid(b"test-secret", &body, &sig),
+        signature_valid(CALLBACK_SECRET.as_bytes(), &body, &sig),
         "bad signature {sig:?} for {body}"
     );
     let cb: Value = serde_json::from_str(&body).unwrap();
@@ -237,7 +237,7 @@ fn a_callback_receiver_down_for_a_while_still_gets_its_callback() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (body, sig) = receiver.got.lock().unwrap()[0].clone();
-    assert!(signature_valid(b"test-secret", &body, &sig));
+    assert!(signature_valid(CALLBACK_SECRET.as_bytes(), &body, &sig));
     for _ in 0..40 {
         if record(&server, &id)["callback"]["status"] == "delivered" {
             return;

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spool");
 
+/// The callback secret servers started here sign with.
+#[allow(dead_code)] // not every test module checks signatures
+pub const CALLBACK_SECRET: &str = "spool-it-callback-secret";
+
 /// A running `spool server` process.
 pub struct ServerProc {
     child: Option<Child>,
@@ -55,7 +59,8 @@ impl ServerProc {
         Self::start_with(data_dir, "127.0.0.1:0", &[])
     }
 
-    /// Starts a server with extra flags (and `SPOOL_CALLBACK_SECRET=test-secret`),
+    /// Starts a server with extra flags (and `SPOOL_CALLBACK_SECRET` set to
+    /// [`CALLBACK_SECRET`]),
     /// its HTTP API on an ephemeral port too.
     pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerProc {
         Self::start_with_env(data_dir, listen, extra, &[])
@@ -98,7 +103,7 @@ impl ServerProc {
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
-            .env("SPOOL_CALLBACK_SECRET", "test-secret")
+            .env("SPOOL_CALLBACK_SECRET", CALLBACK_SECRET)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
