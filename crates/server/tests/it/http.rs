@@ -449,7 +449,7 @@ async fn consumer_groups_over_http() {
 /// whole, and a forged server header or a system topic is refused too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_is_stored_whole_or_not_at_all() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     let r = post(
         addr,
@@ -515,7 +515,7 @@ async fn a_publish_is_stored_whole_or_not_at_all() {
 /// the CLI but "always full" over HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_limit_means_no_limit_over_http_too() {
-    let server = TestServer::start_http("s").await;
+    let server = TestServer::start_http().await;
     let addr = server.http();
     let r = post(
         addr,
