@@ -48,6 +48,9 @@ struct Member {
 
 #[derive(Debug, Default, Clone)]
 struct Group {
+    /// Since when the group has had no members (none: it has some, or
+    /// nobody has looked since it was loaded).
+    empty_since_ms: Option<i64>,
     generation: u32,
     members: BTreeMap<String, Member>,
     target: BTreeMap<TopicPartition, String>,
@@ -305,6 +308,78 @@ impl Coordinator {
             g.rebalance(catalog);
         }
         gone
+    }
+
+    /// Groups that have had no members for `retention_ms` (their committed
+    /// offsets kept that long, as Kafka keeps an empty group's offsets), or
+    /// that have neither members nor offsets; system groups (`spool.…`,
+    /// e.g. redrive cursors) never expire. Also notes when a group became
+    /// empty. Removes nothing: see [`Coordinator::remove_group`].
+    pub fn empty_groups_past(&mut self, now_ms: i64, retention_ms: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, g) in &mut self.groups {
+            if !g.members.is_empty() {
+                g.empty_since_ms = None;
+                continue;
+            }
+            let since = *g.empty_since_ms.get_or_insert(now_ms);
+            let system = name.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX);
+            if !system && (g.committed.is_empty() || now_ms - since >= retention_ms) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether `group` may be deleted now: it exists, is not a system
+    /// group, and has no members.
+    pub fn check_deletable(&self, group: &str) -> Result<()> {
+        let g = self
+            .groups
+            .get(group)
+            .filter(|_| !group.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX))
+            .ok_or_else(|| {
+                BrokerError::new(
+                    ErrorCode::UnknownGroup,
+                    format!("no consumer group {group:?}"),
+                )
+            })?;
+        if !g.members.is_empty() {
+            return Err(BrokerError::new(
+                ErrorCode::GroupNotEmpty,
+                format!(
+                    "group {group:?} has {} member(s); it can be deleted once they left (or their sessions expired)",
+                    g.members.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `group` has committed offsets.
+    pub fn has_committed(&self, group: &str) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|g| !g.committed.is_empty())
+    }
+
+    /// The topics `group` has committed offsets on.
+    pub fn committed_topics(&self, group: &str) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .groups
+            .get(group)
+            .map(|g| g.committed.keys().map(|(t, _)| t.clone()).collect())
+            .unwrap_or_default();
+        topics.dedup();
+        topics
+    }
+
+    /// Forgets a group that has no members (its offsets already deleted
+    /// durably by the caller).
+    pub fn remove_group(&mut self, group: &str) {
+        if self.groups.get(group).is_some_and(|g| g.members.is_empty()) {
+            self.groups.remove(group);
+        }
     }
 
     /// Re-plans every group after topics were created or deleted.

@@ -44,6 +44,9 @@ pub enum OffsetRecord {
     /// A topic was deleted: every offset on it is forgotten (a topic
     /// created again under the name starts with none).
     TopicDeleted { topic: String },
+    /// Groups were deleted (by a client, or empty for too long): their
+    /// offsets are forgotten.
+    GroupsDeleted { groups: Vec<String> },
     /// Every latest offset; records before it are no longer needed.
     Snapshot {
         offsets: Vec<(String, GroupOffsets)>,
@@ -64,6 +67,11 @@ impl OffsetRecord {
                     g.retain(|(t, _), _| *t != topic);
                 }
                 committed.retain(|_, g| !g.is_empty());
+            }
+            OffsetRecord::GroupsDeleted { groups } => {
+                for group in groups {
+                    committed.remove(&group);
+                }
             }
             OffsetRecord::Snapshot { offsets } => {
                 committed.clear();
@@ -147,6 +155,14 @@ impl OffsetStore {
     pub fn topic_deleted(&self, topic: &str, now_ms: i64) -> Result<()> {
         let record = OffsetRecord::TopicDeleted {
             topic: topic.to_owned(),
+        };
+        self.write_durably(record, now_ms)
+    }
+
+    /// Forgets every offset of `groups`, durably.
+    pub fn groups_deleted(&self, groups: &[String], now_ms: i64) -> Result<()> {
+        let record = OffsetRecord::GroupsDeleted {
+            groups: groups.to_vec(),
         };
         self.write_durably(record, now_ms)
     }

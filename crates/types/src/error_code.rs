@@ -75,6 +75,8 @@ pub enum ErrorCode {
     UnknownReceipt = 506,
     /// The lease behind this receipt has expired.
     LeaseExpired = 507,
+    /// The group still has members; it can be deleted once they left.
+    GroupNotEmpty = 508,
 
     // 6xx: request records.
     /// No request record has this ID.
@@ -133,6 +135,7 @@ impl ErrorCode {
         ErrorCode::UnknownSubscription,
         ErrorCode::UnknownReceipt,
         ErrorCode::LeaseExpired,
+        ErrorCode::GroupNotEmpty,
         ErrorCode::UnknownRequest,
         ErrorCode::RequestFinished,
         ErrorCode::StorageFull,
@@ -188,6 +191,7 @@ impl ErrorCode {
             UnknownSubscription => "UNKNOWN_SUBSCRIPTION",
             UnknownReceipt => "UNKNOWN_RECEIPT",
             LeaseExpired => "LEASE_EXPIRED",
+            GroupNotEmpty => "GROUP_NOT_EMPTY",
             UnknownRequest => "UNKNOWN_REQUEST",
             RequestFinished => "REQUEST_FINISHED",
             StorageFull => "STORAGE_FULL",

@@ -31,6 +31,12 @@ pub struct GroupLag {
     pub lag: u64,
 }
 
+/// How long an empty consumer group keeps its committed offsets before it
+/// is deleted (7 days, Kafka's `offsets.retention.minutes` default): a
+/// consumer fleet down for a weekend resumes where it was, and groups
+/// nobody uses any more do not pile up (in memory and in `/metrics`).
+pub const EMPTY_GROUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// Consumer groups: the coordinator (members, generations, assignments,
 /// committed offsets in memory) and the offsets log that makes commits
 /// durable. A commit is written to the log before the coordinator shows it.
@@ -85,6 +91,38 @@ impl Groups {
 
     pub(super) fn snapshot_if_due(&self, now_ms: i64) -> Result<()> {
         self.offsets.snapshot_if_due(now_ms)
+    }
+
+    /// Deletes groups empty for [`EMPTY_GROUP_RETENTION_MS`] (or empty with
+    /// no offsets): their offsets durably first, then the groups. Held
+    /// under the coordinator's lock so nobody joins in between. Answers
+    /// the groups deleted.
+    pub(super) fn expire_empty(&self, now_ms: i64) -> Result<Vec<String>> {
+        let mut c = self.coordinator();
+        let gone = c.empty_groups_past(now_ms, EMPTY_GROUP_RETENTION_MS);
+        let with_offsets: Vec<String> = gone
+            .iter()
+            .filter(|g| c.has_committed(g))
+            .cloned()
+            .collect();
+        if !with_offsets.is_empty() {
+            self.offsets.groups_deleted(&with_offsets, now_ms)?;
+        }
+        for g in &gone {
+            c.remove_group(g);
+        }
+        Ok(gone)
+    }
+
+    /// Deletes a group without members, with its committed offsets.
+    pub(super) fn delete(&self, group: &str, now_ms: i64) -> Result<()> {
+        let mut c = self.coordinator();
+        c.check_deletable(group)?;
+        if c.has_committed(group) {
+            self.offsets.groups_deleted(&[group.to_owned()], now_ms)?;
+        }
+        c.remove_group(group);
+        Ok(())
     }
 
     pub(super) fn flush(&self) -> Result<()> {
@@ -216,6 +254,18 @@ impl Broker {
             .coordinator()
             .check_commit(group, member_id, owner, &offsets)?;
         self.groups.commit(group, &offsets, now_ms)
+    }
+
+    /// Deletes a consumer group that has no members, and its committed
+    /// offsets (`GROUP_NOT_EMPTY` while it has members, `UNKNOWN_GROUP` for
+    /// none or a system group).
+    pub fn delete_group(&self, group: &str, now_ms: i64) -> Result<()> {
+        self.groups.delete(group, now_ms)
+    }
+
+    /// The topics a group has committed offsets on (who may delete it).
+    pub fn group_topics(&self, group: &str) -> Vec<String> {
+        self.groups.coordinator().committed_topics(group)
     }
 
     pub fn committed(&self, group: &str, partitions: &[(String, u32)]) -> Vec<Option<i64>> {

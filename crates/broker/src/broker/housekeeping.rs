@@ -49,6 +49,14 @@ impl Broker {
             );
         }
         note(&"request records", self.expire_requests(now_ms));
+        match self.groups.expire_empty(now_ms) {
+            Ok(gone) => {
+                for group in gone {
+                    tracing::info!(%group, "empty consumer group deleted");
+                }
+            }
+            Err(e) => note(&"empty consumer groups", Err(e)),
+        }
         note(&"metadata", lock(&self.meta).snapshot_if_due(now_ms));
         note(&"committed offsets", self.groups.snapshot_if_due(now_ms));
         first_error.map_or(Ok(()), Err)

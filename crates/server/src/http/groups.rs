@@ -137,6 +137,16 @@ pub async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes a group without members, and its committed offsets.
+pub async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.delete_group(&caller, group).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn offsets(
     State(s): State<AppState>,
     caller: Caller,

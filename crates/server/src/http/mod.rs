@@ -203,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
         .route("/v1/groups/{group}/commit", post(groups::commit))
         .route("/v1/groups/{group}/leave", post(groups::leave))
+        .route("/v1/groups/{group}", axum::routing::delete(groups::delete))
         .route("/v1/groups/{group}/offsets", get(groups::offsets))
         .route("/v1/requests", post(requests::submit))
         .route("/v1/requests/{id}", get(requests::status))

@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/groups/{group}/heartbeat"),
     ("post", "/v1/groups/{group}/commit"),
     ("post", "/v1/groups/{group}/leave"),
+    ("delete", "/v1/groups/{group}"),
     ("get", "/v1/groups/{group}/offsets"),
     ("post", "/v1/requests"),
     ("get", "/v1/requests/{id}"),
@@ -79,6 +80,7 @@ fn summary(method: &str, path: &str) -> &'static str {
         }
         ("post", "/v1/groups/{group}/commit") => "Commit offsets for held partitions",
         ("post", "/v1/groups/{group}/leave") => "Leave a consumer group",
+        ("delete", "/v1/groups/{group}") => "Delete a consumer group without members, and its committed offsets",
         ("get", "/v1/groups/{group}/offsets") => "A group's committed offsets on a topic",
         ("post", "/v1/requests") => "Submit an asynchronous request (202 Accepted + Location)",
         ("get", "/v1/requests/{id}") => "A request's record; wait_ms holds until it finishes",
