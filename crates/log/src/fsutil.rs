@@ -8,6 +8,12 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// A file's permission bits (`0o600`, …), as secrets are checked with.
+pub fn permission_bits(path: &Path) -> Result<u32, LogError> {
+    let meta = std::fs::metadata(path).map_err(|e| LogError::io(path, e))?;
+    Ok(meta.permissions().mode() & 0o777)
+}
+
 /// Makes a directory's entries (created, renamed or removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
@@ -75,7 +81,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn mode_of(path: &Path) -> u32 {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+        permission_bits(path).unwrap()
     }
 
     #[test]

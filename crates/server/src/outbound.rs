@@ -14,7 +14,6 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
@@ -57,35 +56,22 @@ enum Host {
 }
 
 /// Why a URL may not be requested.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// It does not parse as a URL.
+    #[error("not a valid URL: {0}")]
     Invalid(String),
     /// Not http or https.
+    #[error("{0}: only http and https URLs are allowed")]
     Scheme(String),
     /// It carries a user name or password (they would go out as Basic
     /// authentication, and come back in the record).
+    #[error("URLs with a user name or password are not allowed")]
     Credentials,
     /// Its scheme, host and port match no allow-list entry.
+    #[error("{0} is not on the server's outbound allow-list")]
     NotAllowed(String),
 }
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refused::Invalid(e) => write!(f, "not a valid URL: {e}"),
-            Refused::Scheme(s) => write!(f, "{s}: only http and https URLs are allowed"),
-            Refused::Credentials => {
-                f.write_str("URLs with a user name or password are not allowed")
-            }
-            Refused::NotAllowed(target) => {
-                write!(f, "{target} is not on the server's outbound allow-list")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Refused {}
 
 impl AllowList {
     /// The default: [`LOOPBACK_HOSTS`].
@@ -203,25 +189,18 @@ fn split_host_port(text: &str) -> Result<(&str, Option<u16>), String> {
 }
 
 /// How one delivery attempt failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// The allow-list refuses the URL (it changed since the URL was
     /// accepted): no use retrying.
+    #[error("refused: {0}")]
     Refused(Refused),
     /// No answer; the detail is logged, the record says [`UNREACHABLE`].
+    #[error("{UNREACHABLE}")]
     Unreachable,
     /// The receiver answered with this non-2xx status.
+    #[error("the receiver answered HTTP {0}")]
     Status(u16),
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Refused(r) => write!(f, "refused: {r}"),
-            Failure::Unreachable => f.write_str(UNREACHABLE),
-            Failure::Status(code) => write!(f, "the receiver answered HTTP {code}"),
-        }
-    }
 }
 
 /// POSTs the JSON `body` to `url`, signed with `secret` ([`sign`]); a 2xx

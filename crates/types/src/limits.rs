@@ -174,14 +174,7 @@ const _: () = assert!(ERROR_TEXT_BYTES_MAX <= RESULT_BYTES_MAX);
 
 /// `text` cut to [`ERROR_TEXT_BYTES_MAX`] bytes at a character boundary.
 pub fn cut_error_text(text: &str) -> &str {
-    if text.len() <= ERROR_TEXT_BYTES_MAX {
-        return text;
-    }
-    let mut end = ERROR_TEXT_BYTES_MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(ERROR_TEXT_BYTES_MAX)]
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Dead letters and the side channel `spool.errors`: messages past their
 //! delivery limit copied to the dead-letter topic, redrive back.
 
+use super::produce::Writer;
 use super::*;
 use crate::error::{BrokerError, Result};
 use crate::records::{record_at, walk_records, RecordAt, Walk};
@@ -34,7 +35,11 @@ impl Broker {
             timestamp_ms: now_ms,
         })?;
         let batch = b.finish()?;
-        self.produce_as_server(EVENTS_TOPIC, &Routing::Partition(0), &batch, now_ms)?;
+        self.produce_as(
+            Writer::Server,
+            (EVENTS_TOPIC, &Routing::Partition(0), &batch),
+            now_ms,
+        )?;
         Ok(())
     }
 
@@ -140,7 +145,7 @@ impl Broker {
             .push(record)
             .map_err(BrokerError::from)
             .and_then(|()| b.finish().map_err(BrokerError::from))
-            .and_then(|batch| self.produce_as_server(dlq, &routing, &batch, now_ms));
+            .and_then(|batch| self.produce_as(Writer::Server, (dlq, &routing, &batch), now_ms));
         match copied {
             Ok(produced) => Ok((Some((produced.partition, produced.base_offset)), None)),
             Err(e) if e.code == ErrorCode::QueueFull || e.code == ErrorCode::StorageFull => Err(e),
@@ -203,7 +208,7 @@ impl Broker {
                 let mut b = spool_batch::BatchBuilder::new();
                 b.push(&copy)?;
                 let routing = r.key.map_or(Routing::Spread, |k| Routing::Key(k.to_vec()));
-                self.produce_as_server(topic, &routing, &b.finish()?, now_ms)?;
+                self.produce_as(Writer::Server, (topic, &routing, &b.finish()?), now_ms)?;
                 moved += 1;
                 Ok(Walk::Continue)
             })?;

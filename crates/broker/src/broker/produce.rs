@@ -431,16 +431,15 @@ impl Broker {
         out.into_iter().map(|p| self.finish_produce(p)).collect()
     }
 
-    /// The broker's own produce in one blocking call (system topics and
-    /// server headers allowed).
-    pub(super) fn produce_as_server(
+    /// A produce for `writer` in one blocking call: the broker's own
+    /// (`Writer::Server`: system topics and server headers allowed).
+    pub(super) fn produce_as(
         &self,
-        topic: &str,
-        routing: &Routing,
-        batch: &[u8],
+        writer: Writer,
+        (topic, routing, batch): (&str, &Routing, &[u8]),
         now_ms: i64,
     ) -> Result<Produced> {
-        let pending = self.write_batch(topic, routing, batch, Writer::Server, now_ms)?;
+        let pending = self.write_batch(topic, routing, batch, writer, now_ms)?;
         self.finish_produce(pending)
     }
 

@@ -2,6 +2,7 @@
 //! worker's lease (`running`), complete, fail with retries, callbacks due,
 //! expiry.
 
+use super::produce::Writer;
 use super::*;
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
@@ -203,7 +204,11 @@ impl Broker {
             headers,
             timestamp_ms: now_ms,
         })?;
-        if let Err(e) = self.produce_as_server(queue, &Routing::Spread, &b.finish()?, now_ms) {
+        if let Err(e) = self.produce_as(
+            Writer::Server,
+            (queue, &Routing::Spread, &b.finish()?),
+            now_ms,
+        ) {
             // Nothing will ever work on it: take the record back.
             let _ = self
                 .requests

@@ -336,8 +336,7 @@ mod tests {
     }
 
     fn mode_of(path: &Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+        spool_log::fsutil::permission_bits(path).unwrap()
     }
 
     /// The file holds results and callback URLs: created owner-only, and a

@@ -33,10 +33,9 @@ fn count(b: &Broker, topic: &str) -> i64 {
 /// A topic "jobs" whose subscription "w" dead-letters at the first nack
 /// into "jobs.dlq", with one message leased and nacked with `error`.
 fn one_nacked_message(b: &Broker, error: &str) {
-    b.create_topic("jobs", 1, TopicConfig::default(), 0)
-        .unwrap();
-    b.create_topic("jobs.dlq", 1, TopicConfig::default(), 0)
-        .unwrap();
+    for topic in ["jobs", "jobs.dlq"] {
+        b.create_topic(topic, 1, TopicConfig::default(), 0).unwrap();
+    }
     let spec = SubscriptionSpec {
         max_deliveries: 1,
         dead_letter_topic: Some("jobs.dlq".into()),
@@ -145,18 +144,10 @@ fn empty_groups_expire_and_can_be_deleted() {
         let (b, _) = Broker::open(dir.path(), 0).unwrap();
         b.create_topic("t", 1, TopicConfig::default(), 0).unwrap();
         for group in ["old", "kept", "busy"] {
-            let a = b
-                .join_group(
-                    group,
-                    None,
-                    "c",
-                    None,
-                    &["t".into()],
-                    10_000,
-                    StartFrom::Earliest,
-                    0,
-                )
-                .unwrap();
+            let topics = ["t".to_owned()];
+            let start = StartFrom::Earliest;
+            let joined = b.join_group(group, None, "c", None, &topics, 10_000, start, 0);
+            let a = joined.unwrap();
             b.commit(group, &a.member_id, None, &[("t".into(), 0, 0)], 0)
                 .unwrap();
             if group != "busy" {

@@ -10,7 +10,6 @@ use super::{Grants, Principal};
 use hex::FromHex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 const STORE_VERSION: u32 = 1;
@@ -40,32 +39,21 @@ pub enum Applied {
 }
 
 /// Why a change was refused; the set is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRefusal {
     /// Created for a name the set holds.
+    #[error("a token named {name:?} exists; revoke it first")]
     Exists { name: String },
     /// Revoked for a name the set does not hold.
+    #[error("no token named {name:?}")]
     Absent { name: String },
     /// Created with a hash that is not 64 hex digits.
+    #[error("token {name:?}: bad hash")]
     BadHash { name: String },
     /// Created with a pattern that does not parse, or too many.
+    #[error("token {name:?}: {reason}")]
     BadGrants { name: String, reason: String },
 }
-
-impl fmt::Display for TokenRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TokenRefusal::Exists { name } => {
-                write!(f, "a token named {name:?} exists; revoke it first")
-            }
-            TokenRefusal::Absent { name } => write!(f, "no token named {name:?}"),
-            TokenRefusal::BadHash { name } => write!(f, "token {name:?}: bad hash"),
-            TokenRefusal::BadGrants { name, reason } => write!(f, "token {name:?}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for TokenRefusal {}
 
 /// A token as listed: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]

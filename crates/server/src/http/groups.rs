@@ -143,8 +143,8 @@ pub async fn delete(
     caller: Caller,
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
-    s.delete_group(&caller, group).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let deleted = s.delete_group(&caller, group).await;
+    Ok(deleted.map(|()| StatusCode::NO_CONTENT)?)
 }
 
 pub async fn offsets(

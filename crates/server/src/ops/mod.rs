@@ -120,6 +120,16 @@ impl Ops {
             std::future::pending::<()>().await;
         }
     }
+
+    /// Waits for `woken` unless the server starts shutting down or the
+    /// caller's token is revoked first: how every long poll waits.
+    pub async fn wait_unless_ended(&self, caller: &Caller, woken: impl std::future::Future) {
+        tokio::select! {
+            _ = woken => {}
+            _ = self.stopped() => {}
+            _ = caller.revoked() => {}
+        }
+    }
 }
 
 /// Runs a broker call that may wait for a disk flush or a redb commit on a

@@ -86,12 +86,8 @@ impl Ops {
             if record.status.is_final() || Instant::now() >= deadline || self.stopping() {
                 return Ok(record);
             }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = self.stopped() => {}
-                _ = caller.revoked() => {}
-            }
+            let woken = tokio::time::timeout_at(deadline, notified);
+            self.wait_unless_ended(caller, woken).await;
         }
     }
 

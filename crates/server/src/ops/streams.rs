@@ -125,11 +125,7 @@ impl Ops {
                 result = Some(r);
                 ready
             });
-            tokio::select! {
-                _ = waited => {}
-                _ = self.stopped() => {}
-                _ = caller.revoked() => {}
-            }
+            self.wait_unless_ended(caller, waited).await;
             let Some(r) = result else { continue };
             if r.has_data() || Instant::now() >= deadline || self.stopping() {
                 return Ok(r);

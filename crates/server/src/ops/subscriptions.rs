@@ -105,11 +105,7 @@ impl Ops {
                 result = Some(leased);
                 ready
             });
-            tokio::select! {
-                _ = waited => {}
-                _ = self.stopped() => {}
-                _ = caller.revoked() => {}
-            }
+            self.wait_unless_ended(caller, waited).await;
             match result {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(messages))

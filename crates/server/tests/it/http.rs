@@ -449,15 +449,8 @@ async fn consumer_groups_over_http() {
 /// whole, and a forged server header or a system topic is refused too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_is_stored_whole_or_not_at_all() {
-    let server = TestServer::start_http().await;
+    let (server, _) = with_topic(r#"{"name":"t","partitions":2,"max_messages":3}"#).await;
     let addr = server.http();
-    let r = post(
-        addr,
-        "/v1/topics",
-        r#"{"name":"t","partitions":2,"max_messages":3}"#,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
     let stored = |addr| async move {
         let d = get(addr, "/v1/topics/t").await;
         let parts = d.body["partitions"].as_array().unwrap().clone();
@@ -515,21 +508,17 @@ async fn a_publish_is_stored_whole_or_not_at_all() {
 /// the CLI but "always full" over HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_limit_means_no_limit_over_http_too() {
-    let server = TestServer::start_http().await;
-    let addr = server.http();
-    let r = post(
-        addr,
-        "/v1/topics",
-        r#"{"name":"t","max_messages":0,"max_bytes":0}"#,
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["config"]["max_messages"], Value::Null, "{}", r.body);
-    let r = post(
-        addr,
-        "/v1/topics/t/messages",
-        r#"{"messages":[{"value":"a"}]}"#,
-    )
-    .await;
+    let (server, created) = with_topic(r#"{"name":"t","max_messages":0,"max_bytes":0}"#).await;
+    assert_eq!(created["config"]["max_messages"], Value::Null, "{created}");
+    let one = r#"{"messages":[{"value":"a"}]}"#;
+    let r = post(server.http(), "/v1/topics/t/messages", one).await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A server with one topic made from `create` (its JSON); the answer's body.
+async fn with_topic(create: &str) -> (TestServer, Value) {
+    let server = TestServer::start_http().await;
+    let r = post(server.http(), "/v1/topics", create).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    (server, r.body)
 }

@@ -609,12 +609,16 @@ fn secret_files_are_readable_by_the_owner_only() {
 /// only by the token that joined it.
 #[test]
 fn a_group_member_belongs_to_the_token_that_joined_it() {
+    let admin = Some(ADMIN);
     let dir = tempfile::tempdir().unwrap();
     let server = start_secured(dir.path());
-    let admin = Some(ADMIN);
-    for topic in ["orders", "other"] {
-        ok(&as_token(&server, admin, &["topic", "create", topic], b""));
-    }
+    ok(&as_token(
+        &server,
+        admin,
+        &words("topic create orders"),
+        b"",
+    ));
+    ok(&as_token(&server, admin, &words("topic create other"), b""));
     let token = |name: &str, topic: &str| {
         let out = ok(&as_token(
             &server,
