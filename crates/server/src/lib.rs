@@ -19,6 +19,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod accept;
 mod admission;
 pub mod auth;
 mod callbacks;
@@ -361,20 +362,13 @@ impl Server {
         let mut connections = tokio::task::JoinSet::new();
         // Numbers connections for their log lines (the `conn` span).
         let mut connection_ids = 0u64;
+        // Out of descriptors and similar: backs off, logs once, keeps serving.
+        let mut acceptor = accept::Acceptor::new(self.listener, admission::Listener::Binary);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and similar: back off, keep serving.
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                (stream, peer) = acceptor.accept() => {
                     let _ = stream.set_nodelay(true);
                     match admission.admit(peer.ip(), admission::Listener::Binary) {
                         Ok(permit) => {
@@ -414,7 +408,7 @@ impl Server {
             }
         }
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        drop(self.listener);
+        drop(acceptor);
         runtime.signal_stop();
         let grace = tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS));
         tokio::pin!(grace);
