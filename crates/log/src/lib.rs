@@ -37,5 +37,5 @@ mod syncer;
 pub use config::{Durability, LogConfig};
 pub use error::LogError;
 pub use log::{Appended, Log, LogStats, ReadBatches, RecoveryReport};
-pub use segment::parse_segment_name;
+pub use segment::{parse_segment_name, SEGMENT_FILES};
 pub use syncer::{SyncDone, Syncer, SYNCER_THREADS_DEFAULT};

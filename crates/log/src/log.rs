@@ -173,6 +173,12 @@ impl Log {
         Ok(())
     }
 
+    /// Descriptors the log holds open between calls ([`crate::SEGMENT_FILES`]
+    /// per open segment).
+    pub fn open_files(&self) -> usize {
+        self.lock().segments.len() * crate::SEGMENT_FILES
+    }
+
     pub fn stats(&self) -> LogStats {
         let inner = self.lock();
         LogStats {

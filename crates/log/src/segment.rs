@@ -32,6 +32,9 @@ pub fn parse_segment_name(name: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// Descriptors an open segment holds: its `.log`, `.index` and `.timeindex`.
+pub const SEGMENT_FILES: usize = 3;
+
 #[derive(Debug)]
 pub struct Segment {
     pub base_offset: i64,

@@ -25,6 +25,7 @@ pub mod auth;
 mod callbacks;
 mod connection;
 mod convert;
+pub mod descriptors;
 mod embedded;
 pub mod http;
 mod listener;
@@ -272,11 +273,6 @@ pub struct Server {
 impl Server {
     /// Opens the data directory (recovering every log) and binds the listener.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
-        // Each connection is a file descriptor; take the hard limit, not the
-        // (often 1,024) soft one, so the connection limit is what binds.
-        if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-            tracing::warn!("could not raise the open-file limit: {e}");
-        }
         // Bad certificate files fail the start before any data is opened.
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let broker = open_broker(&config).await?;
@@ -318,6 +314,16 @@ impl Server {
 
     pub fn broker(&self) -> Arc<Broker> {
         Arc::clone(&self.broker)
+    }
+
+    /// What the server needs of the open-file limit: its logs as opened,
+    /// `max_connections` and [`descriptors::DESCRIPTORS_RESERVED`].
+    pub fn descriptor_needs(&self) -> descriptors::DescriptorNeeds {
+        descriptors::DescriptorNeeds {
+            log_files: self.broker.open_log_files() as u64,
+            connections: self.config.max_connections as u64,
+            reserved: descriptors::DESCRIPTORS_RESERVED,
+        }
     }
 
     /// Whether requests need a token (an admin token is configured).

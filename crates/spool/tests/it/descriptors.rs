@@ -115,3 +115,39 @@ fn out_of_descriptors_the_server_closes_new_connections_logs_once_and_recovers()
         assert!(served(&server), "round {round}: not served again");
     }
 }
+
+#[test]
+fn at_start_the_server_raises_its_open_file_limit_and_says_when_the_data_directory_needs_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let mut server = ServerProc::start(&data);
+        ok(&server.cli(&words("topic create wide --partitions 128"), b""));
+        server.terminate();
+    }
+    let log = dir.path().join("server.log");
+    // 128 partitions hold 384 descriptors: with 100 connections and the
+    // server's own, more than 512; opening them takes fewer than 512.
+    let needs_more = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("open-file limit"))
+            .count()
+    };
+    for (hard, warnings) in [(512, 1), (1024, 0)] {
+        let mut server = ServerProc::start_with_open_file_limit(
+            &data,
+            (256, hard),
+            &["--max-connections", "100"],
+            &log,
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains(&format!("open-file limit: {hard} (raised from 256)")),
+            "{text}"
+        );
+        assert_eq!(needs_more(&log), warnings, "hard limit {hard}: {text}");
+        server.terminate();
+    }
+}
