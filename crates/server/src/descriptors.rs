@@ -32,8 +32,11 @@ pub fn raise_open_file_limit() -> std::io::Result<OpenFileLimit> {
 /// What a server needs of the open-file limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DescriptorNeeds {
-    /// Held by the logs of the data directory.
+    /// Held by the logs of the data directory (their active segments).
     pub log_files: u64,
+    /// Sealed segments' files open while read: at most
+    /// [`spool_log::SEALED_FILES_OPEN_MAX`].
+    pub sealed_files: u64,
     /// One per connection, up to `max_connections`.
     pub connections: u64,
     /// [`DESCRIPTORS_RESERVED`].
@@ -42,7 +45,7 @@ pub struct DescriptorNeeds {
 
 impl DescriptorNeeds {
     pub fn total(&self) -> u64 {
-        self.log_files + self.connections + self.reserved
+        self.log_files + self.sealed_files + self.connections + self.reserved
     }
 }
 
@@ -50,10 +53,11 @@ impl fmt::Display for DescriptorNeeds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} descriptors: {} for the data directory's log files, {} for connections \
-             (max_connections), {} for the server itself",
+            "{} descriptors: {} for the data directory's log files, {} for reading sealed \
+             segments, {} for connections (max_connections), {} for the server itself",
             self.total(),
             self.log_files,
+            self.sealed_files,
             self.connections,
             self.reserved
         )

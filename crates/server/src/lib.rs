@@ -317,10 +317,12 @@ impl Server {
     }
 
     /// What the server needs of the open-file limit: its logs as opened,
-    /// `max_connections` and [`descriptors::DESCRIPTORS_RESERVED`].
+    /// the cache of sealed segments' files, `max_connections` and
+    /// [`descriptors::DESCRIPTORS_RESERVED`].
     pub fn descriptor_needs(&self) -> descriptors::DescriptorNeeds {
         descriptors::DescriptorNeeds {
             log_files: self.broker.open_log_files() as u64,
+            sealed_files: spool_log::SEALED_FILES_OPEN_MAX as u64,
             connections: self.config.max_connections as u64,
             reserved: descriptors::DESCRIPTORS_RESERVED,
         }

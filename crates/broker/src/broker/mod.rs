@@ -149,9 +149,10 @@ impl Broker {
     }
 
     /// Descriptors the logs hold open between calls: every topic
-    /// partition's and subscription state log's, and the metadata and
-    /// offsets logs (counted as one segment each: their snapshots keep them
-    /// short). The request store's one file is not counted.
+    /// partition's and subscription state log's active segment, and the
+    /// metadata and offsets logs'. Sealed segments' files are opened when
+    /// read, in a cache of at most [`spool_log::SEALED_FILES_OPEN_MAX`];
+    /// the request store's one file is not counted.
     pub fn open_log_files(&self) -> usize {
         let partitions: usize = (self.topics.all().iter())
             .flat_map(|t| t.partitions.iter())
