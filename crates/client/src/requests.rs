@@ -27,7 +27,8 @@ fn record(json: &str) -> Result<Value, ClientError> {
 
 impl Client {
     /// Submits a request to the request queue `queue` (created on first
-    /// use): a worker receives `payload` unchanged. `json` marks the
+    /// use if the token is an admin's or authentication is off; otherwise
+    /// `FORBIDDEN`): a worker receives `payload` unchanged. `json` marks the
     /// payload as JSON text (the server checks that it parses). With
     /// `callback_url` the server POSTs the final record there; its host
     /// must be on the server's outbound allow-list. Returns the request ID.

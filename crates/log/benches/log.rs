@@ -16,14 +16,16 @@
 //!   flight at once (the server's producers are tasks, not threads).
 //! - `read`: whole batches from sealed segments (warm page cache), 1 MiB reads,
 //!   and one-batch reads at each batch's offset (locate + read, as a queue
-//!   receive or a small fetch does).
+//!   receive or a small fetch does); and one-batch reads alternating between
+//!   two sealed segments through a cache of one file, so that every read
+//!   opens its segment's file again (the worst case of `SealedFileCache`).
 //!
 //! Every file lives in a temporary directory under the target directory, so on
 //! the same filesystem as the repository.
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use spool_batch::{BatchBuilder, NewRecord};
-use spool_log::{Durability, Log, LogConfig, Syncer, SYNCER_THREADS_DEFAULT};
+use spool_log::{Durability, Log, LogConfig, SealedFileCache, Syncer, SYNCER_THREADS_DEFAULT};
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::os::unix::fs::FileExt;
@@ -275,7 +277,7 @@ fn read(c: &mut Criterion) {
         segment_bytes: 32 * MIB as u64,
         ..LogConfig::default()
     };
-    let log = Log::open(dir.path(), config).expect("open log").0;
+    let log = Log::open(dir.path(), config.clone()).expect("open log").0;
     let b = batch(KIB, 100);
     let mut written = 0usize;
     while written < 160 * MIB {
@@ -329,6 +331,27 @@ fn read(c: &mut Criterion) {
             }
             assert_eq!(reads, batches);
             black_box(reads)
+        })
+    });
+    drop(log);
+    // The same log through a cache of one file: reads alternate between the
+    // first and the last sealed segment, each one a miss.
+    let cache = Arc::new(SealedFileCache::new(1));
+    let log = Log::open_with_cache(dir.path(), config, Arc::clone(&cache))
+        .expect("reopen log")
+        .0;
+    let last_sealed = bases[bases.len() - 2].0;
+    group.throughput(Throughput::Elements(2 * 1000));
+    group.bench_function("sealed_one_batch_reads_every_one_a_miss", |bench| {
+        bench.iter(|| {
+            let misses = cache.misses();
+            for i in 0..1000i64 {
+                for base in [0, last_sealed] {
+                    // 300 batches of 100 records fit in one segment.
+                    black_box(log.read(base + 100 * (i % 300), 1).expect("read"));
+                }
+            }
+            assert!(cache.misses() - misses >= 1999);
         })
     });
     drop(log);

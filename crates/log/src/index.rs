@@ -32,11 +32,14 @@ pub struct TimeEntry {
     pub relative_offset: u32,
 }
 
-/// An index file being appended to, mirrored in memory.
+/// An index file being appended to, mirrored in memory. Lookups use the
+/// entries in memory; the file is open only while it may change (the
+/// active segment's), and opened again if a sealed one must change
+/// (a suffix truncation).
 #[derive(Debug)]
 pub struct IndexFile<E> {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
     pub entries: Vec<E>,
 }
 
@@ -107,7 +110,7 @@ impl<E: Entry> IndexFile<E> {
             .map_err(|e| LogError::io(path, e))?;
         Ok(IndexFile {
             path: path.to_owned(),
-            file,
+            file: Some(file),
             entries,
         })
     }
@@ -147,16 +150,39 @@ impl<E: Entry> IndexFile<E> {
         }
         Ok(IndexFile {
             path: path.to_owned(),
-            file,
+            file: Some(file),
             entries,
         })
+    }
+
+    /// Closes the file (the entries stay in memory).
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    /// Whether the file is open.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The file, opened again if it was closed.
+    fn file(&mut self) -> Result<&File, LogError> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| LogError::io(&self.path, e))?,
+        };
+        Ok(self.file.insert(file))
     }
 
     pub fn push(&mut self, entry: E) -> Result<(), LogError> {
         let mut buf = [0u8; 16];
         entry.encode(&mut buf[..E::BYTES]);
         let at = (FILE_HEADER_BYTES + self.entries.len() * E::BYTES) as u64;
-        self.file
+        self.file()?
             .write_all_at(&buf[..E::BYTES], at)
             .map_err(|e| LogError::io(&self.path, e))?;
         self.entries.push(entry);
@@ -167,13 +193,13 @@ impl<E: Entry> IndexFile<E> {
     pub fn truncate(&mut self, count: usize) -> Result<(), LogError> {
         self.entries.truncate(count);
         let len = (FILE_HEADER_BYTES + count * E::BYTES) as u64;
-        self.file
+        self.file()?
             .set_len(len)
             .map_err(|e| LogError::io(&self.path, e))
     }
 
-    pub fn sync(&self) -> Result<(), LogError> {
-        self.file
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.file()?
             .sync_data()
             .map_err(|e| LogError::io(&self.path, e))
     }

@@ -24,6 +24,7 @@
 
 mod config;
 mod error;
+mod file_cache;
 mod file_header;
 pub mod fsutil;
 mod index;
@@ -36,6 +37,7 @@ mod syncer;
 
 pub use config::{Durability, LogConfig};
 pub use error::LogError;
+pub use file_cache::{SealedFileCache, SEALED_FILES_OPEN_MAX};
 pub use log::{Appended, Log, LogStats, ReadBatches, RecoveryReport};
-pub use segment::parse_segment_name;
+pub use segment::{parse_segment_name, SEGMENT_FILES};
 pub use syncer::{SyncDone, Syncer, SYNCER_THREADS_DEFAULT};

@@ -18,7 +18,7 @@ pub use recovery::RecoveryReport;
 
 use crate::config::{Durability, LogConfig};
 use crate::file_header::FILE_HEADER_BYTES;
-use crate::segment::Segment;
+use crate::segment::{Files, Segment};
 use crate::LogError;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -55,6 +55,9 @@ pub struct LogStats {
 
 struct Inner {
     config: LogConfig,
+    /// Where segments open their files (the log's number, the cache of
+    /// sealed segments' files).
+    files: Files,
     /// Ordered by base offset; the last one is the active segment. Never empty.
     segments: Vec<Segment>,
     start_offset: i64,
@@ -171,6 +174,13 @@ impl Log {
         config.validate()?;
         self.lock().config = config;
         Ok(())
+    }
+
+    /// Descriptors the log holds open between calls: its active segment's
+    /// ([`crate::SEGMENT_FILES`]); sealed segments' files are in the
+    /// [`crate::SealedFileCache`] while they are read.
+    pub fn open_files(&self) -> usize {
+        self.lock().segments.iter().map(Segment::open_files).sum()
     }
 
     pub fn stats(&self) -> LogStats {

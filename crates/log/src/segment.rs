@@ -1,6 +1,7 @@
 //! One segment: a `.log` file of batches (the only reader and writer of that
 //! format) with its offset and time indexes.
 
+use crate::file_cache::{SealedFileCache, SegmentKey};
 use crate::file_header::{self, FILE_HEADER_BYTES, SEGMENT_MAGIC};
 use crate::index::{self, IndexFile, OffsetEntry, TimeEntry};
 use crate::scan::{Scanner, Step};
@@ -32,12 +33,28 @@ pub fn parse_segment_name(name: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// Descriptors the active segment of a log holds: its `.log`, `.index` and
+/// `.timeindex`. A sealed segment holds none: its `.log` is opened when read,
+/// through the [`SealedFileCache`].
+pub const SEGMENT_FILES: usize = 3;
+
+/// Where a segment's files are opened from: the log it belongs to and the
+/// cache of sealed segments' files.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub cache: Arc<SealedFileCache>,
+    pub log_id: u64,
+}
+
 #[derive(Debug)]
 pub struct Segment {
     pub base_offset: i64,
     pub path: PathBuf,
-    /// Shared with readers, who pread outside the log's lock.
-    pub file: Arc<File>,
+    /// The `.log` file, open (read-write) while the segment is active and
+    /// shared with readers, who pread outside the log's lock; `None` once
+    /// sealed (see [`Segment::reader`]).
+    file: Option<Arc<File>>,
+    files: Files,
     /// Bytes in the file that hold whole, accepted batches (header included).
     pub size: u64,
     /// Offset after the last batch in this segment.
@@ -61,7 +78,7 @@ pub struct SegmentRepair {
 
 impl Segment {
     /// Creates an empty segment whose header is durable (the caller syncs the directory).
-    pub fn create(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
+    pub fn create(dir: &Path, base_offset: i64, files: &Files) -> Result<Segment, LogError> {
         let path = segment_path(dir, base_offset);
         let file = OpenOptions::new()
             .read(true)
@@ -80,7 +97,8 @@ impl Segment {
         Ok(Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
+            files: files.clone(),
             size: FILE_HEADER_BYTES as u64,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -103,12 +121,31 @@ impl Segment {
     /// CRC while more bytes follow it (damage inside the log, which a torn
     /// write cannot cause for a log written one fdatasync'd batch at a
     /// time): the open fails instead, naming the file and position.
+    ///
+    /// A sealed segment's files are closed again before this returns.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         active: bool,
         index_interval: u32,
         strict: bool,
+        files: &Files,
+    ) -> Result<(Segment, SegmentRepair), LogError> {
+        let (mut seg, repair) =
+            Self::open_and_check(dir, base_offset, active, index_interval, strict, files)?;
+        if !active {
+            seg.close_files();
+        }
+        Ok((seg, repair))
+    }
+
+    fn open_and_check(
+        dir: &Path,
+        base_offset: i64,
+        active: bool,
+        index_interval: u32,
+        strict: bool,
+        files: &Files,
     ) -> Result<(Segment, SegmentRepair), LogError> {
         let path = segment_path(dir, base_offset);
         let file = OpenOptions::new()
@@ -147,7 +184,8 @@ impl Segment {
         };
         let file = Arc::new(file);
         if let Some((oi, ti)) = loaded {
-            if let Some(seg) = Self::open_with_index(&path, &file, base_offset, file_len, oi, ti)? {
+            let found = Self::open_with_index(&path, &file, base_offset, file_len, oi, ti, files)?;
+            if let Some(seg) = found {
                 return Ok((seg, repair));
             }
         }
@@ -223,8 +261,8 @@ impl Segment {
                 .map_err(|e| LogError::io(&path, e))?;
             file.sync_all().map_err(|e| LogError::io(&path, e))?;
         }
-        let offset_index = IndexFile::create(&oi_path, base_offset, offsets)?;
-        let time_index = IndexFile::create(&ti_path, base_offset, times)?;
+        let mut offset_index = IndexFile::create(&oi_path, base_offset, offsets)?;
+        let mut time_index = IndexFile::create(&ti_path, base_offset, times)?;
         if !active {
             offset_index.sync()?;
             time_index.sync()?;
@@ -233,7 +271,8 @@ impl Segment {
             Segment {
                 base_offset,
                 path,
-                file,
+                file: Some(file),
+                files: files.clone(),
                 size: valid_end,
                 next_offset: expected,
                 max_timestamp: max_ts,
@@ -256,6 +295,7 @@ impl Segment {
         file_len: u64,
         oi: IndexFile<OffsetEntry>,
         ti: IndexFile<TimeEntry>,
+        files: &Files,
     ) -> Result<Option<Segment>, LogError> {
         let Some(last) = oi.entries.last().copied() else {
             return Ok(None);
@@ -301,7 +341,8 @@ impl Segment {
         Ok(Some(Segment {
             base_offset,
             path: path.to_owned(),
-            file: Arc::clone(file),
+            file: Some(Arc::clone(file)),
+            files: files.clone(),
             size: file_len,
             next_offset: expected,
             max_timestamp: max_ts,
@@ -322,7 +363,8 @@ impl Segment {
         now_ms: i64,
     ) -> Result<(), LogError> {
         let position = self.size;
-        write_batch_at_end(&self.file, &self.path, batch, header.base_offset, position)?;
+        let file = self.writer()?;
+        write_batch_at_end(&file, &self.path, batch, header.base_offset, position)?;
         self.note_written(position, header, index_interval, now_ms);
         Ok(())
     }
@@ -405,11 +447,63 @@ impl Segment {
                 self.time_index.push(entry)?;
             }
         }
-        self.file
+        self.writer()?
             .sync_data()
             .map_err(|e| LogError::io(&self.path, e))?;
         self.offset_index.sync()?;
         self.time_index.sync()
+    }
+
+    /// The `.log` file for reading: the active segment's own, or a sealed
+    /// one's from the cache (opened if it is not there). Called under the
+    /// log's lock, so the segment cannot be deleted meanwhile.
+    pub fn reader(&self) -> Result<Arc<File>, LogError> {
+        match &self.file {
+            Some(file) => Ok(Arc::clone(file)),
+            None => self.files.cache.get_or_open(self.key(), &self.path),
+        }
+    }
+
+    /// The `.log` file for writing, opened (read-write) if it was closed.
+    fn writer(&mut self) -> Result<Arc<File>, LogError> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => Arc::new(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&self.path)
+                    .map_err(|e| LogError::io(&self.path, e))?,
+            ),
+        };
+        Ok(Arc::clone(self.file.insert(file)))
+    }
+
+    /// Closes the segment's files once it is sealed: reads open its `.log`
+    /// through the cache, lookups use the indexes in memory.
+    pub fn close_files(&mut self) {
+        self.file = None;
+        self.offset_index.close();
+        self.time_index.close();
+    }
+
+    /// Makes a sealed segment the active one again (a suffix truncation
+    /// cut everything after it): its `.log` open for writing, its cached
+    /// file forgotten.
+    pub fn reactivate(&mut self) -> Result<(), LogError> {
+        self.files.cache.remove(self.key());
+        self.writer().map(drop)
+    }
+
+    /// Descriptors the segment holds itself (not counting the cache's).
+    pub fn open_files(&self) -> usize {
+        usize::from(self.file.is_some())
+            + usize::from(self.offset_index.is_open())
+            + usize::from(self.time_index.is_open())
+    }
+
+    fn key(&self) -> SegmentKey {
+        (self.files.log_id, self.base_offset)
     }
 
     /// The file position to start scanning from for `offset`.
@@ -444,12 +538,10 @@ impl Segment {
     /// Cuts the segment so it ends just before the batch at `position`
     /// (whose base offset is `offset`), dropping index entries past it.
     pub fn truncate_to(&mut self, position: u64, offset: i64) -> Result<(), LogError> {
-        self.file
-            .set_len(position)
+        let file = self.writer()?;
+        file.set_len(position)
             .map_err(|e| LogError::io(&self.path, e))?;
-        self.file
-            .sync_all()
-            .map_err(|e| LogError::io(&self.path, e))?;
+        file.sync_all().map_err(|e| LogError::io(&self.path, e))?;
         let keep = self
             .offset_index
             .entries
@@ -485,6 +577,14 @@ impl Segment {
             fsutil::remove_if_exists(&p)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Segment {
+    /// A segment deleted, or its log closed: its cached file, if any, goes
+    /// too (a read holding it keeps its handle).
+    fn drop(&mut self) {
+        self.files.cache.remove(self.key());
     }
 }
 

@@ -19,11 +19,13 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod accept;
 mod admission;
 pub mod auth;
 mod callbacks;
 mod connection;
 mod convert;
+pub mod descriptors;
 mod embedded;
 pub mod http;
 mod listener;
@@ -271,11 +273,6 @@ pub struct Server {
 impl Server {
     /// Opens the data directory (recovering every log) and binds the listener.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
-        // Each connection is a file descriptor; take the hard limit, not the
-        // (often 1,024) soft one, so the connection limit is what binds.
-        if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-            tracing::warn!("could not raise the open-file limit: {e}");
-        }
         // Bad certificate files fail the start before any data is opened.
         let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let broker = open_broker(&config).await?;
@@ -317,6 +314,18 @@ impl Server {
 
     pub fn broker(&self) -> Arc<Broker> {
         Arc::clone(&self.broker)
+    }
+
+    /// What the server needs of the open-file limit: its logs as opened,
+    /// the cache of sealed segments' files, `max_connections` and
+    /// [`descriptors::DESCRIPTORS_RESERVED`].
+    pub fn descriptor_needs(&self) -> descriptors::DescriptorNeeds {
+        descriptors::DescriptorNeeds {
+            log_files: self.broker.open_log_files() as u64,
+            sealed_files: spool_log::SEALED_FILES_OPEN_MAX as u64,
+            connections: self.config.max_connections as u64,
+            reserved: descriptors::DESCRIPTORS_RESERVED,
+        }
     }
 
     /// Whether requests need a token (an admin token is configured).
@@ -361,20 +370,13 @@ impl Server {
         let mut connections = tokio::task::JoinSet::new();
         // Numbers connections for their log lines (the `conn` span).
         let mut connection_ids = 0u64;
+        // Out of descriptors and similar: backs off, logs once, keeps serving.
+        let mut acceptor = accept::Acceptor::new(self.listener, admission::Listener::Binary);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and similar: back off, keep serving.
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                (stream, peer) = acceptor.accept() => {
                     let _ = stream.set_nodelay(true);
                     match admission.admit(peer.ip(), admission::Listener::Binary) {
                         Ok(permit) => {
@@ -414,7 +416,7 @@ impl Server {
             }
         }
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        drop(self.listener);
+        drop(acceptor);
         runtime.signal_stop();
         let grace = tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS));
         tokio::pin!(grace);

@@ -5,6 +5,7 @@
 //! deadline against slowloris clients) from connections such an accept task
 //! hands over; the binary side hands streams to `connection::handle`.
 
+use crate::accept::Acceptor;
 use crate::admission::{Admission, Listener as Kind, Permit};
 use crate::tls::TLS_HANDSHAKE_TIMEOUT_MS;
 use std::io;
@@ -183,15 +184,10 @@ async fn accept_loop(
     admission: Arc<Admission>,
     ready: mpsc::Sender<(HttpConn, SocketAddr)>,
 ) {
+    // Out of descriptors and similar: backs off, logs once, keeps serving.
+    let mut acceptor = Acceptor::new(listener, Kind::Http);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("HTTP accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = acceptor.accept().await;
         let _ = stream.set_nodelay(true);
         let permit = match admission.admit(peer.ip(), Kind::Http) {
             Ok(p) => p,

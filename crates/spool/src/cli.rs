@@ -580,6 +580,8 @@ pub struct RequestArgs {
 #[derive(Debug, Subcommand)]
 pub enum RequestCommand {
     /// Submit standard input (all of it, as is) as a request; prints its ID.
+    /// A queue that does not exist is created (with authentication on, only
+    /// for an admin token).
     Submit {
         queue: String,
         /// POST the final record here (host must be on the server's

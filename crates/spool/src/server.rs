@@ -48,6 +48,26 @@ pub async fn run(args: ServerArgs, flags: ArgMatches) -> anyhow::Result<ExitCode
         tracing::warn!("{warning}");
     }
     plan.check_exposure(&settings)?;
+    // Before the data directory is opened: each of its log files is a
+    // descriptor, and so is each connection.
+    let open_files = match spool_server::descriptors::raise_open_file_limit() {
+        Ok(limit) if limit.now > limit.before => {
+            tracing::info!(
+                "open-file limit: {} (raised from {})",
+                limit.now,
+                limit.before
+            );
+            Some(limit.now)
+        }
+        Ok(limit) => {
+            tracing::info!("open-file limit: {}", limit.now);
+            Some(limit.now)
+        }
+        Err(e) => {
+            tracing::warn!("could not read or raise the open-file limit: {e}");
+            None
+        }
+    };
     for addr in plan.exposed() {
         tracing::warn!(
             %addr,
@@ -83,6 +103,15 @@ pub async fn run(args: ServerArgs, flags: ArgMatches) -> anyhow::Result<ExitCode
         }
         Err(e) => return Err(e),
     };
+    let needs = server.descriptor_needs();
+    if let Some(limit) = open_files.filter(|limit| needs.total() > *limit) {
+        tracing::warn!(
+            "the open-file limit ({limit}) is below what this server may need, {needs}: \
+             raise the hard limit (LimitNOFILE= under systemd, ulimit -Hn in a shell) or lower \
+             max_connections; out of descriptors, topics cannot be created and connections \
+             are refused"
+        );
+    }
     let addr = server.local_addr()?;
     {
         // Tests start the server on port 0 and read the port from this line.

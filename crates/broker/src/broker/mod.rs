@@ -148,6 +148,22 @@ impl Broker {
         self.topics.get(name)
     }
 
+    /// Descriptors the logs hold open between calls: every topic
+    /// partition's and subscription state log's active segment, and the
+    /// metadata and offsets logs'. Sealed segments' files are opened when
+    /// read, in a cache of at most [`spool_log::SEALED_FILES_OPEN_MAX`];
+    /// the request store's one file is not counted.
+    pub fn open_log_files(&self) -> usize {
+        let partitions: usize = (self.topics.all().iter())
+            .flat_map(|t| t.partitions.iter())
+            .map(|log| log.open_files())
+            .sum();
+        let subscriptions: usize = (self.subscriptions.all().iter())
+            .map(|s| s.open_files())
+            .sum();
+        partitions + subscriptions + 2 * spool_log::SEGMENT_FILES
+    }
+
     fn partition(&self, topic: &str, partition: u32) -> Result<(Arc<Topic>, Arc<Log>)> {
         let t = self.topic(topic)?;
         let log = t

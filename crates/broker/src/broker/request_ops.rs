@@ -159,20 +159,51 @@ impl Broker {
         callback_url: Option<String>,
         now_ms: i64,
     ) -> Result<RequestRecord> {
+        self.submit(queue, payload, json, callback_url, true, now_ms)
+    }
+
+    /// [`Broker::submit_request`] to a request queue that exists (its topic
+    /// and its `workers` subscription): creates nothing, and answers
+    /// `UNKNOWN_TOPIC` or `UNKNOWN_SUBSCRIPTION` for a queue that is not
+    /// there.
+    pub fn submit_request_existing(
+        &self,
+        queue: &str,
+        payload: Vec<u8>,
+        json: bool,
+        callback_url: Option<String>,
+        now_ms: i64,
+    ) -> Result<RequestRecord> {
+        self.submit(queue, payload, json, callback_url, false, now_ms)
+    }
+
+    fn submit(
+        &self,
+        queue: &str,
+        payload: Vec<u8>,
+        json: bool,
+        callback_url: Option<String>,
+        create: bool,
+        now_ms: i64,
+    ) -> Result<RequestRecord> {
         if queue.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX) {
             return Err(BrokerError::new(
                 ErrorCode::ReservedTopicName,
                 format!("{queue:?}: names beginning \"spool.\" are reserved for system topics"),
             ));
         }
-        if self.topic(queue).is_err() {
-            match self.create_topic(queue, 1, TopicConfig::default(), now_ms) {
-                Ok(()) => {}
-                Err(e) if e.code == ErrorCode::TopicExists => {}
-                Err(e) => return Err(e),
+        if create {
+            if self.topic(queue).is_err() {
+                match self.create_topic(queue, 1, TopicConfig::default(), now_ms) {
+                    Ok(()) => {}
+                    Err(e) if e.code == ErrorCode::TopicExists => {}
+                    Err(e) => return Err(e),
+                }
             }
+            self.ensure_subscription(queue, WORKERS_SUBSCRIPTION, now_ms)?;
+        } else if !self.is_request_queue(queue) {
+            return Err(missing_request_queue(self.topic(queue).is_ok(), queue));
         }
-        self.ensure_subscription(queue, WORKERS_SUBSCRIPTION, now_ms)?;
         let id = uuid::Uuid::now_v7().to_string();
         let record = RequestRecord {
             id: id.clone(),
@@ -217,6 +248,12 @@ impl Broker {
             return Err(e);
         }
         Ok(record)
+    }
+
+    /// Whether `queue` is a request queue: a topic with a `workers`
+    /// subscription.
+    pub fn is_request_queue(&self, queue: &str) -> bool {
+        self.subscription(queue, WORKERS_SUBSCRIPTION).is_ok()
     }
 
     /// The record as a client sees it now.
@@ -496,5 +533,25 @@ impl Broker {
             self.requests.store.apply(expired, true)?;
         }
         Ok(())
+    }
+}
+
+/// The answer to a request for a queue that is not there: `UNKNOWN_TOPIC`,
+/// or `UNKNOWN_SUBSCRIPTION` for a topic without the `workers`
+/// subscription (`topic_exists`).
+fn missing_request_queue(topic_exists: bool, queue: &str) -> BrokerError {
+    if topic_exists {
+        BrokerError::new(
+            ErrorCode::UnknownSubscription,
+            format!(
+                "topic {queue:?} is not a request queue: it has no {WORKERS_SUBSCRIPTION:?} \
+                 subscription"
+            ),
+        )
+    } else {
+        BrokerError::new(
+            ErrorCode::UnknownTopic,
+            format!("request queue {queue:?} does not exist"),
+        )
     }
 }

@@ -290,6 +290,11 @@ impl Subscription {
         lock(&self.spec).clone()
     }
 
+    /// Descriptors its state log holds open.
+    pub fn open_files(&self) -> usize {
+        self.state.open_files()
+    }
+
     pub fn mode(&self) -> ModeSpec {
         lock(&self.spec).mode
     }

@@ -791,3 +791,23 @@ fn a_request_retried_and_taken_at_once_stays_running_for_its_new_holder() {
         .unwrap();
     assert_eq!(done.status, requests::RequestStatus::Succeeded);
 }
+
+#[test]
+fn submitting_to_an_existing_request_queue_creates_nothing() {
+    let (_dir, b) = fresh();
+    let submit = |queue: &str| b.submit_request_existing(queue, b"{}".to_vec(), true, None, 0);
+    assert_eq!(submit("jobs").unwrap_err().code, ErrorCode::UnknownTopic);
+    assert!(b.topic("jobs").is_err());
+    b.create_topic("jobs", 1, Default::default(), 0).unwrap();
+    assert_eq!(
+        submit("jobs").unwrap_err().code,
+        ErrorCode::UnknownSubscription
+    );
+    assert!(b.list_subscriptions(Some("jobs")).is_empty());
+    assert!(!b.is_request_queue("jobs"));
+    b.submit_request("jobs", b"{}".to_vec(), true, None, 0)
+        .unwrap();
+    assert!(b.is_request_queue("jobs"));
+    let record = submit("jobs").unwrap();
+    assert_eq!(record.queue, "jobs");
+}

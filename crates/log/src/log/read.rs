@@ -13,7 +13,6 @@ use bytes::Bytes;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 
 /// Whole stored batches returned by a read, ready to send as they are.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +33,8 @@ impl Inner {
         let seg = &self.segments[0];
         let start = self.start_offset;
         let from = seg.scan_anchor(start);
-        let found = locate(&seg.file, &seg.path, from, seg.base_offset, seg.size, |h| {
+        let file = seg.reader()?;
+        let found = locate(&file, &seg.path, from, seg.base_offset, seg.size, |h| {
             h.last_offset() >= start
         })?;
         self.start_position = found.map_or(seg.size, |(position, _)| position);
@@ -83,8 +83,9 @@ impl Log {
                     start_offset,
                 });
             };
+            // Under the lock: retention cannot delete the segment meanwhile.
             (
-                Arc::clone(&seg.file),
+                seg.reader()?,
                 seg.path.clone(),
                 seg.scan_anchor(offset),
                 seg.base_offset,
@@ -131,7 +132,7 @@ impl Log {
                     return Ok(None);
                 };
                 (
-                    Arc::clone(&seg.file),
+                    seg.reader()?,
                     seg.path.clone(),
                     seg.time_scan_anchor(timestamp_ms),
                     seg.base_offset,

@@ -6,13 +6,14 @@
 
 use super::{Inner, Log};
 use crate::config::LogConfig;
+use crate::file_cache::{next_log_id, SealedFileCache};
 use crate::file_header::{self, FILE_HEADER_BYTES};
-use crate::segment::{self, Segment};
+use crate::segment::{self, Files, Segment};
 use crate::{fsutil, start_offset, LogError};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// What opening a log found and repaired, for the operator's log.
 #[derive(Debug, Default)]
@@ -61,9 +62,24 @@ impl std::fmt::Display for RecoveryReport {
 }
 
 impl Log {
-    /// Opens the log in `dir`, creating it if needed, and recovers it.
+    /// Opens the log in `dir`, creating it if needed, and recovers it. Its
+    /// sealed segments' files are opened through the process's
+    /// [`SealedFileCache::global`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport), LogError> {
+        Self::open_with_cache(dir, config, SealedFileCache::global())
+    }
+
+    /// [`Log::open`] with sealed segments' files opened through `cache`.
+    pub fn open_with_cache(
+        dir: &Path,
+        config: LogConfig,
+        cache: Arc<SealedFileCache>,
+    ) -> Result<(Log, RecoveryReport), LogError> {
         config.validate()?;
+        let files = Files {
+            cache,
+            log_id: next_log_id(),
+        };
         let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
         if created {
@@ -141,6 +157,7 @@ impl Log {
                 active,
                 config.index_interval_bytes,
                 config.strict_recovery,
+                &files,
             )?;
             if repair.rebuilt_index && !active {
                 report.rebuilt_indexes.push(seg.path.clone());
@@ -164,13 +181,13 @@ impl Log {
             segments.push(seg);
         }
         if segments.is_empty() {
-            segments.push(Segment::create(dir, recreate_at.unwrap_or(0))?);
+            segments.push(Segment::create(dir, recreate_at.unwrap_or(0), &files)?);
         } else {
             // What recovery kept counts as durable from here on, so make it
             // so: after a process crash it may still be only in the page cache.
             let active = &segments[segments.len() - 1];
             active
-                .file
+                .reader()?
                 .sync_data()
                 .map_err(|e| LogError::io(&active.path, e))?;
         }
@@ -191,6 +208,7 @@ impl Log {
         };
         let mut inner = Inner {
             config,
+            files,
             segments,
             start_offset,
             start_position: FILE_HEADER_BYTES as u64,

@@ -5,7 +5,6 @@
 use super::{Inner, Log};
 use crate::scan::{Scanner, Step};
 use crate::{fsutil, start_offset, LogError};
-use std::sync::Arc;
 
 impl Log {
     /// Raises the low-water mark: offsets below `offset` become unreadable and
@@ -107,7 +106,7 @@ impl Log {
         let (file, path, start_pos, end_pos) = {
             let seg = &inner.segments[idx];
             (
-                Arc::clone(&seg.file),
+                seg.reader()?,
                 seg.path.clone(),
                 seg.scan_start(offset),
                 seg.size,
@@ -141,6 +140,8 @@ impl Log {
         for seg in inner.segments.drain(idx + 1..) {
             seg.delete_files(&self.dir)?;
         }
+        // Segment idx is the active one now.
+        inner.segments[idx].reactivate()?;
         inner.segments[idx].truncate_to(position, offset)?;
         fsutil::sync_dir(&self.dir)?;
         inner.durable_offset = inner.durable_offset.min(offset);

@@ -12,7 +12,7 @@ use super::{Appended, Inner, Log};
 use crate::config::Durability;
 use crate::segment::{self, Segment};
 use crate::{fsutil, LogError};
-use std::sync::{Arc, MutexGuard};
+use std::sync::MutexGuard;
 
 /// Most times a [`Log::sync_to`] leader yields, before it takes its target,
 /// while other writers are still writing.
@@ -182,8 +182,15 @@ impl Log {
             inner = self.lock();
             let target = inner.written_offset();
             let target_position = inner.active().size;
-            let file = Arc::clone(&inner.active().file);
             let path = inner.active().path.clone();
+            let file = match inner.active().reader() {
+                Ok(file) => file,
+                Err(e) => {
+                    inner.syncing = false;
+                    self.synced.notify_all();
+                    return Err(e);
+                }
+            };
             drop(inner);
             let result = timed_sync_data(&file);
             #[cfg(test)]
@@ -261,7 +268,7 @@ impl Log {
         inner.active_mut().seal()?;
         let next = inner.written_offset();
         inner.durable_offset = inner.durable_offset.max(next);
-        let fresh = match Segment::create(&self.dir, next) {
+        let fresh = match Segment::create(&self.dir, next, &inner.files) {
             Ok(s) => s,
             Err(e) => {
                 // Leave no half-made segment behind (e.g. on a full disk).
@@ -276,6 +283,8 @@ impl Log {
             }
         };
         fsutil::sync_dir(&self.dir)?;
+        // Sealed: reads open its `.log` through the cache from now on.
+        inner.active_mut().close_files();
         inner.segments.push(fresh);
         inner.synced_position = inner.active().size;
         Ok(())

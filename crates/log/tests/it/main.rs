@@ -5,4 +5,5 @@ mod basic;
 mod crash;
 mod full_disk;
 mod model;
+mod sealed_files;
 mod support;

@@ -3,10 +3,13 @@
 //! reopens, retention, start-offset moves and suffix truncation, compared
 //! with a plain Vec and a durable watermark. The log is `always`, written
 //! by the path the server takes (`write`, then `sync_to` or a `Syncer`).
+//! Sealed segments' files go through a cache of one to three files, so
+//! reads keep closing and reopening them; only the active segment's files
+//! stay open.
 
 use crate::support::*;
 use proptest::prelude::*;
-use spool_log::{Log, LogConfig, Syncer};
+use spool_log::{Log, LogConfig, SealedFileCache, Syncer, SEGMENT_FILES};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -79,10 +82,12 @@ fn close(mut log: Arc<Log>) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
     #[test]
-    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60), files in 1usize..4) {
         let dir = tempfile::tempdir().unwrap();
         let syncer = Syncer::new(1).unwrap();
-        let mut log = Arc::new(Log::open(dir.path(), config(None)).unwrap().0);
+        let cache = Arc::new(SealedFileCache::new(files));
+        let open = || Log::open_with_cache(dir.path(), config(None), Arc::clone(&cache));
+        let mut log = Arc::new(open().unwrap().0);
         // The model: every record's value by offset, batch boundaries,
         // start, and the offset below which everything is durable.
         let mut values: Vec<Vec<u8>> = Vec::new();
@@ -146,7 +151,8 @@ proptest! {
                 }
                 Op::Reopen => {
                     close(log);
-                    let (l, report) = Log::open(dir.path(), config(None)).unwrap();
+                    prop_assert!(cache.is_empty(), "a closed log's files stay in the cache");
+                    let (l, report) = open().unwrap();
                     prop_assert!(report.truncated.is_empty(), "{}", report);
                     log = Arc::new(l);
                     // A process exit leaves unsynced writes in the page cache;
@@ -182,6 +188,8 @@ proptest! {
             prop_assert_eq!(s.start_offset, start);
             prop_assert_eq!(s.durable_offset, durable);
             prop_assert_eq!(s.end_offset, durable);
+            prop_assert!(log.open_files() <= SEGMENT_FILES);
+            prop_assert!(cache.len() <= files);
         }
         log.flush().unwrap();
         prop_assert_eq!(log.stats().durable_offset, values.len() as i64);

@@ -1,7 +1,8 @@
 //! `/v1/requests`: asynchronous requests over HTTP — submit (202 Accepted
 //! with a Location), status (optionally waiting), complete and fail.
 //!
-//! Permissions: submitting needs produce on the queue; reading a record
+//! Permissions: submitting needs produce on the queue, and admin if the
+//! queue does not exist yet (`Ops::submit_request`); reading a record
 //! needs produce or consume on its queue (the submitter waits for its
 //! result); completing or failing one needs consume on its queue.
 

@@ -22,6 +22,12 @@ pub struct Submission {
 impl Ops {
     /// Accepts a request: its record is stored durably and its payload put
     /// on the request queue. Answers the pending record.
+    ///
+    /// Submitting needs produce on the queue; a queue that does not exist
+    /// yet (a topic and its `workers` subscription, descriptors held for
+    /// good) is created only for an admin (or with authentication off): a
+    /// produce grant on a pattern must not let its holder create queues
+    /// without end.
     pub async fn submit_request(
         &self,
         caller: &Caller,
@@ -29,10 +35,32 @@ impl Ops {
     ) -> Result<RequestRecord, BrokerError> {
         caller.check(Need::Produce(&s.queue))?;
         self.check_submission(&s)?;
-        self.on_broker(move |b, now| {
-            b.submit_request(&s.queue, s.payload, s.json, s.callback_url, now)
+        if caller.may(Need::Admin) {
+            return self
+                .on_broker(move |b, now| {
+                    b.submit_request(&s.queue, s.payload, s.json, s.callback_url, now)
+                })
+                .await;
+        }
+        let queue = s.queue.clone();
+        let submitted = self
+            .on_broker(move |b, now| {
+                b.submit_request_existing(&s.queue, s.payload, s.json, s.callback_url, now)
+            })
+            .await;
+        submitted.map_err(|e| match e.code {
+            ErrorCode::UnknownTopic | ErrorCode::UnknownSubscription => BrokerError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "{}, and token {:?} may not create it: creating a request queue needs an \
+                     admin token (an admin's first request creates it, as do `spool topic create \
+                     {queue}` and `spool subscription create {queue} workers`)",
+                    e.message,
+                    caller.name().unwrap_or_default()
+                ),
+            ),
+            _ => e,
         })
-        .await
     }
 
     fn check_submission(&self, s: &Submission) -> Result<(), BrokerError> {

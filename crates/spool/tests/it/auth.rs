@@ -466,6 +466,13 @@ fn request_records_follow_their_queue_permissions() {
     let submitter = create("submitter", "--produce");
     let worker = create("worker", "--consume");
     let (submitter, worker) = (Some(submitter.as_str()), Some(worker.as_str()));
+    // Creating a request queue is an admin's act.
+    ok(&run(Some(ADMIN), &words("topic create jobs"), b""));
+    ok(&run(
+        Some(ADMIN),
+        &words("subscription create jobs workers"),
+        b"",
+    ));
 
     fails_with(
         &run(worker, &["request", "submit", "jobs"], b"{}"),
@@ -501,6 +508,60 @@ fn request_records_follow_their_queue_permissions() {
     assert_eq!(http(&server.http, "GET", &status, "", None).0, 401);
     let out = ok(&run(submitter, &["request", "wait", &id], b""));
     assert!(out.contains("succeeded"), "{out}");
+}
+
+#[test]
+fn only_an_admin_creates_a_request_queue_on_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_secured(dir.path());
+    let run =
+        |token: Option<&str>, args: &[&str], stdin: &[u8]| as_token(&server, token, args, stdin);
+    let out = ok(&run(
+        Some(ADMIN),
+        &["token", "create", "submitter", "--produce", "jobs.*"],
+        b"",
+    ));
+    let producer = out.lines().last().unwrap().trim().to_owned();
+    let producer = Some(producer.as_str());
+    let submit_http = |queue: &str, token: Option<&str>| {
+        let body = format!(r#"{{"queue":"{queue}","payload":{{"n":1}}}}"#);
+        http(&server.http, "POST", "/v1/requests", &body, token)
+    };
+
+    // A queue that does not exist: refused on both protocols, saying why.
+    let out = run(producer, &words("request submit jobs.new"), b"{}");
+    fails_with(&out, "FORBIDDEN");
+    assert!(text(&out.stderr).contains("admin"), "{}", text(&out.stderr));
+    let (status, reply) = submit_http("jobs.other", producer);
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply.contains("FORBIDDEN"), "{reply}");
+    // A topic without the `workers` subscription is not one either, and
+    // does not become one.
+    ok(&run(Some(ADMIN), &words("topic create jobs.bare"), b""));
+    fails_with(
+        &run(producer, &words("request submit jobs.bare"), b"{}"),
+        "FORBIDDEN",
+    );
+    assert_eq!(submit_http("jobs.bare", producer).0, 403);
+    // Nothing was created.
+    let topics = ok(&run(Some(ADMIN), &words("topic list"), b""));
+    assert!(
+        !topics.contains("jobs.new") && !topics.contains("jobs.other"),
+        "{topics}"
+    );
+    let subscriptions = ok(&run(
+        Some(ADMIN),
+        &words("subscription list jobs.bare"),
+        b"",
+    ));
+    assert!(!subscriptions.contains("workers"), "{subscriptions}");
+
+    // Once an admin's request created it, the produce token submits to it
+    // on both protocols.
+    ok(&run(Some(ADMIN), &words("request submit jobs.new"), b"{}"));
+    ok(&run(producer, &words("request submit jobs.new"), b"{}"));
+    let (status, reply) = submit_http("jobs.new", producer);
+    assert_eq!(status, 202, "{reply}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod cli;
 mod corrupt;
 mod crash;
 mod crash_loop;
+mod descriptors;
 mod full_disk;
 mod groups;
 mod hostile;

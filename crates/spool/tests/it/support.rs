@@ -84,6 +84,28 @@ impl ServerProc {
         Self::spawn(data_dir, "127.0.0.1:0", &[], &[], Stdio::from(file))
     }
 
+    /// A server with its open-file limit set to `soft` and `hard` before it
+    /// starts, extra `flags`, and its log (stderr, at `info`) written to
+    /// `log`.
+    #[allow(dead_code)] // not every test module limits descriptors
+    pub fn start_with_open_file_limit(
+        data_dir: &Path,
+        (soft, hard): (u64, u64),
+        flags: &[&str],
+        log: &Path,
+    ) -> ServerProc {
+        let file = std::fs::File::create(log).expect("create the log file");
+        // The soft limit first: the hard one may be lowered below it.
+        let mut sh = Command::new("/bin/sh");
+        sh.args([
+            "-c",
+            r#"ulimit -Sn "$1" && ulimit -Hn "$2" && shift 2 && exec "$@""#,
+        ])
+        .args(["sh", &soft.to_string(), &hard.to_string(), BIN]);
+        let envs = [("RUST_LOG", "info")];
+        Self::spawn_from(sh, data_dir, "127.0.0.1:0", flags, &envs, Stdio::from(file))
+    }
+
     fn spawn(
         data_dir: &Path,
         listen: &str,
@@ -91,7 +113,20 @@ impl ServerProc {
         envs: &[(&str, &str)],
         stderr: Stdio,
     ) -> ServerProc {
-        let mut child = Command::new(BIN)
+        Self::spawn_from(Command::new(BIN), data_dir, listen, extra, envs, stderr)
+    }
+
+    /// Starts `spool server` with `command` (the binary, or something that
+    /// runs it with the arguments added here).
+    fn spawn_from(
+        mut command: Command,
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> ServerProc {
+        let mut child = command
             .args([
                 "server",
                 "--listen",

@@ -1,0 +1,154 @@
+//! File descriptors: a server out of them backs off, closes the
+//! connections it cannot take, logs once and serves again once some close;
+//! at start it raises its limit and says whether the data directory fits.
+
+use crate::support::*;
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Descriptors the server may open beyond those it has when its limit is
+/// lowered under it.
+const HEADROOM: u64 = 16;
+
+/// Connections opened at once: far more than [`HEADROOM`].
+const CLIENTS: usize = 64;
+
+fn open_descriptors(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether the server closed `s` (non-blocking: an open, silent connection
+/// answers `WouldBlock`).
+fn closed(s: &mut TcpStream) -> bool {
+    match s.read(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Opens [`CLIENTS`] connections and waits (up to 3 s) until the server
+/// closed all it could not take; how many it closed.
+fn flood(addr: &str) -> (Vec<TcpStream>, usize) {
+    let mut clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let want = CLIENTS - 2 * HEADROOM as usize;
+    loop {
+        let n = clients.iter_mut().map(closed).filter(|&c| c).count();
+        if n >= want || Instant::now() >= deadline {
+            return (clients, n);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The server's warnings about accepting.
+fn accept_warnings(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("accept"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs the CLI until it succeeds (clients the server closed while it was
+/// out of descriptors fail), for at most 5 s.
+fn served(server: &ServerProc) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if server.cli(&["topic", "list"], b"").status.success() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn out_of_descriptors_the_server_closes_new_connections_logs_once_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let server = ServerProc::start_logging_to(&dir.path().join("data"), &log);
+    // Served once, so that what the server opens at start is open.
+    assert!(served(&server));
+    let pid = server.pid();
+    let limit = open_descriptors(pid) + HEADROOM;
+    rlimit::prlimit(
+        pid as i32,
+        rlimit::Resource::NOFILE,
+        Some((limit, limit)),
+        None,
+    )
+    .unwrap();
+
+    // Twice: the second flood comes before accepting has worked for long,
+    // so it is the same episode (a new one is logged again; see the unit
+    // tests of `spool_server`'s accept loop).
+    for round in 1..=2 {
+        let (clients, shed) = flood(&server.addr);
+        // Those it could not take were closed at once, not left waiting.
+        assert!(
+            shed >= CLIENTS - 2 * HEADROOM as usize,
+            "round {round}: only {shed} of {CLIENTS} connections over a limit of \
+             {HEADROOM} spare descriptors were closed"
+        );
+        // More clients meanwhile: more failed accepts, no more lines.
+        for _ in 0..6 {
+            let _late = TcpStream::connect(&server.addr).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let warnings = accept_warnings(&log);
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        // Once connections close, new clients are served.
+        drop(clients);
+        assert!(served(&server), "round {round}: not served again");
+    }
+}
+
+#[test]
+fn at_start_the_server_raises_its_open_file_limit_and_says_when_the_data_directory_needs_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let mut server = ServerProc::start(&data);
+        ok(&server.cli(&words("topic create wide --partitions 128"), b""));
+        server.terminate();
+    }
+    let log = dir.path().join("server.log");
+    // 128 partitions hold 384 descriptors: with the sealed segments' cache
+    // (1,024), 100 connections and the server's own, more than 1,024 (and
+    // fewer than 2,048); opening them takes fewer than 1,024.
+    let needs_more = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("open-file limit"))
+            .count()
+    };
+    for (hard, warnings) in [(1024, 1), (2048, 0)] {
+        let mut server = ServerProc::start_with_open_file_limit(
+            &data,
+            (256, hard),
+            &["--max-connections", "100"],
+            &log,
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains(&format!("open-file limit: {hard} (raised from 256)")),
+            "{text}"
+        );
+        assert_eq!(needs_more(&log), warnings, "hard limit {hard}: {text}");
+        server.terminate();
+    }
+}
