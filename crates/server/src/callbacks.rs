@@ -37,13 +37,13 @@ fn backoff_ms(attempts: u32, seed: u64) -> i64 {
 }
 
 pub async fn callback_loop(
+    client: reqwest::Client,
     broker: Arc<Broker>,
     secret: Arc<Vec<u8>>,
     allow: AllowList,
     retry_window_ms: i64,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = crate::outbound::client();
     let slots = Arc::new(Semaphore::new(CALLBACKS_IN_FLIGHT_MAX));
     loop {
         tokio::select! {

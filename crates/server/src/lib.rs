@@ -184,9 +184,13 @@ impl Runtime {
             auth,
         ));
         let secret = Arc::new(callback_secret(config)?);
+        let client = outbound::client().map_err(|e| {
+            anyhow::anyhow!("cannot build the HTTP client for callbacks and push deliveries: {e}")
+        })?;
         let tasks = vec![
             tokio::spawn(tick_loop(Arc::clone(&broker), stop_rx.clone())),
             tokio::spawn(callbacks::callback_loop(
+                client.clone(),
                 Arc::clone(&broker),
                 Arc::clone(&secret),
                 allow.clone(),
@@ -194,6 +198,7 @@ impl Runtime {
                 stop_rx.clone(),
             )),
             tokio::spawn(push_http::push_manager(
+                client,
                 Arc::clone(&broker),
                 Arc::clone(&ops.notifier),
                 allow,

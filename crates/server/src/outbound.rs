@@ -254,14 +254,16 @@ pub fn sign(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
     format!("t={unix_seconds},v1={}", hex::encode(digest))
 }
 
-/// The HTTP client for outbound requests.
-pub fn client() -> reqwest::Client {
+/// The HTTP client for outbound requests. Built once, when the server
+/// starts and before it accepts anyone (with its TLS roots): built later, a
+/// flood of connections could take the descriptors the roots need and
+/// leave HTTPS callbacks failing for the life of the process.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_millis(OUTBOUND_TIMEOUT_MS))
         .timeout(Duration::from_millis(OUTBOUND_TIMEOUT_MS))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 #[cfg(test)]

@@ -22,13 +22,13 @@ const RECHECK_MS: u64 = 1_000;
 
 /// Starts and stops one pusher task per queue subscription with an endpoint.
 pub async fn push_manager(
+    client: reqwest::Client,
     broker: Arc<Broker>,
     notifier: Arc<Notifier>,
     allow: AllowList,
     secret: Arc<Vec<u8>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = crate::outbound::client();
     let mut running: HashMap<(String, String, String), tokio::task::JoinHandle<()>> =
         HashMap::new();
     loop {

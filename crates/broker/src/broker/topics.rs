@@ -196,13 +196,25 @@ impl Broker {
                 BrokerError::new(ErrorCode::StorageError, format!("{}: {e}", dir.display()))
             })?;
         }
+        // A creation that fails half way (out of descriptors or disk space
+        // while opening partitions, or at the metadata write) leaves no
+        // directory behind: the name stays free, and no restart finds a
+        // topic directory the metadata does not know.
+        let remove_half_made = |e: BrokerError| {
+            let _ = std::fs::remove_dir_all(&dir);
+            e
+        };
         let mut notes = Vec::new();
-        let opened = open_topic(&self.data_dir, &name, &tmeta, &mut notes)?;
+        let opened =
+            open_topic(&self.data_dir, &name, &tmeta, &mut notes).map_err(remove_half_made)?;
         let event = MetaEvent::TopicCreated {
             name: name.clone(),
             meta: tmeta,
         };
-        meta.change(event, now_ms)?;
+        if let Err(e) = meta.change(event, now_ms) {
+            drop(opened);
+            return Err(remove_half_made(e));
+        }
         self.topics.insert(opened);
         drop(meta);
         self.groups.topics_changed(&self.topics.catalog());

@@ -152,3 +152,29 @@ fn at_start_the_server_raises_its_open_file_limit_and_says_when_the_data_directo
         server.terminate();
     }
 }
+
+/// Issue 24: at the descriptor limit a topic creation failed half way and
+/// left a half-made directory (which the next start sets aside as an
+/// unknown topic). Now it leaves nothing, and the name can be created once
+/// descriptors are back.
+#[test]
+fn a_topic_that_cannot_be_created_leaves_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProc::start(&data);
+    assert!(served(&server));
+    let pid = server.pid();
+    let limit = open_descriptors(pid) + HEADROOM;
+    let set_limit = |n: u64| {
+        rlimit::prlimit(pid as i32, rlimit::Resource::NOFILE, Some((n, 4096)), None).unwrap();
+    };
+    set_limit(limit);
+    // 64 partitions need 192 descriptors: far more than are left.
+    let out = server.cli(&words("topic create wide --partitions 64"), b"");
+    assert!(!out.status.success(), "created under the limit?");
+    let topic_dir = data.join("topics").join("wide");
+    assert!(!topic_dir.exists(), "half-made {}", topic_dir.display());
+    set_limit(4096);
+    ok(&server.cli(&words("topic create wide --partitions 64"), b""));
+    assert!(topic_dir.exists());
+}
