@@ -23,7 +23,7 @@ pub mod requests;
 pub mod subscription;
 
 pub use broker::{
-    AckDone, AppendListener, Assignment, Broker, GroupLag, PartitionInfo, PendingAck,
+    AckDone, AppendListener, Assignment, Broker, GroupLag, NewRequest, PartitionInfo, PendingAck,
     PendingProduce, Produced, RecoveryNotes, Routing, Topic, TopicDescription,
     DLQ_DELIVERIES_HEADER, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER,
     DLQ_SUBSCRIPTION_HEADER, DLQ_TOPIC_HEADER, EMPTY_GROUP_RETENTION_MS, EVENTS_TOPIC,

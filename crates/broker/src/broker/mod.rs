@@ -20,6 +20,7 @@ mod topics;
 pub use groups::{Assignment, GroupLag, EMPTY_GROUP_RETENTION_MS};
 pub use housekeeping::rfc3339_utc;
 pub use produce::{PendingProduce, Produced};
+pub use request_ops::NewRequest;
 pub use subscriptions::{AckDone, PendingAck};
 pub use topics::{PartitionInfo, Topic, TopicDescription};
 

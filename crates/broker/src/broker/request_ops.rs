@@ -15,6 +15,16 @@ use crate::subscription::LeasedMessage;
 use spool_types::ErrorCode;
 use std::sync::atomic::Ordering;
 
+/// A request as submitted: the request queue, the payload (`json` when it
+/// is JSON) and where its callback goes, if anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    pub queue: String,
+    pub payload: Vec<u8>,
+    pub json: bool,
+    pub callback_url: Option<String>,
+}
+
 /// How often finished request records are checked for expiry.
 pub(super) const REQUEST_EXPIRY_SCAN_MS: i64 = 60_000;
 
@@ -166,15 +176,8 @@ impl Broker {
     /// and its `workers` subscription): creates nothing, and answers
     /// `UNKNOWN_TOPIC` or `UNKNOWN_SUBSCRIPTION` for a queue that is not
     /// there.
-    pub fn submit_request_existing(
-        &self,
-        queue: &str,
-        payload: Vec<u8>,
-        json: bool,
-        callback_url: Option<String>,
-        now_ms: i64,
-    ) -> Result<RequestRecord> {
-        self.submit(queue, payload, json, callback_url, false, now_ms)
+    pub fn submit_request_existing(&self, r: NewRequest, now_ms: i64) -> Result<RequestRecord> {
+        self.submit(&r.queue, r.payload, r.json, r.callback_url, false, now_ms)
     }
 
     fn submit(

@@ -795,7 +795,15 @@ fn a_request_retried_and_taken_at_once_stays_running_for_its_new_holder() {
 #[test]
 fn submitting_to_an_existing_request_queue_creates_nothing() {
     let (_dir, b) = fresh();
-    let submit = |queue: &str| b.submit_request_existing(queue, b"{}".to_vec(), true, None, 0);
+    let submit = |queue: &str| {
+        let request = NewRequest {
+            queue: queue.to_owned(),
+            payload: b"{}".to_vec(),
+            json: true,
+            callback_url: None,
+        };
+        b.submit_request_existing(request, 0)
+    };
     assert_eq!(submit("jobs").unwrap_err().code, ErrorCode::UnknownTopic);
     assert!(b.topic("jobs").is_err());
     b.create_topic("jobs", 1, Default::default(), 0).unwrap();

@@ -45,7 +45,13 @@ impl Ops {
         let queue = s.queue.clone();
         let submitted = self
             .on_broker(move |b, now| {
-                b.submit_request_existing(&s.queue, s.payload, s.json, s.callback_url, now)
+                let request = spool_broker::NewRequest {
+                    queue: s.queue,
+                    payload: s.payload,
+                    json: s.json,
+                    callback_url: s.callback_url,
+                };
+                b.submit_request_existing(request, now)
             })
             .await;
         submitted.map_err(|e| match e.code {
