@@ -174,7 +174,12 @@ const _: () = assert!(ERROR_TEXT_BYTES_MAX <= RESULT_BYTES_MAX);
 
 /// `text` cut to [`ERROR_TEXT_BYTES_MAX`] bytes at a character boundary.
 pub fn cut_error_text(text: &str) -> &str {
-    &text[..text.floor_char_boundary(ERROR_TEXT_BYTES_MAX)]
+    // (`str::floor_char_boundary` is newer than the workspace's MSRV.)
+    let end = (0..=ERROR_TEXT_BYTES_MAX.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[..end]
 }
 
 #[cfg(test)]
