@@ -95,3 +95,51 @@ fn a_hung_up_request_wait_holds_nothing() {
         serde_json::from_str(&ok(&server.cli(&["request", "status", &id], b""))).unwrap();
     assert_eq!(record["status"], "pending");
 }
+
+/// The same over HTTP: a receive long poll whose client hung up must not
+/// lease the next message to nobody. (Checked, not assumed: hyper drops a
+/// request's handler when its HTTP/1 connection closes.)
+#[test]
+fn a_hung_up_http_receive_is_leased_nothing() {
+    use std::io::Write;
+    let (_dir, server) = start_after(&[
+        "topic create jobs",
+        "subscription create jobs w --kind queue --ack-timeout-ms 60000 --max-deliveries 1",
+    ]);
+    let body = r#"{"max":1,"wait_ms":20000}"#;
+    let mut poll = std::net::TcpStream::connect(&server.http).unwrap();
+    write!(
+        poll,
+        "POST /v1/topics/jobs/subscriptions/w/receive HTTP/1.1\r\nhost: x\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(poll);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&server.cli(&["produce", "jobs"], b"the one\n"));
+    let out = server.cli(
+        &[
+            "receive",
+            "jobs",
+            "w",
+            "--max",
+            "1",
+            "--wait-ms",
+            "2000",
+            "--json",
+        ],
+        b"",
+    );
+    let got: Vec<Value> = ok(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "the message was leased to the hung-up HTTP waiter"
+    );
+    assert_eq!(got[0]["deliveries"], 1);
+}
