@@ -178,3 +178,57 @@ fn a_topic_that_cannot_be_created_leaves_no_directory() {
     ok(&server.cli(&words("topic create wide --partitions 64"), b""));
     assert!(topic_dir.exists());
 }
+
+/// Issue 24: the outbound HTTP client (with its TLS roots) was built
+/// lazily in the callback and push tasks after the server began accepting,
+/// so a flood of connections at start could take the descriptors the roots
+/// needed, and callbacks failed for the life of the process (its fallback
+/// panicked in the task). Now it is built once before anyone is accepted,
+/// and a client that cannot be built refuses the start, saying why. Roots
+/// that cannot be read stand in here for roots that cannot be opened.
+#[test]
+fn an_outbound_client_that_cannot_be_built_refuses_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("SSL_CERT_FILE", dir.path().join("no-roots.pem"))
+        .env("SSL_CERT_DIR", dir.path().join("no-roots"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = status.expect("the server started without an outbound client");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot build the HTTP client for callbacks and push deliveries"),
+        "{stderr}"
+    );
+}
