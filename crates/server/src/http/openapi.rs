@@ -82,7 +82,7 @@ fn summary(method: &str, path: &str) -> &'static str {
         ("post", "/v1/groups/{group}/leave") => "Leave a consumer group",
         ("delete", "/v1/groups/{group}") => "Delete a consumer group without members, and its committed offsets",
         ("get", "/v1/groups/{group}/offsets") => "A group's committed offsets on a topic",
-        ("post", "/v1/requests") => "Submit an asynchronous request (202 Accepted + Location)",
+        ("post", "/v1/requests") => "Submit an asynchronous request (202 Accepted + Location and Retry-After)",
         ("get", "/v1/requests/{id}") => "A request's record; wait_ms holds until it finishes",
         ("post", "/v1/requests/{id}/complete") => "Complete a request with a result",
         ("post", "/v1/requests/{id}/fail") => "Fail a request (retry or not)",

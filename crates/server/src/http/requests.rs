@@ -61,9 +61,13 @@ pub async fn submit(State(s): State<AppState>, caller: Caller, body: Bytes) -> A
         Json(json!({"id": record.id, "status": record.status.as_str()})),
     )
         .into_response();
+    let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/requests/{}", record.id)) {
-        response.headers_mut().insert(header::LOCATION, v);
+        headers.insert(header::LOCATION, v);
     }
+    // Polling clients learn when to look first, as from a GET of an
+    // unfinished record (RFC 9110: with 202, Retry-After is a hint).
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     Ok(response)
 }
 

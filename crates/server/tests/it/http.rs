@@ -232,6 +232,8 @@ async fn a_request_lives_and_its_signed_callback_arrives_even_after_the_receiver
         r.header("location"),
         Some(format!("/v1/requests/{id}").as_str())
     );
+    // When to look at the record first, as for a GET of an unfinished one.
+    assert_eq!(r.header("retry-after"), Some("1"));
     let s = get(addr, &format!("/v1/requests/{id}")).await;
     assert_eq!(s.body["status"], "pending");
     assert!(s.header("retry-after").is_some());
