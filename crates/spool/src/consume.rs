@@ -47,7 +47,10 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let wildcard = TopicPattern::new(&args.topic).is_ok_and(|p| p.is_wildcard());
     if !wildcard {
         // A plain name must exist: UNKNOWN_TOPIC otherwise.
-        client.describe_topic(&args.topic).await?;
+        let topic = client.describe_topic(&args.topic).await?;
+        if let From::Offset(offset) = args.from {
+            check_offset_in_range(&topic, offset)?;
+        }
     }
     let mut source = match &args.group {
         Some(group) => {
@@ -105,6 +108,31 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     result?;
     closed?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--from OFFSET` past every partition's end would wait for messages
+/// that may never come, silently: refused, saying where the partitions end
+/// (at the end itself is fine: the next message is awaited there).
+fn check_offset_in_range(
+    topic: &spool_client::TopicDescription,
+    offset: u64,
+) -> Result<(), Failure> {
+    if topic.partitions.iter().any(|p| offset <= p.end_offset) {
+        return Ok(());
+    }
+    let ends: Vec<String> = topic
+        .partitions
+        .iter()
+        .map(|p| format!("partition {} ends at {}", p.partition, p.end_offset))
+        .collect();
+    Err(Failure::new(
+        "OFFSET_OUT_OF_RANGE",
+        format!(
+            "--from {offset} is past the end of every partition of {:?} ({}); use an offset up to the end, or --from latest",
+            topic.name,
+            ends.join(", ")
+        ),
+    ))
 }
 
 async fn consume_loop(

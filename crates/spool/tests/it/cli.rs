@@ -201,3 +201,24 @@ fn connection_flags_go_before_or_after_the_subcommand() {
         text(&out.stderr)
     );
 }
+
+/// Issue 23: `spool consume --from 99` past the end printed nothing and
+/// exited 0. Now it says where the partitions end; at the end itself it
+/// waits for the next message as before.
+#[test]
+fn consuming_from_past_the_end_says_where_the_partitions_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    ok(&server.cli(&["topic", "create", "t"], b""));
+    ok(&server.cli(&["produce", "t"], b"one\ntwo\n"));
+    let past = ["consume", "t", "--from", "99", "--timeout-ms", "300"];
+    let out = server.cli(&past, b"");
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("OFFSET_OUT_OF_RANGE"), "{err}");
+    assert!(err.contains("partition 0 ends at 2"), "{err}");
+    let at_end = ["consume", "t", "--from", "2", "--timeout-ms", "300"];
+    assert_eq!(ok(&server.cli(&at_end, b"")), "");
+    let from_one = ["consume", "t", "--from", "1", "--timeout-ms", "300"];
+    assert!(ok(&server.cli(&from_one, b"")).contains("two"));
+}
