@@ -389,7 +389,8 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub group: Option<String>,
     /// Where to start: earliest, latest, or an offset (on every partition;
-    /// not with --group). With --group, earliest/latest apply only where
+    /// not with --group; past the end of every partition it is refused,
+    /// OFFSET_OUT_OF_RANGE). With --group, earliest/latest apply only where
     /// the group has no committed offset.
     #[arg(long, value_parser = parse_from, default_value = "earliest")]
     pub from: From,
