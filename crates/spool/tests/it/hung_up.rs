@@ -49,23 +49,7 @@ fn a_hung_up_receive_is_leased_nothing() {
         batch: batch(&[("k".into(), "the one".into())]),
     }));
     assert!(produced.result().is_ok(), "{produced:?}");
-    let out = server.cli(
-        &[
-            "receive",
-            "jobs",
-            "w",
-            "--max",
-            "1",
-            "--wait-ms",
-            "2000",
-            "--json",
-        ],
-        b"",
-    );
-    let got: Vec<Value> = ok(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let got = receive_one(&server);
     assert_eq!(got.len(), 1, "the message was leased to the hung-up waiter");
     assert_eq!(got[0]["value"], "the one");
     assert_eq!(got[0]["deliveries"], 1);
@@ -119,27 +103,30 @@ fn a_hung_up_http_receive_is_leased_nothing() {
     drop(poll);
     std::thread::sleep(std::time::Duration::from_millis(300));
     ok(&server.cli(&["produce", "jobs"], b"the one\n"));
-    let out = server.cli(
-        &[
-            "receive",
-            "jobs",
-            "w",
-            "--max",
-            "1",
-            "--wait-ms",
-            "2000",
-            "--json",
-        ],
-        b"",
-    );
-    let got: Vec<Value> = ok(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let got = receive_one(&server);
     assert_eq!(
         got.len(),
         1,
         "the message was leased to the hung-up HTTP waiter"
     );
     assert_eq!(got[0]["deliveries"], 1);
+}
+
+/// What another client's receive of up to one message from `jobs`/`w`
+/// gets, as JSON lines.
+fn receive_one(server: &ServerProc) -> Vec<Value> {
+    let args = [
+        "receive",
+        "jobs",
+        "w",
+        "--max",
+        "1",
+        "--wait-ms",
+        "2000",
+        "--json",
+    ];
+    ok(&server.cli(&args, b""))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
