@@ -56,9 +56,17 @@ use worker::{Command, Worker};
 /// Batching and pipelining settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerOptions {
-    /// How long a batch waits for more messages before it is sent. If the
-    /// window is full then, the batch keeps taking messages until it has
-    /// room (or is full).
+    /// How long a batch waits for more messages before it is sent. If its
+    /// partition's requests are all in flight then, the batch keeps taking
+    /// messages until an answer makes room (or it is full).
+    ///
+    /// The default, 0, lets the producer decide by itself: a message to a
+    /// partition with nothing in flight leaves at once (the latency of an
+    /// unbatched send), and messages sent while a request is in flight
+    /// gather in one batch that leaves when its answer comes (batches as
+    /// large as the load makes them, as a long linger would). A linger
+    /// above 0 holds even a lone message that long, for larger batches
+    /// when traffic is light.
     pub linger: Duration,
     /// Most records in one batch (capped at the protocol's 100,000).
     pub max_batch_records: usize,
@@ -84,7 +92,7 @@ pub struct ProducerOptions {
 impl Default for ProducerOptions {
     fn default() -> Self {
         ProducerOptions {
-            linger: Duration::from_millis(5),
+            linger: Duration::ZERO,
             max_batch_records: 1000,
             max_batch_bytes: 1024 * 1024,
             max_in_flight: 16,

@@ -683,23 +683,18 @@ async fn client_with_held_answers(
     (client, hold)
 }
 
-/// Messages sent while their partition's request is in flight wait in one
-/// batch, even with `linger` 0 (it is over at once): when the answer comes
-/// they leave together, instead of one request per message, each waiting
-/// for the one before (what made a producer slow to catch up after a
-/// stalled fdatasync).
+/// With the default options the producer decides by itself: a message to a
+/// partition with nothing in flight leaves at once, alone (no linger), and
+/// messages sent while its request is in flight wait in one batch: when the
+/// answer comes they leave together, instead of one request per message,
+/// each waiting for the one before (what made a producer slow to catch up
+/// after a stalled fdatasync). With the old default, a 5 ms linger, the
+/// first batch took the messages of its first 5 ms too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
     let (server, admin) = start_with_topic("t", 1).await;
     let (client, hold) = client_with_held_answers(&server).await;
-    let producer = Producer::new(
-        client,
-        ProducerOptions {
-            linger: Duration::ZERO,
-            max_in_flight_per_partition: 1,
-            ..ProducerOptions::default()
-        },
-    );
+    let producer = Producer::new(client, ProducerOptions::default());
     hold.send_replace(true);
     let mut waiting = vec![producer
         .send("t", Message::new("first"))
