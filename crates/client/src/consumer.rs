@@ -19,10 +19,18 @@
 //! at the offset in the assignment; kept ones keep their local position.
 //! The member then adopts the generation and heartbeats again at once,
 //! which releases the dropped partitions to their new owners.
+//!
+//! Like [`crate::TopicReader`], a member that got records keeps its next
+//! fetch on the way (a long poll from the positions after them) while the
+//! application handles and commits them: a commit's fdatasync and the wait
+//! for the next message overlap instead of taking turns, and a message that
+//! becomes durable meanwhile is already on its way when the next `poll`
+//! starts. The fetch sent ahead never moves a position: only `poll`
+//! returning records does, so `commit` stores exactly what was returned.
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::fetcher::{fetch_once, FetchLimits, OutOfRange, TopicPartition};
+use crate::fetcher::{send_fetch, FetchLimits, InFlightFetch, OutOfRange, TopicPartition};
 use crate::records::ConsumedRecord;
 use spool_proto::{self as p, GroupStart};
 use spool_types::ErrorCode;
@@ -78,6 +86,9 @@ pub struct GroupConsumer {
     last_heartbeat: Instant,
     heartbeat_every: Duration,
     rotate: usize,
+    /// The fetch sent ahead after a poll that returned records, if any;
+    /// dropped whenever the held partitions or a position change otherwise.
+    ahead: Option<InFlightFetch>,
 }
 
 fn session_ms(d: Duration) -> u32 {
@@ -109,6 +120,7 @@ impl GroupConsumer {
             last_heartbeat: Instant::now(),
             heartbeat_every,
             rotate: 0,
+            ahead: None,
         };
         consumer.rejoin().await?;
         Ok(consumer)
@@ -151,6 +163,9 @@ impl GroupConsumer {
         match self.positions.get_mut(&(topic.to_owned(), partition)) {
             Some(position) => {
                 *position = offset;
+                // It asked for the old position: the partition would wait
+                // for a fetch of its own until the next poll.
+                self.ahead = None;
                 true
             }
             None => false,
@@ -172,6 +187,7 @@ impl GroupConsumer {
         self.last_heartbeat = Instant::now();
         self.member_id = joined.member_id;
         self.generation = joined.generation;
+        self.ahead = None;
         self.positions.clear();
         self.committed.clear();
         for a in joined.assignment {
@@ -241,11 +257,14 @@ impl GroupConsumer {
                 self.positions.remove(tp);
                 self.committed.remove(tp);
             }
+            self.ahead = None;
         }
         for (tp, offset) in assigned {
             if !self.positions.contains_key(&tp) {
                 self.positions.insert(tp.clone(), offset);
                 self.committed.insert(tp, offset);
+                // The fetch sent ahead does not cover the new partition.
+                self.ahead = None;
             }
         }
         Ok(())
@@ -303,16 +322,42 @@ impl GroupConsumer {
                 partition_bytes: self.options.max_partition_bytes,
                 total_bytes: self.options.max_fetch_bytes,
             };
-            self.rotate = self.rotate.wrapping_add(1);
-            let outcome = fetch_once(
-                &self.client,
-                &mut self.positions,
-                self.rotate,
-                until.saturating_duration_since(now),
-                &limits,
-                OutOfRange::ToStart,
-            )
-            .await?;
+            let answer = match self.ahead.take() {
+                // Sent by an earlier poll; a heartbeat that falls due (or
+                // this poll's deadline) comes first, and the fetch is kept.
+                Some(mut ahead) => match tokio::time::timeout_at(until, ahead.answer_mut()).await {
+                    Ok(answer) => answer?,
+                    Err(_) => {
+                        self.ahead = Some(ahead);
+                        if Instant::now() >= deadline {
+                            return Ok(Vec::new());
+                        }
+                        continue;
+                    }
+                },
+                None => {
+                    self.rotate = self.rotate.wrapping_add(1);
+                    let wait = until.saturating_duration_since(now);
+                    send_fetch(&self.client, &self.positions, self.rotate, wait, &limits)?
+                        .answer()
+                        .await?
+                }
+            };
+            if answer.has_batches() {
+                // The next fetch goes now, a long poll from the positions
+                // after these records, while the application handles and
+                // commits them.
+                self.rotate = self.rotate.wrapping_add(1);
+                self.ahead = send_fetch(
+                    &self.client,
+                    &answer.positions_after(&self.positions),
+                    self.rotate,
+                    max_wait.min(self.heartbeat_every),
+                    &limits,
+                )
+                .ok();
+            }
+            let outcome = answer.apply(&mut self.positions, OutOfRange::ToStart);
             for tp in &outcome.gone {
                 self.committed.remove(tp);
             }
@@ -388,6 +433,7 @@ impl GroupConsumer {
     /// Commits, then leaves the group so its partitions move to the other
     /// members at once. Returns the first error, but always tries to leave.
     pub async fn close(mut self) -> Result<(), ClientError> {
+        self.ahead = None;
         let committed = self.commit().await;
         let left = match self.client.leave_group(&self.group, &self.member_id).await {
             Err(e) if e.code() == Some(ErrorCode::UnknownMember) => Ok(()),

@@ -243,20 +243,3 @@ impl FetchAnswer {
         outcome
     }
 }
-
-/// Fetches every partition in `positions` once (waiting up to `wait` for
-/// data), returns records at or past each position and advances positions
-/// past them.
-pub(crate) async fn fetch_once(
-    client: &Client,
-    positions: &mut BTreeMap<TopicPartition, u64>,
-    rotate: usize,
-    wait: Duration,
-    limits: &FetchLimits,
-    out_of_range: OutOfRange,
-) -> Result<FetchOutcome, ClientError> {
-    let answer = send_fetch(client, positions, rotate, wait, limits)?
-        .answer()
-        .await?;
-    Ok(answer.apply(positions, out_of_range))
-}

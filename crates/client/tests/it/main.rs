@@ -2,5 +2,6 @@
 //! One binary with a module per concern (see ARCHITECTURE.md, "Tests").
 
 mod client;
+mod consumer;
 mod queues;
 mod support;
