@@ -23,8 +23,8 @@ pub mod requests;
 pub mod subscription;
 
 pub use broker::{
-    AckDone, AppendListener, Assignment, Broker, GroupLag, NewRequest, PartitionInfo, PendingAck,
-    PendingProduce, Produced, RecoveryNotes, Routing, Topic, TopicDescription,
+    AckDone, AppendListener, Assignment, Broker, CommitDone, GroupLag, NewRequest, PartitionInfo,
+    PendingAck, PendingProduce, Produced, RecoveryNotes, Routing, Topic, TopicDescription,
     DLQ_DELIVERIES_HEADER, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER,
     DLQ_SUBSCRIPTION_HEADER, DLQ_TOPIC_HEADER, EMPTY_GROUP_RETENTION_MS, EVENTS_TOPIC,
     MESSAGE_ID_HEADER, QUEUE_FULL_RETRY_AFTER_MS,

@@ -2,7 +2,11 @@
 //! `__consumer_offsets` apart from its metadata. A commit is written under
 //! a short lock and made durable by group commit: concurrent commits, of any
 //! groups, share one fdatasync, and none waits behind the metadata lock or
-//! another commit's fdatasync. The log is replayed at open; when it has
+//! another commit's fdatasync. The server hands that wait to the broker's
+//! `Syncer` ([`OffsetStore::write_commit`]), as it does for produces, so a
+//! commit parks no thread. Commits become visible (to `durable_commits`'
+//! caller, the coordinator) only once durable, and in log order, whichever
+//! fdatasync made them so. The log is replayed at open; when it has
 //! grown, a snapshot record of every latest offset is written and the log's
 //! start moves past the records before it.
 //!
@@ -17,8 +21,9 @@ use spool_batch::{BatchBuilder, NewRecord};
 use spool_log::{Log, LogConfig, RecoveryReport};
 use spool_types::ErrorCode;
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Records after the last snapshot before a new snapshot is written.
 pub const OFFSETS_SNAPSHOT_EVERY_RECORDS: u64 = 50_000;
@@ -31,6 +36,18 @@ pub type Committed = BTreeMap<String, BTreeMap<TopicPartition, i64>>;
 
 /// One group's offsets as a record lists them: (topic, partition, offset).
 pub type GroupOffsets = Vec<(String, u32, i64)>;
+
+/// A commit written and not yet seen durable: its group and offsets, and
+/// the offset after its record (durable once the log is durable to there).
+pub type WrittenCommit = (i64, String, Vec<(TopicPartition, i64)>);
+
+/// A commit written to the offsets log but perhaps not yet durable: sync
+/// `log` to `next_offset` (with the broker's `Syncer`), then take the
+/// durable commits with [`OffsetStore::durable_commits`].
+pub struct UnsyncedCommit {
+    pub log: Arc<Log>,
+    pub next_offset: i64,
+}
 
 /// One record of the offsets log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,12 +107,17 @@ struct State {
     records_since_snapshot: u64,
     /// [`OFFSETS_SNAPSHOT_EVERY_RECORDS`], smaller in tests.
     snapshot_every_records: u64,
+    /// Commits written and not yet taken by `durable_commits`, in log order.
+    unseen: VecDeque<WrittenCommit>,
 }
 
 /// The offsets log.
 pub struct OffsetStore {
-    log: Log,
+    log: Arc<Log>,
     state: Mutex<State>,
+    /// Held while durable commits are taken and shown, so that two callers
+    /// finishing at once show them in log order.
+    showing: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,23 +146,38 @@ impl OffsetStore {
             committed: committed.clone(),
             records_since_snapshot: records,
             snapshot_every_records: OFFSETS_SNAPSHOT_EVERY_RECORDS,
+            unseen: VecDeque::new(),
         };
         let store = OffsetStore {
-            log,
+            log: Arc::new(log),
             state: Mutex::new(state),
+            showing: Mutex::new(()),
         };
         Ok((store, committed, report))
     }
 
-    /// Records a group's commit; returns once it is durable. The write is
-    /// made under the store's lock (microseconds), the fdatasync outside
-    /// it, shared with every commit written meanwhile.
+    /// Records a group's commit; returns once it is durable (then
+    /// [`OffsetStore::durable_commits`] has it). The write is made under
+    /// the store's lock (microseconds), the fdatasync outside it, shared
+    /// with every commit written meanwhile.
     pub fn commit(
         &self,
         group: &str,
         offsets: &[(TopicPartition, i64)],
         now_ms: i64,
     ) -> Result<()> {
+        let unsynced = self.write_commit(group, offsets, now_ms)?;
+        unsynced.log.sync_to(unsynced.next_offset)?;
+        Ok(())
+    }
+
+    /// Writes a group's commit without waiting for it to be durable.
+    pub fn write_commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+        now_ms: i64,
+    ) -> Result<UnsyncedCommit> {
         let record = OffsetRecord::Committed {
             group: group.to_owned(),
             offsets: offsets
@@ -148,7 +185,38 @@ impl OffsetStore {
                 .map(|((t, p), o)| (t.clone(), *p, *o))
                 .collect(),
         };
-        self.write_durably(record, now_ms)
+        let batch = encode(&record, now_ms)?;
+        let mut state = lock(&self.state);
+        let (appended, _) = self.log.write(&batch, now_ms)?;
+        record.apply(&mut state.committed);
+        state.records_since_snapshot += 1;
+        let next_offset = appended.next_offset();
+        state
+            .unseen
+            .push_back((next_offset, group.to_owned(), offsets.to_vec()));
+        Ok(UnsyncedCommit {
+            log: Arc::clone(&self.log),
+            next_offset,
+        })
+    }
+
+    /// Shows the commits that have become durable since the last call, in
+    /// log order, to `show` (called once per commit, under a lock of this
+    /// store's own: `show` may take other locks, but must not call back).
+    pub fn durable_commits(&self, mut show: impl FnMut(&str, &[(TopicPartition, i64)])) {
+        let _showing = lock(&self.showing);
+        let durable: Vec<WrittenCommit> = {
+            let mut state = lock(&self.state);
+            let n = state
+                .unseen
+                .iter()
+                .take_while(|(next, _, _)| self.log.is_durable_to(*next))
+                .count();
+            state.unseen.drain(..n).collect()
+        };
+        for (_, group, offsets) in &durable {
+            show(group, offsets);
+        }
     }
 
     /// Forgets every offset on `topic`, durably.
@@ -248,6 +316,35 @@ mod tests {
         assert_eq!(committed.len(), 1, "{committed:?}");
         assert_eq!(committed["g"].get(&tp("a", 0)), Some(&9));
         assert_eq!(committed["g"].get(&tp("b", 1)), None);
+    }
+
+    /// Commits are shown only once durable, and in log order even when the
+    /// fdatasync that made a later one durable is seen first (as when a
+    /// later commit's sync finds everything already synced and completes
+    /// at once, before an earlier one's completion has run).
+    #[test]
+    fn commits_are_shown_once_durable_in_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, _) = OffsetStore::open(dir.path(), Committed::new()).unwrap();
+        let shown = |store: &OffsetStore| {
+            let mut seen = Vec::new();
+            store.durable_commits(|g, offsets| seen.push((g.to_owned(), offsets.to_vec())));
+            seen
+        };
+        let first = store.write_commit("g", &[(tp("a", 0), 5)], 1).unwrap();
+        let second = store.write_commit("g", &[(tp("a", 0), 7)], 2).unwrap();
+        assert!(shown(&store).is_empty(), "nothing is durable yet");
+        second.log.sync_to(second.next_offset).unwrap();
+        assert_eq!(
+            shown(&store),
+            [
+                ("g".to_owned(), vec![(tp("a", 0), 5)]),
+                ("g".to_owned(), vec![(tp("a", 0), 7)]),
+            ]
+        );
+        // The earlier commit's own completion comes late: nothing again.
+        first.log.sync_to(first.next_offset).unwrap();
+        assert!(shown(&store).is_empty());
     }
 
     #[test]

@@ -39,17 +39,20 @@ pub const EMPTY_GROUP_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Consumer groups: the coordinator (members, generations, assignments,
 /// committed offsets in memory) and the offsets log that makes commits
-/// durable. A commit is written to the log before the coordinator shows it.
+/// durable. A commit is durable in the log before the coordinator shows it.
 pub(super) struct Groups {
-    coordinator: Mutex<Coordinator>,
-    offsets: OffsetStore,
+    coordinator: Arc<Mutex<Coordinator>>,
+    offsets: Arc<OffsetStore>,
 }
+
+/// What a commit's caller is told once it is durable (or cannot be).
+pub type CommitDone = Box<dyn FnOnce(Result<()>) + Send>;
 
 impl Groups {
     pub(super) fn new(coordinator: Coordinator, offsets: OffsetStore) -> Groups {
         Groups {
-            coordinator: Mutex::new(coordinator),
-            offsets,
+            coordinator: Arc::new(Mutex::new(coordinator)),
+            offsets: Arc::new(offsets),
         }
     }
 
@@ -67,8 +70,36 @@ impl Groups {
         now_ms: i64,
     ) -> Result<()> {
         self.offsets.commit(group, offsets, now_ms)?;
-        self.coordinator().apply_commit(group, offsets);
+        show_durable(&self.offsets, &self.coordinator);
         Ok(())
+    }
+
+    /// [`Groups::commit`] without blocking: the fdatasync is waited for by
+    /// `syncer`'s threads (shared with every produce and ack), which then
+    /// show the commit and call `done`.
+    pub(super) fn commit_then(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+        now_ms: i64,
+        syncer: &Syncer,
+        done: CommitDone,
+    ) {
+        let unsynced = match self.offsets.write_commit(group, offsets, now_ms) {
+            Ok(unsynced) => unsynced,
+            Err(e) => return done(Err(e)),
+        };
+        let (store, coordinator) = (Arc::clone(&self.offsets), Arc::clone(&self.coordinator));
+        syncer.sync(
+            &unsynced.log,
+            unsynced.next_offset,
+            Box::new(move |r| {
+                if r.is_ok() {
+                    show_durable(&store, &coordinator);
+                }
+                done(r.map_err(BrokerError::from));
+            }),
+        );
     }
 
     /// The committed offset of `group` on a partition.
@@ -128,6 +159,11 @@ impl Groups {
     pub(super) fn flush(&self) -> Result<()> {
         self.offsets.flush()
     }
+}
+
+/// Shows the coordinator every commit that has become durable, in log order.
+fn show_durable(store: &OffsetStore, coordinator: &Mutex<Coordinator>) {
+    store.durable_commits(|group, offsets| lock(coordinator).apply_commit(group, offsets));
 }
 
 impl Broker {
@@ -238,6 +274,8 @@ impl Broker {
     }
 
     /// Commits offsets for partitions the member holds; durable on return.
+    /// Blocking: [`Broker::commit_then`] is the same without a thread
+    /// waiting.
     pub fn commit(
         &self,
         group: &str,
@@ -246,14 +284,45 @@ impl Broker {
         offsets: &[(String, u32, i64)],
         now_ms: i64,
     ) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done: CommitDone = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        self.commit_then(group, member_id, owner, offsets, now_ms, done);
+        rx.recv().unwrap_or_else(|_| {
+            Err(BrokerError::new(
+                ErrorCode::Internal,
+                "the commit was dropped before it was synced",
+            ))
+        })
+    }
+
+    /// Commits offsets for partitions the member holds; calls `done` once
+    /// they are durable (from a sync thread: `done` must be short), or with
+    /// the error that refused or failed them.
+    pub fn commit_then(
+        &self,
+        group: &str,
+        member_id: &str,
+        owner: Option<&str>,
+        offsets: &[(String, u32, i64)],
+        now_ms: i64,
+        done: CommitDone,
+    ) {
         let offsets: Vec<(TopicPartition, i64)> = offsets
             .iter()
             .map(|(t, p, o)| ((t.clone(), *p), *o))
             .collect();
-        self.groups
+        let checked = self
+            .groups
             .coordinator()
-            .check_commit(group, member_id, owner, &offsets)?;
-        self.groups.commit(group, &offsets, now_ms)
+            .check_commit(group, member_id, owner, &offsets);
+        match checked {
+            Ok(()) => self
+                .groups
+                .commit_then(group, &offsets, now_ms, &self.syncer, done),
+            Err(e) => done(Err(e)),
+        }
     }
 
     /// Deletes a consumer group that has no members, and its committed

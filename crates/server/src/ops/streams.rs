@@ -277,9 +277,16 @@ impl Ops {
         offsets: Vec<(String, u32, i64)>,
     ) -> Result<(), BrokerError> {
         check_consume_all(caller, offsets.iter().map(|(t, _, _)| t.as_str()))?;
-        let owner = caller.name().map(str::to_owned);
-        self.on_broker(move |b, now| b.commit(&group, &member_id, owner.as_deref(), &offsets, now))
-            .await
+        // Written here (microseconds); the fdatasync is waited for by the
+        // broker's sync threads, shared with produces and acks, so a
+        // commit parks no thread of the blocking pool.
+        let owner = caller.name();
+        let now = crate::now_ms();
+        super::synced("commit", |done| {
+            self.broker
+                .commit_then(&group, &member_id, owner, &offsets, now, done)
+        })
+        .await
     }
 
     /// A group's committed offsets for the given partitions.
