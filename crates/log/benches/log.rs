@@ -5,7 +5,12 @@
 //! targets are recorded in `BENCHMARKS.md` at the repository root.
 //!
 //! - `raw_disk`: sequential 1 MiB pwrites (no sync) and 4 KiB pwrite + fdatasync,
-//!   both appending to a file, as the log does.
+//!   both appending to a file, as the log does; and the device's synchronous
+//!   append rate for the exact sizes of the `append` group's batches of
+//!   1,000 records (pwrite of the batch's bytes + fdatasync, what `dd
+//!   oflag=dsync` does), so that `always/…x1000` divided by
+//!   `sync_append/…x1000` (both in batches per second) is the log's share
+//!   of the device, measured in one run.
 //! - `append`: one appender (`Log::write_durable`: `write`, then `sync_to`
 //!   when the policy asks), 100 B and 1 KiB records in batches of 1, 100 and
 //!   1,000, under `never`, `interval` (5 ms) and `always`.
@@ -135,7 +140,31 @@ fn raw_disk(c: &mut Criterion) {
             })
         });
     }
+    for (size_name, value_bytes) in [("100B", 100), ("1KiB", KIB)] {
+        sync_append(&mut group, size_name, &batch(value_bytes, 1000));
+    }
     group.finish();
+}
+
+/// The device's rate of synchronous appends of `bytes.len()` bytes: pwrite
+/// at the end of a file, then fdatasync (the file grows with every append,
+/// as a log segment does).
+fn sync_append(group: &mut Group<'_>, size_name: &str, bytes: &[u8]) {
+    let dir = temp_dir();
+    let file = open_rw(&dir.path().join("sync_append.bin"));
+    let mut pos = 0u64;
+    per_batch(group, bytes, 1000);
+    group.bench_function(format!("sync_append/{size_name}x1000"), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                file.write_all_at(bytes, pos).expect("pwrite");
+                file.sync_data().expect("fdatasync");
+                pos += bytes.len() as u64;
+            }
+            start.elapsed()
+        })
+    });
 }
 
 fn open_rw(path: &std::path::Path) -> File {
