@@ -9,9 +9,10 @@
 # builds the spool binary and the harness (bench/compare, its own cargo
 # workspace), then for each tier and system: starts that one server on
 # loopback with a fresh temporary data directory and a non-default port,
-# runs publish and consume against it (spool-compare run), and stops it;
-# then, in --rounds rounds (default 3; 1 with --quick) in which the systems
-# take turns, each on a fresh server: end-to-end and queue. The table shows
+# runs publish and consume, tuned and plain, against it (spool-compare
+# run), and stops it; then, in --rounds rounds (default 3; 1 with --quick)
+# in which the systems take turns, each on a fresh server: end-to-end,
+# queue and the plain end-to-end (5,000 and 10,000 msgs/s). The table shows
 # each system's median round. Only one server runs at a time; a stopped
 # server's data is deleted and synced away before the next starts.
 # Everything it started is stopped on exit, failure or Ctrl-C. At the end
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
         --tiers) tiers="$2"; shift ;;
         --out) out="$2"; shift ;;
         --data-root) data_root="$2"; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -263,28 +264,32 @@ start_server() {
 # ---- run -------------------------------------------------------------------
 IFS=, read -r -a tier_list <<< "$tiers"
 IFS=, read -r -a system_list <<< "$systems"
-# Throughput: each system's publish and consume runs in one server's life.
+# Throughput: each system's publish and consume, tuned and plain, run in
+# one server's life.
 for tier in "${tier_list[@]}"; do
     for system in "${system_list[@]}"; do
         say "$system, tier $tier — $(uptime | sed 's/.*load/load/')"
         start_server "$system" "$tier"
         "$work/bin/spool-compare" run --system "$system" --addr "$addr" --tier "$tier" \
-            --only publish,consume $quick $nats_sync_always >> "$results"
+            --only publish,consume,plain-publish,plain-consume \
+            $quick $nats_sync_always >> "$results"
         stop_server
     done
 done
-# End-to-end latency and the queue round trip, in rounds: the systems take
-# turns, each round on fresh servers. This VM stalls now and then for tens
-# to hundreds of ms (the harness's hiccup probe measures it), and one stall
-# fills a 10 s run's p99 on its own; taking turns spreads the stalls over
-# the systems, and the table shows each system's median round.
+# End-to-end latency (tuned and plain) and the queue round trip, in
+# rounds: the systems take turns, each round on fresh servers. This VM
+# stalls now and then for tens to hundreds of ms (the harness's hiccup
+# probe measures it), and one stall fills a 10 s run's p99 on its own;
+# taking turns spreads the stalls over the systems, and the table shows
+# each system's median round.
 for tier in "${tier_list[@]}"; do
     for round in $(seq 1 "$rounds"); do
         for system in "${system_list[@]}"; do
             say "$system, tier $tier, round $round of $rounds — $(uptime | sed 's/.*load/load/')"
             start_server "$system" "$tier"
             "$work/bin/spool-compare" run --system "$system" --addr "$addr" --tier "$tier" \
-                --only end-to-end,queue $quick $nats_sync_always >> "$results"
+                --only end-to-end,queue,plain-end-to-end \
+                $quick $nats_sync_always >> "$results"
             stop_server
         done
     done

@@ -67,6 +67,17 @@ pub struct Plan {
     pub workers: usize,
     /// Messages per receive/fetch/prefetch of a queue worker.
     pub receive_max: usize,
+    /// The plain pattern (`plain.rs`): (payload bytes, messages) of plain
+    /// publish and plain consume; `publish_cap` applies too.
+    pub plain_streams: [(usize, u64); 2],
+    /// Messages unacknowledged at most in the plain pattern: one call per
+    /// message, each with its own acknowledgement.
+    pub plain_window: usize,
+    /// Messages per poll of the plain group consumer where the client
+    /// takes a limit (Redis `COUNT`, a JetStream pull, RabbitMQ prefetch).
+    pub plain_poll: usize,
+    /// Offered rates of the plain end-to-end runs (1 KiB, `e2e_duration`).
+    pub plain_rates: [u64; 2],
 }
 
 impl Plan {
@@ -85,6 +96,10 @@ impl Plan {
                 queue_size: 1024,
                 workers: 16,
                 receive_max: 100,
+                plain_streams: [(100, 50_000), (1024, 20_000)],
+                plain_window: 1000,
+                plain_poll: 1000,
+                plain_rates: [5_000, 10_000],
             }
         } else {
             Plan {
@@ -102,6 +117,11 @@ impl Plan {
                 queue_size: 1024,
                 workers: 16,
                 receive_max: 100,
+                // As the tuned publish; a slow peer's run ends at `publish_cap`.
+                plain_streams: [(100, 1_000_000), (1024, 200_000)],
+                plain_window: 1000,
+                plain_poll: 1000,
+                plain_rates: [5_000, 10_000],
             }
         }
     }
@@ -429,6 +449,23 @@ impl Hiccups {
             late
         });
         Hiccups { stop, thread }
+    }
+
+    /// Runs an end-to-end measurement with the probe beside it; the
+    /// probe's figures join its result line.
+    pub async fn around<F>(measure: F) -> anyhow::Result<Value>
+    where
+        F: Future<Output = anyhow::Result<Value>>,
+    {
+        let probe = Hiccups::start();
+        let result = measure.await;
+        let hiccups = probe.finish();
+        result.map(|mut v| {
+            if let (Value::Object(fields), Value::Object(h)) = (&mut v, hiccups) {
+                fields.extend(h);
+            }
+            v
+        })
     }
 
     /// Stops the probe: how late its wake-ups were (p99, max) and the sum

@@ -49,11 +49,11 @@ async fn connect(ctx: &Ctx) -> anyhow::Result<Context> {
         .build(client))
 }
 
-fn subject(stream: &str) -> String {
+pub(crate) fn subject(stream: &str) -> String {
     format!("{stream}.in")
 }
 
-async fn create_stream(
+pub(crate) async fn create_stream(
     js: &Context,
     name: &str,
 ) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
@@ -68,7 +68,11 @@ async fn create_stream(
         .await?)
 }
 
-async fn send(js: &Context, subject: &str, payload: bytes::Bytes) -> anyhow::Result<common::Ack> {
+pub(crate) async fn send(
+    js: &Context,
+    subject: &str,
+    payload: bytes::Bytes,
+) -> anyhow::Result<common::Ack> {
     let ack = js.publish(subject.to_owned(), payload).await?;
     Ok(Box::pin(async move {
         ack.await?;

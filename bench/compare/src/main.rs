@@ -4,19 +4,23 @@
 //! ```text
 //! spool-compare run --system spool|redis|nats|rabbitmq --addr HOST:PORT
 //!                   --tier durable|default [--quick] [--nats-sync-always]
-//!                   [--only publish,consume,end-to-end,queue] [--sizes 100,1024]
+//!                   [--only publish,consume,end-to-end,queue,plain-publish,
+//!                           plain-consume,plain-end-to-end] [--sizes 100,1024]
 //! spool-compare disk --dir DIR [--quick]
 //! spool-compare table RESULTS.jsonl
 //! ```
 //!
 //! `run` drives one running server (run.sh starts and stops them) and
-//! prints one JSON line per result on stdout; `disk` measures the
-//! filesystem's sequential write bandwidth; `table` turns the lines into
-//! the comparison table with the Spool / peer ratios and the targets.
+//! prints one JSON line per result on stdout: the tuned workloads of the
+//! system modules, then the plain pattern (`plain/`); without `--only`,
+//! all of them. `disk` measures the filesystem's sequential write
+//! bandwidth; `table` turns the lines into the comparison tables (tuned,
+//! plain) with the Spool / peer ratios and the targets.
 
 mod common;
 mod disk;
 mod jetstream;
+mod plain;
 mod rabbitmq;
 mod redis_streams;
 mod report;
@@ -137,6 +141,12 @@ fn settle() {
 
 async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
     let wanted = |w: &str| only.is_empty() || only.iter().any(|o| o == w);
+    tuned(ctx, &wanted, sizes).await;
+    plain::run(ctx, &wanted, sizes).await;
+}
+
+/// The tuned workloads (batches, pipelines, deep windows; README.md).
+async fn tuned(ctx: &Ctx, wanted: &dyn Fn(&str) -> bool, sizes: &[usize]) {
     for (size, count) in ctx.plan.streams {
         if !wanted("publish") || !(sizes.is_empty() || sizes.contains(&size)) {
             continue;
@@ -161,15 +171,7 @@ async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
             ctx.system.name(),
             ctx.plan.e2e_rate
         ));
-        let probe = common::Hiccups::start();
-        let latency = on!(ctx, end_to_end());
-        let hiccups = probe.finish();
-        let latency = latency.map(|mut v| {
-            if let (Value::Object(fields), Value::Object(h)) = (&mut v, hiccups) {
-                fields.extend(h);
-            }
-            v
-        });
+        let latency = common::Hiccups::around(async { on!(ctx, end_to_end()) }).await;
         emit(ctx, "end-to-end", latency);
     }
     if wanted("queue") {

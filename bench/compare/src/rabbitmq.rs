@@ -40,7 +40,7 @@ async fn channel(ctx: &Ctx) -> anyhow::Result<Channel> {
     Ok(conn.create_channel().await?)
 }
 
-async fn declare(ctx: &Ctx, queue: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn declare(ctx: &Ctx, queue: &str) -> anyhow::Result<Channel> {
     let ch = channel(ctx).await?;
     let _ = ch
         .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -61,7 +61,7 @@ async fn declare(ctx: &Ctx, queue: &str) -> anyhow::Result<Channel> {
     Ok(ch)
 }
 
-async fn delete(ctx: &Ctx, queue: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete(ctx: &Ctx, queue: &str) -> anyhow::Result<()> {
     channel(ctx)
         .await?
         .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -70,13 +70,13 @@ async fn delete(ctx: &Ctx, queue: &str) -> anyhow::Result<()> {
 }
 
 /// A publishing channel (confirms on).
-async fn publisher(ctx: &Ctx) -> anyhow::Result<Channel> {
+pub(crate) async fn publisher(ctx: &Ctx) -> anyhow::Result<Channel> {
     let ch = channel(ctx).await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     Ok(ch)
 }
 
-async fn send(ch: &Channel, queue: &str, payload: &[u8]) -> anyhow::Result<common::Ack> {
+pub(crate) async fn send(ch: &Channel, queue: &str, payload: &[u8]) -> anyhow::Result<common::Ack> {
     let properties = BasicProperties::default().with_delivery_mode(2);
     let confirm = ch
         .basic_publish(
@@ -121,7 +121,12 @@ pub async fn publish(ctx: &Ctx, queue: &str, size: usize, count: u64) -> anyhow:
         .0)
 }
 
-async fn consumer(ctx: &Ctx, queue: &str, no_ack: bool, prefetch: u16) -> anyhow::Result<Consumer> {
+pub(crate) async fn consumer(
+    ctx: &Ctx,
+    queue: &str,
+    no_ack: bool,
+    prefetch: u16,
+) -> anyhow::Result<Consumer> {
     let ch = channel(ctx).await?;
     if prefetch > 0 {
         ch.basic_qos(prefetch, BasicQosOptions::default()).await?;

@@ -15,7 +15,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-const FIELD: &str = "p";
+pub(crate) const FIELD: &str = "p";
 const GROUP: &str = "work";
 
 pub fn durability(tier: Tier) -> Durability {
@@ -33,7 +33,7 @@ pub fn durability(tier: Tier) -> Durability {
     }
 }
 
-async fn connect(ctx: &Ctx) -> anyhow::Result<MultiplexedConnection> {
+pub(crate) async fn connect(ctx: &Ctx) -> anyhow::Result<MultiplexedConnection> {
     let client = redis::Client::open(format!("redis://{}/", ctx.addr))?;
     // The default 500 ms response timeout is shorter than a blocking read
     // or a big pipeline under `appendfsync always` may take.
@@ -43,7 +43,7 @@ async fn connect(ctx: &Ctx) -> anyhow::Result<MultiplexedConnection> {
         .await?)
 }
 
-async fn delete(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
     let _: () = connect(ctx).await?.del(key).await?;
     Ok(())
 }
@@ -95,7 +95,7 @@ pub async fn publish(ctx: &Ctx, key: &str, size: usize, count: u64) -> anyhow::R
 }
 
 /// Entries of an XREAD/XREADGROUP reply: (id, payload).
-fn entries(reply: Option<StreamReadReply>) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn entries(reply: Option<StreamReadReply>) -> Vec<(String, Vec<u8>)> {
     reply
         .into_iter()
         .flat_map(|r| r.keys)

@@ -6,17 +6,25 @@ use crate::System;
 use serde_json::Value;
 use std::fmt::Write;
 
-const PEERS: [System; 3] = [System::Redis, System::Nats, System::RabbitMq];
-const TIERS: [&str; 2] = ["durable", "default"];
+pub(crate) const PEERS: [System; 3] = [System::Redis, System::Nats, System::RabbitMq];
+pub(crate) const TIERS: [&str; 2] = ["durable", "default"];
+
+/// Which of a workload's result lines: those whose field (`size`, or
+/// `rate` for the plain end-to-end runs) has this value; `None`: all.
+pub(crate) type Key = Option<(&'static str, u64)>;
+
+pub(crate) fn size(bytes: u64) -> Key {
+    Some(("size", bytes))
+}
 
 /// One measured row of the table.
-struct Row {
-    label: String,
-    workload: &'static str,
-    size: Option<u64>,
-    field: &'static str,
+pub(crate) struct Row {
+    pub label: String,
+    pub workload: &'static str,
+    pub key: Key,
+    pub field: &'static str,
     /// Latency: lower is better.
-    lower_better: bool,
+    pub lower_better: bool,
 }
 
 fn rows() -> Vec<Row> {
@@ -26,7 +34,7 @@ fn rows() -> Vec<Row> {
             rows.push(Row {
                 label: format!("{workload} {} (msgs/s)", size_name(size)),
                 workload,
-                size: Some(size),
+                key: self::size(size),
                 field: "msgs_per_s",
                 lower_better: false,
             });
@@ -35,28 +43,28 @@ fn rows() -> Vec<Row> {
     rows.push(Row {
         label: "end-to-end p99 at 10k/s (µs)".into(),
         workload: "end-to-end",
-        size: None,
+        key: None,
         field: "p99_us",
         lower_better: true,
     });
     rows.push(Row {
         label: "end-to-end p50 at 10k/s (µs)".into(),
         workload: "end-to-end",
-        size: None,
+        key: None,
         field: "p50_us",
         lower_better: true,
     });
     rows.push(Row {
         label: "queue round trip, 16 workers (msgs/s)".into(),
         workload: "queue",
-        size: None,
+        key: None,
         field: "msgs_per_s",
         lower_better: false,
     });
     rows
 }
 
-fn size_name(size: u64) -> &'static str {
+pub(crate) fn size_name(size: u64) -> &'static str {
     if size == 100 {
         "100 B"
     } else {
@@ -64,19 +72,19 @@ fn size_name(size: u64) -> &'static str {
     }
 }
 
-/// The result line of a system, tier and workload (and size). When the
+/// The result line of a system, tier and workload (and key). When the
 /// file holds several (run.sh's rounds, or passes appended to one file),
 /// the median one: by p99 for end-to-end, by throughput otherwise. The
 /// machine's stalls come and go, so one line can be far off either way.
-fn find<'a>(
+pub(crate) fn find<'a>(
     lines: &'a [Value],
     system: System,
     tier: &str,
     workload: &str,
-    size: Option<u64>,
+    key: Key,
 ) -> Option<&'a Value> {
-    let mut matching = all(lines, system, tier, workload, size);
-    let latency = workload == "end-to-end";
+    let mut matching = all(lines, system, tier, workload, key);
+    let latency = workload.ends_with("end-to-end");
     let field = if latency { "p99_us" } else { "msgs_per_s" };
     matching.sort_by(|a, b| metric(a, field).total_cmp(&metric(b, field)));
     // Ascending, so of an even number the worse of the middle two is the
@@ -90,14 +98,14 @@ fn find<'a>(
     matching.get(middle).copied()
 }
 
-/// Every successful result line of a system, tier and workload (and size),
+/// Every successful result line of a system, tier and workload (and key),
 /// in file order.
-fn all<'a>(
+pub(crate) fn all<'a>(
     lines: &'a [Value],
     system: System,
     tier: &str,
     workload: &str,
-    size: Option<u64>,
+    key: Key,
 ) -> Vec<&'a Value> {
     lines
         .iter()
@@ -106,7 +114,7 @@ fn all<'a>(
                 && l["tier"] == tier
                 && l["workload"] == workload
                 && l.get("error").is_none()
-                && size.is_none_or(|s| l["size"].as_u64() == Some(s))
+                && key.is_none_or(|(field, v)| l[field].as_u64() == Some(v))
         })
         .collect()
 }
@@ -127,10 +135,10 @@ fn disk(lines: &[Value]) -> Option<f64> {
 }
 
 fn value(lines: &[Value], system: System, tier: &str, row: &Row) -> Option<f64> {
-    find(lines, system, tier, row.workload, row.size)?[row.field].as_f64()
+    find(lines, system, tier, row.workload, row.key)?[row.field].as_f64()
 }
 
-fn number(v: Option<f64>) -> String {
+pub(crate) fn number(v: Option<f64>) -> String {
     let Some(v) = v else {
         return "—".into();
     };
@@ -152,7 +160,8 @@ fn ratio(spool: Option<f64>, peer: Option<f64>) -> String {
     }
 }
 
-pub fn table(lines: &[Value]) -> String {
+/// The values of `rows` in both tiers, with the Spool / peer ratios.
+pub(crate) fn measured(lines: &[Value], rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -160,10 +169,10 @@ pub fn table(lines: &[Value]) -> String {
     );
     let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|");
     for tier in TIERS {
-        for row in rows() {
-            let spool = value(lines, System::Spool, tier, &row);
+        for row in rows {
+            let spool = value(lines, System::Spool, tier, row);
             let peers: Vec<Option<f64>> =
-                PEERS.iter().map(|p| value(lines, *p, tier, &row)).collect();
+                PEERS.iter().map(|p| value(lines, *p, tier, row)).collect();
             let label = if row.lower_better {
                 format!("{} ¹", row.label)
             } else {
@@ -182,6 +191,12 @@ pub fn table(lines: &[Value]) -> String {
             );
         }
     }
+    out
+}
+
+pub fn table(lines: &[Value]) -> String {
+    let mut out = String::from("Tuned clients (batches, pipelines, deep windows):\n\n");
+    out.push_str(&measured(lines, &rows()));
     let _ = writeln!(
         out,
         "\n¹ latency: a ratio below 1 means Spool is faster.\n\nWhere the results hold \
@@ -189,6 +204,7 @@ pub fn table(lines: &[Value]) -> String {
          each round below.\n"
     );
     out.push_str(&rounds(lines));
+    out.push_str(&crate::plain::report::table(lines));
 
     let _ = writeln!(
         out,
@@ -227,6 +243,7 @@ pub fn table(lines: &[Value]) -> String {
         }
     }
     let _ = writeln!(out, "\n{}", targets(lines));
+    let _ = writeln!(out, "{}", crate::plain::report::targets(lines));
     out
 }
 
@@ -279,10 +296,10 @@ fn rounds(lines: &[Value]) -> String {
 
 /// The best peer value of a workload, over the given (system, tier) lines
 /// whose durability level is at most `level`.
-fn best_peer(
+pub(crate) fn best_peer(
     lines: &[Value],
     workload: &str,
-    size: Option<u64>,
+    key: Key,
     field: &str,
     tiers: &[&str],
     level: Option<u64>,
@@ -291,7 +308,7 @@ fn best_peer(
     let mut best: Option<(f64, String)> = None;
     for peer in PEERS {
         for tier in tiers {
-            let Some(l) = find(lines, peer, tier, workload, size) else {
+            let Some(l) = find(lines, peer, tier, workload, key) else {
                 continue;
             };
             if level.is_some_and(|max| l["level"].as_u64().unwrap_or(u64::MAX) > max) {
@@ -309,7 +326,7 @@ fn best_peer(
     best
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "**met**"
     } else {
@@ -328,7 +345,7 @@ fn targets(lines: &[Value]) -> String {
     // promises no more than Spool's.
     for tier in TIERS {
         for size in [100, 1024] {
-            let Some(s) = find(lines, System::Spool, tier, "publish", Some(size)) else {
+            let Some(s) = find(lines, System::Spool, tier, "publish", self::size(size)) else {
                 continue;
             };
             let (Some(v), level) = (s["msgs_per_s"].as_f64(), s["level"].as_u64()) else {
@@ -337,7 +354,7 @@ fn targets(lines: &[Value]) -> String {
             if let Some((p, who)) = best_peer(
                 lines,
                 "publish",
-                Some(size),
+                self::size(size),
                 "msgs_per_s",
                 &TIERS,
                 level,
@@ -357,7 +374,7 @@ fn targets(lines: &[Value]) -> String {
     }
     for tier in TIERS {
         for size in [100, 1024] {
-            let Some(v) = find(lines, System::Spool, tier, "consume", Some(size))
+            let Some(v) = find(lines, System::Spool, tier, "consume", self::size(size))
                 .and_then(|l| l["msgs_per_s"].as_f64())
             else {
                 continue;
@@ -365,7 +382,7 @@ fn targets(lines: &[Value]) -> String {
             if let Some((p, who)) = best_peer(
                 lines,
                 "consume",
-                Some(size),
+                self::size(size),
                 "msgs_per_s",
                 &[tier],
                 None,
@@ -420,7 +437,7 @@ fn targets(lines: &[Value]) -> String {
         }
     }
     let disk = disk(lines);
-    let durable = find(lines, System::Spool, "durable", "publish", Some(1024))
+    let durable = find(lines, System::Spool, "durable", "publish", self::size(1024))
         .and_then(|l| l["mb_per_s"].as_f64());
     if let (Some(d), Some(s)) = (disk, durable) {
         let r = s / d;

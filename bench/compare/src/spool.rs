@@ -11,7 +11,7 @@ use crate::Ctx;
 use serde_json::Value;
 use spool_client::{
     Client, ClientOptions, Durability as SpoolDurability, Message, Producer, ProducerOptions,
-    SubscriptionOptions, ReadStart, TopicConfig, TopicReader,
+    ReadStart, SubscriptionOptions, TopicConfig, TopicReader,
 };
 use std::time::{Duration, Instant};
 
@@ -34,11 +34,11 @@ pub fn durability(tier: Tier) -> Durability {
     }
 }
 
-async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
+pub(crate) async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
     Ok(Client::connect(&ctx.addr, ClientOptions::default()).await?)
 }
 
-async fn create_topic(ctx: &Ctx, name: &str) -> anyhow::Result<Client> {
+pub(crate) async fn create_topic(ctx: &Ctx, name: &str) -> anyhow::Result<Client> {
     let admin = connect(ctx).await?;
     let durability = match ctx.tier {
         Tier::Durable => SpoolDurability::Always,
@@ -69,7 +69,11 @@ fn producer(client: Client, ctx: &Ctx, linger: Duration) -> Producer {
     Producer::new(client, options)
 }
 
-async fn send(producer: &Producer, topic: &str, payload: bytes::Bytes) -> anyhow::Result<Ack> {
+pub(crate) async fn send(
+    producer: &Producer,
+    topic: &str,
+    payload: bytes::Bytes,
+) -> anyhow::Result<Ack> {
     let delivery = producer.send(topic, Message::new(payload)).await?;
     Ok(Box::pin(async move {
         delivery.await?;
