@@ -64,6 +64,10 @@ pub(super) struct Sent {
     pub(super) topic: String,
     pub(super) slot: Slot,
     pub(super) seq: u64,
+    /// When it was sent among all the producer's requests: a partition's
+    /// requests are stored in this order (the halves of a split batch
+    /// share its `seq`, and answers may come in any order).
+    pub(super) sent_order: u64,
     pub(super) replies: Vec<Reply>,
     /// The encoded batch (shared with the request, not copied), kept to
     /// split it if the topic is full.
@@ -120,6 +124,27 @@ pub(super) fn split(mut sent: Sent, linger: Duration) -> Result<(Batch, Batch), 
     let first = half(first, std::mem::take(&mut sent.replies));
     let second = half(second, second_replies);
     Ok((first, second))
+}
+
+/// A sent batch made ready to go again whole, with its waiters (for a
+/// batch held back while an earlier one of its partition is retried).
+/// Gives the batch back if it cannot be re-read.
+pub(super) fn unsent(sent: Sent, linger: Duration) -> Result<Batch, Sent> {
+    let Some(records) = reread(&sent.batch) else {
+        return Err(sent);
+    };
+    let mut builder = BatchBuilder::new();
+    if records.len() != sent.replies.len() || records.iter().any(|r| builder.push(r).is_err()) {
+        return Err(sent);
+    }
+    Ok(Batch {
+        topic: sent.topic,
+        slot: sent.slot,
+        builder,
+        replies: sent.replies,
+        deadline: Instant::now() + linger,
+        seq: sent.seq,
+    })
 }
 
 /// How many records a produce answer's offset range covers.

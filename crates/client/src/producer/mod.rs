@@ -17,11 +17,11 @@
 //! an unkeyed one into a per-topic batch routed `Spread`, so the server
 //! picks a partition for the whole batch.
 //!
-//! A full topic refuses a whole batch (`QUEUE_FULL`, nothing written). With
-//! one request in flight per partition (the default) the producer then
-//! retries the batch in halves, in order, so exactly the messages that fit
-//! are stored and the first that does not, and every later message of its
-//! batch, fail with `QUEUE_FULL`.
+//! A full topic refuses a whole batch (`QUEUE_FULL`, nothing written). Once
+//! the partition's other requests are answered (and were refused too), the
+//! producer retries the batch in halves, in order, so exactly the messages
+//! that fit are stored and the first that does not, and every later message
+//! of its partition until the next flush, fail with `QUEUE_FULL`.
 //!
 //! Modules: [`message`] (what a caller sends and gets back), [`delivery`]
 //! (the futures that resolve to outcomes, and who is answered), [`batch`]
@@ -76,11 +76,25 @@ pub struct ProducerOptions {
     /// Most produce requests in flight at once, over all partitions.
     pub max_in_flight: usize,
     /// Most produce requests in flight per partition (and per topic for
-    /// unkeyed messages, which the server spreads). With 1, a batch refused
-    /// with `QUEUE_FULL` is retried in halves so that exactly the messages
-    /// that fit are stored, in order, and the rest fail; with more, a
-    /// refused batch fails whole whenever a later batch of its partition is
-    /// already in flight (retrying it then could reorder messages).
+    /// unkeyed messages, which the server spreads); 1 by default.
+    ///
+    /// With 1, what a partition stores is always a prefix of what was sent
+    /// to it: after a refused batch nothing later is stored (until the next
+    /// [`Producer::flush`]). More than one lets a message leave while its
+    /// partition's last batch waits for its fdatasync, and the server makes
+    /// both durable with one (more throughput for a producer that keeps a
+    /// window of messages unacknowledged, whose batches otherwise take
+    /// turns), but a later batch already in flight may be stored after an
+    /// earlier one failed (`STORAGE_FULL`, say): a gap. (Kafka's producer
+    /// has the same trade-off without idempotence.)
+    ///
+    /// A batch refused with `QUEUE_FULL` is held, with its partition's
+    /// later batches, until every request of the partition is answered;
+    /// if none of them was stored, they go again in order, the first in
+    /// halves, so that exactly the messages that fit are stored, in order,
+    /// and the rest fail. (If a later one was stored meanwhile, being
+    /// smaller or finding space freed, the held ones fail: storing them
+    /// now would reorder the partition.)
     pub max_in_flight_per_partition: usize,
     /// Most bytes of messages held (queued or in flight) before
     /// [`Producer::send`] waits for acknowledgements to free room. The

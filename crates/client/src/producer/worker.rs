@@ -44,12 +44,19 @@ pub(super) struct Worker {
     /// outstanding (more than one after a split).
     incomplete: BTreeMap<u64, usize>,
     next_seq: u64,
+    /// The next request's `Sent::sent_order`.
+    next_sent_order: u64,
     /// Flush waiters: done once every batch numbered below theirs is answered.
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     /// Slots whose last batch failed: later sends fail with the same error
     /// until the next `flush`, so a partition never stores a message after
     /// a gap (what is stored is a prefix of what was sent).
     poisoned: HashMap<SlotKey, ClientError>,
+    /// Per slot, batches refused with `QUEUE_FULL` while later batches of
+    /// the slot were in flight, with the first refusal: held (and the slot
+    /// paused) until the slot has nothing in flight, then retried in order
+    /// (see `dispatch::Worker::complete`).
+    held: HashMap<SlotKey, (ClientError, Vec<Sent>)>,
     options: ProducerOptions,
     /// Per slot, the size of its last batch sent: its next batch starts
     /// with that much room, so filling one does not grow (and copy) its
@@ -79,8 +86,10 @@ impl Worker {
             spare_buffers: Vec::new(),
             spare_bytes: 0,
             next_seq: 0,
+            next_sent_order: 0,
             flushes: Vec::new(),
             poisoned: HashMap::new(),
+            held: HashMap::new(),
             options,
             batch_bytes_hints: HashMap::new(),
         }

@@ -689,7 +689,7 @@ async fn client_with_held_answers(
 /// answer comes they leave together, instead of one request per message,
 /// each waiting for the one before (what made a producer slow to catch up
 /// after a stalled fdatasync). With the old default, a 5 ms linger, the
-/// first batch took the messages of its first 5 ms too.
+/// batches were [2, 19].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_the_window_is_full_leave_in_one_batch() {
     let (server, admin) = start_with_topic("t", 1).await;
@@ -778,5 +778,56 @@ async fn a_poll_returns_on_time_while_the_fetch_sent_ahead_waits() {
     send("two").await;
     let second = reader.poll(Duration::from_secs(5)).await.expect("poll");
     assert_eq!(second.iter().map(text).collect::<Vec<_>>(), ["two"]);
+    server.shutdown().await;
+}
+
+/// Two batches of a partition in flight at once (a producer allowing more
+/// than one request in flight per partition), both refused by a full
+/// topic: the producer holds the first until the second is answered, then
+/// retries in order and in halves, so the messages that fit are stored
+/// (one refused batch failing whole would lose "a", which fits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_refused_while_others_are_in_flight_still_store_what_fits() {
+    let (server, admin) = start_with_client().await;
+    admin
+        .create_topic("jobs", 1, capped(2))
+        .await
+        .expect("create");
+    let first = default_producer(&admin);
+    let filler = first
+        .send("jobs", Message::new("filler"))
+        .await
+        .expect("send");
+    assert_eq!(filler.await.expect("stored").offset, 0);
+    let (client, hold) = client_with_held_answers(&server).await;
+    // Two requests of a partition may be in flight (not the default).
+    let producer = Producer::new(
+        client,
+        ProducerOptions {
+            linger: Duration::from_secs(5),
+            max_in_flight_per_partition: 4,
+            ..ProducerOptions::default()
+        },
+    );
+    hold.send_replace(true);
+    let mut futures = Vec::new();
+    for batch in [&["a", "b", "c"][..], &["d", "e"]] {
+        for m in batch {
+            futures.push(producer.send("jobs", Message::new(*m)).await.expect("send"));
+        }
+        // Each batch leaves on its flush; both are in flight together.
+        let p = producer.clone();
+        tokio::spawn(async move { p.flush().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hold.send_replace(false);
+    let mut outcomes = Vec::new();
+    for f in futures {
+        outcomes.push(f.await.map(|d| d.offset).map_err(|e| e.code()));
+    }
+    let full = Err(Some(ErrorCode::QueueFull));
+    assert_eq!(outcomes, [Ok(1), full, full, full, full]);
+    let d = admin.describe_topic("jobs").await.expect("describe");
+    assert_eq!(d.partitions[0].messages, 2, "filler and a");
     server.shutdown().await;
 }

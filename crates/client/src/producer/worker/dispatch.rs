@@ -3,7 +3,7 @@
 
 use super::Worker;
 use crate::error::ClientError;
-use crate::producer::batch::{answered, split, Batch, Sent, Slot, SlotKey};
+use crate::producer::batch::{answered, split, unsent, Batch, Sent, Slot, SlotKey};
 use crate::producer::delivery::Reply;
 use crate::producer::{lock, Delivered};
 use bytes::Bytes;
@@ -72,10 +72,12 @@ impl Worker {
         }
     }
 
-    /// Whether `key`'s slot has as many requests in flight as it may.
+    /// Whether `key`'s slot has as many requests in flight as it may, or
+    /// is paused while refused batches are held.
     fn slot_busy(&self, key: &SlotKey) -> bool {
         self.slot_in_flight.get(key).copied().unwrap_or(0)
             >= self.options.max_in_flight_per_partition
+            || self.held.contains_key(key)
     }
 
     fn send_batch(&mut self, key: SlotKey, batch: Batch) {
@@ -114,6 +116,8 @@ impl Worker {
             },
             batch: bytes.clone(),
         });
+        let sent_order = self.next_sent_order;
+        self.next_sent_order += 1;
         match self.client.start(&request) {
             Ok(response) => {
                 *self.slot_in_flight.entry(key).or_default() += 1;
@@ -124,6 +128,7 @@ impl Worker {
                                 topic,
                                 slot,
                                 seq,
+                                sent_order,
                                 replies,
                                 batch: bytes,
                             };
@@ -225,10 +230,25 @@ impl Worker {
                     ));
                     self.fail_part(sent.replies, sent.seq, &e);
                 }
+                if !still_busy {
+                    self.retry_held(&key);
+                }
                 return;
             }
             Ok(produced) => {
+                let after_held = self
+                    .held
+                    .get(&key)
+                    .is_some_and(|(_, held)| held.iter().any(|h| h.sent_order < sent.sent_order));
+                if let Some((e, held)) = after_held.then(|| self.held.remove(&key)).flatten() {
+                    // Stored after batches refused before it: those can no
+                    // longer be stored in order.
+                    self.fail_slot(&key, held, &e);
+                }
                 self.deliver(sent, &produced);
+                if !still_busy {
+                    self.retry_held(&key);
+                }
                 return;
             }
             Err(e) => e,
@@ -240,32 +260,85 @@ impl Worker {
             // The topic may have been recreated with another count.
             lock(&self.partition_counts).remove(&sent.topic);
         }
-        let full = e.code() == Some(ErrorCode::QueueFull);
-        if full && sent.replies.len() > 1 && !still_busy {
-            // Nothing of the batch was written. Retry it in halves, in order,
-            // so that exactly the messages that fit are stored.
-            if let Err(sent) = self.retry_in_halves(sent) {
-                self.fail_part(sent.replies, sent.seq, &e);
+        if e.code() == Some(ErrorCode::QueueFull) {
+            // Nothing of the batch was written. It is held (its slot paused)
+            // until the slot's other requests are answered too; then, if
+            // none of them was stored, the held batches go again in order,
+            // the first in halves, so that exactly the messages that fit are
+            // stored.
+            let (_, held) = self.held.entry(key.clone()).or_insert((e, Vec::new()));
+            held.push(sent);
+            if !still_busy {
+                self.retry_held(&key);
             }
             return;
         }
-        self.fail_part(sent.replies, sent.seq, &e);
-        // What is stored must stay a prefix of what was sent, per partition:
-        // everything queued behind the failed batch for its slot (the rest
-        // of a split batch, later batches, the batch being filled) fails
-        // too, instead of being appended after a gap.
-        let key: SlotKey = (sent.topic.clone(), sent.slot);
+        let mut failed = vec![sent];
+        if let Some((_, held)) = self.held.remove(&key) {
+            failed.extend(held);
+        }
+        self.fail_slot(&key, failed, &e);
+    }
+
+    /// Sends a slot's held batches again, in order: the first in halves
+    /// (the messages that fit are stored, then the next refusal splits
+    /// again), the rest whole. A first batch of one message cannot be
+    /// split: it is the first message that does not fit, and it and
+    /// everything after it fail.
+    fn retry_held(&mut self, key: &SlotKey) {
+        let Some((e, mut held)) = self.held.remove(key) else {
+            return;
+        };
+        held.sort_by_key(|s| s.sent_order);
+        let mut rest = held.split_off(1);
+        let Some(first) = held.pop() else {
+            return;
+        };
+        let first = match split(first, self.options.linger) {
+            Ok(halves) => halves,
+            Err(first) => {
+                rest.insert(0, first);
+                return self.fail_slot(key, rest, &e);
+            }
+        };
+        let mut again = Vec::with_capacity(rest.len());
+        for sent in rest {
+            match unsent(sent, self.options.linger) {
+                Ok(batch) => again.push(batch),
+                Err(sent) => self.fail_part(sent.replies, sent.seq, &e),
+            }
+        }
+        if let Some(parts) = self.incomplete.get_mut(&first.0.seq) {
+            *parts += 1;
+        }
+        for batch in again.into_iter().rev() {
+            self.ready.push_front(batch);
+        }
+        self.ready.push_front(first.1);
+        self.ready.push_front(first.0);
+    }
+
+    /// Fails `failed` (sent batches of `key`'s slot, answered or held) with
+    /// `e`, and keeps what is stored a prefix of what was sent: everything
+    /// queued behind them for the slot (the rest of a split batch, later
+    /// batches, the batch being filled) fails too, instead of being
+    /// appended after a gap, until the next flush.
+    fn fail_slot(&mut self, key: &SlotKey, failed: Vec<Sent>, e: &ClientError) {
+        let seqs: Vec<u64> = failed.iter().map(|s| s.seq).collect();
+        for sent in failed {
+            self.fail_part(sent.replies, sent.seq, e);
+        }
         self.poisoned.insert(key.clone(), e.clone());
         let (mut doomed, rest): (VecDeque<Batch>, VecDeque<Batch>) =
             std::mem::take(&mut self.ready)
                 .into_iter()
-                .partition(|b| b.seq == sent.seq || (b.topic.clone(), b.slot) == key);
+                .partition(|b| seqs.contains(&b.seq) || (&b.topic, b.slot) == (&key.0, key.1));
         self.ready = rest;
-        if let Some(open) = self.open.remove(&key) {
+        if let Some(open) = self.open.remove(key) {
             doomed.push_back(open);
         }
         for b in doomed {
-            self.fail_part(b.replies, b.seq, &e);
+            self.fail_part(b.replies, b.seq, e);
         }
     }
 }
