@@ -90,9 +90,13 @@ fn tls_round_trip_on_both_listeners_with_a_self_signed_certificate() {
         b"",
     ));
 
-    // A client that does not speak TLS gets nowhere, and says so.
+    // A client that does not speak TLS gets nowhere, and is told why.
     let plain = cli(addr, &["topic", "list"], b"");
     assert!(!plain.status.success());
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(err.contains("the server answered with TLS"), "{err}");
+    assert!(err.contains("--tls-ca"), "{err}");
+    assert!(!err.contains("frame length"), "{err}");
     // A client trusting another certificate refuses the server's.
     let wrong = with_ca(addr, &other_cert, &["topic", "list"], b"");
     assert!(!wrong.status.success());
@@ -125,6 +129,39 @@ fn tls_round_trip_on_both_listeners_with_a_self_signed_certificate() {
     assert!(failures >= 2.0, "{metrics}");
     assert!(
         metrics.contains("spool_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+/// The reverse: a TLS client on a plain listener is told the server does
+/// not speak TLS, and the server's log says what happened (not that a
+/// frame was too long).
+#[test]
+fn a_tls_client_on_a_plain_listener_is_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = self_signed(dir.path(), "ca");
+    let log = dir.path().join("server.log");
+    let server = ServerProc::start_logging_to(&dir.path().join("data"), &log);
+    for _ in 0..2 {
+        let out = with_ca(&server.addr, &ca, &["topic", "list"], b"");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not seem to speak TLS"), "{err}");
+    }
+    // Still serving plain clients.
+    ok(&server.cli(&["topic", "list"], b""));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("a client tried TLS on a plain listener"),
+        "{logged}"
+    );
+    // Once, not once per client.
+    assert_eq!(logged.matches("tried TLS").count(), 1, "{logged}");
+    assert!(!logged.contains("frame length"), "{logged}");
+    let metrics = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("spool_connections_closed_total{reason=\"tls_on_plain_listener\"} 2"),
         "{metrics}"
     );
 }
