@@ -29,6 +29,16 @@ pub(crate) enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, for registering the counters at zero.
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::HandshakeTimeout,
+        CloseReason::MalformedFrame,
+        CloseReason::NonRequestFrame,
+        CloseReason::FrameTooLarge,
+        CloseReason::SlowClient,
+        CloseReason::TlsOnPlainListener,
+    ];
+
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -91,6 +101,13 @@ fn tls_warning_due(now: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_distinct() {
+        let labels: std::collections::HashSet<_> =
+            CloseReason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), CloseReason::ALL.len());
+    }
 
     #[test]
     fn frame_errors_map_to_their_reasons() {

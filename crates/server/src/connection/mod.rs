@@ -20,11 +20,13 @@ mod dispatch;
 mod outbox;
 mod push;
 
+pub(crate) use closing::CloseReason;
+
 use crate::auth::Caller;
 use crate::convert::{self, wire_error};
 use crate::ops::Ops;
 use bytes::BytesMut;
-use closing::{closing, CloseReason};
+use closing::closing;
 use outbox::{
     answer, budget_unless_closed, encode_response_parts, error_response, send_budgeted, Outbox,
     Outgoing, Permits,
