@@ -183,6 +183,19 @@ pub(crate) fn unexpected(body: &ResponseBody, wanted: p::Op) -> ClientError {
     ClientError::Protocol(format!("expected a {wanted} response, got {}", body.op()))
 }
 
+/// What a client connected without TLS is told when a TLS server answers.
+const SERVER_SPEAKS_TLS: &str = "the server answered with TLS: connect with TLS, trusting \
+     the CA that signed its certificate (spool CLI: --tls-ca FILE; Rust client: \
+     ClientOptions::tls)";
+
+/// The error for a frame the server sent that breaks framing.
+fn frame_error(e: p::FrameError) -> ClientError {
+    match e {
+        p::FrameError::TlsRecord { .. } => ClientError::Protocol(SERVER_SPEAKS_TLS.to_owned()),
+        e => ClientError::Protocol(format!("the server sent a bad frame: {e}")),
+    }
+}
+
 /// Reads one frame off the socket (used only for the handshake, before the
 /// reader task exists).
 async fn read_frame<R: AsyncRead + Unpin>(
@@ -193,7 +206,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         match decode_frame(buf) {
             Ok(Some(frame)) => return Ok(frame),
             Ok(None) => {}
-            Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            Err(e) => return Err(frame_error(e)),
         }
         buf.reserve(READ_CHUNK_BYTES);
         if rd.read_buf(buf).await? == 0 {
@@ -658,9 +671,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, mut buf: BytesMut, shared: A
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    shared.fail(ClientError::Protocol(format!(
-                        "the server sent a bad frame: {e}"
-                    )));
+                    shared.fail(frame_error(e));
                     return;
                 }
             }

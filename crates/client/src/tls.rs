@@ -86,5 +86,30 @@ pub(crate) async fn connect(
     connector
         .connect(name, stream)
         .await
-        .map_err(|e| ClientError::Disconnected(format!("TLS handshake failed: {e}")))
+        .map_err(handshake_failed)
+}
+
+/// Said after a refused certificate that is a CA's: the usual
+/// `openssl req -x509` self-signed certificate.
+const CA_AS_SERVER_CERT_HINT: &str = "; the server's certificate is a CA certificate \
+     (as `openssl req -x509` makes them), which TLS clients refuse as a server's own \
+     certificate: give the server a certificate signed by a CA (`spool tls generate`) \
+     and trust that CA";
+/// Said when the server answered the handshake with something else than TLS.
+const NOT_TLS_HINT: &str = "; the server does not seem to speak TLS \
+     (connect without TLS, or start it with --tls-cert-file/--tls-key-file)";
+
+/// The handshake's failure, with a hint for the two common mistakes.
+fn handshake_failed(e: std::io::Error) -> ClientError {
+    let mut message = format!("TLS handshake failed: {e}");
+    let cause = e.get_ref().and_then(|c| c.downcast_ref::<rustls::Error>());
+    match cause {
+        // webpki's error is only reachable as text through rustls.
+        Some(rustls::Error::InvalidCertificate(_)) if message.contains("CaUsedAsEndEntity") => {
+            message.push_str(CA_AS_SERVER_CERT_HINT);
+        }
+        Some(rustls::Error::InvalidMessage(_)) => message.push_str(NOT_TLS_HINT),
+        _ => {}
+    }
+    ClientError::Disconnected(message)
 }

@@ -21,6 +21,10 @@ pub enum FrameError {
     TooShort { length: u32, min: usize },
     #[error("unknown frame kind {kind}")]
     UnknownKind { kind: u8 },
+    /// The bytes are a TLS record (content type `content_type`), not a
+    /// frame: the peer speaks TLS and this end does not.
+    #[error("a TLS record (content type {content_type}) arrived instead of a frame: the peer speaks TLS")]
+    TlsRecord { content_type: u8 },
 }
 
 impl FrameError {
@@ -28,9 +32,9 @@ impl FrameError {
     pub fn code(&self) -> ErrorCode {
         match self {
             FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
-            FrameError::TooShort { .. } | FrameError::UnknownKind { .. } => {
-                ErrorCode::MalformedFrame
-            }
+            FrameError::TooShort { .. }
+            | FrameError::UnknownKind { .. }
+            | FrameError::TlsRecord { .. } => ErrorCode::MalformedFrame,
         }
     }
 }

@@ -24,6 +24,22 @@ const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const FRAME_LEN_MAX: u32 = FRAME_BYTES_MAX as u32;
 const FRAME_LEN_MIN: u32 = FRAME_HEADER_BYTES as u32;
 
+/// The content types a TLS record starts with (RFC 8446 §5.1):
+/// change_cipher_spec, alert, handshake, application_data.
+const TLS_CONTENT_TYPES: std::ops::RangeInclusive<u8> = 20..=23;
+/// The second byte of every TLS record: the major version, 3 from SSL 3.0
+/// to TLS 1.3.
+const TLS_MAJOR_VERSION: u8 = 3;
+// A length prefix that starts like a TLS record announces more than any
+// frame may be, so no frame is ever mistaken for TLS.
+const _: () = assert!(FRAME_LEN_MAX < u32::from_be_bytes([*TLS_CONTENT_TYPES.start(), 0, 0, 0]));
+
+/// Whether `buf` starts like a TLS record (a ClientHello sent to a plain
+/// listener, or a TLS server's alert read by a plain client).
+pub fn starts_like_tls(buf: &[u8]) -> bool {
+    matches!(buf, [kind, TLS_MAJOR_VERSION, ..] if TLS_CONTENT_TYPES.contains(kind))
+}
+
 /// Who sent a frame and what it answers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -80,13 +96,19 @@ impl Frame {
 /// prefix, once the prefix is readable; `Ok(None)` if fewer than 4 bytes are
 /// buffered. A length above [`FRAME_BYTES_MAX`] or below the header size is
 /// an error at once, so a server can drop a connection announcing a 2 GiB
-/// frame before reading (or allocating for) any of it. If the kind byte is
-/// already buffered it is checked too.
+/// frame before reading (or allocating for) any of it; one that starts like
+/// a TLS record is [`FrameError::TlsRecord`]. If the kind byte is already
+/// buffered it is checked too.
 pub fn peek_frame_size(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX_BYTES>() else {
         return Ok(None);
     };
     let length = u32::from_be_bytes(*prefix);
+    if starts_like_tls(prefix) {
+        return Err(FrameError::TlsRecord {
+            content_type: prefix[0],
+        });
+    }
     if length > FRAME_LEN_MAX {
         return Err(FrameError::TooLarge {
             length,

@@ -39,8 +39,8 @@ pub use common::{
 pub use common::{CONFIG_TAG_DEDUP_WINDOW_MS, CONFIG_TAG_WARN_DEPTH};
 pub use error::{DecodeError, EncodeError, FrameError, WireCode, WireError};
 pub use frame::{
-    decode_frame, peek_frame_size, Frame, FrameKind, WriteGather, FRAME_HEADER_BYTES,
-    LENGTH_PREFIX_BYTES,
+    decode_frame, peek_frame_size, starts_like_tls, Frame, FrameKind, WriteGather,
+    FRAME_HEADER_BYTES, LENGTH_PREFIX_BYTES,
 };
 pub use op::Op;
 pub use push::{Deliver, Push, QueueDeliver};

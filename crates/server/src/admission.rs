@@ -15,6 +15,9 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
+    /// Both listeners, for registering their counters at zero.
+    pub const ALL: [Listener; 2] = [Listener::Binary, Listener::Http];
+
     pub fn label(self) -> &'static str {
         match self {
             Listener::Binary => "binary",
@@ -33,6 +36,9 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, for registering the counters at zero.
+    pub const ALL: [Refusal; 2] = [Refusal::ServerFull, Refusal::PeerFull];
+
     pub fn label(self) -> &'static str {
         match self {
             Refusal::ServerFull => "max_connections",

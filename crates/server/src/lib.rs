@@ -29,6 +29,7 @@ pub mod descriptors;
 mod embedded;
 pub mod http;
 mod listener;
+mod metric_catalog;
 mod metrics;
 mod notify;
 pub mod ops;

@@ -25,7 +25,11 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)
                 .ok()?;
             match builder.install_recorder() {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    crate::metric_catalog::describe();
+                    crate::metric_catalog::register_zero_counters();
+                    Some(h)
+                }
                 Err(e) => {
                     tracing::warn!("metrics recorder not installed: {e}");
                     None

@@ -56,6 +56,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Measure a workload against a server: throughput, latency.
     Bench(BenchArgs),
+    /// Make TLS certificates: a private CA and a server certificate it signs.
+    Tls(crate::tls::TlsArgs),
 }
 
 /// Where the server is.

@@ -17,7 +17,9 @@
 //! `topic` (`spool topic …`), `produce`, `consume`, `queue` (`spool
 //! subscription …`, `receive`, `ack`, `nack`, `extend`, `dlq`, `errors`),
 //! `request` (`spool request …`) and `worker` (`spool worker`), `token`
-//! (`spool token …`), `status` (`spool status`), `config` (the server's configuration layers).
+//! (`spool token …`), `status` (`spool status`), `tls` (`spool tls
+//! generate`: a CA and a server certificate), `config` (the server's
+//! configuration layers).
 
 mod bench;
 mod cli;
@@ -40,6 +42,7 @@ mod queue;
 mod request;
 mod server;
 mod status;
+mod tls;
 mod token;
 mod topic;
 mod worker;
@@ -235,6 +238,7 @@ async fn async_main(cli: cli::Cli, matches: ArgMatches) -> ExitCode {
         cli::Command::Token(args) => token::run(args).await,
         cli::Command::Status(args) => status::run(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Tls(args) => tls::run(args),
     };
     match result {
         Ok(code) => code,

@@ -58,6 +58,25 @@ fn huge_length_prefix_is_rejected_at_once_without_allocating() {
 }
 
 #[test]
+fn a_tls_record_is_recognised_as_such_not_as_a_huge_frame() {
+    // A ClientHello (to a plain server) and an alert (from a TLS server).
+    let client_hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
+    let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+    for (record, content_type) in [(&client_hello[..], 0x16), (&alert[..], 0x15)] {
+        assert!(starts_like_tls(record));
+        let mut buf = BytesMut::from(record);
+        let err = decode_frame(&mut buf).unwrap_err();
+        assert_eq!(err, FrameError::TlsRecord { content_type });
+        assert!(err.to_string().contains("speaks TLS"), "{err}");
+        assert_eq!(buf.len(), record.len());
+    }
+    // Only TLS's content types with major version 3.
+    assert!(!starts_like_tls(&[0x16, 0x02, 0, 0]));
+    assert!(!starts_like_tls(&[0x18, 0x03, 0, 0]));
+    assert!(!starts_like_tls(&[0x16]));
+}
+
+#[test]
 fn largest_legal_length_is_accepted_but_waits_for_data() {
     let mut buf = BytesMut::new();
     buf.put_u32(FRAME_BYTES_MAX as u32);

@@ -113,6 +113,11 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// Requests of token `name` refused with `RATE_LIMITED`.
+fn rate_limited(name: &str) -> metrics::Counter {
+    metrics::counter!("spool_rate_limited_total", "token" => name.to_owned())
+}
+
 fn invalid(message: impl Into<String>) -> BrokerError {
     BrokerError::new(ErrorCode::InvalidRequest, message)
 }
@@ -201,6 +206,19 @@ impl Auth {
     /// together; bursts of one second's worth); `None` or 0: unlimited.
     pub fn set_rate_limit(&self, rate_per_s: Option<u32>) {
         lock(&self.rates).rate_per_s = rate_per_s.unwrap_or(0);
+        let names = lock(&self.tokens).summaries().into_iter().map(|t| t.name);
+        let admin = self.admin.as_ref().map(|_| BOOTSTRAP_TOKEN_NAME.to_owned());
+        for name in names.chain(admin) {
+            self.rate_limited_from_zero(&name);
+        }
+    }
+
+    /// With a rate limit on, `spool_rate_limited_total` of token `name` is
+    /// exported from zero, before its first refusal.
+    fn rate_limited_from_zero(&self, name: &str) {
+        if lock(&self.rates).rate_per_s > 0 {
+            rate_limited(name).increment(0);
+        }
     }
 
     /// Counts one request against the caller's rate limit: `RATE_LIMITED`
@@ -215,7 +233,7 @@ impl Auth {
             (rates.take(&p.name, Instant::now()), rates.rate_per_s)
         };
         waited.map_err(|wait| {
-            metrics::counter!("spool_rate_limited_total", "token" => p.name.clone()).increment(1);
+            rate_limited(&p.name).increment(1);
             BrokerError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -313,6 +331,7 @@ impl Auth {
             created_ms: u64::try_from(now_ms).unwrap_or(0),
         }))?;
         tracing::info!(token = name, admin, "token created");
+        self.rate_limited_from_zero(name);
         Ok(token)
     }
 

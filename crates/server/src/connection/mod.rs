@@ -15,14 +15,18 @@
 //! `UNAUTHENTICATED` and the connection closes); a request the token may
 //! not make is answered `FORBIDDEN` and the connection stays open.
 
+mod closing;
 mod dispatch;
 mod outbox;
 mod push;
+
+pub(crate) use closing::CloseReason;
 
 use crate::auth::Caller;
 use crate::convert::{self, wire_error};
 use crate::ops::Ops;
 use bytes::BytesMut;
+use closing::closing;
 use outbox::{
     answer, budget_unless_closed, encode_response_parts, error_response, send_budgeted, Outbox,
     Outgoing, Permits,
@@ -68,16 +72,6 @@ const LEASED_MESSAGE_BYTES_MAX: usize = RECORD_BYTES_MAX + 4 * 1024;
 /// frame limit less the header (7), error code (2) and count (4).
 const MESSAGES_ROOM: usize = FRAME_BYTES_MAX - 7 - 2 - 4;
 
-/// Notes that the server is closing a connection because of what the
-/// client did. Logged at debug level only and counted in
-/// `spool_connections_closed_total{reason}`: a flood of bad clients must
-/// not become a flood of log lines (10,000 handshake timeouts logged at
-/// once stalled the server for half a second).
-fn closing(peer: SocketAddr, reason: &'static str, why: &dyn std::fmt::Display) {
-    tracing::debug!(%peer, reason, "closing connection: {why}");
-    metrics::counter!("spool_connections_closed_total", "reason" => reason).increment(1);
-}
-
 /// Answers a connection over a limit with one error frame and closes it.
 pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, message: &str) {
     let mut buf = BytesMut::new();
@@ -114,7 +108,7 @@ pub async fn first_bytes(
         Err(_) => {
             closing(
                 peer,
-                "handshake_timeout",
+                CloseReason::HandshakeTimeout,
                 &format_args!("nothing sent within {HANDSHAKE_TIMEOUT_MS} ms"),
             );
             let _ = stream.set_zero_linger();
@@ -174,8 +168,7 @@ pub async fn handle_until<R, W>(
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
-                    closing(peer, "malformed_frame", &e);
-                    answer(&conn.tx, 0, error_response(0, e), Permits::none()).await;
+                    conn.refuse_frame(e).await;
                     break 'conn;
                 }
             };
@@ -192,8 +185,7 @@ pub async fn handle_until<R, W>(
             reserve_for_frame(&mut buf, *size);
         }
         if let Err(e) = frame_size {
-            closing(peer, "frame_too_large", &e);
-            answer(&conn.tx, 0, error_response(0, e), Permits::none()).await;
+            conn.refuse_frame(e).await;
             break 'conn;
         }
         let read = tokio::select! {
@@ -205,7 +197,7 @@ pub async fn handle_until<R, W>(
                 break 'conn;
             }
             _ = tokio::time::sleep_until(handshake_deadline), if !conn.greeted => {
-                closing(peer, "handshake_timeout", &format_args!("no handshake within {HANDSHAKE_TIMEOUT_MS} ms"));
+                closing(peer, CloseReason::HandshakeTimeout, &format_args!("no handshake within {HANDSHAKE_TIMEOUT_MS} ms"));
                 break 'conn;
             }
         };
@@ -258,13 +250,21 @@ struct Conn {
 }
 
 impl Conn {
+    /// Answers input that broke framing with one error frame (which our
+    /// client turns into advice when it is a TLS client), before the
+    /// connection closes.
+    async fn refuse_frame(&self, e: p::FrameError) {
+        closing(self.peer, CloseReason::of_frame_error(&e), &e);
+        answer(&self.tx, 0, error_response(0, e), Permits::none()).await;
+    }
+
     /// Handles one decoded frame: the handshake first, then requests.
     async fn take_frame(&mut self, frame: p::Frame) -> Next {
         let peer = self.peer;
         if frame.kind != p::FrameKind::Request {
             closing(
                 peer,
-                "non_request_frame",
+                CloseReason::NonRequestFrame,
                 &"a client sent a non-request frame",
             );
             let err = WireError::new(

@@ -2,7 +2,8 @@
 //! the in-flight budget they release once written, the writer task itself,
 //! and how answers are encoded.
 
-use super::{closing, BYTE_PERMIT_UNIT};
+use super::closing::{closing, CloseReason};
+use super::BYTE_PERMIT_UNIT;
 use bytes::{Bytes, BytesMut};
 use spool_proto::{self as p, Response, WireError};
 use spool_types::ErrorCode;
@@ -246,7 +247,7 @@ where
                     let why = format_args!(
                         "the client read nothing for {SLOW_CLIENT_TIMEOUT_MS} ms while {batch_bytes} bytes of answers waited",
                     );
-                    closing(peer, "slow_client", &why);
+                    closing(peer, CloseReason::SlowClient, &why);
                     return release_unsent(batch, rx);
                 }
             }

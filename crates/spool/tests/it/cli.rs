@@ -222,3 +222,30 @@ fn consuming_from_past_the_end_says_where_the_partitions_end() {
     let from_one = ["consume", "t", "--from", "1", "--timeout-ms", "300"];
     assert!(ok(&server.cli(&from_one, b"")).contains("two"));
 }
+
+/// Most a graceful stop of a server with no client may take: the 2 s the
+/// server allows connections still closing must not be spent when there
+/// are none (the bound is loose for a busy test machine).
+const IDLE_STOP_MAX: std::time::Duration = std::time::Duration::from_millis(1_500);
+
+#[test]
+fn a_server_with_no_client_stops_at_once_and_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = ServerProc::start_logging_to(&dir.path().join("data"), &log);
+    // Clients came and went, on both listeners.
+    ok(&server.cli(&["topic", "create", "t"], b""));
+    ok(&server.cli(&["produce", "t"], b"a\n"));
+    let out = server.cli(
+        &["consume", "t", "--count", "1", "--timeout-ms", "5000"],
+        b"",
+    );
+    assert_eq!(lines(&out), ["a"]);
+    assert!(server.binary_connections_closed(std::time::Duration::from_secs(5)));
+    let began = std::time::Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    let took = began.elapsed();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(took < IDLE_STOP_MAX, "the stop took {took:?}\n{logged}");
+    assert!(!logged.contains("still in use"), "{logged}");
+}

@@ -13,6 +13,7 @@ mod full_disk;
 mod groups;
 mod hostile;
 mod hung_up;
+mod metrics_help;
 mod patterns;
 mod queue_crash;
 mod queues;

@@ -1,10 +1,12 @@
 //! TLS on both listeners with a self-signed certificate generated here
 //! (rcgen): the CLI and an HTTPS client that trust it get through; plain
 //! clients, and clients trusting another certificate, are refused cleanly
-//! and the server keeps serving. Also the per-peer connection limit.
+//! and the server keeps serving. Also the per-peer connection limit, and
+//! `spool tls generate`.
 
-use crate::support::{cli, lines, ok, start_configured, ServerProc};
+use crate::support::{cli, lines, ok, start_configured, ServerProc, BIN};
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -88,9 +90,13 @@ fn tls_round_trip_on_both_listeners_with_a_self_signed_certificate() {
         b"",
     ));
 
-    // A client that does not speak TLS gets nowhere, and says so.
+    // A client that does not speak TLS gets nowhere, and is told why.
     let plain = cli(addr, &["topic", "list"], b"");
     assert!(!plain.status.success());
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(err.contains("the server answered with TLS"), "{err}");
+    assert!(err.contains("--tls-ca"), "{err}");
+    assert!(!err.contains("frame length"), "{err}");
     // A client trusting another certificate refuses the server's.
     let wrong = with_ca(addr, &other_cert, &["topic", "list"], b"");
     assert!(!wrong.status.success());
@@ -125,6 +131,141 @@ fn tls_round_trip_on_both_listeners_with_a_self_signed_certificate() {
         metrics.contains("spool_request_duration_seconds_bucket"),
         "{metrics}"
     );
+}
+
+/// The reverse: a TLS client on a plain listener is told the server does
+/// not speak TLS, and the server's log says what happened (not that a
+/// frame was too long).
+#[test]
+fn a_tls_client_on_a_plain_listener_is_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = self_signed(dir.path(), "ca");
+    let log = dir.path().join("server.log");
+    let server = ServerProc::start_logging_to(&dir.path().join("data"), &log);
+    for _ in 0..2 {
+        let out = with_ca(&server.addr, &ca, &["topic", "list"], b"");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not seem to speak TLS"), "{err}");
+    }
+    // Still serving plain clients.
+    ok(&server.cli(&["topic", "list"], b""));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("a client tried TLS on a plain listener"),
+        "{logged}"
+    );
+    // Once, not once per client.
+    assert_eq!(logged.matches("tried TLS").count(), 1, "{logged}");
+    assert!(!logged.contains("frame length"), "{logged}");
+    let metrics = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("spool_connections_closed_total{reason=\"tls_on_plain_listener\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// Runs `spool tls generate ARGS`.
+fn tls_generate(args: &[&str]) -> Output {
+    std::process::Command::new(BIN)
+        .args(["tls", "generate"])
+        .args(args)
+        .output()
+        .expect("run spool tls generate")
+}
+
+/// A server on `cert` and `key` (PEM files) with its log in `dir`.
+fn start_tls(dir: &Path, cert: &Path, key: &Path) -> ServerProc {
+    ServerProc::start_with(
+        &dir.join("data"),
+        "127.0.0.1:0",
+        &[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+        ],
+    )
+}
+
+/// The documented first TLS setup: `spool tls generate`, the server on the
+/// server certificate, the CLI trusting the CA.
+#[test]
+fn tls_generate_makes_a_ca_and_a_server_certificate_the_cli_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = certs.to_str().unwrap();
+    ok(&tls_generate(&["--host", "spool.test", "--out", out]));
+    // The keys are readable by their owner only.
+    for key in ["ca.key", "server.key"] {
+        let mode = std::fs::metadata(certs.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    let ca = certs.join("ca.crt");
+    let server = start_tls(
+        dir.path(),
+        &certs.join("server.crt"),
+        &certs.join("server.key"),
+    );
+    let addr = &server.addr;
+    ok(&with_ca(addr, &ca, &["topic", "create", "secure"], b""));
+    ok(&with_ca(addr, &ca, &["produce", "secure"], b"one\ntwo\n"));
+    let consumed = with_ca(
+        addr,
+        &ca,
+        &["consume", "secure", "--count", "2", "--timeout-ms", "5000"],
+        b"",
+    );
+    assert_eq!(lines(&consumed), ["one", "two"]);
+    // By name too: localhost is among the certificate's names.
+    let port = addr.rsplit_once(':').unwrap().1;
+    ok(&with_ca(
+        &format!("localhost:{port}"),
+        &ca,
+        &["topic", "list"],
+        b"",
+    ));
+
+    // A second run overwrites nothing.
+    let before = std::fs::read(certs.join("ca.key")).unwrap();
+    let again = tls_generate(&["--host", "spool.test", "--out", out]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("ALREADY_EXISTS"), "{err}");
+    assert_eq!(std::fs::read(certs.join("ca.key")).unwrap(), before);
+    // A host no client could check against is refused.
+    let bad = tls_generate(&["--host", "no such host", "--out", out]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("INVALID_REQUEST"), "{err}");
+}
+
+/// A CA certificate as the server's own (what `openssl req -x509` makes by
+/// default) cannot work with webpki; the client says what to do instead.
+#[test]
+fn a_ca_certificate_as_the_servers_own_is_refused_with_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert_pem = params.self_signed(&key).unwrap().pem();
+    let (cert, key_path) = (
+        dir.path().join("ca-as-server.crt"),
+        dir.path().join("k.pem"),
+    );
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let server = start_tls(dir.path(), &cert, &key_path);
+    let out = with_ca(&server.addr, &cert, &["topic", "list"], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CaUsedAsEndEntity"), "{err}");
+    assert!(err.contains("spool tls generate"), "{err}");
 }
 
 #[test]
