@@ -14,7 +14,7 @@
 //! its own logging from its configuration (`config`).
 //!
 //! Modules: `cli` (the clap definitions), `server` (`spool server`),
-//! `topic` (`spool topic …`), `produce`, `consume`, `queue` (`spool
+//! `topic` (`spool topic …`), `produce`, `consume`, `group` (`spool group …`), `queue` (`spool
 //! subscription …`, `receive`, `ack`, `nack`, `extend`, `dlq`, `errors`),
 //! `request` (`spool request …`) and `worker` (`spool worker`), `token`
 //! (`spool token …`), `status` (`spool status`), `config` (the server's configuration layers).
@@ -35,6 +35,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod config;
 mod consume;
+mod group;
 mod produce;
 mod queue;
 mod request;
@@ -224,6 +225,7 @@ async fn async_main(cli: cli::Cli, matches: ArgMatches) -> ExitCode {
         cli::Command::Produce(args) => produce::run(args).await,
         cli::Command::Consume(args) => consume::run(args).await,
         cli::Command::Subscription(args) => queue::subscription(args).await,
+        cli::Command::Group(args) => group::run(args).await,
         cli::Command::Receive(args) => queue::receive(args).await,
         cli::Command::Ack(args) => queue::ack(args).await,
         cli::Command::Nack(args) => queue::nack(args).await,

@@ -203,7 +203,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
         .route("/v1/groups/{group}/commit", post(groups::commit))
         .route("/v1/groups/{group}/leave", post(groups::leave))
-        .route("/v1/groups/{group}", axum::routing::delete(groups::delete))
+        .route("/v1/groups", get(groups::list))
+        .route(
+            "/v1/groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route(
+            "/v1/groups/{group}/reset-offsets",
+            post(groups::reset_offsets),
+        )
         .route("/v1/groups/{group}/offsets", get(groups::offsets))
         .route("/v1/requests", post(requests::submit))
         .route("/v1/requests/{id}", get(requests::status))

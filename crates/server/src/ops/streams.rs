@@ -253,21 +253,6 @@ impl Ops {
             .await
     }
 
-    /// Deletes a consumer group that has no members, with its committed
-    /// offsets: for an admin, or a caller who may consume every topic the
-    /// group has offsets on.
-    pub async fn delete_group(&self, caller: &Caller, group: String) -> Result<(), BrokerError> {
-        if !caller.may(Need::Admin) {
-            caller.check(Need::ConsumeSomething)?;
-            check_consume_all(
-                caller,
-                self.broker.group_topics(&group).iter().map(String::as_str),
-            )?;
-        }
-        self.on_broker(move |b, now| b.delete_group(&group, now))
-            .await
-    }
-
     /// Commits offsets, each (topic, partition, next offset to read).
     pub async fn commit(
         &self,
