@@ -24,8 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Server(ServerArgs),
-    /// One screen: the server, topics (depth, rate) and subscriptions
-    /// (lag, in flight, dead letters).
+    /// One screen: the server, topics (depth, rate), subscriptions (lag,
+    /// in flight, dead letters) and consumer groups (lag per partition).
     Status(StatusArgs),
     /// Create, list, describe, alter and delete topics.
     Topic(TopicArgs),

@@ -1,13 +1,14 @@
 //! `spool status`: one screen for a person at a terminal — the server
 //! (reachable, version, round trip), each topic (depth, bytes, publish
-//! rate, fill against its limit) and each queue subscription (backlog,
-//! leases in flight, redeliveries, dead letters). The publish rate comes
-//! from two samples of the end offsets `--interval-ms` apart.
+//! rate, fill against its limit), each queue subscription (backlog,
+//! leases in flight, redeliveries, dead letters) and each consumer group
+//! on each partition (committed offset, end, lag, members). The publish
+//! rate comes from two samples of the end offsets `--interval-ms` apart.
 
 use crate::cli::StatusArgs;
 use crate::connect;
 use serde_json::{json, Value};
-use spool_client::{Client, SubscriptionInfo, TopicDescription};
+use spool_client::{Client, GroupDescription, SubscriptionInfo, TopicDescription};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -64,10 +65,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let subs = client.list_subscriptions(None).await?;
+    let groups = client.list_groups().await?;
     let out = if args.json {
-        json_report(&client, round_trip, &topics, &subs).to_string() + "\n"
+        json_report(&client, round_trip, &topics, &subs, &groups).to_string() + "\n"
     } else {
-        text_report(&client, &args.conn.addr, round_trip, &topics, &subs)
+        let mut out = text_report(&client, &args.conn.addr, round_trip, &topics, &subs);
+        groups_text(&mut out, &groups);
+        out
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -154,11 +158,39 @@ fn text_report(
     out
 }
 
+/// The consumer groups' lag, one row per group and partition, as the
+/// subscriptions' is shown.
+fn groups_text(out: &mut String, groups: &[GroupDescription]) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<40} {:>10} {:>12} {:>12} {:>7}",
+        "GROUP (TOPIC/PARTITION)", "LAG", "COMMITTED", "END OFFSET", "MEMBERS"
+    );
+    if groups.is_empty() {
+        let _ = writeln!(out, "(no consumer groups)");
+    }
+    for g in groups {
+        for p in &g.partitions {
+            let _ = writeln!(
+                out,
+                "{:<40} {:>10} {:>12} {:>12} {:>7}",
+                format!("{} ({}/{})", g.group, p.topic, p.partition),
+                p.lag,
+                p.committed,
+                p.end_offset,
+                g.members.len()
+            );
+        }
+    }
+}
+
 fn json_report(
     client: &Client,
     round_trip: Duration,
     topics: &[TopicRow],
     subs: &[SubscriptionInfo],
+    groups: &[GroupDescription],
 ) -> Value {
     json!({
         "server": {
@@ -182,6 +214,15 @@ fn json_report(
             "redeliveries": s.redeliveries,
             "dead_letters": s.dead_letters,
         })).collect::<Vec<_>>(),
+        "groups": groups.iter().flat_map(|g| g.partitions.iter().map(|p| json!({
+            "group": g.group,
+            "topic": p.topic,
+            "partition": p.partition,
+            "lag": p.lag,
+            "committed": p.committed,
+            "end_offset": p.end_offset,
+            "members": g.members.len(),
+        }))).collect::<Vec<_>>(),
     })
 }
 
