@@ -9,6 +9,7 @@ use crate::cli::StatusArgs;
 use crate::connect;
 use serde_json::{json, Value};
 use spool_client::{Client, GroupDescription, SubscriptionInfo, TopicDescription};
+use spool_proto::CONFIG_TAG_WARN_DEPTH;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -21,6 +22,16 @@ struct TopicRow {
     end_offset: u64,
     rate_per_s: f64,
     max_messages: Option<u64>,
+    /// The depth at which the server warns (none: no warning level).
+    warn_depth: Option<u64>,
+}
+
+impl TopicRow {
+    /// Whether the depth is at or above `warn_depth` (as the server's
+    /// warning and `spool_topic_over_warn_depth` count it).
+    fn over_warn_depth(&self) -> bool {
+        self.warn_depth.is_some_and(|w| self.messages >= w)
+    }
 }
 
 async fn describe_all(client: &Client) -> anyhow::Result<Vec<TopicDescription>> {
@@ -61,6 +72,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 end_offset: end_offsets(d),
                 rate_per_s: end_offsets(d).saturating_sub(before) as f64 / elapsed_s,
                 max_messages: d.config.max_messages,
+                warn_depth: crate::topic::extension_u64(&d.config, CONFIG_TAG_WARN_DEPTH)
+                    .filter(|w| *w > 0),
             }
         })
         .collect();
@@ -110,7 +123,7 @@ fn text_report(
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10} {:>6}",
+        "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10} {:>6}  WARN AT",
         "TOPIC", "PARTS", "DEPTH", "BYTES", "END OFFSET", "MSG/S", "FULL"
     );
     if topics.is_empty() {
@@ -123,16 +136,22 @@ fn text_report(
             .map_or("-".to_owned(), |m| {
                 format!("{:.0}%", t.messages as f64 * 100.0 / m as f64)
             });
+        let warn = match t.warn_depth {
+            None => "-".to_owned(),
+            Some(w) if t.over_warn_depth() => format!("{w} OVER"),
+            Some(w) => w.to_string(),
+        };
         let _ = writeln!(
             out,
-            "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10.1} {:>6}",
+            "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10.1} {:>6}  {}",
             t.name,
             t.partitions,
             t.messages,
             size(t.bytes),
             t.end_offset,
             t.rate_per_s,
-            full
+            full,
+            warn
         );
     }
     let _ = writeln!(out);
@@ -205,6 +224,8 @@ fn json_report(
             "end_offset": t.end_offset,
             "publish_per_s": t.rate_per_s,
             "max_messages": t.max_messages,
+            "warn_depth": t.warn_depth,
+            "over_warn_depth": t.over_warn_depth(),
         })).collect::<Vec<_>>(),
         "subscriptions": subs.iter().map(|s| json!({
             "topic": s.topic,

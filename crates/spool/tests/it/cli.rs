@@ -185,6 +185,48 @@ fn status_and_metrics_show_consumer_group_lag_per_partition() {
     assert_eq!((lag(0), lag(1)), (Some(2.0), Some(0.0)));
 }
 
+#[test]
+fn status_and_metrics_show_topics_over_their_warn_depth() {
+    let (_dir, server) = start_after(&[
+        "topic create hot --warn-depth 3",
+        "topic create calm --warn-depth 10",
+        "topic create plain",
+    ]);
+    ok(&server.cli(&["produce", "hot"], b"a\nb\nc\n"));
+    ok(&server.cli(&["produce", "calm"], b"a\n"));
+    let out = ok(&server.cli(&["status", "--interval-ms", "100"], b""));
+    let warn_column = |topic: &str| {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{topic} ")))
+            .unwrap_or_else(|| panic!("{out}"));
+        // The last column, after two spaces ("3 OVER" has one).
+        row.rsplit("  ").next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(warn_column("hot"), "3 OVER", "{out}");
+    assert_eq!(warn_column("calm"), "10", "{out}");
+    assert_eq!(warn_column("plain"), "-", "{out}");
+    let json = ok(&server.cli(&["status", "--interval-ms", "100", "--json"], b""));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let hot = v["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hot")
+        .unwrap();
+    assert_eq!(
+        (&hot["warn_depth"], &hot["over_warn_depth"]),
+        (&3.into(), &true.into())
+    );
+
+    let gauge = |name: &str, topic: &str| metric(&server, &format!("{name}{{topic=\"{topic}\"}}"));
+    assert_eq!(gauge("spool_topic_over_warn_depth", "hot"), Some(1.0));
+    assert_eq!(gauge("spool_topic_over_warn_depth", "calm"), Some(0.0));
+    assert_eq!(gauge("spool_topic_over_warn_depth", "plain"), Some(0.0));
+    assert_eq!(gauge("spool_topic_warn_depth", "hot"), Some(3.0));
+    assert_eq!(gauge("spool_topic_warn_depth", "plain"), None);
+}
+
 /// Runs `spool ARGS` as given (no `--addr` appended).
 fn spool(args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN)
