@@ -8,7 +8,8 @@
 //! speak TLS, trusting the CA certificates in that PEM file), before or
 //! after the subcommand (`spool --addr H:P topic list` = `spool topic list
 //! --addr H:P`; given in both places, the later one counts), and report
-//! failures on stderr as `error: CODE_NAME: message` with a non-zero exit
+//! failures on stderr as `error: CODE_NAME: message` (and the server's
+//! retry hint, `(retry after N ms)`, when it gave one) with a non-zero exit
 //! status. Logs go to
 //! stderr, filtered by `RUST_LOG` (default `info`); `spool server` sets up
 //! its own logging from its configuration (`config`).
@@ -77,7 +78,16 @@ impl Failure {
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
-        Failure::new(e.code_name(), e.message())
+        Failure::new(e.code_name(), client_message(&e))
+    }
+}
+
+/// A client error's message with the server's retry hint, if it gave one
+/// (`topic t is full (retry after 1000 ms)`).
+fn client_message(e: &ClientError) -> String {
+    match e.retry_after_ms() {
+        Some(ms) => format!("{} (retry after {ms} ms)", e.message()),
+        None => e.message(),
     }
 }
 
@@ -86,7 +96,7 @@ pub fn report(e: &anyhow::Error) {
     if let Some(f) = e.downcast_ref::<Failure>() {
         eprintln!("error: {f}");
     } else if let Some(c) = e.downcast_ref::<ClientError>() {
-        eprintln!("error: {}: {}", c.code_name(), c.message());
+        eprintln!("error: {}: {}", c.code_name(), client_message(c));
     } else {
         eprintln!("error: {e:#}");
     }
