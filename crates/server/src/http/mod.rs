@@ -352,9 +352,17 @@ async fn publish(
     }
     let records = json::records(req, crate::now_ms())?;
     let placed = s.publish(&caller, topic, records).await?;
+    // A suppressed duplicate (its `spool-msg-id` stored before) is marked:
+    // its offset is the original's.
     let offsets: Vec<Value> = placed
         .into_iter()
-        .map(|(partition, offset)| json!({"partition": partition, "offset": offset}))
+        .map(|p| {
+            let mut v = json!({"partition": p.partition, "offset": p.offset});
+            if p.duplicate {
+                v["duplicate"] = json!(true);
+            }
+            v
+        })
         .collect();
     Ok(Json(json!({ "offsets": offsets })))
 }

@@ -25,7 +25,7 @@ mod subscriptions;
 mod topics;
 
 pub use requests::Submission;
-pub use streams::{FetchPartition, Fetched, FetchedPartition};
+pub use streams::{FetchPartition, Fetched, FetchedPartition, Published};
 pub use subscriptions::{
     wake_deadline, ReceiveRoom, Shape, SUBSCRIPTION_DUE_RECHECK_MS, SUBSCRIPTION_RECHECK_MS,
 };
