@@ -435,7 +435,7 @@ async fn list_subscriptions(
     let subs: Vec<Value> = s
         .list_subscriptions(&caller, Some(&topic))?
         .iter()
-        .map(|(spec, _)| json::spec(spec))
+        .map(|(spec, load)| json::subscription(spec, load))
         .collect();
     Ok(Json(json!({ "subscriptions": subs })))
 }

@@ -116,6 +116,18 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         (429, Some("QUEUE_FULL"))
     );
     assert!(r.header("retry-after").is_some());
+    // The list shows each subscription's load beside its settings.
+    let subs = get(addr, "/v1/topics/jobs/subscriptions").await;
+    let w = &subs.body["subscriptions"][0];
+    assert_eq!(
+        (&w["max_deliveries"], &w["lag"]),
+        (&json!(3), &json!(3)),
+        "{}",
+        subs.body
+    );
+    for field in ["leased", "outstanding", "redeliveries", "dead_letters"] {
+        assert!(w[field].is_u64(), "{field}: {}", subs.body);
+    }
     let m = get(addr, "/metrics").await;
     let text = m.body.as_str().unwrap_or_default().to_owned();
     assert!(

@@ -262,3 +262,26 @@ fn the_duplicate_window_is_configurable() {
         "the second was a duplicate; the third came after the window"
     );
 }
+
+#[test]
+fn creating_a_subscription_again_with_other_settings_says_which_differ() {
+    let (_dir, server) = start_after(&[
+        "topic create jobs",
+        "subscription create jobs w --max-deliveries 3",
+    ]);
+    // The same settings again: fine.
+    ok(&server.cli(&words("subscription create jobs w --max-deliveries 3"), b""));
+    let out = server.cli(
+        &words("subscription create jobs w --max-deliveries 4 --ack-timeout-ms 1000"),
+        b"",
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("GROUP_EXISTS"), "{stderr}");
+    assert!(
+        stderr.contains("ack_timeout_ms is 30000, not 1000"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("max_deliveries is 3, not 4"), "{stderr}");
+    assert!(!stderr.contains("ordered"), "only what differs: {stderr}");
+}
