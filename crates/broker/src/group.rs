@@ -64,6 +64,9 @@ pub struct Coordinator {
     groups: BTreeMap<String, Group>,
 }
 
+/// A member's id and the partitions it holds.
+pub type MemberHolding = (String, Vec<TopicPartition>);
+
 /// Topic name → partition count, the catalogue assignments are made from.
 pub type Catalog = BTreeMap<String, u32>;
 
@@ -72,6 +75,12 @@ fn unknown_member(group: &str, member: &str) -> BrokerError {
         ErrorCode::UnknownMember,
         format!("member {member:?} is not in group {group:?} (it left or missed its session timeout); join again"),
     )
+}
+
+/// Whether `group` is the server's own (`spool.…`, e.g. redrive cursors):
+/// never listed, deleted or reset by clients.
+pub fn is_system_group(group: &str) -> bool {
+    group.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX)
 }
 
 impl Group {
@@ -334,26 +343,31 @@ impl Coordinator {
     /// Whether `group` may be deleted now: it exists, is not a system
     /// group, and has no members.
     pub fn check_deletable(&self, group: &str) -> Result<()> {
-        let g = self
-            .groups
+        self.groups
             .get(group)
-            .filter(|_| !group.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX))
+            .filter(|_| !is_system_group(group))
             .ok_or_else(|| {
                 BrokerError::new(
                     ErrorCode::UnknownGroup,
                     format!("no consumer group {group:?}"),
                 )
             })?;
-        if !g.members.is_empty() {
-            return Err(BrokerError::new(
+        self.check_empty(group, "deleted")
+    }
+
+    /// Whether `group` has no members now (none exists: it has none), so
+    /// its offsets may be deleted or set from outside (`done`, as in "it
+    /// can be … once they left"); its members would not notice.
+    pub fn check_empty(&self, group: &str, done: &str) -> Result<()> {
+        match self.groups.get(group).map(|g| g.members.len()) {
+            Some(n) if n > 0 => Err(BrokerError::new(
                 ErrorCode::GroupNotEmpty,
                 format!(
-                    "group {group:?} has {} member(s); it can be deleted once they left (or their sessions expired)",
-                    g.members.len()
+                    "group {group:?} has {n} member(s); it can be {done} once they left (or their sessions expired)"
                 ),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Whether `group` has committed offsets.
@@ -471,6 +485,26 @@ impl Coordinator {
             });
         }
         low
+    }
+
+    /// A group's generation and members, each with the partitions it holds
+    /// (`None` for no such group).
+    pub fn members(&self, group: &str) -> Option<(u32, Vec<MemberHolding>)> {
+        let g = self.groups.get(group)?;
+        let members = g
+            .members
+            .keys()
+            .map(|id| {
+                let held = g
+                    .holder
+                    .iter()
+                    .filter(|(_, h)| *h == id)
+                    .map(|(tp, _)| tp.clone())
+                    .collect();
+                (id.clone(), held)
+            })
+            .collect();
+        Some((g.generation, members))
     }
 
     /// Names and member counts of all groups, for listings.

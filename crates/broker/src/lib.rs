@@ -23,11 +23,11 @@ pub mod requests;
 pub mod subscription;
 
 pub use broker::{
-    AckDone, AppendListener, Assignment, Broker, CommitDone, GroupLag, NewRequest, PartitionInfo,
-    PendingAck, PendingProduce, Produced, RecoveryNotes, Routing, Topic, TopicDescription,
-    DLQ_DELIVERIES_HEADER, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER,
-    DLQ_SUBSCRIPTION_HEADER, DLQ_TOPIC_HEADER, EMPTY_GROUP_RETENTION_MS, EVENTS_TOPIC,
-    MESSAGE_ID_HEADER, QUEUE_FULL_RETRY_AFTER_MS,
+    AckDone, AppendListener, Assignment, Broker, CommitDone, GroupInfo, GroupLag, NewRequest,
+    OffsetReset, PartitionInfo, PendingAck, PendingProduce, Produced, RecoveryNotes, Routing,
+    Topic, TopicDescription, DLQ_DELIVERIES_HEADER, DLQ_ERROR_HEADER, DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER, DLQ_SUBSCRIPTION_HEADER, DLQ_TOPIC_HEADER, EMPTY_GROUP_RETENTION_MS,
+    EVENTS_TOPIC, MESSAGE_ID_HEADER, QUEUE_FULL_RETRY_AFTER_MS,
 };
 pub use config::{OnFull, Retention, TopicConfig, TopicConfigPatch, TopicDurability};
 pub use error::{BrokerError, Result};

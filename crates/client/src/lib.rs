@@ -56,6 +56,7 @@ mod connect;
 mod consumer;
 mod error;
 mod fetcher;
+mod groups;
 mod producer;
 mod queue_subscriber;
 mod reader;
@@ -87,8 +88,9 @@ pub use tokens::TokenGrants;
 
 pub use serde_json;
 pub use spool_proto::{
-    Backoff, DeliveryMode, Durability, GroupStart, LeasedMessage, OnFull, PartitionInfo,
-    PartitionOffset, Retention, SubscribeStart, SubscriptionInfo, SubscriptionKind, TokenInfo,
-    TopicConfig, TopicDescription, TopicSummary, WireCode, WireError,
+    Backoff, DeliveryMode, Durability, GroupDescription, GroupMember, GroupPartition, GroupStart,
+    LeasedMessage, OffsetTarget, OnFull, PartitionInfo, PartitionOffset, Retention, SubscribeStart,
+    SubscriptionInfo, SubscriptionKind, TokenInfo, TopicConfig, TopicDescription, TopicSummary,
+    WireCode, WireError,
 };
 pub use spool_types::ErrorCode;

@@ -46,15 +46,16 @@ pub use op::Op;
 pub use push::{Deliver, Push, QueueDeliver};
 pub use request::{
     Ack, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription, CreateToken, CreateTopic,
-    Credit, DeleteSubscription, DeleteTopic, DescribeTopic, ExtendLease, FailRequest, Fetch,
-    FetchOffsets, FetchPartition, GetRequest, Heartbeat, Hello, JoinGroup, LeaveGroup,
-    ListSubscriptions, ListTopics, Nack, Produce, Receive, Redrive, Request, RevokeToken,
-    SubmitRequest, Subscribe, SubscribeQueue, Unsubscribe,
+    Credit, DeleteGroup, DeleteSubscription, DeleteTopic, DescribeGroup, DescribeTopic,
+    ExtendLease, FailRequest, Fetch, FetchOffsets, FetchPartition, GetRequest, Heartbeat, Hello,
+    JoinGroup, LeaveGroup, ListSubscriptions, ListTopics, Nack, OffsetTarget, Produce, Receive,
+    Redrive, Request, ResetOffsets, RevokeToken, SubmitRequest, Subscribe, SubscribeQueue,
+    Unsubscribe,
 };
 pub use response::{
-    CommittedOffset, Fetched, FetchedPartition, HeartbeatOk, HelloOk, Joined, PartitionInfo,
-    Produced, Response, ResponseBody, SubscriptionInfo, TokenCreated, TokenInfo, TopicDescription,
-    TopicSummary,
+    CommittedOffset, Fetched, FetchedPartition, GroupDescription, GroupMember, GroupPartition,
+    HeartbeatOk, HelloOk, Joined, PartitionInfo, Produced, Response, ResponseBody,
+    SubscriptionInfo, TokenCreated, TokenInfo, TopicDescription, TopicSummary,
 };
 pub use spool_types::limits::FRAME_BYTES_MAX;
 pub use wire::SHARED_BYTES_MIN;

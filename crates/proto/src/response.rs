@@ -7,7 +7,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::common::{Backoff, DeliveryMode, LeasedMessage, PartitionOffset, TopicConfig};
+use crate::common::{
+    Backoff, DeliveryMode, LeasedMessage, PartitionOffset, TopicConfig, TopicPartition,
+};
 use crate::error::{DecodeError, EncodeError, WireCode, WireError};
 use crate::frame::{encode_frame, encode_frame_parts, FrameKind};
 use crate::op::{not_for, op_for, Op};
@@ -129,6 +131,40 @@ pub struct CommittedOffset {
 }
 
 wire_struct! {
+    /// A consumer group's committed offset on one partition, with the
+    /// partition's end and the lag between them.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct GroupPartition {
+        pub topic: String => string("group.partitions.topic"),
+        pub partition: u32 => u32("group.partitions.partition"),
+        pub committed: u64 => u64("group.partitions.committed"),
+        pub end_offset: u64 => u64("group.partitions.end_offset"),
+        /// `end_offset − committed`, or 0.
+        pub lag: u64 => u64("group.partitions.lag"),
+    }
+}
+
+wire_struct! {
+    /// A member of a consumer group and the partitions it holds.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct GroupMember {
+        pub member_id: String => string("group.members.member_id"),
+        pub assignment: Vec<TopicPartition> => array("group.members.assignment", ARRAY_LEN_MAX),
+    }
+}
+
+wire_struct! {
+    /// A consumer group: its members and committed offsets.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct GroupDescription {
+        pub group: String => string("group.name"),
+        pub generation: u32 => u32("group.generation"),
+        pub members: Vec<GroupMember> => array("group.members", ARRAY_LEN_MAX),
+        pub partitions: Vec<GroupPartition> => array("group.partitions", ARRAY_LEN_MAX),
+    }
+}
+
+wire_struct! {
     /// A queue subscription's settings and current load.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct SubscriptionInfo {
@@ -213,6 +249,11 @@ pub enum ResponseBody {
     LeftGroup,
     OffsetsCommitted,
     Offsets(Vec<CommittedOffset>),
+    Groups(Vec<GroupDescription>),
+    GroupDescription(GroupDescription),
+    /// ResetOffsets: the group's new offset on each partition of the topic.
+    OffsetsReset(Vec<PartitionOffset>),
+    GroupDeleted,
     Subscribed {
         subscription_id: u32,
     },
@@ -277,6 +318,10 @@ impl ResponseBody {
             ResponseBody::LeftGroup => Op::LeaveGroup,
             ResponseBody::OffsetsCommitted => Op::CommitOffsets,
             ResponseBody::Offsets(_) => Op::FetchOffsets,
+            ResponseBody::Groups(_) => Op::ListGroups,
+            ResponseBody::GroupDescription(_) => Op::DescribeGroup,
+            ResponseBody::OffsetsReset(_) => Op::ResetOffsets,
+            ResponseBody::GroupDeleted => Op::DeleteGroup,
             ResponseBody::Subscribed { .. } => Op::Subscribe,
             ResponseBody::CreditGranted => Op::Credit,
             ResponseBody::Unsubscribed => Op::Unsubscribe,
@@ -317,6 +362,10 @@ impl ResponseBody {
             Op::LeaveGroup => ResponseBody::LeftGroup,
             Op::CommitOffsets => ResponseBody::OffsetsCommitted,
             Op::FetchOffsets => ResponseBody::Offsets(r.array("offsets", ARRAY_LEN_MAX)?),
+            Op::ListGroups => ResponseBody::Groups(r.array("groups", ARRAY_LEN_MAX)?),
+            Op::DescribeGroup => ResponseBody::GroupDescription(GroupDescription::decode(r)?),
+            Op::ResetOffsets => ResponseBody::OffsetsReset(r.array("offsets", ARRAY_LEN_MAX)?),
+            Op::DeleteGroup => ResponseBody::GroupDeleted,
             Op::Subscribe => ResponseBody::Subscribed {
                 subscription_id: r.u32("subscribed.subscription_id")?,
             },
@@ -373,6 +422,9 @@ impl ResponseBody {
             ResponseBody::Joined(m) => m.encode(w),
             ResponseBody::HeartbeatOk(m) => m.encode(w),
             ResponseBody::Offsets(offsets) => w.array("offsets", offsets, ARRAY_LEN_MAX),
+            ResponseBody::Groups(groups) => w.array("groups", groups, ARRAY_LEN_MAX),
+            ResponseBody::GroupDescription(m) => m.encode(w),
+            ResponseBody::OffsetsReset(offsets) => w.array("offsets", offsets, ARRAY_LEN_MAX),
             ResponseBody::Subscribed { subscription_id } => {
                 w.u32(*subscription_id);
                 Ok(())
@@ -404,6 +456,7 @@ impl ResponseBody {
             | ResponseBody::TopicAltered
             | ResponseBody::LeftGroup
             | ResponseBody::OffsetsCommitted
+            | ResponseBody::GroupDeleted
             | ResponseBody::CreditGranted
             | ResponseBody::Unsubscribed
             | ResponseBody::TokenRevoked

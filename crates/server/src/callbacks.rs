@@ -25,6 +25,11 @@ pub fn public_json(r: &RequestRecord) -> serde_json::Value {
     if let Some(obj) = v.as_object_mut() {
         obj.remove("receipt");
         obj.remove("lease_deadline_ms");
+        // A record expires only once it has finished (its expiry is set
+        // then, the request TTL after it); until then it has none to show.
+        if !r.status.is_final() {
+            obj.insert("expires_ms".to_owned(), serde_json::Value::Null);
+        }
     }
     v
 }
@@ -118,6 +123,37 @@ async fn deliver(
 
 #[cfg(test)]
 mod tests {
+    use spool_broker::requests::RequestRecord;
+    use spool_types::RequestStatus;
+
+    #[test]
+    fn only_a_finished_record_shows_when_it_expires() {
+        let mut r = RequestRecord {
+            id: "r".into(),
+            queue: "q".into(),
+            status: RequestStatus::Pending,
+            attempts: 0,
+            created_ms: 10,
+            updated_ms: 10,
+            expires_ms: 10 + 7 * 24 * 3_600_000,
+            result: None,
+            error: None,
+            callback_url: None,
+            callback: None,
+            receipt: Some("lease".into()),
+            lease_deadline_ms: Some(20),
+        };
+        for status in [RequestStatus::Pending, RequestStatus::Running] {
+            r.status = status;
+            let v = super::public_json(&r);
+            assert!(v["expires_ms"].is_null(), "{v}");
+            assert!(v.get("receipt").is_none(), "{v}");
+        }
+        r.status = RequestStatus::Succeeded;
+        r.expires_ms = 99;
+        assert_eq!(super::public_json(&r)["expires_ms"], 99);
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let a = super::backoff_ms(0, 200);

@@ -127,6 +127,44 @@ pub fn offset_from_wire(o: u64) -> Result<i64, BrokerError> {
     i64::try_from(o).map_err(|_| BrokerError::invalid(format!("offset {o} is out of range")))
 }
 
+/// A consumer group as DESCRIBE_GROUP and LIST_GROUPS send it.
+pub fn group_description(g: b::GroupInfo) -> p::GroupDescription {
+    let tp = |(topic, partition)| p::TopicPartition { topic, partition };
+    p::GroupDescription {
+        group: g.group,
+        generation: g.generation,
+        members: g
+            .members
+            .into_iter()
+            .map(|(member_id, held)| p::GroupMember {
+                member_id,
+                assignment: held.into_iter().map(tp).collect(),
+            })
+            .collect(),
+        partitions: g
+            .partitions
+            .into_iter()
+            .map(|l| p::GroupPartition {
+                topic: l.topic,
+                partition: l.partition,
+                committed: l.committed.max(0) as u64,
+                end_offset: l.end_offset.max(0) as u64,
+                lag: l.lag,
+            })
+            .collect(),
+    }
+}
+
+/// A RESET_OFFSETS target as the broker takes it.
+pub fn offset_reset(to: p::OffsetTarget) -> Result<b::OffsetReset, BrokerError> {
+    Ok(match to {
+        p::OffsetTarget::Earliest => b::OffsetReset::Earliest,
+        p::OffsetTarget::Latest => b::OffsetReset::Latest,
+        p::OffsetTarget::Offset(o) => b::OffsetReset::Offset(offset_from_wire(o)?),
+        p::OffsetTarget::Timestamp(ms) => b::OffsetReset::Timestamp(ms),
+    })
+}
+
 /// Ack timeout for a CreateSubscription that leaves it at 0: the broker's
 /// default, so clients need not hard-code it.
 pub const ACK_TIMEOUT_MS_DEFAULT: u64 = 30_000;

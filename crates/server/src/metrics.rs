@@ -73,6 +73,14 @@ pub fn render(broker: &Broker) -> String {
                 .fold((0, 0), |(m, b), p| (m + p.messages, b + p.bytes));
             metrics::gauge!("spool_topic_messages", "topic" => name.clone()).set(m as f64);
             metrics::gauge!("spool_topic_bytes", "topic" => name.clone()).set(b as f64);
+            // warn_depth (0 is off), so an alert needs no log scraping.
+            let warn = d.config.warn_depth.filter(|w| *w > 0);
+            if let Some(w) = warn {
+                metrics::gauge!("spool_topic_warn_depth", "topic" => name.clone()).set(w as f64);
+            }
+            let over = warn.is_some_and(|w| m >= w);
+            metrics::gauge!("spool_topic_over_warn_depth", "topic" => name.clone())
+                .set(f64::from(u8::from(over)));
         }
     }
     for lag in broker.group_lags() {

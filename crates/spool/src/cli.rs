@@ -24,8 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Server(ServerArgs),
-    /// One screen: the server, topics (depth, rate) and subscriptions
-    /// (lag, in flight, dead letters).
+    /// One screen: the server, topics (depth, rate), subscriptions (lag,
+    /// in flight, dead letters) and consumer groups (lag per partition).
     Status(StatusArgs),
     /// Create, list, describe, alter and delete topics.
     Topic(TopicArgs),
@@ -35,6 +35,8 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Create, list and delete subscriptions (queue or stream).
     Subscription(SubscriptionArgs),
+    /// Consumer groups: list, describe, reset offsets, delete.
+    Group(GroupArgs),
     /// Lease messages from a queue subscription and print them.
     Receive(ReceiveArgs),
     /// Acknowledge leased messages by receipt: they are done.
@@ -406,6 +408,46 @@ pub struct ConsumeArgs {
     /// before giving its partitions to others.
     #[arg(long, default_value_t = 10_000)]
     pub session_timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: GroupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List consumer groups: members, partitions and total lag.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a group's members, the partitions each holds, and its committed
+    /// offset and lag per partition.
+    Describe {
+        group: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a group's committed offsets on every partition of a topic;
+    /// refused (GROUP_NOT_EMPTY) while the group has members.
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// earliest, latest, an offset (clamped into each partition), an
+        /// RFC 3339 time (2024-05-01T12:00:00Z) or @MS (ms since the Unix
+        /// epoch): the first stored batch with a message at or after it.
+        #[arg(long, value_name = "earliest|latest|OFFSET|TIME")]
+        to: String,
+    },
+    /// Delete a group without members, and its committed offsets.
+    Delete { group: String },
 }
 
 #[derive(Debug, Args)]

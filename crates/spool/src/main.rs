@@ -8,13 +8,14 @@
 //! speak TLS, trusting the CA certificates in that PEM file), before or
 //! after the subcommand (`spool --addr H:P topic list` = `spool topic list
 //! --addr H:P`; given in both places, the later one counts), and report
-//! failures on stderr as `error: CODE_NAME: message` with a non-zero exit
+//! failures on stderr as `error: CODE_NAME: message` (and the server's
+//! retry hint, `(retry after N ms)`, when it gave one) with a non-zero exit
 //! status. Logs go to
 //! stderr, filtered by `RUST_LOG` (default `info`); `spool server` sets up
 //! its own logging from its configuration (`config`).
 //!
 //! Modules: `cli` (the clap definitions), `server` (`spool server`),
-//! `topic` (`spool topic …`), `produce`, `consume`, `queue` (`spool
+//! `topic` (`spool topic …`), `produce`, `consume`, `group` (`spool group …`), `queue` (`spool
 //! subscription …`, `receive`, `ack`, `nack`, `extend`, `dlq`, `errors`),
 //! `request` (`spool request …`) and `worker` (`spool worker`), `token`
 //! (`spool token …`), `status` (`spool status`), `tls` (`spool tls
@@ -37,6 +38,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod config;
 mod consume;
+mod group;
 mod produce;
 mod queue;
 mod request;
@@ -79,7 +81,16 @@ impl Failure {
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
-        Failure::new(e.code_name(), e.message())
+        Failure::new(e.code_name(), client_message(&e))
+    }
+}
+
+/// A client error's message with the server's retry hint, if it gave one
+/// (`topic t is full (retry after 1000 ms)`).
+fn client_message(e: &ClientError) -> String {
+    match e.retry_after_ms() {
+        Some(ms) => format!("{} (retry after {ms} ms)", e.message()),
+        None => e.message(),
     }
 }
 
@@ -88,7 +99,7 @@ pub fn report(e: &anyhow::Error) {
     if let Some(f) = e.downcast_ref::<Failure>() {
         eprintln!("error: {f}");
     } else if let Some(c) = e.downcast_ref::<ClientError>() {
-        eprintln!("error: {}: {}", c.code_name(), c.message());
+        eprintln!("error: {}: {}", c.code_name(), client_message(c));
     } else {
         eprintln!("error: {e:#}");
     }
@@ -227,6 +238,7 @@ async fn async_main(cli: cli::Cli, matches: ArgMatches) -> ExitCode {
         cli::Command::Produce(args) => produce::run(args).await,
         cli::Command::Consume(args) => consume::run(args).await,
         cli::Command::Subscription(args) => queue::subscription(args).await,
+        cli::Command::Group(args) => group::run(args).await,
         cli::Command::Receive(args) => queue::receive(args).await,
         cli::Command::Ack(args) => queue::ack(args).await,
         cli::Command::Nack(args) => queue::nack(args).await,

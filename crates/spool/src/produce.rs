@@ -10,13 +10,16 @@
 //! Exit 0 only when every line was acknowledged. On the first failure no
 //! new line is sent; messages already handed to the producer are awaited,
 //! the error is printed as `error: CODE: message` on stderr, and the exit
-//! status is 1. The last line on stdout is always `acknowledged: N`.
+//! status is 1. The last line on stdout is always `acknowledged: N`, and
+//! `acknowledged: N (M duplicates)` when (with `--message-id`) the message
+//! was a suppressed duplicate: stored before within the topic's dedup
+//! window, so nothing new was stored.
 
 use crate::cli::ProduceArgs;
 use crate::{connect, Failure};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use spool_client::{ClientError, Message, Producer, ProducerOptions};
+use spool_client::{ClientError, Delivered, Message, Producer, ProducerOptions};
 use spool_types::limits::RECORD_BYTES_MAX;
 use std::io::Write;
 use std::process::ExitCode;
@@ -92,15 +95,38 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let client = connect(&args.conn.addr).await?;
+    // With a message ID: where each partition ends before the send. An
+    // answer below that end names an original: the message was a
+    // suppressed duplicate (the Produce answer itself does not say so).
+    let ends_before = match &args.message_id {
+        Some(_) => client.describe_topic(&args.topic).await.ok().map(|d| {
+            d.partitions
+                .iter()
+                .map(|p| p.end_offset)
+                .collect::<Vec<u64>>()
+        }),
+        None => None,
+    };
     let producer = Producer::new(client, ProducerOptions::default());
     let stdin = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
-    let outcome = produce_lines(&producer, &args, stdin).await;
+    let mut outcome = produce_lines(&producer, &args, stdin).await;
+    if let Some(ends) = ends_before {
+        outcome.count_duplicates(&ends);
+    }
     let mut stdout = std::io::stdout().lock();
     if let Some(f) = &outcome.failure {
         eprintln!("error: {f}");
     }
     // Always the last line, success or not.
-    let _ = writeln!(stdout, "acknowledged: {}", outcome.acknowledged);
+    let _ = match outcome.duplicates {
+        0 => writeln!(stdout, "acknowledged: {}", outcome.acknowledged),
+        n => writeln!(
+            stdout,
+            "acknowledged: {} ({n} duplicate{})",
+            outcome.acknowledged,
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     let _ = stdout.flush();
     Ok(if outcome.failure.is_some() {
         ExitCode::FAILURE
@@ -112,7 +138,39 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
 /// How a run went.
 pub struct Outcome {
     pub acknowledged: u64,
+    /// Where the acknowledged messages are.
+    pub delivered: Vec<Delivered>,
+    /// How many of them were suppressed duplicates (see
+    /// [`Outcome::count_duplicates`]).
+    pub duplicates: u64,
     pub failure: Option<Failure>,
+}
+
+impl Outcome {
+    fn failed(failure: Failure) -> Outcome {
+        Outcome {
+            acknowledged: 0,
+            delivered: Vec::new(),
+            duplicates: 0,
+            failure: Some(failure),
+        }
+    }
+
+    /// Counts the messages acknowledged below `ends_before` (each
+    /// partition's end offset before they were sent): a new message lands
+    /// at or after that end, so one below it is an original's place, a
+    /// suppressed duplicate.
+    fn count_duplicates(&mut self, ends_before: &[u64]) {
+        self.duplicates = self
+            .delivered
+            .iter()
+            .filter(|d| {
+                ends_before
+                    .get(d.partition as usize)
+                    .is_some_and(|end| d.offset < *end)
+            })
+            .count() as u64;
+    }
 }
 
 /// Sends every line of `input` as a message; stops sending at the first
@@ -128,13 +186,10 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
         .map(|k| Bytes::from(k.clone().into_bytes()));
     let mut lines = LineReader::new(input);
     if args.delay_ms.is_some() && args.deliver_at_ms.is_some() {
-        return Outcome {
-            acknowledged: 0,
-            failure: Some(Failure::new(
-                "INVALID_REQUEST",
-                "give --delay-ms or --deliver-at-ms, not both",
-            )),
-        };
+        return Outcome::failed(Failure::new(
+            "INVALID_REQUEST",
+            "give --delay-ms or --deliver-at-ms, not both",
+        ));
     }
     // One message ID names one message: with more lines, or none, nothing
     // is sent.
@@ -142,12 +197,7 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
     if args.message_id.is_some() {
         match single_line(&mut lines).await {
             Ok(line) => only_line = Some(line),
-            Err(failure) => {
-                return Outcome {
-                    acknowledged: 0,
-                    failure: Some(failure),
-                }
-            }
+            Err(failure) => return Outcome::failed(failure),
         }
     }
     let message_for = |value: Vec<u8>| Message {
@@ -163,11 +213,11 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
         }),
     };
     let mut pending = FuturesUnordered::new();
-    let mut acknowledged = 0u64;
+    let mut delivered = Vec::new();
     let mut failure: Option<Failure> = None;
     let mut line_number = 0u64;
     let mut note = |result: Result<_, ClientError>, failure: &mut Option<Failure>| match result {
-        Ok(_) => acknowledged += 1,
+        Ok(d) => delivered.push(d),
         Err(e) => {
             failure.get_or_insert_with(|| Failure::from(e));
         }
@@ -203,7 +253,9 @@ pub async fn produce_lines<R: AsyncBufRead + Unpin>(
         note(result, &mut failure);
     }
     Outcome {
-        acknowledged,
+        acknowledged: delivered.len() as u64,
+        delivered,
+        duplicates: 0,
         failure,
     }
 }

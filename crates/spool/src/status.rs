@@ -1,13 +1,15 @@
 //! `spool status`: one screen for a person at a terminal — the server
 //! (reachable, version, round trip), each topic (depth, bytes, publish
-//! rate, fill against its limit) and each queue subscription (backlog,
-//! leases in flight, redeliveries, dead letters). The publish rate comes
-//! from two samples of the end offsets `--interval-ms` apart.
+//! rate, fill against its limit), each queue subscription (backlog,
+//! leases in flight, redeliveries, dead letters) and each consumer group
+//! on each partition (committed offset, end, lag, members). The publish
+//! rate comes from two samples of the end offsets `--interval-ms` apart.
 
 use crate::cli::StatusArgs;
 use crate::connect;
 use serde_json::{json, Value};
-use spool_client::{Client, SubscriptionInfo, TopicDescription};
+use spool_client::{Client, GroupDescription, SubscriptionInfo, TopicDescription};
+use spool_proto::CONFIG_TAG_WARN_DEPTH;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,6 +22,16 @@ struct TopicRow {
     end_offset: u64,
     rate_per_s: f64,
     max_messages: Option<u64>,
+    /// The depth at which the server warns (none: no warning level).
+    warn_depth: Option<u64>,
+}
+
+impl TopicRow {
+    /// Whether the depth is at or above `warn_depth` (as the server's
+    /// warning and `spool_topic_over_warn_depth` count it).
+    fn over_warn_depth(&self) -> bool {
+        self.warn_depth.is_some_and(|w| self.messages >= w)
+    }
 }
 
 async fn describe_all(client: &Client) -> anyhow::Result<Vec<TopicDescription>> {
@@ -60,14 +72,19 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 end_offset: end_offsets(d),
                 rate_per_s: end_offsets(d).saturating_sub(before) as f64 / elapsed_s,
                 max_messages: d.config.max_messages,
+                warn_depth: crate::topic::extension_u64(&d.config, CONFIG_TAG_WARN_DEPTH)
+                    .filter(|w| *w > 0),
             }
         })
         .collect();
     let subs = client.list_subscriptions(None).await?;
+    let groups = client.list_groups().await?;
     let out = if args.json {
-        json_report(&client, round_trip, &topics, &subs).to_string() + "\n"
+        json_report(&client, round_trip, &topics, &subs, &groups).to_string() + "\n"
     } else {
-        text_report(&client, &args.conn.addr, round_trip, &topics, &subs)
+        let mut out = text_report(&client, &args.conn.addr, round_trip, &topics, &subs);
+        groups_text(&mut out, &groups);
+        out
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -106,7 +123,7 @@ fn text_report(
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10} {:>6}",
+        "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10} {:>6}  WARN AT",
         "TOPIC", "PARTS", "DEPTH", "BYTES", "END OFFSET", "MSG/S", "FULL"
     );
     if topics.is_empty() {
@@ -119,16 +136,22 @@ fn text_report(
             .map_or("-".to_owned(), |m| {
                 format!("{:.0}%", t.messages as f64 * 100.0 / m as f64)
             });
+        let warn = match t.warn_depth {
+            None => "-".to_owned(),
+            Some(w) if t.over_warn_depth() => format!("{w} OVER"),
+            Some(w) => w.to_string(),
+        };
         let _ = writeln!(
             out,
-            "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10.1} {:>6}",
+            "{:<32} {:>5} {:>12} {:>11} {:>12} {:>10.1} {:>6}  {}",
             t.name,
             t.partitions,
             t.messages,
             size(t.bytes),
             t.end_offset,
             t.rate_per_s,
-            full
+            full,
+            warn
         );
     }
     let _ = writeln!(out);
@@ -154,11 +177,39 @@ fn text_report(
     out
 }
 
+/// The consumer groups' lag, one row per group and partition, as the
+/// subscriptions' is shown.
+fn groups_text(out: &mut String, groups: &[GroupDescription]) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<40} {:>10} {:>12} {:>12} {:>7}",
+        "GROUP (TOPIC/PARTITION)", "LAG", "COMMITTED", "END OFFSET", "MEMBERS"
+    );
+    if groups.is_empty() {
+        let _ = writeln!(out, "(no consumer groups)");
+    }
+    for g in groups {
+        for p in &g.partitions {
+            let _ = writeln!(
+                out,
+                "{:<40} {:>10} {:>12} {:>12} {:>7}",
+                format!("{} ({}/{})", g.group, p.topic, p.partition),
+                p.lag,
+                p.committed,
+                p.end_offset,
+                g.members.len()
+            );
+        }
+    }
+}
+
 fn json_report(
     client: &Client,
     round_trip: Duration,
     topics: &[TopicRow],
     subs: &[SubscriptionInfo],
+    groups: &[GroupDescription],
 ) -> Value {
     json!({
         "server": {
@@ -173,6 +224,8 @@ fn json_report(
             "end_offset": t.end_offset,
             "publish_per_s": t.rate_per_s,
             "max_messages": t.max_messages,
+            "warn_depth": t.warn_depth,
+            "over_warn_depth": t.over_warn_depth(),
         })).collect::<Vec<_>>(),
         "subscriptions": subs.iter().map(|s| json!({
             "topic": s.topic,
@@ -182,6 +235,15 @@ fn json_report(
             "redeliveries": s.redeliveries,
             "dead_letters": s.dead_letters,
         })).collect::<Vec<_>>(),
+        "groups": groups.iter().flat_map(|g| g.partitions.iter().map(|p| json!({
+            "group": g.group,
+            "topic": p.topic,
+            "partition": p.partition,
+            "lag": p.lag,
+            "committed": p.committed,
+            "end_offset": p.end_offset,
+            "members": g.members.len(),
+        }))).collect::<Vec<_>>(),
     })
 }
 

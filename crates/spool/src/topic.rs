@@ -102,6 +102,15 @@ fn to_wire(c: &ConfigArgs) -> Result<TopicConfig, Failure> {
     })
 }
 
+/// The value of a `u64` config extension (`spool_proto::CONFIG_TAG_…`),
+/// if the config carries it.
+pub fn extension_u64(c: &TopicConfig, tag: u16) -> Option<u64> {
+    let ext = c.extensions.iter().find(|e| e.tag == tag)?;
+    <[u8; 8]>::try_from(ext.value.as_ref())
+        .ok()
+        .map(u64::from_be_bytes)
+}
+
 /// A limit as shown: the server reports "no limit" as 0.
 fn limit(v: Option<u64>) -> String {
     match v {
@@ -142,14 +151,12 @@ fn describe_text(d: &TopicDescription) -> String {
         None => "default".to_owned(),
     };
     let _ = writeln!(s, "durability: {durability}");
-    for ext in &c.extensions {
-        let name = match ext.tag {
-            spool_proto::CONFIG_TAG_DEDUP_WINDOW_MS => "dedup_window_ms",
-            spool_proto::CONFIG_TAG_WARN_DEPTH => "warn_depth",
-            _ => continue,
-        };
-        if let Ok(bytes) = <[u8; 8]>::try_from(ext.value.as_ref()) {
-            let _ = writeln!(s, "{name}: {}", u64::from_be_bytes(bytes));
+    for (name, tag) in [
+        ("dedup_window_ms", spool_proto::CONFIG_TAG_DEDUP_WINDOW_MS),
+        ("warn_depth", spool_proto::CONFIG_TAG_WARN_DEPTH),
+    ] {
+        if let Some(v) = extension_u64(c, tag) {
+            let _ = writeln!(s, "{name}: {v}");
         }
     }
     if let Some(b) = c.segment_bytes {

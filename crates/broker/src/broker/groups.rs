@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::error::{name_error, BrokerError, Result};
-use crate::group::{Catalog, Coordinator, GroupView, StartFrom, TopicPartition};
+use crate::group::{
+    is_system_group, Catalog, Coordinator, GroupView, MemberHolding, StartFrom, TopicPartition,
+};
 use crate::offsets::OffsetStore;
 use spool_types::limits::{CLIENT_ID_LEN_MAX, SUBSCRIPTION_TOPICS_MAX};
 use spool_types::TopicPattern;
@@ -21,14 +23,70 @@ pub(super) fn check_group_name(group: &str) -> Result<()> {
         .map_err(|e| BrokerError::invalid(format!("group name {e}")))
 }
 
-/// One consumer group's position on one partition, for metrics.
+/// One consumer group's position on one partition, for metrics and
+/// descriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupLag {
     pub group: String,
     pub topic: String,
     pub partition: u32,
     pub committed: i64,
+    /// The partition's end offset when the lag was taken.
+    pub end_offset: i64,
     pub lag: u64,
+}
+
+impl OffsetReset {
+    /// Parses the spelling the CLI and the HTTP API share: `earliest`,
+    /// `latest`, an offset (digits), a time as RFC 3339
+    /// (`2024-05-01T12:00:00Z`) or `@` and ms since the Unix epoch
+    /// (`@1714564800000`, like GNU `date`'s `@seconds`).
+    pub fn parse(s: &str) -> Result<OffsetReset> {
+        let bad = || {
+            BrokerError::invalid(format!(
+                "reset to {s:?}: use earliest, latest, an offset, an RFC 3339 time or @MS (ms since the Unix epoch)"
+            ))
+        };
+        Ok(match s {
+            "earliest" => OffsetReset::Earliest,
+            "latest" => OffsetReset::Latest,
+            _ if s.bytes().all(|b| b.is_ascii_digit()) => {
+                OffsetReset::Offset(s.parse().map_err(|_| bad())?)
+            }
+            _ => match s.strip_prefix('@') {
+                Some(ms) => OffsetReset::Timestamp(ms.parse().map_err(|_| bad())?),
+                None => {
+                    let t: jiff::Timestamp = s.parse().map_err(|_| bad())?;
+                    OffsetReset::Timestamp(t.as_millisecond())
+                }
+            },
+        })
+    }
+}
+
+/// A consumer group as described: its members with the partitions each
+/// holds, and its committed offsets with their lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub group: String,
+    pub generation: u32,
+    pub members: Vec<MemberHolding>,
+    pub partitions: Vec<GroupLag>,
+}
+
+/// Where [`Broker::reset_group_offsets`] moves a group on each partition
+/// of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The log start.
+    Earliest,
+    /// The log end: only messages written from now on.
+    Latest,
+    /// This offset, clamped into each partition's range.
+    Offset(i64),
+    /// The first stored batch with a message at or after this time (ms
+    /// since the Unix epoch); the end where there is none.
+    Timestamp(i64),
 }
 
 /// How long an empty consumer group keeps its committed offsets before it
@@ -153,6 +211,21 @@ impl Groups {
             self.offsets.groups_deleted(&[group.to_owned()], now_ms)?;
         }
         c.remove_group(group);
+        Ok(())
+    }
+
+    /// Sets the committed offsets of a group without members (durably
+    /// first), under the coordinator's lock so nobody joins in between.
+    pub(super) fn reset(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut c = self.coordinator();
+        c.check_empty(group, "reset")?;
+        self.offsets.commit(group, offsets, now_ms)?;
+        c.apply_commit(group, offsets);
         Ok(())
     }
 
@@ -351,9 +424,14 @@ impl Broker {
             .groups
             .coordinator()
             .all_committed()
-            .filter(|(g, _, _)| !g.starts_with("spool."))
+            .filter(|(g, _, _)| !is_system_group(g))
             .map(|(g, tp, o)| (g.to_owned(), tp.clone(), o))
             .collect();
+        self.lags(committed)
+    }
+
+    /// The lag of each committed offset (partitions deleted meanwhile left out).
+    fn lags(&self, committed: Vec<(String, TopicPartition, i64)>) -> Vec<GroupLag> {
         committed
             .into_iter()
             .filter_map(|(group, (topic, partition), committed)| {
@@ -363,9 +441,117 @@ impl Broker {
                     topic,
                     partition,
                     committed,
+                    end_offset: end,
                     lag: (end - committed).max(0) as u64,
                 })
             })
             .collect()
+    }
+
+    /// Every consumer group but the server's own, described, by name.
+    pub fn list_groups(&self) -> Vec<GroupInfo> {
+        let names: Vec<String> = self
+            .groups
+            .coordinator()
+            .describe()
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .filter(|name| !is_system_group(name))
+            .collect();
+        names
+            .iter()
+            .filter_map(|g| self.describe_group(g).ok())
+            .collect()
+    }
+
+    /// A consumer group's members and committed offsets with their lag
+    /// (`UNKNOWN_GROUP` for none, or a system group).
+    pub fn describe_group(&self, group: &str) -> Result<GroupInfo> {
+        let (generation, members, committed) = {
+            let c = self.groups.coordinator();
+            let found = c.members(group).filter(|_| !is_system_group(group));
+            let Some((generation, members)) = found else {
+                return Err(BrokerError::new(
+                    ErrorCode::UnknownGroup,
+                    format!("no consumer group {group:?}"),
+                ));
+            };
+            let committed: Vec<(String, TopicPartition, i64)> = c
+                .all_committed()
+                .filter(|(g, _, _)| *g == group)
+                .map(|(g, tp, o)| (g.to_owned(), tp.clone(), o))
+                .collect();
+            (generation, members, committed)
+        };
+        Ok(GroupInfo {
+            group: group.to_owned(),
+            generation,
+            members,
+            partitions: self.lags(committed),
+        })
+    }
+
+    /// Moves a group without members to `to` on every partition of
+    /// `topic` (`GROUP_NOT_EMPTY` while it has members); a group that does
+    /// not exist yet is created with these offsets. Answers the new
+    /// offsets, by partition.
+    pub fn reset_group_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: OffsetReset,
+        now_ms: i64,
+    ) -> Result<Vec<(u32, i64)>> {
+        check_group_name(group)?;
+        if is_system_group(group) {
+            return Err(BrokerError::new(
+                ErrorCode::UnknownGroup,
+                format!("{group:?} is the server's own group; its offsets are not reset"),
+            ));
+        }
+        // Refused early, before any log is read; checked again under the
+        // coordinator's lock.
+        self.groups.coordinator().check_empty(group, "reset")?;
+        let t = self.topic(topic)?;
+        let mut offsets = Vec::with_capacity(t.partitions.len());
+        for (p, log) in t.partitions.iter().enumerate() {
+            let s = log.stats();
+            let offset = match to {
+                OffsetReset::Earliest => s.start_offset,
+                OffsetReset::Latest => s.end_offset,
+                OffsetReset::Offset(o) => o.clamp(s.start_offset, s.end_offset.max(s.start_offset)),
+                OffsetReset::Timestamp(ms) => log.offset_for_timestamp(ms)?.unwrap_or(s.end_offset),
+            };
+            offsets.push(((topic.to_owned(), p as u32), offset));
+        }
+        self.groups.reset(group, &offsets, now_ms)?;
+        Ok(offsets.into_iter().map(|((_, p), o)| (p, o)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OffsetReset;
+
+    #[test]
+    fn reset_targets_parse_as_the_cli_and_http_spell_them() {
+        assert_eq!(
+            OffsetReset::parse("earliest").unwrap(),
+            OffsetReset::Earliest
+        );
+        assert_eq!(OffsetReset::parse("latest").unwrap(), OffsetReset::Latest);
+        assert_eq!(OffsetReset::parse("42").unwrap(), OffsetReset::Offset(42));
+        assert_eq!(
+            OffsetReset::parse("@1714564800000").unwrap(),
+            OffsetReset::Timestamp(1_714_564_800_000)
+        );
+        assert_eq!(
+            OffsetReset::parse("2024-05-01T12:00:00Z").unwrap(),
+            OffsetReset::Timestamp(1_714_564_800_000)
+        );
+        for bad in ["", "soon", "@x", "-1", "99999999999999999999"] {
+            let e = OffsetReset::parse(bad).unwrap_err();
+            assert_eq!(e.code, spool_types::ErrorCode::InvalidRequest, "{bad:?}");
+        }
     }
 }

@@ -17,7 +17,9 @@ mod request_ops;
 mod subscriptions;
 mod topics;
 
-pub use groups::{Assignment, CommitDone, GroupLag, EMPTY_GROUP_RETENTION_MS};
+pub use groups::{
+    Assignment, CommitDone, GroupInfo, GroupLag, OffsetReset, EMPTY_GROUP_RETENTION_MS,
+};
 pub use housekeeping::rfc3339_utc;
 pub use produce::{PendingProduce, Produced};
 pub use request_ops::NewRequest;

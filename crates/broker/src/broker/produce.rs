@@ -21,6 +21,8 @@ pub struct PendingProduce {
     pub must_sync: bool,
     /// See [`Produced::placed`].
     pub placed: Option<Vec<(u32, i64)>>,
+    /// See [`Produced::duplicates`].
+    pub duplicates: Option<Vec<bool>>,
 }
 
 /// The answer to a produce: where the batch landed.
@@ -34,6 +36,9 @@ pub struct Produced {
     /// then names only the new records, or the originals if they are
     /// consecutive, so it cannot be read as "record i is at base + i".
     pub placed: Option<Vec<(u32, i64)>>,
+    /// With `placed`: which records of the batch, in batch order, were
+    /// suppressed duplicates (stored before, not stored again).
+    pub duplicates: Option<Vec<bool>>,
 }
 
 /// What must be on disk before a produce is acknowledged: the batch's own
@@ -222,6 +227,7 @@ impl Broker {
                         last_offset: last,
                     },
                     must_sync,
+                    duplicates: Some(vec![true; placed.len()]),
                     placed: Some(placed),
                 };
                 return Ok(pending);
@@ -289,12 +295,16 @@ impl Broker {
                 })
                 .collect()
         });
+        let duplicates = placed
+            .is_some()
+            .then(|| originals.iter().map(Option::is_some).collect());
         Ok(PendingProduce {
             topic: t,
             partition,
             appended,
             must_sync,
             placed,
+            duplicates,
         })
     }
 
@@ -366,6 +376,7 @@ impl Broker {
             base_offset: pending.appended.base_offset,
             last_offset: pending.appended.last_offset,
             placed: pending.placed,
+            duplicates: pending.duplicates,
         }
     }
 

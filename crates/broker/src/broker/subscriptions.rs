@@ -138,11 +138,16 @@ impl Broker {
             self.topic(dlq)?;
         }
         let mut meta = lock(&self.meta);
-        if self.subscriptions.contains(&spec.topic, &spec.name) {
+        if let Ok(existing) = self.subscription(&spec.topic, &spec.name) {
+            let differences = existing.spec().differences(&spec);
+            let how = match differences.is_empty() {
+                true => String::new(),
+                false => format!(" with other settings: {}", differences.join("; ")),
+            };
             return Err(BrokerError::new(
                 ErrorCode::GroupExists,
                 format!(
-                    "subscription {:?} already exists on topic {:?}",
+                    "subscription {:?} already exists on topic {:?}{how}",
                     spec.name, spec.topic
                 ),
             ));

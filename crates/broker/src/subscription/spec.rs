@@ -112,6 +112,60 @@ impl SubscriptionSpec {
         }
     }
 
+    /// The settings in which `asked` differs from this spec, each as
+    /// `name is X, not Y` (X this spec's, Y asked), for a `GROUP_EXISTS`
+    /// that says what to change (or to alter).
+    pub fn differences(&self, asked: &SubscriptionSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut differ = |name: &str, have: String, want: String| {
+            if have != want {
+                out.push(format!("{name} is {have}, not {want}"));
+            }
+        };
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_owned());
+        differ(
+            "ack_timeout_ms",
+            self.ack_timeout_ms.to_string(),
+            asked.ack_timeout_ms.to_string(),
+        );
+        differ(
+            "max_deliveries",
+            self.max_deliveries.to_string(),
+            asked.max_deliveries.to_string(),
+        );
+        differ(
+            "dead_letter_topic",
+            opt(&self.dead_letter_topic),
+            opt(&asked.dead_letter_topic),
+        );
+        differ(
+            "backoff",
+            format!("{:?}", self.backoff),
+            format!("{:?}", asked.backoff),
+        );
+        differ(
+            "mode",
+            format!("{:?}", self.mode),
+            format!("{:?}", asked.mode),
+        );
+        differ(
+            "ordered",
+            self.ordered.to_string(),
+            asked.ordered.to_string(),
+        );
+        differ(
+            "push_endpoint",
+            opt(&self.push_endpoint),
+            opt(&asked.push_endpoint),
+        );
+        differ(
+            "push_max_in_flight",
+            self.push_max_in_flight.to_string(),
+            asked.push_max_in_flight.to_string(),
+        );
+        out
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.ack_timeout_ms == 0 || self.ack_timeout_ms > LEASE_MS_MAX {
             return Err(BrokerError::new(

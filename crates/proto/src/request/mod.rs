@@ -11,7 +11,10 @@ mod request_records;
 mod tokens;
 mod topics;
 
-pub use groups::{CommitOffsets, FetchOffsets, Heartbeat, JoinGroup, LeaveGroup};
+pub use groups::{
+    CommitOffsets, DeleteGroup, DescribeGroup, FetchOffsets, Heartbeat, JoinGroup, LeaveGroup,
+    OffsetTarget, ResetOffsets,
+};
 pub use handshake::Hello;
 pub use produce_fetch::{Fetch, FetchPartition, Produce};
 pub use push_subscriptions::{Credit, Subscribe, Unsubscribe};
@@ -102,6 +105,11 @@ request_table! {
         LeaveGroup(LeaveGroup),
         CommitOffsets(CommitOffsets),
         FetchOffsets(FetchOffsets),
+        /// Lists the consumer groups with their committed offsets and lag.
+        ListGroups,
+        DescribeGroup(DescribeGroup),
+        ResetOffsets(ResetOffsets),
+        DeleteGroup(DeleteGroup),
         Subscribe(Subscribe),
         Credit(Credit),
         Unsubscribe(Unsubscribe),

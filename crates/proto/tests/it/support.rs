@@ -275,12 +275,80 @@ fn token_request() -> impl Strategy<Value = Request> {
     ]
 }
 
+fn group_admin_request() -> impl Strategy<Value = Request> {
+    let to = prop_oneof![
+        Just(OffsetTarget::Earliest),
+        Just(OffsetTarget::Latest),
+        any::<u64>().prop_map(OffsetTarget::Offset),
+        any::<i64>().prop_map(OffsetTarget::Timestamp),
+    ];
+    prop_oneof![
+        Just(Request::ListGroups),
+        text().prop_map(|group| Request::DescribeGroup(DescribeGroup { group })),
+        (text(), text(), to).prop_map(|(group, topic, to)| Request::ResetOffsets(ResetOffsets {
+            group,
+            topic,
+            to
+        })),
+        text().prop_map(|group| Request::DeleteGroup(DeleteGroup { group })),
+    ]
+}
+
 pub fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         stream_request(),
         queue_request(),
         request_record_request(),
-        token_request()
+        token_request(),
+        group_admin_request()
+    ]
+}
+
+pub fn group_description() -> impl Strategy<Value = GroupDescription> {
+    let tp =
+        (text(), any::<u32>()).prop_map(|(topic, partition)| TopicPartition { topic, partition });
+    let member = (text(), vec(tp, 0..3)).prop_map(|(member_id, assignment)| GroupMember {
+        member_id,
+        assignment,
+    });
+    let partition = (
+        text(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(topic, partition, committed, end_offset, lag)| GroupPartition {
+                topic,
+                partition,
+                committed,
+                end_offset,
+                lag,
+            },
+        );
+    (
+        text(),
+        any::<u32>(),
+        vec(member, 0..3),
+        vec(partition, 0..3),
+    )
+        .prop_map(
+            |(group, generation, members, partitions)| GroupDescription {
+                group,
+                generation,
+                members,
+                partitions,
+            },
+        )
+}
+
+fn group_admin_response_body() -> impl Strategy<Value = ResponseBody> {
+    prop_oneof![
+        vec(group_description(), 0..3).prop_map(ResponseBody::Groups),
+        group_description().prop_map(ResponseBody::GroupDescription),
+        vec(partition_offset(), 0..4).prop_map(ResponseBody::OffsetsReset),
+        Just(ResponseBody::GroupDeleted),
     ]
 }
 
@@ -501,7 +569,8 @@ pub fn response_body() -> impl Strategy<Value = ResponseBody> {
         stream_response_body(),
         queue_response_body(),
         request_record_response_body(),
-        token_response_body()
+        token_response_body(),
+        group_admin_response_body()
     ]
 }
 

@@ -179,6 +179,10 @@ pub(super) async fn dispatch(
         | Request::LeaveGroup(_)
         | Request::CommitOffsets(_)
         | Request::FetchOffsets(_)) => group_request(ops, client_id, caller, r).await?,
+        r @ (Request::ListGroups
+        | Request::DescribeGroup(_)
+        | Request::ResetOffsets(_)
+        | Request::DeleteGroup(_)) => group_admin(ops, caller, r).await?,
         Request::CreateSubscription(c) => {
             let kind = match c.kind {
                 p::SubscriptionKind::Stream => SubscriptionKind::Stream,
@@ -297,6 +301,52 @@ fn describe(d: spool_broker::TopicDescription) -> p::TopicDescription {
             })
             .collect(),
     }
+}
+
+/// The consumer-group administration requests of [`dispatch`].
+async fn group_admin(
+    ops: &Ops,
+    caller: &Caller,
+    request: Request,
+) -> Result<ResponseBody, BrokerError> {
+    Ok(match request {
+        Request::ListGroups => ResponseBody::Groups(
+            ops.list_groups(caller)?
+                .into_iter()
+                .map(convert::group_description)
+                .collect(),
+        ),
+        Request::DescribeGroup(d) => ResponseBody::GroupDescription(convert::group_description(
+            ops.describe_group(caller, &d.group)?,
+        )),
+        Request::ResetOffsets(r) => {
+            let to = convert::offset_reset(r.to)?;
+            let topic = r.topic.clone();
+            let offsets = ops
+                .reset_group_offsets(caller, r.group, r.topic, to)
+                .await?;
+            ResponseBody::OffsetsReset(
+                offsets
+                    .into_iter()
+                    .map(|(partition, offset)| p::PartitionOffset {
+                        topic: topic.clone(),
+                        partition,
+                        offset: offset.max(0) as u64,
+                    })
+                    .collect(),
+            )
+        }
+        Request::DeleteGroup(d) => {
+            ops.delete_group(caller, d.group).await?;
+            ResponseBody::GroupDeleted
+        }
+        other => {
+            return Err(BrokerError::new(
+                ErrorCode::UnknownRequestType,
+                format!("{:?} is not a group administration request", other.op()),
+            ));
+        }
+    })
 }
 
 /// The consumer-group requests of [`dispatch`].

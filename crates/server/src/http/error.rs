@@ -28,7 +28,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
     match code {
         UnknownTopic | UnknownPartition | UnknownGroup | UnknownSubscription | UnknownRequest
         | UnknownReceipt => StatusCode::NOT_FOUND,
-        TopicExists | GroupExists | RequestFinished => StatusCode::CONFLICT,
+        TopicExists | GroupExists | GroupNotEmpty | RequestFinished => StatusCode::CONFLICT,
         LeaseExpired => StatusCode::GONE,
         QueueFull | RateLimited | TooManyConnections | TooManyInFlight => {
             StatusCode::TOO_MANY_REQUESTS

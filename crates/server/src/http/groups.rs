@@ -1,6 +1,7 @@
 //! `/v1/groups/{group}/…`: consumer groups (stream subscriptions) over HTTP —
-//! join, heartbeat, commit, leave and committed offsets — the same calls the
-//! binary protocol offers. Messages are then read with
+//! join, heartbeat, commit, leave and committed offsets, and their
+//! administration (list, describe, reset offsets, delete) — the same calls
+//! the binary protocol offers. Messages are then read with
 //! `GET /v1/topics/{topic}/messages?partition=P&offset=O`.
 
 use super::{parse, ApiError, ApiResult, AppState};
@@ -11,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use spool_broker::{Assignment, StartFrom};
+use spool_broker::{Assignment, GroupInfo, OffsetReset, StartFrom};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +50,15 @@ struct Commit {
 #[serde(deny_unknown_fields)]
 struct Leave {
     member_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reset {
+    topic: String,
+    /// `"earliest"`, `"latest"`, an offset (number or digits), an RFC 3339
+    /// time or `"@MS"` (ms since the Unix epoch).
+    to: Value,
 }
 
 #[derive(Deserialize)]
@@ -163,4 +173,66 @@ pub async fn offsets(
         .map(|((t, p), o)| json!({"topic": t, "partition": p, "offset": o}))
         .collect();
     Ok(Json(json!({ "offsets": rows })))
+}
+
+/// A group as `GET /v1/groups` and `GET /v1/groups/{group}` show it.
+fn group_json(g: &GroupInfo) -> Value {
+    let members: Vec<Value> = g
+        .members
+        .iter()
+        .map(|(id, held)| {
+            let assignment: Vec<Value> = held
+                .iter()
+                .map(|(t, p)| json!({"topic": t, "partition": p}))
+                .collect();
+            json!({"member_id": id, "assignment": assignment})
+        })
+        .collect();
+    let partitions: Vec<Value> = g
+        .partitions
+        .iter()
+        .map(|l| {
+            json!({"topic": l.topic, "partition": l.partition, "committed": l.committed,
+                   "end_offset": l.end_offset, "lag": l.lag})
+        })
+        .collect();
+    json!({"group": g.group, "generation": g.generation, "members": members,
+           "partitions": partitions})
+}
+
+pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let groups: Vec<Value> = s.list_groups(&caller)?.iter().map(group_json).collect();
+    Ok(Json(json!({ "groups": groups })))
+}
+
+pub async fn describe(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(group_json(&s.describe_group(&caller, &group)?)))
+}
+
+/// Sets a group's offsets on every partition of a topic (only while it
+/// has no members); answers the new offsets.
+pub async fn reset_offsets(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: Reset = parse(&body)?;
+    let to = match &req.to {
+        Value::String(to) => OffsetReset::parse(to)?,
+        Value::Number(n) => OffsetReset::parse(&n.to_string())?,
+        _ => return Err(ApiError::invalid("\"to\" must be a string or an offset")),
+    };
+    let topic = req.topic.clone();
+    let offsets: Vec<Value> = s
+        .reset_group_offsets(&caller, group, req.topic, to)
+        .await?
+        .into_iter()
+        .map(|(p, o)| json!({"topic": topic, "partition": p, "offset": o}))
+        .collect();
+    Ok(Json(json!({ "offsets": offsets })))
 }

@@ -337,6 +337,18 @@ pub fn spec(s: &SubscriptionSpec) -> Value {
     })
 }
 
+/// A subscription as the list shows it: its settings and its load (the
+/// same fields `spool subscription list` prints).
+pub fn subscription(s: &SubscriptionSpec, load: &crate::ops::SubscriptionLoad) -> Value {
+    let mut v = spec(s);
+    v["leased"] = json!(load.leased);
+    v["outstanding"] = json!(load.outstanding);
+    v["lag"] = json!(load.lag);
+    v["redeliveries"] = json!(load.redeliveries);
+    v["dead_letters"] = json!(load.dead_letters);
+    v
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Receive {

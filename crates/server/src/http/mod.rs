@@ -203,7 +203,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
         .route("/v1/groups/{group}/commit", post(groups::commit))
         .route("/v1/groups/{group}/leave", post(groups::leave))
-        .route("/v1/groups/{group}", axum::routing::delete(groups::delete))
+        .route("/v1/groups", get(groups::list))
+        .route(
+            "/v1/groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route(
+            "/v1/groups/{group}/reset-offsets",
+            post(groups::reset_offsets),
+        )
         .route("/v1/groups/{group}/offsets", get(groups::offsets))
         .route("/v1/requests", post(requests::submit))
         .route("/v1/requests/{id}", get(requests::status))
@@ -344,9 +352,17 @@ async fn publish(
     }
     let records = json::records(req, crate::now_ms())?;
     let placed = s.publish(&caller, topic, records).await?;
+    // A suppressed duplicate (its `spool-msg-id` stored before) is marked:
+    // its offset is the original's.
     let offsets: Vec<Value> = placed
         .into_iter()
-        .map(|(partition, offset)| json!({"partition": partition, "offset": offset}))
+        .map(|p| {
+            let mut v = json!({"partition": p.partition, "offset": p.offset});
+            if p.duplicate {
+                v["duplicate"] = json!(true);
+            }
+            v
+        })
         .collect();
     Ok(Json(json!({ "offsets": offsets })))
 }
@@ -419,7 +435,7 @@ async fn list_subscriptions(
     let subs: Vec<Value> = s
         .list_subscriptions(&caller, Some(&topic))?
         .iter()
-        .map(|(spec, _)| json::spec(spec))
+        .map(|(spec, load)| json::subscription(spec, load))
         .collect();
     Ok(Json(json!({ "subscriptions": subs })))
 }

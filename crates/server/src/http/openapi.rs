@@ -30,8 +30,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/groups/{group}/heartbeat"),
     ("post", "/v1/groups/{group}/commit"),
     ("post", "/v1/groups/{group}/leave"),
+    ("get", "/v1/groups"),
+    ("get", "/v1/groups/{group}"),
     ("delete", "/v1/groups/{group}"),
     ("get", "/v1/groups/{group}/offsets"),
+    ("post", "/v1/groups/{group}/reset-offsets"),
     ("post", "/v1/requests"),
     ("get", "/v1/requests/{id}"),
     ("post", "/v1/requests/{id}/complete"),
@@ -82,6 +85,11 @@ fn summary(method: &str, path: &str) -> &'static str {
         ("post", "/v1/groups/{group}/leave") => "Leave a consumer group",
         ("delete", "/v1/groups/{group}") => "Delete a consumer group without members, and its committed offsets",
         ("get", "/v1/groups/{group}/offsets") => "A group's committed offsets on a topic",
+        ("get", "/v1/groups") => "List consumer groups: members, committed offsets and lag",
+        ("get", "/v1/groups/{group}") => {
+            "Describe a consumer group: members with their partitions, committed offsets and lag"
+        }
+        ("post", "/v1/groups/{group}/reset-offsets") => "Set a group's offsets on a topic (earliest, latest, an offset, an RFC 3339 time or @MS); only while it has no members",
         ("post", "/v1/requests") => "Submit an asynchronous request (202 Accepted + Location and Retry-After)",
         ("get", "/v1/requests/{id}") => "A request's record; wait_ms holds until it finishes",
         ("post", "/v1/requests/{id}/complete") => "Complete a request with a result",

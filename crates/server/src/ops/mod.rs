@@ -18,13 +18,14 @@
 //! Arguments and answers are broker types (`spool_broker`), never wire or
 //! JSON types: converting is the front ends' job.
 
+mod groups;
 mod requests;
 mod streams;
 mod subscriptions;
 mod topics;
 
 pub use requests::Submission;
-pub use streams::{FetchPartition, Fetched, FetchedPartition};
+pub use streams::{FetchPartition, Fetched, FetchedPartition, Published};
 pub use subscriptions::{
     wake_deadline, ReceiveRoom, Shape, SUBSCRIPTION_DUE_RECHECK_MS, SUBSCRIPTION_RECHECK_MS,
 };

@@ -37,6 +37,16 @@ pub struct FetchedPartition {
     pub next_offset: i64,
 }
 
+/// Where one published message is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    pub partition: u32,
+    pub offset: i64,
+    /// Its `spool-msg-id` was stored before, within the topic's dedup
+    /// window: this is the original's place, and nothing new was stored.
+    pub duplicate: bool,
+}
+
 pub struct Fetched {
     pub partitions: Vec<FetchedPartition>,
 }
@@ -81,7 +91,7 @@ impl Ops {
         caller: &Caller,
         topic: String,
         records: Vec<(Option<u32>, NewRecord)>,
-    ) -> Result<Vec<(u32, i64)>, BrokerError> {
+    ) -> Result<Vec<Published>, BrokerError> {
         caller.check(Need::Produce(&topic))?;
         if records.is_empty() {
             return Err(BrokerError::invalid("at least one message is needed"));
@@ -253,21 +263,6 @@ impl Ops {
             .await
     }
 
-    /// Deletes a consumer group that has no members, with its committed
-    /// offsets: for an admin, or a caller who may consume every topic the
-    /// group has offsets on.
-    pub async fn delete_group(&self, caller: &Caller, group: String) -> Result<(), BrokerError> {
-        if !caller.may(Need::Admin) {
-            caller.check(Need::ConsumeSomething)?;
-            check_consume_all(
-                caller,
-                self.broker.group_topics(&group).iter().map(String::as_str),
-            )?;
-        }
-        self.on_broker(move |b, now| b.delete_group(&group, now))
-            .await
-    }
-
     /// Commits offsets, each (topic, partition, next offset to read).
     pub async fn commit(
         &self,
@@ -306,7 +301,7 @@ fn publish_blocking(
     topic: &str,
     records: Vec<(Option<u32>, NewRecord)>,
     now: i64,
-) -> Result<Vec<(u32, i64)>, BrokerError> {
+) -> Result<Vec<Published>, BrokerError> {
     let partitions = broker.topic(topic)?.partitions.len() as u32;
     let mut groups: BTreeMap<Option<u32>, Vec<(usize, NewRecord)>> = BTreeMap::new();
     for (i, (partition, record)) in records.into_iter().enumerate() {
@@ -335,18 +330,28 @@ fn publish_blocking(
         ));
         indexes.push(records.into_iter().map(|(i, _)| i).collect::<Vec<usize>>());
     }
-    let mut out = vec![(0, 0); total];
+    let mut out = vec![Published::default(); total];
     let all = broker.produce_together(topic, &batches, now)?;
     for (produced, indexes) in all.into_iter().zip(indexes) {
         for (n, i) in indexes.iter().enumerate() {
             // With suppressed duplicates (message IDs) the broker names each
             // record's place; the range covers only the new ones.
-            out[*i] = match produced.placed.as_ref().and_then(|p| p.get(n)) {
+            let (partition, offset) = match produced.placed.as_ref().and_then(|p| p.get(n)) {
                 Some(&at) => at,
                 None => (
                     produced.partition,
                     (produced.base_offset + n as i64).min(produced.last_offset),
                 ),
+            };
+            let duplicate = produced
+                .duplicates
+                .as_ref()
+                .and_then(|d| d.get(n).copied())
+                .unwrap_or(false);
+            out[*i] = Published {
+                partition,
+                offset,
+                duplicate,
             };
         }
     }

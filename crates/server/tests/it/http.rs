@@ -116,6 +116,18 @@ async fn topics_messages_and_queue_subscriptions_over_http() {
         (429, Some("QUEUE_FULL"))
     );
     assert!(r.header("retry-after").is_some());
+    // The list shows each subscription's load beside its settings.
+    let subs = get(addr, "/v1/topics/jobs/subscriptions").await;
+    let w = &subs.body["subscriptions"][0];
+    assert_eq!(
+        (&w["max_deliveries"], &w["lag"]),
+        (&json!(3), &json!(3)),
+        "{}",
+        subs.body
+    );
+    for field in ["leased", "outstanding", "redeliveries", "dead_letters"] {
+        assert!(w[field].is_u64(), "{field}: {}", subs.body);
+    }
     let m = get(addr, "/metrics").await;
     let text = m.body.as_str().unwrap_or_default().to_owned();
     assert!(
@@ -424,6 +436,30 @@ async fn consumer_groups_over_http() {
     let o = get(addr, "/v1/groups/billing/offsets?topic=g.t").await;
     assert_eq!(o.body["offsets"][0]["offset"], 1, "{}", o.body);
     assert!(o.body["offsets"][1]["offset"].is_number() || o.body["offsets"][1]["offset"].is_null());
+    let g = get(addr, "/v1/groups/billing").await;
+    assert_eq!(
+        g.body["members"][0]["member_id"],
+        member.as_str(),
+        "{}",
+        g.body
+    );
+    assert_eq!(
+        g.body["members"][0]["assignment"].as_array().unwrap().len(),
+        2
+    );
+    let p0 = &g.body["partitions"][0];
+    assert_eq!(
+        (&p0["committed"], &p0["end_offset"], &p0["lag"]),
+        (&json!(1), &json!(1), &json!(0)),
+        "{}",
+        g.body
+    );
+    let reset = r#"{"topic":"g.t","to":"earliest"}"#;
+    let busy = post(addr, "/v1/groups/billing/reset-offsets", reset).await;
+    assert_eq!(
+        (busy.status, busy.body["code"].as_str()),
+        (409, Some("GROUP_NOT_EMPTY"))
+    );
     let h = json!({"member_id": member, "generation": j.body["generation"]});
     assert_eq!(
         post(addr, "/v1/groups/billing/heartbeat", &h.to_string())
@@ -443,6 +479,22 @@ async fn consumer_groups_over_http() {
         (again.status, again.body["code"].as_str()),
         (400, Some("UNKNOWN_MEMBER"))
     );
+    let r = post(addr, "/v1/groups/billing/reset-offsets", reset).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["offsets"][0]["offset"], 0, "{}", r.body);
+    let r = post(
+        addr,
+        "/v1/groups/billing/reset-offsets",
+        r#"{"topic":"g.t","to":1}"#,
+    )
+    .await;
+    assert_eq!(r.body["offsets"][1]["offset"], 1, "{}", r.body);
+    let listed = get(addr, "/v1/groups").await;
+    let groups = listed.body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{}", listed.body);
+    assert_eq!(groups[0]["group"], "billing");
+    assert_eq!(groups[0]["members"].as_array().unwrap().len(), 0);
+    assert_eq!(groups[0]["partitions"][0]["lag"], 0, "{}", listed.body);
 }
 
 /// Before: a publish spanning partitions stored the batches of the

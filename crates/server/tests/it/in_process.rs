@@ -89,6 +89,22 @@ async fn publishing_with_known_message_ids_answers_each_messages_own_offset() {
     let (status, doc) = call(&router, "/v1/topics/t/messages", &publish(&["b", "c", "a"])).await;
     assert_eq!(status, StatusCode::OK, "{doc}");
     assert_eq!(offsets(&doc), [1, 2, 0], "{doc}");
+    // The suppressed duplicates are marked; the new message is not.
+    let marked: Vec<&Value> = doc["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["duplicate"])
+        .collect();
+    assert_eq!(
+        marked,
+        [&Value::Bool(true), &Value::Null, &Value::Bool(true)],
+        "{doc}"
+    );
+    // All of them duplicates: all marked.
+    let (_, doc) = call(&router, "/v1/topics/t/messages", &publish(&["c"])).await;
+    assert_eq!(doc["offsets"][0]["duplicate"], true, "{doc}");
+    assert_eq!(doc["offsets"][0]["offset"], 2, "{doc}");
 }
 
 /// A body that never sends a byte.

@@ -34,7 +34,13 @@ fn full_topic_rejects_then_work_queue_accepts_after_consumption() {
     ok(&out);
     assert_eq!(acknowledged(&out), 3);
     let out = server.cli(&["produce", "jobs"], b"x4\n");
-    assert!(text(&out.stderr).contains("QUEUE_FULL"));
+    // The frame's retry hint is printed too.
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: QUEUE_FULL: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.ends_with(" (retry after 1000 ms)"), "{line}");
 }
 
 #[test]

@@ -133,6 +133,100 @@ fn status_shows_depth_rate_and_subscription_load_on_one_screen() {
     assert_eq!(v["subscriptions"][0]["dead_letters"], 1, "{v}");
 }
 
+/// A `name{labels} value` line of `/metrics`, its value.
+fn metric(server: &ServerProc, name_and_labels: &str) -> Option<f64> {
+    let body = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
+    let text = body.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn status_and_metrics_show_consumer_group_lag_per_partition() {
+    let (_dir, server) = start_after(&["topic create events --partitions 2"]);
+    ok(&server.cli(&["produce", "events", "--partition", "0"], b"a\nb\nc\n"));
+    ok(&server.cli(&["produce", "events", "--partition", "1"], b"d\n"));
+    let consume = [
+        "consume",
+        "events",
+        "--group",
+        "billing",
+        "--count",
+        "4",
+        "--timeout-ms",
+        "5000",
+    ];
+    assert_eq!(lines(&server.cli(&consume, b"")).len(), 4);
+    ok(&server.cli(&["produce", "events", "--partition", "0"], b"e\nf\n"));
+
+    let out = ok(&server.cli(&["status", "--interval-ms", "100"], b""));
+    let row = |p: &str| {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("billing (events/{p})")))
+            .unwrap_or_else(|| panic!("{out}"));
+        words(row)[2..].to_vec()
+    };
+    // Lag, committed, end offset, members.
+    assert_eq!(row("0"), ["2", "3", "5", "0"], "{out}");
+    assert_eq!(row("1"), ["0", "1", "1", "0"], "{out}");
+    let json = ok(&server.cli(&["status", "--interval-ms", "100", "--json"], b""));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let g = &v["groups"][0];
+    assert_eq!(
+        (&g["group"], &g["partition"], &g["lag"], &g["committed"]),
+        (&"billing".into(), &0.into(), &2.into(), &3.into()),
+        "{v}"
+    );
+
+    let labels = |p| format!("{{group=\"billing\",topic=\"events\",partition=\"{p}\"}}");
+    let lag = |p| metric(&server, &format!("spool_group_lag_messages{}", labels(p)));
+    assert_eq!((lag(0), lag(1)), (Some(2.0), Some(0.0)));
+}
+
+#[test]
+fn status_and_metrics_show_topics_over_their_warn_depth() {
+    let (_dir, server) = start_after(&[
+        "topic create hot --warn-depth 3",
+        "topic create calm --warn-depth 10",
+        "topic create plain",
+    ]);
+    ok(&server.cli(&["produce", "hot"], b"a\nb\nc\n"));
+    ok(&server.cli(&["produce", "calm"], b"a\n"));
+    let out = ok(&server.cli(&["status", "--interval-ms", "100"], b""));
+    let warn_column = |topic: &str| {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{topic} ")))
+            .unwrap_or_else(|| panic!("{out}"));
+        // The last column, after two spaces ("3 OVER" has one).
+        row.rsplit("  ").next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(warn_column("hot"), "3 OVER", "{out}");
+    assert_eq!(warn_column("calm"), "10", "{out}");
+    assert_eq!(warn_column("plain"), "-", "{out}");
+    let json = ok(&server.cli(&["status", "--interval-ms", "100", "--json"], b""));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let hot = v["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hot")
+        .unwrap();
+    assert_eq!(
+        (&hot["warn_depth"], &hot["over_warn_depth"]),
+        (&3.into(), &true.into())
+    );
+
+    let gauge = |name: &str, topic: &str| metric(&server, &format!("{name}{{topic=\"{topic}\"}}"));
+    assert_eq!(gauge("spool_topic_over_warn_depth", "hot"), Some(1.0));
+    assert_eq!(gauge("spool_topic_over_warn_depth", "calm"), Some(0.0));
+    assert_eq!(gauge("spool_topic_over_warn_depth", "plain"), Some(0.0));
+    assert_eq!(gauge("spool_topic_warn_depth", "hot"), Some(3.0));
+    assert_eq!(gauge("spool_topic_warn_depth", "plain"), None);
+}
+
 /// Runs `spool ARGS` as given (no `--addr` appended).
 fn spool(args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN)

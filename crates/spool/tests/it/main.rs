@@ -10,6 +10,7 @@ mod crash;
 mod crash_loop;
 mod descriptors;
 mod full_disk;
+mod group_admin;
 mod groups;
 mod hostile;
 mod hung_up;

@@ -192,7 +192,13 @@ fn delayed_delivery_survives_a_restart_and_duplicates_are_suppressed() {
     ok(&server.cli(&["produce", "d"], b"now\n"));
     let first = ok(&server.cli(&["produce", "d", "--message-id", "order-17"], b"paid\n"));
     let second = ok(&server.cli(&["produce", "d", "--message-id", "order-17"], b"paid\n"));
-    assert!(first.contains("acknowledged: 1") && second.contains("acknowledged: 1"));
+    // The second is acknowledged, and marked as the duplicate it was.
+    assert_eq!(first.lines().last(), Some("acknowledged: 1"), "{first}");
+    assert_eq!(
+        second.lines().last(),
+        Some("acknowledged: 1 (1 duplicate)"),
+        "{second}"
+    );
     let got = receive(&server, "d", "w", 10, 500);
     assert_eq!(
         values(&got),
@@ -247,11 +253,35 @@ fn the_duplicate_window_is_configurable() {
     ok(&server.cli(&["produce", "w", "--message-id", "m"], b"one\n"));
     ok(&server.cli(&["produce", "w", "--message-id", "m"], b"two\n"));
     std::thread::sleep(Duration::from_millis(700));
-    ok(&server.cli(&["produce", "w", "--message-id", "m"], b"three\n"));
+    let third = ok(&server.cli(&["produce", "w", "--message-id", "m"], b"three\n"));
+    assert_eq!(third.lines().last(), Some("acknowledged: 1"), "{third}");
     let out = server.cli(&["consume", "w", "--timeout-ms", "700"], b"");
     assert_eq!(
         lines(&out),
         ["one", "three"],
         "the second was a duplicate; the third came after the window"
     );
+}
+
+#[test]
+fn creating_a_subscription_again_with_other_settings_says_which_differ() {
+    let (_dir, server) = start_after(&[
+        "topic create jobs",
+        "subscription create jobs w --max-deliveries 3",
+    ]);
+    // The same settings again: fine.
+    ok(&server.cli(&words("subscription create jobs w --max-deliveries 3"), b""));
+    let out = server.cli(
+        &words("subscription create jobs w --max-deliveries 4 --ack-timeout-ms 1000"),
+        b"",
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("GROUP_EXISTS"), "{stderr}");
+    assert!(
+        stderr.contains("ack_timeout_ms is 30000, not 1000"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("max_deliveries is 3, not 4"), "{stderr}");
+    assert!(!stderr.contains("ordered"), "only what differs: {stderr}");
 }
