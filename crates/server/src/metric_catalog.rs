@@ -32,6 +32,14 @@ fn describe_storage() {
     );
     describe_gauge!("spool_partition_bytes", "Retained bytes of one partition.");
     describe_gauge!(
+        "spool_topic_warn_depth",
+        "A topic's warn_depth setting (only topics that set one)."
+    );
+    describe_gauge!(
+        "spool_topic_over_warn_depth",
+        "1 while a topic holds more messages than its warn_depth, else 0."
+    );
+    describe_gauge!(
         "spool_partition_start_offset",
         "A partition's log start offset (low-water mark)."
     );
