@@ -10,7 +10,9 @@
 //!   1,000 records (pwrite of the batch's bytes + fdatasync, what `dd
 //!   oflag=dsync` does), so that `always/…x1000` divided by
 //!   `sync_append/…x1000` (both in batches per second) is the log's share
-//!   of the device, measured in one run.
+//!   of the device, measured in one run; and `sync_overwrite`, the same
+//!   appends into blocks written and synced beforehand (what zeroing
+//!   segments ahead of the writes would give).
 //! - `append`: one appender (`Log::write_durable`: `write`, then `sync_to`
 //!   when the policy asks), 100 B and 1 KiB records in batches of 1, 100 and
 //!   1,000, under `never`, `interval` (5 ms) and `always`.
@@ -142,8 +144,45 @@ fn raw_disk(c: &mut Criterion) {
     }
     for (size_name, value_bytes) in [("100B", 100), ("1KiB", KIB)] {
         sync_append(&mut group, size_name, &batch(value_bytes, 1000));
+        sync_overwrite(&mut group, size_name, &batch(value_bytes, 1000));
     }
     group.finish();
+}
+
+/// Bytes written (and synced) ahead of `sync_overwrite`'s appends.
+const PREWRITTEN_BYTES: u64 = 1 << 30;
+
+/// As [`sync_append`], but into a file whose blocks were written (zeros)
+/// and synced beforehand, as a log that zeroes its segments ahead of its
+/// writes (or recycles them) would append: the file neither grows nor
+/// converts unwritten extents, so `fdatasync` has no metadata to write
+/// (on ext4 without a journal, one synchronous inode write fewer).
+fn sync_overwrite(group: &mut Group<'_>, size_name: &str, bytes: &[u8]) {
+    let dir = temp_dir();
+    let file = open_rw(&dir.path().join("sync_overwrite.bin"));
+    let zeros = vec![0u8; MIB];
+    let mut at = 0u64;
+    while at < PREWRITTEN_BYTES {
+        file.write_all_at(&zeros, at).expect("prewrite");
+        at += MIB as u64;
+    }
+    file.sync_all().expect("fsync");
+    let mut pos = 0u64;
+    per_batch(group, bytes, 1000);
+    group.bench_function(format!("sync_overwrite/{size_name}x1000"), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                if pos + bytes.len() as u64 > PREWRITTEN_BYTES {
+                    pos = 0;
+                }
+                file.write_all_at(bytes, pos).expect("pwrite");
+                file.sync_data().expect("fdatasync");
+                pos += bytes.len() as u64;
+            }
+            start.elapsed()
+        })
+    });
 }
 
 /// The device's rate of synchronous appends of `bytes.len()` bytes: pwrite
