@@ -23,7 +23,7 @@ mod spec;
 pub mod state;
 
 pub use spec::{
-    BackoffSpec, ModeSpec, SubscriptionKey, SubscriptionSpec, PUSH_IN_FLIGHT_DEFAULT,
+    BackoffSpec, ModeSpec, SubscriptionKey, SubscriptionPatch, SubscriptionSpec, PUSH_IN_FLIGHT_DEFAULT,
     PUSH_IN_FLIGHT_MAX,
 };
 
