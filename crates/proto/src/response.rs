@@ -608,7 +608,8 @@ impl Response {
 
     /// This response as a peer of protocol `version` reads it: the fields
     /// that version does not have are dropped, so that encoding it writes
-    /// that version's layout. A server calls it on every answer.
+    /// that version's layout. A server calls it on each answer whose
+    /// layout can differ between versions (LIST_SUBSCRIPTIONS').
     pub fn for_version(mut self, version: u16) -> Response {
         if version < crate::VERSION_SUBSCRIPTION_PUSH {
             if let Ok(ResponseBody::Subscriptions(subs)) = &mut self.result {
