@@ -725,9 +725,13 @@ fn route(shared: &Shared, frame: Frame) -> Result<(), ClientError> {
             let waiter = shared.lock().pending.remove(&frame.correlation_id);
             // No waiter: an answer nobody waits for (a credit top-up).
             if let Some(waiter) = waiter {
-                let result = Response::decode_at(shared.version, frame.op, frame.body).map_err(|e| {
-                    ClientError::Protocol(format!("undecodable response (op {}): {e}", frame.op))
-                });
+                let result =
+                    Response::decode_at(shared.version, frame.op, frame.body).map_err(|e| {
+                        ClientError::Protocol(format!(
+                            "undecodable response (op {}): {e}",
+                            frame.op
+                        ))
+                    });
                 let _ = waiter.send(result);
             }
             Ok(())

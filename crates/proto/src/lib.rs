@@ -45,12 +45,12 @@ pub use frame::{
 pub use op::Op;
 pub use push::{Deliver, Push, QueueDeliver};
 pub use request::{
-    Ack, AlterSubscription, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription, CreateToken, CreateTopic,
-    Credit, DeleteGroup, DeleteSubscription, DeleteTopic, DescribeGroup, DescribeTopic,
-    ExtendLease, FailRequest, Fetch, FetchOffsets, FetchPartition, GetRequest, Heartbeat, Hello,
-    JoinGroup, LeaveGroup, ListSubscriptions, ListTopics, Nack, OffsetTarget, Produce, Receive,
-    Redrive, Request, ResetOffsets, RevokeToken, SettingChange, SubmitRequest, Subscribe,
-    SubscribeQueue, Unsubscribe,
+    Ack, AlterSubscription, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription,
+    CreateToken, CreateTopic, Credit, DeleteGroup, DeleteSubscription, DeleteTopic, DescribeGroup,
+    DescribeTopic, ExtendLease, FailRequest, Fetch, FetchOffsets, FetchPartition, GetRequest,
+    Heartbeat, Hello, JoinGroup, LeaveGroup, ListSubscriptions, ListTopics, Nack, OffsetTarget,
+    Produce, Receive, Redrive, Request, ResetOffsets, RevokeToken, SettingChange, SubmitRequest,
+    Subscribe, SubscribeQueue, Unsubscribe,
 };
 pub use response::{
     CommittedOffset, Fetched, FetchedPartition, GroupDescription, GroupMember, GroupPartition,

@@ -528,7 +528,11 @@ pub struct AlterSubscriptionArgs {
     #[arg(long = "dead-letter", visible_alias = "dead-letter-topic")]
     pub dead_letter: Option<String>,
     /// Copy dead letters to no topic (the side-channel event stays).
-    #[arg(long, visible_alias = "no-dead-letter-topic", conflicts_with = "dead_letter")]
+    #[arg(
+        long,
+        visible_alias = "no-dead-letter-topic",
+        conflicts_with = "dead_letter"
+    )]
     pub no_dead_letter: bool,
     /// Wait before a failed message is offered again (fixed; with
     /// --backoff-max-ms, the first step of an exponential backoff).

@@ -9,9 +9,9 @@
 //! (`acknowledged: N`, `nacked: N`, `extended: N`).
 
 use crate::cli::{
-    AckArgs, AlterSubscriptionArgs, ConsumeArgs, DlqArgs, DlqCommand, ErrorsArgs, ErrorsCommand, ExtendArgs,
-    From as StartFrom, KindArg, NackArgs, ReceiveArgs, SubscriptionArgs, SubscriptionCommand,
-    TailFrom,
+    AckArgs, AlterSubscriptionArgs, ConsumeArgs, DlqArgs, DlqCommand, ErrorsArgs, ErrorsCommand,
+    ExtendArgs, From as StartFrom, KindArg, NackArgs, ReceiveArgs, SubscriptionArgs,
+    SubscriptionCommand, TailFrom,
 };
 use crate::{connect, Failure};
 use base64::Engine;

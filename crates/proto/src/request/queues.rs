@@ -182,11 +182,7 @@ impl Codec for SettingChange {
             (0, _) => Ok(SettingChange::Unchanged),
             (1, _) => Ok(SettingChange::Removed),
             (2, _) => Ok(SettingChange::Set(r.string("alter_subscription.setting")?)),
-            (v, at) => Err(Reader::invalid(
-                "alter_subscription.setting",
-                at,
-                v.into(),
-            )),
+            (v, at) => Err(Reader::invalid("alter_subscription.setting", at, v.into())),
         }
     }
 }

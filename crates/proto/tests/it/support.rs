@@ -867,19 +867,6 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
             }),
         ),
         (
-            "req_alter_subscription",
-            Request::AlterSubscription(AlterSubscription {
-                topic: "orders".into(),
-                name: "billing".into(),
-                ack_timeout_ms: Some(60_000),
-                max_deliveries: Some(3),
-                dead_letter_topic: SettingChange::Set("orders.dlq".into()),
-                backoff: None,
-                push_endpoint: SettingChange::Removed,
-                max_in_flight: None,
-            }),
-        ),
-        (
             "req_submit_request",
             Request::SubmitRequest(SubmitRequest {
                 queue: "thumbnails".into(),
@@ -917,6 +904,19 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 produce: vec!["orders.*".into()],
                 consume: vec![],
                 admin: false,
+            }),
+        ),
+        (
+            "req_alter_subscription",
+            Request::AlterSubscription(AlterSubscription {
+                topic: "orders".into(),
+                name: "billing".into(),
+                ack_timeout_ms: Some(60_000),
+                max_deliveries: Some(3),
+                dead_letter_topic: SettingChange::Set("orders.dlq".into()),
+                backoff: None,
+                push_endpoint: SettingChange::Removed,
+                max_in_flight: None,
             }),
         ),
     ];

@@ -357,18 +357,17 @@ where
 
 impl AlterSubscription {
     pub fn into_patch(self) -> ApiResult<SubscriptionPatch> {
-        let backoff = match (self.backoff_ms, self.backoff_max_ms) {
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err(ApiError::invalid(
+        let backoff =
+            match (self.backoff_ms, self.backoff_max_ms) {
+                (None, None) => None,
+                (None, Some(_)) => return Err(ApiError::invalid(
                     "backoff_max_ms needs backoff_ms (the first step of the exponential backoff)",
-                ))
-            }
-            (Some(delay_ms), None) => Some(BackoffSpec::Fixed { delay_ms }),
-            (Some(initial_ms), Some(max_ms)) => {
-                Some(BackoffSpec::Exponential { initial_ms, max_ms })
-            }
-        };
+                )),
+                (Some(delay_ms), None) => Some(BackoffSpec::Fixed { delay_ms }),
+                (Some(initial_ms), Some(max_ms)) => {
+                    Some(BackoffSpec::Exponential { initial_ms, max_ms })
+                }
+            };
         Ok(SubscriptionPatch {
             ack_timeout_ms: self.ack_timeout_ms,
             max_deliveries: self.max_deliveries,

@@ -593,11 +593,14 @@ async fn a_queue_subscription_is_altered_with_patch() {
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let path = "/v1/topics/jobs/subscriptions/w";
-    let patch = |body: Value| async move { call(addr, "PATCH", path, Some(&body.to_string())).await };
+    let patch =
+        |body: Value| async move { call(addr, "PATCH", path, Some(&body.to_string())).await };
 
-    let r = patch(json!({"max_deliveries": 2, "dead_letter_topic": "jobs.dlq", "ack_timeout_ms": 1000,
+    let r = patch(
+        json!({"max_deliveries": 2, "dead_letter_topic": "jobs.dlq", "ack_timeout_ms": 1000,
                          "backoff_ms": 10, "backoff_max_ms": 100,
-                         "push_endpoint": "http://127.0.0.1:9/in", "max_in_flight": 3}))
+                         "push_endpoint": "http://127.0.0.1:9/in", "max_in_flight": 3}),
+    )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let expected = json!({"max_deliveries": 2, "dead_letter_topic": "jobs.dlq", "ack_timeout_ms": 1000,
@@ -614,7 +617,11 @@ async fn a_queue_subscription_is_altered_with_patch() {
     let r = patch(json!({"dead_letter_topic": null, "push_endpoint": null})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
-        (&r.body["dead_letter_topic"], &r.body["push_endpoint"], &r.body["max_deliveries"]),
+        (
+            &r.body["dead_letter_topic"],
+            &r.body["push_endpoint"],
+            &r.body["max_deliveries"]
+        ),
         (&Value::Null, &Value::Null, &json!(2)),
         "{}",
         r.body
@@ -624,20 +631,42 @@ async fn a_queue_subscription_is_altered_with_patch() {
     for (body, status, code) in [
         (json!({"ack_timeout_ms": 0}), 400, "INVALID_CONFIG"),
         (json!({"dead_letter_topic": "jobs"}), 400, "INVALID_CONFIG"),
-        (json!({"dead_letter_topic": "nowhere"}), 404, "UNKNOWN_TOPIC"),
-        (json!({"push_endpoint": "http://example.com/in"}), 400, "INVALID_REQUEST"),
+        (
+            json!({"dead_letter_topic": "nowhere"}),
+            404,
+            "UNKNOWN_TOPIC",
+        ),
+        (
+            json!({"push_endpoint": "http://example.com/in"}),
+            400,
+            "INVALID_REQUEST",
+        ),
         (json!({"backoff_max_ms": 100}), 400, "INVALID_REQUEST"),
         (json!({"mode": "at_most_once"}), 400, "INVALID_REQUEST"),
     ] {
         let r = patch(body.clone()).await;
-        assert_eq!((r.status, r.body["code"].as_str()), (status, Some(code)), "{body}: {}", r.body);
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {}",
+            r.body
+        );
     }
-    let r = call(addr, "PATCH", "/v1/topics/jobs/subscriptions/nobody", Some("{}")).await;
+    let r = call(
+        addr,
+        "PATCH",
+        "/v1/topics/jobs/subscriptions/nobody",
+        Some("{}"),
+    )
+    .await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (404, Some("UNKNOWN_SUBSCRIPTION"))
     );
     let listed = get(addr, "/v1/topics/jobs/subscriptions").await.body;
     assert_eq!(listed["subscriptions"][0]["max_deliveries"], 2, "{listed}");
-    assert_eq!(listed["subscriptions"][0]["ack_timeout_ms"], 1000, "{listed}");
+    assert_eq!(
+        listed["subscriptions"][0]["ack_timeout_ms"], 1000,
+        "{listed}"
+    );
 }

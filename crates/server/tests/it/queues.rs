@@ -416,14 +416,20 @@ async fn altered_subscriptions_are_listed_in_each_connections_version() {
         ),
     ] {
         let listed = conn
-            .call(Request::ListSubscriptions(p::ListSubscriptions { topic: None }))
+            .call(Request::ListSubscriptions(p::ListSubscriptions {
+                topic: None,
+            }))
             .await
             .unwrap();
         let ResponseBody::Subscriptions(subs) = listed else {
             panic!("{listed:?}");
         };
         assert_eq!(
-            (subs[0].ack_timeout_ms, subs[0].max_deliveries, &subs[0].push),
+            (
+                subs[0].ack_timeout_ms,
+                subs[0].max_deliveries,
+                &subs[0].push
+            ),
             (1_000, 2, &push)
         );
     }

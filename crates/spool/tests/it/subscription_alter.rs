@@ -49,7 +49,10 @@ fn altered_settings_are_listed_survive_a_restart_and_apply() {
     ok(&server.cli(&["produce", "jobs"], b"a\n"));
     let first = receive_one(&server, "jobs", "w");
     assert_eq!(first["deliveries"], 1);
-    ok(&server.cli(&["nack", "jobs", "w", first["receipt"].as_str().unwrap()], b""));
+    ok(&server.cli(
+        &["nack", "jobs", "w", first["receipt"].as_str().unwrap()],
+        b"",
+    ));
 
     let out = ok(&server.cli(
         &words("subscription alter jobs w --max-deliveries 2 --dead-letter jobs.dlq --ack-timeout-ms 700 --backoff-ms 10"),
@@ -100,7 +103,10 @@ fn altered_settings_are_listed_survive_a_restart_and_apply() {
     // Counted once the copy is durable, just after it became readable.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while listed(&server, "jobs", "w")["dead_letters"] != 1 {
-        assert!(std::time::Instant::now() < deadline, "no dead letter counted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter counted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -108,10 +114,22 @@ fn altered_settings_are_listed_survive_a_restart_and_apply() {
     let endpoint = Receiver::start(200);
     let url = format!("http://{}/in", endpoint.addr);
     let out = ok(&server.cli(
-        &["subscription", "alter", "jobs", "w", "--push-endpoint", &url, "--max-in-flight", "2"],
+        &[
+            "subscription",
+            "alter",
+            "jobs",
+            "w",
+            "--push-endpoint",
+            &url,
+            "--max-in-flight",
+            "2",
+        ],
         b"",
     ));
-    assert!(out.contains(&format!("push_endpoint={url}\tmax_in_flight=2")), "{out}");
+    assert!(
+        out.contains(&format!("push_endpoint={url}\tmax_in_flight=2")),
+        "{out}"
+    );
     ok(&server.cli(&["produce", "jobs"], b"pushed\n"));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while endpoint.got.lock().unwrap().is_empty() {
@@ -119,9 +137,16 @@ fn altered_settings_are_listed_survive_a_restart_and_apply() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(endpoint.got.lock().unwrap()[0].0.contains("pushed"));
-    ok(&server.cli(&words("subscription alter jobs w --no-push-endpoint --no-dead-letter"), b""));
+    ok(&server.cli(
+        &words("subscription alter jobs w --no-push-endpoint --no-dead-letter"),
+        b"",
+    ));
     let s = listed(&server, "jobs", "w");
-    assert_eq!((&s["push_endpoint"], &s["dead_letter_topic"]), (&Value::Null, &Value::Null), "{s}");
+    assert_eq!(
+        (&s["push_endpoint"], &s["dead_letter_topic"]),
+        (&Value::Null, &Value::Null),
+        "{s}"
+    );
 }
 
 #[test]
@@ -131,16 +156,56 @@ fn bad_alterations_are_refused_as_at_creation_and_change_nothing() {
         "subscription create jobs w --max-deliveries 3",
     ]);
     let before = listed(&server, "jobs", "w");
-    refused(&server, "subscription alter jobs w --ack-timeout-ms 0", "INVALID_CONFIG");
-    refused(&server, "subscription alter jobs w --ack-timeout-ms 43200001", "INVALID_CONFIG");
-    refused(&server, "subscription alter jobs w --dead-letter jobs", "INVALID_CONFIG");
-    refused(&server, "subscription alter jobs w --dead-letter nowhere", "UNKNOWN_TOPIC");
-    refused(&server, "subscription alter jobs w --dead-letter spool.errors", "RESERVED_TOPIC_NAME");
-    refused(&server, "subscription alter jobs w --backoff-ms 100 --backoff-max-ms 10", "INVALID_CONFIG");
-    refused(&server, "subscription alter jobs w --max-in-flight 0", "INVALID_CONFIG");
-    refused(&server, "subscription alter jobs w --push-endpoint http://example.com/in", "INVALID_REQUEST");
-    refused(&server, "subscription alter jobs nobody --max-deliveries 1", "UNKNOWN_SUBSCRIPTION");
-    refused(&server, "subscription alter nowhere w --max-deliveries 1", "UNKNOWN_SUBSCRIPTION");
+    refused(
+        &server,
+        "subscription alter jobs w --ack-timeout-ms 0",
+        "INVALID_CONFIG",
+    );
+    refused(
+        &server,
+        "subscription alter jobs w --ack-timeout-ms 43200001",
+        "INVALID_CONFIG",
+    );
+    refused(
+        &server,
+        "subscription alter jobs w --dead-letter jobs",
+        "INVALID_CONFIG",
+    );
+    refused(
+        &server,
+        "subscription alter jobs w --dead-letter nowhere",
+        "UNKNOWN_TOPIC",
+    );
+    refused(
+        &server,
+        "subscription alter jobs w --dead-letter spool.errors",
+        "RESERVED_TOPIC_NAME",
+    );
+    refused(
+        &server,
+        "subscription alter jobs w --backoff-ms 100 --backoff-max-ms 10",
+        "INVALID_CONFIG",
+    );
+    refused(
+        &server,
+        "subscription alter jobs w --max-in-flight 0",
+        "INVALID_CONFIG",
+    );
+    refused(
+        &server,
+        "subscription alter jobs w --push-endpoint http://example.com/in",
+        "INVALID_REQUEST",
+    );
+    refused(
+        &server,
+        "subscription alter jobs nobody --max-deliveries 1",
+        "UNKNOWN_SUBSCRIPTION",
+    );
+    refused(
+        &server,
+        "subscription alter nowhere w --max-deliveries 1",
+        "UNKNOWN_SUBSCRIPTION",
+    );
     refused(&server, "subscription alter jobs w", "nothing to change");
     assert_eq!(listed(&server, "jobs", "w"), before);
 }
