@@ -73,6 +73,11 @@ pub enum MetaEvent {
         topic: String,
         name: String,
     },
+    /// A subscription's settings changed (`Broker::alter_subscription`):
+    /// the whole new spec, so replay needs nothing but this event.
+    SubscriptionAltered {
+        spec: SubscriptionSpec,
+    },
     Snapshot {
         state: MetaState,
     },
@@ -118,6 +123,11 @@ impl MetaState {
             MetaEvent::SubscriptionDeleted { topic, name } => {
                 self.subscriptions
                     .remove(&SubscriptionKey::new(topic, name));
+            }
+            MetaEvent::SubscriptionAltered { spec } => {
+                if let Some(s) = self.subscriptions.get_mut(&spec.key()) {
+                    *s = spec.clone();
+                }
             }
             MetaEvent::Snapshot { state } => *self = state.clone(),
         }
@@ -228,6 +238,25 @@ mod tests {
             serde_json::to_value(&deleted).unwrap()["event"],
             "queue_deleted"
         );
+        // An alteration replaces the spec of a subscription that exists,
+        // and of no other.
+        let mut altered_spec = spec.clone();
+        altered_spec.max_deliveries = 2;
+        altered_spec.push_endpoint = Some("http://127.0.0.1:9/in".into());
+        let altered = MetaEvent::SubscriptionAltered {
+            spec: altered_spec.clone(),
+        };
+        let json = serde_json::to_value(&altered).unwrap();
+        assert_eq!(json["event"], "subscription_altered");
+        assert_eq!(json["spec"]["max_deliveries"], 2);
+        assert_eq!(serde_json::from_value::<MetaEvent>(json).unwrap(), altered);
+        let mut state = MetaState::default();
+        state.apply(&altered);
+        assert!(state.subscriptions.is_empty());
+        state.apply(&created);
+        state.apply(&altered);
+        assert_eq!(state.subscriptions[&spec.key()], altered_spec);
+
         let bad = serde_json::json!({"event": "snapshot", "state": {
             "topics": {}, "offsets": {}, "queues": {"no-slash": spec}}});
         assert!(serde_json::from_value::<MetaEvent>(bad).is_err());

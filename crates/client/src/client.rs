@@ -97,6 +97,9 @@ impl State {
 /// State shared by the handle and the background tasks.
 struct Shared {
     state: Mutex<State>,
+    /// The protocol version the server chose: responses are read in its
+    /// layouts.
+    version: u16,
 }
 
 impl Shared {
@@ -279,7 +282,7 @@ impl Client {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let hello = Request::Hello(p::Hello {
-            min_version: p::PROTOCOL_VERSION,
+            min_version: p::PROTOCOL_VERSION_MIN,
             max_version: p::PROTOCOL_VERSION,
             client_id: options.client_id,
             token: options.token,
@@ -302,10 +305,11 @@ impl Client {
             ResponseBody::HelloOk(ok) => ok,
             other => return Err(unexpected(&other, p::Op::Hello)),
         };
-        if hello_ok.version != p::PROTOCOL_VERSION {
+        if !(p::PROTOCOL_VERSION_MIN..=p::PROTOCOL_VERSION).contains(&hello_ok.version) {
             return Err(ClientError::Protocol(format!(
-                "the server chose protocol version {}, this client speaks {}",
+                "the server chose protocol version {}, this client speaks {}..={}",
                 hello_ok.version,
+                p::PROTOCOL_VERSION_MIN,
                 p::PROTOCOL_VERSION
             )));
         }
@@ -316,6 +320,7 @@ impl Client {
                 next_correlation_id: 1,
                 ..State::default()
             }),
+            version: hello_ok.version,
         });
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(wr, out_rx, Arc::clone(&shared)));
@@ -720,9 +725,13 @@ fn route(shared: &Shared, frame: Frame) -> Result<(), ClientError> {
             let waiter = shared.lock().pending.remove(&frame.correlation_id);
             // No waiter: an answer nobody waits for (a credit top-up).
             if let Some(waiter) = waiter {
-                let result = Response::decode(frame.op, frame.body).map_err(|e| {
-                    ClientError::Protocol(format!("undecodable response (op {}): {e}", frame.op))
-                });
+                let result =
+                    Response::decode_at(shared.version, frame.op, frame.body).map_err(|e| {
+                        ClientError::Protocol(format!(
+                            "undecodable response (op {}): {e}",
+                            frame.op
+                        ))
+                    });
                 let _ = waiter.send(result);
             }
             Ok(())

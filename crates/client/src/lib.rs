@@ -82,15 +82,17 @@ pub use reader::{ReadStart, TopicReader};
 pub use records::{decode_records, next_offset_after, ConsumedRecord, DecodedBatches};
 pub use requests::{RequestStatus, CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, WORKERS_SUBSCRIPTION};
 pub use subscriber::{Delivery, SubscribeOptions, Subscriber};
-pub use subscriptions::{ReceiptResults, SubscriptionOptions, MAX_DELIVERIES_DEFAULT};
+pub use subscriptions::{
+    ReceiptResults, SubscriptionChanges, SubscriptionOptions, MAX_DELIVERIES_DEFAULT,
+};
 pub use tls::TlsOptions;
 pub use tokens::TokenGrants;
 
 pub use serde_json;
 pub use spool_proto::{
     Backoff, DeliveryMode, Durability, GroupDescription, GroupMember, GroupPartition, GroupStart,
-    LeasedMessage, OffsetTarget, OnFull, PartitionInfo, PartitionOffset, Retention, SubscribeStart,
-    SubscriptionInfo, SubscriptionKind, TokenInfo, TopicConfig, TopicDescription, TopicSummary,
-    WireCode, WireError,
+    LeasedMessage, OffsetTarget, OnFull, PartitionInfo, PartitionOffset, Retention, SettingChange,
+    SubscribeStart, SubscriptionInfo, SubscriptionKind, SubscriptionPush, TokenInfo, TopicConfig,
+    TopicDescription, TopicSummary, WireCode, WireError,
 };
 pub use spool_types::ErrorCode;

@@ -1,4 +1,4 @@
-//! Work queues: queue subscriptions (create, list, delete), leasing messages
+//! Work queues: queue subscriptions (create, alter, list, delete), leasing messages
 //! with [`Client::receive`], settling them by receipt ([`Client::ack`],
 //! [`Client::nack`], [`Client::extend`]) and moving dead letters back with
 //! [`Client::redrive`]. Push delivery of leases is [`crate::QueueSubscriber`].
@@ -10,8 +10,8 @@
 use crate::client::{unexpected, Client};
 use crate::error::ClientError;
 use spool_proto::{
-    self as p, Backoff, DeliveryMode, LeasedMessage, Request, ResponseBody, SubscriptionInfo,
-    SubscriptionKind, WireCode, WireError,
+    self as p, Backoff, DeliveryMode, LeasedMessage, Request, ResponseBody, SettingChange,
+    SubscriptionInfo, SubscriptionKind, WireCode, WireError,
 };
 use spool_types::ErrorCode;
 use std::time::Duration;
@@ -37,6 +37,24 @@ pub struct SubscriptionOptions {
     pub at_most_once: bool,
     /// At most one message per record key in flight, each key in order.
     pub ordered: bool,
+}
+
+/// What [`Client::alter_subscription`] changes; the default changes
+/// nothing. The mode and ordering are fixed at creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionChanges {
+    /// Lease length in ms for leases from now on (1 … 43,200,000).
+    pub ack_timeout_ms: Option<u32>,
+    /// Deliveries after which a failing message is dead-lettered; 0 =
+    /// unlimited.
+    pub max_deliveries: Option<u32>,
+    pub dead_letter_topic: SettingChange,
+    pub backoff: Option<Backoff>,
+    /// The URL the server POSTs each message to (checked against its
+    /// outbound allow-list).
+    pub push_endpoint: SettingChange,
+    /// Most pushes to the endpoint at once.
+    pub max_in_flight: Option<u32>,
 }
 
 /// Deliveries before dead-lettering unless told otherwise: the server's own
@@ -138,6 +156,30 @@ impl Client {
         match self.call(request).await? {
             ResponseBody::SubscriptionCreated => Ok(()),
             other => Err(unexpected(&other, p::Op::CreateSubscription)),
+        }
+    }
+
+    /// Changes a queue subscription's settings (ALTER_SUBSCRIPTION); the
+    /// server refuses bad values as at creation.
+    pub async fn alter_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+        changes: SubscriptionChanges,
+    ) -> Result<(), ClientError> {
+        let request = Request::AlterSubscription(p::AlterSubscription {
+            topic: topic.to_owned(),
+            name: name.to_owned(),
+            ack_timeout_ms: changes.ack_timeout_ms,
+            max_deliveries: changes.max_deliveries,
+            dead_letter_topic: changes.dead_letter_topic,
+            backoff: changes.backoff,
+            push_endpoint: changes.push_endpoint,
+            max_in_flight: changes.max_in_flight,
+        });
+        match self.call(request).await? {
+            ResponseBody::SubscriptionAltered => Ok(()),
+            other => Err(unexpected(&other, p::Op::AlterSubscription)),
         }
     }
 

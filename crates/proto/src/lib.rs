@@ -45,23 +45,32 @@ pub use frame::{
 pub use op::Op;
 pub use push::{Deliver, Push, QueueDeliver};
 pub use request::{
-    Ack, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription, CreateToken, CreateTopic,
-    Credit, DeleteGroup, DeleteSubscription, DeleteTopic, DescribeGroup, DescribeTopic,
-    ExtendLease, FailRequest, Fetch, FetchOffsets, FetchPartition, GetRequest, Heartbeat, Hello,
-    JoinGroup, LeaveGroup, ListSubscriptions, ListTopics, Nack, OffsetTarget, Produce, Receive,
-    Redrive, Request, ResetOffsets, RevokeToken, SubmitRequest, Subscribe, SubscribeQueue,
-    Unsubscribe,
+    Ack, AlterSubscription, AlterTopic, CommitOffsets, CompleteRequest, CreateSubscription,
+    CreateToken, CreateTopic, Credit, DeleteGroup, DeleteSubscription, DeleteTopic, DescribeGroup,
+    DescribeTopic, ExtendLease, FailRequest, Fetch, FetchOffsets, FetchPartition, GetRequest,
+    Heartbeat, Hello, JoinGroup, LeaveGroup, ListSubscriptions, ListTopics, Nack, OffsetTarget,
+    Produce, Receive, Redrive, Request, ResetOffsets, RevokeToken, SettingChange, SubmitRequest,
+    Subscribe, SubscribeQueue, Unsubscribe,
 };
 pub use response::{
     CommittedOffset, Fetched, FetchedPartition, GroupDescription, GroupMember, GroupPartition,
     HeartbeatOk, HelloOk, Joined, PartitionInfo, Produced, Response, ResponseBody,
-    SubscriptionInfo, TokenCreated, TokenInfo, TopicDescription, TopicSummary,
+    SubscriptionInfo, SubscriptionPush, TokenCreated, TokenInfo, TopicDescription, TopicSummary,
 };
 pub use spool_types::limits::FRAME_BYTES_MAX;
 pub use wire::SHARED_BYTES_MIN;
 
-/// The protocol version this build speaks (and the only one so far).
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this build speaks. Version 2 added the
+/// push settings to ListSubscriptions' `SubscriptionInfo`.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest protocol version this build still speaks: a server accepts
+/// clients of `PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION`, and a client
+/// servers of that range.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+
+/// The first version whose `SubscriptionInfo` carries the push settings.
+pub const VERSION_SUBSCRIPTION_PUSH: u16 = 2;
 
 /// First field of the Hello body: "SPOL" in ASCII. Lets a server tell a
 /// Spool client from something else that connected to the port.

@@ -56,6 +56,7 @@ pub enum Op {
     ExtendLease = 56,
     Redrive = 57,
     SubscribeQueue = 58,
+    AlterSubscription = 59,
 
     SubmitRequest = 60,
     GetRequest = 61,
@@ -104,6 +105,7 @@ impl Op {
         Op::ExtendLease,
         Op::Redrive,
         Op::SubscribeQueue,
+        Op::AlterSubscription,
         Op::SubmitRequest,
         Op::GetRequest,
         Op::CompleteRequest,
@@ -176,6 +178,7 @@ impl Op {
             Op::ExtendLease => "EXTEND_LEASE",
             Op::Redrive => "REDRIVE",
             Op::SubscribeQueue => "SUBSCRIBE_QUEUE",
+            Op::AlterSubscription => "ALTER_SUBSCRIPTION",
             Op::SubmitRequest => "SUBMIT_REQUEST",
             Op::GetRequest => "GET_REQUEST",
             Op::CompleteRequest => "COMPLETE_REQUEST",

@@ -164,34 +164,105 @@ wire_struct! {
     }
 }
 
+/// A queue subscription's settings and current load.
+///
+/// Its layout depends on the connection's protocol version: version 2 on
+/// appends the push settings (`push`). A version-1 peer neither sends nor
+/// reads them: decoded at version 1 `push` is `None`, and a server answers
+/// a version-1 client with `push` removed ([`Response::for_version`]).
+/// Encoding writes the push settings exactly when `push` is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    pub topic: String,
+    pub name: String,
+    pub ack_timeout_ms: u32,
+    /// 0 = unlimited.
+    pub max_deliveries: u32,
+    pub dead_letter_topic: Option<String>,
+    pub backoff: Backoff,
+    pub mode: DeliveryMode,
+    pub ordered: bool,
+    /// Messages leased right now.
+    pub leased: u64,
+    /// Messages read from the topic and not yet done (ready, delayed
+    /// or leased). The server scans the topic in windows, so this
+    /// counts at most the current window, not the whole backlog.
+    pub outstanding: u64,
+    /// The backlog: messages from the oldest one not yet done to the
+    /// end of the topic, over all partitions (messages done above the
+    /// oldest undone one still count until it is done, as with a
+    /// committed offset).
+    pub lag: u64,
+    /// Deliveries beyond the first, since the server started.
+    pub redeliveries: u64,
+    /// Messages dead-lettered, since the server started.
+    pub dead_letters: u64,
+    /// The push settings (version 2 on); `None` from a version-1 server.
+    pub push: Option<SubscriptionPush>,
+}
+
 wire_struct! {
-    /// A queue subscription's settings and current load.
+    /// Where and how a queue subscription pushes its messages over HTTP.
     #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct SubscriptionInfo {
-        pub topic: String => string("subscriptions.topic"),
-        pub name: String => string("subscriptions.name"),
-        pub ack_timeout_ms: u32 => u32("subscriptions.ack_timeout_ms"),
-        /// 0 = unlimited.
-        pub max_deliveries: u32 => u32("subscriptions.max_deliveries"),
-        pub dead_letter_topic: Option<String> => opt_string("subscriptions.dead_letter_topic"),
-        pub backoff: Backoff => codec,
-        pub mode: DeliveryMode => codec,
-        pub ordered: bool => bool("subscriptions.ordered"),
-        /// Messages leased right now.
-        pub leased: u64 => u64("subscriptions.leased"),
-        /// Messages read from the topic and not yet done (ready, delayed
-        /// or leased). The server scans the topic in windows, so this
-        /// counts at most the current window, not the whole backlog.
-        pub outstanding: u64 => u64("subscriptions.outstanding"),
-        /// The backlog: messages from the oldest one not yet done to the
-        /// end of the topic, over all partitions (messages done above the
-        /// oldest undone one still count until it is done, as with a
-        /// committed offset).
-        pub lag: u64 => u64("subscriptions.lag"),
-        /// Deliveries beyond the first, since the server started.
-        pub redeliveries: u64 => u64("subscriptions.redeliveries"),
-        /// Messages dead-lettered, since the server started.
-        pub dead_letters: u64 => u64("subscriptions.dead_letters"),
+    pub struct SubscriptionPush {
+        /// The URL each message is POSTed to; `None` = no HTTP push.
+        pub endpoint: Option<String> => opt_string("subscriptions.push_endpoint"),
+        /// Most pushes at once.
+        pub max_in_flight: u32 => u32("subscriptions.max_in_flight"),
+    }
+}
+
+impl Codec for SubscriptionInfo {
+    /// The version-1 layout, the smaller one.
+    const MIN_BYTES: usize = 2 + 2 + 4 + 4 + 1 + Backoff::MIN_BYTES + 1 + 1 + 8 * 5;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("subscriptions.topic", &self.topic)?;
+        w.string("subscriptions.name", &self.name)?;
+        w.u32(self.ack_timeout_ms);
+        w.u32(self.max_deliveries);
+        w.opt_string(
+            "subscriptions.dead_letter_topic",
+            self.dead_letter_topic.as_deref(),
+        )?;
+        self.backoff.encode(w)?;
+        self.mode.encode(w)?;
+        w.bool(self.ordered);
+        for count in [
+            self.leased,
+            self.outstanding,
+            self.lag,
+            self.redeliveries,
+            self.dead_letters,
+        ] {
+            w.u64(count);
+        }
+        match &self.push {
+            Some(push) => push.encode(w),
+            None => Ok(()),
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(SubscriptionInfo {
+            topic: r.string("subscriptions.topic")?,
+            name: r.string("subscriptions.name")?,
+            ack_timeout_ms: r.u32("subscriptions.ack_timeout_ms")?,
+            max_deliveries: r.u32("subscriptions.max_deliveries")?,
+            dead_letter_topic: r.opt_string("subscriptions.dead_letter_topic")?,
+            backoff: Backoff::decode(r)?,
+            mode: DeliveryMode::decode(r)?,
+            ordered: r.bool("subscriptions.ordered")?,
+            leased: r.u64("subscriptions.leased")?,
+            outstanding: r.u64("subscriptions.outstanding")?,
+            lag: r.u64("subscriptions.lag")?,
+            redeliveries: r.u64("subscriptions.redeliveries")?,
+            dead_letters: r.u64("subscriptions.dead_letters")?,
+            push: match r.version() >= crate::VERSION_SUBSCRIPTION_PUSH {
+                true => Some(SubscriptionPush::decode(r)?),
+                false => None,
+            },
+        })
     }
 }
 
@@ -262,6 +333,7 @@ pub enum ResponseBody {
     SubscriptionCreated,
     SubscriptionDeleted,
     Subscriptions(Vec<SubscriptionInfo>),
+    SubscriptionAltered,
     /// Leased messages, possibly none (the long poll ended empty).
     Messages(Vec<LeasedMessage>),
     /// One entry per receipt, in request order: `None` = done, else why not.
@@ -328,6 +400,7 @@ impl ResponseBody {
             ResponseBody::SubscriptionCreated => Op::CreateSubscription,
             ResponseBody::SubscriptionDeleted => Op::DeleteSubscription,
             ResponseBody::Subscriptions(_) => Op::ListSubscriptions,
+            ResponseBody::SubscriptionAltered => Op::AlterSubscription,
             ResponseBody::Messages(_) => Op::Receive,
             ResponseBody::Acked(_) => Op::Ack,
             ResponseBody::Nacked(_) => Op::Nack,
@@ -376,6 +449,7 @@ impl ResponseBody {
             Op::ListSubscriptions => {
                 ResponseBody::Subscriptions(r.array("subscriptions", ARRAY_LEN_MAX)?)
             }
+            Op::AlterSubscription => ResponseBody::SubscriptionAltered,
             Op::Receive => ResponseBody::Messages(r.array("messages", ARRAY_LEN_MAX)?),
             Op::Ack => ResponseBody::Acked(r.array("receipt_results", ARRAY_LEN_MAX)?),
             Op::Nack => ResponseBody::Nacked(r.array("receipt_results", ARRAY_LEN_MAX)?),
@@ -453,6 +527,7 @@ impl ResponseBody {
             ResponseBody::TopicDeleted
             | ResponseBody::SubscriptionCreated
             | ResponseBody::SubscriptionDeleted
+            | ResponseBody::SubscriptionAltered
             | ResponseBody::TopicAltered
             | ResponseBody::LeftGroup
             | ResponseBody::OffsetsCommitted
@@ -512,7 +587,13 @@ impl Response {
     /// and header values of a `LeasedMessage`) are slices of `body`, not
     /// copies.
     pub fn decode(op: u16, body: Bytes) -> Result<Response, DecodeError> {
-        let mut r = Reader::new(body);
+        Response::decode_at(crate::PROTOCOL_VERSION, op, body)
+    }
+
+    /// [`Response::decode`] of a body in the layout of protocol `version`
+    /// (what the connection's Hello chose).
+    pub fn decode_at(version: u16, op: u16, body: Bytes) -> Result<Response, DecodeError> {
+        let mut r = Reader::at_version(body, version);
         let raw = r.u16("response.error_code")?;
         let result = match WireCode::new(raw) {
             None => Ok(ResponseBody::decode(
@@ -523,6 +604,21 @@ impl Response {
         };
         r.finish("response")?;
         Ok(Response { op, result })
+    }
+
+    /// This response as a peer of protocol `version` reads it: the fields
+    /// that version does not have are dropped, so that encoding it writes
+    /// that version's layout. A server calls it on each answer whose
+    /// layout can differ between versions (LIST_SUBSCRIPTIONS').
+    pub fn for_version(mut self, version: u16) -> Response {
+        if version < crate::VERSION_SUBSCRIPTION_PUSH {
+            if let Ok(ResponseBody::Subscriptions(subs)) = &mut self.result {
+                for s in subs {
+                    s.push = None;
+                }
+            }
+        }
+        self
     }
 
     /// About the bytes [`Response::encode`] writes when the body can be

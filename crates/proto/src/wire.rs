@@ -29,11 +29,27 @@ pub(crate) struct Reader {
     buf: Bytes,
     /// Invariant: `pos <= buf.len()`.
     pos: usize,
+    /// The protocol version the body was written in: the few layouts that
+    /// differ between versions read it.
+    version: u16,
 }
 
 impl Reader {
+    /// Reads a body of the current version, [`crate::PROTOCOL_VERSION`].
     pub(crate) fn new(buf: Bytes) -> Reader {
-        Reader { buf, pos: 0 }
+        Reader::at_version(buf, crate::PROTOCOL_VERSION)
+    }
+
+    pub(crate) fn at_version(buf: Bytes, version: u16) -> Reader {
+        Reader {
+            buf,
+            pos: 0,
+            version,
+        }
+    }
+
+    pub(crate) fn version(&self) -> u16 {
+        self.version
     }
 
     /// Bytes consumed so far, which is the offset reported in errors.
@@ -519,6 +535,20 @@ impl<'a> Writer<'a> {
         })?;
         self.u32(count);
         Ok(())
+    }
+}
+
+/// A `u32` as an optional value (`opt<u32>`).
+impl Codec for u32 {
+    const MIN_BYTES: usize = 4;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u32(*self);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        r.u32("u32")
     }
 }
 

@@ -169,6 +169,29 @@ pub fn offset_reset(to: p::OffsetTarget) -> Result<b::OffsetReset, BrokerError> 
 /// default, so clients need not hard-code it.
 pub const ACK_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
+fn backoff_spec(backoff: p::Backoff) -> b::subscription::BackoffSpec {
+    match backoff {
+        p::Backoff::Fixed { delay_ms } => b::subscription::BackoffSpec::Fixed { delay_ms },
+        p::Backoff::Exponential { initial_ms, max_ms } => {
+            b::subscription::BackoffSpec::Exponential { initial_ms, max_ms }
+        }
+    }
+}
+
+/// AlterSubscription as the broker takes it. An ack timeout of 0 is passed
+/// on, to be refused (`INVALID_CONFIG`) as the broker refuses it: here it
+/// cannot mean "the default", as it does at creation.
+pub fn subscription_patch(a: p::AlterSubscription) -> b::subscription::SubscriptionPatch {
+    b::subscription::SubscriptionPatch {
+        ack_timeout_ms: a.ack_timeout_ms.map(u64::from),
+        max_deliveries: a.max_deliveries,
+        dead_letter_topic: a.dead_letter_topic.into_option(),
+        backoff: a.backoff.map(backoff_spec),
+        push_endpoint: a.push_endpoint.into_option(),
+        push_max_in_flight: a.max_in_flight,
+    }
+}
+
 pub fn subscription_spec(c: &p::CreateSubscription) -> b::subscription::SubscriptionSpec {
     let defaults = b::subscription::SubscriptionSpec::new(&c.topic, &c.name);
     b::subscription::SubscriptionSpec {
@@ -178,12 +201,7 @@ pub fn subscription_spec(c: &p::CreateSubscription) -> b::subscription::Subscrip
         },
         max_deliveries: c.max_deliveries,
         dead_letter_topic: c.dead_letter_topic.clone(),
-        backoff: match c.backoff {
-            p::Backoff::Fixed { delay_ms } => b::subscription::BackoffSpec::Fixed { delay_ms },
-            p::Backoff::Exponential { initial_ms, max_ms } => {
-                b::subscription::BackoffSpec::Exponential { initial_ms, max_ms }
-            }
-        },
+        backoff: backoff_spec(c.backoff),
         mode: match c.mode {
             p::DeliveryMode::AtLeastOnce => b::subscription::ModeSpec::AtLeastOnce,
             p::DeliveryMode::AtMostOnce => b::subscription::ModeSpec::AtMostOnce,
@@ -220,6 +238,10 @@ pub fn subscription_info(
         lag: load.lag,
         redeliveries: load.redeliveries,
         dead_letters: load.dead_letters,
+        push: Some(p::SubscriptionPush {
+            endpoint: spec.push_endpoint,
+            max_in_flight: spec.push_max_in_flight,
+        }),
     }
 }
 

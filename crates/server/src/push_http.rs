@@ -29,7 +29,9 @@ pub async fn push_manager(
     secret: Arc<Vec<u8>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut running: HashMap<(String, String, String), tokio::task::JoinHandle<()>> =
+    // Keyed by everything a pusher is started with, so an altered endpoint
+    // or in-flight limit replaces its pusher at the next refresh.
+    let mut running: HashMap<(String, String, String, u32), tokio::task::JoinHandle<()>> =
         HashMap::new();
     loop {
         let wanted: Vec<(String, String, String, u32)> = broker
@@ -42,16 +44,14 @@ pub async fn push_manager(
             })
             .collect();
         running.retain(|key, task| {
-            let keep = wanted
-                .iter()
-                .any(|(t, n, u, _)| (t, n, u) == (&key.0, &key.1, &key.2));
+            let keep = wanted.contains(key);
             if !keep {
                 task.abort();
             }
             keep && !task.is_finished()
         });
         for (topic, name, url, in_flight) in wanted {
-            let key = (topic.clone(), name.clone(), url.clone());
+            let key = (topic.clone(), name.clone(), url.clone(), in_flight);
             if running.contains_key(&key) {
                 continue;
             }

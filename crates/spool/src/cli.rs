@@ -482,7 +482,7 @@ pub enum SubscriptionCommand {
         #[arg(long, default_value_t = spool_client::MAX_DELIVERIES_DEFAULT)]
         max_deliveries: u32,
         /// Topic dead letters are copied to.
-        #[arg(long = "dead-letter")]
+        #[arg(long = "dead-letter", visible_alias = "dead-letter-topic")]
         dead_letter: Option<String>,
         /// At most one message per record key in flight, each key in order.
         #[arg(long)]
@@ -498,6 +498,9 @@ pub enum SubscriptionCommand {
         #[arg(long, requires = "backoff_ms")]
         backoff_max_ms: Option<u64>,
     },
+    /// Change a queue subscription's settings: only those given (its
+    /// mode and ordering are fixed at creation).
+    Alter(AlterSubscriptionArgs),
     /// List a topic's queue subscriptions with their settings and load.
     List {
         topic: String,
@@ -507,6 +510,47 @@ pub enum SubscriptionCommand {
     },
     /// Delete a queue subscription and its lease state.
     Delete { topic: String, name: String },
+}
+
+/// `spool subscription alter`: each flag given changes its setting.
+#[derive(Debug, Args)]
+pub struct AlterSubscriptionArgs {
+    pub topic: String,
+    pub name: String,
+    /// Lease length (visibility timeout) of leases from now on.
+    #[arg(long)]
+    pub ack_timeout_ms: Option<u32>,
+    /// Deliveries after which a failing message is dead-lettered
+    /// (0 = never).
+    #[arg(long)]
+    pub max_deliveries: Option<u32>,
+    /// Topic dead letters are copied to.
+    #[arg(long = "dead-letter", visible_alias = "dead-letter-topic")]
+    pub dead_letter: Option<String>,
+    /// Copy dead letters to no topic (the side-channel event stays).
+    #[arg(
+        long,
+        visible_alias = "no-dead-letter-topic",
+        conflicts_with = "dead_letter"
+    )]
+    pub no_dead_letter: bool,
+    /// Wait before a failed message is offered again (fixed; with
+    /// --backoff-max-ms, the first step of an exponential backoff).
+    #[arg(long)]
+    pub backoff_ms: Option<u64>,
+    /// Cap of an exponential backoff starting at --backoff-ms.
+    #[arg(long, requires = "backoff_ms")]
+    pub backoff_max_ms: Option<u64>,
+    /// URL the server POSTs each message to (2xx = ack); it must pass
+    /// the server's outbound allow-list.
+    #[arg(long)]
+    pub push_endpoint: Option<String>,
+    /// Stop pushing over HTTP: consumers receive again.
+    #[arg(long, conflicts_with = "push_endpoint")]
+    pub no_push_endpoint: bool,
+    /// Most pushes to the endpoint at once.
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -9,16 +9,16 @@
 //! (`acknowledged: N`, `nacked: N`, `extended: N`).
 
 use crate::cli::{
-    AckArgs, ConsumeArgs, DlqArgs, DlqCommand, ErrorsArgs, ErrorsCommand, ExtendArgs,
-    From as StartFrom, KindArg, NackArgs, ReceiveArgs, SubscriptionArgs, SubscriptionCommand,
-    TailFrom,
+    AckArgs, AlterSubscriptionArgs, ConsumeArgs, DlqArgs, DlqCommand, ErrorsArgs, ErrorsCommand,
+    ExtendArgs, From as StartFrom, KindArg, NackArgs, ReceiveArgs, SubscriptionArgs,
+    SubscriptionCommand, TailFrom,
 };
 use crate::{connect, Failure};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use spool_client::{
-    Backoff, ClientError, DeliveryMode, LeasedMessage, SubscriptionInfo, SubscriptionKind,
-    SubscriptionOptions,
+    Backoff, Client, ClientError, DeliveryMode, LeasedMessage, SettingChange, SubscriptionChanges,
+    SubscriptionInfo, SubscriptionKind, SubscriptionOptions,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -75,6 +75,7 @@ pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
             };
             format!("created {kind} subscription {name} on {topic}\n")
         }
+        SubscriptionCommand::Alter(args) => alter(&client, args).await?,
         SubscriptionCommand::List { topic, json } => {
             let subs = client.list_subscriptions(Some(&topic)).await?;
             let mut out = String::new();
@@ -97,6 +98,51 @@ pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `spool subscription alter`: changes what the flags name, then prints
+/// the subscription as `list` does.
+async fn alter(client: &Client, args: AlterSubscriptionArgs) -> anyhow::Result<String> {
+    let changes = alter_changes(&args);
+    if changes == SubscriptionChanges::default() {
+        return Err(Failure::new(
+            "INVALID_REQUEST",
+            "nothing to change: give at least one setting (see --help)",
+        )
+        .into());
+    }
+    client
+        .alter_subscription(&args.topic, &args.name, changes)
+        .await?;
+    let mut out = format!("altered subscription {} on {}\n", args.name, args.topic);
+    let subs = client.list_subscriptions(Some(&args.topic)).await?;
+    if let Some(s) = subs.iter().find(|s| s.name == args.name) {
+        out.push_str(&subscription_line(s));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn alter_changes(args: &AlterSubscriptionArgs) -> SubscriptionChanges {
+    let setting = |set: &Option<String>, remove: bool| match (set, remove) {
+        (Some(value), _) => SettingChange::Set(value.clone()),
+        (None, true) => SettingChange::Removed,
+        (None, false) => SettingChange::Unchanged,
+    };
+    SubscriptionChanges {
+        ack_timeout_ms: args.ack_timeout_ms,
+        max_deliveries: args.max_deliveries,
+        dead_letter_topic: setting(&args.dead_letter, args.no_dead_letter),
+        backoff: args.backoff_ms.map(|delay_ms| match args.backoff_max_ms {
+            None => Backoff::Fixed { delay_ms },
+            Some(max_ms) => Backoff::Exponential {
+                initial_ms: delay_ms,
+                max_ms,
+            },
+        }),
+        push_endpoint: setting(&args.push_endpoint, args.no_push_endpoint),
+        max_in_flight: args.max_in_flight,
+    }
+}
+
 fn backoff_text(b: &Backoff) -> String {
     match b {
         Backoff::Fixed { delay_ms } => format!("fixed:{delay_ms}"),
@@ -111,10 +157,18 @@ fn mode_text(m: DeliveryMode) -> &'static str {
     }
 }
 
-/// `name` then `key=value` fields, tab-separated.
+/// `name` then `key=value` fields, tab-separated. A server of protocol
+/// version 1 does not say what the push settings are: `?`.
 fn subscription_line(s: &SubscriptionInfo) -> String {
+    let (endpoint, in_flight) = match &s.push {
+        Some(push) => (
+            push.endpoint.clone().unwrap_or_else(|| "-".to_owned()),
+            push.max_in_flight.to_string(),
+        ),
+        None => ("?".to_owned(), "?".to_owned()),
+    };
     format!(
-        "{}\tack_timeout_ms={}\tmax_deliveries={}\tdead_letter={}\tbackoff={}\tmode={}\tordered={}\tleased={}\toutstanding={}\tlag={}\tredeliveries={}\tdead_letters={}",
+        "{}\tack_timeout_ms={}\tmax_deliveries={}\tdead_letter={}\tbackoff={}\tmode={}\tordered={}\tpush_endpoint={}\tmax_in_flight={}\tleased={}\toutstanding={}\tlag={}\tredeliveries={}\tdead_letters={}",
         s.name,
         s.ack_timeout_ms,
         s.max_deliveries,
@@ -122,6 +176,8 @@ fn subscription_line(s: &SubscriptionInfo) -> String {
         backoff_text(&s.backoff),
         mode_text(s.mode),
         s.ordered,
+        endpoint,
+        in_flight,
         s.leased,
         s.outstanding,
         s.lag,
@@ -141,6 +197,8 @@ fn subscription_json(s: &SubscriptionInfo) -> Value {
         "backoff": backoff_text(&s.backoff),
         "mode": mode_text(s.mode),
         "ordered": s.ordered,
+        "push_endpoint": s.push.as_ref().and_then(|p| p.endpoint.clone()),
+        "max_in_flight": s.push.as_ref().map(|p| p.max_in_flight),
         "leased": s.leased,
         "outstanding": s.outstanding,
         "lag": s.lag,
@@ -336,6 +394,7 @@ pub async fn errors(args: ErrorsArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use spool_client::SubscriptionPush;
 
     #[test]
     fn messages_print_as_json_with_base64_for_binary() {
@@ -399,11 +458,21 @@ mod tests {
             lag: 7,
             redeliveries: 2,
             dead_letters: 1,
+            push: Some(SubscriptionPush {
+                endpoint: Some("http://127.0.0.1:9/in".into()),
+                max_in_flight: 4,
+            }),
         };
         assert_eq!(
             subscription_line(&s),
-            "w\tack_timeout_ms=1000\tmax_deliveries=2\tdead_letter=jobs.dlq\tbackoff=exponential:10-100\tmode=at_least_once\tordered=true\tleased=1\toutstanding=3\tlag=7\tredeliveries=2\tdead_letters=1"
+            "w\tack_timeout_ms=1000\tmax_deliveries=2\tdead_letter=jobs.dlq\tbackoff=exponential:10-100\tmode=at_least_once\tordered=true\tpush_endpoint=http://127.0.0.1:9/in\tmax_in_flight=4\tleased=1\toutstanding=3\tlag=7\tredeliveries=2\tdead_letters=1"
         );
-        assert_eq!(subscription_json(&s)["dead_letter_topic"], "jobs.dlq");
+        let json = subscription_json(&s);
+        assert_eq!(json["dead_letter_topic"], "jobs.dlq");
+        assert_eq!(json["push_endpoint"], "http://127.0.0.1:9/in");
+        assert_eq!(json["max_in_flight"], 4);
+        // From a version-1 server, which does not send them.
+        let old = SubscriptionInfo { push: None, ..s };
+        assert!(subscription_line(&old).contains("\tpush_endpoint=?\tmax_in_flight=?\t"));
     }
 }

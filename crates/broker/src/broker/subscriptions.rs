@@ -6,7 +6,8 @@ use crate::error::{BrokerError, Result};
 use crate::meta::MetaEvent;
 use crate::requests::WORKERS_SUBSCRIPTION;
 use crate::subscription::{
-    parse_receipt, LeasedMessage, ModeSpec, Subscription, SubscriptionSpec, ToSync,
+    parse_receipt, LeasedMessage, ModeSpec, Subscription, SubscriptionPatch, SubscriptionSpec,
+    ToSync,
 };
 use spool_types::{ErrorCode, TopicName};
 use std::collections::BTreeSet;
@@ -122,21 +123,7 @@ impl Broker {
             )
         })?;
         let topic = self.topic(&spec.topic)?;
-        if let Some(dlq) = &spec.dead_letter_topic {
-            if dlq.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX) {
-                return Err(BrokerError::new(
-                    ErrorCode::ReservedTopicName,
-                    format!("dead-letter topic {dlq:?}: system topics are written by the server's own events only"),
-                ));
-            }
-            if dlq == &spec.topic {
-                return Err(BrokerError::new(
-                    ErrorCode::InvalidConfig,
-                    "the dead-letter topic must differ from the topic",
-                ));
-            }
-            self.topic(dlq)?;
-        }
+        self.check_dead_letter_topic(&spec)?;
         let mut meta = lock(&self.meta);
         if let Ok(existing) = self.subscription(&spec.topic, &spec.name) {
             let differences = existing.spec().differences(&spec);
@@ -164,6 +151,56 @@ impl Broker {
         meta.change(event, now_ms)?;
         self.subscriptions.insert(sub);
         Ok(())
+    }
+
+    /// A spec's dead-letter topic, if it has one, must exist, differ from
+    /// its topic and not be a system topic.
+    fn check_dead_letter_topic(&self, spec: &SubscriptionSpec) -> Result<()> {
+        let Some(dlq) = &spec.dead_letter_topic else {
+            return Ok(());
+        };
+        if dlq.starts_with(spool_types::names::SYSTEM_TOPIC_PREFIX) {
+            return Err(BrokerError::new(
+                ErrorCode::ReservedTopicName,
+                format!("dead-letter topic {dlq:?}: system topics are written by the server's own events only"),
+            ));
+        }
+        if dlq == &spec.topic {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidConfig,
+                "the dead-letter topic must differ from the topic",
+            ));
+        }
+        self.topic(dlq).map(drop)
+    }
+
+    /// Changes a queue subscription's settings, checked as at creation;
+    /// answers the new spec. The running subscription follows at once: new
+    /// leases get the new ack timeout, failures the new backoff and
+    /// delivery limit (a message that has already used up a lowered limit
+    /// is not leased again but dead-lettered), dead letters go to the new
+    /// topic.
+    pub fn alter_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+        patch: &SubscriptionPatch,
+        now_ms: i64,
+    ) -> Result<SubscriptionSpec> {
+        // Under the metadata lock from the read to the write, so that two
+        // alterations at once cannot lose one of their changes.
+        let mut meta = lock(&self.meta);
+        let sub = self.subscription(topic, name)?;
+        let spec = sub.spec().apply(patch);
+        spec.validate()?;
+        self.check_dead_letter_topic(&spec)?;
+        if spec == sub.spec() {
+            return Ok(spec);
+        }
+        let event = MetaEvent::SubscriptionAltered { spec: spec.clone() };
+        meta.change(event, now_ms)?;
+        sub.set_spec(spec.clone());
+        Ok(spec)
     }
 
     /// Creates the subscription with default settings unless it exists.

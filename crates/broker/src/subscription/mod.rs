@@ -23,8 +23,8 @@ mod spec;
 pub mod state;
 
 pub use spec::{
-    BackoffSpec, ModeSpec, SubscriptionKey, SubscriptionSpec, PUSH_IN_FLIGHT_DEFAULT,
-    PUSH_IN_FLIGHT_MAX,
+    BackoffSpec, ModeSpec, SubscriptionKey, SubscriptionPatch, SubscriptionSpec,
+    PUSH_IN_FLIGHT_DEFAULT, PUSH_IN_FLIGHT_MAX,
 };
 
 use crate::error::{BrokerError, Result};

@@ -91,6 +91,27 @@ pub enum ModeSpec {
     AtMostOnce,
 }
 
+/// What `alter_subscription` changes: each `None` leaves its setting as
+/// it is. For the dead-letter topic and the push endpoint, `Some(None)`
+/// removes the setting and `Some(Some(_))` sets it. The mode and ordering
+/// are fixed at creation (the state of leases in flight depends on them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionPatch {
+    pub ack_timeout_ms: Option<u64>,
+    pub max_deliveries: Option<u32>,
+    pub dead_letter_topic: Option<Option<String>>,
+    pub backoff: Option<BackoffSpec>,
+    pub push_endpoint: Option<Option<String>>,
+    pub push_max_in_flight: Option<u32>,
+}
+
+impl SubscriptionPatch {
+    /// Whether it changes nothing at all.
+    pub fn is_empty(&self) -> bool {
+        *self == SubscriptionPatch::default()
+    }
+}
+
 impl SubscriptionSpec {
     pub fn key(&self) -> SubscriptionKey {
         SubscriptionKey::new(&self.topic, &self.name)
@@ -110,6 +131,30 @@ impl SubscriptionSpec {
             push_endpoint: None,
             push_max_in_flight: PUSH_IN_FLIGHT_DEFAULT,
         }
+    }
+
+    /// This spec with `patch` applied (not yet validated).
+    pub fn apply(&self, patch: &SubscriptionPatch) -> SubscriptionSpec {
+        let mut spec = self.clone();
+        if let Some(v) = patch.ack_timeout_ms {
+            spec.ack_timeout_ms = v;
+        }
+        if let Some(v) = patch.max_deliveries {
+            spec.max_deliveries = v;
+        }
+        if let Some(v) = &patch.dead_letter_topic {
+            spec.dead_letter_topic = v.clone();
+        }
+        if let Some(v) = patch.backoff {
+            spec.backoff = v;
+        }
+        if let Some(v) = &patch.push_endpoint {
+            spec.push_endpoint = v.clone();
+        }
+        if let Some(v) = patch.push_max_in_flight {
+            spec.push_max_in_flight = v;
+        }
+        spec
     }
 
     /// The settings in which `asked` differs from this spec, each as

@@ -3,3 +3,4 @@
 mod broker;
 mod hostile;
 mod sim;
+mod subscription_alter;

@@ -19,8 +19,8 @@ pub use handshake::Hello;
 pub use produce_fetch::{Fetch, FetchPartition, Produce};
 pub use push_subscriptions::{Credit, Subscribe, Unsubscribe};
 pub use queues::{
-    Ack, CreateSubscription, DeleteSubscription, ExtendLease, ListSubscriptions, Nack, Receive,
-    Redrive, SubscribeQueue,
+    Ack, AlterSubscription, CreateSubscription, DeleteSubscription, ExtendLease, ListSubscriptions,
+    Nack, Receive, Redrive, SettingChange, SubscribeQueue,
 };
 pub use request_records::{CompleteRequest, FailRequest, GetRequest, SubmitRequest};
 pub use tokens::{CreateToken, RevokeToken};
@@ -122,6 +122,7 @@ request_table! {
         ExtendLease(ExtendLease),
         Redrive(Redrive),
         SubscribeQueue(SubscribeQueue),
+        AlterSubscription(AlterSubscription),
         SubmitRequest(SubmitRequest),
         GetRequest(GetRequest),
         CompleteRequest(CompleteRequest),

@@ -1,6 +1,8 @@
-//! Queue subscriptions: definitions, leases and their settlement (ops 50–58).
+//! Queue subscriptions: definitions, leases and their settlement (ops 50–59).
 
 use crate::common::{Backoff, DeliveryMode, SubscriptionKind};
+use crate::error::{DecodeError, EncodeError};
+use crate::wire::{Codec, Reader, Writer};
 use crate::ARRAY_LEN_MAX;
 
 wire_struct! {
@@ -116,5 +118,71 @@ wire_struct! {
         pub name: String => string("subscribe_queue.name"),
         pub credit_messages: u32 => u32("subscribe_queue.credit_messages"),
         pub credit_bytes: u32 => u32("subscribe_queue.credit_bytes"),
+    }
+}
+
+wire_struct! {
+    /// Changes a queue subscription's settings; each absent (or
+    /// unchanged) field is left as it is. The mode and ordering are fixed
+    /// at creation.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct AlterSubscription {
+        pub topic: String => string("alter_subscription.topic"),
+        pub name: String => string("alter_subscription.name"),
+        pub ack_timeout_ms: Option<u32> => opt("alter_subscription.ack_timeout_ms"),
+        /// 0 = unlimited.
+        pub max_deliveries: Option<u32> => opt("alter_subscription.max_deliveries"),
+        pub dead_letter_topic: SettingChange => codec,
+        pub backoff: Option<Backoff> => opt("alter_subscription.backoff"),
+        /// The URL messages are POSTed to.
+        pub push_endpoint: SettingChange => codec,
+        /// Most pushes to the endpoint at once.
+        pub max_in_flight: Option<u32> => opt("alter_subscription.max_in_flight"),
+    }
+}
+
+/// How AlterSubscription changes an optional text setting: `enum u8`
+/// `0` unchanged, `1` removed, `2` set (followed by `string`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SettingChange {
+    #[default]
+    Unchanged,
+    Removed,
+    Set(String),
+}
+
+impl SettingChange {
+    /// As the broker takes it: `None` unchanged, `Some(None)` removed.
+    pub fn into_option(self) -> Option<Option<String>> {
+        match self {
+            SettingChange::Unchanged => None,
+            SettingChange::Removed => Some(None),
+            SettingChange::Set(value) => Some(Some(value)),
+        }
+    }
+}
+
+impl Codec for SettingChange {
+    const MIN_BYTES: usize = 1;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match self {
+            SettingChange::Unchanged => w.u8(0),
+            SettingChange::Removed => w.u8(1),
+            SettingChange::Set(value) => {
+                w.u8(2);
+                w.string("alter_subscription.setting", value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        match r.tag("alter_subscription.setting")? {
+            (0, _) => Ok(SettingChange::Unchanged),
+            (1, _) => Ok(SettingChange::Removed),
+            (2, _) => Ok(SettingChange::Set(r.string("alter_subscription.setting")?)),
+            (v, at) => Err(Reader::invalid("alter_subscription.setting", at, v.into())),
+        }
     }
 }

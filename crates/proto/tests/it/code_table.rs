@@ -61,6 +61,7 @@ fn published_numbers_never_change() {
         (Op::ExtendLease, 56),
         (Op::Redrive, 57),
         (Op::SubscribeQueue, 58),
+        (Op::AlterSubscription, 59),
         (Op::SubmitRequest, 60),
         (Op::GetRequest, 61),
         (Op::CompleteRequest, 62),

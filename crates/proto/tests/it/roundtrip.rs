@@ -262,11 +262,63 @@ fn hello_negotiates_the_highest_common_version() {
         client_id: "c".into(),
         token: Some("secret".into()),
     };
-    assert_eq!(hello.negotiate(1, PROTOCOL_VERSION), Some(1));
+    assert_eq!(hello.negotiate(1, 1), Some(1));
+    assert_eq!(
+        hello.negotiate(PROTOCOL_VERSION_MIN, PROTOCOL_VERSION),
+        Some(PROTOCOL_VERSION)
+    );
     assert_eq!(hello.negotiate(2, 5), Some(3));
     assert_eq!(hello.negotiate(4, 5), None);
     // The token must never show up in logs.
     assert!(!format!("{hello:?}").contains("secret"));
+}
+
+/// Version 2 added the push settings to SubscriptionInfo: a version-1
+/// connection gets (and reads) the version-1 layout, without them.
+#[test]
+fn subscriptions_are_listed_in_the_layout_of_the_connections_version() {
+    let info = SubscriptionInfo {
+        topic: "jobs".into(),
+        name: "w".into(),
+        ack_timeout_ms: 1_000,
+        max_deliveries: 2,
+        dead_letter_topic: Some("jobs.dlq".into()),
+        backoff: Backoff::Fixed { delay_ms: 0 },
+        mode: DeliveryMode::AtLeastOnce,
+        ordered: false,
+        leased: 1,
+        outstanding: 2,
+        lag: 3,
+        redeliveries: 4,
+        dead_letters: 5,
+        push: Some(SubscriptionPush {
+            endpoint: Some("http://127.0.0.1:9/in".into()),
+            max_in_flight: 16,
+        }),
+    };
+    let current = Response::ok(ResponseBody::Subscriptions(vec![info.clone()]));
+    assert_eq!(current.clone().for_version(PROTOCOL_VERSION), current);
+    let old = current.clone().for_version(1);
+    let without_push = SubscriptionInfo { push: None, ..info };
+    assert_eq!(
+        old,
+        Response::ok(ResponseBody::Subscriptions(vec![without_push]))
+    );
+
+    let encode = |r: &Response| {
+        let mut buf = BytesMut::new();
+        r.encode(5, &mut buf).unwrap();
+        one_frame(&mut buf).body
+    };
+    let (new_body, old_body) = (encode(&current), encode(&old));
+    // presence byte, u16 length and the URL, u32 max_in_flight
+    assert_eq!(new_body.len() - old_body.len(), 1 + 2 + 21 + 4);
+    let op = Op::ListSubscriptions.as_u16();
+    assert_eq!(Response::decode(op, new_body.clone()).unwrap(), current);
+    assert_eq!(Response::decode_at(1, op, old_body.clone()).unwrap(), old);
+    // Read in the wrong version, each is malformed, never misread.
+    assert!(Response::decode_at(1, op, new_body).is_err());
+    assert!(Response::decode(op, old_body).is_err());
 }
 
 #[test]

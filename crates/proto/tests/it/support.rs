@@ -140,6 +140,41 @@ pub fn receipt_results() -> impl Strategy<Value = Vec<Option<WireCode>>> {
     vec(option::of(wire_code()), 0..4)
 }
 
+pub fn setting_change() -> impl Strategy<Value = SettingChange> {
+    prop_oneof![
+        Just(SettingChange::Unchanged),
+        Just(SettingChange::Removed),
+        text().prop_map(SettingChange::Set),
+    ]
+}
+
+fn alter_subscription() -> impl Strategy<Value = Request> {
+    let u32_opt = || option::of(any::<u32>());
+    (
+        (text(), text(), u32_opt(), u32_opt()),
+        (setting_change(), option::of(backoff())),
+        (setting_change(), u32_opt()),
+    )
+        .prop_map(
+            |(
+                (topic, name, ack_timeout_ms, max_deliveries),
+                (dead_letter_topic, backoff),
+                (push_endpoint, max_in_flight),
+            )| {
+                Request::AlterSubscription(AlterSubscription {
+                    topic,
+                    name,
+                    ack_timeout_ms,
+                    max_deliveries,
+                    dead_letter_topic,
+                    backoff,
+                    push_endpoint,
+                    max_in_flight,
+                })
+            },
+        )
+}
+
 fn queue_request() -> impl Strategy<Value = Request> {
     let kind = prop_oneof![
         Just(SubscriptionKind::Queue),
@@ -216,6 +251,7 @@ fn queue_request() -> impl Strategy<Value = Request> {
             })
         ),
         (text(), text()).prop_map(|(topic, name)| Request::Redrive(Redrive { topic, name })),
+        alter_subscription(),
         (any::<u32>(), text(), text(), any::<u32>(), any::<u32>()).prop_map(
             |(subscription_id, topic, name, credit_messages, credit_bytes)| {
                 Request::SubscribeQueue(SubscribeQueue {
@@ -480,6 +516,13 @@ fn stream_request() -> impl Strategy<Value = Request> {
     ]
 }
 
+pub fn subscription_push() -> impl Strategy<Value = SubscriptionPush> {
+    (option::of(text()), any::<u32>()).prop_map(|(endpoint, max_in_flight)| SubscriptionPush {
+        endpoint,
+        max_in_flight,
+    })
+}
+
 fn queue_response_body() -> impl Strategy<Value = ResponseBody> {
     let info = (
         (
@@ -497,12 +540,14 @@ fn queue_response_body() -> impl Strategy<Value = ResponseBody> {
             any::<u64>(),
         ),
         (any::<u64>(), any::<u64>(), any::<u64>()),
+        subscription_push(),
     )
         .prop_map(
             |(
                 (topic, name, ack_timeout_ms, max_deliveries, dead_letter_topic),
                 (backoff, mode, ordered, leased, outstanding),
                 (lag, redeliveries, dead_letters),
+                push,
             )| SubscriptionInfo {
                 topic,
                 name,
@@ -517,11 +562,14 @@ fn queue_response_body() -> impl Strategy<Value = ResponseBody> {
                 lag,
                 redeliveries,
                 dead_letters,
+                // The current version always carries the push settings.
+                push: Some(push),
             },
         );
     prop_oneof![
         Just(ResponseBody::SubscriptionCreated),
         Just(ResponseBody::SubscriptionDeleted),
+        Just(ResponseBody::SubscriptionAltered),
         vec(info, 0..4).prop_map(ResponseBody::Subscriptions),
         vec(leased_message(), 0..4).prop_map(ResponseBody::Messages),
         receipt_results().prop_map(ResponseBody::Acked),
@@ -858,6 +906,19 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 admin: false,
             }),
         ),
+        (
+            "req_alter_subscription",
+            Request::AlterSubscription(AlterSubscription {
+                topic: "orders".into(),
+                name: "billing".into(),
+                ack_timeout_ms: Some(60_000),
+                max_deliveries: Some(3),
+                dead_letter_topic: SettingChange::Set("orders.dlq".into()),
+                backoff: None,
+                push_endpoint: SettingChange::Removed,
+                max_in_flight: None,
+            }),
+        ),
     ];
     for (i, (name, request)) in requests.into_iter().enumerate() {
         add(name, &|buf| {
@@ -966,6 +1027,10 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 lag: 40,
                 redeliveries: 2,
                 dead_letters: 1,
+                push: Some(SubscriptionPush {
+                    endpoint: Some("http://127.0.0.1:8080/in".into()),
+                    max_in_flight: 16,
+                }),
             }])),
         ),
     ]);

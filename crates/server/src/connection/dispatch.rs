@@ -194,6 +194,12 @@ pub(super) async fn dispatch(
                 .await?;
             ResponseBody::SubscriptionCreated
         }
+        Request::AlterSubscription(a) => {
+            let (topic, name) = (a.topic.clone(), a.name.clone());
+            let patch = convert::subscription_patch(a);
+            ops.alter_subscription(caller, topic, name, patch).await?;
+            ResponseBody::SubscriptionAltered
+        }
         Request::DeleteSubscription(d) => {
             ops.delete_subscription(caller, d.topic, d.name).await?;
             ResponseBody::SubscriptionDeleted

@@ -152,6 +152,7 @@ pub async fn handle_until<R, W>(
         subs: HashMap::new(),
         waits_end: CancellationToken::new(),
         greeted: false,
+        version: p::PROTOCOL_VERSION,
         client_id: Arc::from("client"),
         caller: Caller::Open,
     };
@@ -243,6 +244,9 @@ struct Conn {
     /// message to nobody.
     waits_end: CancellationToken,
     greeted: bool,
+    /// The protocol version the handshake chose: answers are encoded in
+    /// its layouts.
+    version: u16,
     /// Names this client's group members (from its handshake).
     client_id: Arc<str>,
     /// Who is asking (from the handshake's token).
@@ -334,13 +338,14 @@ impl Conn {
             );
             return error_response(op, err);
         };
-        let Some(version) = hello.negotiate(p::PROTOCOL_VERSION, p::PROTOCOL_VERSION) else {
+        let Some(version) = hello.negotiate(p::PROTOCOL_VERSION_MIN, p::PROTOCOL_VERSION) else {
             let err = WireError::new(
                 ErrorCode::UnsupportedVersion,
                 format!(
-                    "client speaks versions {}..={}, server speaks {}",
+                    "client speaks versions {}..={}, server speaks {}..={}",
                     hello.min_version,
                     hello.max_version,
+                    p::PROTOCOL_VERSION_MIN,
                     p::PROTOCOL_VERSION
                 ),
             );
@@ -365,6 +370,7 @@ impl Conn {
             Err(e) => return error_response(op, wire_error(e)),
         };
         self.greeted = true;
+        self.version = version;
         tracing::debug!(peer = %self.peer, client = %hello.client_id, token = who.name(), "handshake");
         self.caller = who;
         let id: String = hello
@@ -517,11 +523,14 @@ impl Conn {
             other => {
                 let (client_id, caller) = (Arc::clone(&self.client_id), self.caller.clone());
                 let span = tracing::info_span!("request", cid, op = %other.op());
+                let version = self.version;
                 tokio::spawn(
                     async move {
                         let response = dispatch::dispatch(&ops, &client_id, &caller, other)
                             .await
                             .unwrap_or_else(|e| error_response(op, wire_error(e)));
+                        // In the layouts of the connection's version.
+                        let response = response.for_version(version);
                         answer(&tx, cid, response, permits).await;
                     }
                     .instrument(span),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use spool_batch::NewRecord;
 use spool_broker::subscription::{
-    BackoffSpec, LeasedMessage, ModeSpec, SubscriptionSpec, DELIVER_AT_HEADER,
+    BackoffSpec, LeasedMessage, ModeSpec, SubscriptionPatch, SubscriptionSpec, DELIVER_AT_HEADER,
 };
 use spool_broker::{
     OnFull, Retention, TopicConfig, TopicDescription, TopicDurability, MESSAGE_ID_HEADER,
@@ -325,6 +325,57 @@ impl CreateSubscription {
             spec.push_max_in_flight = n;
         }
         Ok(spec)
+    }
+}
+
+/// PATCH on a subscription: only the fields present change; `null`
+/// removes the dead-letter topic or the push endpoint. The mode and
+/// ordering are fixed at creation, so they are unknown fields here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterSubscription {
+    pub ack_timeout_ms: Option<u64>,
+    pub max_deliveries: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    pub dead_letter_topic: Option<Option<String>>,
+    pub backoff_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    pub push_endpoint: Option<Option<String>>,
+    pub max_in_flight: Option<u32>,
+}
+
+/// A field that is present, possibly `null` (an absent one stays `None`
+/// through `#[serde(default)]`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl AlterSubscription {
+    pub fn into_patch(self) -> ApiResult<SubscriptionPatch> {
+        let backoff =
+            match (self.backoff_ms, self.backoff_max_ms) {
+                (None, None) => None,
+                (None, Some(_)) => return Err(ApiError::invalid(
+                    "backoff_max_ms needs backoff_ms (the first step of the exponential backoff)",
+                )),
+                (Some(delay_ms), None) => Some(BackoffSpec::Fixed { delay_ms }),
+                (Some(initial_ms), Some(max_ms)) => {
+                    Some(BackoffSpec::Exponential { initial_ms, max_ms })
+                }
+            };
+        Ok(SubscriptionPatch {
+            ack_timeout_ms: self.ack_timeout_ms,
+            max_deliveries: self.max_deliveries,
+            dead_letter_topic: self.dead_letter_topic,
+            backoff,
+            push_endpoint: self.push_endpoint,
+            push_max_in_flight: self.max_in_flight,
+        })
     }
 }
 

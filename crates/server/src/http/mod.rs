@@ -176,7 +176,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}",
-            axum::routing::delete(delete_subscription),
+            axum::routing::delete(delete_subscription).patch(alter_subscription),
         )
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}/receive",
@@ -438,6 +438,18 @@ async fn list_subscriptions(
         .map(|(spec, load)| json::subscription(spec, load))
         .collect();
     Ok(Json(json!({ "subscriptions": subs })))
+}
+
+async fn alter_subscription(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((topic, sub)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.check(Need::Admin)?;
+    let patch = parse::<json::AlterSubscription>(&body)?.into_patch()?;
+    let (spec, load) = s.alter_subscription(&caller, topic, sub, patch).await?;
+    Ok(Json(json::subscription(&spec, &load)))
 }
 
 async fn delete_subscription(

@@ -20,6 +20,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/topics/{topic}/subscriptions"),
     ("get", "/v1/topics/{topic}/subscriptions"),
     ("delete", "/v1/topics/{topic}/subscriptions/{sub}"),
+    ("patch", "/v1/topics/{topic}/subscriptions/{sub}"),
     ("post", "/v1/topics/{topic}/subscriptions/{sub}/receive"),
     ("post", "/v1/topics/{topic}/subscriptions/{sub}/ack"),
     ("post", "/v1/topics/{topic}/subscriptions/{sub}/nack"),
@@ -61,6 +62,7 @@ fn summary(method: &str, path: &str) -> &'static str {
         ("post", "/v1/topics/{topic}/subscriptions") => "Create a queue (or stream) subscription",
         ("get", "/v1/topics/{topic}/subscriptions") => "List queue subscriptions",
         ("delete", "/v1/topics/{topic}/subscriptions/{sub}") => "Delete a queue subscription",
+        ("patch", "/v1/topics/{topic}/subscriptions/{sub}") => "Change a queue subscription's ack timeout, max deliveries, backoff, dead-letter topic or push endpoint (null removes the last two)",
         ("post", "/v1/topics/{topic}/subscriptions/{sub}/receive") => {
             "Lease messages (long poll with wait_ms)"
         }

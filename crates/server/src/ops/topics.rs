@@ -2,7 +2,7 @@
 
 use super::Ops;
 use crate::auth::{Caller, Need, TokenSummary};
-use spool_broker::subscription::SubscriptionSpec;
+use spool_broker::subscription::{SubscriptionPatch, SubscriptionSpec};
 use spool_broker::{BrokerError, TopicConfig, TopicConfigPatch, TopicDescription};
 use spool_types::ErrorCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -99,9 +99,7 @@ impl Ops {
             SubscriptionKind::Queue(spec) => spec,
         };
         if let Some(url) = &spec.push_endpoint {
-            self.allow
-                .check(url)
-                .map_err(|e| BrokerError::invalid(format!("push_endpoint: {e}")))?;
+            self.check_push_endpoint(url)?;
         }
         self.on_broker(
             move |b, now| match b.create_subscription(spec.clone(), now) {
@@ -116,6 +114,33 @@ impl Ops {
             },
         )
         .await
+    }
+
+    /// Changes a queue subscription's settings, checked as at creation (a
+    /// new push endpoint against the outbound allow-list too); answers the
+    /// subscription as it now is.
+    pub async fn alter_subscription(
+        &self,
+        caller: &Caller,
+        topic: String,
+        name: String,
+        patch: SubscriptionPatch,
+    ) -> Result<(SubscriptionSpec, SubscriptionLoad), BrokerError> {
+        caller.check(Need::Admin)?;
+        if let Some(Some(url)) = &patch.push_endpoint {
+            self.check_push_endpoint(url)?;
+        }
+        let spec = self
+            .on_broker(move |b, now| b.alter_subscription(&topic, &name, &patch, now))
+            .await?;
+        let load = self.subscription_load(&spec.topic, &spec.name);
+        Ok((spec, load))
+    }
+
+    fn check_push_endpoint(&self, url: &str) -> Result<(), BrokerError> {
+        self.allow
+            .check(url)
+            .map_err(|e| BrokerError::invalid(format!("push_endpoint: {e}")))
     }
 
     pub async fn delete_subscription(

@@ -576,3 +576,97 @@ async fn with_topic(create: &str) -> (TestServer, Value) {
     assert_eq!(r.status, 201, "{}", r.body);
     (server, r.body)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_subscription_is_altered_with_patch() {
+    let server = TestServer::start_http().await;
+    let addr = server.http();
+    for t in ["jobs", "jobs.dlq"] {
+        let r = post(addr, "/v1/topics", &json!({"name": t}).to_string()).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = post(
+        addr,
+        "/v1/topics/jobs/subscriptions",
+        r#"{"name": "w", "max_deliveries": 5}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let path = "/v1/topics/jobs/subscriptions/w";
+    let patch =
+        |body: Value| async move { call(addr, "PATCH", path, Some(&body.to_string())).await };
+
+    let r = patch(
+        json!({"max_deliveries": 2, "dead_letter_topic": "jobs.dlq", "ack_timeout_ms": 1000,
+                         "backoff_ms": 10, "backoff_max_ms": 100,
+                         "push_endpoint": "http://127.0.0.1:9/in", "max_in_flight": 3}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let expected = json!({"max_deliveries": 2, "dead_letter_topic": "jobs.dlq", "ack_timeout_ms": 1000,
+                          "backoff": {"kind": "exponential", "initial_ms": 10, "max_ms": 100},
+                          "push_endpoint": "http://127.0.0.1:9/in", "max_in_flight": 3});
+    let listed = get(addr, "/v1/topics/jobs/subscriptions").await.body;
+    for shown in [&r.body, &listed["subscriptions"][0]] {
+        for (k, v) in expected.as_object().unwrap() {
+            assert_eq!(&shown[k], v, "{k} in {shown}");
+        }
+    }
+
+    // null removes; what is not named stays.
+    let r = patch(json!({"dead_letter_topic": null, "push_endpoint": null})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            &r.body["dead_letter_topic"],
+            &r.body["push_endpoint"],
+            &r.body["max_deliveries"]
+        ),
+        (&Value::Null, &Value::Null, &json!(2)),
+        "{}",
+        r.body
+    );
+
+    // Refused as at creation, and nothing changes.
+    for (body, status, code) in [
+        (json!({"ack_timeout_ms": 0}), 400, "INVALID_CONFIG"),
+        (json!({"dead_letter_topic": "jobs"}), 400, "INVALID_CONFIG"),
+        (
+            json!({"dead_letter_topic": "nowhere"}),
+            404,
+            "UNKNOWN_TOPIC",
+        ),
+        (
+            json!({"push_endpoint": "http://example.com/in"}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (json!({"backoff_max_ms": 100}), 400, "INVALID_REQUEST"),
+        (json!({"mode": "at_most_once"}), 400, "INVALID_REQUEST"),
+    ] {
+        let r = patch(body.clone()).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let r = call(
+        addr,
+        "PATCH",
+        "/v1/topics/jobs/subscriptions/nobody",
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (404, Some("UNKNOWN_SUBSCRIPTION"))
+    );
+    let listed = get(addr, "/v1/topics/jobs/subscriptions").await.body;
+    assert_eq!(listed["subscriptions"][0]["max_deliveries"], 2, "{listed}");
+    assert_eq!(
+        listed["subscriptions"][0]["ack_timeout_ms"], 1000,
+        "{listed}"
+    );
+}

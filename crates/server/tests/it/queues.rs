@@ -34,6 +34,9 @@ pub(crate) struct Conn {
     next_id: u32,
     responses: HashMap<u32, Response>,
     pushes: VecDeque<(u32, Push)>,
+    /// The protocol version its Hello asks for (the oldest, unless a test
+    /// says otherwise), and reads responses in.
+    version: u16,
 }
 
 impl Conn {
@@ -57,6 +60,7 @@ impl Conn {
             next_id: 1,
             responses: HashMap::new(),
             pushes: VecDeque::new(),
+            version: p::PROTOCOL_VERSION_MIN,
         }
     }
 
@@ -66,8 +70,8 @@ impl Conn {
         token: Option<&str>,
     ) -> Result<ResponseBody, WireError> {
         self.call(Request::Hello(p::Hello {
-            min_version: 1,
-            max_version: 1,
+            min_version: self.version,
+            max_version: self.version,
             client_id: client_id.into(),
             token: token.map(str::to_owned),
         }))
@@ -90,7 +94,8 @@ impl Conn {
             if let Some(frame) = p::decode_frame(&mut self.buf).unwrap() {
                 match frame.kind {
                     p::FrameKind::Response => {
-                        let response = Response::decode(frame.op, frame.body).unwrap();
+                        let response =
+                            Response::decode_at(self.version, frame.op, frame.body).unwrap();
                         self.responses.insert(frame.correlation_id, response);
                     }
                     p::FrameKind::Push => {
@@ -372,6 +377,77 @@ async fn receive_ack_and_receipt_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownSubscription);
+}
+
+/// ALTER_SUBSCRIPTION (a new op: any version may send it) changes the
+/// settings LIST_SUBSCRIPTIONS shows; the push settings only to a client
+/// of version 2, a version-1 client reading the layout it knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_subscriptions_are_listed_in_each_connections_version() {
+    let (server, mut old) = start_with_queue(1).await;
+    let altered = old
+        .call(Request::AlterSubscription(p::AlterSubscription {
+            topic: "jobs".into(),
+            name: "workers".into(),
+            ack_timeout_ms: Some(1_000),
+            max_deliveries: Some(2),
+            dead_letter_topic: p::SettingChange::Unchanged,
+            backoff: None,
+            push_endpoint: p::SettingChange::Set("http://127.0.0.1:9/in".into()),
+            max_in_flight: Some(3),
+        }))
+        .await;
+    assert_eq!(altered, Ok(ResponseBody::SubscriptionAltered));
+    let mut new = Conn::connect(server.addr).await;
+    new.version = p::PROTOCOL_VERSION;
+    let hello = new.hello("v2", None).await.unwrap();
+    let ResponseBody::HelloOk(ok) = hello else {
+        panic!("{hello:?}")
+    };
+    assert_eq!(ok.version, p::PROTOCOL_VERSION);
+    for (conn, push) in [
+        (&mut old, None),
+        (
+            &mut new,
+            Some(p::SubscriptionPush {
+                endpoint: Some("http://127.0.0.1:9/in".into()),
+                max_in_flight: 3,
+            }),
+        ),
+    ] {
+        let listed = conn
+            .call(Request::ListSubscriptions(p::ListSubscriptions {
+                topic: None,
+            }))
+            .await
+            .unwrap();
+        let ResponseBody::Subscriptions(subs) = listed else {
+            panic!("{listed:?}");
+        };
+        assert_eq!(
+            (
+                subs[0].ack_timeout_ms,
+                subs[0].max_deliveries,
+                &subs[0].push
+            ),
+            (1_000, 2, &push)
+        );
+    }
+    // Refused as at creation.
+    let err = old
+        .call(Request::AlterSubscription(p::AlterSubscription {
+            topic: "jobs".into(),
+            name: "workers".into(),
+            ack_timeout_ms: Some(0),
+            max_deliveries: None,
+            dead_letter_topic: p::SettingChange::Unchanged,
+            backoff: None,
+            push_endpoint: p::SettingChange::Unchanged,
+            max_in_flight: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidConfig);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

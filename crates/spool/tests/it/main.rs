@@ -21,5 +21,6 @@ mod queues;
 mod raw;
 mod requests;
 mod same_api;
+mod subscription_alter;
 mod support;
 mod tls;
