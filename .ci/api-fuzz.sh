@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Property-based fuzzing of the HTTP API against its own OpenAPI document.
+# Starts the real `spool server` (the debug binary; built if missing) on
+# ephemeral loopback ports with a temporary data directory, validates
+# /openapi.json with openapi-spec-validator, then runs schemathesis against
+# every operation with generated requests: any 5xx, any answer that breaks
+# the document (its schema, status code, content type or headers) fails
+# the script. Installs both tools with pip when missing (pinned below).
+#
+#   .ci/api-fuzz.sh                      # 25 examples per operation (CI)
+#   API_FUZZ_EXAMPLES=500 .ci/api-fuzz.sh  # longer, locally
+#   API_FUZZ_SEED=123 .ci/api-fuzz.sh      # repeat a run (its seed is printed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXAMPLES=${API_FUZZ_EXAMPLES:-25}
+SEED=${API_FUZZ_SEED:-$RANDOM}
+SCHEMATHESIS_VERSION=4.7.2
+SPEC_VALIDATOR_VERSION=0.7.2
+BIN=${SPOOL_BIN:-target/debug/spool}
+
+if ! python3 -c "import schemathesis, openapi_spec_validator" 2>/dev/null \
+  || [[ "$(python3 -c 'import schemathesis; print(schemathesis.__version__)')" != "$SCHEMATHESIS_VERSION" ]]; then
+  echo "== installing schemathesis $SCHEMATHESIS_VERSION, openapi-spec-validator $SPEC_VALIDATOR_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
+fi
+[[ -x "$BIN" ]] || cargo build -p spool --bin spool
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$BIN" server --data-dir "$work/data" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  >"$work/stdout" 2>"$work/server.log" &
+pid=$!
+http=""
+for _ in $(seq 1 300); do
+  http=$(sed -n 's/^spool http listening on //p' "$work/stdout")
+  [[ -n "$http" ]] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/server.log"; echo "the server did not start" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -n "$http" ]] || { echo "the server did not say where it listens" >&2; exit 1; }
+url="http://$http"
+echo "== server on $url (data in $work/data)"
+
+echo "== openapi-spec-validator $url/openapi.json"
+python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())" \
+  "$url/openapi.json" >"$work/openapi.json"
+python3 -m openapi_spec_validator "$work/openapi.json"
+
+echo "== schemathesis: $EXAMPLES examples per operation, seed $SEED"
+# The hooks keep long polls short (wait_ms is capped), so a run takes
+# seconds per operation, not minutes.
+status=0
+PYTHONPATH=.ci SCHEMATHESIS_HOOKS=api_fuzz_hooks schemathesis run "$url/openapi.json" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+  --max-examples "$EXAMPLES" --seed "$SEED" --request-timeout 20 \
+  --no-color || status=$?
+if [[ $status -ne 0 ]]; then
+  echo "== the server's log (last 60 lines)"
+  tail -60 "$work/server.log"
+  echo "schemathesis found problems (seed $SEED)" >&2
+  exit "$status"
+fi
+kill -0 "$pid" 2>/dev/null || { cat "$work/server.log"; echo "the server died" >&2; exit 1; }
+echo "== api fuzz ok"
