@@ -113,7 +113,11 @@ fn properties_table(schema: &Value, out: &mut String) {
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
             esc(name),
             type_html(prop),
-            if required.contains(&name.as_str()) { "yes" } else { "" },
+            if required.contains(&name.as_str()) {
+                "yes"
+            } else {
+                ""
+            },
             esc(text(prop, "description")),
             limits(prop),
         );
@@ -135,7 +139,11 @@ fn parameters_html(op: &Value, out: &mut String) {
             esc(text(p, "name")),
             esc(text(p, "in")),
             type_html(schema),
-            if p["required"] == Value::Bool(true) { "yes" } else { "" },
+            if p["required"] == Value::Bool(true) {
+                "yes"
+            } else {
+                ""
+            },
             esc(text(p, "description")),
             limits(schema),
         );
@@ -144,7 +152,10 @@ fn parameters_html(op: &Value, out: &mut String) {
 }
 
 fn body_html(op: &Value, out: &mut String) {
-    let Some(content) = op.pointer("/requestBody/content").and_then(Value::as_object) else {
+    let Some(content) = op
+        .pointer("/requestBody/content")
+        .and_then(Value::as_object)
+    else {
         return;
     };
     for (media, body) in content {
@@ -227,8 +238,12 @@ fn operations_html(doc: &Value, out: &mut String) {
         );
         for (path, item) in paths {
             for method in METHODS {
-                let Some(op) = item.get(*method) else { continue };
-                let tagged = op["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == name));
+                let Some(op) = item.get(*method) else {
+                    continue;
+                };
+                let tagged = op["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == name));
                 if tagged {
                     operation_html(path, method, op, out);
                 }
@@ -239,7 +254,10 @@ fn operations_html(doc: &Value, out: &mut String) {
 
 fn schemas_html(doc: &Value, out: &mut String) {
     out.push_str("<h2 id=\"schemas\">Schemas</h2>");
-    let Some(schemas) = doc.pointer("/components/schemas").and_then(Value::as_object) else {
+    let Some(schemas) = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+    else {
         return;
     };
     for (name, schema) in schemas {
@@ -257,7 +275,8 @@ fn schemas_html(doc: &Value, out: &mut String) {
                 properties_table(variant, out);
             }
         }
-        if let Some(example) = schema.get("example") {
+        let example = schema.get("example").or(schema.pointer("/examples/0"));
+        if let Some(example) = example {
             let pretty = serde_json::to_string_pretty(example).unwrap_or_default();
             let _ = write!(out, "<p>Example:</p><pre>{}</pre>", esc(&pretty));
         }
@@ -271,14 +290,21 @@ fn errors_html(out: &mut String) {
     out.push_str("<code>code</code>. By HTTP status:</p><table>");
     for (status, codes) in super::openapi::error_statuses() {
         let codes: Vec<String> = codes.iter().map(|c| format!("<code>{c}</code>")).collect();
-        let _ = write!(out, "<tr><td>{status}</td><td>{}</td></tr>", codes.join(", "));
+        let _ = write!(
+            out,
+            "<tr><td>{status}</td><td>{}</td></tr>",
+            codes.join(", ")
+        );
     }
     out.push_str("</table>");
 }
 
 /// The whole page for `doc`.
 pub fn render(doc: &Value) -> String {
-    let title = esc(doc.pointer("/info/title").and_then(Value::as_str).unwrap_or("API"));
+    let title = esc(doc
+        .pointer("/info/title")
+        .and_then(Value::as_str)
+        .unwrap_or("API"));
     let mut out = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
          <style>{STYLE}</style></head><body><h1>{title}</h1>"

@@ -32,7 +32,7 @@ pub enum Start {
 /// `POST /v1/groups/{group}/join`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"topics": ["orders.*"], "session_timeout_ms": 30000, "start": "earliest"}))]
+#[schema(examples(json!({"topics": ["orders.*"], "session_timeout_ms": 30000, "start": "earliest"})))]
 pub struct JoinRequest {
     /// Topics or patterns to consume.
     topics: Vec<String>,
@@ -49,7 +49,7 @@ pub struct JoinRequest {
 /// `POST /v1/groups/{group}/heartbeat`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"member_id": "m-1", "generation": 3}))]
+#[schema(examples(json!({"member_id": "m-1", "generation": 3})))]
 pub struct HeartbeatRequest {
     member_id: String,
     /// The generation the member last saw.
@@ -69,7 +69,7 @@ pub struct OffsetToCommit {
 /// `POST /v1/groups/{group}/commit`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"member_id": "m-1", "offsets": [{"topic": "orders", "partition": 0, "offset": 42}]}))]
+#[schema(examples(json!({"member_id": "m-1", "offsets": [{"topic": "orders", "partition": 0, "offset": 42}]})))]
 pub struct CommitRequest {
     member_id: String,
     /// Offsets of partitions the member holds.
@@ -79,7 +79,7 @@ pub struct CommitRequest {
 /// `POST /v1/groups/{group}/leave`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"member_id": "m-1"}))]
+#[schema(examples(json!({"member_id": "m-1"})))]
 pub struct LeaveRequest {
     member_id: String,
 }
@@ -96,7 +96,7 @@ pub enum ResetTarget {
 /// `POST /v1/groups/{group}/reset-offsets`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"topic": "orders", "to": "2026-01-01T00:00:00Z"}))]
+#[schema(examples(json!({"topic": "orders", "to": "2026-01-01T00:00:00Z"})))]
 pub struct ResetRequest {
     topic: String,
     to: ResetTarget,
@@ -239,7 +239,11 @@ pub async fn offsets(
     summary = "List consumer groups: members, committed offsets and lag",
     responses((status = 200, description = "The groups", body = GroupList)))]
 pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<GroupList>> {
-    let groups = s.list_groups(&caller)?.iter().map(GroupView::from).collect();
+    let groups = s
+        .list_groups(&caller)?
+        .iter()
+        .map(GroupView::from)
+        .collect();
     Ok(Json(GroupList { groups }))
 }
 

@@ -85,8 +85,8 @@ fn durability(name: DurabilityName, interval_ms: Option<u32>) -> TopicDurability
 /// optional; no limit unless given).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "orders", "partitions": 3, "max_messages": 100000,
-    "on_full": "reject", "retention": "limits", "retention_ms": 604800000}))]
+#[schema(examples(json!({"name": "orders", "partitions": 3, "max_messages": 100000,
+    "on_full": "reject", "retention": "limits", "retention_ms": 604800000})))]
 pub struct CreateTopic {
     /// Letters, digits, `.`, `_` and `-`; names starting `spool.` are reserved.
     pub name: String,
@@ -147,7 +147,7 @@ impl CreateTopic {
 /// 0 clears a limit, absent fields stay as they are.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"warn_depth": 5000, "retention_ms": 86400000}))]
+#[schema(examples(json!({"warn_depth": 5000, "retention_ms": 86400000})))]
 pub struct AlterTopic {
     pub max_messages: Option<u64>,
     pub max_bytes: Option<u64>,
@@ -184,8 +184,8 @@ impl AlterTopic {
 /// `value_base64`, not both; the key likewise.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"value": "{\"order\":42}", "key": "customer-7",
-    "headers": {"source": "web"}, "message_id": "order-42"}))]
+#[schema(examples(json!({"value": "{\"order\":42}", "key": "customer-7",
+    "headers": {"source": "web"}, "message_id": "order-42"})))]
 pub struct Message {
     pub value: Option<String>,
     pub value_base64: Option<String>,
@@ -212,8 +212,8 @@ pub struct Message {
 /// partition.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"messages": [{"value": "{\"order\":42}", "key": "customer-7",
-    "message_id": "order-42"}, {"value_base64": "AAEC", "delay_ms": 60000}]}))]
+#[schema(examples(json!({"messages": [{"value": "{\"order\":42}", "key": "customer-7",
+    "message_id": "order-42"}, {"value_base64": "AAEC", "delay_ms": 60000}]})))]
 pub struct Publish {
     /// At least one.
     #[schema(min_items = 1)]
@@ -305,9 +305,9 @@ pub enum Mode {
 /// `POST /v1/topics/{topic}/subscriptions`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "billing", "ack_timeout_ms": 30000, "max_deliveries": 5,
+#[schema(examples(json!({"name": "billing", "ack_timeout_ms": 30000, "max_deliveries": 5,
     "dead_letter_topic": "orders.dlq", "backoff_ms": 1000, "backoff_max_ms": 60000,
-    "ordered": true}))]
+    "ordered": true})))]
 pub struct CreateSubscription {
     pub name: String,
     /// Default `queue`.
@@ -367,7 +367,7 @@ impl CreateSubscription {
 /// `POST …/receive` (the body may be empty: defaults).
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"max": 10, "wait_ms": 20000}))]
+#[schema(examples(json!({"max": 10, "wait_ms": 20000})))]
 pub struct Receive {
     /// Most messages to lease (1–1000, default 10).
     pub max: Option<u32>,
@@ -379,7 +379,7 @@ pub struct Receive {
 /// `POST …/ack`: the leases to acknowledge.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"receipts": ["0-41-1a2b3c"]}))]
+#[schema(examples(json!({"receipts": ["0-41-1a2b3c"]})))]
 pub struct Ack {
     /// Receipts from `receive`.
     pub receipts: Vec<String>,
@@ -388,7 +388,7 @@ pub struct Ack {
 /// `POST …/nack`: leases to give back.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"receipts": ["0-41-1a2b3c"], "delay_ms": 5000, "error": "db down"}))]
+#[schema(examples(json!({"receipts": ["0-41-1a2b3c"], "delay_ms": 5000, "error": "db down"})))]
 pub struct Nack {
     pub receipts: Vec<String>,
     /// Redeliver no sooner than this (default 0).
@@ -400,7 +400,7 @@ pub struct Nack {
 /// `POST …/extend`: leases to lengthen.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"receipts": ["0-41-1a2b3c"], "extend_ms": 60000}))]
+#[schema(examples(json!({"receipts": ["0-41-1a2b3c"], "extend_ms": 60000})))]
 pub struct Extend {
     pub receipts: Vec<String>,
     /// The new lease lasts this long from now (default 30000).

@@ -37,15 +37,15 @@ pub use error::{status_for, ApiError, ApiResult};
 use json::{Ack, CreateSubscription, Extend, Nack, Receive, SubscriptionKind};
 use params::{ApiPath, SubscriptionPath, TopicPath};
 use serde::Deserialize;
-use views::{
-    Health, ReceiptResult, ReceiptResults, Received, Redriven, SubscriptionCreated,
-    SubscriptionList, SubscriptionView,
-};
 use spool_broker::{Broker, BrokerError};
 use spool_types::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::Instrument;
+use views::{
+    Health, ReceiptResult, ReceiptResults, Received, Redriven, SubscriptionCreated,
+    SubscriptionList, SubscriptionView,
+};
 
 pub use body::{HTTP_BODY_BYTES_MAX, HTTP_BODY_READ_TIMEOUT_MS, HTTP_CONTROL_BODY_BYTES_MAX};
 pub use spool_types::limits::HTTP_WAIT_MS_MAX;

@@ -23,8 +23,8 @@ use utoipa::ToSchema;
 /// `POST /v1/requests`: a request for a worker on `queue`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"queue": "thumbnails", "payload": {"image": "s3://bucket/cat.png"},
-    "callback_url": "https://app.example/hooks/spool"}))]
+#[schema(examples(json!({"queue": "thumbnails", "payload": {"image": "s3://bucket/cat.png"},
+    "callback_url": "https://app.example/hooks/spool"})))]
 pub struct SubmitRequest {
     /// The topic the request's message goes to (created if the caller is
     /// an admin and it does not exist).
@@ -38,7 +38,7 @@ pub struct SubmitRequest {
 /// `POST /v1/requests/{id}/complete`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"result": {"thumbnail": "s3://bucket/cat-small.png"}}))]
+#[schema(examples(json!({"result": {"thumbnail": "s3://bucket/cat-small.png"}})))]
 pub struct CompleteRequest {
     /// Any JSON value: what the submitter receives.
     result: Value,
@@ -47,7 +47,7 @@ pub struct CompleteRequest {
 /// `POST /v1/requests/{id}/fail`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"error": "image not found", "retry": false}))]
+#[schema(examples(json!({"error": "image not found", "retry": false})))]
 pub struct FailRequest {
     /// Why, for the submitter.
     error: String,

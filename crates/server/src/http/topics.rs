@@ -138,7 +138,9 @@ pub(super) async fn fetch(
     ApiQuery(q): ApiQuery<FetchQuery>,
 ) -> ApiResult<Json<Fetched>> {
     let partition = q.partition.unwrap_or(0);
-    fetch_one(&s, &caller, p.topic, partition, &q).await.map(Json)
+    fetch_one(&s, &caller, p.topic, partition, &q)
+        .await
+        .map(Json)
 }
 
 /// Reads one partition as `q` asks (from `offset`, up to `max_bytes`,

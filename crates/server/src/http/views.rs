@@ -24,14 +24,14 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// `GET /healthz`, `GET /readyz`.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "ok"}))]
+#[schema(examples(json!({"status": "ok"})))]
 pub struct Health {
     pub status: String,
 }
 
 /// A topic as created or listed.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"name": "orders", "partitions": 3}))]
+#[schema(examples(json!({"name": "orders", "partitions": 3})))]
 pub struct TopicSummary {
     pub name: String,
     pub partitions: u32,
@@ -173,21 +173,23 @@ pub struct Placed {
 
 /// `POST /v1/topics/{topic}/messages`: one entry per message, in order.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"offsets": [{"partition": 0, "offset": 41}]}))]
+#[schema(examples(json!({"offsets": [{"partition": 0, "offset": 41}]})))]
 pub struct Published {
     pub offsets: Vec<Placed>,
 }
 
-/// A header value: UTF-8 text, or base64 when it is not.
+/// A header value: UTF-8 text, `{"base64": …}` when it is not, `null` for
+/// a header without one.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum HeaderValueView {
     Text(String),
     Binary { base64: String },
+    Absent,
 }
 
-/// Header name to value (`null` for a header without one).
-pub type HeadersView = BTreeMap<String, Option<HeaderValueView>>;
+/// Header name to value.
+pub type HeadersView = BTreeMap<String, HeaderValueView>;
 
 fn text_or_b64(bytes: Option<&[u8]>) -> (Option<String>, Option<String>) {
     match bytes.map(|b| (std::str::from_utf8(b), b)) {
@@ -201,12 +203,15 @@ fn headers_view(headers: &[(String, Option<&[u8]>)]) -> HeadersView {
     headers
         .iter()
         .map(|(k, v)| {
-            let v = v.map(|v| match std::str::from_utf8(v) {
-                Ok(s) => HeaderValueView::Text(s.to_owned()),
-                Err(_) => HeaderValueView::Binary {
-                    base64: B64.encode(v),
+            let v = match v {
+                None => HeaderValueView::Absent,
+                Some(b) => match std::str::from_utf8(b) {
+                    Ok(s) => HeaderValueView::Text(s.to_owned()),
+                    Err(_) => HeaderValueView::Binary {
+                        base64: B64.encode(b),
+                    },
                 },
-            });
+            };
             (k.clone(), v)
         })
         .collect()
@@ -228,7 +233,7 @@ pub struct MessageView {
     /// The value in base64, present only when it is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
-    #[schema(value_type = BTreeMap<String, Option<HeaderValueView>>)]
+    #[schema(value_type = BTreeMap<String, HeaderValueView>)]
     pub headers: HeadersView,
 }
 
@@ -309,7 +314,7 @@ pub struct LeasedView {
     pub value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
-    #[schema(value_type = BTreeMap<String, Option<HeaderValueView>>)]
+    #[schema(value_type = BTreeMap<String, HeaderValueView>)]
     pub headers: HeadersView,
     /// Times handed out, this one included.
     pub deliveries: u32,
@@ -379,7 +384,7 @@ pub struct Redriven {
 
 /// A subscription as created.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"name": "billing", "kind": "queue"}))]
+#[schema(examples(json!({"name": "billing", "kind": "queue"})))]
 pub struct SubscriptionCreated {
     pub name: String,
     pub kind: super::json::SubscriptionKind,
@@ -613,7 +618,7 @@ impl From<spool_types::RequestStatus> for RequestStatusView {
 
 /// `POST /v1/requests` (202): the new record's ID and status.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"id": "0190f3c2a1b07c3e9d2f4a5b6c7d8e9f", "status": "pending"}))]
+#[schema(examples(json!({"id": "0190f3c2a1b07c3e9d2f4a5b6c7d8e9f", "status": "pending"})))]
 pub struct Submitted {
     pub id: String,
     pub status: RequestStatusView,
@@ -698,11 +703,11 @@ impl From<&RequestRecord> for RequestView {
 /// An error (RFC 9457 `application/problem+json`) with the stable code the
 /// binary protocol uses too.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({
+#[schema(examples(json!({
     "type": "https://spool.dev/errors/UNKNOWN_TOPIC", "title": "UNKNOWN_TOPIC",
     "status": 404, "detail": "no topic \"orders\"", "code": "UNKNOWN_TOPIC",
     "code_number": 300, "retry_after_ms": null
-}))]
+})))]
 pub struct Problem {
     /// `https://spool.dev/errors/{code}`.
     #[serde(rename = "type")]

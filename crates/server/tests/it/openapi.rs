@@ -74,7 +74,9 @@ async fn every_route_is_documented_and_every_documented_operation_routed() {
     assert_eq!(doc.status, 200);
     assert_eq!(doc.header("content-type"), Some("application/json"));
     let doc = doc.body;
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+    assert!(doc["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1")));
     let documented: BTreeSet<(String, String)> = operations(&doc)
         .into_iter()
         .map(|(p, m, _)| (m, p))
@@ -89,11 +91,17 @@ async fn every_route_is_documented_and_every_documented_operation_routed() {
     }
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();
-    assert!(undocumented.is_empty(), "routed, not documented: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routed, not documented: {undocumented:?}"
+    );
     assert!(unrouted.is_empty(), "documented, not routed: {unrouted:?}");
     // An unknown path or method is a problem document too.
     let r = get(addr, "/v1/nothing").await;
-    assert_eq!((r.status, r.body["code"].as_str()), (404, Some("UNKNOWN_REQUEST_TYPE")));
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (404, Some("UNKNOWN_REQUEST_TYPE"))
+    );
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
     let r = call(addr, "PUT", "/v1/topics", Some("{}")).await;
     assert_eq!(r.status, 405);
@@ -110,21 +118,33 @@ async fn bodies_parameters_and_errors_are_described() {
         if let Some(body) = op.get("requestBody") {
             let schema = &body["content"]["application/json"]["schema"];
             let schema = resolve(&doc, schema);
-            assert_eq!(schema["type"], "object", "{at}: body is not an object schema");
+            assert_eq!(
+                schema["type"], "object",
+                "{at}: body is not an object schema"
+            );
             let props = schema["properties"].as_object();
-            assert!(props.is_some_and(|p| !p.is_empty()), "{at}: body has no properties");
+            assert!(
+                props.is_some_and(|p| !p.is_empty()),
+                "{at}: body has no properties"
+            );
             let example = schema.get("example").or(schema.get("examples"));
             assert!(example.is_some(), "{at}: body has no example");
         } else {
-            assert!(!["post", "patch"].contains(&method.as_str()) || path.ends_with("/redrive"),
-                "{at}: no request body described");
+            assert!(
+                !["post", "patch"].contains(&method.as_str()) || path.ends_with("/redrive"),
+                "{at}: no request body described"
+            );
         }
         // Every `{name}` of the path is a described path parameter.
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
-        for name in path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+        for name in path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
             assert!(
-                params.iter().any(|p| p["name"] == name && p["in"] == "path"
-                    && p["required"] == true),
+                params
+                    .iter()
+                    .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true),
                 "{at}: path parameter {name} not described"
             );
         }
@@ -134,7 +154,10 @@ async fn bodies_parameters_and_errors_are_described() {
         let (status, success) = success.unwrap_or_else(|| panic!("{at}: no success answer"));
         if status != "204" {
             let content = success["content"].as_object();
-            assert!(content.is_some_and(|c| !c.is_empty()), "{at}: success without content");
+            assert!(
+                content.is_some_and(|c| !c.is_empty()),
+                "{at}: success without content"
+            );
         }
         if path.starts_with("/v1/") {
             for status in ["400", "401", "403", "404", "429", "500", "503"] {
@@ -155,7 +178,10 @@ async fn bodies_parameters_and_errors_are_described() {
     };
     let fetch = query("/v1/topics/{topic}/messages", "get");
     for name in ["partition", "offset", "max_bytes", "wait_ms"] {
-        assert!(fetch.contains(&name.to_owned()), "fetch lacks {name}: {fetch:?}");
+        assert!(
+            fetch.contains(&name.to_owned()),
+            "fetch lacks {name}: {fetch:?}"
+        );
     }
     assert_eq!(query("/v1/requests/{id}", "get"), ["wait_ms"]);
     assert_eq!(query("/v1/topics", "get"), ["pattern"]);
@@ -163,15 +189,34 @@ async fn bodies_parameters_and_errors_are_described() {
     assert!(query("/v1/events", "get").contains(&"wait_ms".to_owned()));
     // The fields that used to be known only to the handlers.
     let text = doc.to_string();
-    for field in ["push_endpoint", "max_in_flight", "message_id", "delay_ms", "\"mode\"",
-        "\"ordered\"", "dead_letter_topic", "deliver_at_ms", "extend_ms", "callback_url"] {
+    for field in [
+        "push_endpoint",
+        "max_in_flight",
+        "message_id",
+        "delay_ms",
+        "\"mode\"",
+        "\"ordered\"",
+        "dead_letter_topic",
+        "deliver_at_ms",
+        "extend_ms",
+        "callback_url",
+    ] {
         assert!(text.contains(field), "{field} is not documented");
     }
     // Every stable code is listed as a problem's `code`.
     let codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"].clone();
-    let codes: Vec<&str> = codes.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let codes: Vec<&str> = codes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     for code in spool_types::ErrorCode::ALL {
-        assert!(codes.contains(&code.name()), "{} not in the Problem codes", code.name());
+        assert!(
+            codes.contains(&code.name()),
+            "{} not in the Problem codes",
+            code.name()
+        );
     }
 }
 
@@ -182,18 +227,33 @@ async fn docs_page_renders_the_document_without_outside_assets() {
     let doc = get(addr, "/openapi.json").await.body;
     let page = get(addr, "/docs").await;
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert!(page
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
     let html = page.raw;
     for (path, _, op) in operations(&doc) {
         let id = op["operationId"].as_str().expect("an operationId");
-        assert!(html.contains(&format!("id=\"op-{id}\"")), "{id} not on the page");
+        assert!(
+            html.contains(&format!("id=\"op-{id}\"")),
+            "{id} not on the page"
+        );
         let shown = path.replace('&', "&amp;");
         assert!(html.contains(&shown), "{path} not on the page");
     }
-    for name in doc["components"]["schemas"].as_object().expect("schemas").keys() {
-        assert!(html.contains(&format!("id=\"schema-{name}\"")), "{name} not on the page");
+    for name in doc["components"]["schemas"]
+        .as_object()
+        .expect("schemas")
+        .keys()
+    {
+        assert!(
+            html.contains(&format!("id=\"schema-{name}\"")),
+            "{name} not on the page"
+        );
     }
     assert!(!html.contains("<script"), "the page loads scripts");
-    assert!(!html.contains("src=\"http"), "the page loads outside assets");
+    assert!(
+        !html.contains("src=\"http"),
+        "the page loads outside assets"
+    );
     assert!(html.contains("QUEUE_FULL"));
 }
