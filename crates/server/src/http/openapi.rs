@@ -192,7 +192,7 @@ pub fn for_each_operation(doc: &mut Value, mut f: impl FnMut(&str, &str, &mut Va
     for (path, item) in paths.iter_mut() {
         for method in METHODS {
             if let Some(op) = item.get_mut(*method) {
-                f(path, *method, op);
+                f(path, method, op);
             }
         }
     }
