@@ -5,7 +5,10 @@
 # /openapi.json with openapi-spec-validator, then runs schemathesis against
 # every operation with generated requests: any 5xx, any answer that breaks
 # the document (its schema, status code, content type or headers) fails
-# the script. Installs both tools with pip when missing (pinned below).
+# the script. Last, a Python client generated from the document by
+# openapi-python-client, unedited, publishes, receives, acks, submits a
+# request and completes it (.ci/api_client_check.py). Installs the three
+# tools with pip when missing (pinned below).
 #
 #   .ci/api-fuzz.sh                      # 25 examples per operation (CI)
 #   API_FUZZ_EXAMPLES=500 .ci/api-fuzz.sh  # longer, locally
@@ -16,13 +19,18 @@ EXAMPLES=${API_FUZZ_EXAMPLES:-25}
 SEED=${API_FUZZ_SEED:-$RANDOM}
 SCHEMATHESIS_VERSION=4.32.5
 SPEC_VALIDATOR_VERSION=0.9.0
+CLIENT_GENERATOR_VERSION=0.29.1
 BIN=${SPOOL_BIN:-target/debug/spool}
 
-if ! python3 -c "import schemathesis, openapi_spec_validator" 2>/dev/null \
-  || [[ "$(python3 -c 'import schemathesis; print(schemathesis.__version__)')" != "$SCHEMATHESIS_VERSION" ]]; then
-  echo "== installing schemathesis $SCHEMATHESIS_VERSION, openapi-spec-validator $SPEC_VALIDATOR_VERSION"
+installed() { python3 -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
+if [[ "$(installed schemathesis)" != "$SCHEMATHESIS_VERSION" \
+  || "$(installed openapi-spec-validator)" != "$SPEC_VALIDATOR_VERSION" \
+  || "$(installed openapi-python-client)" != "$CLIENT_GENERATOR_VERSION" ]]; then
+  echo "== installing schemathesis $SCHEMATHESIS_VERSION, openapi-spec-validator" \
+    "$SPEC_VALIDATOR_VERSION, openapi-python-client $CLIENT_GENERATOR_VERSION"
   python3 -m pip install --quiet --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
+    "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION" \
+    "openapi-python-client==$CLIENT_GENERATOR_VERSION"
 fi
 [[ -x "$BIN" ]] || cargo build -p spool --bin spool
 
@@ -68,4 +76,11 @@ if [[ $status -ne 0 ]]; then
   exit "$status"
 fi
 kill -0 "$pid" 2>/dev/null || { cat "$work/server.log"; echo "the server died" >&2; exit 1; }
+
+echo "== a client generated from the document (openapi-python-client), unedited"
+mkdir -p "$work/client"
+openapi-python-client generate --path "$work/openapi.json" --meta none \
+  --output-path "$work/client/spool_http_api_client" >"$work/generate.log" 2>&1 \
+  || { cat "$work/generate.log"; echo "client generation failed" >&2; exit 1; }
+python3 .ci/api_client_check.py "$url" "$work/client"
 echo "== api fuzz ok"

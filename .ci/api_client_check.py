@@ -1,6 +1,7 @@
 """Generated-client check for .ci/api-fuzz.sh (run when API_CLIENT_CHECK=1):
 a Python client generated from /openapi.json by openapi-python-client,
-used without edits, publishes, receives, acks and submits a request.
+used without edits, publishes, receives, acks, submits a request and
+completes it as a worker.
 
     python3 .ci/api_client_check.py URL GENERATED_PACKAGE_DIR
 """
@@ -16,7 +17,10 @@ def main(url, package_dir):
     client_mod = importlib.import_module(pkg)
     api = lambda tag, op: importlib.import_module(f"{pkg}.api.{tag}.{op}")
     models = importlib.import_module(f"{pkg}.models")
-    client = client_mod.Client(base_url=url, raise_on_unexpected_status=True)
+    # The server may run without authentication; then any token is accepted.
+    client = client_mod.AuthenticatedClient(
+        base_url=url, token="unused", raise_on_unexpected_status=True
+    )
 
     topic = "client-check-" + uuid.uuid4().hex[:8]
     r = api("topics", "create_topic").sync_detailed(
@@ -49,15 +53,25 @@ def main(url, package_dir):
     )
     assert fetched.messages[0].value == "hello", fetched
 
-    payload = models.SubmitRequestPayloadType0.from_dict({"n": 1}) if hasattr(
-        models, "SubmitRequestPayloadType0") else {"n": 1}
+    payload = {"n": 1}
     submitted = api("requests", "submit_request").sync(
         client=client, body=models.SubmitRequest(queue=topic + "-jobs", payload=payload)
     )
-    record = api("requests", "get_request").sync(id=submitted.id, client=client)
-    assert record.id == submitted.id and record.queue == topic + "-jobs", record
+    # A worker leases the request's message from the queue's `workers`
+    # subscription and completes the request it names.
+    job = api("subscriptions", "receive").sync(
+        topic=topic + "-jobs", sub="workers", client=client,
+        body=models.Receive(max_=1, wait_ms=2000),
+    ).messages[0]
+    assert job.headers.additional_properties["spool-request-id"] == submitted.id, job
+    api("requests", "complete_request").sync(
+        id=submitted.id, client=client, body=models.CompleteRequest(result={"ok": True})
+    )
+    record = api("requests", "get_request").sync(id=submitted.id, client=client, wait_ms=2000)
+    assert record.status == models.RequestStatusView.SUCCEEDED, record
+    assert record.result == {"ok": True}, record
     print("generated client: create topic, subscribe, publish, receive, ack, fetch, "
-          "submit and read a request: ok")
+          "submit a request, complete it as a worker, read its result: ok")
 
 
 if __name__ == "__main__":
