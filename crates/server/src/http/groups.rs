@@ -60,6 +60,7 @@ pub struct HeartbeatRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OffsetToCommit {
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     topic: String,
     partition: u32,
     /// The next offset to read.
@@ -98,6 +99,7 @@ pub enum ResetTarget {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"topic": "orders", "to": "2026-01-01T00:00:00Z"})))]
 pub struct ResetRequest {
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     topic: String,
     to: ResetTarget,
 }

@@ -18,6 +18,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 // The schema's bounds below are these limits, written out for the macro.
 const _: () = assert!(spool_types::limits::PARTITIONS_MAX == 1024);
+const _: () = assert!(spool_types::limits::TOPIC_NAME_LEN_MAX == 249);
+const _: () = assert!(spool_types::limits::GROUP_NAME_LEN_MAX == 249);
 
 /// What a full topic does with a new batch (`drop-oldest` is accepted too).
 #[derive(Deserialize, ToSchema, Clone, Copy)]
@@ -89,6 +91,7 @@ fn durability(name: DurabilityName, interval_ms: Option<u32>) -> TopicDurability
     "on_full": "reject", "retention": "limits", "retention_ms": 604800000})))]
 pub struct CreateTopic {
     /// Letters, digits, `.`, `_` and `-`; names starting `spool.` are reserved.
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub name: String,
     /// Default 1.
     #[schema(minimum = 1, maximum = 1024)]
@@ -309,6 +312,12 @@ pub enum Mode {
     "dead_letter_topic": "orders.dlq", "backoff_ms": 1000, "backoff_max_ms": 60000,
     "ordered": true})))]
 pub struct CreateSubscription {
+    /// Any printable characters (no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 249,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub name: String,
     /// Default `queue`.
     pub kind: Option<SubscriptionKind>,
@@ -317,6 +326,7 @@ pub struct CreateSubscription {
     /// Deliveries before a message becomes a dead letter (default 5).
     pub max_deliveries: Option<u32>,
     /// Where dead letters go (else they stay, for redrive).
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub dead_letter_topic: Option<String>,
     /// Delay before a redelivery (fixed, or the first of an exponential
     /// series with `backoff_max_ms`).

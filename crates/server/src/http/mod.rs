@@ -19,6 +19,7 @@ mod docs;
 mod error;
 mod groups;
 mod json;
+mod links;
 mod openapi;
 mod params;
 mod requests;

@@ -4,7 +4,8 @@
 //! the handlers' own types (`ToSchema`, `IntoParams`). What the macros do
 //! not know is added here from the code tables themselves: the error
 //! answers (problem documents, by status, with the stable codes each
-//! status carries, from [`status_for`]) and the bearer-token scheme.
+//! status carries, from [`status_for`]), the bearer-token scheme and the
+//! links between operations (`links`).
 
 use super::error::status_for;
 use super::OPEN_PATHS;
@@ -85,6 +86,7 @@ fn build() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     add_error_responses(&mut doc);
     add_security(&mut doc);
+    super::links::add(&mut doc);
     if let Some(code) = doc.pointer_mut("/components/schemas/Problem/properties/code") {
         let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
         code["enum"] = json!(names);

@@ -43,6 +43,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 #[into_params(parameter_in = Path)]
 pub struct TopicPath {
     /// The topic's name.
+    #[param(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub topic: String,
 }
 
@@ -51,8 +52,14 @@ pub struct TopicPath {
 #[into_params(parameter_in = Path)]
 pub struct SubscriptionPath {
     /// The topic's name.
+    #[param(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub topic: String,
     /// The subscription's name.
+    #[param(
+        min_length = 1,
+        max_length = 249,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub sub: String,
 }
 
@@ -61,6 +68,11 @@ pub struct SubscriptionPath {
 #[into_params(parameter_in = Path)]
 pub struct GroupPath {
     /// The consumer group's name.
+    #[param(
+        min_length = 1,
+        max_length = 249,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub group: String,
 }
 
@@ -103,6 +115,7 @@ pub struct FetchQuery {
 #[into_params(parameter_in = Query)]
 pub struct OffsetsQuery {
     /// The topic whose committed offsets to show.
+    #[param(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub topic: String,
 }
 

@@ -28,6 +28,7 @@ use utoipa::ToSchema;
 pub struct SubmitRequest {
     /// The topic the request's message goes to (created if the caller is
     /// an admin and it does not exist).
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     queue: String,
     /// Any JSON value: what the worker receives.
     payload: Value,

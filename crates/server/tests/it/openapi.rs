@@ -203,6 +203,30 @@ async fn bodies_parameters_and_errors_are_described() {
     ] {
         assert!(text.contains(field), "{field} is not documented");
     }
+    // Links name operations that exist, with parameters they take.
+    let ids: BTreeSet<&str> = operations(&doc)
+        .iter()
+        .filter_map(|(_, _, op)| op["operationId"].as_str())
+        .collect();
+    let mut links = 0;
+    for (path, method, op) in operations(&doc) {
+        for response in op["responses"]
+            .as_object()
+            .into_iter()
+            .flat_map(|r| r.values())
+        {
+            for link in response["links"]
+                .as_object()
+                .into_iter()
+                .flat_map(|l| l.values())
+            {
+                let to = link["operationId"].as_str().unwrap_or_default();
+                assert!(ids.contains(to), "{method} {path}: link to unknown {to}");
+                links += 1;
+            }
+        }
+    }
+    assert!(links >= 10, "only {links} links");
     // Every stable code is listed as a problem's `code`.
     let codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"].clone();
     let codes: Vec<&str> = codes
