@@ -20,6 +20,9 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const _: () = assert!(spool_types::limits::PARTITIONS_MAX == 1024);
 const _: () = assert!(spool_types::limits::TOPIC_NAME_LEN_MAX == 249);
 const _: () = assert!(spool_types::limits::GROUP_NAME_LEN_MAX == 249);
+const _: () = assert!(spool_types::limits::SEGMENT_BYTES_MIN == 1024);
+const _: () = assert!(spool_types::limits::SEGMENT_BYTES_MAX == 2_147_483_647);
+const _: () = assert!(spool_types::limits::DEDUP_WINDOW_MS_MAX == 86_400_000);
 
 /// What a full topic does with a new batch (`drop-oldest` is accepted too).
 #[derive(Deserialize, ToSchema, Clone, Copy)]
@@ -111,10 +114,13 @@ pub struct CreateTopic {
     /// Default `always`.
     pub durability: Option<DurabilityName>,
     /// With `durability: interval`: how often to fdatasync (default 100).
+    #[schema(minimum = 1)]
     pub interval_ms: Option<u32>,
     /// Size of a log segment file.
+    #[schema(minimum = 1024, maximum = 2147483647)]
     pub segment_bytes: Option<u64>,
     /// Window in which a repeated `message_id` is not stored again.
+    #[schema(maximum = 86400000)]
     pub dedup_window_ms: Option<u64>,
     /// Depth at which a warning is logged and reported.
     pub warn_depth: Option<u64>,
@@ -160,8 +166,11 @@ pub struct AlterTopic {
     pub retention_ms: Option<u64>,
     pub durability: Option<DurabilityName>,
     /// With `durability: interval` (default 100); ignored without it.
+    #[schema(minimum = 1)]
     pub interval_ms: Option<u32>,
+    #[schema(minimum = 1024, maximum = 2147483647)]
     pub segment_bytes: Option<u64>,
+    #[schema(maximum = 86400000)]
     pub dedup_window_ms: Option<u64>,
     pub warn_depth: Option<u64>,
 }
