@@ -44,6 +44,17 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// A property's description, also when it sits beside a `$ref` inside a
+/// `oneOf` (how an optional named schema is described).
+fn description(prop: &Value) -> &str {
+    let inner = prop["oneOf"].as_array().into_iter().flatten();
+    std::iter::once(prop)
+        .chain(inner)
+        .map(|p| text(p, "description"))
+        .find(|d| !d.is_empty())
+        .unwrap_or("")
+}
+
 /// The name a `$ref` points at (`#/components/schemas/Name` → `Name`).
 fn ref_name(r: &str) -> &str {
     r.rsplit('/').next().unwrap_or(r)
@@ -118,7 +129,7 @@ fn properties_table(schema: &Value, out: &mut String) {
             } else {
                 ""
             },
-            esc(text(prop, "description")),
+            esc(description(prop)),
             limits(prop),
         );
     }
@@ -151,7 +162,25 @@ fn parameters_html(op: &Value, out: &mut String) {
     out.push_str("</table>");
 }
 
-fn body_html(op: &Value, out: &mut String) {
+/// `schema`, or the named schema it refers to.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| doc.pointer(r.trim_start_matches('#')))
+        .unwrap_or(schema)
+}
+
+/// A schema's first example, pretty-printed.
+fn example_html(schema: &Value, out: &mut String) {
+    let example = schema.get("example").or(schema.pointer("/examples/0"));
+    if let Some(example) = example {
+        let pretty = serde_json::to_string_pretty(example).unwrap_or_default();
+        let _ = write!(out, "<p>Example:</p><pre>{}</pre>", esc(&pretty));
+    }
+}
+
+fn body_html(doc: &Value, op: &Value, out: &mut String) {
     let Some(content) = op
         .pointer("/requestBody/content")
         .and_then(Value::as_object)
@@ -166,6 +195,9 @@ fn body_html(op: &Value, out: &mut String) {
             esc(media),
             type_html(schema)
         );
+        let schema = resolve(doc, schema);
+        properties_table(schema, out);
+        example_html(schema, out);
     }
 }
 
@@ -174,33 +206,38 @@ fn responses_html(op: &Value, out: &mut String) {
         return;
     };
     out.push_str("<p>Answers:</p><table>");
+    let mut problems = Vec::new();
     for (status, r) in responses {
-        let (description, schema) = match r.get("$ref").and_then(Value::as_str) {
-            Some(name) => (
-                format!("see <a href=\"#errors\">{}</a>", esc(ref_name(name))),
-                String::new(),
-            ),
-            None => {
-                let schema = r
-                    .get("content")
-                    .and_then(Value::as_object)
-                    .and_then(|c| c.values().next())
-                    .and_then(|m| m.get("schema"))
-                    .map(type_html)
-                    .unwrap_or_default();
-                (esc(text(r, "description")), schema)
-            }
-        };
+        if r.get("$ref").is_some() {
+            problems.push(esc(status));
+            continue;
+        }
+        let schema = r
+            .get("content")
+            .and_then(Value::as_object)
+            .and_then(|c| c.values().next())
+            .and_then(|m| m.get("schema"))
+            .map(type_html)
+            .unwrap_or_default();
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{description}</td><td>{schema}</td></tr>",
-            esc(status)
+            "<tr><td>{}</td><td>{}</td><td>{schema}</td></tr>",
+            esc(status),
+            esc(text(r, "description"))
+        );
+    }
+    if !problems.is_empty() {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>a problem document; its <code>code</code> by status: \
+             see <a href=\"#errors\">Errors</a></td><td><a href=\"#schema-Problem\">Problem</a></td></tr>",
+            problems.join(", ")
         );
     }
     out.push_str("</table>");
 }
 
-fn operation_html(path: &str, method: &str, op: &Value, out: &mut String) {
+fn operation_html(doc: &Value, path: &str, method: &str, op: &Value, out: &mut String) {
     let id = esc(text(op, "operationId"));
     let _ = write!(
         out,
@@ -214,7 +251,7 @@ fn operation_html(path: &str, method: &str, op: &Value, out: &mut String) {
         let _ = write!(out, "<p>{}</p>", esc(description));
     }
     parameters_html(op, out);
-    body_html(op, out);
+    body_html(doc, op, out);
     responses_html(op, out);
     out.push_str("</div>");
 }
@@ -245,7 +282,7 @@ fn operations_html(doc: &Value, out: &mut String) {
                     .as_array()
                     .is_some_and(|t| t.iter().any(|t| t == name));
                 if tagged {
-                    operation_html(path, method, op, out);
+                    operation_html(doc, path, method, op, out);
                 }
             }
         }
@@ -275,11 +312,7 @@ fn schemas_html(doc: &Value, out: &mut String) {
                 properties_table(variant, out);
             }
         }
-        let example = schema.get("example").or(schema.pointer("/examples/0"));
-        if let Some(example) = example {
-            let pretty = serde_json::to_string_pretty(example).unwrap_or_default();
-            let _ = write!(out, "<p>Example:</p><pre>{}</pre>", esc(&pretty));
-        }
+        example_html(schema, out);
     }
 }
 
