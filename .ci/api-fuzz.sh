@@ -15,6 +15,7 @@
 #   API_FUZZ_SEED=123 .ci/api-fuzz.sh      # repeat a run (its seed is printed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 EXAMPLES=${API_FUZZ_EXAMPLES:-25}
 SEED=${API_FUZZ_SEED:-$RANDOM}
 SCHEMATHESIS_VERSION=4.32.5
@@ -64,11 +65,13 @@ python3 -m openapi_spec_validator "$work/openapi.json"
 echo "== schemathesis: $EXAMPLES examples per operation, seed $SEED"
 # The hooks keep long polls short (wait_ms is capped), so a run takes
 # seconds per operation, not minutes.
+# Run from the temporary directory: schemathesis keeps a cache in its
+# working directory, which must not land in the checkout.
 status=0
-PYTHONPATH=.ci SCHEMATHESIS_HOOKS=api_fuzz_hooks schemathesis run "$url/openapi.json" \
+(cd "$work" && PYTHONPATH="$repo/.ci" SCHEMATHESIS_HOOKS=api_fuzz_hooks schemathesis run "$url/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "$EXAMPLES" --seed "$SEED" --request-timeout 20 \
-  --generation-database none --no-color || status=$?
+  --generation-database none --no-color) || status=$?
 if [[ $status -ne 0 ]]; then
   echo "== the server's log (last 60 lines)"
   tail -60 "$work/server.log"

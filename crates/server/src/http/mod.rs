@@ -169,9 +169,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The whole HTTP API. Every route is described in [`openapi`] (a test
-/// checks both ways: each route here is documented, each documented
-/// operation is routed).
+/// The whole HTTP API. Every route is described in [`openapi`]: a new one
+/// needs `#[utoipa::path]` on its handler, typed bodies, parameters and
+/// answers (`json`, `params`, `views`) and its handler in `openapi`'s
+/// `paths(…)`. The `openapi` integration test checks both ways: each route
+/// here is documented, each documented operation is routed.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
