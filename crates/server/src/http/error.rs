@@ -56,16 +56,17 @@ impl IntoResponse for ApiError {
 /// status says more than the code's usual one, such as 408 for a body that
 /// never arrived).
 pub fn problem(status: StatusCode, e: BrokerError) -> Response {
-    let body = serde_json::json!({
-        "type": format!("https://spool.dev/errors/{}", e.code.name()),
-        "title": e.code.name(),
-        "status": status.as_u16(),
-        "detail": e.message,
-        "code": e.code.name(),
-        "code_number": e.code.as_u16(),
-        "retry_after_ms": e.retry_after_ms,
-    });
-    let mut response = (status, body.to_string()).into_response();
+    let body = super::views::Problem {
+        kind: format!("https://spool.dev/errors/{}", e.code.name()),
+        title: e.code.name().to_owned(),
+        status: status.as_u16(),
+        detail: e.message,
+        code: e.code.name().to_owned(),
+        code_number: e.code.as_u16(),
+        retry_after_ms: e.retry_after_ms.map(u64::from),
+    };
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

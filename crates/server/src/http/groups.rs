@@ -4,97 +4,127 @@
 //! the binary protocol offers. Messages are then read with
 //! `GET /v1/topics/{topic}/messages?partition=P&offset=O`.
 
-use super::{parse, ApiError, ApiResult, AppState};
+use super::params::{ApiPath, ApiQuery, GroupPath, OffsetsQuery};
+use super::views::{
+    AssignmentView, Committed, CommittedOffset, CommittedOffsets, GroupList, GroupView,
+    PartitionOffset, ResetOffsets,
+};
+use super::{parse, ApiResult, AppState};
 use crate::auth::{Caller, Need};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use spool_broker::{Assignment, GroupInfo, OffsetReset, StartFrom};
+use spool_broker::{OffsetReset, StartFrom};
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+/// Where a member starts on partitions its group has no offset for.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// The log start (the default).
+    Earliest,
+    /// Only messages written from now on.
+    Latest,
+}
+
+/// `POST /v1/groups/{group}/join`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Join {
+#[schema(examples(json!({"topics": ["orders.*"], "session_timeout_ms": 30000, "start": "earliest"})))]
+pub struct JoinRequest {
+    /// Topics or patterns to consume.
     topics: Vec<String>,
+    /// To rejoin as the same member (else a new ID is given).
     member_id: Option<String>,
+    /// The member is dropped after this long without a heartbeat (default 30000).
     session_timeout_ms: Option<u64>,
-    start: Option<String>,
+    /// Default `earliest`.
+    start: Option<Start>,
+    /// Shown in descriptions (default `http`).
     client_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/groups/{group}/heartbeat`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Heartbeat {
+#[schema(examples(json!({"member_id": "m-1", "generation": 3})))]
+pub struct HeartbeatRequest {
     member_id: String,
+    /// The generation the member last saw.
     generation: u32,
 }
 
-#[derive(Deserialize)]
+/// One offset to commit.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Offset {
+pub struct OffsetToCommit {
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     topic: String,
     partition: u32,
+    /// The next offset to read.
     offset: i64,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/groups/{group}/commit`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Commit {
+#[schema(examples(json!({"member_id": "m-1", "offsets": [{"topic": "orders", "partition": 0, "offset": 42}]})))]
+pub struct CommitRequest {
     member_id: String,
-    offsets: Vec<Offset>,
+    /// Offsets of partitions the member holds.
+    offsets: Vec<OffsetToCommit>,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/groups/{group}/leave`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Leave {
+#[schema(examples(json!({"member_id": "m-1"})))]
+pub struct LeaveRequest {
     member_id: String,
 }
 
-#[derive(Deserialize)]
+/// Where to move a group: an offset, or `"earliest"`, `"latest"`, an
+/// offset in digits, an RFC 3339 time or `"@MS"` (ms since the Unix epoch).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResetTarget {
+    Offset(i64),
+    Named(String),
+}
+
+/// `POST /v1/groups/{group}/reset-offsets`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Reset {
+#[schema(examples(json!({"topic": "orders", "to": "2026-01-01T00:00:00Z"})))]
+pub struct ResetRequest {
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     topic: String,
-    /// `"earliest"`, `"latest"`, an offset (number or digits), an RFC 3339
-    /// time or `"@MS"` (ms since the Unix epoch).
-    to: Value,
+    to: ResetTarget,
 }
 
-#[derive(Deserialize)]
-pub struct OffsetsQuery {
-    pub topic: String,
-}
-
-fn assignment(a: Assignment) -> Json<Value> {
-    let parts: Vec<Value> = a
-        .partitions
-        .iter()
-        .map(|(t, p, o)| json!({"topic": t, "partition": p, "offset": o}))
-        .collect();
-    Json(json!({"member_id": a.member_id, "generation": a.generation, "assignment": parts}))
-}
-
+#[utoipa::path(post, path = "/v1/groups/{group}/join", tag = "groups",
+    operation_id = "join_group",
+    summary = "Join a consumer group: member ID, generation, assigned partitions with offsets",
+    params(GroupPath),
+    request_body = JoinRequest,
+    responses((status = 200, description = "The member's assignment", body = AssignmentView)))]
 pub async fn join(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
+    ApiPath(p): ApiPath<GroupPath>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let req: Join = parse(&body)?;
-    let start = match req.start.as_deref() {
-        None | Some("earliest") => StartFrom::Earliest,
-        Some("latest") => StartFrom::Latest,
-        Some(o) => {
-            return Err(ApiError::invalid(format!(
-                "start {o:?}: use \"earliest\" or \"latest\""
-            )))
-        }
+) -> ApiResult<Json<AssignmentView>> {
+    let req: JoinRequest = parse(&body)?;
+    let start = match req.start {
+        None | Some(Start::Earliest) => StartFrom::Earliest,
+        Some(Start::Latest) => StartFrom::Latest,
     };
     let a = s
         .join_group(
             &caller,
-            group,
+            p.group,
             req.member_id,
             req.client_id.unwrap_or_else(|| "http".to_owned()),
             req.topics,
@@ -102,137 +132,165 @@ pub async fn join(
             start,
         )
         .await?;
-    Ok(assignment(a))
+    Ok(Json(a.into()))
 }
 
+#[utoipa::path(post, path = "/v1/groups/{group}/heartbeat", tag = "groups",
+    operation_id = "heartbeat",
+    summary = "Keep a member alive; answers the current assignment",
+    params(GroupPath),
+    request_body = HeartbeatRequest,
+    responses((status = 200, description = "The member's assignment", body = AssignmentView)))]
 pub async fn heartbeat(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
+    ApiPath(p): ApiPath<GroupPath>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AssignmentView>> {
     caller.check(Need::ConsumeSomething)?;
-    let req: Heartbeat = parse(&body)?;
+    let req: HeartbeatRequest = parse(&body)?;
     let a = s
-        .heartbeat(&caller, group, req.member_id, req.generation)
+        .heartbeat(&caller, p.group, req.member_id, req.generation)
         .await?;
-    Ok(assignment(a))
+    Ok(Json(a.into()))
 }
 
+#[utoipa::path(post, path = "/v1/groups/{group}/commit", tag = "groups",
+    operation_id = "commit_offsets",
+    summary = "Commit offsets for held partitions",
+    params(GroupPath),
+    request_body = CommitRequest,
+    responses((status = 200, description = "Committed (durably)", body = Committed)))]
 pub async fn commit(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
+    ApiPath(p): ApiPath<GroupPath>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let req: Commit = parse(&body)?;
+) -> ApiResult<Json<Committed>> {
+    let req: CommitRequest = parse(&body)?;
     let offsets: Vec<(String, u32, i64)> = req
         .offsets
         .into_iter()
         .map(|o| (o.topic, o.partition, o.offset))
         .collect();
-    s.commit(&caller, group, req.member_id, offsets).await?;
-    Ok(Json(json!({})))
+    s.commit(&caller, p.group, req.member_id, offsets).await?;
+    Ok(Json(Committed::default()))
 }
 
+#[utoipa::path(post, path = "/v1/groups/{group}/leave", tag = "groups",
+    operation_id = "leave_group",
+    summary = "Leave a consumer group",
+    params(GroupPath),
+    request_body = LeaveRequest,
+    responses((status = 204, description = "Left")))]
 pub async fn leave(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
+    ApiPath(p): ApiPath<GroupPath>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     caller.check(Need::ConsumeSomething)?;
-    let req: Leave = parse(&body)?;
-    s.leave_group(&caller, group, req.member_id).await?;
+    let req: LeaveRequest = parse(&body)?;
+    s.leave_group(&caller, p.group, req.member_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes a group without members, and its committed offsets.
+#[utoipa::path(delete, path = "/v1/groups/{group}", tag = "groups",
+    operation_id = "delete_group",
+    summary = "Delete a consumer group without members, and its committed offsets",
+    params(GroupPath),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
+    ApiPath(p): ApiPath<GroupPath>,
 ) -> ApiResult<StatusCode> {
-    let deleted = s.delete_group(&caller, group).await;
-    Ok(deleted.map(|()| StatusCode::NO_CONTENT)?)
+    s.delete_group(&caller, p.group).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/v1/groups/{group}/offsets", tag = "groups",
+    operation_id = "group_offsets",
+    summary = "A group's committed offsets on a topic",
+    params(GroupPath, OffsetsQuery),
+    responses((status = 200, description = "One per partition of the topic", body = CommittedOffsets)))]
 pub async fn offsets(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
-    Query(q): Query<OffsetsQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(p): ApiPath<GroupPath>,
+    ApiQuery(q): ApiQuery<OffsetsQuery>,
+) -> ApiResult<Json<CommittedOffsets>> {
     caller.check(Need::Consume(&q.topic))?;
     let n = s.broker.topic(&q.topic)?.partitions.len() as u32;
     let tps: Vec<(String, u32)> = (0..n).map(|p| (q.topic.clone(), p)).collect();
-    let committed = s.committed(&caller, &group, &tps)?;
-    let rows: Vec<Value> = tps
+    let committed = s.committed(&caller, &p.group, &tps)?;
+    let offsets = tps
         .into_iter()
         .zip(committed)
-        .map(|((t, p), o)| json!({"topic": t, "partition": p, "offset": o}))
-        .collect();
-    Ok(Json(json!({ "offsets": rows })))
-}
-
-/// A group as `GET /v1/groups` and `GET /v1/groups/{group}` show it.
-fn group_json(g: &GroupInfo) -> Value {
-    let members: Vec<Value> = g
-        .members
-        .iter()
-        .map(|(id, held)| {
-            let assignment: Vec<Value> = held
-                .iter()
-                .map(|(t, p)| json!({"topic": t, "partition": p}))
-                .collect();
-            json!({"member_id": id, "assignment": assignment})
+        .map(|((topic, partition), offset)| CommittedOffset {
+            topic,
+            partition,
+            offset,
         })
         .collect();
-    let partitions: Vec<Value> = g
-        .partitions
+    Ok(Json(CommittedOffsets { offsets }))
+}
+
+#[utoipa::path(get, path = "/v1/groups", tag = "groups",
+    operation_id = "list_groups",
+    summary = "List consumer groups: members, committed offsets and lag",
+    responses((status = 200, description = "The groups", body = GroupList)))]
+pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<GroupList>> {
+    let groups = s
+        .list_groups(&caller)?
         .iter()
-        .map(|l| {
-            json!({"topic": l.topic, "partition": l.partition, "committed": l.committed,
-                   "end_offset": l.end_offset, "lag": l.lag})
-        })
+        .map(GroupView::from)
         .collect();
-    json!({"group": g.group, "generation": g.generation, "members": members,
-           "partitions": partitions})
+    Ok(Json(GroupList { groups }))
 }
 
-pub async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let groups: Vec<Value> = s.list_groups(&caller)?.iter().map(group_json).collect();
-    Ok(Json(json!({ "groups": groups })))
-}
-
+#[utoipa::path(get, path = "/v1/groups/{group}", tag = "groups",
+    operation_id = "describe_group",
+    summary = "Describe a consumer group: members with their partitions, committed offsets and lag",
+    params(GroupPath),
+    responses((status = 200, description = "The group", body = GroupView)))]
 pub async fn describe(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(group_json(&s.describe_group(&caller, &group)?)))
+    ApiPath(p): ApiPath<GroupPath>,
+) -> ApiResult<Json<GroupView>> {
+    Ok(Json(GroupView::from(&s.describe_group(&caller, &p.group)?)))
 }
 
 /// Sets a group's offsets on every partition of a topic (only while it
 /// has no members); answers the new offsets.
+#[utoipa::path(post, path = "/v1/groups/{group}/reset-offsets", tag = "groups",
+    operation_id = "reset_group_offsets",
+    summary = "Set a group's offsets on a topic (only while it has no members)",
+    params(GroupPath),
+    request_body = ResetRequest,
+    responses((status = 200, description = "The new offsets", body = ResetOffsets)))]
 pub async fn reset_offsets(
     State(s): State<AppState>,
     caller: Caller,
-    Path(group): Path<String>,
+    ApiPath(p): ApiPath<GroupPath>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let req: Reset = parse(&body)?;
+) -> ApiResult<Json<ResetOffsets>> {
+    let req: ResetRequest = parse(&body)?;
     let to = match &req.to {
-        Value::String(to) => OffsetReset::parse(to)?,
-        Value::Number(n) => OffsetReset::parse(&n.to_string())?,
-        _ => return Err(ApiError::invalid("\"to\" must be a string or an offset")),
+        ResetTarget::Named(to) => OffsetReset::parse(to)?,
+        ResetTarget::Offset(n) => OffsetReset::parse(&n.to_string())?,
     };
     let topic = req.topic.clone();
-    let offsets: Vec<Value> = s
-        .reset_group_offsets(&caller, group, req.topic, to)
+    let offsets = s
+        .reset_group_offsets(&caller, p.group, req.topic, to)
         .await?
         .into_iter()
-        .map(|(p, o)| json!({"topic": topic, "partition": p, "offset": o}))
+        .map(|(partition, offset)| PartitionOffset {
+            topic: topic.clone(),
+            partition,
+            offset,
+        })
         .collect();
-    Ok(Json(json!({ "offsets": offsets })))
+    Ok(Json(ResetOffsets { offsets }))
 }

@@ -1,123 +1,236 @@
-//! JSON shapes of the HTTP API and their conversion to broker calls.
-//! Values travel as UTF-8 `value` or binary `value_base64` (keys likewise).
+//! JSON request bodies of the topic, message and subscription routes and
+//! their conversion to broker calls; each also describes itself in
+//! `/openapi.json` (`ToSchema`). Values travel as UTF-8 `value` or binary
+//! `value_base64` (keys likewise).
 
 use super::{ApiError, ApiResult};
-use crate::ops::FetchedPartition;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use spool_batch::NewRecord;
 use spool_broker::subscription::{
-    BackoffSpec, LeasedMessage, ModeSpec, SubscriptionPatch, SubscriptionSpec, DELIVER_AT_HEADER,
+    BackoffSpec, ModeSpec, SubscriptionPatch, SubscriptionSpec, DELIVER_AT_HEADER,
 };
 use spool_broker::{
-    OnFull, Retention, TopicConfig, TopicDescription, TopicDurability, MESSAGE_ID_HEADER,
+    OnFull, Retention, TopicConfig, TopicConfigPatch, TopicDurability, MESSAGE_ID_HEADER,
 };
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-#[derive(Deserialize)]
+// The schema's bounds below are these limits, written out for the macro.
+const _: () = assert!(spool_types::limits::PARTITIONS_MAX == 1024);
+const _: () = assert!(spool_types::limits::TOPIC_NAME_LEN_MAX == 249);
+const _: () = assert!(spool_types::limits::GROUP_NAME_LEN_MAX == 249);
+const _: () = assert!(spool_types::limits::SEGMENT_BYTES_MIN == 1024);
+const _: () = assert!(spool_types::limits::SEGMENT_BYTES_MAX == 2_147_483_647);
+const _: () = assert!(spool_types::limits::DEDUP_WINDOW_MS_MAX == 86_400_000);
+
+/// What a full topic does with a new batch (`drop-oldest` is accepted too).
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFullName {
+    /// Refuse the batch with `QUEUE_FULL` (429); nothing of it is written.
+    Reject,
+    /// Accept it and discard the oldest messages to make room.
+    #[serde(alias = "drop-oldest")]
+    DropOldest,
+}
+
+impl From<OnFullName> for OnFull {
+    fn from(v: OnFullName) -> OnFull {
+        match v {
+            OnFullName::Reject => OnFull::Reject,
+            OnFullName::DropOldest => OnFull::DropOldest,
+        }
+    }
+}
+
+/// When stored messages are released (`work-queue` is accepted too).
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionName {
+    /// Kept until the size and age limits remove them.
+    Limits,
+    /// Released once every consumer has consumed them.
+    #[serde(alias = "work-queue")]
+    WorkQueue,
+}
+
+impl From<RetentionName> for Retention {
+    fn from(v: RetentionName) -> Retention {
+        match v {
+            RetentionName::Limits => Retention::Limits,
+            RetentionName::WorkQueue => Retention::WorkQueue,
+        }
+    }
+}
+
+/// When a write is on disk before it is acknowledged.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityName {
+    /// fdatasync before every acknowledgement (the default).
+    Always,
+    /// fdatasync every `interval_ms` (default 100).
+    Interval,
+    /// Left to the operating system.
+    Never,
+}
+
+fn durability(name: DurabilityName, interval_ms: Option<u32>) -> TopicDurability {
+    match name {
+        DurabilityName::Always => TopicDurability::Always,
+        DurabilityName::Interval => TopicDurability::Interval {
+            interval_ms: interval_ms.unwrap_or(100),
+        },
+        DurabilityName::Never => TopicDurability::Never,
+    }
+}
+
+/// `POST /v1/topics`: a new topic and its settings (all but `name`
+/// optional; no limit unless given).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "orders", "partitions": 3, "max_messages": 100000,
+    "on_full": "reject", "retention": "limits", "retention_ms": 604800000})))]
 pub struct CreateTopic {
+    /// Letters, digits, `.`, `_` and `-`; names starting `spool.` are reserved.
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub name: String,
+    /// Default 1.
+    #[schema(minimum = 1, maximum = 1024)]
     pub partitions: Option<u32>,
+    /// Most messages kept; past it `on_full` applies.
     pub max_messages: Option<u64>,
+    /// Most bytes kept; past it `on_full` applies.
     pub max_bytes: Option<u64>,
-    pub on_full: Option<String>,
-    pub retention: Option<String>,
+    /// Default `reject`.
+    pub on_full: Option<OnFullName>,
+    /// Default `limits`.
+    pub retention: Option<RetentionName>,
+    /// Oldest segments are deleted past this many bytes.
     pub retention_bytes: Option<u64>,
+    /// Messages older than this are deleted.
     pub retention_ms: Option<u64>,
-    pub durability: Option<String>,
+    /// Default `always`.
+    pub durability: Option<DurabilityName>,
+    /// With `durability: interval`: how often to fdatasync (default 100).
+    #[schema(minimum = 1)]
     pub interval_ms: Option<u32>,
+    /// Size of a log segment file.
+    #[schema(minimum = 1024, maximum = 2147483647)]
     pub segment_bytes: Option<u64>,
+    /// Window in which a repeated `message_id` is not stored again.
+    #[schema(maximum = 86400000)]
     pub dedup_window_ms: Option<u64>,
+    /// Depth at which a warning is logged and reported.
     pub warn_depth: Option<u64>,
 }
 
 impl CreateTopic {
-    pub fn into_config(self) -> ApiResult<(TopicConfig, u32)> {
+    pub fn into_config(self) -> (TopicConfig, u32) {
         let mut c = TopicConfig {
             max_messages: self.max_messages,
             max_bytes: self.max_bytes,
             retention_bytes: self.retention_bytes,
             retention_ms: self.retention_ms,
+            warn_depth: self.warn_depth,
             ..TopicConfig::default()
         };
-        c.on_full = match self.on_full.as_deref() {
-            None | Some("reject") => OnFull::Reject,
-            Some("drop_oldest") | Some("drop-oldest") => OnFull::DropOldest,
-            Some(o) => {
-                return Err(ApiError::invalid(format!(
-                    "on_full {o:?}: use \"reject\" or \"drop_oldest\""
-                )))
-            }
-        };
-        c.retention = match self.retention.as_deref() {
-            None | Some("limits") => Retention::Limits,
-            Some("work_queue") | Some("work-queue") => Retention::WorkQueue,
-            Some(o) => {
-                return Err(ApiError::invalid(format!(
-                    "retention {o:?}: use \"limits\" or \"work_queue\""
-                )))
-            }
-        };
-        c.durability = match self.durability.as_deref() {
-            None | Some("always") => TopicDurability::Always,
-            Some("interval") => TopicDurability::Interval {
-                interval_ms: self.interval_ms.unwrap_or(100),
-            },
-            Some("never") => TopicDurability::Never,
-            Some(o) => {
-                return Err(ApiError::invalid(format!(
-                    "durability {o:?}: use \"always\", \"interval\" or \"never\""
-                )))
-            }
-        };
+        c.on_full = self.on_full.map_or(OnFull::Reject, OnFull::from);
+        c.retention = self.retention.map_or(Retention::Limits, Retention::from);
+        c.durability = durability(
+            self.durability.unwrap_or(DurabilityName::Always),
+            self.interval_ms,
+        );
         if let Some(v) = self.segment_bytes {
             c.segment_bytes = v;
         }
         if let Some(v) = self.dedup_window_ms {
             c.dedup_window_ms = v;
         }
-        c.warn_depth = self.warn_depth;
-        Ok((c, self.partitions.unwrap_or(1)))
+        (c, self.partitions.unwrap_or(1))
     }
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    pub pattern: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct FetchQuery {
-    pub partition: Option<u32>,
-    pub offset: Option<i64>,
-    pub max_bytes: Option<usize>,
-    /// How long to wait for messages when there are none (long poll).
-    pub wait_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
+/// `PATCH /v1/topics/{topic}`: the settings to change, as in create;
+/// 0 clears a limit, absent fields stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"warn_depth": 5000, "retention_ms": 86400000})))]
+pub struct AlterTopic {
+    pub max_messages: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub on_full: Option<OnFullName>,
+    pub retention: Option<RetentionName>,
+    pub retention_bytes: Option<u64>,
+    pub retention_ms: Option<u64>,
+    pub durability: Option<DurabilityName>,
+    /// With `durability: interval` (default 100); ignored without it.
+    #[schema(minimum = 1)]
+    pub interval_ms: Option<u32>,
+    #[schema(minimum = 1024, maximum = 2147483647)]
+    pub segment_bytes: Option<u64>,
+    #[schema(maximum = 86400000)]
+    pub dedup_window_ms: Option<u64>,
+    pub warn_depth: Option<u64>,
+}
+
+impl AlterTopic {
+    pub fn into_patch(self) -> TopicConfigPatch {
+        TopicConfigPatch {
+            max_messages: self.max_messages,
+            max_bytes: self.max_bytes,
+            on_full: self.on_full.map(OnFull::from),
+            retention: self.retention.map(Retention::from),
+            retention_bytes: self.retention_bytes,
+            retention_ms: self.retention_ms,
+            durability: self.durability.map(|d| durability(d, self.interval_ms)),
+            segment_bytes: self.segment_bytes,
+            dedup_window_ms: self.dedup_window_ms,
+            warn_depth: self.warn_depth,
+        }
+    }
+}
+
+/// One message to publish. Give the value as `value` (UTF-8) or
+/// `value_base64`, not both; the key likewise.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"value": "{\"order\":42}", "key": "customer-7",
+    "headers": {"source": "web"}, "message_id": "order-42"})))]
 pub struct Message {
     pub value: Option<String>,
     pub value_base64: Option<String>,
+    /// Messages with one key go to one partition (and, on an `ordered`
+    /// subscription, are delivered in order).
     pub key: Option<String>,
     pub key_base64: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The partition to store it in (else chosen by key, or spread).
     pub partition: Option<u32>,
-    /// Duplicate suppression: a repeated ID within the window is not stored again.
+    /// Duplicate suppression: a repeated ID within the topic's
+    /// `dedup_window_ms` is not stored again (its answer is marked
+    /// `duplicate`).
     pub message_id: Option<String>,
+    /// Deliver to queue subscriptions no sooner than this many ms from now.
     pub delay_ms: Option<u64>,
+    /// Deliver to queue subscriptions no sooner than this time (ms since
+    /// the Unix epoch); wins over `delay_ms`.
     pub deliver_at_ms: Option<i64>,
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/topics/{topic}/messages`: stored as one atomic batch per
+/// partition.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"messages": [{"value": "{\"order\":42}", "key": "customer-7",
+    "message_id": "order-42"}, {"value_base64": "AAEC", "delay_ms": 60000}]})))]
 pub struct Publish {
+    /// At least one.
+    #[schema(min_items = 1)]
     pub messages: Vec<Message>,
 }
 
@@ -153,7 +266,7 @@ impl Message {
         }
         let deliver_at = self.deliver_at_ms.or(self
             .delay_ms
-            .map(|d| now_ms + d.min(i64::MAX as u64 / 2) as i64));
+            .map(|d| now_ms.saturating_add(d.min(i64::MAX as u64 / 2) as i64)));
         if let Some(at) = deliver_at {
             headers.push((
                 DELIVER_AT_HEADER.to_owned(),
@@ -181,119 +294,68 @@ pub fn records(req: Publish, now_ms: i64) -> ApiResult<Vec<(Option<u32>, NewReco
         .collect()
 }
 
-/// A value as JSON: UTF-8 text as `value`, anything else as `value_base64`.
-fn put_bytes(obj: &mut serde_json::Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
-    match bytes {
-        None => {
-            obj.insert(name.to_owned(), Value::Null);
-        }
-        Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => {
-                obj.insert(name.to_owned(), json!(s));
-            }
-            Err(_) => {
-                obj.insert(format!("{name}_base64"), json!(B64.encode(b)));
-            }
-        },
-    }
+/// A subscription's kind.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionKind {
+    /// Leases, acks, retries, dead letters (the default).
+    #[default]
+    Queue,
+    /// Offsets read in order (consumer-group style); the queue settings
+    /// do not apply.
+    Stream,
 }
 
-fn headers_json(headers: &[(String, Option<&[u8]>)]) -> Value {
-    let mut map = serde_json::Map::new();
-    for (k, v) in headers {
-        let v = v.map(|v| match std::str::from_utf8(v) {
-            Ok(s) => json!(s),
-            Err(_) => json!({ "base64": B64.encode(v) }),
-        });
-        map.insert(k.clone(), v.unwrap_or(Value::Null));
-    }
-    Value::Object(map)
+/// Delivery guarantee of a queue subscription.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Leased, redelivered until acknowledged (the default).
+    AtLeastOnce,
+    /// Acknowledged as it is handed out.
+    AtMostOnce,
 }
 
-pub fn leased(m: &LeasedMessage) -> Value {
-    let mut obj = serde_json::Map::new();
-    obj.insert("receipt".into(), json!(m.receipt));
-    obj.insert("partition".into(), json!(m.partition));
-    obj.insert("offset".into(), json!(m.offset));
-    put_bytes(&mut obj, "key", m.key.as_deref());
-    put_bytes(&mut obj, "value", m.value.as_deref());
-    let headers: Vec<(String, Option<&[u8]>)> = m
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_deref()))
-        .collect();
-    obj.insert("headers".into(), headers_json(&headers));
-    obj.insert("deliveries".into(), json!(m.deliveries));
-    obj.insert("timestamp_ms".into(), json!(m.timestamp_ms));
-    obj.insert("lease_deadline_ms".into(), json!(m.lease_deadline_ms));
-    Value::Object(obj)
-}
-
-/// Messages of a fetch, skipping records below the asked offset.
-pub fn fetched(partition: u32, read: &FetchedPartition, from: i64) -> ApiResult<Value> {
-    let mut messages = Vec::new();
-    for batch in spool_batch::split_batches(&read.batches) {
-        let batch = batch.map_err(|e| ApiError(e.into()))?;
-        let h = spool_batch::BatchHeader::parse(batch).map_err(|e| ApiError(e.into()))?;
-        for r in spool_batch::records(batch, &h) {
-            let r = r.map_err(|e| ApiError(e.into()))?;
-            let offset = h.base_offset + r.offset_delta as i64;
-            if offset < from {
-                continue;
-            }
-            let mut obj = serde_json::Map::new();
-            obj.insert("partition".into(), json!(partition));
-            obj.insert("offset".into(), json!(offset));
-            obj.insert(
-                "timestamp_ms".into(),
-                json!(h.base_timestamp + r.timestamp_delta),
-            );
-            put_bytes(&mut obj, "key", r.key);
-            put_bytes(&mut obj, "value", r.value);
-            let headers: Vec<(String, Option<&[u8]>)> = r
-                .headers
-                .iter()
-                .map(|hd| (hd.key.to_owned(), hd.value))
-                .collect();
-            obj.insert("headers".into(), headers_json(&headers));
-            messages.push(Value::Object(obj));
-        }
-    }
-    Ok(json!({
-        "messages": messages,
-        "next_offset": read.next_offset,
-        "start_offset": read.start_offset,
-        "end_offset": read.end_offset,
-    }))
-}
-
-pub fn describe(d: &TopicDescription) -> Value {
-    let partitions: Vec<Value> = d
-        .partitions
-        .iter()
-        .map(|p| json!({"partition": p.partition, "start_offset": p.start_offset, "end_offset": p.end_offset, "messages": p.messages, "bytes": p.bytes}))
-        .collect();
-    json!({"name": d.name, "config": d.config, "partitions": partitions})
-}
-
-#[derive(Deserialize)]
+/// `POST /v1/topics/{topic}/subscriptions`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "billing", "ack_timeout_ms": 30000, "max_deliveries": 5,
+    "dead_letter_topic": "orders.dlq", "backoff_ms": 1000, "backoff_max_ms": 60000,
+    "ordered": true})))]
 pub struct CreateSubscription {
+    /// Any printable characters (no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 249,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub name: String,
-    pub kind: Option<String>,
+    /// Default `queue`.
+    pub kind: Option<SubscriptionKind>,
+    /// A lease lapses this long after it is handed out (default 30000).
     pub ack_timeout_ms: Option<u64>,
+    /// Deliveries before a message becomes a dead letter (default 5).
     pub max_deliveries: Option<u32>,
+    /// Where dead letters go (else they stay, for redrive).
+    #[schema(pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub dead_letter_topic: Option<String>,
+    /// Delay before a redelivery (fixed, or the first of an exponential
+    /// series with `backoff_max_ms`).
     pub backoff_ms: Option<u64>,
+    /// Makes the backoff exponential, up to this.
     pub backoff_max_ms: Option<u64>,
-    pub mode: Option<String>,
+    /// Default `at_least_once`.
+    pub mode: Option<Mode>,
+    /// One message per key at a time, in order.
     pub ordered: Option<bool>,
+    /// Push messages to this URL (signed POSTs; host must be allowed).
     pub push_endpoint: Option<String>,
+    /// Pushes in flight at once.
     pub max_in_flight: Option<u32>,
 }
 
 impl CreateSubscription {
-    pub fn into_spec(self, topic: &str) -> ApiResult<SubscriptionSpec> {
+    pub fn into_spec(self, topic: &str) -> SubscriptionSpec {
         let mut spec = SubscriptionSpec::new(topic, &self.name);
         if let Some(v) = self.ack_timeout_ms {
             spec.ack_timeout_ms = v;
@@ -310,38 +372,90 @@ impl CreateSubscription {
                 max_ms: max,
             },
         };
-        spec.mode = match self.mode.as_deref() {
-            None | Some("at_least_once") => ModeSpec::AtLeastOnce,
-            Some("at_most_once") => ModeSpec::AtMostOnce,
-            Some(o) => {
-                return Err(ApiError::invalid(format!(
-                    "mode {o:?}: use \"at_least_once\" or \"at_most_once\""
-                )))
-            }
+        spec.mode = match self.mode {
+            None | Some(Mode::AtLeastOnce) => ModeSpec::AtLeastOnce,
+            Some(Mode::AtMostOnce) => ModeSpec::AtMostOnce,
         };
         spec.ordered = self.ordered.unwrap_or(false);
         spec.push_endpoint = self.push_endpoint;
         if let Some(n) = self.max_in_flight {
             spec.push_max_in_flight = n;
         }
-        Ok(spec)
+        spec
     }
 }
 
-/// PATCH on a subscription: only the fields present change; `null`
-/// removes the dead-letter topic or the push endpoint. The mode and
-/// ordering are fixed at creation, so they are unknown fields here.
-#[derive(Deserialize)]
+/// `POST …/receive` (the body may be empty: defaults).
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"max": 10, "wait_ms": 20000})))]
+pub struct Receive {
+    /// Most messages to lease (1–1000, default 10).
+    pub max: Option<u32>,
+    /// Wait up to this long when there are none (long poll; at most 300000).
+    #[schema(maximum = 300000)]
+    pub wait_ms: Option<u64>,
+}
+
+/// `POST …/ack`: the leases to acknowledge.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"receipts": ["0-41-1a2b3c"]})))]
+pub struct Ack {
+    /// Receipts from `receive`.
+    pub receipts: Vec<String>,
+}
+
+/// `POST …/nack`: leases to give back.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"receipts": ["0-41-1a2b3c"], "delay_ms": 5000, "error": "db down"})))]
+pub struct Nack {
+    pub receipts: Vec<String>,
+    /// Redeliver no sooner than this (default 0).
+    pub delay_ms: Option<u64>,
+    /// Why (kept with a dead letter).
+    pub error: Option<String>,
+}
+
+/// `POST …/extend`: leases to lengthen.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"receipts": ["0-41-1a2b3c"], "extend_ms": 60000})))]
+pub struct Extend {
+    pub receipts: Vec<String>,
+    /// The new lease lasts this long from now (default 30000).
+    pub extend_ms: Option<u64>,
+}
+
+/// `PATCH /v1/topics/{topic}/subscriptions/{sub}`: only the fields present
+/// change; `null` removes the dead-letter topic or the push endpoint. The
+/// mode and ordering are fixed at creation, so they are unknown fields
+/// here.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(json!({"max_deliveries": 3, "dead_letter_topic": null})))]
 pub struct AlterSubscription {
+    /// A lease lapses this long after it is handed out (new leases).
+    #[schema(minimum = 1)]
     pub ack_timeout_ms: Option<u64>,
+    /// Deliveries before a message becomes a dead letter.
     pub max_deliveries: Option<u32>,
+    /// Where dead letters go; `null`: nowhere (they stay, for redrive).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable, pattern = r"^[a-zA-Z0-9._-]{1,249}$")]
     pub dead_letter_topic: Option<Option<String>>,
+    /// Delay before a redelivery (fixed, or the first of an exponential
+    /// series with `backoff_max_ms`).
     pub backoff_ms: Option<u64>,
+    /// Makes the backoff exponential, up to this (needs `backoff_ms`).
     pub backoff_max_ms: Option<u64>,
+    /// Push messages to this URL (host must be allowed); `null`: stop
+    /// pushing.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
     pub push_endpoint: Option<Option<String>>,
+    /// Pushes in flight at once.
     pub max_in_flight: Option<u32>,
 }
 
@@ -377,116 +491,4 @@ impl AlterSubscription {
             push_max_in_flight: self.max_in_flight,
         })
     }
-}
-
-pub fn spec(s: &SubscriptionSpec) -> Value {
-    json!({
-        "topic": s.topic, "name": s.name, "kind": "queue", "ack_timeout_ms": s.ack_timeout_ms,
-        "max_deliveries": s.max_deliveries, "dead_letter_topic": s.dead_letter_topic,
-        "backoff": s.backoff, "mode": s.mode, "ordered": s.ordered,
-        "push_endpoint": s.push_endpoint, "max_in_flight": s.push_max_in_flight,
-    })
-}
-
-/// A subscription as the list shows it: its settings and its load (the
-/// same fields `spool subscription list` prints).
-pub fn subscription(s: &SubscriptionSpec, load: &crate::ops::SubscriptionLoad) -> Value {
-    let mut v = spec(s);
-    v["leased"] = json!(load.leased);
-    v["outstanding"] = json!(load.outstanding);
-    v["lag"] = json!(load.lag);
-    v["redeliveries"] = json!(load.redeliveries);
-    v["dead_letters"] = json!(load.dead_letters);
-    v
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Receive {
-    pub max: Option<u32>,
-    pub wait_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Receipts {
-    pub receipts: Vec<String>,
-    pub delay_ms: Option<u64>,
-    pub error: Option<String>,
-    pub extend_ms: Option<u64>,
-}
-
-/// A topic settings change: the fields of `CreateTopic` except `name` and
-/// `partitions`, each optional (0 clears a limit).
-pub fn alter_patch(v: &Value) -> ApiResult<spool_broker::TopicConfigPatch> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("expected a JSON object"))?;
-    let mut p = spool_broker::TopicConfigPatch::default();
-    for (k, val) in obj {
-        let num = || {
-            val.as_u64()
-                .ok_or_else(|| ApiError::invalid(format!("{k}: expected a whole number")))
-        };
-        let text = || {
-            val.as_str()
-                .ok_or_else(|| ApiError::invalid(format!("{k}: expected a string")))
-        };
-        match k.as_str() {
-            "max_messages" => p.max_messages = Some(num()?),
-            "max_bytes" => p.max_bytes = Some(num()?),
-            "retention_bytes" => p.retention_bytes = Some(num()?),
-            "retention_ms" => p.retention_ms = Some(num()?),
-            "segment_bytes" => p.segment_bytes = Some(num()?),
-            "dedup_window_ms" => p.dedup_window_ms = Some(num()?),
-            "warn_depth" => p.warn_depth = Some(num()?),
-            "on_full" => {
-                p.on_full = Some(match text()? {
-                    "reject" => OnFull::Reject,
-                    "drop_oldest" | "drop-oldest" => OnFull::DropOldest,
-                    o => {
-                        return Err(ApiError::invalid(format!(
-                            "on_full {o:?}: use \"reject\" or \"drop_oldest\""
-                        )))
-                    }
-                })
-            }
-            "retention" => {
-                p.retention = Some(match text()? {
-                    "limits" => Retention::Limits,
-                    "work_queue" | "work-queue" => Retention::WorkQueue,
-                    o => {
-                        return Err(ApiError::invalid(format!(
-                            "retention {o:?}: use \"limits\" or \"work_queue\""
-                        )))
-                    }
-                })
-            }
-            "durability" => {
-                p.durability = Some(match text()? {
-                    "always" => TopicDurability::Always,
-                    "interval" => TopicDurability::Interval {
-                        interval_ms: obj
-                            .get("interval_ms")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(100)
-                            .min(u32::MAX as u64) as u32,
-                    },
-                    "never" => TopicDurability::Never,
-                    o => {
-                        return Err(ApiError::invalid(format!(
-                            "durability {o:?}: use \"always\", \"interval\" or \"never\""
-                        )))
-                    }
-                })
-            }
-            "interval_ms" => {}
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "unknown topic setting {other:?}"
-                )))
-            }
-        }
-    }
-    Ok(p)
 }

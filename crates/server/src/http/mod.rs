@@ -1,6 +1,8 @@
 //! The HTTP/JSON front end (axum): topics, publishing, fetching, queue
 //! subscriptions (receive, ack, nack, extend, redrive), the side channel,
-//! health checks and the OpenAPI document. Thin: it parses JSON, calls the
+//! health checks, the OpenAPI document (`/openapi.json`, generated from
+//! the handlers' own types and `#[utoipa::path]` annotations) and its
+//! reference page (`/docs`). Thin: it parses JSON, calls the
 //! operations layer ([`Ops`], which authorises, validates, runs and waits)
 //! and renders JSON; errors are `application/problem+json` with the binary
 //! protocol's stable codes.
@@ -13,28 +15,38 @@
 //! [`OPEN_PATHS`] need no token.
 
 mod body;
+mod docs;
 mod error;
 mod groups;
 mod json;
+mod links;
 mod openapi;
+mod params;
 mod requests;
+mod topics;
+mod views;
 
 use crate::auth::{Caller, Need};
 use crate::ops::{self, Ops};
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 pub use error::{status_for, ApiError, ApiResult};
+use json::{Ack, AlterSubscription, CreateSubscription, Extend, Nack, Receive, SubscriptionKind};
+use params::{ApiPath, SubscriptionPath, TopicPath};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use spool_broker::{Broker, BrokerError};
 use spool_types::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::Instrument;
+use views::{
+    Health, ReceiptResult, ReceiptResults, Received, Redriven, SubscriptionCreated,
+    SubscriptionList, SubscriptionView,
+};
 
 pub use body::{HTTP_BODY_BYTES_MAX, HTTP_BODY_READ_TIMEOUT_MS, HTTP_CONTROL_BODY_BYTES_MAX};
 pub use spool_types::limits::HTTP_WAIT_MS_MAX;
@@ -43,7 +55,7 @@ pub use spool_types::limits::HTTP_WAIT_MS_MAX;
 pub type AppState = Arc<Ops>;
 
 /// Paths served without a token, even when authentication is on.
-pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
+pub const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
 
 /// The HTTP header carrying an HTTP request's trace ID (echoed when the
 /// client sends one, else made up; every log line about the request
@@ -157,48 +169,55 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API. Every route is described in [`openapi`]: a new one
+/// needs `#[utoipa::path]` on its handler, typed bodies, parameters and
+/// answers (`json`, `params`, `views`) and its handler in `openapi`'s
+/// `paths(…)`. The `openapi` integration test checks both ways: each route
+/// here is documented, each documented operation is routed.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(docs::page))
         .route("/metrics", get(metrics_text))
-        .route("/v1/topics", post(create_topic).get(list_topics))
+        .route(
+            "/v1/topics",
+            post(topics::create_topic).get(topics::list_topics),
+        )
         .route(
             "/v1/topics/{topic}",
-            get(describe_topic).delete(delete_topic).patch(alter_topic),
+            get(topics::describe_topic)
+                .delete(topics::delete_topic)
+                .patch(topics::alter_topic),
         )
-        .route("/v1/topics/{topic}/messages", post(publish).get(fetch))
+        .route(
+            "/v1/topics/{topic}/messages",
+            post(topics::publish).get(topics::fetch),
+        )
         .route(
             "/v1/topics/{topic}/subscriptions",
             post(create_subscription).get(list_subscriptions),
         )
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}",
-            axum::routing::delete(delete_subscription).patch(alter_subscription),
+            delete(delete_subscription).patch(alter_subscription),
         )
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}/receive",
             post(receive),
         )
-        .route(
-            "/v1/topics/{topic}/subscriptions/{sub}/ack",
-            post(settle::<ACK>),
-        )
-        .route(
-            "/v1/topics/{topic}/subscriptions/{sub}/nack",
-            post(settle::<NACK>),
-        )
+        .route("/v1/topics/{topic}/subscriptions/{sub}/ack", post(ack))
+        .route("/v1/topics/{topic}/subscriptions/{sub}/nack", post(nack))
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}/extend",
-            post(settle::<EXTEND>),
+            post(extend),
         )
         .route(
             "/v1/topics/{topic}/subscriptions/{sub}/redrive",
             post(redrive),
         )
-        .route("/v1/events", get(events))
+        .route("/v1/events", get(topics::events))
         .route("/v1/groups/{group}/join", post(groups::join))
         .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
         .route("/v1/groups/{group}/commit", post(groups::commit))
@@ -218,6 +237,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/requests/{id}/complete", post(requests::complete))
         .route("/v1/requests/{id}/fail", post(requests::fail))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // Limits are per route, enforced by `body::read_body`, which buffers
         // the body before any extractor sees it.
         .layer(axum::middleware::from_fn(body::read_body))
@@ -254,222 +274,142 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics (text format; see docs/metrics.md)",
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 async fn metrics_text(State(s): State<AppState>) -> ApiResult<Response> {
     let b = s.broker.clone();
     let text = blocking(move || Ok(crate::metrics::render(&b))).await?;
     let mut response = text.into_response();
     response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     Ok(response)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    summary = "Liveness check",
+    responses((status = 200, description = "The server is up", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    summary = "Readiness check",
+    responses((status = 200, description = "The server is serving", body = Health)))]
+async fn readyz() -> Json<Health> {
+    healthz().await
 }
 
 async fn not_found() -> ApiError {
     ApiError(BrokerError::new(
         ErrorCode::UnknownRequestType,
-        "no such endpoint; see /openapi.json",
+        "no such endpoint; see /docs or /openapi.json",
     ))
 }
 
-async fn create_topic(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: Bytes,
-) -> ApiResult<Response> {
-    caller.check(Need::Admin)?;
-    let req: json::CreateTopic = parse(&body)?;
-    let name = req.name.clone();
-    let (config, partitions) = req.into_config()?;
-    s.create_topic(&caller, name.clone(), partitions, config)
-        .await?;
-    Ok(created(json!({"name": name, "partitions": partitions})))
+async fn method_not_allowed() -> Response {
+    let e = BrokerError::new(
+        ErrorCode::UnknownRequestType,
+        "this path does not take that method; see /docs or /openapi.json",
+    );
+    error::problem(StatusCode::METHOD_NOT_ALLOWED, e)
 }
 
-/// 201 Created with a JSON body.
-fn created(body: Value) -> Response {
-    (StatusCode::CREATED, Json(body)).into_response()
-}
-
-async fn list_topics(
-    State(s): State<AppState>,
-    caller: Caller,
-    Query(q): Query<json::ListQuery>,
-) -> ApiResult<Json<Value>> {
-    let topics: Vec<Value> = s
-        .list_topics(&caller, q.pattern.as_deref())?
-        .into_iter()
-        .map(|(name, partitions)| json!({"name": name, "partitions": partitions}))
-        .collect();
-    Ok(Json(json!({ "topics": topics })))
-}
-
-async fn describe_topic(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(topic): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json::describe(&s.describe_topic(&caller, &topic)?)))
-}
-
-async fn alter_topic(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(topic): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller.check(Need::Admin)?;
-    let patch = json::alter_patch(&parse::<Value>(&body)?)?;
-    let d = s.alter_topic(&caller, topic, patch).await?;
-    Ok(Json(json::describe(&d)))
-}
-
-async fn delete_topic(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(topic): Path<String>,
-) -> ApiResult<StatusCode> {
-    s.delete_topic(&caller, topic).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn publish(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(topic): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller.check(Need::Produce(&topic))?;
-    let req: json::Publish = parse(&body)?;
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid(
-            "\"messages\" must hold at least one message",
-        ));
-    }
-    let records = json::records(req, crate::now_ms())?;
-    let placed = s.publish(&caller, topic, records).await?;
-    // A suppressed duplicate (its `spool-msg-id` stored before) is marked:
-    // its offset is the original's.
-    let offsets: Vec<Value> = placed
-        .into_iter()
-        .map(|p| {
-            let mut v = json!({"partition": p.partition, "offset": p.offset});
-            if p.duplicate {
-                v["duplicate"] = json!(true);
-            }
-            v
-        })
-        .collect();
-    Ok(Json(json!({ "offsets": offsets })))
-}
-
-async fn fetch(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(topic): Path<String>,
-    Query(q): Query<json::FetchQuery>,
-) -> ApiResult<Json<Value>> {
-    let partition = q.partition.unwrap_or(0);
-    fetch_one(&s, &caller, topic, partition, &q).await.map(Json)
-}
-
-/// Reads one partition as `q` asks (from `offset`, up to `max_bytes`,
-/// waiting up to `wait_ms` when there is nothing): its messages as JSON.
-async fn fetch_one(
-    s: &Ops,
-    caller: &Caller,
-    topic: String,
-    partition: u32,
-    q: &json::FetchQuery,
-) -> ApiResult<Value> {
-    let max_bytes = q.max_bytes.unwrap_or(1 << 20).clamp(1, 8 << 20);
-    let offset = q.offset.unwrap_or(0);
-    let asked = ops::FetchPartition {
-        topic,
-        partition,
-        offset,
-        max_bytes,
-    };
-    let wait_ms = q.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
-    let fetched = s.fetch(caller, vec![asked], max_bytes, wait_ms).await?;
-    let Some(read) = fetched.partitions.into_iter().next() else {
-        return Err(ApiError::invalid("nothing was fetched"));
-    };
-    if let Some(e) = read.error {
-        return Err(ApiError(e));
-    }
-    json::fetched(partition, &read, offset)
-}
-
+#[utoipa::path(post, path = "/v1/topics/{topic}/subscriptions", tag = "subscriptions",
+    summary = "Create a queue (or stream) subscription",
+    params(TopicPath),
+    request_body = CreateSubscription,
+    responses((status = 201, description = "The subscription was created", body = SubscriptionCreated)))]
 async fn create_subscription(
     State(s): State<AppState>,
     caller: Caller,
-    Path(topic): Path<String>,
+    ApiPath(p): ApiPath<TopicPath>,
     body: Bytes,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<SubscriptionCreated>)> {
     caller.check(Need::Admin)?;
-    let req: json::CreateSubscription = parse(&body)?;
+    let req: CreateSubscription = parse(&body)?;
     let name = req.name.clone();
-    let (kind, kind_name) = if req.kind.as_deref().unwrap_or("queue") == "stream" {
-        (ops::SubscriptionKind::Stream, "stream")
-    } else {
-        (
-            ops::SubscriptionKind::Queue(req.into_spec(&topic)?),
-            "queue",
-        )
+    let kind = req.kind.unwrap_or_default();
+    let how = match kind {
+        SubscriptionKind::Stream => ops::SubscriptionKind::Stream,
+        SubscriptionKind::Queue => ops::SubscriptionKind::Queue(req.into_spec(&p.topic)),
     };
-    s.create_subscription(&caller, topic, name.clone(), kind)
+    s.create_subscription(&caller, p.topic, name.clone(), how)
         .await?;
-    Ok(created(json!({"name": name, "kind": kind_name})))
+    let created = SubscriptionCreated { name, kind };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(get, path = "/v1/topics/{topic}/subscriptions", tag = "subscriptions",
+    summary = "List a topic's queue subscriptions with their settings and load",
+    params(TopicPath),
+    responses((status = 200, description = "The subscriptions", body = SubscriptionList)))]
 async fn list_subscriptions(
     State(s): State<AppState>,
     caller: Caller,
-    Path(topic): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let subs: Vec<Value> = s
-        .list_subscriptions(&caller, Some(&topic))?
+    ApiPath(p): ApiPath<TopicPath>,
+) -> ApiResult<Json<SubscriptionList>> {
+    let subscriptions = s
+        .list_subscriptions(&caller, Some(&p.topic))?
         .iter()
-        .map(|(spec, load)| json::subscription(spec, load))
+        .map(|(spec, load)| SubscriptionView::new(spec, load))
         .collect();
-    Ok(Json(json!({ "subscriptions": subs })))
+    Ok(Json(SubscriptionList { subscriptions }))
 }
 
+#[utoipa::path(patch, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = "subscriptions",
+    summary = "Change a queue subscription's ack timeout, max deliveries, backoff, dead-letter \
+        topic or push endpoint (null removes the last two)",
+    params(SubscriptionPath),
+    request_body = AlterSubscription,
+    responses((status = 200, description = "The subscription as it is now", body = SubscriptionView)))]
 async fn alter_subscription(
     State(s): State<AppState>,
     caller: Caller,
-    Path((topic, sub)): Path<(String, String)>,
+    ApiPath(p): ApiPath<SubscriptionPath>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubscriptionView>> {
     caller.check(Need::Admin)?;
-    let patch = parse::<json::AlterSubscription>(&body)?.into_patch()?;
-    let (spec, load) = s.alter_subscription(&caller, topic, sub, patch).await?;
-    Ok(Json(json::subscription(&spec, &load)))
+    let patch = parse::<AlterSubscription>(&body)?.into_patch()?;
+    let (spec, load) = s.alter_subscription(&caller, p.topic, p.sub, patch).await?;
+    Ok(Json(SubscriptionView::new(&spec, &load)))
 }
 
+#[utoipa::path(delete, path = "/v1/topics/{topic}/subscriptions/{sub}", tag = "subscriptions",
+    summary = "Delete a queue subscription",
+    params(SubscriptionPath),
+    responses((status = 204, description = "Deleted")))]
 async fn delete_subscription(
     State(s): State<AppState>,
     caller: Caller,
-    Path((topic, sub)): Path<(String, String)>,
+    ApiPath(p): ApiPath<SubscriptionPath>,
 ) -> ApiResult<StatusCode> {
-    s.delete_subscription(&caller, topic, sub).await?;
+    s.delete_subscription(&caller, p.topic, p.sub).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/topics/{topic}/subscriptions/{sub}/receive",
+    tag = "subscriptions",
+    summary = "Lease messages (long poll with wait_ms)",
+    params(SubscriptionPath),
+    request_body(content = Receive, description = "May be empty: the defaults"),
+    responses((status = 200, description = "The leased messages (none if the wait ran out)",
+        body = Received)))]
 async fn receive(
     State(s): State<AppState>,
     caller: Caller,
-    Path((topic, sub)): Path<(String, String)>,
+    ApiPath(p): ApiPath<SubscriptionPath>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller.check(Need::Consume(&topic))?;
-    let req: json::Receive = if body.is_empty() {
-        json::Receive::default()
+) -> ApiResult<Json<Received>> {
+    caller.check(Need::Consume(&p.topic))?;
+    let req: Receive = if body.is_empty() {
+        Receive::default()
     } else {
         parse(&body)?
     };
@@ -479,27 +419,20 @@ async fn receive(
         .clamp(1, spool_broker::subscription::RECEIVE_MAX as u32) as usize;
     let wait_ms = req.wait_ms.unwrap_or(0).min(HTTP_WAIT_MS_MAX);
     let room = ops::ReceiveRoom::UNLIMITED;
+    let shape = &ops::Shape::BROKER;
     let messages = s
-        .receive(
-            &caller,
-            &topic,
-            &sub,
-            max,
-            wait_ms,
-            room,
-            &ops::Shape::BROKER,
-        )
+        .receive(&caller, &p.topic, &p.sub, max, wait_ms, room, shape)
         .await?;
-    let messages: Vec<Value> = messages.iter().map(json::leased).collect();
-    Ok(Json(json!({ "messages": messages })))
+    let messages = messages.iter().map(Into::into).collect();
+    Ok(Json(Received { messages }))
 }
 
 /// Renders per-receipt results; if every receipt failed with one code, that
 /// error is the response (so a single bad receipt reads as an error).
 fn receipt_results(
     receipts: &[String],
-    results: Vec<Result<Value, BrokerError>>,
-) -> ApiResult<Json<Value>> {
+    results: Vec<Result<Option<i64>, BrokerError>>,
+) -> ApiResult<Json<ReceiptResults>> {
     if !results.is_empty() && results.iter().all(Result::is_err) {
         let codes: Vec<ErrorCode> = results
             .iter()
@@ -512,94 +445,110 @@ fn receipt_results(
         }
         return Err(ApiError::invalid("no receipt was accepted"));
     }
-    let out: Vec<Value> = receipts
+    let results = receipts
         .iter()
         .zip(results)
-        .map(|(r, res)| match res {
-            Ok(mut v) => {
-                v["receipt"] = json!(r);
-                v["ok"] = json!(true);
-                v
-            }
-            Err(e) => {
-                json!({"receipt": r, "ok": false, "code": e.code.name(), "detail": e.message})
-            }
-        })
+        .map(|(r, res)| receipt_result(r, res))
         .collect();
-    Ok(Json(json!({ "results": out })))
+    Ok(Json(ReceiptResults { results }))
 }
 
-/// What a receipts route does with its receipts (the const parameter of
-/// [`settle`]).
-const ACK: u8 = 0;
-const NACK: u8 = 1;
-const EXTEND: u8 = 2;
+fn receipt_result(receipt: &str, res: Result<Option<i64>, BrokerError>) -> ReceiptResult {
+    let (ok, lease_deadline_ms, code, detail) = match res {
+        Ok(deadline) => (true, deadline, None, None),
+        Err(e) => (false, None, Some(e.code.name().to_owned()), Some(e.message)),
+    };
+    ReceiptResult {
+        receipt: receipt.to_owned(),
+        ok,
+        lease_deadline_ms,
+        code,
+        detail,
+    }
+}
 
-/// `…/ack`, `…/nack` and `…/extend`: one result per receipt.
-async fn settle<const HOW: u8>(
+/// Results without a deadline (ack, nack).
+fn settled(results: Vec<Result<(), BrokerError>>) -> Vec<Result<Option<i64>, BrokerError>> {
+    results.into_iter().map(|r| r.map(|()| None)).collect()
+}
+
+#[utoipa::path(post, path = "/v1/topics/{topic}/subscriptions/{sub}/ack", tag = "subscriptions",
+    summary = "Acknowledge leased messages by receipt",
+    params(SubscriptionPath),
+    request_body = Ack,
+    responses((status = 200, description = "One result per receipt (an error if all failed alike)",
+        body = ReceiptResults)))]
+async fn ack(
     State(s): State<AppState>,
     caller: Caller,
-    Path((topic, sub)): Path<(String, String)>,
+    ApiPath(p): ApiPath<SubscriptionPath>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    caller.check(Need::Consume(&topic))?;
-    let req: json::Receipts = parse(&body)?;
+) -> ApiResult<Json<ReceiptResults>> {
+    caller.check(Need::Consume(&p.topic))?;
+    let req: Ack = parse(&body)?;
+    let results = s.ack(&caller, &p.topic, &p.sub, &req.receipts).await?;
+    receipt_results(&req.receipts, settled(results))
+}
+
+#[utoipa::path(post, path = "/v1/topics/{topic}/subscriptions/{sub}/nack", tag = "subscriptions",
+    summary = "Give leased messages back, with an optional delay",
+    params(SubscriptionPath),
+    request_body = Nack,
+    responses((status = 200, description = "One result per receipt (an error if all failed alike)",
+        body = ReceiptResults)))]
+async fn nack(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(p): ApiPath<SubscriptionPath>,
+    body: Bytes,
+) -> ApiResult<Json<ReceiptResults>> {
+    caller.check(Need::Consume(&p.topic))?;
+    let req: Nack = parse(&body)?;
     let receipts = req.receipts.clone();
-    let done = |results: Vec<Result<(), BrokerError>>| {
-        results.into_iter().map(|r| r.map(|()| json!({}))).collect()
-    };
-    let results: Vec<Result<Value, BrokerError>> = match HOW {
-        ACK => done(s.ack(&caller, &topic, &sub, &req.receipts).await?),
-        NACK => {
-            let delay_ms = req.delay_ms.unwrap_or(0);
-            done(
-                s.nack(&caller, topic, sub, req.receipts, delay_ms, req.error)
-                    .await?,
-            )
-        }
-        _ => {
-            let extend_ms = req.extend_ms.unwrap_or(30_000);
-            s.extend(&caller, topic, sub, req.receipts, extend_ms)
-                .await?
-                .into_iter()
-                .map(|r| r.map(|d| json!({"lease_deadline_ms": d})))
-                .collect()
-        }
-    };
+    let delay_ms = req.delay_ms.unwrap_or(0);
+    let results = s
+        .nack(&caller, p.topic, p.sub, req.receipts, delay_ms, req.error)
+        .await?;
+    receipt_results(&receipts, settled(results))
+}
+
+#[utoipa::path(post, path = "/v1/topics/{topic}/subscriptions/{sub}/extend",
+    tag = "subscriptions",
+    summary = "Extend leases",
+    params(SubscriptionPath),
+    request_body = Extend,
+    responses((status = 200,
+        description = "One result per receipt with its new deadline (an error if all failed alike)",
+        body = ReceiptResults)))]
+async fn extend(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(p): ApiPath<SubscriptionPath>,
+    body: Bytes,
+) -> ApiResult<Json<ReceiptResults>> {
+    caller.check(Need::Consume(&p.topic))?;
+    let req: Extend = parse(&body)?;
+    let receipts = req.receipts.clone();
+    let extend_ms = req.extend_ms.unwrap_or(30_000);
+    let results = s
+        .extend(&caller, p.topic, p.sub, req.receipts, extend_ms)
+        .await?
+        .into_iter()
+        .map(|r| r.map(Some))
+        .collect();
     receipt_results(&receipts, results)
 }
 
+#[utoipa::path(post, path = "/v1/topics/{topic}/subscriptions/{sub}/redrive",
+    tag = "subscriptions",
+    summary = "Move a subscription's dead letters back to its topic",
+    params(SubscriptionPath),
+    responses((status = 200, description = "How many were moved", body = Redriven)))]
 async fn redrive(
     State(s): State<AppState>,
     caller: Caller,
-    Path((topic, sub)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let moved = s.redrive(&caller, topic, sub).await?;
-    Ok(Json(json!({ "moved": moved })))
-}
-
-async fn events(
-    State(s): State<AppState>,
-    caller: Caller,
-    Query(q): Query<json::FetchQuery>,
-) -> ApiResult<Json<Value>> {
-    let topic = spool_broker::EVENTS_TOPIC.to_owned();
-    let fetched = fetch_one(&s, &caller, topic, 0, &q).await?;
-    // Events are JSON documents: show them as such.
-    let events: Vec<Value> = fetched["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|msg| {
-                    let parsed = msg["value"]
-                        .as_str()
-                        .and_then(|v| serde_json::from_str::<Value>(v).ok());
-                    json!({"offset": msg["offset"], "event": parsed.unwrap_or(Value::Null)})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Json(
-        json!({ "events": events, "next_offset": fetched["next_offset"] }),
-    ))
+    ApiPath(p): ApiPath<SubscriptionPath>,
+) -> ApiResult<Json<Redriven>> {
+    let moved = s.redrive(&caller, p.topic, p.sub).await?;
+    Ok(Json(Redriven { moved }))
 }

@@ -3,6 +3,7 @@
 mod connection;
 mod http;
 mod in_process;
+mod openapi;
 mod outbound;
 mod queues;
 mod waits;

@@ -79,6 +79,11 @@ fn without_a_valid_token_nothing_is_allowed() {
     assert_eq!(status, 200);
     let (status, _) = http(&server.http, "GET", "/readyz", "", None);
     assert_eq!(status, 200);
+    // So does the API's documentation, machine-readable and for people.
+    for path in ["/openapi.json", "/docs"] {
+        let (status, reply) = http(&server.http, "GET", path, "", None);
+        assert_eq!(status, 200, "{path}: {reply}");
+    }
 }
 
 #[test]
