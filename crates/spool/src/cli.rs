@@ -701,7 +701,9 @@ pub struct WorkerArgs {
     pub concurrency: u32,
     /// The command and its arguments, after `--`: run once per request with
     /// the payload on standard input; exit 0 and its standard output
-    /// completes the request, anything else fails it with its standard error.
+    /// completes the request; exit 65 fails it for good (no retry); anything
+    /// else fails it with its standard error, to be tried again with the
+    /// `workers` subscription's backoff until its max deliveries.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
 }

@@ -10,10 +10,13 @@
 //! - exit 0: the request is completed with standard output as the result —
 //!   the JSON value when the output (trimmed) is valid JSON, else the output
 //!   as a JSON string, byte for byte (invalid UTF-8 replaced);
+//! - exit [`EXIT_FAILED_NO_RETRY`] (65, `EX_DATAERR` of `sysexits.h`: the
+//!   input was wrong, so trying again cannot help): the request is failed
+//!   for good, without a retry, its error being standard error;
 //! - any other exit, death by a signal, or a command that cannot start: the
-//!   request is failed with `retry` set (so it is tried again, up to the
-//!   queue's max deliveries), its error being standard error (or, when that
-//!   is empty, how the command ended).
+//!   request is failed with `retry` set (so it is tried again, with the
+//!   `workers` subscription's backoff, up to its max deliveries), its error
+//!   being standard error (or, when that is empty, how the command ended).
 //!
 //! While a command runs its lease is extended every third of the ack
 //! timeout, so a long command is not handed to another worker. Messages
@@ -301,13 +304,19 @@ async fn ack_unknown(ctx: &Ctx, client: &Client, m: &LeasedMessage) -> Result<()
         .unwrap_or(Ok(()))
 }
 
+/// The exit status with which a command says "failed, do not retry":
+/// `EX_DATAERR` of `sysexits.h` (the input data was incorrect).
+pub const EXIT_FAILED_NO_RETRY: i32 = 65;
+
 /// How a command run ended.
 enum Outcome {
     /// Exited 0 with this standard output (`None`: more than a result can
     /// hold).
     Done(Option<Vec<u8>>),
-    /// Failed: the error to record.
+    /// Failed: the error to record, and whether to try again.
     Failed(String),
+    /// Exited [`EXIT_FAILED_NO_RETRY`]: failed for good.
+    FailedFinal(String),
 }
 
 async fn handle(ctx: Arc<Ctx>, m: LeasedMessage, _slot: OwnedSemaphorePermit) {
@@ -356,6 +365,7 @@ async fn handle(ctx: Arc<Ctx>, m: LeasedMessage, _slot: OwnedSemaphorePermit) {
             fail(&client, &id, &why, false).await
         }
         Outcome::Failed(error) => fail(&client, &id, &error, true).await,
+        Outcome::FailedFinal(error) => fail(&client, &id, &error, false).await,
     };
     if let Err(e) = recorded {
         tracing::warn!(%id, "could not record the request's outcome: {}: {}", e.code_name(), e.message());
@@ -464,10 +474,15 @@ async fn run_command(ctx: &Ctx, m: &LeasedMessage, id: &str) -> Outcome {
     if status.success() {
         return Outcome::Done(stdout);
     }
-    if stderr.is_empty() {
-        Outcome::Failed(format!("{program} ended with {status} and no error output"))
+    let error = if stderr.is_empty() {
+        format!("{program} ended with {status} and no error output")
     } else {
-        Outcome::Failed(String::from_utf8_lossy(&stderr).into_owned())
+        String::from_utf8_lossy(&stderr).into_owned()
+    };
+    if status.code() == Some(EXIT_FAILED_NO_RETRY) {
+        Outcome::FailedFinal(error)
+    } else {
+        Outcome::Failed(error)
     }
 }
 

@@ -11,7 +11,7 @@ use crate::requests::{
     CONTENT_TYPE_HEADER, REQUEST_ID_HEADER, REQUEST_TTL_MS_DEFAULT, RESULT_BYTES_MAX,
     WORKERS_SUBSCRIPTION,
 };
-use crate::subscription::LeasedMessage;
+use crate::subscription::{BackoffSpec, LeasedMessage, SubscriptionSpec};
 use spool_types::ErrorCode;
 use std::sync::atomic::Ordering;
 
@@ -203,7 +203,7 @@ impl Broker {
                     Err(e) => return Err(e),
                 }
             }
-            self.ensure_subscription(queue, WORKERS_SUBSCRIPTION, now_ms)?;
+            self.ensure_subscription_as(workers_spec(queue), now_ms)?;
         } else if !self.is_request_queue(queue) {
             return Err(missing_request_queue(self.topic(queue).is_ok(), queue));
         }
@@ -556,5 +556,26 @@ fn missing_request_queue(topic_exists: bool, queue: &str) -> BrokerError {
             ErrorCode::UnknownTopic,
             format!("request queue {queue:?} does not exist"),
         )
+    }
+}
+
+/// First retry delay of a request queue's `workers` subscription as it is
+/// created: a failed request is tried again after 1 s, 2 s, 4 s, 8 s (with
+/// the default 5 deliveries, over about 15 s), not five times within
+/// milliseconds against the same failing dependency.
+pub const WORKERS_BACKOFF_INITIAL_MS: u64 = 1_000;
+
+/// Longest retry delay of a `workers` subscription as it is created.
+pub const WORKERS_BACKOFF_MAX_MS: u64 = 60_000;
+
+/// The settings a request queue's `workers` subscription is created with:
+/// the defaults, with an exponential backoff.
+pub fn workers_spec(queue: &str) -> SubscriptionSpec {
+    SubscriptionSpec {
+        backoff: BackoffSpec::Exponential {
+            initial_ms: WORKERS_BACKOFF_INITIAL_MS,
+            max_ms: WORKERS_BACKOFF_MAX_MS,
+        },
+        ..SubscriptionSpec::new(queue, WORKERS_SUBSCRIPTION)
     }
 }

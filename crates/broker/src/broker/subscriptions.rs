@@ -210,10 +210,22 @@ impl Broker {
         name: &str,
         now_ms: i64,
     ) -> Result<Arc<Subscription>> {
+        self.ensure_subscription_as(SubscriptionSpec::new(topic, name), now_ms)
+    }
+
+    /// [`Broker::ensure_subscription`], created with `spec`'s settings if
+    /// it does not exist (an existing one keeps its own).
+    pub fn ensure_subscription_as(
+        &self,
+        spec: SubscriptionSpec,
+        now_ms: i64,
+    ) -> Result<Arc<Subscription>> {
+        let (topic, name) = (spec.topic.clone(), spec.name.clone());
+        let (topic, name) = (topic.as_str(), name.as_str());
         if let Ok(q) = self.subscription(topic, name) {
             return Ok(q);
         }
-        match self.create_subscription(SubscriptionSpec::new(topic, name), now_ms) {
+        match self.create_subscription(spec, now_ms) {
             Ok(()) => {}
             Err(e) if e.code == ErrorCode::GroupExists => {}
             Err(e) => return Err(e),

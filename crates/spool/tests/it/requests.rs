@@ -190,6 +190,47 @@ fn a_permanent_failure_fails_the_record_and_writes_an_event() {
     );
 }
 
+/// Exit 65 (`EX_DATAERR`) says "failed, do not retry": the record fails at
+/// its first attempt although the subscription allows two deliveries.
+#[test]
+fn a_command_exiting_65_fails_the_request_without_a_retry() {
+    let (_dir, server) = start_with_short_leases("strict");
+    let id = submit(&server, "strict", b"{}");
+    let w = worker(
+        &server,
+        "strict",
+        &["sh", "-c", "echo unparsable input >&2; exit 65"],
+    );
+    let out = server.cli(&["request", "wait", &id, "--timeout-ms", "10000"], b"");
+    stop(w);
+    assert!(!out.status.success(), "wait must fail for a failed request");
+    let rec = record(&server, &id);
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert_eq!(rec["attempts"], 1, "not retried: {rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unparsable input"),
+        "{rec}"
+    );
+}
+
+/// The `workers` subscription a first submission creates retries with an
+/// exponential backoff (1 s, doubling, at most 60 s), not five attempts
+/// within milliseconds.
+#[test]
+fn an_auto_created_workers_subscription_backs_off_exponentially() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path());
+    submit(&server, "fresh", b"{}");
+    let list = ok(&server.cli(&["subscription", "list", "fresh"], b""));
+    assert!(
+        list.contains("workers") && list.contains("backoff=exponential:1000-60000"),
+        "{list}"
+    );
+}
+
 #[test]
 fn request_records_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
