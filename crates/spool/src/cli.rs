@@ -497,6 +497,16 @@ pub enum SubscriptionCommand {
         /// Cap of an exponential backoff starting at --backoff-ms.
         #[arg(long, requires = "backoff_ms")]
         backoff_max_ms: Option<u64>,
+        /// Push over HTTP: the server POSTs each message to this URL
+        /// (2xx = ack) instead of consumers receiving it; it must pass the
+        /// server's outbound allow-list (a server of protocol version 2 or
+        /// later).
+        #[arg(long)]
+        push_endpoint: Option<String>,
+        /// Most pushes to the endpoint at once [server default: 16].
+        #[arg(long, requires = "push_endpoint",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_in_flight: Option<u32>,
     },
     /// Change a queue subscription's settings: only those given (its
     /// mode and ordering are fixed at creation).

@@ -50,6 +50,8 @@ pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
             at_most_once,
             backoff_ms,
             backoff_max_ms,
+            push_endpoint,
+            max_in_flight,
         } => {
             let backoff = match (backoff_ms, backoff_max_ms) {
                 (None, _) => Backoff::Fixed { delay_ms: 0 },
@@ -67,6 +69,8 @@ pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
                 backoff,
                 at_most_once,
                 ordered: ordering_key,
+                push_endpoint,
+                max_in_flight: max_in_flight.unwrap_or(0),
             };
             client.create_subscription(&topic, &name, options).await?;
             let kind = match kind {
