@@ -408,6 +408,12 @@ pub struct ConsumeArgs {
     /// before giving its partitions to others.
     #[arg(long, default_value_t = 10_000)]
     pub session_timeout_ms: u64,
+    /// Have the server push messages to this connection as they are
+    /// appended (a push subscription, bounded by credit) instead of
+    /// polling; not with --group. --from, --count and --timeout-ms apply
+    /// as without it.
+    #[arg(long, conflicts_with = "group")]
+    pub push: bool,
 }
 
 #[derive(Debug, Args)]
@@ -569,15 +575,30 @@ pub struct ReceiveArgs {
     pub conn: ConnArgs,
     pub topic: String,
     pub subscription: String,
-    /// Most messages to lease.
+    /// Most messages to lease (with --push: most leased to this
+    /// connection ahead of printing, the credit).
     #[arg(long, default_value_t = 1)]
     pub max: u32,
-    /// Wait this long for a message when none is ready.
+    /// Wait this long for a message when none is ready (with --push: stop
+    /// after this long without a new message; 0 = no limit).
     #[arg(long, default_value_t = 0)]
     pub wait_ms: u32,
-    /// Acknowledge what was printed.
+    /// Acknowledge what was printed (with --push: each message once it is
+    /// printed).
     #[arg(long)]
     pub ack: bool,
+    /// Have the server push leased messages to this connection as they
+    /// become ready (bounded by --max, the credit) and print them as they
+    /// come, until --count messages, --wait-ms without one, or SIGINT /
+    /// SIGTERM. Messages leased to it but not printed when it stops are
+    /// released at once for redelivery; printed ones not acknowledged
+    /// (without --ack) stay leased until their ack timeout, as without
+    /// --push.
+    #[arg(long)]
+    pub push: bool,
+    /// With --push: stop after printing this many messages.
+    #[arg(long, requires = "push")]
+    pub count: Option<u64>,
     /// One JSON object per message (receipt, partition, offset,
     /// deliveries, key, value, headers) instead of the value alone.
     #[arg(long)]

@@ -106,3 +106,76 @@ fn a_push_endpoint_outside_the_allow_list_is_refused_at_creation() {
     assert!(!out.status.success());
     assert!(listed(&server, "jobs", "w").is_none());
 }
+
+#[test]
+fn receive_push_prints_and_acks_pushed_leases_and_releases_the_rest() {
+    let (_dir, server) = start_after(&[
+        "topic create jobs --partitions 1",
+        "subscription create jobs w",
+    ]);
+    ok(&server.cli(&["produce", "jobs"], b"a\nb\nc\n"));
+    // Credit 3: all three may be pushed; two are printed and acked, the
+    // third is released when the command stops.
+    let out = server.cli(
+        &words("receive jobs w --push --max 3 --count 2 --ack --wait-ms 10000"),
+        b"",
+    );
+    assert_eq!(lines(&out), ["a", "b"]);
+    // Released at once: the next run gets it without waiting for the
+    // 30 s ack timeout; --json shows its receipt and deliveries.
+    let out = server.cli(
+        &words("receive jobs w --push --count 1 --json --wait-ms 5000"),
+        b"",
+    );
+    let printed = lines(&out);
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    let m: Value = serde_json::from_str(&printed[0]).unwrap();
+    assert_eq!(m["value"], "c", "{m}");
+    // Not acked (no --ack): still leased, so nothing more comes.
+    let s = listed(&server, "jobs", "w").unwrap();
+    assert_eq!(s["leased"], 1, "{s}");
+    let started = Instant::now();
+    let out = server.cli(&words("receive jobs w --push --wait-ms 300"), b"");
+    assert!(lines(&out).is_empty(), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    ok(&server.cli(&["ack", "jobs", "w", m["receipt"].as_str().unwrap()], b""));
+    let s = listed(&server, "jobs", "w").unwrap();
+    assert_eq!(
+        (&s["leased"], &s["lag"]),
+        (&Value::from(0), &Value::from(0)),
+        "{s}"
+    );
+}
+
+#[test]
+fn consume_push_prints_what_the_server_pushes() {
+    let (_dir, server) = start_after(&["topic create events --partitions 1"]);
+    ok(&server.cli(&["produce", "events"], b"one\ntwo\nthree\n"));
+    let out = server.cli(
+        &words("consume events --push --count 3 --timeout-ms 10000"),
+        b"",
+    );
+    assert_eq!(lines(&out), ["one", "two", "three"]);
+    let out = server.cli(
+        &words("consume events --push --from 1 --count 5 --timeout-ms 500"),
+        b"",
+    );
+    assert_eq!(lines(&out), ["two", "three"]);
+    let out = server.cli(&words("consume events --push --group g --count 1"), b"");
+    assert!(!out.status.success());
+
+    // Appended while it waits (most likely): pushed as they come. From
+    // offset 3, the end, so a slow start misses nothing.
+    let out = std::thread::scope(|scope| {
+        let consumer = scope.spawn(|| {
+            server.cli(
+                &words("consume events --push --from 3 --count 2 --timeout-ms 10000"),
+                b"",
+            )
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        ok(&server.cli(&["produce", "events"], b"four\nfive\n"));
+        consumer.join().unwrap()
+    });
+    assert_eq!(lines(&out), ["four", "five"]);
+}
