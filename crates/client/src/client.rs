@@ -337,6 +337,11 @@ impl Client {
         })
     }
 
+    /// The protocol version the handshake chose.
+    pub fn protocol_version(&self) -> u16 {
+        self.inner.shared.version
+    }
+
     /// The server's self-description from the handshake.
     pub fn server_id(&self) -> &str {
         &self.inner.server_id

@@ -37,6 +37,12 @@ pub struct SubscriptionOptions {
     pub at_most_once: bool,
     /// At most one message per record key in flight, each key in order.
     pub ordered: bool,
+    /// POST each message to this URL (HTTP push; the server must allow
+    /// its host). Needs a server of protocol version 2 or later.
+    pub push_endpoint: Option<String>,
+    /// Most pushes to `push_endpoint` at once; 0 takes the server's
+    /// default.
+    pub max_in_flight: u32,
 }
 
 /// What [`Client::alter_subscription`] changes; the default changes
@@ -71,6 +77,8 @@ impl Default for SubscriptionOptions {
             backoff: Backoff::Fixed { delay_ms: 0 },
             at_most_once: false,
             ordered: false,
+            push_endpoint: None,
+            max_in_flight: 0,
         }
     }
 }
@@ -138,6 +146,7 @@ impl Client {
         name: &str,
         options: SubscriptionOptions,
     ) -> Result<(), ClientError> {
+        let wants_push = options.push_endpoint.is_some() || options.max_in_flight != 0;
         let request = Request::CreateSubscription(p::CreateSubscription {
             topic: topic.to_owned(),
             name: name.to_owned(),
@@ -152,8 +161,23 @@ impl Client {
                 DeliveryMode::AtLeastOnce
             },
             ordered: options.ordered,
+            push: Some(p::SubscriptionPush {
+                endpoint: options.push_endpoint,
+                max_in_flight: options.max_in_flight,
+            }),
         });
-        match self.call(request).await? {
+        let version = self.protocol_version();
+        if wants_push && version < p::VERSION_SUBSCRIPTION_PUSH {
+            return Err(ClientError::Local {
+                code: ErrorCode::UnsupportedVersion,
+                message: format!(
+                    "the server speaks protocol version {version}: creating a subscription \
+                     with a push endpoint needs version {}",
+                    p::VERSION_SUBSCRIPTION_PUSH
+                ),
+            });
+        }
+        match self.call(request.for_version(version)).await? {
             ResponseBody::SubscriptionCreated => Ok(()),
             other => Err(unexpected(&other, p::Op::CreateSubscription)),
         }

@@ -69,7 +69,8 @@ pub const PROTOCOL_VERSION: u16 = 2;
 /// servers of that range.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
-/// The first version whose `SubscriptionInfo` carries the push settings.
+/// The first version whose `SubscriptionInfo` and `CreateSubscription`
+/// carry the push settings.
 pub const VERSION_SUBSCRIPTION_PUSH: u16 = 2;
 
 /// First field of the Hello body: "SPOL" in ASCII. Lets a server tell a

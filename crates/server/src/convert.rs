@@ -207,6 +207,11 @@ pub fn subscription_spec(c: &p::CreateSubscription) -> b::subscription::Subscrip
             p::DeliveryMode::AtMostOnce => b::subscription::ModeSpec::AtMostOnce,
         },
         ordered: c.ordered,
+        push_endpoint: c.push.as_ref().and_then(|p| p.endpoint.clone()),
+        push_max_in_flight: match c.push.as_ref().map_or(0, |p| p.max_in_flight) {
+            0 => defaults.push_max_in_flight,
+            n => n,
+        },
         ..defaults
     }
 }

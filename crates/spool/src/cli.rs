@@ -408,6 +408,12 @@ pub struct ConsumeArgs {
     /// before giving its partitions to others.
     #[arg(long, default_value_t = 10_000)]
     pub session_timeout_ms: u64,
+    /// Have the server push messages to this connection as they are
+    /// appended (a push subscription, bounded by credit) instead of
+    /// polling; not with --group. --from, --count and --timeout-ms apply
+    /// as without it.
+    #[arg(long, conflicts_with = "group")]
+    pub push: bool,
 }
 
 #[derive(Debug, Args)]
@@ -497,6 +503,16 @@ pub enum SubscriptionCommand {
         /// Cap of an exponential backoff starting at --backoff-ms.
         #[arg(long, requires = "backoff_ms")]
         backoff_max_ms: Option<u64>,
+        /// Push over HTTP: the server POSTs each message to this URL
+        /// (2xx = ack) instead of consumers receiving it; it must pass the
+        /// server's outbound allow-list (a server of protocol version 2 or
+        /// later).
+        #[arg(long)]
+        push_endpoint: Option<String>,
+        /// Most pushes to the endpoint at once [server default: 16].
+        #[arg(long, requires = "push_endpoint",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_in_flight: Option<u32>,
     },
     /// Change a queue subscription's settings: only those given (its
     /// mode and ordering are fixed at creation).
@@ -559,15 +575,30 @@ pub struct ReceiveArgs {
     pub conn: ConnArgs,
     pub topic: String,
     pub subscription: String,
-    /// Most messages to lease.
+    /// Most messages to lease (with --push: most leased to this
+    /// connection ahead of printing, the credit).
     #[arg(long, default_value_t = 1)]
     pub max: u32,
-    /// Wait this long for a message when none is ready.
+    /// Wait this long for a message when none is ready (with --push: stop
+    /// after this long without a new message; 0 = no limit).
     #[arg(long, default_value_t = 0)]
     pub wait_ms: u32,
-    /// Acknowledge what was printed.
+    /// Acknowledge what was printed (with --push: each message once it is
+    /// printed).
     #[arg(long)]
     pub ack: bool,
+    /// Have the server push leased messages to this connection as they
+    /// become ready (bounded by --max, the credit) and print them as they
+    /// come, until --count messages, --wait-ms without one, or SIGINT /
+    /// SIGTERM. Messages leased to it but not printed when it stops are
+    /// released at once for redelivery; printed ones not acknowledged
+    /// (without --ack) stay leased until their ack timeout, as without
+    /// --push.
+    #[arg(long)]
+    pub push: bool,
+    /// With --push: stop after printing this many messages.
+    #[arg(long, requires = "push")]
+    pub count: Option<u64>,
     /// One JSON object per message (receipt, partition, offset,
     /// deliveries, key, value, headers) instead of the value alone.
     #[arg(long)]

@@ -1,18 +1,21 @@
-//! `spool consume TOPIC_OR_PATTERN [--group G] [--from …] [--count N]
-//! [--timeout-ms T]`: prints one message value per line.
+//! `spool consume TOPIC_OR_PATTERN [--group G | --push] [--from …]
+//! [--count N] [--timeout-ms T]`: prints one message value per line.
 //!
 //! With `--group` it is a consumer-group member: after printing a poll's
 //! records it commits them, so the next run continues after them; on exit
 //! it commits and leaves. Without, it reads every partition of the matching
 //! topics directly from `--from`, picking up topics created later (from
-//! their beginning). It stops after `--count` messages (exactly that many
+//! their beginning); with `--push` the same, but the server pushes what is
+//! appended to this connection (a [`Subscriber`], bounded by credit)
+//! instead of it polling. It stops after `--count` messages (exactly that many
 //! printed), after `--timeout-ms` without a new message, or on SIGINT /
 //! SIGTERM.
 
 use crate::cli::{ConsumeArgs, From};
 use crate::{connect, Failure};
 use spool_client::{
-    ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, GroupStart, ReadStart, TopicReader,
+    ConsumedRecord, ErrorCode, GroupConsumer, GroupOptions, GroupStart, ReadStart,
+    SubscribeOptions, SubscribeStart, Subscriber, TopicReader,
 };
 use spool_types::TopicPattern;
 use std::collections::BTreeMap;
@@ -28,6 +31,8 @@ const POLL_SLICE: Duration = Duration::from_millis(250);
 enum Source {
     Group(GroupConsumer),
     Reader(TopicReader),
+    /// `--push`: the server pushes what is appended, within credit.
+    Push(Subscriber),
 }
 
 impl Source {
@@ -38,6 +43,13 @@ impl Source {
         match self {
             Source::Group(g) => g.poll(wait).await,
             Source::Reader(r) => r.poll(wait).await,
+            Source::Push(sub) => match tokio::time::timeout(wait, sub.recv()).await {
+                Err(_) => Ok(Vec::new()),
+                Ok(Some(delivery)) => delivery.map(|d| d.records),
+                Ok(None) => Err(spool_client::ClientError::Closed(
+                    "the server ended the push subscription".into(),
+                )),
+            },
         }
     }
 }
@@ -74,6 +86,18 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
                 GroupConsumer::join(client, group, vec![args.topic.clone()], options).await?,
             )
         }
+        None if args.push => {
+            let start = match args.from {
+                From::Earliest => SubscribeStart::Earliest,
+                From::Latest => SubscribeStart::Latest,
+                From::Offset(o) => SubscribeStart::Offset(o),
+            };
+            let options = SubscribeOptions {
+                start,
+                ..SubscribeOptions::default()
+            };
+            Source::Push(Subscriber::subscribe(&client, vec![args.topic.clone()], options).await?)
+        }
         None => {
             let start = match args.from {
                 From::Earliest => ReadStart::Earliest,
@@ -104,6 +128,13 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             other => other,
         },
         Source::Reader(_) => Ok(()),
+        Source::Push(sub) => {
+            // Best effort: the connection closes right after anyway.
+            if let Err(e) = sub.unsubscribe().await {
+                tracing::debug!("unsubscribe: {e}");
+            }
+            Ok(())
+        }
     };
     result?;
     closed?;

@@ -17,12 +17,18 @@ use crate::{connect, Failure};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use spool_client::{
-    Backoff, Client, ClientError, DeliveryMode, LeasedMessage, SettingChange, SubscriptionChanges,
-    SubscriptionInfo, SubscriptionKind, SubscriptionOptions,
+    Backoff, Client, ClientError, DeliveryMode, LeasedMessage, QueueSubscribeOptions,
+    QueueSubscriber, SettingChange, SubscriptionChanges, SubscriptionInfo, SubscriptionKind,
+    SubscriptionOptions,
 };
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for a pushed message, so an interrupt is noticed promptly.
+const PUSH_SLICE: Duration = Duration::from_millis(250);
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -50,6 +56,8 @@ pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
             at_most_once,
             backoff_ms,
             backoff_max_ms,
+            push_endpoint,
+            max_in_flight,
         } => {
             let backoff = match (backoff_ms, backoff_max_ms) {
                 (None, _) => Backoff::Fixed { delay_ms: 0 },
@@ -67,6 +75,8 @@ pub async fn subscription(args: SubscriptionArgs) -> anyhow::Result<ExitCode> {
                 backoff,
                 at_most_once,
                 ordered: ordering_key,
+                push_endpoint,
+                max_in_flight: max_in_flight.unwrap_or(0),
             };
             client.create_subscription(&topic, &name, options).await?;
             let kind = match kind {
@@ -291,21 +301,30 @@ fn millis(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
 
+fn message_line(m: &LeasedMessage, json: bool) -> Vec<u8> {
+    let mut data = Vec::new();
+    if json {
+        data.extend_from_slice(message_json(m).to_string().as_bytes());
+    } else if let Some(v) = &m.value {
+        data.extend_from_slice(v);
+    }
+    data.push(b'\n');
+    data
+}
+
 pub async fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let client = connect(&args.conn.addr).await?;
+    if args.push {
+        return receive_pushed(&client, &args).await;
+    }
     let wait = millis(args.wait_ms);
     let messages = client
         .receive(&args.topic, &args.subscription, args.max, wait)
         .await?;
-    let mut data = Vec::new();
-    for m in &messages {
-        if args.json {
-            data.extend_from_slice(message_json(m).to_string().as_bytes());
-        } else if let Some(v) = &m.value {
-            data.extend_from_slice(v);
-        }
-        data.push(b'\n');
-    }
+    let data: Vec<u8> = messages
+        .iter()
+        .flat_map(|m| message_line(m, args.json))
+        .collect();
     write_stdout(&data)?;
     if !args.ack || messages.is_empty() {
         return Ok(ExitCode::SUCCESS);
@@ -317,6 +336,92 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
         .await?;
     report_receipts(&results);
     Ok(settled_exit(&results))
+}
+
+/// `receive --push`: leased messages pushed to this connection
+/// ([`QueueSubscriber`], credit `--max`), each printed as it comes and,
+/// with `--ack`, acknowledged once printed. On stopping, messages leased
+/// to it but not printed are released (their leases end now, so they are
+/// redelivered at once, as a lapsed lease would be).
+async fn receive_pushed(client: &Client, args: &ReceiveArgs) -> anyhow::Result<ExitCode> {
+    let options = QueueSubscribeOptions {
+        credit_messages: args.max.max(1),
+        ..QueueSubscribeOptions::default()
+    };
+    let mut sub =
+        QueueSubscriber::subscribe(client, &args.topic, &args.subscription, options).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            spool_server::shutdown_signal().await;
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let timeout = (args.wait_ms > 0).then(|| millis(args.wait_ms));
+    let mut printed = 0u64;
+    let mut refused = 0usize;
+    let mut last_message = Instant::now();
+    let mut failure = None;
+    loop {
+        if stop.load(Ordering::SeqCst) || args.count.is_some_and(|c| printed >= c) {
+            break;
+        }
+        let mut wait = PUSH_SLICE;
+        if let Some(t) = timeout {
+            let left = t.saturating_sub(last_message.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            wait = wait.min(left);
+        }
+        let m = match tokio::time::timeout(wait, sub.recv()).await {
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                failure = Some(e);
+                break;
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        last_message = Instant::now();
+        write_stdout(&message_line(&m, args.json))?;
+        printed += 1;
+        if args.ack {
+            // Only after the output is written: what was acknowledged was
+            // printed.
+            let results = client
+                .ack(
+                    &args.topic,
+                    &args.subscription,
+                    std::slice::from_ref(&m.receipt),
+                )
+                .await?;
+            refused += results.len() - report_receipts(&results);
+        }
+    }
+    let left = sub.unsubscribe().await;
+    if let Ok(left) = &left {
+        if !left.is_empty() {
+            let receipts: Vec<String> = left.iter().map(|m| m.receipt.clone()).collect();
+            // Best effort: a release that fails leaves the lease to lapse.
+            if let Err(e) = client
+                .extend(&args.topic, &args.subscription, &receipts, Duration::ZERO)
+                .await
+            {
+                tracing::warn!("could not release {} unprinted leases: {e}", receipts.len());
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    left?;
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn ack(args: AckArgs) -> anyhow::Result<ExitCode> {
@@ -384,6 +489,7 @@ pub async fn errors(args: ErrorsArgs) -> anyhow::Result<ExitCode> {
                 count,
                 timeout_ms,
                 session_timeout_ms: 10_000,
+                push: false,
             };
             crate::consume::run(consume).await
         }

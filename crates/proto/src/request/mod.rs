@@ -139,11 +139,38 @@ impl Request {
     /// Decodes the body of a request frame with this op. Byte fields
     /// (`Produce::batch`, routing keys) are slices of `body`, not copies.
     pub fn decode(op: u16, body: Bytes) -> Result<Request, DecodeError> {
+        Request::decode_at(crate::PROTOCOL_VERSION, op, body)
+    }
+
+    /// [`Request::decode`] of a body in the layout of protocol `version`
+    /// (what the connection's Hello chose; Hello itself reads the same in
+    /// every version).
+    pub fn decode_at(version: u16, op: u16, body: Bytes) -> Result<Request, DecodeError> {
         let op = op_for(op, FrameKind::Request)?;
-        let mut r = Reader::new(body);
+        let mut r = Reader::at_version(body, version);
         let request = Request::decode_body(op, &mut r)?;
         r.finish(op.name())?;
         Ok(request)
+    }
+
+    /// This request as a server of protocol `version` reads it: the fields
+    /// that version does not have are dropped, so that encoding it writes
+    /// that version's layout. A client calls it on each request whose
+    /// layout can differ between versions (CREATE_SUBSCRIPTION's), after
+    /// refusing what that version cannot carry. Requests of the current
+    /// version always carry them: `None` ones get the defaults.
+    pub fn for_version(mut self, version: u16) -> Request {
+        if let Request::CreateSubscription(c) = &mut self {
+            if version < crate::VERSION_SUBSCRIPTION_PUSH {
+                c.push = None;
+            } else if c.push.is_none() {
+                c.push = Some(crate::SubscriptionPush {
+                    endpoint: None,
+                    max_in_flight: 0,
+                });
+            }
+        }
+        self
     }
 
     /// Appends this request as one whole frame. On error `buf` is unchanged.

@@ -2,31 +2,91 @@
 
 use crate::common::{Backoff, DeliveryMode, SubscriptionKind};
 use crate::error::{DecodeError, EncodeError};
+use crate::response::SubscriptionPush;
 use crate::wire::{Codec, Reader, Writer};
 use crate::ARRAY_LEN_MAX;
 
-wire_struct! {
-    /// Creates a subscription on a topic. For [`SubscriptionKind::Stream`]
-    /// the queue settings are ignored: stream subscriptions are consumer
-    /// groups, created implicitly by JoinGroup, so the server only
-    /// validates the names.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct CreateSubscription {
-        pub topic: String => string("create_subscription.topic"),
-        pub name: String => string("create_subscription.name"),
-        pub kind: SubscriptionKind => codec,
-        /// How long a lease lasts before the message may go to another
-        /// consumer.
-        pub ack_timeout_ms: u32 => u32("create_subscription.ack_timeout_ms"),
-        /// Deliveries after which a failing message is dead-lettered;
-        /// 0 = unlimited.
-        pub max_deliveries: u32 => u32("create_subscription.max_deliveries"),
-        pub dead_letter_topic: Option<String> =>
-            opt_string("create_subscription.dead_letter_topic"),
-        pub backoff: Backoff => codec,
-        pub mode: DeliveryMode => codec,
-        /// At most one message per record key in flight, each key in order.
-        pub ordered: bool => bool("create_subscription.ordered"),
+/// Creates a subscription on a topic. For [`SubscriptionKind::Stream`]
+/// the queue settings are ignored: stream subscriptions are consumer
+/// groups, created implicitly by JoinGroup, so the server only
+/// validates the names.
+///
+/// Its layout depends on the connection's protocol version, as
+/// [`SubscriptionInfo`](crate::SubscriptionInfo)'s does: version 2 on
+/// appends the push settings (`push`). A version-1 peer neither sends nor
+/// reads them: decoded at version 1 `push` is `None`, and a client talking
+/// to a version-1 server sends the request without them
+/// ([`Request::for_version`](crate::Request::for_version)). Encoding
+/// writes the push settings exactly when `push` is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSubscription {
+    pub topic: String,
+    pub name: String,
+    pub kind: SubscriptionKind,
+    /// How long a lease lasts before the message may go to another
+    /// consumer.
+    pub ack_timeout_ms: u32,
+    /// Deliveries after which a failing message is dead-lettered;
+    /// 0 = unlimited.
+    pub max_deliveries: u32,
+    pub dead_letter_topic: Option<String>,
+    pub backoff: Backoff,
+    pub mode: DeliveryMode,
+    /// At most one message per record key in flight, each key in order.
+    pub ordered: bool,
+    /// The HTTP push settings (version 2 on): the endpoint messages are
+    /// POSTed to (`None` = no HTTP push) and the most pushes at once
+    /// (0 = the server's default).
+    pub push: Option<SubscriptionPush>,
+}
+
+impl Codec for CreateSubscription {
+    /// The version-1 layout, the smaller one.
+    const MIN_BYTES: usize = 2
+        + 2
+        + SubscriptionKind::MIN_BYTES
+        + 4
+        + 4
+        + 1
+        + Backoff::MIN_BYTES
+        + DeliveryMode::MIN_BYTES
+        + 1;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.string("create_subscription.topic", &self.topic)?;
+        w.string("create_subscription.name", &self.name)?;
+        self.kind.encode(w)?;
+        w.u32(self.ack_timeout_ms);
+        w.u32(self.max_deliveries);
+        w.opt_string(
+            "create_subscription.dead_letter_topic",
+            self.dead_letter_topic.as_deref(),
+        )?;
+        self.backoff.encode(w)?;
+        self.mode.encode(w)?;
+        w.bool(self.ordered);
+        match &self.push {
+            Some(push) => push.encode(w),
+            None => Ok(()),
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(CreateSubscription {
+            topic: r.string("create_subscription.topic")?,
+            name: r.string("create_subscription.name")?,
+            kind: SubscriptionKind::decode(r)?,
+            ack_timeout_ms: r.u32("create_subscription.ack_timeout_ms")?,
+            max_deliveries: r.u32("create_subscription.max_deliveries")?,
+            dead_letter_topic: r.opt_string("create_subscription.dead_letter_topic")?,
+            backoff: Backoff::decode(r)?,
+            mode: DeliveryMode::decode(r)?,
+            ordered: r.bool("create_subscription.ordered")?,
+            push: match r.version() >= crate::VERSION_SUBSCRIPTION_PUSH {
+                true => Some(SubscriptionPush::decode(r)?),
+                false => None,
+            },
+        })
     }
 }
 

@@ -321,6 +321,64 @@ fn subscriptions_are_listed_in_the_layout_of_the_connections_version() {
     assert!(Response::decode(op, old_body).is_err());
 }
 
+/// Version 2 added the push settings to CreateSubscription too: a client
+/// of a version-1 server sends (and that server reads) the version-1
+/// layout, without them; a version-2 request always carries them.
+#[test]
+fn subscriptions_are_created_in_the_layout_of_the_connections_version() {
+    let create = CreateSubscription {
+        topic: "jobs".into(),
+        name: "w".into(),
+        kind: SubscriptionKind::Queue,
+        ack_timeout_ms: 1_000,
+        max_deliveries: 2,
+        dead_letter_topic: None,
+        backoff: Backoff::Fixed { delay_ms: 0 },
+        mode: DeliveryMode::AtLeastOnce,
+        ordered: false,
+        push: Some(SubscriptionPush {
+            endpoint: Some("http://127.0.0.1:9/in".into()),
+            max_in_flight: 16,
+        }),
+    };
+    let current = Request::CreateSubscription(create.clone());
+    assert_eq!(current.clone().for_version(PROTOCOL_VERSION), current);
+    let old = current.clone().for_version(1);
+    assert_eq!(
+        old,
+        Request::CreateSubscription(CreateSubscription {
+            push: None,
+            ..create.clone()
+        })
+    );
+    // Without push settings, the current version sends the defaults.
+    assert_eq!(
+        old.clone().for_version(PROTOCOL_VERSION),
+        Request::CreateSubscription(CreateSubscription {
+            push: Some(SubscriptionPush {
+                endpoint: None,
+                max_in_flight: 0,
+            }),
+            ..create
+        })
+    );
+
+    let encode = |r: &Request| {
+        let mut buf = BytesMut::new();
+        r.encode(5, &mut buf).unwrap();
+        one_frame(&mut buf).body
+    };
+    let (new_body, old_body) = (encode(&current), encode(&old));
+    // presence byte, u16 length and the URL, u32 max_in_flight
+    assert_eq!(new_body.len() - old_body.len(), 1 + 2 + 21 + 4);
+    let op = Op::CreateSubscription.as_u16();
+    assert_eq!(Request::decode(op, new_body.clone()).unwrap(), current);
+    assert_eq!(Request::decode_at(1, op, old_body.clone()).unwrap(), old);
+    // Read in the wrong version, each is malformed, never misread.
+    assert!(Request::decode_at(1, op, new_body).is_err());
+    assert!(Request::decode(op, old_body).is_err());
+}
+
 #[test]
 fn hello_starts_with_the_magic() {
     let mut buf = BytesMut::new();

@@ -189,11 +189,13 @@ fn queue_request() -> impl Strategy<Value = Request> {
                 delivery_mode(),
                 any::<bool>()
             ),
+            subscription_push(),
         )
             .prop_map(
                 |(
                     (topic, name, kind, ack_timeout_ms, max_deliveries),
                     (dead_letter_topic, backoff, mode, ordered),
+                    push,
                 )| {
                     Request::CreateSubscription(CreateSubscription {
                         topic,
@@ -205,6 +207,8 @@ fn queue_request() -> impl Strategy<Value = Request> {
                         backoff,
                         mode,
                         ordered,
+                        // The current version always carries the push settings.
+                        push: Some(push),
                     })
                 }
             ),
@@ -835,6 +839,10 @@ pub fn sample_frames() -> Vec<(&'static str, Bytes)> {
                 },
                 mode: DeliveryMode::AtLeastOnce,
                 ordered: true,
+                push: Some(SubscriptionPush {
+                    endpoint: Some("http://127.0.0.1:8080/in".into()),
+                    max_in_flight: 4,
+                }),
             }),
         ),
         (

@@ -281,7 +281,9 @@ impl Conn {
         }
         let cid = frame.correlation_id;
         let read_at = Instant::now();
-        let request = match Request::decode(frame.op, frame.body.clone()) {
+        // In the layouts of the connection's version (Hello's is the same
+        // in every version).
+        let request = match Request::decode_at(self.version, frame.op, frame.body.clone()) {
             Ok(r) => r,
             Err(e) => {
                 // The frame boundary is intact: answer and carry on.

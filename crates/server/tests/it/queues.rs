@@ -82,7 +82,11 @@ impl Conn {
         let id = self.next_id;
         self.next_id += 1;
         let mut out = BytesMut::new();
-        request.encode(id, &mut out).unwrap();
+        // In the layout of its version, as the client sends it.
+        request
+            .for_version(self.version)
+            .encode(id, &mut out)
+            .unwrap();
         self.stream.write_all(&out).await.unwrap();
         id
     }
@@ -228,6 +232,8 @@ pub(crate) fn queue_settings(topic: &str, name: &str) -> p::CreateSubscription {
         backoff: p::Backoff::Fixed { delay_ms: 0 },
         mode: p::DeliveryMode::AtLeastOnce,
         ordered: false,
+        // Sent in the layout of the connection's version (`Conn::send`).
+        push: None,
     }
 }
 
@@ -382,6 +388,64 @@ async fn receive_ack_and_receipt_errors() {
 /// ALTER_SUBSCRIPTION (a new op: any version may send it) changes the
 /// settings LIST_SUBSCRIPTIONS shows; the push settings only to a client
 /// of version 2, a version-1 client reading the layout it knows.
+/// Version 2's CREATE_SUBSCRIPTION carries the push settings, checked as
+/// over HTTP (the outbound allow-list); version 1's layout still creates
+/// subscriptions, without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_created_with_push_settings_in_version_2() {
+    let (server, mut old) = start_with_queue(1).await;
+    let mut new = Conn::connect(server.addr).await;
+    new.version = p::PROTOCOL_VERSION;
+    new.hello("v2", None).await.unwrap();
+    let with_push = |name: &str, endpoint: &str| {
+        Request::CreateSubscription(p::CreateSubscription {
+            push: Some(p::SubscriptionPush {
+                endpoint: Some(endpoint.into()),
+                max_in_flight: 3,
+            }),
+            ..queue_settings("jobs", name)
+        })
+    };
+    let created = new.call(with_push("pushed", "http://127.0.0.1:9/in")).await;
+    assert_eq!(created, Ok(ResponseBody::SubscriptionCreated));
+    let err = new
+        .call(with_push("refused", "http://example.com/in"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidRequest, "{err:?}");
+    // Version 1: the old layout, no push settings.
+    let created = old
+        .call(Request::CreateSubscription(queue_settings("jobs", "plain")))
+        .await;
+    assert_eq!(created, Ok(ResponseBody::SubscriptionCreated));
+
+    let listed = new
+        .call(Request::ListSubscriptions(p::ListSubscriptions {
+            topic: Some("jobs".into()),
+        }))
+        .await
+        .unwrap();
+    let ResponseBody::Subscriptions(subs) = listed else {
+        panic!("{listed:?}");
+    };
+    let push_of = |name: &str| subs.iter().find(|s| s.name == name).map(|s| s.push.clone());
+    assert_eq!(
+        push_of("pushed"),
+        Some(Some(p::SubscriptionPush {
+            endpoint: Some("http://127.0.0.1:9/in".into()),
+            max_in_flight: 3,
+        }))
+    );
+    assert_eq!(
+        push_of("plain"),
+        Some(Some(p::SubscriptionPush {
+            endpoint: None,
+            max_in_flight: 16,
+        }))
+    );
+    assert_eq!(push_of("refused"), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_subscriptions_are_listed_in_each_connections_version() {
     let (server, mut old) = start_with_queue(1).await;

@@ -22,5 +22,6 @@ mod raw;
 mod requests;
 mod same_api;
 mod subscription_alter;
+mod subscription_push;
 mod support;
 mod tls;
