@@ -603,6 +603,16 @@ fn a_finished_requests_message_that_comes_back_is_dropped_not_worked_on() {
     assert_eq!(b.subscription("work", "workers").unwrap().counts(), (0, 0));
 }
 
+/// Creates request queue `queue` with a `workers` subscription that
+/// retries at once (no backoff, unlike the one a first submission
+/// creates), so a test can receive a retried request without moving its
+/// clock by the backoff.
+fn request_queue_without_backoff(b: &Broker, queue: &str) {
+    b.create_topic(queue, 1, TopicConfig::default(), 0).unwrap();
+    let spec = spool_broker::subscription::SubscriptionSpec::new(queue, "workers");
+    b.create_subscription(spec, 0).unwrap();
+}
+
 #[test]
 fn request_records_follow_their_messages() {
     use spool_broker::requests::{CallbackStatus, RequestStatus, REQUEST_ID_HEADER};
@@ -610,6 +620,7 @@ fn request_records_follow_their_messages() {
     let id;
     {
         let (b, _) = Broker::open(dir.path(), 0).unwrap();
+        request_queue_without_backoff(&b, "work");
         let r = b
             .submit_request(
                 "work",
@@ -767,6 +778,7 @@ fn a_request_retried_and_taken_at_once_stays_running_for_its_new_holder() {
 
     let dir = tempfile::tempdir().unwrap();
     let (b, _) = Broker::open(dir.path(), 0).unwrap();
+    request_queue_without_backoff(&b, "jobs");
     let b = Arc::new(b);
     let record = b
         .submit_request("jobs", b"{}".to_vec(), true, None, 0)
