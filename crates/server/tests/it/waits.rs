@@ -165,12 +165,19 @@ async fn an_idle_server_stops_at_once() {
 }
 
 /// A worker gives a request back over HTTP (`fail` with `retry`); its
-/// message is ready again at once (no backoff by default) and a worker
-/// waiting for work must get it long before the 1 s re-check.
+/// message is ready again at once (the queue's `workers` subscription is
+/// created here without a backoff, unlike the one a first submission
+/// creates) and a worker waiting for work must get it long before the 1 s
+/// re-check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_fail_with_retry_wakes_a_waiting_worker_at_once() {
     let server = TestServer::start_http().await;
     let addr = server.http();
+    let r = post(addr, "/v1/topics", r#"{"name":"resize"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sub = r#"{"name":"workers","backoff_ms":0}"#;
+    let r = post(addr, "/v1/topics/resize/subscriptions", sub).await;
+    assert_eq!(r.status, 201, "{}", r.body);
     let id = submit_resize(addr).await;
     let first = post(addr, WORK, r#"{"max":1}"#).await;
     assert_eq!(first.body["messages"].as_array().map(Vec::len), Some(1));
