@@ -212,6 +212,27 @@ wire_struct! {
     }
 }
 
+impl SubscriptionPush {
+    /// Writes `push` at the end of a layout that carries it (version
+    /// [`crate::VERSION_SUBSCRIPTION_PUSH`] on): nothing for an earlier
+    /// peer, whose message was shaped with `push: None`.
+    pub(crate) fn encode_trailing(
+        push: Option<&SubscriptionPush>,
+        w: &mut Writer<'_>,
+    ) -> Result<(), EncodeError> {
+        push.map_or(Ok(()), |push| push.encode(w))
+    }
+
+    /// Reads the trailing push settings if the reader's version has them.
+    pub(crate) fn decode_trailing(r: &mut Reader) -> Result<Option<SubscriptionPush>, DecodeError> {
+        if r.version() >= crate::VERSION_SUBSCRIPTION_PUSH {
+            SubscriptionPush::decode(r).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
 impl Codec for SubscriptionInfo {
     /// The version-1 layout, the smaller one.
     const MIN_BYTES: usize = 2 + 2 + 4 + 4 + 1 + Backoff::MIN_BYTES + 1 + 1 + 8 * 5;
@@ -237,10 +258,7 @@ impl Codec for SubscriptionInfo {
         ] {
             w.u64(count);
         }
-        match &self.push {
-            Some(push) => push.encode(w),
-            None => Ok(()),
-        }
+        SubscriptionPush::encode_trailing(self.push.as_ref(), w)
     }
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -258,10 +276,7 @@ impl Codec for SubscriptionInfo {
             lag: r.u64("subscriptions.lag")?,
             redeliveries: r.u64("subscriptions.redeliveries")?,
             dead_letters: r.u64("subscriptions.dead_letters")?,
-            push: match r.version() >= crate::VERSION_SUBSCRIPTION_PUSH {
-                true => Some(SubscriptionPush::decode(r)?),
-                false => None,
-            },
+            push: SubscriptionPush::decode_trailing(r)?,
         })
     }
 }

@@ -65,10 +65,7 @@ impl Codec for CreateSubscription {
         self.backoff.encode(w)?;
         self.mode.encode(w)?;
         w.bool(self.ordered);
-        match &self.push {
-            Some(push) => push.encode(w),
-            None => Ok(()),
-        }
+        SubscriptionPush::encode_trailing(self.push.as_ref(), w)
     }
 
     fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
@@ -82,10 +79,7 @@ impl Codec for CreateSubscription {
             backoff: Backoff::decode(r)?,
             mode: DeliveryMode::decode(r)?,
             ordered: r.bool("create_subscription.ordered")?,
-            push: match r.version() >= crate::VERSION_SUBSCRIPTION_PUSH {
-                true => Some(SubscriptionPush::decode(r)?),
-                false => None,
-            },
+            push: SubscriptionPush::decode_trailing(r)?,
         })
     }
 }

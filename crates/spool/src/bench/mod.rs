@@ -23,6 +23,7 @@
 //! Connections are made before the clock starts. Progress goes to stderr
 //! (a bar on a terminal); stdout carries only the result.
 
+pub mod args;
 mod progress;
 mod queue;
 mod read;
