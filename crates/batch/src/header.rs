@@ -9,9 +9,12 @@ pub const MAGIC_V2: i8 = 2;
 
 /// Compression codec bits of `attributes`.
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
-/// Transactional and control batches are Kafka features Spool does not implement.
+/// Transactional batches are a Kafka feature Spool does not implement.
 const ATTR_TRANSACTIONAL: i16 = 0x10;
-const ATTR_CONTROL: i16 = 0x20;
+/// Control batches carry no records: Spool writes them only into logs in
+/// entry mode (a Raft log's blank and membership entries, `control.rs`);
+/// clients may not send them.
+pub(crate) const ATTR_CONTROL: i16 = 0x20;
 
 /// The decoded fixed header of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +67,39 @@ pub(crate) fn total_len_from_prefix(buf: &[u8]) -> Result<usize, BatchError> {
 
 impl BatchHeader {
     /// Parses the header at the start of `buf` (which must hold at least the
-    /// 61 header bytes). Checks length sanity and magic, not the CRC.
+    /// 61 header bytes). Checks length sanity and magic, not the CRC, and
+    /// that the batch holds records (a control batch, which holds none, is
+    /// refused: see [`BatchHeader::parse_with_control`]).
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        Self::parse_fields(buf)?.check_records()
+    }
+
+    /// [`BatchHeader::parse`] that also accepts a control batch of the
+    /// shape Spool writes ([`crate::control_batch`]): the control bit set,
+    /// record count 0, `lastOffsetDelta` −1 (so it covers no offsets). For
+    /// walking logs in entry mode, which hold such batches; anywhere else a
+    /// control batch is corruption or an unsupported client batch.
+    pub fn parse_with_control(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        let header = Self::parse_fields(buf)?;
+        if !header.is_control() {
+            return header.check_records();
+        }
+        if header.record_count != 0 || header.last_offset_delta != -1 {
+            return Err(BatchError::BadRecord {
+                index: 0,
+                why: "a control batch must have record count 0 and lastOffsetDelta -1",
+            });
+        }
+        Ok(header)
+    }
+
+    /// Whether the control bit (attributes bit 5) is set.
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// The fields of the header, with length and magic checked.
+    fn parse_fields(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         if buf.len() < BATCH_HEADER_BYTES {
             return Err(BatchError::Truncated {
                 need: BATCH_HEADER_BYTES,
@@ -92,18 +126,23 @@ impl BatchHeader {
             base_sequence: be_i32(buf, BASE_SEQUENCE),
             record_count: be_i32(buf, RECORD_COUNT),
         };
-        if header.record_count < 1 || header.record_count as usize > BATCH_RECORDS_MAX {
+        Ok(header)
+    }
+
+    /// The checks of a batch that holds records.
+    fn check_records(self) -> Result<BatchHeader, BatchError> {
+        if self.record_count < 1 || self.record_count as usize > BATCH_RECORDS_MAX {
             return Err(BatchError::BadRecordCount {
-                count: header.record_count as i64,
+                count: self.record_count as i64,
             });
         }
-        if header.last_offset_delta < 0 {
+        if self.last_offset_delta < 0 {
             return Err(BatchError::BadRecord {
                 index: 0,
                 why: "negative lastOffsetDelta",
             });
         }
-        Ok(header)
+        Ok(self)
     }
 
     /// Size of the whole batch in bytes.
@@ -111,12 +150,13 @@ impl BatchHeader {
         self.batch_length as usize + LENGTH_PREFIX
     }
 
-    /// Offset of the last record in the batch.
+    /// Offset of the last record in the batch (for a control batch, which
+    /// covers no offsets, the offset before its base offset).
     pub fn last_offset(&self) -> i64 {
         self.base_offset + self.last_offset_delta as i64
     }
 
-    /// The offset after this batch.
+    /// The offset after this batch (a control batch's own base offset).
     pub fn next_offset(&self) -> i64 {
         self.last_offset() + 1
     }

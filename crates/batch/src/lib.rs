@@ -8,6 +8,9 @@
 //!   the offset a log assigns, which lies outside the CRC so no re-checksum is needed.
 //! - [`records`] iterates the records of a validated batch without copying;
 //!   [`split_batches`] walks a buffer of concatenated batches.
+//! - [`control_batch`] builds a control batch (no records, an opaque body)
+//!   for logs in entry mode; [`validate_control`] checks one,
+//!   [`control_body`] reads its body. [`validate`] refuses them.
 //!
 //! This crate does no I/O. Compression is not supported yet: batches whose
 //! attributes name a codec are refused with [`BatchError::Unsupported`].
@@ -15,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod builder;
+mod control;
 mod header;
 mod record;
 #[cfg(test)]
@@ -22,6 +26,7 @@ mod tests;
 mod varint;
 
 pub use builder::{BatchBuilder, NewRecord, RecordParts};
+pub use control::{control_batch, control_body, validate_control};
 pub use header::{set_base_offset, set_leader_epoch, BatchHeader, MAGIC_V2};
 pub use record::{records, Header, Record, RecordIter, RecordPosition};
 
@@ -94,7 +99,9 @@ impl BatchError {
 
 /// Fully validates one untrusted batch occupying exactly `buf`: framing,
 /// magic, CRC-32C, and that the records parse and account for every byte.
-/// Only after this may the bytes be appended to a log.
+/// Only after this may the bytes be appended to a log. Control batches
+/// (which only a log in entry mode holds, see [`validate_control`]) are
+/// refused.
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     validate_each(buf, |_| {})
 }

@@ -251,3 +251,74 @@ fn matches_kafka_layout_for_a_known_batch() {
     set_leader_epoch(&mut ours, 0);
     assert_eq!(ours, batch);
 }
+
+proptest! {
+    /// A control batch built with any body reads back as one: the control
+    /// bit, no records, no offsets covered, a valid CRC, the body intact,
+    /// also after the log patches its base offset and leader epoch.
+    #[test]
+    fn control_batch_round_trip(
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+        timestamp_ms in 0i64..2_000_000_000_000,
+        base in 0i64..1 << 40,
+        epoch in 0i32..i32::MAX,
+    ) {
+        let mut batch = control_batch(&body, timestamp_ms).unwrap();
+        set_base_offset(&mut batch, base);
+        set_leader_epoch(&mut batch, epoch);
+        let header = validate_control(&batch).unwrap();
+        prop_assert!(header.is_control());
+        prop_assert_eq!(header.record_count, 0);
+        prop_assert_eq!(header.last_offset_delta, -1);
+        prop_assert_eq!(header.base_offset, base);
+        prop_assert_eq!(header.next_offset(), base);
+        prop_assert_eq!(header.partition_leader_epoch, epoch);
+        prop_assert_eq!(header.max_timestamp, timestamp_ms);
+        prop_assert_eq!(header.total_len(), batch.len());
+        header.verify_crc(&batch).unwrap();
+        prop_assert_eq!(control_body(&batch, &header), Some(&body[..]));
+        prop_assert_eq!(BatchHeader::parse_with_control(&batch).unwrap(), header);
+    }
+}
+
+/// Clients may not send control batches: `validate` and the strict header
+/// parse refuse them, and a flipped bit in one is caught by its CRC.
+#[test]
+fn validate_refuses_control_batches() {
+    let batch = control_batch(b"{\"voters\":[1,2,3]}", 1_700_000_000_000).unwrap();
+    assert!(validate(&batch).is_err());
+    assert!(BatchHeader::parse(&batch).is_err());
+    let mut flipped = batch.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(matches!(
+        validate_control(&flipped),
+        Err(BatchError::CrcMismatch { .. })
+    ));
+}
+
+/// The lenient parse accepts only the control shape Spool writes, and a
+/// data batch is not a control batch.
+#[test]
+fn control_shape_is_checked() {
+    let data = build(&[NewRecord::value("x", 1)]);
+    let header = BatchHeader::parse_with_control(&data).unwrap();
+    assert!(!header.is_control());
+    assert_eq!(control_body(&data, &header), None);
+    assert!(validate_control(&data).is_err());
+    // A control batch claiming a record, or covering an offset, is refused.
+    for (at, value) in [(layout::RECORD_COUNT, 1i32), (layout::LAST_OFFSET_DELTA, 0)] {
+        let mut batch = control_batch(b"body", 5).unwrap();
+        batch[at..at + 4].copy_from_slice(&value.to_be_bytes());
+        assert!(BatchHeader::parse_with_control(&batch).is_err(), "{at}");
+    }
+    // A data batch with no records is still refused.
+    let mut empty = control_batch(b"", 5).unwrap();
+    empty[layout::ATTRIBUTES..layout::ATTRIBUTES + 2].copy_from_slice(&0i16.to_be_bytes());
+    assert!(BatchHeader::parse_with_control(&empty).is_err());
+    let too_big = vec![0u8; spool_types::limits::BATCH_BYTES_MAX];
+    assert!(matches!(
+        control_batch(&too_big, 0),
+        Err(BatchError::TooLarge { .. })
+    ));
+}
