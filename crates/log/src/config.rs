@@ -50,6 +50,14 @@ pub struct LogConfig {
     /// can tear only the last batch: anything else is damage, and cutting
     /// would silently drop what came after it.
     pub strict_recovery: bool,
+    /// Open the log in *entry mode*, as the Raft log of a replicated
+    /// partition: every batch is a numbered entry with a term, control
+    /// batches (no records) may be stored, and readers of offsets stop at
+    /// the committed end (see `Log::write_entry`, `docs/storage-format.md`).
+    /// Fixed when the log is opened: a directory remembers its mode (its
+    /// `entry-mode` marker) and refuses to be opened in the other one, and
+    /// `Log::set_config` refuses to change it.
+    pub entry_mode: bool,
 }
 
 impl Default for LogConfig {
@@ -62,6 +70,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             retention_ms: None,
             strict_recovery: false,
+            entry_mode: false,
         }
     }
 }

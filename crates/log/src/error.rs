@@ -35,6 +35,36 @@ pub enum LogError {
     Failed(String),
     #[error("invalid log configuration: {0}")]
     InvalidConfig(String),
+    /// The directory was written in the other mode (entry mode or plain);
+    /// the message says what to do.
+    #[error("{0}")]
+    WrongMode(String),
+    /// An entry-mode operation on a log opened without entry mode.
+    #[error("{op} needs a log opened in entry mode (LogConfig::entry_mode)")]
+    NotEntryMode { op: &'static str },
+    /// A plain-log operation on a log in entry mode.
+    #[error("{op} is not for a log in entry mode: use {instead}")]
+    InEntryMode {
+        op: &'static str,
+        instead: &'static str,
+    },
+    #[error("term {term} is too large: terms are stored in a batch's partitionLeaderEpoch, at most {max}", max = i32::MAX)]
+    TermTooLarge { term: u64 },
+    /// An entry index outside the entries the log stores (`last` is `None`
+    /// when it stores none; `first` is then the index the next entry gets).
+    #[error("entry {requested} is out of range: the log holds entries {first} to {}", match last { Some(l) => l.to_string(), None => "none".into() })]
+    EntryOutOfRange {
+        requested: u64,
+        first: u64,
+        last: Option<u64>,
+    },
+    /// Removing entries would remove committed offsets: a bug in the caller.
+    #[error("cannot remove entry {index}: it starts at offset {offset}, below the committed end {committed_end}")]
+    BelowCommitted {
+        index: u64,
+        offset: i64,
+        committed_end: i64,
+    },
 }
 
 impl LogError {
@@ -89,7 +119,12 @@ impl LogError {
             LogError::StorageFull { .. } => ErrorCode::StorageFull,
             LogError::Io { .. } | LogError::Failed(_) => ErrorCode::StorageError,
             LogError::Corrupt { .. } => ErrorCode::CorruptData,
-            LogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            LogError::InvalidConfig(_) | LogError::WrongMode(_) => ErrorCode::InvalidConfig,
+            LogError::NotEntryMode { .. }
+            | LogError::InEntryMode { .. }
+            | LogError::TermTooLarge { .. }
+            | LogError::BelowCommitted { .. } => ErrorCode::InvalidRequest,
+            LogError::EntryOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         }
     }
 }

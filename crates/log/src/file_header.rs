@@ -14,6 +14,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SPOOLLOG";
 pub const OFFSET_INDEX_MAGIC: [u8; 8] = *b"SPOOLIDX";
 pub const TIME_INDEX_MAGIC: [u8; 8] = *b"SPOOLTIX";
+/// Entry index (entry mode): the base field holds the segment's first
+/// entry index, not its base offset.
+pub const ENTRY_INDEX_MAGIC: [u8; 8] = *b"SPOOLEIX";
 
 const _: () = assert!(FILE_HEADER_BYTES < BATCH_HEADER_BYTES);
 

@@ -6,20 +6,27 @@
 //! - `write`: the one write path ([`Log::write`], [`Log::sync_to`] and what
 //!   is built on them), segment rolls;
 //! - `read`: reads by offset or timestamp, locating batches in a segment;
-//! - `retention`: the low-water mark, retention, suffix truncation.
+//! - `retention`: the low-water mark, retention, suffix truncation;
+//! - `entries` (entry mode): writing, reading and locating entries;
+//!   `entry_cuts`: removing entries at either end, starting over.
 
+mod entries;
+mod entry_cuts;
 mod read;
 mod recovery;
 mod retention;
 mod write;
 
+pub use entries::{EntryAppended, EntryBounds, EntryId, StoredEntry};
 pub use read::ReadBatches;
 pub use recovery::RecoveryReport;
 
 use crate::config::{Durability, LogConfig};
 use crate::file_header::FILE_HEADER_BYTES;
+use crate::scan::Accept;
 use crate::segment::{Files, Segment};
 use crate::LogError;
+use entries::EntryState;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -74,6 +81,8 @@ struct Inner {
     last_sync_ms: i64,
     /// Set after a write or sync failure that leaves the file state unknown.
     failed: Option<String>,
+    /// What a log in entry mode knows besides its segments (`None`: plain).
+    entries: Option<EntryState>,
 }
 
 impl Inner {
@@ -91,16 +100,31 @@ impl Inner {
         self.active().next_offset
     }
     fn end_offset(&self) -> i64 {
-        match self.config.durability {
+        let end = match self.config.durability {
             // Readers never see what a power loss could take back.
             Durability::Always => self.durable_offset,
             _ => self.written_offset(),
+        };
+        match &self.entries {
+            // Nor, in entry mode, what a leader change could take back.
+            Some(state) => end.min(state.committed_end),
+            None => end,
+        }
+    }
+    /// Which batches the segments may hold.
+    fn accept(&self) -> Accept {
+        match self.entries {
+            Some(_) => Accept::DataAndControl,
+            None => Accept::DataOnly,
         }
     }
     /// Whether a batch of `incoming` bytes must go to a new segment.
     fn roll_due(&self, incoming: u64, now_ms: i64) -> bool {
         let active = self.active();
-        if active.size == FILE_HEADER_BYTES as u64 {
+        // A segment that covers no offsets (empty, or in entry mode holding
+        // only control entries) is never rolled: its successor would get
+        // the same base offset, and so the same file name.
+        if active.size == FILE_HEADER_BYTES as u64 || active.next_offset == active.base_offset {
             return false;
         }
         let too_big = active.size + incoming > self.config.segment_bytes;
@@ -111,10 +135,26 @@ impl Inner {
         too_big || too_old
     }
     /// An fdatasync of the active segment up to `position` (its size then)
-    /// covered every offset below `offset`.
-    fn synced_through(&mut self, offset: i64, position: u64) {
+    /// covered every offset below `offset` and, in entry mode, every entry
+    /// below `next_index`.
+    fn synced_through(&mut self, offset: i64, position: u64, next_index: Option<u64>) {
         self.durable_offset = self.durable_offset.max(offset);
         self.synced_position = position;
+        if let (Some(state), Some(next_index)) = (&mut self.entries, next_index) {
+            state.synced_below(next_index);
+        }
+    }
+    /// Whether every batch that [`Log::sync_to`]`(next_offset)` covers is
+    /// durable: every offset below `next_offset` (up to the written end)
+    /// and, in entry mode, every control entry at or below it, which
+    /// advanced no offset.
+    fn durable_to(&self, next_offset: i64) -> bool {
+        let next_offset = next_offset.min(self.written_offset());
+        self.durable_offset >= next_offset
+            && self
+                .entries
+                .as_ref()
+                .is_none_or(|state| state.controls_durable_to(next_offset))
     }
     fn check_failed(&self) -> Result<(), LogError> {
         match &self.failed {
@@ -170,9 +210,16 @@ impl Log {
     }
 
     /// Changes settings of an open log (durability, rolling, retention).
+    /// Its mode (`entry_mode`) cannot change.
     pub fn set_config(&self, config: LogConfig) -> Result<(), LogError> {
         config.validate()?;
-        self.lock().config = config;
+        let mut inner = self.lock();
+        if config.entry_mode != inner.config.entry_mode {
+            return Err(LogError::InvalidConfig(
+                "entry_mode is fixed when a log is opened".into(),
+            ));
+        }
+        inner.config = config;
         Ok(())
     }
 

@@ -19,6 +19,25 @@ const VERIFY_CHUNK_BYTES: usize = 1024 * 1024;
 /// zero-filled and faulted in a whole megabyte to parse one header.
 const HEADER_CHUNK_BYTES: usize = 8 * 1024;
 
+/// Which batches a log's segments may hold: a log in entry mode also holds
+/// control batches (no records, covering no offsets); anywhere else one is
+/// corruption, as it always was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    DataOnly,
+    DataAndControl,
+}
+
+impl Accept {
+    /// Parses a stored batch header under this rule.
+    pub fn parse(self, bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+        match self {
+            Accept::DataOnly => BatchHeader::parse(bytes),
+            Accept::DataAndControl => BatchHeader::parse_with_control(bytes),
+        }
+    }
+}
+
 /// What the scanner found at a position.
 pub enum Step {
     /// A batch with a plausible header that lies wholly before the end.
@@ -45,6 +64,7 @@ pub struct Scanner<'a> {
     buf: Vec<u8>,
     buf_start: u64,
     verify: bool,
+    accept: Accept,
 }
 
 impl<'a> Scanner<'a> {
@@ -58,7 +78,14 @@ impl<'a> Scanner<'a> {
             buf: Vec::new(),
             buf_start: start,
             verify,
+            accept: Accept::DataOnly,
         }
+    }
+
+    /// Which batches the scan accepts (by default, data batches only).
+    pub fn accepting(mut self, accept: Accept) -> Self {
+        self.accept = accept;
+        self
     }
 
     /// Makes `[at, at + len)` available in the buffer.
@@ -95,7 +122,8 @@ impl<'a> Scanner<'a> {
                 batch_end: None,
             });
         }
-        let header = match BatchHeader::parse(self.ensure(position, BATCH_HEADER_BYTES)?) {
+        let accept = self.accept;
+        let header = match accept.parse(self.ensure(position, BATCH_HEADER_BYTES)?) {
             Ok(h) => h,
             Err(e) => {
                 return Ok(Step::Bad {
@@ -130,9 +158,15 @@ impl<'a> Scanner<'a> {
 
 /// Checks the CRC of a batch read for serving, turning a failure into a
 /// corruption error that names the file and position.
-pub fn verify_served(path: &Path, position: u64, bytes: &[u8]) -> Result<BatchHeader, LogError> {
-    let header =
-        BatchHeader::parse(bytes).map_err(|e| LogError::corrupt(path, position, e.to_string()))?;
+pub fn verify_served(
+    path: &Path,
+    position: u64,
+    bytes: &[u8],
+    accept: Accept,
+) -> Result<BatchHeader, LogError> {
+    let header = accept
+        .parse(bytes)
+        .map_err(|e| LogError::corrupt(path, position, e.to_string()))?;
     if header.total_len() > bytes.len() {
         let e = BatchError::Truncated {
             need: header.total_len(),

@@ -1,10 +1,11 @@
 //! One segment: a `.log` file of batches (the only reader and writer of that
 //! format) with its offset and time indexes.
 
+use crate::entry_index::{self, EntryIndexBuilder, SegmentEntries};
 use crate::file_cache::{SealedFileCache, SegmentKey};
 use crate::file_header::{self, FILE_HEADER_BYTES, SEGMENT_MAGIC};
 use crate::index::{self, IndexFile, OffsetEntry, TimeEntry};
-use crate::scan::{Scanner, Step};
+use crate::scan::{Accept, Scanner, Step};
 use crate::{fsutil, LogError};
 use spool_batch::BatchHeader;
 use spool_types::limits::BATCH_HEADER_BYTES;
@@ -37,6 +38,8 @@ pub fn parse_segment_name(name: &str) -> Option<i64> {
 /// `.timeindex`. A sealed segment holds none: its `.log` is opened when read,
 /// through the [`SealedFileCache`].
 pub const SEGMENT_FILES: usize = 3;
+/// [`SEGMENT_FILES`] of a log in entry mode: its `.entryindex` too.
+pub const SEGMENT_FILES_ENTRY_MODE: usize = SEGMENT_FILES + 1;
 
 /// Where a segment's files are opened from: the log it belongs to and the
 /// cache of sealed segments' files.
@@ -66,6 +69,29 @@ pub struct Segment {
     pub offset_index: IndexFile<OffsetEntry>,
     pub time_index: IndexFile<TimeEntry>,
     bytes_since_index: u64,
+    /// The segment's entries, in entry mode (`None` in a plain log).
+    pub entries: Option<SegmentEntries>,
+}
+
+/// How to open an existing segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    /// The last segment of its log: scanned completely, its tail cut if torn.
+    pub active: bool,
+    pub index_interval: u32,
+    /// `LogConfig::strict_recovery`.
+    pub strict: bool,
+    /// In entry mode, the index of the segment's first entry.
+    pub first_index: Option<u64>,
+}
+
+impl Opening {
+    fn accept(&self) -> Accept {
+        match self.first_index {
+            Some(_) => Accept::DataAndControl,
+            None => Accept::DataOnly,
+        }
+    }
 }
 
 /// What opening a segment had to repair.
@@ -77,8 +103,14 @@ pub struct SegmentRepair {
 }
 
 impl Segment {
-    /// Creates an empty segment whose header is durable (the caller syncs the directory).
-    pub fn create(dir: &Path, base_offset: i64, files: &Files) -> Result<Segment, LogError> {
+    /// Creates an empty segment whose header is durable (the caller syncs
+    /// the directory); in entry mode (`first_index`) with an entry index.
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        first_index: Option<u64>,
+        files: &Files,
+    ) -> Result<Segment, LogError> {
         let path = segment_path(dir, base_offset);
         let file = OpenOptions::new()
             .read(true)
@@ -94,6 +126,9 @@ impl Segment {
             IndexFile::create(&offset_index_path(dir, base_offset), base_offset, vec![])?;
         let time_index =
             IndexFile::create(&time_index_path(dir, base_offset), base_offset, vec![])?;
+        let entries = first_index
+            .map(|first| SegmentEntries::create(dir, base_offset, first))
+            .transpose()?;
         Ok(Segment {
             base_offset,
             path,
@@ -106,6 +141,7 @@ impl Segment {
             offset_index,
             time_index,
             bytes_since_index: 0,
+            entries,
         })
     }
 
@@ -126,14 +162,11 @@ impl Segment {
     pub fn open(
         dir: &Path,
         base_offset: i64,
-        active: bool,
-        index_interval: u32,
-        strict: bool,
+        how: Opening,
         files: &Files,
     ) -> Result<(Segment, SegmentRepair), LogError> {
-        let (mut seg, repair) =
-            Self::open_and_check(dir, base_offset, active, index_interval, strict, files)?;
-        if !active {
+        let (mut seg, repair) = Self::open_and_check(dir, base_offset, how, files)?;
+        if !how.active {
             seg.close_files();
         }
         Ok((seg, repair))
@@ -142,11 +175,15 @@ impl Segment {
     fn open_and_check(
         dir: &Path,
         base_offset: i64,
-        active: bool,
-        index_interval: u32,
-        strict: bool,
+        how: Opening,
         files: &Files,
     ) -> Result<(Segment, SegmentRepair), LogError> {
+        let Opening {
+            active,
+            index_interval,
+            strict,
+            first_index,
+        } = how;
         let path = segment_path(dir, base_offset);
         let file = OpenOptions::new()
             .read(true)
@@ -183,10 +220,20 @@ impl Segment {
             }
         };
         let file = Arc::new(file);
-        if let Some((oi, ti)) = loaded {
-            let found = Self::open_with_index(&path, &file, base_offset, file_len, oi, ti, files)?;
+        if let Some(indexes) = loaded {
+            let found = Self::open_with_index(
+                &path,
+                &file,
+                base_offset,
+                file_len,
+                indexes,
+                how.accept(),
+                files,
+            )?;
             if let Some(seg) = found {
-                return Ok((seg, repair));
+                if let Some(seg) = seg.with_sealed_entries(dir, first_index, file_len)? {
+                    return Ok((seg, repair));
+                }
             }
         }
         // Rebuild: walk every batch, verifying CRCs.
@@ -196,7 +243,9 @@ impl Segment {
         let mut expected = base_offset;
         let mut max_ts = -1i64;
         let mut since_index = 0u64;
-        let mut scanner = Scanner::new(&file, &path, FILE_HEADER_BYTES as u64, file_len, true);
+        let mut entries = EntryIndexBuilder::new();
+        let mut scanner = Scanner::new(&file, &path, FILE_HEADER_BYTES as u64, file_len, true)
+            .accepting(how.accept());
         let valid_end = loop {
             match scanner.next_step()? {
                 Step::End => break file_len,
@@ -243,6 +292,7 @@ impl Segment {
                         since_index = 0;
                     }
                     since_index += header.total_len() as u64;
+                    entries.see(position, header.total_len() as u64, index_interval);
                     if header.max_timestamp > max_ts {
                         max_ts = header.max_timestamp;
                         if times.last().is_none_or(|t| t.max_timestamp < max_ts) {
@@ -263,9 +313,15 @@ impl Segment {
         }
         let mut offset_index = IndexFile::create(&oi_path, base_offset, offsets)?;
         let mut time_index = IndexFile::create(&ti_path, base_offset, times)?;
+        let mut entries = first_index
+            .map(|first| entries.finish(dir, base_offset, first))
+            .transpose()?;
         if !active {
             offset_index.sync()?;
             time_index.sync()?;
+            if let Some(entries) = &mut entries {
+                entries.index.sync()?;
+            }
         }
         Ok((
             Segment {
@@ -280,9 +336,37 @@ impl Segment {
                 offset_index,
                 time_index,
                 bytes_since_index: since_index,
+                entries,
             },
             repair,
         ))
+    }
+
+    /// A sealed segment opened on its trusted offset and time indexes, in
+    /// entry mode given its entries from a trusted entry index too. `None`:
+    /// the entry index disagrees with the segment; rebuild every index.
+    fn with_sealed_entries(
+        mut self,
+        dir: &Path,
+        first_index: Option<u64>,
+        file_len: u64,
+    ) -> Result<Option<Segment>, LogError> {
+        let Some(first_index) = first_index else {
+            return Ok(Some(self));
+        };
+        let file = self.reader()?;
+        let loaded = SegmentEntries::load_sealed(
+            dir,
+            self.base_offset,
+            first_index,
+            &file,
+            &self.path,
+            file_len,
+        )?;
+        Ok(loaded.map(|entries| {
+            self.entries = Some(entries);
+            self
+        }))
     }
 
     /// Trusts validated index files of a sealed segment; walks only the batches
@@ -293,8 +377,8 @@ impl Segment {
         file: &Arc<File>,
         base_offset: i64,
         file_len: u64,
-        oi: IndexFile<OffsetEntry>,
-        ti: IndexFile<TimeEntry>,
+        (oi, ti): (IndexFile<OffsetEntry>, IndexFile<TimeEntry>),
+        accept: Accept,
         files: &Files,
     ) -> Result<Option<Segment>, LogError> {
         let Some(last) = oi.entries.last().copied() else {
@@ -311,7 +395,8 @@ impl Segment {
         // The tail is CRC-checked: its offsets decide where the next segment
         // may start, and a damaged lastOffsetDelta would otherwise be blamed
         // on the successor.
-        let mut scanner = Scanner::new(file, path, last.position as u64, file_len, true);
+        let mut scanner =
+            Scanner::new(file, path, last.position as u64, file_len, true).accepting(accept);
         let mut expected = base_offset + last.relative_offset as i64;
         let mut max_ts = ti.entries.last().map(|t| t.max_timestamp).unwrap_or(-1);
         loop {
@@ -350,11 +435,14 @@ impl Segment {
             offset_index: oi,
             time_index: ti,
             bytes_since_index: 0,
+            entries: None,
         }))
     }
 
-    /// Writes one batch (already carrying its base offset) at the end.
-    /// On failure the file is cut back, so the segment is unchanged.
+    /// Writes one batch at the end, with the base offset and leader epoch of
+    /// `header` in the copy of its header that is written (a plain log's
+    /// `header` carries the batch's own epoch; in entry mode, the entry's
+    /// term). On failure the file is cut back, so the segment is unchanged.
     pub fn append(
         &mut self,
         batch: &[u8],
@@ -364,7 +452,7 @@ impl Segment {
     ) -> Result<(), LogError> {
         let position = self.size;
         let file = self.writer()?;
-        write_batch_at_end(&file, &self.path, batch, header.base_offset, position)?;
+        write_batch_at_end(&file, &self.path, batch, header, position)?;
         self.note_written(position, header, index_interval, now_ms);
         Ok(())
     }
@@ -409,6 +497,9 @@ impl Segment {
             }
         }
         self.bytes_since_index += len;
+        if let Some(entries) = &mut self.entries {
+            entries.note_written(position, len, index_interval);
+        }
         self.size += len;
         self.next_offset = header.next_offset();
         self.max_timestamp = max_ts;
@@ -451,7 +542,11 @@ impl Segment {
             .sync_data()
             .map_err(|e| LogError::io(&self.path, e))?;
         self.offset_index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        match &mut self.entries {
+            Some(entries) => entries.index.sync(),
+            None => Ok(()),
+        }
     }
 
     /// The `.log` file for reading: the active segment's own, or a sealed
@@ -485,6 +580,9 @@ impl Segment {
         self.file = None;
         self.offset_index.close();
         self.time_index.close();
+        if let Some(entries) = &mut self.entries {
+            entries.index.close();
+        }
     }
 
     /// Makes a sealed segment the active one again (a suffix truncation
@@ -500,6 +598,7 @@ impl Segment {
         usize::from(self.file.is_some())
             + usize::from(self.offset_index.is_open())
             + usize::from(self.time_index.is_open())
+            + usize::from(self.entries.as_ref().is_some_and(|e| e.index.is_open()))
     }
 
     fn key(&self) -> SegmentKey {
@@ -539,6 +638,11 @@ impl Segment {
     /// (whose base offset is `offset`), dropping index entries past it.
     pub fn truncate_to(&mut self, position: u64, offset: i64) -> Result<(), LogError> {
         let file = self.writer()?;
+        // Counted before the cut, while the batches are still there.
+        let entries_kept = match &self.entries {
+            Some(entries) => Some(entries.count_before(&file, &self.path, position)?),
+            None => None,
+        };
         file.set_len(position)
             .map_err(|e| LogError::io(&self.path, e))?;
         file.sync_all().map_err(|e| LogError::io(&self.path, e))?;
@@ -564,19 +668,16 @@ impl Segment {
         // a rescan would be exact, but the entry is a safe lower bound for lookups.
         self.bytes_since_index = 0;
         self.offset_index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        match (&mut self.entries, entries_kept) {
+            (Some(entries), Some(kept)) => entries.truncate_to(position, kept),
+            _ => Ok(()),
+        }
     }
 
     /// Removes the segment's files (readers holding the file keep their handle).
     pub fn delete_files(&self, dir: &Path) -> Result<(), LogError> {
-        for p in [
-            self.path.clone(),
-            offset_index_path(dir, self.base_offset),
-            time_index_path(dir, self.base_offset),
-        ] {
-            fsutil::remove_if_exists(&p)?;
-        }
-        Ok(())
+        remove_segment_files(dir, self.base_offset, self.entries.is_some())
     }
 }
 
@@ -588,10 +689,37 @@ impl Drop for Segment {
     }
 }
 
-/// Writes one batch at the end of a segment with `base_offset` in its
-/// header, leaving the caller's bytes as they are: the header goes out from
-/// a patched copy on the stack and the records straight from `batch`, in
-/// one `pwritev`. A produced batch is thus written from the buffer it was
+/// A segment's files, its `.log` first: removed in this order, a crash
+/// part way leaves at worst orphan indexes, which recovery removes.
+pub fn segment_file_paths(dir: &Path, base_offset: i64, entry_mode: bool) -> Vec<PathBuf> {
+    let mut paths = vec![
+        segment_path(dir, base_offset),
+        offset_index_path(dir, base_offset),
+        time_index_path(dir, base_offset),
+    ];
+    if entry_mode {
+        paths.push(entry_index::entry_index_path(dir, base_offset));
+    }
+    paths
+}
+
+/// Removes a segment's files ([`segment_file_paths`]).
+pub fn remove_segment_files(
+    dir: &Path,
+    base_offset: i64,
+    entry_mode: bool,
+) -> Result<(), LogError> {
+    for p in segment_file_paths(dir, base_offset, entry_mode) {
+        fsutil::remove_if_exists(&p)?;
+    }
+    Ok(())
+}
+
+/// Writes one batch at the end of a segment with the base offset and
+/// leader epoch of `header` in its header (the epoch is the batch's own in
+/// a plain log, so there only the base offset changes), leaving the
+/// caller's bytes as they are: the header goes out from a patched copy on
+/// the stack and the records straight from `batch`, in one `pwritev`. A produced batch is thus written from the buffer it was
 /// received in (copying 1 MiB batches into a fresh buffer to patch 8 bytes
 /// cost ~8 % of the server's CPU in a 1 KiB publish, BENCHMARKS.md,
 /// seventh session). On failure the file is cut back to `position`, so it
@@ -600,14 +728,15 @@ pub fn write_batch_at_end(
     file: &File,
     path: &Path,
     batch: &[u8],
-    base_offset: i64,
+    header: &BatchHeader,
     position: u64,
 ) -> Result<(), LogError> {
     let split = BATCH_HEADER_BYTES.min(batch.len());
     let mut head = [0u8; BATCH_HEADER_BYTES];
     let head = &mut head[..split];
     head.copy_from_slice(&batch[..split]);
-    spool_batch::set_base_offset(head, base_offset);
+    spool_batch::set_base_offset(head, header.base_offset);
+    spool_batch::set_leader_epoch(head, header.partition_leader_epoch);
     write_parts_at_end(file, path, head, &batch[split..], position)
 }
 

@@ -3,11 +3,17 @@
 //!
 //! Indexes only say where to start walking; every batch returned is
 //! CRC-checked and must continue its predecessor's offsets.
+//!
+//! In entry mode these reads serve client data: they stop at the committed
+//! end as well ([`Log::set_committed_end`]), and control batches inside a
+//! served range are returned as stored (they cover no offsets; readers skip
+//! them by their control bit). A read never starts with one: a batch is
+//! looked for by its last offset, which a control batch's lies below.
 
 use super::{Inner, Log};
 use crate::file_header::FILE_HEADER_BYTES;
 use crate::read_buffers;
-use crate::scan::{self, Scanner, Step};
+use crate::scan::{self, Accept, Scanner, Step};
 use crate::LogError;
 use bytes::Bytes;
 use std::fs::File;
@@ -34,9 +40,15 @@ impl Inner {
         let start = self.start_offset;
         let from = seg.scan_anchor(start);
         let file = seg.reader()?;
-        let found = locate(&file, &seg.path, from, seg.base_offset, seg.size, |h| {
-            h.last_offset() >= start
-        })?;
+        let found = locate(
+            &file,
+            &seg.path,
+            from,
+            seg.base_offset,
+            seg.size,
+            self.accept(),
+            |h| h.last_offset() >= start,
+        )?;
         self.start_position = found.map_or(seg.size, |(position, _)| position);
         Ok(())
     }
@@ -47,7 +59,7 @@ impl Log {
     /// about `max_bytes` (at least one batch is returned if any is readable,
     /// even if larger). Reads stop at the end of a segment.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadBatches, LogError> {
-        let (file, path, start_pos, base_offset, end_pos, end_offset, start_offset) = {
+        let (file, path, start_pos, base_offset, end_pos, end_offset, start_offset, accept) = {
             let inner = self.lock();
             let end_offset = inner.end_offset();
             let start_offset = inner.start_offset;
@@ -92,9 +104,10 @@ impl Log {
                 seg.size,
                 end_offset,
                 start_offset,
+                inner.accept(),
             )
         };
-        let first = locate(&file, &path, start_pos, base_offset, end_pos, |h| {
+        let first = locate(&file, &path, start_pos, base_offset, end_pos, accept, |h| {
             h.last_offset() >= offset
         })?;
         let Some(first) = first else {
@@ -105,7 +118,14 @@ impl Log {
                 start_offset,
             });
         };
-        let (bytes, next_offset) = read_range(&file, &path, first, end_pos, end_offset, max_bytes)?;
+        let range = ReadRange {
+            first,
+            end: end_pos,
+            end_offset,
+            max_bytes,
+            accept,
+        };
+        let (bytes, next_offset) = read_range(&file, &path, range)?;
         let next_offset = if bytes.is_empty() {
             offset
         } else {
@@ -122,7 +142,7 @@ impl Log {
     /// The offset of the first batch whose newest record is at or after
     /// `timestamp_ms`, or `None` if there is none yet.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>, LogError> {
-        let (file, path, start_pos, base_offset, end_pos, start_offset, end_offset) =
+        let (file, path, start_pos, base_offset, end_pos, start_offset, end_offset, accept) =
             {
                 let inner = self.lock();
                 let end_offset = inner.end_offset();
@@ -139,10 +159,11 @@ impl Log {
                     seg.size,
                     inner.start_offset,
                     end_offset,
+                    inner.accept(),
                 )
             };
         let mut found = None;
-        locate(&file, &path, start_pos, base_offset, end_pos, |h| {
+        locate(&file, &path, start_pos, base_offset, end_pos, accept, |h| {
             if h.max_timestamp >= timestamp_ms && h.base_offset < end_offset {
                 found = Some(h.base_offset.max(start_offset));
                 true
@@ -187,12 +208,13 @@ fn locate(
     anchor: (u64, i64),
     base_offset: i64,
     end: u64,
+    accept: Accept,
     mut wanted: impl FnMut(&spool_batch::BatchHeader) -> bool,
 ) -> Result<Option<(u64, i64)>, LogError> {
     let origin = (FILE_HEADER_BYTES as u64, base_offset);
-    match walk(file, path, anchor, end, &mut wanted) {
+    match walk(file, path, anchor, end, accept, &mut wanted) {
         Err((true, _)) if anchor != origin => {
-            walk(file, path, origin, end, &mut wanted).map_err(|(_, e)| e)
+            walk(file, path, origin, end, accept, &mut wanted).map_err(|(_, e)| e)
         }
         other => other.map_err(|(_, e)| e),
     }
@@ -205,6 +227,7 @@ fn walk(
     path: &Path,
     start: (u64, i64),
     end: u64,
+    accept: Accept,
     wanted: &mut impl FnMut(&spool_batch::BatchHeader) -> bool,
 ) -> Result<Option<(u64, i64)>, (bool, LogError)> {
     let (start, mut expected) = start;
@@ -212,7 +235,7 @@ fn walk(
         let reason = format!("scan start {start} lies past the end of the segment ({end})");
         return Err((true, LogError::corrupt(path, start, reason)));
     }
-    let mut scanner = Scanner::new(file, path, start, end, false);
+    let mut scanner = Scanner::new(file, path, start, end, false).accepting(accept);
     loop {
         match scanner.next_step().map_err(|e| (false, e))? {
             Step::End => return Ok(None),
@@ -231,7 +254,7 @@ fn walk(
     }
 }
 
-fn check_continuity(
+pub(super) fn check_continuity(
     path: &Path,
     position: u64,
     header: &spool_batch::BatchHeader,
@@ -250,18 +273,30 @@ fn check_continuity(
     ))
 }
 
-/// Reads whole batches from `first` (the position and base offset of the
-/// first batch) into one buffer with a single pread, verifying each batch's
-/// CRC and offset continuity, stopping at `max_bytes` (after at least one
-/// batch), at `end`, or at the first batch at or beyond `end_offset`.
-fn read_range(
-    file: &File,
-    path: &Path,
+/// What [`read_range`] reads.
+struct ReadRange {
+    /// The position and base offset of the first batch.
     first: (u64, i64),
+    /// The end of the segment's batches.
     end: u64,
+    /// Batches at or beyond this offset are not served.
     end_offset: i64,
     max_bytes: usize,
-) -> Result<(Bytes, i64), LogError> {
+    accept: Accept,
+}
+
+/// Reads whole batches from `first` into one buffer with a single pread,
+/// verifying each batch's CRC and offset continuity, stopping at
+/// `max_bytes` (after at least one batch), at `end`, or at the first batch
+/// at or beyond `end_offset`.
+fn read_range(file: &File, path: &Path, range: ReadRange) -> Result<(Bytes, i64), LogError> {
+    let ReadRange {
+        first,
+        end,
+        end_offset,
+        max_bytes,
+        accept,
+    } = range;
     let (first, first_base) = first;
     let want = (max_bytes as u64)
         .min(end - first)
@@ -286,7 +321,8 @@ fn read_range(
             }
             break;
         }
-        let header = spool_batch::BatchHeader::parse(rest)
+        let header = accept
+            .parse(rest)
             .map_err(|e| LogError::corrupt(path, first + kept as u64, e.to_string()))?;
         check_continuity(path, first + kept as u64, &header, next_offset)?;
         if header.base_offset >= end_offset {
@@ -311,7 +347,7 @@ fn read_range(
                 .map_err(|e| LogError::io(path, e))?;
             continue;
         }
-        scan::verify_served(path, first + kept as u64, &rest[..total])?;
+        scan::verify_served(path, first + kept as u64, &rest[..total], accept)?;
         kept += total;
         next_offset = header.next_offset();
     }

@@ -1,10 +1,12 @@
 //! Cutting the log at either end: the low-water mark
 //! ([`Log::advance_start_offset`]), retention of whole sealed segments
 //! ([`Log::apply_retention`]) and suffix truncation ([`Log::truncate_suffix`]).
+//! In entry mode, whatever deletes the first segments also records the
+//! new first entry index (`start-entry`).
 
 use super::{Inner, Log};
 use crate::scan::{Scanner, Step};
-use crate::{fsutil, start_offset, LogError};
+use crate::{fsutil, start_entry, start_offset, LogError};
 
 impl Log {
     /// Raises the low-water mark: offsets below `offset` become unreadable and
@@ -66,8 +68,23 @@ impl Log {
             .iter()
             .take_while(|s| s.next_offset <= start)
             .count();
+        self.delete_first_segments(inner, doomed)
+    }
+
+    /// Deletes the first `doomed` segments (sealed ones: never the last),
+    /// in entry mode recording first the index of the entry that becomes
+    /// the first (written before the deletions, like the start offset).
+    pub(super) fn delete_first_segments(
+        &self,
+        inner: &mut Inner,
+        doomed: usize,
+    ) -> Result<(), LogError> {
         if doomed == 0 {
             return Ok(());
+        }
+        let first_kept = &inner.segments[doomed];
+        if let Some(entries) = &first_kept.entries {
+            start_entry::write(&self.dir, entries.first_index)?;
         }
         for seg in inner.segments.drain(..doomed) {
             seg.delete_files(&self.dir)?;
@@ -77,14 +94,19 @@ impl Log {
 
     /// Drops every batch at or after `offset`, which must be a batch boundary
     /// (or the end of the log). Used when replication must discard a suffix.
+    /// A log in entry mode removes entries instead
+    /// ([`Log::truncate_entries_from`]): its control entries share offsets.
     ///
     /// Syncs in flight finish first, so they are ordered before the
     /// truncation: no fdatasync that started before it can afterwards raise
     /// the durable offset over batches written after it.
     pub fn truncate_suffix(&self, offset: i64) -> Result<(), LogError> {
-        let mut inner = self.lock();
-        while inner.syncing {
-            inner = self.synced.wait(inner).unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.lock_between_syncs();
+        if inner.entries.is_some() {
+            return Err(LogError::InEntryMode {
+                op: "truncate_suffix",
+                instead: "truncate_entries_from",
+            });
         }
         inner.check_failed()?;
         let next = inner.written_offset();
@@ -137,6 +159,31 @@ impl Log {
             None if inner.segments[idx].next_offset == offset => inner.segments[idx].size,
             None => return Err(LogError::NotBatchBoundary { offset }),
         };
+        self.cut_at(&mut inner, idx, position, offset)
+    }
+
+    /// The log's lock, once no [`Log::sync_to`] fdatasync is in flight: a
+    /// truncation or reset that waits for it is ordered after it, so that
+    /// fdatasync cannot raise the durable offset afterwards.
+    pub(super) fn lock_between_syncs(&self) -> std::sync::MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        while inner.syncing {
+            inner = self.synced.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+        inner
+    }
+
+    /// Cuts the log just before the batch at `position` of segment `idx`
+    /// (whose base offset is `offset`): later segments are deleted, segment
+    /// `idx` is cut and becomes the active one. Called with no sync in
+    /// flight ([`Log::lock_between_syncs`]).
+    pub(super) fn cut_at(
+        &self,
+        inner: &mut Inner,
+        idx: usize,
+        position: u64,
+        offset: i64,
+    ) -> Result<(), LogError> {
         for seg in inner.segments.drain(idx + 1..) {
             seg.delete_files(&self.dir)?;
         }
@@ -146,6 +193,6 @@ impl Log {
         fsutil::sync_dir(&self.dir)?;
         inner.durable_offset = inner.durable_offset.min(offset);
         inner.synced_position = inner.synced_position.min(inner.active().size);
-        Ok(())
+        inner.entries_cut()
     }
 }

@@ -34,6 +34,8 @@ impl Log {
     /// The batch is not changed: its base offset is set in what is written.
     ///
     /// [`Syncer`]: crate::Syncer
+    ///
+    /// A log in entry mode takes entries instead ([`Log::write_entry`]).
     pub fn write(&self, batch: &[u8], now_ms: i64) -> Result<(Appended, bool), LogError> {
         // CPU work outside the lock.
         let header = spool_batch::validate(batch)?;
@@ -84,11 +86,36 @@ impl Log {
         mut header: spool_batch::BatchHeader,
         now_ms: i64,
     ) -> Result<(Appended, bool), LogError> {
+        if inner.entries.is_some() {
+            // Its batches would carry no term and no entry bookkeeping.
+            return Err(LogError::InEntryMode {
+                op: "write",
+                instead: "write_entry",
+            });
+        }
+        let must_sync = self.append_batch(&mut inner, batch, &mut header, now_ms)?;
+        let appended = Appended {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+        };
+        Ok((appended, must_sync))
+    }
+
+    /// The one append: rolls if due, gives the batch the next offset (in
+    /// `header`, whose base offset and leader epoch go into the copy of the
+    /// header written), writes it at the end of the active segment and
+    /// returns whether the caller must sync before it acknowledges.
+    pub(super) fn append_batch(
+        &self,
+        inner: &mut Inner,
+        batch: &[u8],
+        header: &mut spool_batch::BatchHeader,
+        now_ms: i64,
+    ) -> Result<bool, LogError> {
         inner.check_failed()?;
-        self.maybe_roll(&mut inner, batch.len() as u64, now_ms)?;
-        let base_offset = inner.written_offset();
-        header.base_offset = base_offset;
-        if let Err(e) = self.append_to_active(&mut inner, batch, &header, now_ms) {
+        self.maybe_roll(inner, batch.len() as u64, now_ms)?;
+        header.base_offset = inner.written_offset();
+        if let Err(e) = self.append_to_active(inner, batch, header, now_ms) {
             // A full disk was cut back (the file ends on a batch boundary and
             // the offset is unused): later writes may succeed once there is
             // space. Anything else leaves the file in doubt.
@@ -97,10 +124,6 @@ impl Log {
             }
             return Err(e);
         }
-        let appended = Appended {
-            base_offset,
-            last_offset: header.last_offset(),
-        };
         let must_sync = match inner.config.durability {
             Durability::Always => true,
             Durability::Interval { interval_ms } => {
@@ -111,7 +134,7 @@ impl Log {
         if must_sync {
             inner.last_sync_ms = now_ms;
         }
-        Ok((appended, must_sync))
+        Ok(must_sync)
     }
 
     /// [`Segment::append`] to the active segment; in unit tests, first the
@@ -138,6 +161,11 @@ impl Log {
     /// past the end of the log are not waited for, nor offsets a suffix
     /// truncation cut while this call waited.
     ///
+    /// In entry mode it also covers every control entry whose base offset
+    /// is at or below `next_offset` (they advance no offset), so syncing to
+    /// the `next_offset` an entry was given makes that entry durable,
+    /// whether it is a data or a control entry.
+    ///
     /// A failed fdatasync stops the log (every later write and sync fails)
     /// until it is reopened and recovered: the kernel may have dropped the
     /// dirty pages, so nothing since the last good sync can be trusted.
@@ -147,8 +175,9 @@ impl Log {
         loop {
             // Only a suffix truncation lowers the written offset. Without
             // this, a caller whose batch it cut would sync again and again
-            // until new writes reached its old target.
-            if inner.durable_offset >= next_offset.min(inner.written_offset()) {
+            // until new writes reached its old target (`durable_to` takes
+            // the minimum).
+            if inner.durable_to(next_offset) {
                 return Ok(());
             }
             inner.check_failed()?;
@@ -182,6 +211,7 @@ impl Log {
             inner = self.lock();
             let target = inner.written_offset();
             let target_position = inner.active().size;
+            let target_index = inner.next_index();
             let path = inner.active().path.clone();
             let file = match inner.active().reader() {
                 Ok(file) => file,
@@ -200,7 +230,7 @@ impl Log {
             inner = self.lock();
             inner.syncing = false;
             match result {
-                Ok(()) => inner.synced_through(target, target_position),
+                Ok(()) => inner.synced_through(target, target_position, target_index),
                 Err(e) => {
                     // After a failed fsync the kernel may have dropped dirty
                     // pages: nothing since the last good sync can be trusted.
@@ -219,7 +249,7 @@ impl Log {
     /// the log has not failed.
     pub fn is_durable_to(&self, next_offset: i64) -> bool {
         let inner = self.lock();
-        inner.failed.is_none() && inner.durable_offset >= next_offset.min(inner.written_offset())
+        inner.failed.is_none() && inner.durable_to(next_offset)
     }
 
     /// Syncs if the `interval` policy's deadline has passed with unsynced data.
@@ -230,7 +260,7 @@ impl Log {
             let Durability::Interval { interval_ms } = inner.config.durability else {
                 return Ok(());
             };
-            if inner.durable_offset >= inner.written_offset()
+            if inner.durable_to(inner.written_offset())
                 || now_ms - inner.last_sync_ms < interval_ms as i64
             {
                 return Ok(());
@@ -267,16 +297,13 @@ impl Log {
         // exists, so recovery only ever has to repair the last segment.
         inner.active_mut().seal()?;
         let next = inner.written_offset();
-        inner.durable_offset = inner.durable_offset.max(next);
-        let fresh = match Segment::create(&self.dir, next, &inner.files) {
+        let next_index = inner.next_index();
+        inner.synced_through(next, inner.active().size, next_index);
+        let fresh = match Segment::create(&self.dir, next, next_index, &inner.files) {
             Ok(s) => s,
             Err(e) => {
                 // Leave no half-made segment behind (e.g. on a full disk).
-                for p in [
-                    segment::segment_path(&self.dir, next),
-                    segment::offset_index_path(&self.dir, next),
-                    segment::time_index_path(&self.dir, next),
-                ] {
+                for p in segment::segment_file_paths(&self.dir, next, next_index.is_some()) {
                     let _ = fsutil::remove_if_exists(&p);
                 }
                 return Err(e);
