@@ -107,15 +107,20 @@ impl Inner {
         };
         match &self.entries {
             // Nor, in entry mode, what a leader change could take back.
-            Some(state) => end.min(state.committed_end),
+            // Whatever lies below the start offset was committed (only
+            // committed entries are purged), whatever the cap says.
+            Some(state) => end.min(state.committed_end.max(self.start_offset)),
             None => end,
         }
     }
     /// Which batches the segments may hold.
     fn accept(&self) -> Accept {
-        match self.entries {
-            Some(_) => Accept::DataAndControl,
-            None => Accept::DataOnly,
+        // From the configuration, fixed at open: recovery reads before the
+        // entry state exists.
+        if self.config.entry_mode {
+            Accept::DataAndControl
+        } else {
+            Accept::DataOnly
         }
     }
     /// Whether a batch of `incoming` bytes must go to a new segment.

@@ -48,10 +48,12 @@ impl Log {
     }
 
     /// Entries up to `index` may be dropped: deletes the whole sealed
-    /// segments whose entries are all at or below it (never the active
-    /// segment, so the last entry stays), recording the new first entry
-    /// and start offset first. Entries of a segment that also holds later
-    /// ones stay readable. Durable when it returns.
+    /// segments whose entries are all at or below it, recording the new
+    /// first entry and start offset first. Never the active segment: its
+    /// entries stay, as do those of any segment that also holds later
+    /// ones. (After a truncation to the first entry of a segment the active
+    /// segment holds none; purging past the last entry then leaves the log
+    /// holding none, its first index the next one.) Durable when it returns.
     pub fn purge_entries_to(&self, index: u64) -> Result<(), LogError> {
         let mut inner = self.lock();
         inner.check_failed()?;

@@ -102,7 +102,7 @@ impl Log {
     /// the durable offset over batches written after it.
     pub fn truncate_suffix(&self, offset: i64) -> Result<(), LogError> {
         let mut inner = self.lock_between_syncs();
-        if inner.entries.is_some() {
+        if inner.config.entry_mode {
             return Err(LogError::InEntryMode {
                 op: "truncate_suffix",
                 instead: "truncate_entries_from",

@@ -86,7 +86,7 @@ impl Log {
         mut header: spool_batch::BatchHeader,
         now_ms: i64,
     ) -> Result<(Appended, bool), LogError> {
-        if inner.entries.is_some() {
+        if inner.config.entry_mode {
             // Its batches would carry no term and no entry bookkeeping.
             return Err(LogError::InEntryMode {
                 op: "write",

@@ -3,6 +3,8 @@
 
 mod basic;
 mod crash;
+mod entries;
+mod entries_model;
 mod full_disk;
 mod model;
 mod sealed_files;
