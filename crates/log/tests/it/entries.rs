@@ -400,33 +400,50 @@ fn damaged_entry_indexes_are_rebuilt_with_the_same_answers() {
     assert_eq!(summary(&log), before);
 }
 
+/// Cutting the last entry (a data entry, or a control entry) at every
+/// byte recovers exactly the entries before it, with their indexes and
+/// terms, and the next entry takes its index and offset.
 #[test]
 fn a_torn_tail_in_entry_mode_is_cut_and_indexes_stay_right() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    for i in 0..6 {
-        data(&log, &format!("e{i}"), 2, 1);
+    for last_is_control in [false, true] {
+        let original = tempfile::tempdir().unwrap();
+        let log = open(original.path());
+        for i in 0..6 {
+            data(&log, &format!("e{i}"), 2, 1);
+        }
+        log.write_entry(&control("c"), 2, 0).unwrap();
+        let last_batch = match last_is_control {
+            true => control("the last one"),
+            false => batch("last", 3, 1),
+        };
+        let last = log.write_entry(&last_batch, 2, 0).unwrap();
+        log.flush().unwrap();
+        let before = summary(&log);
+        drop(log);
+        let active = files_ending(original.path(), "log").pop().unwrap();
+        let name = active.file_name().unwrap().to_owned();
+        let full = std::fs::metadata(&active).unwrap().len();
+        for cut in full - last_batch.len() as u64 + 1..full {
+            let work = tempfile::tempdir().unwrap();
+            for entry in std::fs::read_dir(original.path()).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), work.path().join(entry.file_name())).unwrap();
+            }
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(work.path().join(&name))
+                .unwrap();
+            f.set_len(cut).unwrap();
+            let (log, report) = Log::open(work.path(), entry_config()).unwrap();
+            assert_eq!(report.truncated.len(), 1, "cut at {cut}: {report}");
+            assert_eq!(summary(&log), before[..before.len() - 1], "cut at {cut}");
+            let bounds = log.entry_bounds().unwrap();
+            assert_eq!(bounds.last, Some(EntryId { index: 7, term: 2 }));
+            assert_eq!(log.stats().next_offset, last.base_offset);
+            let again = log.write_entry(&batch("again", 1, 1), 3, 0).unwrap();
+            assert_eq!((again.index, again.base_offset), (8, last.base_offset));
+        }
     }
-    log.write_entry(&control("c"), 2, 0).unwrap();
-    let last = log.write_entry(&batch("last", 3, 1), 2, 0).unwrap();
-    log.flush().unwrap();
-    let before = summary(&log);
-    drop(log);
-    let active = files_ending(dir.path(), "log").pop().unwrap();
-    let len = std::fs::metadata(&active).unwrap().len();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&active)
-        .unwrap();
-    f.set_len(len - 5).unwrap();
-    let (log, report) = Log::open(dir.path(), entry_config()).unwrap();
-    assert_eq!(report.truncated.len(), 1, "{report}");
-    assert_eq!(summary(&log), before[..before.len() - 1]);
-    let bounds = log.entry_bounds().unwrap();
-    assert_eq!(bounds.last, Some(EntryId { index: 7, term: 2 }));
-    assert_eq!(log.stats().next_offset, last.base_offset);
-    let again = log.write_entry(&batch("again", 1, 1), 3, 0).unwrap();
-    assert_eq!((again.index, again.base_offset), (8, last.base_offset));
 }
 
 #[test]
