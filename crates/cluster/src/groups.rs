@@ -1,0 +1,71 @@
+//! The Raft groups a node hosts, by [`GroupId`]: where incoming Raft
+//! messages are delivered.
+
+use crate::partition::PartitionStateMachine;
+use crate::transport::Inbound;
+use crate::types::PartitionRaft;
+use crate::wire::{GroupId, RaftRequest, RaftResponse};
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// A partition's Raft group as this node runs it.
+pub type PartitionGroup = openraft::Raft<PartitionRaft, PartitionStateMachine>;
+
+#[derive(Default)]
+pub struct Groups {
+    partitions: RwLock<HashMap<GroupId, PartitionGroup>>,
+}
+
+impl Groups {
+    pub fn insert(&self, id: GroupId, group: PartitionGroup) {
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, group);
+    }
+
+    pub fn remove(&self, id: &GroupId) -> Option<PartitionGroup> {
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+    }
+
+    pub fn get(&self, id: &GroupId) -> Option<PartitionGroup> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+impl Inbound for Groups {
+    fn handle(&self, group: GroupId, request: RaftRequest) -> BoxFuture<'static, RaftResponse> {
+        let Some(raft) = self.get(&group) else {
+            // Not created here yet (its topic is still being created) or
+            // already deleted: the sender retries.
+            let reason = format!("no group {group:?} on this node");
+            return Box::pin(async move { RaftResponse::Refused(reason) });
+        };
+        Box::pin(async move {
+            match request {
+                RaftRequest::AppendEntries(rpc) => match raft.append_entries(rpc).await {
+                    Ok(answer) => RaftResponse::AppendEntries(answer),
+                    Err(e) => RaftResponse::Refused(e.to_string()),
+                },
+                RaftRequest::Vote(rpc) => match raft.vote(rpc).await {
+                    Ok(answer) => RaftResponse::Vote(answer),
+                    Err(e) => RaftResponse::Refused(e.to_string()),
+                },
+                RaftRequest::Snapshot { vote, snapshot } => {
+                    match raft.install_full_snapshot(vote, snapshot).await {
+                        Ok(answer) => RaftResponse::Snapshot(answer),
+                        Err(e) => RaftResponse::Refused(e.to_string()),
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! Replication for Spool: openraft groups whose Raft logs are Spool's own
+//! segment logs (`spool-log` in entry mode). See `docs/cluster.md`.
+//!
+//! Layering: this crate depends on the log and the batch codec; the broker
+//! and the front ends know nothing of it beyond the boundary the server
+//! plugs it in at.
+
+pub mod groups;
+pub mod partition;
+pub mod raft_files;
+pub mod transport;
+pub mod types;
+pub mod wire;

@@ -1,0 +1,108 @@
+//! openraft's network for a partition group, over [`Peers`].
+
+use super::{Peer, Peers};
+use crate::types::{NodeAddr, NodeId, PartitionRaft, PartitionSnapshot, Snapshot, Vote};
+use crate::wire::{GroupId, RaftRequest, RaftResponse};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+/// Makes the clients one partition group's Raft uses to reach its peers.
+pub struct PartitionNetwork {
+    pub group: GroupId,
+    pub peers: Arc<Peers>,
+}
+
+pub struct PartitionNetworkClient {
+    group: GroupId,
+    peer: Arc<Peer>,
+}
+
+impl RaftNetworkFactory<PartitionRaft> for PartitionNetwork {
+    type Network = PartitionNetworkClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PartitionNetworkClient {
+        PartitionNetworkClient {
+            group: self.group.clone(),
+            peer: self.peers.peer(target, &node.cluster_addr),
+        }
+    }
+}
+
+/// A refused connection means "back off"; anything else "try again soon".
+fn rpc_error(e: io::Error) -> RPCError<PartitionRaft> {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::PermissionDenied => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+        _ => RPCError::Network(NetworkError::new(&e)),
+    }
+}
+
+fn unexpected(response: RaftResponse) -> RPCError<PartitionRaft> {
+    let message = match response {
+        RaftResponse::Refused(reason) => format!("peer refused: {reason}"),
+        other => format!("peer answered the wrong kind: {other:?}"),
+    };
+    RPCError::Network(NetworkError::from_string(message))
+}
+
+impl PartitionNetworkClient {
+    async fn call(
+        &self,
+        request: RaftRequest,
+        option: &RPCOption,
+    ) -> Result<RaftResponse, RPCError<PartitionRaft>> {
+        self.peer
+            .call(&self.group, &request, option.soft_ttl())
+            .await
+            .map_err(rpc_error)
+    }
+}
+
+impl RaftNetworkV2<PartitionRaft> for PartitionNetworkClient {
+    type SnapshotData = PartitionSnapshot;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        match self.call(RaftRequest::AppendEntries(rpc), &option).await? {
+            RaftResponse::AppendEntries(answer) => Ok(answer),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        match self.call(RaftRequest::Vote(rpc), &option).await? {
+            RaftResponse::Vote(answer) => Ok(answer),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot<PartitionSnapshot>,
+        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<PartitionRaft>, StreamingError<PartitionRaft>> {
+        match self
+            .call(RaftRequest::Snapshot { vote, snapshot }, &option)
+            .await?
+        {
+            RaftResponse::Snapshot(answer) => Ok(answer),
+            other => Err(StreamingError::from(unexpected(other))),
+        }
+    }
+}

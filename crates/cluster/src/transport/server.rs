@@ -1,0 +1,96 @@
+//! The listening side: authenticates each connection, then answers its
+//! requests, each on its own task (answers go back as they finish; the
+//! dialer matches them by request id).
+
+use super::{frame_header, handshake, read_frame, ClusterSecret, CONNECT_TIMEOUT_MS};
+use crate::types::NodeId;
+use crate::wire::{decode_request, encode_response, GroupId, RaftRequest, RaftResponse};
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Where this node's incoming Raft messages go (the groups it hosts).
+pub trait Inbound: Send + Sync + 'static {
+    fn handle(&self, group: GroupId, request: RaftRequest) -> BoxFuture<'static, RaftResponse>;
+}
+
+/// Answers peers on `listener` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    secret: ClusterSecret,
+    own_id: NodeId,
+    inbound: Arc<dyn Inbound>,
+) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors and the like: wait, then go on.
+                tracing::warn!(error = %e, "cluster listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let secret = secret.clone();
+        let inbound = inbound.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, secret, own_id, inbound).await {
+                tracing::debug!(%from, error = %e, "cluster connection ended");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    secret: ClusterSecret,
+    own_id: NodeId,
+    inbound: Arc<dyn Inbound>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let handshake = handshake::accept(&mut stream, &secret, own_id);
+    let peer = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), handshake)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "cluster handshake"))??;
+    let (mut input, write_half) = stream.into_split();
+    let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<(u64, Bytes)>();
+    let writer = tokio::spawn(async move {
+        let mut out = BufWriter::new(write_half);
+        while let Some((id, message)) = answers_rx.recv().await {
+            out.write_all(&frame_header(id, message.len())).await?;
+            out.write_all(&message).await?;
+            if answers_rx.is_empty() {
+                out.flush().await?;
+            }
+        }
+        Ok::<_, io::Error>(())
+    });
+    let result = loop {
+        let (id, message) = match read_frame(&mut input).await {
+            Ok(frame) => frame,
+            Err(e) => break Err(e),
+        };
+        let (group, request) = match decode_request(message) {
+            Ok(decoded) => decoded,
+            // An authenticated peer that sends garbage is broken: hang up.
+            Err(e) => break Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        };
+        let answers = answers_tx.clone();
+        let inbound = inbound.clone();
+        tokio::spawn(async move {
+            let response = inbound.handle(group, request).await;
+            let mut out = BytesMut::new();
+            encode_response(&response, &mut out);
+            let _ = answers.send((id, out.freeze()));
+        });
+    };
+    tracing::debug!(peer, "cluster connection from peer closed");
+    drop(answers_tx);
+    writer.abort();
+    result
+}

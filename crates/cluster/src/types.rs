@@ -1,0 +1,101 @@
+//! The openraft type configuration of a partition group, and the
+//! translation between openraft's log positions and the entry-mode log's.
+
+use bytes::Bytes;
+use std::fmt;
+
+/// A node's number in the cluster (`--node-id`). Never reused for a node
+/// that starts with an empty data directory (docs/cluster.md: incarnations).
+pub type NodeId = u64;
+
+/// Where a node is reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeAddr {
+    /// The binary protocol listener clients use (`--listen`).
+    pub client_addr: String,
+    /// The node-to-node listener (`--cluster-listen`).
+    pub cluster_addr: String,
+}
+
+/// What a produce proposes: one record batch, exactly as the producer
+/// encoded it (validated by the leader before it is proposed). Read back
+/// from the log it is the stored batch (its `baseOffset` and
+/// `partitionLeaderEpoch` written by the log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BatchData(pub Bytes);
+
+impl fmt::Debug for BatchData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BatchData({} bytes)", self.0.len())
+    }
+}
+
+impl fmt::Display for BatchData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batch of {} bytes", self.0.len())
+    }
+}
+
+/// Where an applied entry's records are: `base_offset..next_offset` (empty
+/// for blank and membership entries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchPlaced {
+    pub base_offset: i64,
+    pub next_offset: i64,
+}
+
+/// What a snapshot carries: the state after its last entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionSnapshot {
+    /// The offset after the last committed record.
+    pub next_offset: i64,
+}
+
+/// Bytes of entries one replication request carries at most (openraft
+/// counts entries, not bytes: 300 entries of 1 MiB batches would be one
+/// 300 MiB message).
+pub const REPLICATION_BYTES_MAX: usize = 8 << 20;
+
+openraft::declare_raft_types!(
+    /// A partition's Raft group: entries are record batches; standard Raft
+    /// leader ids (one leader per term), so an entry's log id is (term,
+    /// index) and its term fits the batch's `partitionLeaderEpoch`.
+    pub PartitionRaft:
+        D = BatchData,
+        R = BatchPlaced,
+        NodeId = NodeId,
+        Node = NodeAddr,
+        Term = u64,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, NodeId>,
+);
+
+/// A log id of standard Raft: the term (of the leader that proposed the
+/// entry) and the index.
+pub type CommittedLeaderId = openraft::vote::leader_id_std::CommittedLeaderId<u64>;
+pub type LogId = openraft::LogId<CommittedLeaderId>;
+pub type Entry = <PartitionRaft as openraft::RaftTypeConfig>::Entry;
+pub type Vote = <PartitionRaft as openraft::RaftTypeConfig>::Vote;
+pub type Membership = openraft::Membership<NodeId, NodeAddr>;
+pub type StoredMembership = openraft::StoredMembership<CommittedLeaderId, NodeId, NodeAddr>;
+pub type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, NodeId, NodeAddr>;
+pub type Snapshot<Data> = openraft::Snapshot<CommittedLeaderId, NodeId, NodeAddr, Data>;
+
+/// openraft numbers entries from 0 (`initialize` writes index 0); the
+/// entry-mode log numbers them from 1.
+pub fn log_entry_index(raft_index: u64) -> u64 {
+    raft_index + 1
+}
+
+/// The inverse of [`log_entry_index`].
+pub fn raft_index(log_entry_index: u64) -> u64 {
+    log_entry_index - 1
+}
+
+pub fn log_id(term: u64, raft_index: u64) -> LogId {
+    openraft::LogId::new_term_index(term, raft_index)
+}
+
+/// The term of a log id.
+pub fn term_of(log_id: &LogId) -> u64 {
+    **log_id.committed_leader_id()
+}

@@ -1,0 +1,383 @@
+//! The node-to-node wire format of Raft messages: bytes in, typed
+//! messages out, no I/O (the transport frames and sends them).
+//!
+//! Every integer is big-endian. A message is
+//! `kind u8 | group | body`; a group is `0` (the metadata group) or
+//! `1 | topic (u16 length, UTF-8) | partition u32`. Entries carry their
+//! batch as stored, sliced from the frame's buffer, never copied.
+//! Decoding checks every length against what is left, so a hostile or torn
+//! frame is an error, never a panic or a huge allocation.
+
+use crate::raft_files::{decode_membership, encode_membership};
+use crate::types::{
+    log_id, term_of, BatchData, Entry, LogId, PartitionRaft, PartitionSnapshot, Snapshot,
+    SnapshotMeta, StoredMembership, Vote,
+};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::vote::RaftLeaderId;
+use openraft::EntryPayload;
+
+/// Which Raft group a message is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupId {
+    Meta,
+    Partition { topic: String, partition: u32 },
+}
+
+#[derive(Debug)]
+pub enum RaftRequest {
+    AppendEntries(AppendEntriesRequest<PartitionRaft>),
+    Vote(VoteRequest<PartitionRaft>),
+    Snapshot {
+        vote: Vote,
+        snapshot: Snapshot<PartitionSnapshot>,
+    },
+}
+
+#[derive(Debug)]
+pub enum RaftResponse {
+    AppendEntries(AppendEntriesResponse<PartitionRaft>),
+    Vote(VoteResponse<PartitionRaft>),
+    Snapshot(SnapshotResponse<PartitionRaft>),
+    /// The receiver could not handle it (no such group here, a stopped
+    /// group); the sender treats it as a network error and retries.
+    Refused(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed cluster message: {0}")]
+pub struct WireError(pub String);
+
+fn malformed(what: &str) -> WireError {
+    WireError(what.to_string())
+}
+
+const REQ_APPEND: u8 = 1;
+const REQ_VOTE: u8 = 2;
+const REQ_SNAPSHOT: u8 = 3;
+const RESP_APPEND: u8 = 11;
+const RESP_VOTE: u8 = 12;
+const RESP_SNAPSHOT: u8 = 13;
+const RESP_REFUSED: u8 = 14;
+
+const ENTRY_BLANK: u8 = 0;
+const ENTRY_NORMAL: u8 = 1;
+const ENTRY_MEMBERSHIP: u8 = 2;
+
+const APPEND_SUCCESS: u8 = 0;
+const APPEND_PARTIAL: u8 = 1;
+const APPEND_CONFLICT: u8 = 2;
+const APPEND_HIGHER_VOTE: u8 = 3;
+
+pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut) {
+    match request {
+        RaftRequest::AppendEntries(rpc) => {
+            out.put_u8(REQ_APPEND);
+            put_group(out, group);
+            put_vote(out, &rpc.vote);
+            put_opt_log_id(out, rpc.prev_log_id.as_ref());
+            put_opt_log_id(out, rpc.leader_commit.as_ref());
+            out.put_u32(rpc.entries.len() as u32);
+            for entry in &rpc.entries {
+                put_entry(out, entry);
+            }
+        }
+        RaftRequest::Vote(rpc) => {
+            out.put_u8(REQ_VOTE);
+            put_group(out, group);
+            put_vote(out, &rpc.vote);
+            put_opt_log_id(out, rpc.last_log_id.as_ref());
+            out.put_u8(u8::from(rpc.leadership_transfer));
+        }
+        RaftRequest::Snapshot { vote, snapshot } => {
+            out.put_u8(REQ_SNAPSHOT);
+            put_group(out, group);
+            put_vote(out, vote);
+            put_snapshot_meta(out, &snapshot.meta);
+            out.put_i64(snapshot.snapshot.next_offset);
+        }
+    }
+}
+
+pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireError> {
+    let kind = get_u8(&mut buf)?;
+    let group = get_group(&mut buf)?;
+    let request = match kind {
+        REQ_APPEND => {
+            let vote = get_vote(&mut buf)?;
+            let prev_log_id = get_opt_log_id(&mut buf)?;
+            let leader_commit = get_opt_log_id(&mut buf)?;
+            let count = get_u32(&mut buf)? as usize;
+            // Each entry takes at least 17 bytes: no allocation beyond the frame.
+            if count > buf.remaining() / 17 + 1 {
+                return Err(malformed("entry count beyond the frame"));
+            }
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                entries.push(get_entry(&mut buf)?);
+            }
+            RaftRequest::AppendEntries(AppendEntriesRequest {
+                vote,
+                prev_log_id,
+                leader_commit,
+                entries,
+            })
+        }
+        REQ_VOTE => {
+            let vote = get_vote(&mut buf)?;
+            let last_log_id = get_opt_log_id(&mut buf)?;
+            let mut rpc = VoteRequest::new(vote, last_log_id);
+            rpc.leadership_transfer = get_u8(&mut buf)? != 0;
+            RaftRequest::Vote(rpc)
+        }
+        REQ_SNAPSHOT => {
+            let vote = get_vote(&mut buf)?;
+            let meta = get_snapshot_meta(&mut buf)?;
+            let next_offset = get_i64(&mut buf)?;
+            RaftRequest::Snapshot {
+                vote,
+                snapshot: Snapshot {
+                    meta,
+                    snapshot: PartitionSnapshot { next_offset },
+                },
+            }
+        }
+        _ => return Err(malformed("unknown request kind")),
+    };
+    expect_end(&buf)?;
+    Ok((group, request))
+}
+
+pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
+    match response {
+        RaftResponse::AppendEntries(answer) => {
+            out.put_u8(RESP_APPEND);
+            match answer {
+                AppendEntriesResponse::Success => out.put_u8(APPEND_SUCCESS),
+                AppendEntriesResponse::PartialSuccess(matching) => {
+                    out.put_u8(APPEND_PARTIAL);
+                    put_opt_log_id(out, matching.as_ref());
+                }
+                AppendEntriesResponse::Conflict => out.put_u8(APPEND_CONFLICT),
+                AppendEntriesResponse::HigherVote(vote) => {
+                    out.put_u8(APPEND_HIGHER_VOTE);
+                    put_vote(out, vote);
+                }
+            }
+        }
+        RaftResponse::Vote(answer) => {
+            out.put_u8(RESP_VOTE);
+            put_vote(out, &answer.vote);
+            out.put_u8(u8::from(answer.vote_granted));
+            put_opt_log_id(out, answer.last_log_id.as_ref());
+        }
+        RaftResponse::Snapshot(answer) => {
+            out.put_u8(RESP_SNAPSHOT);
+            put_vote(out, &answer.vote);
+        }
+        RaftResponse::Refused(reason) => {
+            out.put_u8(RESP_REFUSED);
+            put_bytes(out, reason.as_bytes());
+        }
+    }
+}
+
+pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
+    let response = match get_u8(&mut buf)? {
+        RESP_APPEND => RaftResponse::AppendEntries(match get_u8(&mut buf)? {
+            APPEND_SUCCESS => AppendEntriesResponse::Success,
+            APPEND_PARTIAL => AppendEntriesResponse::PartialSuccess(get_opt_log_id(&mut buf)?),
+            APPEND_CONFLICT => AppendEntriesResponse::Conflict,
+            APPEND_HIGHER_VOTE => AppendEntriesResponse::HigherVote(get_vote(&mut buf)?),
+            _ => return Err(malformed("unknown append answer")),
+        }),
+        RESP_VOTE => {
+            let vote = get_vote(&mut buf)?;
+            let granted = get_u8(&mut buf)? != 0;
+            let last = get_opt_log_id(&mut buf)?;
+            RaftResponse::Vote(VoteResponse::new(vote, last, granted))
+        }
+        RESP_SNAPSHOT => RaftResponse::Snapshot(SnapshotResponse::new(get_vote(&mut buf)?)),
+        RESP_REFUSED => {
+            let reason = get_bytes(&mut buf)?;
+            RaftResponse::Refused(String::from_utf8_lossy(&reason).into_owned())
+        }
+        _ => return Err(malformed("unknown response kind")),
+    };
+    expect_end(&buf)?;
+    Ok(response)
+}
+
+fn expect_end(buf: &Bytes) -> Result<(), WireError> {
+    if buf.has_remaining() {
+        return Err(malformed("bytes after the message"));
+    }
+    Ok(())
+}
+
+fn put_group(out: &mut BytesMut, group: &GroupId) {
+    match group {
+        GroupId::Meta => out.put_u8(0),
+        GroupId::Partition { topic, partition } => {
+            out.put_u8(1);
+            out.put_u16(topic.len() as u16);
+            out.put_slice(topic.as_bytes());
+            out.put_u32(*partition);
+        }
+    }
+}
+
+fn get_group(buf: &mut Bytes) -> Result<GroupId, WireError> {
+    match get_u8(buf)? {
+        0 => Ok(GroupId::Meta),
+        1 => {
+            let len = usize::from(get_u16(buf)?);
+            let name = take(buf, len)?;
+            let topic =
+                String::from_utf8(name.to_vec()).map_err(|_| malformed("topic not UTF-8"))?;
+            let partition = get_u32(buf)?;
+            Ok(GroupId::Partition { topic, partition })
+        }
+        _ => Err(malformed("unknown group kind")),
+    }
+}
+
+fn put_vote(out: &mut BytesMut, vote: &Vote) {
+    out.put_u64(vote.leader_id.term());
+    out.put_u64(*vote.leader_id.node_id());
+    out.put_u8(u8::from(vote.committed));
+}
+
+fn get_vote(buf: &mut Bytes) -> Result<Vote, WireError> {
+    let term = get_u64(buf)?;
+    let node = get_u64(buf)?;
+    let committed = get_u8(buf)? != 0;
+    let mut vote = Vote::new(term, node);
+    vote.committed = committed;
+    Ok(vote)
+}
+
+fn put_opt_log_id(out: &mut BytesMut, id: Option<&LogId>) {
+    match id {
+        None => out.put_u8(0),
+        Some(id) => {
+            out.put_u8(1);
+            out.put_u64(term_of(id));
+            out.put_u64(id.index());
+        }
+    }
+}
+
+fn get_opt_log_id(buf: &mut Bytes) -> Result<Option<LogId>, WireError> {
+    match get_u8(buf)? {
+        0 => Ok(None),
+        1 => {
+            let term = get_u64(buf)?;
+            let index = get_u64(buf)?;
+            Ok(Some(log_id(term, index)))
+        }
+        _ => Err(malformed("bad log id tag")),
+    }
+}
+
+fn put_entry(out: &mut BytesMut, entry: &Entry) {
+    out.put_u64(term_of(&entry.log_id));
+    out.put_u64(entry.log_id.index());
+    match &entry.payload {
+        EntryPayload::Blank => out.put_u8(ENTRY_BLANK),
+        EntryPayload::Normal(BatchData(batch)) => {
+            out.put_u8(ENTRY_NORMAL);
+            put_bytes(out, batch);
+        }
+        EntryPayload::Membership(membership) => {
+            out.put_u8(ENTRY_MEMBERSHIP);
+            put_bytes(out, &encode_membership(membership));
+        }
+    }
+}
+
+fn get_entry(buf: &mut Bytes) -> Result<Entry, WireError> {
+    let term = get_u64(buf)?;
+    let index = get_u64(buf)?;
+    let payload = match get_u8(buf)? {
+        ENTRY_BLANK => EntryPayload::Blank,
+        ENTRY_NORMAL => EntryPayload::Normal(BatchData(get_bytes(buf)?)),
+        ENTRY_MEMBERSHIP => {
+            let bytes = get_bytes(buf)?;
+            EntryPayload::Membership(
+                decode_membership(&bytes).map_err(|e| WireError(e.to_string()))?,
+            )
+        }
+        _ => return Err(malformed("unknown entry kind")),
+    };
+    Ok(Entry {
+        log_id: log_id(term, index),
+        payload,
+    })
+}
+
+fn put_snapshot_meta(out: &mut BytesMut, meta: &SnapshotMeta) {
+    put_opt_log_id(out, meta.last_log_id.as_ref());
+    put_opt_log_id(out, meta.last_membership.log_id().as_ref());
+    match meta.last_membership.log_id() {
+        Some(_) => put_bytes(out, &encode_membership(meta.last_membership.membership())),
+        None => put_bytes(out, &[]),
+    }
+}
+
+fn get_snapshot_meta(buf: &mut Bytes) -> Result<SnapshotMeta, WireError> {
+    let last_log_id = get_opt_log_id(buf)?;
+    let membership_log_id = get_opt_log_id(buf)?;
+    let membership = get_bytes(buf)?;
+    let last_membership = match membership_log_id {
+        None => StoredMembership::default(),
+        Some(_) => StoredMembership::new(
+            membership_log_id,
+            decode_membership(&membership).map_err(|e| WireError(e.to_string()))?,
+        ),
+    };
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership,
+    })
+}
+
+fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
+    out.put_u32(bytes.len() as u32);
+    out.put_slice(bytes);
+}
+
+fn get_bytes(buf: &mut Bytes) -> Result<Bytes, WireError> {
+    let len = get_u32(buf)? as usize;
+    take(buf, len)
+}
+
+fn take(buf: &mut Bytes, len: usize) -> Result<Bytes, WireError> {
+    if buf.remaining() < len {
+        return Err(malformed("length beyond the frame"));
+    }
+    Ok(buf.split_to(len))
+}
+
+macro_rules! getter {
+    ($name:ident, $ty:ty, $get:ident, $size:expr) => {
+        fn $name(buf: &mut Bytes) -> Result<$ty, WireError> {
+            if buf.remaining() < $size {
+                return Err(malformed("message ends early"));
+            }
+            Ok(buf.$get())
+        }
+    };
+}
+
+getter!(get_u8, u8, get_u8, 1);
+getter!(get_u16, u16, get_u16, 2);
+getter!(get_u32, u32, get_u32, 4);
+getter!(get_u64, u64, get_u64, 8);
+getter!(get_i64, i64, get_i64, 8);
+
+#[cfg(test)]
+mod tests;
