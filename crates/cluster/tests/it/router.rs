@@ -25,6 +25,10 @@ impl Router {
         self.nodes.lock().unwrap().insert(id, raft);
     }
 
+    pub fn remove(&self, id: NodeId) -> Option<PartitionGroup> {
+        self.nodes.lock().unwrap().remove(&id)
+    }
+
     /// Cuts every link between `id` and the other nodes, both ways.
     pub fn isolate(&self, id: NodeId) {
         let others: Vec<NodeId> = self.nodes.lock().unwrap().keys().copied().collect();
