@@ -32,6 +32,16 @@ impl Groups {
             .remove(id)
     }
 
+    /// Every group, for shutting them down.
+    pub fn all(&self) -> Vec<PartitionGroup> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn get(&self, id: &GroupId) -> Option<PartitionGroup> {
         self.partitions
             .read()
@@ -59,6 +69,7 @@ impl Inbound for Groups {
                     Ok(answer) => RaftResponse::Vote(answer),
                     Err(e) => RaftResponse::Refused(e.to_string()),
                 },
+                RaftRequest::Propose(data) => propose_here(&raft, data).await,
                 RaftRequest::Snapshot { vote, snapshot } => {
                     match raft.install_full_snapshot(vote, snapshot).await {
                         Ok(answer) => RaftResponse::Snapshot(answer),
@@ -67,5 +78,19 @@ impl Inbound for Groups {
                 }
             }
         })
+    }
+}
+
+/// Writes a forwarded proposal if this node leads the group; otherwise
+/// names the leader it knows (the sender asks it; proposals are never
+/// forwarded twice, so a wrong hint costs a retry, not a loop).
+async fn propose_here(raft: &PartitionGroup, data: bytes::Bytes) -> RaftResponse {
+    use openraft::error::{ClientWriteError, RaftError};
+    match raft.client_write(crate::types::BatchData(data)).await {
+        Ok(written) => RaftResponse::Proposed(written.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+            RaftResponse::NotLeader(forward.leader_id)
+        }
+        Err(e) => RaftResponse::Refused(e.to_string()),
     }
 }

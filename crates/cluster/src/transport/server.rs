@@ -13,21 +13,29 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 /// Where this node's incoming Raft messages go (the groups it hosts).
 pub trait Inbound: Send + Sync + 'static {
     fn handle(&self, group: GroupId, request: RaftRequest) -> BoxFuture<'static, RaftResponse>;
 }
 
-/// Answers peers on `listener` until the task is dropped.
+/// Answers peers on `listener` until the task is dropped; dropping it
+/// also ends every connection it accepted (a node that stops answers no
+/// one).
 pub async fn serve(
     listener: TcpListener,
     secret: ClusterSecret,
     own_id: NodeId,
     inbound: Arc<dyn Inbound>,
 ) {
+    let mut connections = JoinSet::new();
     loop {
-        let (stream, from) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next() => continue,
+        };
+        let (stream, from) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors and the like: wait, then go on.
@@ -38,7 +46,7 @@ pub async fn serve(
         };
         let secret = secret.clone();
         let inbound = inbound.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = serve_connection(stream, secret, own_id, inbound).await {
                 tracing::debug!(%from, error = %e, "cluster connection ended");
             }
@@ -70,6 +78,8 @@ async fn serve_connection(
         }
         Ok::<_, io::Error>(())
     });
+    // The requests in progress end with the connection.
+    let mut requests = JoinSet::new();
     let result = loop {
         let (id, message) = match read_frame(&mut input).await {
             Ok(frame) => frame,
@@ -82,7 +92,7 @@ async fn serve_connection(
         };
         let answers = answers_tx.clone();
         let inbound = inbound.clone();
-        tokio::spawn(async move {
+        requests.spawn(async move {
             let response = inbound.handle(group, request).await;
             let mut out = BytesMut::new();
             encode_response(&response, &mut out);

@@ -10,8 +10,8 @@
 
 use crate::raft_files::{decode_membership, encode_membership};
 use crate::types::{
-    log_id, term_of, BatchData, Entry, LogId, PartitionRaft, PartitionSnapshot, Snapshot,
-    SnapshotMeta, StoredMembership, Vote,
+    log_id, term_of, BatchData, BatchPlaced, Entry, LogId, NodeId, PartitionRaft,
+    PartitionSnapshot, Snapshot, SnapshotMeta, StoredMembership, Vote,
 };
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::raft::{
@@ -35,6 +35,10 @@ pub enum RaftRequest {
         vote: Vote,
         snapshot: Snapshot<PartitionSnapshot>,
     },
+    /// A proposal forwarded to the node that leads the group (a client or
+    /// a node reached a follower): the leader writes it through Raft and
+    /// answers once it is applied.
+    Propose(Bytes),
 }
 
 #[derive(Debug)]
@@ -42,6 +46,10 @@ pub enum RaftResponse {
     AppendEntries(AppendEntriesResponse<PartitionRaft>),
     Vote(VoteResponse<PartitionRaft>),
     Snapshot(SnapshotResponse<PartitionRaft>),
+    /// Where a forwarded proposal's records were placed, once applied.
+    Proposed(BatchPlaced),
+    /// The receiver does not lead the group; the leader, if it knows one.
+    NotLeader(Option<NodeId>),
     /// The receiver could not handle it (no such group here, a stopped
     /// group); the sender treats it as a network error and retries.
     Refused(String),
@@ -58,10 +66,13 @@ fn malformed(what: &str) -> WireError {
 const REQ_APPEND: u8 = 1;
 const REQ_VOTE: u8 = 2;
 const REQ_SNAPSHOT: u8 = 3;
+const REQ_PROPOSE: u8 = 4;
 const RESP_APPEND: u8 = 11;
 const RESP_VOTE: u8 = 12;
 const RESP_SNAPSHOT: u8 = 13;
 const RESP_REFUSED: u8 = 14;
+const RESP_PROPOSED: u8 = 15;
+const RESP_NOT_LEADER: u8 = 16;
 
 const ENTRY_BLANK: u8 = 0;
 const ENTRY_NORMAL: u8 = 1;
@@ -98,6 +109,11 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
             put_vote(out, vote);
             put_snapshot_meta(out, &snapshot.meta);
             out.put_i64(snapshot.snapshot.next_offset);
+        }
+        RaftRequest::Propose(data) => {
+            out.put_u8(REQ_PROPOSE);
+            put_group(out, group);
+            put_bytes(out, data);
         }
     }
 }
@@ -145,6 +161,7 @@ pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireErro
                 },
             }
         }
+        REQ_PROPOSE => RaftRequest::Propose(get_bytes(&mut buf)?),
         _ => return Err(malformed("unknown request kind")),
     };
     expect_end(&buf)?;
@@ -182,6 +199,21 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_REFUSED);
             put_bytes(out, reason.as_bytes());
         }
+        RaftResponse::Proposed(placed) => {
+            out.put_u8(RESP_PROPOSED);
+            out.put_i64(placed.base_offset);
+            out.put_i64(placed.next_offset);
+        }
+        RaftResponse::NotLeader(leader) => {
+            out.put_u8(RESP_NOT_LEADER);
+            match leader {
+                None => out.put_u8(0),
+                Some(id) => {
+                    out.put_u8(1);
+                    out.put_u64(*id);
+                }
+            }
+        }
     }
 }
 
@@ -205,6 +237,15 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             let reason = get_bytes(&mut buf)?;
             RaftResponse::Refused(String::from_utf8_lossy(&reason).into_owned())
         }
+        RESP_PROPOSED => RaftResponse::Proposed(BatchPlaced {
+            base_offset: get_i64(&mut buf)?,
+            next_offset: get_i64(&mut buf)?,
+        }),
+        RESP_NOT_LEADER => RaftResponse::NotLeader(match get_u8(&mut buf)? {
+            0 => None,
+            1 => Some(get_u64(&mut buf)?),
+            _ => return Err(malformed("bad leader tag")),
+        }),
         _ => return Err(malformed("unknown response kind")),
     };
     expect_end(&buf)?;

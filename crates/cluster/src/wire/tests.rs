@@ -111,7 +111,18 @@ fn votes_snapshots_and_answers_round_trip() {
         RaftResponse::Vote(VoteResponse::new(Vote::new(7, 1), Some(log_id(6, 3)), true)),
         RaftResponse::Snapshot(SnapshotResponse::new(Vote::new(7, 1))),
         RaftResponse::Refused("no such group".into()),
+        RaftResponse::Proposed(crate::types::BatchPlaced {
+            base_offset: 10,
+            next_offset: 13,
+        }),
+        RaftResponse::NotLeader(Some(3)),
+        RaftResponse::NotLeader(None),
     ];
+    let propose = RaftRequest::Propose(Bytes::from_static(b"a batch"));
+    let Ok((_, RaftRequest::Propose(data))) = decode_request(encoded_request(&propose)) else {
+        panic!("not a proposal");
+    };
+    assert_eq!(&data[..], b"a batch");
     for answer in answers {
         let mut out = BytesMut::new();
         encode_response(&answer, &mut out);

@@ -1,0 +1,209 @@
+//! A cluster node: the Raft groups it hosts, the transport they share, and
+//! the metadata group every node is a voter of.
+//!
+//! A proposal may be made on any node: a node that does not lead the group
+//! forwards it, once, to the leader it knows (`RaftRequest::Propose`).
+
+use crate::groups::{Groups, PartitionGroup};
+use crate::partition::{PartitionLogStore, PartitionStateMachine};
+use crate::raft_files::RaftFiles;
+use crate::transport::{serve, ClusterSecret, PartitionNetwork, Peers};
+use crate::types::{BatchData, BatchPlaced, NodeAddr, NodeId};
+use crate::wire::{GroupId, RaftRequest, RaftResponse};
+use bytes::Bytes;
+use openraft::error::{ClientWriteError, RaftError};
+use spool_log::{Durability, Log, LogConfig, Syncer};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The metadata log's segments: metadata is small and never purged.
+const META_SEGMENT_BYTES: u64 = 16 << 20;
+/// How long a forwarded proposal may wait for the leader's answer.
+pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
+
+/// Raft timings of every group on a node, in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTimings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Default for RaftTimings {
+    /// Elections within about a second of a leader's loss, with room for a
+    /// loaded two-core machine's scheduling delays.
+    fn default() -> RaftTimings {
+        RaftTimings {
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 1_000,
+        }
+    }
+}
+
+impl RaftTimings {
+    pub fn config(&self) -> io::Result<Arc<openraft::Config>> {
+        let config = openraft::Config {
+            cluster_name: "spool".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            // The data is the log; Raft never deletes it (retention does).
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            ..openraft::Config::default()
+        };
+        config
+            .validate()
+            .map(Arc::new)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+    }
+}
+
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    /// Where the node keeps its cluster state (`<data dir>/cluster`).
+    pub dir: PathBuf,
+    /// The node-to-node listener, bound by the caller.
+    pub listener: TcpListener,
+    /// Every voter of the metadata group, this node included.
+    pub members: BTreeMap<NodeId, NodeAddr>,
+    pub secret: ClusterSecret,
+    pub timings: RaftTimings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// No leader is known now (an election is under way): try again.
+    #[error("the group has no leader right now")]
+    NoLeader,
+    #[error("no group {0:?} on this node")]
+    UnknownGroup(GroupId),
+    /// The leader could not be reached or is stopping: try again.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct Node {
+    id: NodeId,
+    groups: Arc<Groups>,
+    peers: Arc<Peers>,
+    meta: PartitionGroup,
+    serving: JoinHandle<()>,
+}
+
+impl Node {
+    /// Opens the metadata group's log, starts answering peers and joins the
+    /// metadata group (initialising it with `members` if its log is empty:
+    /// every node does so with the same members, which openraft allows).
+    pub async fn start(
+        config: NodeConfig,
+        syncer: Arc<Syncer>,
+        now_ms: fn() -> i64,
+    ) -> io::Result<Node> {
+        let groups = Arc::new(Groups::default());
+        let peers = Arc::new(Peers::new(config.node_id, config.secret.clone()));
+        let meta_dir = config.dir.join("meta");
+        let log_config = LogConfig {
+            durability: Durability::Always,
+            entry_mode: true,
+            segment_bytes: META_SEGMENT_BYTES,
+            ..LogConfig::default()
+        };
+        let (log, _report) = Log::open(&meta_dir, log_config).map_err(io::Error::other)?;
+        let log = Arc::new(log);
+        let files = RaftFiles::open(&meta_dir)?;
+        let machine = PartitionStateMachine::open(log.clone(), &meta_dir)?;
+        let store = PartitionLogStore::new(log, files, syncer, now_ms);
+        let network = PartitionNetwork {
+            group: GroupId::Meta,
+            peers: peers.clone(),
+        };
+        let meta = PartitionGroup::new(
+            config.node_id,
+            config.timings.config()?,
+            network,
+            store,
+            machine,
+        )
+        .await
+        .map_err(io::Error::other)?;
+        groups.insert(GroupId::Meta, meta.clone());
+        let serving = tokio::spawn(serve(
+            config.listener,
+            config.secret,
+            config.node_id,
+            groups.clone(),
+        ));
+        if !meta.is_initialized().await.map_err(io::Error::other)? {
+            // `NotAllowed` means another node's initialisation reached us
+            // first: nothing to do.
+            let _ = meta.initialize(config.members).await;
+        }
+        Ok(Node {
+            id: config.node_id,
+            groups,
+            peers,
+            meta,
+            serving,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn meta(&self) -> &PartitionGroup {
+        &self.meta
+    }
+
+    pub fn groups(&self) -> &Arc<Groups> {
+        &self.groups
+    }
+
+    /// Writes `data` through `group`'s Raft log, here if this node leads
+    /// it, else through its leader. Answers once the entry is applied.
+    pub async fn propose(&self, group: &GroupId, data: Bytes) -> Result<BatchPlaced, ProposeError> {
+        let raft = self
+            .groups
+            .get(group)
+            .ok_or_else(|| ProposeError::UnknownGroup(group.clone()))?;
+        let forward = match raft.client_write(BatchData(data.clone())).await {
+            Ok(written) => return Ok(written.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => forward,
+            Err(e) => return Err(ProposeError::Failed(e.to_string())),
+        };
+        let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
+            return Err(ProposeError::NoLeader);
+        };
+        if leader == self.id {
+            return Err(ProposeError::NoLeader);
+        }
+        let peer = self.peers.peer(leader, &node.cluster_addr);
+        let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+        match peer.call(group, &RaftRequest::Propose(data), timeout).await {
+            Ok(RaftResponse::Proposed(placed)) => Ok(placed),
+            Ok(RaftResponse::NotLeader(_)) => Err(ProposeError::NoLeader),
+            Ok(RaftResponse::Refused(reason)) => Err(ProposeError::Unavailable(reason)),
+            Ok(other) => Err(ProposeError::Failed(format!("unexpected answer {other:?}"))),
+            Err(e) => Err(ProposeError::Unavailable(format!(
+                "forwarding to node {leader}: {e}"
+            ))),
+        }
+    }
+
+    /// Stops every group and the listener.
+    pub async fn shutdown(self) {
+        self.serving.abort();
+        let _ = self.serving.await;
+        for group in self.groups.all() {
+            group.shutdown().await.ok();
+        }
+    }
+}
