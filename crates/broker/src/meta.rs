@@ -28,6 +28,11 @@ pub struct TopicMeta {
     pub partitions: u32,
     pub config: TopicConfig,
     pub created_ms: i64,
+    /// A cluster's topic: its partition logs are Raft logs (`spool-log`
+    /// entry mode), written by the replication layer, never by the
+    /// broker (docs/cluster.md). Absent in single-node metadata.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replicated: bool,
 }
 
 /// Everything the metadata log describes.

@@ -35,7 +35,9 @@ pub(super) fn open_topic(
     let mut partitions = Vec::with_capacity(meta.partitions as usize);
     for p in 0..meta.partitions {
         let dir = topic_dir(data_dir, name).join(p.to_string());
-        let (log, report) = Log::open(&dir, meta.config.log_config())?;
+        let mut log_config = meta.config.log_config();
+        log_config.entry_mode = meta.replicated;
+        let (log, report) = Log::open(&dir, log_config)?;
         if !report.is_clean() {
             notes.push(format!("{name}/{p}: {report}"));
         }
@@ -47,6 +49,7 @@ pub(super) fn open_topic(
         // full" by accident; it reads as "none" everywhere, so it is none.
         config: RwLock::new(meta.config.clone().normalized()),
         partitions,
+        replicated: meta.replicated,
         spread: AtomicU32::new(0),
         admit: Mutex::new(()),
         dedup: Mutex::new(Dedup::default()),

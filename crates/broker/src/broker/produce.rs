@@ -129,7 +129,58 @@ fn refuse_forged(forged: Option<String>) -> Result<()> {
     }
 }
 
+/// The partition a batch for `t` goes to.
+fn route(t: &Topic, routing: &Routing) -> Result<u32> {
+    let n = t.partitions.len() as u32;
+    Ok(match routing {
+        Routing::Partition(p) if *p < n => *p,
+        Routing::Partition(p) => {
+            return Err(BrokerError::new(
+                ErrorCode::UnknownPartition,
+                format!(
+                    "topic {:?} has {n} partition(s); there is no partition {p}",
+                    t.name
+                ),
+            ))
+        }
+        Routing::Key(key) => partition_for_key(key, n),
+        Routing::Spread => t.spread.fetch_add(1, Ordering::Relaxed) % n,
+    })
+}
+
 impl Broker {
+    /// Checks a client's batch for a replicated topic as
+    /// [`Broker::start_produce`] checks one (system topics, server-only
+    /// headers, the batch itself) and picks its partition, for the
+    /// replication layer to propose it there. (Message-ID duplicate
+    /// suppression and `max_messages`/`max_bytes` admission are
+    /// single-node features for now: docs/cluster.md.)
+    pub fn check_replicated_produce(
+        &self,
+        topic: &str,
+        routing: &Routing,
+        batch: &[u8],
+    ) -> Result<u32> {
+        check_client_topic(topic)?;
+        let t = self.topic(topic)?;
+        let mut forged: Option<String> = None;
+        spool_batch::validate_each(batch, |r| {
+            if forged.is_none() {
+                forged = server_only_header(r);
+            }
+        })?;
+        refuse_forged(forged)?;
+        route(&t, routing)
+    }
+
+    /// Tells waiters that a replicated partition's committed end moved (the
+    /// replication layer applied an entry).
+    pub fn replicated_appended(&self, topic: &str, partition: u32) {
+        if let Some(l) = self.listener() {
+            l.appended(topic, partition);
+        }
+    }
+
     /// Validates and writes a client's batch; the result must be finished
     /// with [`Broker::finish_produce`] before it is acknowledged.
     pub fn start_produce(
@@ -167,18 +218,15 @@ impl Broker {
             }
         })?;
         refuse_forged(forged)?;
-        let n = t.partitions.len() as u32;
-        let partition = match routing {
-            Routing::Partition(p) if *p < n => *p,
-            Routing::Partition(p) => {
-                return Err(BrokerError::new(
-                    ErrorCode::UnknownPartition,
-                    format!("topic {topic:?} has {n} partition(s); there is no partition {p}"),
-                ))
-            }
-            Routing::Key(key) => partition_for_key(key, n),
-            Routing::Spread => t.spread.fetch_add(1, Ordering::Relaxed) % n,
-        };
+        if t.replicated {
+            return Err(BrokerError::new(
+                ErrorCode::Internal,
+                format!(
+                    "topic {topic:?} is replicated: its batches are written through the cluster"
+                ),
+            ));
+        }
+        let partition = route(&t, routing)?;
         let log = Arc::clone(&t.partitions[partition as usize]);
         let config = t.config();
         let limited = config.max_messages.is_some() || config.max_bytes.is_some();

@@ -17,6 +17,8 @@ pub struct Topic {
     pub name: String,
     pub(super) config: RwLock<TopicConfig>,
     pub partitions: Vec<Arc<Log>>,
+    /// See [`crate::meta::TopicMeta::replicated`].
+    pub replicated: bool,
     pub(super) spread: AtomicU32,
     /// Serialises the limit check with the write, so concurrent producers
     /// cannot together overshoot `max_messages`/`max_bytes`.
@@ -153,7 +155,41 @@ impl Broker {
         now_ms: i64,
     ) -> Result<()> {
         let topic = TopicName::new(name).map_err(|e| name_error("topic", name, e))?;
-        self.create_topic_inner(topic, partitions, config, now_ms)
+        self.create_topic_inner(topic, partitions, config, false, now_ms)
+    }
+
+    /// Creates this node's copy of a cluster's topic (its partition logs in
+    /// entry mode), as the cluster's metadata says; a topic of that name
+    /// that is already replicated is left as it is.
+    pub fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        now_ms: i64,
+    ) -> Result<()> {
+        if let Ok(t) = self.topic(name) {
+            if t.replicated && t.partitions.len() == partitions as usize {
+                return Ok(());
+            }
+        }
+        let topic = TopicName::new(name).map_err(|e| name_error("topic", name, e))?;
+        self.create_topic_inner(topic, partitions, config, true, now_ms)
+    }
+
+    /// The log of one partition (the replication layer writes a replicated
+    /// topic's logs through Raft).
+    pub fn partition_log(&self, topic: &str, partition: u32) -> Result<Arc<Log>> {
+        let t = self.topic(topic)?;
+        t.partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| {
+                BrokerError::new(
+                    ErrorCode::UnknownPartition,
+                    format!("topic {topic:?} has no partition {partition}"),
+                )
+            })
     }
 
     /// Creates a `spool.`-prefixed topic for the server's own use, unless
@@ -163,7 +199,7 @@ impl Broker {
         if self.topics.contains(name) {
             return Ok(());
         }
-        self.create_topic_inner(topic, 1, config, now_ms)
+        self.create_topic_inner(topic, 1, config, false, now_ms)
     }
 
     pub(super) fn create_topic_inner(
@@ -171,6 +207,7 @@ impl Broker {
         topic: TopicName,
         partitions: u32,
         config: TopicConfig,
+        replicated: bool,
         now_ms: i64,
     ) -> Result<()> {
         validate_partitions(partitions)?;
@@ -188,6 +225,7 @@ impl Broker {
             partitions,
             config,
             created_ms: now_ms,
+            replicated,
         };
         // Any leftover directory is from a deleted incarnation of this name.
         let dir = topic_dir(&self.data_dir, &name);

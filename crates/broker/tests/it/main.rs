@@ -2,5 +2,6 @@
 
 mod broker;
 mod hostile;
+mod replicated;
 mod sim;
 mod subscription_alter;
