@@ -8,6 +8,7 @@
 pub mod groups;
 pub mod node;
 pub mod partition;
+pub mod proposer;
 pub mod raft_files;
 pub mod transport;
 pub mod types;

@@ -297,3 +297,41 @@ async fn an_isolated_leader_commits_nothing_and_the_majority_goes_on() {
         raft.shutdown().await.ok();
     }
 }
+
+/// Proposals handed to a group's `Proposer` one after another enter the
+/// log in that order, many in flight at once; a follower's proposer
+/// answers "not the leader", naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposer_keeps_the_order_of_pipelined_proposals() {
+    use spool_cluster::proposer::{ProposalError, Proposer};
+    let Group {
+        _dirs, rafts, logs, ..
+    } = three_replicas().await;
+    let leader = wait_for_leader(&rafts).await;
+    let proposer = Proposer::start(rafts[leader as usize - 1].clone());
+    let answers: Vec<_> = (0..300)
+        .map(|i| proposer.propose(batch(&[&format!("p{i:03}")]).0))
+        .collect();
+    let mut next = 0;
+    for answer in answers {
+        let placed = answer.await.unwrap().expect("written");
+        assert_eq!(placed.base_offset, next, "written in the order proposed");
+        next = placed.next_offset;
+    }
+    wait_until_replicas_agree(&logs, next).await;
+    let follower = rafts
+        .iter()
+        .find(|r| !std::ptr::eq(*r, &rafts[leader as usize - 1]))
+        .unwrap();
+    let refused = Proposer::start(follower.clone())
+        .propose(batch(&["x"]).0)
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(ProposalError::NotLeader { leader: Some(l), .. }) if l == leader),
+        "{refused:?}"
+    );
+    for raft in rafts {
+        raft.shutdown().await.ok();
+    }
+}
