@@ -99,6 +99,10 @@ pub enum ErrorCode {
     TooManyConnections = 905,
     /// The caller exceeded its request rate.
     RateLimited = 906,
+    /// In a cluster: this node does not lead the partition (or the
+    /// cluster's metadata) asked about; the message names the leader's
+    /// address when one is known. Send there, or retry shortly.
+    NotLeader = 907,
     /// An unexpected internal error; the server log has details.
     Internal = 999,
 }
@@ -145,6 +149,7 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::TooManyConnections,
         ErrorCode::RateLimited,
+        ErrorCode::NotLeader,
         ErrorCode::Internal,
     ];
 
@@ -201,6 +206,7 @@ impl ErrorCode {
             Timeout => "TIMEOUT",
             TooManyConnections => "TOO_MANY_CONNECTIONS",
             RateLimited => "RATE_LIMITED",
+            NotLeader => "NOT_LEADER",
             Internal => "INTERNAL",
         }
     }
@@ -221,6 +227,7 @@ impl ErrorCode {
                 | ErrorCode::TooManyConnections
                 | ErrorCode::RateLimited
                 | ErrorCode::ShuttingDown
+                | ErrorCode::NotLeader
         )
     }
 }

@@ -37,7 +37,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         Unauthenticated => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         StorageFull => StatusCode::INSUFFICIENT_STORAGE,
-        ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        ShuttingDown | NotLeader => StatusCode::SERVICE_UNAVAILABLE,
         Timeout => StatusCode::GATEWAY_TIMEOUT,
         StorageError | CorruptData | Internal => StatusCode::INTERNAL_SERVER_ERROR,
         UnknownRequestType => StatusCode::NOT_FOUND,
