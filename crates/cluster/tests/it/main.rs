@@ -1,5 +1,6 @@
 //! Partition groups on real openraft over Spool's entry-mode log.
 
+mod meta;
 mod router;
 mod tcp;
 
