@@ -6,6 +6,7 @@
 //! plugs it in at.
 
 pub mod groups;
+pub mod meta;
 pub mod node;
 pub mod partition;
 pub mod proposer;

@@ -2,7 +2,9 @@
 //! translation between openraft's log positions and the entry-mode log's.
 
 use bytes::Bytes;
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 /// A node's number in the cluster (`--node-id`). Never reused for a node
 /// that starts with an empty data directory (docs/cluster.md: incarnations).
@@ -37,11 +39,39 @@ impl fmt::Display for BatchData {
 }
 
 /// Where an applied entry's records are: `base_offset..next_offset` (empty
-/// for blank and membership entries).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// for blank and membership entries), and what the group's apply hook
+/// answered for it.
+#[derive(Debug, Clone, Default)]
 pub struct BatchPlaced {
     pub base_offset: i64,
     pub next_offset: i64,
+    /// The answer of the group's [`AppliedHook`](crate::partition::AppliedHook)
+    /// for this entry (the metadata group: the command's outcome, applied
+    /// or refused). Always `None` in partition groups, which have no hook.
+    pub answer: Option<AppliedAnswer>,
+}
+
+/// A hook's answer to the proposer of an entry. Opaque to the partition
+/// machinery: the hook's own module knows its type and downcasts it, so
+/// this crate's groups need no type parameter per kind of hook.
+#[derive(Clone)]
+pub struct AppliedAnswer(Arc<dyn Any + Send + Sync>);
+
+impl AppliedAnswer {
+    pub fn new<T: Any + Send + Sync>(answer: T) -> AppliedAnswer {
+        AppliedAnswer(Arc::new(answer))
+    }
+
+    /// The answer, if it is a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for AppliedAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AppliedAnswer(..)")
+    }
 }
 
 /// What a snapshot carries: the state after its last entry.

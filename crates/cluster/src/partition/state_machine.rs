@@ -8,8 +8,16 @@
 //! `raft-snapshot`. (Shipping segment files with a snapshot, and the
 //! producer table of idempotent producers, come with catch-up and
 //! idempotence: docs/cluster.md.)
+//!
+//! A machine opened with an [`AppliedHook`] (the metadata group) also hands
+//! every applied normal entry to the hook, whose answer goes back to the
+//! proposer. Its state is the hook's, in memory, and rebuilt by replaying
+//! the log from the start: such a machine neither builds nor installs
+//! snapshots (they would hold the high watermark, not the hook's state), and
+//! its group must never purge its log.
 
 use super::entries;
+use super::AppliedHook;
 use crate::types::{
     log_entry_index, log_id, term_of, BatchPlaced, LogId, PartitionRaft, PartitionSnapshot,
     Snapshot, SnapshotMeta, StoredMembership,
@@ -55,25 +63,54 @@ pub struct PartitionStateMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     next_offset: i64,
+    hook: Option<Arc<dyn AppliedHook>>,
 }
+
+/// Why a machine with a hook refuses snapshots (see the module comment).
+const HOOK_HAS_NO_SNAPSHOTS: &str =
+    "a group with an apply hook keeps no snapshots: its state is rebuilt from its whole log";
 
 impl PartitionStateMachine {
     /// Opens the state of the group in `dir` (its log's directory): the
     /// saved snapshot if there is one; openraft re-applies the rest.
     pub fn open(log: Arc<Log>, dir: &Path) -> io::Result<PartitionStateMachine> {
-        let mut machine = PartitionStateMachine {
-            next_offset: log.stats().start_offset,
-            log,
-            dir: dir.to_path_buf(),
-            applied: None,
-            membership: StoredMembership::default(),
-        };
+        let mut machine = PartitionStateMachine::new(log, dir, None);
         if let Some((meta, data)) = machine.read_snapshot_file()? {
             machine.applied = meta.last_log_id;
             machine.membership = meta.last_membership.clone();
             machine.set_next_offset(data.next_offset);
         }
         Ok(machine)
+    }
+
+    /// Opens the state of a group whose applied entries go to `hook` too.
+    /// openraft re-applies every committed entry from the first, in order,
+    /// so the hook's state is rebuilt from nothing. A snapshot file in
+    /// `dir` is refused: the entries it covers would never reach the hook.
+    pub fn open_with_hook(
+        log: Arc<Log>,
+        dir: &Path,
+        hook: Arc<dyn AppliedHook>,
+    ) -> io::Result<PartitionStateMachine> {
+        let machine = PartitionStateMachine::new(log, dir, Some(hook));
+        if machine.read_snapshot_file()?.is_some() {
+            return Err(io_error(format!(
+                "{}: {HOOK_HAS_NO_SNAPSHOTS}",
+                dir.join(SNAPSHOT_FILE).display()
+            )));
+        }
+        Ok(machine)
+    }
+
+    fn new(log: Arc<Log>, dir: &Path, hook: Option<Arc<dyn AppliedHook>>) -> PartitionStateMachine {
+        PartitionStateMachine {
+            next_offset: log.stats().start_offset,
+            log,
+            dir: dir.to_path_buf(),
+            applied: None,
+            membership: StoredMembership::default(),
+            hook,
+        }
     }
 
     fn set_next_offset(&mut self, next_offset: i64) {
@@ -123,9 +160,14 @@ impl PartitionStateMachine {
             EntryPayload::Normal(batch) => {
                 let (base_offset, next_offset) = entries::offsets_of(&batch.0)?;
                 self.set_next_offset(next_offset);
+                let answer = match &self.hook {
+                    Some(hook) => hook.applied(&entry.log_id, &batch.0)?,
+                    None => None,
+                };
                 Ok(BatchPlaced {
                     base_offset,
                     next_offset,
+                    answer,
                 })
             }
             EntryPayload::Blank => Ok(self.nothing_placed()),
@@ -140,6 +182,7 @@ impl PartitionStateMachine {
         BatchPlaced {
             base_offset: self.next_offset,
             next_offset: self.next_offset,
+            answer: None,
         }
     }
 }
@@ -160,14 +203,19 @@ fn write_snapshot_file(dir: &Path, meta: &Meta, data: PartitionSnapshot) -> io::
 
 /// Builds a snapshot from the state at the moment it was asked for.
 pub struct PartitionSnapshotBuilder {
+    /// `None` once built.
     state: Option<(Meta, PartitionSnapshot)>,
     dir: PathBuf,
+    has_hook: bool,
 }
 
 impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
     type SnapshotData = PartitionSnapshot;
 
     async fn build_snapshot(&mut self) -> Result<PartitionSnapshotOf, io::Error> {
+        if self.has_hook {
+            return Err(io_error(HOOK_HAS_NO_SNAPSHOTS));
+        }
         let (meta, data) = self
             .state
             .take()
@@ -208,6 +256,7 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
         PartitionSnapshotBuilder {
             state: Some(self.snapshot_now()),
             dir: self.dir.clone(),
+            has_hook: self.hook.is_some(),
         }
     }
 
@@ -216,6 +265,9 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
         meta: &Meta,
         data: PartitionSnapshot,
     ) -> Result<(), io::Error> {
+        if self.hook.is_some() {
+            return Err(io_error(HOOK_HAS_NO_SNAPSHOTS));
+        }
         // The log starts over after the snapshot's last entry, at its
         // offsets (the records before it are not shipped yet: see the
         // module documentation).

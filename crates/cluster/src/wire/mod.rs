@@ -237,9 +237,12 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             let reason = get_bytes(&mut buf)?;
             RaftResponse::Refused(String::from_utf8_lossy(&reason).into_owned())
         }
+        // A hook's answer stays on the leader (it is not data): a
+        // forwarded proposal learns where it landed, not what it did.
         RESP_PROPOSED => RaftResponse::Proposed(BatchPlaced {
             base_offset: get_i64(&mut buf)?,
             next_offset: get_i64(&mut buf)?,
+            answer: None,
         }),
         RESP_NOT_LEADER => RaftResponse::NotLeader(match get_u8(&mut buf)? {
             0 => None,

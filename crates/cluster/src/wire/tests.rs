@@ -114,6 +114,7 @@ fn votes_snapshots_and_answers_round_trip() {
         RaftResponse::Proposed(crate::types::BatchPlaced {
             base_offset: 10,
             next_offset: 13,
+            answer: None,
         }),
         RaftResponse::NotLeader(Some(3)),
         RaftResponse::NotLeader(None),

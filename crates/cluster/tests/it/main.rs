@@ -1,6 +1,7 @@
 //! Partition groups on real openraft over Spool's entry-mode log.
 
 mod faults;
+mod meta;
 mod nodes;
 mod router;
 mod tcp;
