@@ -2,6 +2,7 @@
 //! messages are delivered.
 
 use crate::partition::PartitionStateMachine;
+use crate::proposer::{ProposalAnswer, ProposalError, Proposer};
 use crate::transport::Inbound;
 use crate::types::PartitionRaft;
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
@@ -15,6 +16,9 @@ pub type PartitionGroup = openraft::Raft<PartitionRaft, PartitionStateMachine>;
 #[derive(Default)]
 pub struct Groups {
     partitions: RwLock<HashMap<GroupId, PartitionGroup>>,
+    /// The ordered proposal queue of each group that has one: forwarded
+    /// proposals join it in the order they arrived.
+    proposers: RwLock<HashMap<GroupId, Proposer>>,
 }
 
 impl Groups {
@@ -25,7 +29,26 @@ impl Groups {
             .insert(id, group);
     }
 
+    pub fn set_proposer(&self, id: GroupId, proposer: Proposer) {
+        self.proposers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, proposer);
+    }
+
+    pub fn proposer(&self, id: &GroupId) -> Option<Proposer> {
+        self.proposers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     pub fn remove(&self, id: &GroupId) -> Option<PartitionGroup> {
+        self.proposers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         self.partitions
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -59,6 +82,16 @@ impl Inbound for Groups {
             let reason = format!("no group {group:?} on this node");
             return Box::pin(async move { RaftResponse::Refused(reason) });
         };
+        if let RaftRequest::Propose(data) = request {
+            return match self.proposer(&group) {
+                // Queued now, before the future runs: in arrival order.
+                Some(proposer) => {
+                    let answer = proposer.propose_forwarded(data);
+                    Box::pin(async move { forwarded_answer(answer.await) })
+                }
+                None => Box::pin(async move { propose_here(&raft, data).await }),
+            };
+        }
         Box::pin(async move {
             match request {
                 RaftRequest::AppendEntries(rpc) => match raft.append_entries(rpc).await {
@@ -78,6 +111,18 @@ impl Inbound for Groups {
                 }
             }
         })
+    }
+}
+
+/// A forwarded proposal's answer from the group's proposer.
+fn forwarded_answer(
+    answer: Result<ProposalAnswer, tokio::sync::oneshot::error::RecvError>,
+) -> RaftResponse {
+    match answer {
+        Ok(Ok(placed)) => RaftResponse::Proposed(placed),
+        Ok(Err(ProposalError::NotLeader { leader, .. })) => RaftResponse::NotLeader(leader),
+        Ok(Err(ProposalError::Unavailable(reason))) => RaftResponse::Refused(reason),
+        Err(_) => RaftResponse::Refused("the group stopped".into()),
     }
 }
 

@@ -5,6 +5,9 @@
 //! and the front ends know nothing of it beyond the boundary the server
 //! plugs it in at.
 
+/// The consensus library, for callers that read its metrics.
+pub use openraft;
+
 pub mod groups;
 pub mod meta;
 pub mod node;

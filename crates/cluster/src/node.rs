@@ -5,7 +5,8 @@
 //! forwards it, once, to the leader it knows (`RaftRequest::Propose`).
 
 use crate::groups::{Groups, PartitionGroup};
-use crate::partition::{PartitionLogStore, PartitionStateMachine};
+use crate::partition::{AppliedHook, PartitionLogStore, PartitionStateMachine};
+use crate::proposer::Proposer;
 use crate::raft_files::RaftFiles;
 use crate::transport::{serve, ClusterSecret, PartitionNetwork, Peers};
 use crate::types::{BatchData, BatchPlaced, NodeAddr, NodeId};
@@ -74,6 +75,9 @@ pub struct NodeConfig {
     pub members: BTreeMap<NodeId, NodeAddr>,
     pub secret: ClusterSecret,
     pub timings: RaftTimings,
+    /// What applies the metadata group's entries (the server's
+    /// [`MetaHook`](crate::meta::MetaHook)); `None` only stores them.
+    pub meta_hook: Option<Arc<dyn AppliedHook>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,9 @@ pub struct Node {
     peers: Arc<Peers>,
     meta: PartitionGroup,
     serving: JoinHandle<()>,
+    syncer: Arc<Syncer>,
+    timings: RaftTimings,
+    now_ms: fn() -> i64,
 }
 
 impl Node {
@@ -119,8 +126,11 @@ impl Node {
         let (log, _report) = Log::open(&meta_dir, log_config).map_err(io::Error::other)?;
         let log = Arc::new(log);
         let files = RaftFiles::open(&meta_dir)?;
-        let machine = PartitionStateMachine::open(log.clone(), &meta_dir)?;
-        let store = PartitionLogStore::new(log, files, syncer, now_ms);
+        let machine = match config.meta_hook {
+            Some(hook) => PartitionStateMachine::open_with_hook(log.clone(), &meta_dir, hook)?,
+            None => PartitionStateMachine::open(log.clone(), &meta_dir)?,
+        };
+        let store = PartitionLogStore::new(log, files, syncer.clone(), now_ms);
         let network = PartitionNetwork {
             group: GroupId::Meta,
             peers: peers.clone(),
@@ -152,7 +162,66 @@ impl Node {
             peers,
             meta,
             serving,
+            syncer,
+            timings: config.timings,
+            now_ms,
         })
+    }
+
+    /// Starts this node's replica of a partition group over `log` (open in
+    /// entry mode; its Raft files go in the log's directory) and registers
+    /// it for incoming messages. A group whose log is empty is initialised
+    /// with `members`, on every replica alike (as the metadata group is).
+    /// `hook` sees each applied entry (the server wakes readers with it).
+    /// Answers the group and its proposer, which forwards proposals made
+    /// here to the leader when another node leads.
+    pub async fn host_partition(
+        &self,
+        group: GroupId,
+        log: Arc<Log>,
+        members: BTreeMap<NodeId, NodeAddr>,
+        hook: Option<Arc<dyn AppliedHook>>,
+    ) -> io::Result<(PartitionGroup, Proposer)> {
+        if let (Some(running), Some(proposer)) =
+            (self.groups.get(&group), self.groups.proposer(&group))
+        {
+            return Ok((running, proposer));
+        }
+        let dir = log.dir().to_path_buf();
+        let files = RaftFiles::open(&dir)?;
+        let machine = match hook {
+            Some(hook) => PartitionStateMachine::open_with_hook(log.clone(), &dir, hook)?,
+            None => PartitionStateMachine::open(log.clone(), &dir)?,
+        };
+        let store = PartitionLogStore::new(log, files, self.syncer.clone(), self.now_ms);
+        let network = PartitionNetwork {
+            group: group.clone(),
+            peers: self.peers.clone(),
+        };
+        let raft = PartitionGroup::new(self.id, self.timings.config()?, network, store, machine)
+            .await
+            .map_err(io::Error::other)?;
+        let proposer =
+            Proposer::start_forwarding(raft.clone(), group.clone(), self.id, self.peers.clone());
+        self.groups.insert(group.clone(), raft.clone());
+        self.groups.set_proposer(group, proposer.clone());
+        if !raft.is_initialized().await.map_err(io::Error::other)? {
+            let _ = raft.initialize(members).await;
+        }
+        Ok((raft, proposer))
+    }
+
+    /// Stops this node's replica of `group` (its topic was deleted).
+    pub async fn stop_partition(&self, group: &GroupId) {
+        if let Some(raft) = self.groups.remove(group) {
+            raft.shutdown().await.ok();
+        }
+    }
+
+    /// The metadata group's leader as this node knows it.
+    pub fn meta_leader(&self) -> Option<NodeId> {
+        use openraft::async_runtime::WatchReceiver;
+        self.meta.metrics().borrow_watched().current_leader
     }
 
     pub fn id(&self) -> NodeId {
@@ -195,6 +264,14 @@ impl Node {
             Err(e) => Err(ProposeError::Unavailable(format!(
                 "forwarding to node {leader}: {e}"
             ))),
+        }
+    }
+
+    /// Stops the listener and every group, for a node kept behind an `Arc`.
+    pub async fn shutdown_groups(&self) {
+        self.serving.abort();
+        for group in self.groups.all() {
+            group.shutdown().await.ok();
         }
     }
 

@@ -74,6 +74,10 @@ impl Codec for Durability {
 pub const CONFIG_TAG_DEDUP_WINDOW_MS: u16 = 1;
 /// Extension tag: depth at which the server warns (u64, big-endian; 0 = off).
 pub const CONFIG_TAG_WARN_DEPTH: u16 = 2;
+/// `replicas` (u64): in CreateTopic on a cluster, how many nodes hold each
+/// partition (default: 3, or every node of a smaller cluster). Set once, at
+/// creation; a single-node server refuses any value but 1.
+pub const CONFIG_TAG_REPLICAS: u16 = 3;
 
 wire_struct! {
     /// An unrecognised trailing configuration field, kept so a server can

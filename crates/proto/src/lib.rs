@@ -36,7 +36,7 @@ pub use common::{
     PartitionOffset, Retention, Routing, SubscribeStart, SubscriptionKind, TopicConfig,
     TopicPartition,
 };
-pub use common::{CONFIG_TAG_DEDUP_WINDOW_MS, CONFIG_TAG_WARN_DEPTH};
+pub use common::{CONFIG_TAG_DEDUP_WINDOW_MS, CONFIG_TAG_REPLICAS, CONFIG_TAG_WARN_DEPTH};
 pub use error::{DecodeError, EncodeError, FrameError, WireCode, WireError};
 pub use frame::{
     decode_frame, peek_frame_size, starts_like_tls, Frame, FrameKind, WriteGather,
@@ -53,9 +53,10 @@ pub use request::{
     Subscribe, SubscribeQueue, Unsubscribe,
 };
 pub use response::{
-    CommittedOffset, Fetched, FetchedPartition, GroupDescription, GroupMember, GroupPartition,
-    HeartbeatOk, HelloOk, Joined, PartitionInfo, Produced, Response, ResponseBody,
-    SubscriptionInfo, SubscriptionPush, TokenCreated, TokenInfo, TopicDescription, TopicSummary,
+    ClusterNode, ClusterPartition, ClusterStatus, CommittedOffset, Fetched, FetchedPartition,
+    GroupDescription, GroupMember, GroupPartition, HeartbeatOk, HelloOk, Joined, PartitionInfo,
+    Produced, Response, ResponseBody, SubscriptionInfo, SubscriptionPush, TokenCreated, TokenInfo,
+    TopicDescription, TopicSummary,
 };
 pub use spool_types::limits::FRAME_BYTES_MAX;
 pub use wire::SHARED_BYTES_MIN;

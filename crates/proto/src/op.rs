@@ -3,7 +3,7 @@
 //!
 //! Ranges by area: 1 handshake, 10–19 topics, 20–29 produce/fetch,
 //! 30–39 consumer groups, 40–49 push subscriptions, 50–59 queue
-//! subscriptions, 60–69 request records, 70–79 tokens, 90 ping.
+//! subscriptions, 60–69 request records, 70–79 tokens, 80–89 cluster, 90 ping.
 //! Op 0 is never an operation: it marks a connection-level error response.
 
 use std::fmt;
@@ -67,6 +67,8 @@ pub enum Op {
     ListTokens = 71,
     RevokeToken = 72,
 
+    ClusterStatus = 80,
+
     Ping = 90,
 }
 
@@ -113,6 +115,7 @@ impl Op {
         Op::CreateToken,
         Op::ListTokens,
         Op::RevokeToken,
+        Op::ClusterStatus,
         Op::Ping,
     ];
 
@@ -186,6 +189,7 @@ impl Op {
             Op::CreateToken => "CREATE_TOKEN",
             Op::ListTokens => "LIST_TOKENS",
             Op::RevokeToken => "REVOKE_TOKEN",
+            Op::ClusterStatus => "CLUSTER_STATUS",
             Op::Ping => "PING",
         }
     }

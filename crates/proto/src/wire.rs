@@ -552,6 +552,20 @@ impl Codec for u32 {
     }
 }
 
+/// A `u64` as an array element (node ids).
+impl Codec for u64 {
+    const MIN_BYTES: usize = 8;
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        w.u64(*self);
+        Ok(())
+    }
+
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        r.u64("u64")
+    }
+}
+
 /// A string as an array element.
 struct Str(String);
 

@@ -46,6 +46,12 @@ pub fn patch_from_wire(c: &p::TopicConfig) -> Result<b::TopicConfigPatch, Broker
         match ext.tag {
             p::CONFIG_TAG_DEDUP_WINDOW_MS => dedup_window_ms = Some(as_u64()?),
             p::CONFIG_TAG_WARN_DEPTH => warn_depth = Some(as_u64()?),
+            p::CONFIG_TAG_REPLICAS => {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    "a topic's replica count is chosen when it is created and cannot be altered",
+                ))
+            }
             tag => {
                 return Err(BrokerError::new(
                     ErrorCode::InvalidConfig,
@@ -72,6 +78,77 @@ pub fn patch_from_wire(c: &p::TopicConfig) -> Result<b::TopicConfigPatch, Broker
         dedup_window_ms,
         warn_depth,
     })
+}
+
+/// CreateTopic's settings without the `replicas` extension, and its value.
+pub fn take_replicas(c: &p::TopicConfig) -> Result<(p::TopicConfig, Option<u32>), BrokerError> {
+    let mut rest = c.clone();
+    let mut replicas = None;
+    rest.extensions.retain(|ext| {
+        if ext.tag != p::CONFIG_TAG_REPLICAS {
+            return true;
+        }
+        replicas = Some(ext.value.clone());
+        false
+    });
+    let replicas = match replicas {
+        None => None,
+        Some(value) => {
+            let bytes: [u8; 8] = value.as_ref().try_into().map_err(|_| {
+                BrokerError::new(
+                    ErrorCode::InvalidConfig,
+                    "the replica count must be 8 bytes",
+                )
+            })?;
+            let count = u64::from_be_bytes(bytes);
+            let count = u32::try_from(count)
+                .ok()
+                .filter(|c| *c >= 1)
+                .ok_or_else(|| {
+                    BrokerError::new(
+                        ErrorCode::InvalidConfig,
+                        format!(
+                            "a topic needs at least 1 replica and at most a few; {count} asked"
+                        ),
+                    )
+                })?;
+            Some(count)
+        }
+    };
+    Ok((rest, replicas))
+}
+
+/// A node's view of the cluster, on the wire.
+pub fn cluster_to_wire(view: crate::cluster::ClusterView) -> p::ClusterStatus {
+    p::ClusterStatus {
+        node_id: view.node_id,
+        meta_leader: view.meta_leader,
+        nodes: view
+            .nodes
+            .into_iter()
+            .map(|n| p::ClusterNode {
+                id: n.id,
+                client_addr: n.client_addr,
+                http_addr: n.http_addr,
+                cluster_addr: n.cluster_addr,
+                alive: n.alive.map(u32::from),
+            })
+            .collect(),
+        partitions: view
+            .partitions
+            .into_iter()
+            .map(|v| p::ClusterPartition {
+                topic: v.topic,
+                partition: v.partition,
+                replicas: v.replicas,
+                hosted: v.hosted,
+                leader: v.leader,
+                term: v.term,
+                in_sync: v.in_sync,
+                committed: v.committed,
+            })
+            .collect(),
+    }
 }
 
 pub fn config_to_wire(c: &b::TopicConfig) -> p::TopicConfig {

@@ -72,7 +72,7 @@ impl EmbeddedServer {
         let broker = Arc::new(open_broker(&config).await?);
         // In-process callers are the application itself: nothing to check.
         let auth = Arc::new(auth::Auth::disabled());
-        let runtime = Runtime::start(broker, auth, &config)?;
+        let runtime = Runtime::start(broker, auth, &config, None)?;
         Ok(EmbeddedServer {
             runtime,
             connections: AtomicU64::new(0),

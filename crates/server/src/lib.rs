@@ -23,6 +23,7 @@ mod accept;
 mod admission;
 pub mod auth;
 mod callbacks;
+pub mod cluster;
 mod connection;
 mod convert;
 pub mod descriptors;
@@ -110,6 +111,8 @@ pub struct ServerConfig {
     pub token_rate_per_s: Option<u32>,
     /// Serve both listeners over TLS with this certificate and key.
     pub tls: Option<tls::TlsFiles>,
+    /// Run as a node of a replicated cluster; `None`: single-node.
+    pub cluster: Option<cluster::ClusterSettings>,
 }
 
 impl Default for ServerConfig {
@@ -127,6 +130,7 @@ impl Default for ServerConfig {
             admin_token: None,
             token_rate_per_s: None,
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -174,16 +178,19 @@ impl Runtime {
         broker: Arc<Broker>,
         auth: Arc<auth::Auth>,
         config: &ServerConfig,
+        cluster: Option<Arc<cluster::Cluster>>,
     ) -> anyhow::Result<Runtime> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let allow = allow_list(config)?;
-        let ops = Arc::new(Ops::new(
+        let mut ops = Ops::new(
             Arc::clone(&broker),
             stop_rx.clone(),
             format!("spool-{}", env!("CARGO_PKG_VERSION")),
             allow.clone(),
             auth,
-        ));
+        );
+        ops.cluster = cluster;
+        let ops = Arc::new(ops);
         let secret = Arc::new(callback_secret(config)?);
         let client = outbound::client().map_err(|e| {
             anyhow::anyhow!("cannot build the HTTP client for callbacks and push deliveries: {e}")
@@ -269,6 +276,8 @@ impl Drop for Runtime {
 /// A bound, recovered server, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    /// The node-to-node listener, when this server is a cluster node.
+    cluster_listener: Option<TcpListener>,
     http_listener: Option<TcpListener>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     broker: Arc<Broker>,
@@ -289,6 +298,10 @@ impl Server {
         allow_list(&config)?;
         let auth = auth::Auth::open(&config.data_dir, config.admin_token.as_ref())?;
         auth.set_rate_limit(config.token_rate_per_s);
+        let cluster_listener = match &config.cluster {
+            Some(settings) => Some(cluster::Cluster::bind(settings).await?),
+            None => None,
+        };
         let listener =
             listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let http_listener = match config.http_listen {
@@ -299,6 +312,7 @@ impl Server {
         };
         Ok(Server {
             listener,
+            cluster_listener,
             http_listener,
             tls,
             broker: Arc::new(broker),
@@ -350,7 +364,28 @@ impl Server {
         // The runtime takes the server's own handle on the broker: at the
         // end `Runtime::finish` waits until nothing else holds it, and a
         // handle kept here made every shutdown wait out that wait.
-        let runtime = Runtime::start(self.broker, Arc::clone(&self.auth), &self.config)?;
+        let cluster = match (self.cluster_listener, &self.config.cluster) {
+            (Some(listener), Some(settings)) => Some(
+                cluster::Cluster::start(
+                    Arc::clone(&self.broker),
+                    settings,
+                    listener,
+                    &self.config.data_dir,
+                    self.listener.local_addr()?,
+                    self.http_listener
+                        .as_ref()
+                        .and_then(|l| l.local_addr().ok()),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        let runtime = Runtime::start(
+            self.broker,
+            Arc::clone(&self.auth),
+            &self.config,
+            cluster.clone(),
+        )?;
         let ops = Arc::clone(&runtime.ops);
         let admission = admission::Admission::new(
             self.config.max_connections,
@@ -438,6 +473,10 @@ impl Server {
         }
         if let Some(task) = http_task {
             let _ = tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), task).await;
+        }
+        // The Raft groups write the broker's logs: stopped before it closes.
+        if let Some(cluster) = cluster {
+            cluster.shutdown().await;
         }
         // Ours too: `finish` waits for every other holder to let go.
         drop(ops);

@@ -180,6 +180,25 @@ pub struct ServerArgs {
     /// SPOOL_ADMIN_TOKEN].
     #[arg(long, env = "SPOOL_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// This node's id in a cluster (a positive number, unique in the
+    /// cluster, never reused for another machine). With --peers.
+    #[arg(long, env = "SPOOL_NODE_ID", value_name = "ID")]
+    pub node_id: Option<u64>,
+    /// Every node of the cluster, this one included, as
+    /// `ID=HOST:PORT,...` (each node's --cluster-listen address as the
+    /// others reach it). Nodes started with the same list form one
+    /// cluster [default: single-node].
+    #[arg(long, env = "SPOOL_PEERS", value_name = "ID=HOST:PORT,...")]
+    pub peers: Option<String>,
+    /// Where this node listens for the other nodes [default: its own
+    /// address in --peers].
+    #[arg(long, env = "SPOOL_CLUSTER_LISTEN", value_name = "HOST:PORT")]
+    pub cluster_listen: Option<String>,
+    /// File holding the secret (at least 16 bytes) every node of the
+    /// cluster shares; node-to-node connections prove they know it [or
+    /// the secret itself in SPOOL_CLUSTER_SECRET]. Needed with --peers.
+    #[arg(long, env = "SPOOL_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<std::path::PathBuf>,
     /// Allow non-loopback addresses without an admin token (no
     /// authentication at all).
     #[arg(long, env = "SPOOL_INSECURE")]
@@ -256,6 +275,10 @@ pub enum TopicCommand {
         /// Number of partitions.
         #[arg(long, default_value_t = 1)]
         partitions: u32,
+        /// On a cluster: how many nodes hold each partition [default: 3, or
+        /// every node of a smaller cluster].
+        #[arg(long)]
+        replicas: Option<u32>,
         #[command(flatten)]
         config: ConfigArgs,
     },

@@ -28,12 +28,13 @@
 //! variable, or the flag). Secrets are never printed:
 //! [`Settings::to_toml`] shows them as `"<redacted>"`.
 
+mod cluster;
 mod secret;
 
 use crate::cli::ServerArgs;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use secret::{SecretSource, ADMIN_TOKEN, CALLBACK_SECRET, SECRETS};
+use secret::{SecretSource, ADMIN_TOKEN, CALLBACK_SECRET, CLUSTER_SECRET, SECRETS};
 use spool_server::auth::Secret;
 use std::any::TypeId;
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +65,10 @@ const UNSET: &[(&str, &str)] = &[
     ("max_connections_per_peer", "only max_connections applies"),
     ("token_rate_per_s", "no per-token rate limit"),
     ("tls_cert_file", "no TLS"),
+    ("node_id", "single-node"),
+    ("peers", "single-node"),
+    ("cluster_listen", "this node's address in peers"),
+    (CLUSTER_SECRET.inline, "single-node"),
     ("tls_key_file", "no TLS"),
     (
         CALLBACK_SECRET.inline,
@@ -220,6 +225,8 @@ pub struct Validated {
     pub insecure: bool,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// `Some`: a node of a replicated cluster.
+    pub cluster: Option<spool_server::cluster::ClusterSettings>,
     /// To log once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -400,6 +407,7 @@ impl Settings {
         spool_server::outbound::AllowList::parse(&v.outbound_allow_hosts)
             .map_err(|e| self.error("outbound_allow_hosts", e))?;
         let admin_token = self.read_secret(&ADMIN_TOKEN, &mut warnings)?;
+        let cluster = self.cluster(&mut warnings)?;
         tracing_subscriber::EnvFilter::try_new(&v.log_level)
             .map_err(|e| self.error(LOG_LEVEL, format!("{:?}: {e}", v.log_level)))?;
         Ok(Validated {
@@ -419,6 +427,7 @@ impl Settings {
             insecure: v.insecure,
             log_format: v.log_format,
             log_level: v.log_level.clone(),
+            cluster,
             warnings,
         })
     }

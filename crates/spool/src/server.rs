@@ -87,6 +87,7 @@ pub async fn run(args: ServerArgs, flags: ArgMatches) -> anyhow::Result<ExitCode
         callback_secret: plan.callback_secret.clone(),
         outbound_allow_hosts: plan.outbound_allow_hosts.clone(),
         admin_token: plan.admin_token.clone(),
+        cluster: plan.cluster.clone(),
     };
     let server = match Server::bind(config.clone()).await {
         Ok(server) => server,
@@ -120,6 +121,13 @@ pub async fn run(args: ServerArgs, flags: ArgMatches) -> anyhow::Result<ExitCode
         let _ = writeln!(out, "spool listening on {addr}");
         if let Some(http) = server.http_addr() {
             let _ = writeln!(out, "spool http listening on {http}");
+        }
+        if let Some(cluster) = &plan.cluster {
+            let _ = writeln!(
+                out,
+                "spool cluster node {} listening on {}",
+                cluster.node_id, cluster.cluster_listen
+            );
         }
         let _ = out.flush();
     }

@@ -16,12 +16,24 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<ExitCode> {
         TopicCommand::Create {
             name,
             partitions,
+            replicas,
             config,
         } => {
-            let config = to_wire(&config)?;
+            let mut config = to_wire(&config)?;
+            if let Some(replicas) = replicas {
+                config.extensions.push(spool_proto::ConfigExtension {
+                    tag: spool_proto::CONFIG_TAG_REPLICAS,
+                    value: u64::from(replicas).to_be_bytes().to_vec().into(),
+                });
+            }
             let client = connect(&args.conn.addr).await?;
             client.create_topic(&name, partitions, config).await?;
-            format!("created topic {name} with {partitions} partition(s)\n")
+            match replicas {
+                Some(r) => format!(
+                    "created topic {name} with {partitions} partition(s), {r} replica(s) each\n"
+                ),
+                None => format!("created topic {name} with {partitions} partition(s)\n"),
+            }
         }
         TopicCommand::List { pattern } => {
             let client = connect(&args.conn.addr).await?;

@@ -13,7 +13,7 @@ mod server;
 
 pub use handshake::ClusterSecret;
 pub use network::{PartitionNetwork, PartitionNetworkClient};
-pub use peer::{Peer, Peers};
+pub use peer::{Peer, Peers, Sent};
 pub use server::{serve, Inbound};
 
 use bytes::{Bytes, BytesMut};

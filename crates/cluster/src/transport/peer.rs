@@ -88,6 +88,13 @@ impl Peer {
         request: &RaftRequest,
         timeout: Duration,
     ) -> io::Result<RaftResponse> {
+        self.send(group, request).await?.answer(timeout).await
+    }
+
+    /// Sends `request` and returns at once, the answer to come: requests
+    /// sent one after another from one task reach the peer in that order
+    /// (one connection), and none waits for the answer of the one before.
+    pub async fn send(&self, group: &GroupId, request: &RaftRequest) -> io::Result<Sent> {
         let conn = self.connection().await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer_tx, answer_rx) = oneshot::channel();
@@ -101,22 +108,12 @@ impl Peer {
                 "connection closed",
             ));
         }
-        match tokio::time::timeout(timeout, answer_rx).await {
-            Ok(Ok(bytes)) => {
-                decode_response(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-            }
-            Ok(Err(_)) => Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                format!("connection to node {} closed before the answer", self.id),
-            )),
-            Err(_) => {
-                lock(&conn.pending).remove(&id);
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("node {} did not answer within {timeout:?}", self.id),
-                ))
-            }
-        }
+        Ok(Sent {
+            peer: self.id,
+            id,
+            conn,
+            answer_rx,
+        })
     }
 
     async fn connection(&self) -> io::Result<Arc<Conn>> {
@@ -141,6 +138,43 @@ impl Peer {
         let conn = Arc::new(start(stream));
         *slot = Some(conn.clone());
         Ok(conn)
+    }
+}
+
+/// A request sent to a peer, its answer to come.
+pub struct Sent {
+    peer: NodeId,
+    id: u64,
+    conn: Arc<Conn>,
+    answer_rx: oneshot::Receiver<Bytes>,
+}
+
+impl Sent {
+    /// Waits at most `timeout` for the answer. An error means the answer is
+    /// unknown: the request may or may not have been handled.
+    pub async fn answer(self, timeout: Duration) -> io::Result<RaftResponse> {
+        let Sent {
+            peer,
+            id,
+            conn,
+            answer_rx,
+        } = self;
+        match tokio::time::timeout(timeout, answer_rx).await {
+            Ok(Ok(bytes)) => {
+                decode_response(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("connection to node {peer} closed before the answer"),
+            )),
+            Err(_) => {
+                lock(&conn.pending).remove(&id);
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("node {peer} did not answer within {timeout:?}"),
+                ))
+            }
+        }
     }
 }
 

@@ -91,9 +91,12 @@ async fn serve_connection(
             Err(e) => break Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         };
         let answers = answers_tx.clone();
-        let inbound = inbound.clone();
+        // Called here, in the order the requests arrived: what `handle`
+        // does before its future (queueing a forwarded proposal) keeps
+        // that order.
+        let handled = inbound.handle(group, request);
         requests.spawn(async move {
-            let response = inbound.handle(group, request).await;
+            let response = handled.await;
             let mut out = BytesMut::new();
             encode_response(&response, &mut out);
             let _ = answers.send((id, out.freeze()));

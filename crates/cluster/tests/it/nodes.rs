@@ -37,6 +37,7 @@ async fn start_nodes(count: u64, dirs: &[TempDir]) -> Vec<Node> {
             members: members.clone(),
             secret: secret.clone(),
             timings: RaftTimings::default(),
+            meta_hook: None,
         };
         nodes.push(Node::start(config, syncer.clone(), now_ms).await.unwrap());
     }

@@ -131,6 +131,8 @@ request_table! {
         /// Lists the tokens (admin only), never their secrets.
         ListTokens,
         RevokeToken(RevokeToken),
+        /// This node's view of the cluster (`spool cluster status`).
+        ClusterStatus,
         Ping,
     }
 }

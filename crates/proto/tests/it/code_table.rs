@@ -69,6 +69,7 @@ fn published_numbers_never_change() {
         (Op::CreateToken, 70),
         (Op::ListTokens, 71),
         (Op::RevokeToken, 72),
+        (Op::ClusterStatus, 80),
         (Op::Ping, 90),
     ];
     assert_eq!(table.len(), Op::ALL.len());

@@ -151,8 +151,9 @@ pub(super) async fn dispatch(
 ) -> Result<Response, BrokerError> {
     let body = match request {
         Request::CreateTopic(c) => {
-            let config = TopicConfig::default().apply(&convert::patch_from_wire(&c.config)?);
-            ops.create_topic(caller, c.name.clone(), c.partitions, config)
+            let (wire_config, replicas) = convert::take_replicas(&c.config)?;
+            let config = TopicConfig::default().apply(&convert::patch_from_wire(&wire_config)?);
+            ops.create_topic(caller, c.name.clone(), c.partitions, replicas, config)
                 .await?;
             ResponseBody::TopicCreated { name: c.name }
         }
@@ -280,6 +281,15 @@ pub(super) async fn dispatch(
             ops.revoke_token(caller, &r.name)?;
             ResponseBody::TokenRevoked
         }
+        Request::ClusterStatus => match ops.cluster_view() {
+            Some(view) => ResponseBody::ClusterStatus(convert::cluster_to_wire(view)),
+            None => {
+                return Err(BrokerError::new(
+                    ErrorCode::InvalidRequest,
+                    "this server is not a cluster node (it was started without --peers)",
+                ))
+            }
+        },
         Request::Ping => ResponseBody::Pong,
         other => {
             return Err(BrokerError::new(

@@ -101,6 +101,10 @@ pub struct CreateTopic {
     /// Default 1.
     #[schema(minimum = 1, maximum = 1024)]
     pub partitions: Option<u32>,
+    /// On a cluster: nodes holding each partition (default 3, or every
+    /// node of a smaller cluster). A single-node server takes only 1.
+    #[schema(minimum = 1)]
+    pub replicas: Option<u32>,
     /// Most messages kept; past it `on_full` applies.
     pub max_messages: Option<u64>,
     /// Most bytes kept; past it `on_full` applies.

@@ -27,8 +27,9 @@ pub(super) async fn create_topic(
     caller.check(Need::Admin)?;
     let req: CreateTopic = parse(&body)?;
     let name = req.name.clone();
+    let replicas = req.replicas;
     let (config, partitions) = req.into_config();
-    s.create_topic(&caller, name.clone(), partitions, config)
+    s.create_topic(&caller, name.clone(), partitions, replicas, config)
         .await?;
     Ok((StatusCode::CREATED, Json(TopicSummary { name, partitions })))
 }

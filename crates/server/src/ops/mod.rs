@@ -25,7 +25,7 @@ mod subscriptions;
 mod topics;
 
 pub use requests::Submission;
-pub use streams::{FetchPartition, Fetched, FetchedPartition, Published};
+pub use streams::{FetchPartition, Fetched, FetchedPartition, Published, StartedProduce};
 pub use subscriptions::{
     wake_deadline, ReceiveRoom, Shape, SUBSCRIPTION_DUE_RECHECK_MS, SUBSCRIPTION_RECHECK_MS,
 };
@@ -59,6 +59,8 @@ pub struct Ops {
     pub allow: AllowList,
     /// Who may do what.
     pub auth: Arc<auth::Auth>,
+    /// The cluster this server is a node of; `None`: single-node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Ops {
@@ -80,6 +82,7 @@ impl Ops {
             server_id,
             allow,
             auth,
+            cluster: None,
         }
     }
 

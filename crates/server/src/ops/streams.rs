@@ -7,8 +7,10 @@ use crate::now_ms;
 use bytes::Bytes;
 use spool_batch::{BatchBuilder, NewRecord};
 use spool_broker::{Assignment, BrokerError, PendingProduce, Produced, Routing, StartFrom};
+use spool_cluster::proposer::{ProposalAnswer, ProposalError};
 use spool_types::limits::FETCH_WAIT_MS_MAX;
 use spool_types::partitioner::partition_for_key;
+use spool_types::ErrorCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +49,17 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// A produce written locally or handed to its partition's Raft group;
+/// finish it with [`Ops::finish_produce`].
+pub enum StartedProduce {
+    Local(PendingProduce),
+    Replicated {
+        topic: String,
+        partition: u32,
+        answer: tokio::sync::oneshot::Receiver<ProposalAnswer>,
+    },
+}
+
 pub struct Fetched {
     pub partitions: Vec<FetchedPartition>,
 }
@@ -64,22 +77,83 @@ impl Ops {
     /// write is a `pwrite` into the page cache (microseconds), and handing
     /// the worker off around it churned hundreds of threads under load for
     /// no gain (BENCHMARKS.md). Finish with [`Ops::finish_produce`].
+    ///
+    /// On a cluster node, a batch for a replicated topic is validated the
+    /// same way and handed to its partition's Raft group instead (in call
+    /// order, so a connection's batches keep their order).
     pub fn start_produce(
         &self,
         caller: &Caller,
         topic: &str,
         routing: &Routing,
         batch: &[u8],
-    ) -> Result<PendingProduce, BrokerError> {
+    ) -> Result<StartedProduce, BrokerError> {
         caller.check(Need::Produce(topic))?;
-        self.broker.start_produce(topic, routing, batch, now_ms())
+        if let Some(cluster) = &self.cluster {
+            if self.broker.topic(topic).is_ok_and(|t| t.replicated) {
+                let partition = self
+                    .broker
+                    .check_replicated_produce(topic, routing, batch)?;
+                let answer = cluster.propose(topic, partition, batch)?;
+                return Ok(StartedProduce::Replicated {
+                    topic: topic.to_owned(),
+                    partition,
+                    answer,
+                });
+            }
+        }
+        let pending = self.broker.start_produce(topic, routing, batch, now_ms())?;
+        Ok(StartedProduce::Local(pending))
     }
 
-    /// Waits until a started produce is as durable as its topic promises;
-    /// the fdatasync is waited for by the broker's sync threads.
-    pub async fn finish_produce(&self, pending: PendingProduce) -> Result<Produced, BrokerError> {
-        let broker = Arc::clone(&self.broker);
-        synced("produce", |done| broker.finish_produce_then(pending, done)).await
+    /// Waits until a started produce is as durable as its topic promises:
+    /// the fdatasync is waited for by the broker's sync threads; a
+    /// replicated batch is answered once a majority of its replicas
+    /// stored it and it is committed.
+    pub async fn finish_produce(&self, started: StartedProduce) -> Result<Produced, BrokerError> {
+        match started {
+            StartedProduce::Local(pending) => {
+                let broker = Arc::clone(&self.broker);
+                synced("produce", |done| broker.finish_produce_then(pending, done)).await
+            }
+            StartedProduce::Replicated {
+                topic,
+                partition,
+                answer,
+            } => self.finish_replicated(&topic, partition, answer).await,
+        }
+    }
+
+    async fn finish_replicated(
+        &self,
+        topic: &str,
+        partition: u32,
+        answer: tokio::sync::oneshot::Receiver<ProposalAnswer>,
+    ) -> Result<Produced, BrokerError> {
+        let unknown = |why: String| {
+            BrokerError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the batch for topic {topic:?} partition {partition} may or may not have                      been stored ({why}); retry it"
+                ),
+            )
+        };
+        match answer.await {
+            Ok(Ok(placed)) => Ok(Produced {
+                partition,
+                base_offset: placed.base_offset,
+                last_offset: placed.next_offset - 1,
+                placed: None,
+                duplicates: None,
+            }),
+            Ok(Err(ProposalError::NotLeader { leader, .. })) => Err(self
+                .cluster
+                .as_ref()
+                .map(|c| c.not_leader(topic, partition, leader))
+                .unwrap_or_else(|| unknown("no cluster".into()))),
+            Ok(Err(ProposalError::Unavailable(why))) => Err(unknown(why)),
+            Err(_) => Err(unknown("the partition's group stopped".into())),
+        }
     }
 
     /// Publishes records given one by one (the HTTP API): one atomic batch
@@ -157,6 +231,17 @@ impl Ops {
             })
     }
 
+    /// `NOT_LEADER` for a partition of a replicated topic this node holds
+    /// no replica of (its log here stays empty); `None` where it is read.
+    fn replica_elsewhere(&self, topic: &str, partition: u32) -> Option<BrokerError> {
+        let cluster = self.cluster.as_ref()?;
+        if cluster.hosts(topic, partition) || !self.broker.topic(topic).is_ok_and(|t| t.replicated)
+        {
+            return None;
+        }
+        Some(cluster.not_leader(topic, partition, None))
+    }
+
     fn read_partitions(&self, partitions: &[FetchPartition], max_bytes: usize) -> Fetched {
         let mut budget = max_bytes;
         let mut out = Vec::with_capacity(partitions.len());
@@ -170,6 +255,11 @@ impl Ops {
                 batches: Bytes::new(),
                 next_offset: fp.offset,
             };
+            if let Some(elsewhere) = self.replica_elsewhere(&fp.topic, fp.partition) {
+                entry.error = Some(elsewhere);
+                out.push(entry);
+                continue;
+            }
             if let Ok((start, end)) = self.broker.offsets(&fp.topic, fp.partition) {
                 entry.start_offset = start;
                 entry.end_offset = end;

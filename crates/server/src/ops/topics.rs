@@ -2,6 +2,7 @@
 
 use super::Ops;
 use crate::auth::{Caller, Need, TokenSummary};
+use crate::cluster::ClusterView;
 use spool_broker::subscription::{SubscriptionPatch, SubscriptionSpec};
 use spool_broker::{BrokerError, TopicConfig, TopicConfigPatch, TopicDescription};
 use spool_types::ErrorCode;
@@ -26,16 +27,41 @@ pub struct SubscriptionLoad {
 }
 
 impl Ops {
+    /// Creates a topic. On a cluster node it is a replicated topic, each
+    /// partition on `replicas` nodes (default
+    /// [`REPLICAS_DEFAULT`](crate::cluster::REPLICAS_DEFAULT), or every node
+    /// of a smaller cluster); a single-node server takes only 1.
     pub async fn create_topic(
         &self,
         caller: &Caller,
         name: String,
         partitions: u32,
+        replicas: Option<u32>,
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
         caller.check(Need::Admin)?;
+        if let Some(cluster) = &self.cluster {
+            spool_types::TopicName::new(&name)
+                .map_err(|e| BrokerError::invalid(format!("topic name {name:?}: {e}")))?;
+            return cluster
+                .create_topic(&name, partitions, replicas, &config)
+                .await;
+        }
+        if replicas.is_some_and(|r| r != 1) {
+            return Err(BrokerError::new(
+                ErrorCode::InvalidConfig,
+                "this server is not a cluster node: a topic has 1 replica here                  (start the server with --peers to replicate)",
+            ));
+        }
         self.on_broker(move |b, now| b.create_topic(&name, partitions, config, now))
             .await
+    }
+
+    /// This node's view of the cluster; `None` on a single-node server.
+    /// Any caller may ask (clients route by it, as Kafka's do by
+    /// Metadata): it names nodes and partitions, never data.
+    pub fn cluster_view(&self) -> Option<ClusterView> {
+        self.cluster.as_ref().map(|c| c.view())
     }
 
     pub async fn delete_topic(&self, caller: &Caller, name: String) -> Result<(), BrokerError> {

@@ -47,8 +47,28 @@ pub(super) const CALLBACK_SECRET: SecretSetting = SecretSetting {
     check: check_callback_secret,
 };
 
+pub(super) const CLUSTER_SECRET: SecretSetting = SecretSetting {
+    inline: "cluster_secret",
+    env: "SPOOL_CLUSTER_SECRET",
+    file: "cluster_secret_file",
+    path: |v| v.cluster_secret_file.as_ref(),
+    what: "the cluster secret",
+    check: check_cluster_secret,
+};
+
 /// Every secret setting.
-pub(super) const SECRETS: [&SecretSetting; 2] = [&ADMIN_TOKEN, &CALLBACK_SECRET];
+pub(super) const SECRETS: [&SecretSetting; 3] = [&ADMIN_TOKEN, &CALLBACK_SECRET, &CLUSTER_SECRET];
+
+fn check_cluster_secret(secret: &str) -> Result<(), String> {
+    let min = spool_cluster::transport::ClusterSecret::BYTES_MIN;
+    if secret.len() < min {
+        return Err(format!(
+            "the cluster secret must be at least {min} bytes (every node proves it knows it; \
+             try `head -c 32 /dev/urandom | base64`)"
+        ));
+    }
+    Ok(())
+}
 
 /// A secret's source: the secret itself, or a file holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]

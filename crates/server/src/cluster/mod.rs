@@ -1,0 +1,395 @@
+//! The server's side of the replicated cluster (docs/cluster.md): the one
+//! boundary where replication plugs into a serving node.
+//!
+//! A [`Cluster`] runs this node's [`Node`] (the metadata group and the
+//! node-to-node listener), announces the node to the metadata group, and
+//! keeps the broker in step with the metadata (`reconcile`): a topic the
+//! metadata group created becomes a replicated topic in the broker, and
+//! each of its partitions placed on this node gets its Raft group here.
+//! The operations layer asks it to create topics, to write produced
+//! batches through their partition's group, and for the cluster's status.
+//!
+//! The broker knows nothing of this: it stores a replicated topic's
+//! partitions in entry-mode logs that the partition groups write.
+
+mod reconcile;
+mod status;
+
+pub use status::{ClusterView, NodeView, PartitionView};
+
+use bytes::Bytes;
+use spool_broker::{Broker, BrokerError, TopicConfig};
+use spool_cluster::meta::{self, MetaCommand, MetaHook};
+use spool_cluster::node::{Node, NodeConfig, ProposeError, RaftTimings};
+use spool_cluster::proposer::{ProposalAnswer, Proposer};
+use spool_cluster::transport::ClusterSecret;
+use spool_cluster::types::{NodeAddr, NodeId};
+use spool_cluster::wire::GroupId;
+use spool_types::ErrorCode;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Replicas of a topic's partitions when the creator names none: three,
+/// or every node of a smaller cluster (Kafka's and Redpanda's usual
+/// replication factor; a majority of three survives one node's loss).
+pub const REPLICAS_DEFAULT: u32 = 3;
+
+/// Threads that fdatasync the cluster's logs (the metadata log and every
+/// partition group's), apart from the broker's own.
+const CLUSTER_SYNC_THREADS: usize = 2;
+
+/// How long a topic creation waits for this node to have the topic after
+/// the metadata group accepted it.
+const TOPIC_READY_WAIT_MS: u64 = 10_000;
+
+/// How long to wait between tries while the metadata group has no leader.
+const META_RETRY_MS: u64 = 100;
+
+/// What makes a server a cluster node (`--node-id`, `--cluster-listen`,
+/// `--peers`, `--cluster-secret-file`).
+#[derive(Clone)]
+pub struct ClusterSettings {
+    pub node_id: NodeId,
+    /// Where the node-to-node listener binds.
+    pub cluster_listen: SocketAddr,
+    /// Every node of the cluster, this one included: its id and the
+    /// address its node-to-node listener is reached at.
+    pub peers: BTreeMap<NodeId, String>,
+    pub secret: ClusterSecret,
+    pub timings: RaftTimings,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("node_id", &self.node_id)
+            .field("cluster_listen", &self.cluster_listen)
+            .field("peers", &self.peers)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
+}
+
+impl ClusterSettings {
+    /// Refuses settings that cannot form a cluster, before anything opens.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !self.peers.contains_key(&self.node_id) {
+            anyhow::bail!(
+                "--peers must name this node too (id {}): every node is started with the \
+                 same list",
+                self.node_id
+            );
+        }
+        Ok(())
+    }
+}
+
+/// This node's own addresses, as it announces them.
+#[derive(Debug, Clone)]
+struct OwnAddrs {
+    client_addr: String,
+    http_addr: Option<String>,
+    cluster_addr: String,
+    incarnation: String,
+}
+
+/// A partition group hosted here.
+struct Hosted {
+    proposer: Proposer,
+    /// The metadata version that created its topic (a topic deleted and
+    /// created again under its name is another topic).
+    created_version: u64,
+}
+
+pub struct Cluster {
+    node: Node,
+    meta: Arc<MetaHook>,
+    broker: Arc<Broker>,
+    own: OwnAddrs,
+    peers: BTreeMap<NodeId, String>,
+    hosted: RwLock<HashMap<(String, u32), Hosted>>,
+    /// The metadata version reconciled into the broker so far.
+    reconciled: watch::Sender<u64>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Binds the node-to-node listener (before the data is opened, so a
+    /// taken port fails the start at once).
+    pub async fn bind(settings: &ClusterSettings) -> anyhow::Result<TcpListener> {
+        settings.check()?;
+        TcpListener::bind(settings.cluster_listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen for cluster peers on {}: {e}",
+                    settings.cluster_listen
+                )
+            })
+    }
+
+    /// Starts the node: the metadata group, announcing this node to it,
+    /// and keeping the broker in step with it.
+    pub async fn start(
+        broker: Arc<Broker>,
+        settings: &ClusterSettings,
+        listener: TcpListener,
+        data_dir: &Path,
+        client_addr: SocketAddr,
+        http_addr: Option<SocketAddr>,
+    ) -> anyhow::Result<Arc<Cluster>> {
+        let dir = data_dir.join("cluster");
+        std::fs::create_dir_all(&dir)?;
+        let incarnation = meta::incarnation::load_or_create(&dir)?;
+        let syncer = Arc::new(spool_log::Syncer::new(CLUSTER_SYNC_THREADS)?);
+        let meta_hook = Arc::new(MetaHook::new());
+        let config = NodeConfig {
+            node_id: settings.node_id,
+            dir,
+            listener,
+            members: members_of(&settings.peers, settings.peers.keys()),
+            secret: settings.secret.clone(),
+            timings: settings.timings,
+            meta_hook: Some(meta_hook.clone()),
+        };
+        let node = Node::start(config, syncer, crate::now_ms).await?;
+        let own = OwnAddrs {
+            client_addr: client_addr.to_string(),
+            http_addr: http_addr.map(|a| a.to_string()),
+            cluster_addr: settings.peers[&settings.node_id].clone(),
+            incarnation,
+        };
+        let cluster = Arc::new(Cluster {
+            node,
+            meta: meta_hook,
+            broker,
+            own,
+            peers: settings.peers.clone(),
+            hosted: RwLock::new(HashMap::new()),
+            reconciled: watch::Sender::new(0),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let tasks = vec![
+            tokio::spawn(announce(cluster.clone())),
+            tokio::spawn(reconcile::run(cluster.clone())),
+        ];
+        *cluster.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        tracing::info!(
+            node_id = settings.node_id,
+            peers = ?settings.peers,
+            "cluster node started"
+        );
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node.id()
+    }
+
+    /// Stops the background tasks and every Raft group of this node.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+        self.node.shutdown_groups().await;
+    }
+
+    /// Creates a replicated topic: places its partitions, has the metadata
+    /// group record it, and waits until this node's broker has it.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replicas: Option<u32>,
+        config: &TopicConfig,
+    ) -> Result<(), BrokerError> {
+        let command = {
+            let state = self.meta.read();
+            if state.topic(name).is_some() || self.broker.topic(name).is_ok() {
+                return Err(BrokerError::new(
+                    ErrorCode::TopicExists,
+                    format!("topic {name:?} already exists"),
+                ));
+            }
+            let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
+            let replicas = replicas.unwrap_or(REPLICAS_DEFAULT.min(nodes.len() as u32));
+            let placement =
+                meta::place_replicas(&nodes, &state.replica_load(), partitions, replicas)
+                    .map_err(|e| BrokerError::invalid(e.to_string()))?;
+            MetaCommand::TopicCreated {
+                name: name.to_owned(),
+                partitions,
+                replicas: placement,
+                config: serde_json::to_value(config)
+                    .map_err(|e| BrokerError::new(ErrorCode::Internal, e.to_string()))?,
+                created_ms: crate::now_ms(),
+            }
+        };
+        self.propose_meta(&command).await?;
+        self.wait_topic_here(name).await
+    }
+
+    /// Proposes a metadata command through the metadata group's leader,
+    /// waiting out an election.
+    async fn propose_meta(&self, command: &MetaCommand) -> Result<(), BrokerError> {
+        let batch = command
+            .to_batch(crate::now_ms())
+            .map_err(|e| BrokerError::invalid(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(TOPIC_READY_WAIT_MS);
+        loop {
+            match self
+                .node
+                .propose(&GroupId::Meta, Bytes::from(batch.clone()))
+                .await
+            {
+                Ok(placed) => {
+                    return match placed
+                        .answer
+                        .as_ref()
+                        .and_then(|a| a.downcast_ref::<meta::MetaAnswer>())
+                    {
+                        Some(Err(refusal)) => Err(BrokerError::invalid(refusal.to_string())),
+                        _ => Ok(()),
+                    }
+                }
+                Err(ProposeError::NoLeader | ProposeError::Unavailable(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(META_RETRY_MS)).await
+                }
+                Err(e) => {
+                    return Err(BrokerError::new(
+                        ErrorCode::Timeout,
+                        format!("the cluster's metadata group did not take the change: {e}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Waits until the reconciler made `topic` a topic of this broker.
+    async fn wait_topic_here(&self, topic: &str) -> Result<(), BrokerError> {
+        let mut reconciled = self.reconciled.subscribe();
+        let ready = async {
+            reconciled
+                .wait_for(|_| self.broker.topic(topic).is_ok())
+                .await
+                .is_ok()
+        };
+        match tokio::time::timeout(Duration::from_millis(TOPIC_READY_WAIT_MS), ready).await {
+            Ok(true) => Ok(()),
+            _ => Err(BrokerError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "topic {topic:?} was created in the cluster but is not ready on this node yet"
+                ),
+            )),
+        }
+    }
+
+    /// Writes a validated batch through the partition's Raft group, in the
+    /// order calls are made; the answer comes once a majority stored it.
+    pub fn propose(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &[u8],
+    ) -> Result<oneshot::Receiver<ProposalAnswer>, BrokerError> {
+        let hosted = self.hosted.read().unwrap_or_else(|p| p.into_inner());
+        match hosted.get(&(topic.to_owned(), partition)) {
+            Some(h) => Ok(h.proposer.propose(Bytes::copy_from_slice(batch))),
+            None => Err(self.not_leader(topic, partition, None)),
+        }
+    }
+
+    /// Whether this node holds a replica of the partition (only a replica
+    /// can answer reads of it).
+    pub fn hosts(&self, topic: &str, partition: u32) -> bool {
+        let hosted = self.hosted.read().unwrap_or_else(|p| p.into_inner());
+        hosted.contains_key(&(topic.to_owned(), partition))
+    }
+
+    /// `NOT_LEADER` for a partition, naming the leader this node knows (or
+    /// the preferred one, for a partition not hosted here).
+    pub fn not_leader(&self, topic: &str, partition: u32, leader: Option<NodeId>) -> BrokerError {
+        let state = self.meta.read();
+        let leader = leader.or_else(|| {
+            let topic = state.topic(topic)?;
+            topic.replicas.get(partition as usize)?.first().copied()
+        });
+        let hint = match leader.and_then(|id| state.node(id)) {
+            Some(node) => format!("; node {} leads it, at {}", node.id, node.client_addr),
+            None => "; its leader is not known yet (an election is under way): retry".into(),
+        };
+        BrokerError::new(
+            ErrorCode::NotLeader,
+            format!(
+                "node {} does not lead topic {topic:?} partition {partition}{hint}",
+                self.node.id()
+            ),
+        )
+    }
+}
+
+/// The members of a group of `ids`, reached at their `peers` addresses.
+fn members_of<'a>(
+    peers: &BTreeMap<NodeId, String>,
+    ids: impl Iterator<Item = &'a NodeId>,
+) -> BTreeMap<NodeId, NodeAddr> {
+    ids.filter_map(|id| {
+        let cluster_addr = peers.get(id)?.clone();
+        Some((
+            *id,
+            NodeAddr {
+                client_addr: String::new(),
+                cluster_addr,
+            },
+        ))
+    })
+    .collect()
+}
+
+/// Tells the metadata group who this node is and where its listeners are,
+/// until the metadata shows it (retrying through elections).
+async fn announce(cluster: Arc<Cluster>) {
+    let own = &cluster.own;
+    let command = MetaCommand::NodeJoined {
+        id: cluster.node.id(),
+        client_addr: own.client_addr.clone(),
+        http_addr: own.http_addr.clone(),
+        cluster_addr: own.cluster_addr.clone(),
+        incarnation: own.incarnation.clone(),
+    };
+    let mut versions = cluster.meta.subscribe();
+    loop {
+        let known = cluster
+            .meta
+            .read()
+            .node(cluster.node.id())
+            .is_some_and(|n| {
+                n.incarnation == own.incarnation
+                    && n.client_addr == own.client_addr
+                    && n.http_addr == own.http_addr
+            });
+        if known {
+            tracing::info!(
+                node_id = cluster.node.id(),
+                "this node is known to the cluster"
+            );
+            return;
+        }
+        if let Err(e) = cluster.propose_meta(&command).await {
+            tracing::debug!("announcing this node: {e}; retrying");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(META_RETRY_MS * 5), versions.changed())
+            .await;
+    }
+}
