@@ -511,6 +511,15 @@ impl Client {
         }
     }
 
+    /// The answering node's view of its cluster (`INVALID_REQUEST` from a
+    /// single-node server).
+    pub async fn cluster_status(&self) -> Result<p::ClusterStatus, ClientError> {
+        match self.call(Request::ClusterStatus).await? {
+            ResponseBody::ClusterStatus(status) => Ok(status),
+            other => Err(unexpected(&other, p::Op::ClusterStatus)),
+        }
+    }
+
     /// Round-trip time of an empty request.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let started = Instant::now();

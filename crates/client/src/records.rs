@@ -2,7 +2,7 @@
 
 use crate::error::ClientError;
 use bytes::Bytes;
-use spool_batch::{records, split_batches, validate, BatchHeader};
+use spool_batch::{records, split_batches, validate, validate_control, BatchHeader};
 use spool_types::ErrorCode;
 
 /// One message as a consumer sees it.
@@ -45,7 +45,7 @@ fn corrupt(topic: &str, partition: u32, why: impl std::fmt::Display) -> ClientEr
 /// every batch is intact.
 pub fn next_offset_after(batches: &[u8]) -> Option<u64> {
     split_batches(batches)
-        .map_while(|b| b.ok().and_then(|b| BatchHeader::parse(b).ok()))
+        .map_while(|b| b.ok().and_then(|b| BatchHeader::parse_with_control(b).ok()))
         .last()
         .and_then(|h| u64::try_from(h.next_offset()).ok())
 }
@@ -66,6 +66,19 @@ pub fn decode_records(
     let mut out = DecodedBatches::default();
     for batch in split_batches(batches) {
         let batch = batch.map_err(|e| corrupt(topic, partition, e))?;
+        let peek =
+            BatchHeader::parse_with_control(batch).map_err(|e| corrupt(topic, partition, e))?;
+        if peek.is_control() {
+            // A replicated log's Raft bookkeeping (a new leader's first
+            // entry, a membership change): no records, no offsets. Checked
+            // whole like any batch, then skipped, as Kafka's clients skip
+            // control batches.
+            let header = validate_control(batch).map_err(|e| corrupt(topic, partition, e))?;
+            let next = u64::try_from(header.next_offset())
+                .map_err(|_| corrupt(topic, partition, "negative offset"))?;
+            out.next_offset = Some(out.next_offset.map_or(next, |n: u64| n.max(next)));
+            continue;
+        }
         let header = validate(batch).map_err(|e| corrupt(topic, partition, e))?;
         let base = u64::try_from(header.base_offset)
             .map_err(|_| corrupt(topic, partition, "negative base offset"))?;

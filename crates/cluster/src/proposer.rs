@@ -187,8 +187,13 @@ async fn forward(f: &Forwarding, leader: NodeId, addr: &str, proposal: Proposal)
     let sent = match peer.send(&f.group, &request).await {
         Ok(sent) => sent,
         Err(e) => {
-            let why = format!("forwarding to node {leader}: {e}");
-            let _ = proposal.reply.send(Err(ProposalError::Unavailable(why)));
+            // Not sent, so not stored: as good as no leader known (the
+            // one this node knows is unreachable), and safe to retry.
+            tracing::debug!(leader, "forwarding a proposal: {e}");
+            let _ = proposal.reply.send(Err(ProposalError::NotLeader {
+                leader: None,
+                leader_node: None,
+            }));
             return;
         }
     };

@@ -63,12 +63,49 @@ pub enum Command {
     Bench(BenchArgs),
     /// Make TLS certificates: a private CA and a server certificate it signs.
     Tls(crate::tls::TlsArgs),
+    /// A replicated cluster: its status, or a local one to try out.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes (alive or not) and each partition's leader, replicas and
+    /// in-sync replicas, asked of every node.
+    Status {
+        /// Print JSON: {"nodes": [{id, addr, alive}], "partitions": [{topic,
+        /// partition, leader, replicas, in_sync}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a local cluster in one command (for trying it out): N server
+    /// processes on loopback, each with its own data directory; Ctrl-C
+    /// stops them all.
+    Dev {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Where the nodes keep their data (node-1, node-2, ...).
+        #[arg(long, default_value = "./spool-cluster-dev")]
+        data_dir: std::path::PathBuf,
+        /// Node i listens on PORT+10(i-1) (binary), +1 (HTTP), +2 (cluster).
+        #[arg(long, default_value_t = 7440)]
+        base_port: u16,
+    },
 }
 
 /// Where the server is.
 #[derive(Debug, Clone, Args)]
 pub struct ConnArgs {
-    /// Server address, host:port.
+    /// Server address, host:port; for a cluster, any of its nodes, or a
+    /// comma-separated list of them (tried in order until one answers).
     #[arg(
         long,
         env = "SPOOL_ADDR",

@@ -31,6 +31,8 @@
 mod cluster;
 mod secret;
 
+pub use cluster::PEERS_MAX;
+
 use crate::cli::ServerArgs;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};

@@ -24,6 +24,7 @@
 
 mod bench;
 mod cli;
+mod cluster;
 
 /// mimalloc rather than glibc's malloc: the server allocates and frees
 /// from many threads at once (runtime workers, blocking threads, sync
@@ -113,7 +114,26 @@ static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 static TLS_CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 /// Connects for a client command, naming the address on failure.
-pub async fn connect(addr: &str) -> anyhow::Result<Client> {
+pub async fn connect(addrs: &str) -> anyhow::Result<Client> {
+    let mut last = None;
+    for addr in addr_list(addrs) {
+        match connect_one(addr).await {
+            Ok(client) => return Ok(client),
+            // Refused by the server (a bad token): another node says the same.
+            Err(e) if e.downcast_ref::<ClientError>().is_some() => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Failure::new("INVALID_REQUEST", "--addr names no address").into()))
+}
+
+/// The addresses of `--addr`: one, or a comma-separated list of a
+/// cluster's nodes (tried in order until one answers).
+pub fn addr_list(addrs: &str) -> impl Iterator<Item = &str> {
+    addrs.split(',').map(str::trim).filter(|a| !a.is_empty())
+}
+
+async fn connect_one(addr: &str) -> anyhow::Result<Client> {
     let options = ClientOptions {
         client_id: format!("spool-cli-{}", std::process::id()),
         token: TOKEN.get().cloned().flatten(),
@@ -251,6 +271,7 @@ async fn async_main(cli: cli::Cli, matches: ArgMatches) -> ExitCode {
         cli::Command::Status(args) => status::run(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::Tls(args) => tls::run(args),
+        cli::Command::Cluster(args) => cluster::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,23 @@ use tokio::time::Instant;
 /// timers and responses again.
 const COMMANDS_PER_TURN: usize = 1024;
 
+/// How long after a `NOT_LEADER` a partition's batches go again: an
+/// election takes about a second, and a forwarding node learns the new
+/// leader from its first heartbeat.
+const LEADER_RETRY_MS: u64 = 100;
+/// How long a partition may go without a leader before its batches fail:
+/// longer than any election; a cluster that has lost its majority does not
+/// come back by waiting.
+pub const LEADER_WAIT_MS: u64 = 30_000;
+
+/// A slot waiting for its partition's new leader.
+pub(super) struct Moved {
+    /// When to send the held batches again; `None` while requests of the
+    /// slot are still in flight.
+    pub(super) retry_at: Option<Instant>,
+    pub(super) give_up_at: Instant,
+}
+
 pub(super) enum Command {
     Send(Queued),
     /// Messages of one `send_batch` call, all to one topic (named once).
@@ -57,6 +74,10 @@ pub(super) struct Worker {
     /// paused) until the slot has nothing in flight, then retried in order
     /// (see `dispatch::Worker::complete`).
     held: HashMap<SlotKey, (ClientError, Vec<Sent>)>,
+    /// Per slot whose held batches were refused with `NOT_LEADER` (a
+    /// cluster's partition changing leaders: nothing was stored), when to
+    /// send them again and when to give up.
+    moved: HashMap<SlotKey, Moved>,
     options: ProducerOptions,
     /// Per slot, the size of its last batch sent: its next batch starts
     /// with that much room, so filling one does not grow (and copy) its
@@ -90,6 +111,7 @@ impl Worker {
             flushes: Vec::new(),
             poisoned: HashMap::new(),
             held: HashMap::new(),
+            moved: HashMap::new(),
             options,
             batch_bytes_hints: HashMap::new(),
         }
@@ -118,6 +140,7 @@ impl Worker {
                 .values()
                 .map(|b| b.deadline)
                 .filter(|d| *d > now)
+                .chain(self.moved.values().filter_map(|m| m.retry_at))
                 .min();
             tokio::select! {
                 command = commands.recv(), if commands_open => {
@@ -141,7 +164,7 @@ impl Worker {
                     self.complete(sent, result);
                 }
                 _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
-                    if next_deadline.is_some() => {}
+                    if next_deadline.is_some() => self.retry_moved_due(),
             }
         }
     }

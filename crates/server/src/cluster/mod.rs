@@ -48,6 +48,9 @@ const CLUSTER_SYNC_THREADS: usize = 2;
 /// the metadata group accepted it.
 const TOPIC_READY_WAIT_MS: u64 = 10_000;
 
+/// How often a topic creation looks whether its partitions have leaders.
+const LEADER_POLL_MS: u64 = 20;
+
 /// How long to wait between tries while the metadata group has no leader.
 const META_RETRY_MS: u64 = 100;
 
@@ -234,7 +237,38 @@ impl Cluster {
             }
         };
         self.propose_meta(&command).await?;
-        self.wait_topic_here(name).await
+        self.wait_topic_here(name).await?;
+        self.wait_leaders(name).await;
+        Ok(())
+    }
+
+    /// Waits (a little) until every partition of `topic` hosted here has a
+    /// leader, so that a produce right after the creation is not refused
+    /// with `NOT_LEADER` during the groups' first election. Not an error
+    /// if one is still electing: clients retry `NOT_LEADER`.
+    async fn wait_leaders(&self, topic: &str) {
+        use spool_cluster::openraft::async_runtime::WatchReceiver;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(TOPIC_READY_WAIT_MS);
+        let groups: Vec<_> = {
+            let hosted = self.hosted.read().unwrap_or_else(|p| p.into_inner());
+            hosted
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .filter_map(|(t, p)| {
+                    self.node.groups().get(&GroupId::Partition {
+                        topic: t.clone(),
+                        partition: *p,
+                    })
+                })
+                .collect()
+        };
+        for raft in groups {
+            while raft.metrics().borrow_watched().current_leader.is_none()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(LEADER_POLL_MS)).await;
+            }
+        }
     }
 
     /// Proposes a metadata command through the metadata group's leader,

@@ -252,7 +252,12 @@ pub fn fetched(partition: u32, read: &FetchedPartition, from: i64) -> ApiResult<
     let mut messages = Vec::new();
     for batch in spool_batch::split_batches(&read.batches) {
         let batch = batch.map_err(|e| ApiError(e.into()))?;
-        let h = spool_batch::BatchHeader::parse(batch).map_err(|e| ApiError(e.into()))?;
+        let h =
+            spool_batch::BatchHeader::parse_with_control(batch).map_err(|e| ApiError(e.into()))?;
+        if h.is_control() {
+            // A replicated log's Raft bookkeeping: no records.
+            continue;
+        }
         for r in spool_batch::records(batch, &h) {
             let r = r.map_err(|e| ApiError(e.into()))?;
             let offset = h.base_offset + r.offset_delta as i64;

@@ -1,7 +1,7 @@
 //! Sending batches within the in-flight window, and what their answers do:
 //! deliver, retry in halves, or fail the slot.
 
-use super::Worker;
+use super::{Moved, Worker, LEADER_RETRY_MS, LEADER_WAIT_MS};
 use crate::error::ClientError;
 use crate::producer::batch::{answered, split, unsent, Batch, Sent, Slot, SlotKey};
 use crate::producer::delivery::Reply;
@@ -12,6 +12,7 @@ use spool_proto::{self as p, Request, ResponseBody, Routing};
 use spool_types::ErrorCode;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 impl Worker {
@@ -246,8 +247,9 @@ impl Worker {
                     self.fail_slot(&key, held, &e);
                 }
                 self.deliver(sent, &produced);
+                self.moved.remove(&key);
                 if !still_busy {
-                    self.retry_held(&key);
+                    self.release_held(&key);
                 }
                 return;
             }
@@ -259,6 +261,17 @@ impl Worker {
         ) {
             // The topic may have been recreated with another count.
             lock(&self.partition_counts).remove(&sent.topic);
+        }
+        if e.code() == Some(ErrorCode::NotLeader) {
+            // A cluster's partition is changing leaders; nothing of the
+            // batch was stored. Held like QUEUE_FULL, then sent again whole
+            // once the new leader is known (`release_held`).
+            let (_, held) = self.held.entry(key.clone()).or_insert((e, Vec::new()));
+            held.push(sent);
+            if !still_busy {
+                self.release_held(&key);
+            }
+            return;
         }
         if e.code() == Some(ErrorCode::QueueFull) {
             // Nothing of the batch was written. It is held (its slot paused)
@@ -278,6 +291,63 @@ impl Worker {
             failed.extend(held);
         }
         self.fail_slot(&key, failed, &e);
+    }
+
+    /// The slot has nothing in flight: its held batches go again, after a
+    /// pause if they wait for a new leader (until `LEADER_WAIT_MS`, then
+    /// they fail).
+    fn release_held(&mut self, key: &SlotKey) {
+        let not_leader = self
+            .held
+            .get(key)
+            .is_some_and(|(e, _)| e.code() == Some(ErrorCode::NotLeader));
+        if !not_leader {
+            return self.retry_held(key);
+        }
+        let now = Instant::now();
+        let moved = self.moved.entry(key.clone()).or_insert(Moved {
+            retry_at: None,
+            give_up_at: now + Duration::from_millis(LEADER_WAIT_MS),
+        });
+        if now >= moved.give_up_at {
+            self.moved.remove(key);
+            if let Some((e, held)) = self.held.remove(key) {
+                self.fail_slot(key, held, &e);
+            }
+            return;
+        }
+        moved.retry_at = Some(now + Duration::from_millis(LEADER_RETRY_MS));
+    }
+
+    /// Sends again, whole and in order, the held batches of slots whose
+    /// pause after `NOT_LEADER` is over.
+    pub(in crate::producer) fn retry_moved_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<SlotKey> = self
+            .moved
+            .iter_mut()
+            .filter(|(_, m)| m.retry_at.is_some_and(|at| at <= now))
+            .map(|(key, m)| {
+                m.retry_at = None;
+                key.clone()
+            })
+            .collect();
+        for key in due {
+            let Some((e, mut held)) = self.held.remove(&key) else {
+                continue;
+            };
+            held.sort_by_key(|s| s.sent_order);
+            let mut again = Vec::with_capacity(held.len());
+            for sent in held {
+                match unsent(sent, Duration::ZERO) {
+                    Ok(batch) => again.push(batch),
+                    Err(sent) => self.fail_part(sent.replies, sent.seq, &e),
+                }
+            }
+            for batch in again.into_iter().rev() {
+                self.ready.push_front(batch);
+            }
+        }
     }
 
     /// Sends a slot's held batches again, in order: the first in halves
