@@ -132,7 +132,10 @@ fn forwarded_answer(
 async fn propose_here(raft: &PartitionGroup, data: bytes::Bytes) -> RaftResponse {
     use openraft::error::{ClientWriteError, RaftError};
     match raft.client_write(crate::types::BatchData(data)).await {
-        Ok(written) => RaftResponse::Proposed(written.data),
+        Ok(written) => match crate::meta::answer_of(&written.data) {
+            Some(Err(refusal)) => RaftResponse::Declined(refusal.to_string()),
+            _ => RaftResponse::Proposed(written.data),
+        },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
             RaftResponse::NotLeader(forward.leader_id)
         }

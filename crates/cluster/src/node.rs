@@ -90,6 +90,10 @@ pub enum ProposeError {
     /// The leader could not be reached or is stopping: try again.
     #[error("{0}")]
     Unavailable(String),
+    /// Applied, and the group's state declined it (a metadata command
+    /// every node refuses alike): why.
+    #[error("declined: {0}")]
+    Declined(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -258,6 +262,7 @@ impl Node {
         let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
         match peer.call(group, &RaftRequest::Propose(data), timeout).await {
             Ok(RaftResponse::Proposed(placed)) => Ok(placed),
+            Ok(RaftResponse::Declined(why)) => Err(ProposeError::Declined(why)),
             Ok(RaftResponse::NotLeader(_)) => Err(ProposeError::NoLeader),
             Ok(RaftResponse::Refused(reason)) => Err(ProposeError::Unavailable(reason)),
             Ok(other) => Err(ProposeError::Failed(format!("unexpected answer {other:?}"))),

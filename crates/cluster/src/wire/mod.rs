@@ -53,6 +53,9 @@ pub enum RaftResponse {
     /// The receiver could not handle it (no such group here, a stopped
     /// group); the sender treats it as a network error and retries.
     Refused(String),
+    /// A forwarded proposal was applied and its group's state declined it
+    /// (a metadata command the state refuses, alike on every node): why.
+    Declined(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,6 +76,7 @@ const RESP_SNAPSHOT: u8 = 13;
 const RESP_REFUSED: u8 = 14;
 const RESP_PROPOSED: u8 = 15;
 const RESP_NOT_LEADER: u8 = 16;
+const RESP_DECLINED: u8 = 17;
 
 const ENTRY_BLANK: u8 = 0;
 const ENTRY_NORMAL: u8 = 1;
@@ -199,6 +203,10 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_REFUSED);
             put_bytes(out, reason.as_bytes());
         }
+        RaftResponse::Declined(why) => {
+            out.put_u8(RESP_DECLINED);
+            put_bytes(out, why.as_bytes());
+        }
         RaftResponse::Proposed(placed) => {
             out.put_u8(RESP_PROPOSED);
             out.put_i64(placed.base_offset);
@@ -237,8 +245,13 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             let reason = get_bytes(&mut buf)?;
             RaftResponse::Refused(String::from_utf8_lossy(&reason).into_owned())
         }
+        RESP_DECLINED => {
+            let why = get_bytes(&mut buf)?;
+            RaftResponse::Declined(String::from_utf8_lossy(&why).into_owned())
+        }
         // A hook's answer stays on the leader (it is not data): a
-        // forwarded proposal learns where it landed, not what it did.
+        // forwarded proposal learns where it landed, and `Declined` if
+        // the state refused it.
         RESP_PROPOSED => RaftResponse::Proposed(BatchPlaced {
             base_offset: get_i64(&mut buf)?,
             next_offset: get_i64(&mut buf)?,

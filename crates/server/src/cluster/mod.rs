@@ -214,6 +214,7 @@ impl Cluster {
         replicas: Option<u32>,
         config: &TopicConfig,
     ) -> Result<(), BrokerError> {
+        self.wait_nodes_joined().await;
         let command = {
             let state = self.meta.read();
             if state.topic(name).is_some() || self.broker.topic(name).is_ok() {
@@ -222,8 +223,11 @@ impl Cluster {
                     format!("topic {name:?} already exists"),
                 ));
             }
-            let nodes: Vec<NodeId> = self.peers.keys().copied().collect();
-            let replicas = replicas.unwrap_or(REPLICAS_DEFAULT.min(nodes.len() as u32));
+            // Only nodes that announced themselves can hold replicas (the
+            // metadata refuses others); every node of `--peers` is
+            // counted for the default.
+            let nodes: Vec<NodeId> = state.nodes().keys().copied().collect();
+            let replicas = replicas.unwrap_or(REPLICAS_DEFAULT.min(self.peers.len() as u32));
             let placement =
                 meta::place_replicas(&nodes, &state.replica_load(), partitions, replicas)
                     .map_err(|e| BrokerError::invalid(e.to_string()))?;
@@ -271,6 +275,25 @@ impl Cluster {
         }
     }
 
+    /// Waits (a little) until every node of `--peers` has announced itself:
+    /// right after a cluster starts, a topic created at once would
+    /// otherwise be placed on fewer nodes, or refused.
+    async fn wait_nodes_joined(&self) {
+        let mut versions = self.meta.subscribe();
+        let all_joined = || {
+            let state = self.meta.read();
+            self.peers.keys().all(|id| state.node(*id).is_some())
+        };
+        let wait = async {
+            while !all_joined() {
+                if versions.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(TOPIC_READY_WAIT_MS), wait).await;
+    }
+
     /// Proposes a metadata command through the metadata group's leader,
     /// waiting out an election.
     async fn propose_meta(&self, command: &MetaCommand) -> Result<(), BrokerError> {
@@ -294,6 +317,7 @@ impl Cluster {
                         _ => Ok(()),
                     }
                 }
+                Err(ProposeError::Declined(why)) => return Err(BrokerError::invalid(why)),
                 Err(ProposeError::NoLeader | ProposeError::Unavailable(_))
                     if tokio::time::Instant::now() < deadline =>
                 {

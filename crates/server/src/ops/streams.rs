@@ -134,7 +134,8 @@ impl Ops {
             BrokerError::new(
                 ErrorCode::Timeout,
                 format!(
-                    "the batch for topic {topic:?} partition {partition} may or may not have                      been stored ({why}); retry it"
+                    "the batch for topic {topic:?} partition {partition} may or may not have \
+                     been stored ({why}); retry it"
                 ),
             )
         };

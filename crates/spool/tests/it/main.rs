@@ -5,6 +5,7 @@
 mod auth;
 mod backpressure;
 mod cli;
+mod cluster;
 mod corrupt;
 mod crash;
 mod crash_loop;
