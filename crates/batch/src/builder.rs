@@ -118,6 +118,13 @@ impl BatchBuilder {
         self
     }
 
+    /// [`BatchBuilder::producer`] on a builder kept by reference.
+    pub fn set_producer(&mut self, id: i64, epoch: i16, base_sequence: i32) {
+        self.producer_id = id;
+        self.producer_epoch = epoch;
+        self.base_sequence = base_sequence;
+    }
+
     pub fn len(&self) -> usize {
         self.count
     }

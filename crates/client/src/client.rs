@@ -511,6 +511,15 @@ impl Client {
         }
     }
 
+    /// A producer id for an idempotent producer (a cluster node's answer;
+    /// `INVALID_REQUEST` from a single-node server).
+    pub async fn init_producer_id(&self) -> Result<u64, ClientError> {
+        match self.call(Request::InitProducerId).await? {
+            ResponseBody::ProducerId { producer_id } => Ok(producer_id),
+            other => Err(unexpected(&other, p::Op::InitProducerId)),
+        }
+    }
+
     /// The answering node's view of its cluster (`INVALID_REQUEST` from a
     /// single-node server).
     pub async fn cluster_status(&self) -> Result<p::ClusterStatus, ClientError> {

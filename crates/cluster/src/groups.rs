@@ -122,6 +122,7 @@ fn forwarded_answer(
         Ok(Ok(placed)) => RaftResponse::Proposed(placed),
         Ok(Err(ProposalError::NotLeader { leader, .. })) => RaftResponse::NotLeader(leader),
         Ok(Err(ProposalError::Unavailable(reason))) => RaftResponse::Refused(reason),
+        Ok(Err(ProposalError::StaleSequence(why))) => RaftResponse::Declined(why),
         Err(_) => RaftResponse::Refused("the group stopped".into()),
     }
 }

@@ -12,6 +12,7 @@ pub mod groups;
 pub mod meta;
 pub mod node;
 pub mod partition;
+pub mod producers;
 pub mod proposer;
 pub mod raft_files;
 pub mod transport;

@@ -197,6 +197,7 @@ impl Node {
             Some(hook) => PartitionStateMachine::open_with_hook(log.clone(), &dir, hook)?,
             None => PartitionStateMachine::open(log.clone(), &dir)?,
         };
+        let producers = machine.producers();
         let store = PartitionLogStore::new(log, files, self.syncer.clone(), self.now_ms);
         let network = PartitionNetwork {
             group: group.clone(),
@@ -205,8 +206,13 @@ impl Node {
         let raft = PartitionGroup::new(self.id, self.timings.config()?, network, store, machine)
             .await
             .map_err(io::Error::other)?;
-        let proposer =
-            Proposer::start_forwarding(raft.clone(), group.clone(), self.id, self.peers.clone());
+        let proposer = Proposer::start_forwarding(
+            raft.clone(),
+            group.clone(),
+            self.id,
+            self.peers.clone(),
+            producers,
+        );
         self.groups.insert(group.clone(), raft.clone());
         self.groups.set_proposer(group, proposer.clone());
         if !raft.is_initialized().await.map_err(io::Error::other)? {

@@ -13,16 +13,18 @@
 //! knows, and the client retries.
 
 use crate::groups::PartitionGroup;
+use crate::producers::{producer_of, ProducerTable, Verdict};
 use crate::transport::Peers;
-use crate::types::{BatchData, BatchPlaced, NodeAddr, NodeId};
+use crate::types::{term_of, BatchData, BatchPlaced, NodeAddr, NodeId};
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::impls::ProgressResponder;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// How long a forwarded proposal waits for the leader's answer: a batch is
 /// written and replicated in milliseconds; longer means the leader is
@@ -43,6 +45,10 @@ pub enum ProposalError {
     /// safe).
     #[error("{0}")]
     Unavailable(String),
+    /// An idempotent producer's batch whose sequences are not above those
+    /// the partition stored, and which is not one of its last batches.
+    #[error("{0}")]
+    StaleSequence(String),
 }
 
 pub type ProposalAnswer = Result<BatchPlaced, ProposalError>;
@@ -61,6 +67,24 @@ struct Forwarding {
     peers: Arc<Peers>,
 }
 
+type PendingKey = (i64, i32, i32);
+type Pending = Arc<std::sync::Mutex<HashMap<PendingKey, watch::Receiver<Option<ProposalAnswer>>>>>;
+
+/// Idempotent producers' batches, checked by the leader before they are
+/// written (see `crate::producers`): against the committed ones (the state
+/// machine's table) and those this leader wrote in its term and are not
+/// answered yet.
+struct Dedup {
+    producers: Arc<std::sync::Mutex<ProducerTable>>,
+    pending: Pending,
+    /// The term `pending` is of.
+    term: Option<u64>,
+}
+
+/// How long a new leader waits for its log's earlier entries to be applied
+/// (its table to be complete) before it checks a producer's batch.
+const LEADER_READY_MS: u64 = 5_000;
+
 /// The proposal queue of one group on this node.
 #[derive(Clone)]
 pub struct Proposer {
@@ -72,28 +96,40 @@ impl Proposer {
     /// clone is dropped). Proposals made on a follower are refused with
     /// `NotLeader`.
     pub fn start(raft: PartitionGroup) -> Proposer {
-        Proposer::spawn(raft, None)
+        Proposer::spawn(raft, None, None)
     }
 
     /// As [`Proposer::start`], but proposals made while another node leads
     /// the group are sent to it (in order).
+    /// `producers` is the group's state machine's table: batches of
+    /// idempotent producers are checked against it here, when leading.
     pub fn start_forwarding(
         raft: PartitionGroup,
         group: GroupId,
         own_id: NodeId,
         peers: Arc<Peers>,
+        producers: Arc<std::sync::Mutex<ProducerTable>>,
     ) -> Proposer {
         let forwarding = Forwarding {
             group,
             own_id,
             peers,
         };
-        Proposer::spawn(raft, Some(forwarding))
+        let dedup = Dedup {
+            producers,
+            pending: Pending::default(),
+            term: None,
+        };
+        Proposer::spawn(raft, Some(forwarding), Some(dedup))
     }
 
-    fn spawn(raft: PartitionGroup, forwarding: Option<Forwarding>) -> Proposer {
+    fn spawn(
+        raft: PartitionGroup,
+        forwarding: Option<Forwarding>,
+        dedup: Option<Dedup>,
+    ) -> Proposer {
         let (queue, submissions) = mpsc::unbounded_channel();
-        tokio::spawn(submit_in_order(raft, forwarding, submissions));
+        tokio::spawn(submit_in_order(raft, forwarding, dedup, submissions));
         Proposer { queue }
     }
 
@@ -129,6 +165,7 @@ impl Proposer {
 async fn submit_in_order(
     raft: PartitionGroup,
     forwarding: Option<Forwarding>,
+    mut dedup: Option<Dedup>,
     mut submissions: mpsc::UnboundedReceiver<Proposal>,
 ) {
     while let Some(proposal) = submissions.recv().await {
@@ -138,7 +175,106 @@ async fn submit_in_order(
         };
         match (leader, &forwarding) {
             (Some((leader, addr)), Some(f)) => forward(f, leader, &addr, proposal).await,
-            _ => submit_here(&raft, proposal).await,
+            _ => match (&mut dedup, producer_of(&proposal.data)) {
+                (Some(dedup), Some(key)) => submit_checked(&raft, dedup, key, proposal).await,
+                _ => submit_here(&raft, proposal, None).await,
+            },
+        }
+    }
+}
+
+/// Writes an idempotent producer's batch unless it was written before.
+async fn submit_checked(
+    raft: &PartitionGroup,
+    dedup: &mut Dedup,
+    key: PendingKey,
+    proposal: Proposal,
+) {
+    let Some(term) = leading_with_log_applied(raft).await else {
+        // Not the leader (or not ready): Raft answers NotLeader.
+        return submit_here(raft, proposal, None).await;
+    };
+    if dedup.term != Some(term) {
+        // What was pending in an earlier term is committed (and in the
+        // table) or gone.
+        lock(&dedup.pending).clear();
+        dedup.term = Some(term);
+    }
+    let pending = lock(&dedup.pending).get(&key).cloned();
+    if let Some(mut original) = pending {
+        // Sent again while the first is still being written: the same answer.
+        tokio::spawn(async move {
+            let answer = match original.wait_for(Option::is_some).await {
+                Ok(answer) => answer.clone().unwrap_or_else(stopped),
+                Err(_) => stopped(),
+            };
+            let _ = proposal.reply.send(answer);
+        });
+        return;
+    }
+    let (producer_id, first_seq, last_seq) = key;
+    let verdict = lock(&dedup.producers).check(producer_id, first_seq, last_seq);
+    match verdict {
+        Verdict::Duplicate(w) => {
+            let _ = proposal.reply.send(Ok(BatchPlaced {
+                base_offset: w.base_offset,
+                next_offset: w.last_offset + 1,
+                answer: None,
+            }));
+        }
+        Verdict::Stale { last_seq: stored } => {
+            let why = format!(
+                "producer {producer_id}: sequences {first_seq}..={last_seq} are not above \
+                 {stored}, the last this partition stored, nor one of its last batches"
+            );
+            let _ = proposal.reply.send(Err(ProposalError::StaleSequence(why)));
+        }
+        Verdict::New => {
+            let (done, original) = watch::channel(None);
+            lock(&dedup.pending).insert(key, original);
+            let pending = dedup.pending.clone();
+            let finish = Box::new(move |answer: &ProposalAnswer| {
+                done.send_replace(Some(answer.clone()));
+                lock(&pending).remove(&key);
+            });
+            submit_here(raft, proposal, Some(finish)).await;
+        }
+    }
+}
+
+fn stopped() -> ProposalAnswer {
+    Err(ProposalError::Unavailable("the group stopped".into()))
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// This node's term if it leads the group and has applied its log up to
+/// its own first entry of the term (so every earlier entry, whatever its
+/// term, is in the producers table); `None` if it does not lead.
+async fn leading_with_log_applied(raft: &PartitionGroup) -> Option<u64> {
+    use openraft::async_runtime::watch::WatchReceiver as _;
+    let mut metrics = raft.metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_READY_MS);
+    loop {
+        let (state, term, applied_term) = {
+            let m = metrics.borrow_watched();
+            (
+                m.state,
+                m.current_term,
+                m.last_applied.as_ref().map(term_of),
+            )
+        };
+        if state != openraft::ServerState::Leader {
+            return None;
+        }
+        if applied_term == Some(term) {
+            return Some(term);
+        }
+        match tokio::time::timeout_at(deadline, metrics.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return None,
         }
     }
 }
@@ -152,17 +288,22 @@ fn leader_elsewhere(raft: &PartitionGroup, own_id: NodeId) -> Option<(NodeId, St
     Some((leader, node.cluster_addr.clone()))
 }
 
+/// Called with a proposal's answer before its proposer gets it.
+type OnAnswer = Box<dyn FnOnce(&ProposalAnswer) + Send>;
+
 /// Hands the entry to Raft's core (a channel send, in order); the answer
 /// comes when it is applied.
-async fn submit_here(raft: &PartitionGroup, proposal: Proposal) {
+async fn submit_here(raft: &PartitionGroup, proposal: Proposal, on_answer: Option<OnAnswer>) {
     let (responder, completed) = ProgressResponder::complete_only();
     if let Err(fatal) = raft
         .client_write_ff(BatchData(proposal.data), Some(responder))
         .await
     {
-        let _ = proposal
-            .reply
-            .send(Err(ProposalError::Unavailable(fatal.to_string())));
+        let answer = Err(ProposalError::Unavailable(fatal.to_string()));
+        if let Some(on_answer) = on_answer {
+            on_answer(&answer);
+        }
+        let _ = proposal.reply.send(answer);
         return;
     }
     tokio::spawn(async move {
@@ -175,6 +316,9 @@ async fn submit_here(raft: &PartitionGroup, proposal: Proposal) {
             Ok(Err(e)) => Err(ProposalError::Unavailable(e.to_string())),
             Err(_) => Err(ProposalError::Unavailable("the group stopped".into())),
         };
+        if let Some(on_answer) = on_answer {
+            on_answer(&answer);
+        }
         let _ = proposal.reply.send(answer);
     });
 }
@@ -206,6 +350,7 @@ async fn forward(f: &Forwarding, leader: NodeId, addr: &str, proposal: Proposal)
                 leader_node: None,
             }),
             Ok(RaftResponse::Refused(reason)) => Err(ProposalError::Unavailable(reason)),
+            Ok(RaftResponse::Declined(why)) => Err(ProposalError::StaleSequence(why)),
             Ok(other) => Err(ProposalError::Unavailable(format!(
                 "node {leader} answered a proposal with {other:?}"
             ))),

@@ -26,6 +26,7 @@ pub enum Op {
 
     Produce = 20,
     Fetch = 21,
+    InitProducerId = 22,
 
     JoinGroup = 30,
     Heartbeat = 31,
@@ -83,6 +84,7 @@ impl Op {
         Op::AlterTopic,
         Op::Produce,
         Op::Fetch,
+        Op::InitProducerId,
         Op::JoinGroup,
         Op::Heartbeat,
         Op::LeaveGroup,
@@ -157,6 +159,7 @@ impl Op {
             Op::AlterTopic => "ALTER_TOPIC",
             Op::Produce => "PRODUCE",
             Op::Fetch => "FETCH",
+            Op::InitProducerId => "INIT_PRODUCER_ID",
             Op::JoinGroup => "JOIN_GROUP",
             Op::Heartbeat => "HEARTBEAT",
             Op::LeaveGroup => "LEAVE_GROUP",

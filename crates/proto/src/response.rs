@@ -386,6 +386,9 @@ pub enum ResponseBody {
     Tokens(Vec<TokenInfo>),
     TokenRevoked,
     ClusterStatus(ClusterStatus),
+    ProducerId {
+        producer_id: u64,
+    },
     Pong,
 }
 
@@ -431,6 +434,7 @@ impl ResponseBody {
             ResponseBody::Tokens(_) => Op::ListTokens,
             ResponseBody::TokenRevoked => Op::RevokeToken,
             ResponseBody::ClusterStatus(_) => Op::ClusterStatus,
+            ResponseBody::ProducerId { .. } => Op::InitProducerId,
             ResponseBody::Pong => Op::Ping,
         }
     }
@@ -495,6 +499,9 @@ impl ResponseBody {
             Op::ListTokens => ResponseBody::Tokens(r.array("tokens", ARRAY_LEN_MAX)?),
             Op::RevokeToken => ResponseBody::TokenRevoked,
             Op::ClusterStatus => ResponseBody::ClusterStatus(ClusterStatus::decode(r)?),
+            Op::InitProducerId => ResponseBody::ProducerId {
+                producer_id: r.u64("producer_id")?,
+            },
             Op::Ping => ResponseBody::Pong,
             // op_for only returns request ops; push ops cannot reach here.
             Op::Deliver | Op::SubscriptionClosed | Op::QueueDeliver => {
@@ -543,6 +550,10 @@ impl ResponseBody {
             ResponseBody::TokenCreated(m) => m.encode(w),
             ResponseBody::Tokens(tokens) => w.array("tokens", tokens, ARRAY_LEN_MAX),
             ResponseBody::ClusterStatus(m) => m.encode(w),
+            ResponseBody::ProducerId { producer_id } => {
+                w.u64(*producer_id);
+                Ok(())
+            }
             ResponseBody::TopicDeleted
             | ResponseBody::SubscriptionCreated
             | ResponseBody::SubscriptionDeleted

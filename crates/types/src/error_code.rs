@@ -57,6 +57,11 @@ pub enum ErrorCode {
     UnsupportedBatch = 404,
     /// A record carries a `spool-` header only the server sets.
     ReservedHeader = 405,
+    /// In a cluster: an idempotent producer's batch whose sequence numbers
+    /// the partition stored before, and which is not one of the producer's
+    /// last batches (a batch sent again much later, or two producers with
+    /// one id). Not stored.
+    OutOfOrderSequence = 406,
 
     // 5xx: consuming.
     /// The requested offset is before the log start or after its end.
@@ -131,6 +136,7 @@ impl ErrorCode {
         ErrorCode::CorruptBatch,
         ErrorCode::UnsupportedBatch,
         ErrorCode::ReservedHeader,
+        ErrorCode::OutOfOrderSequence,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::UnknownGroup,
         ErrorCode::UnknownMember,
@@ -188,6 +194,7 @@ impl ErrorCode {
             CorruptBatch => "CORRUPT_BATCH",
             UnsupportedBatch => "UNSUPPORTED_BATCH",
             ReservedHeader => "RESERVED_HEADER",
+            OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
             OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
             UnknownGroup => "UNKNOWN_GROUP",
             UnknownMember => "UNKNOWN_MEMBER",

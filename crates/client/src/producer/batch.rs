@@ -57,6 +57,10 @@ pub(super) struct Batch {
     pub(super) deadline: Instant,
     /// The batch's number; the halves of a split batch keep it.
     pub(super) seq: u64,
+    /// The exact bytes sent before, to send again: an idempotent
+    /// producer's batch keeps its sequence numbers across retries (the
+    /// builder is then empty).
+    pub(super) resend: Option<Bytes>,
 }
 
 /// A sent batch's waiters and its answer.
@@ -120,6 +124,7 @@ pub(super) fn split(mut sent: Sent, linger: Duration) -> Result<(Batch, Batch), 
         replies,
         deadline,
         seq: sent.seq,
+        resend: None,
     };
     let first = half(first, std::mem::take(&mut sent.replies));
     let second = half(second, second_replies);
@@ -144,7 +149,22 @@ pub(super) fn unsent(sent: Sent, linger: Duration) -> Result<Batch, Sent> {
         replies: sent.replies,
         deadline: Instant::now() + linger,
         seq: sent.seq,
+        resend: None,
     })
+}
+
+/// A sent batch to go again exactly as it was sent (same bytes, so the
+/// same producer sequence numbers).
+pub(super) fn resend(sent: Sent) -> Batch {
+    Batch {
+        topic: sent.topic,
+        slot: sent.slot,
+        builder: BatchBuilder::new(),
+        replies: sent.replies,
+        deadline: Instant::now(),
+        seq: sent.seq,
+        resend: Some(sent.batch),
+    }
 }
 
 /// How many records a produce answer's offset range covers.

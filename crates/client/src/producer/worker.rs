@@ -78,6 +78,13 @@ pub(super) struct Worker {
     /// cluster's partition changing leaders: nothing was stored), when to
     /// send them again and when to give up.
     moved: HashMap<SlotKey, Moved>,
+    /// This producer's id when the server is a cluster node
+    /// (INIT_PRODUCER_ID, asked once at the start): its batches then carry
+    /// it and per-topic sequence numbers, so a batch sent again after a
+    /// leader change is never stored twice. `None` on a single-node server.
+    pub(super) producer_id: Option<i64>,
+    /// Per topic, the sequence number of the next record.
+    next_sequence: HashMap<String, i32>,
     options: ProducerOptions,
     /// Per slot, the size of its last batch sent: its next batch starts
     /// with that much room, so filling one does not grow (and copy) its
@@ -112,12 +119,22 @@ impl Worker {
             poisoned: HashMap::new(),
             held: HashMap::new(),
             moved: HashMap::new(),
+            producer_id: None,
+            next_sequence: HashMap::new(),
             options,
             batch_bytes_hints: HashMap::new(),
         }
     }
 
     pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        // A cluster node hands out producer ids; any other answer (a
+        // single-node server, an older one) means none.
+        self.producer_id = self
+            .client
+            .init_producer_id()
+            .await
+            .ok()
+            .and_then(|id| i64::try_from(id).ok());
         let mut commands_open = true;
         loop {
             // Batches whose linger is over go now (if the window has room),
@@ -208,7 +225,33 @@ impl Worker {
             replies: Vec::new(),
             deadline: Instant::now() + self.options.linger,
             seq,
+            resend: None,
         }
+    }
+
+    /// Marks `builder` with this producer's id and the topic's next
+    /// sequence numbers, if it is an idempotent producer. Sequences that
+    /// would pass `i32::MAX` fail the batch (two billion records per topic
+    /// and producer; a new producer starts again at 0).
+    pub(super) fn number(
+        &mut self,
+        topic: &str,
+        builder: &mut BatchBuilder,
+    ) -> Result<(), ClientError> {
+        let Some(producer_id) = self.producer_id else {
+            return Ok(());
+        };
+        let next = self.next_sequence.entry(topic.to_owned()).or_insert(0);
+        let count = i32::try_from(builder.len()).unwrap_or(i32::MAX);
+        let Some(after) = next.checked_add(count) else {
+            return Err(ClientError::local(
+                spool_types::ErrorCode::OutOfOrderSequence,
+                "this producer numbered 2^31 records for the topic: start a new producer",
+            ));
+        };
+        builder.set_producer(producer_id, 0, *next);
+        *next = after;
+        Ok(())
     }
 
     /// One part of batch `seq` is answered.

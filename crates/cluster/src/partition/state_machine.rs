@@ -18,6 +18,7 @@
 
 use super::entries;
 use super::AppliedHook;
+use crate::producers::{producer_of, ProducerTable, Written};
 use crate::types::{
     log_entry_index, log_id, term_of, BatchPlaced, LogId, PartitionRaft, PartitionSnapshot,
     Snapshot, SnapshotMeta, StoredMembership,
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use spool_log::{fsutil, Log};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub const SNAPSHOT_FILE: &str = "raft-snapshot";
 
@@ -64,6 +65,8 @@ pub struct PartitionStateMachine {
     membership: StoredMembership,
     next_offset: i64,
     hook: Option<Arc<dyn AppliedHook>>,
+    /// Idempotent producers' last batches, from the applied entries.
+    producers: Arc<Mutex<ProducerTable>>,
 }
 
 /// Why a machine with a hook refuses snapshots (see the module comment).
@@ -110,7 +113,14 @@ impl PartitionStateMachine {
             applied: None,
             membership: StoredMembership::default(),
             hook,
+            producers: Arc::default(),
         }
+    }
+
+    /// The producers table this machine keeps (the leader's proposer
+    /// checks batches against it).
+    pub fn producers(&self) -> Arc<Mutex<ProducerTable>> {
+        self.producers.clone()
     }
 
     fn set_next_offset(&mut self, next_offset: i64) {
@@ -160,6 +170,18 @@ impl PartitionStateMachine {
             EntryPayload::Normal(batch) => {
                 let (base_offset, next_offset) = entries::offsets_of(&batch.0)?;
                 self.set_next_offset(next_offset);
+                if let Some((producer_id, first_seq, last_seq)) = producer_of(&batch.0) {
+                    let written = Written {
+                        first_seq,
+                        last_seq,
+                        base_offset,
+                        last_offset: next_offset - 1,
+                    };
+                    self.producers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .applied(producer_id, written, entry.log_id.index());
+                }
                 let answer = match &self.hook {
                     Some(hook) => hook.applied(&entry.log_id, &batch.0)?,
                     None => None,

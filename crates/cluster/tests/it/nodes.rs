@@ -96,3 +96,85 @@ async fn proposals_on_any_node_are_written_once_and_survive_the_leaders_loss() {
         node.shutdown().await;
     }
 }
+
+/// An idempotent producer's batch proposed again (as after a leader change
+/// whose answer was lost) is answered with the first one's offsets and
+/// stored once, whichever node it is proposed on; an older batch that is
+/// not one of the producer's last is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producers_batch_sent_again_is_stored_once() {
+    use spool_cluster::proposer::ProposalError;
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(3, &dirs).await;
+    let members = nodes[0]
+        .meta()
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect::<BTreeMap<_, _>>();
+    let group = GroupId::Partition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let mut proposers = Vec::new();
+    let mut logs = Vec::new();
+    for (node, dir) in nodes.iter().zip(&dirs) {
+        let config = crate::entry_log_config();
+        let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
+        let log = Arc::new(log);
+        let (_, proposer) = node
+            .host_partition(group.clone(), log.clone(), members.clone(), None)
+            .await
+            .unwrap();
+        proposers.push(proposer);
+        logs.push(log);
+    }
+    let idempotent = |first_seq: i32, values: &[&str]| {
+        let mut builder = spool_batch::BatchBuilder::new();
+        for v in values {
+            builder
+                .push(&spool_batch::NewRecord::value(
+                    v.as_bytes().to_vec(),
+                    now_ms(),
+                ))
+                .unwrap();
+        }
+        builder.set_producer(42, 0, first_seq);
+        bytes::Bytes::from(builder.finish().unwrap())
+    };
+    let propose = |on: usize, data: bytes::Bytes| {
+        let proposer = proposers[on].clone();
+        async move {
+            for _ in 0..100 {
+                match proposer.propose(data.clone()).await.unwrap() {
+                    Err(ProposalError::NotLeader { .. }) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    answer => return answer,
+                }
+            }
+            panic!("no leader");
+        }
+    };
+    let first = propose(0, idempotent(0, &["a", "b"])).await.unwrap();
+    let second = propose(1, idempotent(2, &["c"])).await.unwrap();
+    assert_eq!((first.base_offset, second.base_offset), (0, 2));
+    // Sent again, on every node: the original's offsets, nothing stored.
+    for on in 0..3 {
+        let again = propose(on, idempotent(0, &["a", "b"])).await.unwrap();
+        assert_eq!((again.base_offset, again.next_offset), (0, 2), "node {on}");
+    }
+    let third = propose(2, idempotent(3, &["d"])).await.unwrap();
+    assert_eq!(third.base_offset, 3, "the duplicates took no offsets");
+    let stale = propose(0, idempotent(1, &["x"])).await;
+    assert!(
+        matches!(stale, Err(ProposalError::StaleSequence(_))),
+        "{stale:?}"
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

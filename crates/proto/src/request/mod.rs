@@ -100,6 +100,8 @@ request_table! {
         AlterTopic(AlterTopic),
         Produce(Produce),
         Fetch(Fetch),
+        /// A producer id for an idempotent producer (a cluster node only).
+        InitProducerId,
         JoinGroup(JoinGroup),
         Heartbeat(Heartbeat),
         LeaveGroup(LeaveGroup),

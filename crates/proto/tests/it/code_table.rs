@@ -37,6 +37,7 @@ fn published_numbers_never_change() {
         (Op::AlterTopic, 14),
         (Op::Produce, 20),
         (Op::Fetch, 21),
+        (Op::InitProducerId, 22),
         (Op::JoinGroup, 30),
         (Op::Heartbeat, 31),
         (Op::LeaveGroup, 32),

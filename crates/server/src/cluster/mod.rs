@@ -48,6 +48,12 @@ const CLUSTER_SYNC_THREADS: usize = 2;
 /// the metadata group accepted it.
 const TOPIC_READY_WAIT_MS: u64 = 10_000;
 
+/// Producer ids a node takes from the metadata group at a time (Kafka's
+/// brokers take 1,000 too): one metadata entry per thousand producers.
+const PRODUCER_ID_BLOCK: u64 = 1_000;
+/// How often a node asks again for a block another node took first.
+const PRODUCER_ID_TRIES: u32 = 20;
+
 /// How often a topic creation looks whether its partitions have leaders.
 const LEADER_POLL_MS: u64 = 20;
 
@@ -119,6 +125,9 @@ pub struct Cluster {
     hosted: RwLock<HashMap<(String, u32), Hosted>>,
     /// The metadata version reconciled into the broker so far.
     reconciled: watch::Sender<u64>,
+    /// Producer ids this node may hand out: a block the metadata group
+    /// gave it.
+    producer_ids: Mutex<std::ops::Range<u64>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -176,6 +185,7 @@ impl Cluster {
             peers: settings.peers.clone(),
             hosted: RwLock::new(HashMap::new()),
             reconciled: watch::Sender::new(0),
+            producer_ids: Mutex::new(0..0),
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = vec![
@@ -350,6 +360,42 @@ impl Cluster {
                     "topic {topic:?} was created in the cluster but is not ready on this node yet"
                 ),
             )),
+        }
+    }
+
+    /// A producer id no other producer of the cluster gets: from this
+    /// node's block, asking the metadata group for a new block when it is
+    /// used up.
+    pub async fn producer_id(&self) -> Result<u64, BrokerError> {
+        let mut tries = 0;
+        loop {
+            if let Some(id) = self
+                .producer_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .next()
+            {
+                return Ok(id);
+            }
+            let first = self.meta.read().next_producer_id();
+            let command = MetaCommand::ProducerIdsAllocated {
+                first,
+                count: PRODUCER_ID_BLOCK,
+            };
+            match self.propose_meta(&command).await {
+                Ok(()) => {
+                    *self.producer_ids.lock().unwrap_or_else(|p| p.into_inner()) =
+                        first..first + PRODUCER_ID_BLOCK;
+                }
+                // Another node took that block first (this node's state
+                // had not caught up): look again.
+                Err(e) if tries < PRODUCER_ID_TRIES => {
+                    tracing::debug!("allocating producer ids: {e}; trying again");
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(META_RETRY_MS)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -281,6 +281,9 @@ pub(super) async fn dispatch(
             ops.revoke_token(caller, &r.name)?;
             ResponseBody::TokenRevoked
         }
+        Request::InitProducerId => ResponseBody::ProducerId {
+            producer_id: ops.init_producer_id().await?,
+        },
         Request::ClusterStatus => match ops.cluster_view() {
             Some(view) => ResponseBody::ClusterStatus(convert::cluster_to_wire(view)),
             None => {

@@ -49,6 +49,35 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// Where an unkeyed batch of an idempotent producer goes: the partition its
+/// producer id and first sequence pick, so that the batch sent again after
+/// a leader change lands where the first try did (and is recognised
+/// there). Any other routing is kept.
+fn idempotent_routing(
+    routing: &Routing,
+    batch: &[u8],
+    broker: &spool_broker::Broker,
+    topic: &str,
+) -> Routing {
+    let Routing::Spread = routing else {
+        return routing.clone();
+    };
+    let Some((producer_id, first_seq, _)) = spool_cluster::producers::producer_of(batch) else {
+        return Routing::Spread;
+    };
+    let Ok(t) = broker.topic(topic) else {
+        return Routing::Spread;
+    };
+    let partitions = t.partitions.len().max(1) as u64;
+    // A batch's first sequence differs from the last batch's by its record
+    // count; mixing both spreads consecutive batches over the partitions.
+    let mixed = (producer_id as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(first_seq as u64)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    Routing::Partition(((mixed >> 32) % partitions) as u32)
+}
+
 /// A produce written locally or handed to its partition's Raft group;
 /// finish it with [`Ops::finish_produce`].
 pub enum StartedProduce {
@@ -91,9 +120,10 @@ impl Ops {
         caller.check(Need::Produce(topic))?;
         if let Some(cluster) = &self.cluster {
             if self.broker.topic(topic).is_ok_and(|t| t.replicated) {
+                let routing = idempotent_routing(routing, batch, &self.broker, topic);
                 let partition = self
                     .broker
-                    .check_replicated_produce(topic, routing, batch)?;
+                    .check_replicated_produce(topic, &routing, batch)?;
                 let answer = cluster.propose(topic, partition, batch)?;
                 return Ok(StartedProduce::Replicated {
                     topic: topic.to_owned(),
@@ -153,6 +183,9 @@ impl Ops {
                 .map(|c| c.not_leader(topic, partition, leader))
                 .unwrap_or_else(|| unknown("no cluster".into()))),
             Ok(Err(ProposalError::Unavailable(why))) => Err(unknown(why)),
+            Ok(Err(ProposalError::StaleSequence(why))) => {
+                Err(BrokerError::new(ErrorCode::OutOfOrderSequence, why))
+            }
             Err(_) => Err(unknown("the partition's group stopped".into())),
         }
     }

@@ -57,6 +57,18 @@ impl Ops {
             .await
     }
 
+    /// A producer id for an idempotent producer; a single-node server has
+    /// none to give (`INVALID_REQUEST`).
+    pub async fn init_producer_id(&self) -> Result<u64, BrokerError> {
+        match &self.cluster {
+            Some(cluster) => cluster.producer_id().await,
+            None => Err(BrokerError::invalid(
+                "this server is not a cluster node: producer ids are handed out by a \
+                 cluster (duplicates are suppressed here with spool-msg-id)",
+            )),
+        }
+    }
+
     /// This node's view of the cluster; `None` on a single-node server.
     /// Any caller may ask (clients route by it, as Kafka's do by
     /// Metadata): it names nodes and partitions, never data.

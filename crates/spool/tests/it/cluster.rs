@@ -145,7 +145,6 @@ fn assert_exactly_once(read: &[String], expected: &[(&str, usize)]) {
 }
 
 #[test]
-#[ignore = "a produce interrupted by the leader's loss has an unknown outcome until producers are idempotent (in progress)"]
 fn three_nodes_replicate_and_lose_nothing_when_a_leader_is_killed() {
     let mut cluster = Cluster::start(3);
     let all = cluster.addrs();

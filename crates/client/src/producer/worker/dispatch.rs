@@ -3,7 +3,7 @@
 
 use super::{Moved, Worker, LEADER_RETRY_MS, LEADER_WAIT_MS};
 use crate::error::ClientError;
-use crate::producer::batch::{answered, split, unsent, Batch, Sent, Slot, SlotKey};
+use crate::producer::batch::{answered, resend, split, unsent, Batch, Sent, Slot, SlotKey};
 use crate::producer::delivery::Reply;
 use crate::producer::{lock, Delivered};
 use bytes::Bytes;
@@ -85,14 +85,21 @@ impl Worker {
         let Batch {
             topic,
             slot,
-            builder,
+            mut builder,
             replies,
             seq,
+            resend,
             ..
         } = batch;
         if replies.is_empty() {
             self.part_done(seq);
             return;
+        }
+        if let Some(bytes) = resend {
+            return self.send_bytes(key, topic, slot, seq, replies, bytes);
+        }
+        if let Err(e) = self.number(&topic, &mut builder) {
+            return self.fail_part(replies, seq, &e);
         }
         let size = builder.size_bytes().min(self.options.max_batch_bytes);
         match self.batch_bytes_hints.get_mut(&key) {
@@ -109,6 +116,19 @@ impl Worker {
                 return;
             }
         };
+        self.send_bytes(key, topic, slot, seq, replies, bytes);
+    }
+
+    /// Sends one encoded batch of slot `key`.
+    fn send_bytes(
+        &mut self,
+        key: SlotKey,
+        topic: String,
+        slot: Slot,
+        seq: u64,
+        replies: Vec<Reply>,
+        bytes: Bytes,
+    ) {
         let request = Request::Produce(p::Produce {
             topic: topic.clone(),
             routing: match slot {
@@ -262,10 +282,13 @@ impl Worker {
             // The topic may have been recreated with another count.
             lock(&self.partition_counts).remove(&sent.topic);
         }
-        if e.code() == Some(ErrorCode::NotLeader) {
-            // A cluster's partition is changing leaders; nothing of the
-            // batch was stored. Held like QUEUE_FULL, then sent again whole
-            // once the new leader is known (`release_held`).
+        let outcome_unknown = e.code() == Some(ErrorCode::Timeout) && self.producer_id.is_some();
+        if e.code() == Some(ErrorCode::NotLeader) || outcome_unknown {
+            // A cluster's partition is changing leaders: nothing of the
+            // batch was stored (NOT_LEADER), or perhaps it was (TIMEOUT),
+            // which an idempotent producer may retry safely. Held like
+            // QUEUE_FULL, then sent again once the new leader is known
+            // (`release_held`).
             let (_, held) = self.held.entry(key.clone()).or_insert((e, Vec::new()));
             held.push(sent);
             if !still_busy {
@@ -297,10 +320,9 @@ impl Worker {
     /// pause if they wait for a new leader (until `LEADER_WAIT_MS`, then
     /// they fail).
     fn release_held(&mut self, key: &SlotKey) {
-        let not_leader = self
-            .held
-            .get(key)
-            .is_some_and(|(e, _)| e.code() == Some(ErrorCode::NotLeader));
+        let not_leader = self.held.get(key).is_some_and(|(e, _)| {
+            matches!(e.code(), Some(ErrorCode::NotLeader | ErrorCode::Timeout))
+        });
         if !not_leader {
             return self.retry_held(key);
         }
@@ -339,6 +361,11 @@ impl Worker {
             held.sort_by_key(|s| s.sent_order);
             let mut again = Vec::with_capacity(held.len());
             for sent in held {
+                if self.producer_id.is_some() {
+                    // The same bytes: the same sequence numbers.
+                    again.push(resend(sent));
+                    continue;
+                }
                 match unsent(sent, Duration::ZERO) {
                     Ok(batch) => again.push(batch),
                     Err(sent) => self.fail_part(sent.replies, sent.seq, &e),
