@@ -14,13 +14,14 @@ use std::process::ExitCode;
 
 /// Logs to stderr in `format`, filtered by `filter` (RUST_LOG syntax).
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    // openraft logs every vote and election at `info`: a cluster's log
-    // would be mostly that. Its warnings and errors stay; a filter that
-    // names openraft itself decides for it.
+    // openraft logs every vote and election at `info`, and every failed
+    // heartbeat to a node that is down (ten a second per group) at `warn`:
+    // a cluster's log would be mostly that. Spool logs leader changes and
+    // unreachable peers itself; a filter that names openraft decides.
     let filter = if filter.contains("openraft") {
         filter.to_owned()
     } else {
-        format!("{filter},openraft=warn")
+        format!("{filter},openraft=error")
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
     let builder = tracing_subscriber::fmt()

@@ -6,6 +6,7 @@ mod auth;
 mod backpressure;
 mod cli;
 mod cluster;
+mod cluster_faults;
 mod corrupt;
 mod crash;
 mod crash_loop;
