@@ -204,8 +204,63 @@ impl Ops {
         if records.is_empty() {
             return Err(BrokerError::invalid("at least one message is needed"));
         }
+        if self.cluster.is_some() && self.broker.topic(&topic).is_ok_and(|t| t.replicated) {
+            return self.publish_replicated(&topic, records).await;
+        }
         self.on_broker(move |b, now| publish_blocking(b, &topic, records, now))
             .await
+    }
+
+    /// [`Ops::publish`] to a replicated topic: one batch per partition,
+    /// each written through its partition's group (forwarded to its leader
+    /// from any node). Each batch is atomic; unlike a single-node publish,
+    /// the batches of different partitions are not written together, so a
+    /// failure may leave some stored (the error says which is unknown).
+    async fn publish_replicated(
+        &self,
+        topic: &str,
+        records: Vec<(Option<u32>, NewRecord)>,
+    ) -> Result<Vec<Published>, BrokerError> {
+        let partitions = self.broker.topic(topic)?.partitions.len() as u32;
+        let mut groups: BTreeMap<Option<u32>, Vec<(usize, NewRecord)>> = BTreeMap::new();
+        for (i, (partition, record)) in records.into_iter().enumerate() {
+            let target = partition.or_else(|| {
+                let key = record.key.as_ref()?;
+                Some(partition_for_key(key, partitions))
+            });
+            groups.entry(target).or_default().push((i, record));
+        }
+        let total: usize = groups.values().map(Vec::len).sum();
+        let mut started = Vec::with_capacity(groups.len());
+        for (target, records) in groups {
+            let mut b = BatchBuilder::new();
+            for (_, r) in &records {
+                b.push(r)?;
+            }
+            let batch = b.finish()?;
+            let routing = target.map_or(Routing::Spread, Routing::Partition);
+            let partition = self
+                .broker
+                .check_replicated_produce(topic, &routing, &batch)?;
+            let cluster = self.cluster.as_ref().ok_or_else(|| {
+                BrokerError::new(ErrorCode::Internal, "a replicated topic without a cluster")
+            })?;
+            let answer = cluster.propose(topic, partition, &batch)?;
+            let indexes: Vec<usize> = records.into_iter().map(|(i, _)| i).collect();
+            started.push((partition, answer, indexes));
+        }
+        let mut out = vec![Published::default(); total];
+        for (partition, answer, indexes) in started {
+            let produced = self.finish_replicated(topic, partition, answer).await?;
+            for (n, i) in indexes.iter().enumerate() {
+                out[*i] = Published {
+                    partition,
+                    offset: produced.base_offset + n as i64,
+                    duplicate: false,
+                };
+            }
+        }
+        Ok(out)
     }
 
     /// Reads every asked partition; if nothing is there, waits for appends

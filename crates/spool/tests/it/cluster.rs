@@ -179,6 +179,17 @@ fn three_nodes_replicate_and_lose_nothing_when_a_leader_is_killed() {
     for node in cluster.nodes.values() {
         assert_exactly_once(&read_all(&node.addr, "orders"), &[("a", 2_000)]);
     }
+    // The HTTP API publishes through any node too (forwarded the same way).
+    let body = r#"{"messages": [{"value": "h-0"}, {"value": "h-1", "key": "k"}]}"#;
+    let published = spool_testkit::http::blocking::post(
+        &cluster.nodes[&3].http,
+        "/v1/topics/orders/messages",
+        body,
+    );
+    assert!(published.status < 300, "{published:?}");
+    for node in cluster.nodes.values() {
+        assert_exactly_once(&read_all(&node.addr, "orders"), &[("a", 2_000), ("h", 2)]);
+    }
 
     // SIGKILL partition 0's leader while a producer writes through the
     // other two: the producer rides the election out.
@@ -204,7 +215,7 @@ fn three_nodes_replicate_and_lose_nothing_when_a_leader_is_killed() {
         text(&produced.stderr)
     );
     let read = read_all(&survivors, "orders");
-    assert_exactly_once(&read, &[("a", 2_000), ("b", 50_000)]);
+    assert_exactly_once(&read, &[("a", 2_000), ("h", 2), ("b", 50_000)]);
 
     // The killed node comes back over its data and catches up.
     cluster.nodes.remove(&leader);
@@ -214,8 +225,8 @@ fn three_nodes_replicate_and_lose_nothing_when_a_leader_is_killed() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let read = read_all(&back, "orders");
-        if read.len() == 52_000 || Instant::now() > deadline {
-            assert_exactly_once(&read, &[("a", 2_000), ("b", 50_000)]);
+        if read.len() == 52_002 || Instant::now() > deadline {
+            assert_exactly_once(&read, &[("a", 2_000), ("h", 2), ("b", 50_000)]);
             break;
         }
     }
@@ -275,5 +286,76 @@ fn a_cluster_node_needs_its_id_in_peers_and_a_secret() {
         text(&out.stderr).contains("peers is not"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// Failover time, measured (a benchmark, run by hand and recorded in
+/// BENCHMARKS.md; `cargo test -p spool --test it failover -- --ignored
+/// --nocapture`): SIGKILL the leader of a partition while a producer
+/// connected to a survivor is idle, then time one message to that
+/// partition until it is acknowledged. `SPOOL_FAILOVER_KILLS` kills (20).
+#[test]
+#[ignore = "a measurement: run by hand, see BENCHMARKS.md"]
+fn failover_time_after_a_leader_sigkill() {
+    use spool_client::{Client, ClientOptions, Message, Producer, ProducerOptions};
+    let kills: usize = std::env::var("SPOOL_FAILOVER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut cluster = Cluster::start(3);
+    ok(&cli(
+        &cluster.addrs(),
+        &["topic", "create", "fo", "--partitions", "1"],
+        b"",
+    ));
+    let mut times = Vec::new();
+    for round in 0..kills {
+        cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+        let leader = cluster.status(&cluster.addrs())["partitions"][0]["leader"]
+            .as_u64()
+            .expect("leader");
+        let survivor = cluster
+            .nodes
+            .iter()
+            .find(|(id, _)| **id != leader)
+            .map(|(_, n)| n.addr.clone())
+            .expect("a survivor");
+        let producer = rt.block_on(async {
+            let client = Client::connect(survivor.as_str(), ClientOptions::default())
+                .await
+                .expect("connect");
+            let producer = Producer::new(client, ProducerOptions::default());
+            let warm = Message::new("warm-up").with_partition(0);
+            producer
+                .send("fo", warm)
+                .await
+                .expect("send")
+                .await
+                .expect("warm-up");
+            producer
+        });
+        let killed = Instant::now();
+        cluster.nodes.get_mut(&leader).expect("leader").kill();
+        rt.block_on(async {
+            let message = Message::new(format!("after-kill-{round}")).with_partition(0);
+            let delivery = producer.send("fo", message).await.expect("send");
+            delivery.await.expect("acknowledged after the failover");
+        });
+        let took = killed.elapsed();
+        println!("kill {round}: node {leader}, produce accepted again after {took:?}");
+        times.push(took);
+        drop(producer);
+        cluster.nodes.remove(&leader);
+        cluster.start_node(leader);
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+    println!(
+        "failover over {} kills: p50 {:?}, p99 {:?}, max {:?}",
+        times.len(),
+        at(0.50),
+        at(0.99),
+        times[times.len() - 1]
     );
 }
