@@ -19,6 +19,9 @@ pub struct Groups {
     /// The ordered proposal queue of each group that has one: forwarded
     /// proposals join it in the order they arrived.
     proposers: RwLock<HashMap<GroupId, Proposer>>,
+    /// Per partition group, its replicas in order of preference for
+    /// leading (the placement's: the preferred leader first).
+    preferences: RwLock<HashMap<GroupId, Vec<crate::types::NodeId>>>,
 }
 
 impl Groups {
@@ -27,6 +30,28 @@ impl Groups {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, group);
+    }
+
+    pub fn set_preference(&self, id: GroupId, preference: Vec<crate::types::NodeId>) {
+        self.preferences
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, preference);
+    }
+
+    /// Every partition group (not the metadata group) with its preference.
+    pub fn partitions(&self) -> Vec<(GroupId, PartitionGroup, Vec<crate::types::NodeId>)> {
+        let preferences = self.preferences.read().unwrap_or_else(|p| p.into_inner());
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(id, _)| **id != GroupId::Meta)
+            .map(|(id, raft)| {
+                let preference = preferences.get(id).cloned().unwrap_or_default();
+                (id.clone(), raft.clone(), preference)
+            })
+            .collect()
     }
 
     pub fn set_proposer(&self, id: GroupId, proposer: Proposer) {
@@ -45,6 +70,10 @@ impl Groups {
     }
 
     pub fn remove(&self, id: &GroupId) -> Option<PartitionGroup> {
+        self.preferences
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         self.proposers
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -76,6 +105,9 @@ impl Groups {
 
 impl Inbound for Groups {
     fn handle(&self, group: GroupId, request: RaftRequest) -> BoxFuture<'static, RaftResponse> {
+        if let RaftRequest::Heartbeat = request {
+            return Box::pin(async { RaftResponse::Alive });
+        }
         let Some(raft) = self.get(&group) else {
             // Not created here yet (its topic is still being created) or
             // already deleted: the sender retries.
@@ -103,6 +135,8 @@ impl Inbound for Groups {
                     Err(e) => RaftResponse::Refused(e.to_string()),
                 },
                 RaftRequest::Propose(data) => propose_here(&raft, data).await,
+                // Answered above, before the group is looked up.
+                RaftRequest::Heartbeat => RaftResponse::Alive,
                 RaftRequest::Snapshot { vote, snapshot } => {
                     match raft.install_full_snapshot(vote, snapshot).await {
                         Ok(answer) => RaftResponse::Snapshot(answer),

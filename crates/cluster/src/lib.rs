@@ -9,6 +9,7 @@
 pub use openraft;
 
 pub mod groups;
+pub mod liveness;
 pub mod meta;
 pub mod node;
 pub mod partition;

@@ -5,6 +5,7 @@
 //! forwards it, once, to the leader it knows (`RaftRequest::Propose`).
 
 use crate::groups::{Groups, PartitionGroup};
+use crate::liveness::{self, Liveness};
 use crate::partition::{AppliedHook, PartitionLogStore, PartitionStateMachine};
 use crate::proposer::Proposer;
 use crate::raft_files::RaftFiles;
@@ -40,9 +41,9 @@ impl Default for RaftTimings {
     /// loaded two-core machine's scheduling delays.
     fn default() -> RaftTimings {
         RaftTimings {
-            heartbeat_ms: 100,
-            election_min_ms: 500,
-            election_max_ms: 1_000,
+            heartbeat_ms: 50,
+            election_min_ms: 300,
+            election_max_ms: 600,
         }
     }
 }
@@ -62,6 +63,17 @@ impl RaftTimings {
             .validate()
             .map(Arc::new)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+    }
+
+    /// A partition group's configuration: no heartbeats and no election
+    /// timer of its own — no timer at all, so an idle group costs no
+    /// wakeups; node liveness stands for both (`crate::liveness`).
+    pub fn partition_config(&self) -> io::Result<Arc<openraft::Config>> {
+        let mut config = (*self.config()?).clone();
+        config.enable_tick = false;
+        config.enable_heartbeat = false;
+        config.enable_elect = false;
+        Ok(Arc::new(config))
     }
 }
 
@@ -104,6 +116,9 @@ pub struct Node {
     peers: Arc<Peers>,
     meta: PartitionGroup,
     serving: JoinHandle<()>,
+    /// Node heartbeats and the elections they trigger (`crate::liveness`).
+    liveness_tasks: Vec<JoinHandle<()>>,
+    liveness: Arc<Liveness>,
     syncer: Arc<Syncer>,
     timings: RaftTimings,
     now_ms: fn() -> i64,
@@ -155,6 +170,20 @@ impl Node {
             config.node_id,
             groups.clone(),
         ));
+        let liveness = Arc::new(Liveness::new(config.node_id));
+        let liveness_tasks = vec![
+            tokio::spawn(liveness::ping_loop(
+                config.node_id,
+                config.members.clone(),
+                peers.clone(),
+                liveness.clone(),
+            )),
+            tokio::spawn(liveness::elect_loop(
+                config.node_id,
+                groups.clone(),
+                liveness.clone(),
+            )),
+        ];
         if !meta.is_initialized().await.map_err(io::Error::other)? {
             // `NotAllowed` means another node's initialisation reached us
             // first: nothing to do.
@@ -166,6 +195,8 @@ impl Node {
             peers,
             meta,
             serving,
+            liveness_tasks,
+            liveness,
             syncer,
             timings: config.timings,
             now_ms,
@@ -179,11 +210,14 @@ impl Node {
     /// `hook` sees each applied entry (the server wakes readers with it).
     /// Answers the group and its proposer, which forwards proposals made
     /// here to the leader when another node leads.
+    /// `preference` orders the replicas for leading (the preferred leader
+    /// first): the first live one starts the group's elections.
     pub async fn host_partition(
         &self,
         group: GroupId,
         log: Arc<Log>,
         members: BTreeMap<NodeId, NodeAddr>,
+        preference: Vec<NodeId>,
         hook: Option<Arc<dyn AppliedHook>>,
     ) -> io::Result<(PartitionGroup, Proposer)> {
         if let (Some(running), Some(proposer)) =
@@ -203,9 +237,15 @@ impl Node {
             group: group.clone(),
             peers: self.peers.clone(),
         };
-        let raft = PartitionGroup::new(self.id, self.timings.config()?, network, store, machine)
-            .await
-            .map_err(io::Error::other)?;
+        let raft = PartitionGroup::new(
+            self.id,
+            self.timings.partition_config()?,
+            network,
+            store,
+            machine,
+        )
+        .await
+        .map_err(io::Error::other)?;
         let proposer = Proposer::start_forwarding(
             raft.clone(),
             group.clone(),
@@ -214,6 +254,7 @@ impl Node {
             producers,
         );
         self.groups.insert(group.clone(), raft.clone());
+        self.groups.set_preference(group.clone(), preference);
         self.groups.set_proposer(group, proposer.clone());
         if !raft.is_initialized().await.map_err(io::Error::other)? {
             let _ = raft.initialize(members).await;
@@ -226,6 +267,11 @@ impl Node {
         if let Some(raft) = self.groups.remove(group) {
             raft.shutdown().await.ok();
         }
+    }
+
+    /// Whether node `id` answered this node's heartbeats lately.
+    pub fn alive(&self, id: NodeId) -> bool {
+        self.liveness.alive(id)
     }
 
     /// The metadata group's leader as this node knows it.
@@ -281,6 +327,9 @@ impl Node {
     /// Stops the listener and every group, for a node kept behind an `Arc`.
     pub async fn shutdown_groups(&self) {
         self.serving.abort();
+        for task in &self.liveness_tasks {
+            task.abort();
+        }
         for group in self.groups.all() {
             group.shutdown().await.ok();
         }
@@ -289,6 +338,9 @@ impl Node {
     /// Stops every group and the listener.
     pub async fn shutdown(self) {
         self.serving.abort();
+        for task in &self.liveness_tasks {
+            task.abort();
+        }
         let _ = self.serving.await;
         for group in self.groups.all() {
             group.shutdown().await.ok();

@@ -288,12 +288,50 @@ fn leader_elsewhere(raft: &PartitionGroup, own_id: NodeId) -> Option<(NodeId, St
     Some((leader, node.cluster_addr.clone()))
 }
 
+/// A leader's write lease older than this is renewed before a write.
+/// openraft refuses writes once a leader's last quorum acknowledgement is
+/// older than its lease (the election timeout's maximum, 600 ms); partition
+/// groups send no heartbeats to keep it fresh (`crate::liveness`), so the
+/// first write after a quiet spell renews it with one heartbeat round trip.
+const LEASE_FRESH_MS: u64 = 300;
+/// How long a write waits for that renewal.
+const LEASE_RENEW_WAIT_MS: u64 = 1_000;
+
+/// Renews this node's leader lease with a heartbeat if it is about to
+/// run out (nothing to do on a follower, or while writes keep it fresh).
+async fn renew_lease(raft: &PartitionGroup) {
+    use openraft::async_runtime::watch::WatchReceiver as _;
+    use openraft::Instant as _;
+    let fresh = Duration::from_millis(LEASE_FRESH_MS);
+    let is_fresh = |m: &openraft::RaftMetrics<crate::types::PartitionRaft>| {
+        m.state != openraft::ServerState::Leader
+            || m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| at.elapsed() < fresh)
+    };
+    let mut metrics = raft.metrics();
+    if is_fresh(&metrics.borrow_watched()) {
+        return;
+    }
+    if raft.trigger().heartbeat().await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(LEASE_RENEW_WAIT_MS);
+    while !is_fresh(&metrics.borrow_watched()) {
+        match tokio::time::timeout_at(deadline, metrics.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
+
 /// Called with a proposal's answer before its proposer gets it.
 type OnAnswer = Box<dyn FnOnce(&ProposalAnswer) + Send>;
 
 /// Hands the entry to Raft's core (a channel send, in order); the answer
 /// comes when it is applied.
 async fn submit_here(raft: &PartitionGroup, proposal: Proposal, on_answer: Option<OnAnswer>) {
+    renew_lease(raft).await;
     let (responder, completed) = ProgressResponder::complete_only();
     if let Err(fatal) = raft
         .client_write_ff(BatchData(proposal.data), Some(responder))

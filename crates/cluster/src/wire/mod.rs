@@ -39,6 +39,10 @@ pub enum RaftRequest {
     /// a node reached a follower): the leader writes it through Raft and
     /// answers once it is applied.
     Propose(Bytes),
+    /// A node's heartbeat to another (sent as the metadata group's): the
+    /// answer tells the sender the receiver is up and reachable. One per
+    /// node pair stands for every partition group they share (`liveness`).
+    Heartbeat,
 }
 
 #[derive(Debug)]
@@ -53,6 +57,8 @@ pub enum RaftResponse {
     /// The receiver could not handle it (no such group here, a stopped
     /// group); the sender treats it as a network error and retries.
     Refused(String),
+    /// The answer to a node heartbeat.
+    Alive,
     /// A forwarded proposal was applied and its group's state declined it
     /// (a metadata command the state refuses, alike on every node): why.
     Declined(String),
@@ -70,6 +76,7 @@ const REQ_APPEND: u8 = 1;
 const REQ_VOTE: u8 = 2;
 const REQ_SNAPSHOT: u8 = 3;
 const REQ_PROPOSE: u8 = 4;
+const REQ_HEARTBEAT: u8 = 5;
 const RESP_APPEND: u8 = 11;
 const RESP_VOTE: u8 = 12;
 const RESP_SNAPSHOT: u8 = 13;
@@ -77,6 +84,7 @@ const RESP_REFUSED: u8 = 14;
 const RESP_PROPOSED: u8 = 15;
 const RESP_NOT_LEADER: u8 = 16;
 const RESP_DECLINED: u8 = 17;
+const RESP_ALIVE: u8 = 18;
 
 const ENTRY_BLANK: u8 = 0;
 const ENTRY_NORMAL: u8 = 1;
@@ -118,6 +126,10 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
             out.put_u8(REQ_PROPOSE);
             put_group(out, group);
             put_bytes(out, data);
+        }
+        RaftRequest::Heartbeat => {
+            out.put_u8(REQ_HEARTBEAT);
+            put_group(out, group);
         }
     }
 }
@@ -166,6 +178,7 @@ pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireErro
             }
         }
         REQ_PROPOSE => RaftRequest::Propose(get_bytes(&mut buf)?),
+        REQ_HEARTBEAT => RaftRequest::Heartbeat,
         _ => return Err(malformed("unknown request kind")),
     };
     expect_end(&buf)?;
@@ -207,6 +220,7 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_DECLINED);
             put_bytes(out, why.as_bytes());
         }
+        RaftResponse::Alive => out.put_u8(RESP_ALIVE),
         RaftResponse::Proposed(placed) => {
             out.put_u8(RESP_PROPOSED);
             out.put_i64(placed.base_offset);
@@ -249,6 +263,7 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             let why = get_bytes(&mut buf)?;
             RaftResponse::Declined(String::from_utf8_lossy(&why).into_owned())
         }
+        RESP_ALIVE => RaftResponse::Alive,
         // A hook's answer stays on the leader (it is not data): a
         // forwarded proposal learns where it landed, and `Declined` if
         // the state refused it.

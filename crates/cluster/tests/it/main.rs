@@ -269,10 +269,23 @@ async fn an_isolated_leader_commits_nothing_and_the_majority_goes_on() {
     );
     let new_raft = rafts[new as usize - 1].clone();
     for round in 0..5 {
-        let written = new_raft
-            .client_write(batch(&[&format!("after-{round}")]))
-            .await
-            .unwrap();
+        // A leader the others name may not take writes for a moment (its
+        // first entry of the term is not committed yet): try again.
+        let mut tries = 0;
+        let written = loop {
+            match new_raft
+                .client_write(batch(&[&format!("after-{round}")]))
+                .await
+            {
+                Ok(written) => break written,
+                Err(e) if tries < 40 => {
+                    tries += 1;
+                    tracing::debug!("the new leader did not take the write yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err(e) => panic!("the new leader refuses writes: {e}"),
+            }
+        };
         assert_eq!(
             written.data.base_offset, next,
             "offsets go on densely under the new leader"

@@ -126,7 +126,7 @@ async fn a_producers_batch_sent_again_is_stored_once() {
         let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
         let log = Arc::new(log);
         let (_, proposer) = node
-            .host_partition(group.clone(), log.clone(), members.clone(), None)
+            .host_partition(group.clone(), log.clone(), members.clone(), vec![], None)
             .await
             .unwrap();
         proposers.push(proposer);

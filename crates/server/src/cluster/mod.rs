@@ -238,9 +238,10 @@ impl Cluster {
             // counted for the default.
             let nodes: Vec<NodeId> = state.nodes().keys().copied().collect();
             let replicas = replicas.unwrap_or(REPLICAS_DEFAULT.min(self.peers.len() as u32));
-            let placement =
-                meta::place_replicas(&nodes, &state.replica_load(), partitions, replicas)
-                    .map_err(|e| BrokerError::invalid(e.to_string()))?;
+            let load = state.replica_load();
+            let placement = meta::place_replicas(&nodes, &load, partitions, replicas)
+                .map_err(|e| BrokerError::invalid(e.to_string()))?;
+            check_replica_limit(&load, &placement)?;
             MetaCommand::TopicCreated {
                 name: name.to_owned(),
                 partitions,
@@ -440,6 +441,38 @@ impl Cluster {
                 self.node.id()
             ),
         )
+    }
+}
+
+/// Partition replicas one node may hold. Measured on this project's
+/// two-core machines (docs/cluster.md, "Cost of a partition"): an idle
+/// replica costs about 160 KiB of memory and almost no CPU (no timer of
+/// its own), so the bound is memory and start-up time (each replica's
+/// log is opened and replayed at start), not heartbeats.
+pub const PARTITION_REPLICAS_PER_NODE_MAX: usize = 4_096;
+
+/// Refuses a placement that would put more than
+/// [`PARTITION_REPLICAS_PER_NODE_MAX`] replicas on a node.
+fn check_replica_limit(
+    load: &BTreeMap<NodeId, usize>,
+    placement: &[Vec<NodeId>],
+) -> Result<(), BrokerError> {
+    let mut after = load.clone();
+    for id in placement.iter().flatten() {
+        *after.entry(*id).or_default() += 1;
+    }
+    match after
+        .iter()
+        .find(|(_, n)| **n > PARTITION_REPLICAS_PER_NODE_MAX)
+    {
+        Some((id, n)) => Err(BrokerError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "node {id} would hold {n} partition replicas; a node holds at most \
+                 {PARTITION_REPLICAS_PER_NODE_MAX} (fewer partitions or replicas, or more nodes)"
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

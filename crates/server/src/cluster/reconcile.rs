@@ -137,7 +137,7 @@ async fn ensure_topic(cluster: &Arc<Cluster>, topic: &TopicInfo) -> anyhow::Resu
         };
         let (_raft, proposer) = cluster
             .node
-            .host_partition(group, log, members, Some(hook))
+            .host_partition(group, log, members, replicas.clone(), Some(hook))
             .await?;
         cluster
             .hosted

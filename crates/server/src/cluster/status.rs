@@ -1,21 +1,15 @@
 //! This node's view of the cluster, for `spool cluster status` and client
 //! routing. Each node knows the metadata (alike on all) and the Raft state
 //! of the partition groups it hosts; who is in sync only a partition's
-//! leader knows, and which nodes are alive only the metadata leader. The
+//! leader knows; which nodes are alive, each node by its own heartbeats. The
 //! client asks every node and believes each leader about its partition.
 
 use super::Cluster;
 use spool_cluster::openraft::async_runtime::WatchReceiver;
-use spool_cluster::openraft::ServerState;
+use spool_cluster::openraft::{RaftMetrics, ServerState};
 use spool_cluster::types::NodeId;
+use spool_cluster::types::PartitionRaft;
 use spool_cluster::wire::GroupId;
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// A replica that acknowledged its leader within this long is in sync: a
-/// few heartbeats (`RaftTimings::heartbeat_ms` is 100) and less than an
-/// election timeout's worth of silence twice over.
-pub const IN_SYNC_ACK_MS: u64 = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct NodeView {
@@ -50,24 +44,18 @@ pub struct ClusterView {
 impl Cluster {
     pub fn view(&self) -> ClusterView {
         let own = self.node.id();
-        let acked = self.meta_acks();
         let state = self.meta.read();
         let nodes = self
             .peers
             .iter()
             .map(|(id, cluster_addr)| {
                 let known = state.node(*id);
-                let alive = if *id == own {
-                    Some(true)
-                } else {
-                    acked.as_ref().map(|a| a.contains_key(id))
-                };
                 NodeView {
                     id: *id,
                     client_addr: known.map(|n| n.client_addr.clone()).unwrap_or_default(),
                     http_addr: known.and_then(|n| n.http_addr.clone()),
                     cluster_addr: cluster_addr.clone(),
-                    alive,
+                    alive: Some(self.node.alive(*id)),
                 }
             })
             .collect();
@@ -93,9 +81,9 @@ impl Cluster {
                     view.hosted = true;
                     view.leader = metrics.current_leader;
                     view.term = metrics.current_term;
-                    view.committed = metrics.cluster_committed.map(|c| c.index);
+                    view.committed = metrics.cluster_committed.as_ref().map(|c| c.index);
                     if metrics.state == ServerState::Leader {
-                        view.in_sync = in_sync(own, metrics.heartbeat.as_ref());
+                        view.in_sync = self.in_sync(&metrics);
                     }
                 }
                 partitions.push(view);
@@ -109,35 +97,19 @@ impl Cluster {
         }
     }
 
-    /// When this node leads the metadata group: the nodes that acknowledged
-    /// it lately (itself included), else `None`.
-    fn meta_acks(&self) -> Option<BTreeMap<NodeId, ()>> {
-        let metrics = self.node.meta().metrics().borrow_watched().clone();
-        if metrics.state != ServerState::Leader {
-            return None;
-        }
+    /// On a leader: itself and the followers that are up and hold every
+    /// committed entry (Kafka's in-sync replicas).
+    fn in_sync(&self, metrics: &RaftMetrics<PartitionRaft>) -> Vec<NodeId> {
         let own = self.node.id();
-        Some(
-            in_sync(own, metrics.heartbeat.as_ref())
-                .into_iter()
-                .map(|id| (id, ()))
-                .collect(),
-        )
-    }
-}
-
-/// The leader and the followers it heard from within [`IN_SYNC_ACK_MS`].
-fn in_sync<I: std::ops::Deref<Target = T>, T: spool_cluster::openraft::Instant>(
-    leader: NodeId,
-    heartbeats: Option<&BTreeMap<NodeId, Option<I>>>,
-) -> Vec<NodeId> {
-    let recent = Duration::from_millis(IN_SYNC_ACK_MS);
-    let mut ids = vec![leader];
-    for (id, last) in heartbeats.into_iter().flatten() {
-        if *id != leader && last.as_ref().is_some_and(|at| at.elapsed() < recent) {
-            ids.push(*id);
+        let committed = metrics.cluster_committed.as_ref().map(|c| c.index);
+        let mut ids = vec![own];
+        for (id, matched) in metrics.replication.iter().flatten() {
+            let caught_up = matched.as_ref().map(|m| m.index) >= committed;
+            if *id != own && caught_up && self.node.alive(*id) {
+                ids.push(*id);
+            }
         }
+        ids.sort_unstable();
+        ids
     }
-    ids.sort_unstable();
-    ids
 }

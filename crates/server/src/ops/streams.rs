@@ -49,6 +49,12 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// How long an HTTP publish to a replicated topic waits for a partition's
+/// leader (an election takes about a second).
+const PUBLISH_LEADER_WAIT_MS: u64 = 5_000;
+/// How often it sends a batch again meanwhile.
+const PUBLISH_LEADER_RETRY_MS: u64 = 100;
+
 /// Where an unkeyed batch of an idempotent producer goes: the partition its
 /// producer id and first sequence pick, so that the batch sent again after
 /// a leader change lands where the first try did (and is recognised
@@ -154,6 +160,31 @@ impl Ops {
         }
     }
 
+    /// Writes one batch through its partition's group, sending it again
+    /// while the answer is `NOT_LEADER` (nothing stored; a leader is being
+    /// elected), for up to [`PUBLISH_LEADER_WAIT_MS`]: an HTTP client gets
+    /// its answer without retry logic of its own.
+    async fn propose_waiting_for_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: &[u8],
+    ) -> Result<Produced, BrokerError> {
+        let cluster = self.cluster.as_ref().ok_or_else(|| {
+            BrokerError::new(ErrorCode::Internal, "a replicated topic without a cluster")
+        })?;
+        let deadline = Instant::now() + Duration::from_millis(PUBLISH_LEADER_WAIT_MS);
+        loop {
+            let answer = cluster.propose(topic, partition, batch)?;
+            match self.finish_replicated(topic, partition, answer).await {
+                Err(e) if e.code == ErrorCode::NotLeader && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(PUBLISH_LEADER_RETRY_MS)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     async fn finish_replicated(
         &self,
         topic: &str,
@@ -242,16 +273,14 @@ impl Ops {
             let partition = self
                 .broker
                 .check_replicated_produce(topic, &routing, &batch)?;
-            let cluster = self.cluster.as_ref().ok_or_else(|| {
-                BrokerError::new(ErrorCode::Internal, "a replicated topic without a cluster")
-            })?;
-            let answer = cluster.propose(topic, partition, &batch)?;
             let indexes: Vec<usize> = records.into_iter().map(|(i, _)| i).collect();
-            started.push((partition, answer, indexes));
+            started.push((partition, batch, indexes));
         }
         let mut out = vec![Published::default(); total];
-        for (partition, answer, indexes) in started {
-            let produced = self.finish_replicated(topic, partition, answer).await?;
+        for (partition, batch, indexes) in started {
+            let produced = self
+                .propose_waiting_for_leader(topic, partition, &batch)
+                .await?;
             for (n, i) in indexes.iter().enumerate() {
                 out[*i] = Published {
                     partition,
