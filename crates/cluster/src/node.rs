@@ -269,6 +269,20 @@ impl Node {
         }
     }
 
+    /// Sends a proposal for `group` to node `to` (at its node-to-node
+    /// `addr`), for a group this node holds no replica of; the answer is
+    /// to come. Proposals sent one after another arrive in that order.
+    pub async fn send_proposal(
+        &self,
+        group: &GroupId,
+        to: NodeId,
+        addr: &str,
+        data: Bytes,
+    ) -> io::Result<crate::transport::Sent> {
+        let peer = self.peers.peer(to, addr);
+        peer.send(group, &RaftRequest::Propose(data)).await
+    }
+
     /// Whether node `id` answered this node's heartbeats lately.
     pub fn alive(&self, id: NodeId) -> bool {
         self.liveness.alive(id)

@@ -13,6 +13,7 @@
 //! partitions in entry-mode logs that the partition groups write.
 
 mod reconcile;
+mod remote;
 mod status;
 
 pub use status::{ClusterView, NodeView, PartitionView};
@@ -123,6 +124,10 @@ pub struct Cluster {
     own: OwnAddrs,
     peers: BTreeMap<NodeId, String>,
     hosted: RwLock<HashMap<(String, u32), Hosted>>,
+    /// Ordered queues of partitions this node holds no replica of.
+    remote: Mutex<HashMap<(String, u32), remote::RemoteProposer>>,
+    /// Itself, for the remote queues' tasks (which must not keep it alive).
+    this: std::sync::OnceLock<std::sync::Weak<Cluster>>,
     /// The metadata version reconciled into the broker so far.
     reconciled: watch::Sender<u64>,
     /// Producer ids this node may hand out: a block the metadata group
@@ -184,10 +189,13 @@ impl Cluster {
             own,
             peers: settings.peers.clone(),
             hosted: RwLock::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
+            this: std::sync::OnceLock::new(),
             reconciled: watch::Sender::new(0),
             producer_ids: Mutex::new(0..0),
             tasks: Mutex::new(Vec::new()),
         });
+        let _ = cluster.this.set(Arc::downgrade(&cluster));
         let tasks = vec![
             tokio::spawn(announce(cluster.clone())),
             tokio::spawn(reconcile::run(cluster.clone())),
@@ -408,11 +416,47 @@ impl Cluster {
         partition: u32,
         batch: &[u8],
     ) -> Result<oneshot::Receiver<ProposalAnswer>, BrokerError> {
+        let data = Bytes::copy_from_slice(batch);
         let hosted = self.hosted.read().unwrap_or_else(|p| p.into_inner());
-        match hosted.get(&(topic.to_owned(), partition)) {
-            Some(h) => Ok(h.proposer.propose(Bytes::copy_from_slice(batch))),
-            None => Err(self.not_leader(topic, partition, None)),
+        if let Some(h) = hosted.get(&(topic.to_owned(), partition)) {
+            return Ok(h.proposer.propose(data));
         }
+        drop(hosted);
+        let known = self.meta.read().topic(topic).is_some();
+        if !known {
+            return Err(self.not_leader(topic, partition, None));
+        }
+        let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = remote
+            .entry((topic.to_owned(), partition))
+            .or_insert_with(|| {
+                let this = self.this.get().cloned().unwrap_or_default();
+                remote::RemoteProposer::start(this, topic.to_owned(), partition)
+            });
+        Ok(queue.propose(data))
+    }
+
+    /// Where to send a batch for a partition not hosted here: `known` (a
+    /// leader another node named) if set, else the preferred leader, else
+    /// any replica — with its node-to-node address.
+    fn leader_guess(
+        &self,
+        topic: &str,
+        partition: u32,
+        known: Option<NodeId>,
+    ) -> Option<(NodeId, String)> {
+        let replicas = {
+            let state = self.meta.read();
+            state
+                .topic(topic)?
+                .replicas
+                .get(partition as usize)?
+                .clone()
+        };
+        let to = known
+            .filter(|k| replicas.contains(k))
+            .or_else(|| replicas.iter().copied().find(|id| self.node.alive(*id)))?;
+        Some((to, self.peers.get(&to)?.clone()))
     }
 
     /// Whether this node holds a replica of the partition (only a replica

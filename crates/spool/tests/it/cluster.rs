@@ -35,6 +35,11 @@ impl Cluster {
     fn start(count: u64) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("secret"), SECRET).expect("secret");
+        std::fs::set_permissions(
+            dir.path().join("secret"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
         let ports = free_ports(count as usize);
         let peers: Vec<String> = (1..=count)
             .zip(&ports)

@@ -107,6 +107,8 @@ impl Harness {
         let dir = tempfile::tempdir().expect("dir");
         let secret = dir.path().join("secret");
         std::fs::write(&secret, SECRET).expect("secret");
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         let cuts = Arc::new(watch::Sender::new(BTreeSet::new()));
         let mut peers = Vec::new();
         let mut nodes = BTreeMap::new();
@@ -324,6 +326,7 @@ async fn read_node(addr: &str) -> BTreeMap<u32, Vec<Stored>> {
     for partition in 0..PARTITIONS {
         let mut records = Vec::new();
         let mut offset = 0u64;
+        let mut hosted = true;
         loop {
             let fetched = client
                 .fetch(spool_proto::Fetch {
@@ -339,6 +342,12 @@ async fn read_node(addr: &str) -> BTreeMap<u32, Vec<Stored>> {
                 .await
                 .expect("fetch");
             let p = &fetched.partitions[0];
+            if p.error.is_some() {
+                // Not a replica of this partition (five nodes, three
+                // replicas): it serves no reads of it.
+                hosted = false;
+                break;
+            }
             let before = records.len();
             for batch in spool_batch::split_batches(&p.batches) {
                 let batch = batch.expect("whole batch");
@@ -366,21 +375,43 @@ async fn read_node(addr: &str) -> BTreeMap<u32, Vec<Stored>> {
                 _ => break,
             }
         }
-        out.insert(partition, records);
+        if hosted {
+            out.insert(partition, records);
+        }
     }
     out
 }
 
-fn check(nodes: &BTreeMap<u64, BTreeMap<u32, Vec<Stored>>>, acks: &Acks) {
-    let (first_id, first) = nodes.iter().next().expect("a node");
+/// Each partition as its replicas hold it, checked to be the same on all.
+fn agreed(nodes: &BTreeMap<u64, BTreeMap<u32, Vec<Stored>>>) -> BTreeMap<u32, Vec<Stored>> {
+    let mut agreed: BTreeMap<u32, (u64, Vec<Stored>)> = BTreeMap::new();
     for (id, log) in nodes {
-        assert_eq!(
-            log, first,
-            "node {id} and node {first_id} hold different records"
-        );
+        for (partition, records) in log {
+            match agreed.get(partition) {
+                None => {
+                    agreed.insert(*partition, (*id, records.clone()));
+                }
+                Some((first, theirs)) if theirs != records => {
+                    let at = theirs.iter().zip(records).position(|(a, b)| a != b);
+                    panic!(
+                        "partition {partition}: node {id} and node {first} differ (lengths {} and \
+                         {}, first difference at index {at:?})",
+                        records.len(),
+                        theirs.len()
+                    );
+                }
+                Some(_) => {}
+            }
+        }
     }
+    agreed.into_iter().map(|(p, (_, r))| (p, r)).collect()
+}
+
+fn check(nodes: &BTreeMap<u64, BTreeMap<u32, Vec<Stored>>>, acks: &Acks) {
+    let first = agreed(nodes);
+    assert_eq!(first.len(), PARTITIONS as usize, "every partition was read");
     let mut seen: HashMap<&str, (u32, u64)> = HashMap::new();
-    for (partition, records) in first {
+    for (partition, records) in &first {
         let mut last_term = i32::MIN;
         // Per producer incarnation, the last sequence number seen here.
         let mut last_n: HashMap<&str, u64> = HashMap::new();
@@ -506,25 +537,25 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
             .enumerate()
             .map(|(i, a)| (i as u64, rt.block_on(read_node(a))))
             .collect();
-        let lens: Vec<usize> = reads
-            .values()
-            .map(|r| r.values().map(Vec::len).sum())
-            .collect();
-        if lens.windows(2).all(|w| w[0] == w[1]) || Instant::now() > deadline {
+        let caught_up = (0..PARTITIONS).all(|p| {
+            let lens: Vec<usize> = reads
+                .values()
+                .filter_map(|r| r.get(&p))
+                .map(Vec::len)
+                .collect();
+            lens.windows(2).all(|w| w[0] == w[1])
+        });
+        if caught_up || Instant::now() > deadline {
             break reads;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     check(&reads, &acks);
+    let stored: usize = agreed(&reads).values().map(Vec::len).sum();
     println!(
-        "checked: {} acknowledged of {} sent, {} stored, identical on {} nodes",
+        "checked: {} acknowledged of {} sent, {stored} stored, each partition identical on its replicas ({} nodes read)",
         acks.placed.len(),
         acks.sent,
-        reads
-            .values()
-            .next()
-            .map(|r| r.values().map(Vec::len).sum::<usize>())
-            .unwrap_or(0),
         reads.len()
     );
     drop(harness);
