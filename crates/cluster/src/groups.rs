@@ -39,6 +39,19 @@ impl Groups {
             .insert(id, preference);
     }
 
+    /// The groups whose Raft core stopped here (a fatal storage error, a
+    /// shutdown), which this node can neither lead nor follow in.
+    pub fn stopped(&self) -> Vec<GroupId> {
+        use openraft::async_runtime::WatchReceiver;
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, raft)| raft.metrics().borrow_watched().running_state.is_err())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Every partition group (not the metadata group) with its preference.
     pub fn partitions(&self) -> Vec<(GroupId, PartitionGroup, Vec<crate::types::NodeId>)> {
         let preferences = self.preferences.read().unwrap_or_else(|p| p.into_inner());
@@ -106,7 +119,8 @@ impl Groups {
 impl Inbound for Groups {
     fn handle(&self, group: GroupId, request: RaftRequest) -> BoxFuture<'static, RaftResponse> {
         if let RaftRequest::Heartbeat = request {
-            return Box::pin(async { RaftResponse::Alive });
+            let stopped = self.stopped();
+            return Box::pin(async move { RaftResponse::Alive(stopped) });
         }
         let Some(raft) = self.get(&group) else {
             // Not created here yet (its topic is still being created) or
@@ -136,7 +150,7 @@ impl Inbound for Groups {
                 },
                 RaftRequest::Propose(data) => propose_here(&raft, data).await,
                 // Answered above, before the group is looked up.
-                RaftRequest::Heartbeat => RaftResponse::Alive,
+                RaftRequest::Heartbeat => RaftResponse::Alive(Vec::new()),
                 RaftRequest::Snapshot { vote, snapshot } => {
                     match raft.install_full_snapshot(vote, snapshot).await {
                         Ok(answer) => RaftResponse::Snapshot(answer),

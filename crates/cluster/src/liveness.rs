@@ -45,6 +45,8 @@ pub const ELECT_FALLBACK_MS: u64 = 1_500;
 pub struct Liveness {
     own_id: NodeId,
     answered: Mutex<HashMap<NodeId, Instant>>,
+    /// Per node, the groups that stopped on it, as its last answer said.
+    stopped: Mutex<HashMap<NodeId, Vec<GroupId>>>,
     /// Until a node has pinged its peers for [`NODE_DEAD_MS`], it takes
     /// them for alive: a node that just started has heard from no one, and
     /// taking every leader for dead would start elections everywhere.
@@ -56,12 +58,29 @@ impl Liveness {
         Liveness {
             own_id,
             answered: Mutex::new(HashMap::new()),
+            stopped: Mutex::new(HashMap::new()),
             started: Instant::now(),
         }
     }
 
-    fn answered(&self, id: NodeId) {
+    fn answered(&self, id: NodeId, stopped: Vec<GroupId>) {
         self.lock().insert(id, Instant::now());
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, stopped);
+    }
+
+    /// Whether `id` is up and its replica of `group` runs (this node's own
+    /// replicas are looked at directly, not here).
+    pub fn serves(&self, id: NodeId, group: &GroupId) -> bool {
+        self.alive(id)
+            && !self
+                .stopped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .is_some_and(|stopped| stopped.contains(group))
     }
 
     /// Whether `id` answered lately (this node always is).
@@ -101,8 +120,10 @@ pub async fn ping_loop(
             tokio::spawn(async move {
                 let wait = Duration::from_millis(NODE_DEAD_MS);
                 let answer = peer.call(&GroupId::Meta, &RaftRequest::Heartbeat, wait);
-                if let Ok(Ok(RaftResponse::Alive)) = tokio::time::timeout(wait, answer).await {
-                    liveness.answered(id);
+                if let Ok(Ok(RaftResponse::Alive(stopped))) =
+                    tokio::time::timeout(wait, answer).await
+                {
+                    liveness.answered(id, stopped);
                 }
             });
         }
@@ -133,7 +154,8 @@ pub async fn elect_loop(own_id: NodeId, groups: Arc<Groups>, liveness: Arc<Liven
                 (m.state, m.current_leader, m.membership_config.clone())
             };
             let voters: Vec<NodeId> = membership.membership().voter_ids().collect();
-            let led = state == ServerState::Leader || leader.is_some_and(|l| liveness.alive(l));
+            let led =
+                state == ServerState::Leader || leader.is_some_and(|l| liveness.serves(l, &group));
             if led || !voters.contains(&own_id) {
                 leaderless.since.remove(&group);
                 continue;
@@ -145,7 +167,7 @@ pub async fn elect_loop(own_id: NodeId, groups: Arc<Groups>, liveness: Arc<Liven
             let order = preference.iter().chain(voters.iter());
             let designated = order
                 .filter(|id| voters.contains(id) && Some(**id) != leader)
-                .find(|id| liveness.alive(**id))
+                .find(|id| liveness.serves(**id, &group))
                 .copied();
             let my_turn = designated == Some(own_id)
                 || now.duration_since(since) >= Duration::from_millis(ELECT_FALLBACK_MS);

@@ -57,8 +57,10 @@ pub enum RaftResponse {
     /// The receiver could not handle it (no such group here, a stopped
     /// group); the sender treats it as a network error and retries.
     Refused(String),
-    /// The answer to a node heartbeat.
-    Alive,
+    /// The answer to a node heartbeat: the groups that stopped on the
+    /// answering node (a storage error is fatal to a Raft core): peers
+    /// treat it as down for those groups and elect a new leader.
+    Alive(Vec<GroupId>),
     /// A forwarded proposal was applied and its group's state declined it
     /// (a metadata command the state refuses, alike on every node): why.
     Declined(String),
@@ -220,7 +222,13 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_DECLINED);
             put_bytes(out, why.as_bytes());
         }
-        RaftResponse::Alive => out.put_u8(RESP_ALIVE),
+        RaftResponse::Alive(stopped) => {
+            out.put_u8(RESP_ALIVE);
+            out.put_u32(stopped.len() as u32);
+            for group in stopped {
+                put_group(out, group);
+            }
+        }
         RaftResponse::Proposed(placed) => {
             out.put_u8(RESP_PROPOSED);
             out.put_i64(placed.base_offset);
@@ -263,7 +271,19 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             let why = get_bytes(&mut buf)?;
             RaftResponse::Declined(String::from_utf8_lossy(&why).into_owned())
         }
-        RESP_ALIVE => RaftResponse::Alive,
+        RESP_ALIVE => {
+            let count = get_u32(&mut buf)? as usize;
+            // Each group is at least one byte: a count past what is left
+            // is malformed, not an allocation.
+            if count > buf.len() {
+                return Err(malformed("stopped-group count past the message"));
+            }
+            let mut stopped = Vec::with_capacity(count);
+            for _ in 0..count {
+                stopped.push(get_group(&mut buf)?);
+            }
+            RaftResponse::Alive(stopped)
+        }
         // A hook's answer stays on the leader (it is not data): a
         // forwarded proposal learns where it landed, and `Declined` if
         // the state refused it.

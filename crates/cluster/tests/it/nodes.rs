@@ -178,3 +178,92 @@ async fn a_producers_batch_sent_again_is_stored_once() {
         node.shutdown().await;
     }
 }
+
+/// A partition group that stops on its leader's node (a fatal storage
+/// error, a full disk) while the node itself stays up: the node's pings
+/// say so, and the other replicas elect a new leader and take writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_stopped_on_a_live_leader_is_replaced() {
+    use spool_cluster::proposer::ProposalError;
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(3, &dirs).await;
+    let members = nodes[0]
+        .meta()
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect::<BTreeMap<_, _>>();
+    let group = GroupId::Partition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let mut proposers = Vec::new();
+    for (node, dir) in nodes.iter().zip(&dirs) {
+        let config = crate::entry_log_config();
+        let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
+        let (_, proposer) = node
+            .host_partition(
+                group.clone(),
+                Arc::new(log),
+                members.clone(),
+                vec![1, 2, 3],
+                None,
+            )
+            .await
+            .unwrap();
+        proposers.push(proposer);
+    }
+    let write_through = |on: usize, value: &'static str| {
+        let proposer = proposers[on].clone();
+        async move {
+            for _ in 0..200 {
+                match proposer.propose(batch(&[value]).0).await.unwrap() {
+                    Ok(placed) => return placed,
+                    Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            panic!("no leader took the write");
+        }
+    };
+    write_through(1, "first").await;
+    let leader = nodes[0]
+        .groups()
+        .get(&group)
+        .unwrap()
+        .metrics()
+        .borrow_watched()
+        .current_leader
+        .expect("a leader");
+    let leader_node = nodes.iter().find(|n| n.id() == leader).unwrap();
+    // Stopped, but still registered and its node still answering pings.
+    leader_node
+        .groups()
+        .get(&group)
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let other = nodes.iter().position(|n| n.id() != leader).unwrap();
+    let placed = write_through(other, "after").await;
+    assert_eq!(
+        placed.base_offset, 1,
+        "written after the first, by a new leader"
+    );
+    let new_leader = nodes[other]
+        .groups()
+        .get(&group)
+        .unwrap()
+        .metrics()
+        .borrow_watched()
+        .current_leader;
+    assert!(new_leader.is_some_and(|l| l != leader), "{new_leader:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
