@@ -22,6 +22,7 @@
 #[macro_use]
 mod macros;
 
+mod cluster;
 mod common;
 mod error;
 mod frame;
@@ -31,6 +32,7 @@ mod request;
 mod response;
 mod wire;
 
+pub use cluster::{ClusterNode, ClusterPartition, ClusterStatus};
 pub use common::{
     Backoff, ConfigExtension, DeliveryMode, Durability, GroupStart, LeasedMessage, OnFull,
     PartitionOffset, Retention, Routing, SubscribeStart, SubscriptionKind, TopicConfig,
@@ -53,10 +55,9 @@ pub use request::{
     Subscribe, SubscribeQueue, Unsubscribe,
 };
 pub use response::{
-    ClusterNode, ClusterPartition, ClusterStatus, CommittedOffset, Fetched, FetchedPartition,
-    GroupDescription, GroupMember, GroupPartition, HeartbeatOk, HelloOk, Joined, PartitionInfo,
-    Produced, Response, ResponseBody, SubscriptionInfo, SubscriptionPush, TokenCreated, TokenInfo,
-    TopicDescription, TopicSummary,
+    CommittedOffset, Fetched, FetchedPartition, GroupDescription, GroupMember, GroupPartition,
+    HeartbeatOk, HelloOk, Joined, PartitionInfo, Produced, Response, ResponseBody,
+    SubscriptionInfo, SubscriptionPush, TokenCreated, TokenInfo, TopicDescription, TopicSummary,
 };
 pub use spool_types::limits::FRAME_BYTES_MAX;
 pub use wire::SHARED_BYTES_MIN;

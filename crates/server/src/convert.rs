@@ -131,7 +131,7 @@ pub fn cluster_to_wire(view: crate::cluster::ClusterView) -> p::ClusterStatus {
                 client_addr: n.client_addr,
                 http_addr: n.http_addr,
                 cluster_addr: n.cluster_addr,
-                alive: n.alive.map(u32::from),
+                alive: Some(u32::from(n.alive)),
             })
             .collect(),
         partitions: view
@@ -383,5 +383,22 @@ mod tests {
             round.dedup_window_ms,
             Some(b::TopicConfig::default().dedup_window_ms)
         );
+    }
+
+    #[test]
+    fn the_replica_count_is_taken_at_creation_and_refused_anywhere_else() {
+        let three = with_ext(p::CONFIG_TAG_REPLICAS, &3u64.to_be_bytes());
+        let (rest, replicas) = take_replicas(&three).unwrap();
+        assert_eq!(replicas, Some(3));
+        assert!(rest.extensions.is_empty(), "the rest is a plain config");
+        assert_eq!(take_replicas(&p::TopicConfig::default()).unwrap().1, None);
+        for bad in [&0u64.to_be_bytes()[..], &u64::MAX.to_be_bytes(), &[3]] {
+            let e = take_replicas(&with_ext(p::CONFIG_TAG_REPLICAS, bad)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig, "{bad:?}: {e}");
+        }
+        // Altering it: refused, not ignored.
+        let e = patch_from_wire(&three).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        assert!(e.message.contains("cannot be altered"), "{e}");
     }
 }

@@ -64,41 +64,7 @@ pub enum Command {
     /// Make TLS certificates: a private CA and a server certificate it signs.
     Tls(crate::tls::TlsArgs),
     /// A replicated cluster: its status, or a local one to try out.
-    Cluster(ClusterArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ClusterArgs {
-    #[command(flatten)]
-    pub conn: ConnArgs,
-    #[command(subcommand)]
-    pub command: ClusterCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ClusterCommand {
-    /// Nodes (alive or not) and each partition's leader, replicas and
-    /// in-sync replicas, asked of every node.
-    Status {
-        /// Print JSON: {"nodes": [{id, addr, alive}], "partitions": [{topic,
-        /// partition, leader, replicas, in_sync}]}.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Start a local cluster in one command (for trying it out): N server
-    /// processes on loopback, each with its own data directory; Ctrl-C
-    /// stops them all.
-    Dev {
-        /// How many nodes.
-        #[arg(long, default_value_t = 3)]
-        nodes: u64,
-        /// Where the nodes keep their data (node-1, node-2, ...).
-        #[arg(long, default_value = "./spool-cluster-dev")]
-        data_dir: std::path::PathBuf,
-        /// Node i listens on PORT+10(i-1) (binary), +1 (HTTP), +2 (cluster).
-        #[arg(long, default_value_t = 7440)]
-        base_port: u16,
-    },
+    Cluster(crate::cluster::ClusterArgs),
 }
 
 /// Where the server is.

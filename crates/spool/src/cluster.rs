@@ -4,8 +4,9 @@
 //! answers is alive, and each partition is described by the node that
 //! leads it (only a leader knows which replicas are in sync).
 
-use crate::cli::{ClusterArgs, ClusterCommand};
+use crate::cli::ConnArgs;
 use crate::{addr_list, connect, Failure};
+use clap::{Args, Subcommand};
 use serde::Serialize;
 use spool_proto::{ClusterPartition, ClusterStatus};
 use std::collections::BTreeMap;
@@ -13,6 +14,40 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes (alive or not) and each partition's leader, replicas and
+    /// in-sync replicas, asked of every node.
+    Status {
+        /// Print JSON: {"nodes": [{id, addr, alive}], "partitions": [{topic,
+        /// partition, leader, replicas, in_sync}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a local cluster in one command (for trying it out): N server
+    /// processes on loopback, each with its own data directory; Ctrl-C
+    /// stops them all.
+    Dev {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Where the nodes keep their data (node-1, node-2, ...).
+        #[arg(long, default_value = "./spool-cluster-dev")]
+        data_dir: std::path::PathBuf,
+        /// Node i listens on PORT+10(i-1) (binary), +1 (HTTP), +2 (cluster).
+        #[arg(long, default_value_t = 7440)]
+        base_port: u16,
+    },
+}
 
 /// How long `status` waits for one node (a paused node accepts the
 /// connection and never answers).

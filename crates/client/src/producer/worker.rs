@@ -241,7 +241,13 @@ impl Worker {
         let Some(producer_id) = self.producer_id else {
             return Ok(());
         };
-        let next = self.next_sequence.entry(topic.to_owned()).or_insert(0);
+        // Looked up before inserting: no String per batch.
+        if !self.next_sequence.contains_key(topic) {
+            self.next_sequence.insert(topic.to_owned(), 0);
+        }
+        let Some(next) = self.next_sequence.get_mut(topic) else {
+            return Ok(());
+        };
         let count = i32::try_from(builder.len()).unwrap_or(i32::MAX);
         let Some(after) = next.checked_add(count) else {
             return Err(ClientError::local(

@@ -97,15 +97,14 @@ async fn proposals_on_any_node_are_written_once_and_survive_the_leaders_loss() {
     }
 }
 
-/// An idempotent producer's batch proposed again (as after a leader change
-/// whose answer was lost) is answered with the first one's offsets and
-/// stored once, whichever node it is proposed on; an older batch that is
-/// not one of the producer's last is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_producers_batch_sent_again_is_stored_once() {
-    use spool_cluster::proposer::ProposalError;
-    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
-    let nodes = start_nodes(3, &dirs).await;
+/// Starts a replica of `group` on every node (its log in the node's
+/// directory), the metadata group's members as its members; the proposers.
+async fn host_everywhere(
+    nodes: &[Node],
+    dirs: &[TempDir],
+    group: &GroupId,
+    preference: Vec<NodeId>,
+) -> Vec<spool_cluster::proposer::Proposer> {
     let members = nodes[0]
         .meta()
         .metrics()
@@ -115,23 +114,39 @@ async fn a_producers_batch_sent_again_is_stored_once() {
         .nodes()
         .map(|(id, node)| (*id, node.clone()))
         .collect::<BTreeMap<_, _>>();
+    let mut proposers = Vec::new();
+    for (node, dir) in nodes.iter().zip(dirs) {
+        let config = crate::entry_log_config();
+        let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
+        let (_, proposer) = node
+            .host_partition(
+                group.clone(),
+                Arc::new(log),
+                members.clone(),
+                preference.clone(),
+                None,
+            )
+            .await
+            .unwrap();
+        proposers.push(proposer);
+    }
+    proposers
+}
+
+/// An idempotent producer's batch proposed again (as after a leader change
+/// whose answer was lost) is answered with the first one's offsets and
+/// stored once, whichever node it is proposed on; an older batch that is
+/// not one of the producer's last is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producers_batch_sent_again_is_stored_once() {
+    use spool_cluster::proposer::ProposalError;
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(3, &dirs).await;
     let group = GroupId::Partition {
         topic: "t".into(),
         partition: 0,
     };
-    let mut proposers = Vec::new();
-    let mut logs = Vec::new();
-    for (node, dir) in nodes.iter().zip(&dirs) {
-        let config = crate::entry_log_config();
-        let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
-        let log = Arc::new(log);
-        let (_, proposer) = node
-            .host_partition(group.clone(), log.clone(), members.clone(), vec![], None)
-            .await
-            .unwrap();
-        proposers.push(proposer);
-        logs.push(log);
-    }
+    let proposers = host_everywhere(&nodes, &dirs, &group, vec![]).await;
     let idempotent = |first_seq: i32, values: &[&str]| {
         let mut builder = spool_batch::BatchBuilder::new();
         for v in values {
@@ -187,35 +202,11 @@ async fn a_group_stopped_on_a_live_leader_is_replaced() {
     use spool_cluster::proposer::ProposalError;
     let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
     let nodes = start_nodes(3, &dirs).await;
-    let members = nodes[0]
-        .meta()
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, node)| (*id, node.clone()))
-        .collect::<BTreeMap<_, _>>();
     let group = GroupId::Partition {
         topic: "t".into(),
         partition: 0,
     };
-    let mut proposers = Vec::new();
-    for (node, dir) in nodes.iter().zip(&dirs) {
-        let config = crate::entry_log_config();
-        let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
-        let (_, proposer) = node
-            .host_partition(
-                group.clone(),
-                Arc::new(log),
-                members.clone(),
-                vec![1, 2, 3],
-                None,
-            )
-            .await
-            .unwrap();
-        proposers.push(proposer);
-    }
+    let proposers = host_everywhere(&nodes, &dirs, &group, vec![1, 2, 3]).await;
     let write_through = |on: usize, value: &'static str| {
         let proposer = proposers[on].clone();
         async move {

@@ -410,13 +410,14 @@ impl Cluster {
 
     /// Writes a validated batch through the partition's Raft group, in the
     /// order calls are made; the answer comes once a majority stored it.
+    /// `batch` is shared, not copied (a produce's is a slice of the
+    /// received frame).
     pub fn propose(
         &self,
         topic: &str,
         partition: u32,
-        batch: &[u8],
+        data: Bytes,
     ) -> Result<oneshot::Receiver<ProposalAnswer>, BrokerError> {
-        let data = Bytes::copy_from_slice(batch);
         let hosted = self.hosted.read().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hosted.get(&(topic.to_owned(), partition)) {
             return Ok(h.proposer.propose(data));

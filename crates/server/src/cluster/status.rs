@@ -17,8 +17,8 @@ pub struct NodeView {
     pub client_addr: String,
     pub http_addr: Option<String>,
     pub cluster_addr: String,
-    /// `None`: this node cannot tell (it does not lead the metadata).
-    pub alive: Option<bool>,
+    /// Whether it answers this node's heartbeats.
+    pub alive: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ impl Cluster {
                     client_addr: known.map(|n| n.client_addr.clone()).unwrap_or_default(),
                     http_addr: known.and_then(|n| n.http_addr.clone()),
                     cluster_addr: cluster_addr.clone(),
-                    alive: Some(self.node.alive(*id)),
+                    alive: self.node.alive(*id),
                 }
             })
             .collect();

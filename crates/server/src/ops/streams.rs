@@ -121,7 +121,7 @@ impl Ops {
         caller: &Caller,
         topic: &str,
         routing: &Routing,
-        batch: &[u8],
+        batch: &Bytes,
     ) -> Result<StartedProduce, BrokerError> {
         caller.check(Need::Produce(topic))?;
         if let Some(cluster) = &self.cluster {
@@ -130,7 +130,7 @@ impl Ops {
                 let partition = self
                     .broker
                     .check_replicated_produce(topic, &routing, batch)?;
-                let answer = cluster.propose(topic, partition, batch)?;
+                let answer = cluster.propose(topic, partition, batch.clone())?;
                 return Ok(StartedProduce::Replicated {
                     topic: topic.to_owned(),
                     partition,
@@ -168,14 +168,14 @@ impl Ops {
         &self,
         topic: &str,
         partition: u32,
-        batch: &[u8],
+        batch: Bytes,
     ) -> Result<Produced, BrokerError> {
         let cluster = self.cluster.as_ref().ok_or_else(|| {
             BrokerError::new(ErrorCode::Internal, "a replicated topic without a cluster")
         })?;
         let deadline = Instant::now() + Duration::from_millis(PUBLISH_LEADER_WAIT_MS);
         loop {
-            let answer = cluster.propose(topic, partition, batch)?;
+            let answer = cluster.propose(topic, partition, batch.clone())?;
             match self.finish_replicated(topic, partition, answer).await {
                 Err(e) if e.code == ErrorCode::NotLeader && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(PUBLISH_LEADER_RETRY_MS)).await;
@@ -268,7 +268,7 @@ impl Ops {
             for (_, r) in &records {
                 b.push(r)?;
             }
-            let batch = b.finish()?;
+            let batch = Bytes::from(b.finish()?);
             let routing = target.map_or(Routing::Spread, Routing::Partition);
             let partition = self
                 .broker
@@ -279,7 +279,7 @@ impl Ops {
         let mut out = vec![Published::default(); total];
         for (partition, batch, indexes) in started {
             let produced = self
-                .propose_waiting_for_leader(topic, partition, &batch)
+                .propose_waiting_for_leader(topic, partition, batch)
                 .await?;
             for (n, i) in indexes.iter().enumerate() {
                 out[*i] = Published {

@@ -256,6 +256,20 @@ fn a_single_node_server_says_it_is_not_a_cluster() {
         text(&out.stderr)
     );
     ok(&server.cli(&["topic", "create", "t", "--replicas", "1"], b""));
+    // No producer ids either: a typed refusal the producer takes as "not
+    // idempotent here".
+    let refused = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let options = spool_client::ClientOptions::default();
+        let client = spool_client::Client::connect(server.addr.as_str(), options)
+            .await
+            .unwrap();
+        client.init_producer_id().await.unwrap_err()
+    });
+    assert_eq!(
+        refused.code(),
+        Some(spool_client::ErrorCode::InvalidRequest),
+        "{refused}"
+    );
 }
 
 #[test]
