@@ -9,7 +9,7 @@ use crate::liveness::{self, Liveness};
 use crate::partition::{AppliedHook, PartitionLogStore, PartitionStateMachine};
 use crate::proposer::Proposer;
 use crate::raft_files::RaftFiles;
-use crate::transport::{serve, ClusterSecret, PartitionNetwork, Peers};
+use crate::transport::{serve, ClusterSecret, LinkTls, PartitionNetwork, Peers};
 use crate::types::{BatchData, BatchPlaced, NodeAddr, NodeId};
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use bytes::Bytes;
@@ -86,6 +86,8 @@ pub struct NodeConfig {
     /// Every voter of the metadata group, this node included.
     pub members: BTreeMap<NodeId, NodeAddr>,
     pub secret: ClusterSecret,
+    /// TLS on the node links (when the server has a certificate).
+    pub tls: Option<LinkTls>,
     pub timings: RaftTimings,
     /// What applies the metadata group's entries (the server's
     /// [`MetaHook`](crate::meta::MetaHook)); `None` only stores them.
@@ -134,7 +136,11 @@ impl Node {
         now_ms: fn() -> i64,
     ) -> io::Result<Node> {
         let groups = Arc::new(Groups::default());
-        let peers = Arc::new(Peers::new(config.node_id, config.secret.clone()));
+        let peers = Arc::new(Peers::new(
+            config.node_id,
+            config.secret.clone(),
+            config.tls.clone(),
+        ));
         let meta_dir = config.dir.join("meta");
         let log_config = LogConfig {
             durability: Durability::Always,
@@ -169,6 +175,7 @@ impl Node {
             config.secret,
             config.node_id,
             groups.clone(),
+            config.tls,
         ));
         let liveness = Arc::new(Liveness::new(config.node_id));
         let liveness_tasks = vec![

@@ -1,4 +1,4 @@
-//! TLS for both listeners: rustls with the aws-lc-rs provider (the one
+//! TLS for both listeners and the cluster's node links: rustls with the aws-lc-rs provider (the one
 //! provider in the build, shared with reqwest), certificates and key from
 //! PEM files. The handshake runs in the connection's own task under
 //! [`TLS_HANDSHAKE_TIMEOUT_MS`], so a client that stalls mid-handshake holds
@@ -7,6 +7,7 @@
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use spool_cluster::transport::LinkTls;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -29,6 +30,10 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Builds the acceptor, with errors naming the file at fault.
 pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(files)?)))
+}
+
+fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     let cert_pem = read(&files.cert_path, "certificate")?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -64,5 +69,36 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
                 files.key_path.display()
             )
         })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(config)
+}
+
+/// TLS on the cluster's node links: each node listens with its own
+/// certificate (`files`, as its client listeners) and checks its peers'
+/// against the CA certificates in `ca_path` (`--cluster-tls-ca-file`).
+pub fn cluster_link_tls(files: &TlsFiles, ca_path: &Path) -> anyhow::Result<LinkTls> {
+    let pem = read(ca_path, "cluster CA file")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert =
+            cert.map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", ca_path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow::anyhow!("{}: unusable CA certificate: {e}", ca_path.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!(
+            "{}: no certificate found (expected a PEM \"BEGIN CERTIFICATE\" block)",
+            ca_path.display()
+        );
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let dialer = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(LinkTls::new(
+        Arc::new(dialer),
+        Arc::new(server_config(files)?),
+    ))
 }

@@ -202,6 +202,12 @@ pub struct ServerArgs {
     /// the secret itself in SPOOL_CLUSTER_SECRET]. Needed with --peers.
     #[arg(long, env = "SPOOL_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<std::path::PathBuf>,
+    /// PEM file of the CA certificate(s) that signed the nodes'
+    /// certificates. With --tls-cert-file the node links use TLS too, and
+    /// each node checks its peers' certificates against this CA and the
+    /// host it dialed in --peers. Needed with --peers and TLS.
+    #[arg(long, env = "SPOOL_CLUSTER_TLS_CA_FILE", value_name = "FILE")]
+    pub cluster_tls_ca_file: Option<std::path::PathBuf>,
     /// Allow non-loopback addresses without an admin token (no
     /// authentication at all).
     #[arg(long, env = "SPOOL_INSECURE")]

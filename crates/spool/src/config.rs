@@ -70,6 +70,7 @@ const UNSET: &[(&str, &str)] = &[
     ("node_id", "single-node"),
     ("peers", "single-node"),
     ("cluster_listen", "this node's address in peers"),
+    ("cluster_tls_ca_file", "node links without TLS"),
     (CLUSTER_SECRET.inline, "single-node"),
     ("tls_key_file", "no TLS"),
     (
@@ -409,7 +410,7 @@ impl Settings {
         spool_server::outbound::AllowList::parse(&v.outbound_allow_hosts)
             .map_err(|e| self.error("outbound_allow_hosts", e))?;
         let admin_token = self.read_secret(&ADMIN_TOKEN, &mut warnings)?;
-        let cluster = self.cluster(&mut warnings)?;
+        let cluster = self.cluster(tls.as_ref(), &mut warnings)?;
         tracing_subscriber::EnvFilter::try_new(&v.log_level)
             .map_err(|e| self.error(LOG_LEVEL, format!("{:?}: {e}", v.log_level)))?;
         Ok(Validated {

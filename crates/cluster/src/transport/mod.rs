@@ -1,4 +1,5 @@
-//! Node-to-node transport: one authenticated TCP connection per ordered
+//! Node-to-node transport: one authenticated TCP connection (TLS when the
+//! server has a certificate, [`LinkTls`]) per ordered
 //! node pair (the dialer sends requests, the listener answers), carrying
 //! the Raft messages of every group ([`crate::wire`]), pipelined and
 //! matched to their answers by request id.
@@ -10,11 +11,13 @@ mod handshake;
 mod network;
 mod peer;
 mod server;
+mod tls;
 
 pub use handshake::ClusterSecret;
 pub use network::{PartitionNetwork, PartitionNetworkClient};
 pub use peer::{Peer, Peers, Sent};
 pub use server::{serve, Inbound};
+pub use tls::LinkTls;
 
 use bytes::{Bytes, BytesMut};
 use std::io;

@@ -2,6 +2,7 @@
 //! after it breaks; requests pipelined on it, each answered through its
 //! own channel.
 
+use super::tls::{dial_link, LinkStream, LinkTls};
 use super::{frame_header, handshake, read_frame, ClusterSecret, CONNECT_TIMEOUT_MS};
 use crate::types::NodeId;
 use crate::wire::{decode_response, encode_request, GroupId, RaftRequest, RaftResponse};
@@ -33,6 +34,7 @@ pub struct Peer {
     id: NodeId,
     addr: Mutex<String>,
     secret: ClusterSecret,
+    tls: Option<LinkTls>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
 }
 
@@ -40,6 +42,8 @@ pub struct Peer {
 pub struct Peers {
     own_id: NodeId,
     secret: ClusterSecret,
+    /// TLS on every link, when the server has a certificate.
+    tls: Option<LinkTls>,
     peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
 }
 
@@ -48,10 +52,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Peers {
-    pub fn new(own_id: NodeId, secret: ClusterSecret) -> Peers {
+    pub fn new(own_id: NodeId, secret: ClusterSecret, tls: Option<LinkTls>) -> Peers {
         Peers {
             own_id,
             secret,
+            tls,
             peers: Mutex::new(HashMap::new()),
         }
     }
@@ -66,6 +71,7 @@ impl Peers {
                 id,
                 addr: Mutex::new(addr.to_string()),
                 secret: self.secret.clone(),
+                tls: self.tls.clone(),
                 conn: tokio::sync::Mutex::new(None),
             })
         });
@@ -125,8 +131,9 @@ impl Peer {
         }
         let addr = lock(&self.addr).clone();
         let connect = async {
-            let mut stream = TcpStream::connect(&addr).await?;
+            let stream = TcpStream::connect(&addr).await?;
             stream.set_nodelay(true)?;
+            let mut stream = dial_link(self.tls.as_ref(), stream, &addr).await?;
             handshake::dial(&mut stream, &self.secret, self.own_id, self.id).await?;
             Ok::<_, io::Error>(stream)
         };
@@ -179,8 +186,8 @@ impl Sent {
 }
 
 /// Starts the writer and reader tasks of an authenticated connection.
-fn start(stream: TcpStream) -> Conn {
-    let (read_half, write_half) = stream.into_split();
+fn start(stream: LinkStream) -> Conn {
+    let (read_half, write_half) = tokio::io::split(stream);
     let (writer_tx, mut writer_rx) = mpsc::channel::<(u64, Bytes)>(WRITE_QUEUE_FRAMES);
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
     let closed = Arc::new(AtomicBool::new(false));

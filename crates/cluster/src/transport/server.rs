@@ -2,6 +2,7 @@
 //! requests, each on its own task (answers go back as they finish; the
 //! dialer matches them by request id).
 
+use super::tls::{accept_link, LinkTls};
 use super::{frame_header, handshake, read_frame, ClusterSecret, CONNECT_TIMEOUT_MS};
 use crate::types::NodeId;
 use crate::wire::{decode_request, encode_response, GroupId, RaftRequest, RaftResponse};
@@ -28,6 +29,7 @@ pub async fn serve(
     secret: ClusterSecret,
     own_id: NodeId,
     inbound: Arc<dyn Inbound>,
+    tls: Option<LinkTls>,
 ) {
     let mut connections = JoinSet::new();
     loop {
@@ -46,8 +48,9 @@ pub async fn serve(
         };
         let secret = secret.clone();
         let inbound = inbound.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, secret, own_id, inbound).await {
+            if let Err(e) = serve_connection(stream, secret, own_id, inbound, tls).await {
                 tracing::debug!(%from, error = %e, "cluster connection ended");
             }
         });
@@ -55,17 +58,22 @@ pub async fn serve(
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     secret: ClusterSecret,
     own_id: NodeId,
     inbound: Arc<dyn Inbound>,
+    tls: Option<LinkTls>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let handshake = handshake::accept(&mut stream, &secret, own_id);
-    let peer = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), handshake)
+    let handshake = async {
+        let mut stream = accept_link(tls.as_ref(), stream).await?;
+        let peer = handshake::accept(&mut stream, &secret, own_id).await?;
+        Ok::<_, io::Error>((stream, peer))
+    };
+    let (stream, peer) = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), handshake)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "cluster handshake"))??;
-    let (mut input, write_half) = stream.into_split();
+    let (mut input, write_half) = tokio::io::split(stream);
     let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<(u64, Bytes)>();
     let writer = tokio::spawn(async move {
         let mut out = BufWriter::new(write_half);

@@ -36,6 +36,7 @@ async fn start_nodes(count: u64, dirs: &[TempDir]) -> Vec<Node> {
             listener,
             members: members.clone(),
             secret: secret.clone(),
+            tls: None,
             timings: RaftTimings::default(),
             meta_hook: None,
         };

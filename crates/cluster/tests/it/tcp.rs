@@ -43,7 +43,7 @@ async fn replicas_replicate_over_authenticated_tcp() {
     for (i, listener) in listeners.into_iter().enumerate() {
         let id = i as NodeId + 1;
         let groups = Arc::new(Groups::default());
-        let peers = Arc::new(Peers::new(id, secret.clone()));
+        let peers = Arc::new(Peers::new(id, secret.clone(), None));
         let (store, machine) = open_group_storage(dirs[i].path(), &syncer);
         logs.push(store.log().clone());
         let network = PartitionNetwork {
@@ -54,7 +54,7 @@ async fn replicas_replicate_over_authenticated_tcp() {
             .await
             .unwrap();
         groups.insert(group_id(), raft.clone());
-        tokio::spawn(serve(listener, secret.clone(), id, groups));
+        tokio::spawn(serve(listener, secret.clone(), id, groups, None));
         rafts.push(raft);
     }
     rafts[0].initialize(addrs).await.unwrap();
@@ -109,13 +109,13 @@ async fn a_node_without_the_secret_cannot_join_in() {
         let (store, machine) = open_group_storage(dirs[i].path(), &syncer);
         let network = PartitionNetwork {
             group: group_id(),
-            peers: Arc::new(Peers::new(id, secret.clone())),
+            peers: Arc::new(Peers::new(id, secret.clone(), None)),
         };
         let raft = PartitionGroup::new(id, test_config(), network, store, machine)
             .await
             .unwrap();
         groups.insert(group_id(), raft.clone());
-        tokio::spawn(serve(listener, secret, id, groups));
+        tokio::spawn(serve(listener, secret, id, groups, None));
         rafts.push(raft);
     }
     // Two voters: a leader needs both, and they cannot talk.

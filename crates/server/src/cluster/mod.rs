@@ -23,7 +23,7 @@ use spool_broker::{Broker, BrokerError, TopicConfig};
 use spool_cluster::meta::{self, MetaCommand, MetaHook};
 use spool_cluster::node::{Node, NodeConfig, ProposeError, RaftTimings};
 use spool_cluster::proposer::{ProposalAnswer, Proposer};
-use spool_cluster::transport::ClusterSecret;
+use spool_cluster::transport::{ClusterSecret, LinkTls};
 use spool_cluster::types::{NodeAddr, NodeId};
 use spool_cluster::wire::GroupId;
 use spool_types::ErrorCode;
@@ -72,6 +72,9 @@ pub struct ClusterSettings {
     /// address its node-to-node listener is reached at.
     pub peers: BTreeMap<NodeId, String>,
     pub secret: ClusterSecret,
+    /// TLS on the node links: set when the server has a certificate
+    /// ([`crate::tls::cluster_link_tls`]).
+    pub tls: Option<LinkTls>,
     pub timings: RaftTimings,
 }
 
@@ -82,6 +85,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("cluster_listen", &self.cluster_listen)
             .field("peers", &self.peers)
             .field("secret", &"<hidden>")
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -172,6 +176,7 @@ impl Cluster {
             listener,
             members: members_of(&settings.peers, settings.peers.keys()),
             secret: settings.secret.clone(),
+            tls: settings.tls.clone(),
             timings: settings.timings,
             meta_hook: Some(meta_hook.clone()),
         };

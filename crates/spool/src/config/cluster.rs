@@ -3,8 +3,9 @@
 
 use super::{ConfigError, Settings, CLUSTER_SECRET};
 use spool_cluster::node::RaftTimings;
-use spool_cluster::transport::ClusterSecret;
+use spool_cluster::transport::{ClusterSecret, LinkTls};
 use spool_server::cluster::ClusterSettings;
+use spool_server::tls::TlsFiles;
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
 
@@ -16,6 +17,7 @@ pub const PEERS_MAX: usize = 9;
 impl Settings {
     pub(super) fn cluster(
         &self,
+        tls: Option<&TlsFiles>,
         warnings: &mut Vec<String>,
     ) -> Result<Option<ClusterSettings>, ConfigError> {
         let v = &self.values;
@@ -24,6 +26,7 @@ impl Settings {
             for (key, set) in [
                 ("node_id", v.node_id.is_some()),
                 ("cluster_listen", v.cluster_listen.is_some()),
+                ("cluster_tls_ca_file", v.cluster_tls_ca_file.is_some()),
                 (CLUSTER_SECRET.file, secret.is_some()),
             ] {
                 if set {
@@ -60,13 +63,40 @@ impl Settings {
         })?;
         let secret = ClusterSecret::new(secret.expose().as_bytes().to_vec())
             .map_err(|e| self.error(CLUSTER_SECRET.file, e))?;
+        let tls = self.cluster_tls(tls)?;
         Ok(Some(ClusterSettings {
             node_id,
             cluster_listen,
             peers,
             secret,
+            tls,
             timings: RaftTimings::default(),
         }))
+    }
+}
+
+impl Settings {
+    /// TLS on the node links: with the server's certificate, and only so
+    /// (a node without one could not prove which host it is).
+    fn cluster_tls(&self, tls: Option<&TlsFiles>) -> Result<Option<LinkTls>, ConfigError> {
+        const KEY: &str = "cluster_tls_ca_file";
+        match (tls, &self.values.cluster_tls_ca_file) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(self.error(
+                KEY,
+                "is set but tls_cert_file is not: the node links use TLS with the node's own \
+                 certificate (--tls-cert-file, --tls-key-file)",
+            )),
+            (Some(_), None) => Err(self.error(
+                KEY,
+                "is needed with peers and TLS: the node links are encrypted too, and each \
+                 node checks its peers' certificates against this CA (the ca.pem of \
+                 `spool tls generate`)",
+            )),
+            (Some(files), Some(ca)) => spool_server::tls::cluster_link_tls(files, ca)
+                .map(Some)
+                .map_err(|e| self.error(KEY, format!("{e:#}"))),
+        }
     }
 }
 

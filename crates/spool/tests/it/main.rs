@@ -7,6 +7,7 @@ mod backpressure;
 mod cli;
 mod cluster;
 mod cluster_faults;
+mod cluster_tls;
 mod corrupt;
 mod crash;
 mod crash_loop;
