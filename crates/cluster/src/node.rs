@@ -6,7 +6,10 @@
 
 use crate::groups::{Groups, PartitionGroup};
 use crate::liveness::{self, Liveness};
-use crate::partition::{AppliedHook, PartitionLogStore, PartitionStateMachine};
+use crate::partition::{
+    retention_loop, AppliedHook, PartitionLogStore, PartitionStateMachine, RetentionMark,
+    RetentionPass, RetentionPasses,
+};
 use crate::proposer::Proposer;
 use crate::raft_files::RaftFiles;
 use crate::transport::{serve, ClusterSecret, LinkTls, PartitionNetwork, Peers};
@@ -73,6 +76,9 @@ impl RaftTimings {
         config.enable_tick = false;
         config.enable_heartbeat = false;
         config.enable_elect = false;
+        // A snapshot is made at retention's cut only (`partition::
+        // retention`), so openraft purges right up to it.
+        config.max_in_snapshot_log_to_keep = 0;
         Ok(Arc::new(config))
     }
 }
@@ -118,8 +124,10 @@ pub struct Node {
     peers: Arc<Peers>,
     meta: PartitionGroup,
     serving: JoinHandle<()>,
-    /// Node heartbeats and the elections they trigger (`crate::liveness`).
+    /// Node heartbeats and the elections they trigger (`crate::liveness`),
+    /// and the partitions' retention (`crate::partition::retention_loop`).
     liveness_tasks: Vec<JoinHandle<()>>,
+    retention: RetentionPasses,
     liveness: Arc<Liveness>,
     syncer: Arc<Syncer>,
     timings: RaftTimings,
@@ -178,6 +186,7 @@ impl Node {
             config.tls,
         ));
         let liveness = Arc::new(Liveness::new(config.node_id));
+        let retention = RetentionPasses::default();
         let liveness_tasks = vec![
             tokio::spawn(liveness::ping_loop(
                 config.node_id,
@@ -190,6 +199,7 @@ impl Node {
                 groups.clone(),
                 liveness.clone(),
             )),
+            tokio::spawn(retention_loop(groups.clone(), retention.clone(), now_ms)),
         ];
         if !meta.is_initialized().await.map_err(io::Error::other)? {
             // `NotAllowed` means another node's initialisation reached us
@@ -203,6 +213,7 @@ impl Node {
             meta,
             serving,
             liveness_tasks,
+            retention,
             liveness,
             syncer,
             timings: config.timings,
@@ -234,12 +245,19 @@ impl Node {
         }
         let dir = log.dir().to_path_buf();
         let files = RaftFiles::open(&dir)?;
+        let mark = RetentionMark::default();
         let machine = match hook {
             Some(hook) => PartitionStateMachine::open_with_hook(log.clone(), &dir, hook)?,
             None => PartitionStateMachine::open(log.clone(), &dir)?,
-        };
+        }
+        .with_retention(mark.clone());
         let producers = machine.producers();
-        let store = PartitionLogStore::new(log, files, self.syncer.clone(), self.now_ms);
+        let pass = RetentionPass {
+            log: log.clone(),
+            mark: mark.clone(),
+        };
+        let store = PartitionLogStore::new(log, files, self.syncer.clone(), self.now_ms)
+            .with_retention(mark);
         let network = PartitionNetwork {
             group: group.clone(),
             peers: self.peers.clone(),
@@ -262,7 +280,11 @@ impl Node {
         );
         self.groups.insert(group.clone(), raft.clone());
         self.groups.set_preference(group.clone(), preference);
-        self.groups.set_proposer(group, proposer.clone());
+        self.groups.set_proposer(group.clone(), proposer.clone());
+        self.retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group, pass);
         if !raft.is_initialized().await.map_err(io::Error::other)? {
             let _ = raft.initialize(members).await;
         }
@@ -271,6 +293,10 @@ impl Node {
 
     /// Stops this node's replica of `group` (its topic was deleted).
     pub async fn stop_partition(&self, group: &GroupId) {
+        self.retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(group);
         if let Some(raft) = self.groups.remove(group) {
             raft.shutdown().await.ok();
         }

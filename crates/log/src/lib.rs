@@ -52,7 +52,7 @@ pub use error::LogError;
 pub use file_cache::{SealedFileCache, SEALED_FILES_OPEN_MAX};
 pub use log::{
     Appended, EntryAppended, EntryBounds, EntryId, Log, LogStats, ReadBatches, RecoveryReport,
-    StoredEntry,
+    RetentionCut, StoredEntry,
 };
 pub use segment::{parse_segment_name, SEGMENT_FILES, SEGMENT_FILES_ENTRY_MODE};
 pub use start_entry::FIRST_ENTRY_INDEX;

@@ -20,6 +20,7 @@ mod write;
 pub use entries::{EntryAppended, EntryBounds, EntryId, StoredEntry};
 pub use read::ReadBatches;
 pub use recovery::RecoveryReport;
+pub use retention::RetentionCut;
 
 use crate::config::{Durability, LogConfig};
 use crate::file_header::FILE_HEADER_BYTES;

@@ -88,7 +88,11 @@ impl Broker {
             self.release_consumed(t)?;
         }
         for log in &t.partitions {
-            log.apply_retention(now_ms)?;
+            // A replicated partition's log is its Raft log: its group cuts
+            // it, after a snapshot (spool-cluster's retention pass).
+            if !t.replicated {
+                log.apply_retention(now_ms)?;
+            }
             log.sync_if_due(now_ms)?;
         }
         Ok(())

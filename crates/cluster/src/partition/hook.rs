@@ -28,4 +28,14 @@ pub trait AppliedHook: Send + Sync + 'static {
     /// different from the others'. A command the state refuses is not an
     /// error but an answer: every replica refuses it alike.
     fn applied(&self, log_id: &LogId, batch: &Bytes) -> io::Result<Option<AppliedAnswer>>;
+
+    /// Whether the hook keeps state built from the entries (the metadata
+    /// group's). Such a group keeps no snapshot, so the state is rebuilt by
+    /// replaying every entry. A hook that only reacts to entries (waking
+    /// readers) answers `false`: its group snapshots, purges and installs
+    /// snapshots as one without a hook, and the hook misses the entries a
+    /// snapshot covers.
+    fn keeps_state(&self) -> bool {
+        true
+    }
 }

@@ -10,6 +10,7 @@
 //! - The vote and the purge point are in [`RaftFiles`], fdatasync'd.
 
 use super::entries;
+use super::RetentionMark;
 use crate::raft_files::RaftFiles;
 use crate::types::{
     log_entry_index, log_id, raft_index, Entry, LogId, PartitionRaft, Vote, REPLICATION_BYTES_MAX,
@@ -41,6 +42,9 @@ pub struct PartitionLogStore {
     reader: PartitionLogReader,
     syncer: Arc<Syncer>,
     now_ms: fn() -> i64,
+    /// With retention ([`super::RetentionPass`]): purges delete segments
+    /// only up to its mark. Without: up to what openraft purges.
+    retention: Option<RetentionMark>,
 }
 
 impl PartitionLogStore {
@@ -58,7 +62,16 @@ impl PartitionLogStore {
             },
             syncer,
             now_ms,
+            retention: None,
         }
+    }
+
+    /// Purges delete segments only as far as `mark` allows: openraft
+    /// purges after every snapshot it builds or installs, but what
+    /// consumers can still read is retention's to decide.
+    pub fn with_retention(mut self, mark: RetentionMark) -> PartitionLogStore {
+        self.retention = Some(mark);
+        self
     }
 
     pub fn log(&self) -> &Arc<Log> {
@@ -274,6 +287,8 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
     }
 
     async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
+        // Recorded first: openraft never reads a purged entry again, so the
+        // segments may go later (or, under retention, stay until it says).
         self.reader.files().save_purged(&upto)?;
         let log = &self.reader.log;
         let upto_entry = log_entry_index(upto.index());
@@ -283,7 +298,16 @@ impl RaftLogStorage<PartitionRaft> for PartitionLogStore {
         }
         match bounds.last {
             Some(last) if upto_entry < last.index => {
-                log.purge_entries_to(upto_entry).map_err(io_error)
+                let deletable = match &self.retention {
+                    None => Some(upto_entry),
+                    Some(mark) => mark
+                        .get()
+                        .map(|m| upto_entry.min(log_entry_index(m.last.index()))),
+                };
+                match deletable {
+                    Some(entry) => log.purge_entries_to(entry).map_err(io_error),
+                    None => Ok(()),
+                }
             }
             // Everything stored, or past the end (a snapshot was
             // installed): the log starts over after it, at its current

@@ -7,8 +7,13 @@
 mod entries;
 mod hook;
 mod log_store;
+mod retention;
 mod state_machine;
 
 pub use hook::AppliedHook;
 pub use log_store::{PartitionLogReader, PartitionLogStore};
+pub use retention::{
+    retention_loop, Mark, RetentionMark, RetentionPass, RetentionPasses, RetentionStep,
+    RETENTION_CHECK_MS,
+};
 pub use state_machine::PartitionStateMachine;

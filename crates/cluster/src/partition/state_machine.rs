@@ -17,7 +17,7 @@
 //! its group must never purge its log.
 
 use super::entries;
-use super::AppliedHook;
+use super::{AppliedHook, RetentionMark};
 use crate::producers::{producer_of, ProducerTable, Written};
 use crate::types::{
     log_entry_index, log_id, term_of, BatchPlaced, LogId, PartitionRaft, PartitionSnapshot,
@@ -67,6 +67,8 @@ pub struct PartitionStateMachine {
     hook: Option<Arc<dyn AppliedHook>>,
     /// Idempotent producers' last batches, from the applied entries.
     producers: Arc<Mutex<ProducerTable>>,
+    /// Where snapshots are made, with retention (see `retention.rs`).
+    retention: Option<RetentionMark>,
 }
 
 /// Why a machine with a hook refuses snapshots (see the module comment).
@@ -87,14 +89,21 @@ impl PartitionStateMachine {
     }
 
     /// Opens the state of a group whose applied entries go to `hook` too.
-    /// openraft re-applies every committed entry from the first, in order,
-    /// so the hook's state is rebuilt from nothing. A snapshot file in
-    /// `dir` is refused: the entries it covers would never reach the hook.
+    /// A hook that keeps state ([`AppliedHook::keeps_state`]): openraft
+    /// re-applies every committed entry from the first, in order, so the
+    /// hook's state is rebuilt from nothing, and a snapshot file in `dir`
+    /// is refused (the entries it covers would never reach the hook).
+    /// Otherwise as [`PartitionStateMachine::open`].
     pub fn open_with_hook(
         log: Arc<Log>,
         dir: &Path,
         hook: Arc<dyn AppliedHook>,
     ) -> io::Result<PartitionStateMachine> {
+        if !hook.keeps_state() {
+            let mut machine = PartitionStateMachine::open(log, dir)?;
+            machine.hook = Some(hook);
+            return Ok(machine);
+        }
         let machine = PartitionStateMachine::new(log, dir, Some(hook));
         if machine.read_snapshot_file()?.is_some() {
             return Err(io_error(format!(
@@ -114,7 +123,19 @@ impl PartitionStateMachine {
             membership: StoredMembership::default(),
             hook,
             producers: Arc::default(),
+            retention: None,
         }
+    }
+
+    /// Snapshots are made at `mark` (retention's cut) when it is set and
+    /// applied, instead of at the last applied entry.
+    pub fn with_retention(mut self, mark: RetentionMark) -> PartitionStateMachine {
+        self.retention = Some(mark);
+        self
+    }
+
+    fn hook_keeps_state(&self) -> bool {
+        self.hook.as_ref().is_some_and(|h| h.keeps_state())
     }
 
     /// The producers table this machine keeps (the leader's proposer
@@ -156,12 +177,29 @@ impl PartitionStateMachine {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
         };
-        (
-            meta,
-            PartitionSnapshot {
-                next_offset: self.next_offset,
-            },
-        )
+        let now = PartitionSnapshot {
+            next_offset: self.next_offset,
+        };
+        // At retention's mark instead, when it is applied and the
+        // membership did not change after it (the state there is then
+        // the offset after it and the same membership).
+        let mark = self.retention.as_ref().and_then(RetentionMark::get);
+        match mark {
+            Some(mark)
+                if Some(mark.last) <= self.applied
+                    && self.membership.log_id().as_ref() <= Some(&mark.last) =>
+            {
+                let at_mark = Meta {
+                    last_log_id: Some(mark.last),
+                    ..meta
+                };
+                let data = PartitionSnapshot {
+                    next_offset: mark.next_offset,
+                };
+                (at_mark, data)
+            }
+            _ => (meta, now),
+        }
     }
 
     fn apply_one(&mut self, entry: &crate::types::Entry) -> io::Result<BatchPlaced> {
@@ -228,14 +266,14 @@ pub struct PartitionSnapshotBuilder {
     /// `None` once built.
     state: Option<(Meta, PartitionSnapshot)>,
     dir: PathBuf,
-    has_hook: bool,
+    hook_keeps_state: bool,
 }
 
 impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
     type SnapshotData = PartitionSnapshot;
 
     async fn build_snapshot(&mut self) -> Result<PartitionSnapshotOf, io::Error> {
-        if self.has_hook {
+        if self.hook_keeps_state {
             return Err(io_error(HOOK_HAS_NO_SNAPSHOTS));
         }
         let (meta, data) = self
@@ -278,7 +316,7 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
         PartitionSnapshotBuilder {
             state: Some(self.snapshot_now()),
             dir: self.dir.clone(),
-            has_hook: self.hook.is_some(),
+            hook_keeps_state: self.hook_keeps_state(),
         }
     }
 
@@ -287,7 +325,7 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
         meta: &Meta,
         data: PartitionSnapshot,
     ) -> Result<(), io::Error> {
-        if self.hook.is_some() {
+        if self.hook_keeps_state() {
             return Err(io_error(HOOK_HAS_NO_SNAPSHOTS));
         }
         // The log starts over after the snapshot's last entry, at its

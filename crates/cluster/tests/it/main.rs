@@ -159,11 +159,11 @@ async fn three_replicas() -> Group {
     }
 }
 
-/// Every readable batch of `log`, in order (a read stops at a segment's
-/// end, so read on from where each stopped).
+/// Every readable batch of `log` from its start, in order (a read stops
+/// at a segment's end, so read on from where each stopped).
 fn read_everything(log: &Log) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut offset = 0;
+    let mut offset = log.stats().start_offset;
     loop {
         let read = log.read(offset, 1 << 20).expect("read");
         if read.bytes.is_empty() || read.next_offset <= offset {

@@ -259,3 +259,114 @@ async fn a_group_stopped_on_a_live_leader_is_replaced() {
         node.shutdown().await;
     }
 }
+
+/// A replica that joins after its leader's retention purged the start of
+/// the log catches up by snapshot: it installs the state at the leader's
+/// retention cut and receives every entry the leader still stores, so it
+/// ends with the same records from the same start offset. (Retention on a
+/// replicated partition goes through its group: a snapshot at the cut,
+/// then openraft purges; the node's retention loop does it every second.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_leaders_retention_catches_up_by_snapshot() {
+    use spool_cluster::proposer::ProposalError;
+    const RECORD_BYTES: usize = 1024;
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(3, &dirs).await;
+    let group = GroupId::Partition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let members = nodes[0]
+        .meta()
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect::<BTreeMap<_, _>>();
+    let config = spool_log::LogConfig {
+        segment_bytes: 64 << 10,
+        retention_bytes: Some(128 << 10),
+        ..crate::entry_log_config()
+    };
+    let host = |i: usize| {
+        let (node, dir) = (&nodes[i], &dirs[i]);
+        let (members, config, group) = (members.clone(), config.clone(), group.clone());
+        async move {
+            let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
+            let log = Arc::new(log);
+            let (_, proposer) = node
+                .host_partition(group, log.clone(), members, vec![1, 2, 3], None)
+                .await
+                .unwrap();
+            (log, proposer)
+        }
+    };
+    // Nodes 1 and 2 only: a majority, node 3 not started yet.
+    let (leader_log, proposer) = host(0).await;
+    let (_follower_log, _) = host(1).await;
+    let value = "x".repeat(RECORD_BYTES);
+    let values: Vec<&str> = vec![value.as_str(); 10];
+    let mut written = 0;
+    while written < 60 {
+        match proposer.propose(batch(&values).0).await.unwrap() {
+            Ok(_) => written += 1,
+            Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // The leader's retention cuts the log's start (snapshot, then purge),
+    // and openraft knows it.
+    let leader_raft = nodes[0].groups().get(&group).unwrap();
+    let purged = || leader_raft.metrics().borrow_watched().purged;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while leader_log.stats().start_offset == 0 || purged().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never cut the leader's log: {:?}, purged {:?}",
+            leader_log.stats(),
+            purged()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = leader_log.stats().start_offset;
+    // Node 3 joins with an empty log: it needs entries the leader purged.
+    let (late_log, _) = host(2).await;
+    let end = leader_log.stats().end_offset;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (late, lead) = (late_log.stats(), leader_log.stats());
+        if late.end_offset == end && late.start_offset == lead.start_offset {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late replica never caught up: {late:?} vs the leader's {lead:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(start > 0 && late_log.stats().start_offset >= start);
+    assert_eq!(
+        crate::read_everything(&late_log),
+        crate::read_everything(&leader_log),
+        "the same records from the same start"
+    );
+    // And it goes on replicating.
+    let next = loop {
+        match proposer.propose(batch(&["after"]).0).await.unwrap() {
+            Ok(placed) => break placed.next_offset,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while late_log.stats().end_offset < next {
+        assert!(std::time::Instant::now() < deadline, "no replication after");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

@@ -5,6 +5,39 @@
 //! new first entry index (`start-entry`).
 
 use super::{Inner, Log};
+
+/// Where retention would cut a log in entry mode ([`Log::retention_cut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionCut {
+    /// The last entry that would go.
+    pub last_entry: u64,
+    /// The first offset kept: the log's start offset after the cut.
+    pub next_offset: i64,
+}
+
+/// How many of the first sealed segments are past the size or age limit
+/// (counted from the first; the active segment always stays).
+fn segments_past_retention(inner: &Inner, now_ms: i64) -> usize {
+    let mut total = inner.size_bytes();
+    let mut drop_count = 0;
+    let sealed = inner.segments.len() - 1;
+    for seg in &inner.segments[..sealed] {
+        let over_size = inner
+            .config
+            .retention_bytes
+            .is_some_and(|limit| total - seg.size >= limit);
+        let too_old = inner
+            .config
+            .retention_ms
+            .is_some_and(|limit| seg.max_timestamp < now_ms - limit as i64);
+        if !(over_size || too_old) {
+            break;
+        }
+        total -= seg.size;
+        drop_count += 1;
+    }
+    drop_count
+}
 use crate::scan::{Scanner, Step};
 use crate::{fsutil, start_entry, start_offset, LogError};
 
@@ -25,26 +58,17 @@ impl Log {
 
     /// Deletes whole sealed segments past the size or age limit and returns
     /// how many went. The start offset moves up to the first kept segment.
+    /// A log in entry mode refuses: its Raft group decides when entries go
+    /// ([`Log::retention_cut`], then [`Log::purge_entries_to`]).
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let mut inner = self.lock();
-        let mut total = inner.size_bytes();
-        let mut drop_count = 0;
-        let sealed = inner.segments.len() - 1;
-        for seg in &inner.segments[..sealed] {
-            let over_size = inner
-                .config
-                .retention_bytes
-                .is_some_and(|limit| total - seg.size >= limit);
-            let too_old = inner
-                .config
-                .retention_ms
-                .is_some_and(|limit| seg.max_timestamp < now_ms - limit as i64);
-            if !(over_size || too_old) {
-                break;
-            }
-            total -= seg.size;
-            drop_count += 1;
+        if inner.config.entry_mode {
+            return Err(LogError::InEntryMode {
+                op: "apply_retention",
+                instead: "retention_cut and purge_entries_to",
+            });
         }
+        let drop_count = segments_past_retention(&inner, now_ms);
         if drop_count == 0 {
             return Ok(0);
         }
@@ -59,6 +83,33 @@ impl Log {
         self.delete_segments_below(&mut inner)?;
         inner.locate_start()?;
         Ok(before - inner.segments.len())
+    }
+
+    /// Where retention would cut a log in entry mode now: the last entry of
+    /// the last whole sealed segment past the size or age limit, and the
+    /// first offset kept after it. `None` when nothing is past the limits.
+    /// Nothing is deleted: the caller (a partition's Raft group) first makes
+    /// a snapshot there, then purges.
+    pub fn retention_cut(&self, now_ms: i64) -> Result<Option<RetentionCut>, LogError> {
+        let inner = self.lock();
+        inner.entry_bounds("retention_cut")?;
+        let drop_count = segments_past_retention(&inner, now_ms);
+        if drop_count == 0 {
+            return Ok(None);
+        }
+        let last_dropped = &inner.segments[drop_count - 1];
+        let Some(entries) = last_dropped.entries.as_ref() else {
+            return Ok(None);
+        };
+        if entries.next_index() <= entries.first_index {
+            return Ok(None); // a segment holding no entry: nothing to cut
+        }
+        Ok(Some(RetentionCut {
+            last_entry: entries.next_index() - 1,
+            next_offset: inner.segments[drop_count]
+                .base_offset
+                .max(inner.start_offset),
+        }))
     }
 
     fn delete_segments_below(&self, inner: &mut Inner) -> Result<(), LogError> {

@@ -538,9 +538,10 @@ fn a_log_that_starts_with_a_control_entry_reopens() {
     assert_eq!(summary(&log), vec![(1, 1, 0, true)]);
 }
 
-/// Retention deletes whole sealed segments in entry mode as in a plain
-/// log, and records the new first entry, so it survives losing every
-/// entry index.
+/// Retention in entry mode names its cut (the last entry of the whole
+/// sealed segments past the limits, and the first offset kept) and
+/// deletes nothing itself; purging to the cut deletes those segments and
+/// records the new first entry, so it survives losing every entry index.
 #[test]
 fn retention_keeps_the_first_entry_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -554,10 +555,25 @@ fn retention_keeps_the_first_entry_index() {
         ..entry_config()
     })
     .unwrap();
-    assert!(log.apply_retention(0).unwrap() > 0);
+    assert!(matches!(
+        log.apply_retention(0),
+        Err(LogError::InEntryMode { .. })
+    ));
+    let cut = log
+        .retention_cut(0)
+        .unwrap()
+        .expect("segments past the limit");
+    assert_eq!(
+        log.entry_bounds().unwrap().first_index,
+        1,
+        "nothing deleted yet"
+    );
+    log.purge_entries_to(cut.last_entry).unwrap();
     let first = log.entry_bounds().unwrap().first_index;
-    assert!(first > 1);
+    assert_eq!(first, cut.last_entry + 1);
+    assert_eq!(log.stats().start_offset, cut.next_offset);
     assert_eq!(log.stats().start_offset, before[first as usize - 1].2);
+    assert_eq!(log.retention_cut(0).unwrap(), None, "nothing more past it");
     drop(log);
     for path in files_ending(dir.path(), "entryindex") {
         std::fs::remove_file(path).unwrap();

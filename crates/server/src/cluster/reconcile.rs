@@ -175,4 +175,9 @@ impl AppliedHook for WakeReaders {
         }
         Ok(None)
     }
+
+    /// It only wakes readers: the group snapshots (for retention).
+    fn keeps_state(&self) -> bool {
+        false
+    }
 }

@@ -237,6 +237,77 @@ fn three_nodes_replicate_and_lose_nothing_when_a_leader_is_killed() {
     }
 }
 
+/// Retention on a replicated topic cuts the replicas' logs through their
+/// Raft group (a snapshot at the cut, then a purge), and a node that was
+/// down while its leader cut catches up by that snapshot and the entries
+/// after it: it serves the leader's records, not a log with a hole.
+#[test]
+fn retention_on_a_replicated_topic_and_a_node_that_missed_the_cut() {
+    let mut cluster = Cluster::start(3);
+    let first = cluster.nodes[&1].addr.clone();
+    ok(&cli(
+        &first,
+        &[
+            "topic",
+            "create",
+            "logs",
+            "--partitions",
+            "1",
+            "--segment-bytes",
+            "65536",
+            "--retention-bytes",
+            "131072",
+        ],
+        b"",
+    ));
+    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    cluster.nodes.get_mut(&3).expect("node 3").kill();
+    cluster.nodes.remove(&3);
+    // Six produces of ~100 KiB: six entries at least, each rolling a
+    // 64 KiB segment, so sealed segments pass the 128 KiB limit.
+    let padding = "x".repeat(1000);
+    for round in 0..6 {
+        let input: String = (round * 100..(round + 1) * 100)
+            .map(|i| format!("r-{i}-{padding}\n"))
+            .collect();
+        let out = ok(&cli(&first, &["produce", "logs"], input.as_bytes()));
+        assert!(out.ends_with("acknowledged: 100\n"), "{out}");
+    }
+    // The leader's retention (every second) cuts the start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kept = loop {
+        let read = read_all(&first, "logs");
+        if read.first().is_some_and(|l| !l.starts_with("r-0-")) {
+            break read;
+        }
+        assert!(Instant::now() < deadline, "retention never cut the log");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(kept.len() < 600 && kept.last() == Some(&format!("r-599-{padding}")));
+    // Node 3 comes back: everything it had is below the cut.
+    cluster.start_node(3);
+    let back = cluster.nodes[&3].addr.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = read_all(&back, "logs");
+        if read.last() == kept.last() {
+            // Its own retention may cut further than the leader's (its
+            // segments start elsewhere): a suffix of what the leader
+            // keeps, without a hole, and most of it.
+            assert!(kept.ends_with(&read), "not the leader's records");
+            assert!(
+                read.len() * 2 > kept.len(),
+                "{} of {}",
+                read.len(),
+                kept.len()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 3 never caught up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_single_node_server_says_it_is_not_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
