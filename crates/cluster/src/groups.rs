@@ -148,6 +148,10 @@ impl Inbound for Groups {
                     Ok(answer) => RaftResponse::Vote(answer),
                     Err(e) => RaftResponse::Refused(e.to_string()),
                 },
+                RaftRequest::PreVote(rpc) => match raft.pre_vote(rpc).await {
+                    Ok(answer) => RaftResponse::Vote(answer),
+                    Err(e) => RaftResponse::Refused(e.to_string()),
+                },
                 RaftRequest::Propose(data) => propose_here(&raft, data).await,
                 // Answered above, before the group is looked up.
                 RaftRequest::Heartbeat => RaftResponse::Alive(Vec::new()),

@@ -60,6 +60,9 @@ impl RaftTimings {
             election_timeout_max: self.election_max_ms,
             // The data is the log; Raft never deletes it (retention does).
             snapshot_policy: openraft::SnapshotPolicy::Never,
+            // The metadata group's own elections ask first too (partition
+            // groups are told by `liveness` which kind to run).
+            enable_pre_vote: Some(true),
             ..openraft::Config::default()
         };
         config

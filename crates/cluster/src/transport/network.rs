@@ -90,6 +90,19 @@ impl RaftNetworkV2<PartitionRaft> for PartitionNetworkClient {
         }
     }
 
+    /// Sent for real: openraft's default grants every pre-vote without
+    /// asking, which would let a cut-off node raise terms after all.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        match self.call(RaftRequest::PreVote(rpc), &option).await? {
+            RaftResponse::Vote(answer) => Ok(answer),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: Vote,

@@ -31,6 +31,10 @@ pub enum GroupId {
 pub enum RaftRequest {
     AppendEntries(AppendEntriesRequest<PartitionRaft>),
     Vote(VoteRequest<PartitionRaft>),
+    /// Would the receiver vote for this candidate? (Nothing is persisted;
+    /// answered with a `Vote` response.) Without it a pre-vote round
+    /// would be granted by the network itself.
+    PreVote(VoteRequest<PartitionRaft>),
     Snapshot {
         vote: Vote,
         snapshot: Snapshot<PartitionSnapshot>,
@@ -79,6 +83,7 @@ const REQ_VOTE: u8 = 2;
 const REQ_SNAPSHOT: u8 = 3;
 const REQ_PROPOSE: u8 = 4;
 const REQ_HEARTBEAT: u8 = 5;
+const REQ_PRE_VOTE: u8 = 6;
 const RESP_APPEND: u8 = 11;
 const RESP_VOTE: u8 = 12;
 const RESP_SNAPSHOT: u8 = 13;
@@ -110,8 +115,12 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
                 put_entry(out, entry);
             }
         }
-        RaftRequest::Vote(rpc) => {
-            out.put_u8(REQ_VOTE);
+        RaftRequest::Vote(rpc) | RaftRequest::PreVote(rpc) => {
+            let kind = match request {
+                RaftRequest::PreVote(_) => REQ_PRE_VOTE,
+                _ => REQ_VOTE,
+            };
+            out.put_u8(kind);
             put_group(out, group);
             put_vote(out, &rpc.vote);
             put_opt_log_id(out, rpc.last_log_id.as_ref());
@@ -160,12 +169,16 @@ pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireErro
                 entries,
             })
         }
-        REQ_VOTE => {
+        REQ_VOTE | REQ_PRE_VOTE => {
             let vote = get_vote(&mut buf)?;
             let last_log_id = get_opt_log_id(&mut buf)?;
             let mut rpc = VoteRequest::new(vote, last_log_id);
             rpc.leadership_transfer = get_u8(&mut buf)? != 0;
-            RaftRequest::Vote(rpc)
+            if kind == REQ_PRE_VOTE {
+                RaftRequest::PreVote(rpc)
+            } else {
+                RaftRequest::Vote(rpc)
+            }
         }
         REQ_SNAPSHOT => {
             let vote = get_vote(&mut buf)?;

@@ -77,6 +77,11 @@ fn votes_snapshots_and_answers_round_trip() {
         panic!("not a vote");
     };
     assert_eq!(got, vote_request);
+    let bytes = encoded_request(&RaftRequest::PreVote(vote_request.clone()));
+    let Ok((_, RaftRequest::PreVote(got))) = decode_request(bytes) else {
+        panic!("not a pre-vote");
+    };
+    assert_eq!(got, vote_request);
 
     let snapshot = Snapshot {
         meta: SnapshotMeta {

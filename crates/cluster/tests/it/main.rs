@@ -4,6 +4,7 @@ mod faults;
 mod meta;
 mod nodes;
 mod router;
+mod sim;
 mod tcp;
 
 use openraft::testing::log::{StoreBuilder, Suite};

@@ -370,3 +370,67 @@ async fn a_replica_behind_the_leaders_retention_catches_up_by_snapshot() {
         node.shutdown().await;
     }
 }
+
+/// A pre-vote goes over the wire and the receiver answers it: a
+/// candidate whose log is behind is refused, and nothing changes on the
+/// receiver. (openraft's network grants every pre-vote itself unless the
+/// transport sends it, which made every "pre-vote" a real election.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_vote_is_sent_and_answered_by_the_receiver() {
+    use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+    use openraft::raft::VoteRequest;
+    use spool_cluster::proposer::ProposalError;
+    use spool_cluster::transport::{PartitionNetwork, Peers};
+    use spool_cluster::types::Vote;
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(3, &dirs).await;
+    let group = GroupId::Partition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let proposers = host_everywhere(&nodes, &dirs, &group, vec![1, 2, 3]).await;
+    for _ in 0..200 {
+        match proposers[0].propose(batch(&["x"]).0).await.unwrap() {
+            Ok(_) => break,
+            Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let target = nodes[1].groups().get(&group).unwrap();
+    let before = target.metrics().borrow_watched().clone();
+    let addr = nodes[0]
+        .meta()
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .get_node(&2)
+        .cloned()
+        .expect("node 2's address");
+    let secret = ClusterSecret::new(b"the test cluster's secret".to_vec()).unwrap();
+    let mut network = PartitionNetwork {
+        group: group.clone(),
+        peers: Arc::new(Peers::new(3, secret, None)),
+    };
+    let mut client = network.new_client(2, &addr).await;
+    // Node 3 asking, with an empty log, for the next term.
+    let ask = VoteRequest::new(Vote::new(before.current_term + 1, 3), None);
+    let answer = client
+        .pre_vote(ask, RPCOption::new(Duration::from_secs(2)))
+        .await
+        .expect("an answer");
+    assert!(
+        !answer.vote_granted,
+        "granted to a candidate behind: {answer:?}"
+    );
+    let after = target.metrics().borrow_watched().clone();
+    assert_eq!(
+        after.current_term, before.current_term,
+        "a pre-vote changed the term"
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
