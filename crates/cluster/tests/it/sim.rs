@@ -245,12 +245,12 @@ impl RaftNetworkV2<PartitionRaft> for SimClient {
 
 fn sim_config() -> Arc<Config> {
     let config = Config {
-        // openraft draws two durations from an unseeded generator: the
-        // tick loop's first wait, in [p, 2p) for a tick period p of
-        // heartbeat_interval * 13 / 64 ms (at least 1; the timer rounds
-        // the draw up to the same millisecond when p is 1), and the
-        // election timeout (also a leader's lease) in [min, max), here a
-        // range of one value. So both are the same in every run.
+        // openraft draws two durations from an unseeded generator. The
+        // election timeout (also a leader's lease) is drawn from
+        // [min, max), here a range of one value. The tick loop's first
+        // wait is random too, but with ticks off it only wakes the loop
+        // once, which then waits to be enabled and touches nothing
+        // (`same_seed_same_trace` holds it to that).
         heartbeat_interval: 50,
         election_timeout_min: 300,
         election_timeout_max: 301,
