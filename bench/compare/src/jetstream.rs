@@ -7,6 +7,11 @@
 //! (`sync_interval`); run.sh sets `sync_interval: always` for the durable
 //! tier when the installed server knows the setting and says so with
 //! `--nats-sync-always`.
+//!
+//! In cluster mode (`crate::cluster`) the client is given every node's
+//! address (it picks one, shuffled, as it does by default, and the server
+//! routes to the stream's leader), and each stream has a replica on every
+//! node (`num_replicas`).
 
 use crate::common::{self, Acks, Done, Durability, Expect, Latencies, Rate, Tier};
 use crate::Ctx;
@@ -40,8 +45,28 @@ pub fn durability(tier: Tier, sync_always: bool) -> Durability {
     }
 }
 
+/// The durable tier on a cluster (`--cluster` with several nodes).
+pub fn cluster_durability(sync_always: bool) -> Durability {
+    if sync_always {
+        Durability {
+            setting: "file storage, `sync_interval: always`, a replica on every node",
+            promise: "stored and fsync'd on a majority of the replicas before the publish ack",
+            level: 2,
+        }
+    } else {
+        Durability {
+            setting: "file storage, default sync (this nats-server has no `sync_interval`), a replica on every node",
+            promise: "written to the page cache of a majority of the replicas before the publish ack; fsync'd every 2 min",
+            level: 0,
+        }
+    }
+}
+
+/// How long a new cluster may take to elect its leaders.
+const SETTLE: Duration = Duration::from_secs(60);
+
 async fn connect(ctx: &Ctx) -> anyhow::Result<Context> {
-    let client = async_nats::connect(ctx.addr.as_str()).await?;
+    let client = async_nats::connect(ctx.addrs().as_slice()).await?;
     Ok(ContextBuilder::new()
         .timeout(Duration::from_secs(30))
         .max_ack_inflight(ctx.plan.window)
@@ -101,9 +126,60 @@ async fn publish_n(
     Ok((Rate::between(acked, size, start, last), start))
 }
 
+/// The stream of a tuned workload: as `create_stream`, or in cluster mode
+/// with a replica on every node, once its leader and every replica are
+/// current.
+async fn stream_for(
+    ctx: &Ctx,
+    js: &Context,
+    name: &str,
+) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
+    if ctx.cluster.is_none() {
+        return create_stream(js, name).await;
+    }
+    let _ = js.delete_stream(name).await;
+    let config = StreamConfig {
+        name: name.to_owned(),
+        subjects: vec![subject(name)],
+        storage: StorageType::File,
+        num_replicas: ctx.replicas(),
+        ..StreamConfig::default()
+    };
+    let deadline = Instant::now() + SETTLE;
+    // A cluster that just started may have no JetStream meta leader yet.
+    let mut stream = loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("creating the stream")),
+        }
+    };
+    loop {
+        let info = stream.info().await?;
+        if let Some(c) = &info.cluster {
+            let followers = c.replicas.iter().filter(|r| r.current && !r.offline);
+            if c.leader.is_some() && followers.count() + 1 >= ctx.replicas() {
+                common::note(&format!(
+                    "{name}: stream leader {}",
+                    c.leader.as_deref().unwrap_or("?")
+                ));
+                return Ok(stream);
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name}: no leader with every replica current after {} s",
+            SETTLE.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn publish(ctx: &Ctx, name: &str, size: usize, count: u64) -> anyhow::Result<Rate> {
     let js = connect(ctx).await?;
-    create_stream(&js, name).await?;
+    stream_for(ctx, &js, name).await?;
     Ok(publish_n(&js, name, size, count, ctx, ctx.plan.publish_cap)
         .await?
         .0)
@@ -139,7 +215,7 @@ pub async fn consume(ctx: &Ctx, name: &str, size: usize, count: u64) -> anyhow::
 pub async fn end_to_end(ctx: &Ctx) -> anyhow::Result<Value> {
     let (name, size, rate) = ("cmp-e2e", ctx.plan.e2e_size, ctx.plan.e2e_rate);
     let js = connect(ctx).await?;
-    create_stream(&js, name).await?;
+    stream_for(ctx, &js, name).await?;
     let mut messages = ordered(&connect(ctx).await?, name).await?;
     let expect = Expect::new();
     let until = expect.clone();
@@ -175,7 +251,7 @@ pub async fn end_to_end(ctx: &Ctx) -> anyhow::Result<Value> {
 pub async fn queue(ctx: &Ctx) -> anyhow::Result<Rate> {
     let (name, size, plan) = ("cmp-queue", ctx.plan.queue_size, &ctx.plan);
     let js = connect(ctx).await?;
-    let stream = create_stream(&js, name).await?;
+    let stream = stream_for(ctx, &js, name).await?;
     stream
         .create_consumer(pull::Config {
             durable_name: Some(CONSUMER.to_owned()),

@@ -6,6 +6,9 @@
 //!                   --tier durable|default [--quick] [--nats-sync-always]
 //!                   [--only publish,consume,end-to-end,queue,plain-publish,
 //!                           plain-consume,plain-end-to-end] [--sizes 100,1024]
+//! spool-compare run --cluster --system spool|nats|rabbitmq
+//!                   --addr HOST:PORT[,HOST:PORT...] [--quick] [--nats-sync-always]
+//!                   [--only publish,consume,end-to-end] [--sizes 100,1024]
 //! spool-compare disk --dir DIR [--quick]
 //! spool-compare table RESULTS.jsonl
 //! ```
@@ -16,7 +19,13 @@
 //! all of them. `disk` measures the filesystem's sequential write
 //! bandwidth; `table` turns the lines into the comparison tables (tuned,
 //! plain) with the Spool / peer ratios and the targets.
+//!
+//! `run --cluster` (`cluster.rs`) drives a cluster whose nodes `--addr`
+//! lists (one address: a single node with the cluster mode's topic
+//! shape): the tuned publish, consume and end-to-end workloads, durable
+//! tier, replicated on every node; its lines get their own table.
 
+mod cluster;
 mod common;
 mod disk;
 mod jetstream;
@@ -74,16 +83,47 @@ pub struct Ctx {
     pub tier: Tier,
     pub plan: Plan,
     pub nats_sync_always: bool,
+    /// Cluster mode (`--cluster`): the nodes `addr` lists and Spool's
+    /// partitions; `None`: one server, one partition, as always.
+    pub cluster: Option<cluster::Layout>,
 }
 
 impl Ctx {
     fn durability(&self) -> Durability {
+        if self.replicas() > 1 {
+            return match self.system {
+                System::Spool => spool::cluster_durability(),
+                System::Nats => jetstream::cluster_durability(self.nats_sync_always),
+                System::RabbitMq => rabbitmq::cluster_durability(),
+                System::Redis => redis_streams::durability(self.tier),
+            };
+        }
         match self.system {
             System::Spool => spool::durability(self.tier),
             System::Redis => redis_streams::durability(self.tier),
             System::Nats => jetstream::durability(self.tier, self.nats_sync_always),
             System::RabbitMq => rabbitmq::durability(self.tier),
         }
+    }
+
+    /// The addresses of `--addr` (a comma-separated list of a cluster's
+    /// nodes, or one).
+    pub fn addrs(&self) -> Vec<&str> {
+        self.addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect()
+    }
+
+    /// Copies of each message: one per node in cluster mode.
+    pub fn replicas(&self) -> usize {
+        self.cluster.map_or(1, |c| c.nodes)
+    }
+
+    /// Spool's partitions per topic.
+    pub fn partitions(&self) -> u32 {
+        self.cluster.map_or(1, |c| c.partitions)
     }
 }
 
@@ -109,6 +149,15 @@ fn emit(ctx: &Ctx, workload: &str, result: anyhow::Result<Value>) {
         "promise": d.promise,
         "level": d.level,
     });
+    if let Some(layout) = ctx.cluster {
+        let fields = line.as_object_mut().expect("object");
+        fields.insert("mode".into(), json!("cluster"));
+        fields.insert("nodes".into(), json!(layout.nodes));
+        fields.insert("replicas".into(), json!(ctx.replicas()));
+        if ctx.system == System::Spool {
+            fields.insert("partitions".into(), json!(layout.partitions));
+        }
+    }
     match result {
         Ok(Value::Object(fields)) => line.as_object_mut().expect("object").extend(fields),
         Ok(other) => line["result"] = other,
@@ -140,6 +189,16 @@ fn settle() {
 }
 
 async fn run(ctx: &Ctx, only: &[String], sizes: &[usize]) {
+    if ctx.cluster.is_some() {
+        // Issue 18 asks for these three; queue subscriptions and group
+        // consumers are not replicated yet (issue 19).
+        let wanted = |w: &str| {
+            ["publish", "consume", "end-to-end"].contains(&w)
+                && (only.is_empty() || only.iter().any(|o| o == w))
+        };
+        tuned(ctx, &wanted, sizes).await;
+        return;
+    }
     let wanted = |w: &str| only.is_empty() || only.iter().any(|o| o == w);
     tuned(ctx, &wanted, sizes).await;
     plain::run(ctx, &wanted, sizes).await;
@@ -222,13 +281,29 @@ async fn main() -> anyhow::Result<()> {
                 "default" => Tier::Default,
                 t => anyhow::bail!("unknown tier {t:?}"),
             };
-            let ctx = Ctx {
+            let mut ctx = Ctx {
                 system: System::parse(args.need("--system")?)?,
                 addr: args.need("--addr")?.to_owned(),
                 tier,
                 plan: Plan::new(args.has("--quick")),
                 nats_sync_always: args.has("--nats-sync-always"),
+                cluster: None,
             };
+            if args.has("--cluster") {
+                anyhow::ensure!(
+                    tier == Tier::Durable,
+                    "--cluster compares the durable tier only"
+                );
+                anyhow::ensure!(
+                    ctx.system != System::Redis,
+                    "--cluster has no Redis Streams (no replicated streams to compare)"
+                );
+                ctx.cluster = Some(cluster::Layout {
+                    nodes: ctx.addrs().len(),
+                    partitions: cluster::PARTITIONS,
+                });
+                ctx.plan.e2e_rate = cluster::E2E_RATE;
+            }
             let only: Vec<String> = args
                 .value("--only")
                 .map(|o| o.split(',').map(str::to_owned).collect())
@@ -253,10 +328,18 @@ async fn main() -> anyhow::Result<()> {
                 .filter(|l| l.starts_with('{'))
                 .map(serde_json::from_str)
                 .collect::<Result<_, _>>()?;
-            print!("{}", report::table(&lines));
+            // The lines of a cluster-mode run get their own table.
+            let (clustered, single): (Vec<Value>, Vec<Value>) =
+                lines.into_iter().partition(|l| l["mode"] == "cluster");
+            if !single.is_empty() || clustered.is_empty() {
+                print!("{}", report::table(&single));
+            }
+            if !clustered.is_empty() {
+                print!("{}", cluster::table(&clustered));
+            }
         }
         _ => anyhow::bail!(
-            "usage: spool-compare run --system S --addr A --tier durable|default [--quick] | disk --dir D | table FILE"
+            "usage: spool-compare run --system S --addr A[,A...] --tier durable|default [--cluster] [--quick] | disk --dir D | table FILE"
         ),
     }
     Ok(())

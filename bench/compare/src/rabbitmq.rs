@@ -5,6 +5,12 @@
 //! without acks (the fastest way to drain a queue; it removes what it
 //! reads); the queue workers consume with prefetch `receive_max` and ack
 //! each delivery. Every connection has one channel.
+//!
+//! In cluster mode (`crate::cluster`) every connection goes to the first
+//! node of `--addr` that answers (lapin takes one URI), and the quorum
+//! queue, declared there, has a member on every node
+//! (`x-quorum-initial-group-size`); its leader is the declaring node
+//! (RabbitMQ's default `client-local` leader locator).
 
 use crate::common::{self, Acks, Done, Durability, Expect, Latencies, Rate, Tier};
 use crate::Ctx;
@@ -33,11 +39,29 @@ pub fn durability(tier: Tier) -> Durability {
     }
 }
 
-/// A channel on a connection of its own.
+/// The durable tier on a cluster (`--cluster` with several nodes).
+pub fn cluster_durability() -> Durability {
+    Durability {
+        setting:
+            "quorum queue with a member on every node, persistent messages, publisher confirms",
+        promise:
+            "confirmed once a majority of the members have fsync'd the Raft log entry (batched)",
+        level: 2,
+    }
+}
+
+/// A channel on a connection of its own, to the first address of `--addr`
+/// that answers.
 async fn channel(ctx: &Ctx) -> anyhow::Result<Channel> {
-    let uri = format!("amqp://guest:guest@{}/%2f", ctx.addr);
-    let conn = Connection::connect(&uri, ConnectionProperties::default()).await?;
-    Ok(conn.create_channel().await?)
+    let mut last = None;
+    for addr in ctx.addrs() {
+        let uri = format!("amqp://guest:guest@{addr}/%2f");
+        match Connection::connect(&uri, ConnectionProperties::default()).await {
+            Ok(conn) => return Ok(conn.create_channel().await?),
+            Err(e) => last = Some(anyhow::Error::from(e).context(format!("connecting to {addr}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("--addr names no address")))
 }
 
 pub(crate) async fn declare(ctx: &Ctx, queue: &str) -> anyhow::Result<Channel> {
@@ -51,6 +75,12 @@ pub(crate) async fn declare(ctx: &Ctx, queue: &str) -> anyhow::Result<Channel> {
         args.insert(
             "x-queue-type".into(),
             AMQPValue::LongString("quorum".into()),
+        );
+    }
+    if ctx.replicas() > 1 {
+        args.insert(
+            "x-quorum-initial-group-size".into(),
+            AMQPValue::LongInt(ctx.replicas() as i32),
         );
     }
     let options = QueueDeclareOptions {

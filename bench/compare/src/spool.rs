@@ -5,14 +5,21 @@
 //! sends one `send` per message), a `TopicReader`
 //! (long-poll fetch, 1 MiB per partition), and a queue subscription worked
 //! with `receive` + `ack`. One partition per topic.
+//!
+//! In cluster mode (`crate::cluster`) a topic has `cluster::PARTITIONS`
+//! partitions, each with a replica on every node; every connection goes
+//! to the first node of `--addr` that answers (as the CLI does with an
+//! address list), which forwards produces for the partitions it does not
+//! lead and serves reads from its own replicas.
 
 use crate::common::{self, Ack, Acks, Done, Durability, Expect, Latencies, Rate, Tier};
 use crate::Ctx;
 use serde_json::Value;
 use spool_client::{
-    Client, ClientOptions, Durability as SpoolDurability, Message, Producer, ProducerOptions,
-    ReadStart, SubscriptionOptions, TopicConfig, TopicReader,
+    Client, ClientOptions, Durability as SpoolDurability, ErrorCode, Message, Producer,
+    ProducerOptions, ReadStart, SubscriptionOptions, TopicConfig, TopicReader,
 };
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// `--fsync interval` of the default tier, matching Redis `everysec`.
@@ -34,9 +41,29 @@ pub fn durability(tier: Tier) -> Durability {
     }
 }
 
-pub(crate) async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
-    Ok(Client::connect(&ctx.addr, ClientOptions::default()).await?)
+/// The durable tier on a cluster (`--cluster` with several nodes).
+pub fn cluster_durability() -> Durability {
+    Durability {
+        setting: "topic durability `always`, 3 partitions, a replica of each on every node",
+        promise: "committed: fdatasync'd on a majority of the replicas before the ack",
+        level: 2,
+    }
 }
+
+/// A connection to the first address of `--addr` that answers.
+pub(crate) async fn connect(ctx: &Ctx) -> anyhow::Result<Client> {
+    let mut last = None;
+    for addr in ctx.addrs() {
+        match Client::connect(addr, ClientOptions::default()).await {
+            Ok(client) => return Ok(client),
+            Err(e) => last = Some(anyhow::Error::from(e).context(format!("connecting to {addr}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("--addr names no address")))
+}
+
+/// How long a new cluster may take to elect its leaders.
+const SETTLE: Duration = Duration::from_secs(60);
 
 pub(crate) async fn create_topic(ctx: &Ctx, name: &str) -> anyhow::Result<Client> {
     let admin = connect(ctx).await?;
@@ -46,14 +73,85 @@ pub(crate) async fn create_topic(ctx: &Ctx, name: &str) -> anyhow::Result<Client
             interval_ms: INTERVAL_MS,
         },
     };
-    let config = TopicConfig {
+    let mut config = TopicConfig {
         durability: Some(durability),
         ..TopicConfig::default()
     };
+    if ctx.replicas() > 1 {
+        config.extensions.push(spool_proto::ConfigExtension {
+            tag: spool_proto::CONFIG_TAG_REPLICAS,
+            value: (ctx.replicas() as u64).to_be_bytes().to_vec().into(),
+        });
+    }
     // Left over from an interrupted run?
     let _ = admin.delete_topic(name).await;
-    admin.create_topic(name, 1, config).await?;
+    if ctx.cluster.is_none() {
+        admin.create_topic(name, 1, config).await?;
+        return Ok(admin);
+    }
+    // A cluster that just started may not have elected its metadata
+    // leader yet.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match admin
+            .create_topic(name, ctx.partitions(), config.clone())
+            .await
+        {
+            Ok(()) => break,
+            // An earlier try that went through after all.
+            Err(e) if e.code() == Some(ErrorCode::TopicExists) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("creating the topic")),
+        }
+    }
+    if ctx.replicas() > 1 {
+        await_leaders(ctx, name).await?;
+    }
     Ok(admin)
+}
+
+/// Waits until each partition of a new replicated topic has a leader that
+/// counts every replica in sync (each node answers for the partitions it
+/// leads), so that no workload's clock runs during the topic's elections,
+/// and says which node leads which partition.
+async fn await_leaders(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let mut nodes = Vec::new();
+    for addr in ctx.addrs() {
+        nodes.push(Client::connect(addr, ClientOptions::default()).await?);
+    }
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut leaders = BTreeMap::new();
+        for node in &nodes {
+            let status = node.cluster_status().await?;
+            for p in &status.partitions {
+                if p.topic == name
+                    && p.leader == Some(status.node_id)
+                    && p.in_sync.len() >= ctx.replicas()
+                {
+                    leaders.insert(p.partition, status.node_id);
+                }
+            }
+        }
+        if leaders.len() >= ctx.partitions() as usize {
+            let list: Vec<String> = leaders
+                .iter()
+                .map(|(p, node)| format!("{p} on node {node}"))
+                .collect();
+            common::note(&format!("{name}: partition leaders {}", list.join(", ")));
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{name}: {} of {} partitions have a leader with every replica in sync after {} s",
+            leaders.len(),
+            ctx.partitions(),
+            SETTLE.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn producer(client: Client, ctx: &Ctx, linger: Duration) -> Producer {
