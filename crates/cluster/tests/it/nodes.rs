@@ -106,6 +106,17 @@ async fn host_everywhere(
     group: &GroupId,
     preference: Vec<NodeId>,
 ) -> Vec<spool_cluster::proposer::Proposer> {
+    let hosted = host_everywhere_with_logs(nodes, dirs, group, preference).await;
+    hosted.into_iter().map(|(_, proposer)| proposer).collect()
+}
+
+/// [`host_everywhere`], with each replica's log.
+async fn host_everywhere_with_logs(
+    nodes: &[Node],
+    dirs: &[TempDir],
+    group: &GroupId,
+    preference: Vec<NodeId>,
+) -> Vec<(Arc<spool_log::Log>, spool_cluster::proposer::Proposer)> {
     let members = nodes[0]
         .meta()
         .metrics()
@@ -119,17 +130,18 @@ async fn host_everywhere(
     for (node, dir) in nodes.iter().zip(dirs) {
         let config = crate::entry_log_config();
         let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
+        let log = Arc::new(log);
         let (_, proposer) = node
             .host_partition(
                 group.clone(),
-                Arc::new(log),
+                log.clone(),
                 members.clone(),
                 preference.clone(),
                 None,
             )
             .await
             .unwrap();
-        proposers.push(proposer);
+        proposers.push((log, proposer));
     }
     proposers
 }
@@ -430,6 +442,56 @@ async fn a_pre_vote_is_sent_and_answered_by_the_receiver() {
         after.current_term, before.current_term,
         "a pre-vote changed the term"
     );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A follower shows a write soon after it is committed, without another
+/// write after it: openraft sends followers the new commit index by
+/// itself, although partition groups send no periodic heartbeats
+/// (`liveness`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_show_the_last_write_without_another_after_it() {
+    use spool_cluster::proposer::ProposalError;
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(3, &dirs).await;
+    let group = GroupId::Partition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let hosted = host_everywhere_with_logs(&nodes, &dirs, &group, vec![1, 2, 3]).await;
+    let mut next = 0;
+    for i in 0..5 {
+        let value = format!("v{i}");
+        for _ in 0..200 {
+            match hosted[0].1.propose(batch(&[&value]).0).await.unwrap() {
+                Ok(placed) => {
+                    next = placed.next_offset;
+                    break;
+                }
+                Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Nothing else is written while it waits.
+        let answered = std::time::Instant::now();
+        while hosted.iter().any(|(log, _)| log.stats().end_offset < next)
+            && answered.elapsed() < Duration::from_millis(100)
+        {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let ends: Vec<i64> = hosted
+            .iter()
+            .map(|(log, _)| log.stats().end_offset)
+            .collect();
+        assert!(
+            ends.iter().all(|end| *end == next),
+            "write {i}: readable up to {ends:?} on the replicas, not {next}"
+        );
+    }
     for node in nodes {
         node.shutdown().await;
     }
