@@ -16,7 +16,6 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use spool_batch::BatchHeader;
 use spool_cluster::types::{NodeAddr, NodeId};
 use spool_log::{Log, Syncer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -133,27 +132,6 @@ fn next_fault(rng: &mut StdRng, impaired: &mut Option<NodeId>, stopped: bool) ->
             }
         }
     }
-}
-
-/// The values of the stored records of `log`, in offset order, with their
-/// offsets (control entries skipped).
-fn stored_values(log: &Log) -> Vec<(i64, String)> {
-    let bytes = crate::read_everything(log);
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let header = BatchHeader::parse_with_control(&bytes[pos..]).expect("stored batch");
-        let batch = &bytes[pos..pos + header.total_len()];
-        if !header.is_control() {
-            for (i, record) in spool_batch::records(batch, &header).enumerate() {
-                let record = record.expect("stored record");
-                let value = String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned();
-                out.push((header.base_offset + i as i64, value));
-            }
-        }
-        pos += header.total_len();
-    }
-    out
 }
 
 async fn run_seed(seed: u64) {
@@ -288,7 +266,7 @@ async fn run_seed(seed: u64) {
         .collect();
     crate::wait_until_replicas_agree(&logs, next).await;
 
-    let stored = stored_values(&logs[0]);
+    let stored = crate::stored_values(&logs[0]);
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() > 10,
@@ -316,7 +294,7 @@ async fn run_seed(seed: u64) {
                 .collect();
             eprintln!("{value} acked at {offset}, stored at {:?}; stored near: {near:?}; acked near: {acked_near:?}", at.get(value.as_str()));
             for (i, log) in logs.iter().enumerate() {
-                let mine: Vec<_> = stored_values(log)
+                let mine: Vec<_> = crate::stored_values(log)
                     .into_iter()
                     .filter(|(o, _)| (*o - offset).abs() < 6)
                     .collect();

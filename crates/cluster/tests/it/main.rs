@@ -10,7 +10,7 @@ mod tcp;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{Config, StorageError};
 use router::{PartitionGroup, Router, RouterNet};
-use spool_batch::{BatchBuilder, NewRecord};
+use spool_batch::{BatchBuilder, BatchHeader, NewRecord};
 use spool_cluster::partition::{PartitionLogStore, PartitionStateMachine};
 use spool_cluster::raft_files::RaftFiles;
 use spool_cluster::types::{BatchData, NodeAddr, NodeId, PartitionRaft};
@@ -158,6 +158,27 @@ async fn three_replicas() -> Group {
         rafts,
         logs,
     }
+}
+
+/// The values of the stored records of `log`, in offset order, with their
+/// offsets (control entries skipped).
+pub(crate) fn stored_values(log: &Log) -> Vec<(i64, String)> {
+    let bytes = crate::read_everything(log);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let header = BatchHeader::parse_with_control(&bytes[pos..]).expect("stored batch");
+        let batch = &bytes[pos..pos + header.total_len()];
+        if !header.is_control() {
+            for (i, record) in spool_batch::records(batch, &header).enumerate() {
+                let record = record.expect("stored record");
+                let value = String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned();
+                out.push((header.base_offset + i as i64, value));
+            }
+        }
+        pos += header.total_len();
+    }
+    out
 }
 
 /// Every readable batch of `log` from its start, in order (a read stops

@@ -63,6 +63,37 @@ async fn propose_retrying(node: &Node, value: &str) -> i64 {
     panic!("no leader for the proposal on node {}", node.id());
 }
 
+/// Three nodes in temporary directories, and the partition group the
+/// tests host on them.
+async fn three_nodes() -> (Vec<TempDir>, Vec<Node>, GroupId) {
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let nodes = start_nodes(3, &dirs).await;
+    let group = GroupId::Partition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    (dirs, nodes, group)
+}
+
+/// Proposes `value` through `proposer` until a leader takes it (retrying
+/// while there is none, or it is not reachable).
+async fn write_through(
+    proposer: &spool_cluster::proposer::Proposer,
+    value: &str,
+) -> spool_cluster::types::BatchPlaced {
+    use spool_cluster::proposer::ProposalError;
+    for _ in 0..200 {
+        match proposer.propose(batch(&[value]).0).await.unwrap() {
+            Ok(placed) => return placed,
+            Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no leader took the write");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_on_any_node_are_written_once_and_survive_the_leaders_loss() {
     let _ = tracing_subscriber::fmt()
@@ -153,12 +184,7 @@ async fn host_everywhere_with_logs(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producers_batch_sent_again_is_stored_once() {
     use spool_cluster::proposer::ProposalError;
-    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
-    let nodes = start_nodes(3, &dirs).await;
-    let group = GroupId::Partition {
-        topic: "t".into(),
-        partition: 0,
-    };
+    let (dirs, nodes, group) = three_nodes().await;
     let proposers = host_everywhere(&nodes, &dirs, &group, vec![]).await;
     let idempotent = |first_seq: i32, values: &[&str]| {
         let mut builder = spool_batch::BatchBuilder::new();
@@ -212,30 +238,9 @@ async fn a_producers_batch_sent_again_is_stored_once() {
 /// say so, and the other replicas elect a new leader and take writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_stopped_on_a_live_leader_is_replaced() {
-    use spool_cluster::proposer::ProposalError;
-    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
-    let nodes = start_nodes(3, &dirs).await;
-    let group = GroupId::Partition {
-        topic: "t".into(),
-        partition: 0,
-    };
+    let (dirs, nodes, group) = three_nodes().await;
     let proposers = host_everywhere(&nodes, &dirs, &group, vec![1, 2, 3]).await;
-    let write_through = |on: usize, value: &'static str| {
-        let proposer = proposers[on].clone();
-        async move {
-            for _ in 0..200 {
-                match proposer.propose(batch(&[value]).0).await.unwrap() {
-                    Ok(placed) => return placed,
-                    Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            panic!("no leader took the write");
-        }
-    };
-    write_through(1, "first").await;
+    write_through(&proposers[1], "first").await;
     let leader = nodes[0]
         .groups()
         .get(&group)
@@ -254,7 +259,7 @@ async fn a_group_stopped_on_a_live_leader_is_replaced() {
         .await
         .unwrap();
     let other = nodes.iter().position(|n| n.id() != leader).unwrap();
-    let placed = write_through(other, "after").await;
+    let placed = write_through(&proposers[other], "after").await;
     assert_eq!(
         placed.base_offset, 1,
         "written after the first, by a new leader"
@@ -282,12 +287,7 @@ async fn a_group_stopped_on_a_live_leader_is_replaced() {
 async fn a_replica_behind_the_leaders_retention_catches_up_by_snapshot() {
     use spool_cluster::proposer::ProposalError;
     const RECORD_BYTES: usize = 1024;
-    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
-    let nodes = start_nodes(3, &dirs).await;
-    let group = GroupId::Partition {
-        topic: "t".into(),
-        partition: 0,
-    };
+    let (dirs, nodes, group) = three_nodes().await;
     let members = nodes[0]
         .meta()
         .metrics()
@@ -391,25 +391,11 @@ async fn a_replica_behind_the_leaders_retention_catches_up_by_snapshot() {
 async fn a_pre_vote_is_sent_and_answered_by_the_receiver() {
     use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
     use openraft::raft::VoteRequest;
-    use spool_cluster::proposer::ProposalError;
     use spool_cluster::transport::{PartitionNetwork, Peers};
     use spool_cluster::types::Vote;
-    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
-    let nodes = start_nodes(3, &dirs).await;
-    let group = GroupId::Partition {
-        topic: "t".into(),
-        partition: 0,
-    };
+    let (dirs, nodes, group) = three_nodes().await;
     let proposers = host_everywhere(&nodes, &dirs, &group, vec![1, 2, 3]).await;
-    for _ in 0..200 {
-        match proposers[0].propose(batch(&["x"]).0).await.unwrap() {
-            Ok(_) => break,
-            Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    write_through(&proposers[0], "x").await;
     let target = nodes[1].groups().get(&group).unwrap();
     let before = target.metrics().borrow_watched().clone();
     let addr = nodes[0]
@@ -453,29 +439,12 @@ async fn a_pre_vote_is_sent_and_answered_by_the_receiver() {
 /// (`liveness`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_show_the_last_write_without_another_after_it() {
-    use spool_cluster::proposer::ProposalError;
-    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
-    let nodes = start_nodes(3, &dirs).await;
-    let group = GroupId::Partition {
-        topic: "t".into(),
-        partition: 0,
-    };
+    let (dirs, nodes, group) = three_nodes().await;
     let hosted = host_everywhere_with_logs(&nodes, &dirs, &group, vec![1, 2, 3]).await;
-    let mut next = 0;
     for i in 0..5 {
-        let value = format!("v{i}");
-        for _ in 0..200 {
-            match hosted[0].1.propose(batch(&[&value]).0).await.unwrap() {
-                Ok(placed) => {
-                    next = placed.next_offset;
-                    break;
-                }
-                Err(ProposalError::NotLeader { .. } | ProposalError::Unavailable(_)) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        let next = write_through(&hosted[0].1, &format!("v{i}"))
+            .await
+            .next_offset;
         // Nothing else is written while it waits.
         let answered = std::time::Instant::now();
         while hosted.iter().any(|(log, _)| log.stats().end_offset < next)

@@ -29,7 +29,7 @@ use openraft::raft::{
 use openraft::{Config, ServerState};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use spool_batch::{BatchBuilder, BatchHeader, NewRecord};
+use spool_batch::{BatchBuilder, NewRecord};
 use spool_cluster::partition::{PartitionLogStore, PartitionStateMachine};
 use spool_cluster::raft_files::RaftFiles;
 use spool_cluster::types::{
@@ -523,7 +523,7 @@ impl Sim {
                 .logs
                 .iter()
                 .map(|(id, l)| {
-                    let mut values = stored_values(l);
+                    let mut values = crate::stored_values(l);
                     values.retain(|(offset, _)| *offset < next);
                     (*id, values)
                 })
@@ -590,26 +590,6 @@ fn short(e: &impl std::fmt::Display) -> String {
     text.split(':').next().unwrap_or("").trim().to_string()
 }
 
-/// The values stored in `log` with their offsets, control entries skipped.
-fn stored_values(log: &Log) -> Vec<(i64, String)> {
-    let bytes = crate::read_everything(log);
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let header = BatchHeader::parse_with_control(&bytes[pos..]).expect("stored batch");
-        let batch = &bytes[pos..pos + header.total_len()];
-        if !header.is_control() {
-            for (i, record) in spool_batch::records(batch, &header).enumerate() {
-                let record = record.expect("stored record");
-                let value = String::from_utf8_lossy(record.value.unwrap_or_default()).into_owned();
-                out.push((header.base_offset + i as i64, value));
-            }
-        }
-        pos += header.total_len();
-    }
-    out
-}
-
 /// Runs one seed; returns its trace (every step and what it led to, then
 /// every replica's stored values).
 fn run(seed: u64, verbose: bool) -> Vec<String> {
@@ -660,7 +640,7 @@ async fn simulate(seed: u64, verbose: bool) -> Vec<String> {
     let agreed = sim.converge(next).await;
     check(seed, &sim, &sim.logs[&agreed]);
     for (id, log) in &sim.logs {
-        let values: Vec<String> = stored_values(log)
+        let values: Vec<String> = crate::stored_values(log)
             .into_iter()
             .map(|(o, v)| format!("{o}={v}"))
             .collect();
@@ -675,7 +655,7 @@ async fn simulate(seed: u64, verbose: bool) -> Vec<String> {
 
 fn check(seed: u64, sim: &Sim, log: &Log) {
     let replay = format!("replay: SPOOL_SIM_SEED={seed} cargo test -p spool-cluster --test it sim");
-    let stored = stored_values(log);
+    let stored = crate::stored_values(log);
     let mut seen = BTreeSet::new();
     for (i, (offset, value)) in stored.iter().enumerate() {
         assert_eq!(
