@@ -305,6 +305,10 @@ async fn renew_lease(raft: &PartitionGroup) {
     let fresh = Duration::from_millis(LEASE_FRESH_MS);
     let is_fresh = |m: &openraft::RaftMetrics<crate::types::PartitionRaft>| {
         m.state != openraft::ServerState::Leader
+            // A group whose only voter is this node is its own quorum: it
+            // has no lease to renew (openraft reports no quorum time for
+            // it, so waiting for one took the whole wait, every write).
+            || m.membership_config.membership().voter_ids().count() <= 1
             || m.last_quorum_acked
                 .as_ref()
                 .is_some_and(|at| at.elapsed() < fresh)
