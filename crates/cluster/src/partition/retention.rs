@@ -141,6 +141,11 @@ pub async fn retention_loop(groups: Arc<Groups>, passes: RetentionPasses, now_ms
             let Some(raft) = groups.get(&group) else {
                 continue;
             };
+            // A group stopped on a storage error (a full disk) is reported
+            // by liveness; retrying its retention would only log each tick.
+            if raft.metrics().borrow_watched().running_state.is_err() {
+                continue;
+            }
             match pass.run(&raft, now_ms()).await {
                 Ok(RetentionStep::Nothing | RetentionStep::Waiting) => {}
                 Ok(step) => tracing::debug!(?group, ?step, "retention"),
