@@ -1,10 +1,10 @@
 //! The Raft groups a node hosts, by [`GroupId`]: where incoming Raft
 //! messages are delivered.
 
-use crate::partition::PartitionStateMachine;
+use crate::partition::{PartitionStateMachine, RetentionPass};
 use crate::proposer::{ProposalAnswer, ProposalError, Proposer};
 use crate::transport::Inbound;
-use crate::types::PartitionRaft;
+use crate::types::{NodeId, PartitionRaft};
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -13,107 +13,115 @@ use std::sync::RwLock;
 /// A partition's Raft group as this node runs it.
 pub type PartitionGroup = openraft::Raft<PartitionRaft, PartitionStateMachine>;
 
+/// One group as this node hosts it.
+struct Hosted {
+    raft: PartitionGroup,
+    /// The ordered proposal queue (partition groups): forwarded proposals
+    /// join it in the order they arrived.
+    proposer: Option<Proposer>,
+    /// Its replicas in order of preference for leading (the placement's:
+    /// the preferred leader first); empty for the metadata group.
+    preference: Vec<NodeId>,
+    /// Its log's retention (partition groups).
+    retention: Option<RetentionPass>,
+}
+
+/// A partition group's parts besides its Raft core.
+pub struct PartitionParts {
+    pub proposer: Proposer,
+    pub preference: Vec<NodeId>,
+    pub retention: RetentionPass,
+}
+
 #[derive(Default)]
 pub struct Groups {
-    partitions: RwLock<HashMap<GroupId, PartitionGroup>>,
-    /// The ordered proposal queue of each group that has one: forwarded
-    /// proposals join it in the order they arrived.
-    proposers: RwLock<HashMap<GroupId, Proposer>>,
-    /// Per partition group, its replicas in order of preference for
-    /// leading (the placement's: the preferred leader first).
-    preferences: RwLock<HashMap<GroupId, Vec<crate::types::NodeId>>>,
+    hosted: RwLock<HashMap<GroupId, Hosted>>,
 }
 
 impl Groups {
-    pub fn insert(&self, id: GroupId, group: PartitionGroup) {
-        self.partitions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, group);
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Hosted>> {
+        self.hosted.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_preference(&self, id: GroupId, preference: Vec<crate::types::NodeId>) {
-        self.preferences
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, preference);
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Hosted>> {
+        self.hosted.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A group with nothing but its Raft core (the metadata group).
+    pub fn insert(&self, id: GroupId, raft: PartitionGroup) {
+        let hosted = Hosted {
+            raft,
+            proposer: None,
+            preference: Vec::new(),
+            retention: None,
+        };
+        self.write().insert(id, hosted);
+    }
+
+    pub fn insert_partition(&self, id: GroupId, raft: PartitionGroup, parts: PartitionParts) {
+        let hosted = Hosted {
+            raft,
+            proposer: Some(parts.proposer),
+            preference: parts.preference,
+            retention: Some(parts.retention),
+        };
+        self.write().insert(id, hosted);
     }
 
     /// The groups whose Raft core stopped here (a fatal storage error, a
     /// shutdown), which this node can neither lead nor follow in.
     pub fn stopped(&self) -> Vec<GroupId> {
-        use openraft::async_runtime::WatchReceiver;
-        self.partitions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        self.read()
             .iter()
-            .filter(|(_, raft)| raft.metrics().borrow_watched().running_state.is_err())
+            .filter(|(_, h)| is_stopped(&h.raft))
             .map(|(id, _)| id.clone())
             .collect()
     }
 
     /// Every partition group (not the metadata group) with its preference.
-    pub fn partitions(&self) -> Vec<(GroupId, PartitionGroup, Vec<crate::types::NodeId>)> {
-        let preferences = self.preferences.read().unwrap_or_else(|p| p.into_inner());
-        self.partitions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+    pub fn partitions(&self) -> Vec<(GroupId, PartitionGroup, Vec<NodeId>)> {
+        self.read()
             .iter()
             .filter(|(id, _)| **id != GroupId::Meta)
-            .map(|(id, raft)| {
-                let preference = preferences.get(id).cloned().unwrap_or_default();
-                (id.clone(), raft.clone(), preference)
+            .map(|(id, h)| (id.clone(), h.raft.clone(), h.preference.clone()))
+            .collect()
+    }
+
+    /// Every running group with a retention pass, and the pass.
+    pub fn retention_passes(&self) -> Vec<(GroupId, PartitionGroup, RetentionPass)> {
+        self.read()
+            .iter()
+            .filter(|(_, h)| !is_stopped(&h.raft))
+            .filter_map(|(id, h)| {
+                let pass = h.retention.clone()?;
+                Some((id.clone(), h.raft.clone(), pass))
             })
             .collect()
     }
 
-    pub fn set_proposer(&self, id: GroupId, proposer: Proposer) {
-        self.proposers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, proposer);
-    }
-
     pub fn proposer(&self, id: &GroupId) -> Option<Proposer> {
-        self.proposers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.read().get(id).and_then(|h| h.proposer.clone())
     }
 
     pub fn remove(&self, id: &GroupId) -> Option<PartitionGroup> {
-        self.preferences
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.proposers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.partitions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
+        self.write().remove(id).map(|h| h.raft)
     }
 
     /// Every group, for shutting them down.
     pub fn all(&self) -> Vec<PartitionGroup> {
-        self.partitions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.read().values().map(|h| h.raft.clone()).collect()
     }
 
     pub fn get(&self, id: &GroupId) -> Option<PartitionGroup> {
-        self.partitions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.read().get(id).map(|h| h.raft.clone())
     }
+}
+
+/// Whether the group's Raft core stopped (a fatal storage error, a
+/// shutdown).
+fn is_stopped(raft: &PartitionGroup) -> bool {
+    use openraft::async_runtime::WatchReceiver;
+    raft.metrics().borrow_watched().running_state.is_err()
 }
 
 impl Inbound for Groups {
@@ -144,14 +152,8 @@ impl Inbound for Groups {
                     Ok(answer) => RaftResponse::AppendEntries(answer),
                     Err(e) => RaftResponse::Refused(e.to_string()),
                 },
-                RaftRequest::Vote(rpc) => match raft.vote(rpc).await {
-                    Ok(answer) => RaftResponse::Vote(answer),
-                    Err(e) => RaftResponse::Refused(e.to_string()),
-                },
-                RaftRequest::PreVote(rpc) => match raft.pre_vote(rpc).await {
-                    Ok(answer) => RaftResponse::Vote(answer),
-                    Err(e) => RaftResponse::Refused(e.to_string()),
-                },
+                RaftRequest::Vote(rpc) => vote_answer(raft.vote(rpc).await),
+                RaftRequest::PreVote(rpc) => vote_answer(raft.pre_vote(rpc).await),
                 RaftRequest::Propose(data) => propose_here(&raft, data).await,
                 // Answered above, before the group is looked up.
                 RaftRequest::Heartbeat => RaftResponse::Alive(Vec::new()),
@@ -163,6 +165,15 @@ impl Inbound for Groups {
                 }
             }
         })
+    }
+}
+
+fn vote_answer<E: std::fmt::Display>(
+    answer: Result<openraft::raft::VoteResponse<PartitionRaft>, E>,
+) -> RaftResponse {
+    match answer {
+        Ok(answer) => RaftResponse::Vote(answer),
+        Err(e) => RaftResponse::Refused(e.to_string()),
     }
 }
 

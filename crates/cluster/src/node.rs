@@ -4,11 +4,11 @@
 //! A proposal may be made on any node: a node that does not lead the group
 //! forwards it, once, to the leader it knows (`RaftRequest::Propose`).
 
-use crate::groups::{Groups, PartitionGroup};
+use crate::groups::{Groups, PartitionGroup, PartitionParts};
 use crate::liveness::{self, Liveness};
 use crate::partition::{
     retention_loop, AppliedHook, PartitionLogStore, PartitionStateMachine, RetentionMark,
-    RetentionPass, RetentionPasses,
+    RetentionPass,
 };
 use crate::proposer::Proposer;
 use crate::raft_files::RaftFiles;
@@ -130,7 +130,6 @@ pub struct Node {
     /// Node heartbeats and the elections they trigger (`crate::liveness`),
     /// and the partitions' retention (`crate::partition::retention_loop`).
     liveness_tasks: Vec<JoinHandle<()>>,
-    retention: RetentionPasses,
     liveness: Arc<Liveness>,
     syncer: Arc<Syncer>,
     timings: RaftTimings,
@@ -189,7 +188,6 @@ impl Node {
             config.tls,
         ));
         let liveness = Arc::new(Liveness::new(config.node_id));
-        let retention = RetentionPasses::default();
         let liveness_tasks = vec![
             tokio::spawn(liveness::ping_loop(
                 config.node_id,
@@ -202,7 +200,7 @@ impl Node {
                 groups.clone(),
                 liveness.clone(),
             )),
-            tokio::spawn(retention_loop(groups.clone(), retention.clone(), now_ms)),
+            tokio::spawn(retention_loop(groups.clone(), now_ms)),
         ];
         if !meta.is_initialized().await.map_err(io::Error::other)? {
             // `NotAllowed` means another node's initialisation reached us
@@ -216,7 +214,6 @@ impl Node {
             meta,
             serving,
             liveness_tasks,
-            retention,
             liveness,
             syncer,
             timings: config.timings,
@@ -281,13 +278,12 @@ impl Node {
             self.peers.clone(),
             producers,
         );
-        self.groups.insert(group.clone(), raft.clone());
-        self.groups.set_preference(group.clone(), preference);
-        self.groups.set_proposer(group.clone(), proposer.clone());
-        self.retention
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(group, pass);
+        let parts = PartitionParts {
+            proposer: proposer.clone(),
+            preference,
+            retention: pass,
+        };
+        self.groups.insert_partition(group, raft.clone(), parts);
         if !raft.is_initialized().await.map_err(io::Error::other)? {
             let _ = raft.initialize(members).await;
         }
@@ -296,10 +292,6 @@ impl Node {
 
     /// Stops this node's replica of `group` (its topic was deleted).
     pub async fn stop_partition(&self, group: &GroupId) {
-        self.retention
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(group);
         if let Some(raft) = self.groups.remove(group) {
             raft.shutdown().await.ok();
         }

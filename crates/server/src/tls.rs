@@ -33,22 +33,24 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(server_config(files)?)))
 }
 
-fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
-    let cert_pem = read(&files.cert_path, "certificate")?;
-    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+/// The certificates in the PEM file at `path` (at least one), with errors
+/// naming the file.
+fn read_certs(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = read(path, what)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a PEM certificate chain: {e}",
-                files.cert_path.display()
-            )
-        })?;
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate chain: {e}", path.display()))?;
     if certs.is_empty() {
         anyhow::bail!(
             "{}: no certificate found (expected a PEM \"BEGIN CERTIFICATE\" block)",
-            files.cert_path.display()
+            path.display()
         );
     }
+    Ok(certs)
+}
+
+fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = read_certs(&files.cert_path, "certificate")?;
     let key_pem = read(&files.key_path, "private key")?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         anyhow::anyhow!(
@@ -76,20 +78,11 @@ fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 /// certificate (`files`, as its client listeners) and checks its peers'
 /// against the CA certificates in `ca_path` (`--cluster-tls-ca-file`).
 pub fn cluster_link_tls(files: &TlsFiles, ca_path: &Path) -> anyhow::Result<LinkTls> {
-    let pem = read(ca_path, "cluster CA file")?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert =
-            cert.map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", ca_path.display()))?;
+    for cert in read_certs(ca_path, "cluster CA file")? {
         roots
             .add(cert)
             .map_err(|e| anyhow::anyhow!("{}: unusable CA certificate: {e}", ca_path.display()))?;
-    }
-    if roots.is_empty() {
-        anyhow::bail!(
-            "{}: no certificate found (expected a PEM \"BEGIN CERTIFICATE\" block)",
-            ca_path.display()
-        );
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let dialer = rustls::ClientConfig::builder_with_provider(provider)

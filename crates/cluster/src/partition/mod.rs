@@ -13,7 +13,6 @@ mod state_machine;
 pub use hook::AppliedHook;
 pub use log_store::{PartitionLogReader, PartitionLogStore};
 pub use retention::{
-    retention_loop, Mark, RetentionMark, RetentionPass, RetentionPasses, RetentionStep,
-    RETENTION_CHECK_MS,
+    retention_loop, Mark, RetentionMark, RetentionPass, RetentionStep, RETENTION_CHECK_MS,
 };
 pub use state_machine::PartitionStateMachine;

@@ -20,10 +20,8 @@
 
 use crate::groups::{Groups, PartitionGroup};
 use crate::types::{log_entry_index, log_id, raft_index, LogId};
-use crate::wire::GroupId;
 use openraft::async_runtime::WatchReceiver;
 use spool_log::Log;
-use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,35 +119,19 @@ impl RetentionPass {
 /// housekeeping tick does the same for single-node topics).
 pub const RETENTION_CHECK_MS: u64 = 1_000;
 
-/// The retention of every partition replica a node hosts, by group.
-pub type RetentionPasses = Arc<Mutex<HashMap<GroupId, RetentionPass>>>;
-
 /// Runs every hosted replica's retention step every
 /// [`RETENTION_CHECK_MS`], until aborted.
-pub async fn retention_loop(groups: Arc<Groups>, passes: RetentionPasses, now_ms: fn() -> i64) {
+pub async fn retention_loop(groups: Arc<Groups>, now_ms: fn() -> i64) {
     let mut tick = tokio::time::interval(Duration::from_millis(RETENTION_CHECK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let hosted: Vec<(GroupId, RetentionPass)> = passes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(group, pass)| (group.clone(), pass.clone()))
-            .collect();
-        for (group, pass) in hosted {
-            let Some(raft) = groups.get(&group) else {
-                continue;
-            };
-            // A group stopped on a storage error (a full disk) is reported
-            // by liveness; retrying its retention would only log each tick.
-            if raft.metrics().borrow_watched().running_state.is_err() {
-                continue;
-            }
+        // Groups stopped on a storage error (a full disk) are left out:
+        // liveness reports them, and retrying would only log each tick.
+        for (group, raft, pass) in groups.retention_passes() {
             match pass.run(&raft, now_ms()).await {
                 Ok(RetentionStep::Nothing | RetentionStep::Waiting) => {}
                 Ok(step) => tracing::debug!(?group, ?step, "retention"),
-                // A stopped group, a log that failed: said once a tick.
                 Err(e) => tracing::warn!(?group, error = %e, "retention step failed"),
             }
         }

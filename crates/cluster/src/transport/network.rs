@@ -63,6 +63,18 @@ impl PartitionNetworkClient {
             .await
             .map_err(rpc_error)
     }
+
+    /// A vote or a pre-vote: both are answered with a vote.
+    async fn ask_vote(
+        &self,
+        request: RaftRequest,
+        option: &RPCOption,
+    ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        match self.call(request, option).await? {
+            RaftResponse::Vote(answer) => Ok(answer),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 impl RaftNetworkV2<PartitionRaft> for PartitionNetworkClient {
@@ -84,10 +96,7 @@ impl RaftNetworkV2<PartitionRaft> for PartitionNetworkClient {
         rpc: VoteRequest<PartitionRaft>,
         option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
-        match self.call(RaftRequest::Vote(rpc), &option).await? {
-            RaftResponse::Vote(answer) => Ok(answer),
-            other => Err(unexpected(other)),
-        }
+        self.ask_vote(RaftRequest::Vote(rpc), &option).await
     }
 
     /// Sent for real: openraft's default grants every pre-vote without
@@ -97,10 +106,7 @@ impl RaftNetworkV2<PartitionRaft> for PartitionNetworkClient {
         rpc: VoteRequest<PartitionRaft>,
         option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
-        match self.call(RaftRequest::PreVote(rpc), &option).await? {
-            RaftResponse::Vote(answer) => Ok(answer),
-            other => Err(unexpected(other)),
-        }
+        self.ask_vote(RaftRequest::PreVote(rpc), &option).await
     }
 
     async fn full_snapshot(

@@ -134,7 +134,11 @@ impl Peer {
             let stream = TcpStream::connect(&addr).await?;
             stream.set_nodelay(true)?;
             let mut stream = dial_link(self.tls.as_ref(), stream, &addr).await?;
-            handshake::dial(&mut stream, &self.secret, self.own_id, self.id).await?;
+            let (secret, own, peer) = (&self.secret, self.own_id, self.id);
+            match &mut stream {
+                LinkStream::Plain(s) => handshake::dial(s, secret, own, peer).await?,
+                LinkStream::Tls(s) => handshake::dial(s, secret, own, peer).await?,
+            }
             Ok::<_, io::Error>(stream)
         };
         let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connect)
@@ -187,7 +191,7 @@ impl Sent {
 
 /// Starts the writer and reader tasks of an authenticated connection.
 fn start(stream: LinkStream) -> Conn {
-    let (read_half, write_half) = tokio::io::split(stream);
+    let (read_half, write_half) = stream.split();
     let (writer_tx, mut writer_rx) = mpsc::channel::<(u64, Bytes)>(WRITE_QUEUE_FRAMES);
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
     let closed = Arc::new(AtomicBool::new(false));

@@ -2,7 +2,7 @@
 //! requests, each on its own task (answers go back as they finish; the
 //! dialer matches them by request id).
 
-use super::tls::{accept_link, LinkTls};
+use super::tls::{accept_link, LinkStream, LinkTls};
 use super::{frame_header, handshake, read_frame, ClusterSecret, CONNECT_TIMEOUT_MS};
 use crate::types::NodeId;
 use crate::wire::{decode_request, encode_response, GroupId, RaftRequest, RaftResponse};
@@ -67,13 +67,16 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     let handshake = async {
         let mut stream = accept_link(tls.as_ref(), stream).await?;
-        let peer = handshake::accept(&mut stream, &secret, own_id).await?;
+        let peer = match &mut stream {
+            LinkStream::Plain(s) => handshake::accept(s, &secret, own_id).await?,
+            LinkStream::Tls(s) => handshake::accept(s, &secret, own_id).await?,
+        };
         Ok::<_, io::Error>((stream, peer))
     };
     let (stream, peer) = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), handshake)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "cluster handshake"))??;
-    let (mut input, write_half) = tokio::io::split(stream);
+    let (mut input, write_half) = stream.split();
     let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<(u64, Bytes)>();
     let writer = tokio::spawn(async move {
         let mut out = BufWriter::new(write_half);

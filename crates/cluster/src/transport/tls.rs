@@ -14,11 +14,36 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-/// A node link's byte stream: plain TCP or TLS over it.
+/// A TLS stream of either side.
 pub trait Link: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Link for T {}
 
-pub type LinkStream = Box<dyn Link>;
+/// A node link's byte stream: plain TCP, or TLS over it.
+pub enum LinkStream {
+    Plain(TcpStream),
+    Tls(Box<dyn Link>),
+}
+
+pub type LinkReader = Box<dyn AsyncRead + Send + Unpin>;
+pub type LinkWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+impl LinkStream {
+    /// Its two halves, for a reader and a writer task. Plain TCP splits
+    /// into owned halves with no lock between them; TLS (one session
+    /// state for both directions) through tokio's split.
+    pub fn split(self) -> (LinkReader, LinkWriter) {
+        match self {
+            LinkStream::Plain(stream) => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+            LinkStream::Tls(stream) => {
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Box::new(write))
+            }
+        }
+    }
+}
 
 /// Both ends of TLS on the links: the dialer's configuration (the CA it
 /// trusts) and the listener's (this node's certificate and key).
@@ -63,14 +88,14 @@ pub async fn dial_link(
     addr: &str,
 ) -> io::Result<LinkStream> {
     match tls {
-        None => Ok(Box::new(stream)),
+        None => Ok(LinkStream::Plain(stream)),
         Some(tls) => {
             let name = server_name(addr)?;
             let stream =
                 tls.connector.connect(name, stream).await.map_err(|e| {
                     io::Error::new(e.kind(), format!("TLS to the node at {addr}: {e}"))
                 })?;
-            Ok(Box::new(stream))
+            Ok(LinkStream::Tls(Box::new(stream)))
         }
     }
 }
@@ -78,8 +103,10 @@ pub async fn dial_link(
 /// The listener's stream: TLS when configured.
 pub async fn accept_link(tls: Option<&LinkTls>, stream: TcpStream) -> io::Result<LinkStream> {
     match tls {
-        None => Ok(Box::new(stream)),
-        Some(tls) => Ok(Box::new(tls.acceptor.accept(stream).await?)),
+        None => Ok(LinkStream::Plain(stream)),
+        Some(tls) => Ok(LinkStream::Tls(Box::new(
+            tls.acceptor.accept(stream).await?,
+        ))),
     }
 }
 
