@@ -78,6 +78,16 @@ impl Groups {
             .collect()
     }
 
+    /// The groups whose Raft core stopped on a storage error (a full
+    /// disk), with the error: not shut down, and worth reopening once the
+    /// cause is gone (see the server's reconciliation).
+    pub fn stopped_on_storage_error(&self) -> Vec<(GroupId, String)> {
+        self.read()
+            .iter()
+            .filter_map(|(id, h)| storage_error(&h.raft).map(|e| (id.clone(), e)))
+            .collect()
+    }
+
     /// Every partition group (not the metadata group) with its preference.
     pub fn partitions(&self) -> Vec<(GroupId, PartitionGroup, Vec<NodeId>)> {
         self.read()
@@ -119,9 +129,19 @@ impl Groups {
 
 /// Whether the group's Raft core stopped (a fatal storage error, a
 /// shutdown).
-fn is_stopped(raft: &PartitionGroup) -> bool {
+pub(crate) fn is_stopped(raft: &PartitionGroup) -> bool {
     use openraft::async_runtime::WatchReceiver;
     raft.metrics().borrow_watched().running_state.is_err()
+}
+
+/// The storage error that stopped the group's Raft core, if that is what
+/// stopped it.
+fn storage_error(raft: &PartitionGroup) -> Option<String> {
+    use openraft::async_runtime::WatchReceiver;
+    match &raft.metrics().borrow_watched().running_state {
+        Err(openraft::error::Fatal::StorageError(e)) => Some(e.to_string()),
+        _ => None,
+    }
 }
 
 impl Inbound for Groups {
@@ -136,6 +156,11 @@ impl Inbound for Groups {
             let reason = format!("no group {group:?} on this node");
             return Box::pin(async move { RaftResponse::Refused(reason) });
         };
+        if is_stopped(&raft) {
+            // Answered here: openraft would log every message to a stopped
+            // core as an error (a full disk would fill the log with them).
+            return Box::pin(async { RaftResponse::Refused("the group stopped".into()) });
+        }
         if let RaftRequest::Propose(data) = request {
             return match self.proposer(&group) {
                 // Queued now, before the future runs: in arrival order.

@@ -335,6 +335,20 @@ type OnAnswer = Box<dyn FnOnce(&ProposalAnswer) + Send>;
 /// Hands the entry to Raft's core (a channel send, in order); the answer
 /// comes when it is applied.
 async fn submit_here(raft: &PartitionGroup, proposal: Proposal, on_answer: Option<OnAnswer>) {
+    if crate::groups::is_stopped(raft) {
+        // Nothing is stored: as from a follower that knows no leader (the
+        // others elect one; openraft would log each refused write as an
+        // error while a full disk keeps the group stopped).
+        let answer = Err(ProposalError::NotLeader {
+            leader: None,
+            leader_node: None,
+        });
+        if let Some(on_answer) = on_answer {
+            on_answer(&answer);
+        }
+        let _ = proposal.reply.send(answer);
+        return;
+    }
     renew_lease(raft).await;
     let (responder, completed) = ProgressResponder::complete_only();
     if let Err(fatal) = raft

@@ -85,6 +85,10 @@ pub(super) struct Worker {
     pub(super) producer_id: Option<i64>,
     /// Per topic, the sequence number of the next record.
     next_sequence: HashMap<String, i32>,
+    /// Why every send fails: a cluster node could not hand this producer
+    /// an id (sending without one would give up the cluster's duplicate
+    /// suppression without saying so).
+    refused: Option<ClientError>,
     options: ProducerOptions,
     /// Per slot, the size of its last batch sent: its next batch starts
     /// with that much room, so filling one does not grow (and copy) its
@@ -121,20 +125,17 @@ impl Worker {
             moved: HashMap::new(),
             producer_id: None,
             next_sequence: HashMap::new(),
+            refused: None,
             options,
             batch_bytes_hints: HashMap::new(),
         }
     }
 
     pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // A cluster node hands out producer ids; any other answer (a
-        // single-node server, an older one) means none.
-        self.producer_id = self
-            .client
-            .init_producer_id()
-            .await
-            .ok()
-            .and_then(|id| i64::try_from(id).ok());
+        match init_producer_id(self.client.clone()).await {
+            Ok(id) => self.producer_id = id,
+            Err(e) => self.refused = Some(e),
+        }
         let mut commands_open = true;
         loop {
             // Batches whose linger is over go now (if the window has room),
@@ -278,6 +279,10 @@ impl Worker {
 
     /// Adds a queued message to the open batch of `key` (its topic and slot).
     fn add_to(&mut self, key: &SlotKey, q: Queued) {
+        if let Some(e) = &self.refused {
+            q.reply.send(Err(e.clone()));
+            return;
+        }
         if let Some(e) = (!self.poisoned.is_empty())
             .then(|| self.poisoned.get(key))
             .flatten()
@@ -351,6 +356,31 @@ impl Worker {
         self.flushes = waiting;
         for (_, tx) in done {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// Asks the server for a producer id. A cluster node hands one out;
+/// a server that is not a cluster node (or is older than producer
+/// ids) answers that it does not, and the producer goes on without
+/// one. Any other refusal (no metadata leader during an election, say)
+/// is asked again for up to [`LEADER_WAIT_MS`]; a lost connection
+/// fails the sends on its own.
+async fn init_producer_id(client: Client) -> Result<Option<i64>, ClientError> {
+    use spool_types::ErrorCode;
+    let give_up_at = Instant::now() + std::time::Duration::from_millis(LEADER_WAIT_MS);
+    loop {
+        match client.init_producer_id().await {
+            Ok(id) => return Ok(i64::try_from(id).ok()),
+            Err(e) => match e.code() {
+                None | Some(ErrorCode::InvalidRequest | ErrorCode::UnknownRequestType) => {
+                    return Ok(None)
+                }
+                Some(_) if Instant::now() >= give_up_at => return Err(e),
+                Some(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(LEADER_RETRY_MS)).await
+                }
+            },
         }
     }
 }

@@ -5,6 +5,15 @@
 //! Runs at the start (the metadata log's replay rebuilds the state) and at
 //! every new metadata version. Every step is idempotent, so a step that
 //! failed (a disk error, say) is simply tried again.
+//!
+//! It also reopens partition replicas whose Raft core stopped on a storage
+//! error (a full disk: openraft stops a group at any storage error): the
+//! log cut the failed append back to a batch boundary, so once there is
+//! space the replica is started again over the same log, as a restart of
+//! the node would, and catches up from its leader. Until then it is tried
+//! again with a growing pause. A log whose fdatasync failed is not
+//! reopened (the kernel may have dropped its dirty pages): that takes a
+//! restart, whose recovery checks the files.
 
 use super::{members_of, Cluster, Hosted};
 use spool_broker::{Broker, TopicConfig};
@@ -12,24 +21,147 @@ use spool_cluster::meta::TopicInfo;
 use spool_cluster::partition::AppliedHook;
 use spool_cluster::types::{AppliedAnswer, LogId};
 use spool_cluster::wire::GroupId;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How soon a reconciliation that failed part-way is tried again.
 const RECONCILE_RETRY_MS: u64 = 1_000;
+/// How often this node looks for replicas stopped on a storage error.
+const STOPPED_CHECK_MS: u64 = 1_000;
+/// The first pause before a stopped replica is reopened; it doubles after
+/// each reopening that stopped again (the disk still full), up to
+/// [`REOPEN_BACKOFF_MAX_MS`].
+const REOPEN_BACKOFF_MS: u64 = 1_000;
+const REOPEN_BACKOFF_MAX_MS: u64 = 30_000;
 
 pub(super) async fn run(cluster: Arc<Cluster>) {
     let mut versions = cluster.meta.subscribe();
+    let mut reopening = Reopening::default();
+    let mut stopped_check = tokio::time::interval(Duration::from_millis(STOPPED_CHECK_MS));
+    stopped_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut due = true;
+    let mut retry_at = None;
     loop {
-        let version = *versions.borrow_and_update();
-        let complete = reconcile(&cluster).await;
-        // Sent even when unchanged: waiters re-check what they wait for.
-        cluster.reconciled.send_replace(version);
-        tokio::select! {
-            changed = versions.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(Duration::from_millis(RECONCILE_RETRY_MS)), if !complete => {}
+        if due {
+            let version = *versions.borrow_and_update();
+            let complete = reconcile(&cluster).await;
+            // Sent even when unchanged: waiters re-check what they wait for.
+            cluster.reconciled.send_replace(version);
+            retry_at =
+                (!complete).then(|| Instant::now() + Duration::from_millis(RECONCILE_RETRY_MS));
         }
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        due = tokio::select! {
+            changed = versions.changed() => if changed.is_err() { return } else { true },
+            _ = retry => true,
+            // Only a replica let go needs a reconciliation (which hosts it
+            // again).
+            _ = stopped_check.tick() => reopening.let_go_stopped(&cluster).await,
+        };
+    }
+}
+
+/// Replicas stopped on a storage error, and when each may be reopened.
+#[derive(Default)]
+struct Reopening {
+    /// Per group: when it may be reopened next, and the pause to wait
+    /// after that if it stops again.
+    next: HashMap<GroupId, (Instant, u64)>,
+}
+
+impl Reopening {
+    /// Stops hosting the partition replicas whose Raft core stopped on a
+    /// storage error and whose pause is over, so that the reconciliation
+    /// that follows starts them again. `true` if it let any go.
+    async fn let_go_stopped(&mut self, cluster: &Arc<Cluster>) -> bool {
+        let now = Instant::now();
+        let mut let_go = false;
+        for (group, error) in cluster.node.groups().stopped_on_storage_error() {
+            let (at, pause_ms) = match self.next.get(&group) {
+                Some(next) => *next,
+                None => {
+                    first_seen(&group, &error);
+                    let first = (
+                        now + Duration::from_millis(REOPEN_BACKOFF_MS),
+                        REOPEN_BACKOFF_MS,
+                    );
+                    self.next.insert(group.clone(), first);
+                    first
+                }
+            };
+            // The metadata group has state beside its log (the cluster's
+            // view, rebuilt by replaying it): reopened by a restart only.
+            let GroupId::Partition { topic, partition } = &group else {
+                continue;
+            };
+            if now < at || !log_still_usable(cluster, topic, *partition).await {
+                continue;
+            }
+            cluster.node.stop_partition(&group).await;
+            cluster
+                .hosted
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(topic.clone(), *partition));
+            tracing::info!(topic, partition, "reopening the partition replica");
+            // If it stops again, the next pause is longer.
+            let next_pause_ms = (pause_ms * 2).min(REOPEN_BACKOFF_MAX_MS);
+            let next = (
+                Instant::now() + Duration::from_millis(pause_ms),
+                next_pause_ms,
+            );
+            self.next.insert(group, next);
+            let_go = true;
+        }
+        // Forget replicas that have run again for a while.
+        let quiet = Duration::from_millis(REOPEN_BACKOFF_MAX_MS * 2);
+        self.next.retain(|_, (at, _)| now < *at + quiet);
+        let_go
+    }
+}
+
+fn first_seen(group: &GroupId, error: &str) {
+    match group {
+        GroupId::Partition { topic, partition } => tracing::warn!(
+            topic,
+            partition,
+            "partition replica stopped on a storage error ({error}); it is reopened once \
+             its log takes writes again"
+        ),
+        GroupId::Meta => tracing::error!(
+            "this node's metadata replica stopped on a storage error ({error}); restart the \
+             node once the cause is fixed"
+        ),
+    }
+}
+
+/// Whether the partition's log can take writes again: everything written
+/// to it becomes durable (so the reopened replica claims nothing that is
+/// not on disk). `false`, logged, if its fdatasync fails or it failed
+/// before.
+async fn log_still_usable(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> bool {
+    let log = match cluster.broker.partition_log(topic, partition) {
+        Ok(log) => log,
+        Err(_) => return false,
+    };
+    match tokio::task::spawn_blocking(move || log.flush()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(
+                topic,
+                partition,
+                "the partition's log cannot be reopened in place ({e}); restart the node"
+            );
+            false
+        }
+        Err(_) => false,
     }
 }
 

@@ -5,7 +5,7 @@
 //! node catches up. (The long, randomised fault runs are the harness in
 //! RELIABILITY.md; this is the short proof that runs in CI.)
 
-use crate::support::{cli, ok, text, ServerProc};
+use crate::support::{cli, ok, text, ServerProc, Tmpfs};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,6 +33,15 @@ fn free_ports(count: usize) -> Vec<u16> {
 
 impl Cluster {
     fn start(count: u64) -> Cluster {
+        let mut cluster = Cluster::prepare(count);
+        for id in 1..=count {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// A cluster of `count` nodes, none started yet.
+    fn prepare(count: u64) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("secret"), SECRET).expect("secret");
         std::fs::set_permissions(
@@ -45,19 +54,19 @@ impl Cluster {
             .zip(&ports)
             .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             dir,
             peers: peers.join(","),
             nodes: BTreeMap::new(),
-        };
-        for id in 1..=count {
-            cluster.start_node(id);
         }
-        cluster
+    }
+
+    fn data_dir(&self, id: u64) -> std::path::PathBuf {
+        self.dir.path().join(format!("node-{id}"))
     }
 
     fn start_node(&mut self, id: u64) {
-        let data = self.dir.path().join(format!("node-{id}"));
+        let data = self.data_dir(id);
         let secret = self.dir.path().join("secret");
         let node = start_node(&data, id, &self.peers, &secret);
         self.nodes.insert(id, node);
@@ -306,6 +315,77 @@ fn retention_on_a_replicated_topic_and_a_node_that_missed_the_cut() {
         assert!(Instant::now() < deadline, "node 3 never caught up");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_replica_stopped_by_a_full_disk_is_reopened_once_space_is_freed() {
+    let mut cluster = Cluster::prepare(3);
+    // Node 3's data directory on a small file system of its own.
+    let tmpfs = match Tmpfs::mount(&cluster.data_dir(3), "48m") {
+        Ok(mounted) => mounted,
+        Err(why) => {
+            eprintln!("SKIPPED full-disk cluster test: {why}");
+            return;
+        }
+    };
+    for id in 1..=3 {
+        cluster.start_node(id);
+    }
+    let first = cluster.nodes[&1].addr.clone();
+    let third = cluster.nodes[&3].addr.clone();
+    ok(&cli(
+        &first,
+        &["topic", "create", "t", "--partitions", "1"],
+        b"",
+    ));
+    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    let out = ok(&cli(&first, &["produce", "t"], &lines("before", 100)));
+    assert!(out.ends_with("acknowledged: 100\n"), "{out}");
+
+    // Node 3's disk fills up: the other two acknowledge without it, and
+    // its replica stops at its first failed append (leading or not).
+    tmpfs.fill("ballast");
+    let padding = "x".repeat(1000);
+    let during: String = (0..300).map(|i| format!("full-{i}-{padding}\n")).collect();
+    let out = ok(&cli(&first, &["produce", "t"], during.as_bytes()));
+    assert!(out.ends_with("acknowledged: 300\n"), "{out}");
+    let read = read_all(&third, "t");
+    assert!(
+        read.len() < 400,
+        "node 3 stored everything on a full disk: {} records",
+        read.len()
+    );
+
+    // Space comes back: the replica is reopened in place (no restart)
+    // and catches up with exactly the others' records.
+    std::fs::remove_file(tmpfs.path.join("ballast")).expect("free space");
+    let out = ok(&cli(&first, &["produce", "t"], &lines("after", 100)));
+    assert!(out.ends_with("acknowledged: 100\n"), "{out}");
+    let expected = read_all(&first, "t");
+    assert_eq!(expected.len(), 500);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let read = read_all(&third, "t");
+        if read == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never caught up after space was freed: {} of {} records",
+            read.len(),
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        cluster.nodes.get_mut(&3).expect("node 3").alive(),
+        "node 3 kept running"
+    );
+    cluster.status_until("all three in sync again", |s| all_led_with(s, 3));
+    // Stopped before their files go: the processes, node 3's disk, the rest.
+    cluster.nodes.clear();
+    drop(tmpfs);
+    drop(cluster);
 }
 
 #[test]

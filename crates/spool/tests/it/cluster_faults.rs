@@ -1,8 +1,11 @@
 //! The cluster fault harness, Jepsen-style, on one machine: real `spool
 //! server` processes, faults at random (seeded) moments — SIGKILL and
 //! restart, SIGSTOP for longer than an election timeout then SIGCONT, a
-//! node cut off from the others by the fault proxies on the cluster links —
-//! while idempotent producers write through whichever nodes are up. After
+//! node cut off from the others by the fault proxies on the cluster links,
+//! a node's disk filled to the last byte then freed (each node's data
+//! directory is a small tmpfs of its own; where mounting is not allowed,
+//! this fault is left out, saying so) — while idempotent producers write
+//! through whichever nodes are up. After
 //! healing, a checker reads every partition from every node and asserts:
 //! every acknowledged message is present exactly once, at the offset its
 //! acknowledgement named; nothing is stored twice; each producer's messages
@@ -14,7 +17,7 @@
 //! long run, `SPOOL_CLUSTER_NODES=5` for five nodes, `SPOOL_CLUSTER_SEED`
 //! to replay a schedule (the seed is printed).
 
-use crate::support::{ServerProc, BIN};
+use crate::support::{ServerProc, Tmpfs, BIN};
 use rand::{Rng, SeedableRng};
 use spool_client::{Client, ClientOptions, Message, Producer, ProducerOptions};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -31,6 +34,9 @@ const PARTITIONS: u32 = 3;
 /// The cluster handshake's first message: magic, version, the dialer's id.
 const HELLO_BYTES: usize = 30;
 const PRODUCERS: usize = 3;
+/// Each node's file system: room for the long mode's data (~30 MB), and
+/// what a full-disk fault fills with ballast.
+const NODE_DISK: &str = "256m";
 
 /// Unordered node pairs whose links the proxies cut.
 type Cuts = watch::Sender<BTreeSet<(u64, u64)>>;
@@ -80,18 +86,23 @@ async fn proxy(listener: TcpListener, id: u64, target: u16, cuts: Arc<Cuts>) {
     }
 }
 
+/// Fields drop in order: the process stops before its disk goes.
 struct Node {
-    data: PathBuf,
-    cluster_port: u16,
     proc: Option<ServerProc>,
+    data: PathBuf,
+    /// The node's own file system, when the machine allows mounting one.
+    disk: Option<Tmpfs>,
+    cluster_port: u16,
     paused: bool,
 }
 
+/// Fields drop in order: the nodes (and their disks) before the directory
+/// that holds them.
 struct Harness {
+    nodes: BTreeMap<u64, Node>,
     _dir: tempfile::TempDir,
     secret: PathBuf,
     peers: String,
-    nodes: BTreeMap<u64, Node>,
     cuts: Arc<Cuts>,
     /// The client addresses of the nodes up now, for the workload.
     addrs: Arc<Mutex<Vec<String>>>,
@@ -120,8 +131,17 @@ impl Harness {
             let cluster_port = free_port();
             rt.spawn(proxy(listener, id, cluster_port, cuts.clone()));
             peers.push(format!("{id}=127.0.0.1:{proxy_port}"));
+            let data = dir.path().join(format!("node-{id}"));
+            let disk = match Tmpfs::mount(&data, NODE_DISK) {
+                Ok(disk) => Some(disk),
+                Err(why) => {
+                    println!("node {id}: no full-disk faults ({why})");
+                    None
+                }
+            };
             let node = Node {
-                data: dir.path().join(format!("node-{id}")),
+                data,
+                disk,
                 cluster_port,
                 proc: None,
                 paused: false,
@@ -218,12 +238,29 @@ impl Harness {
                 self.publish_addrs();
                 format!("SIGSTOP node {id} for {hold:?}")
             }
-            _ => {
+            2 => {
                 self.isolate(id, true);
                 std::thread::sleep(hold);
                 self.isolate(id, false);
                 format!("cut node {id} off for {hold:?}")
             }
+            _ => {
+                let disk = self.nodes[&id].disk.as_ref().expect("a disk of its own");
+                disk.fill("ballast");
+                std::thread::sleep(hold);
+                std::fs::remove_file(disk.path.join("ballast")).expect("free space");
+                format!("filled node {id}'s disk for {hold:?}")
+            }
+        }
+    }
+
+    /// How many kinds of fault `fault` can inject here: the full disk
+    /// only where every node has a file system of its own.
+    fn fault_kinds(&self) -> u32 {
+        if self.nodes.values().all(|n| n.disk.is_some()) {
+            4
+        } else {
+            3
         }
     }
 }
@@ -500,7 +537,7 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
     for i in 0..faults {
         std::thread::sleep(Duration::from_millis(rng.random_range(500..2_000)));
         let id = rng.random_range(1..=count);
-        let kind = rng.random_range(0..3);
+        let kind = rng.random_range(0..harness.fault_kinds());
         let hold = Duration::from_millis(rng.random_range(1_200..2_500));
         let what = harness.fault(kind, id, hold);
         let acked = acks.lock().expect("acks").placed.len();

@@ -4,40 +4,18 @@
 //! and publishing resumes once space is freed.
 
 use crate::support::*;
-use std::process::Command;
-
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn storage_full_is_refused_cleanly_and_publishing_resumes_after_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
-        .arg(&mnt)
-        .output();
-    match mounted {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            eprintln!(
-                "SKIPPED full-disk test: cannot mount a small tmpfs here ({})",
-                text(&out.stderr).trim()
-            );
+    let tmpfs = match Tmpfs::mount(&dir.path().join("mnt"), "24m") {
+        Ok(mounted) => mounted,
+        Err(why) => {
+            eprintln!("SKIPPED full-disk test: {why}");
             return;
         }
-        Err(e) => {
-            eprintln!("SKIPPED full-disk test: no mount command ({e})");
-            return;
-        }
-    }
-    let _guard = Mount(mnt.clone());
+    };
+    let mnt = tmpfs.path.clone();
     let ballast = mnt.join("ballast");
     std::fs::write(&ballast, vec![7u8; 4 << 20]).unwrap();
     let data = mnt.join("data");

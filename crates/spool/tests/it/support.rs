@@ -350,3 +350,51 @@ pub fn start_refused(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> String {
     assert!(!out.status.success(), "the server started");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A small tmpfs mounted by a test (a disk that fills up for real),
+/// unmounted when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount`'s syntax: `24m`) at `path`, or
+    /// says why it cannot (not root, no `mount`): the caller skips, saying so.
+    pub fn mount(path: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("no mount command ({e})"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot mount a small tmpfs here ({})",
+                text(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Fills the file system to its last byte with the file `name`.
+    pub fn fill(&self, name: &str) {
+        let mut f = std::fs::File::create(self.path.join(name)).expect("ballast");
+        let chunk = vec![7u8; 64 * 1024];
+        let mut size = chunk.len();
+        // Large writes until one fails, then smaller ones: every byte.
+        while size > 0 {
+            match f.write(&chunk[..size]) {
+                Ok(0) | Err(_) => size /= 2,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
