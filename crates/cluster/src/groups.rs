@@ -33,9 +33,24 @@ pub struct PartitionParts {
     pub retention: RetentionPass,
 }
 
+/// Serves other nodes' reads of partitions hosted here (the server's
+/// operations layer: committed records only, with its long poll). The
+/// answer is `Records` or `ReadFailed`.
+pub trait ReadsHere: Send + Sync + 'static {
+    fn read(
+        &self,
+        topic: String,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        wait_ms: u64,
+    ) -> BoxFuture<'static, RaftResponse>;
+}
+
 #[derive(Default)]
 pub struct Groups {
     hosted: RwLock<HashMap<GroupId, Hosted>>,
+    reads: std::sync::OnceLock<std::sync::Arc<dyn ReadsHere>>,
 }
 
 impl Groups {
@@ -45,6 +60,12 @@ impl Groups {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<GroupId, Hosted>> {
         self.hosted.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where reads from other nodes go; set once, when the server's
+    /// operations layer exists (until then they are refused).
+    pub fn serve_reads(&self, reads: std::sync::Arc<dyn ReadsHere>) {
+        let _ = self.reads.set(reads);
     }
 
     /// A group with nothing but its Raft core (the metadata group).
@@ -156,6 +177,27 @@ impl Inbound for Groups {
             let reason = format!("no group {group:?} on this node");
             return Box::pin(async move { RaftResponse::Refused(reason) });
         };
+        if let (
+            RaftRequest::Read {
+                offset,
+                max_bytes,
+                wait_ms,
+            },
+            GroupId::Partition { topic, partition },
+        ) = (&request, &group)
+        {
+            // Committed records stay readable on a stopped replica.
+            return match self.reads.get() {
+                Some(reads) => reads.read(
+                    topic.clone(),
+                    *partition,
+                    *offset,
+                    *max_bytes as usize,
+                    u64::from(*wait_ms),
+                ),
+                None => Box::pin(async { RaftResponse::Refused("not serving reads yet".into()) }),
+            };
+        }
         if is_stopped(&raft) {
             // Answered here: openraft would log every message to a stopped
             // core as an error (a full disk would fill the log with them).
@@ -182,6 +224,8 @@ impl Inbound for Groups {
                 RaftRequest::Propose(data) => propose_here(&raft, data).await,
                 // Answered above, before the group is looked up.
                 RaftRequest::Heartbeat => RaftResponse::Alive(Vec::new()),
+                // Answered above (a read of the metadata group is refused).
+                RaftRequest::Read { .. } => RaftResponse::Refused("not a partition".into()),
                 RaftRequest::Snapshot { vote, snapshot } => {
                     match raft.install_full_snapshot(vote, snapshot).await {
                         Ok(answer) => RaftResponse::Snapshot(answer),

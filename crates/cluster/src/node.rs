@@ -26,6 +26,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// How much longer than its wait a read from another node may take to be
+/// answered before the reader tries another replica.
+pub const READ_ANSWER_MARGIN_MS: u64 = 3_000;
+
 /// The metadata log's segments: metadata is small and never purged.
 const META_SEGMENT_BYTES: u64 = 16 << 20;
 /// How long a forwarded proposal may wait for the leader's answer.
@@ -309,6 +313,30 @@ impl Node {
     ) -> io::Result<crate::transport::Sent> {
         let peer = self.peers.peer(to, addr);
         peer.send(group, &RaftRequest::Propose(data)).await
+    }
+
+    /// Reads a partition from node `to` (at its node-to-node `addr`), which
+    /// holds a replica of it: its committed records from `offset`, waiting
+    /// up to `wait_ms` for some. Answers `Records`, `ReadFailed` or
+    /// `Refused` (no replica there); an error if `to` did not answer.
+    pub async fn read_from(
+        &self,
+        to: NodeId,
+        addr: &str,
+        group: &GroupId,
+        offset: i64,
+        max_bytes: u32,
+        wait_ms: u32,
+    ) -> io::Result<RaftResponse> {
+        let peer = self.peers.peer(to, addr);
+        let read = RaftRequest::Read {
+            offset,
+            max_bytes,
+            wait_ms,
+        };
+        let sent = peer.send(group, &read).await?;
+        let answer_ms = u64::from(wait_ms) + READ_ANSWER_MARGIN_MS;
+        sent.answer(Duration::from_millis(answer_ms)).await
     }
 
     /// Whether node `id` answered this node's heartbeats lately.

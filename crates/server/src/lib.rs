@@ -191,6 +191,9 @@ impl Runtime {
         );
         ops.cluster = cluster;
         let ops = Arc::new(ops);
+        if let Some(cluster) = &ops.cluster {
+            cluster.serve_reads(Arc::downgrade(&ops));
+        }
         let secret = Arc::new(callback_secret(config)?);
         let client = outbound::client().map_err(|e| {
             anyhow::anyhow!("cannot build the HTTP client for callbacks and push deliveries: {e}")

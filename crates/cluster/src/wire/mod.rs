@@ -47,6 +47,26 @@ pub enum RaftRequest {
     /// answer tells the sender the receiver is up and reachable. One per
     /// node pair stands for every partition group they share (`liveness`).
     Heartbeat,
+    /// A client's read of a partition this node holds no replica of, sent
+    /// to a node that does: its committed records from `offset`, at most
+    /// `max_bytes` (the first batch whole), waiting up to `wait_ms` for
+    /// some (a long poll). Answered with `Records` or `ReadFailed`.
+    Read {
+        offset: i64,
+        max_bytes: u32,
+        wait_ms: u32,
+    },
+}
+
+/// A replica's answer to a [`RaftRequest::Read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRecords {
+    pub start_offset: i64,
+    pub end_offset: i64,
+    /// The offset after the last record sent (the asked offset if none).
+    pub next_offset: i64,
+    /// Stored batches, as the log holds them.
+    pub batches: Bytes,
 }
 
 #[derive(Debug)]
@@ -68,6 +88,14 @@ pub enum RaftResponse {
     /// A forwarded proposal was applied and its group's state declined it
     /// (a metadata command the state refuses, alike on every node): why.
     Declined(String),
+    /// What a read found.
+    Records(RemoteRecords),
+    /// A read the replica refused, with the client error's wire code
+    /// (`spool_types::ErrorCode`) and message: passed on to the client.
+    ReadFailed {
+        code: u16,
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -84,6 +112,7 @@ const REQ_SNAPSHOT: u8 = 3;
 const REQ_PROPOSE: u8 = 4;
 const REQ_HEARTBEAT: u8 = 5;
 const REQ_PRE_VOTE: u8 = 6;
+const REQ_READ: u8 = 7;
 const RESP_APPEND: u8 = 11;
 const RESP_VOTE: u8 = 12;
 const RESP_SNAPSHOT: u8 = 13;
@@ -92,6 +121,8 @@ const RESP_PROPOSED: u8 = 15;
 const RESP_NOT_LEADER: u8 = 16;
 const RESP_DECLINED: u8 = 17;
 const RESP_ALIVE: u8 = 18;
+const RESP_RECORDS: u8 = 19;
+const RESP_READ_FAILED: u8 = 20;
 
 const ENTRY_BLANK: u8 = 0;
 const ENTRY_NORMAL: u8 = 1;
@@ -141,6 +172,17 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
         RaftRequest::Heartbeat => {
             out.put_u8(REQ_HEARTBEAT);
             put_group(out, group);
+        }
+        RaftRequest::Read {
+            offset,
+            max_bytes,
+            wait_ms,
+        } => {
+            out.put_u8(REQ_READ);
+            put_group(out, group);
+            out.put_i64(*offset);
+            out.put_u32(*max_bytes);
+            out.put_u32(*wait_ms);
         }
     }
 }
@@ -194,6 +236,11 @@ pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireErro
         }
         REQ_PROPOSE => RaftRequest::Propose(get_bytes(&mut buf)?),
         REQ_HEARTBEAT => RaftRequest::Heartbeat,
+        REQ_READ => RaftRequest::Read {
+            offset: get_i64(&mut buf)?,
+            max_bytes: get_u32(&mut buf)?,
+            wait_ms: get_u32(&mut buf)?,
+        },
         _ => return Err(malformed("unknown request kind")),
     };
     expect_end(&buf)?;
@@ -246,6 +293,18 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_PROPOSED);
             out.put_i64(placed.base_offset);
             out.put_i64(placed.next_offset);
+        }
+        RaftResponse::Records(records) => {
+            out.put_u8(RESP_RECORDS);
+            out.put_i64(records.start_offset);
+            out.put_i64(records.end_offset);
+            out.put_i64(records.next_offset);
+            put_bytes(out, &records.batches);
+        }
+        RaftResponse::ReadFailed { code, message } => {
+            out.put_u8(RESP_READ_FAILED);
+            out.put_u16(*code);
+            put_bytes(out, message.as_bytes());
         }
         RaftResponse::NotLeader(leader) => {
             out.put_u8(RESP_NOT_LEADER);
@@ -305,6 +364,20 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             next_offset: get_i64(&mut buf)?,
             answer: None,
         }),
+        RESP_RECORDS => RaftResponse::Records(RemoteRecords {
+            start_offset: get_i64(&mut buf)?,
+            end_offset: get_i64(&mut buf)?,
+            next_offset: get_i64(&mut buf)?,
+            batches: get_bytes(&mut buf)?,
+        }),
+        RESP_READ_FAILED => {
+            let code = get_u16(&mut buf)?;
+            let message = get_bytes(&mut buf)?;
+            RaftResponse::ReadFailed {
+                code,
+                message: String::from_utf8_lossy(&message).into_owned(),
+            }
+        }
         RESP_NOT_LEADER => RaftResponse::NotLeader(match get_u8(&mut buf)? {
             0 => None,
             1 => Some(get_u64(&mut buf)?),

@@ -123,7 +123,33 @@ fn votes_snapshots_and_answers_round_trip() {
         }),
         RaftResponse::NotLeader(Some(3)),
         RaftResponse::NotLeader(None),
+        RaftResponse::Records(RemoteRecords {
+            start_offset: 4,
+            end_offset: 90,
+            next_offset: 17,
+            batches: Bytes::from_static(b"stored batches"),
+        }),
+        RaftResponse::ReadFailed {
+            code: 301,
+            message: "offset 5 is out of range".into(),
+        },
     ];
+    let read = RaftRequest::Read {
+        offset: 41,
+        max_bytes: 1 << 20,
+        wait_ms: 500,
+    };
+    let Ok((
+        GroupId::Partition { .. },
+        RaftRequest::Read {
+            offset: 41,
+            max_bytes: 1_048_576,
+            wait_ms: 500,
+        },
+    )) = decode_request(encoded_request(&read))
+    else {
+        panic!("not the read");
+    };
     let propose = RaftRequest::Propose(Bytes::from_static(b"a batch"));
     let Ok((_, RaftRequest::Propose(data))) = decode_request(encoded_request(&propose)) else {
         panic!("not a proposal");

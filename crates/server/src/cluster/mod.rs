@@ -12,6 +12,7 @@
 //! The broker knows nothing of this: it stores a replicated topic's
 //! partitions in entry-mode logs that the partition groups write.
 
+mod reads;
 mod reconcile;
 mod remote;
 mod status;

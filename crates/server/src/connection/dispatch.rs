@@ -168,7 +168,7 @@ pub(super) async fn dispatch(
                 .collect(),
         ),
         Request::DescribeTopic(d) => {
-            ResponseBody::TopicDescription(describe(ops.describe_topic(caller, &d.name)?))
+            ResponseBody::TopicDescription(describe(ops.describe_topic(caller, &d.name).await?))
         }
         Request::AlterTopic(a) => {
             let patch = convert::patch_from_wire(&a.config)?;

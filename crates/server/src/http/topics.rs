@@ -60,7 +60,9 @@ pub(super) async fn describe_topic(
     caller: Caller,
     ApiPath(p): ApiPath<TopicPath>,
 ) -> ApiResult<Json<TopicView>> {
-    Ok(Json(TopicView::from(&s.describe_topic(&caller, &p.topic)?)))
+    Ok(Json(TopicView::from(
+        &s.describe_topic(&caller, &p.topic).await?,
+    )))
 }
 
 #[utoipa::path(patch, path = "/v1/topics/{topic}", tag = "topics",

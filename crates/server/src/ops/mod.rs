@@ -18,6 +18,7 @@
 //! Arguments and answers are broker types (`spool_broker`), never wire or
 //! JSON types: converting is the front ends' job.
 
+mod fetch_remote;
 mod groups;
 mod requests;
 mod streams;

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// One partition a fetch reads, from `offset`, at most `max_bytes`.
+#[derive(Debug, Clone)]
 pub struct FetchPartition {
     pub topic: String,
     pub partition: u32,
@@ -100,7 +101,7 @@ pub struct Fetched {
 }
 
 impl Fetched {
-    fn has_data(&self) -> bool {
+    pub(super) fn has_data(&self) -> bool {
         self.partitions
             .iter()
             .any(|p| !p.batches.is_empty() || p.error.is_some())
@@ -297,7 +298,31 @@ impl Ops {
     /// `max_bytes` bounds the whole answer, except that the first batch
     /// with data always goes whole (a consumer never stalls on a big batch).
     /// A caller whose token is revoked meanwhile is refused at once.
+    /// Partitions of a replicated topic this node holds no replica of are
+    /// read from a node that does (`fetch_remote`).
     pub async fn fetch(
+        &self,
+        caller: &Caller,
+        partitions: Vec<FetchPartition>,
+        max_bytes: usize,
+        wait_ms: u64,
+    ) -> Result<Fetched, BrokerError> {
+        let elsewhere: Vec<bool> = partitions
+            .iter()
+            .map(|fp| self.read_elsewhere(&fp.topic, fp.partition))
+            .collect();
+        if elsewhere.contains(&true) {
+            return self
+                .fetch_through_replicas(caller, partitions, &elsewhere, max_bytes, wait_ms)
+                .await;
+        }
+        self.fetch_here(caller, partitions, max_bytes, wait_ms)
+            .await
+    }
+
+    /// [`Ops::fetch`] of partitions read on this node only: one this node
+    /// holds no replica of answers `NOT_LEADER`.
+    pub async fn fetch_here(
         &self,
         caller: &Caller,
         partitions: Vec<FetchPartition>,
@@ -349,18 +374,29 @@ impl Ops {
             })
     }
 
+    /// Whether the partition belongs to a replicated topic this node
+    /// holds no replica of (its log here stays empty).
+    pub(super) fn read_elsewhere(&self, topic: &str, partition: u32) -> bool {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return false;
+        };
+        !cluster.hosts(topic, partition) && self.broker.topic(topic).is_ok_and(|t| t.replicated)
+    }
+
     /// `NOT_LEADER` for a partition of a replicated topic this node holds
     /// no replica of (its log here stays empty); `None` where it is read.
     fn replica_elsewhere(&self, topic: &str, partition: u32) -> Option<BrokerError> {
-        let cluster = self.cluster.as_ref()?;
-        if cluster.hosts(topic, partition) || !self.broker.topic(topic).is_ok_and(|t| t.replicated)
-        {
+        if !self.read_elsewhere(topic, partition) {
             return None;
         }
-        Some(cluster.not_leader(topic, partition, None))
+        Some(self.cluster.as_ref()?.not_leader(topic, partition, None))
     }
 
-    fn read_partitions(&self, partitions: &[FetchPartition], max_bytes: usize) -> Fetched {
+    pub(super) fn read_partitions(
+        &self,
+        partitions: &[FetchPartition],
+        max_bytes: usize,
+    ) -> Fetched {
         let mut budget = max_bytes;
         let mut out = Vec::with_capacity(partitions.len());
         for fp in partitions {

@@ -112,13 +112,39 @@ impl Ops {
             .collect())
     }
 
-    pub fn describe_topic(
+    /// A topic's settings and partitions. On a cluster node, the offsets
+    /// of a partition it holds no replica of are asked of a node that
+    /// holds one (its `bytes` stay 0: nothing of it is stored here).
+    pub async fn describe_topic(
         &self,
         caller: &Caller,
         name: &str,
     ) -> Result<TopicDescription, BrokerError> {
         caller.check(Need::ProduceOrConsume(name))?;
-        self.broker.describe_topic(name)
+        let mut description = self.broker.describe_topic(name)?;
+        let Some(cluster) = self.cluster.as_ref() else {
+            return Ok(description);
+        };
+        let elsewhere: Vec<&mut spool_broker::PartitionInfo> = description
+            .partitions
+            .iter_mut()
+            .filter(|p| self.read_elsewhere(name, p.partition))
+            .collect();
+        let asked = elsewhere
+            .iter()
+            .map(|p| cluster.read_remote(name, p.partition, 0, 0, 0));
+        let answers = futures::future::join_all(asked).await;
+        for (info, answer) in elsewhere.into_iter().zip(answers) {
+            match answer {
+                Ok(read) => {
+                    info.start_offset = read.start_offset;
+                    info.end_offset = read.end_offset;
+                    info.messages = (read.end_offset - read.start_offset).max(0) as u64;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(description)
     }
 
     /// Creates a subscription. Creating a queue that exists with the same

@@ -389,6 +389,69 @@ fn a_replica_stopped_by_a_full_disk_is_reopened_once_space_is_freed() {
 }
 
 #[test]
+fn every_node_reads_partitions_it_holds_no_replica_of() {
+    let cluster = Cluster::start(3);
+    let addrs: Vec<String> = cluster.nodes.values().map(|n| n.addr.clone()).collect();
+    // One replica per partition: each node lacks two of the three.
+    ok(&cli(
+        &addrs[0],
+        &[
+            "topic",
+            "create",
+            "r",
+            "--partitions",
+            "3",
+            "--replicas",
+            "1",
+        ],
+        b"",
+    ));
+    cluster.status_until("led", |s| all_led_with(s, 1));
+    let out = ok(&cli(&addrs[0], &["produce", "r"], &lines("m", 300)));
+    assert!(out.ends_with("acknowledged: 300\n"), "{out}");
+    for addr in &addrs {
+        let read = read_all(addr, "r");
+        assert_exactly_once(&read, &[("m", 300)]);
+    }
+
+    // A long poll through a node without the replica wakes for records
+    // produced through another node.
+    let waiting = std::process::Command::new(crate::support::BIN)
+        .args(["--addr", &addrs[1], "consume", "r", "--from", "latest"])
+        .args(["--count", "10", "--timeout-ms", "15000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("consume");
+    std::thread::sleep(Duration::from_millis(1_000));
+    let out = ok(&cli(&addrs[2], &["produce", "r"], &lines("late", 10)));
+    assert!(out.ends_with("acknowledged: 10\n"), "{out}");
+    let started = Instant::now();
+    let waited = waiting.wait_with_output().expect("consume");
+    let mut got: Vec<String> = text(&waited.stdout).lines().map(str::to_owned).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("late-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "stderr: {}", text(&waited.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the long poll woke only at its end"
+    );
+
+    // HTTP too: every partition through every node.
+    for node in cluster.nodes.values() {
+        let mut seen = 0;
+        for partition in 0..3 {
+            let path = format!("/v1/topics/r/messages?partition={partition}&max_bytes=1000000");
+            let reply = spool_testkit::http::blocking::get(&node.http, &path);
+            assert_eq!(reply.status, 200, "{}", reply.raw);
+            seen += reply.body["messages"].as_array().map_or(0, Vec::len);
+        }
+        assert_eq!(seen, 310, "through {}", node.http);
+    }
+}
+
+#[test]
 fn a_single_node_server_says_it_is_not_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
