@@ -11,11 +11,15 @@
 //! acknowledgement named; nothing is stored twice; each producer's messages
 //! are in send order within a partition; every node holds the same
 //! records with the same terms, and terms never go down along a partition
-//! (two leaders writing in one term would show as diverging logs).
+//! (two leaders writing in one term would show as diverging logs). Readers
+//! follow every partition meanwhile (`readers`): each record a node showed
+//! them must be the healed cluster's record at that offset and term.
 //!
 //! Short mode (CI): 6 faults on 3 nodes. `SPOOL_CLUSTER_FAULTS=100` for a
 //! long run, `SPOOL_CLUSTER_NODES=5` for five nodes, `SPOOL_CLUSTER_SEED`
 //! to replay a schedule (the seed is printed).
+
+mod readers;
 
 use crate::support::{ServerProc, Tmpfs, BIN};
 use rand::{Rng, SeedableRng};
@@ -34,6 +38,8 @@ const PARTITIONS: u32 = 3;
 /// The cluster handshake's first message: magic, version, the dialer's id.
 const HELLO_BYTES: usize = 30;
 const PRODUCERS: usize = 3;
+/// Readers following every partition through whichever node is up.
+const READERS: usize = 2;
 /// Each node's file system: room for the long mode's data (~30 MB), and
 /// what a full-disk fault fills with ballast.
 const NODE_DISK: &str = "256m";
@@ -361,9 +367,9 @@ async fn read_node(addr: &str) -> BTreeMap<u32, Vec<Stored>> {
         .expect("connect for the check");
     let mut out = BTreeMap::new();
     for partition in 0..PARTITIONS {
-        let mut records = Vec::new();
+        let mut records: Vec<Stored> = Vec::new();
         let mut offset = 0u64;
-        let mut hosted = true;
+        let mut served = true;
         loop {
             let fetched = client
                 .fetch(spool_proto::Fetch {
@@ -380,43 +386,50 @@ async fn read_node(addr: &str) -> BTreeMap<u32, Vec<Stored>> {
                 .expect("fetch");
             let p = &fetched.partitions[0];
             if p.error.is_some() {
-                // Not a replica of this partition (five nodes, three
-                // replicas): it serves no reads of it.
-                hosted = false;
+                // No replica answered through this node (yet): the
+                // caller reads again until every node agrees.
+                served = false;
                 break;
             }
             let before = records.len();
-            for batch in spool_batch::split_batches(&p.batches) {
-                let batch = batch.expect("whole batch");
-                let header = spool_batch::BatchHeader::parse_with_control(batch).expect("header");
-                if header.is_control() {
-                    continue;
-                }
-                let valid = spool_batch::validate(batch).expect("valid batch");
-                for r in spool_batch::records(batch, &valid) {
-                    let r = r.expect("record");
-                    let at = (header.base_offset + r.offset_delta as i64) as u64;
-                    if at < offset {
-                        continue;
-                    }
-                    let value = String::from_utf8_lossy(r.value.unwrap_or_default()).into_owned();
-                    records.push(Stored {
-                        offset: at,
-                        term: header.partition_leader_epoch,
-                        value,
-                    });
-                }
-            }
+            records.extend(stored_records(&p.batches, offset));
             match records.last() {
                 Some(last) if records.len() > before => offset = last.offset + 1,
                 _ => break,
             }
         }
-        if hosted {
+        if served {
             out.insert(partition, records);
         }
     }
     out
+}
+
+/// The data records of fetched `batches` at or after `from`.
+fn stored_records(batches: &[u8], from: u64) -> Vec<Stored> {
+    let mut records = Vec::new();
+    for batch in spool_batch::split_batches(batches) {
+        let batch = batch.expect("whole batch");
+        let header = spool_batch::BatchHeader::parse_with_control(batch).expect("header");
+        if header.is_control() {
+            continue;
+        }
+        let valid = spool_batch::validate(batch).expect("valid batch");
+        for r in spool_batch::records(batch, &valid) {
+            let r = r.expect("record");
+            let at = (header.base_offset + r.offset_delta as i64) as u64;
+            if at < from {
+                continue;
+            }
+            let value = String::from_utf8_lossy(r.value.unwrap_or_default()).into_owned();
+            records.push(Stored {
+                offset: at,
+                term: header.partition_leader_epoch,
+                value,
+            });
+        }
+    }
+    records
 }
 
 /// Each partition as its replicas hold it, checked to be the same on all.
@@ -533,6 +546,17 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
             ))
         })
         .collect();
+    let observed = readers::Observed::default();
+    let reading: Vec<_> = (0..READERS)
+        .map(|k| {
+            rt.spawn(readers::read_continuously(
+                k,
+                harness.addrs.clone(),
+                observed.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
     let started = Instant::now();
     for i in 0..faults {
         std::thread::sleep(Duration::from_millis(rng.random_range(500..2_000)));
@@ -553,6 +577,9 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
     stop_tx.send_replace(true);
     for p in producers {
         rt.block_on(p).expect("producer task");
+    }
+    for r in reading {
+        rt.block_on(r).expect("reader task");
     }
     let acks = Arc::try_unwrap(acks)
         .ok()
@@ -588,9 +615,11 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
         std::thread::sleep(Duration::from_millis(200));
     };
     check(&reads, &acks);
-    let stored: usize = agreed(&reads).values().map(Vec::len).sum();
+    let agreed = agreed(&reads);
+    let stored: usize = agreed.values().map(Vec::len).sum();
+    let shown = readers::check_observed(&agreed, &observed);
     println!(
-        "checked: {} acknowledged of {} sent, {stored} stored, each partition identical on its replicas ({} nodes read)",
+        "checked: {} acknowledged of {} sent, {stored} stored, each partition identical on its replicas ({} nodes read); {shown} records shown to readers, each the one the cluster holds",
         acks.placed.len(),
         acks.sent,
         reads.len()
