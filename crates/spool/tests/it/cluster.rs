@@ -452,6 +452,39 @@ fn every_node_reads_partitions_it_holds_no_replica_of() {
 }
 
 #[test]
+fn a_replica_back_after_the_writes_catches_up_without_new_writes() {
+    let mut cluster = Cluster::start(3);
+    let first = cluster.nodes[&1].addr.clone();
+    ok(&cli(&first, &["topic", "create", "idle", "--partitions", "2"], b""));
+    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    cluster.nodes.get_mut(&3).expect("node 3").kill();
+    cluster.nodes.remove(&3);
+    let out = ok(&cli(&first, &["produce", "idle"], &lines("while-down", 200)));
+    assert!(out.ends_with("acknowledged: 200\n"), "{out}");
+    // Node 3 comes back to partitions nobody writes to any more.
+    cluster.start_node(3);
+    let back = cluster.nodes[&3].addr.clone();
+    let expected = read_all(&first, "idle");
+    assert_eq!(expected.len(), 200);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut read = read_all(&back, "idle");
+        read.sort();
+        let mut want = expected.clone();
+        want.sort();
+        if read == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never caught up on idle partitions: {} of 200",
+            read.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn a_single_node_server_says_it_is_not_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path());
