@@ -51,6 +51,9 @@ pub trait ReadsHere: Send + Sync + 'static {
 pub struct Groups {
     hosted: RwLock<HashMap<GroupId, Hosted>>,
     reads: std::sync::OnceLock<std::sync::Arc<dyn ReadsHere>>,
+    /// The metadata this node has applied, for peers asking which
+    /// incarnation of a node it records.
+    known_nodes: std::sync::OnceLock<std::sync::Arc<crate::meta::MetaHook>>,
 }
 
 impl Groups {
@@ -66,6 +69,19 @@ impl Groups {
     /// operations layer exists (until then they are refused).
     pub fn serve_reads(&self, reads: std::sync::Arc<dyn ReadsHere>) {
         let _ = self.reads.set(reads);
+    }
+
+    /// Where peers' questions about recorded incarnations are answered
+    /// from; set once, at the node's start (until then: none recorded).
+    pub fn answer_incarnations_from(&self, meta: std::sync::Arc<crate::meta::MetaHook>) {
+        let _ = self.known_nodes.set(meta);
+    }
+
+    /// The incarnation of node `id` the applied metadata records.
+    fn recorded_incarnation(&self, id: NodeId) -> Option<String> {
+        let meta = self.known_nodes.get()?;
+        let state = meta.read();
+        state.node(id).map(|n| n.incarnation.clone())
     }
 
     /// A group with nothing but its Raft core (the metadata group).
@@ -171,6 +187,11 @@ impl Inbound for Groups {
             let stopped = self.stopped();
             return Box::pin(async move { RaftResponse::Alive(stopped) });
         }
+        if let RaftRequest::Incarnation(id) = request {
+            // Answered before any group exists: a starting node asks it.
+            let recorded = self.recorded_incarnation(id);
+            return Box::pin(async move { RaftResponse::Incarnation(recorded) });
+        }
         let Some(raft) = self.get(&group) else {
             // Not created here yet (its topic is still being created) or
             // already deleted: the sender retries.
@@ -226,6 +247,7 @@ impl Inbound for Groups {
                 RaftRequest::Heartbeat => RaftResponse::Alive(Vec::new()),
                 // Answered above (a read of the metadata group is refused).
                 RaftRequest::Read { .. } => RaftResponse::Refused("not a partition".into()),
+                RaftRequest::Incarnation(_) => RaftResponse::Incarnation(None),
                 RaftRequest::Snapshot { vote, snapshot } => {
                     match raft.install_full_snapshot(vote, snapshot).await {
                         Ok(answer) => RaftResponse::Snapshot(answer),

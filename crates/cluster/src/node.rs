@@ -105,6 +105,14 @@ pub struct NodeConfig {
     /// What applies the metadata group's entries (the server's
     /// [`MetaHook`](crate::meta::MetaHook)); `None` only stores them.
     pub meta_hook: Option<Arc<dyn AppliedHook>>,
+    /// The applied metadata, to answer peers asking which incarnation of
+    /// a node it records (the server's `MetaHook`); `None`: none.
+    pub known_nodes: Option<Arc<crate::meta::MetaHook>>,
+    /// This node's incarnation when this start made it (a new data
+    /// directory): before joining any group the node makes sure the
+    /// cluster does not record an older incarnation of it (see
+    /// [`check_not_replaced`]). `None` for a directory that had one.
+    pub new_incarnation: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,11 +158,31 @@ impl Node {
         now_ms: fn() -> i64,
     ) -> io::Result<Node> {
         let groups = Arc::new(Groups::default());
+        if let Some(known) = &config.known_nodes {
+            groups.answer_incarnations_from(known.clone());
+        }
         let peers = Arc::new(Peers::new(
             config.node_id,
             config.secret.clone(),
             config.tls.clone(),
         ));
+        // Answering peers from the start: a new node and its peers ask
+        // each other about incarnations before any group runs.
+        let serving = tokio::spawn(serve(
+            config.listener,
+            config.secret,
+            config.node_id,
+            groups.clone(),
+            config.tls,
+        ));
+        if let Some(incarnation) = &config.new_incarnation {
+            if let Err(e) =
+                check_not_replaced(&peers, &config.members, config.node_id, incarnation).await
+            {
+                serving.abort();
+                return Err(e);
+            }
+        }
         let meta_dir = config.dir.join("meta");
         let log_config = LogConfig {
             durability: Durability::Always,
@@ -184,13 +212,6 @@ impl Node {
         .await
         .map_err(io::Error::other)?;
         groups.insert(GroupId::Meta, meta.clone());
-        let serving = tokio::spawn(serve(
-            config.listener,
-            config.secret,
-            config.node_id,
-            groups.clone(),
-            config.tls,
-        ));
         let liveness = Arc::new(Liveness::new(config.node_id));
         let liveness_tasks = vec![
             tokio::spawn(liveness::ping_loop(
@@ -415,5 +436,76 @@ impl Node {
         for group in self.groups.all() {
             group.shutdown().await.ok();
         }
+    }
+}
+
+/// How often a node with a new data directory asks its peers again while
+/// too few have answered.
+const INCARNATION_ASK_MS: u64 = 500;
+
+/// Makes sure a node starting with a new data directory is not a node
+/// whose data was lost: if any peer's metadata records another
+/// incarnation of this node id, the start is refused. (The old
+/// incarnation's votes and acknowledgements are part of the cluster's
+/// quorums; an empty replica under the same id could make an acknowledged
+/// write disappear: docs/cluster.md, "A wiped data directory".)
+///
+/// The record is on a majority of the metadata group, of which this node
+/// may have been one, so the answers of `n - n/2` other nodes (out of `n`)
+/// are needed to be sure one of them holds it: until then it asks again.
+/// A new cluster's nodes all answer "none recorded".
+pub async fn check_not_replaced(
+    peers: &Peers,
+    members: &BTreeMap<NodeId, NodeAddr>,
+    own_id: NodeId,
+    own_incarnation: &str,
+) -> io::Result<()> {
+    let others: Vec<(NodeId, String)> = members
+        .iter()
+        .filter(|(id, _)| **id != own_id)
+        .map(|(id, addr)| (*id, addr.cluster_addr.clone()))
+        .collect();
+    let needed = members.len() - members.len() / 2;
+    let needed = needed.min(others.len());
+    let timeout = Duration::from_millis(INCARNATION_ASK_MS * 2);
+    let mut rounds = 0u64;
+    loop {
+        let asked = others.iter().map(|(id, addr)| async move {
+            let peer = peers.peer(*id, addr);
+            let answer = peer
+                .call(&GroupId::Meta, &RaftRequest::Incarnation(own_id), timeout)
+                .await;
+            (*id, answer)
+        });
+        let mut answered = 0;
+        for (id, answer) in futures::future::join_all(asked).await {
+            match answer {
+                Ok(RaftResponse::Incarnation(Some(recorded))) if recorded != own_incarnation => {
+                    return Err(io::Error::other(format!(
+                        "node {id} records this node (id {own_id}) with another data \
+                         directory (incarnation {recorded}; this one is {own_incarnation}, \
+                         new): the node's data was lost. A node cannot rejoin under its \
+                         old id with an empty directory (it would vote and acknowledge \
+                         as if it still held its log); restore the directory, or remove \
+                         this node from the cluster and add it as a new one"
+                    )));
+                }
+                Ok(RaftResponse::Incarnation(_)) => answered += 1,
+                _ => {}
+            }
+        }
+        if answered >= needed {
+            return Ok(());
+        }
+        if rounds.is_multiple_of(20) {
+            tracing::info!(
+                answered,
+                needed,
+                "new data directory: waiting for peers to confirm this node was not in the \
+                 cluster with another one"
+            );
+        }
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(INCARNATION_ASK_MS)).await;
     }
 }

@@ -30,11 +30,11 @@ pub fn is_incarnation(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The incarnation kept in `dir`, made (and fsync'd) the first time. A
-/// file that is there but damaged is an error, not a reason to make a new
-/// one: the directory still holds this node's logs, and a new incarnation
-/// would have the cluster treat it as wiped.
-pub fn load_or_create(dir: &Path) -> io::Result<String> {
+/// The incarnation kept in `dir`, made (and fsync'd) the first time, and
+/// whether it was made now. A file that is there but damaged is an error,
+/// not a reason to make a new one: the directory still holds this node's
+/// logs, and a new incarnation would have the cluster treat it as wiped.
+pub fn load_or_create(dir: &Path) -> io::Result<(String, bool)> {
     let path = dir.join(INCARNATION_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -48,13 +48,13 @@ pub fn load_or_create(dir: &Path) -> io::Result<String> {
                     ),
                 ));
             }
-            Ok(incarnation.to_owned())
+            Ok((incarnation.to_owned(), false))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let incarnation = new_incarnation();
             fsutil::write_atomic(&path, format!("{incarnation}\n").as_bytes())
                 .map_err(|e| io::Error::other(e.to_string()))?;
-            Ok(incarnation)
+            Ok((incarnation, true))
         }
         Err(e) => Err(e),
     }
@@ -78,8 +78,9 @@ mod tests {
     #[test]
     fn an_incarnation_is_made_once_and_then_kept() {
         let dir = tempfile::TempDir::new().unwrap();
-        let first = load_or_create(dir.path()).unwrap();
-        assert_eq!(load_or_create(dir.path()).unwrap(), first);
+        let (first, made) = load_or_create(dir.path()).unwrap();
+        assert!(made, "made by the first start");
+        assert_eq!(load_or_create(dir.path()).unwrap(), (first, false));
         std::fs::write(dir.path().join(INCARNATION_FILE), "not hex\n").unwrap();
         assert!(
             load_or_create(dir.path()).is_err(),

@@ -56,6 +56,11 @@ pub enum RaftRequest {
         max_bytes: u32,
         wait_ms: u32,
     },
+    /// Which incarnation of node `0` the receiver's metadata records (sent
+    /// by a node starting with a new data directory, before it takes part
+    /// in any group: `docs/cluster.md`, "A wiped data directory").
+    /// Answered with `Incarnation`.
+    Incarnation(NodeId),
 }
 
 /// A replica's answer to a [`RaftRequest::Read`].
@@ -96,6 +101,9 @@ pub enum RaftResponse {
         code: u16,
         message: String,
     },
+    /// The incarnation the receiver's metadata records for the asked node
+    /// (`None`: it never joined, as far as the receiver has applied).
+    Incarnation(Option<String>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -113,6 +121,7 @@ const REQ_PROPOSE: u8 = 4;
 const REQ_HEARTBEAT: u8 = 5;
 const REQ_PRE_VOTE: u8 = 6;
 const REQ_READ: u8 = 7;
+const REQ_INCARNATION: u8 = 8;
 const RESP_APPEND: u8 = 11;
 const RESP_VOTE: u8 = 12;
 const RESP_SNAPSHOT: u8 = 13;
@@ -123,6 +132,7 @@ const RESP_DECLINED: u8 = 17;
 const RESP_ALIVE: u8 = 18;
 const RESP_RECORDS: u8 = 19;
 const RESP_READ_FAILED: u8 = 20;
+const RESP_INCARNATION: u8 = 21;
 
 const ENTRY_BLANK: u8 = 0;
 const ENTRY_NORMAL: u8 = 1;
@@ -184,6 +194,11 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
             out.put_u32(*max_bytes);
             out.put_u32(*wait_ms);
         }
+        RaftRequest::Incarnation(id) => {
+            out.put_u8(REQ_INCARNATION);
+            put_group(out, group);
+            out.put_u64(*id);
+        }
     }
 }
 
@@ -241,6 +256,7 @@ pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireErro
             max_bytes: get_u32(&mut buf)?,
             wait_ms: get_u32(&mut buf)?,
         },
+        REQ_INCARNATION => RaftRequest::Incarnation(get_u64(&mut buf)?),
         _ => return Err(malformed("unknown request kind")),
     };
     expect_end(&buf)?;
@@ -305,6 +321,16 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_READ_FAILED);
             out.put_u16(*code);
             put_bytes(out, message.as_bytes());
+        }
+        RaftResponse::Incarnation(recorded) => {
+            out.put_u8(RESP_INCARNATION);
+            match recorded {
+                None => out.put_u8(0),
+                Some(incarnation) => {
+                    out.put_u8(1);
+                    put_bytes(out, incarnation.as_bytes());
+                }
+            }
         }
         RaftResponse::NotLeader(leader) => {
             out.put_u8(RESP_NOT_LEADER);
@@ -378,6 +404,11 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
                 message: String::from_utf8_lossy(&message).into_owned(),
             }
         }
+        RESP_INCARNATION => RaftResponse::Incarnation(match get_u8(&mut buf)? {
+            0 => None,
+            1 => Some(String::from_utf8_lossy(&get_bytes(&mut buf)?).into_owned()),
+            _ => return Err(malformed("bad incarnation tag")),
+        }),
         RESP_NOT_LEADER => RaftResponse::NotLeader(match get_u8(&mut buf)? {
             0 => None,
             1 => Some(get_u64(&mut buf)?),

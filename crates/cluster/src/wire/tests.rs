@@ -133,7 +133,16 @@ fn votes_snapshots_and_answers_round_trip() {
             code: 301,
             message: "offset 5 is out of range".into(),
         },
+        RaftResponse::Incarnation(None),
+        RaftResponse::Incarnation(Some("0123456789abcdef0123456789abcdef".into())),
     ];
+    let Ok((GroupId::Meta, RaftRequest::Incarnation(7))) = decode_request({
+        let mut out = BytesMut::new();
+        encode_request(&GroupId::Meta, &RaftRequest::Incarnation(7), &mut out);
+        out.freeze()
+    }) else {
+        panic!("not the incarnation question");
+    };
     let read = RaftRequest::Read {
         offset: 41,
         max_bytes: 1 << 20,

@@ -39,6 +39,8 @@ async fn start_nodes(count: u64, dirs: &[TempDir]) -> Vec<Node> {
             tls: None,
             timings: RaftTimings::default(),
             meta_hook: None,
+            known_nodes: None,
+            new_incarnation: None,
         };
         nodes.push(Node::start(config, syncer.clone(), now_ms).await.unwrap());
     }

@@ -168,7 +168,7 @@ impl Cluster {
     ) -> anyhow::Result<Arc<Cluster>> {
         let dir = data_dir.join("cluster");
         std::fs::create_dir_all(&dir)?;
-        let incarnation = meta::incarnation::load_or_create(&dir)?;
+        let (incarnation, new) = meta::incarnation::load_or_create(&dir)?;
         let syncer = Arc::new(spool_log::Syncer::new(CLUSTER_SYNC_THREADS)?);
         let meta_hook = Arc::new(MetaHook::new());
         let config = NodeConfig {
@@ -180,6 +180,8 @@ impl Cluster {
             tls: settings.tls.clone(),
             timings: settings.timings,
             meta_hook: Some(meta_hook.clone()),
+            known_nodes: Some(meta_hook.clone()),
+            new_incarnation: new.then(|| incarnation.clone()),
         };
         let node = Node::start(config, syncer, crate::now_ms).await?;
         let own = OwnAddrs {

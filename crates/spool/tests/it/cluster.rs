@@ -455,11 +455,19 @@ fn every_node_reads_partitions_it_holds_no_replica_of() {
 fn a_replica_back_after_the_writes_catches_up_without_new_writes() {
     let mut cluster = Cluster::start(3);
     let first = cluster.nodes[&1].addr.clone();
-    ok(&cli(&first, &["topic", "create", "idle", "--partitions", "2"], b""));
+    ok(&cli(
+        &first,
+        &["topic", "create", "idle", "--partitions", "2"],
+        b"",
+    ));
     cluster.status_until("led and in sync", |s| all_led_with(s, 3));
     cluster.nodes.get_mut(&3).expect("node 3").kill();
     cluster.nodes.remove(&3);
-    let out = ok(&cli(&first, &["produce", "idle"], &lines("while-down", 200)));
+    let out = ok(&cli(
+        &first,
+        &["produce", "idle"],
+        &lines("while-down", 200),
+    ));
     assert!(out.ends_with("acknowledged: 200\n"), "{out}");
     // Node 3 comes back to partitions nobody writes to any more.
     cluster.start_node(3);
@@ -482,6 +490,60 @@ fn a_replica_back_after_the_writes_catches_up_without_new_writes() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_node_whose_data_directory_was_lost_is_refused_under_its_old_id() {
+    let mut cluster = Cluster::start(3);
+    let first = cluster.nodes[&1].addr.clone();
+    ok(&cli(
+        &first,
+        &["topic", "create", "kept", "--partitions", "1"],
+        b"",
+    ));
+    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    let out = ok(&cli(&first, &["produce", "kept"], &lines("k", 50)));
+    assert!(out.ends_with("acknowledged: 50\n"), "{out}");
+    cluster.nodes.get_mut(&3).expect("node 3").kill();
+    cluster.nodes.remove(&3);
+    // Node 3's disk is lost: it comes back empty under the same id.
+    std::fs::remove_dir_all(cluster.data_dir(3)).expect("wipe node 3");
+    let secret = cluster.dir.path().join("secret");
+    let mut refused = std::process::Command::new(crate::support::BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
+        .arg("--data-dir")
+        .arg(cluster.data_dir(3))
+        .args(["--node-id", "3", "--peers", &cluster.peers])
+        .arg("--cluster-secret-file")
+        .arg(&secret)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start node 3");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = refused.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = refused.kill();
+            panic!("node 3 started with an empty directory under its old id");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(refused.stderr.as_mut().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the node's data was lost") && stderr.contains("incarnation"),
+        "{stderr}"
+    );
+    // The two others go on, and nothing acknowledged is gone.
+    let out = ok(&cli(&first, &["produce", "kept"], &lines("after", 10)));
+    assert!(out.ends_with("acknowledged: 10\n"), "{out}");
+    let read = read_all(&first, "kept");
+    assert_exactly_once(&read, &[("k", 50), ("after", 10)]);
 }
 
 #[test]
