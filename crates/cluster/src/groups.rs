@@ -72,7 +72,8 @@ impl Groups {
     }
 
     /// Where peers' questions about recorded incarnations are answered
-    /// from; set once, at the node's start (until then: none recorded).
+    /// from; set once its metadata is replayed (until then they are
+    /// refused, not answered "none recorded").
     pub fn answer_incarnations_from(&self, meta: std::sync::Arc<crate::meta::MetaHook>) {
         let _ = self.known_nodes.set(meta);
     }
@@ -188,9 +189,13 @@ impl Inbound for Groups {
             return Box::pin(async move { RaftResponse::Alive(stopped) });
         }
         if let RaftRequest::Incarnation(id) = request {
-            // Answered before any group exists: a starting node asks it.
-            let recorded = self.recorded_incarnation(id);
-            return Box::pin(async move { RaftResponse::Incarnation(recorded) });
+            // Answered before any group exists (a starting node asks it),
+            // but only from metadata replayed up to its commit point.
+            let answer = match self.known_nodes.get() {
+                Some(_) => RaftResponse::Incarnation(self.recorded_incarnation(id)),
+                None => RaftResponse::Refused("this node's metadata is not loaded yet".into()),
+            };
+            return Box::pin(async move { answer });
         }
         let Some(raft) = self.get(&group) else {
             // Not created here yet (its topic is still being created) or
@@ -222,7 +227,12 @@ impl Inbound for Groups {
         if is_stopped(&raft) {
             // Answered here: openraft would log every message to a stopped
             // core as an error (a full disk would fill the log with them).
-            return Box::pin(async { RaftResponse::Refused("the group stopped".into()) });
+            // A proposal is told nothing was stored, as by a follower.
+            let answer = match request {
+                RaftRequest::Propose(_) => RaftResponse::NotLeader(None),
+                _ => RaftResponse::Refused("the group stopped".into()),
+            };
+            return Box::pin(async move { answer });
         }
         if let RaftRequest::Propose(data) = request {
             return match self.proposer(&group) {

@@ -111,7 +111,8 @@ pub struct NodeConfig {
     /// This node's incarnation when this start made it (a new data
     /// directory): before joining any group the node makes sure the
     /// cluster does not record an older incarnation of it (see
-    /// [`check_not_replaced`]). `None` for a directory that had one.
+    /// [`check_not_replaced`]), then keeps it in `dir`. `None` for a
+    /// directory that had one.
     pub new_incarnation: Option<String>,
 }
 
@@ -158,9 +159,6 @@ impl Node {
         now_ms: fn() -> i64,
     ) -> io::Result<Node> {
         let groups = Arc::new(Groups::default());
-        if let Some(known) = &config.known_nodes {
-            groups.answer_incarnations_from(known.clone());
-        }
         let peers = Arc::new(Peers::new(
             config.node_id,
             config.secret.clone(),
@@ -176,8 +174,15 @@ impl Node {
             config.tls,
         ));
         if let Some(incarnation) = &config.new_incarnation {
+            // A new directory holds no metadata: "none recorded" is true
+            // at once (and other new nodes of a new cluster wait for it).
+            if let Some(known) = &config.known_nodes {
+                groups.answer_incarnations_from(known.clone());
+            }
+            let checked =
+                check_not_replaced(&peers, &config.members, config.node_id, incarnation).await;
             if let Err(e) =
-                check_not_replaced(&peers, &config.members, config.node_id, incarnation).await
+                checked.and_then(|()| crate::meta::incarnation::keep(&config.dir, incarnation))
             {
                 serving.abort();
                 return Err(e);
@@ -193,6 +198,10 @@ impl Node {
         let (log, _report) = Log::open(&meta_dir, log_config).map_err(io::Error::other)?;
         let log = Arc::new(log);
         let files = RaftFiles::open(&meta_dir)?;
+        // What the metadata replica had committed when it stopped: peers
+        // asking about incarnations are answered once that is applied
+        // again (before, an empty state would say "none recorded").
+        let committed_at_start = files.read_committed()?;
         let machine = match config.meta_hook {
             Some(hook) => PartitionStateMachine::open_with_hook(log.clone(), &meta_dir, hook)?,
             None => PartitionStateMachine::open(log.clone(), &meta_dir)?,
@@ -212,6 +221,14 @@ impl Node {
         .await
         .map_err(io::Error::other)?;
         groups.insert(GroupId::Meta, meta.clone());
+        if let Some(known) = config.known_nodes.clone() {
+            tokio::spawn(answer_incarnations_once_replayed(
+                meta.clone(),
+                groups.clone(),
+                known,
+                committed_at_start.map(|id| id.index()),
+            ));
+        }
         let liveness = Arc::new(Liveness::new(config.node_id));
         let liveness_tasks = vec![
             tokio::spawn(liveness::ping_loop(
@@ -365,6 +382,12 @@ impl Node {
         self.liveness.alive(id)
     }
 
+    /// Whether node `id` is alive and its replica of `group` runs (did
+    /// not stop on a storage error), as its last ping answer said.
+    pub fn serves(&self, id: NodeId, group: &GroupId) -> bool {
+        self.liveness.serves(id, group)
+    }
+
     /// The metadata group's leader as this node knows it.
     pub fn meta_leader(&self) -> Option<NodeId> {
         use openraft::async_runtime::WatchReceiver;
@@ -437,6 +460,28 @@ impl Node {
             group.shutdown().await.ok();
         }
     }
+}
+
+/// Lets peers' questions about incarnations be answered from `known` once
+/// the metadata replica has applied everything it had committed at the
+/// start (until then they are refused, and the asker asks again).
+async fn answer_incarnations_once_replayed(
+    meta: PartitionGroup,
+    groups: Arc<Groups>,
+    known: Arc<crate::meta::MetaHook>,
+    committed_index: Option<u64>,
+) {
+    if let Some(index) = committed_index {
+        // Waits as long as it takes: a stopped replica never answers.
+        let replayed = meta
+            .wait(None)
+            .applied_index_at_least(Some(index), "the metadata replayed")
+            .await;
+        if replayed.is_err() {
+            return;
+        }
+    }
+    groups.answer_incarnations_from(known);
 }
 
 /// How often a node with a new data directory asks its peers again while

@@ -236,6 +236,13 @@ impl Log {
         self.lock().segments.iter().map(Segment::open_files).sum()
     }
 
+    /// Why the log stopped taking writes (a failed fdatasync or a write
+    /// left in doubt), if it did: only a reopen, with its recovery, brings
+    /// it back. (A full disk does not stop it: that write was cut back.)
+    pub fn failed(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
     pub fn stats(&self) -> LogStats {
         let inner = self.lock();
         LogStats {

@@ -363,9 +363,9 @@ impl Worker {
 /// Asks the server for a producer id. A cluster node hands one out;
 /// a server that is not a cluster node (or is older than producer
 /// ids) answers that it does not, and the producer goes on without
-/// one. Any other refusal (no metadata leader during an election, say)
-/// is asked again for up to [`LEADER_WAIT_MS`]; a lost connection
-/// fails the sends on its own.
+/// one. `TIMEOUT` or `NOT_LEADER` (no metadata leader during an
+/// election, say) is asked again for up to [`LEADER_WAIT_MS`]; any other
+/// refusal fails every send; a lost connection fails them on its own.
 async fn init_producer_id(client: Client) -> Result<Option<i64>, ClientError> {
     use spool_types::ErrorCode;
     let give_up_at = Instant::now() + std::time::Duration::from_millis(LEADER_WAIT_MS);
@@ -376,10 +376,10 @@ async fn init_producer_id(client: Client) -> Result<Option<i64>, ClientError> {
                 None | Some(ErrorCode::InvalidRequest | ErrorCode::UnknownRequestType) => {
                     return Ok(None)
                 }
-                Some(_) if Instant::now() >= give_up_at => return Err(e),
-                Some(_) => {
+                Some(ErrorCode::Timeout | ErrorCode::NotLeader) if Instant::now() < give_up_at => {
                     tokio::time::sleep(std::time::Duration::from_millis(LEADER_RETRY_MS)).await
                 }
+                Some(_) => return Err(e),
             },
         }
     }

@@ -22,6 +22,17 @@ pub fn new_incarnation() -> String {
     bits.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Keeps a new `incarnation` in `dir` (fsync'd): done once the node may
+/// take part in the cluster with it, so a start refused with a new one
+/// leaves none behind and the next start is checked again.
+pub fn keep(dir: &Path, incarnation: &str) -> io::Result<()> {
+    fsutil::write_atomic(
+        &dir.join(INCARNATION_FILE),
+        format!("{incarnation}\n").as_bytes(),
+    )
+    .map_err(|e| io::Error::other(e.to_string()))
+}
+
 /// Whether `text` has an incarnation's form (not whether any node has it).
 pub fn is_incarnation(text: &str) -> bool {
     text.len() == INCARNATION_HEX_LEN
@@ -30,10 +41,11 @@ pub fn is_incarnation(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The incarnation kept in `dir`, made (and fsync'd) the first time, and
-/// whether it was made now. A file that is there but damaged is an error,
-/// not a reason to make a new one: the directory still holds this node's
-/// logs, and a new incarnation would have the cluster treat it as wiped.
+/// The incarnation kept in `dir`, or a new one (not yet kept: [`keep`]
+/// it), and whether it is new. A file that is there but damaged is an
+/// error, not a reason to make a new one: the directory still holds this
+/// node's logs, and a new incarnation would have the cluster treat it as
+/// wiped.
 pub fn load_or_create(dir: &Path) -> io::Result<(String, bool)> {
     let path = dir.join(INCARNATION_FILE);
     match std::fs::read_to_string(&path) {
@@ -50,12 +62,7 @@ pub fn load_or_create(dir: &Path) -> io::Result<(String, bool)> {
             }
             Ok((incarnation.to_owned(), false))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let incarnation = new_incarnation();
-            fsutil::write_atomic(&path, format!("{incarnation}\n").as_bytes())
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            Ok((incarnation, true))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((new_incarnation(), true)),
         Err(e) => Err(e),
     }
 }
@@ -79,7 +86,10 @@ mod tests {
     fn an_incarnation_is_made_once_and_then_kept() {
         let dir = tempfile::TempDir::new().unwrap();
         let (first, made) = load_or_create(dir.path()).unwrap();
-        assert!(made, "made by the first start");
+        assert!(made, "new at the first start");
+        let (second, made) = load_or_create(dir.path()).unwrap();
+        assert!(made && second != first, "not kept until `keep`");
+        keep(dir.path(), &first).unwrap();
         assert_eq!(load_or_create(dir.path()).unwrap(), (first, false));
         std::fs::write(dir.path().join(INCARNATION_FILE), "not hex\n").unwrap();
         assert!(

@@ -411,7 +411,17 @@ impl Cluster {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(META_RETRY_MS)).await;
                 }
-                Err(e) => return Err(e),
+                // Not INVALID_REQUEST: that answer means "not a cluster
+                // node", and a producer would go on without an id.
+                Err(e) => {
+                    return Err(BrokerError::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "no producer id could be handed out now ({}): retry",
+                            e.message
+                        ),
+                    ))
+                }
             }
         }
     }

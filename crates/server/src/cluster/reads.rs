@@ -23,7 +23,10 @@ pub const REMOTE_READ_BYTES_MAX: usize = 8 << 20;
 impl Cluster {
     /// Reads `topic` `partition` from `offset` on a node holding a replica
     /// of it, waiting there up to `wait_ms` for records: the replicas this
-    /// node believes alive first, in placement order, then the others.
+    /// node believes serve the partition first (alive, not stopped on a
+    /// storage error), in placement order, then the others. A replica
+    /// that answers `OFFSET_OUT_OF_RANGE` may only lag the others, so the
+    /// next is asked; the refusal goes to the client only if all agree.
     pub async fn read_remote(
         &self,
         topic: &str,
@@ -39,7 +42,8 @@ impl Cluster {
         let max_bytes = max_bytes.min(REMOTE_READ_BYTES_MAX) as u32;
         let wait_ms = u32::try_from(wait_ms).unwrap_or(u32::MAX);
         let mut tried = Vec::new();
-        for (id, addr) in self.replicas_to_read(topic, partition) {
+        let mut out_of_range = None;
+        for (id, addr) in self.replicas_to_read(&group) {
             let answer = self
                 .node
                 .read_from(id, &addr, &group, offset, max_bytes, wait_ms)
@@ -48,15 +52,21 @@ impl Cluster {
                 Ok(RaftResponse::Records(records)) => return Ok(records),
                 Ok(RaftResponse::ReadFailed { code, message }) => {
                     let code = ErrorCode::from_u16(code).unwrap_or(ErrorCode::Internal);
-                    if code != ErrorCode::NotLeader {
-                        return Err(BrokerError::new(code, message));
+                    match code {
+                        ErrorCode::OffsetOutOfRange => {
+                            out_of_range = Some(BrokerError::new(code, message));
+                        }
+                        // Its replica is not set up there yet (or any more).
+                        ErrorCode::NotLeader => tried.push(format!("node {id}: {message}")),
+                        _ => return Err(BrokerError::new(code, message)),
                     }
-                    // Its replica is not set up there yet (or any more).
-                    tried.push(format!("node {id}: {message}"));
                 }
                 Ok(other) => tried.push(format!("node {id}: {other:?}")),
                 Err(e) => tried.push(format!("node {id}: {e}")),
             }
+        }
+        if let Some(refused) = out_of_range {
+            return Err(refused);
         }
         let mut refused = self.not_leader(topic, partition, None);
         refused.message = format!(
@@ -69,13 +79,16 @@ impl Cluster {
     }
 
     /// The partition's replicas with their node-to-node addresses, those
-    /// this node believes alive first.
-    fn replicas_to_read(&self, topic: &str, partition: u32) -> Vec<(NodeId, String)> {
+    /// this node believes serve it first.
+    fn replicas_to_read(&self, group: &GroupId) -> Vec<(NodeId, String)> {
+        let GroupId::Partition { topic, partition } = group else {
+            return Vec::new();
+        };
         let replicas = {
             let state = self.meta.read();
             state
                 .topic(topic)
-                .and_then(|t| t.replicas.get(partition as usize).cloned())
+                .and_then(|t| t.replicas.get(*partition as usize).cloned())
                 .unwrap_or_default()
         };
         let mut ordered: Vec<(NodeId, String)> = replicas
@@ -83,8 +96,8 @@ impl Cluster {
             .filter(|id| **id != self.node.id())
             .filter_map(|id| Some((*id, self.peers.get(id)?.clone())))
             .collect();
-        // Stable: placement order within the alive and the others.
-        ordered.sort_by_key(|(id, _)| !self.node.alive(*id));
+        // Stable: placement order within those serving and the others.
+        ordered.sort_by_key(|(id, _)| !self.node.serves(*id, group));
         ordered
     }
 

@@ -9,11 +9,13 @@
 //! It also reopens partition replicas whose Raft core stopped on a storage
 //! error (a full disk: openraft stops a group at any storage error): the
 //! log cut the failed append back to a batch boundary, so once there is
-//! space the replica is started again over the same log, as a restart of
-//! the node would, and catches up from its leader. Until then it is tried
-//! again with a growing pause. A log whose fdatasync failed is not
-//! reopened (the kernel may have dropped its dirty pages): that takes a
-//! restart, whose recovery checks the files.
+//! space (a probe file of a largest batch's size can be written beside
+//! it) the replica is started again over the same log, as a restart of
+//! the node would, and catches up from its leader. A replica that stops
+//! again soon after is given a growing pause (a cause other than space).
+//! A log whose fdatasync failed is not reopened (the kernel may have
+//! dropped its dirty pages): that takes a restart, whose recovery checks
+//! the files.
 
 use super::{members_of, Cluster, Hosted};
 use spool_broker::{Broker, TopicConfig};
@@ -21,7 +23,8 @@ use spool_cluster::meta::TopicInfo;
 use spool_cluster::partition::AppliedHook;
 use spool_cluster::types::{AppliedAnswer, LogId};
 use spool_cluster::wire::GroupId;
-use std::collections::{BTreeSet, HashMap};
+use spool_types::limits::BATCH_BYTES_MAX;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,11 +33,13 @@ use tokio::time::Instant;
 const RECONCILE_RETRY_MS: u64 = 1_000;
 /// How often this node looks for replicas stopped on a storage error.
 const STOPPED_CHECK_MS: u64 = 1_000;
-/// The first pause before a stopped replica is reopened; it doubles after
-/// each reopening that stopped again (the disk still full), up to
-/// [`REOPEN_BACKOFF_MAX_MS`].
+/// The pause before a replica that stopped again after a reopening is
+/// reopened once more; it doubles each time, up to
+/// [`REOPEN_BACKOFF_MAX_MS`] (space was there, so something else fails).
 const REOPEN_BACKOFF_MS: u64 = 1_000;
 const REOPEN_BACKOFF_MAX_MS: u64 = 30_000;
+/// The probe file written to tell whether a full disk has space again.
+const SPACE_PROBE_FILE: &str = ".space-probe";
 
 pub(super) async fn run(cluster: Arc<Cluster>) {
     let mut versions = cluster.meta.subscribe();
@@ -74,95 +79,127 @@ struct Reopening {
     /// Per group: when it may be reopened next, and the pause to wait
     /// after that if it stops again.
     next: HashMap<GroupId, (Instant, u64)>,
+    /// Groups that are not reopened in place (the metadata group, a log
+    /// that failed): said once, left until the node restarts.
+    left: HashSet<GroupId>,
 }
 
 impl Reopening {
     /// Stops hosting the partition replicas whose Raft core stopped on a
-    /// storage error and whose pause is over, so that the reconciliation
-    /// that follows starts them again. `true` if it let any go.
+    /// storage error, once there is space again and their pause is over,
+    /// so that the reconciliation that follows starts them again. `true`
+    /// if it let any go.
     async fn let_go_stopped(&mut self, cluster: &Arc<Cluster>) -> bool {
         let now = Instant::now();
         let mut let_go = false;
-        for (group, error) in cluster.node.groups().stopped_on_storage_error() {
-            let (at, pause_ms) = match self.next.get(&group) {
-                Some(next) => *next,
-                None => {
-                    first_seen(&group, &error);
-                    let first = (
-                        now + Duration::from_millis(REOPEN_BACKOFF_MS),
-                        REOPEN_BACKOFF_MS,
-                    );
-                    self.next.insert(group.clone(), first);
-                    first
-                }
-            };
-            // The metadata group has state beside its log (the cluster's
-            // view, rebuilt by replaying it): reopened by a restart only.
-            let GroupId::Partition { topic, partition } = &group else {
-                continue;
-            };
-            if now < at || !log_still_usable(cluster, topic, *partition).await {
+        // Probed once per pass, when a replica is due.
+        let mut space: Option<bool> = None;
+        let stopped = cluster.node.groups().stopped_on_storage_error();
+        for (group, error) in &stopped {
+            if self.left.contains(group) {
                 continue;
             }
-            cluster.node.stop_partition(&group).await;
+            let GroupId::Partition { topic, partition } = group else {
+                // The metadata group has state beside its log (the
+                // cluster's view, rebuilt by replaying it): reopened by a
+                // restart only.
+                tracing::error!(
+                    "this node's metadata replica stopped on a storage error ({error}); \
+                     restart the node once the cause is fixed"
+                );
+                self.left.insert(group.clone());
+                continue;
+            };
+            let (at, pause_ms) = *self.next.entry(group.clone()).or_insert_with(|| {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    "partition replica stopped on a storage error ({error}); it is reopened \
+                     once there is space"
+                );
+                (now, REOPEN_BACKOFF_MS)
+            });
+            if now < at {
+                continue;
+            }
+            if let Some(why) = log_failed(cluster, topic, *partition) {
+                tracing::error!(
+                    topic,
+                    partition,
+                    "the partition's log failed ({why}): its replica is reopened by a \
+                     restart of the node only"
+                );
+                self.left.insert(group.clone());
+                continue;
+            }
+            if space.is_none() {
+                space = Some(space_for_a_batch(cluster, topic, *partition).await);
+            }
+            if space == Some(false) || !log_synced(cluster, topic, *partition).await {
+                continue;
+            }
+            cluster.node.stop_partition(group).await;
             cluster
                 .hosted
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&(topic.clone(), *partition));
             tracing::info!(topic, partition, "reopening the partition replica");
-            // If it stops again, the next pause is longer.
+            // If it stops again soon, the next pause is longer.
             let next_pause_ms = (pause_ms * 2).min(REOPEN_BACKOFF_MAX_MS);
             let next = (
                 Instant::now() + Duration::from_millis(pause_ms),
                 next_pause_ms,
             );
-            self.next.insert(group, next);
+            self.next.insert(group.clone(), next);
             let_go = true;
         }
-        // Forget replicas that have run again for a while.
+        // Forget groups running again for a while (and, once running, the
+        // ones left alone: a restart brought them back).
+        let still: HashSet<&GroupId> = stopped.iter().map(|(g, _)| g).collect();
         let quiet = Duration::from_millis(REOPEN_BACKOFF_MAX_MS * 2);
-        self.next.retain(|_, (at, _)| now < *at + quiet);
+        self.next
+            .retain(|g, (at, _)| still.contains(g) || now < *at + quiet);
+        self.left.retain(|g| still.contains(g));
         let_go
     }
 }
 
-fn first_seen(group: &GroupId, error: &str) {
-    match group {
-        GroupId::Partition { topic, partition } => tracing::warn!(
-            topic,
-            partition,
-            "partition replica stopped on a storage error ({error}); it is reopened once \
-             its log takes writes again"
-        ),
-        GroupId::Meta => tracing::error!(
-            "this node's metadata replica stopped on a storage error ({error}); restart the \
-             node once the cause is fixed"
-        ),
+/// Whether a largest batch could be written beside the partition's log
+/// now: a probe file of that size is written there and removed.
+async fn space_for_a_batch(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> bool {
+    let Ok(log) = cluster.broker.partition_log(topic, partition) else {
+        return false;
+    };
+    let probe = log.dir().join(SPACE_PROBE_FILE);
+    let written = tokio::task::spawn_blocking(move || {
+        let result = std::fs::write(&probe, vec![0u8; BATCH_BYTES_MAX]);
+        let _ = std::fs::remove_file(&probe);
+        result.is_ok()
+    })
+    .await;
+    written.unwrap_or(false)
+}
+
+/// Why the partition's log stopped taking writes, if it did.
+fn log_failed(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> Option<String> {
+    match cluster.broker.partition_log(topic, partition) {
+        Ok(log) => log.failed(),
+        Err(e) => Some(e.to_string()),
     }
 }
 
-/// Whether the partition's log can take writes again: everything written
-/// to it becomes durable (so the reopened replica claims nothing that is
-/// not on disk). `false`, logged, if its fdatasync fails or it failed
-/// before.
-async fn log_still_usable(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> bool {
-    let log = match cluster.broker.partition_log(topic, partition) {
-        Ok(log) => log,
-        Err(_) => return false,
+/// Makes everything written to the partition's log durable, so the
+/// reopened replica claims nothing that is not on disk. `false` if that
+/// fails (tried again on the next pass).
+async fn log_synced(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> bool {
+    let Ok(log) = cluster.broker.partition_log(topic, partition) else {
+        return false;
     };
-    match tokio::task::spawn_blocking(move || log.flush()).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(
-                topic,
-                partition,
-                "the partition's log cannot be reopened in place ({e}); restart the node"
-            );
-            false
-        }
-        Err(_) => false,
-    }
+    matches!(
+        tokio::task::spawn_blocking(move || log.flush()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// One pass; `false` if some step failed (logged) and must be retried.

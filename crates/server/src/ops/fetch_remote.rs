@@ -104,14 +104,14 @@ impl Ops {
                 local.next()
             };
             let Some(mut read) = next else { continue };
-            if *remote_here {
-                // The first batch with data goes whole; later ones only
-                // within what is left (as `read_partitions` does).
-                let first_with_data = budget == max_bytes;
-                if read.batches.len() > budget && !first_with_data {
-                    read.batches = bytes::Bytes::new();
-                    read.next_offset = read_offset(partitions, out.len());
-                }
+            // One budget for the whole answer, local and remote parts
+            // alike (each was read against the whole of it): the first
+            // batch with data goes whole, later ones only within what is
+            // left, as `read_partitions` does on one node.
+            let first_with_data = budget == max_bytes;
+            if read.batches.len() > budget && !first_with_data {
+                read.batches = bytes::Bytes::new();
+                read.next_offset = read_offset(partitions, out.len());
             }
             budget = budget.saturating_sub(read.batches.len());
             out.push(read);

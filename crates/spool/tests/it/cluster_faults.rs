@@ -618,6 +618,10 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
     let agreed = agreed(&reads);
     let stored: usize = agreed.values().map(Vec::len).sum();
     let shown = readers::check_observed(&agreed, &observed);
+    assert!(
+        shown * 2 > stored,
+        "the readers saw {shown} of {stored} records"
+    );
     println!(
         "checked: {} acknowledged of {} sent, {stored} stored, each partition identical on its replicas ({} nodes read); {shown} records shown to readers, each the one the cluster holds",
         acks.placed.len(),
