@@ -67,6 +67,14 @@ impl RaftTimings {
             // The metadata group's own elections ask first too (partition
             // groups are told by `liveness` which kind to run).
             enable_pre_vote: Some(true),
+            // A replica restarted over its storage (a node restart, a
+            // reopen after a full disk) never takes its old term's
+            // leadership back without an election: its log may hold
+            // entries of that term that are not committed, unknown to its
+            // new proposer's duplicate check, and a producer's retry of one
+            // would be stored a second time. A new term starts with a blank
+            // entry, and the check waits until that is applied.
+            enable_leader_restore: Some(false),
             ..openraft::Config::default()
         };
         config

@@ -279,6 +279,66 @@ async fn a_group_stopped_on_a_live_leader_is_replaced() {
     }
 }
 
+/// A replica restarted over its storage while it led (a reopen after a
+/// full disk, a quick restart) does not take its old term's leadership
+/// back without an election: entries of that term in its log may not be
+/// committed, and its new proposer's duplicate check does not know them
+/// (found by the fault harness: a producer's retry stored twice, two
+/// offsets apart). The group takes writes again under a leader of a
+/// later term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_restarted_in_place_does_not_resume_its_term() {
+    let (dirs, nodes, group) = three_nodes().await;
+    let hosted = host_everywhere_with_logs(&nodes, &dirs, &group, vec![1, 2, 3]).await;
+    write_through(&hosted[0].1, "first").await;
+    let metrics = nodes[0].groups().get(&group).unwrap().metrics();
+    let (leader, term) = {
+        let m = metrics.borrow_watched();
+        (m.current_leader.expect("a leader"), m.current_term)
+    };
+    let i = nodes.iter().position(|n| n.id() == leader).unwrap();
+    let members = nodes[i]
+        .groups()
+        .get(&group)
+        .unwrap()
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect::<BTreeMap<_, _>>();
+    nodes[i].stop_partition(&group).await;
+    let (raft, _) = nodes[i]
+        .host_partition(
+            group.clone(),
+            hosted[i].0.clone(),
+            members,
+            vec![1, 2, 3],
+            None,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (state, now_term) = {
+        let m = raft.metrics();
+        let m = m.borrow_watched();
+        (m.state, m.current_term)
+    };
+    assert!(
+        !(state == openraft::ServerState::Leader && now_term == term),
+        "node {leader} took term {term}'s leadership back without an election"
+    );
+    let placed = write_through(&hosted[(i + 1) % 3].1, "after").await;
+    assert_eq!(placed.base_offset, 1, "written after the first");
+    let m = raft.metrics();
+    let new_term = m.borrow_watched().current_term;
+    assert!(new_term > term, "a later term's leader took it: {new_term}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 /// A replica that joins after its leader's retention purged the start of
 /// the log catches up by snapshot: it installs the state at the leader's
 /// retention cut and receives every entry the leader still stores, so it

@@ -225,8 +225,13 @@ impl Cluster {
     pub async fn shutdown(&self) {
         let tasks: Vec<_> =
             std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
+        for task in &tasks {
             task.abort();
+        }
+        // Waited for: a reconciliation part way through must not host a
+        // group after the groups below were listed and shut down.
+        for task in tasks {
+            let _ = task.await;
         }
         self.node.shutdown_groups().await;
     }

@@ -17,8 +17,10 @@ use spool_types::ErrorCode;
 use std::sync::Weak;
 
 /// The most one read from another node carries (the first batch goes
-/// whole even past it; a batch always fits a cluster frame).
-pub const REMOTE_READ_BYTES_MAX: usize = 8 << 20;
+/// whole even past it; a batch always fits a cluster frame). Kept to the
+/// client's usual per-partition size: the answer shares the node link
+/// with the liveness pings, which must not wait long behind it.
+pub const REMOTE_READ_BYTES_MAX: usize = 1 << 20;
 
 impl Cluster {
     /// Reads `topic` `partition` from `offset` on a node holding a replica
