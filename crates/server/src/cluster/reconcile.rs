@@ -38,8 +38,9 @@ const STOPPED_CHECK_MS: u64 = 1_000;
 /// [`REOPEN_BACKOFF_MAX_MS`] (space was there, so something else fails).
 const REOPEN_BACKOFF_MS: u64 = 1_000;
 const REOPEN_BACKOFF_MAX_MS: u64 = 30_000;
-/// The probe file written to tell whether a full disk has space again.
-const SPACE_PROBE_FILE: &str = ".space-probe";
+/// The probe file written to tell whether a full disk has space again
+/// (a `.tmp` name: a log's recovery removes one a crash left behind).
+const SPACE_PROBE_FILE: &str = "space-probe.tmp";
 
 pub(super) async fn run(cluster: Arc<Cluster>) {
     let mut versions = cluster.meta.subscribe();
