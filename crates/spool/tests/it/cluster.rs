@@ -484,14 +484,24 @@ fn every_node_reads_partitions_it_holds_no_replica_of() {
         );
     }
 
-    // HTTP too: every partition through every node.
+    // HTTP too: every partition through every node, page by page.
     for node in cluster.nodes.values() {
         let mut seen = 0;
         for partition in 0..3 {
-            let path = format!("/v1/topics/r/messages?partition={partition}&max_bytes=8000000");
-            let reply = spool_testkit::http::blocking::get(&node.http, &path);
-            assert_eq!(reply.status, 200, "{}", reply.raw);
-            seen += reply.body["messages"].as_array().map_or(0, Vec::len);
+            let mut offset = 0;
+            loop {
+                let path = format!(
+                    "/v1/topics/r/messages?partition={partition}&offset={offset}&max_bytes=1000000"
+                );
+                let reply = spool_testkit::http::blocking::get(&node.http, &path);
+                assert_eq!(reply.status, 200, "{}", reply.raw);
+                let got = reply.body["messages"].as_array().map_or(0, Vec::len);
+                if got == 0 {
+                    break;
+                }
+                seen += got;
+                offset = reply.body["next_offset"].as_i64().expect("next_offset");
+            }
         }
         assert_eq!(seen, 3310, "through {}", node.http);
     }
