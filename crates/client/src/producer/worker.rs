@@ -136,6 +136,10 @@ impl Worker {
             Ok(id) => self.producer_id = id,
             Err(e) => self.refused = Some(e),
         }
+        if self.producer_id.is_some() {
+            // A cluster node: see `ProducerOptions::cluster_linger`.
+            self.options.linger = self.options.linger.max(self.options.cluster_linger);
+        }
         let mut commands_open = true;
         loop {
             // Batches whose linger is over go now (if the window has room),
