@@ -143,6 +143,17 @@ async fn host_everywhere(
     hosted.into_iter().map(|(_, proposer)| proposer).collect()
 }
 
+/// The members (with their addresses) of `raft`'s group.
+fn members_of(raft: &spool_cluster::groups::PartitionGroup) -> BTreeMap<NodeId, NodeAddr> {
+    raft.metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect()
+}
+
 /// [`host_everywhere`], with each replica's log.
 async fn host_everywhere_with_logs(
     nodes: &[Node],
@@ -150,15 +161,7 @@ async fn host_everywhere_with_logs(
     group: &GroupId,
     preference: Vec<NodeId>,
 ) -> Vec<(Arc<spool_log::Log>, spool_cluster::proposer::Proposer)> {
-    let members = nodes[0]
-        .meta()
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, node)| (*id, node.clone()))
-        .collect::<BTreeMap<_, _>>();
+    let members = members_of(nodes[0].meta());
     let mut proposers = Vec::new();
     for (node, dir) in nodes.iter().zip(dirs) {
         let config = crate::entry_log_config();
@@ -297,17 +300,7 @@ async fn a_leader_restarted_in_place_does_not_resume_its_term() {
         (m.current_leader.expect("a leader"), m.current_term)
     };
     let i = nodes.iter().position(|n| n.id() == leader).unwrap();
-    let members = nodes[i]
-        .groups()
-        .get(&group)
-        .unwrap()
-        .metrics()
-        .borrow_watched()
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, node)| (*id, node.clone()))
-        .collect::<BTreeMap<_, _>>();
+    let members = members_of(&nodes[i].groups().get(&group).unwrap());
     nodes[i].stop_partition(&group).await;
     let (raft, _) = nodes[i]
         .host_partition(

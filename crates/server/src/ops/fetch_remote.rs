@@ -126,15 +126,7 @@ impl Ops {
         max_bytes: usize,
         wait_ms: u64,
     ) -> FetchedPartition {
-        let mut entry = FetchedPartition {
-            topic: fp.topic.clone(),
-            partition: fp.partition,
-            error: None,
-            start_offset: 0,
-            end_offset: 0,
-            batches: bytes::Bytes::new(),
-            next_offset: fp.offset,
-        };
+        let mut entry = FetchedPartition::nothing_of(fp);
         let Some(cluster) = self.cluster.as_ref() else {
             return entry;
         };

@@ -40,6 +40,22 @@ pub struct FetchedPartition {
     pub next_offset: i64,
 }
 
+impl FetchedPartition {
+    /// Nothing read yet of `fp`: no records, offsets unknown, the next
+    /// read where this one was asked to start.
+    pub(super) fn nothing_of(fp: &FetchPartition) -> FetchedPartition {
+        FetchedPartition {
+            topic: fp.topic.clone(),
+            partition: fp.partition,
+            error: None,
+            start_offset: 0,
+            end_offset: 0,
+            batches: Bytes::new(),
+            next_offset: fp.offset,
+        }
+    }
+}
+
 /// Where one published message is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Published {
@@ -400,15 +416,7 @@ impl Ops {
         let mut budget = max_bytes;
         let mut out = Vec::with_capacity(partitions.len());
         for fp in partitions {
-            let mut entry = FetchedPartition {
-                topic: fp.topic.clone(),
-                partition: fp.partition,
-                error: None,
-                start_offset: 0,
-                end_offset: 0,
-                batches: Bytes::new(),
-                next_offset: fp.offset,
-            };
+            let mut entry = FetchedPartition::nothing_of(fp);
             if let Some(elsewhere) = self.replica_elsewhere(&fp.topic, fp.partition) {
                 entry.error = Some(elsewhere);
                 out.push(entry);
