@@ -54,9 +54,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use worker::{Command, Worker};
 
 /// [`ProducerOptions::cluster_linger`]'s default: none for now. With 1 ms
-/// the fault harness's producers hung twice (deliveries never answered
-/// while the cluster was healthy; not understood yet), so the measured
-/// latency gain waits for that fix.
+/// the fault harness's producers stalled: mostly on a leader left without
+/// a majority (now answered `TIMEOUT` within 10 s), but once, after that
+/// fix, for over a minute with no cause found yet, so the measured latency
+/// gain waits.
 pub const CLUSTER_LINGER_MS_DEFAULT: u64 = 0;
 
 /// Batching and pipelining settings.

@@ -71,6 +71,14 @@ pub struct Published {
 const PUBLISH_LEADER_WAIT_MS: u64 = 5_000;
 /// How often it sends a batch again meanwhile.
 const PUBLISH_LEADER_RETRY_MS: u64 = 100;
+/// How long a produce to a replicated partition waits for its batch to be
+/// stored on a majority before it is answered `TIMEOUT` (outcome unknown;
+/// an idempotent producer sends it again, safely). A majority write takes
+/// milliseconds; a leader that cannot reach a majority (two of three
+/// replicas down) would otherwise hold the request, and with it the
+/// producer's partition, until they return. Kafka's produce `timeout_ms`
+/// (30 s by default) plays this part.
+const REPLICATED_ANSWER_MS: u64 = 10_000;
 
 /// Where an unkeyed batch of an idempotent producer goes: the partition its
 /// producer id and first sequence pick, so that the batch sent again after
@@ -217,7 +225,13 @@ impl Ops {
                 ),
             )
         };
-        match answer.await {
+        let waited = Duration::from_millis(REPLICATED_ANSWER_MS);
+        let Ok(answer) = tokio::time::timeout(waited, answer).await else {
+            return Err(unknown(format!(
+                "a majority of its replicas did not store it within {REPLICATED_ANSWER_MS} ms"
+            )));
+        };
+        match answer {
             Ok(Ok(placed)) => Ok(Produced {
                 partition,
                 base_offset: placed.base_offset,

@@ -507,6 +507,77 @@ fn every_node_reads_partitions_it_holds_no_replica_of() {
     }
 }
 
+/// A leader whose two followers stop (SIGSTOP) right after it took a
+/// write cannot commit it: the produce is answered `TIMEOUT` (outcome
+/// unknown) within the node's 10 s bound, not held until they return
+/// (before the bound it waited for them, and the fault harness's
+/// producers with it).
+#[test]
+fn a_leader_without_its_majority_answers_timeout_instead_of_waiting() {
+    let cluster = Cluster::start(3);
+    let first = cluster.nodes[&1].addr.clone();
+    ok(&cli(
+        &first,
+        &["topic", "create", "stranded", "--partitions", "1"],
+        b"",
+    ));
+    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    let leader = cluster.status(&cluster.addrs())["partitions"][0]["leader"]
+        .as_u64()
+        .expect("leader");
+    let stop = |signal: &str| {
+        for (id, node) in &cluster.nodes {
+            if *id != leader {
+                let sent = std::process::Command::new("kill")
+                    .args([signal, &node.pid().to_string()])
+                    .status()
+                    .expect("kill");
+                assert!(sent.success());
+            }
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let answer = rt.block_on(async {
+        let addr = cluster.nodes[&leader].addr.clone();
+        let client = spool_client::Client::connect(addr.as_str(), Default::default())
+            .await
+            .expect("connect");
+        // A first write renews the leader's lease, so the next is taken.
+        let mut b = spool_batch::BatchBuilder::new();
+        b.push(&spool_batch::NewRecord::value("before", 1))
+            .expect("push");
+        let batch = bytes::Bytes::from(b.finish().expect("batch"));
+        let routing = spool_proto::Routing::Partition(0);
+        client
+            .produce("stranded", routing.clone(), batch.clone())
+            .await
+            .expect("a write with every replica up");
+        stop("-STOP");
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.produce("stranded", routing, batch),
+        )
+        .await;
+        (answer, started.elapsed())
+    });
+    stop("-CONT");
+    let (answer, waited) = answer;
+    let answer = answer.unwrap_or_else(|_| panic!("no answer in 30 s"));
+    let e = answer.expect_err("nothing can be committed without a majority");
+    assert!(
+        matches!(
+            e.code(),
+            Some(spool_types::ErrorCode::Timeout | spool_types::ErrorCode::NotLeader)
+        ),
+        "{e}"
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "answered after {waited:?}"
+    );
+}
+
 #[test]
 fn a_replica_back_after_the_writes_catches_up_without_new_writes() {
     let mut cluster = Cluster::start(3);

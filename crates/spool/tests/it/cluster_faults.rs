@@ -17,7 +17,8 @@
 //!
 //! Short mode (CI): 6 faults on 3 nodes. `SPOOL_CLUSTER_FAULTS=100` for a
 //! long run, `SPOOL_CLUSTER_NODES=5` for five nodes, `SPOOL_CLUSTER_SEED`
-//! to replay a schedule (the seed is printed).
+//! to replay a schedule (the seed is printed), `SPOOL_CLUSTER_FAULT_KINDS`
+//! to draw only some kinds of fault.
 
 mod readers;
 
@@ -276,7 +277,17 @@ impl Harness {
 struct Acks {
     placed: HashMap<String, (u32, u64)>,
     sent: u64,
+    /// Deliveries neither acknowledged nor failed within
+    /// [`DELIVERY_ANSWER_S`], with the node their producer used: a
+    /// producer (or a node) that stopped answering.
+    unanswered: Vec<(String, String)>,
 }
+
+/// How long a delivery may go unanswered: past the client's own 30 s wait
+/// for a leader (after which it fails the delivery) plus a node's 10 s
+/// wait for a majority before the first and after the last try
+/// (`TIMEOUT`).
+const DELIVERY_ANSWER_S: u64 = 60;
 
 /// Produces `p{k}.{incarnation}.{n}` through some node that is up, one
 /// producer (so one producer id) per connection; when the connection or a
@@ -321,23 +332,33 @@ async fn produce(
             };
             acks.lock().expect("acks").sent += 1;
             waiting.push((value, delivery));
-            if waiting.len() >= 64 && !settle(&mut waiting, &acks).await {
+            if waiting.len() >= 64 && !settle(&mut waiting, &acks, &addr).await {
                 break;
             }
         }
-        settle(&mut waiting, &acks).await;
+        settle(&mut waiting, &acks, &addr).await;
     }
 }
 
-/// Waits for every outstanding delivery (at most 40 s each: past the
-/// client's own 30 s leader wait); false if any failed.
+/// Waits for every outstanding delivery (all of them answered within
+/// [`DELIVERY_ANSWER_S`]); false if any failed or went unanswered.
 async fn settle(
     waiting: &mut Vec<(String, spool_client::DeliveryFuture)>,
     acks: &Mutex<Acks>,
+    addr: &str,
 ) -> bool {
     let mut all_ok = true;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(DELIVERY_ANSWER_S);
     for (value, delivery) in waiting.drain(..) {
-        match tokio::time::timeout(Duration::from_secs(40), delivery).await {
+        match tokio::time::timeout_at(deadline, delivery).await {
+            Err(_) => {
+                eprintln!("unanswered for {DELIVERY_ANSWER_S} s: {value} through {addr}");
+                acks.lock()
+                    .expect("acks")
+                    .unanswered
+                    .push((value, addr.to_owned()));
+                all_ok = false;
+            }
             Ok(Ok(d)) => {
                 let previous = acks
                     .lock()
@@ -557,11 +578,26 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
             ))
         })
         .collect();
+    // `SPOOL_CLUSTER_FAULT_KINDS=3` (say) draws only full disks: 0 SIGKILL,
+    // 1 SIGSTOP, 2 cut off, 3 full disk.
+    let kinds: Vec<u32> = match std::env::var("SPOOL_CLUSTER_FAULT_KINDS") {
+        Ok(list) => list
+            .split(',')
+            .map(|k| {
+                k.trim()
+                    .parse()
+                    .expect("SPOOL_CLUSTER_FAULT_KINDS: numbers")
+            })
+            .filter(|k| *k < harness.fault_kinds())
+            .collect(),
+        Err(_) => (0..harness.fault_kinds()).collect(),
+    };
+    assert!(!kinds.is_empty(), "no fault kind to draw");
     let started = Instant::now();
     for i in 0..faults {
         std::thread::sleep(Duration::from_millis(rng.random_range(500..2_000)));
         let id = rng.random_range(1..=count);
-        let kind = rng.random_range(0..harness.fault_kinds());
+        let kind = kinds[rng.random_range(0..kinds.len())];
         let hold = Duration::from_millis(rng.random_range(1_200..2_500));
         let what = harness.fault(kind, id, hold);
         let acked = acks.lock().expect("acks").placed.len();
@@ -586,6 +622,11 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
         .expect("acks")
         .into_inner()
         .expect("acks");
+    assert!(
+        acks.unanswered.is_empty(),
+        "deliveries went unanswered (neither acknowledged nor failed): {:?}",
+        &acks.unanswered[..acks.unanswered.len().min(5)]
+    );
     assert!(
         acks.placed.len() > 1_000,
         "the workload barely ran: {}",
