@@ -23,6 +23,7 @@ use spool_cluster::meta::TopicInfo;
 use spool_cluster::partition::AppliedHook;
 use spool_cluster::types::{AppliedAnswer, LogId};
 use spool_cluster::wire::GroupId;
+use spool_log::Log;
 use spool_types::limits::BATCH_BYTES_MAX;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -127,7 +128,12 @@ impl Reopening {
             if now < at {
                 continue;
             }
-            if let Some(why) = log_failed(cluster, topic, *partition) {
+            let log = cluster.broker.partition_log(topic, *partition);
+            let failed = match &log {
+                Ok(log) => log.failed(),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failed {
                 tracing::error!(
                     topic,
                     partition,
@@ -137,10 +143,11 @@ impl Reopening {
                 self.left.insert(group.clone());
                 continue;
             }
+            let Ok(log) = log else { continue };
             if space.is_none() {
-                space = Some(space_for_a_batch(cluster, topic, *partition).await);
+                space = Some(space_for_a_batch(&log).await);
             }
-            if space == Some(false) || !log_synced(cluster, topic, *partition).await {
+            if space == Some(false) || !log_synced(log).await {
                 continue;
             }
             cluster.node.stop_partition(group).await;
@@ -170,12 +177,9 @@ impl Reopening {
     }
 }
 
-/// Whether a largest batch could be written beside the partition's log
-/// now: a probe file of that size is written there and removed.
-async fn space_for_a_batch(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> bool {
-    let Ok(log) = cluster.broker.partition_log(topic, partition) else {
-        return false;
-    };
+/// Whether a largest batch could be written beside `log` now: a probe
+/// file of that size is written there and removed.
+async fn space_for_a_batch(log: &Log) -> bool {
     let probe = log.dir().join(SPACE_PROBE_FILE);
     let written = tokio::task::spawn_blocking(move || {
         let result = std::fs::write(&probe, vec![0u8; BATCH_BYTES_MAX]);
@@ -186,21 +190,10 @@ async fn space_for_a_batch(cluster: &Arc<Cluster>, topic: &str, partition: u32) 
     written.unwrap_or(false)
 }
 
-/// Why the partition's log stopped taking writes, if it did.
-fn log_failed(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> Option<String> {
-    match cluster.broker.partition_log(topic, partition) {
-        Ok(log) => log.failed(),
-        Err(e) => Some(e.to_string()),
-    }
-}
-
-/// Makes everything written to the partition's log durable, so the
-/// reopened replica claims nothing that is not on disk. `false` if that
-/// fails (tried again on the next pass).
-async fn log_synced(cluster: &Arc<Cluster>, topic: &str, partition: u32) -> bool {
-    let Ok(log) = cluster.broker.partition_log(topic, partition) else {
-        return false;
-    };
+/// Makes everything written to `log` durable, so the reopened replica
+/// claims nothing that is not on disk. `false` if that fails (tried again
+/// on the next pass).
+async fn log_synced(log: Arc<Log>) -> bool {
     matches!(
         tokio::task::spawn_blocking(move || log.flush()).await,
         Ok(Ok(()))

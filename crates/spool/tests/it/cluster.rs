@@ -84,6 +84,25 @@ impl Cluster {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("status JSON: {e}: {out}"))
     }
 
+    /// Creates `topic` through node 1 and waits until each of its
+    /// partitions is led with every node in sync; the CLI's output.
+    fn create_topic(&self, topic: &str, partitions: u32) -> String {
+        let created = ok(&cli(
+            &self.nodes[&1].addr,
+            &[
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                &partitions.to_string(),
+            ],
+            b"",
+        ));
+        let nodes = self.nodes.len();
+        self.status_until("led and in sync", |s| all_led_with(s, nodes));
+        created
+    }
+
     /// Polls the status until `ready` holds (or panics after 20 s).
     fn status_until(&self, what: &str, ready: impl Fn(&serde_json::Value) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -163,13 +182,8 @@ fn three_nodes_replicate_and_lose_nothing_when_a_leader_is_killed() {
     let mut cluster = Cluster::start(3);
     let all = cluster.addrs();
     // Created through one node, on every node.
-    let created = ok(&cli(
-        &cluster.nodes[&1].addr,
-        &["topic", "create", "orders", "--partitions", "2"],
-        b"",
-    ));
+    let created = cluster.create_topic("orders", 2);
     assert!(created.contains("created topic orders"), "{created}");
-    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
     let status = cluster.status(&all);
     assert_eq!(
         status["nodes"].as_array().map(Vec::len),
@@ -333,12 +347,7 @@ fn a_replica_stopped_by_a_full_disk_is_reopened_once_space_is_freed() {
     }
     let first = cluster.nodes[&1].addr.clone();
     let third = cluster.nodes[&3].addr.clone();
-    ok(&cli(
-        &first,
-        &["topic", "create", "t", "--partitions", "1"],
-        b"",
-    ));
-    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    cluster.create_topic("t", 1);
     let out = ok(&cli(&first, &["produce", "t"], &lines("before", 100)));
     assert!(out.ends_with("acknowledged: 100\n"), "{out}");
 
@@ -515,24 +524,14 @@ fn every_node_reads_partitions_it_holds_no_replica_of() {
 #[test]
 fn a_leader_without_its_majority_answers_timeout_instead_of_waiting() {
     let cluster = Cluster::start(3);
-    let first = cluster.nodes[&1].addr.clone();
-    ok(&cli(
-        &first,
-        &["topic", "create", "stranded", "--partitions", "1"],
-        b"",
-    ));
-    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    cluster.create_topic("stranded", 1);
     let leader = cluster.status(&cluster.addrs())["partitions"][0]["leader"]
         .as_u64()
         .expect("leader");
     let stop = |signal: &str| {
         for (id, node) in &cluster.nodes {
             if *id != leader {
-                let sent = std::process::Command::new("kill")
-                    .args([signal, &node.pid().to_string()])
-                    .status()
-                    .expect("kill");
-                assert!(sent.success());
+                node.signal(signal);
             }
         }
     };
@@ -582,12 +581,7 @@ fn a_leader_without_its_majority_answers_timeout_instead_of_waiting() {
 fn a_replica_back_after_the_writes_catches_up_without_new_writes() {
     let mut cluster = Cluster::start(3);
     let first = cluster.nodes[&1].addr.clone();
-    ok(&cli(
-        &first,
-        &["topic", "create", "idle", "--partitions", "2"],
-        b"",
-    ));
-    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    cluster.create_topic("idle", 2);
     cluster.nodes.get_mut(&3).expect("node 3").kill();
     cluster.nodes.remove(&3);
     let out = ok(&cli(
@@ -608,12 +602,7 @@ fn a_replica_back_after_the_writes_catches_up_without_new_writes() {
 fn a_node_whose_data_directory_was_lost_is_refused_under_its_old_id() {
     let mut cluster = Cluster::start(3);
     let first = cluster.nodes[&1].addr.clone();
-    ok(&cli(
-        &first,
-        &["topic", "create", "kept", "--partitions", "1"],
-        b"",
-    ));
-    cluster.status_until("led and in sync", |s| all_led_with(s, 3));
+    cluster.create_topic("kept", 1);
     let out = ok(&cli(&first, &["produce", "kept"], &lines("k", 50)));
     assert!(out.ends_with("acknowledged: 50\n"), "{out}");
     cluster.nodes.get_mut(&3).expect("node 3").kill();

@@ -199,16 +199,11 @@ impl Harness {
     }
 
     fn signal(&self, id: u64, signal: &str) {
-        let pid = self.nodes[&id]
+        self.nodes[&id]
             .proc
             .as_ref()
-            .map(ServerProc::pid)
-            .expect("running");
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill {signal} {pid}");
+            .expect("running")
+            .signal(signal);
     }
 
     fn isolate(&self, id: u64, cut: bool) {

@@ -161,6 +161,17 @@ impl ServerProc {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`, …) to the running process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid();
+        assert!(pid != 0, "kill {signal}: not running");
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
