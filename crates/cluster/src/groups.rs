@@ -78,11 +78,15 @@ impl Groups {
         let _ = self.known_nodes.set(meta);
     }
 
-    /// The incarnation of node `id` the applied metadata records.
-    fn recorded_incarnation(&self, id: NodeId) -> Option<String> {
+    /// The incarnation and generation of node `id` the applied metadata
+    /// records.
+    fn recorded_incarnation(&self, id: NodeId) -> Option<crate::wire::Recorded> {
         let meta = self.known_nodes.get()?;
         let state = meta.read();
-        state.node(id).map(|n| n.incarnation.clone())
+        state.node(id).map(|n| crate::wire::Recorded {
+            incarnation: n.incarnation.clone(),
+            generation: n.generation,
+        })
     }
 
     /// A group with nothing but its Raft core (the metadata group).
@@ -183,7 +187,12 @@ fn storage_error(raft: &PartitionGroup) -> Option<String> {
 }
 
 impl Inbound for Groups {
-    fn handle(&self, group: GroupId, request: RaftRequest) -> BoxFuture<'static, RaftResponse> {
+    fn handle(
+        &self,
+        group: GroupId,
+        to_member: u64,
+        request: RaftRequest,
+    ) -> BoxFuture<'static, RaftResponse> {
         if let RaftRequest::Heartbeat = request {
             let stopped = self.stopped();
             return Box::pin(async move { RaftResponse::Alive(stopped) });
@@ -234,6 +243,9 @@ impl Inbound for Groups {
             };
             return Box::pin(async move { answer });
         }
+        if let Some(refusal) = wrong_member(&raft, to_member, &request) {
+            return Box::pin(async move { refusal });
+        }
         if let RaftRequest::Propose(data) = request {
             return match self.proposer(&group) {
                 // Queued now, before the future runs: in arrival order.
@@ -269,6 +281,35 @@ impl Inbound for Groups {
     }
 }
 
+/// A Raft message addressed to another member than this node's replica
+/// of the group: refused. After a node lost its data and came back as a
+/// new member, its old self may still be a voter, and the new, empty
+/// replica must never vote or acknowledge entries in its place.
+fn wrong_member(
+    raft: &PartitionGroup,
+    to_member: u64,
+    request: &RaftRequest,
+) -> Option<RaftResponse> {
+    use openraft::async_runtime::WatchReceiver;
+    let raft_message = matches!(
+        request,
+        RaftRequest::AppendEntries(_)
+            | RaftRequest::Vote(_)
+            | RaftRequest::PreVote(_)
+            | RaftRequest::Snapshot { .. }
+    );
+    let me = raft.metrics().borrow_watched().id;
+    (raft_message && to_member != crate::wire::ANY_MEMBER && to_member != me).then(|| {
+        RaftResponse::Refused(format!(
+            "addressed to member {to_member} (node {}, generation {}); this node's replica is \
+             generation {}",
+            crate::types::node_of(to_member),
+            crate::types::generation_of(to_member),
+            crate::types::generation_of(me),
+        ))
+    })
+}
+
 fn vote_answer<E: std::fmt::Display>(
     answer: Result<openraft::raft::VoteResponse<PartitionRaft>, E>,
 ) -> RaftResponse {
@@ -302,7 +343,7 @@ async fn propose_here(raft: &PartitionGroup, data: bytes::Bytes) -> RaftResponse
             _ => RaftResponse::Proposed(written.data),
         },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-            RaftResponse::NotLeader(forward.leader_id)
+            RaftResponse::NotLeader(forward.leader_id.map(crate::types::node_of))
         }
         Err(e) => RaftResponse::Refused(e.to_string()),
     }

@@ -19,7 +19,7 @@
 
 use crate::groups::Groups;
 use crate::transport::Peers;
-use crate::types::{NodeAddr, NodeId};
+use crate::types::{node_of, NodeAddr, NodeId};
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
@@ -74,6 +74,7 @@ impl Liveness {
     /// Whether `id` is up and its replica of `group` runs (this node's own
     /// replicas are looked at directly, not here).
     pub fn serves(&self, id: NodeId, group: &GroupId) -> bool {
+        let id = node_of(id);
         self.alive(id)
             && !self
                 .stopped
@@ -85,6 +86,7 @@ impl Liveness {
 
     /// Whether `id` answered lately (this node always is).
     pub fn alive(&self, id: NodeId) -> bool {
+        let id = node_of(id);
         if id == self.own_id {
             return true;
         }
@@ -148,15 +150,20 @@ pub async fn elect_loop(own_id: NodeId, groups: Arc<Groups>, liveness: Arc<Liven
         tick.tick().await;
         let now = Instant::now();
         for (group, raft, preference) in groups.partitions() {
-            let (state, leader, membership) = {
+            let (me, state, leader, membership) = {
                 let metrics = raft.metrics();
                 let m = metrics.borrow_watched();
-                (m.state, m.current_leader, m.membership_config.clone())
+                (m.id, m.state, m.current_leader, m.membership_config.clone())
             };
-            let voters: Vec<NodeId> = membership.membership().voter_ids().collect();
+            // This replica's own member id: a node that came back in a new
+            // generation is not its old self, which may still be a voter.
+            let is_voter = membership.membership().voter_ids().any(|v| v == me);
+            // Raft member ids as nodes: liveness and preference are by node.
+            let voters: Vec<NodeId> = membership.membership().voter_ids().map(node_of).collect();
+            let leader = leader.map(node_of);
             let led =
                 state == ServerState::Leader || leader.is_some_and(|l| liveness.serves(l, &group));
-            if led || !voters.contains(&own_id) {
+            if led || !is_voter {
                 leaderless.since.remove(&group);
                 continue;
             }

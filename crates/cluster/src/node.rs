@@ -13,7 +13,7 @@ use crate::partition::{
 use crate::proposer::Proposer;
 use crate::raft_files::RaftFiles;
 use crate::transport::{serve, ClusterSecret, LinkTls, PartitionNetwork, Peers};
-use crate::types::{BatchData, BatchPlaced, NodeAddr, NodeId};
+use crate::types::{member_id, node_of, BatchData, BatchPlaced, NodeAddr, NodeId};
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use bytes::Bytes;
 use openraft::error::{ClientWriteError, RaftError};
@@ -117,11 +117,16 @@ pub struct NodeConfig {
     /// a node it records (the server's `MetaHook`); `None`: none.
     pub known_nodes: Option<Arc<crate::meta::MetaHook>>,
     /// This node's incarnation when this start made it (a new data
-    /// directory): before joining any group the node makes sure the
-    /// cluster does not record an older incarnation of it (see
-    /// [`check_not_replaced`]), then keeps it in `dir`. `None` for a
-    /// directory that had one.
+    /// directory): before joining any group the node asks the cluster
+    /// whether it records an older incarnation of it ([`recorded_self`]);
+    /// if so, the node replaces its old self in the next generation
+    /// ([`replace_old_self`]). Then it keeps the incarnation in `dir`.
+    /// `None` for a directory that had one.
     pub new_incarnation: Option<String>,
+    /// Where clients reach this node, for the announcement a replacement
+    /// makes before it joins anything.
+    pub client_addr: String,
+    pub http_addr: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,9 @@ pub enum ProposeError {
 
 pub struct Node {
     id: NodeId,
+    /// This node's generation (see [`member_id`]): its Raft member id in
+    /// every group it joins from now on.
+    generation: u64,
     groups: Arc<Groups>,
     peers: Arc<Peers>,
     meta: PartitionGroup,
@@ -176,26 +184,34 @@ impl Node {
         // each other about incarnations before any group runs.
         let serving = tokio::spawn(serve(
             config.listener,
-            config.secret,
+            config.secret.clone(),
             config.node_id,
             groups.clone(),
-            config.tls,
+            config.tls.clone(),
         ));
+        let mut generation = crate::meta::incarnation::load_generation(&config.dir)?;
         if let Some(incarnation) = &config.new_incarnation {
             // A new directory holds no metadata: "none recorded" is true
             // at once (and other new nodes of a new cluster wait for it).
             if let Some(known) = &config.known_nodes {
                 groups.answer_incarnations_from(known.clone());
             }
-            let checked =
-                check_not_replaced(&peers, &config.members, config.node_id, incarnation).await;
-            if let Err(e) =
-                checked.and_then(|()| crate::meta::incarnation::keep(&config.dir, incarnation))
-            {
-                serving.abort();
-                return Err(e);
+            let joining = Joining {
+                node_id: config.node_id,
+                members: &config.members,
+                dir: &config.dir,
+                client_addr: &config.client_addr,
+                http_addr: config.http_addr.as_deref(),
+            };
+            match join_with_new_directory(&peers, &joining, incarnation).await {
+                Ok(kept) => generation = kept,
+                Err(e) => {
+                    serving.abort();
+                    return Err(e);
+                }
             }
         }
+        let member = member_id(config.node_id, generation);
         let meta_dir = config.dir.join("meta");
         let log_config = LogConfig {
             durability: Durability::Always,
@@ -219,15 +235,9 @@ impl Node {
             group: GroupId::Meta,
             peers: peers.clone(),
         };
-        let meta = PartitionGroup::new(
-            config.node_id,
-            config.timings.config()?,
-            network,
-            store,
-            machine,
-        )
-        .await
-        .map_err(io::Error::other)?;
+        let meta = PartitionGroup::new(member, config.timings.config()?, network, store, machine)
+            .await
+            .map_err(io::Error::other)?;
         groups.insert(GroupId::Meta, meta.clone());
         if let Some(known) = config.known_nodes.clone() {
             tokio::spawn(answer_incarnations_once_replayed(
@@ -252,13 +262,17 @@ impl Node {
             )),
             tokio::spawn(retention_loop(groups.clone(), now_ms)),
         ];
-        if !meta.is_initialized().await.map_err(io::Error::other)? {
+        // A node in a later generation joins the metadata group as a new
+        // member its leader adds; only the first generation of a new
+        // cluster initialises it.
+        if generation == 0 && !meta.is_initialized().await.map_err(io::Error::other)? {
             // `NotAllowed` means another node's initialisation reached us
             // first: nothing to do.
             let _ = meta.initialize(config.members).await;
         }
         Ok(Node {
             id: config.node_id,
+            generation,
             groups,
             peers,
             meta,
@@ -273,8 +287,10 @@ impl Node {
 
     /// Starts this node's replica of a partition group over `log` (open in
     /// entry mode; its Raft files go in the log's directory) and registers
-    /// it for incoming messages. A group whose log is empty is initialised
-    /// with `members`, on every replica alike (as the metadata group is).
+    /// it for incoming messages. With `members` (Raft member ids), a group
+    /// whose log is empty is initialised with them, on every replica alike
+    /// (as the metadata group is); without, it waits for its leader to add
+    /// this node (a replacement joining a group that existed before it).
     /// `hook` sees each applied entry (the server wakes readers with it).
     /// Answers the group and its proposer, which forwards proposals made
     /// here to the leader when another node leads.
@@ -284,7 +300,7 @@ impl Node {
         &self,
         group: GroupId,
         log: Arc<Log>,
-        members: BTreeMap<NodeId, NodeAddr>,
+        members: Option<BTreeMap<u64, NodeAddr>>,
         preference: Vec<NodeId>,
         hook: Option<Arc<dyn AppliedHook>>,
     ) -> io::Result<(PartitionGroup, Proposer)> {
@@ -313,7 +329,7 @@ impl Node {
             peers: self.peers.clone(),
         };
         let raft = PartitionGroup::new(
-            self.id,
+            self.member(),
             self.timings.partition_config()?,
             network,
             store,
@@ -334,8 +350,10 @@ impl Node {
             retention: pass,
         };
         self.groups.insert_partition(group, raft.clone(), parts);
-        if !raft.is_initialized().await.map_err(io::Error::other)? {
-            let _ = raft.initialize(members).await;
+        if let Some(members) = members {
+            if !raft.is_initialized().await.map_err(io::Error::other)? {
+                let _ = raft.initialize(members).await;
+            }
         }
         Ok((raft, proposer))
     }
@@ -396,14 +414,27 @@ impl Node {
         self.liveness.serves(id, group)
     }
 
-    /// The metadata group's leader as this node knows it.
+    /// The metadata group's leader's node as this node knows it.
     pub fn meta_leader(&self) -> Option<NodeId> {
         use openraft::async_runtime::WatchReceiver;
-        self.meta.metrics().borrow_watched().current_leader
+        self.meta
+            .metrics()
+            .borrow_watched()
+            .current_leader
+            .map(node_of)
     }
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// This node's Raft member id in the groups it joins now.
+    pub fn member(&self) -> u64 {
+        member_id(self.id, self.generation)
     }
 
     pub fn meta(&self) -> &PartitionGroup {
@@ -429,7 +460,7 @@ impl Node {
         let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
             return Err(ProposeError::NoLeader);
         };
-        if leader == self.id {
+        if node_of(leader) == self.id {
             return Err(ProposeError::NoLeader);
         }
         let peer = self.peers.peer(leader, &node.cluster_addr);
@@ -496,23 +527,147 @@ async fn answer_incarnations_once_replayed(
 /// too few have answered.
 const INCARNATION_ASK_MS: u64 = 500;
 
-/// Makes sure a node starting with a new data directory is not a node
-/// whose data was lost: if any peer's metadata records another
-/// incarnation of this node id, the start is refused. (The old
-/// incarnation's votes and acknowledgements are part of the cluster's
-/// quorums; an empty replica under the same id could make an acknowledged
-/// write disappear: docs/cluster.md, "A wiped data directory".)
+/// How long a replacement tries to have its announcement applied before
+/// it gives up (the metadata group needs a majority of the other nodes).
+const REPLACE_WAIT_MS: u64 = 120_000;
+
+/// What a node starting with a new data directory tells and asks.
+struct Joining<'a> {
+    node_id: NodeId,
+    members: &'a BTreeMap<NodeId, NodeAddr>,
+    dir: &'a std::path::Path,
+    client_addr: &'a str,
+    http_addr: Option<&'a str>,
+}
+
+/// A start with a new data directory: asks the cluster whether it records
+/// another incarnation of this node ([`recorded_self`]); if it does, the
+/// node's data was lost and it comes back as its next generation
+/// ([`replace_old_self`]). Keeps the generation and the incarnation in the
+/// directory and answers the generation.
+async fn join_with_new_directory(
+    peers: &Peers,
+    config: &Joining<'_>,
+    incarnation: &str,
+) -> io::Result<u64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(REPLACE_WAIT_MS);
+    let generation = loop {
+        let Some(old) = recorded_self(peers, config.members, config.node_id).await? else {
+            break 0;
+        };
+        if old.incarnation == incarnation {
+            break old.generation;
+        }
+        let generation = old.generation + 1;
+        tracing::warn!(
+            node_id = config.node_id,
+            old_incarnation = %old.incarnation,
+            generation,
+            "this node's data directory is new but the cluster knew it with another one: its \
+             data was lost; it joins again as a new member (generation {generation}) and \
+             catches up from the others"
+        );
+        match replace_old_self(peers, config, incarnation, generation, deadline).await? {
+            true => break generation,
+            // Another generation was recorded meanwhile: ask again.
+            false => tokio::time::sleep(Duration::from_millis(INCARNATION_ASK_MS)).await,
+        }
+    };
+    if generation > 0 {
+        crate::meta::incarnation::keep_generation(config.dir, generation)?;
+    }
+    crate::meta::incarnation::keep(config.dir, incarnation)?;
+    Ok(generation)
+}
+
+/// Has the metadata group record this node's new `incarnation` as its
+/// `generation` (a `NodeJoined` it applies as a replacement: the old
+/// incarnation retired), through any peer. Answers `false` when the
+/// group declined the generation (another was recorded meanwhile).
+async fn replace_old_self(
+    peers: &Peers,
+    config: &Joining<'_>,
+    incarnation: &str,
+    generation: u64,
+    deadline: tokio::time::Instant,
+) -> io::Result<bool> {
+    let cluster_addr = config
+        .members
+        .get(&config.node_id)
+        .map(|n| n.cluster_addr.clone())
+        .unwrap_or_default();
+    let command = crate::meta::MetaCommand::NodeJoined {
+        id: config.node_id,
+        client_addr: config.client_addr.to_owned(),
+        http_addr: config.http_addr.map(str::to_owned),
+        cluster_addr,
+        incarnation: incarnation.to_owned(),
+        generation: Some(generation),
+    };
+    let batch = command
+        .to_batch(0)
+        .map(Bytes::from)
+        .map_err(io::Error::other)?;
+    let others: Vec<(NodeId, String)> = config
+        .members
+        .iter()
+        .filter(|(id, _)| **id != config.node_id)
+        .map(|(id, addr)| (*id, addr.cluster_addr.clone()))
+        .collect();
+    let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+    let mut next: Option<NodeId> = None;
+    let mut round = 0usize;
+    while tokio::time::Instant::now() < deadline {
+        // The leader a peer named, else the peers in turn.
+        let to = next
+            .take()
+            .and_then(|id| others.iter().find(|(o, _)| *o == id))
+            .unwrap_or(&others[round % others.len().max(1)]);
+        round += 1;
+        let peer = peers.peer(to.0, &to.1);
+        match peer
+            .call(
+                &GroupId::Meta,
+                &RaftRequest::Propose(batch.clone()),
+                timeout,
+            )
+            .await
+        {
+            Ok(RaftResponse::Proposed(_)) => return Ok(true),
+            Ok(RaftResponse::Declined(why)) if why.contains("next generation") => {
+                tracing::info!("replacing this node's old self: {why}; asking again");
+                return Ok(false);
+            }
+            Ok(RaftResponse::Declined(why)) => {
+                return Err(io::Error::other(format!(
+                    "the cluster refused this node's new data directory: {why}"
+                )))
+            }
+            Ok(RaftResponse::NotLeader(Some(leader))) => next = Some(node_of(leader)),
+            _ => tokio::time::sleep(Duration::from_millis(INCARNATION_ASK_MS)).await,
+        }
+    }
+    Err(io::Error::other(
+        "this node's data was lost and the cluster could not record its replacement (is a \
+         majority of the other nodes up?)",
+    ))
+}
+
+/// What the cluster records of this node when it starts with a new data
+/// directory: `None` if no peer records it (a new node, or a new
+/// cluster), else the recorded incarnation with the highest generation
+/// (which may be this very one, recorded by a start that stopped before
+/// keeping it).
 ///
 /// The record is on a majority of the metadata group, of which this node
 /// may have been one, so the answers of `n - n/2` other nodes (out of `n`)
 /// are needed to be sure one of them holds it: until then it asks again.
 /// A new cluster's nodes all answer "none recorded".
-pub async fn check_not_replaced(
+pub async fn recorded_self(
     peers: &Peers,
     members: &BTreeMap<NodeId, NodeAddr>,
     own_id: NodeId,
-    own_incarnation: &str,
-) -> io::Result<()> {
+) -> io::Result<Option<crate::wire::Recorded>> {
     let others: Vec<(NodeId, String)> = members
         .iter()
         .filter(|(id, _)| **id != own_id)
@@ -525,36 +680,39 @@ pub async fn check_not_replaced(
     loop {
         let asked = others.iter().map(|(id, addr)| async move {
             let peer = peers.peer(*id, addr);
-            let answer = peer
-                .call(&GroupId::Meta, &RaftRequest::Incarnation(own_id), timeout)
-                .await;
-            (*id, answer)
+            peer.call(&GroupId::Meta, &RaftRequest::Incarnation(own_id), timeout)
+                .await
         });
         let mut answered = 0;
-        for (id, answer) in futures::future::join_all(asked).await {
+        let mut latest: Option<crate::wire::Recorded> = None;
+        for answer in futures::future::join_all(asked).await {
             match answer {
-                Ok(RaftResponse::Incarnation(Some(recorded))) if recorded != own_incarnation => {
-                    return Err(io::Error::other(format!(
-                        "node {id} records this node (id {own_id}) with another data \
-                         directory (incarnation {recorded}; this one is {own_incarnation}, \
-                         new): the node's data was lost. A node cannot rejoin under its \
-                         old id with an empty directory (it would vote and acknowledge \
-                         as if it still held its log); restore the directory, or remove \
-                         this node from the cluster and add it as a new one"
-                    )));
+                // Another incarnation: this node's data was lost. This
+                // very one: a start that stopped before keeping it.
+                Ok(RaftResponse::Incarnation(Some(recorded))) => {
+                    answered += 1;
+                    if latest
+                        .as_ref()
+                        .is_none_or(|l| recorded.generation > l.generation)
+                    {
+                        latest = Some(recorded);
+                    }
                 }
-                Ok(RaftResponse::Incarnation(_)) => answered += 1,
+                Ok(RaftResponse::Incarnation(None)) => answered += 1,
                 _ => {}
             }
         }
+        if latest.is_some() {
+            return Ok(latest);
+        }
         if answered >= needed {
-            return Ok(());
+            return Ok(None);
         }
         if rounds.is_multiple_of(20) {
             tracing::info!(
                 answered,
                 needed,
-                "new data directory: waiting for peers to confirm this node was not in the \
+                "new data directory: waiting for peers to say whether this node was in the \
                  cluster with another one"
             );
         }

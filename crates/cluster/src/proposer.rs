@@ -15,7 +15,7 @@
 use crate::groups::PartitionGroup;
 use crate::producers::{producer_of, ProducerTable, Verdict};
 use crate::transport::Peers;
-use crate::types::{term_of, BatchData, BatchPlaced, NodeAddr, NodeId};
+use crate::types::{node_of, term_of, BatchData, BatchPlaced, NodeAddr, NodeId};
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
@@ -34,7 +34,7 @@ pub const FORWARDED_ANSWER_MS: u64 = 10_000;
 /// Why a proposal was not written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposalError {
-    /// This node does not lead the group; the leader, if known.
+    /// This node does not lead the group; the leader's node, if known.
     #[error("not the leader (leader: {leader:?})")]
     NotLeader {
         leader: Option<NodeId>,
@@ -283,9 +283,9 @@ async fn leading_with_log_applied(raft: &PartitionGroup) -> Option<u64> {
 /// another node.
 fn leader_elsewhere(raft: &PartitionGroup, own_id: NodeId) -> Option<(NodeId, String)> {
     let metrics = raft.metrics().borrow_watched().clone();
-    let leader = metrics.current_leader.filter(|l| *l != own_id)?;
+    let leader = metrics.current_leader.filter(|l| node_of(*l) != own_id)?;
     let node = metrics.membership_config.membership().get_node(&leader)?;
-    Some((leader, node.cluster_addr.clone()))
+    Some((node_of(leader), node.cluster_addr.clone()))
 }
 
 /// A leader's write lease older than this is renewed before a write.
@@ -299,7 +299,7 @@ const LEASE_RENEW_WAIT_MS: u64 = 1_000;
 
 /// Renews this node's leader lease with a heartbeat if it is about to
 /// run out (nothing to do on a follower, or while writes keep it fresh).
-async fn renew_lease(raft: &PartitionGroup) {
+pub async fn renew_lease(raft: &PartitionGroup) {
     use openraft::async_runtime::watch::WatchReceiver as _;
     use openraft::Instant as _;
     let fresh = Duration::from_millis(LEASE_FRESH_MS);
@@ -366,7 +366,7 @@ async fn submit_here(raft: &PartitionGroup, proposal: Proposal, on_answer: Optio
         let answer = match completed.await {
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(ClientWriteError::ForwardToLeader(forward))) => Err(ProposalError::NotLeader {
-                leader: forward.leader_id,
+                leader: forward.leader_id.map(node_of),
                 leader_node: forward.leader_node,
             }),
             Ok(Err(e)) => Err(ProposalError::Unavailable(e.to_string())),

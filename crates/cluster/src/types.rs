@@ -10,6 +10,34 @@ use std::sync::Arc;
 /// that starts with an empty data directory (docs/cluster.md: incarnations).
 pub type NodeId = u64;
 
+/// Node ids are below this: a Raft member id keeps the node id in its low
+/// 48 bits and the node's generation above them ([`member_id`]).
+pub const NODE_ID_END: NodeId = 1 << MEMBER_NODE_BITS;
+
+/// Bits of a member id that hold the node id.
+const MEMBER_NODE_BITS: u32 = 48;
+
+/// A Raft group member's id (openraft's `NodeId`): node `node` in its
+/// `generation`. Generation 0 is a node's first data directory, so its
+/// member id is its node id; a node that lost its data and was replaced
+/// comes back in the next generation as a new member, and its old self's
+/// votes and acknowledgements stay counted only under the old id
+/// (docs/cluster.md, "A wiped data directory").
+pub fn member_id(node: NodeId, generation: u64) -> u64 {
+    debug_assert!(node < NODE_ID_END, "node ids are checked at the edge");
+    node | (generation << MEMBER_NODE_BITS)
+}
+
+/// The node a member id belongs to.
+pub fn node_of(member: u64) -> NodeId {
+    member & (NODE_ID_END - 1)
+}
+
+/// The generation of a member id.
+pub fn generation_of(member: u64) -> u64 {
+    member >> MEMBER_NODE_BITS
+}
+
 /// Where a node is reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeAddr {

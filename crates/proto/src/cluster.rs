@@ -48,5 +48,8 @@ wire_struct! {
         pub nodes: Vec<ClusterNode> => array("cluster_status.nodes", ARRAY_LEN_MAX),
         pub partitions: Vec<ClusterPartition> =>
             array("cluster_status.partitions", ARRAY_LEN_MAX),
+        /// The metadata group's in-sync voters, as `in_sync` of a
+        /// partition; only its leader knows (empty elsewhere).
+        pub meta_in_sync: Vec<u64> => array("cluster_status.meta_in_sync", ARRAY_LEN_MAX),
     }
 }

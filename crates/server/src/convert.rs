@@ -123,6 +123,7 @@ pub fn cluster_to_wire(view: crate::cluster::ClusterView) -> p::ClusterStatus {
     p::ClusterStatus {
         node_id: view.node_id,
         meta_leader: view.meta_leader,
+        meta_in_sync: view.meta_in_sync,
         nodes: view
             .nodes
             .into_iter()

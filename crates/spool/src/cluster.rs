@@ -84,10 +84,18 @@ struct PartitionOut {
     in_sync: Vec<u64>,
 }
 
+/// The metadata group, as its leader describes it.
+#[derive(Debug, Serialize)]
+struct MetadataOut {
+    leader: Option<u64>,
+    in_sync: Vec<u64>,
+}
+
 #[derive(Debug, Serialize)]
 struct StatusOut {
     nodes: Vec<NodeOut>,
     partitions: Vec<PartitionOut>,
+    metadata: MetadataOut,
 }
 
 async fn ask(addr: &str) -> Option<ClusterStatus> {
@@ -186,7 +194,24 @@ fn merge(first: &ClusterStatus, views: &BTreeMap<u64, ClusterStatus>) -> StatusO
             }
         })
         .collect();
-    StatusOut { nodes, partitions }
+    let metadata = views
+        .values()
+        .find(|v| v.meta_leader == Some(v.node_id))
+        .map_or(
+            MetadataOut {
+                leader: None,
+                in_sync: Vec::new(),
+            },
+            |v| MetadataOut {
+                leader: Some(v.node_id),
+                in_sync: v.meta_in_sync.clone(),
+            },
+        );
+    StatusOut {
+        nodes,
+        partitions,
+        metadata,
+    }
 }
 
 fn find<'a>(view: &'a ClusterStatus, p: &ClusterPartition) -> Option<&'a ClusterPartition> {
@@ -210,6 +235,15 @@ fn write_text(out: &mut impl std::io::Write, status: &StatusOut) -> std::io::Res
             n.id, alive, n.addr, n.cluster_addr
         )?;
     }
+    let meta_leader = status
+        .metadata
+        .leader
+        .map_or("-".to_owned(), |l| l.to_string());
+    writeln!(
+        out,
+        "\nmetadata: leader {meta_leader}, in sync {}",
+        ids(&status.metadata.in_sync)
+    )?;
     writeln!(out)?;
     writeln!(out, "TOPIC  PARTITION  LEADER  TERM  REPLICAS  IN_SYNC")?;
     for p in &status.partitions {

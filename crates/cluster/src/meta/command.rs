@@ -40,6 +40,12 @@ pub enum MetaCommand {
         /// A random 128-bit id as 32 lowercase hex digits, made with the
         /// node's data directory ([`super::incarnation`]).
         incarnation: String,
+        /// With a new incarnation of a known id (a node whose data was lost,
+        /// replacing its old self): the generation it asks for, one above
+        /// the recorded one. Absent in every other announcement (and in
+        /// logs written before generations existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
     },
     /// A topic and where its partitions live.
     TopicCreated {

@@ -12,6 +12,10 @@ use std::path::Path;
 /// The file in the data directory that holds the incarnation.
 pub const INCARNATION_FILE: &str = "incarnation";
 
+/// The file in the data directory that holds the node's generation (absent:
+/// 0, the node's first data directory).
+pub const GENERATION_FILE: &str = "generation";
+
 /// An incarnation's length: 128 bits as lowercase hex digits.
 pub const INCARNATION_HEX_LEN: usize = 32;
 
@@ -29,6 +33,32 @@ pub fn keep(dir: &Path, incarnation: &str) -> io::Result<()> {
     fsutil::write_atomic(
         &dir.join(INCARNATION_FILE),
         format!("{incarnation}\n").as_bytes(),
+    )
+    .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// The generation kept in `dir` (0 when none is).
+pub fn load_generation(dir: &Path) -> io::Result<u64> {
+    let path = dir.join(GENERATION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim_end_matches('\n').parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a generation (a number)", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Keeps the node's `generation` in `dir` (fsync'd), before the
+/// incarnation that goes with it: a start that stops between the two is
+/// taken for a new directory again.
+pub fn keep_generation(dir: &Path, generation: u64) -> io::Result<()> {
+    fsutil::write_atomic(
+        &dir.join(GENERATION_FILE),
+        format!("{generation}\n").as_bytes(),
     )
     .map_err(|e| io::Error::other(e.to_string()))
 }

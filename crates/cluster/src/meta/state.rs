@@ -9,7 +9,7 @@
 
 use super::incarnation::is_incarnation;
 use super::MetaCommand;
-use crate::types::NodeId;
+use crate::types::{member_id, NodeId};
 use spool_types::limits::PARTITIONS_MAX;
 use spool_types::TopicName;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,10 +33,16 @@ pub struct NodeInfo {
     /// The incarnation it last joined with.
     pub incarnation: String,
     /// The incarnation this id had before its data directory was wiped, if
-    /// it rejoined with a new one. Recorded, not acted on yet: replacing
-    /// the old member in the Raft groups is the membership work to come
-    /// (docs/cluster.md, "data directory wiped").
+    /// it rejoined with a new one.
     pub replaced_incarnation: Option<String>,
+    /// How many times the node was replaced after losing its data: its
+    /// Raft groups know it as [`member_id`]`(id, generation)`, and group
+    /// leaders swap an older generation for this one.
+    pub generation: u64,
+    /// The state's version when its incarnation joined: topics created
+    /// before that are groups it joins as a new member (added by their
+    /// leaders), never ones it initialises.
+    pub joined_version: u64,
 }
 
 /// A topic as the cluster knows it.
@@ -46,6 +52,10 @@ pub struct TopicInfo {
     pub partitions: u32,
     /// Per partition, its replicas; the first is the preferred leader.
     pub replicas: Vec<Vec<NodeId>>,
+    /// Per partition, its replicas' Raft member ids when the topic was
+    /// created: the membership its group is initialised with, on every
+    /// replica alike, whatever generations the nodes have reached since.
+    pub initial_members: Vec<Vec<u64>>,
     /// The topic's settings as the server's JSON.
     pub config: serde_json::Value,
     pub created_ms: i64,
@@ -92,6 +102,15 @@ pub enum MetaRefusal {
     MissingAddress { node: NodeId, field: &'static str },
     #[error("incarnation {incarnation} belongs to node {holder} (a copied data directory?)")]
     IncarnationInUse { incarnation: String, holder: NodeId },
+    #[error(
+        "node {node} comes back with a new data directory as generation {given:?}; its next \
+         generation is {expected}"
+    )]
+    GenerationMismatch {
+        node: NodeId,
+        given: Option<u64>,
+        expected: u64,
+    },
     #[error("incarnation {incarnation} was replaced (it was node {node}'s) and cannot come back")]
     IncarnationRetired { incarnation: String, node: NodeId },
     #[error("bad topic name {name:?}: {why}")]
@@ -149,14 +168,20 @@ impl ClusterState {
                 http_addr,
                 cluster_addr,
                 incarnation,
-            } => self.node_joined(NodeInfo {
-                id: *id,
-                client_addr: client_addr.clone(),
-                http_addr: http_addr.clone(),
-                cluster_addr: cluster_addr.clone(),
-                incarnation: incarnation.clone(),
-                replaced_incarnation: None,
-            })?,
+                generation,
+            } => self.node_joined(
+                NodeInfo {
+                    id: *id,
+                    client_addr: client_addr.clone(),
+                    http_addr: http_addr.clone(),
+                    cluster_addr: cluster_addr.clone(),
+                    incarnation: incarnation.clone(),
+                    replaced_incarnation: None,
+                    generation: 0,
+                    joined_version: self.version + 1,
+                },
+                *generation,
+            )?,
             MetaCommand::TopicCreated {
                 name,
                 partitions,
@@ -165,10 +190,12 @@ impl ClusterState {
                 created_ms,
             } => {
                 self.check_new_topic(name, *partitions, replicas)?;
+                let initial_members = replicas.iter().map(|list| self.members_of(list)).collect();
                 let topic = TopicInfo {
                     name: name.clone(),
                     partitions: *partitions,
                     replicas: replicas.clone(),
+                    initial_members,
                     config: config.clone(),
                     created_ms: *created_ms,
                     created_version: self.version + 1,
@@ -193,7 +220,11 @@ impl ClusterState {
         })
     }
 
-    fn node_joined(&mut self, mut node: NodeInfo) -> Result<MetaEffect, MetaRefusal> {
+    fn node_joined(
+        &mut self,
+        mut node: NodeInfo,
+        generation: Option<u64>,
+    ) -> Result<MetaEffect, MetaRefusal> {
         if !is_incarnation(&node.incarnation) {
             return Err(MetaRefusal::BadIncarnation(node.incarnation));
         }
@@ -225,12 +256,28 @@ impl ClusterState {
             });
         }
         let effect = match self.nodes.get(&node.id) {
-            None => MetaEffect::NodeAdded,
+            None => {
+                node.generation = generation.unwrap_or(0);
+                MetaEffect::NodeAdded
+            }
             Some(old) if old.incarnation == node.incarnation => {
                 node.replaced_incarnation = old.replaced_incarnation.clone();
+                node.generation = old.generation;
+                node.joined_version = old.joined_version;
                 MetaEffect::NodeRejoined
             }
             Some(old) => {
+                // The replacement names the generation it will run as, so
+                // it knows its member id before this is applied.
+                let expected = old.generation + 1;
+                if generation != Some(expected) {
+                    return Err(MetaRefusal::GenerationMismatch {
+                        node: node.id,
+                        given: generation,
+                        expected,
+                    });
+                }
+                node.generation = expected;
                 let old_incarnation = old.incarnation.clone();
                 self.retired_incarnations
                     .insert(old_incarnation.clone(), node.id);
@@ -317,6 +364,15 @@ impl ClusterState {
             .ok_or(MetaRefusal::ProducerIdsExhausted { first, count })?;
         self.next_producer_id = end;
         Ok(MetaEffect::ProducerIdsAllocated { first, count })
+    }
+
+    /// The Raft member ids of `nodes` in their current generations (a node
+    /// not known keeps generation 0).
+    pub fn members_of(&self, nodes: &[NodeId]) -> Vec<u64> {
+        nodes
+            .iter()
+            .map(|id| member_id(*id, self.nodes.get(id).map_or(0, |n| n.generation)))
+            .collect()
     }
 
     /// How many commands have been applied (refused ones do not count).

@@ -24,7 +24,17 @@ fn joined(id: NodeId, incarnation: &str) -> MetaCommand {
         http_addr: Some(format!("10.0.0.{id}:8080")),
         cluster_addr: format!("10.0.0.{id}:7171"),
         incarnation: incarnation.to_owned(),
+        generation: None,
     }
+}
+
+/// `joined` naming a generation, as a replacement does.
+fn replacing(id: NodeId, incarnation: &str, generation: Option<u64>) -> MetaCommand {
+    let mut command = joined(id, incarnation);
+    if let MetaCommand::NodeJoined { generation: g, .. } = &mut command {
+        *g = generation;
+    }
+    command
 }
 
 fn created(name: &str, replicas: Vec<Vec<NodeId>>) -> MetaCommand {
@@ -65,6 +75,7 @@ fn a_node_joins_and_rejoins_with_its_incarnation() {
         http_addr: None,
         cluster_addr: "10.9.9.9:7171".into(),
         incarnation: INC_A.into(),
+        generation: None,
     };
     let applied = state.apply(&moved).unwrap();
     assert_eq!(applied.effect, MetaEffect::NodeRejoined);
@@ -80,7 +91,23 @@ fn a_node_joins_and_rejoins_with_its_incarnation() {
 fn a_node_back_with_a_new_incarnation_is_recorded_as_replaced() {
     let mut state = ClusterState::default();
     state.apply(&joined(1, INC_A)).unwrap();
-    let applied = state.apply(&joined(1, INC_B)).unwrap();
+    state.apply(&joined(2, INC_C)).unwrap();
+    state.apply(&created("before", vec![vec![1, 2]])).unwrap();
+    let first = state.node(1).unwrap().clone();
+    assert_eq!((first.generation, first.joined_version), (0, 1));
+    // A replacement names its next generation, and only that one.
+    for wrong in [None, Some(0), Some(2)] {
+        assert_refused(
+            &mut state,
+            &replacing(1, INC_B, wrong),
+            MetaRefusal::GenerationMismatch {
+                node: 1,
+                given: wrong,
+                expected: 1,
+            },
+        );
+    }
+    let applied = state.apply(&replacing(1, INC_B, Some(1))).unwrap();
     assert_eq!(
         applied.effect,
         MetaEffect::NodeReplaced {
@@ -90,12 +117,26 @@ fn a_node_back_with_a_new_incarnation_is_recorded_as_replaced() {
     let node = state.node(1).unwrap();
     assert_eq!(node.incarnation, INC_B);
     assert_eq!(node.replaced_incarnation.as_deref(), Some(INC_A));
-    // Rejoining with the new one keeps the record of the replacement.
-    state.apply(&joined(1, INC_B)).unwrap();
+    assert_eq!((node.generation, node.joined_version), (1, applied.version));
+    // A topic keeps the members it was created with; a later one has the
+    // new generation's (node 1 in its low bits, generation 1 above).
+    state.apply(&created("after", vec![vec![1, 2]])).unwrap();
     assert_eq!(
-        state.node(1).unwrap().replaced_incarnation.as_deref(),
-        Some(INC_A)
+        state.topic("before").unwrap().initial_members,
+        vec![vec![1, 2]]
     );
+    let new_member = crate::types::member_id(1, 1);
+    assert_eq!(crate::types::node_of(new_member), 1);
+    assert_eq!(
+        state.topic("after").unwrap().initial_members,
+        vec![vec![new_member, 2]]
+    );
+    // Rejoining with the new one keeps the record of the replacement and
+    // the generation.
+    state.apply(&joined(1, INC_B)).unwrap();
+    let node = state.node(1).unwrap();
+    assert_eq!(node.replaced_incarnation.as_deref(), Some(INC_A));
+    assert_eq!((node.generation, node.joined_version), (1, applied.version));
     // The old incarnation never comes back, under any id.
     let retired = MetaRefusal::IncarnationRetired {
         incarnation: INC_A.into(),
@@ -130,6 +171,7 @@ fn node_joins_that_cannot_be_are_refused() {
         http_addr: None,
         cluster_addr: "a:1".into(),
         incarnation: INC_C.into(),
+        generation: None,
     };
     assert_refused(
         &mut state,
@@ -145,6 +187,7 @@ fn node_joins_that_cannot_be_are_refused() {
         http_addr: None,
         cluster_addr: String::new(),
         incarnation: INC_C.into(),
+        generation: None,
     };
     assert_refused(
         &mut state,
@@ -346,7 +389,7 @@ fn the_same_commands_make_the_same_state() {
             first: 0,
             count: 10,
         },
-        joined(2, INC_C),
+        replacing(2, INC_C, Some(1)),
         MetaCommand::TopicDeleted {
             name: "orders".into(),
         },

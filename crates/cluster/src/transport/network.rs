@@ -20,6 +20,8 @@ pub struct PartitionNetwork {
 
 pub struct PartitionNetworkClient {
     group: GroupId,
+    /// The Raft member it talks to (its node is the peer's).
+    target: u64,
     peer: Arc<Peer>,
 }
 
@@ -29,6 +31,7 @@ impl RaftNetworkFactory<PartitionRaft> for PartitionNetwork {
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PartitionNetworkClient {
         PartitionNetworkClient {
             group: self.group.clone(),
+            target,
             peer: self.peers.peer(target, &node.cluster_addr),
         }
     }
@@ -59,7 +62,7 @@ impl PartitionNetworkClient {
         option: &RPCOption,
     ) -> Result<RaftResponse, RPCError<PartitionRaft>> {
         self.peer
-            .call(&self.group, &request, option.soft_ttl())
+            .call_member(&self.group, self.target, &request, option.soft_ttl())
             .await
             .map_err(rpc_error)
     }

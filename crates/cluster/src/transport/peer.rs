@@ -5,7 +5,9 @@
 use super::tls::{dial_link, LinkStream, LinkTls};
 use super::{frame_header, handshake, read_frame, ClusterSecret, CONNECT_TIMEOUT_MS};
 use crate::types::NodeId;
-use crate::wire::{decode_response, encode_request, GroupId, RaftRequest, RaftResponse};
+use crate::wire::{
+    decode_response, encode_request, GroupId, RaftRequest, RaftResponse, ANY_MEMBER,
+};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;
@@ -63,7 +65,10 @@ impl Peers {
 
     /// The peer `id`, reached at `addr` (an address that changed is used
     /// from the next connection on).
+    /// The link to node `id` (a Raft member id names its node: see
+    /// [`node_of`](crate::types::node_of)).
     pub fn peer(&self, id: NodeId, addr: &str) -> Arc<Peer> {
+        let id = crate::types::node_of(id);
         let mut peers = lock(&self.peers);
         let peer = peers.entry(id).or_insert_with(|| {
             Arc::new(Peer {
@@ -94,19 +99,44 @@ impl Peer {
         request: &RaftRequest,
         timeout: Duration,
     ) -> io::Result<RaftResponse> {
-        self.send(group, request).await?.answer(timeout).await
+        self.call_member(group, ANY_MEMBER, request, timeout).await
+    }
+
+    /// [`Peer::call`] for one Raft member of the group: the peer's replica
+    /// refuses it if it is another member (a node that came back in a new
+    /// generation must not answer for its old self).
+    pub async fn call_member(
+        &self,
+        group: &GroupId,
+        to_member: u64,
+        request: &RaftRequest,
+        timeout: Duration,
+    ) -> io::Result<RaftResponse> {
+        self.send_to(group, to_member, request)
+            .await?
+            .answer(timeout)
+            .await
     }
 
     /// Sends `request` and returns at once, the answer to come: requests
     /// sent one after another from one task reach the peer in that order
     /// (one connection), and none waits for the answer of the one before.
     pub async fn send(&self, group: &GroupId, request: &RaftRequest) -> io::Result<Sent> {
+        self.send_to(group, ANY_MEMBER, request).await
+    }
+
+    async fn send_to(
+        &self,
+        group: &GroupId,
+        to_member: u64,
+        request: &RaftRequest,
+    ) -> io::Result<Sent> {
         let conn = self.connection().await?;
         let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer_tx, answer_rx) = oneshot::channel();
         lock(&conn.pending).insert(id, answer_tx);
         let mut message = BytesMut::new();
-        encode_request(group, request, &mut message);
+        encode_request(group, to_member, request, &mut message);
         if conn.writer.send((id, message.freeze())).await.is_err() {
             lock(&conn.pending).remove(&id);
             return Err(io::Error::new(

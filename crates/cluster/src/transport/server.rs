@@ -18,7 +18,14 @@ use tokio::task::JoinSet;
 
 /// Where this node's incoming Raft messages go (the groups it hosts).
 pub trait Inbound: Send + Sync + 'static {
-    fn handle(&self, group: GroupId, request: RaftRequest) -> BoxFuture<'static, RaftResponse>;
+    /// Answers `request` for `group`, addressed to Raft member `to_member`
+    /// (or [`ANY_MEMBER`](crate::wire::ANY_MEMBER)).
+    fn handle(
+        &self,
+        group: GroupId,
+        to_member: u64,
+        request: RaftRequest,
+    ) -> BoxFuture<'static, RaftResponse>;
 }
 
 /// Answers peers on `listener` until the task is dropped; dropping it
@@ -96,7 +103,7 @@ async fn serve_connection(
             Ok(frame) => frame,
             Err(e) => break Err(e),
         };
-        let (group, request) = match decode_request(message) {
+        let (group, to_member, request) = match decode_request(message) {
             Ok(decoded) => decoded,
             // An authenticated peer that sends garbage is broken: hang up.
             Err(e) => break Err(io::Error::new(io::ErrorKind::InvalidData, e)),
@@ -105,7 +112,7 @@ async fn serve_connection(
         // Called here, in the order the requests arrived: what `handle`
         // does before its future (queueing a forwarded proposal) keeps
         // that order.
-        let handled = inbound.handle(group, request);
+        let handled = inbound.handle(group, to_member, request);
         requests.spawn(async move {
             let response = handled.await;
             let mut out = BytesMut::new();

@@ -101,9 +101,19 @@ pub enum RaftResponse {
         code: u16,
         message: String,
     },
-    /// The incarnation the receiver's metadata records for the asked node
-    /// (`None`: it never joined, as far as the receiver has applied).
-    Incarnation(Option<String>),
+    /// The incarnation and generation the receiver's metadata records for
+    /// the asked node (`None`: it never joined, as far as the receiver has
+    /// applied).
+    Incarnation(Option<Recorded>),
+}
+
+/// What a node's metadata records of a node: the incarnation it joined
+/// with and its generation (how many times its data was lost and it was
+/// replaced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub incarnation: String,
+    pub generation: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -143,11 +153,19 @@ const APPEND_PARTIAL: u8 = 1;
 const APPEND_CONFLICT: u8 = 2;
 const APPEND_HIGHER_VOTE: u8 = 3;
 
-pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut) {
+/// The member a request that is not one of Raft's own messages is
+/// addressed to: whichever replica the receiving node runs.
+pub const ANY_MEMBER: u64 = 0;
+
+/// Encodes `request` for `group`'s replica on the receiving node, addressed
+/// to Raft member `to_member` ([`ANY_MEMBER`] for requests that are not
+/// Raft's own messages): a replica that is another member refuses it.
+pub fn encode_request(group: &GroupId, to_member: u64, request: &RaftRequest, out: &mut BytesMut) {
     match request {
         RaftRequest::AppendEntries(rpc) => {
             out.put_u8(REQ_APPEND);
             put_group(out, group);
+            out.put_u64(to_member);
             put_vote(out, &rpc.vote);
             put_opt_log_id(out, rpc.prev_log_id.as_ref());
             put_opt_log_id(out, rpc.leader_commit.as_ref());
@@ -163,6 +181,7 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
             };
             out.put_u8(kind);
             put_group(out, group);
+            out.put_u64(to_member);
             put_vote(out, &rpc.vote);
             put_opt_log_id(out, rpc.last_log_id.as_ref());
             out.put_u8(u8::from(rpc.leadership_transfer));
@@ -170,6 +189,7 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
         RaftRequest::Snapshot { vote, snapshot } => {
             out.put_u8(REQ_SNAPSHOT);
             put_group(out, group);
+            out.put_u64(to_member);
             put_vote(out, vote);
             put_snapshot_meta(out, &snapshot.meta);
             out.put_i64(snapshot.snapshot.next_offset);
@@ -177,11 +197,13 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
         RaftRequest::Propose(data) => {
             out.put_u8(REQ_PROPOSE);
             put_group(out, group);
+            out.put_u64(to_member);
             put_bytes(out, data);
         }
         RaftRequest::Heartbeat => {
             out.put_u8(REQ_HEARTBEAT);
             put_group(out, group);
+            out.put_u64(to_member);
         }
         RaftRequest::Read {
             offset,
@@ -190,6 +212,7 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
         } => {
             out.put_u8(REQ_READ);
             put_group(out, group);
+            out.put_u64(to_member);
             out.put_i64(*offset);
             out.put_u32(*max_bytes);
             out.put_u32(*wait_ms);
@@ -197,14 +220,17 @@ pub fn encode_request(group: &GroupId, request: &RaftRequest, out: &mut BytesMut
         RaftRequest::Incarnation(id) => {
             out.put_u8(REQ_INCARNATION);
             put_group(out, group);
+            out.put_u64(to_member);
             out.put_u64(*id);
         }
     }
 }
 
-pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireError> {
+/// A request, the group it is for and the member it is addressed to.
+pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, u64, RaftRequest), WireError> {
     let kind = get_u8(&mut buf)?;
     let group = get_group(&mut buf)?;
+    let to_member = get_u64(&mut buf)?;
     let request = match kind {
         REQ_APPEND => {
             let vote = get_vote(&mut buf)?;
@@ -260,7 +286,7 @@ pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, RaftRequest), WireErro
         _ => return Err(malformed("unknown request kind")),
     };
     expect_end(&buf)?;
-    Ok((group, request))
+    Ok((group, to_member, request))
 }
 
 pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
@@ -326,9 +352,10 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_INCARNATION);
             match recorded {
                 None => out.put_u8(0),
-                Some(incarnation) => {
+                Some(recorded) => {
                     out.put_u8(1);
-                    put_bytes(out, incarnation.as_bytes());
+                    put_bytes(out, recorded.incarnation.as_bytes());
+                    out.put_u64(recorded.generation);
                 }
             }
         }
@@ -406,7 +433,10 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
         }
         RESP_INCARNATION => RaftResponse::Incarnation(match get_u8(&mut buf)? {
             0 => None,
-            1 => Some(String::from_utf8_lossy(&get_bytes(&mut buf)?).into_owned()),
+            1 => Some(Recorded {
+                incarnation: String::from_utf8_lossy(&get_bytes(&mut buf)?).into_owned(),
+                generation: get_u64(&mut buf)?,
+            }),
             _ => return Err(malformed("bad incarnation tag")),
         }),
         RESP_NOT_LEADER => RaftResponse::NotLeader(match get_u8(&mut buf)? {

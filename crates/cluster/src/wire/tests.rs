@@ -48,15 +48,16 @@ fn append_request() -> RaftRequest {
 
 fn encoded_request(request: &RaftRequest) -> Bytes {
     let mut out = BytesMut::new();
-    encode_request(&group(), request, &mut out);
+    encode_request(&group(), (2 << 48) | 3, request, &mut out);
     out.freeze()
 }
 
 #[test]
 fn an_append_request_round_trips() {
     let bytes = encoded_request(&append_request());
-    let (decoded_group, decoded) = decode_request(bytes).unwrap();
+    let (decoded_group, to_member, decoded) = decode_request(bytes).unwrap();
     assert_eq!(decoded_group, group());
+    assert_eq!(to_member, (2 << 48) | 3, "member 3 of generation 2");
     let (RaftRequest::AppendEntries(got), RaftRequest::AppendEntries(want)) =
         (decoded, append_request())
     else {
@@ -73,12 +74,12 @@ fn votes_snapshots_and_answers_round_trip() {
     let mut vote_request = VoteRequest::new(Vote::new(9, 3), Some(log_id(8, 40)));
     vote_request.leadership_transfer = true;
     let bytes = encoded_request(&RaftRequest::Vote(vote_request.clone()));
-    let Ok((GroupId::Partition { .. }, RaftRequest::Vote(got))) = decode_request(bytes) else {
+    let Ok((GroupId::Partition { .. }, _, RaftRequest::Vote(got))) = decode_request(bytes) else {
         panic!("not a vote");
     };
     assert_eq!(got, vote_request);
     let bytes = encoded_request(&RaftRequest::PreVote(vote_request.clone()));
-    let Ok((_, RaftRequest::PreVote(got))) = decode_request(bytes) else {
+    let Ok((_, _, RaftRequest::PreVote(got))) = decode_request(bytes) else {
         panic!("not a pre-vote");
     };
     assert_eq!(got, vote_request);
@@ -95,6 +96,7 @@ fn votes_snapshots_and_answers_round_trip() {
         snapshot: snapshot.clone(),
     };
     let Ok((
+        _,
         _,
         RaftRequest::Snapshot {
             vote,
@@ -134,11 +136,14 @@ fn votes_snapshots_and_answers_round_trip() {
             message: "offset 5 is out of range".into(),
         },
         RaftResponse::Incarnation(None),
-        RaftResponse::Incarnation(Some("0123456789abcdef0123456789abcdef".into())),
+        RaftResponse::Incarnation(Some(super::Recorded {
+            incarnation: "0123456789abcdef0123456789abcdef".into(),
+            generation: 3,
+        })),
     ];
-    let Ok((GroupId::Meta, RaftRequest::Incarnation(7))) = decode_request({
+    let Ok((GroupId::Meta, 0, RaftRequest::Incarnation(7))) = decode_request({
         let mut out = BytesMut::new();
-        encode_request(&GroupId::Meta, &RaftRequest::Incarnation(7), &mut out);
+        encode_request(&GroupId::Meta, 0, &RaftRequest::Incarnation(7), &mut out);
         out.freeze()
     }) else {
         panic!("not the incarnation question");
@@ -150,6 +155,7 @@ fn votes_snapshots_and_answers_round_trip() {
     };
     let Ok((
         GroupId::Partition { .. },
+        _,
         RaftRequest::Read {
             offset: 41,
             max_bytes: 1_048_576,
@@ -160,7 +166,7 @@ fn votes_snapshots_and_answers_round_trip() {
         panic!("not the read");
     };
     let propose = RaftRequest::Propose(Bytes::from_static(b"a batch"));
-    let Ok((_, RaftRequest::Propose(data))) = decode_request(encoded_request(&propose)) else {
+    let Ok((_, _, RaftRequest::Propose(data))) = decode_request(encoded_request(&propose)) else {
         panic!("not a proposal");
     };
     assert_eq!(&data[..], b"a batch");
@@ -193,6 +199,7 @@ fn huge_counts_and_lengths_are_refused() {
     let mut out = BytesMut::new();
     out.put_u8(REQ_APPEND);
     put_group(&mut out, &GroupId::Meta);
+    out.put_u64(ANY_MEMBER);
     put_vote(&mut out, &Vote::new(1, 1));
     put_opt_log_id(&mut out, None);
     put_opt_log_id(&mut out, None);

@@ -63,6 +63,7 @@ fn node_joined(id: NodeId) -> MetaCommand {
         http_addr: None,
         cluster_addr: format!("127.0.0.1:{}", 7100 + id),
         incarnation: format!("{:032x}", 0xabc0 + id),
+        generation: None,
     }
 }
 

@@ -41,6 +41,8 @@ async fn start_nodes(count: u64, dirs: &[TempDir]) -> Vec<Node> {
             meta_hook: None,
             known_nodes: None,
             new_incarnation: None,
+            client_addr: String::new(),
+            http_addr: None,
         };
         nodes.push(Node::start(config, syncer.clone(), now_ms).await.unwrap());
     }
@@ -171,7 +173,7 @@ async fn host_everywhere_with_logs(
             .host_partition(
                 group.clone(),
                 log.clone(),
-                members.clone(),
+                Some(members.clone()),
                 preference.clone(),
                 None,
             )
@@ -306,7 +308,7 @@ async fn a_leader_restarted_in_place_does_not_resume_its_term() {
         .host_partition(
             group.clone(),
             hosted[i].0.clone(),
-            members,
+            Some(members),
             vec![1, 2, 3],
             None,
         )
@@ -364,7 +366,7 @@ async fn a_replica_behind_the_leaders_retention_catches_up_by_snapshot() {
             let (log, _) = spool_log::Log::open(&dir.path().join("t-0"), config).unwrap();
             let log = Arc::new(log);
             let (_, proposer) = node
-                .host_partition(group, log.clone(), members, vec![1, 2, 3], None)
+                .host_partition(group, log.clone(), Some(members), vec![1, 2, 3], None)
                 .await
                 .unwrap();
             (log, proposer)
@@ -488,6 +490,57 @@ async fn a_pre_vote_is_sent_and_answered_by_the_receiver() {
     }
 }
 
+/// Raft messages name the member they are for: a node's replica answers
+/// only those addressed to itself. A node that lost its data comes back
+/// as a new member while its old self may still be a voter, and the
+/// empty replica must not vote or acknowledge entries as the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_answers_only_raft_messages_addressed_to_its_own_member() {
+    use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+    use openraft::raft::VoteRequest;
+    use spool_cluster::transport::{PartitionNetwork, Peers};
+    use spool_cluster::types::{member_id, Vote};
+    let (dirs, nodes, group) = three_nodes().await;
+    let proposers = host_everywhere(&nodes, &dirs, &group, vec![1, 2, 3]).await;
+    write_through(&proposers[0], "x").await;
+    let target = nodes[1].groups().get(&group).unwrap();
+    let before = target.metrics().borrow_watched().clone();
+    let addr = members_of(nodes[0].meta())[&2].clone();
+    let secret = ClusterSecret::new(b"the test cluster's secret".to_vec()).unwrap();
+    let mut network = PartitionNetwork {
+        group: group.clone(),
+        peers: Arc::new(Peers::new(3, secret, None)),
+    };
+    // Node 3 asking for the next term: node 2's replica (member 2,
+    // generation 0) answers it when asked as itself (not granted: its
+    // leader is alive) ...
+    let ask = || {
+        let last = before
+            .last_log_index
+            .map(|i| spool_cluster::types::log_id(before.current_term, i));
+        VoteRequest::new(Vote::new(before.current_term + 1, 3), last)
+    };
+    let option = || RPCOption::new(Duration::from_secs(2));
+    // ... and refuses the same vote addressed to node 2's next generation
+    // without looking at it.
+    let mut later = network.new_client(member_id(2, 1), &addr).await;
+    let refused = later.vote(ask(), option()).await;
+    let Err(e) = refused else {
+        panic!("a vote for another member was answered: {refused:?}");
+    };
+    assert!(e.to_string().contains("addressed to member"), "{e}");
+    assert_eq!(
+        target.metrics().borrow_watched().vote,
+        before.vote,
+        "the refused vote changed nothing"
+    );
+    let mut itself = network.new_client(2, &addr).await;
+    itself.vote(ask(), option()).await.expect("an answer");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 /// A follower shows a write soon after it is committed, without another
 /// write after it: openraft sends followers the new commit index by
 /// itself, although partition groups send no periodic heartbeats
@@ -545,7 +598,7 @@ async fn a_single_replica_group_writes_without_waiting_for_a_lease() {
     let (log, _) =
         spool_log::Log::open(&dirs[0].path().join("t-0"), crate::entry_log_config()).unwrap();
     let (_, proposer) = nodes[0]
-        .host_partition(group, Arc::new(log), members, vec![own], None)
+        .host_partition(group, Arc::new(log), Some(members), vec![own], None)
         .await
         .unwrap();
     write_through(&proposer, "first").await;

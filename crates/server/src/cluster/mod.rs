@@ -12,6 +12,7 @@
 //! The broker knows nothing of this: it stores a replicated topic's
 //! partitions in entry-mode logs that the partition groups write.
 
+mod membership;
 mod reads;
 mod reconcile;
 mod remote;
@@ -182,6 +183,8 @@ impl Cluster {
             meta_hook: Some(meta_hook.clone()),
             known_nodes: Some(meta_hook.clone()),
             new_incarnation: new.then(|| incarnation.clone()),
+            client_addr: client_addr.to_string(),
+            http_addr: http_addr.map(|a| a.to_string()),
         };
         let node = Node::start(config, syncer, crate::now_ms).await?;
         let own = OwnAddrs {
@@ -207,6 +210,7 @@ impl Cluster {
         let tasks = vec![
             tokio::spawn(announce(cluster.clone())),
             tokio::spawn(reconcile::run(cluster.clone())),
+            tokio::spawn(membership::run(cluster.clone())),
         ];
         *cluster.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         tracing::info!(
@@ -544,7 +548,9 @@ fn check_replica_limit(
     }
 }
 
-/// The members of a group of `ids`, reached at their `peers` addresses.
+/// The members of a group of `ids`, reached at their `peers` addresses
+/// (their first generation: the metadata group's members at its
+/// initialisation).
 fn members_of<'a>(
     peers: &BTreeMap<NodeId, String>,
     ids: impl Iterator<Item = &'a NodeId>,
@@ -572,6 +578,7 @@ async fn announce(cluster: Arc<Cluster>) {
         http_addr: own.http_addr.clone(),
         cluster_addr: own.cluster_addr.clone(),
         incarnation: own.incarnation.clone(),
+        generation: None,
     };
     let mut versions = cluster.meta.subscribe();
     loop {

@@ -17,15 +17,15 @@
 //! dropped its dirty pages): that takes a restart, whose recovery checks
 //! the files.
 
-use super::{members_of, Cluster, Hosted};
+use super::{Cluster, Hosted};
 use spool_broker::{Broker, TopicConfig};
 use spool_cluster::meta::TopicInfo;
 use spool_cluster::partition::AppliedHook;
-use spool_cluster::types::{AppliedAnswer, LogId};
+use spool_cluster::types::{node_of, AppliedAnswer, LogId, NodeAddr};
 use spool_cluster::wire::GroupId;
 use spool_log::Log;
 use spool_types::limits::BATCH_BYTES_MAX;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -291,8 +291,11 @@ async fn ensure_topic(cluster: &Arc<Cluster>, topic: &TopicInfo) -> anyhow::Resu
         if !replicas.contains(&own) || cluster.hosts(&name, partition) {
             continue;
         }
+        let Some(members) = initial_members(cluster, topic, partition) else {
+            // This node's replacement is not applied here yet.
+            anyhow::bail!("this node's own record is not in the metadata yet");
+        };
         let log = cluster.broker.partition_log(&name, partition)?;
-        let members = members_of(&cluster.peers, replicas.iter());
         let hook = Arc::new(WakeReaders {
             broker: Arc::downgrade(&cluster.broker),
             topic: name.clone(),
@@ -320,6 +323,46 @@ async fn ensure_topic(cluster: &Arc<Cluster>, topic: &TopicInfo) -> anyhow::Resu
         tracing::info!(topic = %name, partition, ?replicas, "hosting a replica of the partition");
     }
     Ok(())
+}
+
+/// The members a partition group hosted here is initialised with, if
+/// this node initialises it: `Some(None)` when it joins an existing group
+/// as a new member (a node replaced after losing its data, for a topic
+/// created before it came back: the group's leader adds it), `None` while
+/// the metadata applied here does not record this node's incarnation yet.
+#[allow(clippy::option_option)]
+fn initial_members(
+    cluster: &Cluster,
+    topic: &TopicInfo,
+    partition: u32,
+) -> Option<Option<BTreeMap<u64, NodeAddr>>> {
+    let state = cluster.meta.read();
+    let own = state.node(cluster.node.id());
+    let joined_before = match own {
+        Some(own) if own.incarnation == cluster.own.incarnation => {
+            topic.created_version > own.joined_version
+        }
+        // A first-generation node replaying its metadata: as before.
+        _ if cluster.node.generation() == 0 => true,
+        _ => return None,
+    };
+    if !joined_before {
+        return Some(None);
+    }
+    let members = topic.initial_members.get(partition as usize)?;
+    let with_addrs = members
+        .iter()
+        .filter_map(|member| {
+            let node = node_of(*member);
+            let cluster_addr = cluster.peers.get(&node)?.clone();
+            let addr = NodeAddr {
+                client_addr: String::new(),
+                cluster_addr,
+            };
+            Some((*member, addr))
+        })
+        .collect();
+    Some(Some(with_addrs))
 }
 
 /// Wakes the partition's long polls and push subscriptions when a

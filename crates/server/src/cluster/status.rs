@@ -5,10 +5,11 @@
 //! client asks every node and believes each leader about its partition.
 
 use super::Cluster;
+use spool_cluster::meta::ClusterState;
 use spool_cluster::openraft::async_runtime::WatchReceiver;
 use spool_cluster::openraft::{RaftMetrics, ServerState};
-use spool_cluster::types::NodeId;
 use spool_cluster::types::PartitionRaft;
+use spool_cluster::types::{generation_of, node_of, NodeId};
 use spool_cluster::wire::GroupId;
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct PartitionView {
 pub struct ClusterView {
     pub node_id: NodeId,
     pub meta_leader: Option<NodeId>,
+    /// On the metadata group's leader, its in-sync voters (else empty).
+    pub meta_in_sync: Vec<NodeId>,
     pub nodes: Vec<NodeView>,
     pub partitions: Vec<PartitionView>,
 }
@@ -79,11 +82,11 @@ impl Cluster {
                 if let Some(raft) = self.node.groups().get(&group) {
                     let metrics = raft.metrics().borrow_watched().clone();
                     view.hosted = true;
-                    view.leader = metrics.current_leader;
+                    view.leader = metrics.current_leader.map(node_of);
                     view.term = metrics.current_term;
                     view.committed = metrics.cluster_committed.as_ref().map(|c| c.index);
                     if metrics.state == ServerState::Leader {
-                        view.in_sync = self.in_sync(&metrics);
+                        view.in_sync = self.in_sync(&metrics, &state);
                     }
                 }
                 partitions.push(view);
@@ -92,21 +95,34 @@ impl Cluster {
         ClusterView {
             node_id: own,
             meta_leader: self.node.meta_leader(),
+            meta_in_sync: {
+                let metrics = self.node.meta().metrics().borrow_watched().clone();
+                if metrics.state == ServerState::Leader {
+                    self.in_sync(&metrics, &state)
+                } else {
+                    Vec::new()
+                }
+            },
             nodes,
             partitions,
         }
     }
 
     /// On a leader: itself and the followers that are up and hold every
-    /// committed entry (Kafka's in-sync replicas).
-    fn in_sync(&self, metrics: &RaftMetrics<PartitionRaft>) -> Vec<NodeId> {
+    /// committed entry (Kafka's in-sync replicas): voters in their node's
+    /// latest generation (a node replaced after losing its data is not in
+    /// sync as its old self, whose progress the leader still remembers).
+    fn in_sync(&self, metrics: &RaftMetrics<PartitionRaft>, state: &ClusterState) -> Vec<NodeId> {
         let own = self.node.id();
         let committed = metrics.cluster_committed.as_ref().map(|c| c.index);
         let mut ids = vec![own];
-        for (id, matched) in metrics.replication.iter().flatten() {
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        for (member, matched) in metrics.replication.iter().flatten() {
+            let id = node_of(*member);
             let caught_up = matched.as_ref().map(|m| m.index) >= committed;
-            if *id != own && caught_up && self.node.alive(*id) {
-                ids.push(*id);
+            let latest = state.node(id).map(|n| n.generation) == Some(generation_of(*member));
+            if id != own && voters.contains(member) && latest && caught_up && self.node.alive(id) {
+                ids.push(id);
             }
         }
         ids.sort_unstable();

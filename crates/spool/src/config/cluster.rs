@@ -4,6 +4,7 @@
 use super::{ConfigError, Settings, CLUSTER_SECRET};
 use spool_cluster::node::RaftTimings;
 use spool_cluster::transport::{ClusterSecret, LinkTls};
+use spool_cluster::types::NODE_ID_END;
 use spool_server::cluster::ClusterSettings;
 use spool_server::tls::TlsFiles;
 use std::collections::BTreeMap;
@@ -112,8 +113,13 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
             .trim()
             .parse()
             .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| format!("{entry:?}: the node id must be a positive number"))?;
+            .filter(|id| *id > 0 && *id < NODE_ID_END)
+            .ok_or_else(|| {
+                format!(
+                    "{entry:?}: the node id must be a number from 1 to {}",
+                    NODE_ID_END - 1
+                )
+            })?;
         let addr = addr.trim();
         match addr.to_socket_addrs().map(|mut found| found.next()) {
             Ok(Some(_)) => {}

@@ -599,7 +599,7 @@ fn a_replica_back_after_the_writes_catches_up_without_new_writes() {
 }
 
 #[test]
-fn a_node_whose_data_directory_was_lost_is_refused_under_its_old_id() {
+fn a_node_whose_data_directory_was_lost_rejoins_as_a_new_member_and_catches_up() {
     let mut cluster = Cluster::start(3);
     let first = cluster.nodes[&1].addr.clone();
     cluster.create_topic("kept", 1);
@@ -607,55 +607,42 @@ fn a_node_whose_data_directory_was_lost_is_refused_under_its_old_id() {
     assert!(out.ends_with("acknowledged: 50\n"), "{out}");
     cluster.nodes.get_mut(&3).expect("node 3").kill();
     cluster.nodes.remove(&3);
-    // Node 3's disk is lost: it comes back empty under the same id.
+    // Node 3's disk is lost: it comes back empty under the same id, and
+    // joins every group as a new member (its next generation).
     std::fs::remove_dir_all(cluster.data_dir(3)).expect("wipe node 3");
-    let secret = cluster.dir.path().join("secret");
-    // Refused twice: a refused start keeps nothing that would let the
-    // next one through (a supervisor restarts it at once).
-    for attempt in 1..=2 {
-        let stderr = start_refused_node(&cluster, &secret);
-        assert!(
-            stderr.contains("the node's data was lost") && stderr.contains("incarnation"),
-            "attempt {attempt}: {stderr}"
-        );
-    }
-    // The two others go on, and nothing acknowledged is gone.
-    let out = ok(&cli(&first, &["produce", "kept"], &lines("after", 10)));
+    cluster.start_node(3);
+    let out = ok(&cli(&first, &["produce", "kept"], &lines("back", 10)));
     assert!(out.ends_with("acknowledged: 10\n"), "{out}");
-    let read = read_all(&first, "kept");
-    assert_exactly_once(&read, &[("k", 50), ("after", 10)]);
-}
-
-/// Starts node 3 of `cluster` over its (empty) data directory and waits
-/// for it to exit, refused; its standard error.
-fn start_refused_node(cluster: &Cluster, secret: &Path) -> String {
-    let mut refused = std::process::Command::new(crate::support::BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--http-listen", "off"])
-        .arg("--data-dir")
-        .arg(cluster.data_dir(3))
-        .args(["--node-id", "3", "--peers", &cluster.peers])
-        .arg("--cluster-secret-file")
-        .arg(secret)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start node 3");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = refused.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = refused.kill();
-            panic!("node 3 started with an empty directory under its old id");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(refused.stderr.as_mut().expect("stderr"), &mut stderr)
-        .expect("stderr");
-    assert!(!status.success(), "{stderr}");
-    stderr
+    // In sync counts only a node's latest generation: until the leaders
+    // swapped the old member for the new one and caught it up, node 3 is
+    // not in sync (its old self's progress does not count).
+    cluster.status_until("node 3 in sync again", |s| {
+        all_led_with(s, 3) && s["metadata"]["in_sync"].as_array().map(Vec::len) == Some(3)
+    });
+    let generation = std::fs::read_to_string(cluster.data_dir(3).join("cluster/generation"))
+        .expect("node 3 keeps its generation");
+    assert_eq!(generation.trim(), "1");
+    // Node 2 goes: the partition's and the metadata group's majorities
+    // are now node 1 and the new node 3, so both must be voters with the
+    // whole log.
+    cluster.nodes.get_mut(&2).expect("node 2").kill();
+    cluster.nodes.remove(&2);
+    let third = cluster.nodes[&3].addr.clone();
+    let out = ok(&cli(&third, &["produce", "kept"], &lines("after", 10)));
+    assert!(out.ends_with("acknowledged: 10\n"), "{out}");
+    ok(&cli(&third, &["topic", "create", "later"], b""));
+    let read = read_all(&third, "kept");
+    assert_exactly_once(&read, &[("k", 50), ("back", 10), ("after", 10)]);
+    // The replacement happened once: a restart over the kept directory
+    // is the same member again.
+    cluster.nodes.get_mut(&3).expect("node 3").kill();
+    cluster.start_node(3);
+    let third = cluster.nodes[&3].addr.clone();
+    let out = ok(&cli(&third, &["produce", "kept"], &lines("again", 5)));
+    assert!(out.ends_with("acknowledged: 5\n"), "{out}");
+    let generation = std::fs::read_to_string(cluster.data_dir(3).join("cluster/generation"))
+        .expect("generation");
+    assert_eq!(generation.trim(), "1");
 }
 
 #[test]
