@@ -54,6 +54,9 @@ pub struct Groups {
     /// The metadata this node has applied, for peers asking which
     /// incarnation of a node it records.
     known_nodes: std::sync::OnceLock<std::sync::Arc<crate::meta::MetaHook>>,
+    /// This node's generation, told to peers with each heartbeat answer
+    /// (set once the node knows it, before any group runs).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Groups {
@@ -87,6 +90,12 @@ impl Groups {
             incarnation: n.incarnation.clone(),
             generation: n.generation,
         })
+    }
+
+    /// Sets the generation heartbeat answers report.
+    pub fn set_generation(&self, generation: u64) {
+        self.generation
+            .store(generation, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A group with nothing but its Raft core (the metadata group).
@@ -195,7 +204,13 @@ impl Inbound for Groups {
     ) -> BoxFuture<'static, RaftResponse> {
         if let RaftRequest::Heartbeat = request {
             let stopped = self.stopped();
-            return Box::pin(async move { RaftResponse::Alive(stopped) });
+            let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+            return Box::pin(async move {
+                RaftResponse::Alive {
+                    stopped,
+                    generation,
+                }
+            });
         }
         if let RaftRequest::Incarnation(id) = request {
             // Answered before any group exists (a starting node asks it),
@@ -266,7 +281,10 @@ impl Inbound for Groups {
                 RaftRequest::PreVote(rpc) => vote_answer(raft.pre_vote(rpc).await),
                 RaftRequest::Propose(data) => propose_here(&raft, data).await,
                 // Answered above, before the group is looked up.
-                RaftRequest::Heartbeat => RaftResponse::Alive(Vec::new()),
+                RaftRequest::Heartbeat => RaftResponse::Alive {
+                    stopped: Vec::new(),
+                    generation: 0,
+                },
                 // Answered above (a read of the metadata group is refused).
                 RaftRequest::Read { .. } => RaftResponse::Refused("not a partition".into()),
                 RaftRequest::Incarnation(_) => RaftResponse::Incarnation(None),

@@ -19,7 +19,7 @@
 
 use crate::groups::Groups;
 use crate::transport::Peers;
-use crate::types::{node_of, NodeAddr, NodeId};
+use crate::types::{generation_of, node_of, NodeAddr, NodeId};
 use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
@@ -44,6 +44,9 @@ pub const ELECT_FALLBACK_MS: u64 = 1_500;
 /// When each other node last answered a ping.
 pub struct Liveness {
     own_id: NodeId,
+    own_generation: u64,
+    /// Per node, the generation its last answer reported.
+    generations: Mutex<HashMap<NodeId, u64>>,
     answered: Mutex<HashMap<NodeId, Instant>>,
     /// Per node, the groups that stopped on it, as its last answer said.
     stopped: Mutex<HashMap<NodeId, Vec<GroupId>>>,
@@ -54,17 +57,23 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    pub fn new(own_id: NodeId) -> Liveness {
+    pub fn new(own_id: NodeId, own_generation: u64) -> Liveness {
         Liveness {
             own_id,
+            own_generation,
+            generations: Mutex::new(HashMap::new()),
             answered: Mutex::new(HashMap::new()),
             stopped: Mutex::new(HashMap::new()),
             started: Instant::now(),
         }
     }
 
-    fn answered(&self, id: NodeId, stopped: Vec<GroupId>) {
+    fn answered(&self, id: NodeId, stopped: Vec<GroupId>, generation: u64) {
         self.lock().insert(id, Instant::now());
+        self.generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, generation);
         self.stopped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -82,6 +91,26 @@ impl Liveness {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&id)
                 .is_some_and(|stopped| stopped.contains(group))
+    }
+
+    /// Whether Raft member `member` is up and its replica of `group` runs:
+    /// its node [`serves`](Liveness::serves) the group as that member's
+    /// generation (a node that came back in a later generation after
+    /// losing its data is alive, but its old member is gone).
+    pub fn serves_member(&self, member: u64, group: &GroupId) -> bool {
+        let node = node_of(member);
+        let generation = if node == self.own_id {
+            Some(self.own_generation)
+        } else {
+            self.generations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&node)
+                .copied()
+        };
+        // Before a node's first answer its generation is not known: taken
+        // for the member's, as a node is taken for alive at the start.
+        self.serves(node, group) && generation.is_none_or(|g| g == generation_of(member))
     }
 
     /// Whether `id` answered lately (this node always is).
@@ -122,10 +151,12 @@ pub async fn ping_loop(
             tokio::spawn(async move {
                 let wait = Duration::from_millis(NODE_DEAD_MS);
                 let answer = peer.call(&GroupId::Meta, &RaftRequest::Heartbeat, wait);
-                if let Ok(Ok(RaftResponse::Alive(stopped))) =
-                    tokio::time::timeout(wait, answer).await
+                if let Ok(Ok(RaftResponse::Alive {
+                    stopped,
+                    generation,
+                })) = tokio::time::timeout(wait, answer).await
                 {
-                    liveness.answered(id, stopped);
+                    liveness.answered(id, stopped, generation);
                 }
             });
         }
@@ -142,7 +173,7 @@ struct Leaderless {
 
 /// Makes partition groups without a live leader elect one (see the module
 /// comment). Runs until aborted.
-pub async fn elect_loop(own_id: NodeId, groups: Arc<Groups>, liveness: Arc<Liveness>) {
+pub async fn elect_loop(groups: Arc<Groups>, liveness: Arc<Liveness>) {
     let mut tick = tokio::time::interval(Duration::from_millis(NODE_HEARTBEAT_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leaderless = Leaderless::default();
@@ -155,14 +186,13 @@ pub async fn elect_loop(own_id: NodeId, groups: Arc<Groups>, liveness: Arc<Liven
                 let m = metrics.borrow_watched();
                 (m.id, m.state, m.current_leader, m.membership_config.clone())
             };
-            // This replica's own member id: a node that came back in a new
-            // generation is not its old self, which may still be a voter.
-            let is_voter = membership.membership().voter_ids().any(|v| v == me);
-            // Raft member ids as nodes: liveness and preference are by node.
-            let voters: Vec<NodeId> = membership.membership().voter_ids().map(node_of).collect();
-            let leader = leader.map(node_of);
-            let led =
-                state == ServerState::Leader || leader.is_some_and(|l| liveness.serves(l, &group));
+            // Raft member ids, not node ids: a node that came back in a new
+            // generation is not its old self, which may still be a voter
+            // (and may be the leader its peers last heard of).
+            let voters: Vec<u64> = membership.membership().voter_ids().collect();
+            let is_voter = voters.contains(&me);
+            let led = state == ServerState::Leader
+                || leader.is_some_and(|l| liveness.serves_member(l, &group));
             if led || !is_voter {
                 leaderless.since.remove(&group);
                 continue;
@@ -171,12 +201,15 @@ pub async fn elect_loop(own_id: NodeId, groups: Arc<Groups>, liveness: Arc<Liven
             // The designated candidate: the first live replica in the
             // group's preference order (its preferred leader first), not
             // the leader that is down.
-            let order = preference.iter().chain(voters.iter());
-            let designated = order
-                .filter(|id| voters.contains(id) && Some(**id) != leader)
-                .find(|id| liveness.serves(**id, &group))
+            let preferred = preference
+                .iter()
+                .filter_map(|node| voters.iter().find(|v| node_of(**v) == *node));
+            let designated = preferred
+                .chain(voters.iter())
+                .filter(|member| Some(**member) != leader)
+                .find(|member| liveness.serves_member(**member, &group))
                 .copied();
-            let my_turn = designated == Some(own_id)
+            let my_turn = designated == Some(me)
                 || now.duration_since(since) >= Duration::from_millis(ELECT_FALLBACK_MS);
             let recently = leaderless
                 .last_elect

@@ -212,6 +212,7 @@ impl Node {
             }
         }
         let member = member_id(config.node_id, generation);
+        groups.set_generation(generation);
         let meta_dir = config.dir.join("meta");
         let log_config = LogConfig {
             durability: Durability::Always,
@@ -247,7 +248,7 @@ impl Node {
                 committed_at_start.map(|id| id.index()),
             ));
         }
-        let liveness = Arc::new(Liveness::new(config.node_id));
+        let liveness = Arc::new(Liveness::new(config.node_id, generation));
         let liveness_tasks = vec![
             tokio::spawn(liveness::ping_loop(
                 config.node_id,
@@ -255,11 +256,7 @@ impl Node {
                 peers.clone(),
                 liveness.clone(),
             )),
-            tokio::spawn(liveness::elect_loop(
-                config.node_id,
-                groups.clone(),
-                liveness.clone(),
-            )),
+            tokio::spawn(liveness::elect_loop(groups.clone(), liveness.clone())),
             tokio::spawn(retention_loop(groups.clone(), now_ms)),
         ];
         // A node in a later generation joins the metadata group as a new

@@ -88,8 +88,13 @@ pub enum RaftResponse {
     Refused(String),
     /// The answer to a node heartbeat: the groups that stopped on the
     /// answering node (a storage error is fatal to a Raft core): peers
-    /// treat it as down for those groups and elect a new leader.
-    Alive(Vec<GroupId>),
+    /// treat it as down for those groups and elect a new leader; and the
+    /// answering node's generation (its Raft members are of that one: a
+    /// leader of an older one on that node is gone).
+    Alive {
+        stopped: Vec<GroupId>,
+        generation: u64,
+    },
     /// A forwarded proposal was applied and its group's state declined it
     /// (a metadata command the state refuses, alike on every node): why.
     Declined(String),
@@ -324,8 +329,12 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_DECLINED);
             put_bytes(out, why.as_bytes());
         }
-        RaftResponse::Alive(stopped) => {
+        RaftResponse::Alive {
+            stopped,
+            generation,
+        } => {
             out.put_u8(RESP_ALIVE);
+            out.put_u64(*generation);
             out.put_u32(stopped.len() as u32);
             for group in stopped {
                 put_group(out, group);
@@ -397,6 +406,7 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             RaftResponse::Declined(String::from_utf8_lossy(&why).into_owned())
         }
         RESP_ALIVE => {
+            let generation = get_u64(&mut buf)?;
             let count = get_u32(&mut buf)? as usize;
             // Each group is at least one byte: a count past what is left
             // is malformed, not an allocation.
@@ -407,7 +417,10 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             for _ in 0..count {
                 stopped.push(get_group(&mut buf)?);
             }
-            RaftResponse::Alive(stopped)
+            RaftResponse::Alive {
+                stopped,
+                generation,
+            }
         }
         // A hook's answer stays on the leader (it is not data): a
         // forwarded proposal learns where it landed, and `Declined` if

@@ -140,6 +140,10 @@ fn votes_snapshots_and_answers_round_trip() {
             incarnation: "0123456789abcdef0123456789abcdef".into(),
             generation: 3,
         })),
+        RaftResponse::Alive {
+            stopped: vec![GroupId::Meta, group()],
+            generation: 2,
+        },
     ];
     let Ok((GroupId::Meta, 0, RaftRequest::Incarnation(7))) = decode_request({
         let mut out = BytesMut::new();

@@ -205,9 +205,14 @@ async fn reconcile(cluster: &Arc<Cluster>) -> bool {
     let topics: Vec<TopicInfo> = cluster.meta.read().topics().values().cloned().collect();
     let mut complete = drop_deleted(cluster).await;
     for topic in &topics {
-        if let Err(e) = ensure_topic(cluster, topic).await {
-            tracing::warn!(topic = %topic.name, "cannot set up the replicated topic here: {e:#}");
-            complete = false;
+        match ensure_topic(cluster, topic).await {
+            Ok(true) => {}
+            // Waiting for the metadata to be replayed here: no error.
+            Ok(false) => complete = false,
+            Err(e) => {
+                tracing::warn!(topic = %topic.name, "cannot set up the replicated topic here: {e:#}");
+                complete = false;
+            }
         }
     }
     complete
@@ -266,7 +271,10 @@ async fn drop_deleted(cluster: &Arc<Cluster>) -> bool {
     complete
 }
 
-async fn ensure_topic(cluster: &Arc<Cluster>, topic: &TopicInfo) -> anyhow::Result<()> {
+/// Makes `topic` a replicated topic here and hosts its partitions placed
+/// here; `false` if some must wait for this node's own record in the
+/// metadata (a replaced node replaying it).
+async fn ensure_topic(cluster: &Arc<Cluster>, topic: &TopicInfo) -> anyhow::Result<bool> {
     let own = cluster.node.id();
     let name = topic.name.clone();
     if let Ok(local) = cluster.broker.topic(&name) {
@@ -293,7 +301,7 @@ async fn ensure_topic(cluster: &Arc<Cluster>, topic: &TopicInfo) -> anyhow::Resu
         }
         let Some(members) = initial_members(cluster, topic, partition) else {
             // This node's replacement is not applied here yet.
-            anyhow::bail!("this node's own record is not in the metadata yet");
+            return Ok(false);
         };
         let log = cluster.broker.partition_log(&name, partition)?;
         let hook = Arc::new(WakeReaders {
@@ -322,7 +330,7 @@ async fn ensure_topic(cluster: &Arc<Cluster>, topic: &TopicInfo) -> anyhow::Resu
             );
         tracing::info!(topic = %name, partition, ?replicas, "hosting a replica of the partition");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The members a partition group hosted here is initialised with, if

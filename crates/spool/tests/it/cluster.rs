@@ -605,43 +605,59 @@ fn a_node_whose_data_directory_was_lost_rejoins_as_a_new_member_and_catches_up()
     cluster.create_topic("kept", 1);
     let out = ok(&cli(&first, &["produce", "kept"], &lines("k", 50)));
     assert!(out.ends_with("acknowledged: 50\n"), "{out}");
-    cluster.nodes.get_mut(&3).expect("node 3").kill();
-    cluster.nodes.remove(&3);
-    // Node 3's disk is lost: it comes back empty under the same id, and
-    // joins every group as a new member (its next generation).
-    std::fs::remove_dir_all(cluster.data_dir(3)).expect("wipe node 3");
-    cluster.start_node(3);
-    let out = ok(&cli(&first, &["produce", "kept"], &lines("back", 10)));
+    // The partition's leader loses its disk: it comes back empty under
+    // the same id at once, and joins every group as a new member (its next
+    // generation). Its old member led the partition; the node is alive
+    // again, but the others must not wait for the old member.
+    let status = cluster.status(&cluster.addrs());
+    let lost = status["partitions"][0]["leader"]
+        .as_u64()
+        .expect("a leader");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != lost).collect();
+    let (other, last) = (others[0], others[1]);
+    cluster.nodes.get_mut(&lost).expect("leader").kill();
+    cluster.nodes.remove(&lost);
+    std::fs::remove_dir_all(cluster.data_dir(lost)).expect("wipe the leader's node");
+    cluster.start_node(lost);
+    let through_other = cluster.nodes[&other].addr.clone();
+    let out = ok(&cli(
+        &through_other,
+        &["produce", "kept"],
+        &lines("back", 10),
+    ));
     assert!(out.ends_with("acknowledged: 10\n"), "{out}");
     // In sync counts only a node's latest generation: until the leaders
-    // swapped the old member for the new one and caught it up, node 3 is
+    // swapped the old member for the new one and caught it up, the node is
     // not in sync (its old self's progress does not count).
-    cluster.status_until("node 3 in sync again", |s| {
+    cluster.status_until("the wiped node in sync again", |s| {
         all_led_with(s, 3) && s["metadata"]["in_sync"].as_array().map(Vec::len) == Some(3)
     });
-    let generation = std::fs::read_to_string(cluster.data_dir(3).join("cluster/generation"))
-        .expect("node 3 keeps its generation");
+    let generation_file = cluster.data_dir(lost).join("cluster/generation");
+    let generation = std::fs::read_to_string(&generation_file).expect("its generation kept");
     assert_eq!(generation.trim(), "1");
-    // Node 2 goes: the partition's and the metadata group's majorities
-    // are now node 1 and the new node 3, so both must be voters with the
-    // whole log.
-    cluster.nodes.get_mut(&2).expect("node 2").kill();
-    cluster.nodes.remove(&2);
-    let third = cluster.nodes[&3].addr.clone();
-    let out = ok(&cli(&third, &["produce", "kept"], &lines("after", 10)));
+    // Another node goes: the partition's and the metadata group's
+    // majorities are now the last old node and the new member, so the new
+    // member must be a voter with the whole log.
+    cluster.nodes.get_mut(&other).expect("node").kill();
+    cluster.nodes.remove(&other);
+    let back = cluster.nodes[&lost].addr.clone();
+    let out = ok(&cli(&back, &["produce", "kept"], &lines("after", 10)));
     assert!(out.ends_with("acknowledged: 10\n"), "{out}");
-    ok(&cli(&third, &["topic", "create", "later"], b""));
-    let read = read_all(&third, "kept");
+    ok(&cli(&back, &["topic", "create", "later"], b""));
+    let read = read_all(&back, "kept");
     assert_exactly_once(&read, &[("k", 50), ("back", 10), ("after", 10)]);
     // The replacement happened once: a restart over the kept directory
     // is the same member again.
-    cluster.nodes.get_mut(&3).expect("node 3").kill();
-    cluster.start_node(3);
-    let third = cluster.nodes[&3].addr.clone();
-    let out = ok(&cli(&third, &["produce", "kept"], &lines("again", 5)));
+    cluster.nodes.get_mut(&lost).expect("node").kill();
+    cluster.start_node(lost);
+    let through_last = cluster.nodes[&last].addr.clone();
+    let out = ok(&cli(
+        &through_last,
+        &["produce", "kept"],
+        &lines("again", 5),
+    ));
     assert!(out.ends_with("acknowledged: 5\n"), "{out}");
-    let generation = std::fs::read_to_string(cluster.data_dir(3).join("cluster/generation"))
-        .expect("generation");
+    let generation = std::fs::read_to_string(&generation_file).expect("generation");
     assert_eq!(generation.trim(), "1");
 }
 

@@ -4,8 +4,11 @@
 //! node cut off from the others by the fault proxies on the cluster links,
 //! a node's disk filled to the last byte then freed (each node's data
 //! directory is a small tmpfs of its own; where mounting is not allowed,
-//! this fault is left out, saying so) — while idempotent producers write
-//! through whichever nodes are up. After
+//! this fault is left out, saying so), a node's data directory wiped and
+//! the node restarted under its id (it rejoins as a new member and catches
+//! up; the harness waits for that before the next fault, as two lost disks
+//! at once would be a majority of a partition's replicas) — while
+//! idempotent producers write through whichever nodes are up. After
 //! healing, a checker reads every partition from every node and asserts:
 //! every acknowledged message is present exactly once, at the offset its
 //! acknowledgement named; nothing is stored twice; each producer's messages
@@ -44,6 +47,12 @@ const READERS: usize = 2;
 /// Each node's file system: room for the long mode's data (~30 MB), and
 /// what a full-disk fault fills with ballast.
 const NODE_DISK: &str = "256m";
+
+/// The faults `fault` injects by number (`SPOOL_CLUSTER_FAULT_KINDS`).
+const FULL_DISK: u32 = 3;
+const WIPE: u32 = 4;
+/// How long a wiped node may take to be a member in sync again.
+const WIPE_HEAL_S: u64 = 60;
 
 /// Unordered node pairs whose links the proxies cut.
 type Cuts = watch::Sender<BTreeSet<(u64, u64)>>;
@@ -246,24 +255,76 @@ impl Harness {
                 self.isolate(id, false);
                 format!("cut node {id} off for {hold:?}")
             }
-            _ => {
+            FULL_DISK => {
                 let disk = self.nodes[&id].disk.as_ref().expect("a disk of its own");
                 disk.fill("ballast");
                 std::thread::sleep(hold);
                 std::fs::remove_file(disk.path.join("ballast")).expect("free space");
                 format!("filled node {id}'s disk for {hold:?}")
             }
+            _ => {
+                if let Some(mut p) = self.nodes.get_mut(&id).and_then(|n| n.proc.take()) {
+                    p.kill();
+                }
+                self.publish_addrs();
+                let data = &self.nodes[&id].data;
+                // The directory may be a mount point: its contents go.
+                for entry in std::fs::read_dir(data).expect("data dir") {
+                    let path = entry.expect("entry").path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.expect("wipe");
+                }
+                std::thread::sleep(hold);
+                self.start_node(id);
+                let started = Instant::now();
+                self.wait_all_in_sync();
+                format!(
+                    "wiped node {id}'s data directory, restarted after {hold:?}; a new member in \
+                     sync after {:?}",
+                    started.elapsed()
+                )
+            }
         }
     }
 
-    /// How many kinds of fault `fault` can inject here: the full disk
-    /// only where every node has a file system of its own.
-    fn fault_kinds(&self) -> u32 {
-        if self.nodes.values().all(|n| n.disk.is_some()) {
-            4
-        } else {
-            3
+    /// Waits until every partition has all its replicas in sync and the
+    /// metadata group every node (a wiped node replaced and caught up).
+    fn wait_all_in_sync(&self) {
+        let count = self.nodes.len();
+        let deadline = Instant::now() + Duration::from_secs(WIPE_HEAL_S);
+        loop {
+            let addrs = self.addrs.lock().expect("addrs").join(",");
+            let out = std::process::Command::new(BIN)
+                .args(["--addr", &addrs, "cluster", "status", "--json"])
+                .output()
+                .expect("cluster status");
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let in_sync = |v: &serde_json::Value| v["in_sync"].as_array().map(Vec::len);
+            let partitions = status["partitions"].as_array().cloned().unwrap_or_default();
+            let replicas = |v: &serde_json::Value| v["replicas"].as_array().map(Vec::len);
+            let all = !partitions.is_empty()
+                && partitions.iter().all(|p| in_sync(p) == replicas(p))
+                && in_sync(&status["metadata"]) == Some(count);
+            if all {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a wiped node was not in sync again after {WIPE_HEAL_S} s: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The kinds of fault `fault` can inject here: the full disk only
+    /// where every node has a file system of its own.
+    fn fault_kinds(&self) -> Vec<u32> {
+        let disks = self.nodes.values().all(|n| n.disk.is_some());
+        (0..=WIPE).filter(|k| *k != FULL_DISK || disks).collect()
     }
 }
 
@@ -574,7 +635,7 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
         })
         .collect();
     // `SPOOL_CLUSTER_FAULT_KINDS=3` (say) draws only full disks: 0 SIGKILL,
-    // 1 SIGSTOP, 2 cut off, 3 full disk.
+    // 1 SIGSTOP, 2 cut off, 3 full disk, 4 wiped data directory.
     let kinds: Vec<u32> = match std::env::var("SPOOL_CLUSTER_FAULT_KINDS") {
         Ok(list) => list
             .split(',')
@@ -583,9 +644,9 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
                     .parse()
                     .expect("SPOOL_CLUSTER_FAULT_KINDS: numbers")
             })
-            .filter(|k| *k < harness.fault_kinds())
+            .filter(|k| harness.fault_kinds().contains(k))
             .collect(),
-        Err(_) => (0..harness.fault_kinds()).collect(),
+        Err(_) => harness.fault_kinds(),
     };
     assert!(!kinds.is_empty(), "no fault kind to draw");
     let started = Instant::now();
