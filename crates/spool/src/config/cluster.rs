@@ -154,8 +154,9 @@ mod tests {
         for (bad, says) in [
             ("", "names no node"),
             ("1=127.0.0.1:1,1=127.0.0.1:2", "named twice"),
-            ("0=127.0.0.1:1", "positive"),
-            ("x=127.0.0.1:1", "positive"),
+            ("0=127.0.0.1:1", "a number from 1 to 281474976710655"),
+            ("x=127.0.0.1:1", "a number from 1"),
+            ("281474976710656=127.0.0.1:1", "a number from 1"),
             ("1:127.0.0.1:1", "ID=HOST:PORT"),
             ("1=nowhere", "HOST:PORT"),
         ] {

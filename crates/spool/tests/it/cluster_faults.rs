@@ -16,13 +16,16 @@
 //! records with the same terms, and terms never go down along a partition
 //! (two leaders writing in one term would show as diverging logs). Readers
 //! follow every partition meanwhile (`readers`): each record a node showed
-//! them must be the healed cluster's record at that offset and term.
+//! them must be the healed cluster's record at that offset and term; so
+//! must each record members of a consumer group (`groups`) were shown,
+//! polling and committing through whichever node is up.
 //!
 //! Short mode (CI): 6 faults on 3 nodes. `SPOOL_CLUSTER_FAULTS=100` for a
 //! long run, `SPOOL_CLUSTER_NODES=5` for five nodes, `SPOOL_CLUSTER_SEED`
 //! to replay a schedule (the seed is printed), `SPOOL_CLUSTER_FAULT_KINDS`
 //! to draw only some kinds of fault.
 
+mod groups;
 mod readers;
 
 use crate::support::{ServerProc, Tmpfs, BIN};
@@ -44,6 +47,8 @@ const HELLO_BYTES: usize = 30;
 const PRODUCERS: usize = 3;
 /// Readers following every partition through whichever node is up.
 const READERS: usize = 2;
+/// Members of one consumer group, each through whichever node is up.
+const GROUP_MEMBERS: usize = 2;
 /// Each node's file system: room for the long mode's data (~30 MB), and
 /// what a full-disk fault fills with ballast.
 const NODE_DISK: &str = "256m";
@@ -634,6 +639,17 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
             ))
         })
         .collect();
+    let group_seen = groups::GroupSeen::default();
+    let members: Vec<_> = (0..GROUP_MEMBERS)
+        .map(|k| {
+            rt.spawn(groups::consume_in_group(
+                k,
+                harness.addrs.clone(),
+                group_seen.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
     // `SPOOL_CLUSTER_FAULT_KINDS=3` (say) draws only full disks: 0 SIGKILL,
     // 1 SIGSTOP, 2 cut off, 3 full disk, 4 wiped data directory.
     let kinds: Vec<u32> = match std::env::var("SPOOL_CLUSTER_FAULT_KINDS") {
@@ -672,6 +688,9 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
     }
     for r in reading {
         rt.block_on(r).expect("reader task");
+    }
+    for m in members {
+        rt.block_on(m).expect("group member task");
     }
     let acks = Arc::try_unwrap(acks)
         .ok()
@@ -719,8 +738,13 @@ fn acknowledged_messages_survive_kills_pauses_and_partitions() {
         shown * 2 > stored,
         "the readers saw {shown} of {stored} records"
     );
+    let consumed = groups::check_seen(&agreed, &group_seen);
+    assert!(
+        consumed * 2 > stored,
+        "the group members saw {consumed} of {stored} records"
+    );
     println!(
-        "checked: {} acknowledged of {} sent, {stored} stored, each partition identical on its replicas ({} nodes read); {shown} records shown to readers, each the one the cluster holds",
+        "checked: {} acknowledged of {} sent, {stored} stored, each partition identical on its replicas ({} nodes read); {shown} records shown to readers and {consumed} to group members, each the one the cluster holds",
         acks.placed.len(),
         acks.sent,
         reads.len()
