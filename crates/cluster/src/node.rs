@@ -616,10 +616,12 @@ async fn replace_old_self(
     let mut round = 0usize;
     while tokio::time::Instant::now() < deadline {
         // The leader a peer named, else the peers in turn.
-        let to = next
+        let named = next
             .take()
-            .and_then(|id| others.iter().find(|(o, _)| *o == id))
-            .unwrap_or(&others[round % others.len().max(1)]);
+            .and_then(|id| others.iter().find(|(o, _)| *o == id));
+        let Some(to) = named.or_else(|| others.get(round % others.len().max(1))) else {
+            break;
+        };
         round += 1;
         let peer = peers.peer(to.0, &to.1);
         match peer
@@ -631,6 +633,8 @@ async fn replace_old_self(
             .await
         {
             Ok(RaftResponse::Proposed(_)) => return Ok(true),
+            // `MetaRefusal::GenerationMismatch`: another replacement was
+            // recorded meanwhile.
             Ok(RaftResponse::Declined(why)) if why.contains("next generation") => {
                 tracing::info!("replacing this node's old self: {why}; asking again");
                 return Ok(false);

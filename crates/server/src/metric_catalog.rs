@@ -15,6 +15,32 @@ pub(crate) fn describe() {
     describe_consumers();
     describe_connections();
     describe_requests();
+    describe_cluster();
+}
+
+/// A cluster node's partition replicas (`cluster/observe.rs`); absent on
+/// a single node.
+fn describe_cluster() {
+    describe_gauge!(
+        "spool_cluster_partition_leader",
+        "The node leading a partition hosted here, as this replica knows it (0: none known)."
+    );
+    describe_gauge!(
+        "spool_cluster_partition_term",
+        "The Raft term of a partition hosted here."
+    );
+    describe_gauge!(
+        "spool_cluster_follower_lag_entries",
+        "On a partition's leader: the log entries a follower does not hold yet (0 on other nodes)."
+    );
+    describe_gauge!(
+        "spool_cluster_under_replicated_partitions",
+        "Partitions this node leads with fewer replicas in sync than placed."
+    );
+    describe_counter!(
+        "spool_cluster_leader_changes_total",
+        "Leader changes of a partition hosted here, as this replica saw them."
+    );
 }
 
 fn describe_storage() {

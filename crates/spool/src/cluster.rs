@@ -92,10 +92,43 @@ struct MetadataOut {
 }
 
 #[derive(Debug, Serialize)]
-struct StatusOut {
+pub(crate) struct StatusOut {
     nodes: Vec<NodeOut>,
     partitions: Vec<PartitionOut>,
     metadata: MetadataOut,
+}
+
+impl StatusOut {
+    /// One line for `spool status`: nodes up, the metadata leader, and
+    /// the partitions without a leader or with fewer replicas in sync
+    /// than placed.
+    pub(crate) fn summary(&self) -> String {
+        let alive = self.nodes.iter().filter(|n| n.alive).count();
+        let leaderless = self
+            .partitions
+            .iter()
+            .filter(|p| p.leader.is_none())
+            .count();
+        let under = self.under_replicated();
+        let meta = self
+            .metadata
+            .leader
+            .map_or("none".to_owned(), |l| format!("node {l}"));
+        format!(
+            "{alive} of {} nodes up, metadata leader {meta}; {} partitions, {leaderless} \
+             without a leader, {under} under-replicated",
+            self.nodes.len(),
+            self.partitions.len()
+        )
+    }
+
+    /// Partitions with a leader and fewer replicas in sync than placed.
+    pub(crate) fn under_replicated(&self) -> usize {
+        self.partitions
+            .iter()
+            .filter(|p| p.leader.is_some() && p.in_sync.len() < p.replicas.len())
+            .count()
+    }
 }
 
 async fn ask(addr: &str) -> Option<ClusterStatus> {
@@ -122,6 +155,22 @@ async fn status(addrs: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     let first = first
         .ok_or_else(|| Failure::new("CONNECTION_FAILED", format!("no node of {addrs} answered")))?;
+    let out = view_from(first).await;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &out)?;
+        writeln!(stdout)?;
+    } else {
+        write_text(&mut stdout, &out)?;
+    }
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The cluster as its nodes describe it: `first` (one node's view) names
+/// the others, each is asked, and each partition is shown as its leader
+/// describes it.
+pub(crate) async fn view_from(first: ClusterStatus) -> StatusOut {
     let mut views: BTreeMap<u64, ClusterStatus> = BTreeMap::new();
     let asks = first
         .nodes
@@ -134,16 +183,7 @@ async fn status(addrs: &str, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     views.insert(first.node_id, first.clone());
-    let out = merge(&first, &views);
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut stdout, &out)?;
-        writeln!(stdout)?;
-    } else {
-        write_text(&mut stdout, &out)?;
-    }
-    stdout.flush()?;
-    Ok(ExitCode::SUCCESS)
+    merge(&first, &views)
 }
 
 /// Each partition as its leader describes it: the leader with the highest

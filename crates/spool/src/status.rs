@@ -79,10 +79,26 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let subs = client.list_subscriptions(None).await?;
     let groups = client.list_groups().await?;
+    // A cluster node: the cluster as its nodes describe it (a single node
+    // answers that it is not one).
+    let cluster = match client.cluster_status().await {
+        Ok(first) => Some(crate::cluster::view_from(first).await),
+        Err(_) => None,
+    };
     let out = if args.json {
-        json_report(&client, round_trip, &topics, &subs, &groups).to_string() + "\n"
+        let mut report = json_report(&client, round_trip, &topics, &subs, &groups);
+        if let Some(cluster) = &cluster {
+            report["cluster"] = serde_json::to_value(cluster)?;
+            report["cluster"]["under_replicated"] = json!(cluster.under_replicated());
+        }
+        report.to_string() + "\n"
     } else {
         let mut out = text_report(&client, &args.conn.addr, round_trip, &topics, &subs);
+        if let Some(cluster) = &cluster {
+            // Right under the server line.
+            let at = out.find('\n').map_or(out.len(), |i| i + 1);
+            out.insert_str(at, &format!("cluster   {}\n", cluster.summary()));
+        }
         groups_text(&mut out, &groups);
         out
     };

@@ -13,6 +13,7 @@
 //! partitions in entry-mode logs that the partition groups write.
 
 mod membership;
+mod observe;
 mod reads;
 mod reconcile;
 mod remote;
@@ -211,6 +212,7 @@ impl Cluster {
             tokio::spawn(announce(cluster.clone())),
             tokio::spawn(reconcile::run(cluster.clone())),
             tokio::spawn(membership::run(cluster.clone())),
+            tokio::spawn(observe::run(cluster.clone())),
         ];
         *cluster.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         tracing::info!(
@@ -492,6 +494,18 @@ impl Cluster {
     pub fn hosts(&self, topic: &str, partition: u32) -> bool {
         let hosted = self.hosted.read().unwrap_or_else(|p| p.into_inner());
         hosted.contains_key(&(topic.to_owned(), partition))
+    }
+
+    /// Whether this node's replica of the partition leads it now.
+    pub fn leads(&self, topic: &str, partition: u32) -> bool {
+        use spool_cluster::openraft::async_runtime::WatchReceiver;
+        let group = GroupId::Partition {
+            topic: topic.to_owned(),
+            partition,
+        };
+        self.node.groups().get(&group).is_some_and(|raft| {
+            raft.metrics().borrow_watched().state == spool_cluster::openraft::ServerState::Leader
+        })
     }
 
     /// `NOT_LEADER` for a partition, naming the leader this node knows (or

@@ -112,7 +112,11 @@ impl Cluster {
     /// committed entry (Kafka's in-sync replicas): voters in their node's
     /// latest generation (a node replaced after losing its data is not in
     /// sync as its old self, whose progress the leader still remembers).
-    fn in_sync(&self, metrics: &RaftMetrics<PartitionRaft>, state: &ClusterState) -> Vec<NodeId> {
+    pub(super) fn in_sync(
+        &self,
+        metrics: &RaftMetrics<PartitionRaft>,
+        state: &ClusterState,
+    ) -> Vec<NodeId> {
         let own = self.node.id();
         let committed = metrics.cluster_committed.as_ref().map(|c| c.index);
         let mut ids = vec![own];

@@ -466,11 +466,29 @@ impl Ops {
                     entry.end_offset = r.end_offset;
                 }
                 Ok(None) => {}
+                Err(e) if self.behind_here(fp, &e, entry.start_offset) => {}
                 Err(e) => entry.error = Some(e),
             }
             out.push(entry);
         }
         Fetched { partitions: out }
+    }
+
+    /// Whether `error` is an offset past the end of a replicated
+    /// partition's replica that does not lead it: such a replica may only
+    /// be behind (a node catching up, say after it lost its data), and a
+    /// consumer told "out of range" would start over from its reset
+    /// position. It answers nothing yet instead (a long poll waits for it
+    /// to catch up); only the leader, which holds every committed record,
+    /// says an offset is past the end.
+    fn behind_here(&self, fp: &FetchPartition, error: &BrokerError, start: i64) -> bool {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return false;
+        };
+        error.code == spool_types::ErrorCode::OffsetOutOfRange
+            && fp.offset >= start
+            && self.broker.topic(&fp.topic).is_ok_and(|t| t.replicated)
+            && !cluster.leads(&fp.topic, fp.partition)
     }
 
     /// Joins (or rejoins) a consumer group; answers the member's assignment.

@@ -138,11 +138,7 @@ fn status_shows_depth_rate_and_subscription_load_on_one_screen() {
 
 /// A `name{labels} value` line of `/metrics`, its value.
 fn metric(server: &ServerProc, name_and_labels: &str) -> Option<f64> {
-    let body = spool_testkit::http::blocking::get(&server.http, "/metrics").body;
-    let text = body.as_str().unwrap_or_default().to_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
+    server.metric(name_and_labels)
 }
 
 #[test]

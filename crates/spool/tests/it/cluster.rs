@@ -72,6 +72,33 @@ impl Cluster {
         self.nodes.insert(id, node);
     }
 
+    /// Where [`Cluster::start_node_logging`] writes node `id`'s log.
+    fn log_path(&self, id: u64) -> std::path::PathBuf {
+        self.dir.path().join(format!("node-{id}.log"))
+    }
+
+    /// [`Cluster::start_node`] with the node's log at `info` kept.
+    fn start_node_logging(&mut self, id: u64) {
+        let (data, log) = (self.data_dir(id), self.log_path(id));
+        let secret = self
+            .dir
+            .path()
+            .join("secret")
+            .to_string_lossy()
+            .into_owned();
+        let id_text = id.to_string();
+        let flags = [
+            "--node-id",
+            &id_text,
+            "--peers",
+            &self.peers,
+            "--cluster-secret-file",
+            &secret,
+        ];
+        let node = ServerProc::start_with_log(&data, &flags, &log);
+        self.nodes.insert(id, node);
+    }
+
     /// Every running node's address, comma-separated (`--addr`).
     fn addrs(&self) -> String {
         let addrs: Vec<&str> = self.nodes.values().map(|n| n.addr.as_str()).collect();
@@ -363,6 +390,32 @@ fn a_replica_stopped_by_a_full_disk_is_reopened_once_space_is_freed() {
         read.len() < 400,
         "node 3 stored everything on a full disk: {} records",
         read.len()
+    );
+    // Node 3 is behind: a fetch there past its end is not "out of range"
+    // (a consumer told so would start over from its reset position), only
+    // empty until the replica catches up; only a leader says "past the end".
+    let fetched = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = spool_client::Client::connect(third.as_str(), Default::default())
+            .await
+            .expect("connect to node 3");
+        let partitions = vec![spool_proto::FetchPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 400,
+            max_bytes: 1 << 20,
+        }];
+        let fetch = spool_proto::Fetch {
+            max_wait_ms: 100,
+            max_bytes: 1 << 20,
+            partitions,
+        };
+        client.fetch(fetch).await.expect("fetch")
+    });
+    let behind = &fetched.partitions[0];
+    assert!(
+        behind.error.is_none() && behind.batches.is_empty(),
+        "a replica behind answered {:?}",
+        behind.error
     );
 
     // Space comes back: the replica is reopened in place (no restart)
@@ -659,6 +712,106 @@ fn a_node_whose_data_directory_was_lost_rejoins_as_a_new_member_and_catches_up()
     assert!(out.ends_with("acknowledged: 5\n"), "{out}");
     let generation = std::fs::read_to_string(&generation_file).expect("generation");
     assert_eq!(generation.trim(), "1");
+}
+
+/// Waits up to 20 s for `ready`, panicking with `what` after.
+fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every replica reports its partition's leader and term; the leader
+/// reports its followers' lag and whether the partition is
+/// under-replicated; when a leader's node dies, the node that takes over
+/// logs it with the reason, every replica counts the change, and `spool
+/// status` shows the cluster.
+#[test]
+fn leader_changes_are_counted_logged_with_their_reason_and_shown() {
+    let mut cluster = Cluster::prepare(3);
+    for id in 1..=3 {
+        cluster.start_node_logging(id);
+    }
+    cluster.create_topic("watched", 1);
+    let out = ok(&cli(
+        &cluster.addrs(),
+        &["produce", "watched"],
+        &lines("w", 20),
+    ));
+    assert!(out.ends_with("acknowledged: 20\n"), "{out}");
+    let status = cluster.status(&cluster.addrs());
+    let leader = status["partitions"][0]["leader"]
+        .as_u64()
+        .expect("a leader");
+    let labels = r#"{topic="watched",partition="0"}"#;
+    let leader_gauge = format!("spool_cluster_partition_leader{labels}");
+    wait_for("every replica reporting the leader", || {
+        cluster
+            .nodes
+            .values()
+            .all(|n| n.metric(&leader_gauge) == Some(leader as f64))
+    });
+    let under = "spool_cluster_under_replicated_partitions";
+    wait_for("the leader reporting nothing under-replicated", || {
+        cluster.nodes[&leader].metric(under) == Some(0.0)
+    });
+    let through = cluster.nodes.values().next().expect("a node").addr.clone();
+    let shown = ok(&cli(&through, &["status", "--interval-ms", "100"], b""));
+    assert!(
+        shown.contains("cluster   3 of 3 nodes up") && shown.contains("0 under-replicated"),
+        "{shown}"
+    );
+
+    cluster.nodes.get_mut(&leader).expect("leader").kill();
+    cluster.nodes.remove(&leader);
+    cluster.status_until("a new leader", |s| {
+        s["partitions"][0]["leader"]
+            .as_u64()
+            .is_some_and(|l| l != leader)
+    });
+    let out = ok(&cli(
+        &cluster.addrs(),
+        &["produce", "watched"],
+        &lines("x", 5),
+    ));
+    assert!(out.ends_with("acknowledged: 5\n"), "{out}");
+    let status = cluster.status(&cluster.addrs());
+    let new = status["partitions"][0]["leader"]
+        .as_u64()
+        .expect("a leader");
+    let changes = format!("spool_cluster_leader_changes_total{labels}");
+    let lag = format!(
+        r#"spool_cluster_follower_lag_entries{{topic="watched",partition="0",follower="{leader}"}}"#
+    );
+    wait_for("the change counted, the dead follower lagging", || {
+        let node = &cluster.nodes[&new];
+        cluster
+            .nodes
+            .values()
+            .all(|n| n.metric(&changes).is_some_and(|c| c >= 1.0))
+            && node.metric(under) == Some(1.0)
+            && node.metric(&lag).is_some_and(|l| l >= 5.0)
+    });
+    let log = std::fs::read_to_string(cluster.log_path(new)).expect("the new leader's log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("this node now leads the partition"))
+        .unwrap_or_else(|| panic!("no leader change logged by node {new}:\n{log}"));
+    assert!(
+        line.contains(&format!("node {leader} stopped answering")) && line.contains("watched"),
+        "{line}"
+    );
+    let shown = ok(&cli(
+        &cluster.addrs(),
+        &["status", "--interval-ms", "100"],
+        b"",
+    ));
+    assert!(
+        shown.contains("cluster   2 of 3 nodes up") && shown.contains("1 under-replicated"),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -84,6 +84,25 @@ impl ServerProc {
         Self::spawn(data_dir, "127.0.0.1:0", &[], &[], Stdio::from(file))
     }
 
+    /// [`ServerProc::start_with`] with the server's log (stderr, at
+    /// `info`) written to `log`.
+    #[allow(dead_code)] // not every test module reads the log
+    pub fn start_with_log(data_dir: &Path, extra: &[&str], log: &Path) -> ServerProc {
+        let file = std::fs::File::create(log).expect("create the log file");
+        let envs = [("RUST_LOG", "info")];
+        Self::spawn(data_dir, "127.0.0.1:0", extra, &envs, Stdio::from(file))
+    }
+
+    /// A `name{labels} value` line of the server's `/metrics`, its value.
+    #[allow(dead_code)] // not every test module reads metrics
+    pub fn metric(&self, name_and_labels: &str) -> Option<f64> {
+        let body = spool_testkit::http::blocking::get(&self.http, "/metrics").body;
+        let text = body.as_str().unwrap_or_default().to_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// A server with its open-file limit set to `soft` and `hard` before it
     /// starts, extra `flags`, and its log (stderr, at `info`) written to
     /// `log`.
