@@ -3,7 +3,9 @@
 //! here, and the answer is put together in the asked order under one byte
 //! budget, as a fetch on one node would be. The long poll waits for the
 //! first of: an append here, a replica's long poll answering with records,
-//! the deadline; then everything is read again.
+//! the deadline; then everything is read again, except the partition whose
+//! long poll brought records: those are used as they came (not fetched a
+//! second time over the link).
 
 use super::{check_consume_all, FetchPartition, Fetched, FetchedPartition, Ops};
 use crate::auth::Caller;
@@ -14,6 +16,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// A replica's long poll answer with records, and the index of its
+/// partition in the fetch.
+type Polled = (usize, FetchedPartition);
 
 impl Ops {
     /// [`Ops::fetch`] when `elsewhere[i]` says partition `i` is read from
@@ -33,6 +39,8 @@ impl Ops {
             .filter(|(_, remote)| !**remote)
             .map(|(fp, _)| self.notifier.partition(&fp.topic, fp.partition))
             .collect();
+        // A replica's long poll answer with records, by partition index.
+        let mut polled: Option<Polled> = None;
         loop {
             check_consume_all(caller, partitions.iter().map(|p| p.topic.as_str()))?;
             // Listening before reading: an append in between still wakes.
@@ -41,7 +49,7 @@ impl Ops {
                 wait.as_mut().enable();
             }
             let fetched = self
-                .read_through_replicas(&partitions, elsewhere, max_bytes)
+                .read_through_replicas(&partitions, elsewhere, max_bytes, polled.take())
                 .await;
             let now = Instant::now();
             if fetched.has_data() || now >= deadline || self.stopping() {
@@ -57,12 +65,12 @@ impl Ops {
             };
             let woken = async {
                 tokio::select! {
-                    _ = appended_here => {}
-                    _ = polls => {}
-                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = appended_here => None,
+                    answer = polls => Some(answer),
+                    _ = tokio::time::sleep_until(deadline) => None,
                 }
             };
-            self.wait_unless_ended(caller, woken).await;
+            polled = self.wait_unless_ended(caller, woken).await.flatten().flatten();
         }
     }
 
@@ -73,6 +81,7 @@ impl Ops {
         partitions: &[FetchPartition],
         elsewhere: &[bool],
         max_bytes: usize,
+        mut polled: Option<Polled>,
     ) -> Fetched {
         let local: Vec<FetchPartition> = partitions
             .iter()
@@ -89,9 +98,18 @@ impl Ops {
         let remote = futures::future::join_all(
             partitions
                 .iter()
+                .enumerate()
                 .zip(elsewhere)
                 .filter(|(_, remote)| **remote)
-                .map(|(fp, _)| self.read_replica(fp, fp.max_bytes.min(max_bytes), 0)),
+                .map(|((i, fp), _)| {
+                    let ready = polled.take_if(|(at, _)| *at == i).map(|(_, read)| read);
+                    async move {
+                        match ready {
+                            Some(read) => read,
+                            None => self.read_replica(fp, fp.max_bytes.min(max_bytes), 0).await,
+                        }
+                    }
+                }),
         )
         .await;
         let mut remote = remote.into_iter();
@@ -146,26 +164,35 @@ impl Ops {
     }
 
     /// Long polls on the replicas of the remote partitions: resolves when
-    /// one answers with records or an error (never, if all answer empty).
+    /// one answers with records (with its partition's index and the read,
+    /// used as it is) or an error (`None`: everything is read again);
+    /// never, if all answer empty.
     fn replica_polls<'a>(
         &'a self,
         partitions: &'a [FetchPartition],
         elsewhere: &'a [bool],
         wait_ms: u64,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        let mut polls: FuturesUnordered<_> = partitions
-            .iter()
-            .zip(elsewhere)
-            .filter(|(_, remote)| **remote)
-            .map(|(fp, _)| self.read_replica(fp, fp.max_bytes, wait_ms))
-            .collect();
+    ) -> Pin<Box<dyn Future<Output = Option<Polled>> + Send + 'a>> {
+        let mut polls: FuturesUnordered<_> =
+            partitions
+                .iter()
+                .enumerate()
+                .zip(elsewhere)
+                .filter(|(_, remote)| **remote)
+                .map(|((i, fp), _)| async move {
+                    (i, self.read_replica(fp, fp.max_bytes, wait_ms).await)
+                })
+                .collect();
         Box::pin(async move {
-            while let Some(read) = polls.next().await {
-                if !read.batches.is_empty() || read.error.is_some() {
-                    return;
+            while let Some((i, read)) = polls.next().await {
+                if read.error.is_some() {
+                    return None;
+                }
+                if !read.batches.is_empty() {
+                    return Some((i, read));
                 }
             }
-            std::future::pending::<()>().await;
+            std::future::pending().await
         })
     }
 }

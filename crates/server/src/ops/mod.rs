@@ -127,12 +127,17 @@ impl Ops {
     }
 
     /// Waits for `woken` unless the server starts shutting down or the
-    /// caller's token is revoked first: how every long poll waits.
-    pub async fn wait_unless_ended(&self, caller: &Caller, woken: impl std::future::Future) {
+    /// caller's token is revoked first: how every long poll waits. What
+    /// `woken` answered, if it finished first.
+    pub async fn wait_unless_ended<T>(
+        &self,
+        caller: &Caller,
+        woken: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
         tokio::select! {
-            _ = woken => {}
-            _ = self.stopped() => {}
-            _ = caller.revoked() => {}
+            woke = woken => Some(woke),
+            _ = self.stopped() => None,
+            _ = caller.revoked() => None,
         }
     }
 }
