@@ -57,6 +57,9 @@ pub struct Groups {
     /// This node's generation, told to peers with each heartbeat answer
     /// (set once the node knows it, before any group runs).
     generation: std::sync::atomic::AtomicU64,
+    /// Groups whose leadership another node handed to this one (it was
+    /// stopping), not yet looked at: why this node leads them.
+    handed_over: std::sync::Mutex<std::collections::HashSet<GroupId>>,
 }
 
 impl Groups {
@@ -90,6 +93,15 @@ impl Groups {
             incarnation: n.incarnation.clone(),
             generation: n.generation,
         })
+    }
+
+    /// Whether another node handed `group`'s leadership to this one since
+    /// the last call (and forgets it).
+    pub fn take_handover(&self, group: &GroupId) -> bool {
+        self.handed_over
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(group)
     }
 
     /// Sets the generation heartbeat answers report.
@@ -261,6 +273,12 @@ impl Inbound for Groups {
         if let Some(refusal) = wrong_member(&raft, to_member, &request) {
             return Box::pin(async move { refusal });
         }
+        if let RaftRequest::TransferLeader(_) = &request {
+            self.handed_over
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(group.clone());
+        }
         if let RaftRequest::Propose(data) = request {
             return match self.proposer(&group) {
                 // Queued now, before the future runs: in arrival order.
@@ -288,6 +306,11 @@ impl Inbound for Groups {
                 // Answered above (a read of the metadata group is refused).
                 RaftRequest::Read { .. } => RaftResponse::Refused("not a partition".into()),
                 RaftRequest::Incarnation(_) => RaftResponse::Incarnation(None),
+                RaftRequest::TransferLeader(rpc) => match raft.handle_transfer_leader(rpc).await {
+                    Ok(Ok(())) => RaftResponse::Transferred,
+                    Ok(Err(refused)) => RaftResponse::Refused(refused.to_string()),
+                    Err(e) => RaftResponse::Refused(e.to_string()),
+                },
                 RaftRequest::Snapshot { vote, snapshot } => {
                     match raft.install_full_snapshot(vote, snapshot).await {
                         Ok(answer) => RaftResponse::Snapshot(answer),
@@ -315,6 +338,7 @@ fn wrong_member(
             | RaftRequest::Vote(_)
             | RaftRequest::PreVote(_)
             | RaftRequest::Snapshot { .. }
+            | RaftRequest::TransferLeader(_)
     );
     let me = raft.metrics().borrow_watched().id;
     (raft_message && to_member != crate::wire::ANY_MEMBER && to_member != me).then(|| {

@@ -474,6 +474,56 @@ impl Node {
         }
     }
 
+    /// Before the node stops: each group it leads hands its leadership
+    /// to another voter that is up (the preferred order first; openraft's
+    /// `transfer_leader`, which has the target catch up and then elect
+    /// with the voters' leases waived), so the group has its next leader
+    /// before this one goes instead of after its peers notice it is gone
+    /// (`NODE_DEAD_MS`, then an election). Waits up to `wait` for the
+    /// handovers; a group whose handover did not complete elects as after
+    /// a crash. Answers how many groups were handed over.
+    pub async fn hand_over_leadership(&self, wait: Duration) -> usize {
+        use openraft::async_runtime::WatchReceiver;
+        let mut groups: Vec<(GroupId, PartitionGroup, Vec<NodeId>)> = self.groups.partitions();
+        groups.push((GroupId::Meta, self.meta.clone(), Vec::new()));
+        let mut handed = Vec::new();
+        for (group, raft, preference) in groups {
+            let (me, leading, voters) = {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+                (m.id, m.state == openraft::ServerState::Leader, voters)
+            };
+            if !leading {
+                continue;
+            }
+            let preferred = preference
+                .iter()
+                .filter_map(|node| voters.iter().find(|v| node_of(**v) == *node));
+            let target = preferred
+                .chain(voters.iter())
+                .find(|v| **v != me && self.liveness.serves_member(**v, &group))
+                .copied();
+            if let Some(to) = target {
+                if raft.trigger().transfer_leader(to).await.is_ok() {
+                    handed.push(raft);
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut done = 0;
+        for raft in &handed {
+            let mut metrics = raft.metrics();
+            let moved = metrics.wait_until(|m| {
+                m.state != openraft::ServerState::Leader && m.current_leader.is_some()
+            });
+            if tokio::time::timeout_at(deadline, moved).await.is_ok() {
+                done += 1;
+            }
+        }
+        done
+    }
+
     /// Stops the listener and every group, for a node kept behind an `Arc`.
     pub async fn shutdown_groups(&self) {
         self.serving.abort();

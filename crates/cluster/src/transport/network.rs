@@ -6,7 +6,8 @@ use crate::wire::{GroupId, RaftRequest, RaftResponse};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use std::future::Future;
 use std::io;
@@ -110,6 +111,18 @@ impl RaftNetworkV2<PartitionRaft> for PartitionNetworkClient {
         option: RPCOption,
     ) -> Result<VoteResponse<PartitionRaft>, RPCError<PartitionRaft>> {
         self.ask_vote(RaftRequest::PreVote(rpc), &option).await
+    }
+
+    /// A leader shutting down hands its leadership to this member.
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<PartitionRaft>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<PartitionRaft>, RPCError<PartitionRaft>> {
+        match self.call(RaftRequest::TransferLeader(req), &option).await? {
+            RaftResponse::Transferred => Ok(Ok(())),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn full_snapshot(

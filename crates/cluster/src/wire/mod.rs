@@ -15,7 +15,8 @@ use crate::types::{
 };
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    VoteRequest, VoteResponse,
 };
 use openraft::vote::RaftLeaderId;
 use openraft::EntryPayload;
@@ -61,6 +62,10 @@ pub enum RaftRequest {
     /// in any group: `docs/cluster.md`, "A wiped data directory").
     /// Answered with `Incarnation`.
     Incarnation(NodeId),
+    /// A leader handing its leadership to the receiving member (a node
+    /// shutting down: openraft's `transfer_leader`). Answered with
+    /// `Transferred`, or `Refused` if the receiver would not take it.
+    TransferLeader(TransferLeaderRequest<PartitionRaft>),
 }
 
 /// A replica's answer to a [`RaftRequest::Read`].
@@ -79,6 +84,9 @@ pub enum RaftResponse {
     AppendEntries(AppendEntriesResponse<PartitionRaft>),
     Vote(VoteResponse<PartitionRaft>),
     Snapshot(SnapshotResponse<PartitionRaft>),
+    /// The receiver took a leadership transfer (it now runs an election
+    /// that the voters grant despite the old leader's lease).
+    Transferred,
     /// Where a forwarded proposal's records were placed, once applied.
     Proposed(BatchPlaced),
     /// The receiver does not lead the group; the leader, if it knows one.
@@ -137,6 +145,7 @@ const REQ_HEARTBEAT: u8 = 5;
 const REQ_PRE_VOTE: u8 = 6;
 const REQ_READ: u8 = 7;
 const REQ_INCARNATION: u8 = 8;
+const REQ_TRANSFER_LEADER: u8 = 9;
 const RESP_APPEND: u8 = 11;
 const RESP_VOTE: u8 = 12;
 const RESP_SNAPSHOT: u8 = 13;
@@ -148,6 +157,7 @@ const RESP_ALIVE: u8 = 18;
 const RESP_RECORDS: u8 = 19;
 const RESP_READ_FAILED: u8 = 20;
 const RESP_INCARNATION: u8 = 21;
+const RESP_TRANSFERRED: u8 = 22;
 
 const ENTRY_BLANK: u8 = 0;
 const ENTRY_NORMAL: u8 = 1;
@@ -228,6 +238,14 @@ pub fn encode_request(group: &GroupId, to_member: u64, request: &RaftRequest, ou
             out.put_u64(to_member);
             out.put_u64(*id);
         }
+        RaftRequest::TransferLeader(rpc) => {
+            out.put_u8(REQ_TRANSFER_LEADER);
+            put_group(out, group);
+            out.put_u64(to_member);
+            put_vote(out, rpc.from_leader());
+            out.put_u64(*rpc.to_node_id());
+            put_opt_log_id(out, rpc.last_log_id());
+        }
     }
 }
 
@@ -288,6 +306,12 @@ pub fn decode_request(mut buf: Bytes) -> Result<(GroupId, u64, RaftRequest), Wir
             wait_ms: get_u32(&mut buf)?,
         },
         REQ_INCARNATION => RaftRequest::Incarnation(get_u64(&mut buf)?),
+        REQ_TRANSFER_LEADER => {
+            let from = get_vote(&mut buf)?;
+            let to = get_u64(&mut buf)?;
+            let last_log_id = get_opt_log_id(&mut buf)?;
+            RaftRequest::TransferLeader(TransferLeaderRequest::new(from, to, last_log_id))
+        }
         _ => return Err(malformed("unknown request kind")),
     };
     expect_end(&buf)?;
@@ -321,6 +345,7 @@ pub fn encode_response(response: &RaftResponse, out: &mut BytesMut) {
             out.put_u8(RESP_SNAPSHOT);
             put_vote(out, &answer.vote);
         }
+        RaftResponse::Transferred => out.put_u8(RESP_TRANSFERRED),
         RaftResponse::Refused(reason) => {
             out.put_u8(RESP_REFUSED);
             put_bytes(out, reason.as_bytes());
@@ -397,6 +422,7 @@ pub fn decode_response(mut buf: Bytes) -> Result<RaftResponse, WireError> {
             RaftResponse::Vote(VoteResponse::new(vote, last, granted))
         }
         RESP_SNAPSHOT => RaftResponse::Snapshot(SnapshotResponse::new(get_vote(&mut buf)?)),
+        RESP_TRANSFERRED => RaftResponse::Transferred,
         RESP_REFUSED => {
             let reason = get_bytes(&mut buf)?;
             RaftResponse::Refused(String::from_utf8_lossy(&reason).into_owned())

@@ -61,6 +61,10 @@ const PRODUCER_ID_TRIES: u32 = 20;
 /// How often a topic creation looks whether its partitions have leaders.
 const LEADER_POLL_MS: u64 = 20;
 
+/// How long a stopping node waits for the groups it leads to take their
+/// next leader (a handover is a round trip and an election: milliseconds).
+const HANDOVER_WAIT_MS: u64 = 2_000;
+
 /// How long to wait between tries while the metadata group has no leader.
 const META_RETRY_MS: u64 = 100;
 
@@ -227,8 +231,23 @@ impl Cluster {
         self.node.id()
     }
 
-    /// Stops the background tasks and every Raft group of this node.
+    /// Stops the background tasks and every Raft group of this node, after
+    /// handing the leadership of the groups it leads to other nodes (a
+    /// rolling restart then costs each partition a handover, not a
+    /// leader's death noticed late).
     pub async fn shutdown(&self) {
+        let started = std::time::Instant::now();
+        let handed = self
+            .node
+            .hand_over_leadership(Duration::from_millis(HANDOVER_WAIT_MS))
+            .await;
+        if handed > 0 {
+            tracing::info!(
+                groups = handed,
+                ms = started.elapsed().as_millis() as u64,
+                "handed this node's leaderships to other nodes"
+            );
+        }
         let tasks: Vec<_> =
             std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in &tasks {

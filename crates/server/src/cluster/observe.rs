@@ -145,6 +145,9 @@ fn follower_lags(
 /// node can tell.
 fn reason(cluster: &Cluster, group: &GroupId, before: u64) -> String {
     let node = node_of(before);
+    if cluster.node.groups().take_handover(group) {
+        return format!("node {node} handed it over (it is stopping)");
+    }
     if node == cluster.node.id() {
         return "this node's earlier replica led it (a restart or a reopened replica)".into();
     }

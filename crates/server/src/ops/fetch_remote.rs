@@ -70,7 +70,11 @@ impl Ops {
                     _ = tokio::time::sleep_until(deadline) => None,
                 }
             };
-            polled = self.wait_unless_ended(caller, woken).await.flatten().flatten();
+            polled = self
+                .wait_unless_ended(caller, woken)
+                .await
+                .flatten()
+                .flatten();
         }
     }
 

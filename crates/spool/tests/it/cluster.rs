@@ -814,6 +814,84 @@ fn leader_changes_are_counted_logged_with_their_reason_and_shown() {
     );
 }
 
+/// A node stopped gracefully (SIGTERM, as a rolling restart does) hands
+/// the partitions and metadata group it leads to other replicas before it
+/// stops answering: it logs the handover, and the node that took a
+/// partition logs that it was handed over (after a crash it would say the
+/// node stopped answering). Right after the process is gone every
+/// partition and the metadata group has another leader, and produce goes
+/// on. (That part alone would also hold without the handover: the
+/// process's shutdown outlasts the 400 ms its peers take to notice.)
+#[test]
+fn a_node_stopped_gracefully_hands_over_its_leadership_first() {
+    let mut cluster = Cluster::prepare(3);
+    for id in 1..=3 {
+        cluster.start_node_logging(id);
+    }
+    // Three partitions: their preferred leaders are spread over the nodes.
+    cluster.create_topic("handed", 3);
+    let out = ok(&cli(
+        &cluster.addrs(),
+        &["produce", "handed"],
+        &lines("h", 30),
+    ));
+    assert!(out.ends_with("acknowledged: 30\n"), "{out}");
+    let before = cluster.status(&cluster.addrs());
+    let stopped = before["partitions"][0]["leader"]
+        .as_u64()
+        .expect("a leader");
+    let mut node = cluster.nodes.remove(&stopped).expect("the leader's node");
+    node.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.alive() {
+        assert!(Instant::now() < deadline, "node {stopped} did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = cluster.status(&cluster.addrs());
+    let partitions = after["partitions"].as_array().expect("partitions");
+    let led_by_stopped = before["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .filter(|p| p["leader"].as_u64() == Some(stopped))
+        .count();
+    assert!(led_by_stopped >= 1);
+    for p in partitions {
+        let leader = p["leader"].as_u64();
+        assert!(
+            leader.is_some() && leader != Some(stopped),
+            "right after node {stopped} stopped, partition {} is led by {leader:?}: {after:#}",
+            p["partition"]
+        );
+    }
+    let meta_leader = after["metadata"]["leader"].as_u64();
+    assert!(
+        meta_leader.is_some() && meta_leader != Some(stopped),
+        "metadata leader {meta_leader:?}"
+    );
+    let out = ok(&cli(
+        &cluster.addrs(),
+        &["produce", "handed"],
+        &lines("after", 10),
+    ));
+    assert!(out.ends_with("acknowledged: 10\n"), "{out}");
+    // The stopping node handed them over; a node that took one says so.
+    let log = std::fs::read_to_string(cluster.log_path(stopped)).expect("log");
+    assert!(
+        log.contains("handed this node's leaderships to other nodes"),
+        "{log}"
+    );
+    let new = after["partitions"][0]["leader"].as_u64().expect("a leader");
+    wait_for("the new leader to log why it leads", || {
+        std::fs::read_to_string(cluster.log_path(new)).is_ok_and(|log| {
+            log.lines().any(|l| {
+                l.contains("this node now leads the partition")
+                    && l.contains(&format!("node {stopped} handed it over"))
+            })
+        })
+    });
+}
+
 #[test]
 fn a_single_node_server_says_it_is_not_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
