@@ -70,6 +70,24 @@ fn an_append_request_round_trips() {
 }
 
 #[test]
+fn a_leadership_handover_round_trips() {
+    let request = TransferLeaderRequest::new(Vote::new(7, 1), (1 << 48) | 2, Some(log_id(7, 41)));
+    let bytes = encoded_request(&RaftRequest::TransferLeader(request.clone()));
+    let Ok((_, _, RaftRequest::TransferLeader(got))) = decode_request(bytes) else {
+        panic!("not a handover");
+    };
+    assert_eq!(got.from_leader(), request.from_leader());
+    assert_eq!(got.to_node_id(), request.to_node_id());
+    assert_eq!(got.last_log_id(), request.last_log_id());
+    let mut out = BytesMut::new();
+    encode_response(&RaftResponse::Transferred, &mut out);
+    assert!(matches!(
+        decode_response(out.freeze()),
+        Ok(RaftResponse::Transferred)
+    ));
+}
+
+#[test]
 fn votes_snapshots_and_answers_round_trip() {
     let mut vote_request = VoteRequest::new(Vote::new(9, 3), Some(log_id(8, 40)));
     vote_request.leadership_transfer = true;
