@@ -77,6 +77,26 @@ impl Cluster {
         self.dir.path().join(format!("node-{id}.log"))
     }
 
+    /// [`Cluster::start`] with every node's log kept ([`Cluster::log_path`]).
+    fn start_logging(count: u64) -> Cluster {
+        let mut cluster = Cluster::prepare(count);
+        for id in 1..=count {
+            cluster.start_node_logging(id);
+        }
+        cluster
+    }
+
+    /// Produces `count` lines `prefix-i` through the running nodes, all
+    /// acknowledged.
+    fn produce(&self, topic: &str, prefix: &str, count: usize) {
+        let out = ok(&cli(
+            &self.addrs(),
+            &["produce", topic],
+            &lines(prefix, count),
+        ));
+        assert!(out.ends_with(&format!("acknowledged: {count}\n")), "{out}");
+    }
+
     /// [`Cluster::start_node`] with the node's log at `info` kept.
     fn start_node_logging(&mut self, id: u64) {
         let (data, log) = (self.data_dir(id), self.log_path(id));
@@ -730,17 +750,9 @@ fn wait_for(what: &str, ready: impl Fn() -> bool) {
 /// status` shows the cluster.
 #[test]
 fn leader_changes_are_counted_logged_with_their_reason_and_shown() {
-    let mut cluster = Cluster::prepare(3);
-    for id in 1..=3 {
-        cluster.start_node_logging(id);
-    }
+    let mut cluster = Cluster::start_logging(3);
     cluster.create_topic("watched", 1);
-    let out = ok(&cli(
-        &cluster.addrs(),
-        &["produce", "watched"],
-        &lines("w", 20),
-    ));
-    assert!(out.ends_with("acknowledged: 20\n"), "{out}");
+    cluster.produce("watched", "w", 20);
     let status = cluster.status(&cluster.addrs());
     let leader = status["partitions"][0]["leader"]
         .as_u64()
@@ -824,22 +836,23 @@ fn leader_changes_are_counted_logged_with_their_reason_and_shown() {
 /// process's shutdown outlasts the 400 ms its peers take to notice.)
 #[test]
 fn a_node_stopped_gracefully_hands_over_its_leadership_first() {
-    let mut cluster = Cluster::prepare(3);
-    for id in 1..=3 {
-        cluster.start_node_logging(id);
-    }
+    let mut cluster = Cluster::start_logging(3);
     // Three partitions: their preferred leaders are spread over the nodes.
     cluster.create_topic("handed", 3);
-    let out = ok(&cli(
-        &cluster.addrs(),
-        &["produce", "handed"],
-        &lines("h", 30),
-    ));
-    assert!(out.ends_with("acknowledged: 30\n"), "{out}");
+    cluster.produce("handed", "h", 30);
     let before = cluster.status(&cluster.addrs());
     let stopped = before["partitions"][0]["leader"]
         .as_u64()
         .expect("a leader");
+    // Every replica has seen that leader (observed every 500 ms): a change
+    // is counted and explained against the leader seen before it.
+    let leader_gauge = r#"spool_cluster_partition_leader{topic="handed",partition="0"}"#;
+    wait_for("every replica reporting the leader", || {
+        cluster
+            .nodes
+            .values()
+            .all(|n| n.metric(leader_gauge) == Some(stopped as f64))
+    });
     let mut node = cluster.nodes.remove(&stopped).expect("the leader's node");
     node.signal("-TERM");
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -129,6 +129,13 @@ struct Harness {
     addrs: Arc<Mutex<Vec<String>>>,
 }
 
+/// The node worker `k` uses on its `round`th try: the nodes that are up,
+/// each worker starting from its own.
+fn pick_node(addrs: &Mutex<Vec<String>>, k: usize, round: usize) -> Option<String> {
+    let up = addrs.lock().expect("addrs");
+    (!up.is_empty()).then(|| up[(k + round) % up.len()].clone())
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -364,14 +371,7 @@ async fn produce(
     let mut incarnation = 0;
     while !*stop.borrow() {
         incarnation += 1;
-        let addr = {
-            let up = addrs.lock().expect("addrs");
-            if up.is_empty() {
-                None
-            } else {
-                Some(up[(k + incarnation) % up.len()].clone())
-            }
-        };
+        let addr = pick_node(&addrs, k, incarnation);
         let Some(addr) = addr else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;

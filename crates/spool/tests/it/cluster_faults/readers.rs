@@ -30,10 +30,7 @@ pub async fn read_continuously(
     let mut round = 0;
     while !*stop.borrow() {
         round += 1;
-        let addr = {
-            let up = addrs.lock().expect("addrs");
-            (!up.is_empty()).then(|| up[(k + round) % up.len()].clone())
-        };
+        let addr = super::pick_node(&addrs, k, round);
         let Some(addr) = addr else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
