@@ -47,7 +47,9 @@ pub trait ReadsHere: Send + Sync + 'static {
     ) -> BoxFuture<'static, RaftResponse>;
 }
 
-#[derive(Default)]
+/// The generation a node reports before it knows its own.
+pub const JOINING: u64 = u64::MAX;
+
 pub struct Groups {
     hosted: RwLock<HashMap<GroupId, Hosted>>,
     reads: std::sync::OnceLock<std::sync::Arc<dyn ReadsHere>>,
@@ -55,11 +57,25 @@ pub struct Groups {
     /// incarnation of a node it records.
     known_nodes: std::sync::OnceLock<std::sync::Arc<crate::meta::MetaHook>>,
     /// This node's generation, told to peers with each heartbeat answer
-    /// (set once the node knows it, before any group runs).
+    /// (set once the node knows it, before any group runs; until then
+    /// [`JOINING`], which matches no member: a node back from a lost
+    /// disk is not taken for its old self while it joins).
     generation: std::sync::atomic::AtomicU64,
     /// Groups whose leadership another node handed to this one (it was
     /// stopping), not yet looked at: why this node leads them.
     handed_over: std::sync::Mutex<std::collections::HashSet<GroupId>>,
+}
+
+impl Default for Groups {
+    fn default() -> Groups {
+        Groups {
+            hosted: RwLock::default(),
+            reads: std::sync::OnceLock::new(),
+            known_nodes: std::sync::OnceLock::new(),
+            generation: std::sync::atomic::AtomicU64::new(JOINING),
+            handed_over: std::sync::Mutex::default(),
+        }
+    }
 }
 
 impl Groups {
@@ -273,11 +289,16 @@ impl Inbound for Groups {
         if let Some(refusal) = wrong_member(&raft, to_member, &request) {
             return Box::pin(async move { refusal });
         }
-        if let RaftRequest::TransferLeader(_) = &request {
-            self.handed_over
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(group.clone());
+        if let RaftRequest::TransferLeader(rpc) = &request {
+            // Sent to every voter (each resets its lease); only the target
+            // takes over.
+            use openraft::async_runtime::WatchReceiver;
+            if *rpc.to_node_id() == raft.metrics().borrow_watched().id {
+                self.handed_over
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(group.clone());
+            }
         }
         if let RaftRequest::Propose(data) = request {
             return match self.proposer(&group) {
@@ -379,14 +400,19 @@ fn forwarded_answer(
 /// forwarded twice, so a wrong hint costs a retry, not a loop).
 async fn propose_here(raft: &PartitionGroup, data: bytes::Bytes) -> RaftResponse {
     use openraft::error::{ClientWriteError, RaftError};
-    match raft.client_write(crate::types::BatchData(data)).await {
-        Ok(written) => match crate::meta::answer_of(&written.data) {
+    // Bounded as the sender's wait is (`Node::propose`): a leader without
+    // its majority would hold the write, and this task, indefinitely.
+    let timeout = std::time::Duration::from_millis(crate::node::FORWARD_TIMEOUT_MS);
+    let written = tokio::time::timeout(timeout, raft.client_write(crate::types::BatchData(data)));
+    match written.await {
+        Ok(Ok(written)) => match crate::meta::answer_of(&written.data) {
             Some(Err(refusal)) => RaftResponse::Declined(refusal.to_string()),
             _ => RaftResponse::Proposed(written.data),
         },
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
             RaftResponse::NotLeader(forward.leader_id.map(crate::types::node_of))
         }
-        Err(e) => RaftResponse::Refused(e.to_string()),
+        Ok(Err(e)) => RaftResponse::Refused(e.to_string()),
+        Err(_) => RaftResponse::Refused("not committed in time (no majority?)".into()),
     }
 }

@@ -26,6 +26,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// How long a stopping node waits for some voter of a group it leads to
+/// hold its whole log before handing the group over (else the group
+/// elects as after a crash).
+const HANDOVER_CATCH_UP_MS: u64 = 500;
+
 /// How much longer than its wait a read from another node may take to be
 /// answered before the reader tries another replica.
 pub const READ_ANSWER_MARGIN_MS: u64 = 3_000;
@@ -449,10 +454,22 @@ impl Node {
             .groups
             .get(group)
             .ok_or_else(|| ProposeError::UnknownGroup(group.clone()))?;
-        let forward = match raft.client_write(BatchData(data.clone())).await {
-            Ok(written) => return Ok(written.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => forward,
-            Err(e) => return Err(ProposeError::Failed(e.to_string())),
+        // Bounded: a leader left without its majority never commits, and
+        // openraft holds the write until it does (or the leader changes).
+        // The entry may still be committed later; the proposer learns
+        // nothing more, as after a lost forward.
+        let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+        let written = tokio::time::timeout(timeout, raft.client_write(BatchData(data.clone())));
+        let forward = match written.await {
+            Ok(Ok(written)) => return Ok(written.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => forward,
+            Ok(Err(e)) => return Err(ProposeError::Failed(e.to_string())),
+            Err(_) => {
+                return Err(ProposeError::Unavailable(format!(
+                    "not committed within {FORWARD_TIMEOUT_MS} ms (the group's leader has no \
+                     majority?)"
+                )))
+            }
         };
         let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
             return Err(ProposeError::NoLeader);
@@ -486,31 +503,19 @@ impl Node {
         use openraft::async_runtime::WatchReceiver;
         let mut groups: Vec<(GroupId, PartitionGroup, Vec<NodeId>)> = self.groups.partitions();
         groups.push((GroupId::Meta, self.meta.clone(), Vec::new()));
+        let deadline = tokio::time::Instant::now() + wait;
         let mut handed = Vec::new();
         for (group, raft, preference) in groups {
-            let (me, leading, voters) = {
-                let m = raft.metrics();
-                let m = m.borrow_watched();
-                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
-                (m.id, m.state == openraft::ServerState::Leader, voters)
-            };
-            if !leading {
+            let Some(to) = self
+                .handover_target(&group, &raft, &preference, deadline)
+                .await
+            else {
                 continue;
-            }
-            let preferred = preference
-                .iter()
-                .filter_map(|node| voters.iter().find(|v| node_of(**v) == *node));
-            let target = preferred
-                .chain(voters.iter())
-                .find(|v| **v != me && self.liveness.serves_member(**v, &group))
-                .copied();
-            if let Some(to) = target {
-                if raft.trigger().transfer_leader(to).await.is_ok() {
-                    handed.push(raft);
-                }
+            };
+            if raft.trigger().transfer_leader(to).await.is_ok() {
+                handed.push(raft);
             }
         }
-        let deadline = tokio::time::Instant::now() + wait;
         let mut done = 0;
         for raft in &handed {
             let mut metrics = raft.metrics();
@@ -522,6 +527,49 @@ impl Node {
             }
         }
         done
+    }
+
+    /// Who takes over a group this node leads: a voter that is up and
+    /// holds the leader's whole log (openraft ignores a handover to one
+    /// behind, and the group would then wait for a crash's election), the
+    /// preferred order first; waits briefly for one to catch up (writes
+    /// have stopped: the node's connections are drained). `None` if this
+    /// node does not lead the group or none catches up in time.
+    async fn handover_target(
+        &self,
+        group: &GroupId,
+        raft: &PartitionGroup,
+        preference: &[NodeId],
+        deadline: tokio::time::Instant,
+    ) -> Option<u64> {
+        use openraft::async_runtime::WatchReceiver;
+        let catch_up = (tokio::time::Instant::now() + Duration::from_millis(HANDOVER_CATCH_UP_MS))
+            .min(deadline);
+        loop {
+            let m = raft.metrics().borrow_watched().clone();
+            if m.state != openraft::ServerState::Leader {
+                return None;
+            }
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            let last = m.last_log_index;
+            let holds_all = |v: &u64| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(v))
+                    .is_some_and(|matched| matched.as_ref().map(|l| l.index) >= last)
+            };
+            let preferred = preference
+                .iter()
+                .filter_map(|node| voters.iter().find(|v| node_of(**v) == *node));
+            let target = preferred
+                .chain(voters.iter())
+                .find(|v| **v != m.id && self.liveness.serves_member(**v, group) && holds_all(v))
+                .copied();
+            if target.is_some() || tokio::time::Instant::now() >= catch_up {
+                return target;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops the listener and every group, for a node kept behind an `Arc`.

@@ -28,6 +28,10 @@ pub fn member_id(node: NodeId, generation: u64) -> u64 {
     node | (generation << MEMBER_NODE_BITS)
 }
 
+/// Generations are below this: they fill the 16 bits above a member id's
+/// node id.
+pub const GENERATION_END: u64 = 1 << (64 - MEMBER_NODE_BITS);
+
 /// The node a member id belongs to.
 pub fn node_of(member: u64) -> NodeId {
     member & (NODE_ID_END - 1)

@@ -111,6 +111,11 @@ pub enum MetaRefusal {
         given: Option<u64>,
         expected: u64,
     },
+    #[error(
+        "node {node} was replaced after losing its data as many times as member ids allow; \
+         give the node a new id"
+    )]
+    GenerationsUsedUp { node: NodeId },
     #[error("incarnation {incarnation} was replaced (it was node {node}'s) and cannot come back")]
     IncarnationRetired { incarnation: String, node: NodeId },
     #[error("bad topic name {name:?}: {why}")]
@@ -270,6 +275,9 @@ impl ClusterState {
                 // The replacement names the generation it will run as, so
                 // it knows its member id before this is applied.
                 let expected = old.generation + 1;
+                if expected >= crate::types::GENERATION_END {
+                    return Err(MetaRefusal::GenerationsUsedUp { node: node.id });
+                }
                 if generation != Some(expected) {
                     return Err(MetaRefusal::GenerationMismatch {
                         node: node.id,

@@ -147,6 +147,24 @@ fn a_node_back_with_a_new_incarnation_is_recorded_as_replaced() {
 }
 
 #[test]
+fn generations_end_where_member_ids_have_no_bits_left() {
+    let mut state = ClusterState::default();
+    state.apply(&joined(1, &incarnation_of(1 << 20))).unwrap();
+    for generation in 1..crate::types::GENERATION_END {
+        let incarnation = incarnation_of((1 << 20) + generation);
+        state
+            .apply(&replacing(1, &incarnation, Some(generation)))
+            .unwrap();
+    }
+    let last = incarnation_of(1 << 40);
+    assert_refused(
+        &mut state,
+        &replacing(1, &last, Some(crate::types::GENERATION_END)),
+        MetaRefusal::GenerationsUsedUp { node: 1 },
+    );
+}
+
+#[test]
 fn node_joins_that_cannot_be_are_refused() {
     let mut state = ClusterState::default();
     state.apply(&joined(1, INC_A)).unwrap();

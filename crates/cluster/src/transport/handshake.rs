@@ -18,7 +18,10 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const MAGIC: &[u8; 4] = b"SPRF";
-const VERSION: u16 = 1;
+/// The node-link message layout: 2 added the target member to every
+/// request, the generation to heartbeat answers and leadership handovers
+/// (nodes of different layouts refuse each other at the handshake).
+const VERSION: u16 = 2;
 const NONCE_BYTES: usize = 16;
 const MAC_BYTES: usize = 32;
 const HELLO_BYTES: usize = 4 + 2 + 8 + NONCE_BYTES;

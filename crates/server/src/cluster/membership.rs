@@ -10,14 +10,17 @@
 //!
 //! Generations only grow: a leader whose metadata lags the group's
 //! membership (a change made by an earlier leader) never swaps a member
-//! back to an older one.
+//! back to an older one; and the voters are replaced only if the group's
+//! membership is still the one the swap was worked out from (openraft's
+//! `change_membership_if`), so a swap decided before a leader change is
+//! not applied over another leader's.
 
 use super::Cluster;
 use spool_cluster::groups::PartitionGroup;
 use spool_cluster::meta::ClusterState;
 use spool_cluster::openraft::async_runtime::WatchReceiver;
-use spool_cluster::openraft::{ChangeMembers, ServerState};
-use spool_cluster::types::{generation_of, member_id, node_of, NodeAddr, NodeId};
+use spool_cluster::openraft::{ChangeMembers, Precondition, ServerState};
+use spool_cluster::types::{generation_of, member_id, node_of, NodeAddr, NodeId, PartitionRaft};
 use spool_cluster::wire::GroupId;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -37,6 +40,9 @@ const CHANGES_AT_ONCE_MAX: usize = 4;
 /// with the new members' addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Swap {
+    /// The voters the swap was worked out against.
+    from_voters: BTreeSet<u64>,
+    /// The voters it leads to.
     voters: BTreeSet<u64>,
     learners_to_add: BTreeMap<u64, NodeAddr>,
     stale_learners: BTreeSet<u64>,
@@ -75,12 +81,15 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
 /// The groups this node leads now: the metadata group and partitions.
 fn led_groups(cluster: &Cluster) -> Vec<(GroupId, PartitionGroup)> {
     let groups = cluster.node.groups();
-    let mut led: Vec<(GroupId, PartitionGroup)> = groups
-        .partitions()
-        .into_iter()
-        .map(|(id, raft, _)| (id, raft))
-        .collect();
-    led.push((GroupId::Meta, cluster.node.meta().clone()));
+    // The metadata group first: a replaced node hosts no partition until
+    // its metadata replica has caught up.
+    let mut led = vec![(GroupId::Meta, cluster.node.meta().clone())];
+    led.extend(
+        groups
+            .partitions()
+            .into_iter()
+            .map(|(id, raft, _)| (id, raft)),
+    );
     led.retain(|(_, raft)| raft.metrics().borrow_watched().state == ServerState::Leader);
     led
 }
@@ -93,6 +102,7 @@ fn swap_needed(raft: &PartitionGroup, state: &ClusterState) -> Option<Swap> {
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let nodes: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
     let mut swap = Swap {
+        from_voters: voters.clone(),
         voters: BTreeSet::new(),
         learners_to_add: BTreeMap::new(),
         stale_learners: BTreeSet::new(),
@@ -128,9 +138,10 @@ fn swap_needed(raft: &PartitionGroup, state: &ClusterState) -> Option<Swap> {
     (swap.voters != voters || !swap.stale_learners.is_empty()).then_some(swap)
 }
 
-/// Adds the new members as learners, waits until they caught up, then
-/// replaces the voters; drops stale learners. Logged, not retried here:
-/// the next pass sees what is left to do.
+/// Adds the new members as learners, waits until they hold every
+/// committed entry, then replaces the voters if the membership is still
+/// the one the swap was worked out from; drops stale learners. Logged,
+/// not retried here: the next pass sees what is left to do.
 async fn change(group: &GroupId, raft: &PartitionGroup, swap: Swap) {
     // A partition group's leader holds no lease between writes (no
     // heartbeats): openraft refuses a change without one.
@@ -142,33 +153,35 @@ async fn change(group: &GroupId, raft: &PartitionGroup, swap: Swap) {
             generation = generation_of(*member),
             "adding a replaced node's new member as a learner"
         );
-        let wait = Duration::from_millis(CATCH_UP_WAIT_MS);
-        match tokio::time::timeout(wait, raft.add_learner(*member, addr.clone(), true)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::info!(?group, "adding a learner: {e}; trying again later");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(
-                    ?group,
-                    "the new member has not caught up yet; trying again later"
-                );
-                return;
-            }
+        if let Err(e) = raft.add_learner(*member, addr.clone(), false).await {
+            tracing::info!(?group, "adding a learner: {e}; trying again later");
+            return;
         }
     }
-    let current: BTreeSet<u64> = raft
+    let newcomers: Vec<u64> = swap.voters.difference(&swap.from_voters).copied().collect();
+    if !caught_up(raft, &newcomers).await {
+        tracing::info!(
+            ?group,
+            "the new member has not caught up yet; trying again later"
+        );
+        return;
+    }
+    let voters_now: BTreeSet<u64> = raft
         .metrics()
         .borrow_watched()
         .membership_config
         .membership()
         .voter_ids()
         .collect();
-    if current != swap.voters {
+    if voters_now != swap.from_voters {
+        // Another leader changed them meanwhile: worked out again next pass.
+        return;
+    }
+    if voters_now != swap.voters {
         spool_cluster::proposer::renew_lease(raft).await;
+        let replace = ChangeMembers::ReplaceAllVoters(swap.voters.clone());
         match raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(swap.voters.clone()), false)
+            .change_membership_if(replace, false, [unchanged_membership(raft)])
             .await
         {
             Ok(_) => tracing::info!(
@@ -185,8 +198,39 @@ async fn change(group: &GroupId, raft: &PartitionGroup, swap: Swap) {
     if !swap.stale_learners.is_empty() {
         spool_cluster::proposer::renew_lease(raft).await;
         let stale = ChangeMembers::RemoveNodes(swap.stale_learners.clone());
-        if let Err(e) = raft.change_membership(stale, false).await {
+        let changed = raft
+            .change_membership_if(stale, false, [unchanged_membership(raft)])
+            .await;
+        if let Err(e) = changed {
             tracing::info!(?group, "removing stale learners: {e}; trying again later");
         }
     }
+}
+
+/// The condition that the group's membership is still the one it has now
+/// (the one holding the learners just added, and the voters the swap was
+/// worked out against, as `change` checked just before): a change made in
+/// between by another leader makes openraft refuse this one.
+fn unchanged_membership(raft: &PartitionGroup) -> Precondition<PartitionRaft> {
+    let based_on = *raft.metrics().borrow_watched().membership_config.log_id();
+    Precondition::LastMembershipLogId {
+        last_membership_log_id: based_on,
+    }
+}
+
+/// Waits (up to [`CATCH_UP_WAIT_MS`]) until each of `members` holds every
+/// entry this leader has committed; `false` if one has not by then.
+async fn caught_up(raft: &PartitionGroup, members: &[u64]) -> bool {
+    let mut metrics = raft.metrics();
+    let all_there = metrics.wait_until(|m| {
+        let committed = m.cluster_committed.as_ref().map(|c| c.index);
+        members.iter().all(|member| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(member))
+                .is_some_and(|matched| matched.as_ref().map(|l| l.index) >= committed)
+        })
+    });
+    let wait = Duration::from_millis(CATCH_UP_WAIT_MS);
+    matches!(tokio::time::timeout(wait, all_there).await, Ok(Ok(_)))
 }

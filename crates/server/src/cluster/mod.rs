@@ -415,6 +415,10 @@ impl Cluster {
     /// used up.
     pub async fn producer_id(&self) -> Result<u64, BrokerError> {
         let mut tries = 0;
+        // One deadline for all tries: each proposal may itself wait up to
+        // TOPIC_READY_WAIT_MS for a metadata leader, and twenty of them
+        // would hold the producer (whose sends wait for its id) minutes.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(TOPIC_READY_WAIT_MS);
         loop {
             if let Some(id) = self
                 .producer_ids
@@ -436,7 +440,7 @@ impl Cluster {
                 }
                 // Another node took that block first (this node's state
                 // had not caught up): look again.
-                Err(e) if tries < PRODUCER_ID_TRIES => {
+                Err(e) if tries < PRODUCER_ID_TRIES && tokio::time::Instant::now() < deadline => {
                     tracing::debug!("allocating producer ids: {e}; trying again");
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(META_RETRY_MS)).await;
@@ -614,6 +618,7 @@ async fn announce(cluster: Arc<Cluster>) {
         generation: None,
     };
     let mut versions = cluster.meta.subscribe();
+    let mut refused_said = false;
     loop {
         let known = cluster
             .meta
@@ -631,8 +636,22 @@ async fn announce(cluster: Arc<Cluster>) {
             );
             return;
         }
-        if let Err(e) = cluster.propose_meta(&command).await {
-            tracing::debug!("announcing this node: {e}; retrying");
+        match cluster.propose_meta(&command).await {
+            // The metadata refuses this node (its incarnation was retired:
+            // an old data directory came back after the node was
+            // replaced): said loudly once. Its groups' peers address the
+            // replacement's members, which it is not, so they refuse it.
+            Err(e) if e.code == ErrorCode::InvalidRequest && !refused_said => {
+                tracing::error!(
+                    node_id = cluster.node.id(),
+                    "the cluster refuses this node: {}; stop it (an old data directory of a \
+                     node that was replaced must not come back: start it with an empty one)",
+                    e.message
+                );
+                refused_said = true;
+            }
+            Err(e) => tracing::debug!("announcing this node: {e}; retrying"),
+            Ok(()) => {}
         }
         let _ = tokio::time::timeout(Duration::from_millis(META_RETRY_MS * 5), versions.changed())
             .await;

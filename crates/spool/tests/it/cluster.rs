@@ -905,6 +905,35 @@ fn a_node_stopped_gracefully_hands_over_its_leadership_first() {
     });
 }
 
+/// A producer id comes from the metadata group; asked of its leader after
+/// the other two nodes died, the node answers `TIMEOUT` within about ten
+/// seconds (the producer, whose sends wait for its id, then fails them or
+/// asks again). Before, the leader's write waited for a commit that could
+/// not come, and the producer with it, for good.
+#[test]
+fn a_producer_id_is_refused_in_bounded_time_without_a_metadata_majority() {
+    let mut cluster = Cluster::start(3);
+    cluster.create_topic("ids", 1);
+    let leader = cluster.status(&cluster.addrs())["metadata"]["leader"]
+        .as_u64()
+        .expect("a metadata leader");
+    for id in (1..=3).filter(|id| *id != leader) {
+        cluster.nodes.get_mut(&id).expect("node").kill();
+        cluster.nodes.remove(&id);
+    }
+    let first = cluster.nodes[&leader].addr.clone();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let answer = rt.block_on(async {
+        let client = spool_client::Client::connect(first.as_str(), Default::default())
+            .await
+            .expect("connect");
+        tokio::time::timeout(Duration::from_secs(40), client.init_producer_id()).await
+    });
+    let answer = answer.unwrap_or_else(|_| panic!("no answer in 40 s"));
+    let e = answer.expect_err("no producer id without a metadata majority");
+    assert_eq!(e.code(), Some(spool_types::ErrorCode::Timeout), "{e}");
+}
+
 #[test]
 fn a_single_node_server_says_it_is_not_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
