@@ -23,7 +23,8 @@
 //! Short mode (CI): 6 faults on 3 nodes. `SPOOL_CLUSTER_FAULTS=100` for a
 //! long run, `SPOOL_CLUSTER_NODES=5` for five nodes, `SPOOL_CLUSTER_SEED`
 //! to replay a schedule (the seed is printed), `SPOOL_CLUSTER_FAULT_KINDS`
-//! to draw only some kinds of fault.
+//! to draw only some kinds of fault, `SPOOL_CLUSTER_LINGER_MS` for the
+//! producers' cluster linger.
 
 mod groups;
 mod readers;
@@ -381,7 +382,7 @@ async fn produce(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let producer = Producer::new(client, ProducerOptions::default());
+        let producer = Producer::new(client, producer_options());
         let mut waiting = Vec::new();
         for n in 0u64.. {
             if *stop.borrow() {
@@ -399,6 +400,19 @@ async fn produce(
         }
         settle(&mut waiting, &acks, &addr).await;
     }
+}
+
+/// The producers' options: the defaults, with `SPOOL_CLUSTER_LINGER_MS`
+/// (if set) as their cluster linger (off by default: RELIABILITY.md).
+fn producer_options() -> ProducerOptions {
+    let mut options = ProducerOptions::default();
+    if let Some(ms) = std::env::var("SPOOL_CLUSTER_LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.cluster_linger = Duration::from_millis(ms);
+    }
+    options
 }
 
 /// Waits for every outstanding delivery (all of them answered within
