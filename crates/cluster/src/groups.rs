@@ -157,6 +157,11 @@ impl Groups {
             .collect()
     }
 
+    /// Whether this node hosts `id` and its Raft core stopped here.
+    pub fn stopped_here(&self, id: &GroupId) -> bool {
+        self.read().get(id).is_some_and(|h| is_stopped(&h.raft))
+    }
+
     /// The groups whose Raft core stopped on a storage error (a full
     /// disk), with the error: not shut down, and worth reopening once the
     /// cause is gone (see the server's reconciliation).

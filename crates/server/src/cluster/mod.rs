@@ -472,7 +472,12 @@ impl Cluster {
     ) -> Result<oneshot::Receiver<ProposalAnswer>, BrokerError> {
         let hosted = self.hosted.read().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hosted.get(&(topic.to_owned(), partition)) {
-            return Ok(h.proposer.propose(data));
+            // A replica stopped here (a full disk) can neither write nor
+            // name the leader: the batch goes to another replica, as from
+            // a node that holds none.
+            if !self.replica_stopped(topic, partition) {
+                return Ok(h.proposer.propose(data));
+            }
         }
         drop(hosted);
         let known = self.meta.read().topic(topic).is_some();
@@ -489,9 +494,20 @@ impl Cluster {
         Ok(queue.propose(data))
     }
 
-    /// Where to send a batch for a partition not hosted here: `known` (a
-    /// leader another node named) if set, else the preferred leader, else
-    /// any replica — with its node-to-node address.
+    /// Whether this node's replica of the partition stopped (a storage
+    /// error) and waits to be reopened.
+    fn replica_stopped(&self, topic: &str, partition: u32) -> bool {
+        let group = GroupId::Partition {
+            topic: topic.to_owned(),
+            partition,
+        };
+        self.node.groups().stopped_here(&group)
+    }
+
+    /// Where to send a batch for a partition not written here: `known` (a
+    /// leader another node named) if set, else the first other replica
+    /// that serves it (alive, not stopped), in placement order — with its
+    /// node-to-node address.
     fn leader_guess(
         &self,
         topic: &str,
@@ -506,9 +522,19 @@ impl Cluster {
                 .get(partition as usize)?
                 .clone()
         };
+        let group = GroupId::Partition {
+            topic: topic.to_owned(),
+            partition,
+        };
+        let own = self.node.id();
         let to = known
-            .filter(|k| replicas.contains(k))
-            .or_else(|| replicas.iter().copied().find(|id| self.node.alive(*id)))?;
+            .filter(|k| replicas.contains(k) && *k != own)
+            .or_else(|| {
+                replicas
+                    .iter()
+                    .copied()
+                    .find(|id| *id != own && self.node.serves(*id, &group))
+            })?;
         Some((to, self.peers.get(&to)?.clone()))
     }
 

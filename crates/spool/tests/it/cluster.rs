@@ -934,6 +934,73 @@ fn a_producer_id_is_refused_in_bounded_time_without_a_metadata_majority() {
     assert_eq!(e.code(), Some(spool_types::ErrorCode::Timeout), "{e}");
 }
 
+/// A node whose replica stopped while leading (its disk filled) still
+/// takes produces for that partition: it forwards them to the replica the
+/// others elected, as a node without a replica does. (Before, it answered
+/// `NOT_LEADER`, naming the preferred leader, itself included, until its
+/// disk had space again: a producer connected to it retried for its whole
+/// wait, then failed.)
+#[test]
+fn a_node_whose_leading_replica_stopped_forwards_produces() {
+    let mut cluster = Cluster::prepare(3);
+    let tmpfs = match Tmpfs::mount(&cluster.data_dir(3), "48m") {
+        Ok(mounted) => mounted,
+        Err(why) => {
+            eprintln!("SKIPPED stopped-leader forwarding test: {why}");
+            return;
+        }
+    };
+    for id in 1..=3 {
+        cluster.start_node(id);
+    }
+    // Three partitions: one of them has node 3 as its preferred leader.
+    cluster.create_topic("led", 3);
+    let status = cluster.status(&cluster.addrs());
+    let partition = status["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .find(|p| p["leader"].as_u64() == Some(3))
+        .and_then(|p| p["partition"].as_u64())
+        .expect("a partition node 3 leads") as u32;
+    let third = cluster.nodes[&3].addr.clone();
+    tmpfs.fill("ballast");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (stored, last_error) = rt.block_on(async {
+        let client = spool_client::Client::connect(third.as_str(), Default::default())
+            .await
+            .expect("connect to node 3");
+        let mut b = spool_batch::BatchBuilder::new();
+        b.push(&spool_batch::NewRecord::value("x".repeat(1000), 1))
+            .expect("push");
+        let batch = bytes::Bytes::from(b.finish().expect("batch"));
+        let routing = spool_proto::Routing::Partition(partition);
+        // The first write stops node 3's replica (its append fails); the
+        // others elect within about a second. Tried for 10 s.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last_error = None;
+        while Instant::now() < deadline {
+            match client.produce("led", routing.clone(), batch.clone()).await {
+                Ok(_) if last_error.is_some() => return (true, last_error),
+                Ok(_) => {}
+                Err(e) => last_error = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (false, last_error)
+    });
+    assert!(
+        last_error.is_some(),
+        "node 3's replica never stopped: the disk did not fill?"
+    );
+    assert!(
+        stored,
+        "no produce through node 3 after its leading replica stopped: {last_error:?}"
+    );
+    std::fs::remove_file(tmpfs.path.join("ballast")).expect("free space");
+    cluster.nodes.clear();
+}
+
 #[test]
 fn a_single_node_server_says_it_is_not_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
