@@ -16,6 +16,7 @@ pub mod partition;
 pub mod producers;
 pub mod proposer;
 pub mod raft_files;
+pub mod rejoin;
 pub mod transport;
 pub mod types;
 pub mod wire;

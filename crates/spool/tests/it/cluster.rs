@@ -72,6 +72,23 @@ impl Cluster {
         self.nodes.insert(id, node);
     }
 
+    /// Three nodes, node 3's data directory on a small file system of its
+    /// own (to fill); `None`, saying so, where mounting is not allowed.
+    fn start_with_small_disk_on_3() -> Option<(Cluster, Tmpfs)> {
+        let mut cluster = Cluster::prepare(3);
+        let tmpfs = match Tmpfs::mount(&cluster.data_dir(3), "48m") {
+            Ok(mounted) => mounted,
+            Err(why) => {
+                eprintln!("SKIPPED full-disk cluster test: {why}");
+                return None;
+            }
+        };
+        for id in 1..=3 {
+            cluster.start_node(id);
+        }
+        Some((cluster, tmpfs))
+    }
+
     /// Where [`Cluster::start_node_logging`] writes node `id`'s log.
     fn log_path(&self, id: u64) -> std::path::PathBuf {
         self.dir.path().join(format!("node-{id}.log"))
@@ -380,18 +397,9 @@ fn retention_on_a_replicated_topic_and_a_node_that_missed_the_cut() {
 
 #[test]
 fn a_replica_stopped_by_a_full_disk_is_reopened_once_space_is_freed() {
-    let mut cluster = Cluster::prepare(3);
-    // Node 3's data directory on a small file system of its own.
-    let tmpfs = match Tmpfs::mount(&cluster.data_dir(3), "48m") {
-        Ok(mounted) => mounted,
-        Err(why) => {
-            eprintln!("SKIPPED full-disk cluster test: {why}");
-            return;
-        }
+    let Some((mut cluster, tmpfs)) = Cluster::start_with_small_disk_on_3() else {
+        return;
     };
-    for id in 1..=3 {
-        cluster.start_node(id);
-    }
     let first = cluster.nodes[&1].addr.clone();
     let third = cluster.nodes[&3].addr.clone();
     cluster.create_topic("t", 1);
@@ -942,17 +950,9 @@ fn a_producer_id_is_refused_in_bounded_time_without_a_metadata_majority() {
 /// wait, then failed.)
 #[test]
 fn a_node_whose_leading_replica_stopped_forwards_produces() {
-    let mut cluster = Cluster::prepare(3);
-    let tmpfs = match Tmpfs::mount(&cluster.data_dir(3), "48m") {
-        Ok(mounted) => mounted,
-        Err(why) => {
-            eprintln!("SKIPPED stopped-leader forwarding test: {why}");
-            return;
-        }
+    let Some((mut cluster, tmpfs)) = Cluster::start_with_small_disk_on_3() else {
+        return;
     };
-    for id in 1..=3 {
-        cluster.start_node(id);
-    }
     // Three partitions: one of them has node 3 as its preferred leader.
     cluster.create_topic("led", 3);
     let status = cluster.status(&cluster.addrs());

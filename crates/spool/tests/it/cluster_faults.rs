@@ -372,8 +372,7 @@ async fn produce(
     let mut incarnation = 0;
     while !*stop.borrow() {
         incarnation += 1;
-        let addr = pick_node(&addrs, k, incarnation);
-        let Some(addr) = addr else {
+        let Some(addr) = pick_node(&addrs, k, incarnation) else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };

@@ -30,8 +30,7 @@ pub async fn read_continuously(
     let mut round = 0;
     while !*stop.borrow() {
         round += 1;
-        let addr = super::pick_node(&addrs, k, round);
-        let Some(addr) = addr else {
+        let Some(addr) = super::pick_node(&addrs, k, round) else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
