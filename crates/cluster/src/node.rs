@@ -28,8 +28,10 @@ use tokio::task::JoinHandle;
 
 /// How long a stopping node waits for some voter of a group it leads to
 /// hold its whole log before handing the group over (else the group
-/// elects as after a crash).
-const HANDOVER_CATCH_UP_MS: u64 = 500;
+/// elects as after a crash). A follower acknowledges after its own
+/// fdatasync, which on a busy machine takes hundreds of milliseconds (CI
+/// saw 500 ms pass without one).
+const HANDOVER_CATCH_UP_MS: u64 = 2_000;
 
 /// How much longer than its wait a read from another node may take to be
 /// answered before the reader tries another replica.
@@ -510,6 +512,10 @@ impl Node {
                 .handover_target(&group, &raft, &preference, deadline)
                 .await
             else {
+                tracing::debug!(
+                    ?group,
+                    "not handed over: not leading it, or no voter caught up"
+                );
                 continue;
             };
             if raft.trigger().transfer_leader(to).await.is_ok() {

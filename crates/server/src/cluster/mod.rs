@@ -62,8 +62,9 @@ const PRODUCER_ID_TRIES: u32 = 20;
 const LEADER_POLL_MS: u64 = 20;
 
 /// How long a stopping node waits for the groups it leads to take their
-/// next leader (a handover is a round trip and an election: milliseconds).
-const HANDOVER_WAIT_MS: u64 = 2_000;
+/// next leader: a follower's catch-up (up to 2 s), then a round trip and
+/// an election.
+const HANDOVER_WAIT_MS: u64 = 5_000;
 
 /// How long to wait between tries while the metadata group has no leader.
 const META_RETRY_MS: u64 = 100;
